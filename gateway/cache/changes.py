@@ -1,0 +1,167 @@
+"""Per-account state counters, state strings and change logs (RFC 8620 5.2 /changes).
+
+Each data type of an account has a counter, the account's own modseq for that type. Every change
+takes the next value, and the change log remembers, per id, the modseq of its creation, of its
+last change and of its destruction. A **state string** is ``<epoch>-<modseq>``: the epoch is
+written with the account's first counter, so if Redis loses the data a new epoch is made and
+states handed out before the loss no longer match: they get ``cannotCalculateChanges``, never
+a wrong answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from gateway.cache.keys import AccountKeys
+
+EPOCH_CHARS = 10
+
+# KEYS: meta, state, changed, born, dead. ARGV: data type, epoch candidate, then (kind, id) pairs.
+# One script, so the counter and the log move together even with several gateways on one Redis.
+_RECORD = """
+redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2])
+local modseq = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+for i = 3, #ARGV, 2 do
+  local kind, id = ARGV[i], ARGV[i + 1]
+  modseq = modseq + 1
+  redis.call('ZADD', KEYS[3], modseq, id)
+  if kind == 'c' then
+    redis.call('ZADD', KEYS[4], modseq, id)
+    redis.call('ZREM', KEYS[5], id)
+  elseif kind == 'd' then
+    redis.call('ZADD', KEYS[5], modseq, id)
+  end
+end
+redis.call('HSET', KEYS[2], ARGV[1], modseq)
+return {redis.call('HGET', KEYS[1], 'epoch'), modseq}
+"""
+
+
+class CannotCalculateChanges(Exception):
+    """The state is unknown, from another epoch, or older than the retained log."""
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed between ``old_state`` and ``new_state`` (RFC 8620 5.2)."""
+
+    old_state: str
+    new_state: str
+    has_more_changes: bool
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    destroyed: list[str] = field(default_factory=list)
+
+
+def format_state(epoch: str, modseq: int) -> str:
+    return f"{epoch}-{modseq}"
+
+
+def parse_state(state: str) -> tuple[str, int]:
+    """Split a state string; anything malformed cannot be calculated from."""
+    epoch, sep, modseq = state.rpartition("-")
+    if not sep or not epoch or not modseq.isdigit() or len(modseq) > 19:
+        raise CannotCalculateChanges(f"{state!r} is not a state this server issued")
+    return epoch, int(modseq)
+
+
+class AccountState:
+    """State strings and change logs of one account."""
+
+    def __init__(self, client: Redis | RedisCluster, account_id: str) -> None:
+        self._client = client
+        self.keys = AccountKeys(account_id)
+
+    async def epoch(self) -> str:
+        """The account's epoch, made now if the account is new (or its data was lost)."""
+        await self._client.hsetnx(self.keys.meta, "epoch", secrets.token_hex(EPOCH_CHARS // 2))
+        value = await self._client.hget(self.keys.meta, "epoch")
+        return _text(value)
+
+    async def state(self, data_type: str) -> str:
+        epoch = await self.epoch()
+        modseq = await self._client.hget(self.keys.state, data_type)
+        return format_state(epoch, int(modseq or 0))
+
+    async def record(
+        self,
+        data_type: str,
+        *,
+        created: Iterable[str] = (),
+        updated: Iterable[str] = (),
+        destroyed: Iterable[str] = (),
+    ) -> str:
+        """Log changes atomically and return the new state string.
+
+        Each id takes its own modseq, so a client can be brought to any intermediate state when
+        it asks for fewer changes than there are.
+        """
+        pairs: list[str] = []
+        for kind, ids in (("c", created), ("u", updated), ("d", destroyed)):
+            for item in ids:
+                pairs += [kind, item]
+        k = self.keys
+        keys = [k.meta, k.state, k.changed(data_type), k.born(data_type), k.dead(data_type)]
+        args = [data_type, secrets.token_hex(EPOCH_CHARS // 2), *pairs]
+        epoch, modseq = await self._client.eval(_RECORD, len(keys), *keys, *args)
+        return format_state(_text(epoch), int(modseq))
+
+    async def changes(self, data_type: str, since: str, max_changes: int | None) -> Changes:
+        """Ids created, updated and destroyed since the state ``since``.
+
+        With ``max_changes``, stop after that many ids at their modseq, which is a state the
+        client can continue from.
+        """
+        epoch, since_modseq = parse_state(since)
+        current = await self.state(data_type)
+        current_epoch, current_modseq = parse_state(current)
+        if epoch != current_epoch or since_modseq > current_modseq:
+            raise CannotCalculateChanges(f"{since!r} is not a state of this account")
+        k = self.keys
+        count = None if max_changes is None else max_changes + 1
+        rows: Sequence[Any] = await self._client.zrange(
+            k.changed(data_type),
+            f"({since_modseq}",
+            "+inf",
+            byscore=True,
+            withscores=True,
+            offset=0 if count else None,
+            num=count,
+        )
+        has_more = max_changes is not None and len(rows) > max_changes
+        rows = rows[:max_changes] if has_more else rows
+        new_modseq = int(rows[-1][1]) if has_more else current_modseq
+        ids = [_text(member) for member, _ in rows]
+        born, dead = await self._births_and_deaths(data_type, ids)
+        result = Changes(since, format_state(epoch, new_modseq), has_more)
+        for item, born_at, dead_at in zip(ids, born, dead, strict=True):
+            new = born_at is not None and born_at > since_modseq
+            if dead_at is not None:
+                if not new:
+                    result.destroyed.append(item)
+            elif new:
+                result.created.append(item)
+            else:
+                result.updated.append(item)
+        return result
+
+    async def _births_and_deaths(
+        self, data_type: str, ids: list[str]
+    ) -> tuple[list[float | None], list[float | None]]:
+        if not ids:
+            return [], []
+        born = await self._client.zmscore(self.keys.born(data_type), ids)
+        dead = await self._client.zmscore(self.keys.dead(data_type), ids)
+        return born, dead
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        raise RuntimeError("Redis lost a value written in the same script")
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,19 @@
+"""msgpack, the value encoding of every structured Redis value.
+
+Binary-safe and several times smaller than JSON for the id maps and per-email records the index
+keeps; ``use_bin_type`` keeps ``bytes`` and ``str`` apart on the way back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)

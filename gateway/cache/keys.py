@@ -1,0 +1,57 @@
+"""The Redis key layout, in one place.
+
+Server-wide keys start with ``jg:``. Every key of one account starts with ``jg:{<accountId>}:``:
+the braces are a Redis Cluster hash tag, so all of an account's keys live in one slot and one
+account's updates can run atomically (MULTI or Lua) on a single node or on a cluster alike.
+
+=====================================  ======  =====================================================
+key                                    type    holds
+=====================================  ======  =====================================================
+``jg:secret``                          string  server secret for keyed hashes, when not configured
+``jg:{a}:meta``                        hash    ``epoch``: written when the account's index is made
+``jg:{a}:state``                       hash    data type -> the account's modseq for that type
+``jg:{a}:changed:<Type>``              zset    id -> modseq of its last change
+``jg:{a}:born:<Type>``                 zset    id -> modseq at which it was created
+``jg:{a}:dead:<Type>``                 zset    id -> modseq at which it was destroyed (tombstone)
+``jg:{a}:inflight:<kind>``             zset    request token -> start time (ms), for limits of
+                                               concurrent requests across replicas
+=====================================  ======  =====================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "jg"
+SECRET = f"{PREFIX}:secret"
+
+
+@dataclass(frozen=True)
+class AccountKeys:
+    """The names of one account's keys; all share the account's hash tag."""
+
+    account_id: str
+
+    @property
+    def base(self) -> str:
+        return f"{PREFIX}:{{{self.account_id}}}"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.base}:meta"
+
+    @property
+    def state(self) -> str:
+        return f"{self.base}:state"
+
+    def changed(self, data_type: str) -> str:
+        return f"{self.base}:changed:{data_type}"
+
+    def born(self, data_type: str) -> str:
+        return f"{self.base}:born:{data_type}"
+
+    def dead(self, data_type: str) -> str:
+        return f"{self.base}:dead:{data_type}"
+
+    def inflight(self, kind: str) -> str:
+        return f"{self.base}:inflight:{kind}"

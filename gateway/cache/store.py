@@ -1,0 +1,49 @@
+"""The Redis client the gateway shares across requests, and the server-wide secret."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from gateway.cache.changes import AccountState
+from gateway.cache.keys import SECRET
+
+SECRET_BYTES = 32
+
+
+class Store:
+    """Entry point to the gateway's Redis state; one per process, safe to share between tasks."""
+
+    def __init__(self, client: Redis | RedisCluster) -> None:
+        self.client = client
+
+    @classmethod
+    def from_url(cls, url: str, *, cluster: bool = False, timeout: float = 5.0) -> Store:
+        """Connect lazily: nothing is sent until the first command."""
+        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if cluster:
+            return cls(RedisCluster.from_url(url, **options))
+        return cls(Redis.from_url(url, health_check_interval=30, **options))
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def server_secret(self) -> bytes:
+        """The key for keyed hashes, made once and then shared by every replica.
+
+        SET NX makes the first replica's random value win, so concurrent start-ups agree.
+        """
+        await self.client.set(SECRET, secrets.token_bytes(SECRET_BYTES), nx=True)
+        value = await self.client.get(SECRET)
+        if not isinstance(value, bytes) or not value:
+            raise RuntimeError("Redis did not keep the server secret")
+        return value
+
+    def account(self, account_id: str) -> AccountState:
+        return AccountState(self.client, account_id)
