@@ -1,0 +1,378 @@
+"""One upstream IMAP connection: bytes in, parsed responses out, one command at a time.
+
+The transport is asyncio streams; framing and parsing are the pure functions of
+:mod:`gateway.imap.framing` and :mod:`gateway.imap.parse`. A connection never carries two
+commands at once (the pool hands it to one task at a time, and a lock makes sure), so every
+untagged response read while a command runs belongs to that command's result.
+
+Anything that leaves the stream in an unknown state (a timeout, a cancelled command, a
+protocol error, a BYE) marks the connection broken; the pool then throws it away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gateway.imap.commands import (
+    Arg,
+    Command,
+    Literal,
+    Secret,
+    authenticate_plain_command,
+    authenticate_plain_initial_response,
+    login_command,
+    mailbox,
+)
+from gateway.imap.errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    CommandTimeout,
+    ConnectionLost,
+    ImapError,
+    ProtocolError,
+    UpstreamUnavailable,
+)
+from gateway.imap.framing import ResponseFramer
+from gateway.imap.parse import (
+    Continuation,
+    SelectState,
+    Tagged,
+    Untagged,
+    fold_select,
+    parse_capabilities,
+    parse_enabled,
+    parse_response,
+)
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 256 * 1024
+MAX_LINE = 1024 * 1024
+MAX_LITERAL = 512 * 1024 * 1024
+# RFC 5530 codes that say "try again later" rather than "wrong password".
+TEMPORARY_CODES = frozenset({"UNAVAILABLE", "SERVERBUG", "LIMIT", "INUSE"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to reach the upstream server."""
+
+    host: str
+    port: int
+    tls: str  # "plain", "starttls" or "implicit"
+    ssl_context: ssl.SSLContext | None = None
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+
+
+@dataclass
+class Result:
+    """The untagged responses of one command and its tagged completion."""
+
+    untagged: list[Untagged]
+    tagged: Tagged
+
+    def data(self, keyword: str) -> list[Untagged]:
+        """The untagged data responses named ``keyword`` (e.g. "LIST", "FETCH")."""
+        return [u for u in self.untagged if u.keyword == keyword]
+
+
+@dataclass
+class Selected:
+    """The mailbox this connection has selected, so callers need not SELECT it again."""
+
+    name: str
+    read_only: bool
+    state: SelectState
+
+
+@dataclass
+class ImapConnection:
+    """An open connection to the upstream; see the module docstring for its rules."""
+
+    endpoint: Endpoint
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    capabilities: frozenset[str] = frozenset()
+    enabled: frozenset[str] = frozenset()
+    selected: Selected | None = None
+    broken: bool = False
+    last_used: float = field(default_factory=time.monotonic)
+    _framer: ResponseFramer = field(
+        default_factory=lambda: ResponseFramer(max_line=MAX_LINE, max_literal=MAX_LITERAL)
+    )
+    _pending: list[bytes] = field(default_factory=list)
+    _tag_number: int = 0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, endpoint: Endpoint) -> ImapConnection:
+        """Connect, read the greeting and start TLS as configured; not yet logged in."""
+        try:
+            async with asyncio.timeout(endpoint.connect_timeout):
+                return await cls._open(endpoint)
+        except TimeoutError:
+            raise UpstreamUnavailable(
+                f"upstream {endpoint.host}:{endpoint.port} timed out"
+            ) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise UpstreamUnavailable(
+                f"cannot reach upstream {endpoint.host}:{endpoint.port}: {exc.strerror or exc}"
+            ) from None
+
+    @classmethod
+    async def _open(cls, endpoint: Endpoint) -> ImapConnection:
+        implicit = endpoint.tls == "implicit"
+        reader, writer = await asyncio.open_connection(
+            endpoint.host,
+            endpoint.port,
+            ssl=endpoint.ssl_context if implicit else None,
+            server_hostname=endpoint.host if implicit else None,
+            limit=READ_SIZE,
+        )
+        conn = cls(endpoint, reader, writer)
+        conn._tune_socket()
+        try:
+            await conn._greeting()
+            if endpoint.tls == "starttls":
+                await conn._starttls()
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
+
+    def _tune_socket(self) -> None:
+        """Avoid the ~40 ms Nagle/delayed-ACK stall on small commands and responses."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._quickack()
+
+    def _quickack(self) -> None:
+        """Linux resets TCP_QUICKACK after a while; re-arm it after every read."""
+        option = getattr(socket, "TCP_QUICKACK", None)
+        sock = self.writer.get_extra_info("socket")
+        if option is not None and sock is not None and sock.family != socket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, 1)
+
+    async def _greeting(self) -> None:
+        response = await self._read_response()
+        if not isinstance(response, Untagged) or response.status not in ("OK", "PREAUTH"):
+            raise UpstreamUnavailable("upstream refused the connection")
+        if response.status == "PREAUTH":
+            # A multi-user gateway must log in as the user; PREAUTH means misconfiguration.
+            raise ProtocolError("upstream greeted with PREAUTH; the gateway needs LOGIN")
+        self._take_capabilities(response)
+        if not self.capabilities:
+            await self.refresh_capabilities()
+
+    async def _starttls(self) -> None:
+        if "STARTTLS" not in self.capabilities:
+            raise UpstreamUnavailable("upstream does not offer STARTTLS")
+        await self.execute(Command("STARTTLS"))
+        # RFC 9051 6.2.1: nothing may follow the STARTTLS completion in plaintext; anything
+        # already buffered was injected before the handshake and must not be trusted.
+        if self._pending or self._framer.buffered or len(getattr(self.reader, "_buffer", "")):
+            raise ProtocolError("upstream sent data after STARTTLS completion")
+        await self.writer.start_tls(
+            self.endpoint.ssl_context or ssl.create_default_context(),
+            server_hostname=self.endpoint.host,
+        )
+        # RFC 3501 6.2.1: capabilities learned before TLS must be discarded.
+        self.capabilities = frozenset()
+        await self.refresh_capabilities()
+
+    async def login(self, username: str, password: str) -> None:
+        """Authenticate; AUTHENTICATE PLAIN (UTF-8 safe) where offered, else LOGIN."""
+        if "AUTH=PLAIN" in self.capabilities:
+            if "SASL-IR" in self.capabilities:
+                command = authenticate_plain_command(username, password)
+                result = await self._authenticate(command, None)
+            else:
+                initial = Secret(authenticate_plain_initial_response(username, password))
+                result = await self._authenticate(Command("AUTHENTICATE", "PLAIN"), initial)
+        elif "LOGINDISABLED" in self.capabilities:
+            raise UpstreamUnavailable("upstream offers no usable login (LOGINDISABLED)")
+        else:
+            result = await self._authenticate(login_command(username, password), None)
+        if not self._take_capabilities(result.tagged):
+            await self.refresh_capabilities()
+
+    async def _authenticate(self, command: Command, response: Secret | None) -> Result:
+        try:
+            return await self.execute(command, continuation=response)
+        except CommandFailed as exc:
+            if exc.code in TEMPORARY_CODES:
+                raise UpstreamUnavailable(f"upstream cannot log in now ({exc.code})") from None
+            raise AuthenticationFailed(exc.status, exc.code, "authentication failed") from None
+
+    async def refresh_capabilities(self) -> frozenset[str]:
+        result = await self.execute(Command("CAPABILITY"))
+        for response in result.data("CAPABILITY"):
+            self.capabilities = parse_capabilities(response.values)
+        return self.capabilities
+
+    def _take_capabilities(self, response: Tagged | Untagged) -> bool:
+        if response.code is not None and response.code.name == "CAPABILITY":
+            self.capabilities = parse_capabilities(response.code.args)
+            return True
+        return False
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def execute(
+        self, command: Command, *, timeout: float | None = None, continuation: Secret | None = None
+    ) -> Result:
+        """Send ``command`` and collect its responses; a tagged NO/BAD raises CommandFailed.
+
+        ``continuation`` answers a server challenge ("+") that is not a literal request, as
+        AUTHENTICATE without SASL-IR needs.
+        """
+        if self.broken:
+            raise ConnectionLost("connection is broken")
+        async with self._lock:
+            try:
+                async with asyncio.timeout(timeout or self.endpoint.command_timeout):
+                    result = await self._run(command, continuation)
+            except TimeoutError:
+                self.broken = True
+                self.abort()
+                raise CommandTimeout(f"{command.name} timed out") from None
+            except BaseException:
+                # Cancelled or failed half way: the stream position is unknown.
+                self.broken = True
+                raise
+            finally:
+                self.last_used = time.monotonic()
+        if result.tagged.status != "OK":
+            t = result.tagged
+            raise CommandFailed(t.status, t.code.name if t.code else None, t.text)
+        return result
+
+    async def _run(self, command: Command, continuation: Secret | None) -> Result:
+        self._tag_number += 1
+        tag = f"G{self._tag_number}"
+        chunks = command.to_wire(
+            tag,
+            literal_plus="LITERAL+" in self.capabilities,
+            literal_minus="LITERAL-" in self.capabilities,
+        )
+        log.debug("upstream <- %s", command.redacted(tag))
+        untagged: list[Untagged] = []
+        for chunk in chunks:
+            if isinstance(chunk, Literal) and chunk.synchronizing:
+                await self._await_continuation(untagged)
+            self.writer.write(chunk.data if isinstance(chunk, Literal) else chunk)
+        await self.writer.drain()
+        while True:
+            response = await self._read_response()
+            if isinstance(response, Continuation):
+                if continuation is None:
+                    raise ProtocolError("unexpected continuation request")
+                self.writer.write(str(continuation.value).encode("ascii") + b"\r\n")
+                continuation = None
+                continue
+            if isinstance(response, Tagged):
+                if response.tag != tag:
+                    raise ProtocolError(f"tagged response for unknown tag {response.tag!r}")
+                return Result(untagged, response)
+            self._note_untagged(response)
+            untagged.append(response)
+
+    async def _await_continuation(self, untagged: list[Untagged]) -> None:
+        """Wait for "+" before a synchronizing literal (RFC 3501 7.5)."""
+        await self.writer.drain()
+        while True:
+            response = await self._read_response()
+            if isinstance(response, Continuation):
+                return
+            if isinstance(response, Tagged):
+                # The server refused the command before its literal.
+                raise CommandFailed(
+                    response.status, response.code.name if response.code else None, response.text
+                )
+            self._note_untagged(response)
+            untagged.append(response)
+
+    def _note_untagged(self, response: Untagged) -> None:
+        if response.status == "BYE":
+            self.broken = True
+        elif response.keyword == "CAPABILITY":
+            self.capabilities = parse_capabilities(response.values)
+
+    async def _read_response(self) -> Tagged | Untagged | Continuation:
+        while not self._pending:
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                self.broken = True
+                raise ConnectionLost("upstream closed the connection")
+            self._quickack()
+            self._pending.extend(self._framer.feed(data))
+        return parse_response(self._pending.pop(0))
+
+    # -- mailbox selection ---------------------------------------------------------------------
+
+    async def select(
+        self, name: str, *, read_only: bool = False, arguments: Sequence[Arg] = ()
+    ) -> SelectState:
+        """SELECT (or EXAMINE) ``name`` unless this connection has it selected already.
+
+        With ``arguments`` (e.g. CONDSTORE or QRESYNC parameters) the command is always sent,
+        since the caller wants the untagged data those produce.
+        """
+        current = self.selected
+        if current and current.name == name and current.read_only == read_only and not arguments:
+            return current.state
+        self.selected = None
+        verb = "EXAMINE" if read_only else "SELECT"
+        command = Command(verb, mailbox(name, utf8="UTF8=ACCEPT" in self.enabled), *arguments)
+        result = await self.execute(command)
+        state = fold_select(result.untagged, result.tagged)
+        self.selected = Selected(name, read_only or state.read_only, state)
+        return state
+
+    async def enable(self, *extensions: str) -> frozenset[str]:
+        """ENABLE what the server offers of ``extensions`` (RFC 5161); returns what took."""
+        wanted = [e for e in extensions if e.upper() in self.capabilities]
+        if not wanted:
+            return self.enabled
+        result = await self.execute(Command("ENABLE", *wanted))
+        for response in result.data("ENABLED"):
+            self.enabled |= parse_enabled(response)
+        return self.enabled
+
+    async def noop(self, timeout: float | None = None) -> None:
+        await self.execute(Command("NOOP"), timeout=timeout)
+
+    # -- closing -------------------------------------------------------------------------------
+
+    async def logout(self, timeout: float = 2.0) -> None:
+        """Say goodbye politely; never raises, whatever state the connection is in."""
+        if not self.broken:
+            with contextlib.suppress(ImapError, OSError, asyncio.CancelledError):
+                await self.execute(Command("LOGOUT"), timeout=timeout)
+        self.broken = True
+        self.abort()
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.writer.wait_closed()
+
+    def abort(self) -> None:
+        self.broken = True
+        transport = self.writer.transport
+        if not transport.is_closing():
+            transport.abort()
+
+    @property
+    def usable(self) -> bool:
+        return not self.broken and not self.writer.transport.is_closing()

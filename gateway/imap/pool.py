@@ -1,0 +1,265 @@
+"""Pooled upstream IMAP connections, per user, with a global ceiling.
+
+Every connection is logged in as one user, so the pool is a set of per-user pools. The limits:
+
+* a user holds at most ``max_per_user`` connections, so one user cannot exhaust the pool;
+* the process holds at most ``max_total``; when that is reached, an idle connection of another
+  user is closed to make room, and only when every connection is busy does a request wait
+  (``wait_timeout``, then :class:`PoolExhausted`).
+
+Idle connections are reused most-recently-used first (so surplus ones age out), checked with a
+NOOP when they have been idle a while, and closed with LOGOUT after ``idle_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from gateway.imap.connection import ImapConnection
+from gateway.imap.errors import ImapError, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+HEALTH_CHECK_AFTER = 30.0
+HEALTH_CHECK_TIMEOUT = 5.0
+
+
+class PoolExhausted(UpstreamUnavailable):
+    """No upstream connection became free in time."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A user's upstream credentials; kept in memory only, never logged (repr hides them)."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+Connector = Callable[[Credentials], Awaitable[ImapConnection]]
+
+
+@dataclass
+class _UserPool:
+    idle: deque[ImapConnection] = field(default_factory=deque)
+    count: int = 0  # idle + busy + being opened
+    capabilities: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    users: int
+    total: int
+    idle: int
+
+
+class ImapPool:
+    """See the module docstring. One instance per process."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        max_per_user: int,
+        max_total: int,
+        idle_timeout: float,
+        wait_timeout: float,
+    ) -> None:
+        self._connector = connector
+        self.max_per_user = max_per_user
+        self.max_total = max_total
+        self.idle_timeout = idle_timeout
+        self.wait_timeout = wait_timeout
+        self._users: dict[str, _UserPool] = {}
+        self._total = 0
+        self._changed = asyncio.Condition()
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def connection(self, credentials: Credentials) -> AsyncIterator[ImapConnection]:
+        """Borrow a logged-in connection of ``credentials.username`` for one piece of work.
+
+        The caller must already have verified the credentials (see :meth:`login`): an idle
+        connection is handed out without logging in again.
+        """
+        conn = await self._acquire(credentials, reuse=True)
+        try:
+            yield conn
+        finally:
+            await self._release(credentials.username, conn)
+
+    async def login(self, credentials: Credentials) -> frozenset[str]:
+        """Check ``credentials`` with a fresh LOGIN and keep the connection for later use.
+
+        Returns the upstream's capabilities after login.
+        """
+        conn = await self._acquire(credentials, reuse=False)
+        capabilities = conn.capabilities
+        await self._release(credentials.username, conn)
+        return capabilities
+
+    def capabilities(self, username: str) -> frozenset[str]:
+        """What the upstream offered this user after login (empty before the first login)."""
+        user = self._users.get(username)
+        return user.capabilities if user else frozenset()
+
+    def stats(self) -> PoolStats:
+        idle = sum(len(u.idle) for u in self._users.values())
+        return PoolStats(users=len(self._users), total=self._total, idle=idle)
+
+    def start(self) -> None:
+        """Start closing idle connections in the background."""
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap(), name="imap-pool-reaper")
+
+    async def close(self) -> None:
+        """LOGOUT every idle connection and refuse new work."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        idle = [c for u in self._users.values() for c in u.idle]
+        for user in self._users.values():
+            user.count -= len(user.idle)
+            user.idle.clear()
+        self._total -= len(idle)
+        await asyncio.gather(*(c.logout() for c in idle))
+
+    # -- acquiring and releasing ---------------------------------------------------------------
+
+    async def _acquire(self, credentials: Credentials, *, reuse: bool) -> ImapConnection:
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            if self._closed:
+                raise UpstreamUnavailable("the gateway is shutting down")
+            conn = await self._take_idle(credentials.username) if reuse else None
+            if conn is not None:
+                return conn
+            if self._reserve(credentials.username):
+                return await self._open(credentials)
+            await self._wait(deadline)
+
+    async def _take_idle(self, username: str) -> ImapConnection | None:
+        user = self._users.get(username)
+        while user and user.idle:
+            conn = user.idle.pop()
+            if await self._healthy(conn):
+                return conn
+            self._forget(username)
+        return None
+
+    async def _healthy(self, conn: ImapConnection) -> bool:
+        if not conn.usable:
+            return False
+        if time.monotonic() - conn.last_used < HEALTH_CHECK_AFTER:
+            return True
+        try:
+            await conn.noop(timeout=HEALTH_CHECK_TIMEOUT)
+        except ImapError:
+            conn.abort()
+            return False
+        return True
+
+    def _reserve(self, username: str) -> bool:
+        """Take a slot for a new connection of ``username`` if the limits allow one."""
+        user = self._users.setdefault(username, _UserPool())
+        if user.count >= self.max_per_user:
+            return False
+        if self._total >= self.max_total and not self._evict_idle(username):
+            return False
+        user.count += 1
+        self._total += 1
+        return True
+
+    def _evict_idle(self, keep: str) -> bool:
+        """Close the least recently used idle connection of another user."""
+        candidates = [
+            (user.idle[0].last_used, name)
+            for name, user in self._users.items()
+            if name != keep and user.idle
+        ]
+        if not candidates:
+            return False
+        _, name = min(candidates)
+        conn = self._users[name].idle.popleft()
+        self._forget(name)
+        self._background_logout(conn)
+        return True
+
+    async def _open(self, credentials: Credentials) -> ImapConnection:
+        try:
+            conn = await self._connector(credentials)
+        except BaseException:
+            self._forget(credentials.username)
+            await self._notify()
+            raise
+        self._users[credentials.username].capabilities = conn.capabilities
+        return conn
+
+    async def _release(self, username: str, conn: ImapConnection) -> None:
+        user = self._users[username]
+        if conn.usable and not self._closed:
+            user.idle.append(conn)
+        else:
+            self._forget(username)
+            self._background_logout(conn)
+        await self._notify()
+
+    def _forget(self, username: str) -> None:
+        user = self._users[username]
+        user.count -= 1
+        self._total -= 1
+        if user.count == 0:
+            del self._users[username]
+
+    async def _wait(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise PoolExhausted("no upstream connection became free in time")
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _background_logout(self, conn: ImapConnection) -> None:
+        task = asyncio.create_task(conn.logout())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    # -- idle reaper ---------------------------------------------------------------------------
+
+    async def _reap(self) -> None:
+        interval = max(1.0, min(self.idle_timeout / 2, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            self.close_idle(older_than=self.idle_timeout)
+
+    def close_idle(self, older_than: float) -> int:
+        """Close idle connections unused for ``older_than`` seconds; returns how many."""
+        cutoff = time.monotonic() - older_than
+        closed = 0
+        for name in list(self._users):
+            user = self._users[name]
+            while user.idle and user.idle[0].last_used <= cutoff:
+                conn = user.idle.popleft()
+                self._forget(name)
+                self._background_logout(conn)
+                closed += 1
+        return closed
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()

@@ -1,0 +1,53 @@
+"""Wiring from settings to upstream connections: TLS contexts, the IMAP connector and pool."""
+
+from __future__ import annotations
+
+import ssl
+
+from gateway.config import Settings, TlsMode, UpstreamUrl
+from gateway.imap.connection import Endpoint, ImapConnection
+from gateway.imap.pool import Credentials, ImapPool
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Verify upstream certificates against the system store or ``tls_ca_file``."""
+    context = ssl.create_default_context(
+        cafile=str(settings.tls_ca_file) if settings.tls_ca_file else None
+    )
+    if settings.tls_insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def imap_endpoint(settings: Settings) -> Endpoint:
+    url: UpstreamUrl = settings.imap
+    return Endpoint(
+        host=url.host,
+        port=url.port,
+        tls=url.tls.value,
+        ssl_context=None if url.tls is TlsMode.PLAIN else tls_context(settings),
+        connect_timeout=settings.imap_connect_timeout,
+        command_timeout=settings.imap_command_timeout,
+    )
+
+
+def imap_pool(settings: Settings) -> ImapPool:
+    endpoint = imap_endpoint(settings)
+
+    async def connect(credentials: Credentials) -> ImapConnection:
+        conn = await ImapConnection.open(endpoint)
+        try:
+            await conn.login(credentials.username, credentials.password)
+        except BaseException:
+            await conn.logout()
+            raise
+        return conn
+
+    return ImapPool(
+        connect,
+        max_per_user=settings.pool_max_per_user,
+        max_total=settings.pool_max_total,
+        idle_timeout=settings.pool_idle_timeout,
+        wait_timeout=settings.pool_wait_timeout,
+    )
