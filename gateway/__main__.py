@@ -1,0 +1,104 @@
+"""Command line: ``jmap-gateway [serve] [--flags]`` and small operator commands.
+
+Every setting is a ``GATEWAY_*`` variable and a flag of the same name (``--imap-url`` for
+``GATEWAY_IMAP_URL``); a flag wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pydantic.fields import FieldInfo
+
+from gateway.config import ConfigError, Settings, env_name, load_settings
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _is_bool(field: FieldInfo) -> bool:
+    return field.annotation is bool
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jmap-gateway", description="JMAP gateway to IMAP/SMTP")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="serve JMAP over HTTP (the default)")
+    commands.add_parser("config-table", help="print the settings as a Markdown table")
+    for target in (parser, serve):
+        for name, field in Settings.model_fields.items():
+            help_text = f"{field.description} [{env_name(name)}]"
+            if _is_bool(field):
+                target.add_argument(
+                    _flag(name),
+                    dest=name,
+                    action=argparse.BooleanOptionalAction,
+                    default=argparse.SUPPRESS,
+                    help=help_text,
+                )
+            else:
+                target.add_argument(
+                    _flag(name),
+                    dest=name,
+                    default=argparse.SUPPRESS,
+                    metavar=name.upper(),
+                    help=help_text,
+                )
+    return parser
+
+
+def config_table() -> str:
+    """The README's configuration table, generated from the settings themselves."""
+    rows = ["| Variable | Flag | Default | Meaning |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "required" if field.is_required() else _show_default(field.default)
+        rows.append(f"| `{env_name(name)}` | `{_flag(name)}` | {default} | {field.description} |")
+    return "\n".join(rows)
+
+
+def _show_default(value: Any) -> str:
+    return (
+        "unset"
+        if value is None
+        else f"`{str(value).lower() if isinstance(value, bool) else value}`"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    command = args.pop("command", None) or "serve"
+    if command == "config-table":
+        print(config_table())
+        return 0
+    try:
+        settings = load_settings(**args)
+    except ConfigError as exc:
+        print(f"jmap-gateway: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from gateway import logs
+    from gateway.app import create_app
+
+    logs.configure(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""The HTTP surface (RFC 8620 2 and 3): well-known redirect, Session, API.
+
+Thin on purpose: each route authenticates, applies the request limits, and hands the work to
+:mod:`gateway.jmap`. Every error leaves as a problem document (RFC 7807), never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import logs, services
+from gateway.auth import Principal, Unauthenticated
+from gateway.cache.limits import TooManyConcurrent
+from gateway.config import Settings
+from gateway.imap.errors import ImapError
+from gateway.jmap.dispatch import process_request
+from gateway.jmap.errors import RequestError, problem
+from gateway.jmap.protocol import parse_request
+from gateway.jmap.session import API_PATH, SESSION_PATH, account_access
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+WWW_AUTHENTICATE = 'Basic realm="jmap-gateway", charset="UTF-8"'
+RETRY_AFTER_SECONDS = "5"
+
+
+class ProblemResponse(Response):
+    """An RFC 7807 problem document."""
+
+    media_type = PROBLEM_JSON
+
+    def __init__(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(orjson.dumps(body), status_code=int(body["status"]), headers=headers)
+
+
+class JsonResponse(Response):
+    media_type = JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class HttpProblem(Exception):
+    """Raised by route helpers; turned into a ProblemResponse by one handler."""
+
+    def __init__(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(body.get("detail"))
+        self.body = body
+        self.headers = headers
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = await services.start(settings)
+        try:
+            yield
+        finally:
+            await services.stop(app.state.services)
+
+    app = FastAPI(
+        title="jmap-gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.add_middleware(AccessLog)
+    _add_error_handlers(app)
+    _add_routes(app)
+    return app
+
+
+def _services(request: Request) -> services.Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller, or a 401/503 problem. Sets the account id for the access log."""
+    try:
+        principal = await _services(request).authenticator.authenticate(
+            request.headers.get("authorization")
+        )
+    except Unauthenticated as exc:
+        raise HttpProblem(
+            problem(401, "Unauthorized", f"Authentication required: {exc}."),
+            {"WWW-Authenticate": WWW_AUTHENTICATE},
+        ) from None
+    except ImapError:
+        log.warning("upstream unavailable during authentication", exc_info=True)
+        raise HttpProblem(
+            problem(503, "Service Unavailable", "The mail server cannot be reached right now."),
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
+    request.scope.setdefault("state", {})["account_id"] = principal.account_id
+    return principal
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read at most ``limit`` octets, refusing a larger body before buffering it whole."""
+    too_large = RequestError.limit_exceeded(
+        "maxSizeRequest", f"The request is larger than {limit} octets."
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def _add_routes(app: FastAPI) -> None:
+    @app.get("/.well-known/jmap")
+    async def well_known() -> RedirectResponse:
+        # RFC 8620 2.2: the well-known URL redirects to the Session resource.
+        return RedirectResponse(settings_of(app).base_url + SESSION_PATH, status_code=301)
+
+    @app.get(SESSION_PATH)
+    async def session(request: Request) -> JsonResponse:
+        principal = await authenticate(request)
+        return JsonResponse(
+            _services(request).session(principal), headers={"Cache-Control": "no-cache, no-store"}
+        )
+
+    @app.post(API_PATH)
+    async def api(request: Request) -> JsonResponse:
+        principal = await authenticate(request)
+        svc = _services(request)
+        try:
+            async with svc.api_limiter.admit(principal.account_id):
+                return await _run_api(request, svc, principal)
+        except TooManyConcurrent:
+            raise RequestError.limit_exceeded(
+                "maxConcurrentRequests",
+                f"More than {svc.limits.max_concurrent_requests} requests are in progress "
+                "for this account.",
+            ) from None
+
+
+def settings_of(app: FastAPI) -> Settings:
+    return app.state.services.settings  # type: ignore[no-any-return]
+
+
+async def _run_api(request: Request, svc: services.Services, principal: Principal) -> JsonResponse:
+    body = await read_body(request, svc.limits.max_size_request)
+    jmap_request = parse_request(
+        body, request.headers.get("content-type"), svc.limits, svc.capabilities.keys()
+    )
+    request.scope["state"]["calls"] = [call.name for call in jmap_request.method_calls]
+    session_state = svc.session(principal)["state"]
+    response = await process_request(
+        jmap_request,
+        svc.registry,
+        account_access(svc.accounts(principal)),
+        services.RequestEnv(svc, principal),
+        session_state,
+    )
+    return JsonResponse(response)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError) -> ProblemResponse:
+        body = exc.to_problem()
+        if exc.limit == "maxConcurrentRequests":
+            # RFC 6585: too many requests; the client should retry later.
+            body["status"] = 429
+            return ProblemResponse(body, {"Retry-After": "1"})
+        return ProblemResponse(body)
+
+    @app.exception_handler(HttpProblem)
+    async def http_problem(request: Request, exc: HttpProblem) -> ProblemResponse:
+        return ProblemResponse(exc.body, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_exception(request: Request, exc: HTTPException) -> ProblemResponse:
+        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        headers = dict(exc.headers) if exc.headers else None
+        return ProblemResponse(problem(exc.status_code, title, str(exc.detail)), headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> ProblemResponse:
+        incident = secrets.token_hex(6)
+        log.error("unhandled error, incident %s", incident, exc_info=exc)
+        return ProblemResponse(
+            problem(500, "Internal Server Error", f"Unexpected error; incident {incident}.")
+        )
+
+
+class AccessLog:
+    """ASGI middleware writing the one structured log line of each request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        scope.setdefault("state", {})
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            state = scope["state"]
+            logs.access(
+                http_method=scope["method"],
+                route=getattr(route, "path", "unmatched"),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                account=state.get("account_id"),
+                calls=state.get("calls"),
+            )

@@ -1,0 +1,252 @@
+"""Settings from ``GATEWAY_*`` environment variables (and the same names as CLI flags).
+
+One table, :class:`Settings`, drives the environment, the command-line flags and the README's
+configuration table, so the three cannot drift apart. A bad value stops start-up with one line
+that names the variable: operators read that line in a pod's log, not a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "GATEWAY_"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line naming the variable."""
+
+
+class TlsMode(enum.Enum):
+    """How the upstream connection is protected."""
+
+    PLAIN = "plain"
+    STARTTLS = "starttls"
+    IMPLICIT = "implicit"
+
+
+@dataclass(frozen=True)
+class UpstreamUrl:
+    """An upstream server address: ``imap://h:p``, ``imap://h:p?starttls``, ``imaps://h:p``."""
+
+    host: str
+    port: int
+    tls: TlsMode
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port} ({self.tls.value})"
+
+
+# scheme -> (TLS mode, default port). SMTP defaults to the submission ports (RFC 6409, RFC 8314):
+# the gateway submits users' mail, it does not relay.
+_SCHEMES: dict[str, dict[str, tuple[TlsMode, int]]] = {
+    "imap": {"imap": (TlsMode.PLAIN, 143), "imaps": (TlsMode.IMPLICIT, 993)},
+    "smtp": {"smtp": (TlsMode.PLAIN, 587), "smtps": (TlsMode.IMPLICIT, 465)},
+}
+
+
+def parse_upstream_url(value: str, protocol: str) -> UpstreamUrl:
+    """Parse an upstream URL for ``protocol`` ("imap" or "smtp"), or raise ValueError."""
+    schemes = _SCHEMES[protocol]
+    parts = urlsplit(value.strip())
+    if parts.scheme not in schemes:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ValueError(f"must start with {allowed}")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials (users log in with their own)")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ValueError("must be scheme://host[:port] with no path")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    tls, default_port = schemes[parts.scheme]
+    options = parse_qs(parts.query, keep_blank_values=True)
+    unknown = set(options) - {"starttls"}
+    if unknown:
+        raise ValueError(f"has unknown option {sorted(unknown)[0]!r} (only ?starttls)")
+    if "starttls" in options:
+        if tls is TlsMode.IMPLICIT:
+            raise ValueError(f"{parts.scheme}:// is already TLS; ?starttls applies to plain URLs")
+        tls = TlsMode.STARTTLS
+    return UpstreamUrl(host=parts.hostname, port=port or default_port, tls=tls)
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway. Only the upstream IMAP URL and the Redis URL are required."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    imap_url: str = Field(
+        description="Upstream IMAP server: imap://host:port, imap://host:port?starttls, "
+        "imaps://host:port (required)",
+    )
+    redis_url: str = Field(
+        description="Redis holding the gateway's state, shared by all replicas: redis://, "
+        "rediss:// or unix:// (required)",
+    )
+    redis_cluster: bool = Field(False, description="Talk to redis_url as a Redis Cluster")
+    smtp_url: str | None = Field(
+        None,
+        description="Upstream SMTP submission server: smtp://host:port, smtp://host:port?starttls, "
+        "smtps://host:port (default ports 587 and 465); unset: no submission",
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients use to reach the gateway, used in the Session's URLs "
+        "(default http://HOST:PORT)",
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on")
+    port: int = Field(8080, ge=1, le=65535, description="Port to listen on")
+    tls_ca_file: Path | None = Field(
+        None,
+        description="CA bundle to verify the upstream IMAP/SMTP certificates (default: system)",
+    )
+    tls_insecure: bool = Field(
+        False, description="Do not verify upstream certificates. For tests only, never production"
+    )
+    secret: SecretStr | None = Field(
+        None,
+        description="Key for keyed hashes (account ids); unset: generated once and kept in Redis "
+        "so every replica shares it",
+    )
+    pool_max_per_user: int = Field(
+        4, ge=1, description="Upstream IMAP connections one user may hold at once"
+    )
+    pool_max_total: int = Field(
+        100, ge=1, description="Upstream IMAP connections of this process, all users together"
+    )
+    pool_idle_timeout: float = Field(
+        300.0, gt=0, description="Seconds an unused upstream connection is kept before LOGOUT"
+    )
+    pool_wait_timeout: float = Field(
+        10.0, gt=0, description="Seconds a request waits for a free upstream connection"
+    )
+    imap_connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds to connect, greet, start TLS and log in upstream"
+    )
+    imap_command_timeout: float = Field(
+        60.0, gt=0, description="Seconds one upstream IMAP command may take"
+    )
+    auth_cache_seconds: float = Field(
+        60.0, ge=0, description="Seconds a successful credential check is remembered (0: never)"
+    )
+    max_size_request: int = Field(
+        10_000_000, ge=1_000, description="Largest API request body, in octets (maxSizeRequest)"
+    )
+    max_concurrent_requests: int = Field(
+        8, ge=1, description="API requests one user may have in flight (maxConcurrentRequests)"
+    )
+    max_calls_in_request: int = Field(
+        32, ge=1, description="Method calls in one API request (maxCallsInRequest)"
+    )
+    max_objects_in_get: int = Field(500, ge=1, description="Ids in one /get call (maxObjectsInGet)")
+    max_objects_in_set: int = Field(
+        500, ge=1, description="Creates, updates and destroys in one /set call (maxObjectsInSet)"
+    )
+    max_size_upload: int = Field(
+        50_000_000, ge=1, description="Largest blob upload, in octets (maxSizeUpload)"
+    )
+    max_concurrent_upload: int = Field(
+        4, ge=1, description="Uploads one user may have in flight (maxConcurrentUpload)"
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning or error")
+
+    @field_validator("imap_url")
+    @classmethod
+    def _check_imap_url(cls, value: str) -> str:
+        parse_upstream_url(value, "imap")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str | None) -> str | None:
+        if value:
+            parse_upstream_url(value, "smtp")
+        return value or None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("must be debug, info, warning or error")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> Settings:
+        if self.pool_max_per_user > self.pool_max_total:
+            raise ValueError("GATEWAY_POOL_MAX_PER_USER must not exceed GATEWAY_POOL_MAX_TOTAL")
+        return self
+
+    @property
+    def imap(self) -> UpstreamUrl:
+        return parse_upstream_url(self.imap_url, "imap")
+
+    @property
+    def smtp(self) -> UpstreamUrl | None:
+        return parse_upstream_url(self.smtp_url, "smtp") if self.smtp_url else None
+
+    @property
+    def base_url(self) -> str:
+        """The URL the Session's URLs start with."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment, let explicit ``overrides`` (CLI flags) win, or raise ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_first_problem(exc)) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    location = error["loc"][0] if error["loc"] else None
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing":
+        message = "is required but not set"
+    if location is None:
+        return message
+    return f"{env_name(str(location))}: {message}"

@@ -1,0 +1,128 @@
+"""The process-wide services one gateway process runs with, and what a request sees of them.
+
+Built once at start-up (see :func:`start`) and shared by every request; translators receive a
+:class:`RequestEnv` as the opaque environment of :mod:`gateway.jmap.dispatch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.auth import Authenticator, Principal
+from gateway.cache.limits import ConcurrencyLimiter
+from gateway.cache.store import Store
+from gateway.config import Settings
+from gateway.imap.pool import ImapPool
+from gateway.jmap import capabilities as caps
+from gateway.jmap.capabilities import CoreLimits
+from gateway.jmap.core_methods import register_core
+from gateway.jmap.dispatch import MethodRegistry
+from gateway.jmap.session import AccountInfo, build_session
+from gateway.upstream import imap_pool
+
+# An API request holds its slot for at most this long if its process dies mid-request.
+CONCURRENCY_LEASE_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: Store
+    pool: ImapPool
+    authenticator: Authenticator
+    registry: MethodRegistry[RequestEnv]
+    limits: CoreLimits
+    api_limiter: ConcurrencyLimiter
+
+    @property
+    def capabilities(self) -> dict[str, dict[str, Any]]:
+        """The Session's server-wide capabilities: only what is implemented."""
+        return {caps.CORE: self.limits.to_capability(), caps.MAIL: {}}
+
+    def account_capabilities(self) -> dict[str, dict[str, Any]]:
+        """RFC 8621 1.3.1: the mail capability of a user's own account."""
+        return {
+            caps.MAIL: {
+                "maxMailboxesPerEmail": None,
+                "maxMailboxDepth": None,
+                "maxSizeMailboxName": 255,
+                "maxSizeAttachmentsPerEmail": self.settings.max_size_upload,
+                # Sorting arrives with Email/query; advertise nothing before it exists.
+                "emailQuerySortOptions": [],
+                "mayCreateTopLevelMailbox": True,
+            }
+        }
+
+    def accounts(self, principal: Principal) -> dict[str, AccountInfo]:
+        """The accounts this caller may use: exactly their own."""
+        account = AccountInfo(
+            name=principal.username,
+            is_personal=True,
+            is_read_only=False,
+            account_capabilities=self.account_capabilities(),
+        )
+        return {principal.account_id: account}
+
+    def session(self, principal: Principal) -> dict[str, Any]:
+        return build_session(
+            username=principal.username,
+            accounts=self.accounts(principal),
+            primary_accounts={caps.MAIL: principal.account_id},
+            capabilities=self.capabilities,
+            base_url=self.settings.base_url,
+        )
+
+
+@dataclass(frozen=True)
+class RequestEnv:
+    """What a method handler gets besides its arguments: the services and the caller."""
+
+    services: Services
+    principal: Principal
+
+
+def core_limits(settings: Settings) -> CoreLimits:
+    return CoreLimits(
+        max_size_upload=settings.max_size_upload,
+        max_concurrent_upload=settings.max_concurrent_upload,
+        max_size_request=settings.max_size_request,
+        max_concurrent_requests=settings.max_concurrent_requests,
+        max_calls_in_request=settings.max_calls_in_request,
+        max_objects_in_get=settings.max_objects_in_get,
+        max_objects_in_set=settings.max_objects_in_set,
+        collation_algorithms=(),
+    )
+
+
+def method_registry() -> MethodRegistry[RequestEnv]:
+    registry: MethodRegistry[RequestEnv] = MethodRegistry()
+    register_core(registry)
+    return registry
+
+
+async def start(settings: Settings) -> Services:
+    """Connect to Redis, agree on the server secret and build the pool."""
+    store = Store.from_url(settings.redis_url, cluster=settings.redis_cluster)
+    if settings.secret is not None:
+        secret = settings.secret.get_secret_value().encode()
+    else:
+        secret = await store.server_secret()
+    pool = imap_pool(settings)
+    pool.start()
+    return Services(
+        settings=settings,
+        store=store,
+        pool=pool,
+        authenticator=Authenticator(pool, secret, settings.auth_cache_seconds),
+        registry=method_registry(),
+        limits=core_limits(settings),
+        api_limiter=ConcurrencyLimiter(
+            store.client, "api", settings.max_concurrent_requests, CONCURRENCY_LEASE_SECONDS
+        ),
+    )
+
+
+async def stop(services: Services) -> None:
+    await services.pool.close()
+    await services.store.close()
