@@ -1,0 +1,117 @@
+"""Fixtures: real Dovecot and Redis servers, and a real gateway served by uvicorn on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import uvicorn
+from fastapi import FastAPI
+
+from gateway.app import create_app
+from gateway.config import Settings
+from tests.servers import Dovecot, RedisServer, free_port, make_data_dir
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    server = Dovecot(make_data_dir("jg-dovecot-"))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_dovecot() -> Iterator[Dovecot]:
+    """A Dovecot of the test's own, for tests that stop and start it."""
+    server = Dovecot(make_data_dir("jg-dovecot-"))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(make_data_dir("jg-redis-"))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared Redis, emptied for each test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+def gateway_settings(imap_url: str, redis_url: str, **overrides: Any) -> Settings:
+    port = free_port()
+    values: dict[str, Any] = {
+        "imap_url": imap_url,
+        "redis_url": redis_url,
+        "host": "127.0.0.1",
+        "port": port,
+        "public_url": f"http://127.0.0.1:{port}",
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running_gateway(settings: Settings, app: FastAPI | None = None) -> AsyncIterator[str]:
+    """Serve the gateway (or ``app``) with uvicorn on ``settings.port``; yields its base URL."""
+    config = uvicorn.Config(
+        app or create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("gateway exited during start-up")
+        await asyncio.sleep(0.01)
+    try:
+        yield settings.base_url
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def gateway(dovecot: Dovecot, redis_url: str) -> AsyncIterator[str]:
+    """A gateway in front of the shared Dovecot and Redis; yields its base URL."""
+    async with running_gateway(gateway_settings(dovecot.url, redis_url)) as url:
+        yield url
+
+
+@pytest.fixture
+async def http(gateway: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def alice(dovecot: Dovecot) -> httpx.BasicAuth:
+    return httpx.BasicAuth("alice", dovecot.users["alice"])
+
+
+@pytest.fixture
+def bob(dovecot: Dovecot) -> httpx.BasicAuth:
+    return httpx.BasicAuth("bob", dovecot.users["bob"])

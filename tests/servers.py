@@ -1,0 +1,347 @@
+"""Real servers for the tests and the demo: Dovecot IMAP and Redis on free loopback ports.
+
+Each server lives in its own directory with a configuration written here (never /etc), is
+started without systemd, and is stopped through its pid. The Dovecot configuration follows the
+facts recorded in ../shared/harness/README.md: Maildir, users from a passwd file, special-use
+folders, and the extensions Dovecot 2.3 offers (CONDSTORE, QRESYNC, MOVE, NOTIFY, ...).
+
+Run ``python -m tests.servers demo DIR`` to start a Dovecot and a Redis with a demo user and a few
+messages (used by tools/demo.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import imaplib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from string import Template
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_USERS = {"alice": "alice-secret-pw", "bob": "bob-secret-pw"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {LOOPBACK}:{port} after {timeout}s")
+
+
+def make_data_dir(prefix: str) -> Path:
+    """A directory Dovecot's mail processes (Debian's ``mail`` user when root) can enter."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    if not cert.exists():
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        key.chmod(0o600)
+    return cert, key
+
+
+DOVECOT_CONF = Template("""\
+instance_name = jg-test-$imap_port
+base_dir = $root/run
+state_dir = $root/state
+log_path = $root/log/dovecot.log
+info_log_path = $root/log/dovecot.log
+protocols = imap
+listen = $listen
+$internal
+first_valid_uid = $uid
+last_valid_uid = $uid
+first_valid_gid = $gid
+last_valid_gid = $gid
+ssl = yes
+ssl_cert = <$cert
+ssl_key = <$key
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+mail_location = maildir:~/Maildir
+mailbox_list_index = yes
+mail_max_userip_connections = 500
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n $root/passwd
+}
+userdb {
+  driver = static
+  args = uid=$uid gid=$gid home=$root/mail/%n
+}
+namespace inbox {
+  inbox = yes
+  separator = /
+  prefix =
+$specials}
+service imap-login {
+  inet_listener imap {
+    address = $listen
+    port = $imap_port
+  }
+  inet_listener imaps {
+    address = $listen
+    port = $imaps_port
+    ssl = yes
+  }
+  service_count = 0
+  process_min_avail = 1
+}
+service imap {
+  process_limit = 1024
+}
+# Every login comes from the gateway's one address, so Dovecot's per-IP auth penalty would
+# delay every user's next login by seconds after one user's wrong password (the README tells
+# operators the same).
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+""")
+
+
+@dataclass
+class Dovecot:
+    """A Dovecot 2.3 instance with IMAP (plain+STARTTLS) and IMAPS listeners on loopback."""
+
+    root: Path
+    users: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_USERS))
+    imap_port: int = field(default_factory=free_port)
+    imaps_port: int = field(default_factory=free_port)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "dovecot.conf"
+
+    @property
+    def cert(self) -> Path:
+        return self.root / "ssl" / "cert.pem"
+
+    def _identity(self) -> tuple[str, int, int, str]:
+        if os.geteuid() == 0:
+            mail = pwd.getpwnam("mail")
+            internal = "default_internal_user = dovecot\ndefault_login_user = dovenull\n"
+            return "mail", mail.pw_uid, mail.pw_gid, internal
+        me = pwd.getpwuid(os.geteuid())
+        internal = (
+            f"default_internal_user = {me.pw_name}\ndefault_login_user = {me.pw_name}\n"
+            "service anvil {\n  chroot =\n}\nservice imap-login {\n  chroot =\n}\n"
+        )
+        return me.pw_name, me.pw_uid, me.pw_gid, internal
+
+    def write_config(self) -> None:
+        for sub in ("run", "state", "log", "ssl", "mail"):
+            (self.root / sub).mkdir(exist_ok=True)
+        _, uid, gid, internal = self._identity()
+        os.chown(self.root / "mail", uid, gid)
+        cert, key = self_signed_cert(self.root / "ssl")
+        passwd = "".join(f"{user}:{{PLAIN}}{pw}::::::\n" for user, pw in self.users.items())
+        (self.root / "passwd").write_text(passwd)
+        specials = "".join(
+            f"  mailbox {name} {{\n    special_use = \\{name}\n    auto = subscribe\n  }}\n"
+            for name in ("Drafts", "Sent", "Trash", "Junk", "Archive")
+        )
+        self.config.write_text(
+            DOVECOT_CONF.substitute(
+                root=self.root,
+                imap_port=self.imap_port,
+                imaps_port=self.imaps_port,
+                listen=LOOPBACK,
+                internal=internal,
+                uid=uid,
+                gid=gid,
+                cert=cert,
+                key=key,
+                specials=specials,
+            )
+        )
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "run" / "master.pid"
+
+    def start(self) -> None:
+        if not self.config.exists():
+            self.write_config()
+        subprocess.run(
+            ["dovecot", "-c", str(self.config)],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.imap_port)
+        wait_for_port(self.imaps_port)
+
+    def stop(self) -> None:
+        """Stop the master and wait until the port is closed, so a restart can bind it."""
+        if not self.pidfile.exists():
+            return
+        pid = int(self.pidfile.read_text().strip())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"dovecot {pid} did not stop")
+
+    @property
+    def url(self) -> str:
+        return f"imap://{LOOPBACK}:{self.imap_port}"
+
+    def client(self, user: str) -> imaplib.IMAP4:
+        """A plain stdlib IMAP client, an independent witness of what the server holds."""
+        conn = imaplib.IMAP4(LOOPBACK, self.imap_port)
+        conn.login(user, self.users[user])
+        return conn
+
+
+@dataclass
+class RedisServer:
+    """A throw-away redis-server: no persistence, loopback only."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, daemon: bool = False) -> None:
+        """Start; with ``daemon`` it outlives this process (the demo) and writes a pid file."""
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        command = [
+            binary,
+            "--bind",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.root),
+            "--protected-mode",
+            "yes",
+        ]
+        if daemon:
+            command += ["--daemonize", "yes", "--pidfile", str(self.root / "redis.pid")]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        if daemon:
+            self.process.wait(10)
+            self.process = None
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+
+def demo_messages(user: str, count: int = 5) -> list[tuple[bytes, str]]:
+    """A few plain messages for the demo user, newest last, with their flags."""
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    messages = []
+    for index in range(count):
+        msg = EmailMessage()
+        msg["From"] = "Björn Ström <bjorn@example.org>"
+        msg["To"] = f"{user}@example.com"
+        msg["Subject"] = f"Demo message {index + 1}"
+        msg["Date"] = format_datetime(start + timedelta(hours=index))
+        msg["Message-ID"] = make_msgid(domain="example.org")
+        msg.set_content(f"Hello {user},\n\nthis is demo message number {index + 1}.\n")
+        flags = "(\\Seen)" if index % 2 else "()"
+        messages.append((msg.as_bytes(), flags))
+    return messages
+
+
+def seed_demo(dovecot: Dovecot, user: str) -> None:
+    conn = dovecot.client(user)
+    try:
+        for raw, flags in demo_messages(user):
+            conn.append("INBOX", flags, None, raw)
+    finally:
+        conn.logout()
+
+
+def _demo(directory: Path) -> None:
+    """Start the demo's servers as daemons and print their URLs as shell assignments."""
+    roots = {name: directory / name for name in ("dovecot", "redis")}
+    for root in (directory, *roots.values()):
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o755)
+    dovecot = Dovecot(roots["dovecot"], users={"demo": "demo-password"})
+    dovecot.start()
+    seed_demo(dovecot, "demo")
+    redis = RedisServer(roots["redis"])
+    redis.start(daemon=True)
+    print(f"GATEWAY_IMAP_URL={dovecot.url}")
+    print(f"GATEWAY_REDIS_URL={redis.url}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["demo"])
+    parser.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+    _demo(args.directory)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Settings: required values, URL forms, and one-line errors naming the variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.__main__ import config_table
+from gateway.config import ConfigError, TlsMode, load_settings, parse_upstream_url
+
+REQUIRED = {"GATEWAY_IMAP_URL": "imap://127.0.0.1:1143", "GATEWAY_REDIS_URL": "redis://127.0.0.1"}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in REQUIRED:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "tls"),
+    [
+        ("imap://mail.example.com", "mail.example.com", 143, TlsMode.PLAIN),
+        ("imap://mail.example.com:1143?starttls", "mail.example.com", 1143, TlsMode.STARTTLS),
+        ("imaps://mail.example.com", "mail.example.com", 993, TlsMode.IMPLICIT),
+        ("imaps://[::1]:10993", "::1", 10993, TlsMode.IMPLICIT),
+    ],
+)
+def test_imap_url_forms(url: str, host: str, port: int, tls: TlsMode) -> None:
+    parsed = parse_upstream_url(url, "imap")
+    assert (parsed.host, parsed.port, parsed.tls) == (host, port, tls)
+
+
+@pytest.mark.parametrize(
+    ("url", "port", "tls"),
+    [
+        ("smtp://relay", 587, TlsMode.PLAIN),
+        ("smtp://relay:2525?starttls", 2525, TlsMode.STARTTLS),
+        ("smtps://relay", 465, TlsMode.IMPLICIT),
+    ],
+)
+def test_smtp_url_forms(url: str, port: int, tls: TlsMode) -> None:
+    parsed = parse_upstream_url(url, "smtp")
+    assert (parsed.port, parsed.tls) == (port, tls)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://mail.example.com", "must start with imap://, imaps://"),
+        ("imaps://mail.example.com?starttls", "already TLS"),
+        ("imap://user:pw@mail.example.com", "must not carry credentials"),
+        ("imap://mail.example.com:99999", "invalid port"),
+        ("imap://mail.example.com/INBOX", "no path"),
+        ("imap://mail.example.com?tls", "unknown option"),
+        ("imap://", "has no host"),
+    ],
+)
+def test_bad_imap_urls(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_upstream_url(url, "imap")
+
+
+def test_only_upstream_and_redis_are_required(env: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        env.setenv(name, value)
+    settings = load_settings()
+    assert settings.smtp is None
+    assert settings.base_url == "http://127.0.0.1:8080"
+    assert settings.max_calls_in_request == 32
+
+
+def test_missing_setting_names_the_variable(env: pytest.MonkeyPatch) -> None:
+    env.setenv("GATEWAY_REDIS_URL", "redis://127.0.0.1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == "GATEWAY_IMAP_URL: is required but not set"
+
+
+def test_bad_setting_names_the_variable(env: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        env.setenv(name, value)
+    env.setenv("GATEWAY_PORT", "http")
+    with pytest.raises(ConfigError, match=r"^GATEWAY_PORT: "):
+        load_settings()
+
+
+def test_flags_win_over_environment(env: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        env.setenv(name, value)
+    env.setenv("GATEWAY_PORT", "9000")
+    assert load_settings(port="9001").port == 9001
+
+
+def test_cli_stops_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--imap-url", "imap://h", "--redis-url", "ftp://x"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "jmap-gateway: GATEWAY_REDIS_URL: must start with redis://, rediss:// or unix://"
+    ]
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert config_table() in readme

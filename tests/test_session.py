@@ -1,0 +1,85 @@
+"""The Session resource and its discovery (RFC 8620 2) through a running gateway."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+CORE = "urn:ietf:params:jmap:core"
+MAIL = "urn:ietf:params:jmap:mail"
+
+
+async def test_well_known_redirects_to_the_session(http: httpx.AsyncClient) -> None:
+    response = await http.get("/.well-known/jmap")
+    assert response.status_code == 301
+    assert response.headers["location"] == str(http.base_url).rstrip("/") + "/jmap/session"
+
+
+async def test_session_after_following_the_redirect(
+    http: httpx.AsyncClient, alice: httpx.BasicAuth
+) -> None:
+    response = await http.get("/.well-known/jmap", auth=alice, follow_redirects=True)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    session = response.json()
+    base = str(http.base_url).rstrip("/")
+    assert session["username"] == "alice"
+    assert session["apiUrl"] == f"{base}/jmap/api/"
+    assert (
+        session["downloadUrl"]
+        == f"{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}"
+    )
+    assert session["uploadUrl"] == f"{base}/jmap/upload/{{accountId}}/"
+    assert session["eventSourceUrl"] == (
+        f"{base}/jmap/eventsource/?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"
+    )
+    assert isinstance(session["state"], str) and session["state"]
+
+
+async def test_session_core_capability_has_every_limit(
+    http: httpx.AsyncClient, alice: httpx.BasicAuth
+) -> None:
+    session = (await http.get("/jmap/session", auth=alice)).json()
+    assert session["capabilities"][CORE] == {
+        "maxSizeUpload": 50_000_000,
+        "maxConcurrentUpload": 4,
+        "maxSizeRequest": 10_000_000,
+        "maxConcurrentRequests": 8,
+        "maxCallsInRequest": 32,
+        "maxObjectsInGet": 500,
+        "maxObjectsInSet": 500,
+        "collationAlgorithms": [],
+    }
+    assert MAIL in session["capabilities"]
+
+
+async def test_one_personal_account_that_hides_the_username(
+    http: httpx.AsyncClient, alice: httpx.BasicAuth
+) -> None:
+    session = (await http.get("/jmap/session", auth=alice)).json()
+    ((account_id, account),) = session["accounts"].items()
+    assert re.fullmatch(r"a[a-z2-7]{24}", account_id)
+    assert "alice" not in account_id
+    assert account["name"] == "alice"
+    assert account["isPersonal"] is True and account["isReadOnly"] is False
+    assert MAIL in account["accountCapabilities"]
+    assert session["primaryAccounts"] == {MAIL: account_id}
+
+
+async def test_account_id_is_stable_and_per_user(
+    http: httpx.AsyncClient, alice: httpx.BasicAuth, bob: httpx.BasicAuth
+) -> None:
+    first = (await http.get("/jmap/session", auth=alice)).json()
+    again = (await http.get("/jmap/session", auth=alice)).json()
+    other = (await http.get("/jmap/session", auth=bob)).json()
+    assert first["accounts"].keys() == again["accounts"].keys()
+    assert first["state"] == again["state"]
+    assert first["accounts"].keys() != other["accounts"].keys()
+
+
+async def test_session_is_not_cached_by_intermediaries(
+    http: httpx.AsyncClient, alice: httpx.BasicAuth
+) -> None:
+    response = await http.get("/jmap/session", auth=alice)
+    assert "no-store" in response.headers["cache-control"]
