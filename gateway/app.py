@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -166,6 +167,7 @@ async def _run_api(request: Request, svc: services.Services, principal: Principa
         account_access(svc.accounts(principal)),
         services.RequestEnv(svc, principal),
         session_state,
+        map_error=services.map_error,
     )
     return JsonResponse(response)
 
@@ -189,6 +191,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
         headers = dict(exc.headers) if exc.headers else None
         return ProblemResponse(problem(exc.status_code, title, str(exc.detail)), headers)
+
+    @app.exception_handler(RedisError)
+    async def state_store_down(request: Request, exc: RedisError) -> ProblemResponse:
+        log.warning("Redis unavailable: %s", type(exc).__name__)
+        body = problem(503, "Service Unavailable", "The gateway's state store is unavailable.")
+        return ProblemResponse(body, {"Retry-After": RETRY_AFTER_SECONDS})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> ProblemResponse:

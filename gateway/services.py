@@ -9,15 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from gateway.auth import Authenticator, Principal
+from gateway.cache.changes import CannotCalculateChanges
 from gateway.cache.limits import ConcurrencyLimiter
 from gateway.cache.store import Store
 from gateway.config import Settings
+from gateway.imap.errors import CommandFailed, ImapError
 from gateway.imap.pool import ImapPool
 from gateway.jmap import capabilities as caps
 from gateway.jmap.capabilities import CoreLimits
 from gateway.jmap.core_methods import register_core
 from gateway.jmap.dispatch import MethodRegistry
+from gateway.jmap.errors import MethodError
 from gateway.jmap.session import AccountInfo, build_session
 from gateway.upstream import imap_pool
 
@@ -80,6 +85,21 @@ class RequestEnv:
 
     services: Services
     principal: Principal
+
+
+def map_error(exc: Exception) -> MethodError | None:
+    """What lower-layer failures mean to a JMAP client (RFC 8620 3.6.2)."""
+    if isinstance(exc, CannotCalculateChanges):
+        return MethodError("cannotCalculateChanges", str(exc))
+    if isinstance(exc, CommandFailed):
+        # The upstream refused something the gateway asked; its words may name mailboxes.
+        return MethodError("serverFail", "The mail server refused the operation.")
+    if isinstance(exc, ImapError | RedisError):
+        return MethodError(
+            "serverUnavailable",
+            "The mail server or the gateway's state store is unavailable; try again later.",
+        )
+    return None
 
 
 def core_limits(settings: Settings) -> CoreLimits:

@@ -115,3 +115,13 @@ def alice(dovecot: Dovecot) -> httpx.BasicAuth:
 @pytest.fixture
 def bob(dovecot: Dovecot) -> httpx.BasicAuth:
     return httpx.BasicAuth("bob", dovecot.users["bob"])
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own, for tests that stop and start it."""
+    server = RedisServer(make_data_dir("jg-redis-"))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)

@@ -107,6 +107,7 @@ auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 mailbox_list_index = yes
 mail_max_userip_connections = 500
+verbose_proctitle = yes
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%n $root/passwd

@@ -105,11 +105,11 @@ class ImapConnection:
     selected: Selected | None = None
     broken: bool = False
     last_used: float = field(default_factory=time.monotonic)
+    commands_sent: int = 0  # upstream round trips, for benchmarks and tests
     _framer: ResponseFramer = field(
         default_factory=lambda: ResponseFramer(max_line=MAX_LINE, max_literal=MAX_LITERAL)
     )
     _pending: list[bytes] = field(default_factory=list)
-    _tag_number: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # -- opening ------------------------------------------------------------------------------
@@ -260,8 +260,8 @@ class ImapConnection:
         return result
 
     async def _run(self, command: Command, continuation: Secret | None) -> Result:
-        self._tag_number += 1
-        tag = f"G{self._tag_number}"
+        self.commands_sent += 1
+        tag = f"G{self.commands_sent}"
         chunks = command.to_wire(
             tag,
             literal_plus="LITERAL+" in self.capabilities,
@@ -375,4 +375,6 @@ class ImapConnection:
 
     @property
     def usable(self) -> bool:
-        return not self.broken and not self.writer.transport.is_closing()
+        """False once broken or once the server closed its side (idle timeout, restart)."""
+        peer_closed = self.reader.at_eof() or bool(getattr(self.reader, "_eof", False))
+        return not self.broken and not peer_closed and not self.writer.transport.is_closing()

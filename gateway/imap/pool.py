@@ -156,6 +156,7 @@ class ImapPool:
             if await self._healthy(conn):
                 return conn
             self._forget(username)
+            self._background_logout(conn)
         return None
 
     async def _healthy(self, conn: ImapConnection) -> bool:

@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 EnvT = TypeVar("EnvT")
 
 HandlerResult = JsonObject | list[Invocation]
+# Turns an exception from a lower layer (the upstream is down, Redis lost a state) into the
+# method error it means; None leaves it an unexpected serverFail. Supplied by the app, so this
+# layer never learns what those exceptions are.
+ErrorMapper = Callable[[Exception], MethodError | None]
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class _RequestState(Generic[EnvT]):
     env: EnvT
     created_ids: dict[str, str]
     responses: list[Invocation]
+    map_error: ErrorMapper | None
 
 
 async def process_request(
@@ -129,9 +134,13 @@ async def process_request(
     accounts: Mapping[str, AccountAccess],
     env: EnvT,
     session_state: str,
+    *,
+    map_error: ErrorMapper | None = None,
 ) -> JsonObject:
     """Run the calls of a parsed request and return the Response object (RFC 8620 3.4)."""
-    state = _RequestState(request, registry, accounts, env, dict(request.created_ids or {}), [])
+    state = _RequestState(
+        request, registry, accounts, env, dict(request.created_ids or {}), [], map_error
+    )
     # RFC 8620 3.3: the method calls MUST be processed sequentially, in order.
     for call in request.method_calls:
         state.responses.extend(await _process_call(call, state))
@@ -151,7 +160,11 @@ async def _process_call(call: Invocation, state: _RequestState[EnvT]) -> list[In
         return await _run_call(call, state)
     except MethodError as error:
         return [Invocation("error", error.to_arguments(), call.call_id)]
-    except Exception:
+    except Exception as exc:
+        mapped = state.map_error(exc) if state.map_error else None
+        if mapped is not None:
+            logger.warning("%s in %s: %s", mapped.type, call.name, type(exc).__name__)
+            return [Invocation("error", mapped.to_arguments(), call.call_id)]
         incident = secrets.token_hex(6)
         logger.exception(
             "serverFail incident=%s method=%r callId=%r", incident, call.name, call.call_id

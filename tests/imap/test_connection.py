@@ -1,0 +1,158 @@
+"""The upstream connection against a real Dovecot: TLS modes, login, capabilities, selection."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+
+import pytest
+
+from gateway.imap.commands import Command
+from gateway.imap.connection import ImapConnection
+from gateway.imap.errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    CommandTimeout,
+    ConnectionLost,
+    UpstreamUnavailable,
+)
+from gateway.imap.parse import parse_list
+from tests.imap.upstream import endpoint, logged_in, signal_imap
+from tests.servers import Dovecot, free_port
+
+
+def trusting(dovecot: Dovecot) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(dovecot.cert))
+
+
+async def test_plain_login_learns_post_login_capabilities(dovecot: Dovecot) -> None:
+    conn = await ImapConnection.open(endpoint(dovecot))
+    assert "AUTH=PLAIN" in conn.capabilities and "CONDSTORE" not in conn.capabilities
+    await conn.login("alice", dovecot.users["alice"])
+    assert {"CONDSTORE", "QRESYNC", "MOVE", "UIDPLUS", "SPECIAL-USE"} <= conn.capabilities
+    await conn.logout()
+    assert not conn.usable
+
+
+async def test_starttls_verifies_and_refreshes_capabilities(dovecot: Dovecot) -> None:
+    conn = await logged_in(dovecot, tls="starttls", ssl_context=trusting(dovecot))
+    assert conn.writer.get_extra_info("ssl_object") is not None
+    assert "STARTTLS" not in conn.capabilities
+    await conn.noop()
+    await conn.logout()
+
+
+async def test_implicit_tls(dovecot: Dovecot) -> None:
+    conn = await logged_in(
+        dovecot, tls="implicit", port=dovecot.imaps_port, ssl_context=trusting(dovecot)
+    )
+    assert conn.writer.get_extra_info("ssl_object") is not None
+    await conn.logout()
+
+
+async def test_untrusted_certificate_is_refused(dovecot: Dovecot) -> None:
+    with pytest.raises(UpstreamUnavailable):
+        await ImapConnection.open(
+            endpoint(
+                dovecot,
+                tls="implicit",
+                port=dovecot.imaps_port,
+                ssl_context=ssl.create_default_context(),
+            )
+        )
+
+
+async def test_wrong_password(dovecot: Dovecot) -> None:
+    conn = await ImapConnection.open(endpoint(dovecot))
+    with pytest.raises(AuthenticationFailed) as caught:
+        await conn.login("alice", "not-her-password")
+    assert "not-her-password" not in str(caught.value)
+    await conn.logout()
+
+
+async def test_nothing_listening(dovecot: Dovecot) -> None:
+    with pytest.raises(UpstreamUnavailable):
+        await ImapConnection.open(endpoint(dovecot, port=free_port()))
+
+
+async def test_select_is_not_repeated(dovecot: Dovecot) -> None:
+    conn = await logged_in(dovecot)
+    state = await conn.select("INBOX")
+    sent = conn.commands_sent
+    assert await conn.select("INBOX") is state
+    assert conn.commands_sent == sent
+    await conn.select("INBOX", read_only=True)
+    assert conn.commands_sent == sent + 1
+    assert conn.selected is not None and conn.selected.read_only
+    await conn.select("Sent")
+    assert conn.selected is not None and conn.selected.name == "Sent"
+    await conn.logout()
+
+
+async def test_failed_select_forgets_the_selection(dovecot: Dovecot) -> None:
+    conn = await logged_in(dovecot)
+    await conn.select("INBOX")
+    with pytest.raises(CommandFailed):
+        await conn.select("No such folder")
+    assert conn.selected is None
+    assert conn.usable
+    await conn.logout()
+
+
+async def test_quoted_strings_with_star_space_survive(dovecot: Dovecot) -> None:
+    """aioimaplib would turn this name into "ab" by removing every '* '."""
+    witness = dovecot.client("alice")
+    witness.create('"a * b"')
+    witness.logout()
+    conn = await logged_in(dovecot)
+    result = await conn.execute(Command("LIST", '""', '"a *"'))
+    names = [parse_list(r).name for r in result.data("LIST")]
+    assert names == ["a * b"]
+    await conn.logout()
+
+
+async def test_enable_reports_what_took(dovecot: Dovecot) -> None:
+    conn = await logged_in(dovecot)
+    assert await conn.enable("QRESYNC", "NO-SUCH-EXTENSION") == frozenset({"QRESYNC"})
+    await conn.logout()
+
+
+async def test_stalled_upstream_times_out_and_breaks_the_connection(
+    private_dovecot: Dovecot,
+) -> None:
+    conn = await logged_in(private_dovecot, command_timeout=0.5)
+    assert signal_imap(private_dovecot, "alice", signal.SIGSTOP) == 1
+    try:
+        with pytest.raises(CommandTimeout):
+            await conn.noop()
+        assert not conn.usable
+        with pytest.raises(ConnectionLost):
+            await conn.noop()
+    finally:
+        signal_imap(private_dovecot, "alice", signal.SIGCONT)
+
+
+async def test_upstream_gone_is_noticed(private_dovecot: Dovecot) -> None:
+    conn = await logged_in(private_dovecot)
+    signal_imap(private_dovecot, "alice", signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    assert not conn.usable
+    with pytest.raises(ConnectionLost):
+        await conn.noop()
+    await conn.logout()
+
+
+async def test_cancelled_command_breaks_the_connection(private_dovecot: Dovecot) -> None:
+    conn = await logged_in(private_dovecot)
+    signal_imap(private_dovecot, "alice", signal.SIGSTOP)
+    try:
+        task = asyncio.create_task(conn.noop())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert conn.broken
+    finally:
+        signal_imap(private_dovecot, "alice", signal.SIGCONT)
+        await conn.logout()

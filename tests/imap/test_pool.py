@@ -1,0 +1,163 @@
+"""The per-user pool against a real Dovecot: reuse, limits, eviction, idle close, health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import pytest
+
+from gateway.config import Settings
+from gateway.imap.errors import AuthenticationFailed
+from gateway.imap.pool import Credentials, ImapPool, PoolExhausted
+from gateway.upstream import imap_pool
+from tests.imap.upstream import imap_processes, signal_imap
+from tests.servers import Dovecot
+
+
+def pool_for(dovecot: Dovecot, **options: object) -> ImapPool:
+    values: dict[str, object] = {"imap_url": dovecot.url, "redis_url": "redis://127.0.0.1"}
+    values.update(options)
+    return imap_pool(Settings(**values))  # type: ignore[arg-type]
+
+
+def creds(dovecot: Dovecot, user: str) -> Credentials:
+    return Credentials(user, dovecot.users[user])
+
+
+async def test_connection_is_reused(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot)
+    alice = creds(dovecot, "alice")
+    capabilities = await pool.login(alice)
+    assert "CONDSTORE" in capabilities and pool.capabilities("alice") == capabilities
+    async with pool.connection(alice) as first:
+        pass
+    async with pool.connection(alice) as second:
+        assert second is first
+    assert pool.stats().total == 1
+    await pool.close()
+
+
+async def test_login_with_wrong_password_keeps_nothing(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot)
+    with pytest.raises(AuthenticationFailed):
+        await pool.login(Credentials("alice", "wrong"))
+    assert pool.stats().total == 0
+    await pool.close()
+
+
+async def test_per_user_limit_makes_the_user_wait(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot, pool_max_per_user=2, pool_wait_timeout=0.3)
+    alice = creds(dovecot, "alice")
+    async with contextlib.AsyncExitStack() as stack:
+        held = [await stack.enter_async_context(pool.connection(alice)) for _ in range(2)]
+        assert held[0] is not held[1]
+        with pytest.raises(PoolExhausted):
+            async with pool.connection(alice):
+                pass
+    async with pool.connection(alice):
+        assert pool.stats().total == 2
+    await pool.close()
+
+
+async def test_waiter_gets_the_released_connection(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot, pool_max_per_user=1, pool_wait_timeout=5)
+    alice = creds(dovecot, "alice")
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with pool.connection(alice):
+            await release.wait()
+
+    task = asyncio.create_task(holder())
+    await asyncio.sleep(0.1)
+
+    async def waiter() -> bool:
+        async with pool.connection(alice) as conn:
+            return conn.usable
+
+    waiting = asyncio.create_task(waiter())
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    release.set()
+    assert await waiting
+    await task
+    await pool.close()
+
+
+async def test_one_user_cannot_exhaust_the_pool(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot, pool_max_per_user=2, pool_max_total=3, pool_wait_timeout=0.3)
+    alice, bob = creds(dovecot, "alice"), creds(dovecot, "bob")
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(2):
+            await stack.enter_async_context(pool.connection(alice))
+        with pytest.raises(PoolExhausted):
+            await stack.enter_async_context(pool.connection(alice))
+        async with pool.connection(bob) as conn:
+            assert conn.usable
+    await pool.close()
+
+
+async def test_full_pool_evicts_another_users_idle_connection(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot, pool_max_per_user=2, pool_max_total=2)
+    alice, bob = creds(dovecot, "alice"), creds(dovecot, "bob")
+    async with pool.connection(alice), pool.connection(alice):
+        pass
+    assert pool.stats().total == 2
+    async with pool.connection(bob) as conn:
+        assert conn.usable
+        assert pool.stats().total == 2
+    assert pool.stats().users == 2
+    await pool.close()
+
+
+async def test_idle_connections_are_logged_out(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot)
+    await pool.login(creds(dovecot, "bob"))
+    assert pool.close_idle(older_than=0) == 1
+    assert pool.stats().total == 0
+    for _ in range(50):
+        if not imap_processes(dovecot, "bob"):
+            break
+        await asyncio.sleep(0.05)
+    assert imap_processes(dovecot, "bob") == []
+    await pool.close()
+
+
+async def test_reaper_closes_after_idle_timeout(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot, pool_idle_timeout=0.2)
+    pool.start()
+    await pool.login(creds(dovecot, "bob"))
+    for _ in range(60):
+        if pool.stats().total == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert pool.stats().total == 0
+    await pool.close()
+
+
+async def test_broken_idle_connection_is_replaced(private_dovecot: Dovecot) -> None:
+    pool = pool_for(private_dovecot)
+    alice = creds(private_dovecot, "alice")
+    async with pool.connection(alice) as first:
+        await first.noop()
+    signal_imap(private_dovecot, "alice", signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    async with pool.connection(alice) as second:
+        assert second is not first
+        await second.noop()
+    assert pool.stats().total == 1
+    await pool.close()
+
+
+async def test_close_logs_out_and_refuses_new_work(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot)
+    alice = creds(dovecot, "alice")
+    async with pool.connection(alice) as conn:
+        pass
+    await pool.close()
+    assert not conn.usable
+    with pytest.raises(Exception, match="shutting down"):
+        async with pool.connection(alice):
+            pass
