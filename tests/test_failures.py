@@ -47,8 +47,12 @@ async def test_handler_failures_become_method_errors(
     async with running_gateway(settings, app) as url, httpx.AsyncClient(base_url=url) as http:
         app.state.services.registry.add(Method("Probe/fail", CORE, raiser(exc), False, None))
         body = {"using": [CORE], "methodCalls": [["Probe/fail", {}, "c1"], ["Core/echo", {}, "c2"]]}
-        response = await http.post("/jmap/api/", content=json.dumps(body), auth=auth,
-                                   headers={"content-type": "application/json"})
+        response = await http.post(
+            "/jmap/api/",
+            content=json.dumps(body),
+            auth=auth,
+            headers={"content-type": "application/json"},
+        )
     assert response.status_code == 200
     failed, echoed = response.json()["methodResponses"]
     assert failed[0] == "error" and failed[1]["type"] == type_
