@@ -11,56 +11,33 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import logs, services
-from gateway.auth import Principal, Unauthenticated
+from gateway.auth import Principal
+from gateway.blob_routes import add_blob_routes
 from gateway.cache.limits import TooManyConcurrent
 from gateway.config import Settings
-from gateway.imap.errors import ImapError
+from gateway.http import (
+    RETRY_AFTER_SECONDS,
+    HttpProblem,
+    JsonResponse,
+    ProblemResponse,
+    authenticate,
+    read_body,
+    services_of,
+)
 from gateway.jmap.dispatch import process_request
 from gateway.jmap.errors import RequestError, problem
 from gateway.jmap.protocol import parse_request
 from gateway.jmap.session import API_PATH, SESSION_PATH, account_access
 
 log = logging.getLogger(__name__)
-
-JSON = "application/json"
-PROBLEM_JSON = "application/problem+json"
-WWW_AUTHENTICATE = 'Basic realm="jmap-gateway", charset="UTF-8"'
-RETRY_AFTER_SECONDS = "5"
-
-
-class ProblemResponse(Response):
-    """An RFC 7807 problem document."""
-
-    media_type = PROBLEM_JSON
-
-    def __init__(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(orjson.dumps(body), status_code=int(body["status"]), headers=headers)
-
-
-class JsonResponse(Response):
-    media_type = JSON
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-class HttpProblem(Exception):
-    """Raised by route helpers; turned into a ProblemResponse by one handler."""
-
-    def __init__(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(body.get("detail"))
-        self.body = body
-        self.headers = headers
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -78,48 +55,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(AccessLog)
     _add_error_handlers(app)
     _add_routes(app)
+    add_blob_routes(app)
     return app
-
-
-def _services(request: Request) -> services.Services:
-    return request.app.state.services  # type: ignore[no-any-return]
-
-
-async def authenticate(request: Request) -> Principal:
-    """The caller, or a 401/503 problem. Sets the account id for the access log."""
-    try:
-        principal = await _services(request).authenticator.authenticate(
-            request.headers.get("authorization")
-        )
-    except Unauthenticated as exc:
-        raise HttpProblem(
-            problem(401, "Unauthorized", f"Authentication required: {exc}."),
-            {"WWW-Authenticate": WWW_AUTHENTICATE},
-        ) from None
-    except ImapError:
-        log.warning("upstream unavailable during authentication", exc_info=True)
-        raise HttpProblem(
-            problem(503, "Service Unavailable", "The mail server cannot be reached right now."),
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        ) from None
-    request.scope.setdefault("state", {})["account_id"] = principal.account_id
-    return principal
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read at most ``limit`` octets, refusing a larger body before buffering it whole."""
-    too_large = RequestError.limit_exceeded(
-        "maxSizeRequest", f"The request is larger than {limit} octets."
-    )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -132,21 +69,24 @@ def _add_routes(app: FastAPI) -> None:
     async def session(request: Request) -> JsonResponse:
         principal = await authenticate(request)
         return JsonResponse(
-            _services(request).session(principal), headers={"Cache-Control": "no-cache, no-store"}
+            services_of(request).session(principal), headers={"Cache-Control": "no-cache, no-store"}
         )
 
     @app.post(API_PATH)
     async def api(request: Request) -> JsonResponse:
         principal = await authenticate(request)
-        svc = _services(request)
+        svc = services_of(request)
         try:
             async with svc.api_limiter.admit(principal.account_id):
                 return await _run_api(request, svc, principal)
         except TooManyConcurrent:
-            raise RequestError.limit_exceeded(
-                "maxConcurrentRequests",
+            # RFC 6585: 429 tells the client to retry later.
+            raise RequestError(
+                "limit",
                 f"More than {svc.limits.max_concurrent_requests} requests are in progress "
                 "for this account.",
+                limit="maxConcurrentRequests",
+                status=429,
             ) from None
 
 
@@ -176,9 +116,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> ProblemResponse:
         body = exc.to_problem()
-        if exc.limit == "maxConcurrentRequests":
-            # RFC 6585: too many requests; the client should retry later.
-            body["status"] = 429
+        if exc.status == 429:
             return ProblemResponse(body, {"Retry-After": "1"})
         return ProblemResponse(body)
 

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     max_concurrent_upload: int = Field(
         4, ge=1, description="Uploads one user may have in flight (maxConcurrentUpload)"
     )
+    upload_ttl_seconds: int = Field(
+        7200, ge=3600, description="Seconds an unused upload is kept (RFC 8620 6: at least an hour)"
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")

@@ -12,6 +12,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from gateway.auth import Authenticator, Principal
+from gateway.cache.blobs import BlobStore
 from gateway.cache.changes import CannotCalculateChanges
 from gateway.cache.limits import ConcurrencyLimiter
 from gateway.cache.store import Store
@@ -39,6 +40,8 @@ class Services:
     registry: MethodRegistry[RequestEnv]
     limits: CoreLimits
     api_limiter: ConcurrencyLimiter
+    upload_limiter: ConcurrencyLimiter
+    blobs: BlobStore
 
     @property
     def capabilities(self) -> dict[str, dict[str, Any]]:
@@ -140,6 +143,10 @@ async def start(settings: Settings) -> Services:
         api_limiter=ConcurrencyLimiter(
             store.client, "api", settings.max_concurrent_requests, CONCURRENCY_LEASE_SECONDS
         ),
+        upload_limiter=ConcurrencyLimiter(
+            store.client, "upload", settings.max_concurrent_upload, CONCURRENCY_LEASE_SECONDS
+        ),
+        blobs=BlobStore(store.client, settings.upload_ttl_seconds),
     )
 
 

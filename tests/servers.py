@@ -31,7 +31,8 @@ from pathlib import Path
 from string import Template
 
 LOOPBACK = "127.0.0.1"
-DEFAULT_USERS = {"alice": "alice-secret-pw", "bob": "bob-secret-pw"}
+# carol's password is not ASCII: RFC 7617 credentials are UTF-8 and must reach the upstream so.
+DEFAULT_USERS = {"alice": "alice-secret-pw", "bob": "bob-secret-pw", "carol": "pässwörd-✓"}
 
 
 def free_port() -> int:

@@ -53,8 +53,6 @@ async def test_wrong_password(http: httpx.AsyncClient) -> None:
 
 async def test_utf8_password_reaches_the_upstream(dovecot: Dovecot, redis_url: str) -> None:
     """RFC 7617 credentials are UTF-8; AUTHENTICATE PLAIN carries them unchanged."""
-    dovecot.users["carol"] = "pässwörd-✓"
-    dovecot.write_config()  # passdb is a file Dovecot re-reads
     settings = gateway_settings(dovecot.url, redis_url)
     async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
         response = await http.get("/jmap/session", auth=httpx.BasicAuth("carol", "pässwörd-✓"))

@@ -76,6 +76,7 @@ class AccountState:
 
     def __init__(self, client: Redis | RedisCluster, account_id: str) -> None:
         self._client = client
+        self._record = client.register_script(_RECORD)
         self.keys = AccountKeys(account_id)
 
     async def epoch(self) -> str:
@@ -109,7 +110,7 @@ class AccountState:
         k = self.keys
         keys = [k.meta, k.state, k.changed(data_type), k.born(data_type), k.dead(data_type)]
         args = [data_type, secrets.token_hex(EPOCH_CHARS // 2), *pairs]
-        epoch, modseq = await self._client.eval(_RECORD, len(keys), *keys, *args)
+        epoch, modseq = await self._record(keys=keys, args=args)
         return format_state(_text(epoch), int(modseq))
 
     async def changes(self, data_type: str, since: str, max_changes: int | None) -> Changes:

@@ -15,6 +15,8 @@ key                                    type    holds
 ``jg:{a}:dead:<Type>``                 zset    id -> modseq at which it was destroyed (tombstone)
 ``jg:{a}:inflight:<kind>``             zset    request token -> start time (ms), for limits of
                                                concurrent requests across replicas
+``jg:{a}:upload:<blobId>``             string  an uploaded blob's octets, until it expires
+``jg:{a}:partial:<token>``             string  an upload still arriving (renamed when complete)
 =====================================  ======  =====================================================
 """
 
@@ -55,3 +57,9 @@ class AccountKeys:
 
     def inflight(self, kind: str) -> str:
         return f"{self.base}:inflight:{kind}"
+
+    def upload(self, blob_id: str) -> str:
+        return f"{self.base}:upload:{blob_id}"
+
+    def partial(self, token: str) -> str:
+        return f"{self.base}:partial:{token}"

@@ -42,6 +42,7 @@ class ConcurrencyLimiter:
         self, client: Redis | RedisCluster, kind: str, limit: int, lease_seconds: float
     ) -> None:
         self._client = client
+        self._admit = client.register_script(_ADMIT)  # EVALSHA: the script text is sent once
         self._kind = kind
         self.limit = limit
         self._lease_ms = int(lease_seconds * 1000)

@@ -57,6 +57,7 @@ class PoolStats:
     users: int
     total: int
     idle: int
+    opened: int  # connections opened (each one an upstream login) since start
 
 
 class ImapPool:
@@ -78,6 +79,7 @@ class ImapPool:
         self.wait_timeout = wait_timeout
         self._users: dict[str, _UserPool] = {}
         self._total = 0
+        self._opened = 0
         self._changed = asyncio.Condition()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
@@ -114,7 +116,7 @@ class ImapPool:
 
     def stats(self) -> PoolStats:
         idle = sum(len(u.idle) for u in self._users.values())
-        return PoolStats(users=len(self._users), total=self._total, idle=idle)
+        return PoolStats(users=len(self._users), total=self._total, idle=idle, opened=self._opened)
 
     def start(self) -> None:
         """Start closing idle connections in the background."""
@@ -145,6 +147,8 @@ class ImapPool:
             conn = await self._take_idle(credentials.username) if reuse else None
             if conn is not None:
                 return conn
+            if not reuse:
+                self._retire_own_idle(credentials.username)
             if self._reserve(credentials.username):
                 return await self._open(credentials)
             await self._wait(deadline)
@@ -182,6 +186,14 @@ class ImapPool:
         self._total += 1
         return True
 
+    def _retire_own_idle(self, username: str) -> None:
+        """A login needs a new connection: at the user's limit, drop their oldest idle one."""
+        user = self._users.get(username)
+        if user and user.count >= self.max_per_user and user.idle:
+            conn = user.idle.popleft()
+            self._forget(username)
+            self._background_logout(conn)
+
     def _evict_idle(self, keep: str) -> bool:
         """Close the least recently used idle connection of another user."""
         candidates = [
@@ -204,6 +216,7 @@ class ImapPool:
             self._forget(credentials.username)
             await self._notify()
             raise
+        self._opened += 1
         self._users[credentials.username].capabilities = conn.capabilities
         return conn
 

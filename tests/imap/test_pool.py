@@ -39,6 +39,15 @@ async def test_connection_is_reused(dovecot: Dovecot) -> None:
     await pool.close()
 
 
+async def test_logins_at_the_user_limit_replace_idle_connections(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot, pool_max_per_user=1, pool_wait_timeout=1)
+    alice = creds(dovecot, "alice")
+    for _ in range(3):
+        await pool.login(alice)
+    assert pool.stats().total == 1 and pool.stats().opened == 3
+    await pool.close()
+
+
 async def test_login_with_wrong_password_keeps_nothing(dovecot: Dovecot) -> None:
     pool = pool_for(dovecot)
     with pytest.raises(AuthenticationFailed):

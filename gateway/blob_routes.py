@@ -1,0 +1,107 @@
+"""Binary data over HTTP (RFC 8620 6): upload to ``uploadUrl``, download from ``downloadUrl``.
+
+Uploads are streamed into the shared blob store with the size limit checked as octets arrive,
+and at most ``maxConcurrentUpload`` of one account run at once, across replicas. Downloads serve
+blobs this account uploaded; blobs of emails arrive with the Email data type.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+from gateway.cache.blobs import BlobTooLarge
+from gateway.cache.limits import TooManyConcurrent
+from gateway.http import HttpProblem, JsonResponse, authenticate, services_of
+from gateway.jmap.errors import RequestError, problem
+from gateway.jmap.session import DOWNLOAD_PATH, UPLOAD_PATH
+
+# RFC 6838 4.2 type/subtype names, with optional parameters (e.g. charset).
+_MEDIA_TYPE = re.compile(
+    r"[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}"
+    r"(?:\s*;\s*[\w!#$&^.+-]+=(?:[\w!#$&^.+-]+|\"[^\"\\\r\n]*\"))*"
+)
+DEFAULT_TYPE = "application/octet-stream"
+
+
+def add_blob_routes(app: FastAPI) -> None:
+    @app.post(UPLOAD_PATH + "{account_id}/", status_code=201)
+    async def upload(request: Request, account_id: str) -> JsonResponse:
+        principal = await authenticate(request)
+        _own_account(principal.account_id, account_id)
+        svc = services_of(request)
+        media_type = request.headers.get("content-type") or DEFAULT_TYPE
+        if not _MEDIA_TYPE.fullmatch(media_type):
+            raise HttpProblem(problem(400, "Bad Request", "The Content-Type is not a media type."))
+        limit = svc.limits.max_size_upload
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        try:
+            async with svc.upload_limiter.admit(account_id):
+                blob = await svc.blobs.put(account_id, request.stream(), limit)
+        except TooManyConcurrent:
+            raise RequestError(
+                "limit",
+                f"More than {svc.limits.max_concurrent_upload} uploads are in progress.",
+                limit="maxConcurrentUpload",
+                status=429,
+            ) from None
+        except BlobTooLarge:
+            raise _too_large(limit) from None
+        # RFC 8620 6.1: the response carries accountId, blobId, type and size.
+        body = {
+            "accountId": account_id,
+            "blobId": blob.blob_id,
+            "type": media_type,
+            "size": blob.size,
+        }
+        return JsonResponse(body, status_code=201)
+
+    @app.get(DOWNLOAD_PATH + "{account_id}/{blob_id}/{name}")
+    async def download(
+        request: Request, account_id: str, blob_id: str, name: str, accept: str = DEFAULT_TYPE
+    ) -> StreamingResponse:
+        principal = await authenticate(request)
+        _own_account(principal.account_id, account_id)
+        if not _MEDIA_TYPE.fullmatch(accept):
+            raise HttpProblem(problem(400, "Bad Request", "accept is not a media type."))
+        svc = services_of(request)
+        size = await svc.blobs.size(account_id, blob_id)
+        if size is None:
+            raise HttpProblem(problem(404, "Not Found", "No such blob."))
+        headers = {
+            "Content-Length": str(size),
+            # RFC 8620 6.2: the name MUST be the file name if Content-Disposition is set.
+            "Content-Disposition": _disposition(name),
+            # Content-addressed: the octets behind a blob id never change.
+            "Cache-Control": "private, immutable, max-age=604800",
+            "X-Content-Type-Options": "nosniff",
+        }
+        return StreamingResponse(
+            svc.blobs.read(account_id, blob_id, size), media_type=accept, headers=headers
+        )
+
+
+def _own_account(caller: str, requested: str) -> None:
+    """Another account's id looks exactly like one that does not exist."""
+    if caller != requested:
+        raise HttpProblem(problem(404, "Not Found", "No such account."))
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(
+        "limit", f"The upload is larger than {limit} octets.", limit="maxSizeUpload", status=413
+    )
+
+
+def _disposition(name: str) -> str:
+    """RFC 6266: an ASCII fallback plus the exact UTF-8 name (RFC 8187)."""
+    fallback = (
+        "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+        or "download"
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -1,0 +1,88 @@
+"""HTTP pieces every route shares: response classes, problem documents, authentication."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from gateway import services
+from gateway.auth import Principal, Unauthenticated
+from gateway.imap.errors import ImapError
+from gateway.jmap.errors import RequestError, problem
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+WWW_AUTHENTICATE = 'Basic realm="jmap-gateway", charset="UTF-8"'
+RETRY_AFTER_SECONDS = "5"
+
+
+class ProblemResponse(Response):
+    """An RFC 7807 problem document."""
+
+    media_type = PROBLEM_JSON
+
+    def __init__(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(orjson.dumps(body), status_code=int(body["status"]), headers=headers)
+
+
+class JsonResponse(Response):
+    media_type = JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class HttpProblem(Exception):
+    """Raised by route helpers; turned into a ProblemResponse by one handler."""
+
+    def __init__(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(body.get("detail"))
+        self.body = body
+        self.headers = headers
+
+
+def services_of(request: Request) -> services.Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller, or a 401/503 problem. Sets the account id for the access log."""
+    try:
+        principal = await services_of(request).authenticator.authenticate(
+            request.headers.get("authorization")
+        )
+    except Unauthenticated as exc:
+        raise HttpProblem(
+            problem(401, "Unauthorized", f"Authentication required: {exc}."),
+            {"WWW-Authenticate": WWW_AUTHENTICATE},
+        ) from None
+    except ImapError:
+        log.warning("upstream unavailable during authentication", exc_info=True)
+        raise HttpProblem(
+            problem(503, "Service Unavailable", "The mail server cannot be reached right now."),
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
+    request.scope.setdefault("state", {})["account_id"] = principal.account_id
+    return principal
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read at most ``limit`` octets, refusing a larger body before buffering it whole."""
+    too_large = RequestError.limit_exceeded(
+        "maxSizeRequest", f"The request is larger than {limit} octets."
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
