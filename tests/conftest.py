@@ -6,7 +6,7 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -18,33 +18,37 @@ from gateway.app import create_app
 from gateway.config import Settings
 from tests.servers import Dovecot, RedisServer, free_port, make_data_dir
 
+Server = TypeVar("Server", Dovecot, RedisServer)
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    server = Dovecot(make_data_dir("jg-dovecot-"))
+
+def serving(server: Server) -> Iterator[Server]:
+    """Start ``server`` for a fixture, then stop it and remove its directory."""
     server.start()
     yield server
     server.stop()
     shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    yield from serving(Dovecot(make_data_dir("jg-dovecot-")))
 
 
 @pytest.fixture
 def private_dovecot() -> Iterator[Dovecot]:
     """A Dovecot of the test's own, for tests that stop and start it."""
-    server = Dovecot(make_data_dir("jg-dovecot-"))
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.root, ignore_errors=True)
+    yield from serving(Dovecot(make_data_dir("jg-dovecot-")))
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(make_data_dir("jg-redis-"))
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.root, ignore_errors=True)
+    yield from serving(RedisServer(make_data_dir("jg-redis-")))
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own, for tests that stop and start it."""
+    yield from serving(RedisServer(make_data_dir("jg-redis-")))
 
 
 @pytest.fixture
@@ -115,13 +119,3 @@ def alice(dovecot: Dovecot) -> httpx.BasicAuth:
 @pytest.fixture
 def bob(dovecot: Dovecot) -> httpx.BasicAuth:
     return httpx.BasicAuth("bob", dovecot.users["bob"])
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    """A Redis of the test's own, for tests that stop and start it."""
-    server = RedisServer(make_data_dir("jg-redis-"))
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.root, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import ssl
 
 import pytest
@@ -156,3 +157,11 @@ async def test_cancelled_command_breaks_the_connection(private_dovecot: Dovecot)
     finally:
         signal_imap(private_dovecot, "alice", signal.SIGCONT)
         await conn.logout()
+
+
+async def test_small_writes_are_not_delayed(dovecot: Dovecot) -> None:
+    """Nagle plus delayed ACKs stall small commands ~40 ms (../shared/harness, section 6)."""
+    conn = await logged_in(dovecot)
+    sock = conn.writer.get_extra_info("socket")
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    await conn.logout()
