@@ -26,7 +26,7 @@ export GATEWAY_PUBLIC_URL="http://127.0.0.1:$PORT"
 nohup setsid .venv/bin/jmap-gateway serve >"$DEMO/gateway.log" 2>&1 &
 echo $! >"$DEMO/gateway.pid"
 for _ in $(seq 100); do
-  if curl -fsS -o /dev/null -u demo:demo-password "http://127.0.0.1:$PORT/.well-known/jmap" -L; then
+  if curl -fs -o /dev/null -u demo:demo-password -L "http://127.0.0.1:$PORT/.well-known/jmap"; then
     cat <<TXT
 jmap-gateway demo is running (log: $DEMO/gateway.log)
   session URL:  http://127.0.0.1:$PORT/.well-known/jmap
