@@ -101,12 +101,37 @@ def as_id_list(value: object) -> list[str]:
 
 
 def as_id_map(value: object) -> dict[str, JsonObject]:
-    """Id[Object], as in /set create and update."""
+    """Id[Object], as in /set create."""
+    return _object_map(value, is_valid_id, "an Id")
+
+
+def is_id_or_reference(value: object) -> bool:
+    """An Id, or ``#`` and a creation id of this request (RFC 8620 5.3)."""
+    return isinstance(value, str) and (
+        is_valid_id(value) or (value.startswith("#") and is_valid_id(value[1:]))
+    )
+
+
+def as_reference_map(value: object) -> dict[str, JsonObject]:
+    """Id[PatchObject] of /set update, whose keys may name records created earlier."""
+    return _object_map(value, is_id_or_reference, "an Id or #creationId")
+
+
+def as_reference_list(value: object) -> list[str]:
+    """Id[] of /set destroy, whose items may name records created earlier."""
+    if not isinstance(value, list) or not all(is_id_or_reference(item) for item in value):
+        raise InvalidValue("must be an array of Ids or #creationIds")
+    return value
+
+
+def _object_map(
+    value: object, valid_key: Callable[[str], bool], what: str
+) -> dict[str, JsonObject]:
     if not isinstance(value, dict):
         raise InvalidValue("must be an object")
     for key, item in value.items():
-        if not is_valid_id(key):
-            raise InvalidValue(f"key {key!r} is not an Id")
+        if not valid_key(key):
+            raise InvalidValue(f"key {key!r} is not {what}")
         if not isinstance(item, dict):
             raise InvalidValue(f"value of {key!r} must be an object")
     return value
@@ -330,8 +355,9 @@ def parse_set(args: JsonObject, max_objects_in_set: int, extra: Collection[str] 
         account_id=reader.required("accountId", as_id),
         if_in_state=reader.optional("ifInState", nullable(as_string), None),
         create=reader.optional("create", nullable(as_id_map), None),
-        update=reader.optional("update", nullable(as_id_map), None),
-        destroy=reader.optional("destroy", nullable(as_id_list), None),
+        # RFC 8620 5.3: update and destroy may reference records created in this request.
+        update=reader.optional("update", nullable(as_reference_map), None),
+        destroy=reader.optional("destroy", nullable(as_reference_list), None),
     )
     reader.finish()
     count = sum(len(part or ()) for part in (parsed.create, parsed.update, parsed.destroy))

@@ -127,7 +127,20 @@ def test_set_shapes() -> None:
     error = invalid(parse_set, args, 10)
     assert error.description == (
         "ifInState: must be a String; create: value of 'k1' must be an object; "
-        "update: key 'bad id' is not an Id; destroy: must be an array of Ids"
+        "update: key 'bad id' is not an Id or #creationId; "
+        "destroy: must be an array of Ids or #creationIds"
+    )
+
+
+def test_set_update_and_destroy_may_reference_creations() -> None:
+    """RFC 8620 5.3: a record created earlier in the request is named by #creationId."""
+    args = {"accountId": "A1", "update": {"#k1": {"name": "y"}}, "destroy": ["#k2", "M1"]}
+    parsed = parse_set(args, 10)
+    assert parsed.update == {"#k1": {"name": "y"}}
+    assert parsed.destroy == ["#k2", "M1"]
+    error = invalid(parse_set, {"accountId": "A1", "create": {"#k1": {}}, "destroy": ["#"]}, 10)
+    assert error.description == (
+        "create: key '#k1' is not an Id; destroy: must be an array of Ids or #creationIds"
     )
 
 
