@@ -23,6 +23,7 @@ from gateway.auth import Principal
 from gateway.blob_routes import add_blob_routes
 from gateway.cache.limits import TooManyConcurrent
 from gateway.config import Settings
+from gateway.env import RequestEnv
 from gateway.http import (
     RETRY_AFTER_SECONDS,
     HttpProblem,
@@ -105,7 +106,7 @@ async def _run_api(request: Request, svc: services.Services, principal: Principa
         jmap_request,
         svc.registry,
         account_access(svc.accounts(principal)),
-        services.RequestEnv(svc, principal),
+        RequestEnv(svc, principal),
         session_state,
         map_error=services.map_error,
     )

@@ -17,6 +17,7 @@ from gateway.cache.changes import CannotCalculateChanges
 from gateway.cache.limits import ConcurrencyLimiter
 from gateway.cache.store import Store
 from gateway.config import Settings
+from gateway.env import RequestEnv
 from gateway.imap.errors import CommandFailed, ImapError
 from gateway.imap.pool import ImapPool
 from gateway.jmap import capabilities as caps
@@ -25,6 +26,8 @@ from gateway.jmap.core_methods import register_core
 from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.errors import MethodError
 from gateway.jmap.session import AccountInfo, build_session
+from gateway.sync.mailboxes import MailboxSync
+from gateway.translators import mailbox
 from gateway.upstream import imap_pool
 
 # An API request holds its slot for at most this long if its process dies mid-request.
@@ -42,6 +45,7 @@ class Services:
     api_limiter: ConcurrencyLimiter
     upload_limiter: ConcurrencyLimiter
     blobs: BlobStore
+    mailbox_sync: MailboxSync
 
     @property
     def capabilities(self) -> dict[str, dict[str, Any]]:
@@ -82,14 +86,6 @@ class Services:
         )
 
 
-@dataclass(frozen=True)
-class RequestEnv:
-    """What a method handler gets besides its arguments: the services and the caller."""
-
-    services: Services
-    principal: Principal
-
-
 def map_error(exc: Exception) -> MethodError | None:
     """What lower-layer failures mean to a JMAP client (RFC 8620 3.6.2)."""
     if isinstance(exc, CannotCalculateChanges):
@@ -121,6 +117,7 @@ def core_limits(settings: Settings) -> CoreLimits:
 def method_registry() -> MethodRegistry[RequestEnv]:
     registry: MethodRegistry[RequestEnv] = MethodRegistry()
     register_core(registry)
+    mailbox.register(registry)
     return registry
 
 
@@ -147,6 +144,7 @@ async def start(settings: Settings) -> Services:
             store.client, "upload", settings.max_concurrent_upload, CONCURRENCY_LEASE_SECONDS
         ),
         blobs=BlobStore(store.client, settings.upload_ttl_seconds),
+        mailbox_sync=MailboxSync(),
     )
 
 

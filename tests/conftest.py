@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.config import Settings
+from tests.jmapclient import Jmap
 from tests.servers import Dovecot, RedisServer, free_port, make_data_dir
 
 Server = TypeVar("Server", Dovecot, RedisServer)
@@ -119,3 +120,10 @@ def alice(dovecot: Dovecot) -> httpx.BasicAuth:
 @pytest.fixture
 def bob(dovecot: Dovecot) -> httpx.BasicAuth:
     return httpx.BasicAuth("bob", dovecot.users["bob"])
+
+
+@pytest.fixture
+async def jmap(dovecot: Dovecot, http: httpx.AsyncClient) -> Jmap:
+    """A JMAP client logged in as a fresh user with an empty mailbox."""
+    user = dovecot.fresh_user()
+    return await Jmap(http, user, dovecot.users[user]).start()

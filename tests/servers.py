@@ -16,6 +16,7 @@ import contextlib
 import imaplib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -31,6 +32,7 @@ from pathlib import Path
 from string import Template
 
 LOOPBACK = "127.0.0.1"
+FRESH_PASSWORD = "fresh-user-pw"
 # carol's password is not ASCII: RFC 7617 credentials are UTF-8 and must reach the upstream so.
 DEFAULT_USERS = {"alice": "alice-secret-pw", "bob": "bob-secret-pw", "carol": "pässwörd-✓"}
 
@@ -112,6 +114,12 @@ verbose_proctitle = yes
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%n $root/passwd
+}
+# Users named t-* log in with one password: each test takes a fresh, empty account.
+passdb {
+  driver = static
+  args = password=$fresh_password
+  username_filter = t-*
 }
 userdb {
   driver = static
@@ -201,7 +209,7 @@ class Dovecot:
                 gid=gid,
                 cert=cert,
                 key=key,
-                specials=specials,
+                specials=specials, fresh_password=FRESH_PASSWORD,
             )
         )
 
@@ -241,6 +249,12 @@ class Dovecot:
     @property
     def url(self) -> str:
         return f"imap://{LOOPBACK}:{self.imap_port}"
+
+    def fresh_user(self) -> str:
+        """A new user with an empty mailbox (password FRESH_PASSWORD)."""
+        user = "t-" + secrets.token_hex(6)
+        self.users[user] = FRESH_PASSWORD
+        return user
 
     def client(self, user: str) -> imaplib.IMAP4:
         """A plain stdlib IMAP client, an independent witness of what the server holds."""

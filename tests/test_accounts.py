@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 
 from gateway.app import create_app
+from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext, Method
-from gateway.services import RequestEnv
 from tests.conftest import gateway_settings, running_gateway
 from tests.servers import Dovecot
 

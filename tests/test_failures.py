@@ -10,9 +10,9 @@ import pytest
 
 from gateway.app import create_app
 from gateway.cache.changes import CannotCalculateChanges
+from gateway.env import RequestEnv
 from gateway.imap.errors import CommandFailed, ConnectionLost, UpstreamUnavailable
 from gateway.jmap.dispatch import CallContext, Method
-from gateway.services import RequestEnv
 from tests.conftest import gateway_settings, running_gateway
 from tests.servers import Dovecot, RedisServer
 

@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from gateway.cache.keys import AccountKeys
 
 EPOCH_CHARS = 10
 
-# KEYS: meta, state, changed, born, dead. ARGV: data type, epoch candidate, then (kind, id) pairs.
-# One script, so the counter and the log move together even with several gateways on one Redis.
+# KEYS: meta, state, changed, born, dead, full. ARGV: data type, epoch candidate, then (kind, id)
+# pairs; kind is c(reated), u(pdated), d(estroyed) or p (updated, only properties the type calls
+# minor: Mailbox counts). One script, so the counter and the log move together even with several
+# gateways on one Redis.
 _RECORD = """
 redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2])
 local modseq = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
@@ -31,6 +34,9 @@ for i = 3, #ARGV, 2 do
   local kind, id = ARGV[i], ARGV[i + 1]
   modseq = modseq + 1
   redis.call('ZADD', KEYS[3], modseq, id)
+  if kind ~= 'p' then
+    redis.call('ZADD', KEYS[6], modseq, id)
+  end
   if kind == 'c' then
     redis.call('ZADD', KEYS[4], modseq, id)
     redis.call('ZREM', KEYS[5], id)
@@ -57,6 +63,8 @@ class Changes:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     destroyed: list[str] = field(default_factory=list)
+    # True when every updated id changed only in minor properties (see AccountState.record).
+    only_minor_updates: bool = False
 
 
 def format_state(epoch: str, modseq: int) -> str:
@@ -97,19 +105,28 @@ class AccountState:
         created: Iterable[str] = (),
         updated: Iterable[str] = (),
         destroyed: Iterable[str] = (),
-    ) -> str:
+        minor: Iterable[str] = (),
+        pipe: Pipeline | ClusterPipeline | None = None,
+    ) -> str | None:
         """Log changes atomically and return the new state string.
 
-        Each id takes its own modseq, so a client can be brought to any intermediate state when
-        it asks for fewer changes than there are.
+        ``minor`` ids were updated only in properties a type reports apart (Mailbox counts,
+        RFC 8621 2.2 updatedProperties). Each id takes its own modseq, so a client can be
+        brought to any intermediate state when it asks for fewer changes than there are.
+        With ``pipe``, the script is queued in that transaction and None is returned.
         """
         pairs: list[str] = []
-        for kind, ids in (("c", created), ("u", updated), ("d", destroyed)):
+        for kind, ids in (("c", created), ("u", updated), ("d", destroyed), ("p", minor)):
             for item in ids:
                 pairs += [kind, item]
         k = self.keys
-        keys = [k.meta, k.state, k.changed(data_type), k.born(data_type), k.dead(data_type)]
+        keys = [k.meta, k.state, k.changed(data_type), k.born(data_type), k.dead(data_type),
+                k.full(data_type)]
         args = [data_type, secrets.token_hex(EPOCH_CHARS // 2), *pairs]
+        if pipe is not None:
+            # A pipeline quacks like a client here; redis-py's stubs do not say so.
+            await self._record(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]
+            return None
         epoch, modseq = await self._record(keys=keys, args=args)
         return format_state(_text(epoch), int(modseq))
 
@@ -139,27 +156,31 @@ class AccountState:
         rows = rows[:max_changes] if has_more else rows
         new_modseq = int(rows[-1][1]) if has_more else current_modseq
         ids = [_text(member) for member, _ in rows]
-        born, dead = await self._births_and_deaths(data_type, ids)
-        result = Changes(since, format_state(epoch, new_modseq), has_more)
-        for item, born_at, dead_at in zip(ids, born, dead, strict=True):
+        born, dead, full = await self._history(data_type, ids)
+        created, updated, destroyed = [], [], []
+        major = False
+        for item, born_at, dead_at, full_at in zip(ids, born, dead, full, strict=True):
             new = born_at is not None and born_at > since_modseq
             if dead_at is not None:
                 if not new:
-                    result.destroyed.append(item)
+                    destroyed.append(item)
             elif new:
-                result.created.append(item)
+                created.append(item)
             else:
-                result.updated.append(item)
-        return result
+                updated.append(item)
+                major = major or (full_at is not None and full_at > since_modseq)
+        return Changes(since, format_state(epoch, new_modseq), has_more, created, updated,
+                       destroyed, only_minor_updates=not major)
 
-    async def _births_and_deaths(
-        self, data_type: str, ids: list[str]
-    ) -> tuple[list[float | None], list[float | None]]:
+    async def _history(self, data_type: str, ids: list[str]) -> tuple[list[Any], ...]:
+        """Per id: modseq of creation, of destruction, of the last major change (or None)."""
         if not ids:
-            return [], []
-        born = await self._client.zmscore(self.keys.born(data_type), ids)
-        dead = await self._client.zmscore(self.keys.dead(data_type), ids)
-        return born, dead
+            return [], [], []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in (self.keys.born, self.keys.dead, self.keys.full):
+                pipe.zmscore(key(data_type), ids)
+            born, dead, full = await pipe.execute()
+        return born, dead, full
 
 
 def _text(value: bytes | str | None) -> str:

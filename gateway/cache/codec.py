@@ -17,3 +17,8 @@ def pack(value: Any) -> bytes:
 
 def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (the client returns bytes; tests may hand in str)."""
+    return value.decode() if isinstance(value, bytes) else value

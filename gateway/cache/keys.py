@@ -13,6 +13,13 @@ key                                    type    holds
 ``jg:{a}:changed:<Type>``              zset    id -> modseq of its last change
 ``jg:{a}:born:<Type>``                 zset    id -> modseq at which it was created
 ``jg:{a}:dead:<Type>``                 zset    id -> modseq at which it was destroyed (tombstone)
+``jg:{a}:full:<Type>``                 zset    id -> modseq of its last change beyond minor
+                                               properties (Mailbox: anything but counts)
+``jg:{a}:mailboxes``                   hash    mailbox id -> msgpack record (see mailboxes.py)
+``jg:{a}:mailbox-names``               hash    IMAP name -> mailbox id, when ids are the
+                                               gateway's own (no OBJECTID, no X-GUID)
+``jg:{a}:sort-order``                  hash    mailbox id -> sortOrder set by a client
+``jg:{a}:lock:<name>``                 string  a short lease serialising one account's sync
 ``jg:{a}:inflight:<kind>``             zset    request token -> start time (ms), for limits of
                                                concurrent requests across replicas
 ``jg:{a}:upload:<blobId>``             string  an uploaded blob's octets, until it expires
@@ -54,6 +61,24 @@ class AccountKeys:
 
     def dead(self, data_type: str) -> str:
         return f"{self.base}:dead:{data_type}"
+
+    def full(self, data_type: str) -> str:
+        return f"{self.base}:full:{data_type}"
+
+    @property
+    def mailboxes(self) -> str:
+        return f"{self.base}:mailboxes"
+
+    @property
+    def mailbox_names(self) -> str:
+        return f"{self.base}:mailbox-names"
+
+    @property
+    def sort_order(self) -> str:
+        return f"{self.base}:sort-order"
+
+    def lock(self, name: str) -> str:
+        return f"{self.base}:lock:{name}"
 
     def inflight(self, kind: str) -> str:
         return f"{self.base}:inflight:{kind}"

@@ -1,0 +1,182 @@
+"""The account's mailboxes as the index keeps them, and their change log.
+
+Records are written only by the sync (under the account's lease), which compares what the
+upstream lists with what the index holds and logs the difference: a mailbox whose only change
+is in its counts is a minor update, so Mailbox/changes can answer ``updatedProperties``
+(RFC 8621 2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.typing import EncodableT
+
+from gateway.cache.changes import AccountState, format_state
+from gateway.cache.codec import pack, text, unpack
+from gateway.cache.keys import AccountKeys
+
+MAILBOX = "Mailbox"
+MINOR_FIELDS = frozenset({"total", "unread"})
+
+
+@dataclass(frozen=True)
+class MailboxRecord:
+    """One upstream mailbox as the gateway knows it."""
+
+    id: str
+    name: str  # the full IMAP name, decoded from modified UTF-7
+    delimiter: str | None
+    parent_id: str | None
+    role: str | None
+    subscribed: bool
+    selectable: bool
+    may_create_child: bool
+    rights: str | None  # RFC 4314 rights string, when the upstream reports one
+    total: int
+    unread: int
+    uidvalidity: int | None
+    uidnext: int | None
+    highestmodseq: int | None
+
+    @property
+    def leaf(self) -> str:
+        """The last level of the name, which is the JMAP ``name``."""
+        if not self.delimiter:
+            return self.name
+        return self.name.rsplit(self.delimiter, 1)[-1]
+
+    def differs_beyond(self, other: MailboxRecord, minor: frozenset[str]) -> bool:
+        return any(
+            getattr(self, f.name) != getattr(other, f.name)
+            for f in fields(self)
+            if f.name not in minor
+        )
+
+
+_FIELDS = tuple(f.name for f in fields(MailboxRecord))
+
+
+def encode(record: MailboxRecord) -> bytes:
+    return pack(list(asdict(record).values()))
+
+
+def decode(data: bytes | str) -> MailboxRecord:
+    values = unpack(data if isinstance(data, bytes) else data.encode())
+    return MailboxRecord(**dict(zip(_FIELDS, values, strict=True)))
+
+
+@dataclass(frozen=True)
+class MailboxDiff:
+    created: list[str]
+    updated: list[str]
+    minor: list[str]
+    destroyed: list[str]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.created or self.updated or self.minor or self.destroyed)
+
+
+def diff(old: Mapping[str, MailboxRecord], new: Mapping[str, MailboxRecord]) -> MailboxDiff:
+    """What changed between two listings; only Mailbox-visible fields count."""
+    created = [i for i in new if i not in old]
+    destroyed = [i for i in old if i not in new]
+    updated: list[str] = []
+    minor: list[str] = []
+    # UIDNEXT, UIDVALIDITY and HIGHESTMODSEQ are not Mailbox properties: they move with mail.
+    invisible = frozenset({"uidvalidity", "uidnext", "highestmodseq"})
+    for mailbox_id in new.keys() & old.keys():
+        before, after = old[mailbox_id], new[mailbox_id]
+        if before.differs_beyond(after, invisible | MINOR_FIELDS):
+            updated.append(mailbox_id)
+        elif before.differs_beyond(after, invisible):
+            minor.append(mailbox_id)
+    return MailboxDiff(created, sorted(updated), sorted(minor), destroyed)
+
+
+class MailboxStore:
+    """Reads and writes the mailbox part of one account's index."""
+
+    def __init__(self, client: Redis | RedisCluster, account_id: str) -> None:
+        self._client = client
+        self.keys = AccountKeys(account_id)
+        self.state = AccountState(client, account_id)
+
+    @property
+    def client(self) -> Redis | RedisCluster:
+        return self._client
+
+    async def snapshot(self) -> tuple[dict[str, MailboxRecord], str, dict[str, int]]:
+        """Records, Mailbox state and sort orders read together, so they agree."""
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.keys.mailboxes)
+            pipe.hget(self.keys.state, MAILBOX)
+            pipe.hget(self.keys.meta, "epoch")
+            pipe.hgetall(self.keys.sort_order)
+            raw, modseq, epoch, orders = await pipe.execute()
+        if epoch is None:
+            state = await self.state.state(MAILBOX)
+        else:
+            state = format_state(text(epoch), int(modseq or 0))
+        records = {text(key): decode(value) for key, value in raw.items()}
+        return records, state, {text(k): int(v) for k, v in orders.items()}
+
+    async def load(self) -> dict[str, MailboxRecord]:
+        raw = await self._client.hgetall(self.keys.mailboxes)
+        return {text(key): decode(value) for key, value in raw.items()}
+
+    async def replace(
+        self, old: Mapping[str, MailboxRecord], new: Mapping[str, MailboxRecord]
+    ) -> MailboxDiff:
+        """Make the index hold ``new`` and log its difference from ``old``, atomically."""
+        change = diff(old, new)
+        if change.empty:
+            return change
+        async with self._client.pipeline(transaction=True) as pipe:
+            if change.destroyed:
+                pipe.hdel(self.keys.mailboxes, *change.destroyed)
+                pipe.hdel(self.keys.sort_order, *change.destroyed)
+            written = [*change.created, *change.updated, *change.minor]
+            if written:
+                pipe.hset(self.keys.mailboxes, mapping={i: encode(new[i]) for i in written})
+            await self.state.record(
+                MAILBOX, created=change.created, updated=change.updated,
+                destroyed=change.destroyed, minor=change.minor, pipe=pipe,
+            )
+            await pipe.execute()
+        return change
+
+    async def meta(self, field: str) -> str | None:
+        value = await self._client.hget(self.keys.meta, field)
+        return None if value is None else text(value)
+
+    async def set_meta(self, field: str, value: str) -> None:
+        await self._client.hset(self.keys.meta, field, value)
+
+    async def sort_orders(self) -> dict[str, int]:
+        raw = await self._client.hgetall(self.keys.sort_order)
+        return {text(key): int(value) for key, value in raw.items()}
+
+    async def set_sort_order(self, mailbox_id: str, value: int) -> None:
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.sort_order, mailbox_id, value)
+            await self.state.record(MAILBOX, updated=[mailbox_id], pipe=pipe)
+            await pipe.execute()
+
+    async def name_ids(self) -> dict[str, str]:
+        raw = await self._client.hgetall(self.keys.mailbox_names)
+        return {text(key): text(value) for key, value in raw.items()}
+
+    async def set_name_ids(self, mapping: Mapping[str, str], removed: list[str]) -> None:
+        async with self._client.pipeline(transaction=True) as pipe:
+            if removed:
+                pipe.hdel(self.keys.mailbox_names, *removed)
+            if mapping:
+                values: dict[EncodableT, EncodableT] = dict(mapping.items())
+                pipe.hset(self.keys.mailbox_names, mapping=values)
+            await pipe.execute()
+

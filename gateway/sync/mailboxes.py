@@ -1,0 +1,276 @@
+"""Mailbox catch-up: one LIST round trip tells what changed upstream since the last look.
+
+``LIST "" "*" RETURN (SUBSCRIBED SPECIAL-USE STATUS (...))`` (RFC 5258, RFC 5819, RFC 6154)
+returns every folder with its subscription, role, counts and object id in one command. The
+listing is turned into :class:`MailboxRecord` values and compared with the index, and the
+difference is logged as Mailbox changes; the counts are the upstream's own STATUS figures.
+
+Mailbox ids, chosen once per account and stored with the index so they never change silently:
+
+1. ``MAILBOXID`` (RFC 8474 OBJECTID), where the upstream offers it (Cyrus);
+2. Dovecot's ``X-GUID``, which survives renames made by any client;
+3. otherwise ids the gateway assigns and keeps by name in Redis; a rename made through the
+   gateway keeps the id, a rename made by another client looks like delete plus create.
+
+Folders that exist only as a level of the hierarchy (``\\NonExistent``) have no object id; their
+id is derived from their name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway.cache.locks import lease
+from gateway.cache.mailboxes import MailboxRecord, MailboxStore
+from gateway.imap.commands import Command, mailbox
+from gateway.imap.connection import ImapConnection
+from gateway.imap.errors import CommandFailed
+from gateway.imap.parse import (
+    ListEntry,
+    StatusEntry,
+    Untagged,
+    decode_mailbox_name,
+    mailbox_raw,
+    parse_list,
+    parse_status,
+)
+
+STRATEGY_FIELD = "mailbox-ids"
+LOCK_TTL = 30.0
+LOCK_WAIT = 20.0
+INBOX = "INBOX"
+
+# RFC 8621 2: a role is the IANA mailbox attribute name in lower case (RFC 8457, RFC 6154).
+ROLE_ATTRIBUTES = {
+    "\\All": "all",
+    "\\Archive": "archive",
+    "\\Drafts": "drafts",
+    "\\Flagged": "flagged",
+    "\\Important": "important",
+    "\\Junk": "junk",
+    "\\Sent": "sent",
+    "\\Trash": "trash",
+}
+
+
+class IdStrategy(enum.Enum):
+    OBJECTID = "objectid"
+    X_GUID = "x-guid"
+    GATEWAY = "gateway"
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One folder as the upstream listed it."""
+
+    entry: ListEntry
+    status: StatusEntry | None
+    rights: str | None
+
+
+async def choose_strategy(conn: ImapConnection, store: MailboxStore) -> IdStrategy:
+    stored = await store.meta(STRATEGY_FIELD)
+    if stored is not None:
+        return IdStrategy(stored)
+    if "OBJECTID" in conn.capabilities:
+        strategy = IdStrategy.OBJECTID
+    else:
+        try:
+            await conn.execute(Command("STATUS", INBOX, "(X-GUID)"))
+            strategy = IdStrategy.X_GUID
+        except CommandFailed:
+            strategy = IdStrategy.GATEWAY
+    await store.set_meta(STRATEGY_FIELD, strategy.value)
+    return strategy
+
+
+def status_items(conn: ImapConnection, strategy: IdStrategy) -> list[str]:
+    items = ["MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY"]
+    if "CONDSTORE" in conn.capabilities:
+        items.append("HIGHESTMODSEQ")
+    if strategy is IdStrategy.OBJECTID:
+        items.append("MAILBOXID")
+    elif strategy is IdStrategy.X_GUID:
+        items.append("X-GUID")
+    return items
+
+
+async def list_mailboxes(conn: ImapConnection, strategy: IdStrategy) -> list[Listed]:
+    """Every folder with its status: one round trip where LIST-STATUS is offered."""
+    caps = conn.capabilities
+    utf8 = "UTF8=ACCEPT" in conn.enabled
+    items = " ".join(status_items(conn, strategy))
+    if {"LIST-STATUS", "LIST-EXTENDED"} <= caps:
+        returns = ["SUBSCRIBED"]
+        returns += ["SPECIAL-USE"] if "SPECIAL-USE" in caps else []
+        returns += ["MYRIGHTS"] if "LIST-MYRIGHTS" in caps else []
+        result = await conn.execute(
+            Command("LIST", '""', '"*"', "RETURN", f"({' '.join(returns)} STATUS ({items}))")
+        )
+        return _pair(result.untagged, utf8)
+    return await _list_one_by_one(conn, items, utf8)
+
+
+async def _list_one_by_one(conn: ImapConnection, items: str, utf8: bool) -> list[Listed]:
+    """Servers without LIST-STATUS: LIST, LSUB, then STATUS per selectable folder."""
+    listed = [parse_list(r, utf8=utf8) for r in (await conn.execute(
+        Command("LIST", '""', '"*"'))).data("LIST")]
+    subscribed = {parse_list(r, utf8=utf8).name for r in (await conn.execute(
+        Command("LSUB", '""', '"*"'))).data("LSUB")}
+    folders = []
+    for entry in listed:
+        status = None
+        if entry.selectable:
+            result = await conn.execute(Command("STATUS", mailbox(entry.name, utf8=utf8),
+                                                f"({items})"))
+            status = next((parse_status(r, utf8=utf8) for r in result.data("STATUS")), None)
+        attributes = entry.attributes | ({"\\Subscribed"} if entry.name in subscribed else set())
+        folders.append(Listed(_with_attributes(entry, attributes), status, None))
+    return folders
+
+
+def _with_attributes(entry: ListEntry, attributes: Iterable[str]) -> ListEntry:
+    return ListEntry(frozenset(attributes), entry.delimiter, entry.name, entry.raw_name,
+                     entry.extended)
+
+
+def _pair(responses: list[Untagged], utf8: bool) -> list[Listed]:
+    """Match each LIST line with the STATUS and MYRIGHTS lines about the same folder."""
+    entries = [parse_list(r, utf8=utf8) for r in responses if r.keyword == "LIST"]
+    statuses = {s.name: s for s in (parse_status(r, utf8=utf8) for r in responses
+                                    if r.keyword == "STATUS")}
+    rights = dict(_myrights(r, utf8) for r in responses if r.keyword == "MYRIGHTS")
+    return [Listed(e, statuses.get(e.name), rights.get(e.name)) for e in entries]
+
+
+def _myrights(response: Untagged, utf8: bool) -> tuple[str, str]:
+    """``* MYRIGHTS name rights`` (RFC 4314 3.8)."""
+    name, rights = response.values[0], response.values[1]
+    value = rights.decode() if isinstance(rights, bytes) else str(rights)
+    return decode_mailbox_name(mailbox_raw(name), utf8=utf8), value
+
+
+def name_id(name: str) -> str:
+    """The id of a hierarchy-only folder: stable for its name, unique in the account."""
+    return "n" + hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
+def build_records(
+    folders: list[Listed], strategy: IdStrategy, name_ids: dict[str, str]
+) -> dict[str, MailboxRecord]:
+    """Turn a listing into records; ``name_ids`` (GATEWAY strategy) gains new names."""
+    ids = {f.entry.name: _mailbox_id(f, strategy, name_ids) for f in folders}
+    taken_roles: set[str] = set()
+    records: dict[str, MailboxRecord] = {}
+    for folder in sorted(folders, key=lambda f: (f.entry.name.upper() != INBOX, f.entry.name)):
+        entry = folder.entry
+        role = _role(entry, taken_roles)
+        parent = entry.name.rsplit(entry.delimiter, 1)[0] if entry.delimiter else None
+        status = folder.status.items if folder.status else {}
+        record = MailboxRecord(
+            id=ids[entry.name],
+            name=INBOX if entry.name.upper() == INBOX else entry.name,
+            delimiter=entry.delimiter,
+            parent_id=ids.get(parent) if parent and parent != entry.name else None,
+            role=role,
+            subscribed=entry.has_attribute("\\Subscribed"),
+            selectable=entry.selectable and folder.status is not None,
+            may_create_child=not entry.has_attribute("\\Noinferiors"),
+            rights=folder.rights,
+            total=status.get("MESSAGES", 0),
+            unread=status.get("UNSEEN", 0),
+            uidvalidity=status.get("UIDVALIDITY"),
+            uidnext=status.get("UIDNEXT"),
+            highestmodseq=status.get("HIGHESTMODSEQ"),
+        )
+        records[record.id] = record
+    return records
+
+
+def _mailbox_id(folder: Listed, strategy: IdStrategy, name_ids: dict[str, str]) -> str:
+    name = folder.entry.name
+    if strategy is IdStrategy.GATEWAY:
+        return name_ids.setdefault(name, "g" + secrets.token_hex(12))
+    status = folder.status
+    if status is not None:
+        if strategy is IdStrategy.OBJECTID and status.mailbox_id:
+            return status.mailbox_id
+        guid = status.text_items.get("X-GUID")
+        if strategy is IdStrategy.X_GUID and guid:
+            return "m" + guid
+    return name_id(name)
+
+
+def _role(entry: ListEntry, taken: set[str]) -> str | None:
+    """RFC 8621 2: one role per mailbox and no two mailboxes with the same role."""
+    if entry.name.upper() == INBOX:
+        role: str | None = "inbox"
+    else:
+        role = next((ROLE_ATTRIBUTES[a] for a in sorted(entry.attributes)
+                     if a in ROLE_ATTRIBUTES), None)
+    if role is None or role in taken:
+        return None
+    taken.add(role)
+    return role
+
+
+class MailboxSync:
+    """Runs mailbox syncs, one at a time per account across processes.
+
+    Concurrent requests of one account in this process share one sync; another process's
+    sync of the same account is waited for through the account's lease.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Task[dict[str, MailboxRecord]]] = {}
+
+    async def sync(
+        self, store: MailboxStore, conn: ImapConnection, *, fresh: bool = False
+    ) -> dict[str, MailboxRecord]:
+        """The account's mailboxes, up to date.
+
+        ``fresh`` asks for a sync that starts after the caller's own upstream changes, so it
+        waits for one in flight and then runs its own instead of joining it.
+        """
+        account = store.keys.account_id
+        running = self._running.get(account)
+        if running is not None:
+            try:
+                result = await asyncio.shield(running)
+                if not fresh:
+                    return result
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except Exception:  # noqa: S110 - the other request reports its own failure
+                pass
+        task = asyncio.create_task(_sync(store, conn))
+        self._running[account] = task
+        try:
+            # Not shielded: if this request is cancelled, its connection is in doubt, so the
+            # sync running on it stops too; requests that joined it then run their own.
+            return await task
+        finally:
+            if self._running.get(account) is task:
+                del self._running[account]
+
+
+async def _sync(store: MailboxStore, conn: ImapConnection) -> dict[str, MailboxRecord]:
+    async with lease(store.client, store.keys.lock("mailboxes"), ttl=LOCK_TTL, wait=LOCK_WAIT):
+        strategy = await choose_strategy(conn, store)
+        folders = await list_mailboxes(conn, strategy)
+        name_ids = await store.name_ids() if strategy is IdStrategy.GATEWAY else {}
+        known = dict(name_ids)
+        records = build_records(folders, strategy, name_ids)
+        if strategy is IdStrategy.GATEWAY:
+            listed = {f.entry.name for f in folders}
+            added = {n: i for n, i in name_ids.items() if known.get(n) != i}
+            await store.set_name_ids(added, [n for n in known if n not in listed])
+        await store.replace(await store.load(), records)
+        return records

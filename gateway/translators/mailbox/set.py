@@ -1,0 +1,448 @@
+"""Mailbox/set (RFC 8621 2.5): CREATE, RENAME, SUBSCRIBE and DELETE on upstream folders.
+
+Creates run first (parents before the children that reference them by ``#creationId``), then
+updates, then destroys (children before parents), as RFC 8620 5.3 orders them. The index is
+brought up to date by a sync after the upstream work, so a Mailbox the gateway created gets the
+same id, counts and change-log entry as one created by any other IMAP client.
+
+A failure of one object is a SetError for that object. If the upstream connection breaks half
+way, the objects already done stay done: the call reports ``serverPartialFail`` so the client
+re-syncs (RFC 8620 3.6.2), never a success that did not happen.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.cache.mailboxes import MailboxRecord
+from gateway.env import RequestEnv
+from gateway.imap.commands import Command, mailbox
+from gateway.imap.connection import ImapConnection
+from gateway.imap.errors import CommandFailed, ImapError
+from gateway.jmap.dispatch import CallContext
+from gateway.jmap.errors import MethodError, SetError
+from gateway.jmap.standard import check_if_in_state, parse_set
+from gateway.sync.mailboxes import INBOX, ROLE_ATTRIBUTES, IdStrategy
+from gateway.translators.mailbox.objects import (
+    MAX_SORT_ORDER,
+    PROPERTIES,
+    SERVER_SET,
+    to_object,
+)
+from gateway.translators.mailbox.view import MailboxView, current_view
+
+MAX_NAME_OCTETS = 255  # advertised as maxSizeMailboxName
+ROLE_FLAGS = {role: attribute for attribute, role in ROLE_ATTRIBUTES.items()}
+# RFC 5530 response codes and what they mean for one object.
+CODE_ERRORS = {
+    "ALREADYEXISTS": ("invalidProperties", "a mailbox with this name already exists"),
+    "NONEXISTENT": ("notFound", "the mailbox no longer exists upstream"),
+    "NOPERM": ("forbidden", "the mail server does not allow this"),
+    "OVERQUOTA": ("overQuota", "the mail server's quota is exhausted"),
+    "LIMIT": ("overQuota", "the mail server's limit is reached"),
+}
+
+
+class PartialFailure(Exception):
+    """The upstream broke after some objects were changed."""
+
+
+@dataclass
+class SetRun:
+    """One Mailbox/set call: its view of the mailboxes and what it has done so far."""
+
+    ctx: CallContext[RequestEnv]
+    conn: ImapConnection
+    view: MailboxView
+    strategy: IdStrategy
+    delimiter: str
+    created_names: dict[str, str] = field(default_factory=dict)  # creation id -> full name
+    changed_upstream: bool = False
+
+    @property
+    def utf8(self) -> bool:
+        return "UTF8=ACCEPT" in self.conn.enabled
+
+    def arg(self, name: str) -> str | Any:
+        return mailbox(name, utf8=self.utf8)
+
+    async def run(self, command: Command) -> None:
+        """One upstream command; a broken connection after earlier work is a partial failure."""
+        try:
+            await self.conn.execute(command)
+        except CommandFailed:
+            raise
+        except ImapError as exc:
+            if self.changed_upstream:
+                raise PartialFailure from exc
+            raise
+        self.changed_upstream = True
+
+
+async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
+    env = ctx.env
+    args = parse_set(arguments, env.services.limits.max_objects_in_set,
+                     extra=("onDestroyRemoveEmails",))
+    remove_emails = arguments.get("onDestroyRemoveEmails", False)
+    if not isinstance(remove_emails, bool):
+        raise MethodError.invalid_arguments(
+            "onDestroyRemoveEmails: must be a Boolean", arguments=["onDestroyRemoveEmails"])
+    async with env.upstream() as conn:
+        view = await current_view(env, conn)
+        check_if_in_state(args.if_in_state, view.state)
+        strategy = IdStrategy(await view.store.meta("mailbox-ids") or IdStrategy.GATEWAY.value)
+        run = SetRun(ctx, conn, view, strategy, _delimiter(view.records))
+        response: dict[str, Any] = {"accountId": args.account_id, "oldState": view.state}
+        try:
+            await _apply(run, args.create or {}, args.update or {}, args.destroy or [],
+                         remove_emails, response)
+        except PartialFailure:
+            raise MethodError("serverPartialFail", "The mail server became unreachable part "
+                              "way; some changes were made. Re-synchronise.") from None
+        if run.changed_upstream:
+            run.view = await current_view(env, conn, fresh=True)
+        response["newState"] = run.view.state
+    return response
+
+
+async def _apply(
+    run: SetRun,
+    create: Mapping[str, dict[str, Any]],
+    update: Mapping[str, dict[str, Any]],
+    destroy: list[str],
+    remove_emails: bool,
+    response: dict[str, Any],
+) -> None:
+    created, not_created = await _create_all(run, create)
+    if run.changed_upstream:
+        run.view = await current_view(run.ctx.env, run.conn, fresh=True)
+        run.changed_upstream = False
+    for creation_id, result in created.items():
+        record = _by_name(run.view, run.created_names[creation_id])
+        if record is None:
+            not_created[creation_id] = SetError("forbidden", "the mail server did not keep it")
+            continue
+        run.ctx.created_ids[creation_id] = record.id
+        await _set_sort_order(run, record.id, result.pop("sortOrder", None))
+        obj = to_object(record, run.view.records, await run.view.store.sort_orders())
+        created[creation_id] = {k: v for k, v in obj.items() if k not in create[creation_id]}
+    updated, not_updated = await _update_all(run, update)
+    destroyed, not_destroyed = await _destroy_all(run, destroy, remove_emails)
+    response.update({
+        "created": created or None, "notCreated": _errors(not_created),
+        "updated": updated or None, "notUpdated": _errors(not_updated),
+        "destroyed": destroyed or None, "notDestroyed": _errors(not_destroyed),
+    })
+
+
+def _errors(errors: Mapping[str, SetError]) -> dict[str, Any] | None:
+    return {key: error.to_dict() for key, error in errors.items()} or None
+
+
+def _delimiter(records: Mapping[str, MailboxRecord]) -> str:
+    return next((r.delimiter for r in records.values() if r.delimiter), "/")
+
+
+def _by_name(view: MailboxView, name: str) -> MailboxRecord | None:
+    return next((r for r in view.records.values() if r.name == name), None)
+
+
+# -- create -------------------------------------------------------------------------------------
+
+
+async def _create_all(
+    run: SetRun, create: Mapping[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, SetError]]:
+    done: dict[str, dict[str, Any]] = {}
+    failed: dict[str, SetError] = {}
+    for creation_id in _creation_order(create):
+        try:
+            done[creation_id] = await _create(run, creation_id, create[creation_id])
+        except SetError as error:
+            failed[creation_id] = error
+        except CommandFailed as exc:
+            failed[creation_id] = _upstream_error(exc)
+    return done, failed
+
+
+def _creation_order(create: Mapping[str, dict[str, Any]]) -> list[str]:
+    """Parents created in this call come before the children that reference them."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(creation_id: str) -> None:
+        if creation_id in order or creation_id in visiting:
+            return
+        visiting.add(creation_id)
+        parent = create[creation_id].get("parentId")
+        if isinstance(parent, str) and parent.startswith("#") and parent[1:] in create:
+            visit(parent[1:])
+        order.append(creation_id)
+
+    for creation_id in create:
+        visit(creation_id)
+    return order
+
+
+async def _create(run: SetRun, creation_id: str, props: dict[str, Any]) -> dict[str, Any]:
+    _check_properties(props, allow_server_set=False)
+    name = _valid_name(props.get("name"))
+    parent_name = _parent_name(run, props.get("parentId"))
+    full = _full_name(run, parent_name, name)
+    _check_sibling(run, parent_name, name, exclude=None)
+    subscribe = props.get("isSubscribed", True)
+    if not isinstance(subscribe, bool):
+        raise SetError.invalid_properties(["isSubscribed"], "must be a Boolean")
+    sort_order = _sort_order(props.get("sortOrder", None))
+    options = _role_option(run, props.get("role"))
+    await run.run(Command("CREATE", run.arg(full), *options))
+    run.created_names[creation_id] = full
+    if subscribe:
+        await run.run(Command("SUBSCRIBE", run.arg(full)))
+    return {"sortOrder": sort_order} if sort_order is not None else {}
+
+
+def _role_option(run: SetRun, role: object) -> tuple[str, ...]:
+    """RFC 6154 5.2 CREATE-SPECIAL-USE, the only way the upstream takes a role on create."""
+    if role is None:
+        return ()
+    if not isinstance(role, str) or role not in ROLE_FLAGS:
+        raise SetError.invalid_properties(["role"], "unknown role")
+    if any(r.role == role for r in run.view.records.values()):
+        raise SetError.invalid_properties(["role"], f"another mailbox has the role {role}")
+    if "CREATE-SPECIAL-USE" not in run.conn.capabilities:
+        raise SetError.invalid_properties(["role"], "the mail server cannot set roles")
+    return ("(USE", f"({ROLE_FLAGS[role]}))")
+
+
+# -- update -------------------------------------------------------------------------------------
+
+
+async def _update_all(
+    run: SetRun, update: Mapping[str, dict[str, Any]]
+) -> tuple[dict[str, None], dict[str, SetError]]:
+    done: dict[str, None] = {}
+    failed: dict[str, SetError] = {}
+    for key, patch in update.items():
+        mailbox_id = _resolve(run, key)
+        try:
+            record = run.view.records.get(mailbox_id or "")
+            if record is None:
+                raise SetError("notFound", f"no mailbox {key}")
+            await _update(run, record, patch)
+            done[record.id] = None
+        except SetError as error:
+            failed[key] = error
+        except CommandFailed as exc:
+            failed[key] = _upstream_error(exc)
+    return done, failed
+
+
+async def _update(run: SetRun, record: MailboxRecord, patch: dict[str, Any]) -> None:
+    current = to_object(record, run.view.records, run.view.sort_orders)
+    _check_properties(patch, allow_server_set=True, current=current)
+    if "role" in patch and patch["role"] != record.role:
+        raise SetError.invalid_properties(["role"], "the mail server cannot change roles")
+    subscribe = patch.get("isSubscribed", record.subscribed)
+    if not isinstance(subscribe, bool):
+        raise SetError.invalid_properties(["isSubscribed"], "must be a Boolean")
+    sort_order = _sort_order(patch.get("sortOrder"))
+    name = record.name
+    if "name" in patch or "parentId" in patch:
+        name = await _rename(run, record, patch, current)
+    if subscribe != record.subscribed:
+        await run.run(Command("SUBSCRIBE" if subscribe else "UNSUBSCRIBE", run.arg(name)))
+    await _set_sort_order(run, record.id, sort_order)
+
+
+async def _rename(
+    run: SetRun, record: MailboxRecord, patch: dict[str, Any], current: dict[str, Any]
+) -> str:
+    new_leaf = _valid_name(patch.get("name", current["name"]))
+    parent_id = patch.get("parentId", record.parent_id)
+    parent_name = _parent_name(run, parent_id)
+    if new_leaf == current["name"] and parent_id == record.parent_id:
+        return record.name
+    if record.role == "inbox":
+        raise SetError("forbidden", "the inbox cannot be renamed or moved")
+    resolved_parent = _resolve(run, parent_id) if isinstance(parent_id, str) else None
+    if resolved_parent is not None and _is_self_or_descendant(run, resolved_parent, record.id):
+        raise SetError.invalid_properties(["parentId"], "a mailbox cannot be its own ancestor")
+    _check_sibling(run, parent_name, new_leaf, exclude=record.id)
+    full = _full_name(run, parent_name, new_leaf)
+    await run.run(Command("RENAME", run.arg(record.name), run.arg(full)))
+    if run.strategy is IdStrategy.GATEWAY:
+        await _carry_ids(run, record.name, full)
+    if record.subscribed:
+        # RFC 3501 6.3.5 leaves subscriptions alone on RENAME; follow the mailbox.
+        await run.run(Command("UNSUBSCRIBE", run.arg(record.name)))
+        await run.run(Command("SUBSCRIBE", run.arg(full)))
+    return full
+
+
+async def _carry_ids(run: SetRun, old: str, new: str) -> None:
+    """Gateway-assigned ids follow a rename made through the gateway, children included."""
+    names = await run.view.store.name_ids()
+    prefix = old + run.delimiter
+    moved = {
+        new + name[len(old):]: mailbox_id
+        for name, mailbox_id in names.items()
+        if name == old or name.startswith(prefix)
+    }
+    removed = [name for name in names if name == old or name.startswith(prefix)]
+    await run.view.store.set_name_ids(moved, removed)
+
+
+def _is_self_or_descendant(run: SetRun, candidate: str, ancestor: str) -> bool:
+    seen: set[str] = set()
+    current: str | None = candidate
+    while current is not None and current not in seen:
+        if current == ancestor:
+            return True
+        seen.add(current)
+        record = run.view.records.get(current)
+        current = record.parent_id if record else None
+    return False
+
+
+async def _set_sort_order(run: SetRun, mailbox_id: str, value: int | None) -> None:
+    if value is not None and run.view.sort_orders.get(mailbox_id) != value:
+        await run.view.store.set_sort_order(mailbox_id, value)
+        run.view.sort_orders[mailbox_id] = value
+
+
+# -- destroy ------------------------------------------------------------------------------------
+
+
+async def _destroy_all(
+    run: SetRun, destroy: list[str], remove_emails: bool
+) -> tuple[list[str], dict[str, SetError]]:
+    done: list[str] = []
+    failed: dict[str, SetError] = {}
+    targets = {key: _resolve(run, key) for key in dict.fromkeys(destroy)}
+    # Children before their parents, so destroying a subtree in one call works.
+    order = sorted(targets, key=lambda k: -_depth(run, targets[k]))
+    gone: set[str] = set()
+    for key in order:
+        mailbox_id = targets[key]
+        try:
+            record = run.view.records.get(mailbox_id or "")
+            if record is None:
+                raise SetError("notFound", f"no mailbox {key}")
+            await _destroy(run, record, remove_emails, gone)
+            gone.add(record.id)
+            done.append(record.id)
+        except SetError as error:
+            failed[key] = error
+        except CommandFailed as exc:
+            failed[key] = _upstream_error(exc)
+    return done, failed
+
+
+async def _destroy(
+    run: SetRun, record: MailboxRecord, remove_emails: bool, gone: set[str]
+) -> None:
+    if record.role == "inbox":
+        raise SetError("forbidden", "the inbox cannot be destroyed")
+    if any(child.id not in gone for child in run.view.children(record.id)):
+        raise SetError("mailboxHasChild", "destroy or move its child mailboxes first")
+    if record.total and not remove_emails:
+        raise SetError("mailboxHasEmail", "the mailbox holds emails (onDestroyRemoveEmails)")
+    await run.run(Command("DELETE", run.arg(record.name)))
+    if record.subscribed:
+        await run.run(Command("UNSUBSCRIBE", run.arg(record.name)))
+
+
+def _depth(run: SetRun, mailbox_id: str | None) -> int:
+    depth, current = 0, run.view.records.get(mailbox_id or "")
+    while current is not None and current.parent_id is not None and depth < 1000:
+        depth += 1
+        current = run.view.records.get(current.parent_id)
+    return depth
+
+
+# -- shared checks ------------------------------------------------------------------------------
+
+
+def _resolve(run: SetRun, value: str | None) -> str | None:
+    """An id, or ``#creationId`` of a mailbox created earlier in this request."""
+    if value is None or not value.startswith("#"):
+        return value
+    return run.ctx.created_ids.get(value[1:])
+
+
+def _check_properties(
+    props: Mapping[str, Any], *, allow_server_set: bool, current: Mapping[str, Any] | None = None
+) -> None:
+    """RFC 8620 5.3: unknown properties, and server-set ones with a new value, are invalid."""
+    bad = [
+        key for key, value in props.items()
+        if "/" in key or key not in PROPERTIES or (
+            key in SERVER_SET and not (allow_server_set and current and current[key] == value)
+        )
+    ]
+    if bad:
+        raise SetError.invalid_properties(bad, "unknown or server-set properties")
+
+
+def _valid_name(value: object) -> str:
+    """RFC 8621 2: at least one character, Net-Unicode (NFC), no hierarchy delimiter."""
+    if not isinstance(value, str):
+        raise SetError.invalid_properties(["name"], "must be a String")
+    name = unicodedata.normalize("NFC", value)
+    if not name or not name.strip():
+        raise SetError.invalid_properties(["name"], "must not be empty")
+    if len(name.encode()) > MAX_NAME_OCTETS:
+        raise SetError.invalid_properties(["name"], f"longer than {MAX_NAME_OCTETS} octets")
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise SetError.invalid_properties(["name"], "must not contain control characters")
+    return name
+
+
+def _parent_name(run: SetRun, parent_id: object) -> str | None:
+    if parent_id is None:
+        return None
+    if not isinstance(parent_id, str):
+        raise SetError.invalid_properties(["parentId"], "must be an Id or null")
+    if parent_id.startswith("#") and parent_id[1:] in run.created_names:
+        return run.created_names[parent_id[1:]]
+    parent = run.view.records.get(_resolve(run, parent_id) or "")
+    if parent is None:
+        raise SetError.invalid_properties(["parentId"], "no such mailbox")
+    if not parent.may_create_child:
+        raise SetError.invalid_properties(["parentId"], "this mailbox cannot have children")
+    return parent.name
+
+
+def _full_name(run: SetRun, parent_name: str | None, leaf: str) -> str:
+    if run.delimiter in leaf:
+        raise SetError.invalid_properties(
+            ["name"], f"must not contain the hierarchy delimiter {run.delimiter!r}")
+    return leaf if parent_name is None else parent_name + run.delimiter + leaf
+
+
+def _check_sibling(run: SetRun, parent_name: str | None, leaf: str, exclude: str | None) -> None:
+    """RFC 8621 2: no two siblings with the same name (INBOX is case-insensitive upstream)."""
+    full = _full_name(run, parent_name, leaf)
+    taken = {r.name for r in run.view.records.values() if r.id != exclude}
+    taken |= set(run.created_names.values())
+    if full in taken or (parent_name is None and leaf.upper() == INBOX):
+        raise SetError.invalid_properties(["name"], "a sibling has this name")
+
+
+def _sort_order(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SORT_ORDER:
+        raise SetError.invalid_properties(["sortOrder"], "must be an UnsignedInt below 2^31")
+    return value
+
+
+def _upstream_error(exc: CommandFailed) -> SetError:
+    kind, description = CODE_ERRORS.get(exc.code or "", ("forbidden", "the mail server refused"))
+    if kind == "invalidProperties":
+        return SetError.invalid_properties(["name"], description)
+    return SetError(kind, description)

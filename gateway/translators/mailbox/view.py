@@ -1,0 +1,43 @@
+"""The account's mailboxes as one request sees them: synced once, read as one snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.cache.mailboxes import MailboxRecord, MailboxStore
+from gateway.env import RequestEnv
+from gateway.imap.connection import ImapConnection
+from gateway.translators.mailbox.objects import to_object
+
+SYNCED = "mailboxes-synced"
+
+
+@dataclass(frozen=True)
+class MailboxView:
+    store: MailboxStore
+    records: dict[str, MailboxRecord]
+    state: str
+    sort_orders: dict[str, int]
+
+    def objects(self) -> dict[str, dict[str, Any]]:
+        return {i: to_object(r, self.records, self.sort_orders) for i, r in self.records.items()}
+
+    def children(self, mailbox_id: str) -> list[MailboxRecord]:
+        return [r for r in self.records.values() if r.parent_id == mailbox_id]
+
+
+def mailbox_store(env: RequestEnv) -> MailboxStore:
+    return MailboxStore(env.services.store.client, env.principal.account_id)
+
+
+async def current_view(
+    env: RequestEnv, conn: ImapConnection, *, fresh: bool = False
+) -> MailboxView:
+    """Catch up with the upstream (once per request unless ``fresh``) and read the index."""
+    store = mailbox_store(env)
+    if fresh or SYNCED not in env.memo:
+        await env.services.mailbox_sync.sync(store, conn, fresh=fresh)
+        env.memo[SYNCED] = True
+    records, state, sort_orders = await store.snapshot()
+    return MailboxView(store, records, state, sort_orders)
