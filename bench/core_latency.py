@@ -48,6 +48,7 @@ class Client:
         self.conn = h11.Connection(h11.CLIENT)
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         self.headers = [("host", "127.0.0.1"), ("authorization", f"Basic {token}")]
+        self.last_body = b""
 
     def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, int]:
         """Send one request; returns the status and the octets received."""
@@ -58,7 +59,7 @@ class Client:
         data += self.conn.send(h11.Data(data=body)) if body else b""
         data += self.conn.send(h11.EndOfMessage())
         self.sock.sendall(data)
-        received, status = 0, 0
+        received, status, body = 0, 0, bytearray()
         while True:
             event = self.conn.next_event()
             if event is h11.NEED_DATA:
@@ -67,8 +68,11 @@ class Client:
                 self.conn.receive_data(chunk)
             elif isinstance(event, h11.Response):
                 status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
             elif isinstance(event, h11.EndOfMessage):
                 self.conn.start_next_cycle()
+                self.last_body = bytes(body)
                 return status, received
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from gateway.jmap.capabilities import CoreLimits
 from gateway.jmap.core_methods import register_core
 from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.errors import MethodError
+from gateway.jmap.query import SUPPORTED_COLLATIONS
 from gateway.jmap.session import AccountInfo, build_session
 from gateway.sync.mailboxes import MailboxSync
 from gateway.translators import mailbox
@@ -110,7 +111,7 @@ def core_limits(settings: Settings) -> CoreLimits:
         max_calls_in_request=settings.max_calls_in_request,
         max_objects_in_get=settings.max_objects_in_get,
         max_objects_in_set=settings.max_objects_in_set,
-        collation_algorithms=(),
+        collation_algorithms=SUPPORTED_COLLATIONS,
     )
 
 

@@ -30,8 +30,12 @@ class Jmap:
             for i, (name, args) in enumerate(calls)
         ]
         body = {"using": [CORE, MAIL], "methodCalls": method_calls}
-        response = await self.http.post("/jmap/api/", content=json.dumps(body), auth=self.auth,
-                                        headers={"content-type": "application/json"})
+        response = await self.http.post(
+            "/jmap/api/",
+            content=json.dumps(body),
+            auth=self.auth,
+            headers={"content-type": "application/json"},
+        )
         assert response.status_code == 200, response.text
         return response.json()["methodResponses"]  # type: ignore[no-any-return]
 

@@ -209,7 +209,8 @@ class Dovecot:
                 gid=gid,
                 cert=cert,
                 key=key,
-                specials=specials, fresh_password=FRESH_PASSWORD,
+                specials=specials,
+                fresh_password=FRESH_PASSWORD,
             )
         )
 

@@ -49,7 +49,7 @@ async def test_session_core_capability_has_every_limit(
         "maxCallsInRequest": 32,
         "maxObjectsInGet": 500,
         "maxObjectsInSet": 500,
-        "collationAlgorithms": [],
+        "collationAlgorithms": ["i;ascii-casemap", "i;octet", "i;unicode-casemap"],
     }
     assert MAIL in session["capabilities"]
 

@@ -120,8 +120,14 @@ class AccountState:
             for item in ids:
                 pairs += [kind, item]
         k = self.keys
-        keys = [k.meta, k.state, k.changed(data_type), k.born(data_type), k.dead(data_type),
-                k.full(data_type)]
+        keys = [
+            k.meta,
+            k.state,
+            k.changed(data_type),
+            k.born(data_type),
+            k.dead(data_type),
+            k.full(data_type),
+        ]
         args = [data_type, secrets.token_hex(EPOCH_CHARS // 2), *pairs]
         if pipe is not None:
             # A pipeline quacks like a client here; redis-py's stubs do not say so.
@@ -169,8 +175,15 @@ class AccountState:
             else:
                 updated.append(item)
                 major = major or (full_at is not None and full_at > since_modseq)
-        return Changes(since, format_state(epoch, new_modseq), has_more, created, updated,
-                       destroyed, only_minor_updates=not major)
+        return Changes(
+            since,
+            format_state(epoch, new_modseq),
+            has_more,
+            created,
+            updated,
+            destroyed,
+            only_minor_updates=not major,
+        )
 
     async def _history(self, data_type: str, ids: list[str]) -> tuple[list[Any], ...]:
         """Per id: modseq of creation, of destruction, of the last major change (or None)."""

@@ -144,8 +144,12 @@ class MailboxStore:
             if written:
                 pipe.hset(self.keys.mailboxes, mapping={i: encode(new[i]) for i in written})
             await self.state.record(
-                MAILBOX, created=change.created, updated=change.updated,
-                destroyed=change.destroyed, minor=change.minor, pipe=pipe,
+                MAILBOX,
+                created=change.created,
+                updated=change.updated,
+                destroyed=change.destroyed,
+                minor=change.minor,
+                pipe=pipe,
             )
             await pipe.execute()
         return change
@@ -179,4 +183,3 @@ class MailboxStore:
                 values: dict[EncodableT, EncodableT] = dict(mapping.items())
                 pipe.hset(self.keys.mailbox_names, mapping=values)
             await pipe.execute()
-

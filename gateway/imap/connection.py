@@ -93,7 +93,7 @@ class Selected:
     state: SelectState
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the pool keeps connections in sets
 class ImapConnection:
     """An open connection to the upstream; see the module docstring for its rules."""
 

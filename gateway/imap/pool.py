@@ -58,6 +58,7 @@ class PoolStats:
     total: int
     idle: int
     opened: int  # connections opened (each one an upstream login) since start
+    commands: int  # upstream commands sent since start, logins and health checks included
 
 
 class ImapPool:
@@ -80,6 +81,8 @@ class ImapPool:
         self._users: dict[str, _UserPool] = {}
         self._total = 0
         self._opened = 0
+        self._live: set[ImapConnection] = set()
+        self._retired_commands = 0
         self._changed = asyncio.Condition()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
@@ -116,7 +119,14 @@ class ImapPool:
 
     def stats(self) -> PoolStats:
         idle = sum(len(u.idle) for u in self._users.values())
-        return PoolStats(users=len(self._users), total=self._total, idle=idle, opened=self._opened)
+        commands = self._retired_commands + sum(c.commands_sent for c in self._live)
+        return PoolStats(
+            users=len(self._users),
+            total=self._total,
+            idle=idle,
+            opened=self._opened,
+            commands=commands,
+        )
 
     def start(self) -> None:
         """Start closing idle connections in the background."""
@@ -135,7 +145,13 @@ class ImapPool:
             user.count -= len(user.idle)
             user.idle.clear()
         self._total -= len(idle)
-        await asyncio.gather(*(c.logout() for c in idle))
+        await asyncio.gather(*(self._logout(c) for c in idle))
+
+    async def _logout(self, conn: ImapConnection) -> None:
+        await conn.logout()
+        if conn in self._live:
+            self._live.discard(conn)
+            self._retired_commands += conn.commands_sent
 
     # -- acquiring and releasing ---------------------------------------------------------------
 
@@ -217,6 +233,7 @@ class ImapPool:
             await self._notify()
             raise
         self._opened += 1
+        self._live.add(conn)
         self._users[credentials.username].capabilities = conn.capabilities
         return conn
 
@@ -250,7 +267,7 @@ class ImapPool:
             self._changed.notify_all()
 
     def _background_logout(self, conn: ImapConnection) -> None:
-        task = asyncio.create_task(conn.logout())
+        task = asyncio.create_task(self._logout(conn))
         _BACKGROUND.add(task)
         task.add_done_callback(_BACKGROUND.discard)
 

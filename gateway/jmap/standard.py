@@ -163,7 +163,7 @@ def as_filter(value: object) -> JsonObject:
 
 def _check_filter_operator(value: JsonObject) -> None:
     """An operator of AND/OR/NOT and an array of nested filters."""
-    if value["operator"] not in FILTER_OPERATORS:
+    if not isinstance(value["operator"], str) or value["operator"] not in FILTER_OPERATORS:
         raise InvalidValue("operator must be AND, OR or NOT")
     conditions = value.get("conditions")
     if not isinstance(conditions, list):

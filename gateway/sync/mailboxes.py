@@ -118,16 +118,21 @@ async def list_mailboxes(conn: ImapConnection, strategy: IdStrategy) -> list[Lis
 
 async def _list_one_by_one(conn: ImapConnection, items: str, utf8: bool) -> list[Listed]:
     """Servers without LIST-STATUS: LIST, LSUB, then STATUS per selectable folder."""
-    listed = [parse_list(r, utf8=utf8) for r in (await conn.execute(
-        Command("LIST", '""', '"*"'))).data("LIST")]
-    subscribed = {parse_list(r, utf8=utf8).name for r in (await conn.execute(
-        Command("LSUB", '""', '"*"'))).data("LSUB")}
+    listed = [
+        parse_list(r, utf8=utf8)
+        for r in (await conn.execute(Command("LIST", '""', '"*"'))).data("LIST")
+    ]
+    subscribed = {
+        parse_list(r, utf8=utf8).name
+        for r in (await conn.execute(Command("LSUB", '""', '"*"'))).data("LSUB")
+    }
     folders = []
     for entry in listed:
         status = None
         if entry.selectable:
-            result = await conn.execute(Command("STATUS", mailbox(entry.name, utf8=utf8),
-                                                f"({items})"))
+            result = await conn.execute(
+                Command("STATUS", mailbox(entry.name, utf8=utf8), f"({items})")
+            )
             status = next((parse_status(r, utf8=utf8) for r in result.data("STATUS")), None)
         attributes = entry.attributes | ({"\\Subscribed"} if entry.name in subscribed else set())
         folders.append(Listed(_with_attributes(entry, attributes), status, None))
@@ -135,15 +140,17 @@ async def _list_one_by_one(conn: ImapConnection, items: str, utf8: bool) -> list
 
 
 def _with_attributes(entry: ListEntry, attributes: Iterable[str]) -> ListEntry:
-    return ListEntry(frozenset(attributes), entry.delimiter, entry.name, entry.raw_name,
-                     entry.extended)
+    return ListEntry(
+        frozenset(attributes), entry.delimiter, entry.name, entry.raw_name, entry.extended
+    )
 
 
 def _pair(responses: list[Untagged], utf8: bool) -> list[Listed]:
     """Match each LIST line with the STATUS and MYRIGHTS lines about the same folder."""
     entries = [parse_list(r, utf8=utf8) for r in responses if r.keyword == "LIST"]
-    statuses = {s.name: s for s in (parse_status(r, utf8=utf8) for r in responses
-                                    if r.keyword == "STATUS")}
+    statuses = {
+        s.name: s for s in (parse_status(r, utf8=utf8) for r in responses if r.keyword == "STATUS")
+    }
     rights = dict(_myrights(r, utf8) for r in responses if r.keyword == "MYRIGHTS")
     return [Listed(e, statuses.get(e.name), rights.get(e.name)) for e in entries]
 
@@ -211,8 +218,9 @@ def _role(entry: ListEntry, taken: set[str]) -> str | None:
     if entry.name.upper() == INBOX:
         role: str | None = "inbox"
     else:
-        role = next((ROLE_ATTRIBUTES[a] for a in sorted(entry.attributes)
-                     if a in ROLE_ATTRIBUTES), None)
+        role = next(
+            (ROLE_ATTRIBUTES[a] for a in sorted(entry.attributes) if a in ROLE_ATTRIBUTES), None
+        )
     if role is None or role in taken:
         return None
     taken.add(role)

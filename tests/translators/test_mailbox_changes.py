@@ -57,7 +57,7 @@ async def test_updated_properties_as_a_back_reference(jmap: Jmap, dovecot: Dovec
     since = await state(jmap)
     with Witness(dovecot, jmap.username) as witness:
         witness.append("INBOX", "hello")
-    changes, got = await jmap.request(
+    _, got = await jmap.request(
         ("Mailbox/changes", {"sinceState": since}),
         (
             "Mailbox/get",

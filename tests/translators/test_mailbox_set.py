@@ -16,10 +16,13 @@ async def set_(jmap: Jmap, **args: Any) -> dict[str, Any]:
 
 
 async def test_create_with_child_by_reference(jmap: Jmap, dovecot: Dovecot) -> None:
-    result = await set_(jmap, create={
-        "child": {"name": "子フォルダ", "parentId": "#parent"},
-        "parent": {"name": "Пример 📬"},
-    })
+    result = await set_(
+        jmap,
+        create={
+            "child": {"name": "子フォルダ", "parentId": "#parent"},
+            "parent": {"name": "Пример 📬"},
+        },
+    )
     assert result["notCreated"] is None
     parent, child = result["created"]["parent"], result["created"]["child"]
     assert parent["parentId"] is None and parent["isSubscribed"] is True
@@ -46,8 +49,16 @@ async def test_created_ids_usable_later_in_the_request(jmap: Jmap) -> None:
 
 
 async def test_rename_and_reparent_keep_the_id(jmap: Jmap, dovecot: Dovecot) -> None:
-    ids = (await set_(jmap, create={"a": {"name": "Projects"}, "b": {"name": "Clients"},
-                                    "c": {"name": "Acme", "parentId": "#a"}}))["created"]
+    ids = (
+        await set_(
+            jmap,
+            create={
+                "a": {"name": "Projects"},
+                "b": {"name": "Clients"},
+                "c": {"name": "Acme", "parentId": "#a"},
+            },
+        )
+    )["created"]
     acme, clients = ids["c"]["id"], ids["b"]["id"]
     result = await set_(jmap, update={acme: {"name": "Acme Corp", "parentId": clients}})
     assert result["updated"] == {acme: None}
@@ -62,8 +73,9 @@ async def test_rename_and_reparent_keep_the_id(jmap: Jmap, dovecot: Dovecot) -> 
 
 
 async def test_subscribe_and_sort_order(jmap: Jmap, dovecot: Dovecot) -> None:
-    box = (await set_(jmap, create={"k": {"name": "Quiet", "isSubscribed": False,
-                                          "sortOrder": 7}}))["created"]["k"]
+    box = (
+        await set_(jmap, create={"k": {"name": "Quiet", "isSubscribed": False, "sortOrder": 7}})
+    )["created"]["k"]
     assert "isSubscribed" not in box and "sortOrder" not in box  # both sent by the client
     with Witness(dovecot, jmap.username) as witness:
         assert "Quiet" not in witness.subscribed()
@@ -75,8 +87,9 @@ async def test_subscribe_and_sort_order(jmap: Jmap, dovecot: Dovecot) -> None:
 
 
 async def test_destroy(jmap: Jmap, dovecot: Dovecot) -> None:
-    ids = (await set_(jmap, create={"p": {"name": "Parent"}, "c": {"name": "Kid",
-                                                                    "parentId": "#p"}}))["created"]
+    ids = (
+        await set_(jmap, create={"p": {"name": "Parent"}, "c": {"name": "Kid", "parentId": "#p"}})
+    )["created"]
     result = await set_(jmap, destroy=[ids["p"]["id"], ids["c"]["id"]])
     assert sorted(result["destroyed"]) == sorted([ids["p"]["id"], ids["c"]["id"]])
     with Witness(dovecot, jmap.username) as witness:
@@ -99,8 +112,9 @@ async def test_mailbox_with_email(jmap: Jmap, dovecot: Dovecot) -> None:
 
 
 async def test_mailbox_with_child(jmap: Jmap) -> None:
-    ids = (await set_(jmap, create={"p": {"name": "P"}, "c": {"name": "C",
-                                                              "parentId": "#p"}}))["created"]
+    ids = (await set_(jmap, create={"p": {"name": "P"}, "c": {"name": "C", "parentId": "#p"}}))[
+        "created"
+    ]
     result = await set_(jmap, destroy=[ids["p"]["id"]])
     assert result["notDestroyed"][ids["p"]["id"]]["type"] == "mailboxHasChild"
 
@@ -134,18 +148,27 @@ async def test_invalid_updates(jmap: Jmap) -> None:
     mailboxes = await jmap.mailboxes()
     inbox, sent = mailboxes["Inbox"]["id"], mailboxes["Sent"]["id"]
     ids = (await set_(jmap, create={"a": {"name": "A"}, "b": {"name": "B", "parentId": "#a"}}))[
-        "created"]
+        "created"
+    ]
     a, b = ids["a"]["id"], ids["b"]["id"]
-    result = await set_(jmap, update={
-        inbox: {"name": "Renamed inbox"},
-        sent: {"role": "trash"},
-        a: {"parentId": b},
-        b: {"name": "Sent", "parentId": None},
-        "nosuch": {"name": "x"},
-    })
+    result = await set_(
+        jmap,
+        update={
+            inbox: {"name": "Renamed inbox"},
+            sent: {"role": "trash"},
+            a: {"parentId": b},
+            b: {"name": "Sent", "parentId": None},
+            "nosuch": {"name": "x"},
+        },
+    )
     errors = {key: value["type"] for key, value in result["notUpdated"].items()}
-    assert errors == {inbox: "forbidden", sent: "invalidProperties", a: "invalidProperties",
-                      b: "invalidProperties", "nosuch": "notFound"}
+    assert errors == {
+        inbox: "forbidden",
+        sent: "invalidProperties",
+        a: "invalidProperties",
+        b: "invalidProperties",
+        "nosuch": "notFound",
+    }
     assert result["notUpdated"][a]["properties"] == ["parentId"]
     assert result["updated"] is None
     assert result["oldState"] == result["newState"]
@@ -160,8 +183,9 @@ async def test_invalid_destroys(jmap: Jmap) -> None:
 
 async def test_if_in_state(jmap: Jmap) -> None:
     state = (await jmap.call("Mailbox/get", ids=[]))["state"]
-    (stale,) = await jmap.request(("Mailbox/set", {"ifInState": state + "0",
-                                                   "create": {"k": {"name": "X"}}}))
+    (stale,) = await jmap.request(
+        ("Mailbox/set", {"ifInState": state + "0", "create": {"k": {"name": "X"}}})
+    )
     assert stale[0] == "error" and stale[1]["type"] == "stateMismatch"
     ok = await set_(jmap, ifInState=state, create={"k": {"name": "X"}})
     assert ok["oldState"] == state and ok["created"]["k"]["id"]

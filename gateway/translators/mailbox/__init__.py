@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from gateway.env import RequestEnv
 from gateway.jmap.capabilities import MAIL
-from gateway.jmap.dispatch import MethodRegistry
+from gateway.jmap.dispatch import Method, MethodRegistry
 from gateway.translators.mailbox.get import mailbox_changes, mailbox_get
+from gateway.translators.mailbox.query import mailbox_query, mailbox_query_changes
 from gateway.translators.mailbox.set import mailbox_set
+
+METHODS: tuple[Method[RequestEnv], ...] = (
+    Method("Mailbox/get", MAIL, mailbox_get, writes=False),
+    Method("Mailbox/changes", MAIL, mailbox_changes, writes=False),
+    Method("Mailbox/query", MAIL, mailbox_query, writes=False),
+    Method("Mailbox/queryChanges", MAIL, mailbox_query_changes, writes=False),
+    Method("Mailbox/set", MAIL, mailbox_set, writes=True),
+)
 
 
 def register(registry: MethodRegistry[RequestEnv]) -> None:
-    registry.method("Mailbox/get", MAIL)(mailbox_get)
-    registry.method("Mailbox/changes", MAIL)(mailbox_changes)
-    registry.method("Mailbox/set", MAIL, writes=True)(mailbox_set)
+    for method in METHODS:
+        registry.add(method)

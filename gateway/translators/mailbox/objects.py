@@ -15,8 +15,17 @@ INBOX_NAME = "Inbox"
 
 # The property table drives /get filtering and /set validation.
 PROPERTIES = (
-    "id", "name", "parentId", "role", "sortOrder", "totalEmails", "unreadEmails",
-    "totalThreads", "unreadThreads", "myRights", "isSubscribed",
+    "id",
+    "name",
+    "parentId",
+    "role",
+    "sortOrder",
+    "totalEmails",
+    "unreadEmails",
+    "totalThreads",
+    "unreadThreads",
+    "myRights",
+    "isSubscribed",
 )
 SETTABLE = frozenset({"name", "parentId", "role", "sortOrder", "isSubscribed"})
 SERVER_SET = frozenset(PROPERTIES) - SETTABLE
@@ -48,7 +57,7 @@ def jmap_name(record: MailboxRecord, records: Mapping[str, MailboxRecord]) -> st
     parent = records.get(record.parent_id) if record.parent_id else None
     if parent is None or not record.delimiter:
         return record.name
-    return record.name[len(parent.name) + len(record.delimiter):]
+    return record.name[len(parent.name) + len(record.delimiter) :]
 
 
 def thread_counts(record: MailboxRecord) -> tuple[int, int]:
@@ -60,7 +69,8 @@ def my_rights(record: MailboxRecord) -> dict[str, bool]:
     """From the upstream's ACL when it reports one (RFC 4314), else what the gateway allows."""
     inbox = record.role == "inbox"
     if record.rights is not None:
-        rights = {name: all(r in record.rights for r in needs) for name, needs in ACL_RIGHTS.items()}
+        held = record.rights
+        rights = {name: all(r in held for r in needs) for name, needs in ACL_RIGHTS.items()}
     else:
         holds_mail = record.selectable
         rights = {name: holds_mail for name in ACL_RIGHTS}

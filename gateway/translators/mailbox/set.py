@@ -84,12 +84,14 @@ class SetRun:
 
 async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
     env = ctx.env
-    args = parse_set(arguments, env.services.limits.max_objects_in_set,
-                     extra=("onDestroyRemoveEmails",))
+    args = parse_set(
+        arguments, env.services.limits.max_objects_in_set, extra=("onDestroyRemoveEmails",)
+    )
     remove_emails = arguments.get("onDestroyRemoveEmails", False)
     if not isinstance(remove_emails, bool):
         raise MethodError.invalid_arguments(
-            "onDestroyRemoveEmails: must be a Boolean", arguments=["onDestroyRemoveEmails"])
+            "onDestroyRemoveEmails: must be a Boolean", arguments=["onDestroyRemoveEmails"]
+        )
     async with env.upstream() as conn:
         view = await current_view(env, conn)
         check_if_in_state(args.if_in_state, view.state)
@@ -97,11 +99,20 @@ async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
         run = SetRun(ctx, conn, view, strategy, _delimiter(view.records))
         response: dict[str, Any] = {"accountId": args.account_id, "oldState": view.state}
         try:
-            await _apply(run, args.create or {}, args.update or {}, args.destroy or [],
-                         remove_emails, response)
+            await _apply(
+                run,
+                args.create or {},
+                args.update or {},
+                args.destroy or [],
+                remove_emails,
+                response,
+            )
         except PartialFailure:
-            raise MethodError("serverPartialFail", "The mail server became unreachable part "
-                              "way; some changes were made. Re-synchronise.") from None
+            raise MethodError(
+                "serverPartialFail",
+                "The mail server became unreachable part "
+                "way; some changes were made. Re-synchronise.",
+            ) from None
         if run.changed_upstream:
             run.view = await current_view(env, conn, fresh=True)
         response["newState"] = run.view.state
@@ -131,11 +142,16 @@ async def _apply(
         created[creation_id] = {k: v for k, v in obj.items() if k not in create[creation_id]}
     updated, not_updated = await _update_all(run, update)
     destroyed, not_destroyed = await _destroy_all(run, destroy, remove_emails)
-    response.update({
-        "created": created or None, "notCreated": _errors(not_created),
-        "updated": updated or None, "notUpdated": _errors(not_updated),
-        "destroyed": destroyed or None, "notDestroyed": _errors(not_destroyed),
-    })
+    response.update(
+        {
+            "created": created or None,
+            "notCreated": _errors(not_created),
+            "updated": updated or None,
+            "notUpdated": _errors(not_updated),
+            "destroyed": destroyed or None,
+            "notDestroyed": _errors(not_destroyed),
+        }
+    )
 
 
 def _errors(errors: Mapping[str, SetError]) -> dict[str, Any] | None:
@@ -196,7 +212,7 @@ async def _create(run: SetRun, creation_id: str, props: dict[str, Any]) -> dict[
     subscribe = props.get("isSubscribed", True)
     if not isinstance(subscribe, bool):
         raise SetError.invalid_properties(["isSubscribed"], "must be a Boolean")
-    sort_order = _sort_order(props.get("sortOrder", None))
+    sort_order = _sort_order(props.get("sortOrder"))
     options = _role_option(run, props.get("role"))
     await run.run(Command("CREATE", run.arg(full), *options))
     run.created_names[creation_id] = full
@@ -288,7 +304,7 @@ async def _carry_ids(run: SetRun, old: str, new: str) -> None:
     names = await run.view.store.name_ids()
     prefix = old + run.delimiter
     moved = {
-        new + name[len(old):]: mailbox_id
+        new + name[len(old) :]: mailbox_id
         for name, mailbox_id in names.items()
         if name == old or name.startswith(prefix)
     }
@@ -342,9 +358,7 @@ async def _destroy_all(
     return done, failed
 
 
-async def _destroy(
-    run: SetRun, record: MailboxRecord, remove_emails: bool, gone: set[str]
-) -> None:
+async def _destroy(run: SetRun, record: MailboxRecord, remove_emails: bool, gone: set[str]) -> None:
     if record.role == "inbox":
         raise SetError("forbidden", "the inbox cannot be destroyed")
     if any(child.id not in gone for child in run.view.children(record.id)):
@@ -379,10 +393,11 @@ def _check_properties(
 ) -> None:
     """RFC 8620 5.3: unknown properties, and server-set ones with a new value, are invalid."""
     bad = [
-        key for key, value in props.items()
-        if "/" in key or key not in PROPERTIES or (
-            key in SERVER_SET and not (allow_server_set and current and current[key] == value)
-        )
+        key
+        for key, value in props.items()
+        if "/" in key
+        or key not in PROPERTIES
+        or (key in SERVER_SET and not (allow_server_set and current and current[key] == value))
     ]
     if bad:
         raise SetError.invalid_properties(bad, "unknown or server-set properties")
@@ -420,7 +435,8 @@ def _parent_name(run: SetRun, parent_id: object) -> str | None:
 def _full_name(run: SetRun, parent_name: str | None, leaf: str) -> str:
     if run.delimiter in leaf:
         raise SetError.invalid_properties(
-            ["name"], f"must not contain the hierarchy delimiter {run.delimiter!r}")
+            ["name"], f"must not contain the hierarchy delimiter {run.delimiter!r}"
+        )
     return leaf if parent_name is None else parent_name + run.delimiter + leaf
 
 

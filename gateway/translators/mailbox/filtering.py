@@ -7,7 +7,7 @@ rather than asking IMAP. `run_mailbox_query` returns the full ordered id list, w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -269,3 +269,19 @@ def _walk_tree(mailboxes: Sequence[Mailbox], enter: Callable[[Mailbox], bool]) -
         if enter(mailbox):
             yield mailbox
             stack.extend(reversed(children.get(mailbox["id"], [])))
+
+
+def with_descendants(mailboxes: Sequence[Mailbox], ids: Collection[str]) -> set[str]:
+    """Return `ids` and the ids of all their descendants among `mailboxes`.
+
+    Under sortAsTree or filterAsTree a Mailbox's place and membership follow its
+    ancestors, so Mailbox/queryChanges must pass this, not just the changed ids, as
+    `changed` to `gateway.jmap.query.query_changes`. The current tree is enough: if a
+    Mailbox's ancestry changed, the lowest Mailbox on its path whose parentId changed
+    is itself changed and is still its ancestor (or itself).
+    """
+    affected = set(ids)
+    for mailbox in _walk_tree(mailboxes, lambda _mailbox: True):
+        if mailbox["parentId"] in affected:
+            affected.add(mailbox["id"])
+    return affected

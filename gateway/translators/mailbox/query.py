@@ -1,0 +1,102 @@
+"""Mailbox/query and Mailbox/queryChanges (RFC 8621 2.3, 2.4).
+
+The query state is the Mailbox state: any mailbox change may move a result. queryChanges
+reports every mailbox changed since the old state as removed, and those of them in the results
+now as added at their index, which RFC 8620 5.6 allows when old results are not kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.cache.mailboxes import MAILBOX
+from gateway.env import RequestEnv
+from gateway.jmap.dispatch import CallContext
+from gateway.jmap.errors import MethodError
+from gateway.jmap.query import query_changes, window
+from gateway.jmap.standard import parse_query, parse_query_changes
+from gateway.translators.mailbox.filtering import (
+    parse_mailbox_filter,
+    parse_mailbox_sort,
+    run_mailbox_query,
+    with_descendants,
+)
+from gateway.translators.mailbox.view import current_view
+
+TREE_ARGUMENTS = ("sortAsTree", "filterAsTree")
+
+
+def _tree_flags(arguments: dict[str, Any]) -> tuple[bool, bool]:
+    flags = []
+    for name in TREE_ARGUMENTS:
+        value = arguments.get(name, False)
+        if not isinstance(value, bool):
+            raise MethodError.invalid_arguments(f"{name}: must be a Boolean", arguments=[name])
+        flags.append(value)
+    return flags[0], flags[1]
+
+
+async def mailbox_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
+    args = parse_query(arguments, extra=TREE_ARGUMENTS)
+    sort_as_tree, filter_as_tree = _tree_flags(arguments)
+    mailbox_filter, sort = parse_mailbox_filter(args.filter), parse_mailbox_sort(args.sort)
+    async with ctx.env.upstream() as conn:
+        view = await current_view(ctx.env, conn)
+    ids = run_mailbox_query(
+        list(view.objects().values()),
+        mailbox_filter,
+        sort,
+        sort_as_tree=sort_as_tree,
+        filter_as_tree=filter_as_tree,
+    )
+    result = window(
+        ids,
+        position=args.position,
+        anchor=args.anchor,
+        anchor_offset=args.anchor_offset,
+        limit=args.limit,
+    )
+    response: dict[str, Any] = {
+        "accountId": args.account_id,
+        "queryState": view.state,
+        "canCalculateChanges": True,
+        "position": result.position,
+        "ids": result.ids,
+    }
+    if args.calculate_total:
+        response["total"] = len(ids)
+    if result.limit is not None:
+        response["limit"] = result.limit
+    return response
+
+
+async def mailbox_query_changes(
+    ctx: CallContext[RequestEnv], arguments: dict[str, Any]
+) -> dict[str, Any]:
+    args = parse_query_changes(arguments, extra=TREE_ARGUMENTS)
+    sort_as_tree, filter_as_tree = _tree_flags(arguments)
+    mailbox_filter, sort = parse_mailbox_filter(args.filter), parse_mailbox_sort(args.sort)
+    async with ctx.env.upstream() as conn:
+        view = await current_view(ctx.env, conn)
+    changes = await view.store.state.changes(MAILBOX, args.since_query_state, None)
+    mailboxes = list(view.objects().values())
+    ids = run_mailbox_query(
+        mailboxes, mailbox_filter, sort, sort_as_tree=sort_as_tree, filter_as_tree=filter_as_tree
+    )
+    changed = {*changes.created, *changes.updated, *changes.destroyed}
+    if sort_as_tree or filter_as_tree:
+        # A moved or renamed parent moves its whole subtree.
+        changed |= with_descendants(mailboxes, changed)
+    result = query_changes(
+        changed=changed, current=ids, up_to_id=args.up_to_id, max_changes=args.max_changes
+    )
+    response: dict[str, Any] = {
+        "accountId": args.account_id,
+        "oldQueryState": args.since_query_state,
+        "newQueryState": changes.new_state,
+        "removed": result.removed,
+        "added": [{"id": item.id, "index": item.index} for item in result.added],
+    }
+    if args.calculate_total:
+        response["total"] = len(ids)
+    return response

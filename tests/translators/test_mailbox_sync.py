@@ -1,0 +1,103 @@
+"""The catch-up sync: one round trip once synced, shared syncs, replicas on one Redis, ids."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import redis
+
+from gateway.app import create_app
+from tests.conftest import gateway_settings, running_gateway
+from tests.jmapclient import Jmap
+from tests.servers import Dovecot
+from tests.translators.witness import Witness
+
+
+async def test_two_hundred_folders_one_round_trip(dovecot: Dovecot, redis_url: str) -> None:
+    user = dovecot.fresh_user()
+    with Witness(dovecot, user) as witness:
+        for i in range(200):
+            witness.create(f"Folder {i:03d}")
+    settings = gateway_settings(dovecot.url, redis_url)
+    app = create_app(settings)
+    async with running_gateway(settings, app) as url, httpx.AsyncClient(base_url=url) as http:
+        jmap = await Jmap(http, user, dovecot.users[user]).start()
+        assert len(await jmap.mailboxes()) == 206
+        pool = app.state.services.pool
+        before = pool.stats().commands
+        listed = await jmap.call("Mailbox/get", ids=None)
+        assert len(listed["list"]) == 206
+        assert pool.stats().commands - before == 1
+
+
+async def test_concurrent_requests_share_one_sync(dovecot: Dovecot, redis_url: str) -> None:
+    user = dovecot.fresh_user()
+    settings = gateway_settings(dovecot.url, redis_url)
+    app = create_app(settings)
+    async with running_gateway(settings, app) as url, httpx.AsyncClient(base_url=url) as http:
+        jmap = await Jmap(http, user, dovecot.users[user]).start()
+        await jmap.mailboxes()
+        pool = app.state.services.pool
+        before = pool.stats().commands
+        results = await asyncio.gather(*(jmap.call("Mailbox/get", ids=None) for _ in range(8)))
+        assert len({r["state"] for r in results}) == 1
+        # Eight requests, fewer LISTs: requests that arrive during a sync join it.
+        assert pool.stats().commands - before < 8
+
+
+async def test_two_gateways_on_one_redis_agree(dovecot: Dovecot, redis_url: str) -> None:
+    user = dovecot.fresh_user()
+    first, second = (
+        gateway_settings(dovecot.url, redis_url),
+        gateway_settings(dovecot.url, redis_url),
+    )
+    async with (
+        running_gateway(first) as url_a,
+        running_gateway(second) as url_b,
+        httpx.AsyncClient(base_url=url_a) as http_a,
+        httpx.AsyncClient(base_url=url_b) as http_b,
+    ):
+        a = await Jmap(http_a, user, dovecot.users[user]).start()
+        b = await Jmap(http_b, user, dovecot.users[user]).start()
+        assert a.account_id == b.account_id
+        state = (await a.call("Mailbox/get", ids=[]))["state"]
+        with Witness(dovecot, user) as witness:
+            witness.create("Seen by both")
+
+        async def changes(client: Jmap) -> dict[str, object]:
+            return await client.call("Mailbox/changes", sinceState=state)
+
+        from_a, from_b = await asyncio.gather(changes(a), changes(b))
+        assert from_a["created"] == from_b["created"] and len(from_a["created"]) == 1
+        assert from_a["newState"] == from_b["newState"]
+        made = await b.call("Mailbox/set", create={"k": {"name": "Made on B"}})
+        boxes_a = await a.mailboxes()
+        assert boxes_a["Made on B"]["id"] == made["created"]["k"]["id"]
+        assert (await a.call("Mailbox/get", ids=[]))["state"] == made["newState"]
+
+
+async def test_gateway_assigned_ids(
+    dovecot: Dovecot, http: httpx.AsyncClient, redis_url: str
+) -> None:
+    """Without OBJECTID or X-GUID, ids live in Redis and follow renames made via the gateway."""
+    user = dovecot.fresh_user()
+    jmap = await Jmap(http, user, dovecot.users[user]).start()
+    client = redis.Redis.from_url(redis_url)
+    client.hset(f"jg:{{{jmap.account_id}}}:meta", "mailbox-ids", "gateway")
+    client.close()
+    created = await jmap.call(
+        "Mailbox/set", create={"p": {"name": "Parent"}, "c": {"name": "Child", "parentId": "#p"}}
+    )
+    parent, child = created["created"]["p"]["id"], created["created"]["c"]["id"]
+    assert parent.startswith("g") and child.startswith("g")
+    await jmap.call("Mailbox/set", update={parent: {"name": "Renamed"}})
+    boxes = await jmap.mailboxes()
+    assert boxes["Renamed"]["id"] == parent and boxes["Renamed/Child"]["id"] == child
+    with Witness(dovecot, user) as witness:
+        witness.rename("Renamed", "Elsewhere")
+    boxes = await jmap.mailboxes()
+    # A rename by another client cannot be told from delete plus create.
+    assert boxes["Elsewhere"]["id"] not in (parent, child)
+    inbox_before = boxes["Inbox"]["id"]
+    assert (await jmap.mailboxes())["Inbox"]["id"] == inbox_before
