@@ -20,7 +20,10 @@ from gateway.cache.codec import pack, text, unpack
 from gateway.cache.keys import AccountKeys
 
 MAILBOX = "Mailbox"
+LISTING_FIELD = "mailbox-listing"
 MINOR_FIELDS = frozenset({"total", "unread"})
+# Not Mailbox properties: they move with mail and matter to the email sync only.
+INVISIBLE_FIELDS = frozenset({"uidvalidity", "uidnext", "highestmodseq"})
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,9 @@ class MailboxRecord:
             return self.name
         return self.name.rsplit(self.delimiter, 1)[-1]
 
-    def differs_beyond(self, other: MailboxRecord, minor: frozenset[str]) -> bool:
+    def differs_beyond(self, other: MailboxRecord, ignored: frozenset[str]) -> bool:
         return any(
-            getattr(self, f.name) != getattr(other, f.name)
-            for f in fields(self)
-            if f.name not in minor
+            getattr(self, name) != getattr(other, name) for name in _FIELDS if name not in ignored
         )
 
 
@@ -75,10 +76,7 @@ class MailboxDiff:
     updated: list[str]
     minor: list[str]
     destroyed: list[str]
-
-    @property
-    def empty(self) -> bool:
-        return not (self.created or self.updated or self.minor or self.destroyed)
+    refreshed: list[str]  # changed only in what clients do not see (UIDNEXT, HIGHESTMODSEQ)
 
 
 def diff(old: Mapping[str, MailboxRecord], new: Mapping[str, MailboxRecord]) -> MailboxDiff:
@@ -87,15 +85,18 @@ def diff(old: Mapping[str, MailboxRecord], new: Mapping[str, MailboxRecord]) -> 
     destroyed = [i for i in old if i not in new]
     updated: list[str] = []
     minor: list[str] = []
-    # UIDNEXT, UIDVALIDITY and HIGHESTMODSEQ are not Mailbox properties: they move with mail.
-    invisible = frozenset({"uidvalidity", "uidnext", "highestmodseq"})
+    refreshed: list[str] = []
     for mailbox_id in new.keys() & old.keys():
         before, after = old[mailbox_id], new[mailbox_id]
-        if before.differs_beyond(after, invisible | MINOR_FIELDS):
+        if before == after:
+            continue
+        if before.differs_beyond(after, INVISIBLE_FIELDS | MINOR_FIELDS):
             updated.append(mailbox_id)
-        elif before.differs_beyond(after, invisible):
+        elif before.differs_beyond(after, INVISIBLE_FIELDS):
             minor.append(mailbox_id)
-    return MailboxDiff(created, sorted(updated), sorted(minor), destroyed)
+        else:
+            refreshed.append(mailbox_id)
+    return MailboxDiff(created, sorted(updated), sorted(minor), destroyed, refreshed)
 
 
 class MailboxStore:
@@ -130,17 +131,20 @@ class MailboxStore:
         return {text(key): decode(value) for key, value in raw.items()}
 
     async def replace(
-        self, old: Mapping[str, MailboxRecord], new: Mapping[str, MailboxRecord]
+        self, old: Mapping[str, MailboxRecord], new: Mapping[str, MailboxRecord], listing: str
     ) -> MailboxDiff:
-        """Make the index hold ``new`` and log its difference from ``old``, atomically."""
+        """Make the index hold ``new`` and log its difference from ``old``, atomically.
+
+        ``listing`` is a digest of the upstream listing ``new`` came from: the next sync that
+        sees the same digest knows nothing changed without parsing the listing.
+        """
         change = diff(old, new)
-        if change.empty:
-            return change
         async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.meta, LISTING_FIELD, listing)
             if change.destroyed:
                 pipe.hdel(self.keys.mailboxes, *change.destroyed)
                 pipe.hdel(self.keys.sort_order, *change.destroyed)
-            written = [*change.created, *change.updated, *change.minor]
+            written = [*change.created, *change.updated, *change.minor, *change.refreshed]
             if written:
                 pipe.hset(self.keys.mailboxes, mapping={i: encode(new[i]) for i in written})
             await self.state.record(

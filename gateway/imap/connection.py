@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -74,10 +76,21 @@ class Endpoint:
 
 @dataclass
 class Result:
-    """The untagged responses of one command and its tagged completion."""
+    """The untagged responses of one command and its tagged completion.
 
-    untagged: list[Untagged]
+    Untagged responses are kept as received and parsed on first use, so a caller that only
+    needs to know whether anything changed (a digest of ``raw``) pays no parsing.
+    """
+
+    raw: list[bytes]
     tagged: Tagged
+
+    @functools.cached_property
+    def untagged(self) -> list[Untagged]:
+        parsed = [parse_response(raw) for raw in self.raw]
+        if not all(isinstance(p, Untagged) for p in parsed):
+            raise ProtocolError("untagged response expected")
+        return parsed  # type: ignore[return-value]
 
     def data(self, keyword: str) -> list[Untagged]:
         """The untagged data responses named ``keyword`` (e.g. "LIST", "FETCH")."""
@@ -109,7 +122,7 @@ class ImapConnection:
     _framer: ResponseFramer = field(
         default_factory=lambda: ResponseFramer(max_line=MAX_LINE, max_literal=MAX_LITERAL)
     )
-    _pending: list[bytes] = field(default_factory=list)
+    _pending: deque[bytes] = field(default_factory=deque)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # -- opening ------------------------------------------------------------------------------
@@ -268,32 +281,39 @@ class ImapConnection:
             literal_minus="LITERAL-" in self.capabilities,
         )
         log.debug("upstream <- %s", command.redacted(tag))
-        untagged: list[Untagged] = []
+        untagged: list[bytes] = []
         for chunk in chunks:
             if isinstance(chunk, Literal) and chunk.synchronizing:
                 await self._await_continuation(untagged)
             self.writer.write(chunk.data if isinstance(chunk, Literal) else chunk)
         await self.writer.drain()
         while True:
-            response = await self._read_response()
+            raw = await self._read_raw()
+            if raw.startswith(b"* "):
+                self._note_untagged(raw)
+                untagged.append(raw)
+                continue
+            response = parse_response(raw)
             if isinstance(response, Continuation):
                 if continuation is None:
                     raise ProtocolError("unexpected continuation request")
                 self.writer.write(str(continuation.value).encode("ascii") + b"\r\n")
                 continuation = None
                 continue
-            if isinstance(response, Tagged):
-                if response.tag != tag:
-                    raise ProtocolError(f"tagged response for unknown tag {response.tag!r}")
-                return Result(untagged, response)
-            self._note_untagged(response)
-            untagged.append(response)
+            if not isinstance(response, Tagged) or response.tag != tag:
+                raise ProtocolError(f"unexpected response {raw[:40]!r}")
+            return Result(untagged, response)
 
-    async def _await_continuation(self, untagged: list[Untagged]) -> None:
+    async def _await_continuation(self, untagged: list[bytes]) -> None:
         """Wait for "+" before a synchronizing literal (RFC 3501 7.5)."""
         await self.writer.drain()
         while True:
-            response = await self._read_response()
+            raw = await self._read_raw()
+            if raw.startswith(b"* "):
+                self._note_untagged(raw)
+                untagged.append(raw)
+                continue
+            response = parse_response(raw)
             if isinstance(response, Continuation):
                 return
             if isinstance(response, Tagged):
@@ -301,16 +321,19 @@ class ImapConnection:
                 raise CommandFailed(
                     response.status, response.code.name if response.code else None, response.text
                 )
-            self._note_untagged(response)
-            untagged.append(response)
+            raise ProtocolError(f"unexpected response {raw[:40]!r}")
 
-    def _note_untagged(self, response: Untagged) -> None:
-        if response.status == "BYE":
+    def _note_untagged(self, raw: bytes) -> None:
+        """The two untagged responses that matter whatever the command: BYE and CAPABILITY."""
+        head = raw[:13].upper()
+        if head.startswith(b"* BYE"):
             self.broken = True
-        elif response.keyword == "CAPABILITY":
-            self.capabilities = parse_capabilities(response.values)
+        elif head.startswith(b"* CAPABILITY "):
+            response = parse_response(raw)
+            if isinstance(response, Untagged):
+                self.capabilities = parse_capabilities(response.values)
 
-    async def _read_response(self) -> Tagged | Untagged | Continuation:
+    async def _read_raw(self) -> bytes:
         while not self._pending:
             data = await self.reader.read(READ_SIZE)
             if not data:
@@ -318,7 +341,10 @@ class ImapConnection:
                 raise ConnectionLost("upstream closed the connection")
             self._quickack()
             self._pending.extend(self._framer.feed(data))
-        return parse_response(self._pending.pop(0))
+        return self._pending.popleft()
+
+    async def _read_response(self) -> Tagged | Untagged | Continuation:
+        return parse_response(await self._read_raw())
 
     # -- mailbox selection ---------------------------------------------------------------------
 

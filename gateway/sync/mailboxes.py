@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.cache.locks import lease
-from gateway.cache.mailboxes import MailboxRecord, MailboxStore
+from gateway.cache.mailboxes import LISTING_FIELD, MailboxRecord, MailboxStore
 from gateway.imap.commands import Command, mailbox
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
@@ -100,8 +100,21 @@ def status_items(conn: ImapConnection, strategy: IdStrategy) -> list[str]:
     return items
 
 
-async def list_mailboxes(conn: ImapConnection, strategy: IdStrategy) -> list[Listed]:
-    """Every folder with its status: one round trip where LIST-STATUS is offered."""
+@dataclass(frozen=True)
+class Listing:
+    """What the upstream listed: a digest of its words and, when it changed, the folders."""
+
+    digest: str
+    folders: list[Listed] | None
+
+
+async def list_mailboxes(
+    conn: ImapConnection, strategy: IdStrategy, known_digest: str | None
+) -> Listing:
+    """Every folder with its status: one round trip where LIST-STATUS is offered.
+
+    A listing identical to the one behind ``known_digest`` is not parsed (folders None).
+    """
     caps = conn.capabilities
     utf8 = "UTF8=ACCEPT" in conn.enabled
     items = " ".join(status_items(conn, strategy))
@@ -112,8 +125,16 @@ async def list_mailboxes(conn: ImapConnection, strategy: IdStrategy) -> list[Lis
         result = await conn.execute(
             Command("LIST", '""', '"*"', "RETURN", f"({' '.join(returns)} STATUS ({items}))")
         )
-        return _pair(result.untagged, utf8)
-    return await _list_one_by_one(conn, items, utf8)
+        digest = _digest(result.raw)
+        if digest == known_digest:
+            return Listing(digest, None)
+        return Listing(digest, _pair(result.untagged, utf8))
+    folders = await _list_one_by_one(conn, items, utf8)
+    return Listing(_digest([repr(f).encode() for f in folders]), folders)
+
+
+def _digest(lines: list[bytes]) -> str:
+    return hashlib.sha256(b"\r\n".join(lines)).hexdigest()
 
 
 async def _list_one_by_one(conn: ImapConnection, items: str, utf8: bool) -> list[Listed]:
@@ -235,11 +256,9 @@ class MailboxSync:
     """
 
     def __init__(self) -> None:
-        self._running: dict[str, asyncio.Task[dict[str, MailboxRecord]]] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
 
-    async def sync(
-        self, store: MailboxStore, conn: ImapConnection, *, fresh: bool = False
-    ) -> dict[str, MailboxRecord]:
+    async def sync(self, store: MailboxStore, conn: ImapConnection, *, fresh: bool = False) -> None:
         """The account's mailboxes, up to date.
 
         ``fresh`` asks for a sync that starts after the caller's own upstream changes, so it
@@ -249,9 +268,9 @@ class MailboxSync:
         running = self._running.get(account)
         if running is not None:
             try:
-                result = await asyncio.shield(running)
+                await asyncio.shield(running)
                 if not fresh:
-                    return result
+                    return
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
@@ -263,16 +282,19 @@ class MailboxSync:
         try:
             # Not shielded: if this request is cancelled, its connection is in doubt, so the
             # sync running on it stops too; requests that joined it then run their own.
-            return await task
+            await task
         finally:
             if self._running.get(account) is task:
                 del self._running[account]
 
 
-async def _sync(store: MailboxStore, conn: ImapConnection) -> dict[str, MailboxRecord]:
+async def _sync(store: MailboxStore, conn: ImapConnection) -> None:
     async with lease(store.client, store.keys.lock("mailboxes"), ttl=LOCK_TTL, wait=LOCK_WAIT):
         strategy = await choose_strategy(conn, store)
-        folders = await list_mailboxes(conn, strategy)
+        listing = await list_mailboxes(conn, strategy, await store.meta(LISTING_FIELD))
+        if listing.folders is None:
+            return
+        folders = listing.folders
         name_ids = await store.name_ids() if strategy is IdStrategy.GATEWAY else {}
         known = dict(name_ids)
         records = build_records(folders, strategy, name_ids)
@@ -280,5 +302,4 @@ async def _sync(store: MailboxStore, conn: ImapConnection) -> dict[str, MailboxR
             listed = {f.entry.name for f in folders}
             added = {n: i for n, i in name_ids.items() if known.get(n) != i}
             await store.set_name_ids(added, [n for n in known if n not in listed])
-        await store.replace(await store.load(), records)
-        return records
+        await store.replace(await store.load(), records, listing.digest)

@@ -6,6 +6,7 @@ Thread counts follow the email counts until the gateway knows threads (the Email
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,20 +68,26 @@ def thread_counts(record: MailboxRecord) -> tuple[int, int]:
 
 def my_rights(record: MailboxRecord) -> dict[str, bool]:
     """From the upstream's ACL when it reports one (RFC 4314), else what the gateway allows."""
-    inbox = record.role == "inbox"
-    if record.rights is not None:
-        held = record.rights
-        rights = {name: all(r in held for r in needs) for name, needs in ACL_RIGHTS.items()}
+    key = (record.rights, record.selectable, record.may_create_child, record.role == "inbox")
+    return dict(_rights(*key))
+
+
+@functools.lru_cache(maxsize=256)
+def _rights(
+    acl: str | None, selectable: bool, may_create_child: bool, inbox: bool
+) -> tuple[tuple[str, bool], ...]:
+    """Few distinct combinations exist, and a listing of hundreds of folders repeats them."""
+    if acl is not None:
+        rights = {name: all(r in acl for r in needs) for name, needs in ACL_RIGHTS.items()}
     else:
-        holds_mail = record.selectable
-        rights = {name: holds_mail for name in ACL_RIGHTS}
-        rights["mayCreateChild"] = record.may_create_child
-        rights["mayRename"] = rights["mayDelete"] = True
+        rights = {name: selectable for name in ACL_RIGHTS}
+        # A level of the hierarchy holds no mail but takes children, renames and deletes.
+        rights["mayCreateChild"] = rights["mayRename"] = rights["mayDelete"] = True
     if inbox:
         # RFC 3501 6.3.5: renaming INBOX is special (it moves the mail); the gateway refuses it.
         rights["mayRename"] = rights["mayDelete"] = False
-    rights["mayCreateChild"] = rights["mayCreateChild"] and record.may_create_child
-    return rights
+    rights["mayCreateChild"] = rights["mayCreateChild"] and may_create_child
+    return tuple(rights.items())
 
 
 def to_object(
