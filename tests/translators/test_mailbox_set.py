@@ -189,3 +189,16 @@ async def test_if_in_state(jmap: Jmap) -> None:
     assert stale[0] == "error" and stale[1]["type"] == "stateMismatch"
     ok = await set_(jmap, ifInState=state, create={"k": {"name": "X"}})
     assert ok["oldState"] == state and ok["created"]["k"]["id"]
+
+
+async def test_rename_parent_then_child_in_one_call(jmap: Jmap, dovecot: Dovecot) -> None:
+    ids = (await set_(jmap, create={"p": {"name": "Top"}, "c": {"name": "Low", "parentId": "#p"}}))[
+        "created"
+    ]
+    top, low = ids["p"]["id"], ids["c"]["id"]
+    result = await set_(jmap, update={top: {"name": "Top2"}, low: {"name": "Low2"}}, destroy=[])
+    assert result["updated"] == {top: None, low: None}
+    boxes = await jmap.mailboxes()
+    assert boxes["Top2"]["id"] == top and boxes["Top2/Low2"]["id"] == low
+    with Witness(dovecot, jmap.username) as witness:
+        assert {"Top2", "Top2/Low2"} <= witness.names()

@@ -248,7 +248,9 @@ async def _update_all(
             record = run.view.records.get(mailbox_id or "")
             if record is None:
                 raise SetError("notFound", f"no mailbox {key}")
-            await _update(run, record, patch)
+            if await _update(run, record, patch):
+                # Names below the renamed mailbox changed too: later work needs them.
+                run.view = await current_view(run.ctx.env, run.conn, fresh=True)
             done[record.id] = None
         except SetError as error:
             failed[key] = error
@@ -257,7 +259,8 @@ async def _update_all(
     return done, failed
 
 
-async def _update(run: SetRun, record: MailboxRecord, patch: dict[str, Any]) -> None:
+async def _update(run: SetRun, record: MailboxRecord, patch: dict[str, Any]) -> bool:
+    """Apply one patch; True when the mailbox was renamed."""
     current = to_object(record, run.view.records, run.view.sort_orders)
     _check_properties(patch, allow_server_set=True, current=current)
     if "role" in patch and patch["role"] != record.role:
@@ -272,6 +275,7 @@ async def _update(run: SetRun, record: MailboxRecord, patch: dict[str, Any]) -> 
     if subscribe != record.subscribed:
         await run.run(Command("SUBSCRIBE" if subscribe else "UNSUBSCRIBE", run.arg(name)))
     await _set_sort_order(run, record.id, sort_order)
+    return name != record.name
 
 
 async def _rename(
