@@ -288,25 +288,28 @@ class ImapConnection:
             self.writer.write(chunk.data if isinstance(chunk, Literal) else chunk)
         await self.writer.drain()
         while True:
-            raw = await self._read_raw()
-            if raw.startswith(b"* "):
-                self._note_untagged(raw)
-                untagged.append(raw)
-                continue
-            response = parse_response(raw)
+            response = await self._next(untagged)
             if isinstance(response, Continuation):
                 if continuation is None:
                     raise ProtocolError("unexpected continuation request")
                 self.writer.write(str(continuation.value).encode("ascii") + b"\r\n")
                 continuation = None
                 continue
-            if not isinstance(response, Tagged) or response.tag != tag:
-                raise ProtocolError(f"unexpected response {raw[:40]!r}")
+            if response.tag != tag:
+                raise ProtocolError(f"tagged response for unknown tag {response.tag!r}")
             return Result(untagged, response)
 
     async def _await_continuation(self, untagged: list[bytes]) -> None:
         """Wait for "+" before a synchronizing literal (RFC 3501 7.5)."""
         await self.writer.drain()
+        response = await self._next(untagged)
+        if isinstance(response, Tagged):
+            # The server refused the command before its literal.
+            code = response.code.name if response.code else None
+            raise CommandFailed(response.status, code, response.text)
+
+    async def _next(self, untagged: list[bytes]) -> Tagged | Continuation:
+        """Read up to the next tagged or continuation response, collecting untagged ones."""
         while True:
             raw = await self._read_raw()
             if raw.startswith(b"* "):
@@ -314,14 +317,9 @@ class ImapConnection:
                 untagged.append(raw)
                 continue
             response = parse_response(raw)
-            if isinstance(response, Continuation):
-                return
-            if isinstance(response, Tagged):
-                # The server refused the command before its literal.
-                raise CommandFailed(
-                    response.status, response.code.name if response.code else None, response.text
-                )
-            raise ProtocolError(f"unexpected response {raw[:40]!r}")
+            if isinstance(response, Untagged):
+                raise ProtocolError(f"unexpected response {raw[:40]!r}")
+            return response
 
     def _note_untagged(self, raw: bytes) -> None:
         """The two untagged responses that matter whatever the command: BYE and CAPABILITY."""
