@@ -6,6 +6,7 @@ Built once at start-up (see :func:`start`) and shared by every request; translat
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ from gateway.jmap.session import AccountInfo, build_session
 from gateway.sync.mailboxes import MailboxSync
 from gateway.translators import mailbox
 from gateway.upstream import imap_pool
+
+log = logging.getLogger(__name__)
 
 # An API request holds its slot for at most this long if its process dies mid-request.
 CONCURRENCY_LEASE_SECONDS = 300.0
@@ -129,6 +132,10 @@ async def start(settings: Settings) -> Services:
         secret = settings.secret.get_secret_value().encode()
     else:
         secret = await store.server_secret()
+        log.warning(
+            "GATEWAY_SECRET is not set: using the secret kept in Redis. If Redis loses its "
+            "data, account ids change; set GATEWAY_SECRET in production."
+        )
     pool = imap_pool(settings)
     pool.start()
     return Services(
