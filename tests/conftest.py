@@ -1,4 +1,5 @@
-"""Fixtures: real Dovecot and Redis servers, and a real gateway served by uvicorn on loopback."""
+"""Fixtures: real Dovecot, Cyrus and Redis servers, and real gateways served by uvicorn on
+loopback (one in front of Dovecot, one in front of Cyrus)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.config import Settings
+from tests.cyrus import Cyrus
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot, RedisServer, free_port, make_data_dir
 
-Server = TypeVar("Server", Dovecot, RedisServer)
+Server = TypeVar("Server", Dovecot, Cyrus, RedisServer)
 
 
 def serving(server: Server) -> Iterator[Server]:
@@ -39,6 +41,12 @@ def dovecot() -> Iterator[Dovecot]:
 def private_dovecot() -> Iterator[Dovecot]:
     """A Dovecot of the test's own, for tests that stop and start it."""
     yield from serving(Dovecot(make_data_dir("jg-dovecot-")))
+
+
+@pytest.fixture(scope="session")
+def cyrus() -> Iterator[Cyrus]:
+    """A Cyrus IMAP 3.6: OBJECTID, ACLs (LIST-MYRIGHTS), CREATE-SPECIAL-USE."""
+    yield from serving(Cyrus(make_data_dir("jg-cyrus-")))
 
 
 @pytest.fixture(scope="session")
@@ -127,3 +135,23 @@ async def jmap(dovecot: Dovecot, http: httpx.AsyncClient) -> Jmap:
     """A JMAP client logged in as a fresh user with an empty mailbox."""
     user = dovecot.fresh_user()
     return await Jmap(http, user, dovecot.users[user]).start()
+
+
+@pytest.fixture
+async def cyrus_gateway(cyrus: Cyrus, redis_url: str) -> AsyncIterator[str]:
+    """A gateway in front of the shared Cyrus and Redis; yields its base URL."""
+    async with running_gateway(gateway_settings(cyrus.url, redis_url)) as url:
+        yield url
+
+
+@pytest.fixture
+async def cyrus_http(cyrus_gateway: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=cyrus_gateway, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def cyrus_jmap(cyrus: Cyrus, cyrus_http: httpx.AsyncClient) -> Jmap:
+    """A JMAP client of the Cyrus gateway, logged in as a fresh user with an empty account."""
+    user = cyrus.fresh_user()
+    return await Jmap(cyrus_http, user, cyrus.users[user]).start()

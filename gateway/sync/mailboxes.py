@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway.cache.locks import lease
@@ -41,6 +42,8 @@ from gateway.imap.parse import (
 )
 
 STRATEGY_FIELD = "mailbox-ids"
+# RFC 8474 4: objectid = 1*255(ALPHA / DIGIT / "_" / "-"); anything else is not used as an id.
+OBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 LOCK_TTL = 30.0
 LOCK_WAIT = 20.0
 INBOX = "INBOX"
@@ -93,11 +96,34 @@ def status_items(conn: ImapConnection, strategy: IdStrategy) -> list[str]:
     items = ["MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY"]
     if "CONDSTORE" in conn.capabilities:
         items.append("HIGHESTMODSEQ")
-    if strategy is IdStrategy.OBJECTID:
-        items.append("MAILBOXID")
-    elif strategy is IdStrategy.X_GUID:
+    # MAILBOXID is asked apart (see object_ids): Cyrus 3.6 answers garbage for it when counts
+    # are asked in the same STATUS of an unselected folder.
+    if strategy is IdStrategy.X_GUID:
         items.append("X-GUID")
     return items
+
+
+async def object_ids(
+    conn: ImapConnection, folders: list[Listed], old: Mapping[str, MailboxRecord]
+) -> dict[str, str]:
+    """RFC 8474 MAILBOXID of every folder: kept from the index for a folder whose name and
+    UIDVALIDITY are unchanged, else asked for all at once with one more LIST."""
+    known = {(r.name, r.uidvalidity): r.id for r in old.values()}
+    ids: dict[str, str] = {}
+    for folder in folders:
+        if folder.status is not None:
+            key = (folder.entry.name, folder.status.items.get("UIDVALIDITY"))
+            if key in known:
+                ids[folder.entry.name] = known[key]
+    if all(f.entry.name in ids for f in folders if f.status is not None):
+        return ids
+    utf8 = "UTF8=ACCEPT" in conn.enabled
+    result = await conn.execute(Command("LIST", '""', '"*"', "RETURN", "(STATUS (MAILBOXID))"))
+    for response in result.data("STATUS"):
+        status = parse_status(response, utf8=utf8)
+        if status.mailbox_id and OBJECT_ID.fullmatch(status.mailbox_id):
+            ids.setdefault(status.name, status.mailbox_id)
+    return ids
 
 
 @dataclass(frozen=True)
@@ -189,10 +215,14 @@ def name_id(name: str) -> str:
 
 
 def build_records(
-    folders: list[Listed], strategy: IdStrategy, name_ids: dict[str, str]
+    folders: list[Listed],
+    strategy: IdStrategy,
+    name_ids: dict[str, str],
+    objects: Mapping[str, str] | None = None,
 ) -> dict[str, MailboxRecord]:
-    """Turn a listing into records; ``name_ids`` (GATEWAY strategy) gains new names."""
-    ids = {f.entry.name: _mailbox_id(f, strategy, name_ids) for f in folders}
+    """Turn a listing into records; ``name_ids`` (GATEWAY strategy) gains new names and
+    ``objects`` holds the MAILBOXIDs (OBJECTID strategy)."""
+    ids = {f.entry.name: _mailbox_id(f, strategy, name_ids, objects or {}) for f in folders}
     taken_roles: set[str] = set()
     records: dict[str, MailboxRecord] = {}
     for folder in sorted(folders, key=lambda f: (f.entry.name.upper() != INBOX, f.entry.name)):
@@ -220,17 +250,17 @@ def build_records(
     return records
 
 
-def _mailbox_id(folder: Listed, strategy: IdStrategy, name_ids: dict[str, str]) -> str:
+def _mailbox_id(
+    folder: Listed, strategy: IdStrategy, name_ids: dict[str, str], objects: Mapping[str, str]
+) -> str:
     name = folder.entry.name
     if strategy is IdStrategy.GATEWAY:
         return name_ids.setdefault(name, "g" + secrets.token_hex(12))
-    status = folder.status
-    if status is not None:
-        if strategy is IdStrategy.OBJECTID and status.mailbox_id:
-            return status.mailbox_id
-        guid = status.text_items.get("X-GUID")
-        if strategy is IdStrategy.X_GUID and guid:
-            return "m" + guid
+    if strategy is IdStrategy.OBJECTID and name in objects:
+        return objects[name]
+    guid = folder.status.text_items.get("X-GUID") if folder.status else None
+    if strategy is IdStrategy.X_GUID and guid and OBJECT_ID.fullmatch(guid):
+        return "m" + guid
     return name_id(name)
 
 
@@ -295,11 +325,13 @@ async def _sync(store: MailboxStore, conn: ImapConnection) -> None:
         if listing.folders is None:
             return
         folders = listing.folders
+        old = await store.load()
         name_ids = await store.name_ids() if strategy is IdStrategy.GATEWAY else {}
         known = dict(name_ids)
-        records = build_records(folders, strategy, name_ids)
+        objects = await object_ids(conn, folders, old) if strategy is IdStrategy.OBJECTID else None
+        records = build_records(folders, strategy, name_ids, objects)
         if strategy is IdStrategy.GATEWAY:
             listed = {f.entry.name for f in folders}
             added = {n: i for n, i in name_ids.items() if known.get(n) != i}
             await store.set_name_ids(added, [n for n in known if n not in listed])
-        await store.replace(await store.load(), records, listing.digest)
+        await store.replace(old, records, listing.digest)

@@ -1,4 +1,5 @@
-"""A plain IMAP client (stdlib imaplib) as the independent witness of what Dovecot holds."""
+"""A plain IMAP client (stdlib imaplib) as the independent witness of what Dovecot or Cyrus
+holds."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ import imaplib
 import itertools
 import re
 from email.message import EmailMessage
+from typing import Protocol
 
-from tests.servers import Dovecot
+
+class ImapServer(Protocol):
+    """A test server (tests.servers.Dovecot, tests.cyrus.Cyrus) that logs in a stdlib client."""
+
+    def client(self, user: str) -> imaplib.IMAP4: ...
 
 
 def message(subject: str) -> bytes:
@@ -21,8 +27,8 @@ def message(subject: str) -> bytes:
 
 
 class Witness:
-    def __init__(self, dovecot: Dovecot, user: str) -> None:
-        self.imap: imaplib.IMAP4 = dovecot.client(user)
+    def __init__(self, server: ImapServer, user: str) -> None:
+        self.imap: imaplib.IMAP4 = server.client(user)
 
     def __enter__(self) -> Witness:
         return self

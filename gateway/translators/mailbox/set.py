@@ -37,12 +37,14 @@ from gateway.translators.mailbox.view import MailboxView, current_view
 MAX_NAME_OCTETS = 255  # advertised as maxSizeMailboxName
 ROLE_FLAGS = {role: attribute for attribute, role in ROLE_ATTRIBUTES.items()}
 # RFC 5530 response codes and what they mean for one object.
+# (SetError type, property for invalidProperties, description)
 CODE_ERRORS = {
-    "ALREADYEXISTS": ("invalidProperties", "a mailbox with this name already exists"),
-    "NONEXISTENT": ("notFound", "the mailbox no longer exists upstream"),
-    "NOPERM": ("forbidden", "the mail server does not allow this"),
-    "OVERQUOTA": ("overQuota", "the mail server's quota is exhausted"),
-    "LIMIT": ("overQuota", "the mail server's limit is reached"),
+    "ALREADYEXISTS": ("invalidProperties", "name", "a mailbox with this name already exists"),
+    "USEATTR": ("invalidProperties", "role", "the mail server refuses this role here"),
+    "NONEXISTENT": ("notFound", None, "the mailbox no longer exists upstream"),
+    "NOPERM": ("forbidden", None, "the mail server does not allow this"),
+    "OVERQUOTA": ("overQuota", None, "the mail server's quota is exhausted"),
+    "LIMIT": ("overQuota", None, "the mail server's limit is reached"),
 }
 
 
@@ -462,7 +464,10 @@ def _sort_order(value: object) -> int | None:
 
 
 def _upstream_error(exc: CommandFailed) -> SetError:
-    kind, description = CODE_ERRORS.get(exc.code or "", ("forbidden", "the mail server refused"))
-    if kind == "invalidProperties":
-        return SetError.invalid_properties(["name"], description)
+    """RFC 5530 codes name what went wrong; the server's own words are not passed on."""
+    kind, prop, description = CODE_ERRORS.get(
+        exc.code or "", ("forbidden", None, "the mail server refused")
+    )
+    if prop is not None:
+        return SetError.invalid_properties([prop], description)
     return SetError(kind, description)
