@@ -14,8 +14,13 @@ FORBIDDEN = {
     "jmap": {"imap", "cache", "translators", "app", "services", "auth", "upstream", "config"},
     "imap": {"jmap", "cache", "translators", "app", "services", "auth", "upstream", "config"},
     "cache": {"jmap", "imap", "translators", "app", "services", "auth", "upstream"},
+    # MIME knows messages, not protocols: no JMAP core, IMAP, Redis or wiring.
+    "mime": {"jmap", "imap", "cache", "translators", "app", "services", "auth", "upstream"},
 }
-THIRD_PARTY_FORBIDDEN = {"jmap": {"fastapi", "starlette", "redis", "uvicorn"}}
+THIRD_PARTY_FORBIDDEN = {
+    "jmap": {"fastapi", "starlette", "redis", "uvicorn"},
+    "mime": {"fastapi", "starlette", "redis", "uvicorn"},
+}
 
 
 def imports_of(path: Path) -> set[str]:

@@ -1,0 +1,318 @@
+"""EmailBodyValue objects and the preview (RFC 8621 4.1.4, 4.2), from one part's bytes.
+
+Every function here needs only the :class:`BodyPart` (for its type, charset and transfer
+encoding) and that part's own octets: ``message[part.body_start:part.body_end]`` today, or
+an IMAP ``BODY.PEEK[<partId>]`` (still encoded: :func:`body_value`) or
+``BINARY.PEEK[<partId>]`` (already decoded: :func:`decoded_body_value`) later.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from html.parser import HTMLParser
+from typing import Final, TypedDict
+
+from charset_normalizer import CharsetMatch, from_bytes
+
+from gateway.mime.bodyparts import BodyPart, decode_transfer, text_html_attachments
+
+# RFC 8621 4.1.4: "This MUST NOT be more than 256 characters in length."
+PREVIEW_LENGTH: Final = 256
+# Decoded octets of a part looked at for its preview: bounds the work on a huge HTML part.
+PREVIEW_SOURCE_BYTES: Final = 256 * 1024
+
+# Python codecs that are not character sets a message can declare: byte transforms and
+# Python's own escapes. A charset parameter naming one is an unknown charset.
+_NOT_CHARSETS: Final = frozenset(
+    {
+        "base64",
+        "bz2",
+        "charmap",
+        "hex",
+        "idna",
+        "punycode",
+        "quopri",
+        "raw-unicode-escape",
+        "rot-13",
+        "undefined",
+        "unicode-escape",
+        "uu",
+        "zlib",
+    }
+)
+# Labels read as a superset, as browsers do (WHATWG Encoding Standard): text labelled with
+# the subset often holds the superset's extra characters. US-ASCII is read as UTF-8, the
+# encoding that 8-bit text without a charset most often turns out to be.
+_SUPERSETS: Final = {
+    "ascii": "utf-8",
+    "iso8859-1": "cp1252",
+    "iso8859-9": "cp1254",
+    "tis-620": "cp874",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "euc_kr": "cp949",
+    "shift_jis": "cp932",
+    "big5": "big5hkscs",
+}
+# Labels often wrong when the text does not decode: legacy 8-bit text sent as UTF-8 or with
+# no charset at all. Other labels are trusted, and bad octets replaced.
+_OFTEN_WRONG: Final = frozenset({"ascii", "utf-8"})
+# When charset-normalizer ranks several charsets equal, the ones mail most often holds.
+_GUESS_PREFERENCE: Final = ("utf_8", "cp1252")
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# Invisible characters that bulk mail pads its hidden preheader with; dropped from previews.
+_INVISIBLE: Final = str.maketrans(dict.fromkeys("\u00ad\u034f\u200b\u200c\u2060\ufeff"))
+# HTML elements whose text a reader never sees.
+_HIDDEN_ELEMENTS: Final = frozenset({"script", "style", "template", "title"})
+# HTML elements that separate words: "<p>a</p><p>b</p>" reads "a b", not "ab".
+_BLOCK_ELEMENTS: Final = frozenset(
+    {
+        *("address", "article", "aside", "blockquote", "br", "center", "dd", "div", "dl", "dt"),
+        *("figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header"),
+        *("hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "td"),
+        *("tfoot", "th", "thead", "tr", "ul"),
+    }
+)
+
+
+class EmailBodyValue(TypedDict):
+    """RFC 8621 4.1.4 EmailBodyValue, ready for JSON."""
+
+    value: str
+    isEncodingProblem: bool
+    isTruncated: bool
+
+
+def body_values(
+    message: bytes,
+    root: BodyPart,
+    *,
+    fetch_text: bool,
+    fetch_html: bool,
+    fetch_all: bool,
+    max_bytes: int | None,
+) -> dict[str, EmailBodyValue]:
+    """bodyValues, keyed by partId, of the text/* parts RFC 8621 4.2 selects.
+
+    fetch_text takes those in textBody, fetch_html those in htmlBody, fetch_all all of those
+    in bodyStructure (which does not enter attached messages).
+    """
+    wanted: set[str | None] = set()
+    if fetch_text or fetch_html:
+        text, html, _ = text_html_attachments(root)
+        wanted.update(part.part_id for part in (text if fetch_text else []))
+        wanted.update(part.part_id for part in (html if fetch_html else []))
+    return {
+        part.part_id: body_value(part, _body(message, part), max_bytes=max_bytes)
+        for part in root.walk()
+        if part.part_id is not None
+        and part.type.startswith("text/")
+        and (fetch_all or part.part_id in wanted)
+    }
+
+
+def body_value(part: BodyPart, body: bytes, *, max_bytes: int | None) -> EmailBodyValue:
+    """The value of a part from its body octets as they are in the message (still encoded)."""
+    decoded = decode_transfer(body, part.transfer_encoding)
+    return decoded_body_value(
+        part, decoded.content, max_bytes=max_bytes, transfer_problem=decoded.problem
+    )
+
+
+def decoded_body_value(
+    part: BodyPart, content: bytes, *, max_bytes: int | None, transfer_problem: bool = False
+) -> EmailBodyValue:
+    """The value of a part from octets whose transfer encoding is already undone.
+
+    RFC 8621 4.1.4: charset decoded, CRLF replaced by LF; text/html stays HTML. RFC 8621 4.2:
+    ``max_bytes`` of 0 or None means no truncation.
+    """
+    text, charset_problem = decode_charset(content, part.charset)
+    value, truncated = truncate(
+        text.replace("\r\n", "\n"), max_bytes, html=part.type == "text/html"
+    )
+    return {
+        "value": value,
+        "isEncodingProblem": transfer_problem or charset_problem,
+        "isTruncated": truncated,
+    }
+
+
+def _body(message: bytes, part: BodyPart) -> bytes:
+    return message[part.body_start : part.body_end]
+
+
+# -- Charsets -----------------------------------------------------------------------------------
+
+
+def decode_charset(content: bytes, charset: str | None) -> tuple[str, bool]:
+    """Text from octets in a declared charset, and whether that went wrong.
+
+    RFC 8621 4.1.4: an unknown charset or malformed octets is an encoding problem; the
+    server MAY use heuristics when the charset is unknown, absent or believed wrong, and
+    SHOULD otherwise insert U+FFFD and continue.
+    """
+    codec = _codec(charset or "us-ascii")
+    if codec is not None:
+        for candidate in dict.fromkeys((_SUPERSETS.get(codec, codec), codec)):
+            text = _strict(content, candidate)
+            if text is not None:
+                return _without_surrogates(text), False
+        if codec not in _OFTEN_WRONG:
+            return _without_surrogates(content.decode(codec, "replace")), True
+    return _without_surrogates(_best_effort(content)), True
+
+
+def _codec(charset: str) -> str | None:
+    """The Python codec for a MIME charset name (case-insensitive, RFC 2046 4.1.2), or None."""
+    try:
+        name = codecs.lookup(charset.strip().strip("\"'").lower()).name
+    except (LookupError, ValueError):
+        return None
+    return None if name in _NOT_CHARSETS else name
+
+
+def _strict(content: bytes, codec: str) -> str | None:
+    try:
+        return content.decode(codec)
+    except UnicodeDecodeError:
+        return None
+
+
+def _best_effort(content: bytes) -> str:
+    """Text whose label is missing, unknown or wrong.
+
+    UTF-8 with a few bad octets is much likelier than legacy text that happens to hold UTF-8
+    sequences, so such text stays UTF-8 with U+FFFD; anything else is guessed.
+    """
+    text = _strict(content, "utf-8")
+    if text is not None:
+        return text
+    if _UTF8_MULTIBYTE.search(content) is None:
+        guessed = _guess(content)
+        if guessed is not None:
+            return guessed
+    return content.decode("utf-8", "replace")
+
+
+def _guess(content: bytes) -> str | None:
+    """charset-normalizer's guess; among equally ranked charsets, a common one for mail."""
+    matches = from_bytes(content)
+    best = matches.best()
+    if best is None:
+        return None
+    tied = [match for match in matches if _rank(match) == _rank(best)]
+    return str(min(tied, key=_preference))
+
+
+def _rank(match: CharsetMatch) -> tuple[float, float]:
+    return match.chaos, match.coherence
+
+
+def _preference(match: CharsetMatch) -> int:
+    """Position in _GUESS_PREFERENCE of a match or of a charset reading the text alike.
+
+    charset-normalizer reports one match per distinct text, so cp1252 text may come as
+    cp1250 with cp1252 among ``could_be_from_charset``.
+    """
+    alike = {match.encoding, *match.could_be_from_charset}
+    ranks = [rank for rank, encoding in enumerate(_GUESS_PREFERENCE) if encoding in alike]
+    return min(ranks, default=len(_GUESS_PREFERENCE))
+
+
+def _without_surrogates(text: str) -> str:
+    """Some decoders (UTF-7, UTF-16) can yield lone surrogates, which JSON cannot carry."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+# -- Truncation (RFC 8621 4.2 maxBodyValueBytes) ------------------------------------------------
+
+
+def truncate(value: str, max_bytes: int | None, *, html: bool) -> tuple[str, bool]:
+    """At most ``max_bytes`` octets of UTF-8, and whether anything was cut.
+
+    RFC 8621 4.2: the result MUST be valid UTF-8 not cut mid-codepoint, and text/html
+    SHOULD NOT be cut inside a tag.
+    """
+    if not max_bytes:
+        return value, False
+    encoded = value.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return value, False
+    cut = max_bytes
+    while cut > 0 and encoded[cut] & 0xC0 == 0x80:  # a continuation octet starts no codepoint
+        cut -= 1
+    text = encoded[:cut].decode("utf-8")
+    return (_before_open_tag(text) if html else text), True
+
+
+def _before_open_tag(text: str) -> str:
+    """Drop a tag left open at the end: "<p>Hi <a hre" becomes "<p>Hi "."""
+    opening = text.rfind("<")
+    return text[:opening] if opening > text.rfind(">") else text
+
+
+# -- Preview (RFC 8621 4.1.4) -------------------------------------------------------------------
+
+
+def preview(message: bytes, root: BodyPart) -> str:
+    """The preview: the first text part of textBody that has any text, as plain text."""
+    for part in preview_parts(root):
+        value = body_value(part, _body(message, part), max_bytes=PREVIEW_SOURCE_BYTES)
+        text = preview_text(value["value"], html=part.type == "text/html")
+        if text:
+            return text
+    return ""
+
+
+def preview_parts(root: BodyPart) -> list[BodyPart]:
+    """The parts a preview may come from, in order: text/plain or text/html in textBody.
+
+    textBody prefers plain text but holds the HTML of an HTML-only message.
+    """
+    text, _, _ = text_html_attachments(root)
+    return [part for part in text if part.type in ("text/plain", "text/html")]
+
+
+def preview_text(value: str, *, html: bool) -> str:
+    """At most PREVIEW_LENGTH characters of a body value, white space collapsed."""
+    plain = html_to_text(value) if html else value
+    return " ".join(plain.translate(_INVISIBLE).split())[:PREVIEW_LENGTH].rstrip()
+
+
+def html_to_text(html: str) -> str:
+    """The text a reader of the HTML sees, with its white space not yet collapsed."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    return "".join(parser.chunks)
+
+
+class _TextExtractor(HTMLParser):
+    """Collects text outside hidden elements; the parser decodes character references."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._element_edge(tag, 1)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._element_edge(tag, -1)
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.chunks.append(data)
+
+    def _element_edge(self, tag: str, step: int) -> None:
+        if tag in _HIDDEN_ELEMENTS:
+            self._hidden = max(0, self._hidden + step)
+        elif tag in _BLOCK_ELEMENTS:
+            self.chunks.append(" ")
