@@ -1,0 +1,52 @@
+"""JMAP keywords and IMAP flags, both ways (RFC 8621 4.1.1).
+
+One table for the system flags; everything else is the same word, lower-cased on the way to
+JMAP because JSON is case-sensitive and IMAP keywords are not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+# RFC 8621 4.1.1: the four IMAP system flags that become $-keywords.
+SYSTEM_FLAGS = {
+    "$seen": "\\Seen",
+    "$flagged": "\\Flagged",
+    "$answered": "\\Answered",
+    "$draft": "\\Draft",
+}
+_FLAG_KEYWORDS = {flag.lower(): keyword for keyword, flag in SYSTEM_FLAGS.items()}
+# RFC 8621 4.1.1: \Recent is not exposed; \Deleted messages are not visible at all.
+DELETED = "\\deleted"
+_NOT_KEYWORDS = frozenset({"\\recent", DELETED})
+# RFC 8621 4.1.1: 1-255 of %x21-%x7e without ( ) { ] % * " \
+_KEYWORD = re.compile(r"[!#$&\'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]{1,255}")
+
+
+def is_valid_keyword(keyword: str) -> bool:
+    return _KEYWORD.fullmatch(keyword) is not None
+
+
+def is_deleted(flags: Iterable[str]) -> bool:
+    """A message flagged \\Deleted MUST NOT be visible via JMAP."""
+    return any(flag.lower() == DELETED for flag in flags)
+
+
+def keywords_from_flags(flags: Iterable[str]) -> dict[str, bool]:
+    """The ``keywords`` property of a message with these IMAP flags."""
+    keywords: dict[str, bool] = {}
+    for flag in flags:
+        lowered = flag.lower()
+        if lowered in _NOT_KEYWORDS:
+            continue
+        if lowered in _FLAG_KEYWORDS:
+            keywords[_FLAG_KEYWORDS[lowered]] = True
+        elif not flag.startswith("\\") and is_valid_keyword(flag):
+            keywords[lowered] = True
+    return keywords
+
+
+def flags_from_keywords(keywords: Mapping[str, bool] | Iterable[str]) -> list[str]:
+    """IMAP flags for keywords (valid ones; the caller rejects invalid ones first)."""
+    return [SYSTEM_FLAGS.get(keyword.lower(), keyword) for keyword in keywords]
