@@ -10,6 +10,7 @@ and restarts, and they do not reveal the username.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -18,10 +19,11 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from gateway.imap.errors import AuthenticationFailed
+from gateway.imap.errors import AuthenticationFailed, UpstreamUnavailable
 from gateway.imap.pool import Credentials, ImapPool
 
 ACCOUNT_ID_BYTES = 15  # 120 bits, 24 base32 characters
+REFUSAL_MEMORY_SECONDS = 5.0
 
 
 class Unauthenticated(Exception):
@@ -68,34 +70,62 @@ def parse_basic(header: str | None) -> Credentials:
 class Authenticator:
     """Checks credentials against the upstream, remembering successes for ``cache_seconds``."""
 
-    def __init__(self, pool: ImapPool, secret: bytes, cache_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: ImapPool,
+        secret: bytes,
+        cache_seconds: float,
+        *,
+        max_concurrent_logins: int,
+        wait_seconds: float,
+    ) -> None:
         self._pool = pool
         self._secret = secret
         self._cache_seconds = cache_seconds
         self._salt = secrets.token_bytes(32)
         self._verified: dict[bytes, float] = {}
+        self._refused: dict[bytes, float] = {}
+        # Checks of unknown credentials take upstream connections; anyone can send them, so
+        # they get a share of the pool, never all of it.
+        self._logins = asyncio.Semaphore(max_concurrent_logins)
+        self._wait = wait_seconds
 
     async def authenticate(self, header: str | None) -> Principal:
         """Raise Unauthenticated for bad credentials; upstream trouble raises ImapError."""
         credentials = parse_basic(header)
         key = self._cache_key(credentials)
         now = time.monotonic()
+        if self._refused.get(key, 0.0) > now:
+            raise Unauthenticated("the upstream refused the credentials")
         if self._verified.get(key, 0.0) <= now:
             self._verified.pop(key, None)
-            try:
-                await self._pool.login(credentials)
-            except AuthenticationFailed:
-                raise Unauthenticated("the upstream refused the credentials") from None
-            if self._cache_seconds > 0:
-                self._prune(now)
-                self._verified[key] = now + self._cache_seconds
+            await self._check(credentials, key, now)
         return Principal(credentials, account_id_for(self._secret, credentials.username))
+
+    async def _check(self, credentials: Credentials, key: bytes, now: float) -> None:
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._logins.acquire()
+        except TimeoutError:
+            raise UpstreamUnavailable("too many credential checks in progress") from None
+        try:
+            await self._pool.login(credentials)
+        except AuthenticationFailed:
+            self._prune(now)
+            # The same wrong password again within a few seconds is refused without asking.
+            self._refused[key] = now + REFUSAL_MEMORY_SECONDS
+            raise Unauthenticated("the upstream refused the credentials") from None
+        finally:
+            self._logins.release()
+        if self._cache_seconds > 0:
+            self._prune(now)
+            self._verified[key] = now + self._cache_seconds
 
     def _cache_key(self, credentials: Credentials) -> bytes:
         material = credentials.username.encode() + b"\0" + credentials.password.encode()
         return hmac.new(self._salt, material, hashlib.sha256).digest()
 
     def _prune(self, now: float) -> None:
-        expired = [key for key, until in self._verified.items() if until <= now]
-        for key in expired:
-            del self._verified[key]
+        for memory in (self._verified, self._refused):
+            for key in [key for key, until in memory.items() if until <= now]:
+                del memory[key]

@@ -22,7 +22,8 @@ from gateway.jmap.session import DOWNLOAD_PATH, UPLOAD_PATH
 # RFC 6838 4.2 type/subtype names, with optional parameters (e.g. charset).
 _MEDIA_TYPE = re.compile(
     r"[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}"
-    r"(?:\s*;\s*[\w!#$&^.+-]+=(?:[\w!#$&^.+-]+|\"[^\"\\\r\n]*\"))*"
+    r"(?:[ \t]*;[ \t]*[\w!#$&^.+-]+=(?:[\w!#$&^.+-]+|\"[\x20\x21\x23-\x5b\x5d-\x7e]*\"))*",
+    re.ASCII,
 )
 DEFAULT_TYPE = "application/octet-stream"
 

@@ -93,7 +93,6 @@ class Settings(BaseSettings):
         description="Redis holding the gateway's state, shared by all replicas: redis://, "
         "rediss:// or unix:// (required)",
     )
-    redis_cluster: bool = Field(False, description="Talk to redis_url as a Redis Cluster")
     smtp_url: str | None = Field(
         None,
         description="Upstream SMTP submission server: smtp://host:port, smtp://host:port?starttls, "
@@ -211,6 +210,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_pool(self) -> Settings:
+        if self.public_url is None and self.host in ("0.0.0.0", "::", ""):  # noqa: S104
+            raise ValueError(
+                "GATEWAY_PUBLIC_URL is required when GATEWAY_HOST listens on every address: "
+                "clients cannot reach the Session's URLs at a wildcard address"
+            )
         if self.pool_max_per_user > self.pool_max_total:
             raise ValueError("GATEWAY_POOL_MAX_PER_USER must not exceed GATEWAY_POOL_MAX_TOTAL")
         return self

@@ -16,6 +16,7 @@ from gateway.auth import Authenticator, Principal
 from gateway.cache.blobs import BlobStore
 from gateway.cache.changes import CannotCalculateChanges
 from gateway.cache.limits import ConcurrencyLimiter
+from gateway.cache.locks import LockTimeout
 from gateway.cache.store import Store
 from gateway.config import Settings
 from gateway.env import RequestEnv
@@ -97,7 +98,7 @@ def map_error(exc: Exception) -> MethodError | None:
     if isinstance(exc, CommandFailed):
         # The upstream refused something the gateway asked; its words may name mailboxes.
         return MethodError("serverFail", "The mail server refused the operation.")
-    if isinstance(exc, ImapError | RedisError):
+    if isinstance(exc, ImapError | RedisError | LockTimeout):
         return MethodError(
             "serverUnavailable",
             "The mail server or the gateway's state store is unavailable; try again later.",
@@ -127,7 +128,7 @@ def method_registry() -> MethodRegistry[RequestEnv]:
 
 async def start(settings: Settings) -> Services:
     """Connect to Redis, agree on the server secret and build the pool."""
-    store = Store.from_url(settings.redis_url, cluster=settings.redis_cluster)
+    store = Store.from_url(settings.redis_url)
     if settings.secret is not None:
         secret = settings.secret.get_secret_value().encode()
     else:
@@ -142,7 +143,13 @@ async def start(settings: Settings) -> Services:
         settings=settings,
         store=store,
         pool=pool,
-        authenticator=Authenticator(pool, secret, settings.auth_cache_seconds),
+        authenticator=Authenticator(
+            pool,
+            secret,
+            settings.auth_cache_seconds,
+            max_concurrent_logins=max(1, settings.pool_max_total // 4),
+            wait_seconds=settings.pool_wait_timeout,
+        ),
         registry=method_registry(),
         limits=core_limits(settings),
         api_limiter=ConcurrencyLimiter(

@@ -9,6 +9,7 @@ import httpx
 import pytest
 import redis
 
+from gateway.app import create_app
 from tests.conftest import gateway_settings, running_gateway
 from tests.servers import Dovecot
 
@@ -119,3 +120,16 @@ async def test_access_log_line(
     assert fields["calls"] == ["Core/echo"]
     assert fields["account"].startswith("a") and "alice" not in fields["account"]
     assert fields["duration_ms"] >= 0
+
+
+async def test_a_refused_password_is_remembered_briefly(dovecot: Dovecot, redis_url: str) -> None:
+    settings = gateway_settings(dovecot.url, redis_url)
+    app = create_app(settings)
+    async with running_gateway(settings, app) as url, httpx.AsyncClient(base_url=url) as http:
+        wrong = httpx.BasicAuth("alice", "guess-one")
+        assert (await http.get("/jmap/session", auth=wrong)).status_code == 401
+        opened = app.state.services.pool.stats().opened
+        assert (await http.get("/jmap/session", auth=wrong)).status_code == 401
+        assert app.state.services.pool.stats().opened == opened
+        right = httpx.BasicAuth("alice", dovecot.users["alice"])
+        assert (await http.get("/jmap/session", auth=right)).status_code == 200

@@ -114,3 +114,14 @@ def test_cli_stops_with_one_line(tmp_path: Path) -> None:
 def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert config_table() in readme
+
+
+def test_wildcard_host_needs_a_public_url(env: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        env.setenv(name, value)
+    env.setenv("GATEWAY_HOST", "0.0.0.0")
+    with pytest.raises(ConfigError, match="GATEWAY_PUBLIC_URL is required"):
+        load_settings()
+    assert load_settings(public_url="https://mail.example.com/").base_url == (
+        "https://mail.example.com"
+    )

@@ -9,13 +9,17 @@ member older than the lease is taken to belong to a crashed process and no longe
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from gateway.cache.keys import AccountKeys
+
+log = logging.getLogger(__name__)
 
 # KEYS: the in-flight set. ARGV: limit, lease (ms), token. Returns 1 when admitted.
 _ADMIT = """
@@ -57,4 +61,9 @@ class ConcurrencyLimiter:
         try:
             yield
         finally:
-            await self._client.zrem(key, token)
+            # The answer is ready (and may report upstream changes): a failed release must not
+            # replace it. The lease frees the slot anyway.
+            try:
+                await self._client.zrem(key, token)
+            except RedisError:
+                log.warning("could not release a %s slot; its lease will expire", self._kind)

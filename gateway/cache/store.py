@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -21,12 +20,20 @@ class Store:
         self.client = client
 
     @classmethod
-    def from_url(cls, url: str, *, cluster: bool = False, timeout: float = 5.0) -> Store:
-        """Connect lazily: nothing is sent until the first command."""
-        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        if cluster:
-            return cls(RedisCluster.from_url(url, **options))
-        return cls(Redis.from_url(url, health_check_interval=30, **options))
+    def from_url(cls, url: str, *, timeout: float = 5.0) -> Store:
+        """Connect lazily: nothing is sent until the first command.
+
+        Keys are laid out for Redis Cluster (one hash tag per account), but the writes still
+        use MULTI pipelines that redis-py's cluster client refuses: cluster mode is future work.
+        """
+        return cls(
+            Redis.from_url(
+                url,
+                health_check_interval=30,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+            )
+        )
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())

@@ -223,7 +223,10 @@ class ImapConnection:
 
     async def _authenticate(self, command: Command, response: Secret | None) -> Result:
         try:
-            return await self.execute(command, continuation=response)
+            # Logging in is part of connecting: it gets the connect timeout, not a command's.
+            return await self.execute(
+                command, continuation=response, timeout=self.endpoint.connect_timeout
+            )
         except CommandFailed as exc:
             if exc.code in TEMPORARY_CODES:
                 raise UpstreamUnavailable(f"upstream cannot log in now ({exc.code})") from None
@@ -263,7 +266,7 @@ class ImapConnection:
                 raise CommandTimeout(f"{command.name} timed out") from None
             except BaseException:
                 # Cancelled or failed half way: the stream position is unknown.
-                self.broken = True
+                self.abort()
                 raise
             finally:
                 self.last_used = time.monotonic()

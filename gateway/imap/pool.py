@@ -173,7 +173,14 @@ class ImapPool:
         user = self._users.get(username)
         while user and user.idle:
             conn = user.idle.pop()
-            if await self._healthy(conn):
+            try:
+                healthy = await self._healthy(conn)
+            except BaseException:
+                # Cancelled during the NOOP: the connection is in doubt and out of the pool.
+                self._forget(username)
+                conn.abort()
+                raise
+            if healthy:
                 return conn
             self._forget(username)
             self._background_logout(conn)

@@ -21,16 +21,18 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import logging
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gateway.cache.locks import lease
 from gateway.cache.mailboxes import LISTING_FIELD, MailboxRecord, MailboxStore
 from gateway.imap.commands import Command, mailbox
 from gateway.imap.connection import ImapConnection
-from gateway.imap.errors import CommandFailed
+from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.parse import (
     ListEntry,
     StatusEntry,
@@ -41,10 +43,14 @@ from gateway.imap.parse import (
     parse_status,
 )
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 STRATEGY_FIELD = "mailbox-ids"
 # RFC 8474 4: objectid = 1*255(ALPHA / DIGIT / "_" / "-"); anything else is not used as an id.
 OBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
-LOCK_TTL = 30.0
+# Longer than a sync can take (a LIST within the command timeout, then Redis writes).
+LOCK_TTL = 180.0
 LOCK_WAIT = 20.0
 INBOX = "INBOX"
 
@@ -194,12 +200,25 @@ def _with_attributes(entry: ListEntry, attributes: Iterable[str]) -> ListEntry:
 
 def _pair(responses: list[Untagged], utf8: bool) -> list[Listed]:
     """Match each LIST line with the STATUS and MYRIGHTS lines about the same folder."""
-    entries = [parse_list(r, utf8=utf8) for r in responses if r.keyword == "LIST"]
-    statuses = {
-        s.name: s for s in (parse_status(r, utf8=utf8) for r in responses if r.keyword == "STATUS")
-    }
+    entries = _parsed(parse_list, responses, "LIST", utf8)
+    statuses = {s.name: s for s in _parsed(parse_status, responses, "STATUS", utf8)}
     rights = dict(_myrights(r, utf8) for r in responses if r.keyword == "MYRIGHTS")
     return [Listed(e, statuses.get(e.name), rights.get(e.name)) for e in entries]
+
+
+def _parsed(
+    parse: Callable[..., T], responses: list[Untagged], keyword: str, utf8: bool
+) -> list[T]:
+    """One folder whose name is not valid modified UTF-7 (written by a broken client) is
+    left out, rather than making every Mailbox call of the account fail."""
+    parsed = []
+    for response in responses:
+        if response.keyword == keyword:
+            try:
+                parsed.append(parse(response, utf8=utf8))
+            except ProtocolError:
+                log.warning("skipping a %s line the gateway cannot read", keyword)
+    return parsed
 
 
 def _myrights(response: Untagged, utf8: bool) -> tuple[str, str]:

@@ -170,3 +170,23 @@ async def test_close_logs_out_and_refuses_new_work(dovecot: Dovecot) -> None:
     with pytest.raises(Exception, match="shutting down"):
         async with pool.connection(alice):
             pass
+
+
+async def test_cancelled_health_check_frees_the_slot(private_dovecot: Dovecot) -> None:
+    pool = pool_for(private_dovecot, pool_max_per_user=1, pool_wait_timeout=5)
+    alice = creds(private_dovecot, "alice")
+    async with pool.connection(alice) as conn:
+        conn.last_used -= 3600  # idle long enough to be checked with a NOOP
+    signal_imap(private_dovecot, "alice", signal.SIGSTOP)
+    try:
+        task = asyncio.create_task(pool.connection(alice).__aenter__())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        signal_imap(private_dovecot, "alice", signal.SIGCONT)
+    assert pool.stats().total == 0
+    async with pool.connection(alice) as fresh:
+        await fresh.noop()
+    await pool.close()

@@ -202,3 +202,24 @@ async def test_rename_parent_then_child_in_one_call(jmap: Jmap, dovecot: Dovecot
     assert boxes["Top2"]["id"] == top and boxes["Top2/Low2"]["id"] == low
     with Witness(dovecot, jmap.username) as witness:
         assert {"Top2", "Top2/Low2"} <= witness.names()
+
+
+async def test_rename_moves_the_subscriptions_below(jmap: Jmap, dovecot: Dovecot) -> None:
+    ids = (await set_(jmap, create={"p": {"name": "P"}, "c": {"name": "C", "parentId": "#p"}}))[
+        "created"
+    ]
+    await set_(jmap, update={ids["p"]["id"]: {"name": "Q"}})
+    with Witness(dovecot, jmap.username) as witness:
+        subscribed = witness.subscribed()
+    assert {"Q", "Q/C"} <= subscribed and not {"P", "P/C"} & subscribed
+    assert (await jmap.mailboxes())["Q/C"]["isSubscribed"] is True
+
+
+async def test_sort_order_alone_moves_the_state(jmap: Jmap) -> None:
+    inbox = (await jmap.mailboxes())["Inbox"]["id"]
+    result = await set_(jmap, update={inbox: {"sortOrder": 42}})
+    assert result["newState"] != result["oldState"]
+    again = await set_(jmap, ifInState=result["newState"], update={inbox: {"sortOrder": 43}})
+    assert again["updated"] == {inbox: None}
+    changes = await jmap.call("Mailbox/changes", sinceState=result["oldState"])
+    assert changes["updated"] == [inbox]

@@ -12,16 +12,21 @@ re-syncs (RFC 8620 3.6.2), never a success that did not happen.
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from gateway.cache.locks import LockTimeout
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
 from gateway.imap.commands import Command, mailbox
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ImapError
+from gateway.imap.parse import parse_status
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError, SetError
 from gateway.jmap.standard import check_if_in_state, parse_set
@@ -33,6 +38,8 @@ from gateway.translators.mailbox.objects import (
     to_object,
 )
 from gateway.translators.mailbox.view import MailboxView, current_view
+
+log = logging.getLogger(__name__)
 
 MAX_NAME_OCTETS = 255  # advertised as maxSizeMailboxName
 ROLE_FLAGS = {role: attribute for attribute, role in ROLE_ATTRIBUTES.items()}
@@ -62,7 +69,8 @@ class SetRun:
     strategy: IdStrategy
     delimiter: str
     created_names: dict[str, str] = field(default_factory=dict)  # creation id -> full name
-    changed_upstream: bool = False
+    needs_sync: bool = False  # the upstream changed since the view was read
+    did_anything: bool = False  # sticky: any change made, upstream or in the index
 
     @property
     def utf8(self) -> bool:
@@ -78,10 +86,18 @@ class SetRun:
         except CommandFailed:
             raise
         except ImapError as exc:
-            if self.changed_upstream:
+            if self.did_anything:
                 raise PartialFailure from exc
             raise
-        self.changed_upstream = True
+        self.needs_sync = self.did_anything = True
+
+    async def follow_up(self, command: Command) -> None:
+        """A command after the one the client asked for succeeded (a subscription that
+        follows a CREATE, RENAME or DELETE): its refusal does not undo that success."""
+        try:
+            await self.run(command)
+        except CommandFailed as exc:
+            log.warning("upstream refused %s after a mailbox change (%s)", command.name, exc.code)
 
 
 async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
@@ -109,15 +125,20 @@ async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
                 remove_emails,
                 response,
             )
-        except PartialFailure:
+            if run.needs_sync:
+                run.view = await current_view(env, conn, fresh=True)
+            # Sort orders change the state without an upstream command: read it again.
+            state = (await run.view.store.snapshot())[1] if run.did_anything else view.state
+        except (PartialFailure, ImapError, RedisError, LockTimeout) as exc:
+            if not run.did_anything:
+                raise
+            # RFC 8620 3.6.2: some changes were made; the client must re-synchronise.
             raise MethodError(
                 "serverPartialFail",
-                "The mail server became unreachable part "
-                "way; some changes were made. Re-synchronise.",
-            ) from None
-        if run.changed_upstream:
-            run.view = await current_view(env, conn, fresh=True)
-        response["newState"] = run.view.state
+                "Part of the changes were made before the mail server or the gateway's state "
+                "store became unavailable. Re-synchronise.",
+            ) from exc
+        response["newState"] = state
     return response
 
 
@@ -130,9 +151,9 @@ async def _apply(
     response: dict[str, Any],
 ) -> None:
     created, not_created = await _create_all(run, create)
-    if run.changed_upstream:
+    if run.needs_sync:
         run.view = await current_view(run.ctx.env, run.conn, fresh=True)
-        run.changed_upstream = False
+        run.needs_sync = False
     for creation_id, result in created.items():
         record = _by_name(run.view, run.created_names[creation_id])
         if record is None:
@@ -219,7 +240,7 @@ async def _create(run: SetRun, creation_id: str, props: dict[str, Any]) -> dict[
     await run.run(Command("CREATE", run.arg(full), *options))
     run.created_names[creation_id] = full
     if subscribe:
-        await run.run(Command("SUBSCRIBE", run.arg(full)))
+        await run.follow_up(Command("SUBSCRIBE", run.arg(full)))
     return {"sortOrder": sort_order} if sort_order is not None else {}
 
 
@@ -298,10 +319,15 @@ async def _rename(
     await run.run(Command("RENAME", run.arg(record.name), run.arg(full)))
     if run.strategy is IdStrategy.GATEWAY:
         await _carry_ids(run, record.name, full)
-    if record.subscribed:
-        # RFC 3501 6.3.5 leaves subscriptions alone on RENAME; follow the mailbox.
-        await run.run(Command("UNSUBSCRIBE", run.arg(record.name)))
-        await run.run(Command("SUBSCRIBE", run.arg(full)))
+    # RFC 3501 6.3.5 leaves subscriptions alone on RENAME: move those of the mailbox and of
+    # every mailbox below it, which were renamed with it.
+    prefix = record.name + run.delimiter
+    for moved in run.view.records.values():
+        if moved.subscribed and (moved.id == record.id or moved.name.startswith(prefix)):
+            await run.follow_up(Command("UNSUBSCRIBE", run.arg(moved.name)))
+            await run.follow_up(
+                Command("SUBSCRIBE", run.arg(full + moved.name[len(record.name) :]))
+            )
     return full
 
 
@@ -334,6 +360,7 @@ async def _set_sort_order(run: SetRun, mailbox_id: str, value: int | None) -> No
     if value is not None and run.view.sort_orders.get(mailbox_id) != value:
         await run.view.store.set_sort_order(mailbox_id, value)
         run.view.sort_orders[mailbox_id] = value
+        run.did_anything = True
 
 
 # -- destroy ------------------------------------------------------------------------------------
@@ -369,11 +396,20 @@ async def _destroy(run: SetRun, record: MailboxRecord, remove_emails: bool, gone
         raise SetError("forbidden", "the inbox cannot be destroyed")
     if any(child.id not in gone for child in run.view.children(record.id)):
         raise SetError("mailboxHasChild", "destroy or move its child mailboxes first")
-    if record.total and not remove_emails:
+    if not remove_emails and (record.total or await _holds_mail(run, record)):
         raise SetError("mailboxHasEmail", "the mailbox holds emails (onDestroyRemoveEmails)")
     await run.run(Command("DELETE", run.arg(record.name)))
     if record.subscribed:
-        await run.run(Command("UNSUBSCRIBE", run.arg(record.name)))
+        await run.follow_up(Command("UNSUBSCRIBE", run.arg(record.name)))
+
+
+async def _holds_mail(run: SetRun, record: MailboxRecord) -> bool:
+    """Ask again right before DELETE: mail may have arrived since the sync. (IMAP has no
+    "delete if empty", so this narrows the window without closing it.)"""
+    if not record.selectable:
+        return False
+    result = await run.conn.execute(Command("STATUS", run.arg(record.name), "(MESSAGES)"))
+    return any(parse_status(r).items.get("MESSAGES", 0) for r in result.data("STATUS"))
 
 
 def _depth(run: SetRun, mailbox_id: str | None) -> int:
