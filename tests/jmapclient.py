@@ -9,6 +9,18 @@ import httpx
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
+# RFC 8621 2: the MailboxRights properties.
+MAILBOX_RIGHTS = (
+    "mayReadItems",
+    "mayAddItems",
+    "mayRemoveItems",
+    "maySetSeen",
+    "maySetKeywords",
+    "mayCreateChild",
+    "mayRename",
+    "mayDelete",
+    "maySubmit",
+)
 
 
 class Jmap:

@@ -23,20 +23,10 @@ import pytest
 import redis
 
 from tests.cyrus import Cyrus
-from tests.jmapclient import Jmap
+from tests.jmapclient import MAILBOX_RIGHTS, Jmap
 from tests.translators.witness import Witness
 
-RIGHTS = (
-    "mayReadItems",
-    "mayAddItems",
-    "mayRemoveItems",
-    "maySetSeen",
-    "maySetKeywords",
-    "mayCreateChild",
-    "mayRename",
-    "mayDelete",
-    "maySubmit",
-)
+RIGHTS = MAILBOX_RIGHTS
 # RFC 8474 4: objectid = 1*255(ALPHA / DIGIT / "_" / "-")
 OBJECTID = re.compile(rb"MAILBOXID \(([A-Za-z0-9_-]{1,255})\)")
 

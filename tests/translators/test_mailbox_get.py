@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from tests.jmapclient import Jmap
+from tests.jmapclient import MAILBOX_RIGHTS, Jmap
 from tests.servers import Dovecot
 from tests.translators.witness import Witness, mutf7
 
-RIGHTS = {
-    "mayReadItems",
-    "mayAddItems",
-    "mayRemoveItems",
-    "maySetSeen",
-    "maySetKeywords",
-    "mayCreateChild",
-    "mayRename",
-    "mayDelete",
-    "maySubmit",
-}
+RIGHTS = set(MAILBOX_RIGHTS)
 
 
 async def test_special_use_folders_get_their_roles(jmap: Jmap) -> None:

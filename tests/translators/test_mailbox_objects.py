@@ -8,6 +8,7 @@ import pytest
 
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.translators.mailbox.objects import jmap_name, my_rights, to_object
+from tests.jmapclient import MAILBOX_RIGHTS
 
 BASE = MailboxRecord(
     id="m1",
@@ -42,20 +43,7 @@ def test_name_is_one_level() -> None:
         # Cyrus's owner rights: everything.
         (
             "lrswipkxtecdan",
-            dict.fromkeys(
-                [
-                    "mayReadItems",
-                    "mayAddItems",
-                    "mayRemoveItems",
-                    "maySetSeen",
-                    "maySetKeywords",
-                    "mayCreateChild",
-                    "mayRename",
-                    "mayDelete",
-                    "maySubmit",
-                ],
-                True,
-            ),
+            dict.fromkeys(MAILBOX_RIGHTS, True),
         ),
         # Read-only sharing: lookup, read, seen.
         (
