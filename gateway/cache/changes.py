@@ -158,10 +158,15 @@ class AccountState:
             offset=0 if count else None,
             num=count,
         )
-        has_more = max_changes is not None and len(rows) > max_changes
-        rows = rows[:max_changes] if has_more else rows
-        new_modseq = int(rows[-1][1]) if has_more else current_modseq
-        ids = [_text(member) for member, _ in rows]
+        pairs = [(_text(member), int(score)) for member, score in rows]
+        new_modseq = current_modseq
+        early: list[str] = []
+        has_more = max_changes is not None and len(pairs) > max_changes
+        if has_more and max_changes is not None:
+            pairs, new_modseq, early = await self._page(
+                data_type, since_modseq, pairs[:max_changes], max_changes
+            )
+        ids = [item for item, _ in pairs]
         born, dead, full = await self._history(data_type, ids)
         created, updated, destroyed = [], [], []
         major = False
@@ -179,11 +184,39 @@ class AccountState:
             since,
             format_state(epoch, new_modseq),
             has_more,
-            created,
+            [*created, *early],
             updated,
             destroyed,
             only_minor_updates=not major,
         )
+
+    async def _page(
+        self, data_type: str, since: int, rows: list[tuple[str, int]], max_changes: int
+    ) -> tuple[list[tuple[str, int]], int, list[str]]:
+        """Where to cut a page of at most ``max_changes`` ids, and who else belongs in it.
+
+        An id created inside the page but changed again after the cut has its last change
+        beyond the page, yet at the page's state it exists: it is reported as created here
+        (RFC 8620 5.2), or a client holding only earlier pages would never learn of it. The
+        cut is the latest modseq at which the rows plus those ids still fit; it always exists,
+        because every modseq is one event.
+        """
+        cut = rows[-1][1]
+        born_rows: Sequence[Any] = await self._client.zrange(
+            self.keys.born(data_type), f"({since}", cut, byscore=True, withscores=True
+        )
+        listed = {item for item, _ in rows}
+        late = [(_text(m), int(b)) for m, b in born_rows if _text(m) not in listed]
+        late_last: dict[str, float | None] = {}
+        if late:
+            last = await self._client.zmscore(self.keys.changed(data_type), [i for i, _ in late])
+            late_last = dict(zip((i for i, _ in late), last, strict=True))
+        for modseq in sorted({m for _, m in rows} | {b for _, b in late}, reverse=True):
+            kept = [(item, m) for item, m in rows if m <= modseq]
+            early = [i for i, b in late if b <= modseq and (late_last[i] or 0) > modseq]
+            if len(kept) + len(early) <= max_changes:
+                return kept, modseq, early
+        raise AssertionError("a page of one event always fits")
 
     async def _history(self, data_type: str, ids: list[str]) -> tuple[list[Any], ...]:
         """Per id: modseq of creation, of destruction, of the last major change (or None)."""

@@ -110,3 +110,27 @@ async def test_server_secret_is_shared(store: Store, redis_url: str) -> None:
     assert len(first) == 32
     assert await other.server_secret() == first
     await other.close()
+
+
+async def test_paging_reports_creations_changed_again_later(store: Store) -> None:
+    """An id created inside a page but updated after its cut is created in that page."""
+    account = store.account("a1")
+    start = await account.state("Mailbox")
+    await account.record("Mailbox", created=["x"])
+    await account.record("Mailbox", created=["a", "b", "c"])
+    await account.record("Mailbox", minor=["x"])
+    pages = []
+    state = start
+    while True:
+        page = await account.changes("Mailbox", state, 2)
+        assert len(page.created) + len(page.updated) + len(page.destroyed) <= 2
+        pages.append(page)
+        state = page.new_state
+        if not page.has_more_changes:
+            break
+    assert [(sorted(p.created), p.updated) for p in pages] == [
+        (["a", "x"], []),
+        (["b", "c"], []),
+        ([], ["x"]),
+    ]
+    assert state == await account.state("Mailbox")
