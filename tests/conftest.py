@@ -130,11 +130,16 @@ def bob(dovecot: Dovecot) -> httpx.BasicAuth:
     return httpx.BasicAuth("bob", dovecot.users["bob"])
 
 
+async def fresh_jmap(server: Dovecot | Cyrus, http: httpx.AsyncClient) -> Jmap:
+    """A JMAP client logged in as a new user of ``server``, with an empty mailbox."""
+    user = server.fresh_user()
+    return await Jmap(http, user, server.users[user]).start()
+
+
 @pytest.fixture
 async def jmap(dovecot: Dovecot, http: httpx.AsyncClient) -> Jmap:
-    """A JMAP client logged in as a fresh user with an empty mailbox."""
-    user = dovecot.fresh_user()
-    return await Jmap(http, user, dovecot.users[user]).start()
+    """A JMAP client of the Dovecot gateway, logged in as a fresh user."""
+    return await fresh_jmap(dovecot, http)
 
 
 @pytest.fixture
@@ -152,6 +157,5 @@ async def cyrus_http(cyrus_gateway: str) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def cyrus_jmap(cyrus: Cyrus, cyrus_http: httpx.AsyncClient) -> Jmap:
-    """A JMAP client of the Cyrus gateway, logged in as a fresh user with an empty account."""
-    user = cyrus.fresh_user()
-    return await Jmap(cyrus_http, user, cyrus.users[user]).start()
+    """A JMAP client of the Cyrus gateway, logged in as a fresh user."""
+    return await fresh_jmap(cyrus, cyrus_http)

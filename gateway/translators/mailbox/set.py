@@ -161,7 +161,7 @@ async def _apply(
             continue
         run.ctx.created_ids[creation_id] = record.id
         await _set_sort_order(run, record.id, result.pop("sortOrder", None))
-        obj = to_object(record, run.view.records, await run.view.store.sort_orders())
+        obj = to_object(record, run.view.records, run.view.sort_orders)
         created[creation_id] = {k: v for k, v in obj.items() if k not in create[creation_id]}
     updated, not_updated = await _update_all(run, update)
     destroyed, not_destroyed = await _destroy_all(run, destroy, remove_emails)
