@@ -29,8 +29,9 @@ from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.errors import MethodError
 from gateway.jmap.query import SUPPORTED_COLLATIONS
 from gateway.jmap.session import AccountInfo, build_session
+from gateway.sync.emails import EmailSync
 from gateway.sync.mailboxes import MailboxSync
-from gateway.translators import mailbox
+from gateway.translators import email, mailbox
 from gateway.upstream import imap_pool
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Services:
     upload_limiter: ConcurrencyLimiter
     blobs: BlobStore
     mailbox_sync: MailboxSync
+    email_sync: EmailSync
 
     @property
     def capabilities(self) -> dict[str, dict[str, Any]]:
@@ -123,6 +125,7 @@ def method_registry() -> MethodRegistry[RequestEnv]:
     registry: MethodRegistry[RequestEnv] = MethodRegistry()
     register_core(registry)
     mailbox.register(registry)
+    email.register(registry)
     return registry
 
 
@@ -160,6 +163,7 @@ async def start(settings: Settings) -> Services:
         ),
         blobs=BlobStore(store.client, settings.upload_ttl_seconds),
         mailbox_sync=MailboxSync(),
+        email_sync=EmailSync(),
     )
 
 

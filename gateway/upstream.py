@@ -39,6 +39,9 @@ def imap_pool(settings: Settings) -> ImapPool:
         conn = await ImapConnection.open(endpoint)
         try:
             await conn.login(credentials.username, credentials.password)
+            # RFC 5161: only before a mailbox is selected. QRESYNC implies CONDSTORE
+            # (RFC 7162 3.2.3); both let the email sync follow changes by modseq.
+            await conn.enable("QRESYNC" if "QRESYNC" in conn.capabilities else "CONDSTORE")
         except BaseException:
             await conn.logout()
             raise

@@ -19,6 +19,11 @@ def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
+def octets(value: bytes | str) -> bytes:
+    """A Redis reply as bytes (the client's stubs allow str too)."""
+    return value if isinstance(value, bytes) else value.encode()
+
+
 def text(value: bytes | str) -> str:
     """A Redis reply as text (the client returns bytes; tests may hand in str)."""
     return value.decode() if isinstance(value, bytes) else value

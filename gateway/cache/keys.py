@@ -19,6 +19,16 @@ key                                    type    holds
 ``jg:{a}:mailbox-names``               hash    IMAP name -> mailbox id, when ids are the
                                                gateway's own (no OBJECTID, no X-GUID)
 ``jg:{a}:sort-order``                  hash    mailbox id -> sortOrder set by a client
+``jg:{a}:emails``                      hash    email id -> msgpack record: thread, receivedAt, size,
+                                               copies {mailbox id: {uid: flags}} (emails.py)
+``jg:{a}:uids:<mailboxId>``            hash    uid -> email id, for the folder's current UIDVALIDITY
+``jg:{a}:folder-marks``                hash    mailbox id -> how far the email index followed it
+``jg:{a}:threads``                     hash    thread id -> msgpack list of its visible email ids
+``jg:{a}:thread-refs``                 hash    Message-ID -> thread id, when threads are the
+                                               gateway's own (no THREADID upstream)
+``jg:{a}:thread-subjects``             hash    thread id -> its normalised subject (same case)
+``jg:{a}:cache:<kind>``                hash    email id -> immutable data fetched once: header
+                                               fields, whole header, body structure, preview
 ``jg:{a}:lock:<name>``                 string  a short lease serialising one account's sync
 ``jg:{a}:inflight:<kind>``             zset    request token -> start time (ms), for limits of
                                                concurrent requests across replicas
@@ -76,6 +86,32 @@ class AccountKeys:
     @property
     def sort_order(self) -> str:
         return f"{self.base}:sort-order"
+
+    @property
+    def emails(self) -> str:
+        return f"{self.base}:emails"
+
+    def uids(self, mailbox_id: str) -> str:
+        return f"{self.base}:uids:{mailbox_id}"
+
+    @property
+    def folder_marks(self) -> str:
+        return f"{self.base}:folder-marks"
+
+    @property
+    def threads(self) -> str:
+        return f"{self.base}:threads"
+
+    @property
+    def thread_refs(self) -> str:
+        return f"{self.base}:thread-refs"
+
+    @property
+    def thread_subjects(self) -> str:
+        return f"{self.base}:thread-subjects"
+
+    def immutable(self, kind: str) -> str:
+        return f"{self.base}:cache:{kind}"
 
     def lock(self, name: str) -> str:
         return f"{self.base}:lock:{name}"

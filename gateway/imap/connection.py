@@ -368,9 +368,34 @@ class ImapConnection:
         self.selected = Selected(name, read_only or state.read_only, state)
         return state
 
+    async def unselect(self) -> None:
+        """Leave the selected mailbox without expunging anything.
+
+        Needed before STATUS or LIST-STATUS: about the selected mailbox, servers answer from
+        the session's own view (Dovecot says so with [CLIENTBUG]), which misses what other
+        sessions changed since. CLOSE is safe only on a read-only selection (RFC 3501
+        6.4.2: it expunges otherwise), so a read-write one is first re-opened read-only.
+        """
+        current = self.selected
+        if current is None:
+            return
+        self.selected = None
+        if "UNSELECT" in self.capabilities:
+            await self.execute(Command("UNSELECT"))
+            return
+        if not current.read_only:
+            await self.execute(
+                Command("EXAMINE", mailbox(current.name, utf8="UTF8=ACCEPT" in self.enabled))
+            )
+        await self.execute(Command("CLOSE"))
+
     async def enable(self, *extensions: str) -> frozenset[str]:
         """ENABLE what the server offers of ``extensions`` (RFC 5161); returns what took."""
-        wanted = [e for e in extensions if e.upper() in self.capabilities]
+        wanted = [
+            e
+            for e in extensions
+            if e.upper() in self.capabilities and e.upper() not in self.enabled
+        ]
         if not wanted:
             return self.enabled
         result = await self.execute(Command("ENABLE", *wanted))

@@ -697,6 +697,13 @@ class FetchItem:
             raise ProtocolError("PREVIEW is not a string")
         return value.decode("utf-8", "replace")
 
+    def header_fields(self) -> bytes | None:
+        """The ``BODY[HEADER.FIELDS (...)]`` section, however the server spells the list."""
+        for key, value in self.items.items():
+            if key.startswith("BODY[HEADER.FIELDS") and isinstance(value, bytes):
+                return value
+        return None
+
     def section(self, name: str) -> bytes | None:
         """A body section (``BODY[...]``, ``BINARY[...]``) as bytes; None if NIL or absent."""
         value = self.get(name)

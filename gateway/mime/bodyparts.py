@@ -597,3 +597,44 @@ def _complete_alternative(
 def has_attachment(attachments: Collection[BodyPart]) -> bool:
     """RFC 8621 4.1.4: true if some attachment is not ``Content-Disposition: inline``."""
     return any(part.disposition != "inline" for part in attachments)
+
+
+# -- Plain data, for caches ------------------------------------------------------------------
+
+_SCALARS: Final = (
+    "part_id",
+    "type",
+    "name",
+    "charset",
+    "disposition",
+    "cid",
+    "location",
+    "transfer_encoding",
+    "size",
+    "header_start",
+    "body_start",
+    "body_end",
+)
+
+
+def to_plain(part: BodyPart) -> list[Any]:
+    """The part tree as lists of scalars (msgpack-ready); :func:`from_plain` reverses it."""
+    return [
+        *(getattr(part, name) for name in _SCALARS),
+        [list(pair) for pair in part.headers],
+        None if part.language is None else list(part.language),
+        [to_plain(child) for child in part.sub_parts],
+        None if part.message is None else to_plain(part.message),
+    ]
+
+
+def from_plain(data: list[Any]) -> BodyPart:
+    scalars = dict(zip(_SCALARS, data, strict=False))
+    headers, language, children, message = data[len(_SCALARS) :]
+    return BodyPart(
+        **scalars,
+        headers=tuple((name, value) for name, value in headers),
+        language=None if language is None else tuple(language),
+        sub_parts=tuple(from_plain(child) for child in children),
+        message=None if message is None else from_plain(message),
+    )

@@ -18,7 +18,6 @@ id is derived from their name.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import hashlib
 import logging
@@ -42,6 +41,7 @@ from gateway.imap.parse import (
     parse_list,
     parse_status,
 )
+from gateway.sync.flight import SingleFlight
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -147,6 +147,7 @@ async def list_mailboxes(
 
     A listing identical to the one behind ``known_digest`` is not parsed (folders None).
     """
+    await conn.unselect()
     caps = conn.capabilities
     utf8 = "UTF8=ACCEPT" in conn.enabled
     items = " ".join(status_items(conn, strategy))
@@ -298,43 +299,14 @@ def _role(entry: ListEntry, taken: set[str]) -> str | None:
 
 
 class MailboxSync:
-    """Runs mailbox syncs, one at a time per account across processes.
-
-    Concurrent requests of one account in this process share one sync; another process's
-    sync of the same account is waited for through the account's lease.
-    """
+    """Runs mailbox syncs, one at a time per account across processes."""
 
     def __init__(self) -> None:
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._flight = SingleFlight()
 
     async def sync(self, store: MailboxStore, conn: ImapConnection, *, fresh: bool = False) -> None:
-        """The account's mailboxes, up to date.
-
-        ``fresh`` asks for a sync that starts after the caller's own upstream changes, so it
-        waits for one in flight and then runs its own instead of joining it.
-        """
-        account = store.keys.account_id
-        running = self._running.get(account)
-        if running is not None:
-            try:
-                await asyncio.shield(running)
-                if not fresh:
-                    return
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-            except Exception:  # noqa: S110 - the other request reports its own failure
-                pass
-        task = asyncio.create_task(_sync(store, conn))
-        self._running[account] = task
-        try:
-            # Not shielded: if this request is cancelled, its connection is in doubt, so the
-            # sync running on it stops too; requests that joined it then run their own.
-            await task
-        finally:
-            if self._running.get(account) is task:
-                del self._running[account]
+        """The account's mailboxes, up to date (``fresh``: see SingleFlight.run)."""
+        await self._flight.run(store.keys.account_id, lambda: _sync(store, conn), fresh=fresh)
 
 
 async def _sync(store: MailboxStore, conn: ImapConnection) -> None:

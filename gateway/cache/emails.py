@@ -1,0 +1,238 @@
+"""The email part of an account's index: records, uid maps, threads and per-folder sync marks.
+
+One :class:`EmailRecord` per message however many folders hold it: the copies are kept as
+``{mailbox id: {uid: flags}}``, so a move is a change of one record and the id survives it.
+Copies flagged ``\\Deleted`` stay in the record (the uid map must still know them) but are not
+visible: an email with no other copy does not exist for JMAP (RFC 8621 4.1.1).
+
+Immutable per-email data (header fields, the body structure, the preview) lives in hashes of
+its own, filled on first fetch and never invalidated: an email id always names the same
+octets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.typing import EncodableT
+
+from gateway.cache.changes import AccountState, format_state
+from gateway.cache.codec import octets, pack, text, unpack
+from gateway.cache.keys import AccountKeys
+
+EMAIL = "Email"
+THREAD = "Thread"
+# RFC 3501 flags are case-insensitive; \Recent is per session and never part of a view.
+_DELETED = "\\deleted"
+_SESSION_FLAGS = frozenset({"\\recent"})
+
+
+def is_deleted(flags: Iterable[str]) -> bool:
+    return any(flag.lower() == _DELETED for flag in flags)
+
+
+@dataclass(slots=True)
+class EmailRecord:
+    """What queries, sorts and /changes need of one message, without fetching it."""
+
+    id: str
+    thread_id: str
+    received_at: int  # seconds since the epoch, from the first copy's INTERNALDATE
+    size: int
+    copies: dict[str, dict[int, list[str]]] = field(default_factory=dict)
+
+    @property
+    def visible(self) -> bool:
+        return any(
+            not is_deleted(flags) for uids in self.copies.values() for flags in uids.values()
+        )
+
+    @property
+    def mailbox_ids(self) -> dict[str, bool]:
+        return {
+            mailbox_id: True
+            for mailbox_id, uids in self.copies.items()
+            if any(not is_deleted(flags) for flags in uids.values())
+        }
+
+    @property
+    def flags(self) -> set[str]:
+        """The union of the visible copies' flags (lower-cased): a message seen or flagged in
+        any folder is seen or flagged."""
+        return {
+            flag.lower()
+            for uids in self.copies.values()
+            for copy_flags in uids.values()
+            if not is_deleted(copy_flags)
+            for flag in copy_flags
+        } - _SESSION_FLAGS
+
+    def view(self) -> tuple[Any, ...] | None:
+        """What a client sees of the record's mutable side; None when it is not visible."""
+        if not self.visible:
+            return None
+        return (sorted(self.mailbox_ids), sorted(self.flags))
+
+    def visible_copies(self) -> list[tuple[str, int]]:
+        """(mailbox id, uid) of every copy a fetch may read, in a stable order."""
+        return sorted(
+            (mailbox_id, uid)
+            for mailbox_id, uids in self.copies.items()
+            for uid, flags in uids.items()
+            if not is_deleted(flags)
+        )
+
+
+def encode(record: EmailRecord) -> bytes:
+    return pack([record.thread_id, record.received_at, record.size, record.copies])
+
+
+def decode(email_id: str, data: bytes) -> EmailRecord:
+    thread_id, received_at, size, copies = unpack(data)
+    return EmailRecord(email_id, thread_id, received_at, size, copies)
+
+
+@dataclass(frozen=True, slots=True)
+class FolderMark:
+    """How far the email index has followed one folder.
+
+    ``modseq`` and ``uidnext`` are what the last visit's SELECT reported: the baseline of the
+    next QRESYNC. ``status`` is the mailbox listing's (HIGHESTMODSEQ, UIDNEXT, MESSAGES) the
+    visit answered; a folder whose listing still says the same needs no visit.
+    """
+
+    uidvalidity: int
+    modseq: int | None
+    uidnext: int
+    status: tuple[int | None, int | None, int]
+
+
+def encode_mark(mark: FolderMark) -> bytes:
+    return pack([mark.uidvalidity, mark.modseq, mark.uidnext, list(mark.status)])
+
+
+def decode_mark(data: bytes) -> FolderMark:
+    uidvalidity, modseq, uidnext, status = unpack(data)
+    return FolderMark(uidvalidity, modseq, uidnext, tuple(status))
+
+
+class EmailStore:
+    """Reads and writes the email part of one account's index."""
+
+    def __init__(self, client: Redis | RedisCluster, account_id: str) -> None:
+        self.client = client
+        self.keys = AccountKeys(account_id)
+        self.state = AccountState(client, account_id)
+
+    # -- records -----------------------------------------------------------------------------
+
+    async def records(self, ids: Iterable[str]) -> dict[str, EmailRecord]:
+        """The records of the ids that exist in the index (visible or not)."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        values = await self.client.hmget(self.keys.emails, wanted)
+        return {
+            i: decode(i, octets(v)) for i, v in zip(wanted, values, strict=True) if v is not None
+        }
+
+    async def snapshot(self, ids: Iterable[str]) -> tuple[dict[str, EmailRecord], str]:
+        """Records and the Email state read together, so they agree."""
+        wanted = list(dict.fromkeys(ids))
+        async with self.client.pipeline(transaction=True) as pipe:
+            if wanted:
+                pipe.hmget(self.keys.emails, wanted)
+            pipe.hget(self.keys.state, EMAIL)
+            pipe.hget(self.keys.meta, "epoch")
+            results = await pipe.execute()
+        values, modseq, epoch = results if wanted else [[], *results]
+        state = (
+            await self.state.state(EMAIL)
+            if epoch is None
+            else format_state(text(epoch), int(modseq or 0))
+        )
+        records = {
+            i: decode(i, octets(v)) for i, v in zip(wanted, values, strict=True) if v is not None
+        }
+        return records, state
+
+    async def all_ids(self) -> list[str]:
+        return [text(key) for key in await self.client.hkeys(self.keys.emails)]
+
+    async def uid_map(self, mailbox_id: str) -> dict[int, str]:
+        raw = await self.client.hgetall(self.keys.uids(mailbox_id))
+        return {int(uid): text(email_id) for uid, email_id in raw.items()}
+
+    async def email_ids_of(self, mailbox_id: str, uids: Iterable[int]) -> dict[int, str]:
+        wanted = list(dict.fromkeys(uids))
+        if not wanted:
+            return {}
+        values = await self.client.hmget(self.keys.uids(mailbox_id), wanted)
+        return {u: text(v) for u, v in zip(wanted, values, strict=True) if v is not None}
+
+    # -- threads -----------------------------------------------------------------------------
+
+    async def thread_ids(self) -> list[str]:
+        return [text(key) for key in await self.client.hkeys(self.keys.threads)]
+
+    async def thread_snapshot(self, ids: Iterable[str]) -> tuple[dict[str, list[str]], str]:
+        """Each existing thread's email ids (oldest first, RFC 8621 3) and the Thread state."""
+        wanted = list(dict.fromkeys(ids))
+        async with self.client.pipeline(transaction=True) as pipe:
+            if wanted:
+                pipe.hmget(self.keys.threads, wanted)
+            pipe.hget(self.keys.state, THREAD)
+            pipe.hget(self.keys.meta, "epoch")
+            results = await pipe.execute()
+        values, modseq, epoch = results if wanted else [[], *results]
+        state = (
+            await self.state.state(THREAD)
+            if epoch is None
+            else format_state(text(epoch), int(modseq or 0))
+        )
+        members = {
+            t: [email_id for _, email_id in unpack(v)]
+            for t, v in zip(wanted, values, strict=True)
+            if v is not None
+        }
+        return members, state
+
+    # -- folder marks --------------------------------------------------------------------------
+
+    async def marks(self) -> dict[str, FolderMark]:
+        raw = await self.client.hgetall(self.keys.folder_marks)
+        return {text(key): decode_mark(octets(value)) for key, value in raw.items()}
+
+    # -- immutable per-email data ------------------------------------------------------------------
+
+    async def cached(self, kind: str, ids: Iterable[str]) -> dict[str, bytes]:
+        """Immutable data of ``kind`` (see keys.AccountKeys.immutable) that is cached."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        values = await self.client.hmget(self.keys.immutable(kind), wanted)
+        return {i: octets(v) for i, v in zip(wanted, values, strict=True) if v is not None}
+
+    async def cache(self, kinds: Mapping[str, Mapping[str, bytes]]) -> None:
+        """Store immutable data of several kinds in one round trip."""
+        if not any(kinds.values()):
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for kind, values in kinds.items():
+                if values:
+                    mapping: dict[EncodableT, EncodableT] = dict(values.items())
+                    pipe.hset(self.keys.immutable(kind), mapping=mapping)
+            await pipe.execute()
+
+    # -- meta --------------------------------------------------------------------------------
+
+    async def meta(self, name: str) -> str | None:
+        value = await self.client.hget(self.keys.meta, name)
+        return None if value is None else text(value)
+
+    async def set_meta(self, name: str, value: str) -> None:
+        await self.client.hset(self.keys.meta, name, value)

@@ -1,0 +1,263 @@
+"""Email catch-up: visit only the folders whose listing changed, and only for what changed.
+
+The mailbox sync's one LIST-STATUS round trip gives each folder's UIDVALIDITY, UIDNEXT,
+MESSAGES and HIGHESTMODSEQ. A folder whose figures are those the index last answered is not
+opened at all. Otherwise it is EXAMINEd with QRESYNC (RFC 7162 3.2.5), which returns in the
+same round trip the flags changed since the last visit and the UIDs expunged (VANISHED); the
+new UIDs are then found with one UID SEARCH and fetched in pages. A changed UIDVALIDITY
+re-indexes the folder; a folder never seen is indexed in pages, so memory stays flat.
+
+Email ids, chosen once per account and stored with the index so they never change silently:
+
+1. ``EMAILID`` / ``THREADID`` (RFC 8474) where the upstream offers OBJECTID (Cyrus);
+2. Dovecot's message ``X-GUID``, kept by COPY and MOVE, with the gateway's own threads;
+3. otherwise a digest of immutable header fields and the size, with the gateway's threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+from collections.abc import Sequence
+
+from gateway.cache.emails import EmailStore, FolderMark
+from gateway.cache.locks import lease
+from gateway.cache.mailboxes import MailboxRecord
+from gateway.imap.commands import Command
+from gateway.imap.connection import ImapConnection
+from gateway.imap.errors import ProtocolError
+from gateway.imap.parse import FetchItem, parse_esearch, parse_fetch, parse_search
+from gateway.imap.sequence import UidSet, split_uid_set
+from gateway.mime.headers import parse_header_block
+from gateway.sync.flight import SingleFlight
+from gateway.sync.index_writer import IndexWriter, NewCopy
+from gateway.sync.mailboxes import OBJECT_ID
+from gateway.sync.threads import THREAD_FIELDS, Links, Threader, thread_id_for
+
+STRATEGY_FIELD = "email-ids"
+MAILBOX_STRATEGY_FIELD = "mailbox-ids"
+# Longer than a first sync of a large folder can take.
+LOCK_TTL = 600.0
+LOCK_WAIT = 60.0
+# New messages fetched per UID FETCH: bounds memory and the size of one index transaction.
+PAGE = 500
+DIGEST_FIELDS = (*THREAD_FIELDS, "DATE", "FROM")
+
+
+class EmailIds(enum.Enum):
+    OBJECTID = "objectid"
+    X_GUID = "x-guid"
+    DIGEST = "digest"
+
+
+async def choose_ids(conn: ImapConnection, store: EmailStore) -> EmailIds:
+    """The account's id strategy: the stored one, else the best the upstream offers.
+
+    Dovecot has no capability naming X-GUID; the mailbox sync already found out whether
+    STATUS answers X-GUID, and a server that keeps folder GUIDs keeps message GUIDs too.
+    """
+    stored = await store.meta(STRATEGY_FIELD)
+    if stored is not None:
+        return EmailIds(stored)
+    if "OBJECTID" in conn.capabilities:
+        strategy = EmailIds.OBJECTID
+    elif await store.meta(MAILBOX_STRATEGY_FIELD) == "x-guid":
+        strategy = EmailIds.X_GUID
+    else:
+        strategy = EmailIds.DIGEST
+    await store.set_meta(STRATEGY_FIELD, strategy.value)
+    return strategy
+
+
+def _short_id(prefix: str, material: bytes) -> str:
+    """An id from a digest: 130 bits, in the characters RFC 8620 1.2 allows."""
+    digest = hashlib.sha256(material).digest()
+    return prefix + base64.b32encode(digest[:20]).decode().lower().rstrip("=")[:26]
+
+
+class EmailSync:
+    """Runs email syncs, one at a time per account across processes."""
+
+    def __init__(self) -> None:
+        self._flight = SingleFlight()
+
+    async def sync(
+        self,
+        store: EmailStore,
+        conn: ImapConnection,
+        mailboxes: dict[str, MailboxRecord],
+        *,
+        fresh: bool = False,
+    ) -> None:
+        """Bring the email index in step with the folders ``mailboxes`` describes."""
+        await self._flight.run(
+            store.keys.account_id, lambda: _sync(store, conn, mailboxes), fresh=fresh
+        )
+
+
+async def _sync(
+    store: EmailStore, conn: ImapConnection, mailboxes: dict[str, MailboxRecord]
+) -> None:
+    async with lease(store.client, store.keys.lock("emails"), ttl=LOCK_TTL, wait=LOCK_WAIT):
+        marks = await store.marks()
+        folders = {
+            m.id: m for m in mailboxes.values() if m.selectable and m.uidvalidity is not None
+        }
+        stale = [m for m in folders.values() if not _unchanged(m, marks.get(m.id))]
+        gone = [i for i in marks if i not in folders]
+        if not stale and not gone:
+            return
+        strategy = await choose_ids(conn, store)
+        writer = IndexWriter(store)
+        visit = _FolderVisit(conn, store, writer, strategy)
+        for record in stale:
+            await visit.run(record, marks.get(record.id))
+        for mailbox_id in gone:
+            writer.forget_folder(mailbox_id, await store.uid_map(mailbox_id))
+        await writer.finish()
+
+
+def _status(record: MailboxRecord) -> tuple[int | None, int | None, int]:
+    return (record.highestmodseq, record.uidnext, record.total)
+
+
+def _unchanged(record: MailboxRecord, mark: FolderMark | None) -> bool:
+    return (
+        mark is not None
+        and mark.uidvalidity == record.uidvalidity
+        and mark.status == _status(record)
+    )
+
+
+class _FolderVisit:
+    """Brings one folder's part of the index up to date."""
+
+    def __init__(
+        self, conn: ImapConnection, store: EmailStore, writer: IndexWriter, strategy: EmailIds
+    ) -> None:
+        self.conn = conn
+        self.store = store
+        self.writer = writer
+        self.strategy = strategy
+        self.threader = Threader(store.client, store.keys)
+
+    async def run(self, record: MailboxRecord, mark: FolderMark | None) -> None:
+        qresync = "QRESYNC" in self.conn.enabled
+        incremental = mark is not None and mark.uidvalidity == record.uidvalidity
+        arguments = []
+        if incremental and qresync and mark is not None and mark.modseq:
+            arguments = [f"(QRESYNC ({mark.uidvalidity} {mark.modseq}))"]
+        state = await self.conn.select(record.name, read_only=True, arguments=arguments)
+        if mark is None or state.uidvalidity != mark.uidvalidity:
+            await self.writer.start_over(record.id, await self.store.uid_map(record.id))
+            new = await self._search("ALL")
+        elif arguments:
+            self.writer.remove_later(
+                record.id, await self.store.email_ids_of(record.id, state.vanished)
+            )
+            changed = {f.uid: f.flags for f in state.fetches if f.uid and f.flags is not None}
+            known = {u: f for u, f in changed.items() if u < mark.uidnext}
+            if known:
+                await self.writer.set_flags(record.id, known)
+            new = await self._search(f"UID {mark.uidnext}:*", above=mark.uidnext - 1)
+        else:
+            new = await self._compare_all(record.id)
+        for chunk in split_uid_set(new, max_octets=4000):
+            await self._fetch_new(record.id, chunk)
+        self.writer.mark(
+            record.id,
+            FolderMark(
+                state.uidvalidity,
+                state.highestmodseq,
+                state.uidnext or 1,
+                _status(record),
+            ),
+        )
+
+    async def _search(self, criteria: str, above: int = 0) -> UidSet:
+        """UIDs matching ``criteria``, compactly with ESEARCH where offered.
+
+        ``above``: RFC 3501 makes ``n:*`` match the last message even when its UID is below n.
+        """
+        if "ESEARCH" in self.conn.capabilities:
+            result = await self.conn.execute(Command("UID", "SEARCH", "RETURN", "(ALL)", criteria))
+            found = UidSet()
+            for response in result.data("ESEARCH"):
+                found |= parse_esearch(response).all or UidSet()
+        else:
+            result = await self.conn.execute(Command("UID", "SEARCH", criteria))
+            numbers = [n for r in result.data("SEARCH") for n in parse_search(r).numbers]
+            found = UidSet.of(numbers)
+        if above:
+            found = UidSet.from_ranges(
+                (max(lo, above + 1), hi) for lo, hi in found.ranges if hi > above
+            )
+        return found
+
+    async def _compare_all(self, mailbox_id: str) -> UidSet:
+        """Without QRESYNC: every UID and its flags, compared with the index."""
+        result = await self.conn.execute(Command("UID", "FETCH", "1:*", "(UID FLAGS)"))
+        upstream: dict[int, list[str]] = {}
+        for response in result.data("FETCH"):
+            item = parse_fetch(response)
+            if item.uid is not None and item.flags is not None:
+                upstream[item.uid] = item.flags
+        known = await self.store.uid_map(mailbox_id)
+        self.writer.remove_later(mailbox_id, {u: e for u, e in known.items() if u not in upstream})
+        await self.writer.set_flags(mailbox_id, {u: f for u, f in upstream.items() if u in known})
+        return UidSet.of(u for u in upstream if u not in known)
+
+    def _fetch_items(self) -> list[str]:
+        items = ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE"]
+        if self.strategy is EmailIds.OBJECTID:
+            return [*items, "EMAILID", "THREADID"]
+        items.append(f"BODY.PEEK[HEADER.FIELDS ({' '.join(self._header_fields())})]")
+        if self.strategy is EmailIds.X_GUID:
+            items.append("X-GUID")
+        return items
+
+    async def _fetch_new(self, mailbox_id: str, uids: str) -> None:
+        items = self._fetch_items()
+        result = await self.conn.execute(Command("UID", "FETCH", uids, f"({' '.join(items)})"))
+        fetched = [parse_fetch(r) for r in result.data("FETCH")]
+        fetched = [f for f in fetched if f.uid is not None and f.flags is not None]
+        if self.strategy is EmailIds.OBJECTID:
+            native = [self._native(f) for f in fetched]
+            await self.writer.add_copies(mailbox_id, [c for c in native if c is not None])
+            return
+        headers = [f.header_fields() or b"" for f in fetched]
+        links = [Links.from_headers(parse_header_block(h)) for h in headers]
+        await self.threader.prepare(links)
+        copies = []
+        for item, header, link in zip(fetched, headers, links, strict=True):
+            email_id = self._own_id(item, header)
+            copies.append(self._copy(item, email_id, self.threader.assign(email_id, link)))
+        refs, subjects = self.threader.take_writes()
+        await self.writer.add_copies(mailbox_id, copies, refs, subjects)
+
+    def _header_fields(self) -> Sequence[str]:
+        return THREAD_FIELDS if self.strategy is EmailIds.X_GUID else DIGEST_FIELDS
+
+    def _own_id(self, item: FetchItem, header: bytes) -> str:
+        guid = item.x_guid if self.strategy is EmailIds.X_GUID else None
+        if guid:
+            return _short_id("x", guid.encode())
+        return _short_id("d", header + b"\0" + str(item.size).encode())
+
+    def _native(self, item: FetchItem) -> NewCopy | None:
+        email_id = item.email_id
+        if email_id is None or not OBJECT_ID.fullmatch(email_id):
+            return None
+        thread_id = item.thread_id
+        if thread_id is None or not OBJECT_ID.fullmatch(thread_id):
+            thread_id = thread_id_for(email_id)
+        return self._copy(item, email_id, thread_id)
+
+    def _copy(self, item: FetchItem, email_id: str, thread_id: str) -> NewCopy:
+        received = item.internaldate
+        if item.uid is None or item.flags is None or received is None or item.size is None:
+            raise ProtocolError("FETCH lacks UID, FLAGS, INTERNALDATE or RFC822.SIZE")
+        return NewCopy(
+            item.uid, email_id, item.flags, int(received.timestamp()), item.size, thread_id
+        )

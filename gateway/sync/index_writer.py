@@ -1,0 +1,245 @@
+"""Applies what a sync learnt to the email index and logs it as Email and Thread changes.
+
+Work arrives in batches (a page of new messages, the flag changes of a folder, expunges) and
+each batch is written in one transaction together with its change log entries, so memory stays
+flat however large the first sync of a folder is, and the index never disagrees with the
+states it hands out.
+
+Expunges are applied last, after every folder's new messages: a message moved from a folder
+visited first to one visited later is then seen in both for a moment, never in neither, so
+the move is an update of one Email and not a destroy and a create (RFC 8621 4: the id
+survives a move).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.typing import EncodableT
+
+from gateway.cache.codec import octets, pack, unpack
+from gateway.cache.emails import (
+    EMAIL,
+    THREAD,
+    EmailRecord,
+    EmailStore,
+    FolderMark,
+    encode,
+    encode_mark,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCopy:
+    """A message found in a folder, with what its record needs if the email is new."""
+
+    uid: int
+    email_id: str
+    flags: list[str]
+    received_at: int
+    size: int
+    thread_id: str
+
+
+@dataclass(slots=True)
+class _Touched:
+    record: EmailRecord
+    before: tuple[Any, ...] | None
+    existed: bool
+
+
+@dataclass(slots=True)
+class _Batch:
+    touched: dict[str, _Touched] = field(default_factory=dict)
+    uid_sets: dict[str, dict[int, str]] = field(default_factory=dict)
+    uid_dels: dict[str, list[int]] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)
+    subjects: dict[str, str] = field(default_factory=dict)
+
+
+class IndexWriter:
+    """One sync's writes; call :meth:`finish` once every folder was visited."""
+
+    def __init__(self, store: EmailStore) -> None:
+        self.store = store
+        # (mailbox id, uid) -> email id, applied by finish()
+        self._removals: dict[tuple[str, int], str] = {}
+        # Folders whose uid map was deleted as a whole: no per-uid deletes for them.
+        self._whole: set[str] = set()
+        self._marks: dict[str, FolderMark] = {}
+        self._dropped: list[str] = []
+
+    async def add_copies(
+        self,
+        mailbox_id: str,
+        copies: Iterable[NewCopy],
+        refs: dict[str, str] | None = None,
+        subjects: dict[str, str] | None = None,
+    ) -> None:
+        """Messages found in a folder: new emails, or new copies of known ones.
+
+        ``refs`` and ``subjects`` are the thread mappings the batch's threading made; they are
+        written in the same transaction as the emails that depend on them.
+        """
+        items = list(copies)
+        batch = _Batch(refs=refs or {}, subjects=subjects or {})
+        await self._load(batch, (c.email_id for c in items))
+        for copy in items:
+            touched = batch.touched.get(copy.email_id)
+            if touched is None:
+                record = EmailRecord(copy.email_id, copy.thread_id, copy.received_at, copy.size, {})
+                touched = batch.touched[copy.email_id] = _Touched(record, None, False)
+            touched.record.copies.setdefault(mailbox_id, {})[copy.uid] = list(copy.flags)
+            batch.uid_sets.setdefault(mailbox_id, {})[copy.uid] = copy.email_id
+            # A message found again at the same place is not the one to remove later.
+            if self._removals.get((mailbox_id, copy.uid)) == copy.email_id:
+                del self._removals[(mailbox_id, copy.uid)]
+        await self._write(batch)
+
+    async def set_flags(self, mailbox_id: str, flags: dict[int, list[str]]) -> None:
+        """Flag changes of known copies; uids the index does not know are ignored."""
+        owners = await self.store.email_ids_of(mailbox_id, flags)
+        batch = _Batch()
+        await self._load(batch, owners.values())
+        for uid, email_id in owners.items():
+            touched = batch.touched.get(email_id)
+            if touched is not None and uid in touched.record.copies.get(mailbox_id, {}):
+                touched.record.copies[mailbox_id][uid] = list(flags[uid])
+        await self._write(batch)
+
+    def remove_later(self, mailbox_id: str, owners: dict[int, str]) -> None:
+        """Copies expunged from a folder."""
+        for uid, email_id in owners.items():
+            self._removals[(mailbox_id, uid)] = email_id
+
+    async def start_over(self, mailbox_id: str, old: dict[int, str]) -> None:
+        """A folder whose UIDVALIDITY changed: its old copies go, its uid map is refilled."""
+        self.remove_later(mailbox_id, old)
+        self._whole.add(mailbox_id)
+        await self.store.client.delete(self.store.keys.uids(mailbox_id))
+
+    def forget_folder(self, mailbox_id: str, old: dict[int, str]) -> None:
+        """A folder that no longer exists (or can no longer be selected)."""
+        self.remove_later(mailbox_id, old)
+        self._whole.add(mailbox_id)
+        self._dropped.append(mailbox_id)
+
+    def mark(self, mailbox_id: str, mark: FolderMark) -> None:
+        self._marks[mailbox_id] = mark
+
+    async def finish(self, chunk: int = 1000) -> None:
+        """Apply the expunges, then record how far each folder was followed."""
+        removals = list(self._removals.items())
+        for start in range(0, len(removals), chunk):
+            part = removals[start : start + chunk]
+            batch = _Batch()
+            await self._load(batch, (email_id for _, email_id in part))
+            for (mailbox_id, uid), email_id in part:
+                touched = batch.touched.get(email_id)
+                if touched is not None:
+                    uids = touched.record.copies.get(mailbox_id, {})
+                    uids.pop(uid, None)
+                    if not uids:
+                        touched.record.copies.pop(mailbox_id, None)
+                if mailbox_id not in self._whole:
+                    batch.uid_dels.setdefault(mailbox_id, []).append(uid)
+            await self._write(batch)
+        keys = self.store.keys
+        async with self.store.client.pipeline(transaction=True) as pipe:
+            for mailbox_id in self._dropped:
+                pipe.hdel(keys.folder_marks, mailbox_id)
+                pipe.delete(keys.uids(mailbox_id))
+            if self._marks:
+                pipe.hset(
+                    keys.folder_marks,
+                    mapping={m: encode_mark(mark) for m, mark in self._marks.items()},
+                )
+            await pipe.execute()
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _load(self, batch: _Batch, ids: Iterable[str]) -> None:
+        wanted = [i for i in dict.fromkeys(ids) if i not in batch.touched]
+        for email_id, record in (await self.store.records(wanted)).items():
+            batch.touched[email_id] = _Touched(record, record.view(), True)
+
+    async def _write(self, batch: _Batch) -> None:
+        """One transaction: records, uid maps, thread members, thread mappings, change log."""
+        created: list[str] = []
+        updated: list[str] = []
+        destroyed: list[str] = []
+        joins: dict[str, list[tuple[int, str]]] = {}
+        leaves: dict[str, set[str]] = {}
+        for email_id, touched in batch.touched.items():
+            after = touched.record.view()
+            if touched.before is None and after is not None:
+                created.append(email_id)
+                joins.setdefault(touched.record.thread_id, []).append(
+                    (touched.record.received_at, email_id)
+                )
+            elif touched.before is not None and after is None:
+                destroyed.append(email_id)
+                leaves.setdefault(touched.record.thread_id, set()).add(email_id)
+            elif touched.before != after:
+                updated.append(email_id)
+        keys = self.store.keys
+        affected = list({*joins, *leaves})
+        threads = await self.store.client.hmget(keys.threads, affected) if affected else []
+        thread_writes: dict[EncodableT, EncodableT] = {}
+        thread_dels: list[str] = []
+        t_created: list[str] = []
+        t_updated: list[str] = []
+        t_destroyed: list[str] = []
+        for thread_id, raw in zip(affected, threads, strict=True):
+            members: list[list[Any]] = unpack(octets(raw)) if raw is not None else []
+            had = bool(members)
+            gone = leaves.get(thread_id, set())
+            members = [m for m in members if m[1] not in gone]
+            for received_at, email_id in joins.get(thread_id, []):
+                bisect.insort(members, [received_at, email_id])
+            if members:
+                thread_writes[thread_id] = pack(members)
+                (t_updated if had else t_created).append(thread_id)
+            else:
+                thread_dels.append(thread_id)
+                if had:
+                    t_destroyed.append(thread_id)
+        async with self.store.client.pipeline(transaction=True) as pipe:
+            kept: dict[EncodableT, EncodableT] = {
+                i: encode(t.record) for i, t in batch.touched.items() if t.record.copies
+            }
+            gone_records = [
+                i for i, t in batch.touched.items() if not t.record.copies and t.existed
+            ]
+            if kept:
+                pipe.hset(keys.emails, mapping=kept)
+            if gone_records:
+                pipe.hdel(keys.emails, *gone_records)
+            for mailbox_id, uid_map in batch.uid_sets.items():
+                pipe.hset(keys.uids(mailbox_id), mapping=dict(uid_map.items()))
+            for mailbox_id, uids in batch.uid_dels.items():
+                pipe.hdel(keys.uids(mailbox_id), *uids)
+            if thread_writes:
+                pipe.hset(keys.threads, mapping=thread_writes)
+            if thread_dels:
+                pipe.hdel(keys.threads, *thread_dels)
+            if batch.refs:
+                pipe.hset(keys.thread_refs, mapping=dict(batch.refs.items()))
+            if batch.subjects:
+                pipe.hset(keys.thread_subjects, mapping=dict(batch.subjects.items()))
+            if created or updated or destroyed:
+                await self.store.state.record(
+                    EMAIL, created=created, updated=updated, destroyed=destroyed, pipe=pipe
+                )
+            if t_created or t_updated or t_destroyed:
+                await self.store.state.record(
+                    THREAD,
+                    created=t_created,
+                    updated=t_updated,
+                    destroyed=t_destroyed,
+                    pipe=pipe,
+                )
+            await pipe.execute()

@@ -1,0 +1,141 @@
+"""The gateway's own conversations, for upstreams without THREADID (RFC 8474).
+
+A message joins the thread of a message it is linked to (its In-Reply-To, then its References
+from the nearest ancestor back, then a message that already named it as a parent) when the two
+also share a normalised subject; otherwise it starts a thread of its own. Requiring both, as
+Cyrus's conversations do, keeps a reply that changes the topic, and the thousandth "Re: hello"
+of a mailing list, out of threads they do not belong to.
+
+Thread ids never change once given (RFC 8621 3: an Email's threadId is immutable), so threads
+are never merged: a message linking two existing threads joins the first candidate.
+Every Message-ID a message names is remembered, pointing at the thread the message joined, so
+a parent arriving after its reply still finds the reply's thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from gateway.cache.codec import text
+from gateway.cache.keys import AccountKeys
+from gateway.mime.headers import RawHeader, as_message_ids, as_text
+
+# Fields a message's thread is decided by; fetched with HEADER.FIELDS for every new message.
+THREAD_FIELDS = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
+
+# Reply and forward prefixes in the languages mail clients most often write them, with the
+# "Re[2]:" and "Re: [list]" forms; matched repeatedly at the start of the subject.
+_PREFIX = re.compile(
+    r"^\s*(?:(?:re|fwd?|aw|sv|wg|vs|antw|rif|tr|odp)\s*(?:\[\d+\]|\(\d+\))?\s*[:\uff1a]|\[[^\]]*\])\s*",
+    re.IGNORECASE,
+)
+_TRAILER = re.compile(r"\s*\((?:fwd|fw)\)\s*$", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_subject(subject: str | None) -> str:
+    """The subject without reply/forward prefixes, list tags, case and spacing differences."""
+    value = subject or ""
+    while True:
+        stripped = _TRAILER.sub("", _PREFIX.sub("", value, count=1))
+        if stripped == value:
+            break
+        value = stripped
+    return _SPACE.sub(" ", value).strip().casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """What a message says about its place in a conversation."""
+
+    message_id: str | None
+    parents: tuple[str, ...]  # nearest first: In-Reply-To, then References backwards
+    subject: str
+
+    @classmethod
+    def from_headers(cls, headers: Sequence[RawHeader]) -> Links:
+        def last(name: str) -> str | None:
+            values = [h.value for h in headers if h.name.lower() == name]
+            return values[-1] if values else None
+
+        own = as_message_ids(last("message-id") or "") or []
+        reply = as_message_ids(last("in-reply-to") or "") or []
+        references = as_message_ids(last("references") or "") or []
+        parents = tuple(dict.fromkeys([*reply, *reversed(references)]))
+        subject = last("subject")
+        message_id = own[0] if own else None
+        return cls(
+            message_id,
+            tuple(p for p in parents if p != message_id),
+            normalize_subject(as_text(subject) if subject is not None else None),
+        )
+
+
+def thread_id_for(email_id: str) -> str:
+    """A new thread's id, named after the message that started it."""
+    digest = hashlib.sha256(b"thread\0" + email_id.encode()).digest()
+    return "t" + base64.b32encode(digest[:15]).decode().lower()
+
+
+class Threader:
+    """Decides threads for a batch of new messages: one Redis read, writes left to the caller.
+
+    Mappings made while the batch is decided are visible to later messages of the same batch.
+    """
+
+    def __init__(self, client: Redis | RedisCluster, keys: AccountKeys) -> None:
+        self._client = client
+        self._keys = keys
+        self._refs: dict[str, str] = {}
+        self._subjects: dict[str, str] = {}
+        self.new_refs: dict[str, str] = {}
+        self.new_subjects: dict[str, str] = {}
+
+    async def prepare(self, batch: Sequence[Links]) -> None:
+        """Read the thread of every Message-ID the batch names, and those threads' subjects."""
+        names = list(
+            dict.fromkeys(
+                n
+                for links in batch
+                for n in (*links.parents, *([links.message_id] if links.message_id else []))
+                if n not in self._refs
+            )
+        )
+        if names:
+            values = await self._client.hmget(self._keys.thread_refs, names)
+            self._refs.update({n: text(v) for n, v in zip(names, values, strict=True) if v})
+        threads = [t for t in set(self._refs.values()) if t not in self._subjects]
+        if threads:
+            values = await self._client.hmget(self._keys.thread_subjects, threads)
+            self._subjects.update({t: text(v) for t, v in zip(threads, values, strict=True) if v})
+
+    def assign(self, email_id: str, links: Links) -> str:
+        """The thread of a new message (``prepare`` must have seen its links)."""
+        own = [links.message_id] if links.message_id else []
+        thread_id = None
+        for name in (*links.parents, *own):
+            candidate = self._refs.get(name)
+            if candidate is not None and self._subjects.get(candidate) == links.subject:
+                thread_id = candidate
+                break
+        if thread_id is None:
+            thread_id = thread_id_for(email_id)
+            if thread_id not in self._subjects:
+                self._subjects[thread_id] = self.new_subjects[thread_id] = links.subject
+        for name in (*own, *links.parents):
+            if name not in self._refs:
+                self._refs[name] = self.new_refs[name] = thread_id
+        return thread_id
+
+    def take_writes(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The mappings made since the last call: (Message-ID -> thread, thread -> subject)."""
+        refs, subjects = self.new_refs, self.new_subjects
+        self.new_refs, self.new_subjects = {}, {}
+        return refs, subjects

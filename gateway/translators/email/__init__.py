@@ -1,0 +1,21 @@
+"""Email and Thread methods (RFC 8621 3, 4): IMAP messages as JMAP Emails and Threads."""
+
+from __future__ import annotations
+
+from gateway.env import RequestEnv
+from gateway.jmap.capabilities import MAIL
+from gateway.jmap.dispatch import Method, MethodRegistry
+from gateway.translators.email.get import email_changes, email_get
+from gateway.translators.email.thread import thread_changes, thread_get
+
+METHODS: tuple[Method[RequestEnv], ...] = (
+    Method("Email/get", MAIL, email_get, writes=False),
+    Method("Email/changes", MAIL, email_changes, writes=False),
+    Method("Thread/get", MAIL, thread_get, writes=False),
+    Method("Thread/changes", MAIL, thread_changes, writes=False),
+)
+
+
+def register(registry: MethodRegistry[RequestEnv]) -> None:
+    for method in METHODS:
+        registry.add(method)

@@ -1,0 +1,163 @@
+"""Upstream fetches for Email/get: only what the properties need, once per email ever.
+
+Emails are grouped by the folder of their first visible copy and by what they lack, and each
+group is one UID FETCH: fifty emails of a list view cost one round trip per folder, not fifty.
+Whatever comes back is immutable and goes to the cache, so a second Email/get of the same
+emails and properties sends no FETCH upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gateway.cache.codec import pack, unpack
+from gateway.cache.emails import EmailRecord, EmailStore
+from gateway.cache.mailboxes import MailboxRecord
+from gateway.imap.commands import Command
+from gateway.imap.connection import ImapConnection
+from gateway.imap.parse import FetchItem, parse_fetch
+from gateway.imap.sequence import split_uid_set
+from gateway.mime.bodyparts import BodyPart, body_structure, from_plain, to_plain
+from gateway.mime.bodyvalues import preview
+from gateway.translators.email.properties import SUMMARY_FIELDS, Source
+
+WHOLE = "BODY.PEEK[]"
+HEADER = "BODY.PEEK[HEADER]"
+FIELDS = f"BODY.PEEK[HEADER.FIELDS ({' '.join(SUMMARY_FIELDS)})]"
+PREVIEW = "PREVIEW"
+
+
+@dataclass
+class Loaded:
+    """What the emails of one Email/get hold, from the cache or fetched now."""
+
+    fields: dict[str, bytes] = field(default_factory=dict)
+    header: dict[str, bytes] = field(default_factory=dict)
+    preview: dict[str, str] = field(default_factory=dict)
+    structure: dict[str, BodyPart] = field(default_factory=dict)
+    # Whole messages fetched by this call, so body values need no second fetch.
+    messages: dict[str, bytes] = field(default_factory=dict)
+    # Emails whose copy was gone upstream when fetched (expunged since the sync).
+    vanished: set[str] = field(default_factory=set)
+
+    def header_block(self, email_id: str) -> bytes:
+        """The most complete header data loaded for an email."""
+        return self.header.get(email_id) or self.fields.get(email_id) or b""
+
+
+async def load(
+    store: EmailStore,
+    conn: ImapConnection,
+    folders: dict[str, MailboxRecord],
+    records: dict[str, EmailRecord],
+    sources: set[Source],
+) -> Loaded:
+    loaded = Loaded()
+    if not sources or not records:
+        return loaded
+    ids = list(records)
+    await _from_cache(store, loaded, ids, sources)
+    has_preview = "PREVIEW" in conn.capabilities
+    groups: dict[tuple[str, frozenset[str]], dict[int, str]] = {}
+    for email_id, record in records.items():
+        items = _missing(loaded, email_id, sources, has_preview)
+        copies = record.visible_copies()
+        if items and copies:
+            mailbox_id, uid = copies[0]
+            groups.setdefault((mailbox_id, items), {})[uid] = email_id
+    for (mailbox_id, items), owners in groups.items():
+        folder = folders.get(mailbox_id)
+        if folder is None:
+            loaded.vanished.update(owners.values())
+            continue
+        await conn.select(folder.name, read_only=True)
+        fetched = await _fetch(conn, owners, items)
+        loaded.vanished.update(e for u, e in owners.items() if u not in fetched)
+        _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
+    await _to_cache(store, loaded, groups)
+    return loaded
+
+
+async def _from_cache(
+    store: EmailStore, loaded: Loaded, ids: list[str], sources: set[Source]
+) -> None:
+    if Source.FIELDS in sources or Source.HEADER in sources:
+        loaded.header.update(await store.cached(Source.HEADER.value, ids))
+    if Source.FIELDS in sources:
+        rest = [i for i in ids if i not in loaded.header]
+        loaded.fields.update(await store.cached(Source.FIELDS.value, rest))
+    if Source.PREVIEW in sources:
+        cached = await store.cached(Source.PREVIEW.value, ids)
+        loaded.preview.update({i: v.decode() for i, v in cached.items()})
+    if Source.STRUCTURE in sources:
+        cached = await store.cached(Source.STRUCTURE.value, ids)
+        loaded.structure.update({i: from_plain(unpack(v)) for i, v in cached.items()})
+
+
+def _missing(
+    loaded: Loaded, email_id: str, sources: set[Source], has_preview: bool
+) -> frozenset[str]:
+    if Source.STRUCTURE in sources and email_id not in loaded.structure:
+        return frozenset({WHOLE})
+    items: set[str] = set()
+    if Source.PREVIEW in sources and email_id not in loaded.preview:
+        if not has_preview:
+            return frozenset({WHOLE})
+        items.add(PREVIEW)
+    if Source.HEADER in sources and email_id not in loaded.header:
+        items.add(HEADER)
+    elif (
+        Source.FIELDS in sources and email_id not in loaded.header and email_id not in loaded.fields
+    ):
+        items.add(FIELDS)
+    return frozenset(items)
+
+
+async def _fetch(
+    conn: ImapConnection, owners: dict[int, str], items: Iterable[str]
+) -> dict[int, FetchItem]:
+    fetched: dict[int, FetchItem] = {}
+    wanted = " ".join(["UID", *sorted(items)])
+    for chunk in split_uid_set(owners):
+        result = await conn.execute(Command("UID", "FETCH", chunk, f"({wanted})"))
+        for response in result.data("FETCH"):
+            item = parse_fetch(response)
+            if item.uid in owners:
+                fetched[item.uid] = item
+    return fetched
+
+
+def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[str]) -> None:
+    for email_id, item in fetched.items():
+        if WHOLE in items:
+            message = item.section(WHOLE) or b""
+            root = body_structure(message)
+            loaded.messages[email_id] = message
+            loaded.structure[email_id] = root
+            loaded.header.setdefault(email_id, message[: root.body_start])
+            loaded.preview.setdefault(email_id, preview(message, root))
+        if HEADER in items:
+            loaded.header[email_id] = item.section(HEADER) or b""
+        if FIELDS in items:
+            loaded.fields[email_id] = item.header_fields() or b""
+        if PREVIEW in items:
+            loaded.preview[email_id] = item.preview or ""
+
+
+async def _to_cache(
+    store: EmailStore, loaded: Loaded, groups: dict[tuple[str, frozenset[str]], dict[int, str]]
+) -> None:
+    fetched = {e for owners in groups.values() for e in owners.values()} - loaded.vanished
+    await store.cache(
+        {
+            Source.STRUCTURE.value: {
+                i: pack(to_plain(loaded.structure[i])) for i in fetched if i in loaded.messages
+            },
+            Source.HEADER.value: {i: loaded.header[i] for i in fetched if i in loaded.header},
+            Source.FIELDS.value: {i: loaded.fields[i] for i in fetched if i in loaded.fields},
+            Source.PREVIEW.value: {
+                i: loaded.preview[i].encode() for i in fetched if i in loaded.preview
+            },
+        }
+    )

@@ -1,0 +1,155 @@
+"""Email/get and Email/changes (RFC 8621 4.2, 4.3)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.cache.emails import EMAIL, EmailRecord
+from gateway.env import RequestEnv
+from gateway.jmap.dispatch import CallContext
+from gateway.jmap.errors import MethodError
+from gateway.jmap.standard import parse_changes
+from gateway.mime.bodyparts import BodyPart, has_attachment, text_html_attachments
+from gateway.mime.bodyvalues import EmailBodyValue
+from gateway.mime.headers import (
+    CONVENIENCE_PROPERTIES,
+    RawHeader,
+    header_property,
+    headers_property,
+    parse_header_block,
+)
+from gateway.translators.email.blob_ids import message_blob_id, part_blob_id
+from gateway.translators.email.fetch import Loaded, load
+from gateway.translators.email.properties import EmailGetArgs, Source, parse_email_get
+from gateway.translators.email.values import ValueRequest, body_values
+from gateway.translators.email.view import synced_view
+from gateway.translators.keywords import keywords_from_flags
+
+
+async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
+    env = ctx.env
+    max_objects = env.services.limits.max_objects_in_get
+    args = parse_email_get(arguments, max_objects)
+    async with env.upstream() as conn:
+        view, store = await synced_view(env, conn)
+        ids = args.get.ids
+        if ids is None:
+            ids = await store.all_ids()
+            if len(ids) > max_objects:
+                raise MethodError(
+                    "requestTooLarge", f"The account has more than {max_objects} emails"
+                )
+        records, state = await store.snapshot(ids)
+        visible = {i: r for i, r in records.items() if r.visible}
+        loaded = await load(store, conn, view.records, visible, args.sources)
+        values: dict[str, dict[str, EmailBodyValue]] = {}
+        if args.wants_body_values:
+            request = ValueRequest(
+                args.fetch_text, args.fetch_html, args.fetch_all, args.max_body_value_bytes
+            )
+            structures = {i: s for i, s in loaded.structure.items() if i in visible}
+            values = await body_values(
+                conn, request, view.records, visible, structures, loaded.messages
+            )
+    found = [i for i in dict.fromkeys(ids) if i in visible and i not in loaded.vanished]
+    return {
+        "accountId": args.get.account_id,
+        "state": state,
+        "list": [_email(visible[i], args, loaded, values.get(i, {})) for i in found],
+        "notFound": [i for i in dict.fromkeys(ids) if i not in found],
+    }
+
+
+def _email(
+    record: EmailRecord,
+    args: EmailGetArgs,
+    loaded: Loaded,
+    values: dict[str, EmailBodyValue],
+) -> dict[str, Any]:
+    email_id = record.id
+    headers = parse_header_block(loaded.header_block(email_id)) if _needs_headers(args) else []
+    root = loaded.structure.get(email_id)
+    lists = text_html_attachments(root) if root is not None else ([], [], [])
+    obj: dict[str, Any] = {}
+    for prop in args.properties:
+        if prop == "id":
+            obj[prop] = email_id
+        elif prop == "blobId":
+            obj[prop] = message_blob_id(email_id)
+        elif prop == "threadId":
+            obj[prop] = record.thread_id
+        elif prop == "mailboxIds":
+            obj[prop] = record.mailbox_ids
+        elif prop == "keywords":
+            obj[prop] = keywords_from_flags(record.flags)
+        elif prop == "size":
+            obj[prop] = record.size
+        elif prop == "receivedAt":
+            obj[prop] = utc_date(record.received_at)
+        elif prop in CONVENIENCE_PROPERTIES:
+            obj[prop] = header_property(headers, CONVENIENCE_PROPERTIES[prop])
+        elif prop == "headers":
+            obj[prop] = headers_property(headers)
+        elif prop.startswith("header:"):
+            obj[prop] = header_property(headers, prop)
+        elif prop == "preview":
+            obj[prop] = loaded.preview.get(email_id, "")
+        elif prop == "bodyValues":
+            obj[prop] = values
+        elif prop == "hasAttachment":
+            obj[prop] = has_attachment(lists[2])
+        elif root is not None:
+            obj[prop] = _body_property(prop, email_id, root, lists, args.body_properties)
+    return obj
+
+
+def _needs_headers(args: EmailGetArgs) -> bool:
+    return bool(args.sources & {Source.FIELDS, Source.HEADER})
+
+
+def _body_property(
+    prop: str,
+    email_id: str,
+    root: BodyPart,
+    lists: tuple[list[BodyPart], list[BodyPart], list[BodyPart]],
+    properties: list[str],
+) -> Any:
+    def render(part: BodyPart) -> dict[str, Any]:
+        return part.to_jmap(
+            properties,
+            blob_id=lambda part_id: part_blob_id(email_id, part_id),
+            header_property=_part_header,
+        )
+
+    if prop == "bodyStructure":
+        return render(root)
+    text, html, attachments = lists
+    chosen = {"textBody": text, "htmlBody": html, "attachments": attachments}[prop]
+    return [render(part) for part in chosen]
+
+
+def _part_header(headers: list[tuple[str, str]], prop: str) -> Any:
+    return header_property([RawHeader(name, value) for name, value in headers], prop)
+
+
+def utc_date(seconds: int) -> str:
+    """RFC 8620 1.4 UTCDate: ``2014-10-30T06:12:00Z``."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def email_changes(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
+    env = ctx.env
+    args = parse_changes(arguments)
+    async with env.upstream() as conn:
+        _, store = await synced_view(env, conn)
+    changes = await store.state.changes(EMAIL, args.since_state, args.max_changes)
+    return {
+        "accountId": args.account_id,
+        "oldState": changes.old_state,
+        "newState": changes.new_state,
+        "hasMoreChanges": changes.has_more_changes,
+        "created": changes.created,
+        "updated": changes.updated,
+        "destroyed": changes.destroyed,
+    }

@@ -1,0 +1,58 @@
+"""Thread/get and Thread/changes (RFC 8621 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.cache.emails import THREAD
+from gateway.env import RequestEnv
+from gateway.jmap.dispatch import CallContext
+from gateway.jmap.errors import MethodError
+from gateway.jmap.standard import parse_changes, parse_get
+from gateway.translators.email.view import synced_view
+
+PROPERTIES = ("id", "emailIds")
+
+
+async def thread_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
+    env = ctx.env
+    max_objects = env.services.limits.max_objects_in_get
+    args = parse_get(arguments, max_objects)
+    unknown = [p for p in args.properties or () if p not in PROPERTIES]
+    if unknown:
+        raise MethodError.invalid_arguments(
+            f"properties: not Thread properties: {unknown}", arguments=["properties"]
+        )
+    async with env.upstream() as conn:
+        _, store = await synced_view(env, conn)
+    ids = args.ids
+    if ids is None:
+        ids = await store.thread_ids()
+        if len(ids) > max_objects:
+            raise MethodError("requestTooLarge", f"The account has more than {max_objects} threads")
+    members, state = await store.thread_snapshot(ids)
+    wanted = ["id", *(p for p in args.properties or PROPERTIES if p != "id")]
+    found = [i for i in dict.fromkeys(ids) if i in members]
+    return {
+        "accountId": args.account_id,
+        "state": state,
+        "list": [{p: (i if p == "id" else members[i]) for p in wanted} for i in found],
+        "notFound": [i for i in dict.fromkeys(ids) if i not in members],
+    }
+
+
+async def thread_changes(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
+    env = ctx.env
+    args = parse_changes(arguments)
+    async with env.upstream() as conn:
+        _, store = await synced_view(env, conn)
+    changes = await store.state.changes(THREAD, args.since_state, args.max_changes)
+    return {
+        "accountId": args.account_id,
+        "oldState": changes.old_state,
+        "newState": changes.new_state,
+        "hasMoreChanges": changes.has_more_changes,
+        "created": changes.created,
+        "updated": changes.updated,
+        "destroyed": changes.destroyed,
+    }

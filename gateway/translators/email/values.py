@@ -1,0 +1,102 @@
+"""bodyValues (RFC 8621 4.2): the text parts asked for, fetched alone when the message is not.
+
+A part is fetched with ``BODY.PEEK[<partId>]`` (partIds are IMAP section numbers), and with
+``maxBodyValueBytes`` only its first octets: four times the limit covers any transfer
+encoding (base64 is 4/3, quoted-printable at most 3) and charset, so the value is cut by
+:func:`truncate`, never by the fetch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.cache.emails import EmailRecord
+from gateway.cache.mailboxes import MailboxRecord
+from gateway.imap.commands import Command
+from gateway.imap.connection import ImapConnection
+from gateway.imap.parse import parse_fetch
+from gateway.imap.sequence import split_uid_set
+from gateway.mime.bodyparts import BodyPart, text_html_attachments
+from gateway.mime.bodyvalues import EmailBodyValue, body_value
+
+# Slack for line breaks and a cut multi-octet sequence beyond the 4x bound.
+_FETCH_SLACK = 1024
+
+
+@dataclass(frozen=True)
+class ValueRequest:
+    fetch_text: bool
+    fetch_html: bool
+    fetch_all: bool
+    max_bytes: int | None
+
+    def parts(self, root: BodyPart) -> list[BodyPart]:
+        """The text parts whose values are asked for, in bodyStructure order."""
+        wanted: set[str | None] = set()
+        if self.fetch_text or self.fetch_html:
+            text, html, _ = text_html_attachments(root)
+            wanted.update(p.part_id for p in (text if self.fetch_text else []))
+            wanted.update(p.part_id for p in (html if self.fetch_html else []))
+        return [
+            part
+            for part in root.walk()
+            if part.part_id is not None
+            and part.type.startswith("text/")
+            and (self.fetch_all or part.part_id in wanted)
+        ]
+
+    def section(self, part: BodyPart) -> str:
+        encoded = part.body_end - part.body_start
+        if self.max_bytes is None or encoded <= 4 * self.max_bytes + _FETCH_SLACK:
+            return f"BODY.PEEK[{part.part_id}]"
+        return f"BODY.PEEK[{part.part_id}]<0.{4 * self.max_bytes + _FETCH_SLACK}>"
+
+
+async def body_values(
+    conn: ImapConnection,
+    request: ValueRequest,
+    folders: dict[str, MailboxRecord],
+    records: dict[str, EmailRecord],
+    structures: dict[str, BodyPart],
+    messages: dict[str, bytes],
+) -> dict[str, dict[str, EmailBodyValue]]:
+    """Per email id, its bodyValues by partId."""
+    values: dict[str, dict[str, EmailBodyValue]] = {}
+    groups: dict[tuple[str, tuple[str, ...]], dict[int, str]] = {}
+    wanted: dict[str, list[BodyPart]] = {}
+    for email_id, root in structures.items():
+        parts = wanted[email_id] = request.parts(root)
+        message = messages.get(email_id)
+        if message is not None:
+            values[email_id] = {
+                str(p.part_id): body_value(
+                    p, message[p.body_start : p.body_end], max_bytes=request.max_bytes
+                )
+                for p in parts
+            }
+            continue
+        copies = records[email_id].visible_copies()
+        if parts and copies:
+            mailbox_id, uid = copies[0]
+            sections = tuple(request.section(p) for p in parts)
+            groups.setdefault((mailbox_id, sections), {})[uid] = email_id
+        values[email_id] = {}
+    for (mailbox_id, sections), owners in groups.items():
+        folder = folders.get(mailbox_id)
+        if folder is None:
+            continue
+        await conn.select(folder.name, read_only=True)
+        for chunk in split_uid_set(owners):
+            wanted_items = " ".join(["UID", *sections])
+            result = await conn.execute(Command("UID", "FETCH", chunk, f"({wanted_items})"))
+            for response in result.data("FETCH"):
+                item = parse_fetch(response)
+                owner = owners.get(item.uid or 0)
+                if owner is None:
+                    continue
+                for part, section in zip(wanted[owner], sections, strict=True):
+                    body = item.section(section) or b""
+                    values[owner][str(part.part_id)] = body_value(
+                        part, body, max_bytes=request.max_bytes
+                    )
+    return values
