@@ -22,6 +22,7 @@ from gateway import logs, services
 from gateway.auth import Principal
 from gateway.blob_routes import add_blob_routes
 from gateway.cache.limits import TooManyConcurrent
+from gateway.cache.locks import LockTimeout
 from gateway.config import Settings
 from gateway.env import RequestEnv
 from gateway.http import (
@@ -33,6 +34,7 @@ from gateway.http import (
     read_body,
     services_of,
 )
+from gateway.imap.errors import ImapError
 from gateway.jmap.dispatch import process_request
 from gateway.jmap.errors import RequestError, problem
 from gateway.jmap.protocol import parse_request
@@ -135,6 +137,13 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def state_store_down(request: Request, exc: RedisError) -> ProblemResponse:
         log.warning("Redis unavailable: %s", type(exc).__name__)
         body = problem(503, "Service Unavailable", "The gateway's state store is unavailable.")
+        return ProblemResponse(body, {"Retry-After": RETRY_AFTER_SECONDS})
+
+    @app.exception_handler(ImapError)
+    @app.exception_handler(LockTimeout)
+    async def upstream_down(request: Request, exc: Exception) -> ProblemResponse:
+        log.warning("upstream unavailable: %s", type(exc).__name__)
+        body = problem(503, "Service Unavailable", "The upstream mail server is unavailable.")
         return ProblemResponse(body, {"Retry-After": RETRY_AFTER_SECONDS})
 
     @app.exception_handler(Exception)

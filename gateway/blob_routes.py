@@ -2,7 +2,8 @@
 
 Uploads are streamed into the shared blob store with the size limit checked as octets arrive,
 and at most ``maxConcurrentUpload`` of one account run at once, across replicas. Downloads serve
-blobs this account uploaded; blobs of emails arrive with the Email data type.
+blobs this account uploaded and the messages and parts of its emails, streamed from the
+upstream (gateway.translators.email.download).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from fastapi.responses import StreamingResponse
 
 from gateway.cache.blobs import BlobTooLarge
 from gateway.cache.limits import TooManyConcurrent
+from gateway.env import RequestEnv
 from gateway.http import HttpProblem, JsonResponse, authenticate, services_of
 from gateway.jmap.errors import RequestError, problem
 from gateway.jmap.session import DOWNLOAD_PATH, UPLOAD_PATH
+from gateway.translators.email.blob_ids import parse_blob_id
+from gateway.translators.email.download import open_download
 
 # RFC 6838 4.2 type/subtype names, with optional parameters (e.g. charset).
 _MEDIA_TYPE = re.compile(
@@ -71,20 +75,28 @@ def add_blob_routes(app: FastAPI) -> None:
         if not _MEDIA_TYPE.fullmatch(accept):
             raise HttpProblem(problem(400, "Bad Request", "accept is not a media type."))
         svc = services_of(request)
-        size = await svc.blobs.size(account_id, blob_id)
-        if size is None:
-            raise HttpProblem(problem(404, "Not Found", "No such blob."))
+        ref = parse_blob_id(blob_id)
+        if ref is not None:
+            download = await open_download(RequestEnv(svc, principal), ref)
+            if download is None:
+                raise HttpProblem(problem(404, "Not Found", "No such blob."))
+            size, chunks = download.size, download.chunks
+        else:
+            size = await svc.blobs.size(account_id, blob_id)
+            if size is None:
+                raise HttpProblem(problem(404, "Not Found", "No such blob."))
+            chunks = svc.blobs.read(account_id, blob_id, size)
         headers = {
-            "Content-Length": str(size),
             # RFC 8620 6.2: the name MUST be the file name if Content-Disposition is set.
             "Content-Disposition": _disposition(name),
-            # Content-addressed: the octets behind a blob id never change.
+            # The octets behind a blob id never change: uploads are content-addressed, and an
+            # email id names one message's octets.
             "Cache-Control": "private, immutable, max-age=604800",
             "X-Content-Type-Options": "nosniff",
         }
-        return StreamingResponse(
-            svc.blobs.read(account_id, blob_id, size), media_type=accept, headers=headers
-        )
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        return StreamingResponse(chunks, media_type=accept, headers=headers)
 
 
 def _own_account(caller: str, requested: str) -> None:

@@ -82,6 +82,24 @@ class UidSet:
     def __str__(self) -> str:
         return ",".join(_format_range(r) for r in self.ranges)
 
+    def pages(self, size: int) -> Iterator[UidSet]:
+        """Consecutive subsets of at most ``size`` members, in ascending order."""
+        if size < 1:
+            raise ValueError("page size must be positive")
+        page: list[Range] = []
+        room = size
+        for low, high in self.ranges:
+            while low <= high:
+                take = min(room, high - low + 1)
+                page.append((low, low + take - 1))
+                low += take
+                room -= take
+                if room == 0:
+                    yield UidSet(tuple(page))
+                    page, room = [], size
+        if page:
+            yield UidSet(tuple(page))
+
     @property
     def min(self) -> int:
         """The smallest member; ValueError on an empty set."""

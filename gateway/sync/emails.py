@@ -163,8 +163,9 @@ class _FolderVisit:
             new = await self._search(f"UID {mark.uidnext}:*", above=mark.uidnext - 1)
         else:
             new = await self._compare_all(record.id)
-        for chunk in split_uid_set(new, max_octets=4000):
-            await self._fetch_new(record.id, chunk)
+        for page in new.pages(PAGE):
+            for chunk in split_uid_set(page):
+                await self._fetch_new(record.id, chunk)
         self.writer.mark(
             record.id,
             FolderMark(

@@ -121,3 +121,12 @@ def test_split_fills_chunks_up_to_the_limit() -> None:
 def test_split_rejects_a_limit_too_small_for_one_range() -> None:
     with pytest.raises(ValueError):
         split_uid_set([1], max_octets=20)
+
+
+def test_pages_cover_the_set_in_order_without_exceeding_the_size() -> None:
+    uids = UidSet.parse("1:5,8,10:13")
+    pages = list(uids.pages(3))
+    assert [str(p) for p in pages] == ["1:3", "4:5,8", "10:12", "13"]
+    assert [n for p in pages for n in p] == list(uids)
+    assert list(UidSet().pages(3)) == []
+    assert [str(p) for p in UidSet.parse("1:6").pages(6)] == ["1:6"]
