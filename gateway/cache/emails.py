@@ -209,13 +209,22 @@ class EmailStore:
 
     # -- immutable per-email data ------------------------------------------------------------------
 
-    async def cached(self, kind: str, ids: Iterable[str]) -> dict[str, bytes]:
-        """Immutable data of ``kind`` (see keys.AccountKeys.immutable) that is cached."""
+    async def cached_kinds(
+        self, kinds: Iterable[str], ids: Iterable[str]
+    ) -> dict[str, dict[str, bytes]]:
+        """Immutable data of several kinds in one round trip: kind -> email id -> value."""
         wanted = list(dict.fromkeys(ids))
-        if not wanted:
+        names = list(dict.fromkeys(kinds))
+        if not wanted or not names:
             return {}
-        values = await self.client.hmget(self.keys.immutable(kind), wanted)
-        return {i: octets(v) for i, v in zip(wanted, values, strict=True) if v is not None}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for kind in names:
+                pipe.hmget(self.keys.immutable(kind), wanted)
+            results = await pipe.execute()
+        return {
+            kind: {i: octets(v) for i, v in zip(wanted, values, strict=True) if v is not None}
+            for kind, values in zip(names, results, strict=True)
+        }
 
     async def cache(self, kinds: Mapping[str, Mapping[str, bytes]]) -> None:
         """Store immutable data of several kinds in one round trip."""

@@ -162,6 +162,10 @@ class MailboxStore:
         value = await self._client.hget(self.keys.meta, field)
         return None if value is None else text(value)
 
+    async def metas(self, *names: str) -> list[str | None]:
+        values = await self._client.hmget(self.keys.meta, list(names))
+        return [None if value is None else text(value) for value in values]
+
     async def set_meta(self, field: str, value: str) -> None:
         await self._client.hset(self.keys.meta, field, value)
 

@@ -99,13 +99,13 @@ class EmailSync:
 async def _sync(
     store: EmailStore, conn: ImapConnection, mailboxes: dict[str, MailboxRecord]
 ) -> None:
+    folders = {m.id: m for m in mailboxes.values() if m.selectable and m.uidvalidity is not None}
+    if _stale(folders, await store.marks()) == ([], []):
+        return
     async with lease(store.client, store.keys.lock("emails"), ttl=LOCK_TTL, wait=LOCK_WAIT):
+        # Again under the lease: another process may have caught up meanwhile.
         marks = await store.marks()
-        folders = {
-            m.id: m for m in mailboxes.values() if m.selectable and m.uidvalidity is not None
-        }
-        stale = [m for m in folders.values() if not _unchanged(m, marks.get(m.id))]
-        gone = [i for i in marks if i not in folders]
+        stale, gone = _stale(folders, marks)
         if not stale and not gone:
             return
         strategy = await choose_ids(conn, store)
@@ -116,6 +116,15 @@ async def _sync(
         for mailbox_id in gone:
             writer.forget_folder(mailbox_id, await store.uid_map(mailbox_id))
         await writer.finish()
+
+
+def _stale(
+    folders: dict[str, MailboxRecord], marks: dict[str, FolderMark]
+) -> tuple[list[MailboxRecord], list[str]]:
+    """Folders whose listing moved since the index followed them, and folders gone."""
+    stale = [m for m in folders.values() if not _unchanged(m, marks.get(m.id))]
+    gone = [i for i in marks if i not in folders]
+    return stale, gone
 
 
 def _status(record: MailboxRecord) -> tuple[int | None, int | None, int]:

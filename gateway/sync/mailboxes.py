@@ -310,9 +310,25 @@ class MailboxSync:
 
 
 async def _sync(store: MailboxStore, conn: ImapConnection) -> None:
+    """Catch up; when the listing is the one the index was built from, without the lease.
+
+    A listing taken before the lease is written only if the index is still the one it was
+    compared with: otherwise another process wrote meanwhile, perhaps from a later listing,
+    and the folders are listed again under the lease.
+    """
+    chosen, digest = await store.metas(STRATEGY_FIELD, LISTING_FIELD)
+    early = None
+    if chosen is not None and digest is not None:
+        early = await list_mailboxes(conn, IdStrategy(chosen), digest)
+        if early.folders is None:
+            return
     async with lease(store.client, store.keys.lock("mailboxes"), ttl=LOCK_TTL, wait=LOCK_WAIT):
         strategy = await choose_strategy(conn, store)
-        listing = await list_mailboxes(conn, strategy, await store.meta(LISTING_FIELD))
+        current = await store.meta(LISTING_FIELD)
+        if early is not None and current == digest:
+            listing = early
+        else:
+            listing = await list_mailboxes(conn, strategy, current)
         if listing.folders is None:
             return
         folders = listing.folders

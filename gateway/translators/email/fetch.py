@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.cache.codec import pack, unpack
 from gateway.cache.emails import EmailRecord, EmailStore
@@ -20,6 +21,7 @@ from gateway.imap.parse import FetchItem, parse_fetch
 from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import BodyPart, body_structure, from_plain, to_plain
 from gateway.mime.bodyvalues import preview
+from gateway.mime.headers import convenience_properties, parse_header_block
 from gateway.translators.email.properties import SUMMARY_FIELDS, Source
 
 WHOLE = "BODY.PEEK[]"
@@ -32,6 +34,7 @@ PREVIEW = "PREVIEW"
 class Loaded:
     """What the emails of one Email/get hold, from the cache or fetched now."""
 
+    summary: dict[str, dict[str, Any]] = field(default_factory=dict)
     fields: dict[str, bytes] = field(default_factory=dict)
     header: dict[str, bytes] = field(default_factory=dict)
     preview: dict[str, str] = field(default_factory=dict)
@@ -75,24 +78,38 @@ async def load(
         fetched = await _fetch(conn, owners, items)
         loaded.vanished.update(e for u, e in owners.items() if u not in fetched)
         _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
-    await _to_cache(store, loaded, groups)
+    parsed = _summarise(loaded, records) if Source.SUMMARY in sources else {}
+    await _to_cache(store, loaded, groups, parsed)
     return loaded
+
+
+def _summarise(loaded: Loaded, records: dict[str, EmailRecord]) -> dict[str, dict[str, Any]]:
+    """Parse the convenience properties of emails that lack them; returns the new ones."""
+    parsed = {
+        email_id: convenience_properties(parse_header_block(loaded.header_block(email_id)))
+        for email_id in records
+        if email_id not in loaded.summary
+        and (email_id in loaded.header or email_id in loaded.fields)
+    }
+    loaded.summary.update(parsed)
+    return parsed
 
 
 async def _from_cache(
     store: EmailStore, loaded: Loaded, ids: list[str], sources: set[Source]
 ) -> None:
-    if Source.FIELDS in sources or Source.HEADER in sources:
-        loaded.header.update(await store.cached(Source.HEADER.value, ids))
-    if Source.FIELDS in sources:
-        rest = [i for i in ids if i not in loaded.header]
-        loaded.fields.update(await store.cached(Source.FIELDS.value, rest))
-    if Source.PREVIEW in sources:
-        cached = await store.cached(Source.PREVIEW.value, ids)
-        loaded.preview.update({i: v.decode() for i, v in cached.items()})
-    if Source.STRUCTURE in sources:
-        cached = await store.cached(Source.STRUCTURE.value, ids)
-        loaded.structure.update({i: from_plain(unpack(v)) for i, v in cached.items()})
+    kinds = set(sources)
+    if kinds & {Source.SUMMARY, Source.FIELDS}:
+        # Raw header data answers the convenience properties when their parsed form is gone.
+        kinds |= {Source.FIELDS, Source.HEADER}
+    cached = await store.cached_kinds([k.value for k in kinds], ids)
+    loaded.summary.update({i: unpack(v) for i, v in cached.get(Source.SUMMARY.value, {}).items()})
+    loaded.header.update(cached.get(Source.HEADER.value, {}))
+    loaded.fields.update(cached.get(Source.FIELDS.value, {}))
+    loaded.preview.update({i: v.decode() for i, v in cached.get(Source.PREVIEW.value, {}).items()})
+    loaded.structure.update(
+        {i: from_plain(unpack(v)) for i, v in cached.get(Source.STRUCTURE.value, {}).items()}
+    )
 
 
 def _missing(
@@ -105,10 +122,11 @@ def _missing(
         if not has_preview:
             return frozenset({WHOLE})
         items.add(PREVIEW)
+    raw = email_id in loaded.header or email_id in loaded.fields
     if Source.HEADER in sources and email_id not in loaded.header:
         items.add(HEADER)
-    elif (
-        Source.FIELDS in sources and email_id not in loaded.header and email_id not in loaded.fields
+    elif not raw and (
+        Source.FIELDS in sources or (Source.SUMMARY in sources and email_id not in loaded.summary)
     ):
         items.add(FIELDS)
     return frozenset(items)
@@ -146,11 +164,15 @@ def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[str]) 
 
 
 async def _to_cache(
-    store: EmailStore, loaded: Loaded, groups: dict[tuple[str, frozenset[str]], dict[int, str]]
+    store: EmailStore,
+    loaded: Loaded,
+    groups: dict[tuple[str, frozenset[str]], dict[int, str]],
+    parsed: dict[str, dict[str, Any]],
 ) -> None:
     fetched = {e for owners in groups.values() for e in owners.values()} - loaded.vanished
     await store.cache(
         {
+            Source.SUMMARY.value: {i: pack(value) for i, value in parsed.items()},
             Source.STRUCTURE.value: {
                 i: pack(to_plain(loaded.structure[i])) for i in fetched if i in loaded.messages
             },

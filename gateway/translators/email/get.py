@@ -88,7 +88,12 @@ def _email(
         elif prop == "receivedAt":
             obj[prop] = utc_date(record.received_at)
         elif prop in CONVENIENCE_PROPERTIES:
-            obj[prop] = header_property(headers, CONVENIENCE_PROPERTIES[prop])
+            summary = loaded.summary.get(email_id)
+            obj[prop] = (
+                summary[prop]
+                if summary is not None
+                else header_property(headers, CONVENIENCE_PROPERTIES[prop])
+            )
         elif prop == "headers":
             obj[prop] = headers_property(headers)
         elif prop.startswith("header:"):

@@ -3,7 +3,8 @@
 Properties fall into the sources they are answered from, cheapest first:
 
 * the index (id, blobId, threadId, mailboxIds, keywords, size, receivedAt): no fetch at all;
-* a few header fields (the convenience properties): ``HEADER.FIELDS``;
+* a few header fields (the convenience properties): ``HEADER.FIELDS``, cached parsed too,
+  so a list view costs no parsing after the first time;
 * the whole header section (``headers``, other ``header:`` fields): ``HEADER``;
 * the upstream's PREVIEW (RFC 8970) for ``preview``;
 * the MIME structure (bodyStructure, textBody, htmlBody, attachments, hasAttachment,
@@ -15,7 +16,6 @@ Everything fetched is immutable and cached, so each source costs one fetch per e
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -59,6 +59,7 @@ SUMMARY_FIELDS: Final = tuple(
 class Source(enum.Enum):
     """Where a property's value comes from; see the module docstring."""
 
+    SUMMARY = "summary"  # the convenience properties, parsed
     FIELDS = "fields"
     HEADER = "header"
     PREVIEW = "preview"
@@ -81,7 +82,7 @@ class EmailGetArgs:
         needed: set[Source] = set()
         for prop in self.properties:
             if prop in CONVENIENCE:
-                needed.add(Source.FIELDS)
+                needed.add(Source.SUMMARY)
             elif prop == "headers":
                 needed.add(Source.HEADER)
             elif prop.startswith("header:"):
@@ -153,7 +154,3 @@ def _body_properties(requested: list[str] | None) -> list[str]:
             arguments=["bodyProperties"],
         )
     return list(dict.fromkeys(requested))
-
-
-def header_fields_needed(properties: Collection[str]) -> bool:
-    return any(p in CONVENIENCE or p.startswith("header:") for p in properties)
