@@ -22,19 +22,23 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from gateway.cache.keys import AccountKeys
 
 EPOCH_CHARS = 10
+# Data types with properties reported apart when they alone changed (RFC 8621 2.2 Mailbox
+# counts). Only these keep the log of major changes, which costs a sorted-set entry per id.
+MINOR_TYPES = frozenset({"Mailbox"})
 
-# KEYS: meta, state, changed, born, dead, full. ARGV: data type, epoch candidate, then (kind, id)
-# pairs; kind is c(reated), u(pdated), d(estroyed) or p (updated, only properties the type calls
-# minor: Mailbox counts). One script, so the counter and the log move together even with several
+# KEYS: meta, state, changed, born, dead, full. ARGV: data type, epoch candidate, "1" if the type
+# has minor properties (only then is the full log kept), then (kind, id) pairs; kind is
+# c(reated), u(pdated), d(estroyed) or p (updated, only properties the type calls minor:
+# Mailbox counts). One script, so the counter and the log move together even with several
 # gateways on one Redis.
 _RECORD = """
 redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2])
 local modseq = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local kind, id = ARGV[i], ARGV[i + 1]
   modseq = modseq + 1
   redis.call('ZADD', KEYS[3], modseq, id)
-  if kind ~= 'p' then
+  if kind ~= 'p' and ARGV[3] == '1' then
     redis.call('ZADD', KEYS[6], modseq, id)
   end
   if kind == 'c' then
@@ -128,7 +132,8 @@ class AccountState:
             k.dead(data_type),
             k.full(data_type),
         ]
-        args = [data_type, secrets.token_hex(EPOCH_CHARS // 2), *pairs]
+        track_full = "1" if data_type in MINOR_TYPES else "0"
+        args = [data_type, secrets.token_hex(EPOCH_CHARS // 2), track_full, *pairs]
         if pipe is not None:
             # A pipeline quacks like a client here; redis-py's stubs do not say so.
             await self._record(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]

@@ -24,8 +24,8 @@ key                                    type    holds
 ``jg:{a}:uids:<mailboxId>``            hash    uid -> email id, for the folder's current UIDVALIDITY
 ``jg:{a}:folder-marks``                hash    mailbox id -> how far the email index followed it
 ``jg:{a}:threads``                     hash    thread id -> msgpack list of its visible email ids
-``jg:{a}:thread-refs``                 hash    Message-ID -> thread id, when threads are the
-                                               gateway's own (no THREADID upstream)
+``jg:{a}:thread-refs``                 hash    Message-ID digest -> thread id, when threads are
+                                               the gateway's own (no THREADID upstream)
 ``jg:{a}:thread-subjects``             hash    thread id -> its normalised subject (same case)
 ``jg:{a}:cache:<kind>``                hash    email id -> immutable data fetched once: header
                                                fields, whole header, body structure, preview

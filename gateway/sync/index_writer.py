@@ -56,7 +56,7 @@ class _Batch:
     touched: dict[str, _Touched] = field(default_factory=dict)
     uid_sets: dict[str, dict[int, str]] = field(default_factory=dict)
     uid_dels: dict[str, list[int]] = field(default_factory=dict)
-    refs: dict[str, str] = field(default_factory=dict)
+    refs: dict[bytes, str] = field(default_factory=dict)
     subjects: dict[str, str] = field(default_factory=dict)
 
 
@@ -76,7 +76,7 @@ class IndexWriter:
         self,
         mailbox_id: str,
         copies: Iterable[NewCopy],
-        refs: dict[str, str] | None = None,
+        refs: dict[bytes, str] | None = None,
         subjects: dict[str, str] | None = None,
     ) -> None:
         """Messages found in a folder: new emails, or new copies of known ones.

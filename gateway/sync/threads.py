@@ -25,7 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.codec import text
 from gateway.cache.keys import AccountKeys
-from gateway.mime.headers import RawHeader, as_message_ids, as_text
+from gateway.mime.headers import RawHeader, as_text
 
 # Fields a message's thread is decided by; fetched with HEADER.FIELDS for every new message.
 THREAD_FIELDS = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
@@ -38,6 +38,18 @@ _PREFIX = re.compile(
 )
 _TRAILER = re.compile(r"\s*\((?:fwd|fw)\)\s*$", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
+# A msg-id as it appears in Message-ID, In-Reply-To and References: only for linking, so one
+# lenient pattern for all three (the Email properties use the full RFC 5322 parser).
+_MESSAGE_ID = re.compile(r"<\s*([^<>\s]+?)\s*>")
+
+
+def message_ids(value: str | None) -> list[str]:
+    return _MESSAGE_ID.findall(value or "")
+
+
+def ref_key(message_id: str) -> bytes:
+    """The index key of a Message-ID: a short digest, as ids can be hundreds of octets."""
+    return hashlib.blake2b(message_id.encode(), digest_size=12).digest()
 
 
 def normalize_subject(subject: str | None) -> str:
@@ -65,9 +77,9 @@ class Links:
             values = [h.value for h in headers if h.name.lower() == name]
             return values[-1] if values else None
 
-        own = as_message_ids(last("message-id") or "") or []
-        reply = as_message_ids(last("in-reply-to") or "") or []
-        references = as_message_ids(last("references") or "") or []
+        own = message_ids(last("message-id"))
+        reply = message_ids(last("in-reply-to"))
+        references = message_ids(last("references"))
         parents = tuple(dict.fromkeys([*reply, *reversed(references)]))
         subject = last("subject")
         message_id = own[0] if own else None
@@ -81,33 +93,34 @@ class Links:
 def thread_id_for(email_id: str) -> str:
     """A new thread's id, named after the message that started it."""
     digest = hashlib.sha256(b"thread\0" + email_id.encode()).digest()
-    return "t" + base64.b32encode(digest[:15]).decode().lower()
+    return "t" + base64.b32encode(digest[:15]).decode().lower()[:20]
 
 
 class Threader:
     """Decides threads for a batch of new messages: one Redis read, writes left to the caller.
 
     Mappings made while the batch is decided are visible to later messages of the same batch.
+    Message-IDs are handled as their :func:`ref_key`.
     """
 
     def __init__(self, client: Redis | RedisCluster, keys: AccountKeys) -> None:
         self._client = client
         self._keys = keys
-        self._refs: dict[str, str] = {}
+        self._refs: dict[bytes, str] = {}
         self._subjects: dict[str, str] = {}
-        self.new_refs: dict[str, str] = {}
+        self.new_refs: dict[bytes, str] = {}
         self.new_subjects: dict[str, str] = {}
 
     async def prepare(self, batch: Sequence[Links]) -> None:
         """Read the thread of every Message-ID the batch names, and those threads' subjects."""
         names = list(
             dict.fromkeys(
-                n
+                ref_key(n)
                 for links in batch
                 for n in (*links.parents, *([links.message_id] if links.message_id else []))
-                if n not in self._refs
             )
         )
+        names = [n for n in names if n not in self._refs]
         if names:
             values = await self._client.hmget(self._keys.thread_refs, names)
             self._refs.update({n: text(v) for n, v in zip(names, values, strict=True) if v})
@@ -118,9 +131,10 @@ class Threader:
 
     def assign(self, email_id: str, links: Links) -> str:
         """The thread of a new message (``prepare`` must have seen its links)."""
-        own = [links.message_id] if links.message_id else []
+        own = [ref_key(links.message_id)] if links.message_id else []
+        parents = [ref_key(p) for p in links.parents]
         thread_id = None
-        for name in (*links.parents, *own):
+        for name in (*parents, *own):
             candidate = self._refs.get(name)
             if candidate is not None and self._subjects.get(candidate) == links.subject:
                 thread_id = candidate
@@ -129,13 +143,13 @@ class Threader:
             thread_id = thread_id_for(email_id)
             if thread_id not in self._subjects:
                 self._subjects[thread_id] = self.new_subjects[thread_id] = links.subject
-        for name in (*own, *links.parents):
+        for name in (*own, *parents):
             if name not in self._refs:
                 self._refs[name] = self.new_refs[name] = thread_id
         return thread_id
 
-    def take_writes(self) -> tuple[dict[str, str], dict[str, str]]:
-        """The mappings made since the last call: (Message-ID -> thread, thread -> subject)."""
+    def take_writes(self) -> tuple[dict[bytes, str], dict[str, str]]:
+        """The mappings made since the last call: (Message-ID key -> thread, thread -> subject)."""
         refs, subjects = self.new_refs, self.new_subjects
         self.new_refs, self.new_subjects = {}, {}
         return refs, subjects
