@@ -103,25 +103,27 @@ def main(count: int, requests: int) -> None:
         account = json.loads(client.last_body)["primaryAccounts"]["urn:ietf:params:jmap:mail"]
         pool = app.state.services.pool
         call(client, "Mailbox/get", {"accountId": account, "ids": None})
-        before = pool.stats().commands
+        before = pool.stats()
         started = time.perf_counter()
         call(client, "Email/get", {"accountId": account, "ids": [], "properties": ["id"]})
         sync_ms = (time.perf_counter() - started) * 1000
-        sync_commands = pool.stats().commands - before
+        sync_commands = pool.stats().commands - before.commands
         memory = redis_bytes(store.url, account)
         ids = newest(client, account, 50)
         get = {"accountId": account, "ids": ids, "properties": LIST_PROPERTIES}
         for label, repeat in (("cold (nothing cached)", 1), ("warm", requests)):
-            times, commands, sizes = [], [], []
+            times, commands, trips, sizes = [], [], [], []
             for _ in range(repeat):
-                before = pool.stats().commands
+                before = pool.stats()
                 started = time.perf_counter()
                 got, received = call(client, "Email/get", get)
                 times.append((time.perf_counter() - started) * 1000)
-                commands.append(pool.stats().commands - before)
+                after = pool.stats()
+                commands.append(after.commands - before.commands)
+                trips.append(after.round_trips - before.round_trips)
                 sizes.append(received)
                 assert len(got["list"]) == 50
-            rows.append((label, statistics.median(times), max(commands), max(sizes)))
+            rows.append((label, statistics.median(times), max(commands), max(trips), max(sizes)))
         client.close()
     finally:
         server.should_exit = True
@@ -138,9 +140,12 @@ def main(count: int, requests: int) -> None:
         f"({memory / count:.0f} bytes per message)"
     )
     print(f"\nEmail/get of the newest 50, properties {LIST_PROPERTIES}")
-    print(f"{'':24} {'median ms':>10} {'upstream cmds':>14} {'bytes to client':>16}")
-    for label, median, commands, size in rows:
-        print(f"{label:24} {median:>10.2f} {commands:>14} {size:>16}")
+    print(
+        f"{'':24} {'median ms':>10} {'upstream cmds':>14} {'round trips':>12} "
+        f"{'bytes to client':>16}"
+    )
+    for label, median, commands, trips, size in rows:
+        print(f"{label:24} {median:>10.2f} {commands:>14} {trips:>12} {size:>16}")
     print("\nthe same screen from a plain IMAP client (connect, login, select, fetch)")
     print(f"{'':24} {'ms':>10} {'round trips':>14} {'bytes down':>16} {'bytes up':>10}")
     for label, figures in (("first", imap_cold), ("again", imap_warm)):

@@ -96,6 +96,33 @@ def decode(email_id: str, data: bytes) -> EmailRecord:
     return EmailRecord(email_id, thread_id, received_at, size, copies)
 
 
+@dataclass(slots=True)
+class ThreadStats:
+    """One thread as the index keeps it."""
+
+    members: list[list[Any]] = field(default_factory=list)  # [receivedAt, email id], sorted
+    mailboxes: dict[str, int] = field(default_factory=dict)  # mailbox id -> members in it
+    unread: int = 0
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> ThreadStats:
+        if data is None:
+            return cls()
+        members, mailboxes, unread = unpack(data)
+        return cls(members, mailboxes, unread)
+
+    def encode(self) -> bytes:
+        return pack([self.members, self.mailboxes, self.unread])
+
+    def email_ids(self) -> list[str]:
+        return [email_id for _, email_id in self.members]
+
+    def shown_in(self) -> tuple[set[str], set[str]]:
+        """Mailboxes counting this thread in totalThreads, and in unreadThreads."""
+        present = {m for m, n in self.mailboxes.items() if n > 0}
+        return present, present if self.unread > 0 else set()
+
+
 @dataclass(frozen=True, slots=True)
 class FolderMark:
     """How far the email index has followed one folder.
@@ -195,11 +222,20 @@ class EmailStore:
             else format_state(text(epoch), int(modseq or 0))
         )
         members = {
-            t: [email_id for _, email_id in unpack(v)]
+            t: ThreadStats.decode(octets(v)).email_ids()
             for t, v in zip(wanted, values, strict=True)
             if v is not None
         }
         return members, state
+
+    async def threads(self, thread_ids: Iterable[str]) -> dict[str, ThreadStats]:
+        """The records of the given threads; an empty one for a thread not (or no longer) kept."""
+        wanted = list(dict.fromkeys(thread_ids))
+        values = await self.client.hmget(self.keys.threads, wanted) if wanted else []
+        return {
+            t: ThreadStats.decode(None if v is None else octets(v))
+            for t, v in zip(wanted, values, strict=True)
+        }
 
     # -- folder marks --------------------------------------------------------------------------
 

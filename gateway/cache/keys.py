@@ -23,7 +23,10 @@ key                                    type    holds
                                                copies {mailbox id: {uid: flags}} (emails.py)
 ``jg:{a}:uids:<mailboxId>``            hash    uid -> email id, for the folder's current UIDVALIDITY
 ``jg:{a}:folder-marks``                hash    mailbox id -> how far the email index followed it
-``jg:{a}:threads``                     hash    thread id -> msgpack list of its visible email ids
+``jg:{a}:threads``                     hash    thread id -> msgpack: visible members (oldest first),
+                                               members per mailbox, unread members
+``jg:{a}:counts``                      hash    "<mailbox id>:<e|u|t|r>" -> totalEmails,
+                                               unreadEmails, totalThreads, unreadThreads
 ``jg:{a}:thread-refs``                 hash    Message-ID digest -> thread id, when threads are
                                                the gateway's own (no THREADID upstream)
 ``jg:{a}:thread-subjects``             hash    thread id -> its normalised subject (same case)
@@ -101,6 +104,10 @@ class AccountKeys:
     @property
     def threads(self) -> str:
         return f"{self.base}:threads"
+
+    @property
+    def counts(self) -> str:
+        return f"{self.base}:counts"
 
     @property
     def thread_refs(self) -> str:

@@ -1,8 +1,9 @@
 """The account's mailboxes as the index keeps them, and their change log.
 
 Records are written only by the sync (under the account's lease), which compares what the
-upstream lists with what the index holds and logs the difference: a mailbox whose only change
-is in its counts is a minor update, so Mailbox/changes can answer ``updatedProperties``
+upstream lists with what the index holds and logs the difference. The upstream's counts are
+kept but not shown: the counts clients see come from the email index, whose writer logs a
+change of them alone as a minor update, so Mailbox/changes can answer ``updatedProperties``
 (RFC 8621 2.2).
 """
 
@@ -21,9 +22,9 @@ from gateway.cache.keys import AccountKeys
 
 MAILBOX = "Mailbox"
 LISTING_FIELD = "mailbox-listing"
-MINOR_FIELDS = frozenset({"total", "unread"})
-# Not Mailbox properties: they move with mail and matter to the email sync only.
-INVISIBLE_FIELDS = frozenset({"uidvalidity", "uidnext", "highestmodseq"})
+# Not Mailbox properties: they move with mail and matter to the email sync only. The counts a
+# client sees come from the email index, which logs their changes itself.
+INVISIBLE_FIELDS = frozenset({"total", "unread", "uidvalidity", "uidnext", "highestmodseq"})
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,8 @@ def decode(data: bytes | str) -> MailboxRecord:
 class MailboxDiff:
     created: list[str]
     updated: list[str]
-    minor: list[str]
     destroyed: list[str]
-    refreshed: list[str]  # changed only in what clients do not see (UIDNEXT, HIGHESTMODSEQ)
+    refreshed: list[str]  # changed only in what clients do not see (STATUS figures)
 
 
 def diff(old: Mapping[str, MailboxRecord], new: Mapping[str, MailboxRecord]) -> MailboxDiff:
@@ -84,19 +84,16 @@ def diff(old: Mapping[str, MailboxRecord], new: Mapping[str, MailboxRecord]) -> 
     created = [i for i in new if i not in old]
     destroyed = [i for i in old if i not in new]
     updated: list[str] = []
-    minor: list[str] = []
     refreshed: list[str] = []
     for mailbox_id in new.keys() & old.keys():
         before, after = old[mailbox_id], new[mailbox_id]
         if before == after:
             continue
-        if before.differs_beyond(after, INVISIBLE_FIELDS | MINOR_FIELDS):
+        if before.differs_beyond(after, INVISIBLE_FIELDS):
             updated.append(mailbox_id)
-        elif before.differs_beyond(after, INVISIBLE_FIELDS):
-            minor.append(mailbox_id)
         else:
             refreshed.append(mailbox_id)
-    return MailboxDiff(created, sorted(updated), sorted(minor), destroyed, refreshed)
+    return MailboxDiff(created, sorted(updated), destroyed, refreshed)
 
 
 class MailboxStore:
@@ -111,20 +108,29 @@ class MailboxStore:
     def client(self) -> Redis | RedisCluster:
         return self._client
 
-    async def snapshot(self) -> tuple[dict[str, MailboxRecord], str, dict[str, int]]:
-        """Records, Mailbox state and sort orders read together, so they agree."""
+    async def snapshot(
+        self,
+    ) -> tuple[dict[str, MailboxRecord], str, dict[str, int], dict[str, dict[str, int]]]:
+        """Records, Mailbox state, sort orders and counts read together, so they agree.
+
+        Counts are mailbox id -> kind -> value (kinds in gateway.sync.tallies)."""
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hgetall(self.keys.mailboxes)
             pipe.hget(self.keys.state, MAILBOX)
             pipe.hget(self.keys.meta, "epoch")
             pipe.hgetall(self.keys.sort_order)
-            raw, modseq, epoch, orders = await pipe.execute()
+            pipe.hgetall(self.keys.counts)
+            raw, modseq, epoch, orders, raw_counts = await pipe.execute()
         if epoch is None:
             state = await self.state.state(MAILBOX)
         else:
             state = format_state(text(epoch), int(modseq or 0))
         records = {text(key): decode(value) for key, value in raw.items()}
-        return records, state, {text(k): int(v) for k, v in orders.items()}
+        counts: dict[str, dict[str, int]] = {}
+        for key, value in raw_counts.items():
+            mailbox_id, _, kind = text(key).rpartition(":")
+            counts.setdefault(mailbox_id, {})[kind] = int(value)
+        return records, state, {text(k): int(v) for k, v in orders.items()}, counts
 
     async def load(self) -> dict[str, MailboxRecord]:
         raw = await self._client.hgetall(self.keys.mailboxes)
@@ -144,7 +150,7 @@ class MailboxStore:
             if change.destroyed:
                 pipe.hdel(self.keys.mailboxes, *change.destroyed)
                 pipe.hdel(self.keys.sort_order, *change.destroyed)
-            written = [*change.created, *change.updated, *change.minor, *change.refreshed]
+            written = [*change.created, *change.updated, *change.refreshed]
             if written:
                 pipe.hset(self.keys.mailboxes, mapping={i: encode(new[i]) for i in written})
             await self.state.record(
@@ -152,7 +158,6 @@ class MailboxStore:
                 created=change.created,
                 updated=change.updated,
                 destroyed=change.destroyed,
-                minor=change.minor,
                 pipe=pipe,
             )
             await pipe.execute()

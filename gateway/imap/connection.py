@@ -118,7 +118,8 @@ class ImapConnection:
     selected: Selected | None = None
     broken: bool = False
     last_used: float = field(default_factory=time.monotonic)
-    commands_sent: int = 0  # upstream round trips, for benchmarks and tests
+    commands_sent: int = 0  # upstream commands, for benchmarks and tests
+    round_trips: int = 0  # times the connection sent and then waited; pipelined commands: one
     _framer: ResponseFramer = field(
         default_factory=lambda: ResponseFramer(max_line=MAX_LINE, max_literal=MAX_LITERAL)
     )
@@ -275,20 +276,79 @@ class ImapConnection:
             raise CommandFailed(t.status, t.code.name if t.code else None, t.text)
         return result
 
-    async def _run(self, command: Command, continuation: Secret | None) -> Result:
+    async def execute_pipelined(
+        self, *commands: Command, timeout: float | None = None
+    ) -> list[Result]:
+        """Send several commands at once and collect each one's responses (RFC 3501 5.5).
+
+        One round trip instead of one per command. Only for commands the server may run in
+        any order relative to each other's responses, without synchronizing literals; a
+        tagged NO/BAD of any raises CommandFailed once every response has been read.
+        """
+        if self.broken:
+            raise ConnectionLost("connection is broken")
+        async with self._lock:
+            try:
+                async with asyncio.timeout(timeout or self.endpoint.command_timeout):
+                    results = await self._run_pipelined(commands)
+            except TimeoutError:
+                self.abort()
+                raise CommandTimeout("pipelined commands timed out") from None
+            except BaseException:
+                self.abort()
+                raise
+            finally:
+                self.last_used = time.monotonic()
+        for result in results:
+            if result.tagged.status != "OK":
+                t = result.tagged
+                raise CommandFailed(t.status, t.code.name if t.code else None, t.text)
+        return results
+
+    async def _run_pipelined(self, commands: Sequence[Command]) -> list[Result]:
+        tags = []
+        for command in commands:
+            tag = self._next_tag()
+            chunks = self._wire(command, tag)
+            if any(isinstance(c, Literal) and c.synchronizing for c in chunks):
+                raise ValueError("a synchronizing literal cannot be pipelined")
+            log.debug("upstream <- %s", command.redacted(tag))
+            for chunk in chunks:
+                self.writer.write(chunk.data if isinstance(chunk, Literal) else chunk)
+            tags.append(tag)
+        self.round_trips += 1
+        await self.writer.drain()
+        results = []
+        for tag in tags:
+            untagged: list[bytes] = []
+            response = await self._next(untagged)
+            if isinstance(response, Continuation) or response.tag != tag:
+                raise ProtocolError("unexpected response to a pipelined command")
+            results.append(Result(untagged, response))
+        return results
+
+    def _next_tag(self) -> str:
         self.commands_sent += 1
-        tag = f"G{self.commands_sent}"
-        chunks = command.to_wire(
+        return f"G{self.commands_sent}"
+
+    def _wire(self, command: Command, tag: str) -> list[bytes | Literal]:
+        return command.to_wire(
             tag,
             literal_plus="LITERAL+" in self.capabilities,
             literal_minus="LITERAL-" in self.capabilities,
         )
+
+    async def _run(self, command: Command, continuation: Secret | None) -> Result:
+        tag = self._next_tag()
+        chunks = self._wire(command, tag)
         log.debug("upstream <- %s", command.redacted(tag))
         untagged: list[bytes] = []
         for chunk in chunks:
             if isinstance(chunk, Literal) and chunk.synchronizing:
+                self.round_trips += 1
                 await self._await_continuation(untagged)
             self.writer.write(chunk.data if isinstance(chunk, Literal) else chunk)
+        self.round_trips += 1
         await self.writer.drain()
         while True:
             response = await self._next(untagged)
@@ -367,6 +427,15 @@ class ImapConnection:
         state = fold_select(result.untagged, result.tagged)
         self.selected = Selected(name, read_only or state.read_only, state)
         return state
+
+    async def execute_unselected(self, command: Command) -> Result:
+        """``command`` with no mailbox selected: after UNSELECT in the same round trip where
+        the server has UNSELECT (RFC 3691), else after :meth:`unselect`."""
+        if self.selected is not None and "UNSELECT" in self.capabilities:
+            self.selected = None
+            return (await self.execute_pipelined(Command("UNSELECT"), command))[1]
+        await self.unselect()
+        return await self.execute(command)
 
     async def unselect(self) -> None:
         """Leave the selected mailbox without expunging anything.

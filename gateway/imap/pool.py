@@ -59,6 +59,7 @@ class PoolStats:
     idle: int
     opened: int  # connections opened (each one an upstream login) since start
     commands: int  # upstream commands sent since start, logins and health checks included
+    round_trips: int  # of those, the waits for answers (pipelined commands share one)
 
 
 class ImapPool:
@@ -83,6 +84,7 @@ class ImapPool:
         self._opened = 0
         self._live: set[ImapConnection] = set()
         self._retired_commands = 0
+        self._retired_round_trips = 0
         self._changed = asyncio.Condition()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
@@ -120,12 +122,14 @@ class ImapPool:
     def stats(self) -> PoolStats:
         idle = sum(len(u.idle) for u in self._users.values())
         commands = self._retired_commands + sum(c.commands_sent for c in self._live)
+        round_trips = self._retired_round_trips + sum(c.round_trips for c in self._live)
         return PoolStats(
             users=len(self._users),
             total=self._total,
             idle=idle,
             opened=self._opened,
             commands=commands,
+            round_trips=round_trips,
         )
 
     def start(self) -> None:
@@ -152,6 +156,7 @@ class ImapPool:
         if conn in self._live:
             self._live.discard(conn)
             self._retired_commands += conn.commands_sent
+            self._retired_round_trips += conn.round_trips
 
     # -- acquiring and releasing ---------------------------------------------------------------
 

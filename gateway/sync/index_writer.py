@@ -13,14 +13,12 @@ survives a move).
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.typing import EncodableT
 
-from gateway.cache.codec import octets, pack, unpack
 from gateway.cache.emails import (
     EMAIL,
     THREAD,
@@ -30,6 +28,8 @@ from gateway.cache.emails import (
     encode,
     encode_mark,
 )
+from gateway.cache.mailboxes import MAILBOX
+from gateway.sync.tallies import KINDS, Move, Presence, apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,8 @@ class IndexWriter:
         self._whole: set[str] = set()
         self._marks: dict[str, FolderMark] = {}
         self._dropped: list[str] = []
+        # Folders gone upstream: their counts are deleted, not logged as Mailbox updates.
+        self._whole_gone: set[str] = set()
 
     async def add_copies(
         self,
@@ -126,6 +128,7 @@ class IndexWriter:
         self.remove_later(mailbox_id, old)
         self._whole.add(mailbox_id)
         self._dropped.append(mailbox_id)
+        self._whole_gone.add(mailbox_id)
 
     def mark(self, mailbox_id: str, mark: FolderMark) -> None:
         self._marks[mailbox_id] = mark
@@ -152,6 +155,7 @@ class IndexWriter:
             for mailbox_id in self._dropped:
                 pipe.hdel(keys.folder_marks, mailbox_id)
                 pipe.delete(keys.uids(mailbox_id))
+                pipe.hdel(keys.counts, *(f"{mailbox_id}:{kind}" for kind in KINDS))
             if self._marks:
                 pipe.hset(
                     keys.folder_marks,
@@ -167,46 +171,33 @@ class IndexWriter:
             batch.touched[email_id] = _Touched(record, record.view(), True)
 
     async def _write(self, batch: _Batch) -> None:
-        """One transaction: records, uid maps, thread members, thread mappings, change log."""
+        """One transaction: records, uid maps, threads, counts, thread mappings, change logs."""
         created: list[str] = []
         updated: list[str] = []
         destroyed: list[str] = []
-        joins: dict[str, list[tuple[int, str]]] = {}
-        leaves: dict[str, set[str]] = {}
+        moves: list[Move] = []
         for email_id, touched in batch.touched.items():
             after = touched.record.view()
-            if touched.before is None and after is not None:
+            if touched.before == after:
+                continue
+            if touched.before is None:
                 created.append(email_id)
-                joins.setdefault(touched.record.thread_id, []).append(
-                    (touched.record.received_at, email_id)
-                )
-            elif touched.before is not None and after is None:
+            elif after is None:
                 destroyed.append(email_id)
-                leaves.setdefault(touched.record.thread_id, set()).add(email_id)
-            elif touched.before != after:
-                updated.append(email_id)
-        keys = self.store.keys
-        affected = list({*joins, *leaves})
-        threads = await self.store.client.hmget(keys.threads, affected) if affected else []
-        thread_writes: dict[EncodableT, EncodableT] = {}
-        thread_dels: list[str] = []
-        t_created: list[str] = []
-        t_updated: list[str] = []
-        t_destroyed: list[str] = []
-        for thread_id, raw in zip(affected, threads, strict=True):
-            members: list[list[Any]] = unpack(octets(raw)) if raw is not None else []
-            had = bool(members)
-            gone = leaves.get(thread_id, set())
-            members = [m for m in members if m[1] not in gone]
-            for received_at, email_id in joins.get(thread_id, []):
-                bisect.insort(members, [received_at, email_id])
-            if members:
-                thread_writes[thread_id] = pack(members)
-                (t_updated if had else t_created).append(thread_id)
             else:
-                thread_dels.append(thread_id)
-                if had:
-                    t_destroyed.append(thread_id)
+                updated.append(email_id)
+            record = touched.record
+            moves.append(
+                Move(
+                    email_id,
+                    record.thread_id,
+                    record.received_at,
+                    Presence.of(touched.before),
+                    Presence.of(after),
+                )
+            )
+        outcome = apply(moves, await self.store.threads({m.thread_id for m in moves}))
+        keys = self.store.keys
         async with self.store.client.pipeline(transaction=True) as pipe:
             kept: dict[EncodableT, EncodableT] = {
                 i: encode(t.record) for i, t in batch.touched.items() if t.record.copies
@@ -222,10 +213,17 @@ class IndexWriter:
                 pipe.hset(keys.uids(mailbox_id), mapping=dict(uid_map.items()))
             for mailbox_id, uids in batch.uid_dels.items():
                 pipe.hdel(keys.uids(mailbox_id), *uids)
-            if thread_writes:
-                pipe.hset(keys.threads, mapping=thread_writes)
-            if thread_dels:
-                pipe.hdel(keys.threads, *thread_dels)
+            threads: dict[EncodableT, EncodableT] = {
+                t: stats.encode() for t, stats in outcome.threads.items() if stats.members
+            }
+            if threads:
+                pipe.hset(keys.threads, mapping=threads)
+            emptied = [t for t, stats in outcome.threads.items() if not stats.members]
+            if emptied:
+                pipe.hdel(keys.threads, *emptied)
+            for field_name, delta in outcome.counts.items():
+                if delta:
+                    pipe.hincrby(keys.counts, field_name, delta)
             if batch.refs:
                 pipe.hset(keys.thread_refs, mapping=dict(batch.refs.items()))
             if batch.subjects:
@@ -234,12 +232,16 @@ class IndexWriter:
                 await self.store.state.record(
                     EMAIL, created=created, updated=updated, destroyed=destroyed, pipe=pipe
                 )
-            if t_created or t_updated or t_destroyed:
+            if outcome.created or outcome.updated or outcome.destroyed:
                 await self.store.state.record(
                     THREAD,
-                    created=t_created,
-                    updated=t_updated,
-                    destroyed=t_destroyed,
+                    created=outcome.created,
+                    updated=outcome.updated,
+                    destroyed=outcome.destroyed,
                     pipe=pipe,
                 )
+            # RFC 8621 2.2: counts changed alone are a Mailbox update with updatedProperties.
+            counted = sorted(outcome.mailboxes - self._whole_gone)
+            if counted:
+                await self.store.state.record(MAILBOX, minor=counted, pipe=pipe)
             await pipe.execute()

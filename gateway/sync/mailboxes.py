@@ -147,7 +147,6 @@ async def list_mailboxes(
 
     A listing identical to the one behind ``known_digest`` is not parsed (folders None).
     """
-    await conn.unselect()
     caps = conn.capabilities
     utf8 = "UTF8=ACCEPT" in conn.enabled
     items = " ".join(status_items(conn, strategy))
@@ -155,7 +154,7 @@ async def list_mailboxes(
         returns = ["SUBSCRIBED"]
         returns += ["SPECIAL-USE"] if "SPECIAL-USE" in caps else []
         returns += ["MYRIGHTS"] if "LIST-MYRIGHTS" in caps else []
-        result = await conn.execute(
+        result = await conn.execute_unselected(
             Command("LIST", '""', '"*"', "RETURN", f"({' '.join(returns)} STATUS ({items}))")
         )
         digest = _digest(result.raw)
@@ -172,6 +171,7 @@ def _digest(lines: list[bytes]) -> str:
 
 async def _list_one_by_one(conn: ImapConnection, items: str, utf8: bool) -> list[Listed]:
     """Servers without LIST-STATUS: LIST, LSUB, then STATUS per selectable folder."""
+    await conn.unselect()
     listed = [
         parse_list(r, utf8=utf8)
         for r in (await conn.execute(Command("LIST", '""', '"*"'))).data("LIST")

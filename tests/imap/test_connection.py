@@ -165,3 +165,19 @@ async def test_small_writes_are_not_delayed(dovecot: Dovecot) -> None:
     sock = conn.writer.get_extra_info("socket")
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     await conn.logout()
+
+
+async def test_pipelined_commands_share_one_round_trip(dovecot: Dovecot) -> None:
+    conn = await logged_in(dovecot)
+    await conn.select("INBOX", read_only=True)
+    trips, sent = conn.round_trips, conn.commands_sent
+    noop, listed = await conn.execute_pipelined(Command("NOOP"), Command("LIST", '""', "INBOX"))
+    assert noop.tagged.status == "OK" and len(listed.data("LIST")) == 1
+    assert (conn.round_trips - trips, conn.commands_sent - sent) == (1, 2)
+    result = await conn.execute_unselected(Command("LIST", '""', "INBOX"))
+    assert conn.selected is None and len(result.data("LIST")) == 1
+    assert (conn.round_trips - trips, conn.commands_sent - sent) == (2, 4)
+    with pytest.raises(CommandFailed):
+        await conn.execute_pipelined(Command("NOOP"), Command("SELECT", "no-such-folder"))
+    await conn.noop()  # the stream is still in step after a failed pipelined command
+    await conn.logout()

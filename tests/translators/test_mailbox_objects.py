@@ -92,7 +92,8 @@ def test_rights_without_an_acl() -> None:
 
 
 def test_object_has_every_property() -> None:
-    obj = to_object(BASE, {"m0": PARENT, "m1": BASE}, {})
+    counts = {"e": 3, "u": 1, "t": 2, "r": 1}
+    obj = to_object(BASE, {"m0": PARENT, "m1": BASE}, {}, counts)
     assert obj == {
         "id": "m1",
         "name": "Projects",
@@ -101,9 +102,10 @@ def test_object_has_every_property() -> None:
         "sortOrder": 10,
         "totalEmails": 3,
         "unreadEmails": 1,
-        "totalThreads": 3,
+        "totalThreads": 2,
         "unreadThreads": 1,
         "myRights": my_rights(BASE),
         "isSubscribed": True,
     }
-    assert to_object(BASE, {"m1": BASE}, {"m1": 4})["sortOrder"] == 4
+    assert to_object(BASE, {"m1": BASE}, {"m1": 4}, {})["sortOrder"] == 4
+    assert to_object(BASE, {"m1": BASE}, {}, {})["totalEmails"] == 0

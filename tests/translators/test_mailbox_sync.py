@@ -25,10 +25,14 @@ async def test_two_hundred_folders_one_round_trip(dovecot: Dovecot, redis_url: s
         jmap = await Jmap(http, user, dovecot.users[user]).start()
         assert len(await jmap.mailboxes()) == 206
         pool = app.state.services.pool
-        before = pool.stats().commands
+        before = pool.stats()
         listed = await jmap.call("Mailbox/get", ids=None)
         assert len(listed["list"]) == 206
-        assert pool.stats().commands - before == 1
+        after = pool.stats()
+        # The LIST, after an UNSELECT of the folder the first request's email sync left
+        # selected when there was one: pipelined, so one round trip either way.
+        assert after.round_trips - before.round_trips == 1
+        assert after.commands - before.commands in (1, 2)
 
 
 async def test_concurrent_requests_share_one_sync(dovecot: Dovecot, redis_url: str) -> None:

@@ -1,7 +1,8 @@
 """Mailbox objects (RFC 8621 2) built from index records, and what a client may set.
 
-Thread counts follow the email counts until the gateway knows threads (the Email/Thread issue):
-``totalThreads`` and ``unreadThreads`` come from :func:`thread_counts`, the one place to change.
+The counts come from the email index (gateway.sync.tallies), which knows every message's
+flags and thread; the upstream's STATUS figures would count messages flagged \\Deleted and
+unread drafts, and know nothing of threads.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.cache.mailboxes import MailboxRecord
+from gateway.sync.tallies import TOTAL_EMAILS, TOTAL_THREADS, UNREAD_EMAILS, UNREAD_THREADS
 
 INBOX_NAME = "Inbox"
 
@@ -61,11 +63,6 @@ def jmap_name(record: MailboxRecord, records: Mapping[str, MailboxRecord]) -> st
     return record.name[len(parent.name) + len(record.delimiter) :]
 
 
-def thread_counts(record: MailboxRecord) -> tuple[int, int]:
-    """Until threads exist, each email counts as its own thread."""
-    return record.total, record.unread
-
-
 def my_rights(record: MailboxRecord) -> dict[str, bool]:
     """From the upstream's ACL when it reports one (RFC 4314), else what the gateway allows."""
     key = (record.rights, record.selectable, record.may_create_child, record.role == "inbox")
@@ -91,9 +88,12 @@ def _rights(
 
 
 def to_object(
-    record: MailboxRecord, records: Mapping[str, MailboxRecord], sort_orders: Mapping[str, int]
+    record: MailboxRecord,
+    records: Mapping[str, MailboxRecord],
+    sort_orders: Mapping[str, int],
+    counts: Mapping[str, int],
 ) -> dict[str, Any]:
-    total_threads, unread_threads = thread_counts(record)
+    """``counts``: the mailbox's counters by kind (gateway.sync.tallies); absent ones are 0."""
     return {
         "id": record.id,
         "name": jmap_name(record, records),
@@ -102,10 +102,10 @@ def to_object(
         "sortOrder": sort_orders.get(
             record.id, DEFAULT_SORT_ORDER.get(record.role or "", OTHER_SORT_ORDER)
         ),
-        "totalEmails": record.total,
-        "unreadEmails": record.unread,
-        "totalThreads": total_threads,
-        "unreadThreads": unread_threads,
+        "totalEmails": max(0, counts.get(TOTAL_EMAILS, 0)),
+        "unreadEmails": max(0, counts.get(UNREAD_EMAILS, 0)),
+        "totalThreads": max(0, counts.get(TOTAL_THREADS, 0)),
+        "unreadThreads": max(0, counts.get(UNREAD_THREADS, 0)),
         "myRights": my_rights(record),
         "isSubscribed": record.subscribed,
     }

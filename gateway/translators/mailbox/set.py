@@ -35,7 +35,6 @@ from gateway.translators.mailbox.objects import (
     MAX_SORT_ORDER,
     PROPERTIES,
     SERVER_SET,
-    to_object,
 )
 from gateway.translators.mailbox.view import MailboxView, current_view
 
@@ -161,7 +160,7 @@ async def _apply(
             continue
         run.ctx.created_ids[creation_id] = record.id
         await _set_sort_order(run, record.id, result.pop("sortOrder", None))
-        obj = to_object(record, run.view.records, run.view.sort_orders)
+        obj = run.view.object(record)
         created[creation_id] = {k: v for k, v in obj.items() if k not in create[creation_id]}
     updated, not_updated = await _update_all(run, update)
     destroyed, not_destroyed = await _destroy_all(run, destroy, remove_emails)
@@ -284,7 +283,7 @@ async def _update_all(
 
 async def _update(run: SetRun, record: MailboxRecord, patch: dict[str, Any]) -> bool:
     """Apply one patch; True when the mailbox was renamed."""
-    current = to_object(record, run.view.records, run.view.sort_orders)
+    current = run.view.object(record)
     _check_properties(patch, allow_server_set=True, current=current)
     if "role" in patch and patch["role"] != record.role:
         raise SetError.invalid_properties(["role"], "the mail server cannot change roles")

@@ -1,10 +1,14 @@
-"""The account's mailboxes as one request sees them: synced once, read as one snapshot."""
+"""The account's mailboxes as one request sees them: synced once, read as one snapshot.
+
+The sync covers messages too: Mailbox counts come from the email index.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.cache.emails import EmailStore
 from gateway.cache.mailboxes import MailboxRecord, MailboxStore
 from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
@@ -19,9 +23,13 @@ class MailboxView:
     records: dict[str, MailboxRecord]
     state: str
     sort_orders: dict[str, int]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def object(self, record: MailboxRecord) -> dict[str, Any]:
+        return to_object(record, self.records, self.sort_orders, self.counts.get(record.id, {}))
 
     def objects(self) -> dict[str, dict[str, Any]]:
-        return {i: to_object(r, self.records, self.sort_orders) for i, r in self.records.items()}
+        return {i: self.object(r) for i, r in self.records.items()}
 
     def children(self, mailbox_id: str) -> list[MailboxRecord]:
         return [r for r in self.records.values() if r.parent_id == mailbox_id]
@@ -31,13 +39,20 @@ def mailbox_store(env: RequestEnv) -> MailboxStore:
     return MailboxStore(env.services.store.client, env.principal.account_id)
 
 
+def email_store(env: RequestEnv) -> EmailStore:
+    return EmailStore(env.services.store.client, env.principal.account_id)
+
+
 async def current_view(
     env: RequestEnv, conn: ImapConnection, *, fresh: bool = False
 ) -> MailboxView:
-    """Catch up with the upstream (once per request unless ``fresh``) and read the index."""
+    """Catch up folders and messages with the upstream (once per request unless ``fresh``)
+    and read the index."""
     store = mailbox_store(env)
     if fresh or SYNCED not in env.memo:
         await env.services.mailbox_sync.sync(store, conn, fresh=fresh)
+        records = await store.load()
+        await env.services.email_sync.sync(email_store(env), conn, records, fresh=fresh)
         env.memo[SYNCED] = True
-    records, state, sort_orders = await store.snapshot()
-    return MailboxView(store, records, state, sort_orders)
+    records, state, sort_orders, counts = await store.snapshot()
+    return MailboxView(store, records, state, sort_orders, counts)
