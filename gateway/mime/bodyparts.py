@@ -34,6 +34,8 @@ from email.parser import BytesParser
 from email.utils import collapse_rfc2231_value
 from typing import Any, Final, TypeAlias
 
+from gateway.mime.headers import decode_raw
+
 # RFC 8621 4.2: bodyProperties when the client gives none.
 DEFAULT_BODY_PROPERTIES: Final = (
     "partId",
@@ -341,23 +343,27 @@ def _header_fields(message: bytes, start: int, end: int) -> tuple[list[tuple[byt
     """Cut an entity's header section into (name, raw value) fields; also where the body starts.
 
     RFC 5322 2.1: the header section ends at the first empty line. A line that is neither a
-    field nor a continuation also ends it, and belongs to the body: real mail omits the
-    empty line, and a line without a colon cannot be a header field anyway.
+    field nor a continuation is dropped with its continuations, as
+    :func:`gateway.mime.headers.parse_header_block` does, and as IMAP servers do when they
+    number sections: the body must start where the upstream's ``BODY[<part>]`` starts.
     """
     fields: list[tuple[bytes, list[bytes]]] = []
     pos = start
+    dropping = False
     while pos < end:
         line_end = _line_end(message, pos, end)
         line = message[pos:line_end]
         if line in _EMPTY_LINES:
             return _joined(fields), line_end
         match = _FIELD_NAME.match(line)
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1][1].append(line)
+        if line[:1] in (b" ", b"\t"):
+            if fields and not dropping:
+                fields[-1][1].append(line)
         elif match is not None:
             fields.append((match[1], [line[match.end() :]]))
+            dropping = False
         else:
-            return _joined(fields), pos
+            dropping = True
         pos = line_end
     return _joined(fields), end
 
@@ -367,9 +373,8 @@ def _joined(fields: list[tuple[bytes, list[bytes]]]) -> list[tuple[bytes, bytes]
 
 
 def _raw_value(value: bytes) -> str:
-    """RFC 8621 4.1.2.1 Raw form: no terminating CRLF, bad UTF-8 as U+FFFD, NUL dropped."""
-    unterminated = value.removesuffix(b"\n").removesuffix(b"\r")
-    return unterminated.replace(b"\0", b"").decode("utf-8", "replace")
+    """RFC 8621 4.1.2.1 Raw form, decoded as the message's own header fields are."""
+    return decode_raw(value.removesuffix(b"\n").removesuffix(b"\r"))
 
 
 # RFC 2046 5.1.1: after "--" boundary, "--" for the close delimiter or transport padding, then

@@ -143,6 +143,32 @@ def decoded_body_value(
     }
 
 
+def prefix_body_value(part: BodyPart, prefix: bytes, *, max_bytes: int) -> EmailBodyValue | None:
+    """The value of a part from only its first encoded octets (a partial IMAP fetch).
+
+    The cut falls anywhere: inside a base64 quantum, a quoted-printable escape or a
+    character. Only whole lines are transfer-decoded and an incomplete character at the end
+    is left out, so the cut itself is never reported as an encoding problem. None when the
+    prefix holds less than ``max_bytes`` of text: the caller needs to fetch more.
+    """
+    whole_lines = prefix[: prefix.rfind(b"\n") + 1] or prefix
+    decoded = decode_transfer(whole_lines, part.transfer_encoding)
+    content = decoded.content
+    # A character cut at the end of the prefix: at most 3 octets (UTF-32 4-octet units).
+    for drop in range(min(4, len(content))):
+        text, problem = decode_charset(content[: len(content) - drop], part.charset)
+        if not problem:
+            break
+    else:
+        text, problem = decode_charset(content, part.charset)
+    value, truncated = truncate(
+        text.replace("\r\n", "\n"), max_bytes, html=part.type == "text/html"
+    )
+    if not truncated:
+        return None
+    return {"value": value, "isEncodingProblem": decoded.problem or problem, "isTruncated": True}
+
+
 def _body(message: bytes, part: BodyPart) -> bytes:
     return message[part.body_start : part.body_end]
 

@@ -83,7 +83,7 @@ def parse_header_block(data: bytes) -> list[RawHeader]:
         start = _FIELD_START.match(field)
         if start is not None:
             name = start.group(1).decode("ascii")
-            headers.append(RawHeader(name, _decode_raw(field[start.end() :])))
+            headers.append(RawHeader(name, decode_raw(field[start.end() :])))
     return headers
 
 
@@ -104,7 +104,7 @@ def _fields(data: bytes) -> Iterator[bytes]:
         yield _LINE_END.sub(b"", b"".join(lines))
 
 
-def _decode_raw(octets: bytes) -> str:
+def decode_raw(octets: bytes) -> str:
     """Raw form (RFC 8621 4.1.2.1): the octets as UTF-8 (RFC 6532), with NUL octets dropped.
 
     RFC 8621 4.1.2.1: "Any NUL octet MUST be dropped". Octets that are not UTF-8 are read as

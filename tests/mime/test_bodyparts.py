@@ -124,7 +124,8 @@ def test_headers_property_is_raw_in_order() -> None:
         "headers": [
             {"name": "Subject", "value": " café"},
             {"name": "X-Folded", "value": " one\r\n two"},
-            {"name": "X-Bad", "value": "\ufffdok"},
+            # Octets that are not UTF-8 read as windows-1252, as in the Email's own headers.
+            {"name": "X-Bad", "value": "\u00ffok"},
             {"name": "Content-Type", "value": "text/plain"},
         ]
     }
@@ -704,14 +705,19 @@ def test_multipart_without_boundary_has_no_parts() -> None:
     assert text_html_attachments(root) == ([], [], [])
 
 
-def test_part_without_blank_line_is_all_body() -> None:
+def test_part_without_blank_line_is_all_header_as_imap_numbers_it() -> None:
+    """Dovecot 2.3 answers BODY[1] of this message with nothing and BODY[1.MIME] with the
+    line: the body of a part starts after an empty line, or is empty."""
     raw = crlf('Content-Type: multipart/mixed; boundary="b"\n\n--b\nno header here\n--b--\n')
     (part,) = body_structure(raw).sub_parts
-    assert (part.type, part.headers, part_content(raw, part)) == (
-        "text/plain",
-        (),
-        b"no header here",
-    )
+    assert (part.type, part.headers, part_content(raw, part)) == ("text/plain", (), b"")
+
+
+def test_a_line_that_is_no_field_is_dropped_and_the_header_goes_on() -> None:
+    raw = crlf("Content-Type: text/plain\nBad line\n continued\nX-A: 1\n\nbody\n")
+    root = body_structure(raw)
+    assert root.headers == (("Content-Type", " text/plain"), ("X-A", " 1"))
+    assert part_content(raw, root) == b"body\r\n"
 
 
 def test_deep_nesting_stops_at_max_depth() -> None:

@@ -69,15 +69,19 @@ async def load(
         if items and copies:
             mailbox_id, uid = copies[0]
             groups.setdefault((mailbox_id, items), {})[uid] = email_id
-    for (mailbox_id, items), owners in groups.items():
-        folder = folders.get(mailbox_id)
-        if folder is None:
-            loaded.vanished.update(owners.values())
-            continue
-        await conn.select(folder.name, read_only=True)
-        fetched = await _fetch(conn, owners, items)
-        loaded.vanished.update(e for u, e in owners.items() if u not in fetched)
-        _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
+    await _fetch_groups(conn, folders, loaded, groups)
+    if Source.PREVIEW in sources:
+        # RFC 8970 lets a server answer PREVIEW with NIL when it has none at hand (Cyrus 3.6
+        # does until its indexer ran): those previews are made here from the message.
+        lacking: dict[tuple[str, frozenset[str]], dict[int, str]] = {}
+        for (mailbox_id, items), owners in groups.items():
+            if PREVIEW in items:
+                for uid, email_id in owners.items():
+                    if email_id not in loaded.preview and email_id not in loaded.vanished:
+                        lacking.setdefault((mailbox_id, frozenset({WHOLE})), {})[uid] = email_id
+        await _fetch_groups(conn, folders, loaded, lacking)
+        for key, owners in lacking.items():
+            groups.setdefault(key, {}).update(owners)
     parsed = _summarise(loaded, records) if Source.SUMMARY in sources else {}
     await _to_cache(store, loaded, groups, parsed)
     return loaded
@@ -93,6 +97,23 @@ def _summarise(loaded: Loaded, records: dict[str, EmailRecord]) -> dict[str, dic
     }
     loaded.summary.update(parsed)
     return parsed
+
+
+async def _fetch_groups(
+    conn: ImapConnection,
+    folders: dict[str, MailboxRecord],
+    loaded: Loaded,
+    groups: dict[tuple[str, frozenset[str]], dict[int, str]],
+) -> None:
+    for (mailbox_id, items), owners in groups.items():
+        folder = folders.get(mailbox_id)
+        if folder is None:
+            loaded.vanished.update(owners.values())
+            continue
+        await conn.select(folder.name, read_only=True)
+        fetched = await _fetch(conn, owners, items)
+        loaded.vanished.update(e for u, e in owners.items() if u not in fetched)
+        _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
 
 
 async def _from_cache(
@@ -159,8 +180,8 @@ def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[str]) 
             loaded.header[email_id] = item.section(HEADER) or b""
         if FIELDS in items:
             loaded.fields[email_id] = item.header_fields() or b""
-        if PREVIEW in items:
-            loaded.preview[email_id] = item.preview or ""
+        if PREVIEW in items and item.preview is not None:
+            loaded.preview[email_id] = item.preview
 
 
 async def _to_cache(

@@ -1,9 +1,10 @@
 """bodyValues (RFC 8621 4.2): the text parts asked for, fetched alone when the message is not.
 
 A part is fetched with ``BODY.PEEK[<partId>]`` (partIds are IMAP section numbers), and with
-``maxBodyValueBytes`` only its first octets: four times the limit covers any transfer
-encoding (base64 is 4/3, quoted-printable at most 3) and charset, so the value is cut by
-:func:`truncate`, never by the fetch.
+``maxBodyValueBytes`` only its first octets: four times the limit covers the usual transfer
+encodings and charsets (base64 is 4/3, quoted-printable at most 3). A part whose first
+octets still hold too little text (UTF-32 in base64 needs over five) is fetched again with
+a larger window, so the value is always cut by the limit, never by the fetch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from gateway.imap.connection import ImapConnection
 from gateway.imap.parse import parse_fetch
 from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import BodyPart, text_html_attachments
-from gateway.mime.bodyvalues import EmailBodyValue, body_value
+from gateway.mime.bodyvalues import EmailBodyValue, body_value, prefix_body_value
 
 # Slack for line breaks and a cut multi-octet sequence beyond the 4x bound.
 _FETCH_SLACK = 1024
@@ -45,11 +46,24 @@ class ValueRequest:
             and (self.fetch_all or part.part_id in wanted)
         ]
 
-    def section(self, part: BodyPart) -> str:
-        encoded = part.body_end - part.body_start
-        if self.max_bytes is None or encoded <= 4 * self.max_bytes + _FETCH_SLACK:
-            return f"BODY.PEEK[{part.part_id}]"
-        return f"BODY.PEEK[{part.part_id}]<0.{4 * self.max_bytes + _FETCH_SLACK}>"
+    def window(self, part: BodyPart, factor: int = 4) -> int | None:
+        """How many encoded octets to fetch; None for the whole part."""
+        if self.max_bytes is None:
+            return None
+        window = factor * self.max_bytes + _FETCH_SLACK
+        return None if window >= part.body_end - part.body_start else window
+
+    def section(self, part: BodyPart, factor: int = 4) -> str:
+        window = self.window(part, factor)
+        whole = f"BODY.PEEK[{part.part_id}]"
+        return whole if window is None else f"{whole}<0.{window}>"
+
+    def value(self, part: BodyPart, body: bytes, factor: int = 4) -> EmailBodyValue | None:
+        """The part's value from what a fetch of :meth:`section` returned; None if too little."""
+        window = self.window(part, factor)
+        if window is None or self.max_bytes is None or len(body) < window:
+            return body_value(part, body, max_bytes=self.max_bytes)
+        return prefix_body_value(part, body, max_bytes=self.max_bytes)
 
 
 async def body_values(
@@ -81,6 +95,7 @@ async def body_values(
             sections = tuple(request.section(p) for p in parts)
             groups.setdefault((mailbox_id, sections), {})[uid] = email_id
         values[email_id] = {}
+    short: list[tuple[str, int, str, BodyPart]] = []
     for (mailbox_id, sections), owners in groups.items():
         folder = folders.get(mailbox_id)
         if folder is None:
@@ -95,8 +110,29 @@ async def body_values(
                 if owner is None:
                     continue
                 for part, section in zip(wanted[owner], sections, strict=True):
-                    body = item.section(section) or b""
-                    values[owner][str(part.part_id)] = body_value(
-                        part, body, max_bytes=request.max_bytes
-                    )
+                    value = request.value(part, item.section(section) or b"")
+                    if value is None:
+                        short.append((mailbox_id, item.uid or 0, owner, part))
+                    else:
+                        values[owner][str(part.part_id)] = value
+    for mailbox_id, uid, owner, part in short:
+        values[owner][str(part.part_id)] = await _wider(
+            conn, request, folders[mailbox_id], uid, part
+        )
     return values
+
+
+async def _wider(
+    conn: ImapConnection, request: ValueRequest, folder: MailboxRecord, uid: int, part: BodyPart
+) -> EmailBodyValue:
+    """Fetch more of a part until its value reaches the limit (or the part is whole)."""
+    factor = 16
+    while True:
+        section = request.section(part, factor)
+        await conn.select(folder.name, read_only=True)
+        result = await conn.execute(Command("UID", "FETCH", str(uid), f"(UID {section})"))
+        bodies = [parse_fetch(r).section(section) for r in result.data("FETCH")]
+        value = request.value(part, next((b for b in bodies if b is not None), b""), factor)
+        if value is not None:
+            return value
+        factor *= 4
