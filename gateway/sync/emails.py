@@ -156,6 +156,9 @@ class _FolderVisit:
         self.threader = Threader(store.client, store.keys)
 
     async def run(self, record: MailboxRecord, mark: FolderMark | None) -> None:
+        if record.total == 0 and record.uidvalidity is not None and record.uidnext is not None:
+            await self._empty(record, mark, record.uidvalidity, record.uidnext)
+            return
         qresync = "QRESYNC" in self.conn.enabled
         incremental = mark is not None and mark.uidvalidity == record.uidvalidity
         arguments = []
@@ -187,6 +190,24 @@ class _FolderVisit:
                 state.uidnext or 1,
                 _status(record),
             ),
+        )
+
+    async def _empty(
+        self, record: MailboxRecord, mark: FolderMark | None, uidvalidity: int, uidnext: int
+    ) -> None:
+        """A folder the listing shows empty needs no visit: whatever it held is gone.
+
+        Its STATUS figures are a sound baseline for the next QRESYNC: anything arriving after
+        the listing has a higher modseq and a UID at or above its UIDNEXT.
+        """
+        known = await self.store.uid_map(record.id)
+        if mark is None or mark.uidvalidity != uidvalidity:
+            await self.writer.start_over(record.id, known)
+        else:
+            self.writer.remove_later(record.id, known)
+        self.writer.mark(
+            record.id,
+            FolderMark(uidvalidity, record.highestmodseq, uidnext, _status(record)),
         )
 
     async def _search(self, criteria: str, above: int = 0) -> UidSet:

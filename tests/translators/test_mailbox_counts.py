@@ -81,3 +81,19 @@ async def test_counts_follow_a_folder_deleted_upstream(
     assert found["INBOX"] == (1, 1, 1, 1)
     emails: dict[str, Any] = await jmap.call("Email/get", ids=None, properties=["mailboxIds"])
     assert [len(e["mailboxIds"]) for e in emails["list"]] == [1]
+
+
+async def test_a_folder_emptied_upstream_loses_its_emails(
+    upstream: Upstream, imap: imaplib.IMAP4
+) -> None:
+    jmap = upstream.jmap
+    append(imap, "INBOX", "plain_7bit")
+    append(imap, "INBOX", "alternative")
+    state = (await jmap.call("Email/get", ids=[]))["state"]
+    assert (await counts(jmap))["INBOX"] == (2, 2, 2, 2)
+    ok(imap.select("INBOX"))
+    ok(imap.store("1:*", "+FLAGS", "(\\Deleted)"))
+    ok(imap.expunge())
+    assert (await counts(jmap))["INBOX"] == (0, 0, 0, 0)
+    changed = await jmap.call("Email/changes", sinceState=state)
+    assert len(changed["destroyed"]) == 2 and not changed["created"] and not changed["updated"]
