@@ -2,8 +2,8 @@
 
 Figures printed:
 
-* the first sync of the INBOX (the account's first Email request): wall time, upstream
-  commands, and the Redis memory the account's index then takes (MEMORY USAGE of its keys);
+* the first sync of the INBOX (the account's first JMAP call): wall time, upstream commands,
+  and the Redis memory the account's index then takes (MEMORY USAGE of its keys);
 * Email/get of the newest 50 emails with list properties (from, subject, receivedAt,
   keywords, preview), cold (nothing cached) and warm: latency, upstream commands, bytes to
   the client;
@@ -102,7 +102,7 @@ def main(count: int, requests: int) -> None:
         client.request("GET", "/jmap/session")
         account = json.loads(client.last_body)["primaryAccounts"]["urn:ietf:params:jmap:mail"]
         pool = app.state.services.pool
-        call(client, "Mailbox/get", {"accountId": account, "ids": None})
+        # The account's first call: folders listed, INBOX indexed.
         before = pool.stats()
         started = time.perf_counter()
         call(client, "Email/get", {"accountId": account, "ids": [], "properties": ["id"]})

@@ -194,6 +194,20 @@ class EmailStore:
         raw = await self.client.hgetall(self.keys.uids(mailbox_id))
         return {int(uid): text(email_id) for uid, email_id in raw.items()}
 
+    async def uid_maps(self, mailbox_ids: Iterable[str]) -> dict[str, dict[int, str]]:
+        """Several folders' uid maps in one round trip."""
+        wanted = list(dict.fromkeys(mailbox_ids))
+        if not wanted:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for mailbox_id in wanted:
+                pipe.hgetall(self.keys.uids(mailbox_id))
+            results = await pipe.execute()
+        return {
+            mailbox_id: {int(uid): text(email_id) for uid, email_id in raw.items()}
+            for mailbox_id, raw in zip(wanted, results, strict=True)
+        }
+
     async def email_ids_of(self, mailbox_id: str, uids: Iterable[int]) -> dict[int, str]:
         wanted = list(dict.fromkeys(uids))
         if not wanted:

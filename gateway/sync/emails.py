@@ -115,8 +115,19 @@ async def _sync(
         strategy = await choose_ids(conn, store)
         writer = IndexWriter(store)
         visit = _FolderVisit(conn, store, writer, strategy)
+        empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
+        for mailbox_id, old in (await store.uid_maps(m.id for m in empty)).items():
+            # Shown empty by the listing: nothing to fetch, whatever it held is gone. Its
+            # STATUS figures are a sound baseline for the next QRESYNC: anything arriving
+            # after the listing has a higher modseq and a UID at or above its UIDNEXT.
+            record = folders[mailbox_id]
+            mark = FolderMark(
+                record.uidvalidity or 0, record.highestmodseq, record.uidnext or 1, _status(record)
+            )
+            writer.empty_folder(mailbox_id, old, mark)
         for record in stale:
-            await visit.run(record, marks.get(record.id))
+            if record not in empty:
+                await visit.run(record, marks.get(record.id))
         for mailbox_id in gone:
             writer.forget_folder(mailbox_id, await store.uid_map(mailbox_id))
         await writer.finish()
@@ -156,9 +167,6 @@ class _FolderVisit:
         self.threader = Threader(store.client, store.keys)
 
     async def run(self, record: MailboxRecord, mark: FolderMark | None) -> None:
-        if record.total == 0 and record.uidvalidity is not None and record.uidnext is not None:
-            await self._empty(record, mark, record.uidvalidity, record.uidnext)
-            return
         qresync = "QRESYNC" in self.conn.enabled
         incremental = mark is not None and mark.uidvalidity == record.uidvalidity
         arguments = []
@@ -190,24 +198,6 @@ class _FolderVisit:
                 state.uidnext or 1,
                 _status(record),
             ),
-        )
-
-    async def _empty(
-        self, record: MailboxRecord, mark: FolderMark | None, uidvalidity: int, uidnext: int
-    ) -> None:
-        """A folder the listing shows empty needs no visit: whatever it held is gone.
-
-        Its STATUS figures are a sound baseline for the next QRESYNC: anything arriving after
-        the listing has a higher modseq and a UID at or above its UIDNEXT.
-        """
-        known = await self.store.uid_map(record.id)
-        if mark is None or mark.uidvalidity != uidvalidity:
-            await self.writer.start_over(record.id, known)
-        else:
-            self.writer.remove_later(record.id, known)
-        self.writer.mark(
-            record.id,
-            FolderMark(uidvalidity, record.highestmodseq, uidnext, _status(record)),
         )
 
     async def _search(self, criteria: str, above: int = 0) -> UidSet:

@@ -71,6 +71,7 @@ class IndexWriter:
         self._whole: set[str] = set()
         self._marks: dict[str, FolderMark] = {}
         self._dropped: list[str] = []
+        self._emptied: list[str] = []
         # Folders gone upstream: their counts are deleted, not logged as Mailbox updates.
         self._whole_gone: set[str] = set()
 
@@ -123,6 +124,13 @@ class IndexWriter:
         self._whole.add(mailbox_id)
         await self.store.client.delete(self.store.keys.uids(mailbox_id))
 
+    def empty_folder(self, mailbox_id: str, old: dict[int, str], mark: FolderMark) -> None:
+        """A folder the upstream shows empty: its copies go and its uid map is deleted."""
+        self.remove_later(mailbox_id, old)
+        self._whole.add(mailbox_id)
+        self._emptied.append(mailbox_id)
+        self._marks[mailbox_id] = mark
+
     def forget_folder(self, mailbox_id: str, old: dict[int, str]) -> None:
         """A folder that no longer exists (or can no longer be selected)."""
         self.remove_later(mailbox_id, old)
@@ -152,6 +160,8 @@ class IndexWriter:
             await self._write(batch)
         keys = self.store.keys
         async with self.store.client.pipeline(transaction=True) as pipe:
+            for mailbox_id in self._emptied:
+                pipe.delete(keys.uids(mailbox_id))
             for mailbox_id in self._dropped:
                 pipe.hdel(keys.folder_marks, mailbox_id)
                 pipe.delete(keys.uids(mailbox_id))
