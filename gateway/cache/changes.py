@@ -26,8 +26,9 @@ EPOCH_CHARS = 10
 # counts). Only these keep the log of major changes, which costs a sorted-set entry per id.
 MINOR_TYPES = frozenset({"Mailbox"})
 
-# KEYS: meta, state, changed, born, dead, full. ARGV: data type, epoch candidate, "1" if the type
-# has minor properties (only then is the full log kept), then (kind, id) pairs; kind is
+# KEYS: meta, state, changed, born, dead, full, lapse-from, lapse-to. ARGV: data type, epoch
+# candidate, "1" if the type has minor properties (only then is the full log kept), then
+# (kind, id) pairs; kind is
 # c(reated), u(pdated), d(estroyed) or p (updated, only properties the type calls minor:
 # Mailbox counts). One script, so the counter and the log move together even with several
 # gateways on one Redis.
@@ -42,8 +43,14 @@ for i = 4, #ARGV, 2 do
     redis.call('ZADD', KEYS[6], modseq, id)
   end
   if kind == 'c' then
-    redis.call('ZADD', KEYS[4], modseq, id)
-    redis.call('ZREM', KEYS[5], id)
+    -- born keeps the first creation; a revival remembers the lapse it ends (dead -> now).
+    redis.call('ZADD', KEYS[4], 'NX', modseq, id)
+    local dead = redis.call('ZSCORE', KEYS[5], id)
+    if dead then
+      redis.call('ZREM', KEYS[5], id)
+      redis.call('ZADD', KEYS[7], dead, id)
+      redis.call('ZADD', KEYS[8], modseq, id)
+    end
   elseif kind == 'd' then
     redis.call('ZADD', KEYS[5], modseq, id)
   end
@@ -131,6 +138,8 @@ class AccountState:
             k.born(data_type),
             k.dead(data_type),
             k.full(data_type),
+            k.lapse_from(data_type),
+            k.lapse_to(data_type),
         ]
         track_full = "1" if data_type in MINOR_TYPES else "0"
         args = [data_type, secrets.token_hex(EPOCH_CHARS // 2), track_full, *pairs]
@@ -172,11 +181,14 @@ class AccountState:
                 data_type, since_modseq, pairs[:max_changes], max_changes
             )
         ids = [item for item, _ in pairs]
-        born, dead, full = await self._history(data_type, ids)
+        born, dead, full, lapse_from, lapse_to = await self._history(data_type, ids)
         created, updated, destroyed = [], [], []
         major = False
-        for item, born_at, dead_at, full_at in zip(ids, born, dead, full, strict=True):
-            new = born_at is not None and born_at > since_modseq
+        history = zip(ids, born, dead, full, lapse_from, lapse_to, strict=True)
+        for item, born_at, dead_at, full_at, lapsed_at, back_at in history:
+            # New: it did not exist at ``since`` (born later, or in its last lapse then).
+            in_lapse = lapsed_at is not None and lapsed_at <= since_modseq < back_at
+            new = (born_at is not None and born_at > since_modseq) or in_lapse
             if dead_at is not None:
                 if not new:
                     destroyed.append(item)
@@ -224,14 +236,16 @@ class AccountState:
         raise AssertionError("a page of one event always fits")
 
     async def _history(self, data_type: str, ids: list[str]) -> tuple[list[Any], ...]:
-        """Per id: modseq of creation, of destruction, of the last major change (or None)."""
+        """Per id: modseq of its first creation, of its destruction, of its last major change,
+        and the start and end of its last lapse (destroyed, then created again), or None."""
+        k = self.keys
+        kinds = (k.born, k.dead, k.full, k.lapse_from, k.lapse_to)
         if not ids:
-            return [], [], []
+            return tuple([] for _ in kinds)
         async with self._client.pipeline(transaction=False) as pipe:
-            for key in (self.keys.born, self.keys.dead, self.keys.full):
+            for key in kinds:
                 pipe.zmscore(key(data_type), ids)
-            born, dead, full = await pipe.execute()
-        return born, dead, full
+            return tuple(await pipe.execute())
 
 
 def _text(value: bytes | str | None) -> str:

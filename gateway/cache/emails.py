@@ -169,23 +169,29 @@ class EmailStore:
 
     async def snapshot(self, ids: Iterable[str]) -> tuple[dict[str, EmailRecord], str]:
         """Records and the Email state read together, so they agree."""
+        values, state = await self._with_state(self.keys.emails, ids, EMAIL)
+        return {i: decode(i, v) for i, v in values.items()}, state
+
+    async def _with_state(
+        self, key: str, ids: Iterable[str], data_type: str
+    ) -> tuple[dict[str, bytes], str]:
+        """The fields ``ids`` of hash ``key`` that exist, and the type's state, in one
+        transaction."""
         wanted = list(dict.fromkeys(ids))
         async with self.client.pipeline(transaction=True) as pipe:
             if wanted:
-                pipe.hmget(self.keys.emails, wanted)
-            pipe.hget(self.keys.state, EMAIL)
+                pipe.hmget(key, wanted)
+            pipe.hget(self.keys.state, data_type)
             pipe.hget(self.keys.meta, "epoch")
             results = await pipe.execute()
         values, modseq, epoch = results if wanted else [[], *results]
         state = (
-            await self.state.state(EMAIL)
+            await self.state.state(data_type)
             if epoch is None
             else format_state(text(epoch), int(modseq or 0))
         )
-        records = {
-            i: decode(i, octets(v)) for i, v in zip(wanted, values, strict=True) if v is not None
-        }
-        return records, state
+        found = {i: octets(v) for i, v in zip(wanted, values, strict=True) if v is not None}
+        return found, state
 
     async def all_ids(self) -> list[str]:
         return [text(key) for key in await self.client.hkeys(self.keys.emails)]
@@ -222,25 +228,8 @@ class EmailStore:
 
     async def thread_snapshot(self, ids: Iterable[str]) -> tuple[dict[str, list[str]], str]:
         """Each existing thread's email ids (oldest first, RFC 8621 3) and the Thread state."""
-        wanted = list(dict.fromkeys(ids))
-        async with self.client.pipeline(transaction=True) as pipe:
-            if wanted:
-                pipe.hmget(self.keys.threads, wanted)
-            pipe.hget(self.keys.state, THREAD)
-            pipe.hget(self.keys.meta, "epoch")
-            results = await pipe.execute()
-        values, modseq, epoch = results if wanted else [[], *results]
-        state = (
-            await self.state.state(THREAD)
-            if epoch is None
-            else format_state(text(epoch), int(modseq or 0))
-        )
-        members = {
-            t: ThreadStats.decode(octets(v)).email_ids()
-            for t, v in zip(wanted, values, strict=True)
-            if v is not None
-        }
-        return members, state
+        values, state = await self._with_state(self.keys.threads, ids, THREAD)
+        return {t: ThreadStats.decode(v).email_ids() for t, v in values.items()}, state
 
     async def threads(self, thread_ids: Iterable[str]) -> dict[str, ThreadStats]:
         """The records of the given threads; an empty one for a thread not (or no longer) kept."""

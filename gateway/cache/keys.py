@@ -11,8 +11,10 @@ key                                    type    holds
 ``jg:{a}:meta``                        hash    ``epoch``: written when the account's index is made
 ``jg:{a}:state``                       hash    data type -> the account's modseq for that type
 ``jg:{a}:changed:<Type>``              zset    id -> modseq of its last change
-``jg:{a}:born:<Type>``                 zset    id -> modseq at which it was created
+``jg:{a}:born:<Type>``                 zset    id -> modseq at which it was first created
 ``jg:{a}:dead:<Type>``                 zset    id -> modseq at which it was destroyed (tombstone)
+``jg:{a}:lapse-from:<Type>``           zset    id -> modseq of the destruction its last revival
+                                               ended; ``lapse-to``: of that revival
 ``jg:{a}:full:<Type>``                 zset    id -> modseq of its last change beyond minor
                                                properties (Mailbox: anything but counts)
 ``jg:{a}:mailboxes``                   hash    mailbox id -> msgpack record (see mailboxes.py)
@@ -74,6 +76,12 @@ class AccountKeys:
 
     def dead(self, data_type: str) -> str:
         return f"{self.base}:dead:{data_type}"
+
+    def lapse_from(self, data_type: str) -> str:
+        return f"{self.base}:lapse-from:{data_type}"
+
+    def lapse_to(self, data_type: str) -> str:
+        return f"{self.base}:lapse-to:{data_type}"
 
     def full(self, data_type: str) -> str:
         return f"{self.base}:full:{data_type}"

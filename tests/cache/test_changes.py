@@ -44,6 +44,30 @@ async def test_created_updated_destroyed_since_a_state(store: Store) -> None:
     )
 
 
+async def test_an_id_destroyed_revived_and_destroyed_again(store: Store) -> None:
+    """A message flagged \\Deleted, unflagged, flagged again: a client that held it must
+    learn it is gone; a client that came after the first deletion must learn nothing."""
+    account = store.account("a" + "lapse")
+    await account.record("Email", created=["e1"])
+    held = await account.state("Email")
+    await account.record("Email", destroyed=["e1"])
+    gone = await account.state("Email")
+    await account.record("Email", created=["e1"])
+    back = await account.state("Email")
+    await account.record("Email", destroyed=["e1"])
+    assert (await account.changes("Email", held, None)).destroyed == ["e1"]
+    from_gone = await account.changes("Email", gone, None)
+    assert (from_gone.created, from_gone.updated, from_gone.destroyed) == ([], [], [])
+    assert (await account.changes("Email", back, None)).destroyed == ["e1"]
+    # Revived for good: an update for the client that held it. Only the last lapse is kept,
+    # so the client that came in the first one hears of an update too, of an id it does not
+    # hold: it fetches it, which is what a creation would have made it do.
+    await account.record("Email", created=["e1"])
+    assert (await account.changes("Email", held, None)).updated == ["e1"]
+    assert (await account.changes("Email", gone, None)).updated == ["e1"]
+    assert (await account.changes("Email", back, None)).updated == ["e1"]
+
+
 async def test_max_changes_gives_intermediate_states(store: Store) -> None:
     account = store.account("a1")
     start = await account.state("Email")

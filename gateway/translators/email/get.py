@@ -19,6 +19,7 @@ from gateway.mime.headers import (
     headers_property,
     parse_header_block,
 )
+from gateway.translators.changes import changes_response
 from gateway.translators.email.blob_ids import message_blob_id, part_blob_id
 from gateway.translators.email.fetch import Loaded, load
 from gateway.translators.email.properties import EmailGetArgs, Source, parse_email_get
@@ -149,12 +150,4 @@ async def email_changes(ctx: CallContext[RequestEnv], arguments: dict[str, Any])
     async with env.upstream() as conn:
         _, store = await synced_view(env, conn)
     changes = await store.state.changes(EMAIL, args.since_state, args.max_changes)
-    return {
-        "accountId": args.account_id,
-        "oldState": changes.old_state,
-        "newState": changes.new_state,
-        "hasMoreChanges": changes.has_more_changes,
-        "created": changes.created,
-        "updated": changes.updated,
-        "destroyed": changes.destroyed,
-    }
+    return changes_response(args.account_id, changes)

@@ -9,6 +9,7 @@ from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import parse_changes, parse_get
+from gateway.translators.changes import changes_response
 from gateway.translators.email.view import synced_view
 
 PROPERTIES = ("id", "emailIds")
@@ -47,12 +48,4 @@ async def thread_changes(ctx: CallContext[RequestEnv], arguments: dict[str, Any]
     async with env.upstream() as conn:
         _, store = await synced_view(env, conn)
     changes = await store.state.changes(THREAD, args.since_state, args.max_changes)
-    return {
-        "accountId": args.account_id,
-        "oldState": changes.old_state,
-        "newState": changes.new_state,
-        "hasMoreChanges": changes.has_more_changes,
-        "created": changes.created,
-        "updated": changes.updated,
-        "destroyed": changes.destroyed,
-    }
+    return changes_response(args.account_id, changes)

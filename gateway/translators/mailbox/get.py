@@ -9,6 +9,7 @@ from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import parse_changes, parse_get
+from gateway.translators.changes import changes_response
 from gateway.translators.mailbox.objects import COUNT_PROPERTIES, PROPERTIES
 from gateway.translators.mailbox.view import current_view
 
@@ -53,12 +54,6 @@ async def mailbox_changes(
     # RFC 8621 2.2: the count properties when nothing else changed, else null.
     only_counts = changes.updated and changes.only_minor_updates
     return {
-        "accountId": args.account_id,
-        "oldState": changes.old_state,
-        "newState": changes.new_state,
-        "hasMoreChanges": changes.has_more_changes,
-        "created": changes.created,
-        "updated": changes.updated,
-        "destroyed": changes.destroyed,
+        **changes_response(args.account_id, changes),
         "updatedProperties": COUNT_PROPERTIES if only_counts else None,
     }
