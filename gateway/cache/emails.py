@@ -200,19 +200,22 @@ class EmailStore:
         raw = await self.client.hgetall(self.keys.uids(mailbox_id))
         return {int(uid): text(email_id) for uid, email_id in raw.items()}
 
-    async def uid_maps(self, mailbox_ids: Iterable[str]) -> dict[str, dict[int, str]]:
-        """Several folders' uid maps in one round trip."""
+    async def held_uids(self, mailbox_ids: Iterable[str]) -> dict[str, dict[int, str]]:
+        """Every copy the index may still hold of each folder, in one round trip: its uid map
+        and, after an interrupted re-index, the uid map of the earlier UIDVALIDITY."""
         wanted = list(dict.fromkeys(mailbox_ids))
         if not wanted:
             return {}
         async with self.client.pipeline(transaction=False) as pipe:
             for mailbox_id in wanted:
+                pipe.hgetall(self.keys.old_uids(mailbox_id))
                 pipe.hgetall(self.keys.uids(mailbox_id))
             results = await pipe.execute()
-        return {
-            mailbox_id: {int(uid): text(email_id) for uid, email_id in raw.items()}
-            for mailbox_id, raw in zip(wanted, results, strict=True)
-        }
+        held: dict[str, dict[int, str]] = {}
+        for index, mailbox_id in enumerate(wanted):
+            raw = {**results[2 * index], **results[2 * index + 1]}
+            held[mailbox_id] = {int(uid): text(email_id) for uid, email_id in raw.items()}
+        return held
 
     async def email_ids_of(self, mailbox_id: str, uids: Iterable[int]) -> dict[int, str]:
         wanted = list(dict.fromkeys(uids))
@@ -241,6 +244,9 @@ class EmailStore:
         }
 
     # -- folder marks --------------------------------------------------------------------------
+
+    async def set_mark(self, mailbox_id: str, mark: FolderMark) -> None:
+        await self.client.hset(self.keys.folder_marks, mailbox_id, encode_mark(mark))
 
     async def marks(self) -> dict[str, FolderMark]:
         raw = await self.client.hgetall(self.keys.folder_marks)

@@ -24,6 +24,8 @@ key                                    type    holds
 ``jg:{a}:emails``                      hash    email id -> msgpack record: thread, receivedAt, size,
                                                copies {mailbox id: {uid: flags}} (emails.py)
 ``jg:{a}:uids:<mailboxId>``            hash    uid -> email id, for the folder's current UIDVALIDITY
+``jg:{a}:uids-old:<mailboxId>``        hash    the uid map of an earlier UIDVALIDITY (or a deleted
+                                               folder) until its copies are removed
 ``jg:{a}:folder-marks``                hash    mailbox id -> how far the email index followed it
 ``jg:{a}:threads``                     hash    thread id -> msgpack: visible members (oldest first),
                                                members per mailbox, unread members
@@ -104,6 +106,9 @@ class AccountKeys:
 
     def uids(self, mailbox_id: str) -> str:
         return f"{self.base}:uids:{mailbox_id}"
+
+    def old_uids(self, mailbox_id: str) -> str:
+        return f"{self.base}:uids-old:{mailbox_id}"
 
     @property
     def folder_marks(self) -> str:

@@ -724,6 +724,30 @@ def parse_fetch(response: Untagged) -> FetchItem:
     return FetchItem(response.number, items)
 
 
+def fetches_by_uid(responses: Iterable[Untagged]) -> dict[int, FetchItem]:
+    """FETCH responses merged per UID, later items winning.
+
+    A server may send several FETCH responses for one message during a command: the one
+    asked for, and unsolicited flag updates made by other sessions (RFC 3501 7.4.2,
+    RFC 7162 3.1.4 with CONDSTORE). Merged, the requested items are never lost to a later
+    FLAGS-only response; responses without a UID (not about a message of a UID command) are
+    left out.
+    """
+    merged: dict[int, FetchItem] = {}
+    for response in responses:
+        if response.keyword != "FETCH":
+            continue
+        item = parse_fetch(response)
+        uid = item.uid
+        if uid is None:
+            continue
+        earlier = merged.get(uid)
+        merged[uid] = (
+            item if earlier is None else FetchItem(item.seq, {**earlier.items, **item.items})
+        )
+    return merged
+
+
 def _internaldate(value: Value, what: str) -> datetime:
     """RFC 3501 9 date-time: ``"17-Jul-1996 02:44:25 -0700"`` -> aware datetime."""
     match = _INTERNALDATE.fullmatch(value) if isinstance(value, bytes) else None

@@ -27,7 +27,7 @@ from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import ProtocolError
-from gateway.imap.parse import FetchItem, parse_esearch, parse_fetch, parse_search
+from gateway.imap.parse import FetchItem, fetches_by_uid, parse_esearch, parse_search
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.mime.headers import parse_header_block
 from gateway.sync.flight import SingleFlight
@@ -116,7 +116,7 @@ async def _sync(
         writer = IndexWriter(store)
         visit = _FolderVisit(conn, store, writer, strategy)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
-        for mailbox_id, old in (await store.uid_maps(m.id for m in empty)).items():
+        for mailbox_id, old in (await store.held_uids(m.id for m in empty)).items():
             # Shown empty by the listing: nothing to fetch, whatever it held is gone. Its
             # STATUS figures are a sound baseline for the next QRESYNC: anything arriving
             # after the listing has a higher modseq and a UID at or above its UIDNEXT.
@@ -128,8 +128,8 @@ async def _sync(
         for record in stale:
             if record not in empty:
                 await visit.run(record, marks.get(record.id))
-        for mailbox_id in gone:
-            writer.forget_folder(mailbox_id, await store.uid_map(mailbox_id))
+        for mailbox_id, old in (await store.held_uids(gone)).items():
+            writer.forget_folder(mailbox_id, old)
         await writer.finish()
 
 
@@ -174,7 +174,12 @@ class _FolderVisit:
             arguments = [f"(QRESYNC ({mark.uidvalidity} {mark.modseq}))"]
         state = await self.conn.select(record.name, read_only=True, arguments=arguments)
         if mark is None or state.uidvalidity != mark.uidvalidity:
-            await self.writer.start_over(record.id, await self.store.uid_map(record.id))
+            if mark is None:
+                # Marked at once, so a folder deleted before its first index completes is
+                # still known to have copies to forget; UIDVALIDITY 0 (RFC 3501: never a
+                # valid one) makes the next sync start it over.
+                await self.store.set_mark(record.id, FolderMark(0, None, 1, (None, None, -1)))
+            await self.writer.start_over(record.id)
             new = await self._search("ALL")
         elif arguments:
             self.writer.remove_later(
@@ -223,11 +228,11 @@ class _FolderVisit:
     async def _compare_all(self, mailbox_id: str) -> UidSet:
         """Without QRESYNC: every UID and its flags, compared with the index."""
         result = await self.conn.execute(Command("UID", "FETCH", "1:*", "(UID FLAGS)"))
-        upstream: dict[int, list[str]] = {}
-        for response in result.data("FETCH"):
-            item = parse_fetch(response)
-            if item.uid is not None and item.flags is not None:
-                upstream[item.uid] = item.flags
+        upstream = {
+            uid: item.flags
+            for uid, item in fetches_by_uid(result.untagged).items()
+            if item.flags is not None
+        }
         known = await self.store.uid_map(mailbox_id)
         self.writer.remove_later(mailbox_id, {u: e for u, e in known.items() if u not in upstream})
         await self.writer.set_flags(mailbox_id, {u: f for u, f in upstream.items() if u in known})
@@ -245,8 +250,14 @@ class _FolderVisit:
     async def _fetch_new(self, mailbox_id: str, uids: str) -> None:
         items = self._fetch_items()
         result = await self.conn.execute(Command("UID", "FETCH", uids, f"({' '.join(items)})"))
-        fetched = [parse_fetch(r) for r in result.data("FETCH")]
-        fetched = [f for f in fetched if f.uid is not None and f.flags is not None]
+        # Only messages answered in full: a flag update another session caused may name a
+        # message that was expunged meanwhile.
+        required = ("FLAGS", "INTERNALDATE", "RFC822.SIZE")
+        fetched = [
+            f
+            for f in fetches_by_uid(result.untagged).values()
+            if all(name in f for name in required)
+        ]
         if self.strategy is EmailIds.OBJECTID:
             native = [self._native(f) for f in fetched]
             await self.writer.add_copies(mailbox_id, [c for c in native if c is not None])

@@ -118,25 +118,38 @@ class IndexWriter:
         for uid, email_id in owners.items():
             self._removals[(mailbox_id, uid)] = email_id
 
-    async def start_over(self, mailbox_id: str, old: dict[int, str]) -> None:
-        """A folder whose UIDVALIDITY changed: its old copies go, its uid map is refilled."""
-        self.remove_later(mailbox_id, old)
-        self._whole.add(mailbox_id)
-        await self.store.client.delete(self.store.keys.uids(mailbox_id))
+    async def start_over(self, mailbox_id: str) -> None:
+        """A folder indexed from scratch (new, or its UIDVALIDITY changed): the copies it
+        held go, its uid map is refilled.
+
+        Until finish() has removed those copies, the old map stays in Redis apart from the
+        new one: a sync interrupted half way finds it again and removes what it lists, so no
+        copy of an earlier UIDVALIDITY outlives the interruption.
+        """
+        old = (await self.store.held_uids([mailbox_id]))[mailbox_id]
+        self._retire(mailbox_id, old)
+        keys = self.store.keys
+        async with self.store.client.pipeline(transaction=True) as pipe:
+            if old:
+                pipe.hset(keys.old_uids(mailbox_id), mapping=dict(old.items()))
+            pipe.delete(keys.uids(mailbox_id))
+            await pipe.execute()
 
     def empty_folder(self, mailbox_id: str, old: dict[int, str], mark: FolderMark) -> None:
-        """A folder the upstream shows empty: its copies go and its uid map is deleted."""
-        self.remove_later(mailbox_id, old)
-        self._whole.add(mailbox_id)
+        """A folder the upstream shows empty (``old``: what it held): its copies go."""
+        self._retire(mailbox_id, old)
         self._emptied.append(mailbox_id)
         self._marks[mailbox_id] = mark
 
     def forget_folder(self, mailbox_id: str, old: dict[int, str]) -> None:
         """A folder that no longer exists (or can no longer be selected)."""
-        self.remove_later(mailbox_id, old)
-        self._whole.add(mailbox_id)
+        self._retire(mailbox_id, old)
         self._dropped.append(mailbox_id)
         self._whole_gone.add(mailbox_id)
+
+    def _retire(self, mailbox_id: str, old: dict[int, str]) -> None:
+        self.remove_later(mailbox_id, old)
+        self._whole.add(mailbox_id)
 
     def mark(self, mailbox_id: str, mark: FolderMark) -> None:
         self._marks[mailbox_id] = mark
@@ -160,6 +173,8 @@ class IndexWriter:
             await self._write(batch)
         keys = self.store.keys
         async with self.store.client.pipeline(transaction=True) as pipe:
+            for mailbox_id in self._whole:
+                pipe.delete(keys.old_uids(mailbox_id))
             for mailbox_id in self._emptied:
                 pipe.delete(keys.uids(mailbox_id))
             for mailbox_id in self._dropped:

@@ -168,7 +168,7 @@ async def test_small_writes_are_not_delayed(dovecot: Dovecot) -> None:
 
 
 async def test_pipelined_commands_share_one_round_trip(dovecot: Dovecot) -> None:
-    conn = await logged_in(dovecot)
+    conn = await logged_in(dovecot, dovecot.fresh_user())
     await conn.select("INBOX", read_only=True)
     trips, sent = conn.round_trips, conn.commands_sent
     noop, listed = await conn.execute_pipelined(Command("NOOP"), Command("LIST", '""', "INBOX"))

@@ -13,6 +13,7 @@ from gateway.imap.parse import (
     Tagged,
     Untagged,
     fetch_key,
+    fetches_by_uid,
     fold_select,
     parse_appenduid,
     parse_capabilities,
@@ -873,3 +874,15 @@ def test_typed_parser_rejects_other_keyword() -> None:
         parse_fetch(untagged(b"* 1 EXISTS"))
     with pytest.raises(ProtocolError):
         parse_capabilities([[b"x"]])
+
+
+def test_fetches_by_uid_keeps_requested_items_over_later_flag_updates() -> None:
+    responses = [
+        parse_response(b"* 1 FETCH (UID 7 BODY[] {3}\r\nabc)"),
+        parse_response(b"* 1 FETCH (UID 7 FLAGS (\\Seen) MODSEQ (12))"),
+        parse_response(b"* 2 FETCH (FLAGS ())"),
+    ]
+    merged = fetches_by_uid([r for r in responses if isinstance(r, Untagged)])
+    assert list(merged) == [7]
+    assert merged[7].section("BODY.PEEK[]") == b"abc"
+    assert merged[7].flags == ["\\Seen"]

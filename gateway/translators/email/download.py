@@ -19,7 +19,7 @@ from gateway.env import RequestEnv
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
-from gateway.imap.parse import parse_fetch
+from gateway.imap.parse import fetches_by_uid
 from gateway.mime.bodyparts import IDENTITY_ENCODINGS, BodyPart, decode_transfer
 from gateway.translators.email.blob_ids import BlobRef
 from gateway.translators.email.fetch import load
@@ -40,6 +40,7 @@ class Download:
 @dataclass(frozen=True)
 class _Source:
     folder: str
+    uidvalidity: int | None
     uid: int
     section: str  # e.g. "BODY.PEEK[]", "BINARY.PEEK[2]"
 
@@ -77,7 +78,7 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
             else:
                 content = await _decoded_here(conn, folder.name, uid, part)
                 return None if content is None else Download(len(content), _once(content))
-        source = _Source(folder.name, uid, section)
+        source = _Source(folder.name, folder.uidvalidity, uid, section)
         first = await _piece(conn, source, 0)
     if first is None:
         return None
@@ -86,17 +87,16 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
 
 async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | None:
     """``CHUNK`` octets from ``offset``; None if the message is gone or the part unknown."""
-    await conn.select(source.folder, read_only=True)
+    state = await conn.select(source.folder, read_only=True)
+    if state.uidvalidity != source.uidvalidity:
+        return None
     item = f"{source.section}<{offset}.{CHUNK}>"
     try:
         result = await conn.execute(Command("UID", "FETCH", str(source.uid), f"({item})"))
     except CommandFailed:
         return None
-    for response in result.data("FETCH"):
-        fetched = parse_fetch(response)
-        if fetched.uid == source.uid:
-            return fetched.section(item) or b""
-    return None
+    fetched = fetches_by_uid(result.untagged).get(source.uid)
+    return None if fetched is None else fetched.section(item)
 
 
 async def _rest(env: RequestEnv, source: _Source, first: bytes) -> AsyncIterator[bytes]:
@@ -117,12 +117,9 @@ async def _decoded_here(
     await conn.select(folder, read_only=True)
     item = f"BODY.PEEK[{part.part_id}]"
     result = await conn.execute(Command("UID", "FETCH", str(uid), f"({item})"))
-    for response in result.data("FETCH"):
-        fetched = parse_fetch(response)
-        if fetched.uid == uid:
-            body = fetched.section(item)
-            return None if body is None else decode_transfer(body, part.transfer_encoding).content
-    return None
+    fetched = fetches_by_uid(result.untagged).get(uid)
+    body = None if fetched is None else fetched.section(item)
+    return None if body is None else decode_transfer(body, part.transfer_encoding).content
 
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:

@@ -17,7 +17,7 @@ from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
-from gateway.imap.parse import FetchItem, parse_fetch
+from gateway.imap.parse import FetchItem, fetches_by_uid
 from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import BodyPart, body_structure, from_plain, to_plain
 from gateway.mime.bodyvalues import preview
@@ -110,7 +110,12 @@ async def _fetch_groups(
         if folder is None:
             loaded.vanished.update(owners.values())
             continue
-        await conn.select(folder.name, read_only=True)
+        state = await conn.select(folder.name, read_only=True)
+        if state.uidvalidity != folder.uidvalidity:
+            # The index's uids are of an earlier UIDVALIDITY: they may name other messages,
+            # whose octets must never be cached under these emails' ids.
+            loaded.vanished.update(owners.values())
+            continue
         fetched = await _fetch(conn, owners, items)
         loaded.vanished.update(e for u, e in owners.items() if u not in fetched)
         _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
@@ -160,11 +165,19 @@ async def _fetch(
     wanted = " ".join(["UID", *sorted(items)])
     for chunk in split_uid_set(owners):
         result = await conn.execute(Command("UID", "FETCH", chunk, f"({wanted})"))
-        for response in result.data("FETCH"):
-            item = parse_fetch(response)
-            if item.uid in owners:
-                fetched[item.uid] = item
+        fetched.update(
+            (uid, item)
+            for uid, item in fetches_by_uid(result.untagged).items()
+            if uid in owners and all(_answered(item, name) for name in items)
+        )
     return fetched
+
+
+def _answered(item: FetchItem, name: str) -> bool:
+    """Whether the response holds the item asked for (PREVIEW may be NIL, RFC 8970)."""
+    if name == FIELDS:
+        return item.header_fields() is not None
+    return name == PREVIEW or name in item
 
 
 def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[str]) -> None:

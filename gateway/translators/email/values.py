@@ -15,7 +15,7 @@ from gateway.cache.emails import EmailRecord
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
-from gateway.imap.parse import parse_fetch
+from gateway.imap.parse import fetches_by_uid
 from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import BodyPart, text_html_attachments
 from gateway.mime.bodyvalues import EmailBodyValue, body_value, prefix_body_value
@@ -100,19 +100,23 @@ async def body_values(
         folder = folders.get(mailbox_id)
         if folder is None:
             continue
-        await conn.select(folder.name, read_only=True)
+        state = await conn.select(folder.name, read_only=True)
+        if state.uidvalidity != folder.uidvalidity:
+            continue  # the uids name other messages now; see fetch.load
         for chunk in split_uid_set(owners):
             wanted_items = " ".join(["UID", *sections])
             result = await conn.execute(Command("UID", "FETCH", chunk, f"({wanted_items})"))
-            for response in result.data("FETCH"):
-                item = parse_fetch(response)
-                owner = owners.get(item.uid or 0)
+            for uid, item in fetches_by_uid(result.untagged).items():
+                owner = owners.get(uid)
                 if owner is None:
                     continue
                 for part, section in zip(wanted[owner], sections, strict=True):
-                    value = request.value(part, item.section(section) or b"")
+                    body = item.section(section)
+                    if body is None:
+                        continue
+                    value = request.value(part, body)
                     if value is None:
-                        short.append((mailbox_id, item.uid or 0, owner, part))
+                        short.append((mailbox_id, uid, owner, part))
                     else:
                         values[owner][str(part.part_id)] = value
     for mailbox_id, uid, owner, part in short:
@@ -131,8 +135,9 @@ async def _wider(
         section = request.section(part, factor)
         await conn.select(folder.name, read_only=True)
         result = await conn.execute(Command("UID", "FETCH", str(uid), f"(UID {section})"))
-        bodies = [parse_fetch(r).section(section) for r in result.data("FETCH")]
-        value = request.value(part, next((b for b in bodies if b is not None), b""), factor)
+        item = fetches_by_uid(result.untagged).get(uid)
+        body = item.section(section) if item is not None else None
+        value = request.value(part, body or b"", factor)
         if value is not None:
             return value
         factor *= 4
