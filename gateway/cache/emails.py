@@ -135,7 +135,7 @@ class FolderMark:
     uidvalidity: int
     modseq: int | None
     uidnext: int
-    status: tuple[int | None, int | None, int]
+    status: tuple[int | None, ...]
 
 
 def encode_mark(mark: FolderMark) -> bytes:
@@ -193,6 +193,10 @@ class EmailStore:
         found = {i: octets(v) for i, v in zip(wanted, values, strict=True) if v is not None}
         return found, state
 
+    async def count(self) -> int:
+        """Emails in the index, visible or not: cheap, for limits."""
+        return int(await self.client.hlen(self.keys.emails))
+
     async def all_ids(self) -> list[str]:
         return [text(key) for key in await self.client.hkeys(self.keys.emails)]
 
@@ -225,6 +229,9 @@ class EmailStore:
         return {u: text(v) for u, v in zip(wanted, values, strict=True) if v is not None}
 
     # -- threads -----------------------------------------------------------------------------
+
+    async def thread_count(self) -> int:
+        return int(await self.client.hlen(self.keys.threads))
 
     async def thread_ids(self) -> list[str]:
         return [text(key) for key in await self.client.hkeys(self.keys.threads)]

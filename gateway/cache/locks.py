@@ -15,6 +15,12 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -28,10 +34,32 @@ class LockTimeout(Exception):
     """Another process held the lease for longer than we were willing to wait."""
 
 
+class LeaseLost(LockTimeout):
+    """The lease expired while held (work outlasted its ttl) and may be another's now."""
+
+
+class Lease:
+    """A held lease; long work renews it as it goes."""
+
+    def __init__(self, client: Redis | RedisCluster, key: str, token: str, ttl: float) -> None:
+        self._client = client
+        self._key = key
+        self._token = token
+        self._ttl = ttl
+
+    async def renew(self) -> None:
+        """Push the expiry back a full ttl; LeaseLost if the lease is no longer ours."""
+        renewed = await self._client.register_script(_RENEW)(
+            keys=[self._key], args=[self._token, int(self._ttl * 1000)]
+        )
+        if not renewed:
+            raise LeaseLost(self._key)
+
+
 @contextlib.asynccontextmanager
 async def lease(
     client: Redis | RedisCluster, key: str, *, ttl: float, wait: float
-) -> AsyncIterator[None]:
+) -> AsyncIterator[Lease]:
     token = secrets.token_hex(8)
     deadline = time.monotonic() + wait
     while not await client.set(key, token, nx=True, px=int(ttl * 1000)):
@@ -39,6 +67,6 @@ async def lease(
             raise LockTimeout(key)
         await asyncio.sleep(POLL_SECONDS)
     try:
-        yield
+        yield Lease(client, key, token, ttl)
     finally:
         await client.register_script(_RELEASE)(keys=[key], args=[token])

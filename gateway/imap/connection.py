@@ -279,11 +279,11 @@ class ImapConnection:
     async def execute_pipelined(
         self, *commands: Command, timeout: float | None = None
     ) -> list[Result]:
-        """Send several commands at once and collect each one's responses (RFC 3501 5.5).
+        """Send several commands at once and collect their responses (RFC 3501 5.5).
 
-        One round trip instead of one per command. Only for commands the server may run in
-        any order relative to each other's responses, without synchronizing literals; a
-        tagged NO/BAD of any raises CommandFailed once every response has been read.
+        One round trip instead of one per command. Only for commands whose untagged data
+        need not be told apart (every result holds all of it), without synchronizing
+        literals; a tagged NO/BAD of any raises CommandFailed once every response is read.
         """
         if self.broken:
             raise ConnectionLost("connection is broken")
@@ -318,14 +318,16 @@ class ImapConnection:
             tags.append(tag)
         self.round_trips += 1
         await self.writer.drain()
-        results = []
-        for tag in tags:
-            untagged: list[bytes] = []
+        # RFC 3501 5.5: completions may come in any order (Dovecot completes a NOOP after a
+        # LIST sent behind it), and untagged data cannot be told apart between commands.
+        untagged: list[bytes] = []
+        completed: dict[str, Tagged] = {}
+        while len(completed) < len(tags):
             response = await self._next(untagged)
-            if isinstance(response, Continuation) or response.tag != tag:
-                raise ProtocolError("unexpected response to a pipelined command")
-            results.append(Result(untagged, response))
-        return results
+            if isinstance(response, Continuation) or response.tag not in tags:
+                raise ProtocolError("unexpected response to pipelined commands")
+            completed[response.tag] = response
+        return [Result(untagged, completed[tag]) for tag in tags]
 
     def _next_tag(self) -> str:
         self.commands_sent += 1

@@ -19,14 +19,15 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import logging
 from collections.abc import Sequence
 
 from gateway.cache.emails import EmailStore, FolderMark
-from gateway.cache.locks import lease
-from gateway.cache.mailboxes import MailboxRecord
+from gateway.cache.locks import Lease, lease
+from gateway.cache.mailboxes import MailboxRecord, MailboxStore
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
-from gateway.imap.errors import ProtocolError
+from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.parse import FetchItem, fetches_by_uid, parse_esearch, parse_search
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.mime.headers import parse_header_block
@@ -34,6 +35,8 @@ from gateway.sync.flight import SingleFlight
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.mailboxes import OBJECT_ID
 from gateway.sync.threads import THREAD_FIELDS, Links, Threader, thread_id_for
+
+log = logging.getLogger(__name__)
 
 STRATEGY_FIELD = "email-ids"
 MAILBOX_STRATEGY_FIELD = "mailbox-ids"
@@ -90,31 +93,30 @@ class EmailSync:
         self,
         store: EmailStore,
         conn: ImapConnection,
-        mailboxes: dict[str, MailboxRecord],
+        mailboxes: MailboxStore,
         *,
         fresh: bool = False,
     ) -> None:
-        """Bring the email index in step with the folders ``mailboxes`` describes."""
+        """Bring the email index in step with the folders the mailbox index lists."""
         await self._flight.run(
             store.keys.account_id, lambda: _sync(store, conn, mailboxes), fresh=fresh
         )
 
 
-async def _sync(
-    store: EmailStore, conn: ImapConnection, mailboxes: dict[str, MailboxRecord]
-) -> None:
-    folders = {m.id: m for m in mailboxes.values() if m.selectable and m.uidvalidity is not None}
-    if _stale(folders, await store.marks()) == ([], []):
+async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore) -> None:
+    if _stale(_folders(await mailboxes.load()), await store.marks()) == ([], []):
         return
-    async with lease(store.client, store.keys.lock("emails"), ttl=LOCK_TTL, wait=LOCK_WAIT):
-        # Again under the lease: another process may have caught up meanwhile.
+    async with lease(store.client, store.keys.lock("emails"), ttl=LOCK_TTL, wait=LOCK_WAIT) as held:
+        # Again under the lease, folders too: another process may have caught up meanwhile,
+        # or listed folders this one has not seen (which must not look deleted).
+        folders = _folders(await mailboxes.load())
         marks = await store.marks()
         stale, gone = _stale(folders, marks)
         if not stale and not gone:
             return
         strategy = await choose_ids(conn, store)
         writer = IndexWriter(store)
-        visit = _FolderVisit(conn, store, writer, strategy)
+        visit = _FolderVisit(conn, store, writer, strategy, held)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
         for mailbox_id, old in (await store.held_uids(m.id for m in empty)).items():
             # Shown empty by the listing: nothing to fetch, whatever it held is gone. Its
@@ -126,11 +128,23 @@ async def _sync(
             )
             writer.empty_folder(mailbox_id, old, mark)
         for record in stale:
-            if record not in empty:
+            if record in empty:
+                continue
+            try:
                 await visit.run(record, marks.get(record.id))
+            except CommandFailed as exc:
+                # Renamed or deleted since the listing, or refused: the next listing says
+                # which; the other folders need not wait for it.
+                log.warning("email sync skipped a folder the server refused: %s", exc)
+            await held.renew()
         for mailbox_id, old in (await store.held_uids(gone)).items():
             writer.forget_folder(mailbox_id, old)
+        await held.renew()
         await writer.finish()
+
+
+def _folders(mailboxes: dict[str, MailboxRecord]) -> dict[str, MailboxRecord]:
+    return {m.id: m for m in mailboxes.values() if m.selectable and m.uidvalidity is not None}
 
 
 def _stale(
@@ -142,8 +156,10 @@ def _stale(
     return stale, gone
 
 
-def _status(record: MailboxRecord) -> tuple[int | None, int | None, int]:
-    return (record.highestmodseq, record.uidnext, record.total)
+def _status(record: MailboxRecord) -> tuple[int | None, int | None, int, int]:
+    """The listing's figures a visit answers. UNSEEN is among them for servers without
+    CONDSTORE, where it is the only sign of flag changes that STATUS gives."""
+    return (record.highestmodseq, record.uidnext, record.total, record.unread)
 
 
 def _unchanged(record: MailboxRecord, mark: FolderMark | None) -> bool:
@@ -158,9 +174,15 @@ class _FolderVisit:
     """Brings one folder's part of the index up to date."""
 
     def __init__(
-        self, conn: ImapConnection, store: EmailStore, writer: IndexWriter, strategy: EmailIds
+        self,
+        conn: ImapConnection,
+        store: EmailStore,
+        writer: IndexWriter,
+        strategy: EmailIds,
+        held: Lease,
     ) -> None:
         self.conn = conn
+        self.held = held
         self.store = store
         self.writer = writer
         self.strategy = strategy
@@ -195,6 +217,7 @@ class _FolderVisit:
         for page in new.pages(PAGE):
             for chunk in split_uid_set(page):
                 await self._fetch_new(record.id, chunk)
+            await self.held.renew()
         self.writer.mark(
             record.id,
             FolderMark(

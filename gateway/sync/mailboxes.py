@@ -162,7 +162,8 @@ async def list_mailboxes(
             return Listing(digest, None)
         return Listing(digest, _pair(result.untagged, utf8))
     folders = await _list_one_by_one(conn, items, utf8)
-    return Listing(_digest([repr(f).encode() for f in folders]), folders)
+    digest = _digest([repr(f).encode() for f in folders])
+    return Listing(digest, None if digest == known_digest else folders)
 
 
 def _digest(lines: list[bytes]) -> str:

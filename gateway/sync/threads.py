@@ -123,11 +123,16 @@ class Threader:
         names = [n for n in names if n not in self._refs]
         if names:
             values = await self._client.hmget(self._keys.thread_refs, names)
-            self._refs.update({n: text(v) for n, v in zip(names, values, strict=True) if v})
+            self._refs.update(
+                {n: text(v) for n, v in zip(names, values, strict=True) if v is not None}
+            )
         threads = [t for t in set(self._refs.values()) if t not in self._subjects]
         if threads:
             values = await self._client.hmget(self._keys.thread_subjects, threads)
-            self._subjects.update({t: text(v) for t, v in zip(threads, values, strict=True) if v})
+            # An empty subject is a subject ("Re:" answering a message without one).
+            self._subjects.update(
+                {t: text(v) for t, v in zip(threads, values, strict=True) if v is not None}
+            )
 
     def assign(self, email_id: str, links: Links) -> str:
         """The thread of a new message (``prepare`` must have seen its links)."""

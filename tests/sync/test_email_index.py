@@ -31,7 +31,7 @@ async def synced(store: Store, conn: ImapConnection, account: str) -> dict[str, 
     mailboxes = MailboxStore(store.client, account)
     await MailboxSync().sync(mailboxes, conn)
     emails = EmailStore(store.client, account)
-    await EmailSync().sync(emails, conn, await mailboxes.load())
+    await EmailSync().sync(emails, conn, mailboxes)
     return await emails.records(await emails.all_ids())
 
 
@@ -101,7 +101,7 @@ async def test_first_sync_fetches_new_messages_in_pages(
         return await execute(command, **kwargs)
 
     monkeypatch.setattr(conn, "execute", counting)
-    await EmailSync().sync(emails, conn, await mailboxes.load())
+    await EmailSync().sync(emails, conn, mailboxes)
     assert fetches == ["1:4", "5:8", "9:10"]
     assert len(await emails.all_ids()) == 10
     changes = await emails.state.changes(EMAIL, f"{(await emails.state.epoch())}-0", None)

@@ -36,11 +36,11 @@ async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
         view, store = await synced_view(env, conn)
         ids = args.get.ids
         if ids is None:
-            ids = await store.all_ids()
-            if len(ids) > max_objects:
+            if await store.count() > max_objects:
                 raise MethodError(
                     "requestTooLarge", f"The account has more than {max_objects} emails"
                 )
+            ids = await store.all_ids()
         records, state = await store.snapshot(ids)
         visible = {i: r for i, r in records.items() if r.visible}
         loaded = await load(store, conn, view.records, visible, args.sources)
@@ -58,7 +58,10 @@ async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
         "accountId": args.get.account_id,
         "state": state,
         "list": [_email(visible[i], args, loaded, values.get(i, {})) for i in found],
-        "notFound": [i for i in dict.fromkeys(ids) if i not in found],
+        # RFC 8620 5.1: with ids null, notFound is empty (records gone meanwhile are not asked).
+        "notFound": []
+        if args.get.ids is None
+        else [i for i in dict.fromkeys(ids) if i not in found],
     }
 
 

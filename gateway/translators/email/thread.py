@@ -28,17 +28,18 @@ async def thread_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) ->
         _, store = await synced_view(env, conn)
     ids = args.ids
     if ids is None:
-        ids = await store.thread_ids()
-        if len(ids) > max_objects:
+        if await store.thread_count() > max_objects:
             raise MethodError("requestTooLarge", f"The account has more than {max_objects} threads")
+        ids = await store.thread_ids()
     members, state = await store.thread_snapshot(ids)
-    wanted = ["id", *(p for p in args.properties or PROPERTIES if p != "id")]
+    requested = PROPERTIES if args.properties is None else args.properties
+    wanted = ["id", *(p for p in requested if p != "id")]
     found = [i for i in dict.fromkeys(ids) if i in members]
     return {
         "accountId": args.account_id,
         "state": state,
         "list": [{p: (i if p == "id" else members[i]) for p in wanted} for i in found],
-        "notFound": [i for i in dict.fromkeys(ids) if i not in members],
+        "notFound": [] if args.ids is None else [i for i in dict.fromkeys(ids) if i not in members],
     }
 
 

@@ -51,8 +51,7 @@ async def current_view(
     store = mailbox_store(env)
     if fresh or SYNCED not in env.memo:
         await env.services.mailbox_sync.sync(store, conn, fresh=fresh)
-        records = await store.load()
-        await env.services.email_sync.sync(email_store(env), conn, records, fresh=fresh)
+        await env.services.email_sync.sync(email_store(env), conn, store, fresh=fresh)
         env.memo[SYNCED] = True
     records, state, sort_orders, counts = await store.snapshot()
     return MailboxView(store, records, state, sort_orders, counts)
