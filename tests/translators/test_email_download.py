@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import imaplib
+import json
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
@@ -141,3 +142,37 @@ async def test_unknown_and_foreign_blobs_are_not_found(
     ):
         response = await http.get(url(jmap, blob_id, "x", "a/b"), auth=jmap.auth)
         assert response.status_code == 404, blob_id
+
+
+async def test_whole_messages_are_fetched_and_kept_within_budgets(
+    dovecot: Dovecot, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With tiny budgets, one message per FETCH and none kept for the body values (each
+    part fetched on its own instead): the answers are those of roomy budgets."""
+    import gateway.translators.email.fetch as fetch
+    from tests.conftest import fresh_jmap
+
+    async def answers(jmap: Jmap) -> list[Any]:
+        client = dovecot.client(jmap.username)
+        for key in ("plain_7bit", "alternative", "mixed_attachments"):
+            assert client.append("INBOX", "", None, CORPUS[key])[0] == "OK"
+        client.logout()
+        found = await jmap.call(
+            "Email/get",
+            ids=None,
+            properties=["bodyStructure", "bodyValues", "textBody", "attachments"],
+            bodyProperties=["partId", "type", "size", "name"],
+            fetchAllBodyValues=True,
+        )
+        return sorted(json.dumps(e, sort_keys=True) for e in found["list"])
+
+    roomy = await answers(await fresh_jmap(dovecot, http))
+    monkeypatch.setattr(fetch, "WHOLE_PER_FETCH", 1)
+    monkeypatch.setattr(fetch, "WHOLE_KEPT", 1)
+    tight = await answers(await fresh_jmap(dovecot, http))
+    strip = [json.loads(e) for e in roomy], [json.loads(e) for e in tight]
+    for listed in strip:
+        for found in listed:
+            found.pop("id")
+    assert sorted(map(repr, strip[0])) == sorted(map(repr, strip[1]))
+    assert all(json.loads(e)["bodyValues"] for e in tight)

@@ -8,7 +8,6 @@ emails and properties sends no FETCH upstream.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,10 @@ WHOLE = "BODY.PEEK[]"
 HEADER = "BODY.PEEK[HEADER]"
 FIELDS = f"BODY.PEEK[HEADER.FIELDS ({' '.join(SUMMARY_FIELDS)})]"
 PREVIEW = "PREVIEW"
+# Whole messages are fetched at most this many octets per command, and at most this many are
+# kept for the body values of the same call; beyond, a value's part is fetched on its own.
+WHOLE_PER_FETCH = 16 * 1024 * 1024
+WHOLE_KEPT = 32 * 1024 * 1024
 
 
 @dataclass
@@ -39,8 +42,12 @@ class Loaded:
     header: dict[str, bytes] = field(default_factory=dict)
     preview: dict[str, str] = field(default_factory=dict)
     structure: dict[str, BodyPart] = field(default_factory=dict)
-    # Whole messages fetched by this call, so body values need no second fetch.
+    # Whole messages fetched by this call (up to WHOLE_KEPT octets), so body values need no
+    # second fetch.
     messages: dict[str, bytes] = field(default_factory=dict)
+    kept: int = 0
+    # Emails whose structure was parsed by this call, to be cached.
+    parsed: set[str] = field(default_factory=set)
     # Emails whose copy was gone upstream when fetched (expunged since the sync).
     vanished: set[str] = field(default_factory=set)
 
@@ -69,7 +76,8 @@ async def load(
         if items and copies:
             mailbox_id, uid = copies[0]
             groups.setdefault((mailbox_id, items), {})[uid] = email_id
-    await _fetch_groups(conn, folders, loaded, groups)
+    sizes = {record.id: record.size for record in records.values()}
+    await _fetch_groups(conn, folders, loaded, groups, sizes)
     if Source.PREVIEW in sources:
         # RFC 8970 lets a server answer PREVIEW with NIL when it has none at hand (Cyrus 3.6
         # does until its indexer ran): those previews are made here from the message.
@@ -79,7 +87,7 @@ async def load(
                 for uid, email_id in owners.items():
                     if email_id not in loaded.preview and email_id not in loaded.vanished:
                         lacking.setdefault((mailbox_id, frozenset({WHOLE})), {})[uid] = email_id
-        await _fetch_groups(conn, folders, loaded, lacking)
+        await _fetch_groups(conn, folders, loaded, lacking, sizes)
         for key, owners in lacking.items():
             groups.setdefault(key, {}).update(owners)
     parsed = _summarise(loaded, records) if Source.SUMMARY in sources else {}
@@ -104,6 +112,7 @@ async def _fetch_groups(
     folders: dict[str, MailboxRecord],
     loaded: Loaded,
     groups: dict[tuple[str, frozenset[str]], dict[int, str]],
+    sizes: dict[str, int],
 ) -> None:
     for (mailbox_id, items), owners in groups.items():
         folder = folders.get(mailbox_id)
@@ -116,7 +125,7 @@ async def _fetch_groups(
             # whose octets must never be cached under these emails' ids.
             loaded.vanished.update(owners.values())
             continue
-        fetched = await _fetch(conn, owners, items)
+        fetched = await _fetch(conn, owners, items, sizes)
         loaded.vanished.update(e for u, e in owners.items() if u not in fetched)
         _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
 
@@ -159,11 +168,11 @@ def _missing(
 
 
 async def _fetch(
-    conn: ImapConnection, owners: dict[int, str], items: Iterable[str]
+    conn: ImapConnection, owners: dict[int, str], items: frozenset[str], sizes: dict[str, int]
 ) -> dict[int, FetchItem]:
     fetched: dict[int, FetchItem] = {}
     wanted = " ".join(["UID", *sorted(items)])
-    for chunk in split_uid_set(owners):
+    for chunk in _chunks(owners, sizes if WHOLE in items else {}):
         result = await conn.execute(Command("UID", "FETCH", chunk, f"({wanted})"))
         fetched.update(
             (uid, item)
@@ -171,6 +180,20 @@ async def _fetch(
             if uid in owners and all(_answered(item, name) for name in items)
         )
     return fetched
+
+
+def _chunks(owners: dict[int, str], sizes: dict[str, int]) -> list[str]:
+    """UID sets to fetch, each of at most WHOLE_PER_FETCH octets by the emails' sizes."""
+    pages: list[list[int]] = [[]]
+    total = 0
+    for uid in sorted(owners):
+        size = sizes.get(owners[uid], 0)
+        if pages[-1] and total + size > WHOLE_PER_FETCH:
+            pages.append([])
+            total = 0
+        pages[-1].append(uid)
+        total += size
+    return [chunk for page in pages if page for chunk in split_uid_set(page)]
 
 
 def _answered(item: FetchItem, name: str) -> bool:
@@ -185,7 +208,10 @@ def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[str]) 
         if WHOLE in items:
             message = item.section(WHOLE) or b""
             root = body_structure(message)
-            loaded.messages[email_id] = message
+            loaded.parsed.add(email_id)
+            if loaded.kept + len(message) <= WHOLE_KEPT:
+                loaded.messages[email_id] = message
+                loaded.kept += len(message)
             loaded.structure[email_id] = root
             loaded.header.setdefault(email_id, message[: root.body_start])
             loaded.preview.setdefault(email_id, preview(message, root))
@@ -208,7 +234,7 @@ async def _to_cache(
         {
             Source.SUMMARY.value: {i: pack(value) for i, value in parsed.items()},
             Source.STRUCTURE.value: {
-                i: pack(to_plain(loaded.structure[i])) for i in fetched if i in loaded.messages
+                i: pack(to_plain(loaded.structure[i])) for i in fetched & loaded.parsed
             },
             Source.HEADER.value: {i: loaded.header[i] for i in fetched if i in loaded.header},
             Source.FIELDS.value: {i: loaded.fields[i] for i in fetched if i in loaded.fields},
