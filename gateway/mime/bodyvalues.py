@@ -151,22 +151,31 @@ def prefix_body_value(part: BodyPart, prefix: bytes, *, max_bytes: int) -> Email
     is left out, so the cut itself is never reported as an encoding problem. None when the
     prefix holds less than ``max_bytes`` of text: the caller needs to fetch more.
     """
-    whole_lines = prefix[: prefix.rfind(b"\n") + 1] or prefix
-    decoded = decode_transfer(whole_lines, part.transfer_encoding)
-    content = decoded.content
-    # A character cut at the end of the prefix: at most 3 octets (UTF-32 4-octet units).
-    for drop in range(min(4, len(content))):
-        text, problem = decode_charset(content[: len(content) - drop], part.charset)
-        if not problem:
-            break
-    else:
-        text, problem = decode_charset(content, part.charset)
+    text, problem = decode_prefix(prefix, part.transfer_encoding, part.charset)
     value, truncated = truncate(
         text.replace("\r\n", "\n"), max_bytes, html=part.type == "text/html"
     )
     if not truncated:
         return None
-    return {"value": value, "isEncodingProblem": decoded.problem or problem, "isTruncated": True}
+    return {"value": value, "isEncodingProblem": problem, "isTruncated": True}
+
+
+def decode_prefix(prefix: bytes, encoding: str, charset: str | None) -> tuple[str, bool]:
+    """Text from the first octets of a part, cut anywhere, and whether it is damaged.
+
+    Only whole lines are transfer-decoded and a character cut at the end is left out, so
+    the cut itself is no encoding problem.
+    """
+    whole_lines = prefix[: prefix.rfind(b"\n") + 1] or prefix
+    decoded = decode_transfer(whole_lines, encoding)
+    content = decoded.content
+    # A character cut at the end: at most 3 octets of it (UTF-32 units are 4).
+    for drop in range(min(4, len(content))):
+        text, problem = decode_charset(content[: len(content) - drop], charset)
+        if not problem:
+            return text, decoded.problem
+    text, problem = decode_charset(content, charset)
+    return text, decoded.problem or problem
 
 
 def _body(message: bytes, part: BodyPart) -> bytes:

@@ -11,6 +11,7 @@ from gateway.imap.parse import (
     Continuation,
     ResponseCode,
     Tagged,
+    TextSection,
     Untagged,
     fetch_key,
     fetches_by_uid,
@@ -27,6 +28,7 @@ from gateway.imap.parse import (
     parse_search,
     parse_status,
     parse_vanished,
+    text_sections,
 )
 from gateway.imap.sequence import UidSet
 
@@ -886,3 +888,32 @@ def test_fetches_by_uid_keeps_requested_items_over_later_flag_updates() -> None:
     assert list(merged) == [7]
     assert merged[7].section("BODY.PEEK[]") == b"abc"
     assert merged[7].flags == ["\\Seen"]
+
+
+def test_text_sections_skip_attachments_and_attached_messages() -> None:
+    """BODYSTRUCTURE as Dovecot 2.3 answers it for a text body with an attached text file
+    and an attached multipart/alternative message."""
+    raw = (
+        b'* 1 FETCH (BODYSTRUCTURE (("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 30 0'
+        b' NIL NIL NIL NIL)("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 25 0 NIL'
+        b' ("attachment" ("filename" "a.txt")) NIL NIL)("message" "rfc822" NIL NIL NIL "7bit"'
+        b' 444 (NIL "Inner" NIL NIL NIL NIL NIL NIL NIL NIL) (("text" "plain" NIL NIL NIL'
+        b' "7bit" 17 0 NIL NIL NIL NIL)("text" "html" NIL NIL NIL "7bit" 25 0 NIL NIL NIL NIL)'
+        b' "alternative" NIL NIL NIL NIL) 17 NIL NIL NIL NIL)("text" "html" ("CHARSET"'
+        b' "iso-8859-1") NIL NIL "QUOTED-PRINTABLE" 90 3 NIL NIL NIL NIL) "mixed" NIL NIL NIL'
+        b" NIL))"
+    )
+    response = parse_response(raw)
+    assert isinstance(response, Untagged)
+    sections = text_sections(parse_fetch(response).get("BODYSTRUCTURE"))
+    assert sections == [
+        TextSection("1", "plain", "us-ascii", "7bit", 30),
+        TextSection("4", "html", "iso-8859-1", "quoted-printable", 90),
+    ]
+    single = parse_response(
+        b'* 2 FETCH (BODYSTRUCTURE ("TEXT" "PLAIN" NIL NIL NIL "BASE64" 8 1 NIL NIL NIL NIL))'
+    )
+    assert isinstance(single, Untagged)
+    assert text_sections(parse_fetch(single).get("BODYSTRUCTURE")) == [
+        TextSection("1", "plain", None, "base64", 8)
+    ]

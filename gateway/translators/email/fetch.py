@@ -16,10 +16,10 @@ from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
-from gateway.imap.parse import FetchItem, fetches_by_uid
+from gateway.imap.parse import FetchItem, TextSection, fetches_by_uid, text_sections
 from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import BodyPart, body_structure, from_plain, to_plain
-from gateway.mime.bodyvalues import preview
+from gateway.mime.bodyvalues import decode_prefix, preview, preview_text
 from gateway.mime.headers import convenience_properties, parse_header_block
 from gateway.translators.email.properties import SUMMARY_FIELDS, Source
 
@@ -30,6 +30,8 @@ PREVIEW = "PREVIEW"
 # Whole messages are fetched at most this many octets per command, and at most this many are
 # kept for the body values of the same call; beyond, a value's part is fetched on its own.
 WHOLE_PER_FETCH = 16 * 1024 * 1024
+# Encoded octets of a text part read for a preview the upstream does not give.
+PREVIEW_FETCH = 4096
 WHOLE_KEPT = 32 * 1024 * 1024
 
 
@@ -79,17 +81,20 @@ async def load(
     sizes = {record.id: record.size for record in records.values()}
     await _fetch_groups(conn, folders, loaded, groups, sizes)
     if Source.PREVIEW in sources:
-        # RFC 8970 lets a server answer PREVIEW with NIL when it has none at hand (Cyrus 3.6
-        # does until its indexer ran): those previews are made here from the message.
-        lacking: dict[tuple[str, frozenset[str]], dict[int, str]] = {}
-        for (mailbox_id, items), owners in groups.items():
-            if PREVIEW in items:
-                for uid, email_id in owners.items():
-                    if email_id not in loaded.preview and email_id not in loaded.vanished:
-                        lacking.setdefault((mailbox_id, frozenset({WHOLE})), {})[uid] = email_id
-        await _fetch_groups(conn, folders, loaded, lacking, sizes)
-        for key, owners in lacking.items():
-            groups.setdefault(key, {}).update(owners)
+        # Without PREVIEW (RFC 8970), or answered NIL (which it allows, and Cyrus 3.6 does
+        # until its indexer ran), a preview is made from the start of the text part that
+        # BODYSTRUCTURE points at, never from the whole message.
+        lacking: dict[str, dict[int, str]] = {}
+        for email_id, record in records.items():
+            copies = record.visible_copies()
+            if copies and email_id not in loaded.preview and email_id not in loaded.vanished:
+                mailbox_id, uid = copies[0]
+                lacking.setdefault(mailbox_id, {})[uid] = email_id
+        for mailbox_id, owners in lacking.items():
+            folder = folders.get(mailbox_id)
+            if folder is not None:
+                await _previews_from_text(conn, folder, owners, loaded)
+                groups.setdefault((mailbox_id, frozenset({PREVIEW})), {}).update(owners)
     parsed = _summarise(loaded, records) if Source.SUMMARY in sources else {}
     await _to_cache(store, loaded, groups, parsed)
     return loaded
@@ -130,6 +135,32 @@ async def _fetch_groups(
         _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
 
 
+async def _previews_from_text(
+    conn: ImapConnection, folder: MailboxRecord, owners: dict[int, str], loaded: Loaded
+) -> None:
+    """Previews from the first PREVIEW_FETCH octets of each email's first text part: plain
+    text where there is some, else HTML (RFC 8621 4.1.4 preview)."""
+    await conn.select(folder.name, read_only=True)
+    structures = await _fetch(conn, owners, frozenset({"BODYSTRUCTURE"}), {})
+    chosen: dict[str, dict[int, TextSection]] = {}
+    for uid, item in structures.items():
+        sections = text_sections(item.get("BODYSTRUCTURE"))
+        plain = [s for s in sections if s.subtype == "plain"]
+        html = [s for s in sections if s.subtype == "html"]
+        candidates = plain or html
+        if not candidates:
+            loaded.preview[owners[uid]] = ""
+        else:
+            chosen.setdefault(candidates[0].section, {})[uid] = candidates[0]
+    for section, parts in chosen.items():
+        item_name = f"BODY.PEEK[{section}]<0.{PREVIEW_FETCH}>"
+        fetched = await _fetch(conn, {u: owners[u] for u in parts}, frozenset({item_name}), {})
+        for uid, item in fetched.items():
+            part = parts[uid]
+            text, _ = decode_prefix(item.section(item_name) or b"", part.encoding, part.charset)
+            loaded.preview[owners[uid]] = preview_text(text, html=part.subtype == "html")
+
+
 async def _from_cache(
     store: EmailStore, loaded: Loaded, ids: list[str], sources: set[Source]
 ) -> None:
@@ -153,9 +184,7 @@ def _missing(
     if Source.STRUCTURE in sources and email_id not in loaded.structure:
         return frozenset({WHOLE})
     items: set[str] = set()
-    if Source.PREVIEW in sources and email_id not in loaded.preview:
-        if not has_preview:
-            return frozenset({WHOLE})
+    if Source.PREVIEW in sources and email_id not in loaded.preview and has_preview:
         items.add(PREVIEW)
     raw = email_id in loaded.header or email_id in loaded.fields
     if Source.HEADER in sources and email_id not in loaded.header:
