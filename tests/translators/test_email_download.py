@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import imaplib
 import json
-from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from typing import Any
@@ -17,6 +16,9 @@ import gateway.translators.email.download as download
 from tests.jmapclient import Jmap
 from tests.mailcorpus import CORPUS
 from tests.servers import Dovecot
+from tests.translators.upstreams import Upstream, imap, upstream
+
+__all__ = ["imap", "upstream"]  # fixtures
 
 
 def fetched_back(imap: imaplib.IMAP4, key: str) -> bytes:
@@ -38,16 +40,10 @@ def url(jmap: Jmap, blob_id: str, name: str, media_type: str) -> str:
     return f"/jmap/download/{jmap.account_id}/{blob_id}/{name}?accept={media_type}"
 
 
-@pytest.fixture
-def imap(dovecot: Dovecot, jmap: Jmap) -> Iterator[imaplib.IMAP4]:
-    client = dovecot.client(jmap.username)
-    yield client
-    client.logout()
-
-
 async def test_the_whole_message_is_the_upstream_octets(
-    jmap: Jmap, imap: imaplib.IMAP4, monkeypatch: pytest.MonkeyPatch
+    upstream: Upstream, imap: imaplib.IMAP4, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    jmap = upstream.jmap
     # Small pieces, so the message arrives in several partial fetches.
     monkeypatch.setattr(download, "CHUNK", 100)
     assert imap.append("INBOX", "", None, CORPUS["mixed_attachments"])[0] == "OK"
@@ -64,7 +60,10 @@ async def test_the_whole_message_is_the_upstream_octets(
 
 
 @pytest.mark.parametrize("key", ["mixed_attachments", "related_inline", "nested_rfc822"])
-async def test_every_part_is_its_decoded_content(jmap: Jmap, imap: imaplib.IMAP4, key: str) -> None:
+async def test_every_part_is_its_decoded_content(
+    upstream: Upstream, imap: imaplib.IMAP4, key: str
+) -> None:
+    jmap = upstream.jmap
     assert imap.append("INBOX", "", None, CORPUS[key])[0] == "OK"
     found = await only_email(jmap, "bodyStructure")
     found["bodyStructure"] = await _with_sub_parts(jmap)
@@ -121,12 +120,13 @@ def _leaves(part: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def test_unknown_and_foreign_blobs_are_not_found(
-    dovecot: Dovecot, jmap: Jmap, http: httpx.AsyncClient, imap: imaplib.IMAP4
+    upstream: Upstream, imap: imaplib.IMAP4
 ) -> None:
+    jmap, server, http = upstream.jmap, upstream.server, upstream.jmap.http
     assert imap.append("INBOX", "", None, CORPUS["plain_7bit"])[0] == "OK"
     found = await only_email(jmap, "blobId", "textBody")
-    stranger_name = dovecot.fresh_user()
-    stranger = await Jmap(http, stranger_name, dovecot.users[stranger_name]).start()
+    stranger_name = server.fresh_user()
+    stranger = await Jmap(http, stranger_name, server.users[stranger_name]).start()
     for blob_id in (found["blobId"], found["textBody"][0]["blobId"]):
         # Another account's blob, asked for with the stranger's own account id.
         response = await http.get(url(stranger, blob_id, "x", "a/b"), auth=stranger.auth)
