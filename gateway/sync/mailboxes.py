@@ -240,17 +240,43 @@ def build_records(
     strategy: IdStrategy,
     name_ids: dict[str, str],
     objects: Mapping[str, str] | None = None,
+    previous: Mapping[str, MailboxRecord] | None = None,
 ) -> dict[str, MailboxRecord]:
     """Turn a listing into records; ``name_ids`` (GATEWAY strategy) gains new names and
-    ``objects`` holds the MAILBOXIDs (OBJECTID strategy)."""
-    ids = {f.entry.name: _mailbox_id(f, strategy, name_ids, objects or {}) for f in folders}
+    ``objects`` holds the MAILBOXIDs (OBJECTID strategy).
+
+    RFC 5819 lets a server leave out the STATUS of a folder it cannot report on at that
+    moment; such a folder keeps the id and figures of its ``previous`` record, rather than
+    looking unselectable (and its mail deleted) until the next listing.
+    """
+    earlier = {r.name: r for r in (previous or {}).values() if r.selectable}
+    kept = {
+        f.entry.name: earlier[f.entry.name]
+        for f in folders
+        if f.status is None and f.entry.selectable and f.entry.name in earlier
+    }
+    ids = {
+        f.entry.name: kept[f.entry.name].id
+        if f.entry.name in kept
+        else _mailbox_id(f, strategy, name_ids, objects or {})
+        for f in folders
+    }
     taken_roles: set[str] = set()
     records: dict[str, MailboxRecord] = {}
     for folder in sorted(folders, key=lambda f: (f.entry.name.upper() != INBOX, f.entry.name)):
         entry = folder.entry
         role = _role(entry, taken_roles)
         parent = entry.name.rsplit(entry.delimiter, 1)[0] if entry.delimiter else None
-        status = folder.status.items if folder.status else {}
+        status: Mapping[str, int | None] = folder.status.items if folder.status else {}
+        before = kept.get(entry.name)
+        if before is not None:
+            status = {
+                "MESSAGES": before.total,
+                "UNSEEN": before.unread,
+                "UIDVALIDITY": before.uidvalidity,
+                "UIDNEXT": before.uidnext,
+                "HIGHESTMODSEQ": before.highestmodseq,
+            }
         record = MailboxRecord(
             id=ids[entry.name],
             name=INBOX if entry.name.upper() == INBOX else entry.name,
@@ -258,11 +284,11 @@ def build_records(
             parent_id=ids.get(parent) if parent and parent != entry.name else None,
             role=role,
             subscribed=entry.has_attribute("\\Subscribed"),
-            selectable=entry.selectable and folder.status is not None,
+            selectable=entry.selectable and (folder.status is not None or before is not None),
             may_create_child=not entry.has_attribute("\\Noinferiors"),
             rights=folder.rights,
-            total=status.get("MESSAGES", 0),
-            unread=status.get("UNSEEN", 0),
+            total=status.get("MESSAGES") or 0,
+            unread=status.get("UNSEEN") or 0,
             uidvalidity=status.get("UIDVALIDITY"),
             uidnext=status.get("UIDNEXT"),
             highestmodseq=status.get("HIGHESTMODSEQ"),
@@ -337,7 +363,7 @@ async def _sync(store: MailboxStore, conn: ImapConnection) -> None:
         name_ids = await store.name_ids() if strategy is IdStrategy.GATEWAY else {}
         known = dict(name_ids)
         objects = await object_ids(conn, folders, old) if strategy is IdStrategy.OBJECTID else None
-        records = build_records(folders, strategy, name_ids, objects)
+        records = build_records(folders, strategy, name_ids, objects, old)
         if strategy is IdStrategy.GATEWAY:
             listed = {f.entry.name for f in folders}
             added = {n: i for n, i in name_ids.items() if known.get(n) != i}

@@ -43,3 +43,26 @@ async def test_unchanged_listing_is_not_parsed(dovecot: Dovecot) -> None:
     changed = await list_mailboxes(conn, IdStrategy.X_GUID, first.digest)
     assert changed.digest != first.digest and changed.folders is not None
     await conn.logout()
+
+
+async def test_a_folder_without_status_keeps_its_record(dovecot: Dovecot) -> None:
+    """RFC 5819: a server may leave out a folder's STATUS for a moment; the folder is not
+    thereby gone (nor its mail)."""
+    from dataclasses import replace
+
+    user = dovecot.fresh_user()
+    with Witness(dovecot, user) as witness:
+        witness.create("Work")
+        witness.append("Work", "one")
+    conn = await logged_in(dovecot, user)
+    listing = await list_mailboxes(conn, IdStrategy.X_GUID, None)
+    assert listing.folders is not None
+    before = build_records(listing.folders, IdStrategy.X_GUID, {})
+    gapped = [replace(f, status=None) if f.entry.name == "Work" else f for f in listing.folders]
+    after = build_records(gapped, IdStrategy.X_GUID, {}, previous=before)
+    assert after == before
+    # Without an earlier record, the folder is shown unselectable until STATUS answers.
+    alone = build_records(gapped, IdStrategy.X_GUID, {})
+    work = next(r for r in alone.values() if r.name == "Work")
+    assert not work.selectable
+    await conn.logout()
