@@ -289,6 +289,27 @@ class EmailStore:
                     pipe.hset(self.keys.immutable(kind), mapping=mapping)
             await pipe.execute()
 
+    # -- decoded text of parts, kept for a while ----------------------------------------------
+
+    async def texts(self, ids: Iterable[str]) -> dict[str, dict[str, list[Any]]]:
+        """Per email, the cached texts of its parts: partId -> [text, encoding problem]."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        values = await self.client.mget([self.keys.texts(i) for i in wanted])
+        return {i: unpack(octets(v)) for i, v in zip(wanted, values, strict=True) if v}
+
+    async def cache_texts(self, texts: Mapping[str, dict[str, list[Any]]], ttl: int) -> None:
+        """Add part texts per email, each email's entry expiring ``ttl`` seconds from now."""
+        if not texts:
+            return
+        known = await self.texts(texts)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for email_id, parts in texts.items():
+                merged = {**known.get(email_id, {}), **parts}
+                pipe.set(self.keys.texts(email_id), pack(merged), ex=ttl)
+            await pipe.execute()
+
     # -- meta --------------------------------------------------------------------------------
 
     async def meta(self, name: str) -> str | None:

@@ -36,6 +36,8 @@ key                                    type    holds
 ``jg:{a}:thread-subjects``             hash    thread id -> its normalised subject (same case)
 ``jg:{a}:cache:<kind>``                hash    email id -> immutable data fetched once: header
                                                fields, whole header, body structure, preview
+``jg:{a}:text:<emailId>``              string  decoded text of the email's text parts read lately,
+                                               expiring (translators/email/values.py)
 ``jg:{a}:lock:<name>``                 string  a short lease serialising one account's sync
 ``jg:{a}:inflight:<kind>``             zset    request token -> start time (ms), for limits of
                                                concurrent requests across replicas
@@ -132,6 +134,9 @@ class AccountKeys:
 
     def immutable(self, kind: str) -> str:
         return f"{self.base}:cache:{kind}"
+
+    def texts(self, email_id: str) -> str:
+        return f"{self.base}:text:{email_id}"
 
     def lock(self, name: str) -> str:
         return f"{self.base}:lock:{name}"

@@ -124,6 +124,22 @@ def body_value(part: BodyPart, body: bytes, *, max_bytes: int | None) -> EmailBo
     )
 
 
+def part_text(part: BodyPart, body: bytes) -> tuple[str, bool]:
+    """A whole part's text (CRLF as LF) and whether decoding it met a problem: what a
+    cache keeps, to make values of any length from later."""
+    decoded = decode_transfer(body, part.transfer_encoding)
+    text, problem = decode_charset(decoded.content, part.charset)
+    return text.replace("\r\n", "\n"), decoded.problem or problem
+
+
+def text_value(
+    part: BodyPart, text: str, problem: bool, *, max_bytes: int | None
+) -> EmailBodyValue:
+    """The value from a whole part's text (see :func:`part_text`)."""
+    value, truncated = truncate(text, max_bytes, html=part.type == "text/html")
+    return {"value": value, "isEncodingProblem": problem, "isTruncated": truncated}
+
+
 def decoded_body_value(
     part: BodyPart, content: bytes, *, max_bytes: int | None, transfer_problem: bool = False
 ) -> EmailBodyValue:

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+import gateway.translators.email.values as values_module
 from gateway.app import create_app
 from tests.conftest import fresh_jmap, gateway_settings, running_gateway
 from tests.cyrus import Cyrus
@@ -892,8 +893,20 @@ async def test_body_values_in_full_once_the_structure_is_cached(served: Served) 
             }, key
 
 
-async def test_max_body_value_bytes_once_the_structure_is_cached(served: Served) -> None:
-    """Structure cached: only the start of the part is fetched; the answer must not change."""
+@pytest.fixture(params=["whole", "partial"])
+def part_fetch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Text parts fetched whole (and their text kept), or, as parts over CACHED_PART are,
+    only their first octets."""
+    if request.param == "partial":
+        monkeypatch.setattr(values_module, "CACHED_PART", 0)
+    return str(request.param)
+
+
+async def test_max_body_value_bytes_once_the_structure_is_cached(
+    served: Served, part_fetch: str
+) -> None:
+    """Structure cached: the part alone is fetched (whole, or only its start when it is
+    large); the answer must not change."""
     stored = served.seed(LONG)
     texts = full_texts(stored)
     ids = await email_ids(served.jmap)
@@ -924,7 +937,9 @@ async def test_max_body_value_bytes_utf32_fresh(served: Served) -> None:
     assert full_texts(stored)["long_utf32"] == UTF32_TEXT
 
 
-async def test_max_body_value_bytes_utf32_once_the_structure_is_cached(served: Served) -> None:
+async def test_max_body_value_bytes_utf32_once_the_structure_is_cached(
+    served: Served, part_fetch: str
+) -> None:
     served.seed({"long_utf32": UTF32})
     (email_id,) = await ids_by_changes(served.jmap)
     await get(served.jmap, [email_id], ["bodyStructure"])
@@ -1022,8 +1037,8 @@ async def test_each_source_is_fetched_once(
     own_gateway: tuple[Served, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Index properties fetch nothing; a header field, the whole header, the structure and
-    body values each cost one FETCH the first time and none after (values are not cached:
-    each bodyValues request fetches the text parts again, and only them)."""
+    body values each cost one FETCH the first time and none after (body values come from the
+    text kept for a while, whatever maxBodyValueBytes asks)."""
     served, _ = own_gateway
     served.seed({key: CORPUS[key] for key in ("alternative", "mixed_attachments")})
     ids = await ids_by_changes(served.jmap)
@@ -1048,6 +1063,10 @@ async def test_each_source_is_fetched_once(
     # Text parts only: part 1 of each message (the text/plain), fetched by section.
     (values,) = await fetched(["bodyValues"], fetchTextBodyValues=True)
     assert values.endswith("(UID BODY.PEEK[1])"), values
+    assert await fetched(["bodyValues"], fetchTextBodyValues=True) == []
+    assert await fetched(["bodyValues"], fetchTextBodyValues=True, maxBodyValueBytes=5) == []
+    (html,) = await fetched(["bodyValues"], fetchHTMLBodyValues=True)
+    assert "BODY.PEEK[2]" in html and "BODY.PEEK[1]" not in html, html
 
 
 # --- 6: not found -------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
             )
             structures = {i: s for i, s in loaded.structure.items() if i in visible}
             values = await body_values(
-                conn, request, view.records, visible, structures, loaded.messages
+                conn, store, request, view.records, visible, structures, loaded.messages
             )
     found = [i for i in dict.fromkeys(ids) if i in visible and i not in loaded.vanished]
     return {

@@ -1,27 +1,41 @@
 """bodyValues (RFC 8621 4.2): the text parts asked for, fetched alone when the message is not.
 
-A part is fetched with ``BODY.PEEK[<partId>]`` (partIds are IMAP section numbers), and with
-``maxBodyValueBytes`` only its first octets: four times the limit covers the usual transfer
-encodings and charsets (base64 is 4/3, quoted-printable at most 3). A part whose first
-octets still hold too little text (UTF-32 in base64 needs over five) is fetched again with
-a larger window, so the value is always cut by the limit, never by the fetch.
+A part is fetched with ``BODY.PEEK[<partId>]`` (partIds are IMAP section numbers). Parts up to
+CACHED_PART octets (nearly every text body) are fetched whole and their decoded text kept in
+Redis for TEXT_TTL seconds, so opening the same email again, with any ``maxBodyValueBytes``,
+sends no FETCH. Of a larger part only the first octets are fetched under
+``maxBodyValueBytes``: four times the limit covers the usual transfer encodings and charsets
+(base64 is 4/3, quoted-printable at most 3); a part whose first octets still hold too little
+text (UTF-32 in base64 needs over five) is fetched again with a larger window, so the value is
+always cut by the limit, never by the fetch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from gateway.cache.emails import EmailRecord
+from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
 from gateway.imap.parse import fetches_by_uid
 from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import BodyPart, text_html_attachments
-from gateway.mime.bodyvalues import EmailBodyValue, body_value, prefix_body_value
+from gateway.mime.bodyvalues import (
+    EmailBodyValue,
+    body_value,
+    part_text,
+    prefix_body_value,
+    text_value,
+)
 
 # Slack for line breaks and a cut multi-octet sequence beyond the 4x bound.
 _FETCH_SLACK = 1024
+# Encoded octets up to which a part is fetched whole and its text cached.
+CACHED_PART = 256 * 1024
+# How long a part's text stays cached after it was last fetched (not refreshed on reads).
+TEXT_TTL = 2 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -48,10 +62,11 @@ class ValueRequest:
 
     def window(self, part: BodyPart, factor: int = 4) -> int | None:
         """How many encoded octets to fetch; None for the whole part."""
-        if self.max_bytes is None:
+        encoded = part.body_end - part.body_start
+        if self.max_bytes is None or encoded <= CACHED_PART:
             return None
         window = factor * self.max_bytes + _FETCH_SLACK
-        return None if window >= part.body_end - part.body_start else window
+        return None if window >= encoded else window
 
     def section(self, part: BodyPart, factor: int = 4) -> str:
         window = self.window(part, factor)
@@ -68,6 +83,7 @@ class ValueRequest:
 
 async def body_values(
     conn: ImapConnection,
+    store: EmailStore,
     request: ValueRequest,
     folders: dict[str, MailboxRecord],
     records: dict[str, EmailRecord],
@@ -75,26 +91,35 @@ async def body_values(
     messages: dict[str, bytes],
 ) -> dict[str, dict[str, EmailBodyValue]]:
     """Per email id, its bodyValues by partId."""
-    values: dict[str, dict[str, EmailBodyValue]] = {}
+    values: dict[str, dict[str, EmailBodyValue]] = {i: {} for i in structures}
+    wanted = {email_id: request.parts(root) for email_id, root in structures.items()}
+    cached = await store.texts(i for i, parts in wanted.items() if parts)
+    fresh: dict[str, dict[str, list[Any]]] = {}
     groups: dict[tuple[str, tuple[str, ...]], dict[int, str]] = {}
-    wanted: dict[str, list[BodyPart]] = {}
-    for email_id, root in structures.items():
-        parts = wanted[email_id] = request.parts(root)
+    for email_id, parts in wanted.items():
+        known = cached.get(email_id, {})
         message = messages.get(email_id)
-        if message is not None:
-            values[email_id] = {
-                str(p.part_id): body_value(
-                    p, message[p.body_start : p.body_end], max_bytes=request.max_bytes
+        missing = []
+        for part in parts:
+            part_id = str(part.part_id)
+            if part_id in known:
+                text, problem = known[part_id]
+                values[email_id][part_id] = text_value(
+                    part, text, problem, max_bytes=request.max_bytes
                 )
-                for p in parts
-            }
-            continue
+            elif message is not None:
+                body = message[part.body_start : part.body_end]
+                if not _take(request, part, body, values, fresh, email_id):
+                    # The whole part is here: too little text for the limit is all there is.
+                    values[email_id][part_id] = body_value(part, body, max_bytes=request.max_bytes)
+            else:
+                missing.append(part)
         copies = records[email_id].visible_copies()
-        if parts and copies:
+        if missing and copies:
+            wanted[email_id] = missing
             mailbox_id, uid = copies[0]
-            sections = tuple(request.section(p) for p in parts)
+            sections = tuple(request.section(p) for p in missing)
             groups.setdefault((mailbox_id, sections), {})[uid] = email_id
-        values[email_id] = {}
     short: list[tuple[str, int, str, BodyPart]] = []
     for (mailbox_id, sections), owners in groups.items():
         folder = folders.get(mailbox_id)
@@ -111,19 +136,41 @@ async def body_values(
                 if owner is None:
                     continue
                 for part, section in zip(wanted[owner], sections, strict=True):
-                    body = item.section(section)
-                    if body is None:
+                    octets = item.section(section)
+                    if octets is None:
                         continue
-                    value = request.value(part, body)
-                    if value is None:
+                    if not _take(request, part, octets, values, fresh, owner):
                         short.append((mailbox_id, uid, owner, part))
-                    else:
-                        values[owner][str(part.part_id)] = value
     for mailbox_id, uid, owner, part in short:
         values[owner][str(part.part_id)] = await _wider(
             conn, request, folders[mailbox_id], uid, part
         )
+    await store.cache_texts(fresh, TEXT_TTL)
     return values
+
+
+def _take(
+    request: ValueRequest,
+    part: BodyPart,
+    body: bytes,
+    values: dict[str, dict[str, EmailBodyValue]],
+    fresh: dict[str, dict[str, list[Any]]],
+    email_id: str,
+) -> bool:
+    """Turn fetched octets into the part's value (and cache its text when whole); False if
+    they hold too little text for the limit."""
+    part_id = str(part.part_id)
+    if request.window(part) is None:
+        text, problem = part_text(part, body)
+        values[email_id][part_id] = text_value(part, text, problem, max_bytes=request.max_bytes)
+        if part.body_end - part.body_start <= CACHED_PART:
+            fresh.setdefault(email_id, {})[part_id] = [text, problem]
+        return True
+    value = request.value(part, body)
+    if value is None:
+        return False
+    values[email_id][part_id] = value
+    return True
 
 
 async def _wider(
