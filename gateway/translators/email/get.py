@@ -148,9 +148,15 @@ def utc_date(seconds: int) -> str:
 
 
 async def email_changes(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
-    env = ctx.env
+    return await changes_since(ctx.env, arguments, EMAIL)
+
+
+async def changes_since(
+    env: RequestEnv, arguments: dict[str, Any], data_type: str
+) -> dict[str, Any]:
+    """Foo/changes (RFC 8620 5.2) of an email-index type, after catching up."""
     args = parse_changes(arguments)
     async with env.upstream() as conn:
         _, store = await synced_view(env, conn)
-    changes = await store.state.changes(EMAIL, args.since_state, args.max_changes)
+    changes = await store.state.changes(data_type, args.since_state, args.max_changes)
     return changes_response(args.account_id, changes)

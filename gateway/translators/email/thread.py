@@ -8,8 +8,8 @@ from gateway.cache.emails import THREAD
 from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
-from gateway.jmap.standard import parse_changes, parse_get
-from gateway.translators.changes import changes_response
+from gateway.jmap.standard import parse_get
+from gateway.translators.email.get import changes_since
 from gateway.translators.email.view import synced_view
 
 PROPERTIES = ("id", "emailIds")
@@ -44,9 +44,4 @@ async def thread_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) ->
 
 
 async def thread_changes(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
-    env = ctx.env
-    args = parse_changes(arguments)
-    async with env.upstream() as conn:
-        _, store = await synced_view(env, conn)
-    changes = await store.state.changes(THREAD, args.since_state, args.max_changes)
-    return changes_response(args.account_id, changes)
+    return await changes_since(ctx.env, arguments, THREAD)
