@@ -13,7 +13,8 @@ import time
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -46,6 +47,21 @@ class Lease:
         self._key = key
         self._token = token
         self._ttl = ttl
+
+    async def fence(self, pipe: Pipeline | ClusterPipeline) -> None:
+        """Make the transaction ``pipe`` is about to queue commit only while the lease is ours.
+
+        WATCHes the lease key and checks its token; EXEC then fails (WatchError) if the
+        lease changed hands in between. Call before queueing anything; starts MULTI. (Redis
+        Cluster pipelines have no WATCH: the gateway does not run on a cluster yet.)
+        """
+        if not isinstance(pipe, Pipeline):
+            return
+        await pipe.watch(self._key)
+        if await pipe.get(self._key) != self._token.encode():
+            await pipe.reset()  # type: ignore[no-untyped-call]
+            raise LeaseLost(self._key)
+        pipe.multi()  # type: ignore[no-untyped-call]
 
     async def renew(self) -> None:
         """Push the expiry back a full ttl; LeaseLost if the lease is no longer ours."""

@@ -115,7 +115,7 @@ async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore
         if not stale and not gone:
             return
         strategy = await choose_ids(conn, store)
-        writer = IndexWriter(store)
+        writer = IndexWriter(store, held)
         visit = _FolderVisit(conn, store, writer, strategy, held)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
         for mailbox_id, old in (await store.held_uids(m.id for m in empty)).items():

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.typing import EncodableT
 
 from gateway.cache.emails import (
@@ -28,6 +30,7 @@ from gateway.cache.emails import (
     encode,
     encode_mark,
 )
+from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MAILBOX
 from gateway.sync.tallies import KINDS, Move, Presence, apply
 
@@ -63,8 +66,10 @@ class _Batch:
 class IndexWriter:
     """One sync's writes; call :meth:`finish` once every folder was visited."""
 
-    def __init__(self, store: EmailStore) -> None:
+    def __init__(self, store: EmailStore, held: Lease | None = None) -> None:
+        """``held``: the account's sync lease; every write commits only while it is held."""
         self.store = store
+        self._held = held
         # (mailbox id, uid) -> email id, applied by finish()
         self._removals: dict[tuple[str, int], str] = {}
         # Folders whose uid map was deleted as a whole: no per-uid deletes for them.
@@ -130,6 +135,7 @@ class IndexWriter:
         self._retire(mailbox_id, old)
         keys = self.store.keys
         async with self.store.client.pipeline(transaction=True) as pipe:
+            await self._fence(pipe)
             if old:
                 pipe.hset(keys.old_uids(mailbox_id), mapping=dict(old.items()))
             pipe.delete(keys.uids(mailbox_id))
@@ -173,6 +179,7 @@ class IndexWriter:
             await self._write(batch)
         keys = self.store.keys
         async with self.store.client.pipeline(transaction=True) as pipe:
+            await self._fence(pipe)
             for mailbox_id in self._whole:
                 pipe.delete(keys.old_uids(mailbox_id))
             for mailbox_id in self._emptied:
@@ -189,6 +196,10 @@ class IndexWriter:
             await pipe.execute()
 
     # -- internals -------------------------------------------------------------------------
+
+    async def _fence(self, pipe: Pipeline | ClusterPipeline) -> None:
+        if self._held is not None:
+            await self._held.fence(pipe)
 
     async def _load(self, batch: _Batch, ids: Iterable[str]) -> None:
         wanted = [i for i in dict.fromkeys(ids) if i not in batch.touched]
@@ -224,6 +235,7 @@ class IndexWriter:
         outcome = apply(moves, await self.store.threads({m.thread_id for m in moves}))
         keys = self.store.keys
         async with self.store.client.pipeline(transaction=True) as pipe:
+            await self._fence(pipe)
             kept: dict[EncodableT, EncodableT] = {
                 i: encode(t.record) for i, t in batch.touched.items() if t.record.copies
             }

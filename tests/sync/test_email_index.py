@@ -133,3 +133,21 @@ async def test_a_changed_uidvalidity_reindexes_without_spurious_changes(
     assert await emails.state.state(EMAIL) == state
     assert (await emails.marks())[inbox_id].uidvalidity == old.uidvalidity
     await conn.logout()
+
+
+async def test_writes_commit_only_while_the_sync_lease_is_held(store: Store) -> None:
+    from gateway.cache.locks import LeaseLost, lease
+    from gateway.sync.index_writer import IndexWriter, NewCopy
+
+    account = "a" + secrets.token_hex(4)
+    emails = EmailStore(store.client, account)
+    key = emails.keys.lock("emails")
+    async with lease(store.client, key, ttl=60, wait=1) as held:
+        writer = IndexWriter(emails, held)
+        await writer.add_copies("m1", [NewCopy(1, "e1", [], 0, 10, "t1")])
+        assert list(await emails.records(["e1"])) == ["e1"]
+        # The lease expired and another process took it: nothing more is written.
+        await store.client.set(key, "someone-else")
+        with pytest.raises(LeaseLost):
+            await writer.add_copies("m1", [NewCopy(2, "e2", [], 0, 10, "t2")])
+        assert await emails.records(["e2"]) == {}
