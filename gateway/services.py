@@ -32,6 +32,7 @@ from gateway.jmap.session import AccountInfo, build_session
 from gateway.sync.emails import EmailSync
 from gateway.sync.mailboxes import MailboxSync
 from gateway.translators import email, mailbox
+from gateway.translators.email.filtering import SORTS as EMAIL_SORTS
 from gateway.upstream import imap_pool
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,7 @@ class Services:
                 "maxMailboxDepth": None,
                 "maxSizeMailboxName": 255,
                 "maxSizeAttachmentsPerEmail": self.settings.max_size_upload,
-                # Sorting arrives with Email/query; advertise nothing before it exists.
-                "emailQuerySortOptions": [],
+                "emailQuerySortOptions": sorted(EMAIL_SORTS),
                 "mayCreateTopLevelMailbox": True,
             }
         }

@@ -193,6 +193,60 @@ class EmailStore:
         found = {i: octets(v) for i, v in zip(wanted, values, strict=True) if v is not None}
         return found, state
 
+    async def dated_window(
+        self,
+        mailbox_id: str | None,
+        *,
+        ascending: bool,
+        position: int,
+        anchor: str | None,
+        anchor_offset: int,
+        limit: int | None,
+    ) -> tuple[int, list[str], int, str] | None:
+        """A window of a folder's (or all) emails by receivedAt, equal dates by id, in the
+        same direction: (position, ids, total, Email state); None if ``anchor`` is not there.
+
+        RFC 8620 5.5 windowing: a negative position counts from the end; an anchor (plus
+        anchorOffset, clamped to 0) replaces the position."""
+        key = self.keys.dated(mailbox_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zcard(key)
+            if anchor is not None:
+                (pipe.zrank if ascending else pipe.zrevrank)(key, anchor)
+            pipe.hget(self.keys.state, EMAIL)
+            pipe.hget(self.keys.meta, "epoch")
+            results = await pipe.execute()
+        total = int(results[0])
+        if anchor is not None:
+            rank = results[1]
+            if rank is None:
+                return None
+            start = max(0, int(rank) + anchor_offset)
+        else:
+            start = max(0, total + position) if position < 0 else position
+        modseq, epoch = results[-2:]
+        state = (
+            await self.state.state(EMAIL)
+            if epoch is None
+            else format_state(text(epoch), int(modseq or 0))
+        )
+        if start >= total or limit == 0:
+            return start, [], total, state
+        stop = -1 if limit is None else start + limit - 1
+        ids = await self.client.zrange(key, start, stop, desc=not ascending)
+        return start, [text(i) for i in ids if isinstance(i, bytes | str)], total, state
+
+    async def fill_dated(self) -> None:
+        """Build the by-date sets from the records (the index writer keeps them after)."""
+        records = await self.records(await self.all_ids())
+        async with self.client.pipeline(transaction=True) as pipe:
+            for record in records.values():
+                if record.visible:
+                    pipe.zadd(self.keys.dated(), {record.id: record.received_at})
+                    for mailbox_id in record.mailbox_ids:
+                        pipe.zadd(self.keys.dated(mailbox_id), {record.id: record.received_at})
+            await pipe.execute()
+
     async def count(self) -> int:
         """Emails in the index, visible or not: cheap, for limits."""
         return int(await self.client.hlen(self.keys.emails))

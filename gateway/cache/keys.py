@@ -29,6 +29,8 @@ key                                    type    holds
 ``jg:{a}:folder-marks``                hash    mailbox id -> how far the email index followed it
 ``jg:{a}:threads``                     hash    thread id -> msgpack: visible members (oldest first),
                                                members per mailbox, unread members
+``jg:{a}:dated``                       zset    visible email id -> receivedAt: every email by date
+``jg:{a}:dated:<mailboxId>``           zset    the same for the emails a folder holds
 ``jg:{a}:counts``                      hash    "<mailbox id>:<e|u|t|r>" -> totalEmails,
                                                unreadEmails, totalThreads, unreadThreads
 ``jg:{a}:thread-refs``                 hash    Message-ID digest -> thread id, when threads are
@@ -119,6 +121,10 @@ class AccountKeys:
     @property
     def threads(self) -> str:
         return f"{self.base}:threads"
+
+    def dated(self, mailbox_id: str | None = None) -> str:
+        """Emails by receivedAt: all of the account's, or one folder's."""
+        return f"{self.base}:dated" if mailbox_id is None else f"{self.base}:dated:{mailbox_id}"
 
     @property
     def counts(self) -> str:

@@ -39,6 +39,7 @@ from gateway.sync.threads import THREAD_FIELDS, Links, Threader, thread_id_for
 log = logging.getLogger(__name__)
 
 STRATEGY_FIELD = "email-ids"
+DATED_FIELD = "dated-index"
 MAILBOX_STRATEGY_FIELD = "mailbox-ids"
 # Longer than a first sync of a large folder can take.
 LOCK_TTL = 600.0
@@ -104,9 +105,14 @@ class EmailSync:
 
 
 async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore) -> None:
-    if _stale(_folders(await mailboxes.load()), await store.marks()) == ([], []):
+    dated = await store.meta(DATED_FIELD) is not None
+    if dated and _stale(_folders(await mailboxes.load()), await store.marks()) == ([], []):
         return
     async with lease(store.client, store.keys.lock("emails"), ttl=LOCK_TTL, wait=LOCK_WAIT) as held:
+        if await store.meta(DATED_FIELD) is None:
+            # An index made before the by-date sets existed gets them once.
+            await store.fill_dated()
+            await store.set_meta(DATED_FIELD, "1")
         # Again under the lease, folders too: another process may have caught up meanwhile,
         # or listed folders this one has not seen (which must not look deleted).
         folders = _folders(await mailboxes.load())

@@ -30,6 +30,7 @@ from gateway.cache.emails import (
     encode,
     encode_mark,
 )
+from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MAILBOX
 from gateway.sync.tallies import KINDS, Move, Presence, apply
@@ -258,6 +259,7 @@ class IndexWriter:
             emptied = [t for t, stats in outcome.threads.items() if not stats.members]
             if emptied:
                 pipe.hdel(keys.threads, *emptied)
+            _date_index(pipe, keys, moves)
             for field_name, delta in outcome.counts.items():
                 if delta:
                     pipe.hincrby(keys.counts, field_name, delta)
@@ -282,3 +284,19 @@ class IndexWriter:
             if counted:
                 await self.store.state.record(MAILBOX, minor=counted, pipe=pipe)
             await pipe.execute()
+
+
+def _date_index(pipe: Pipeline | ClusterPipeline, keys: AccountKeys, moves: list[Move]) -> None:
+    """Keep the by-date sorted sets (Email/query's window over a folder) in step with the
+    emails' visible folders."""
+    for move in moves:
+        before = set(move.before.mailboxes) if move.before else set()
+        after = set(move.after.mailboxes) if move.after else set()
+        for mailbox_id in before - after:
+            pipe.zrem(keys.dated(mailbox_id), move.email_id)
+        for mailbox_id in after - before:
+            pipe.zadd(keys.dated(mailbox_id), {move.email_id: move.received_at})
+        if move.after is None:
+            pipe.zrem(keys.dated(), move.email_id)
+        elif move.before is None:
+            pipe.zadd(keys.dated(), {move.email_id: move.received_at})

@@ -6,11 +6,14 @@ from gateway.env import RequestEnv
 from gateway.jmap.capabilities import MAIL
 from gateway.jmap.dispatch import Method, MethodRegistry
 from gateway.translators.email.get import email_changes, email_get
+from gateway.translators.email.query import email_query, email_query_changes
 from gateway.translators.email.thread import thread_changes, thread_get
 
 METHODS: tuple[Method[RequestEnv], ...] = (
     Method("Email/get", MAIL, email_get, writes=False),
     Method("Email/changes", MAIL, email_changes, writes=False),
+    Method("Email/query", MAIL, email_query, writes=False),
+    Method("Email/queryChanges", MAIL, email_query_changes, writes=False),
     Method("Thread/get", MAIL, thread_get, writes=False),
     Method("Thread/changes", MAIL, thread_changes, writes=False),
 )

@@ -1,0 +1,311 @@
+"""Email/query filters and sorts (RFC 8621 4.4.1, 4.4.2): parsed, checked, and evaluated.
+
+Conditions the index answers (folders, dates, sizes, keywords, thread keywords) are evaluated
+here on the records; conditions on the message's text become IMAP SEARCH keys
+(:func:`search_key`), whose results come back as sets of email ids keyed by the condition.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, TypeAlias
+
+from gateway.cache.emails import EmailRecord
+from gateway.jmap.errors import MethodError
+from gateway.jmap.query import collation_key, resolve_collation
+from gateway.jmap.standard import Comparator
+from gateway.translators.keywords import SYSTEM_FLAGS, is_valid_keyword
+
+INDEX_CONDITIONS: Final = frozenset(
+    {
+        "inMailbox",
+        "inMailboxOtherThan",
+        "before",
+        "after",
+        "minSize",
+        "maxSize",
+        "allInThreadHaveKeyword",
+        "someInThreadHaveKeyword",
+        "noneInThreadHaveKeyword",
+        "hasKeyword",
+        "notKeyword",
+    }
+)
+# Conditions on the message's text and the IMAP SEARCH key each becomes (RFC 3501 6.4.4).
+TEXT_CONDITIONS: Final = {
+    "text": "TEXT",
+    "from": "FROM",
+    "to": "TO",
+    "cc": "CC",
+    "bcc": "BCC",
+    "subject": "SUBJECT",
+    "body": "BODY",
+    "header": "HEADER",
+}
+INDEX_SORTS: Final = frozenset(
+    {"receivedAt", "size", "hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"}
+)
+HEADER_SORTS: Final = frozenset({"from", "to", "subject", "sentAt"})
+SORTS: Final = INDEX_SORTS | HEADER_SORTS
+KEYWORD_SORTS: Final = frozenset(
+    {"hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"}
+)
+_UTC_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One property of a FilterCondition; ``key`` names it for text-search results."""
+
+    name: str
+    value: Any
+    key: int = 0
+
+
+@dataclass(frozen=True)
+class Node:
+    operator: str  # AND, OR, NOT
+    children: tuple[Node | Leaf, ...]
+
+
+Filter: TypeAlias = Node | Leaf
+
+
+@dataclass
+class _Counter:
+    next: int = 0
+
+    def take(self) -> int:
+        self.next += 1
+        return self.next
+
+
+def parse_filter(raw: Mapping[str, Any] | None) -> Filter | None:
+    """The filter as a tree of AND/OR/NOT nodes over single-property leaves."""
+    if raw is None:
+        return None
+    return _parse(raw, _Counter())
+
+
+def _parse(raw: Mapping[str, Any], counter: _Counter) -> Filter:
+    if "operator" in raw:
+        operator = raw["operator"]
+        children = raw.get("conditions")
+        if (
+            operator not in ("AND", "OR", "NOT")
+            or not isinstance(children, list)
+            or set(raw)
+            != {
+                "operator",
+                "conditions",
+            }
+        ):
+            raise MethodError.invalid_arguments("filter: malformed FilterOperator")
+        if not all(isinstance(child, Mapping) for child in children):
+            raise MethodError.invalid_arguments("filter: conditions must be objects")
+        return Node(operator, tuple(_parse(child, counter) for child in children))
+    leaves = tuple(_leaf(name, value, counter) for name, value in raw.items())
+    return leaves[0] if len(leaves) == 1 else Node("AND", leaves)
+
+
+def _leaf(name: str, value: Any, counter: _Counter) -> Leaf:
+    if name in TEXT_CONDITIONS:
+        valid = isinstance(value, str) if name != "header" else _valid_header(value)
+        if not valid:
+            raise MethodError.invalid_arguments(f"filter: {name} has the wrong type")
+        return Leaf(name, value, counter.take())
+    if name not in INDEX_CONDITIONS:
+        raise MethodError("unsupportedFilter", f"The filter condition {name!r} is not supported")
+    if name in ("before", "after"):
+        if not isinstance(value, str) or not _UTC_DATE.fullmatch(value):
+            raise MethodError.invalid_arguments(f"filter: {name} must be a UTCDate")
+        value = int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    elif name in ("minSize", "maxSize"):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise MethodError.invalid_arguments(f"filter: {name} must be an UnsignedInt")
+    elif name == "inMailbox":
+        if not isinstance(value, str):
+            raise MethodError.invalid_arguments("filter: inMailbox must be an Id")
+    elif name == "inMailboxOtherThan":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise MethodError.invalid_arguments("filter: inMailboxOtherThan must be Id[]")
+        value = frozenset(value)
+    else:
+        value = _flag(value, f"filter: {name}")
+    return Leaf(name, value)
+
+
+def _valid_header(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) in (1, 2)
+        and all(isinstance(v, str) for v in value)
+        and bool(value[0])
+    )
+
+
+def _flag(keyword: Any, what: str) -> str:
+    """A keyword as the index keeps flags: lower case, system keywords as IMAP flags."""
+    if not isinstance(keyword, str) or not is_valid_keyword(keyword):
+        raise MethodError.invalid_arguments(f"{what} must be a keyword")
+    return SYSTEM_FLAGS.get(keyword.lower(), keyword).lower()
+
+
+def text_leaves(tree: Filter | None) -> list[Leaf]:
+    if tree is None:
+        return []
+    if isinstance(tree, Leaf):
+        return [tree] if tree.name in TEXT_CONDITIONS else []
+    return [leaf for child in tree.children for leaf in text_leaves(child)]
+
+
+def search_key(leaf: Leaf) -> list[str]:
+    """The IMAP SEARCH criteria of a text condition (values still to be quoted)."""
+    if leaf.name == "header":
+        name, *text = leaf.value
+        return ["HEADER", name, text[0] if text else ""]
+    return [TEXT_CONDITIONS[leaf.name], leaf.value]
+
+
+def required_mailbox(tree: Filter | None) -> str | None:
+    """A folder every match must be in (an inMailbox at the top or in a top-level AND)."""
+    if isinstance(tree, Leaf):
+        return tree.value if tree.name == "inMailbox" else None
+    if isinstance(tree, Node) and tree.operator == "AND":
+        for child in tree.children:
+            if isinstance(child, Leaf) and child.name == "inMailbox":
+                return str(child.value)
+    return None
+
+
+@dataclass
+class Context:
+    """What evaluating conditions needs besides the email itself."""
+
+    threads: dict[str, list[EmailRecord]]
+    matches: dict[int, set[str]] = field(default_factory=dict)
+
+
+def matches(tree: Filter | None, record: EmailRecord, context: Context) -> bool:
+    if tree is None:
+        return True
+    if isinstance(tree, Node):
+        results = (matches(child, record, context) for child in tree.children)
+        if tree.operator == "AND":
+            return all(results)
+        if tree.operator == "OR":
+            return any(results)
+        return not any(results)
+    return _CHECKS[tree.name](tree, record, context)
+
+
+def _in_thread(record: EmailRecord, context: Context) -> list[EmailRecord]:
+    return context.threads.get(record.thread_id, [record])
+
+
+_CHECKS: dict[str, Callable[[Leaf, EmailRecord, Context], bool]] = {
+    "inMailbox": lambda leaf, r, _: leaf.value in r.mailbox_ids,
+    "inMailboxOtherThan": lambda leaf, r, _: any(m not in leaf.value for m in r.mailbox_ids),
+    "before": lambda leaf, r, _: r.received_at < leaf.value,
+    "after": lambda leaf, r, _: r.received_at >= leaf.value,
+    "minSize": lambda leaf, r, _: r.size >= leaf.value,
+    "maxSize": lambda leaf, r, _: r.size < leaf.value,
+    "hasKeyword": lambda leaf, r, _: leaf.value in r.flags,
+    "notKeyword": lambda leaf, r, _: leaf.value not in r.flags,
+    "allInThreadHaveKeyword": lambda leaf, r, c: all(
+        leaf.value in e.flags for e in _in_thread(r, c)
+    ),
+    "someInThreadHaveKeyword": lambda leaf, r, c: any(
+        leaf.value in e.flags for e in _in_thread(r, c)
+    ),
+    "noneInThreadHaveKeyword": lambda leaf, r, c: (
+        not any(leaf.value in e.flags for e in _in_thread(r, c))
+    ),
+    **{
+        name: (lambda leaf, r, c: r.id in c.matches.get(leaf.key, set()))
+        for name in TEXT_CONDITIONS
+    },
+}
+
+
+# -- sorting -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SortKey:
+    property: str
+    ascending: bool
+    collation: str
+    keyword: str | None
+
+
+def parse_sort(comparators: Sequence[Comparator] | None) -> list[SortKey]:
+    """The sort, receivedAt newest first when none is given (what mail clients show)."""
+    if not comparators:
+        return [SortKey("receivedAt", False, resolve_collation(None), None)]
+    keys = []
+    for comparator in comparators:
+        if comparator.property not in SORTS:
+            raise MethodError(
+                "unsupportedSort", f"Sorting by {comparator.property!r} is not supported"
+            )
+        keyword = None
+        if comparator.property in KEYWORD_SORTS:
+            keyword = _flag(comparator.extra.get("keyword"), "sort: keyword")
+        elif set(comparator.extra):
+            raise MethodError.invalid_arguments(
+                f"sort: unknown arguments {sorted(comparator.extra)}"
+            )
+        collation = resolve_collation(comparator.collation)
+        keys.append(SortKey(comparator.property, comparator.is_ascending, collation, keyword))
+    return keys
+
+
+def sort_value(
+    key: SortKey, record: EmailRecord, context: Context, summary: Mapping[str, Any] | None
+) -> Any:
+    """The value an email sorts by for one comparator (ascending order)."""
+    name = key.property
+    if name == "receivedAt":
+        return record.received_at
+    if name == "size":
+        return record.size
+    if name == "hasKeyword":
+        return key.keyword in record.flags
+    if name == "allInThreadHaveKeyword":
+        return all(key.keyword in e.flags for e in _in_thread(record, context))
+    if name == "someInThreadHaveKeyword":
+        return any(key.keyword in e.flags for e in _in_thread(record, context))
+    summary = summary or {}
+    if name == "sentAt":
+        sent = summary.get("sentAt")
+        return (sent is not None, _epoch(sent) if sent else 0)
+    if name == "subject":
+        return collation_key(base_subject(summary.get("subject") or ""), key.collation)
+    addresses = summary.get(name) or []
+    first = addresses[0] if addresses else {}
+    return collation_key(first.get("name") or first.get("email") or "", key.collation)
+
+
+def _epoch(value: str) -> float:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+_SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|fw)\s*(?:\[[^\]]*\])?\s*:|\[[^\]]*\])\s*", re.I)
+_SUBJECT_TRAILER = re.compile(r"\s*\(fwd\)\s*$", re.I)
+
+
+def base_subject(subject: str) -> str:
+    """RFC 5256 2.1 base subject: without reply/forward prefixes, [blobs] and "(fwd)"."""
+    value = " ".join(subject.split())
+    while True:
+        stripped = _SUBJECT_TRAILER.sub("", _SUBJECT_PREFIX.sub("", value, count=1))
+        if stripped == value:
+            return value
+        value = stripped

@@ -1,0 +1,249 @@
+"""Email/query and Email/queryChanges (RFC 8621 4.4, 4.5).
+
+The list view every client asks for, a folder newest first, is read from the index's by-date
+sorted set: the window costs O(log n + limit) however large the folder, and its total one
+ZCARD. Every other query filters the index's records, asks the upstream's IMAP SEARCH for
+conditions on the messages' text (mapping UIDs back through the uid maps), and sorts in
+memory; sorting by from, to, subject or sentAt reads the cached parsed headers, fetching the
+ones not cached yet (once, with HEADER.FIELDS).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.cache.emails import EMAIL, EmailRecord, EmailStore
+from gateway.cache.mailboxes import MailboxRecord
+from gateway.env import RequestEnv
+from gateway.imap.commands import Command, astring
+from gateway.imap.connection import ImapConnection
+from gateway.imap.errors import CommandFailed
+from gateway.imap.parse import parse_esearch, parse_search
+from gateway.imap.sequence import UidSet
+from gateway.jmap.dispatch import CallContext
+from gateway.jmap.errors import MethodError
+from gateway.jmap.query import query_changes, window
+from gateway.jmap.standard import as_bool, parse_query, parse_query_changes
+from gateway.translators.email.fetch import load
+from gateway.translators.email.filtering import (
+    HEADER_SORTS,
+    Context,
+    Filter,
+    Leaf,
+    SortKey,
+    matches,
+    parse_filter,
+    parse_sort,
+    required_mailbox,
+    search_key,
+    sort_value,
+    text_leaves,
+)
+from gateway.translators.email.properties import Source
+from gateway.translators.email.view import synced_view
+from gateway.translators.mailbox.view import MailboxView
+
+COLLAPSE = "collapseThreads"
+
+
+async def email_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
+    args = parse_query(arguments, extra=(COLLAPSE,))
+    collapse = _collapse(arguments)
+    tree = parse_filter(args.filter)
+    sort = parse_sort(args.sort)
+    env = ctx.env
+    async with env.upstream() as conn:
+        view, store = await synced_view(env, conn)
+        folder = _only_folder(tree)
+        if not collapse and _newest_first(sort) and (tree is None or folder is not None):
+            return await _by_date(store, args, folder)
+        ids, state = await _run(conn, view, store, tree, sort, collapse)
+    result = window(
+        ids,
+        position=args.position,
+        anchor=args.anchor,
+        anchor_offset=args.anchor_offset,
+        limit=args.limit,
+    )
+    response: dict[str, Any] = {
+        "accountId": args.account_id,
+        "queryState": state,
+        "canCalculateChanges": True,
+        "position": result.position,
+        "ids": result.ids,
+    }
+    if args.calculate_total:
+        response["total"] = len(ids)
+    return response
+
+
+async def email_query_changes(
+    ctx: CallContext[RequestEnv], arguments: dict[str, Any]
+) -> dict[str, Any]:
+    """RFC 8620 5.6 with the changed emails as the ones to re-place: an email changed since
+    the old state, or in a thread one did (thread keyword conditions and collapsed threads
+    depend on the other emails of the thread), is removed and, if it still matches, added."""
+    args = parse_query_changes(arguments, extra=(COLLAPSE,))
+    collapse = _collapse(arguments)
+    tree = parse_filter(args.filter)
+    sort = parse_sort(args.sort)
+    env = ctx.env
+    async with env.upstream() as conn:
+        view, store = await synced_view(env, conn)
+        changes = await store.state.changes(EMAIL, args.since_query_state, None)
+        ids, state = await _run(conn, view, store, tree, sort, collapse)
+    changed = {*changes.created, *changes.updated, *changes.destroyed}
+    records = await store.records(changed)
+    threads = await store.thread_snapshot({r.thread_id for r in records.values()})
+    for members in threads[0].values():
+        changed.update(members)
+    if state != changes.new_state:
+        # The index moved between the two reads: the old state cannot be bridged exactly.
+        raise MethodError("cannotCalculateChanges", "The mailbox changed during the query")
+    result = query_changes(
+        changed=changed, current=ids, up_to_id=args.up_to_id, max_changes=args.max_changes
+    )
+    response: dict[str, Any] = {
+        "accountId": args.account_id,
+        "oldQueryState": args.since_query_state,
+        "newQueryState": state,
+        "removed": result.removed,
+        "added": [{"id": item.id, "index": item.index} for item in result.added],
+    }
+    if args.calculate_total:
+        response["total"] = len(ids)
+    return response
+
+
+def _collapse(arguments: dict[str, Any]) -> bool:
+    value = arguments.get(COLLAPSE, False)
+    try:
+        return as_bool(value)
+    except MethodError:
+        raise MethodError.invalid_arguments(
+            "collapseThreads must be a Boolean", arguments=[COLLAPSE]
+        ) from None
+
+
+def _only_folder(tree: Filter | None) -> str | None:
+    """The folder of a filter that is exactly ``{"inMailbox": id}``."""
+    if isinstance(tree, Leaf) and tree.name == "inMailbox":
+        return str(tree.value)
+    return None
+
+
+def _newest_first(sort: list[SortKey]) -> bool:
+    return len(sort) == 1 and sort[0].property == "receivedAt"
+
+
+async def _by_date(store: EmailStore, args: Any, folder: str | None) -> dict[str, Any]:
+    """A folder (or everything) by receivedAt from the sorted set, in O(log n + limit)."""
+    ascending = args.sort is not None and args.sort[0].is_ascending
+    page = await store.dated_window(
+        folder,
+        ascending=ascending,
+        position=args.position,
+        anchor=args.anchor,
+        anchor_offset=args.anchor_offset,
+        limit=args.limit,
+    )
+    if page is None:
+        raise MethodError("anchorNotFound", f"{args.anchor!r} is not in the results")
+    position, ids, total, state = page
+    response: dict[str, Any] = {
+        "accountId": args.account_id,
+        "queryState": state,
+        "canCalculateChanges": True,
+        "position": position,
+        "ids": ids,
+    }
+    if args.calculate_total:
+        response["total"] = total
+    return response
+
+
+async def _run(
+    conn: ImapConnection,
+    view: MailboxView,
+    store: EmailStore,
+    tree: Filter | None,
+    sort: list[SortKey],
+    collapse: bool,
+) -> tuple[list[str], str]:
+    """Every matching email id in order, and the Email state they were read at."""
+    all_ids = await store.all_ids()
+    records, state = await store.snapshot(all_ids)
+    visible = {i: r for i, r in records.items() if r.visible}
+    threads: dict[str, list[EmailRecord]] = {}
+    for record in visible.values():
+        threads.setdefault(record.thread_id, []).append(record)
+    context = Context(threads)
+    leaves = text_leaves(tree)
+    if leaves:
+        context.matches = await _search(conn, view, store, leaves, required_mailbox(tree))
+    found = [r for r in visible.values() if matches(tree, r, context)]
+    summaries: dict[str, dict[str, Any]] = {}
+    if any(key.property in HEADER_SORTS for key in sort):
+        wanted = {r.id: r for r in found}
+        loaded = await load(store, conn, view.records, wanted, {Source.SUMMARY})
+        summaries = loaded.summary
+    # Equal on every comparator: by id, in the first comparator's direction (as the by-date
+    # sorted set orders equal dates), so both ways of answering agree.
+    ordered = sorted(found, key=lambda r: r.id, reverse=not sort[0].ascending)
+    for key in reversed(sort):
+        ordered.sort(
+            key=lambda r, k=key: sort_value(k, r, context, summaries.get(r.id)),  # type: ignore[misc]
+            reverse=not key.ascending,
+        )
+    ids = [r.id for r in ordered]
+    if collapse:
+        seen: set[str] = set()
+        ids = [
+            r.id
+            for r in ordered
+            if not (r.thread_id in seen or seen.add(r.thread_id))  # type: ignore[func-returns-value]
+        ]
+    return ids, state
+
+
+async def _search(
+    conn: ImapConnection,
+    view: MailboxView,
+    store: EmailStore,
+    leaves: list[Leaf],
+    only: str | None,
+) -> dict[int, set[str]]:
+    """Per text condition, the emails whose message the upstream's SEARCH finds."""
+    folders = [m for m in view.records.values() if m.selectable and (only is None or m.id == only)]
+    found: dict[int, set[str]] = {leaf.key: set() for leaf in leaves}
+    for folder in folders:
+        if not folder.total:
+            continue
+        await conn.select(folder.name, read_only=True)
+        for leaf in leaves:
+            uids = await _uid_search(conn, folder, search_key(leaf))
+            owners = await store.email_ids_of(folder.id, uids)
+            found[leaf.key].update(owners.values())
+    return found
+
+
+async def _uid_search(conn: ImapConnection, folder: MailboxRecord, criteria: list[str]) -> UidSet:
+    """UID SEARCH with the criteria's strings as astrings, UTF-8 where they need it."""
+    key, *values = criteria
+    arguments = [key, *(astring(v) for v in values)]
+    charset = any(not v.isascii() for v in values)
+    prefix = ["CHARSET", "UTF-8"] if charset else []
+    esearch = "ESEARCH" in conn.capabilities
+    returns = ["RETURN", "(ALL)"] if esearch else []
+    try:
+        result = await conn.execute(Command("UID", "SEARCH", *returns, *prefix, *arguments))
+    except CommandFailed:
+        raise MethodError(
+            "unsupportedFilter", f"The mail server cannot search {key.lower()} for this text"
+        ) from None
+    if esearch:
+        found = UidSet()
+        for response in result.data("ESEARCH"):
+            found |= parse_esearch(response).all or UidSet()
+        return found
+    return UidSet.of(n for r in result.data("SEARCH") for n in parse_search(r).numbers)
