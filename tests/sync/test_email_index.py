@@ -153,9 +153,7 @@ async def test_writes_commit_only_while_the_sync_lease_is_held(store: Store) -> 
         assert await emails.records(["e2"]) == {}
 
 
-async def test_an_index_without_by_date_sets_gets_them_once(
-    dovecot: Dovecot, store: Store
-) -> None:
+async def test_an_index_without_by_date_sets_gets_them_once(dovecot: Dovecot, store: Store) -> None:
     user = dovecot.fresh_user()
     with Witness(dovecot, user) as witness:
         for subject in ("one", "two", "three"):

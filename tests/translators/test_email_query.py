@@ -243,3 +243,26 @@ async def test_query_changes_after_imap_changes(
         rebuilt.insert(item["index"], item["id"])
     assert rebuilt == after["ids"]
     assert ids["lunch"] in changes["removed"] and ids["lunch"] not in after["ids"]
+
+
+async def test_search_snippets_mark_subject_and_body(
+    upstream: Upstream, seeded: dict[str, Any]
+) -> None:
+    ids = seeded["ids"]
+    found = await query(upstream, filter={"text": "Plans"})
+    wanted = [ids["conv_plans_1"], ids["plain_7bit"], "nothere"]
+    snippets = await upstream.jmap.call(
+        "SearchSnippet/get", filter={"text": "Plans"}, emailIds=wanted
+    )
+    by_id = {s["emailId"]: s for s in snippets["list"]}
+    assert snippets["notFound"] == ["nothere"]
+    plans = by_id[ids["conv_plans_1"]]
+    assert ids["conv_plans_1"] in found["ids"]
+    assert plans["subject"] is not None and "<mark>Plans</mark>" in plans["subject"]
+    assert plans["preview"] is None or "<mark>" in plans["preview"]
+    other = by_id[ids["plain_7bit"]]
+    assert other["subject"] is None
+    too_many = await upstream.jmap.request(
+        ("SearchSnippet/get", {"filter": None, "emailIds": ["x"] * 1001})
+    )
+    assert too_many[0][1]["type"] == "requestTooLarge"

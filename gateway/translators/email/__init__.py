@@ -7,6 +7,7 @@ from gateway.jmap.capabilities import MAIL
 from gateway.jmap.dispatch import Method, MethodRegistry
 from gateway.translators.email.get import email_changes, email_get
 from gateway.translators.email.query import email_query, email_query_changes
+from gateway.translators.email.snippet import search_snippet_get
 from gateway.translators.email.thread import thread_changes, thread_get
 
 METHODS: tuple[Method[RequestEnv], ...] = (
@@ -14,6 +15,7 @@ METHODS: tuple[Method[RequestEnv], ...] = (
     Method("Email/changes", MAIL, email_changes, writes=False),
     Method("Email/query", MAIL, email_query, writes=False),
     Method("Email/queryChanges", MAIL, email_query_changes, writes=False),
+    Method("SearchSnippet/get", MAIL, search_snippet_get, writes=False),
     Method("Thread/get", MAIL, thread_get, writes=False),
     Method("Thread/changes", MAIL, thread_changes, writes=False),
 )

@@ -1,0 +1,170 @@
+"""SearchSnippet/get (RFC 8621 5): the subject and a piece of the body with the filter's
+words marked.
+
+The words are those of the filter's text, subject and body conditions that are not under a
+NOT (a word the client asked to be absent is not highlighted). Quoted parts are phrases;
+other words match on their own, case-insensitively. The body is the email's textBody as
+plain text (read through the body-value cache, so showing snippets for a page of results
+fetches each text part at most once).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from gateway.env import RequestEnv
+from gateway.jmap.dispatch import CallContext
+from gateway.jmap.errors import MethodError
+from gateway.jmap.standard import ArgReader, as_filter, as_id, as_id_list, nullable
+from gateway.mime.bodyparts import BodyPart, text_html_attachments
+from gateway.mime.bodyvalues import html_to_text
+from gateway.translators.email.fetch import load
+from gateway.translators.email.filtering import Filter, Leaf, Node, parse_filter
+from gateway.translators.email.properties import Source
+from gateway.translators.email.values import ValueRequest, body_values
+from gateway.translators.email.view import synced_view
+
+# RFC 8621 5: the preview "MUST NOT be bigger than 255 octets in size".
+PREVIEW_OCTETS = 255
+# Characters of context shown before the first match.
+LEAD = 40
+_PHRASE = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(\S+)')
+
+
+async def search_snippet_get(
+    ctx: CallContext[RequestEnv], arguments: dict[str, Any]
+) -> dict[str, Any]:
+    env = ctx.env
+    reader = ArgReader(arguments, {"accountId", "filter", "emailIds"})
+    account_id = reader.required("accountId", as_id)
+    raw_filter = reader.optional("filter", nullable(as_filter), None)
+    email_ids = reader.required("emailIds", as_id_list)
+    reader.finish()
+    max_objects = env.services.limits.max_objects_in_get
+    if len(email_ids) > max_objects:
+        raise MethodError("requestTooLarge", f"More than {max_objects} emailIds requested")
+    subject_words, body_words = words(parse_filter(raw_filter))
+    async with env.upstream() as conn:
+        view, store = await synced_view(env, conn)
+        records = await store.records(email_ids)
+        visible = {i: r for i, r in records.items() if r.visible}
+        sources = {Source.SUMMARY} | ({Source.STRUCTURE} if body_words else set())
+        loaded = await load(store, conn, view.records, visible, sources)
+        texts: dict[str, dict[str, Any]] = {}
+        if body_words:
+            request = ValueRequest(True, False, False, None)
+            structures = {i: s for i, s in loaded.structure.items() if i in visible}
+            texts = await body_values(
+                conn, store, request, view.records, visible, structures, loaded.messages
+            )
+    found = [i for i in dict.fromkeys(email_ids) if i in visible and i not in loaded.vanished]
+    snippets = []
+    for email_id in found:
+        subject = (loaded.summary.get(email_id) or {}).get("subject") or ""
+        root = loaded.structure.get(email_id)
+        body = _plain_body(root, texts.get(email_id, {})) if root is not None else ""
+        snippets.append(
+            {
+                "emailId": email_id,
+                "subject": highlight(subject, subject_words),
+                "preview": excerpt(body, body_words),
+            }
+        )
+    missing = [i for i in dict.fromkeys(email_ids) if i not in found]
+    return {"accountId": account_id, "list": snippets, "notFound": missing or None}
+
+
+def words(tree: Filter | None, negated: bool = False) -> tuple[list[str], list[str]]:
+    """The words (and phrases) to mark in the subject and in the body."""
+    if tree is None:
+        return [], []
+    if isinstance(tree, Node):
+        subject: list[str] = []
+        body: list[str] = []
+        for child in tree.children:
+            more_subject, more_body = words(child, negated or tree.operator == "NOT")
+            subject += more_subject
+            body += more_body
+        return subject, body
+    if negated or not isinstance(tree, Leaf) or tree.name not in ("text", "subject", "body"):
+        return [], []
+    terms = _terms(str(tree.value))
+    return (terms if tree.name != "body" else []), (terms if tree.name != "subject" else [])
+
+
+def _terms(text: str) -> list[str]:
+    """Quoted phrases (with \\ escapes) and the words outside them (RFC 8621 4.4.1)."""
+    terms = []
+    for match in _PHRASE.finditer(text):
+        phrase = match.group(1) if match.group(1) is not None else match.group(2)
+        if phrase is not None:
+            terms.append(re.sub(r"\\(.)", r"\1", phrase))
+        else:
+            terms.append(match.group(3))
+    return [t for t in terms if t.strip()]
+
+
+def _pattern(terms: list[str]) -> re.Pattern[str] | None:
+    if not terms:
+        return None
+    alternatives = "|".join(re.escape(t) for t in sorted(set(terms), key=len, reverse=True))
+    return re.compile(alternatives, re.IGNORECASE)
+
+
+def highlight(text: str, terms: list[str]) -> str | None:
+    """``text`` HTML-escaped with every match of a term in <mark></mark>; None if none."""
+    pattern = _pattern(terms)
+    if pattern is None or pattern.search(text) is None:
+        return None
+    return _marked(text, pattern)
+
+
+def _marked(text: str, pattern: re.Pattern[str]) -> str:
+    out = []
+    last = 0
+    for match in pattern.finditer(text):
+        out.append(html.escape(text[last : match.start()], quote=False))
+        out.append(f"<mark>{html.escape(match.group(), quote=False)}</mark>")
+        last = match.end()
+    out.append(html.escape(text[last:], quote=False))
+    return "".join(out)
+
+
+def excerpt(body: str, terms: list[str]) -> str | None:
+    """The part of the body around its first match, marked, at most PREVIEW_OCTETS octets."""
+    pattern = _pattern(terms)
+    text = " ".join(body.split())
+    first = pattern.search(text) if pattern is not None else None
+    if pattern is None or first is None:
+        return None
+    start = max(0, first.start() - LEAD)
+    if start:
+        # Begin at a word.
+        space = text.find(" ", start, first.start())
+        start = space + 1 if space >= 0 else start
+    end = len(text)
+    while True:
+        rendered = _marked(text[start:end], pattern)
+        if len(rendered.encode()) <= PREVIEW_OCTETS or end <= first.end():
+            break
+        end = start + (end - start) * 3 // 4 if end - start > 8 else end - 1
+    while len(rendered.encode()) > PREVIEW_OCTETS:
+        # Even the first match alone is too long: cut its text, never the markup.
+        end -= 1
+        rendered = _marked(text[start:end], pattern) if end > first.start() else ""
+    return rendered
+
+
+def _plain_body(root: BodyPart, values: dict[str, Any]) -> str:
+    """The textBody's text, HTML parts turned into what a reader sees."""
+    text, _, _ = text_html_attachments(root)
+    pieces = []
+    for part in text:
+        value = values.get(str(part.part_id))
+        if value is None:
+            continue
+        content = value["value"]
+        pieces.append(html_to_text(content) if part.type == "text/html" else content)
+    return "\n".join(pieces)

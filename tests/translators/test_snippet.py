@@ -1,0 +1,43 @@
+"""Search snippet text: words from the filter, marks, escaping and the 255-octet limit."""
+
+from __future__ import annotations
+
+from gateway.translators.email.filtering import parse_filter
+from gateway.translators.email.snippet import excerpt, highlight, words
+
+
+def test_words_come_from_positive_text_conditions_only() -> None:
+    tree = parse_filter(
+        {
+            "operator": "AND",
+            "conditions": [
+                {"text": 'plans "next week"'},
+                {"subject": "Lunch"},
+                {"body": "budget"},
+                {"operator": "NOT", "conditions": [{"text": "spam"}]},
+                {"from": "alice"},
+            ],
+        }
+    )
+    subject, body = words(tree)
+    assert subject == ["plans", "next week", "Lunch"]
+    assert body == ["plans", "next week", "budget"]
+
+
+def test_highlight_escapes_and_marks_case_insensitively() -> None:
+    assert highlight("Re: <b>Plans</b> & plans", ["plans"]) == (
+        "Re: &lt;b&gt;<mark>Plans</mark>&lt;/b&gt; &amp; <mark>plans</mark>"
+    )
+    assert highlight("Nothing here", ["plans"]) is None
+    assert highlight("Anything", []) is None
+
+
+def test_excerpt_is_around_the_first_match_and_at_most_255_octets() -> None:
+    body = "intro " * 100 + "the budget for next week " + "tail " * 100
+    snippet = excerpt(body, ["budget"])
+    assert snippet is not None and "<mark>budget</mark>" in snippet
+    assert len(snippet.encode()) <= 255
+    assert snippet.startswith("intro")  # some context before the match, from a word start
+    assert excerpt("no match at all", ["budget"]) is None
+    wide = excerpt("ü" * 300 + " budget", ["budget"])
+    assert wide is not None and len(wide.encode()) <= 255 and "<mark>budget</mark>" in wide
