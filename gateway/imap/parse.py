@@ -16,6 +16,7 @@ ESEARCH, ...) that check the shape they expect. Anything malformed raises
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -785,7 +786,8 @@ def text_sections(structure: Value, prefix: str = "") -> list[TextSection]:
         return []
     if isinstance(structure[0], list):  # multipart: the parts, then the subtype
         found: list[TextSection] = []
-        for index, part in enumerate(p for p in structure if isinstance(p, list)):
+        parts = itertools.takewhile(lambda p: isinstance(p, list), structure)
+        for index, part in enumerate(parts):
             found += text_sections(part, f"{prefix}{index + 1}.")
         return found
     section = prefix.rstrip(".") or "1"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.mailcorpus import CORPUS, INTERNALDATES, THREADS
+from tests.mailtruth import expected
 from tests.translators.upstreams import Upstream, imap, ok, uid_of, upstream
 
 __all__ = ["imap", "upstream"]  # fixtures
@@ -216,8 +217,28 @@ async def test_sorts_by_header_properties(upstream: Upstream, seeded: dict[str, 
     assert len(by_subject["ids"]) == len(SEED)
     bad = await upstream.jmap.request(("Email/query", {"sort": [{"property": "nothing"}]}))
     assert bad[0][1]["type"] == "unsupportedSort"
-    unknown = await upstream.jmap.request(("Email/query", {"filter": {"hasAttachment": True}}))
+    unknown = await upstream.jmap.request(("Email/query", {"filter": {"isFlagged": True}}))
     assert unknown[0][1]["type"] == "unsupportedFilter"
+
+
+async def test_has_attachment_from_the_structure(
+    upstream: Upstream, seeded: dict[str, Any]
+) -> None:
+    ids = seeded["ids"]
+    truth = {k: expected(CORPUS[k]) for k in SEED}
+    certain = {k for k, t in truth.items() if "hasAttachment" not in t["uncertain"]}
+    with_attachment = await query(upstream, filter={"hasAttachment": True})
+    without = await query(upstream, filter={"hasAttachment": False})
+    assert {k for k in certain if ids[k] in with_attachment["ids"]} == {
+        k for k in certain if truth[k]["hasAttachment"]
+    }
+    assert set(with_attachment["ids"]) | set(without["ids"]) == set(ids.values())
+    assert not set(with_attachment["ids"]) & set(without["ids"])
+    # Answered from BODYSTRUCTURE before any structure was cached, and from the cache after:
+    # the same answer.
+    await upstream.jmap.call("Email/get", ids=list(ids.values()), properties=["hasAttachment"])
+    again = await query(upstream, filter={"hasAttachment": True})
+    assert again["ids"] == with_attachment["ids"]
 
 
 async def test_query_changes_after_imap_changes(

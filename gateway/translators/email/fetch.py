@@ -135,6 +135,17 @@ async def _fetch_groups(
         _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
 
 
+async def fetch_items(
+    conn: ImapConnection, folder: MailboxRecord, owners: dict[int, str], *items: str
+) -> dict[int, FetchItem]:
+    """``items`` of the given uids of one folder, answered in full; none if the folder's
+    UIDVALIDITY is no longer the index's (its uids would name other messages)."""
+    state = await conn.select(folder.name, read_only=True)
+    if state.uidvalidity != folder.uidvalidity:
+        return {}
+    return await _fetch(conn, owners, frozenset(items), {})
+
+
 async def _previews_from_text(
     conn: ImapConnection, folder: MailboxRecord, owners: dict[int, str], loaded: Loaded
 ) -> None:

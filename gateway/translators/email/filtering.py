@@ -32,6 +32,7 @@ INDEX_CONDITIONS: Final = frozenset(
         "noneInThreadHaveKeyword",
         "hasKeyword",
         "notKeyword",
+        "hasAttachment",
     }
 )
 # Conditions on the message's text and the IMAP SEARCH key each becomes (RFC 3501 6.4.4).
@@ -129,6 +130,9 @@ def _leaf(name: str, value: Any, counter: _Counter) -> Leaf:
     elif name == "inMailbox":
         if not isinstance(value, str):
             raise MethodError.invalid_arguments("filter: inMailbox must be an Id")
+    elif name == "hasAttachment":
+        if not isinstance(value, bool):
+            raise MethodError.invalid_arguments("filter: hasAttachment must be a Boolean")
     elif name == "inMailboxOtherThan":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise MethodError.invalid_arguments("filter: inMailboxOtherThan must be Id[]")
@@ -170,6 +174,14 @@ def search_key(leaf: Leaf) -> list[str]:
     return [TEXT_CONDITIONS[leaf.name], leaf.value]
 
 
+def uses(tree: Filter | None, name: str) -> bool:
+    if tree is None:
+        return False
+    if isinstance(tree, Leaf):
+        return tree.name == name
+    return any(uses(child, name) for child in tree.children)
+
+
 def required_mailbox(tree: Filter | None) -> str | None:
     """A folder every match must be in (an inMailbox at the top or in a top-level AND)."""
     if isinstance(tree, Leaf):
@@ -187,6 +199,7 @@ class Context:
 
     threads: dict[str, list[EmailRecord]]
     matches: dict[int, set[str]] = field(default_factory=dict)
+    attachments: dict[str, bool] = field(default_factory=dict)
 
 
 def matches(tree: Filter | None, record: EmailRecord, context: Context) -> bool:
@@ -214,6 +227,7 @@ _CHECKS: dict[str, Callable[[Leaf, EmailRecord, Context], bool]] = {
     "minSize": lambda leaf, r, _: r.size >= leaf.value,
     "maxSize": lambda leaf, r, _: r.size < leaf.value,
     "hasKeyword": lambda leaf, r, _: leaf.value in r.flags,
+    "hasAttachment": lambda leaf, r, c: c.attachments.get(r.id, False) is leaf.value,
     "notKeyword": lambda leaf, r, _: leaf.value not in r.flags,
     "allInThreadHaveKeyword": lambda leaf, r, c: all(
         leaf.value in e.flags for e in _in_thread(r, c)

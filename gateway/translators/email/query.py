@@ -3,9 +3,10 @@
 The list view every client asks for, a folder newest first, is read from the index's by-date
 sorted set: the window costs O(log n + limit) however large the folder, and its total one
 ZCARD. Every other query filters the index's records, asks the upstream's IMAP SEARCH for
-conditions on the messages' text (mapping UIDs back through the uid maps), and sorts in
-memory; sorting by from, to, subject or sentAt reads the cached parsed headers, fetching the
-ones not cached yet (once, with HEADER.FIELDS).
+conditions on the messages' text (mapping UIDs back through the uid maps), reads
+hasAttachment from cached structures or BODYSTRUCTURE, and sorts in memory; sorting by from,
+to, subject or sentAt reads the cached parsed headers, fetching the ones not cached yet
+(once, with HEADER.FIELDS).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.query import query_changes, window
 from gateway.jmap.standard import as_bool, parse_query, parse_query_changes
+from gateway.translators.email.attachments import has_attachments
 from gateway.translators.email.fetch import load
 from gateway.translators.email.filtering import (
     HEADER_SORTS,
@@ -38,6 +40,7 @@ from gateway.translators.email.filtering import (
     search_key,
     sort_value,
     text_leaves,
+    uses,
 )
 from gateway.translators.email.properties import Source
 from gateway.translators.email.view import synced_view
@@ -181,6 +184,10 @@ async def _run(
     leaves = text_leaves(tree)
     if leaves:
         context.matches = await _search(conn, view, store, leaves, required_mailbox(tree))
+    if uses(tree, "hasAttachment"):
+        folder = required_mailbox(tree)
+        candidates = {i: r for i, r in visible.items() if folder is None or folder in r.mailbox_ids}
+        context.attachments = await has_attachments(conn, store, view.records, candidates)
     found = [r for r in visible.values() if matches(tree, r, context)]
     summaries: dict[str, dict[str, Any]] = {}
     if any(key.property in HEADER_SORTS for key in sort):
