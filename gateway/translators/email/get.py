@@ -19,13 +19,13 @@ from gateway.mime.headers import (
     headers_property,
     parse_header_block,
 )
-from gateway.translators.changes import changes_response
 from gateway.translators.email.blob_ids import message_blob_id, part_blob_id
 from gateway.translators.email.fetch import Loaded, load
 from gateway.translators.email.properties import EmailGetArgs, Source, parse_email_get
 from gateway.translators.email.values import ValueRequest, body_values
 from gateway.translators.email.view import synced_view
 from gateway.translators.keywords import keywords_from_flags
+from gateway.translators.responses import changes_response
 
 
 async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:

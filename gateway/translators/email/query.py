@@ -23,7 +23,7 @@ from gateway.imap.parse import parse_esearch, parse_search
 from gateway.imap.sequence import UidSet
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
-from gateway.jmap.query import query_changes, window
+from gateway.jmap.query import Window, query_changes, window
 from gateway.jmap.standard import as_bool, parse_query, parse_query_changes
 from gateway.translators.email.attachments import has_attachments
 from gateway.translators.email.fetch import load
@@ -45,6 +45,7 @@ from gateway.translators.email.filtering import (
 from gateway.translators.email.properties import Source
 from gateway.translators.email.view import synced_view
 from gateway.translators.mailbox.view import MailboxView
+from gateway.translators.responses import query_response
 
 COLLAPSE = "collapseThreads"
 
@@ -68,16 +69,9 @@ async def email_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
         anchor_offset=args.anchor_offset,
         limit=args.limit,
     )
-    response: dict[str, Any] = {
-        "accountId": args.account_id,
-        "queryState": state,
-        "canCalculateChanges": True,
-        "position": result.position,
-        "ids": result.ids,
-    }
-    if args.calculate_total:
-        response["total"] = len(ids)
-    return response
+    return query_response(
+        args.account_id, state, result, len(ids) if args.calculate_total else None
+    )
 
 
 async def email_query_changes(
@@ -153,16 +147,8 @@ async def _by_date(store: EmailStore, args: Any, folder: str | None) -> dict[str
     if page is None:
         raise MethodError("anchorNotFound", f"{args.anchor!r} is not in the results")
     position, ids, total, state = page
-    response: dict[str, Any] = {
-        "accountId": args.account_id,
-        "queryState": state,
-        "canCalculateChanges": True,
-        "position": position,
-        "ids": ids,
-    }
-    if args.calculate_total:
-        response["total"] = total
-    return response
+    result = Window(position=position, ids=ids, limit=None)
+    return query_response(args.account_id, state, result, total if args.calculate_total else None)
 
 
 async def _run(

@@ -9,9 +9,9 @@ from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import parse_changes, parse_get
-from gateway.translators.changes import changes_response
 from gateway.translators.mailbox.objects import COUNT_PROPERTIES, PROPERTIES
 from gateway.translators.mailbox.view import current_view
+from gateway.translators.responses import changes_response
 
 
 async def mailbox_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:

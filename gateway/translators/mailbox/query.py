@@ -22,6 +22,7 @@ from gateway.translators.mailbox.filtering import (
     with_descendants,
 )
 from gateway.translators.mailbox.view import current_view
+from gateway.translators.responses import query_response
 
 TREE_ARGUMENTS = ("sortAsTree", "filterAsTree")
 
@@ -56,18 +57,8 @@ async def mailbox_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any])
         anchor_offset=args.anchor_offset,
         limit=args.limit,
     )
-    response: dict[str, Any] = {
-        "accountId": args.account_id,
-        "queryState": view.state,
-        "canCalculateChanges": True,
-        "position": result.position,
-        "ids": result.ids,
-    }
-    if args.calculate_total:
-        response["total"] = len(ids)
-    if result.limit is not None:
-        response["limit"] = result.limit
-    return response
+    total = len(ids) if args.calculate_total else None
+    return query_response(args.account_id, view.state, result, total)
 
 
 async def mailbox_query_changes(

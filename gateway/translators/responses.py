@@ -1,0 +1,38 @@
+"""The /changes and /query responses (RFC 8620 5.2, 5.5), the same for every data type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.cache.changes import Changes
+from gateway.jmap.query import Window
+
+
+def changes_response(account_id: str, changes: Changes) -> dict[str, Any]:
+    return {
+        "accountId": account_id,
+        "oldState": changes.old_state,
+        "newState": changes.new_state,
+        "hasMoreChanges": changes.has_more_changes,
+        "created": changes.created,
+        "updated": changes.updated,
+        "destroyed": changes.destroyed,
+    }
+
+
+def query_response(
+    account_id: str, query_state: str, result: Window, total: int | None
+) -> dict[str, Any]:
+    """``total`` only when the client asked for it (calculateTotal)."""
+    response: dict[str, Any] = {
+        "accountId": account_id,
+        "queryState": query_state,
+        "canCalculateChanges": True,
+        "position": result.position,
+        "ids": result.ids,
+    }
+    if total is not None:
+        response["total"] = total
+    if result.limit is not None:
+        response["limit"] = result.limit
+    return response
