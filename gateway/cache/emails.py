@@ -236,6 +236,11 @@ class EmailStore:
         ids = await self.client.zrange(key, start, stop, desc=not ascending)
         return start, [text(i) for i in ids if isinstance(i, bytes | str)], total, state
 
+    async def dated_ids(self, mailbox_id: str) -> list[str]:
+        """Every email a folder holds (visible copies), from its by-date set."""
+        found = await self.client.zrange(self.keys.dated(mailbox_id), 0, -1)
+        return [text(i) for i in found if isinstance(i, bytes | str)]
+
     async def fill_dated(self) -> None:
         """Build the by-date sets from the records (the index writer keeps them after)."""
         records = await self.records(await self.all_ids())

@@ -29,9 +29,11 @@ from gateway.translators.email.attachments import has_attachments
 from gateway.translators.email.fetch import load
 from gateway.translators.email.filtering import (
     HEADER_SORTS,
+    TEXT_CONDITIONS,
     Context,
     Filter,
     Leaf,
+    Node,
     SortKey,
     matches,
     parse_filter,
@@ -48,6 +50,7 @@ from gateway.translators.mailbox.view import MailboxView
 from gateway.translators.responses import query_response
 
 COLLAPSE = "collapseThreads"
+THREAD_CONDITIONS = ("allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword")
 
 
 async def email_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
@@ -159,21 +162,31 @@ async def _run(
     sort: list[SortKey],
     collapse: bool,
 ) -> tuple[list[str], str]:
-    """Every matching email id in order, and the Email state they were read at."""
-    all_ids = await store.all_ids()
-    records, state = await store.snapshot(all_ids)
-    visible = {i: r for i, r in records.items() if r.visible}
-    threads: dict[str, list[EmailRecord]] = {}
-    for record in visible.values():
-        threads.setdefault(record.thread_id, []).append(record)
-    context = Context(threads)
+    """Every matching email id in order, and the Email state they were read at.
+
+    Only the records that can match are read: those a required text condition found, else
+    those of a required folder, else all; with the other emails of their threads when thread
+    keywords are asked about.
+    """
     leaves = text_leaves(tree)
-    if leaves:
-        context.matches = await _search(conn, view, store, leaves, required_mailbox(tree))
+    matched = await _search(conn, view, store, leaves, required_mailbox(tree)) if leaves else {}
+    candidates = await _candidates(store, tree, matched)
+    records, state = await store.snapshot(candidates)
+    visible = {i: r for i, r in records.items() if r.visible}
+    if _about_threads(tree, sort):
+        members, _ = await store.thread_snapshot({r.thread_id for r in visible.values()})
+        others = {i for ids in members.values() for i in ids} - visible.keys()
+        mates = {i: r for i, r in (await store.records(others)).items() if r.visible}
+    else:
+        mates = {}
+    threads: dict[str, list[EmailRecord]] = {}
+    for record in [*visible.values(), *mates.values()]:
+        threads.setdefault(record.thread_id, []).append(record)
+    context = Context(threads, matched)
     if uses(tree, "hasAttachment"):
         folder = required_mailbox(tree)
-        candidates = {i: r for i, r in visible.items() if folder is None or folder in r.mailbox_ids}
-        context.attachments = await has_attachments(conn, store, view.records, candidates)
+        in_folder = {i: r for i, r in visible.items() if folder is None or folder in r.mailbox_ids}
+        context.attachments = await has_attachments(conn, store, view.records, in_folder)
     found = [r for r in visible.values() if matches(tree, r, context)]
     summaries: dict[str, dict[str, Any]] = {}
     if any(key.property in HEADER_SORTS for key in sort):
@@ -197,6 +210,33 @@ async def _run(
             if not (r.thread_id in seen or seen.add(r.thread_id))  # type: ignore[func-returns-value]
         ]
     return ids, state
+
+
+async def _candidates(
+    store: EmailStore, tree: Filter | None, matched: dict[int, set[str]]
+) -> list[str]:
+    required = _required_text(tree)
+    if required:
+        return list(set.intersection(*(matched.get(leaf.key, set()) for leaf in required)))
+    folder = required_mailbox(tree)
+    if folder is not None:
+        return await store.dated_ids(folder)
+    return await store.all_ids()
+
+
+def _required_text(tree: Filter | None) -> list[Leaf]:
+    """Text conditions every match must meet: the filter itself, or children of its AND."""
+    if isinstance(tree, Leaf):
+        return [tree] if tree.name in TEXT_CONDITIONS else []
+    if isinstance(tree, Node) and tree.operator == "AND":
+        return [c for c in tree.children if isinstance(c, Leaf) and c.name in TEXT_CONDITIONS]
+    return []
+
+
+def _about_threads(tree: Filter | None, sort: list[SortKey]) -> bool:
+    return any(uses(tree, name) for name in THREAD_CONDITIONS) or any(
+        key.property in THREAD_CONDITIONS for key in sort
+    )
 
 
 async def _search(
