@@ -176,3 +176,46 @@ async def test_whole_messages_are_fetched_and_kept_within_budgets(
             found.pop("id")
     assert sorted(map(repr, strip[0])) == sorted(map(repr, strip[1]))
     assert all(json.loads(e)["bodyValues"] for e in tight)
+
+
+async def test_an_upstream_without_binary_gets_parts_decoded_by_the_gateway(
+    dovecot: Dovecot, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.app import create_app
+    from tests.conftest import gateway_settings, running_gateway
+
+    decoded_here = download._decoded_here
+    calls: list[str] = []
+
+    async def counting(*args: Any) -> bytes | None:
+        calls.append("here")
+        return await decoded_here(*args)
+
+    monkeypatch.setattr(download, "_decoded_here", counting)
+
+    user = dovecot.fresh_user()
+    client = dovecot.client(user)
+    assert client.append("INBOX", "", None, CORPUS["mixed_attachments"])[0] == "OK"
+    settings = gateway_settings(dovecot.url, redis_url, pool_max_per_user=1)
+    app = create_app(settings)
+    async with running_gateway(settings, app) as base, httpx.AsyncClient(base_url=base) as http:
+        jmap = await Jmap(http, user, dovecot.users[user]).start()
+        found = await only_email(jmap, "attachments")
+        for conn in app.state.services.pool._live:
+            conn.capabilities = conn.capabilities - {"BINARY"}
+        parsed = email.message_from_bytes(
+            fetched_back(client, "mixed_attachments"), policy=policy.default
+        )
+        payloads = [
+            p.get_payload(decode=True)
+            for p in parsed.walk()
+            if p.get_content_disposition() == "attachment"
+        ]
+        encoded = [a for a in found["attachments"] if a["type"] != "text/plain"]
+        assert encoded
+        for part in encoded:
+            response = await http.get(url(jmap, part["blobId"], "x", part["type"]), auth=jmap.auth)
+            assert response.status_code == 200
+            assert response.content in payloads
+    assert len(calls) == len(encoded)
+    client.logout()

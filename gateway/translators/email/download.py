@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
@@ -22,7 +23,7 @@ from gateway.imap.errors import CommandFailed
 from gateway.imap.parse import fetches_by_uid
 from gateway.mime.bodyparts import IDENTITY_ENCODINGS, BodyPart, decode_transfer
 from gateway.translators.email.blob_ids import BlobRef
-from gateway.translators.email.fetch import load
+from gateway.translators.email.fetch import fetch_items, load
 from gateway.translators.email.properties import Source
 from gateway.translators.email.view import email_store, synced_view
 
@@ -76,7 +77,7 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
             elif "BINARY" in conn.capabilities:
                 section, size = f"BINARY.PEEK[{part.part_id}]", None
             else:
-                content = await _decoded_here(conn, folder.name, uid, part)
+                content = await _decoded_here(conn, folder, uid, part)
                 return None if content is None else Download(len(content), _once(content))
         source = _Source(folder.name, folder.uidvalidity, uid, section)
         first = await _piece(conn, source, 0)
@@ -112,12 +113,11 @@ async def _rest(env: RequestEnv, source: _Source, first: bytes) -> AsyncIterator
 
 
 async def _decoded_here(
-    conn: ImapConnection, folder: str, uid: int, part: BodyPart
+    conn: ImapConnection, folder: MailboxRecord, uid: int, part: BodyPart
 ) -> bytes | None:
-    await conn.select(folder, read_only=True)
+    """A part decoded here, for an upstream without BINARY: held whole, so only then."""
     item = f"BODY.PEEK[{part.part_id}]"
-    result = await conn.execute(Command("UID", "FETCH", str(uid), f"({item})"))
-    fetched = fetches_by_uid(result.untagged).get(uid)
+    fetched = (await fetch_items(conn, folder, {uid: ""}, item)).get(uid)
     body = None if fetched is None else fetched.section(item)
     return None if body is None else decode_transfer(body, part.transfer_encoding).content
 
