@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     imap_command_timeout: float = Field(
         60.0, gt=0, description="Seconds one upstream IMAP command may take"
     )
+    sync_interval_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds after an account caught up with the upstream during which its "
+        "requests trust the index without asking again (0: every request asks)",
+    )
     auth_cache_seconds: float = Field(
         60.0, ge=0, description="Seconds a successful credential check is remembered (0: never)"
     )

@@ -77,6 +77,8 @@ def gateway_settings(imap_url: str, redis_url: str, **overrides: Any) -> Setting
         "host": "127.0.0.1",
         "port": port,
         "public_url": f"http://127.0.0.1:{port}",
+        # Tests change mail with a plain IMAP client and look at once.
+        "sync_interval_seconds": 0,
         **overrides,
     }
     return Settings(**values)

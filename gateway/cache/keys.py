@@ -40,6 +40,8 @@ key                                    type    holds
                                                fields, whole header, body structure, preview
 ``jg:{a}:text:<emailId>``              string  decoded text of the email's text parts read lately,
                                                expiring (translators/email/values.py)
+``jg:{a}:caught-up``                   string  present while the account's last catch-up is recent
+                                               (GATEWAY_SYNC_INTERVAL_SECONDS)
 ``jg:{a}:lock:<name>``                 string  a short lease serialising one account's sync
 ``jg:{a}:inflight:<kind>``             zset    request token -> start time (ms), for limits of
                                                concurrent requests across replicas
@@ -143,6 +145,10 @@ class AccountKeys:
 
     def texts(self, email_id: str) -> str:
         return f"{self.base}:text:{email_id}"
+
+    @property
+    def caught_up(self) -> str:
+        return f"{self.base}:caught-up"
 
     def lock(self, name: str) -> str:
         return f"{self.base}:lock:{name}"

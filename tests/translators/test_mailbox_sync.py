@@ -8,6 +8,7 @@ import httpx
 import redis
 
 from gateway.app import create_app
+from gateway.cache.keys import AccountKeys
 from tests.conftest import gateway_settings, running_gateway
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
@@ -108,3 +109,26 @@ async def test_gateway_assigned_ids(
     assert boxes["Elsewhere"]["id"] not in (parent, child)
     inbox_before = boxes["Inbox"]["id"]
     assert (await jmap.mailboxes())["Inbox"]["id"] == inbox_before
+
+
+async def test_within_the_sync_interval_requests_trust_the_index(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    user = dovecot.fresh_user()
+    settings = gateway_settings(dovecot.url, redis_url, sync_interval_seconds=30)
+    app = create_app(settings)
+    async with running_gateway(settings, app) as url, httpx.AsyncClient(base_url=url) as http:
+        jmap = await Jmap(http, user, dovecot.users[user]).start()
+        first = await jmap.call("Email/query")
+        pool = app.state.services.pool
+        with Witness(dovecot, user) as witness:
+            witness.append("INBOX", "arrived meanwhile")
+        before = pool.stats().round_trips
+        again = await jmap.call("Email/query")
+        # Trusted: no upstream round trip, and the new message not seen yet.
+        assert pool.stats().round_trips == before and again["ids"] == first["ids"]
+        # Once the interval is over (here: its mark removed), the next request catches up.
+        client = app.state.services.store.client
+        await client.delete(AccountKeys(jmap.account_id).caught_up)
+        later = await jmap.call("Email/query")
+        assert len(later["ids"]) == len(first["ids"]) + 1

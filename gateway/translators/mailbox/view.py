@@ -47,11 +47,20 @@ async def current_view(
     env: RequestEnv, conn: ImapConnection, *, fresh: bool = False
 ) -> MailboxView:
     """Catch up folders and messages with the upstream (once per request unless ``fresh``)
-    and read the index."""
+    and read the index.
+
+    Within GATEWAY_SYNC_INTERVAL_SECONDS of the account's last catch-up (by any replica),
+    the index is trusted as it is: a burst of requests costs one upstream check, not one
+    each, and a warm request costs no upstream round trip. ``fresh`` always asks."""
     store = mailbox_store(env)
     if fresh or SYNCED not in env.memo:
-        await env.services.mailbox_sync.sync(store, conn, fresh=fresh)
-        await env.services.email_sync.sync(email_store(env), conn, store, fresh=fresh)
+        interval = env.services.settings.sync_interval_seconds
+        client = env.services.store.client
+        if fresh or not interval or not await client.exists(store.keys.caught_up):
+            await env.services.mailbox_sync.sync(store, conn, fresh=fresh)
+            await env.services.email_sync.sync(email_store(env), conn, store, fresh=fresh)
+            if interval:
+                await client.set(store.keys.caught_up, "1", px=int(interval * 1000))
         env.memo[SYNCED] = True
     records, state, sort_orders, counts = await store.snapshot()
     return MailboxView(store, records, state, sort_orders, counts)
