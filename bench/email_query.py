@@ -6,8 +6,8 @@ the generated messages do not stay in this process's memory) and left to settle
 Redis and one gateway serve the whole run. Figures printed, one table each, a row per size:
 
 * the account's first call (Email/get with no ids: folders listed, INBOX indexed): wall time,
-  upstream commands, and then Redis's used memory and this process's peak RSS (the gateway
-  runs in it);
+  upstream commands, the Redis memory the account's index then takes (MEMORY USAGE of its
+  keys, as bench.email_get), and this process's peak RSS so far (the gateway runs in it);
 * the list window, ``Email/query`` of the INBOX newest first, limit 50, with the total: median
   and p90 latency over the warm requests, upstream commands and round trips per request (the
   most any request took), bytes to the client. The gateway answers it from the folder's
@@ -35,11 +35,10 @@ import statistics
 import time
 from dataclasses import dataclass
 
-import redis
 import uvicorn
 
 from bench.core_latency import Client
-from bench.email_get import call
+from bench.email_get import call, redis_bytes
 from bench.imap_baseline import settle
 from bench.mailbox_get import serve_in_thread
 from bench.seed import Wire, seed_inbox
@@ -121,9 +120,7 @@ def measure(
     call(client, "Email/get", {"accountId": account, "ids": [], "properties": ["id"]})
     row.first_s = time.perf_counter() - started
     row.first_commands = pool.stats().commands - before.commands
-    server = redis.Redis.from_url(store_url)
-    row.redis_mb = int(server.info("memory")["used_memory"]) / 1e6
-    server.close()
+    row.redis_mb = redis_bytes(store_url, account) / 1e6
     print(f"first call for {size}: {row.first_s:.2f} s", flush=True)
 
     mailboxes, _ = call(
@@ -191,12 +188,15 @@ def measure(
     return row
 
 
-def main(sizes: list[int], requests: int) -> None:
+def main(sizes: list[int], requests: int, sync_interval: float) -> None:
     dovecot = Dovecot(make_data_dir("jg-bench-dovecot-"))
     store = RedisServer(make_data_dir("jg-bench-redis-"))
     dovecot.start()
     store.start()
-    settings = gateway_settings(dovecot.url, store.url, log_level="warning")
+    settings = gateway_settings(
+        dovecot.url, store.url, log_level="warning", sync_interval_seconds=sync_interval
+    )
+    print(f"GATEWAY_SYNC_INTERVAL_SECONDS={sync_interval}")
     app = create_app(settings)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -224,12 +224,12 @@ def report(rows: list[Row], requests: int) -> None:
     print("\nthe account's first call (Email/get, no ids): folders listed, INBOX indexed")
     print(
         f"{'messages':>9} {'seeding s':>10} {'first call s':>13} {'upstream cmds':>14} "
-        f"{'Redis used MB':>14} {'peak RSS MB':>12}"
+        f"{'index MB':>9} {'peak RSS MB':>12}"
     )
     for r in rows:
         print(
             f"{r.size:>9} {r.seed_s:>10.1f} {r.first_s:>13.2f} {r.first_commands:>14} "
-            f"{r.redis_mb:>14.1f} {r.peak_rss_mb:>12.0f}"
+            f"{r.redis_mb:>9.1f} {r.peak_rss_mb:>12.0f}"
         )
     print(
         f"\nEmail/query of the INBOX, receivedAt newest first, limit {WINDOW}, calculateTotal "
@@ -269,5 +269,11 @@ if __name__ == "__main__":
         help="INBOX sizes, comma-separated",
     )
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument(
+        "--sync-interval",
+        type=float,
+        default=1.0,
+        help="GATEWAY_SYNC_INTERVAL_SECONDS (the default; 0: every request asks the upstream)",
+    )
     args = parser.parse_args()
-    main(args.sizes, args.requests)
+    main(args.sizes, args.requests, args.sync_interval)
