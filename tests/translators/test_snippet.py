@@ -41,3 +41,15 @@ def test_excerpt_is_around_the_first_match_and_at_most_255_octets() -> None:
     assert excerpt("no match at all", ["budget"]) is None
     wide = excerpt("ü" * 300 + " budget", ["budget"])
     assert wide is not None and len(wide.encode()) <= 255 and "<mark>budget</mark>" in wide
+
+
+def test_text_is_split_into_words_and_quoted_phrases() -> None:
+    from gateway.translators.email.filtering import Leaf, search_key, terms
+
+    assert terms("plans \"next week\" 'it is' lunch") == ["plans", "next week", "it is", "lunch"]
+    assert terms(r'"say \"hi\""') == ['say "hi"']
+    assert search_key(Leaf("subject", "next plans", 1)) == [
+        ["SUBJECT", "next"],
+        ["SUBJECT", "plans"],
+    ]
+    assert search_key(Leaf("header", ["List-Id"], 2)) == [["HEADER", "List-Id", ""]]

@@ -166,12 +166,32 @@ def text_leaves(tree: Filter | None) -> list[Leaf]:
     return [leaf for child in tree.children for leaf in text_leaves(child)]
 
 
-def search_key(leaf: Leaf) -> list[str]:
-    """The IMAP SEARCH criteria of a text condition (values still to be quoted)."""
+def search_key(leaf: Leaf) -> list[list[str]]:
+    """The IMAP SEARCH criteria of a text condition, ANDed (values still to be quoted).
+
+    RFC 8621 4.4.1: outside quotes, white space divides tokens that must all be present
+    (in any order); a quoted phrase must be present as it is. Each becomes its own key.
+    """
     if leaf.name == "header":
         name, *text = leaf.value
-        return ["HEADER", name, text[0] if text else ""]
-    return [TEXT_CONDITIONS[leaf.name], leaf.value]
+        return [["HEADER", name, text[0] if text else ""]]
+    key = TEXT_CONDITIONS[leaf.name]
+    return [[key, term] for term in terms(str(leaf.value))] or [[key, ""]]
+
+
+_TERM = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(\S+)')
+
+
+def terms(text: str) -> list[str]:
+    """Quoted phrases (with backslash escapes) and the words outside them."""
+    found = []
+    for match in _TERM.finditer(text):
+        phrase = match.group(1) if match.group(1) is not None else match.group(2)
+        if phrase is not None:
+            found.append(re.sub(r"\\(.)", r"\1", phrase))
+        else:
+            found.append(match.group(3))
+    return [t for t in found if t.strip()]
 
 
 def uses(tree: Filter | None, name: str) -> bool:

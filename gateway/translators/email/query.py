@@ -260,11 +260,13 @@ async def _search(
     return found
 
 
-async def _uid_search(conn: ImapConnection, folder: MailboxRecord, criteria: list[str]) -> UidSet:
-    """UID SEARCH with the criteria's strings as astrings, UTF-8 where they need it."""
-    key, *values = criteria
-    arguments = [key, *(astring(v) for v in values)]
-    charset = any(not v.isascii() for v in values)
+async def _uid_search(
+    conn: ImapConnection, folder: MailboxRecord, criteria: list[list[str]]
+) -> UidSet:
+    """UID SEARCH of the criteria (ANDed), strings as astrings, UTF-8 where they need it."""
+    key = criteria[0][0]
+    arguments = [a for name, *values in criteria for a in (name, *(astring(v) for v in values))]
+    charset = any(not v.isascii() for _, *values in criteria for v in values)
     prefix = ["CHARSET", "UTF-8"] if charset else []
     esearch = "ESEARCH" in conn.capabilities
     returns = ["RETURN", "(ALL)"] if esearch else []

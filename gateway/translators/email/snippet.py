@@ -22,6 +22,7 @@ from gateway.mime.bodyparts import BodyPart, text_html_attachments
 from gateway.mime.bodyvalues import html_to_text
 from gateway.translators.email.fetch import load
 from gateway.translators.email.filtering import Filter, Leaf, Node, parse_filter
+from gateway.translators.email.filtering import terms as split_terms
 from gateway.translators.email.properties import Source
 from gateway.translators.email.values import ValueRequest, body_values
 from gateway.translators.email.view import synced_view
@@ -30,7 +31,6 @@ from gateway.translators.email.view import synced_view
 PREVIEW_OCTETS = 255
 # Characters of context shown before the first match.
 LEAD = 40
-_PHRASE = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(\S+)')
 
 
 async def search_snippet_get(
@@ -90,20 +90,8 @@ def words(tree: Filter | None, negated: bool = False) -> tuple[list[str], list[s
         return subject, body
     if negated or not isinstance(tree, Leaf) or tree.name not in ("text", "subject", "body"):
         return [], []
-    terms = _terms(str(tree.value))
-    return (terms if tree.name != "body" else []), (terms if tree.name != "subject" else [])
-
-
-def _terms(text: str) -> list[str]:
-    """Quoted phrases (with \\ escapes) and the words outside them (RFC 8621 4.4.1)."""
-    terms = []
-    for match in _PHRASE.finditer(text):
-        phrase = match.group(1) if match.group(1) is not None else match.group(2)
-        if phrase is not None:
-            terms.append(re.sub(r"\\(.)", r"\1", phrase))
-        else:
-            terms.append(match.group(3))
-    return [t for t in terms if t.strip()]
+    found = split_terms(str(tree.value))
+    return (found if tree.name != "body" else []), (found if tree.name != "subject" else [])
 
 
 def _pattern(terms: list[str]) -> re.Pattern[str] | None:
