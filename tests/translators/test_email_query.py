@@ -340,3 +340,17 @@ async def test_query_changes_limits_and_unknown_states(
         ("Email/queryChanges", {"sinceQueryState": "nonsense", **args})
     )
     assert stale[0][1]["type"] == "cannotCalculateChanges"
+
+
+async def test_edge_requests_get_answers_not_errors(
+    upstream: Upstream, seeded: dict[str, Any]
+) -> None:
+    folders, ids = seeded["folders"], seeded["ids"]
+    empty_sort = await query(upstream, filter={"inMailbox": folders["INBOX"]}, sort=[])
+    newest = await query(upstream, filter={"inMailbox": folders["INBOX"]})
+    assert empty_sort["ids"] == newest["ids"]
+    for bad in ("2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "yesterday"):
+        answer = await upstream.jmap.request(("Email/query", {"filter": {"before": bad}}))
+        assert answer[0][1]["type"] == "invalidArguments", bad
+    everything = await query(upstream, filter={})
+    assert set(everything["ids"]) == set(ids.values())

@@ -53,3 +53,18 @@ def test_text_is_split_into_words_and_quoted_phrases() -> None:
         ["SUBJECT", "plans"],
     ]
     assert search_key(Leaf("header", ["List-Id"], 2)) == [["HEADER", "List-Id", ""]]
+
+
+def test_an_expensive_lead_gives_way_to_the_match() -> None:
+    snippet = excerpt("&" * 39 + " needle " + "tail " * 60, ["needle"])
+    assert snippet is not None and "<mark>needle</mark>" in snippet
+    assert len(snippet.encode()) <= 255
+
+
+def test_base_subject_follows_rfc5256() -> None:
+    from gateway.translators.email.filtering import base_subject
+
+    assert base_subject("Re: [PATCH] fix it") == "fix it"
+    assert base_subject("[PATCH]") == "[PATCH]"
+    assert base_subject("[Fwd: hello]") == "hello"
+    assert base_subject("Fwd: Re: plans (fwd)") == "plans"

@@ -106,10 +106,12 @@ def _part(
 
 
 def _param(params: Value, name: str) -> bool:
-    """Whether a parameter list names ``name`` (or its RFC 2231 forms ``name*``...)."""
+    """Whether a parameter list gives ``name`` (or its RFC 2231 forms ``name*``...) a value
+    that is not blank, as the full parse of a part's name requires."""
     if not isinstance(params, list):
         return False
-    return any(_text(key).split("*", 1)[0] == name for key in params[::2])
+    pairs = zip(params[::2], params[1::2], strict=False)
+    return any(_text(key).split("*", 1)[0] == name and _text(value).strip() for key, value in pairs)
 
 
 def _text(value: Value) -> str:

@@ -123,7 +123,11 @@ def _leaf(name: str, value: Any, counter: _Counter) -> Leaf:
     if name in ("before", "after"):
         if not isinstance(value, str) or not _UTC_DATE.fullmatch(value):
             raise MethodError.invalid_arguments(f"filter: {name} must be a UTCDate")
-        value = int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+        try:
+            # Fractions kept: receivedAt is whole seconds, the comparison is exact.
+            value = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError):
+            raise MethodError.invalid_arguments(f"filter: {name} is not a date") from None
     elif name in ("minSize", "maxSize"):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise MethodError.invalid_arguments(f"filter: {name} must be an UnsignedInt")
@@ -247,7 +251,8 @@ _CHECKS: dict[str, Callable[[Leaf, EmailRecord, Context], bool]] = {
     "minSize": lambda leaf, r, _: r.size >= leaf.value,
     "maxSize": lambda leaf, r, _: r.size < leaf.value,
     "hasKeyword": lambda leaf, r, _: leaf.value in r.flags,
-    "hasAttachment": lambda leaf, r, c: c.attachments.get(r.id, False) is leaf.value,
+    # Unknown (the message could not be read): matches neither true nor false.
+    "hasAttachment": lambda leaf, r, c: c.attachments.get(r.id) is leaf.value,
     "notKeyword": lambda leaf, r, _: leaf.value not in r.flags,
     "allInThreadHaveKeyword": lambda leaf, r, c: all(
         leaf.value in e.flags for e in _in_thread(r, c)
@@ -331,15 +336,28 @@ def _epoch(value: str) -> float:
         return 0.0
 
 
-_SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|fw)\s*(?:\[[^\]]*\])?\s*:|\[[^\]]*\])\s*", re.I)
+_SUBJECT_PREFIX = re.compile(r"^\s*(?:re|fwd?|fw)\s*(?:\[[^\]]*\])?\s*:\s*", re.I)
+_SUBJECT_BLOB = re.compile(r"^\s*\[[^\]]*\]\s*")
 _SUBJECT_TRAILER = re.compile(r"\s*\(fwd\)\s*$", re.I)
+_SUBJECT_FWD = re.compile(r"^\[fwd:(.*)\]$", re.I | re.S)
 
 
 def base_subject(subject: str) -> str:
-    """RFC 5256 2.1 base subject: without reply/forward prefixes, [blobs] and "(fwd)"."""
+    """RFC 5256 2.1 base subject: without reply/forward prefixes, "(fwd)" trailers, [blobs]
+    (unless nothing else is left) and the [fwd: ...] wrapper."""
     value = " ".join(subject.split())
     while True:
-        stripped = _SUBJECT_TRAILER.sub("", _SUBJECT_PREFIX.sub("", value, count=1))
-        if stripped == value:
+        before = value
+        value = _SUBJECT_TRAILER.sub("", value)
+        while True:
+            stripped = _SUBJECT_PREFIX.sub("", value, count=1)
+            unblobbed = _SUBJECT_BLOB.sub("", stripped, count=1)
+            stripped = unblobbed if unblobbed.strip() else stripped
+            if stripped == value:
+                break
+            value = stripped
+        wrapped = _SUBJECT_FWD.match(value)
+        if wrapped:
+            value = wrapped.group(1).strip()
+        if value == before:
             return value
-        value = stripped

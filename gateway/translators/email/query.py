@@ -63,7 +63,7 @@ async def email_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
         view, store = await synced_view(env, conn)
         folder = _only_folder(tree)
         if not collapse and _newest_first(sort) and (tree is None or folder is not None):
-            return await _by_date(store, args, folder)
+            return await _by_date(store, args, folder, sort[0].ascending)
         ids, state = await _run(conn, view, store, tree, sort, collapse)
     result = window(
         ids,
@@ -93,10 +93,17 @@ async def email_query_changes(
         changes = await store.state.changes(EMAIL, args.since_query_state, None)
         ids, state = await _run(conn, view, store, tree, sort, collapse)
     changed = {*changes.created, *changes.updated, *changes.destroyed}
-    records = await store.records(changed)
-    threads = await store.thread_snapshot({r.thread_id for r in records.values()})
-    for members in threads[0].values():
-        changed.update(members)
+    if collapse or _about_threads(tree, sort):
+        if changes.destroyed:
+            # A destroyed email's thread is not known any more, and its mates' place in a
+            # thread-dependent result may have changed with it.
+            raise MethodError(
+                "cannotCalculateChanges", "Emails were destroyed in threads this query reads"
+            )
+        records = await store.records(changed)
+        threads = await store.thread_snapshot({r.thread_id for r in records.values()})
+        for members in threads[0].values():
+            changed.update(members)
     if state != changes.new_state:
         # The index moved between the two reads: the old state cannot be bridged exactly.
         raise MethodError("cannotCalculateChanges", "The mailbox changed during the query")
@@ -136,9 +143,10 @@ def _newest_first(sort: list[SortKey]) -> bool:
     return len(sort) == 1 and sort[0].property == "receivedAt"
 
 
-async def _by_date(store: EmailStore, args: Any, folder: str | None) -> dict[str, Any]:
+async def _by_date(
+    store: EmailStore, args: Any, folder: str | None, ascending: bool
+) -> dict[str, Any]:
     """A folder (or everything) by receivedAt from the sorted set, in O(log n + limit)."""
-    ascending = args.sort is not None and args.sort[0].is_ascending
     page = await store.dated_window(
         folder,
         ascending=ascending,

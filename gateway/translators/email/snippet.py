@@ -137,7 +137,11 @@ def excerpt(body: str, terms: list[str]) -> str | None:
         rendered = _marked(text[start:end], pattern)
         if len(rendered.encode()) <= PREVIEW_OCTETS or end <= first.end():
             break
-        end = start + (end - start) * 3 // 4 if end - start > 8 else end - 1
+        end = max(first.end(), start + (end - start) * 3 // 4 if end - start > 8 else end - 1)
+    while len(rendered.encode()) > PREVIEW_OCTETS and start < first.start():
+        # The context before the match costs too much (entities): give it up first.
+        start = min(first.start(), start + 8)
+        rendered = _marked(text[start:end], pattern)
     while len(rendered.encode()) > PREVIEW_OCTETS:
         # Even the first match alone is too long: cut its text, never the markup.
         end -= 1
