@@ -176,10 +176,14 @@ async def _run(
     those of a required folder, else all; with the other emails of their threads when thread
     keywords are asked about.
     """
+    # The state is read first: the results may then reflect later changes too, which a
+    # queryChanges from this state reports again (harmless); a state read after could claim
+    # changes the results missed, which would never be reported.
+    state = await store.state.state(EMAIL)
     leaves = text_leaves(tree)
     matched = await _search(conn, view, store, leaves, required_mailbox(tree)) if leaves else {}
     candidates = await _candidates(store, tree, matched)
-    records, state = await store.snapshot(candidates)
+    records, _ = await store.snapshot(candidates)
     visible = {i: r for i, r in records.items() if r.visible}
     if _about_threads(tree, sort):
         members, _ = await store.thread_snapshot({r.thread_id for r in visible.values()})
