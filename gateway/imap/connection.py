@@ -50,8 +50,11 @@ from gateway.imap.parse import (
     fold_select,
     parse_capabilities,
     parse_enabled,
+    parse_esearch,
     parse_response,
+    parse_search,
 )
+from gateway.imap.sequence import UidSet
 
 log = logging.getLogger(__name__)
 
@@ -438,6 +441,18 @@ class ImapConnection:
             return (await self.execute_pipelined(Command("UNSELECT"), command))[1]
         await self.unselect()
         return await self.execute(command)
+
+    async def uid_search(self, *criteria: Arg) -> UidSet:
+        """UIDs of the selected mailbox matching ``criteria``: compactly with ESEARCH
+        (RFC 4731) where offered, else from SEARCH's list of numbers."""
+        if "ESEARCH" in self.capabilities:
+            result = await self.execute(Command("UID", "SEARCH", "RETURN", "(ALL)", *criteria))
+            found = UidSet()
+            for response in result.data("ESEARCH"):
+                found |= parse_esearch(response).all or UidSet()
+            return found
+        result = await self.execute(Command("UID", "SEARCH", *criteria))
+        return UidSet.of(n for r in result.data("SEARCH") for n in parse_search(r).numbers)
 
     async def unselect(self) -> None:
         """Leave the selected mailbox without expunging anything.

@@ -28,7 +28,7 @@ from gateway.cache.mailboxes import MailboxRecord, MailboxStore
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ProtocolError
-from gateway.imap.parse import FetchItem, fetches_by_uid, parse_esearch, parse_search
+from gateway.imap.parse import FetchItem, fetches_by_uid
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.mime.headers import parse_header_block
 from gateway.sync.flight import SingleFlight
@@ -217,7 +217,7 @@ class _FolderVisit:
             known = {u: f for u, f in changed.items() if u < mark.uidnext}
             if known:
                 await self.writer.set_flags(record.id, known)
-            new = await self._search(f"UID {mark.uidnext}:*", above=mark.uidnext - 1)
+            new = await self._search("UID", f"{mark.uidnext}:*", above=mark.uidnext - 1)
         else:
             new = await self._compare_all(record.id)
         for page in new.pages(PAGE):
@@ -234,20 +234,10 @@ class _FolderVisit:
             ),
         )
 
-    async def _search(self, criteria: str, above: int = 0) -> UidSet:
-        """UIDs matching ``criteria``, compactly with ESEARCH where offered.
-
-        ``above``: RFC 3501 makes ``n:*`` match the last message even when its UID is below n.
-        """
-        if "ESEARCH" in self.conn.capabilities:
-            result = await self.conn.execute(Command("UID", "SEARCH", "RETURN", "(ALL)", criteria))
-            found = UidSet()
-            for response in result.data("ESEARCH"):
-                found |= parse_esearch(response).all or UidSet()
-        else:
-            result = await self.conn.execute(Command("UID", "SEARCH", criteria))
-            numbers = [n for r in result.data("SEARCH") for n in parse_search(r).numbers]
-            found = UidSet.of(numbers)
+    async def _search(self, *criteria: str, above: int = 0) -> UidSet:
+        """UIDs matching ``criteria``; ``above``: RFC 3501 makes ``n:*`` match the last
+        message even when its UID is below n."""
+        found = await self.conn.uid_search(*criteria)
         if above:
             found = UidSet.from_ranges(
                 (max(lo, above + 1), hi) for lo, hi in found.ranges if hi > above

@@ -17,10 +17,8 @@ from dataclasses import dataclass
 
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
-from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
-from gateway.imap.parse import fetches_by_uid
 from gateway.mime.bodyparts import IDENTITY_ENCODINGS, BodyPart, decode_transfer
 from gateway.translators.email.blob_ids import BlobRef
 from gateway.translators.email.fetch import fetch_items, load
@@ -40,8 +38,7 @@ class Download:
 
 @dataclass(frozen=True)
 class _Source:
-    folder: str
-    uidvalidity: int | None
+    folder: MailboxRecord
     uid: int
     section: str  # e.g. "BODY.PEEK[]", "BINARY.PEEK[2]"
 
@@ -79,7 +76,7 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
             else:
                 content = await _decoded_here(conn, folder, uid, part)
                 return None if content is None else Download(len(content), _once(content))
-        source = _Source(folder.name, folder.uidvalidity, uid, section)
+        source = _Source(folder, uid, section)
         first = await _piece(conn, source, 0)
     if first is None:
         return None
@@ -88,16 +85,13 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
 
 async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | None:
     """``CHUNK`` octets from ``offset``; None if the message is gone or the part unknown."""
-    state = await conn.select(source.folder, read_only=True)
-    if state.uidvalidity != source.uidvalidity:
-        return None
     item = f"{source.section}<{offset}.{CHUNK}>"
     try:
-        result = await conn.execute(Command("UID", "FETCH", str(source.uid), f"({item})"))
+        fetched = await fetch_items(conn, source.folder, {source.uid: ""}, item)
     except CommandFailed:
         return None
-    fetched = fetches_by_uid(result.untagged).get(source.uid)
-    return None if fetched is None else fetched.section(item)
+    found = fetched.get(source.uid)
+    return None if found is None else found.section(item)
 
 
 async def _rest(env: RequestEnv, source: _Source, first: bytes) -> AsyncIterator[bytes]:

@@ -124,26 +124,27 @@ async def _fetch_groups(
         if folder is None:
             loaded.vanished.update(owners.values())
             continue
-        state = await conn.select(folder.name, read_only=True)
-        if state.uidvalidity != folder.uidvalidity:
-            # The index's uids are of an earlier UIDVALIDITY: they may name other messages,
-            # whose octets must never be cached under these emails' ids.
-            loaded.vanished.update(owners.values())
-            continue
-        fetched = await _fetch(conn, owners, items, sizes)
+        fetched = await fetch_items(conn, folder, owners, *items, sizes=sizes)
         loaded.vanished.update(e for u, e in owners.items() if u not in fetched)
         _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
 
 
 async def fetch_items(
-    conn: ImapConnection, folder: MailboxRecord, owners: dict[int, str], *items: str
+    conn: ImapConnection,
+    folder: MailboxRecord,
+    owners: dict[int, str],
+    *items: str,
+    sizes: dict[str, int] | None = None,
 ) -> dict[int, FetchItem]:
     """``items`` of the given uids of one folder, answered in full; none if the folder's
-    UIDVALIDITY is no longer the index's (its uids would name other messages)."""
+    UIDVALIDITY is no longer the index's: its uids may name other messages, whose octets must
+    never be taken (or cached) for these emails. ``sizes`` (email id -> octets) bounds the
+    whole messages one FETCH brings."""
     state = await conn.select(folder.name, read_only=True)
     if state.uidvalidity != folder.uidvalidity:
         return {}
-    return await _fetch(conn, owners, frozenset(items), {})
+    wanted = frozenset(items)
+    return await _fetch(conn, owners, wanted, sizes if sizes and WHOLE in wanted else {})
 
 
 async def _previews_from_text(
@@ -151,8 +152,7 @@ async def _previews_from_text(
 ) -> None:
     """Previews from the first PREVIEW_FETCH octets of each email's first text part: plain
     text where there is some, else HTML (RFC 8621 4.1.4 preview)."""
-    await conn.select(folder.name, read_only=True)
-    structures = await _fetch(conn, owners, frozenset({"BODYSTRUCTURE"}), {})
+    structures = await fetch_items(conn, folder, owners, "BODYSTRUCTURE")
     chosen: dict[str, dict[int, TextSection]] = {}
     for uid, item in structures.items():
         sections = text_sections(item.get("BODYSTRUCTURE"))
@@ -165,7 +165,7 @@ async def _previews_from_text(
             chosen.setdefault(candidates[0].section, {})[uid] = candidates[0]
     for section, parts in chosen.items():
         item_name = f"BODY.PEEK[{section}]<0.{PREVIEW_FETCH}>"
-        fetched = await _fetch(conn, {u: owners[u] for u in parts}, frozenset({item_name}), {})
+        fetched = await fetch_items(conn, folder, {u: owners[u] for u in parts}, item_name)
         for uid, item in fetched.items():
             part = parts[uid]
             text, _ = decode_prefix(item.section(item_name) or b"", part.encoding, part.charset)
@@ -212,7 +212,7 @@ async def _fetch(
 ) -> dict[int, FetchItem]:
     fetched: dict[int, FetchItem] = {}
     wanted = " ".join(["UID", *sorted(items)])
-    for chunk in _chunks(owners, sizes if WHOLE in items else {}):
+    for chunk in _chunks(owners, sizes):
         result = await conn.execute(Command("UID", "FETCH", chunk, f"({wanted})"))
         fetched.update(
             (uid, item)

@@ -11,15 +11,15 @@ to, subject or sentAt reads the cached parsed headers, fetching the ones not cac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.cache.emails import EMAIL, EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
-from gateway.imap.commands import Command, astring
+from gateway.imap.commands import astring
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
-from gateway.imap.parse import parse_esearch, parse_search
 from gateway.imap.sequence import UidSet
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
@@ -53,18 +53,30 @@ COLLAPSE = "collapseThreads"
 THREAD_CONDITIONS = ("allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword")
 
 
+@dataclass(frozen=True)
+class _Query:
+    """What Email/query and Email/queryChanges share: the filter, sort and collapsing."""
+
+    tree: Filter | None
+    sort: list[SortKey]
+    collapse: bool
+
+    @classmethod
+    def of(cls, arguments: dict[str, Any], raw_filter: Any, comparators: Any) -> _Query:
+        return cls(parse_filter(raw_filter), parse_sort(comparators), _collapse(arguments))
+
+
 async def email_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
     args = parse_query(arguments, extra=(COLLAPSE,))
-    collapse = _collapse(arguments)
-    tree = parse_filter(args.filter)
-    sort = parse_sort(args.sort)
+    query = _Query.of(arguments, args.filter, args.sort)
+    tree, sort, collapse = query.tree, query.sort, query.collapse
     env = ctx.env
     async with env.upstream() as conn:
         view, store = await synced_view(env, conn)
         folder = _only_folder(tree)
-        if not collapse and _newest_first(sort) and (tree is None or folder is not None):
+        if not collapse and _by_received(sort) and (tree is None or folder is not None):
             return await _by_date(store, args, folder, sort[0].ascending)
-        ids, state = await _run(conn, view, store, tree, sort, collapse)
+        ids, state = await _run(conn, view, store, query)
     result = window(
         ids,
         position=args.position,
@@ -84,16 +96,14 @@ async def email_query_changes(
     the old state, or in a thread one did (thread keyword conditions and collapsed threads
     depend on the other emails of the thread), is removed and, if it still matches, added."""
     args = parse_query_changes(arguments, extra=(COLLAPSE,))
-    collapse = _collapse(arguments)
-    tree = parse_filter(args.filter)
-    sort = parse_sort(args.sort)
+    query = _Query.of(arguments, args.filter, args.sort)
     env = ctx.env
     async with env.upstream() as conn:
         view, store = await synced_view(env, conn)
         changes = await store.state.changes(EMAIL, args.since_query_state, None)
-        ids, state = await _run(conn, view, store, tree, sort, collapse)
+        ids, state = await _run(conn, view, store, query)
     changed = {*changes.created, *changes.updated, *changes.destroyed}
-    if collapse or _about_threads(tree, sort):
+    if query.collapse or _about_threads(query.tree, query.sort):
         if changes.destroyed:
             # A destroyed email's thread is not known any more, and its mates' place in a
             # thread-dependent result may have changed with it.
@@ -139,7 +149,7 @@ def _only_folder(tree: Filter | None) -> str | None:
     return None
 
 
-def _newest_first(sort: list[SortKey]) -> bool:
+def _by_received(sort: list[SortKey]) -> bool:
     return len(sort) == 1 and sort[0].property == "receivedAt"
 
 
@@ -166,9 +176,7 @@ async def _run(
     conn: ImapConnection,
     view: MailboxView,
     store: EmailStore,
-    tree: Filter | None,
-    sort: list[SortKey],
-    collapse: bool,
+    query: _Query,
 ) -> tuple[list[str], str]:
     """Every matching email id in order, and the Email state they were read at.
 
@@ -176,6 +184,7 @@ async def _run(
     those of a required folder, else all; with the other emails of their threads when thread
     keywords are asked about.
     """
+    tree, sort, collapse = query.tree, query.sort, query.collapse
     # The state is read first: the results may then reflect later changes too, which a
     # queryChanges from this state reports again (harmless); a state read after could claim
     # changes the results missed, which would never be reported.
@@ -280,17 +289,9 @@ async def _uid_search(
     arguments = [a for name, *values in criteria for a in (name, *(astring(v) for v in values))]
     charset = any(not v.isascii() for _, *values in criteria for v in values)
     prefix = ["CHARSET", "UTF-8"] if charset else []
-    esearch = "ESEARCH" in conn.capabilities
-    returns = ["RETURN", "(ALL)"] if esearch else []
     try:
-        result = await conn.execute(Command("UID", "SEARCH", *returns, *prefix, *arguments))
+        return await conn.uid_search(*prefix, *arguments)
     except CommandFailed:
         raise MethodError(
             "unsupportedFilter", f"The mail server cannot search {key.lower()} for this text"
         ) from None
-    if esearch:
-        found = UidSet()
-        for response in result.data("ESEARCH"):
-            found |= parse_esearch(response).all or UidSet()
-        return found
-    return UidSet.of(n for r in result.data("SEARCH") for n in parse_search(r).numbers)

@@ -17,10 +17,7 @@ from typing import Any
 
 from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
-from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
-from gateway.imap.parse import fetches_by_uid
-from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import BodyPart, text_html_attachments
 from gateway.mime.bodyvalues import (
     EmailBodyValue,
@@ -29,6 +26,7 @@ from gateway.mime.bodyvalues import (
     prefix_body_value,
     text_value,
 )
+from gateway.translators.email.fetch import fetch_items
 
 # Slack for line breaks and a cut multi-octet sequence beyond the 4x bound.
 _FETCH_SLACK = 1024
@@ -125,22 +123,12 @@ async def body_values(
         folder = folders.get(mailbox_id)
         if folder is None:
             continue
-        state = await conn.select(folder.name, read_only=True)
-        if state.uidvalidity != folder.uidvalidity:
-            continue  # the uids name other messages now; see fetch.load
-        for chunk in split_uid_set(owners):
-            wanted_items = " ".join(["UID", *sections])
-            result = await conn.execute(Command("UID", "FETCH", chunk, f"({wanted_items})"))
-            for uid, item in fetches_by_uid(result.untagged).items():
-                owner = owners.get(uid)
-                if owner is None:
-                    continue
-                for part, section in zip(wanted[owner], sections, strict=True):
-                    octets = item.section(section)
-                    if octets is None:
-                        continue
-                    if not _take(request, part, octets, values, fresh, owner):
-                        short.append((mailbox_id, uid, owner, part))
+        for uid, item in (await fetch_items(conn, folder, owners, *sections)).items():
+            owner = owners[uid]
+            for part, section in zip(wanted[owner], sections, strict=True):
+                octets = item.section(section) or b""
+                if not _take(request, part, octets, values, fresh, owner):
+                    short.append((mailbox_id, uid, owner, part))
     for mailbox_id, uid, owner, part in short:
         values[owner][str(part.part_id)] = await _wider(
             conn, request, folders[mailbox_id], uid, part
@@ -180,9 +168,7 @@ async def _wider(
     factor = 16
     while True:
         section = request.section(part, factor)
-        await conn.select(folder.name, read_only=True)
-        result = await conn.execute(Command("UID", "FETCH", str(uid), f"(UID {section})"))
-        item = fetches_by_uid(result.untagged).get(uid)
+        item = (await fetch_items(conn, folder, {uid: ""}, section)).get(uid)
         body = item.section(section) if item is not None else None
         value = request.value(part, body or b"", factor)
         if value is not None:
