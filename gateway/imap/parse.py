@@ -476,6 +476,12 @@ def parse_copyuid(code: ResponseCode) -> CopyUid:
     return CopyUid(_int(args[0], "UIDVALIDITY"), source, destination)
 
 
+def parse_modified(code: ResponseCode) -> UidSet:
+    """RFC 7162 3.1.3: ``[MODIFIED set]`` of a STORE with UNCHANGEDSINCE: the messages it
+    left alone because they changed after the given modseq (UIDs for UID STORE)."""
+    return _uid_set(_code_args(code, "MODIFIED", 1)[0], "MODIFIED")
+
+
 def _ordered_ranges(value: Value) -> tuple[tuple[int, int], ...]:
     try:
         return tuple(parse_ranges(_atom(value, "COPYUID")))

@@ -67,6 +67,9 @@ SET_ERROR_TYPES = frozenset(
         "forbiddenFrom",
         "forbiddenToSend",
         "cannotUnsend",
+        # Like the method error of the same name, for one object: the upstream failed to
+        # make the change (RFC 8620 5.3 lets methods define further SetError types).
+        "serverFail",
     }
 )
 

@@ -8,8 +8,10 @@ through `extra` and read by the caller, with `ArgReader` and the converters belo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from gateway.jmap.errors import MethodError
@@ -77,6 +79,20 @@ def as_positive_int(value: object) -> int:
     if number < 1:
         raise InvalidValue("must be a positive integer")
     return number
+
+
+# RFC 8620 1.4: UTCDate, "Z" and no other zone.
+_UTC_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", re.ASCII)
+
+
+def as_utc_date(value: object) -> datetime:
+    """UTCDate (RFC 8620 1.4), as an aware datetime."""
+    if not isinstance(value, str) or not _UTC_DATE.fullmatch(value):
+        raise InvalidValue("must be a UTCDate")
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidValue("is not a date") from None
 
 
 def as_object(value: object) -> JsonObject:
