@@ -2,8 +2,9 @@
 
 Uploads are streamed into the shared blob store with the size limit checked as octets arrive,
 and at most ``maxConcurrentUpload`` of one account run at once, across replicas. Downloads serve
-blobs this account uploaded and the messages and parts of its emails, streamed from the
-upstream (gateway.translators.email.download).
+blobs this account uploaded, the messages and parts of its emails, streamed from the upstream
+(gateway.translators.email.download), and the parts Email/parse reports of the messages those
+blobs hold (gateway.translators.email.blob_read).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from gateway.env import RequestEnv
 from gateway.http import HttpProblem, JsonResponse, authenticate, services_of
 from gateway.jmap.errors import RequestError, problem
 from gateway.jmap.session import DOWNLOAD_PATH, UPLOAD_PATH
-from gateway.translators.email.blob_ids import parse_blob_id
-from gateway.translators.email.download import open_download
+from gateway.translators.email.blob_read import open_blob
 
 # RFC 6838 4.2 type/subtype names, with optional parameters (e.g. charset).
 _MEDIA_TYPE = re.compile(
@@ -74,29 +74,20 @@ def add_blob_routes(app: FastAPI) -> None:
         _own_account(principal.account_id, account_id)
         if not _MEDIA_TYPE.fullmatch(accept):
             raise HttpProblem(problem(400, "Bad Request", "accept is not a media type."))
-        svc = services_of(request)
-        ref = parse_blob_id(blob_id)
-        if ref is not None:
-            download = await open_download(RequestEnv(svc, principal), ref)
-            if download is None:
-                raise HttpProblem(problem(404, "Not Found", "No such blob."))
-            size, chunks = download.size, download.chunks
-        else:
-            size = await svc.blobs.size(account_id, blob_id)
-            if size is None:
-                raise HttpProblem(problem(404, "Not Found", "No such blob."))
-            chunks = svc.blobs.read(account_id, blob_id, size)
+        download = await open_blob(RequestEnv(services_of(request), principal), blob_id)
+        if download is None:
+            raise HttpProblem(problem(404, "Not Found", "No such blob."))
         headers = {
             # RFC 8620 6.2: the name MUST be the file name if Content-Disposition is set.
             "Content-Disposition": _disposition(name),
-            # The octets behind a blob id never change: uploads are content-addressed, and an
-            # email id names one message's octets.
+            # The octets behind a blob id never change: uploads are content-addressed, an
+            # email id names one message's octets, and a part of a blob is cut from those.
             "Cache-Control": "private, immutable, max-age=604800",
             "X-Content-Type-Options": "nosniff",
         }
-        if size is not None:
-            headers["Content-Length"] = str(size)
-        return StreamingResponse(chunks, media_type=accept, headers=headers)
+        if download.size is not None:
+            headers["Content-Length"] = str(download.size)
+        return StreamingResponse(download.chunks, media_type=accept, headers=headers)
 
 
 def _own_account(caller: str, requested: str) -> None:

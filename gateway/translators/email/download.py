@@ -20,7 +20,7 @@ from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
 from gateway.mime.bodyparts import IDENTITY_ENCODINGS, BodyPart, decode_transfer
-from gateway.translators.email.blob_ids import BlobRef
+from gateway.translators.email.blob_ids import BlobRef, find_part
 from gateway.translators.email.fetch import fetch_items, load
 from gateway.translators.email.properties import Source
 from gateway.translators.email.view import email_store, synced_view
@@ -64,9 +64,7 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
         if ref.part_id is not None:
             loaded = await load(store, conn, view.records, {record.id: record}, {Source.STRUCTURE})
             root = loaded.structure.get(record.id)
-            part = (
-                next((p for p in root.walk() if p.part_id == ref.part_id), None) if root else None
-            )
+            part = find_part(root, ref.part_id) if root else None
             if part is None:
                 return None
             if part.transfer_encoding in IDENTITY_ENCODINGS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,18 +11,12 @@ from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import parse_changes
-from gateway.mime.bodyparts import BodyPart, has_attachment, text_html_attachments
 from gateway.mime.bodyvalues import EmailBodyValue
-from gateway.mime.headers import (
-    CONVENIENCE_PROPERTIES,
-    RawHeader,
-    header_property,
-    headers_property,
-    parse_header_block,
-)
+from gateway.mime.headers import parse_header_block
 from gateway.translators.email.blob_ids import message_blob_id, part_blob_id
 from gateway.translators.email.fetch import Loaded, load
 from gateway.translators.email.properties import EmailGetArgs, Source, parse_email_get
+from gateway.translators.email.render import Content, render_email
 from gateway.translators.email.values import ValueRequest, body_values
 from gateway.translators.email.view import synced_view
 from gateway.translators.keywords import keywords_from_flags
@@ -73,78 +68,38 @@ def _email(
 ) -> dict[str, Any]:
     email_id = record.id
     headers = parse_header_block(loaded.header_block(email_id)) if _needs_headers(args) else []
-    root = loaded.structure.get(email_id)
-    lists = text_html_attachments(root) if root is not None else ([], [], [])
-    obj: dict[str, Any] = {}
-    for prop in args.properties:
-        if prop == "id":
-            obj[prop] = email_id
-        elif prop == "blobId":
-            obj[prop] = message_blob_id(email_id)
-        elif prop == "threadId":
-            obj[prop] = record.thread_id
-        elif prop == "mailboxIds":
-            obj[prop] = record.mailbox_ids
-        elif prop == "keywords":
-            obj[prop] = keywords_from_flags(record.flags)
-        elif prop == "size":
-            obj[prop] = record.size
-        elif prop == "receivedAt":
-            obj[prop] = utc_date(record.received_at)
-        elif prop in CONVENIENCE_PROPERTIES:
-            summary = loaded.summary.get(email_id)
-            obj[prop] = (
-                summary[prop]
-                if summary is not None
-                else header_property(headers, CONVENIENCE_PROPERTIES[prop])
-            )
-        elif prop == "headers":
-            obj[prop] = headers_property(headers)
-        elif prop.startswith("header:"):
-            obj[prop] = header_property(headers, prop)
-        elif prop == "preview":
-            obj[prop] = loaded.preview.get(email_id, "")
-        elif prop == "bodyValues":
-            obj[prop] = values
-        elif prop == "hasAttachment":
-            obj[prop] = has_attachment(lists[2])
-        elif root is not None:
-            obj[prop] = _body_property(prop, email_id, root, lists, args.body_properties)
-    return obj
+    content = Content(
+        headers=headers,
+        summary=loaded.summary.get(email_id),
+        root=loaded.structure.get(email_id),
+        preview=loaded.preview.get(email_id, ""),
+        values=values,
+        part_blob_id=lambda part_id: part_blob_id(email_id, part_id),
+    )
+    return render_email(
+        args.properties, args.body_properties, content, lambda prop: _METADATA[prop](record)
+    )
 
 
 def _needs_headers(args: EmailGetArgs) -> bool:
     return bool(args.sources & {Source.FIELDS, Source.HEADER})
 
 
-def _body_property(
-    prop: str,
-    email_id: str,
-    root: BodyPart,
-    lists: tuple[list[BodyPart], list[BodyPart], list[BodyPart]],
-    properties: list[str],
-) -> Any:
-    def render(part: BodyPart) -> dict[str, Any]:
-        return part.to_jmap(
-            properties,
-            blob_id=lambda part_id: part_blob_id(email_id, part_id),
-            header_property=_part_header,
-        )
-
-    if prop == "bodyStructure":
-        return render(root)
-    text, html, attachments = lists
-    chosen = {"textBody": text, "htmlBody": html, "attachments": attachments}[prop]
-    return [render(part) for part in chosen]
-
-
-def _part_header(headers: list[tuple[str, str]], prop: str) -> Any:
-    return header_property([RawHeader(name, value) for name, value in headers], prop)
-
-
 def utc_date(seconds: int) -> str:
     """RFC 8620 1.4 UTCDate: ``2014-10-30T06:12:00Z``."""
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# RFC 8621 4.1.1: what the index knows of a stored email.
+_METADATA: dict[str, Callable[[EmailRecord], Any]] = {
+    "id": lambda record: record.id,
+    "blobId": lambda record: message_blob_id(record.id),
+    "threadId": lambda record: record.thread_id,
+    "mailboxIds": lambda record: record.mailbox_ids,
+    "keywords": lambda record: keywords_from_flags(record.flags),
+    "size": lambda record: record.size,
+    "receivedAt": lambda record: utc_date(record.received_at),
+}
 
 
 async def email_changes(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
