@@ -163,6 +163,15 @@ class Settings(BaseSettings):
     max_concurrent_upload: int = Field(
         4, ge=1, description="Uploads one user may have in flight (maxConcurrentUpload)"
     )
+    max_mailboxes_per_email: int = Field(
+        32, ge=1, description="Mailboxes one Email may be in (maxMailboxesPerEmail)"
+    )
+    max_size_attachments_per_email: int = Field(
+        50_000_000,
+        ge=1,
+        description="Octets of attachments one created Email may carry "
+        "(maxSizeAttachmentsPerEmail)",
+    )
     upload_ttl_seconds: int = Field(
         7200, ge=3600, description="Seconds an unused upload is kept (RFC 8620 6: at least an hour)"
     )

@@ -31,7 +31,7 @@ from gateway.jmap.query import SUPPORTED_COLLATIONS
 from gateway.jmap.session import AccountInfo, build_session
 from gateway.sync.emails import EmailSync
 from gateway.sync.mailboxes import MailboxSync
-from gateway.translators import email, mailbox
+from gateway.translators import blob, email, mailbox
 from gateway.translators.email.filtering import SORTS as EMAIL_SORTS
 from gateway.upstream import imap_pool
 
@@ -64,10 +64,10 @@ class Services:
         """RFC 8621 1.3.1: the mail capability of a user's own account."""
         return {
             caps.MAIL: {
-                "maxMailboxesPerEmail": None,
+                "maxMailboxesPerEmail": self.settings.max_mailboxes_per_email,
                 "maxMailboxDepth": None,
                 "maxSizeMailboxName": 255,
-                "maxSizeAttachmentsPerEmail": self.settings.max_size_upload,
+                "maxSizeAttachmentsPerEmail": self.settings.max_size_attachments_per_email,
                 "emailQuerySortOptions": sorted(EMAIL_SORTS),
                 "mayCreateTopLevelMailbox": True,
             }
@@ -126,6 +126,7 @@ def method_registry() -> MethodRegistry[RequestEnv]:
     register_core(registry)
     mailbox.register(registry)
     email.register(registry)
+    blob.register(registry)
     return registry
 
 

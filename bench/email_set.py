@@ -1,0 +1,462 @@
+"""Marking 1, 50 and 500 emails read (and unread again) with one Email/set: cost and checks.
+
+A fresh Dovecot user's INBOX is seeded (bench.seed) with ``--messages`` messages, all made
+unread (one STORE -FLAGS.SILENT (\\Seen) after seeding), and left to settle
+(bench.imap_baseline.settle). The account's first call indexes it (untimed). Then, for each
+size N and each of ``--repeat`` repetitions, the next N emails of the INBOX (oldest first,
+so their UIDs are consecutive; a window moving through the folder and wrapping at its end,
+so each run takes other emails than the one before, all unread) are:
+
+* marked read: one ``Email/set`` with ``update: {id: {"keywords/$seen": true}}`` for each;
+* marked unread again: the same with ``"keywords/$seen": null``.
+
+Each call is timed (wall time at the client), with the upstream commands and round trips the
+gateway's pool counted (``ImapPool.stats``, as bench.email_get), the commands Redis ran
+(INFO ``total_commands_processed``; the request's concurrency count included, MULTI and EXEC
+count too) and the octets the client sent and received (HTTP headers included). Every run
+is checked, untimed, before the next: the response lists all N as updated; a separate IMAP
+connection (EXAMINE, UID SEARCH SEEN) finds exactly those N UIDs \\Seen after marking read
+and none after marking unread; and the index agrees (Email/get ``keywords`` of the N,
+Mailbox/get ``unreadEmails`` of the INBOX). A run that fails a check stops the benchmark.
+
+"Warm" means the account is indexed and the gateway holds a logged-in upstream connection.
+The whole run is repeated per ``--sync-intervals`` (GATEWAY_SYNC_INTERVAL_SECONDS; a fresh
+user, INBOX and gateway for each):
+
+* 1 (the default setting): before every timed call the account's trust mark is removed and an
+  untimed ``Email/get`` with no ids catches up, so the timed call comes within the interval
+  and trusts the index (no change check): the cost of the Email/set itself;
+* 0: every request asks the upstream for changes first (LIST-STATUS change check), as a call
+  after the interval is over would.
+
+For comparison, a plain IMAP client on a connection already logged in does the same per run:
+SELECT INBOX, then one ``UID STORE <set> +FLAGS.SILENT (\\Seen)`` (``-FLAGS.SILENT`` to mark
+unread), checked the same way: round trips, octets both ways, wall time.
+
+The gateway runs in this process (in a thread with its own event loop) so its upstream command
+counter can be read; the client is the minimal h11 client of bench.core_latency. For one run
+per size the upstream commands the gateway sent are printed too (its DEBUG command log).
+
+Run: .venv/bin/python -m bench.email_set [--messages 1000] [--sizes 1,50,500] [--repeat 10]
+     [--sync-intervals 1,0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import shutil
+import socket
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import uvicorn
+
+from bench.core_latency import Client
+from bench.email_get import USING
+from bench.email_query import p90
+from bench.imap_baseline import settle
+from bench.mailbox_get import serve_in_thread
+from bench.seed import Wire, seed_inbox
+from gateway.app import create_app
+from gateway.imap.pool import ImapPool
+from tests.conftest import gateway_settings
+from tests.servers import LOOPBACK, Dovecot, RedisServer, make_data_dir, wait_for_port
+
+SEEN = "keywords/$seen"
+CHANGES = (("read", True), ("unread", None))
+
+
+class CountingSocket:
+    """The client's socket, counting the octets sent (Client counts those received)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sent = 0
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += len(data)
+        self.sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class CommandLog(logging.Handler):
+    """Collects the upstream commands the gateway's connections log at DEBUG."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.commands: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "upstream <- %s" and isinstance(record.args, tuple):
+            text = str(record.args[0]).split(" ", 1)[1]  # without the tag
+            self.commands.append(text if len(text) <= 70 else text[:67] + "...")
+
+
+@dataclass
+class Figures:
+    """The timed calls of one size and change (read or unread)."""
+
+    ms: list[float] = field(default_factory=list)
+    commands: list[int] = field(default_factory=list)
+    trips: list[int] = field(default_factory=list)
+    redis: list[int] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)
+    received: list[int] = field(default_factory=list)
+    trace: list[str] = field(default_factory=list)
+
+
+def uid_set(uids: list[int]) -> bytes:
+    """The compact IMAP form of a set of UIDs: 1:3,5,7:9."""
+    ordered = sorted(uids)
+    pieces: list[str] = []
+    start = previous = ordered[0]
+    for uid in [*ordered[1:], 0]:
+        if uid != previous + 1:
+            pieces.append(str(start) if start == previous else f"{start}:{previous}")
+            start = uid
+        previous = uid
+    return ",".join(pieces).encode()
+
+
+def seen_uids(wire: Wire) -> set[int]:
+    """The UIDs of the INBOX that are \\Seen now, on a separate connection."""
+    wire.command(b"EXAMINE INBOX")
+    lines = wire.command(b"UID SEARCH SEEN")
+    return {int(n) for line in lines if line.startswith(b"* SEARCH") for n in line.split()[2:]}
+
+
+def call(
+    client: Client, sock: CountingSocket, name: str, arguments: dict[str, Any]
+) -> tuple[dict[str, Any], int, int]:
+    """One method call; returns its arguments, the octets sent and the octets received."""
+    body = json.dumps({"using": USING, "methodCalls": [[name, arguments, "c"]]}).encode()
+    before = sock.sent
+    status, received = client.request("POST", "/jmap/api/", body)
+    assert status == 200, client.last_body[:300]
+    response = json.loads(client.last_body)["methodResponses"][0]
+    if response[0] != name:
+        raise RuntimeError(f"{name} answered {response}")
+    return response[1], sock.sent - before, received
+
+
+class Account:
+    """One user's INBOX behind the gateway: its emails by UID, and the checks of a run."""
+
+    def __init__(self, client: Client, dovecot: Dovecot, user: str) -> None:
+        self.client = client
+        self.sock = CountingSocket(client.sock)
+        client.sock = self.sock  # type: ignore[assignment]
+        client.request("GET", "/jmap/session")
+        self.id = json.loads(client.last_body)["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+        self.wire = Wire(LOOPBACK, dovecot.imap_port)
+        self.wire.login(user, dovecot.users[user])
+
+    def call(self, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
+        return call(self.client, self.sock, name, {"accountId": self.id, **arguments})
+
+    def emails_by_uid(self) -> tuple[str, list[tuple[int, str]]]:
+        """The INBOX's id and its emails as (UID, email id), matched by Message-ID."""
+        mailboxes, _, _ = self.call("Mailbox/get", {"ids": None, "properties": ["role"]})
+        inbox = next(m["id"] for m in mailboxes["list"] if m["role"] == "inbox")
+        ids: list[str] = []
+        position = 0
+        while True:
+            got, _, _ = self.call(
+                "Email/query",
+                {"filter": {"inMailbox": inbox}, "position": position, "limit": 500},
+            )
+            ids += got["ids"]
+            position += len(got["ids"])
+            if not got["ids"]:
+                break
+        by_message_id: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            got, _, _ = self.call(
+                "Email/get", {"ids": ids[start : start + 500], "properties": ["messageId"]}
+            )
+            for email in got["list"]:
+                by_message_id[email["messageId"][0]] = email["id"]
+        self.wire.command(b"EXAMINE INBOX")
+        fetched = self.wire.command(b"UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        pairs = []
+        for line in fetched:
+            uid = re.search(rb"UID (\d+)", line)
+            message_id = re.search(rb"Message-ID: <([^>]+)>", line, re.IGNORECASE)
+            assert uid and message_id, line[:200]
+            pairs.append((int(uid.group(1)), by_message_id[message_id.group(1).decode()]))
+        if len(pairs) != len(ids) or len(by_message_id) != len(ids):
+            raise RuntimeError(f"{len(ids)} emails, {len(pairs)} messages matched by Message-ID")
+        return inbox, sorted(pairs)
+
+    def check(
+        self, inbox: str, total: int, window: list[tuple[int, str]], seen: bool, answer: Any
+    ) -> None:
+        """That the run did what it was asked, upstream and in the index; or raise."""
+        ids = [email_id for _, email_id in window]
+        if answer.get("notUpdated") or sorted(answer.get("updated") or {}) != sorted(ids):
+            raise RuntimeError(f"Email/set did not update all {len(ids)}: {str(answer)[:300]}")
+        expected = {uid for uid, _ in window} if seen else set()
+        if (found := seen_uids(self.wire)) != expected:
+            raise RuntimeError(
+                f"upstream: {len(found)} messages \\Seen, expected {len(expected)} "
+                f"({len(found - expected)} unexpected, {len(expected - found)} missing)"
+            )
+        got, _, _ = self.call("Email/get", {"ids": ids, "properties": ["keywords"]})
+        wrong = [e["id"] for e in got["list"] if e["keywords"].get("$seen", False) != seen]
+        if wrong or len(got["list"]) != len(ids):
+            raise RuntimeError(f"index: {len(wrong)} of {len(ids)} with the wrong $seen")
+        boxes, _, _ = self.call("Mailbox/get", {"ids": [inbox], "properties": ["unreadEmails"]})
+        unread = boxes["list"][0]["unreadEmails"]
+        if unread != total - len(expected):
+            raise RuntimeError(f"index: unreadEmails {unread}, expected {total - len(expected)}")
+
+    def close(self) -> None:
+        self.wire.command(b"LOGOUT")
+        self.wire.close()
+        self.client.close()
+
+
+def make_unread(dovecot: Dovecot, user: str) -> None:
+    wire = Wire(LOOPBACK, dovecot.imap_port)
+    wire.login(user, dovecot.users[user])
+    wire.command(b"SELECT INBOX")
+    wire.command(b"STORE 1:* -FLAGS.SILENT (\\Seen)")
+    wire.command(b"LOGOUT")
+    wire.close()
+
+
+def windows(
+    pairs: list[tuple[int, str]], sizes: list[int], repeat: int
+) -> Iterator[tuple[int, list[tuple[int, str]]]]:
+    """(size, emails) per run, an untimed run of 1 (size 0) first: a window moving through
+    the INBOX and wrapping at its end, so that no run takes the emails of the one before
+    (while the INBOX holds at least twice the size)."""
+    offset = 0
+    for size in [0, *(size for size in sizes for _ in range(repeat))]:
+        if offset + max(size, 1) > len(pairs):
+            offset = 0
+        yield size, pairs[offset : offset + max(size, 1)]
+        offset += max(size, 1)
+
+
+def measure_gateway(
+    dovecot: Dovecot,
+    store: RedisServer,
+    interval: float,
+    messages: int,
+    sizes: list[int],
+    repeat: int,
+) -> dict[tuple[int, str], Figures]:
+    user = dovecot.fresh_user()
+    started = time.perf_counter()
+    seed_inbox(LOOPBACK, dovecot.imap_port, user, dovecot.users[user], messages)
+    make_unread(dovecot, user)
+    print(f"seeded {messages} unread messages in {time.perf_counter() - started:.1f} s")
+    settle(dovecot, user)
+    settings = gateway_settings(
+        dovecot.url, store.url, log_level="warning", sync_interval_seconds=interval
+    )
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_config=None, access_log=False
+        )
+    )
+    thread = serve_in_thread(server)
+    commands = CommandLog()
+    logger = logging.getLogger("gateway.imap.connection")
+    logger.addHandler(commands)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    keys = redis.Redis.from_url(store.url)
+    rows: dict[tuple[int, str], Figures] = {}
+    try:
+        wait_for_port(settings.port)
+        pool: ImapPool = app.state.services.pool
+        account = Account(Client(settings.port, (user, dovecot.users[user])), dovecot, user)
+        trust_key = f"jg:{{{account.id}}}:caught-up"
+        started = time.perf_counter()
+        account.call("Email/get", {"ids": [], "properties": ["id"]})
+        first = time.perf_counter() - started
+        inbox, pairs = account.emails_by_uid()
+        for size, window in windows(pairs, sizes, repeat):
+            update_ids = [email_id for _, email_id in window]
+            for label, value in CHANGES:
+                figures = rows.setdefault((size, label), Figures())  # size 0: dropped
+                if interval:
+                    keys.delete(trust_key)
+                    account.call("Email/get", {"ids": [], "properties": ["id"]})
+                commands.commands.clear()
+                redis_before = keys.info("stats")["total_commands_processed"]
+                before = pool.stats()
+                started = time.perf_counter()
+                answer, sent, received = account.call(
+                    "Email/set", {"update": {i: {SEEN: value} for i in update_ids}}
+                )
+                figures.ms.append((time.perf_counter() - started) * 1000)
+                after = pool.stats()
+                # less the INFO itself (counted once it has answered)
+                redis_commands = keys.info("stats")["total_commands_processed"] - redis_before - 1
+                figures.redis.append(redis_commands)
+                figures.commands.append(after.commands - before.commands)
+                figures.trips.append(after.round_trips - before.round_trips)
+                figures.sent.append(sent)
+                figures.received.append(received)
+                figures.trace = list(commands.commands)
+                account.check(inbox, messages, window, value is True, answer)
+        account.close()
+        rows.pop((0, "read"))
+        rows.pop((0, "unread"))
+    finally:
+        logger.removeHandler(commands)
+        keys.close()
+        server.should_exit = True
+        thread.join(10)
+    print(f"GATEWAY_SYNC_INTERVAL_SECONDS={interval:g}: first call (indexing) {first:.2f} s")
+    return rows
+
+
+def measure_imap(
+    dovecot: Dovecot, messages: int, sizes: list[int], repeat: int
+) -> dict[tuple[int, str], Figures]:
+    """SELECT INBOX + one UID STORE per run, on a connection already logged in."""
+    user = dovecot.fresh_user()
+    password = dovecot.users[user]
+    seed_inbox(LOOPBACK, dovecot.imap_port, user, password, messages)
+    make_unread(dovecot, user)
+    settle(dovecot, user)
+    wire = Wire(LOOPBACK, dovecot.imap_port)
+    witness = Wire(LOOPBACK, dovecot.imap_port)
+    rows: dict[tuple[int, str], Figures] = {}
+    try:
+        wire.login(user, password)
+        witness.login(user, password)
+        witness.command(b"EXAMINE INBOX")
+        pairs = [(uid, "") for uid in _all_uids(witness)]
+        for size, window in windows(pairs, sizes, repeat):
+            chosen = [uid for uid, _ in window]
+            for label, change in (("read", b"+FLAGS.SILENT"), ("unread", b"-FLAGS.SILENT")):
+                figures = rows.setdefault((size, label), Figures())  # size 0: dropped
+                commands, up, down = wire.commands, wire.bytes_up, wire.bytes_down
+                started = time.perf_counter()
+                wire.command(b"SELECT INBOX")
+                wire.command(b"UID STORE", uid_set(chosen), change, b"(\\Seen)")
+                figures.ms.append((time.perf_counter() - started) * 1000)
+                figures.trips.append(wire.commands - commands)
+                figures.sent.append(wire.bytes_up - up)
+                figures.received.append(wire.bytes_down - down)
+                expected = set(chosen) if label == "read" else set()
+                if (found := seen_uids(witness)) != expected:
+                    raise RuntimeError(f"IMAP: {len(found)} \\Seen, expected {len(expected)}")
+        for client in (wire, witness):
+            client.command(b"LOGOUT")
+    finally:
+        wire.close()
+        witness.close()
+    rows.pop((0, "read"))
+    rows.pop((0, "unread"))
+    return rows
+
+
+def _all_uids(wire: Wire) -> list[int]:
+    lines = wire.command(b"UID SEARCH ALL")
+    return [int(n) for line in lines if line.startswith(b"* SEARCH") for n in line.split()[2:]]
+
+
+def report(
+    gateway: dict[float, dict[tuple[int, str], Figures]],
+    imap: dict[tuple[int, str], Figures],
+    messages: int,
+    sizes: list[int],
+    repeat: int,
+) -> None:
+    print(
+        f"\nEmail/set keywords/$seen true (read) and null (unread) for N of {messages} "
+        f"unread INBOX emails, one call; {repeat} runs each: median and p90 wall time; "
+        "upstream commands, round trips and octets: the most of any run"
+    )
+    head = (
+        f"{'':14} {'N':>4} {'':6} {'median ms':>10} {'p90 ms':>8} {'upstream cmds':>14} "
+        f"{'round trips':>12} {'Redis cmds':>11} {'octets up':>10} {'octets down':>12}"
+    )
+    print(head)
+    for interval, rows in gateway.items():
+        for size in sizes:
+            for label, _ in CHANGES:
+                f = rows[(size, label)]
+                print(
+                    f"{'gateway, ' + format(interval, 'g') + ' s':14} {size:>4} {label:6} "
+                    f"{statistics.median(f.ms):>10.2f} {p90(f.ms):>8.2f} {max(f.commands):>14} "
+                    f"{max(f.trips):>12} {max(f.redis):>11} {max(f.sent):>10} {max(f.received):>12}"
+                )
+    for size in sizes:
+        for label, _ in CHANGES:
+            f = imap[(size, label)]
+            print(
+                f"{'plain IMAP':14} {size:>4} {label:6} {statistics.median(f.ms):>10.2f} "
+                f"{p90(f.ms):>8.2f} {max(f.trips):>14} {max(f.trips):>12} {'-':>11} "
+                f"{max(f.sent):>10} {max(f.received):>12}"
+            )
+    print(
+        "\n(gateway: octets between client and gateway, HTTP headers included; plain IMAP: "
+        "SELECT INBOX + UID STORE <set> +/-FLAGS.SILENT (\\Seen) on a logged-in connection, "
+        "octets to and from Dovecot)"
+    )
+    for interval, rows in gateway.items():
+        print(f"\nupstream commands of the last run, GATEWAY_SYNC_INTERVAL_SECONDS={interval:g}")
+        for size in sizes:
+            for label, _ in CHANGES:
+                trace = rows[(size, label)].trace
+                print(f"  N={size} {label}: {' | '.join(trace) or '(none)'}")
+
+
+def main(messages: int, sizes: list[int], repeat: int, intervals: list[float]) -> None:
+    if max(sizes) > messages:
+        raise SystemExit(f"--sizes up to {max(sizes)} need at least as many --messages")
+    dovecot = Dovecot(make_data_dir("jg-bench-dovecot-"))
+    store = RedisServer(make_data_dir("jg-bench-redis-"))
+    dovecot.start()
+    store.start()
+    gateway: dict[float, dict[tuple[int, str], Figures]] = {}
+    try:
+        for interval in intervals:
+            gateway[interval] = measure_gateway(dovecot, store, interval, messages, sizes, repeat)
+        imap = measure_imap(dovecot, messages, sizes, repeat)
+    finally:
+        dovecot.stop()
+        store.stop()
+        shutil.rmtree(dovecot.root, ignore_errors=True)
+        shutil.rmtree(store.root, ignore_errors=True)
+    report(gateway, imap, messages, sizes, repeat)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_000, help="INBOX size")
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[1, 50, 500],
+        help="emails per Email/set, comma-separated",
+    )
+    parser.add_argument("--repeat", type=int, default=10, help="timed runs per size")
+    parser.add_argument(
+        "--sync-intervals",
+        type=lambda text: [float(part) for part in text.split(",")],
+        default=[1.0, 0.0],
+        help="GATEWAY_SYNC_INTERVAL_SECONDS values, comma-separated (0: every request asks)",
+    )
+    args = parser.parse_args()
+    main(args.messages, args.sizes, args.repeat, args.sync_intervals)

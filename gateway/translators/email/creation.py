@@ -1,0 +1,252 @@
+"""New Emails from messages the gateway stores upstream: Email/set create and Email/import.
+
+Both come down to a message, its mailboxes, keywords and receivedAt: the message is stored
+with gateway.translators.email.append, then one catch-up reads back the ids the upstream's
+copies were given (the Email id, its thread, its size), exactly as for mail delivered by any
+other route.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from email.policy import default
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.env import RequestEnv
+from gateway.imap.errors import CommandFailed, ImapError
+from gateway.jmap.dispatch import CallContext
+from gateway.jmap.errors import SetError
+from gateway.jmap.standard import InvalidValue, as_utc_date
+from gateway.mime.compose import ComposeError, compose, referenced_blobs
+from gateway.translators.email.append import (
+    Delivery,
+    NoAppendUid,
+    copy_to_others,
+    deliver,
+    find_appended,
+)
+from gateway.translators.email.blob_ids import message_blob_id
+from gateway.translators.email.blob_read import BlobTooLarge, read_blob
+from gateway.translators.email.patch import MAX_KEYWORDS
+from gateway.translators.email.view import synced_view
+from gateway.translators.keywords import flags_from_keywords, is_valid_keyword
+from gateway.translators.mailbox.view import MailboxView
+
+log = logging.getLogger(__name__)
+
+# Properties that say where and how a message is stored, not what it says.
+PLACEMENT = frozenset({"mailboxIds", "keywords", "receivedAt"})
+_APPEND_ERRORS = {
+    "OVERQUOTA": ("overQuota", "the mail server's quota is exhausted"),
+    "TOOBIG": ("tooLarge", "the mail server refuses messages this large"),
+    "LIMIT": ("tooLarge", "the mail server's limit is reached"),
+    "PARSE": ("invalidEmail", "the mail server cannot parse the message"),
+    "NOPERM": ("forbidden", "the mail server does not allow this"),
+}
+
+
+@dataclass(frozen=True)
+class Placement:
+    mailboxes: tuple[str, ...]
+    keywords: tuple[str, ...]
+    received_at: datetime | None
+
+
+Resolver = Callable[[str], str | None]
+
+
+def placement(props: Mapping[str, Any], resolve: Resolver, max_mailboxes: int) -> Placement:
+    """mailboxIds, keywords and receivedAt of a create or import; SetError if invalid."""
+    boxes = props.get("mailboxIds")
+    if not isinstance(boxes, dict) or not boxes:
+        raise SetError.invalid_properties(["mailboxIds"], "at least one mailbox is required")
+    mailboxes: list[str] = []
+    for key, value in boxes.items():
+        found = resolve(key) if value is True else None
+        if found is None:
+            raise SetError.invalid_properties([f"mailboxIds/{key}"], "no such mailbox")
+        if found not in mailboxes:
+            mailboxes.append(found)
+    if len(mailboxes) > max_mailboxes:
+        raise SetError("tooManyMailboxes", f"an Email may be in at most {max_mailboxes}")
+    keywords = props.get("keywords", {})
+    if not isinstance(keywords, dict):
+        raise SetError.invalid_properties(["keywords"], "must be an object")
+    for key, value in keywords.items():
+        if value is not True or not is_valid_keyword(key):
+            raise SetError.invalid_properties([f"keywords/{key}"], "not a valid keyword")
+    if len(keywords) > MAX_KEYWORDS:
+        raise SetError("tooManyKeywords", f"an Email may have at most {MAX_KEYWORDS} keywords")
+    received_at = None
+    if props.get("receivedAt") is not None:
+        try:
+            received_at = as_utc_date(props["receivedAt"])
+        except InvalidValue as problem:
+            raise SetError.invalid_properties(["receivedAt"], str(problem)) from None
+    lowered = dict.fromkeys(k.lower() for k in keywords)
+    return Placement(tuple(mailboxes), tuple(flags_from_keywords(lowered)), received_at)
+
+
+def message_id_of(message: bytes) -> str | None:
+    """The Message-ID field of a message, as written, to recognise it upstream later."""
+    header = BytesHeaderParser(policy=default).parsebytes(message)
+    value = header.get("Message-ID")
+    return str(value).strip() if value else None
+
+
+def message_domain(env: RequestEnv) -> str:
+    """The right-hand side of generated Message-IDs: the user's own domain when the login
+    is an address, else the gateway's public host."""
+    _, at, domain = env.principal.username.rpartition("@")
+    if at and domain:
+        return domain
+    return urlsplit(env.services.settings.base_url).hostname or "localhost"
+
+
+async def create_emails(
+    ctx: CallContext[RequestEnv], create: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, SetError]]:
+    """Email/set create: compose each message, then store them all."""
+    env = ctx.env
+    if not create:
+        return {}, {}
+    blobs, too_large = await _read_blobs(env, create)
+    now = datetime.now(UTC)
+    settings = env.services.settings
+    messages: dict[str, tuple[Mapping[str, Any], bytes]] = {}
+    failed: dict[str, SetError] = {}
+    for creation_id, props in create.items():
+        content = {k: v for k, v in props.items() if k not in PLACEMENT}
+        large = [b for b in referenced_blobs(content) if b in too_large]
+        try:
+            if large:
+                raise SetError("tooLarge", "an attachment is larger than the server accepts")
+            message = compose(
+                content,
+                blobs,
+                now=now,
+                domain=message_domain(env),
+                max_attachments_size=settings.max_size_attachments_per_email,
+            )
+        except ComposeError as error:
+            failed[creation_id] = _compose_error(error)
+            continue
+        except SetError as error:
+            failed[creation_id] = error
+            continue
+        messages[creation_id] = (props, message)
+    created, not_created = await store_messages(ctx, messages)
+    return created, {**failed, **not_created}
+
+
+async def _read_blobs(
+    env: RequestEnv, create: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[str, bytes], set[str]]:
+    """The octets of every blob the creates name (before any upstream connection is held:
+    a message blob takes one of its own)."""
+    limit = env.services.settings.max_size_attachments_per_email
+    blobs: dict[str, bytes] = {}
+    too_large: set[str] = set()
+    for props in create.values():
+        for blob_id in referenced_blobs(props):
+            if blob_id in blobs or blob_id in too_large:
+                continue
+            try:
+                data = await read_blob(env, blob_id, limit)
+            except BlobTooLarge:
+                too_large.add(blob_id)
+                continue
+            if data is not None:
+                blobs[blob_id] = data
+    return blobs, too_large
+
+
+def _compose_error(error: ComposeError) -> SetError:
+    if error.type == "blobNotFound":
+        return SetError.blob_not_found(error.not_found, error.description)
+    if error.type == "invalidProperties":
+        return SetError.invalid_properties(error.properties, error.description)
+    return SetError(error.type, error.description)
+
+
+async def store_messages(
+    ctx: CallContext[RequestEnv], messages: Mapping[str, tuple[Mapping[str, Any], bytes]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, SetError]]:
+    """Store each message where its properties say; the created Emails' id, blobId,
+    threadId and size, by creation id. Creation ids are registered for ``#`` references."""
+    env = ctx.env
+    created: dict[str, dict[str, Any]] = {}
+    failed: dict[str, SetError] = {}
+    if not messages:
+        return created, failed
+    stored: dict[str, tuple[str, int]] = {}
+    async with env.upstream() as conn:
+        view, store = await synced_view(env, conn)
+    limit = env.services.settings.max_mailboxes_per_email
+    for creation_id, (props, message) in messages.items():
+        try:
+            where = placement(props, lambda key: selectable_mailbox(ctx, view, key), limit)
+        except SetError as error:
+            failed[creation_id] = error
+            continue
+        delivery = Delivery(
+            message, where.mailboxes, where.keywords, where.received_at, message_id_of(message)
+        )
+        try:
+            stored[creation_id] = await _store_one(env, view, delivery)
+        except SetError as error:
+            failed[creation_id] = error
+    if stored:
+        async with env.upstream() as conn:
+            await synced_view(env, conn, fresh=True)
+    for creation_id, (folder_id, uid) in stored.items():
+        email_id = (await store.email_ids_of(folder_id, [uid])).get(uid)
+        record = (await store.records([email_id])).get(email_id) if email_id else None
+        if record is None:
+            failed[creation_id] = SetError("serverFail", "stored, but not found upstream after")
+            continue
+        ctx.created_ids[creation_id] = record.id
+        created[creation_id] = {
+            "id": record.id,
+            "blobId": message_blob_id(record.id),
+            "threadId": record.thread_id,
+            "size": record.size,
+        }
+    return created, failed
+
+
+def selectable_mailbox(ctx: CallContext[RequestEnv], view: MailboxView, key: str) -> str | None:
+    """A mailbox id (or ``#creationId`` of one created earlier) that can hold mail."""
+    mailbox_id = ctx.created_ids.get(key[1:]) if key.startswith("#") else key
+    record = view.records.get(mailbox_id or "")
+    if record is None or not record.selectable or record.uidvalidity is None:
+        return None
+    return record.id
+
+
+async def _store_one(env: RequestEnv, view: MailboxView, delivery: Delivery) -> tuple[str, int]:
+    """APPEND (and COPY) one message; after a lost answer, find it before trying again."""
+    folder = view.records[delivery.mailboxes[0]]
+    low = folder.uidnext or 1
+    for attempt_number in range(2):
+        try:
+            async with env.upstream() as conn:
+                if attempt_number:
+                    uid = await find_appended(conn, folder, delivery, low)
+                    if uid is not None:
+                        await copy_to_others(conn, view.records, delivery, uid)
+                        return folder.id, uid
+                return await deliver(conn, view.records, delivery)
+        except CommandFailed as exc:
+            type_, description = _APPEND_ERRORS.get(
+                exc.code or "", ("serverFail", "the mail server refused the message")
+            )
+            raise SetError(type_, description) from None
+        except (ImapError, NoAppendUid) as exc:
+            log.warning("storing a message: answer lost (%s); looking for it", exc)
+    raise SetError("serverFail", "the mail server could not be reached to store the message")

@@ -1,0 +1,234 @@
+"""Carries out a placement plan on one upstream connection, folder by folder.
+
+Each folder is SELECTed once and its UIDVALIDITY checked against the index first: UIDs of
+another UIDVALIDITY name other messages, which must never be flagged or expunged. A command
+the upstream refuses fails the emails it was about (and copies already made for them are
+expunged again, so the refusal leaves them as they were); any other upstream error
+(connection lost, timeout) propagates, and the caller decides from a fresh look at the
+upstream what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gateway.cache.emails import FolderMark
+from gateway.cache.mailboxes import MailboxRecord
+from gateway.imap.commands import Command, LiteralArg, flag_list, mailbox
+from gateway.imap.connection import ImapConnection, Result
+from gateway.imap.errors import CommandFailed
+from gateway.imap.parse import fetches_by_uid, parse_copyuid, parse_modified
+from gateway.imap.sequence import split_uid_set
+from gateway.jmap.errors import SetError
+from gateway.translators.email.placement import FlagStore, FolderWork, Plan
+
+log = logging.getLogger(__name__)
+
+DELETED = "\\Deleted"
+# RFC 5530 codes, as what they mean for one Email.
+_CODE_ERRORS = {
+    "OVERQUOTA": ("overQuota", "the mail server's quota is exhausted"),
+    "LIMIT": ("tooManyKeywords", "the mail server's limit is reached"),
+    "NOPERM": ("forbidden", "the mail server does not allow this"),
+}
+
+
+@dataclass
+class Outcome:
+    """What the upstream did with a plan, as far as its answers tell."""
+
+    failed: dict[str, SetError] = field(default_factory=dict)
+    # Emails to try again after a catch-up: the upstream changed under the index.
+    retry: set[str] = field(default_factory=set)
+    # folder id -> uid -> flags, as the STOREs answered them.
+    flags: dict[str, dict[int, list[str]]] = field(default_factory=dict)
+    # Whether any command that changes mail was sent (answered or not).
+    touched: bool = False
+    # Copies made, (folder id, uid) per email: undone if a later step of the email fails.
+    made: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    def settled(self, email_id: str) -> bool:
+        return email_id in self.failed or email_id in self.retry
+
+
+@dataclass
+class _Run:
+    conn: ImapConnection
+    folders: Mapping[str, MailboxRecord]
+    marks: Mapping[str, FolderMark]
+    outcome: Outcome
+
+    @property
+    def utf8(self) -> bool:
+        return "UTF8=ACCEPT" in self.conn.enabled
+
+    def name(self, folder_id: str) -> str | LiteralArg:
+        return mailbox(self.folders[folder_id].name, utf8=self.utf8)
+
+
+async def carry_out(
+    conn: ImapConnection,
+    folders: Mapping[str, MailboxRecord],
+    marks: Mapping[str, FolderMark],
+    plan: Plan,
+    outcome: Outcome,
+) -> None:
+    """Do the plan; ``outcome`` collects what happened, also when an exception escapes."""
+    run = _Run(conn, folders, marks, outcome)
+    if "UIDPLUS" not in conn.capabilities and plan.moves_mail:
+        _fail(
+            outcome,
+            (e for w in plan.folders.values() for e in w.emails()),
+            SetError("forbidden", "the mail server cannot remove single messages (no UIDPLUS)"),
+        )
+        return
+    for folder_id, work in plan.folders.items():
+        if await _open(run, folder_id, work.emails()):
+            await _first_pass(run, folder_id, work)
+    for folder_id, work in plan.folders.items():
+        after = {u: e for u, e in work.expunge_after.items() if not outcome.settled(e)}
+        if after and await _open(run, folder_id, after.values()):
+            await _expunge(run, after)
+    await _undo_failed_copies(run)
+
+
+async def _open(run: _Run, folder_id: str, emails: Iterable[str]) -> bool:
+    """Select a folder read-write; False (emails to retry) when it is not the one indexed."""
+    folder = run.folders.get(folder_id)
+    if folder is not None:
+        try:
+            state = await run.conn.select(folder.name)
+        except CommandFailed:
+            state = None
+        if state is not None and state.uidvalidity == folder.uidvalidity:
+            if not state.read_only:
+                return True
+            _fail(run.outcome, emails, SetError("forbidden", "the mailbox is read-only"))
+            return False
+    run.outcome.retry.update(e for e in emails if e not in run.outcome.failed)
+    return False
+
+
+async def _first_pass(run: _Run, folder_id: str, work: FolderWork) -> None:
+    for store, owners in work.flags.items():
+        await _store_flags(run, folder_id, store, owners)
+    for destination, owners in work.copy.items():
+        await _copy(run, destination, owners, move=False)
+    for destination, owners in work.move.items():
+        await _copy(run, destination, owners, move=True)
+    if work.expunge:
+        await _expunge(run, work.expunge)
+
+
+async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict[int, str]) -> None:
+    owners = {u: e for u, e in owners.items() if not run.outcome.settled(e)}
+    mark = run.marks.get(folder_id)
+    guard: tuple[str, ...] = ()
+    changes = [("+FLAGS", store.add), ("-FLAGS", store.remove)]
+    if store.replace is not None:
+        changes = [("FLAGS", store.replace)]
+        if mark is not None and mark.modseq and "CONDSTORE" in run.conn.capabilities:
+            guard = (f"(UNCHANGEDSINCE {mark.modseq})",)
+    for change, flags in changes:
+        if not flags and store.replace is None:
+            continue
+        for chunk in split_uid_set(owners):
+            run.outcome.touched = True
+            try:
+                result = await run.conn.execute(
+                    Command("UID", "STORE", chunk, *guard, change, flag_list(sorted(flags)))
+                )
+            except CommandFailed as exc:
+                _fail(run.outcome, owners.values(), _set_error(exc))
+                return
+            _take_flags(run, folder_id, result, owners)
+
+
+def _take_flags(run: _Run, folder_id: str, result: Result, owners: dict[int, str]) -> None:
+    answered = run.outcome.flags.setdefault(folder_id, {})
+    for uid, item in fetches_by_uid(result.data("FETCH")).items():
+        if item.flags is not None:
+            answered[uid] = item.flags
+    code = result.tagged.code
+    if code is not None and code.name == "MODIFIED":
+        # Changed by someone else since the index saw it: decide again after a catch-up.
+        run.outcome.retry.update(owners[u] for u in parse_modified(code) if u in owners)
+
+
+async def _copy(run: _Run, destination: str, owners: dict[int, str], *, move: bool) -> None:
+    owners = {u: e for u, e in owners.items() if not run.outcome.settled(e)}
+    if not owners:
+        return
+    if destination not in run.folders:
+        run.outcome.retry.update(owners.values())
+        return
+    native = move and "MOVE" in run.conn.capabilities
+    verb = "MOVE" if native else "COPY"
+    for chunk in split_uid_set(owners):
+        run.outcome.touched = True
+        try:
+            result = await run.conn.execute(Command("UID", verb, chunk, run.name(destination)))
+        except CommandFailed as exc:
+            _fail(run.outcome, owners.values(), _set_error(exc))
+            return
+        codes = [result.tagged.code, *(u.code for u in result.untagged if u.is_status)]
+        for code in codes:
+            if code is not None and code.name == "COPYUID":
+                for source, made in parse_copyuid(code).pairs():
+                    if source in owners and not native:
+                        run.outcome.made.setdefault(owners[source], []).append((destination, made))
+    if move and not native:
+        await _expunge(run, owners)
+        for email_id in owners.values():
+            if email_id not in run.outcome.failed:
+                run.outcome.made.pop(email_id, None)
+
+
+async def _expunge(run: _Run, owners: dict[int, str]) -> None:
+    """Flag exactly these UIDs \\Deleted and expunge exactly them, in one round trip."""
+    owners = {u: e for u, e in owners.items() if not run.outcome.settled(e)}
+    for chunk in split_uid_set(owners):
+        run.outcome.touched = True
+        try:
+            await run.conn.execute_pipelined(
+                Command("UID", "STORE", chunk, "+FLAGS.SILENT", flag_list([DELETED])),
+                Command("UID", "EXPUNGE", chunk),
+            )
+        except CommandFailed as exc:
+            _fail(run.outcome, owners.values(), _set_error(exc))
+            return
+
+
+async def _undo_failed_copies(run: _Run) -> None:
+    """Copies made for an email whose later step was refused are expunged again, so the
+    refusal leaves it where it was."""
+    undo: dict[str, dict[int, str]] = {}
+    for email_id, made in run.outcome.made.items():
+        if email_id in run.outcome.failed:
+            for folder_id, uid in made:
+                undo.setdefault(folder_id, {})[uid] = email_id
+    for folder_id, owners in undo.items():
+        folder = run.folders[folder_id]
+        state = await run.conn.select(folder.name)
+        if state.uidvalidity != folder.uidvalidity:
+            log.warning("could not undo copies made in a folder whose UIDVALIDITY changed")
+            continue
+        for chunk in split_uid_set(owners):
+            await run.conn.execute_pipelined(
+                Command("UID", "STORE", chunk, "+FLAGS.SILENT", flag_list([DELETED])),
+                Command("UID", "EXPUNGE", chunk),
+            )
+
+
+def _fail(outcome: Outcome, emails: Iterable[str], error: SetError) -> None:
+    for email_id in emails:
+        outcome.failed.setdefault(email_id, error)
+
+
+def _set_error(exc: CommandFailed) -> SetError:
+    type_, description = _CODE_ERRORS.get(
+        exc.code or "", ("serverFail", "the mail server refused the change")
+    )
+    return SetError(type_, description)

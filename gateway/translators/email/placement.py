@@ -1,0 +1,199 @@
+"""Plans the upstream work of Email/set updates and destroys, folder by folder.
+
+An Email is one message with a copy in each of its mailboxes; changing its mailboxIds is
+copying, moving and expunging copies. The plan keeps every message somewhere at every step,
+so a change that breaks half way never loses mail:
+
+* when the Email keeps a mailbox, new mailboxes get a COPY from a kept copy and dropped ones
+  an expunge, in any order;
+* when it keeps none, one copy is MOVEd (atomic upstream, RFC 6851) to the first new mailbox
+  after COPYs to the others, and the other dropped copies are expunged only once that move
+  succeeded (the "after" work).
+
+Flags are stored on the copies that stay before any copy or move, so new copies carry them.
+Work is grouped per folder and per kind, so marking five hundred emails read in one folder
+is one UID STORE. Expunges name exact UIDs (UID EXPUNGE, RFC 4315): nothing the client did
+not ask to remove is ever expunged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gateway.cache.emails import EmailRecord, is_deleted
+from gateway.jmap.errors import SetError
+from gateway.translators.email.patch import MAX_KEYWORDS, EmailPatch
+from gateway.translators.keywords import SYSTEM_FLAGS, keywords_from_flags
+
+
+@dataclass(frozen=True)
+class FlagStore:
+    """A UID STORE: IMAP flags to add and to remove (a patch), or the whole new list (a
+    replacement, ``replace``), which is sent only where the message is unchanged since the
+    index last saw its folder (UNCHANGEDSINCE, RFC 7162 3.1.3): one command, so its guard
+    is not tripped by the gateway's own change."""
+
+    add: frozenset[str] = frozenset()
+    remove: frozenset[str] = frozenset()
+    replace: frozenset[str] | None = None
+
+
+@dataclass
+class FolderWork:
+    """What one folder's selection does, in this order; every map is uid -> email id."""
+
+    flags: dict[FlagStore, dict[int, str]] = field(default_factory=dict)
+    copy: dict[str, dict[int, str]] = field(default_factory=dict)  # by destination folder
+    move: dict[str, dict[int, str]] = field(default_factory=dict)  # by destination folder
+    expunge: dict[int, str] = field(default_factory=dict)
+    # Expunged in a second pass, only for emails whose first-pass work all succeeded.
+    expunge_after: dict[int, str] = field(default_factory=dict)
+
+    def emails(self) -> set[str]:
+        found = {e for uids in self.flags.values() for e in uids.values()}
+        found.update(
+            e for uids in (*self.copy.values(), *self.move.values()) for e in uids.values()
+        )
+        found.update(self.expunge.values(), self.expunge_after.values())
+        return found
+
+
+@dataclass
+class Plan:
+    folders: dict[str, FolderWork] = field(default_factory=dict)
+
+    def work(self, folder_id: str) -> FolderWork:
+        return self.folders.setdefault(folder_id, FolderWork())
+
+    @property
+    def moves_mail(self) -> bool:
+        """Whether any copy is created or removed (the index then needs a catch-up)."""
+        return any(w.copy or w.move or w.expunge or w.expunge_after for w in self.folders.values())
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an Email must look like once its update is done."""
+
+    keywords: frozenset[str]
+    mailboxes: frozenset[str]
+
+    def reached_by(self, record: EmailRecord) -> bool:
+        return (
+            frozenset(keywords_from_flags(record.flags)) == self.keywords
+            and frozenset(record.mailbox_ids) == self.mailboxes
+        )
+
+
+def target_of(record: EmailRecord, patch: EmailPatch, max_mailboxes: int) -> Target:
+    """The Email after the patch; raise the SetError of a change the rules forbid."""
+    keywords = frozenset(keywords_from_flags(record.flags))
+    mailboxes = frozenset(record.mailbox_ids)
+    wanted_keywords = patch.keywords.applied(keywords)
+    wanted_mailboxes = patch.mailboxes.applied(mailboxes)
+    if not wanted_mailboxes:
+        # RFC 8621 4.1.1: an Email belongs to one or more mailboxes until destroyed.
+        raise SetError.invalid_properties(
+            ["mailboxIds"], "an Email must stay in at least one mailbox (destroy it instead)"
+        )
+    if len(wanted_mailboxes) > max_mailboxes and len(wanted_mailboxes) > len(mailboxes):
+        raise SetError("tooManyMailboxes", f"an Email may be in at most {max_mailboxes}")
+    if len(wanted_keywords) > MAX_KEYWORDS and len(wanted_keywords) > len(keywords):
+        raise SetError("tooManyKeywords", f"an Email may have at most {MAX_KEYWORDS} keywords")
+    return Target(wanted_keywords, wanted_mailboxes)
+
+
+def plan_update(
+    plan: Plan, record: EmailRecord, patch: EmailPatch, target: Target, *, force: bool
+) -> None:
+    """Add one Email's update to the plan.
+
+    ``force``: send patched keywords even to copies the index says already have them. The
+    first attempt does, because the index may lag the upstream by the sync interval; a retry
+    after a fresh catch-up does not need to.
+    """
+    folders = _visible_folders(record)
+    current = frozenset(folders)
+    added = sorted(target.mailboxes - current)
+    removed = sorted(current - target.mailboxes)
+    kept = sorted(current & target.mailboxes)
+    flagged: list[tuple[str, int, list[str]]] = [
+        (m, uid, flags) for m in kept for uid, flags in folders[m].items()
+    ]
+    if added and not kept:
+        anchor = removed[0]
+        uid = min(folders[anchor])
+        flagged.append((anchor, uid, folders[anchor][uid]))
+        work = plan.work(anchor)
+        for destination in added[1:]:
+            work.copy.setdefault(destination, {})[uid] = record.id
+        work.move.setdefault(added[0], {})[uid] = record.id
+        for folder in removed:
+            for other in folders[folder]:
+                if (folder, other) != (anchor, uid):
+                    plan.work(folder).expunge_after[other] = record.id
+    else:
+        if added:
+            source = kept[0]
+            uid = min(folders[source])
+            for destination in added:
+                plan.work(source).copy.setdefault(destination, {})[uid] = record.id
+        for folder in removed:
+            for other in folders[folder]:
+                plan.work(folder).expunge[other] = record.id
+    # Hidden (\\Deleted) copies outside the target go too: an expunge that was cut off
+    # after its STORE leaves such a copy behind, and the client asked for none there.
+    for folder, uids in record.copies.items():
+        for uid, flags in uids.items():
+            if is_deleted(flags) and folder not in target.mailboxes:
+                work = plan.work(folder)
+                (work.expunge if kept else work.expunge_after)[uid] = record.id
+    for folder, uid, flags in flagged:
+        store = _flag_store(flags, patch, target, force=force)
+        if store is not None:
+            plan.work(folder).flags.setdefault(store, {})[uid] = record.id
+
+
+def plan_destroy(plan: Plan, record: EmailRecord) -> None:
+    """Every copy goes, hidden (\\Deleted) ones too."""
+    for folder, uids in record.copies.items():
+        for uid in uids:
+            plan.work(folder).expunge[uid] = record.id
+
+
+def _visible_folders(record: EmailRecord) -> dict[str, dict[int, list[str]]]:
+    folders: dict[str, dict[int, list[str]]] = {}
+    for folder, uids in record.copies.items():
+        for uid, flags in uids.items():
+            if not is_deleted(flags):
+                folders.setdefault(folder, {})[uid] = flags
+    return folders
+
+
+def _flag_store(
+    flags: list[str], patch: EmailPatch, target: Target, *, force: bool
+) -> FlagStore | None:
+    have = frozenset(keywords_from_flags(flags))
+    change = patch.keywords
+    if change.whole is not None:
+        if have == target.keywords:
+            return None
+        # Flags that are no keyword (e.g. not valid as one) stay as they are.
+        kept = {f for f in flags if not keywords_from_flags([f]) and f.lower() != "\\recent"}
+        return FlagStore(replace=_as_flags(target.keywords, flags) | kept)
+    add = change.add if force else change.add - have
+    remove = change.remove if force else change.remove & have
+    if not add and not remove:
+        return None
+    return FlagStore(_as_flags(add, flags), _as_flags(remove, flags))
+
+
+def _as_flags(keywords: Iterable[str], spelled: list[str]) -> frozenset[str]:
+    """IMAP flags for keywords, spelled as the copy spells them where it has them."""
+    by_keyword = {flag.lower(): flag for flag in spelled}
+    flags = set()
+    for keyword in keywords:
+        system = SYSTEM_FLAGS.get(keyword)
+        flags.add(system or by_keyword.get(keyword, keyword))
+    return frozenset(flags)

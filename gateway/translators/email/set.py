@@ -1,0 +1,244 @@
+"""Email/set (RFC 8621 4.6): drafts APPENDed, keywords STOREd, mailboxes by COPY/MOVE/EXPUNGE.
+
+Creates run first, then updates and destroys together as one plan (gateway.translators.email
+.placement), carried out folder by folder. The index follows at once: flag changes are
+written from the upstream's own answers to the STOREs, and anything that adds or removes
+copies is read back by a catch-up before the response, so Email/get, the /changes methods
+and Mailbox counts of every replica see the change.
+
+Every object's result is decided by what the upstream holds afterwards, never by what the
+gateway meant to do. When the connection breaks half way, a new one catches up and the
+objects not yet as asked are planned again from what is really there (the plan never copies
+to a folder that already has the Email, so nothing is duplicated); after a second break
+a last connection only looks. An object still not as asked is reported in notUpdated or
+notDestroyed with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.cache.emails import EmailStore
+from gateway.cache.locks import LockTimeout, lease
+from gateway.env import RequestEnv
+from gateway.imap.connection import ImapConnection
+from gateway.imap.errors import CommandFailed, ImapError
+from gateway.jmap.dispatch import CallContext
+from gateway.jmap.errors import MethodError, SetError
+from gateway.jmap.standard import check_if_in_state, parse_set
+from gateway.sync.emails import LOCK_TTL, LOCK_WAIT
+from gateway.sync.index_writer import IndexWriter
+from gateway.translators.email.creation import create_emails, selectable_mailbox
+from gateway.translators.email.folder_work import Outcome, carry_out
+from gateway.translators.email.patch import EmailPatch, parse_patch
+from gateway.translators.email.placement import (
+    Plan,
+    Target,
+    plan_destroy,
+    plan_update,
+    target_of,
+)
+from gateway.translators.email.view import synced_view
+from gateway.translators.mailbox.view import MailboxView
+
+log = logging.getLogger(__name__)
+
+# Attempts that change mail; one more only looks at the outcome.
+ATTEMPTS = 2
+LOST = "the connection to the mail server was lost before the change could be confirmed"
+
+
+@dataclass
+class _Pending:
+    """Updates and destroys not decided yet, by email id (with the key the client used)."""
+
+    updates: dict[str, tuple[str, EmailPatch]] = field(default_factory=dict)
+    destroys: dict[str, str] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
+    updated: dict[str, None] = field(default_factory=dict)
+    not_updated: dict[str, SetError] = field(default_factory=dict)
+    destroyed: list[str] = field(default_factory=list)
+    not_destroyed: dict[str, SetError] = field(default_factory=dict)
+    touched: bool = False
+
+    def ids(self) -> list[str]:
+        return [*self.updates, *self.destroys]
+
+    def fail(self, email_id: str, error: SetError) -> None:
+        if email_id in self.updates:
+            self.not_updated[self.updates.pop(email_id)[0]] = error
+        if email_id in self.destroys:
+            self.not_destroyed[self.destroys.pop(email_id)] = error
+
+
+async def email_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
+    env = ctx.env
+    args = parse_set(arguments, env.services.limits.max_objects_in_set)
+    response: dict[str, Any] = {"accountId": args.account_id}
+    async with env.upstream() as conn:
+        view, store = await synced_view(env, conn)
+        state = (await store.snapshot(()))[1]
+        check_if_in_state(args.if_in_state, state)
+    response["oldState"] = state
+    created, not_created = await create_emails(ctx, args.create or {})
+    pending = _Pending(touched=bool(created))
+    async with env.upstream() as conn:
+        view, store = await synced_view(env, conn)
+        _resolve(ctx, view, args.update or {}, args.destroy or [], pending)
+    await _update_and_destroy(env, store, pending)
+    response.update(
+        {
+            "newState": (await store.snapshot(()))[1],
+            "created": created or None,
+            "notCreated": _errors(not_created),
+            "updated": pending.updated or None,
+            "notUpdated": _errors(pending.not_updated),
+            "destroyed": pending.destroyed or None,
+            "notDestroyed": _errors(pending.not_destroyed),
+        }
+    )
+    return response
+
+
+def _errors(errors: Mapping[str, SetError]) -> dict[str, Any] | None:
+    return {key: error.to_dict() for key, error in errors.items()} or None
+
+
+def _resolve(
+    ctx: CallContext[RequestEnv],
+    view: MailboxView,
+    update: Mapping[str, dict[str, Any]],
+    destroy: list[str],
+    pending: _Pending,
+) -> None:
+    """Map the client's keys (ids or #creationIds) to email ids and parse the patches."""
+    for key in destroy:
+        email_id = _email_id(ctx, key)
+        if email_id is None:
+            pending.not_destroyed[key] = SetError("notFound", f"no email {key}")
+        else:
+            pending.destroys.setdefault(email_id, key)
+    for key, patch in update.items():
+        email_id = _email_id(ctx, key)
+        if email_id is None:
+            pending.not_updated[key] = SetError("notFound", f"no email {key}")
+        elif email_id in pending.destroys:
+            # RFC 8620 5.3: an update of a record destroyed in the same call.
+            pending.not_updated[key] = SetError("willDestroy", "the email is destroyed")
+        else:
+            try:
+                parsed = parse_patch(patch, lambda m: selectable_mailbox(ctx, view, m))
+            except SetError as error:
+                pending.not_updated[key] = error
+                continue
+            pending.updates[email_id] = (key, parsed)
+
+
+def _email_id(ctx: CallContext[RequestEnv], key: str) -> str | None:
+    return ctx.created_ids.get(key[1:]) if key.startswith("#") else key
+
+
+async def _update_and_destroy(env: RequestEnv, store: EmailStore, pending: _Pending) -> None:
+    for attempt in range(ATTEMPTS + 1):
+        if not pending.ids():
+            return
+        outcome = Outcome()
+        try:
+            async with env.upstream() as conn:
+                view, _ = await synced_view(env, conn, fresh=attempt > 0)
+                if attempt == ATTEMPTS:
+                    await _settle(store, pending, final=True)
+                    return
+                plan = await _plan(env, store, pending, force=attempt == 0)
+                await carry_out(conn, view.records, await store.marks(), plan, outcome)
+                pending.touched |= outcome.touched
+                for email_id, error in outcome.failed.items():
+                    pending.fail(email_id, error)
+                await _follow(env, conn, store, plan, outcome)
+                await _settle(store, pending, final=False)
+        except CommandFailed:
+            raise
+        except (ImapError, LockTimeout) as exc:
+            pending.touched |= outcome.touched
+            if attempt == ATTEMPTS:
+                _give_up(pending, exc)
+                return
+            log.warning("Email/set: upstream lost during attempt %d (%s)", attempt + 1, exc)
+
+
+async def _plan(env: RequestEnv, store: EmailStore, pending: _Pending, *, force: bool) -> Plan:
+    """The work for every pending object. ``force`` marks the first attempt, planned from
+    an index that may lag the upstream; retries plan from a fresh catch-up."""
+    records = await store.records(pending.ids())
+    plan = Plan()
+    limit = env.services.settings.max_mailboxes_per_email
+    for email_id, (_, patch) in list(pending.updates.items()):
+        record = records.get(email_id)
+        if record is None or not record.visible:
+            pending.fail(email_id, SetError("notFound", "no such email"))
+            continue
+        try:
+            target = target_of(record, patch, limit)
+        except SetError as error:
+            pending.fail(email_id, error)
+            continue
+        pending.targets[email_id] = target
+        plan_update(plan, record, patch, target, force=force)
+    for email_id in list(pending.destroys):
+        record = records.get(email_id)
+        if force and (record is None or not record.visible):
+            pending.fail(email_id, SetError("notFound", "no such email"))
+        elif record is not None:
+            # On a retry, hidden copies left by a cut-off expunge are expunged now; an
+            # email already gone is settled as destroyed.
+            plan_destroy(plan, record)
+    return plan
+
+
+async def _follow(
+    env: RequestEnv, conn: ImapConnection, store: EmailStore, plan: Plan, outcome: Outcome
+) -> None:
+    """Bring the index in step with what was done: copies added or removed are read back
+    by a catch-up; flags alone are written from the STOREs' answers."""
+    if plan.moves_mail and outcome.touched:
+        await synced_view(env, conn, fresh=True)
+        return
+    if not any(outcome.flags.values()):
+        return
+    async with lease(store.client, store.keys.lock("emails"), ttl=LOCK_TTL, wait=LOCK_WAIT) as held:
+        writer = IndexWriter(store, held)
+        for folder_id, flags in outcome.flags.items():
+            await writer.set_flags(folder_id, flags)
+
+
+async def _settle(store: EmailStore, pending: _Pending, *, final: bool) -> None:
+    """Decide every object the index now shows as asked; with ``final``, the rest fail."""
+    records = await store.records(pending.ids())
+    for email_id in list(pending.updates):
+        record = records.get(email_id)
+        target = pending.targets.get(email_id)
+        if record is not None and target is not None and target.reached_by(record):
+            pending.updated[email_id] = None
+            del pending.updates[email_id]
+        elif final:
+            pending.fail(email_id, SetError("serverFail", "the mail server did not apply it"))
+    for email_id in list(pending.destroys):
+        record = records.get(email_id)
+        if record is None or not record.visible:
+            pending.destroyed.append(email_id)
+            del pending.destroys[email_id]
+        elif final:
+            pending.fail(email_id, SetError("serverFail", "the mail server kept the email"))
+
+
+def _give_up(pending: _Pending, exc: Exception) -> None:
+    """No connection even to look: the objects left are unknown."""
+    if not pending.touched:
+        raise MethodError(
+            "serverUnavailable", "The mail server is unavailable; try again later."
+        ) from exc
+    for email_id in pending.ids():
+        pending.fail(email_id, SetError("serverFail", LOST))
