@@ -1,19 +1,10 @@
 """The RFC 5322 message of an ``Email/set`` create (RFC 8621 4.6), ready for IMAP APPEND.
 
 :func:`compose` validates the client's Email object against the constraints of RFC 8621 4.6
-and writes the message with the stdlib ``email`` package: header values are folded and
-RFC 2047-encoded by its header registry (``policy.default``), parameters RFC 2231-encoded by
-``add_header``, bodies encoded by ``binascii``/``base64`` and the tree serialised by its
-``BytesGenerator`` with CRLF line ends.
-
-Every header field written from a parsed form is read back with this project's own parser
-(:mod:`gateway.mime.headers`) before it is accepted: what ``Email/get`` will later show must
-be what the client gave. A value the stdlib cannot write faithfully (it has folding bugs,
-and it decodes encoded-word look-alikes in plain text) is rewritten as encoded-words or,
-failing that, refused with ``invalidProperties`` instead of being silently altered.
-
-Raw-form values are written verbatim after the colon (RFC 8621 4.1.2.1 defines Raw as
-exactly those octets), through :class:`_Verbatim`, the one header object the stdlib lacks.
+and writes the message with the stdlib ``email`` package: header fields are written by
+:mod:`gateway.mime.header_writer`, parameters RFC 2231-encoded by ``add_header``, bodies
+encoded by ``binascii``/``base64`` and the tree serialised by its ``BytesGenerator`` with
+CRLF line ends.
 """
 
 from __future__ import annotations
@@ -22,32 +13,34 @@ import base64
 import binascii
 import re
 import secrets
-import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy as email_policy
 from email.generator import BytesGenerator
-from email.header import Header
-from email.headerregistry import AddressHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, MIMEPart
-from email.policy import Policy
-from email.utils import format_datetime, quote
+from email.utils import format_datetime
 from io import BytesIO
 from typing import Any, Final, TypeVar
 
 from gateway.mime.bodyparts import BODY_PART_PROPERTIES, MAX_DEPTH
-from gateway.mime.headers import (
-    CONVENIENCE_PROPERTIES,
-    HeaderForm,
-    HeaderSpec,
-    as_addresses,
-    as_grouped_addresses,
-    as_message_ids,
-    as_text,
-    as_urls,
-    parse_header_spec,
+from gateway.mime.header_writer import (
+    CRLF,
+    MAX_LINE,
+    POLICY,
+    URI,
+    Check,
+    ComposeError,
+    Field,
+    Invalid,
+    Verbatim,
+    check_lines,
+    flag_duplicates,
+    header_fields,
+    text_value,
 )
+from gateway.mime.headers import CONVENIENCE_PROPERTIES, HeaderSpec, parse_header_spec
+
+__all__ = ["CONTENT_PROPERTIES", "ComposeError", "compose", "referenced_blobs"]
 
 _BODY_PROPERTIES: Final = frozenset(
     {"bodyStructure", "textBody", "htmlBody", "attachments", "bodyValues"}
@@ -64,61 +57,16 @@ _SERVER_SET: Final = frozenset({"id", "blobId", "threadId", "size", "preview", "
 _FLAT_BODY: Final = ("textBody", "htmlBody", "attachments")
 _BODY_VALUE_PROPERTIES: Final = frozenset({"value", "isEncodingProblem", "isTruncated"})
 
-_POLICY: Final = email_policy.default.clone(linesep="\r\n")
-_CRLF: Final = "\r\n"
-# RFC 5322 2.1.1: a line is at most 998 characters, excluding the CRLF.
-MAX_LINE: Final = 998
-
-# The stdlib header classes that write each parsed form, whatever the field's name.
-_UNSTRUCTURED: Final = HeaderRegistry(default_class=UnstructuredHeader, use_default_map=False)
-_ADDRESS: Final = HeaderRegistry(default_class=AddressHeader, use_default_map=False)
-
 # RFC 2045 5.1 token; a media type is token "/" token.
 _MIME_WORD: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _MEDIA_TYPE: Final = re.compile(rf"{_MIME_WORD}/{_MIME_WORD}")
 _MIME_WORD_ONLY: Final = re.compile(_MIME_WORD)
-# RFC 5322 3.6.4 msg-id without its brackets: dot-atom-text "@" (dot-atom-text / no-fold-literal).
-# The same shape is an addr-spec (3.4.1) that needs no quoting, so it can go without "<>".
-_ATEXT: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+"
-_ID_AT_DOMAIN: Final = re.compile(rf"{_ATEXT}@(?:{_ATEXT}|\[[!-Z^-~]*\])")
-# RFC 2392 Content-ID and RFC 2557 Content-Location: printable ASCII, nothing that ends them.
+# RFC 2392 Content-ID: printable ASCII, nothing that ends it.
 _CID: Final = re.compile(r"[!#-'*-+\-./0-;=?-~]+")
-_URI: Final = re.compile(r"[!-;=?-~]+")
 _LANGUAGE_TAG: Final = re.compile(r"[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,8})*")
-# Characters RFC 5322 3.2.5 does not allow in header text (tab aside).
-_CONTROLS: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# RFC 8620 1.4 Date (RFC 3339 date-time); fractions are dropped, RFC 5322 has none.
-_DATE: Final = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
-)
 _LINE_BREAK: Final = re.compile(rb"\r\n|\r|\n")
-_SPACES: Final = re.compile(" {2,}")
-# Inside a Raw value a line break must be folding: CRLF then WSP (RFC 5322 2.2.3).
-_FOLDING: Final = re.compile(r"\r\n(?=[ \t])")
 
 _T = TypeVar("_T")
-
-
-class ComposeError(Exception):
-    """Why a create cannot become a message; ``type`` is the RFC 8620 5.3 SetError type."""
-
-    def __init__(
-        self,
-        type: str,
-        description: str = "",
-        *,
-        properties: Sequence[str] = (),
-        not_found: Sequence[str] = (),
-    ) -> None:
-        super().__init__(description or type)
-        self.type = type
-        self.properties = list(properties)
-        self.not_found = list(not_found)
-        self.description = description or type
-
-
-class _Invalid(Exception):
-    """A property value that cannot be written; the text says why."""
 
 
 # --- Blobs -------------------------------------------------------------------------------------
@@ -151,381 +99,10 @@ def _collect_blobs(part: Any, found: list[str], depth: int) -> None:
         _collect_blobs(child, found, depth + 1)
 
 
-# --- Collected problems ------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Check:
-    """What is wrong so far: every invalid property, every missing blob, the blob octets."""
-
-    blobs: Mapping[str, bytes]
-    invalid: dict[str, str] = field(default_factory=dict)
-    missing: list[str] = field(default_factory=list)
-    blob_octets: int = 0
-
-    def bad(self, path: str, reason: str) -> None:
-        self.invalid.setdefault(path, reason)
-
-    def blob(self, blob_id: str) -> bytes:
-        content = self.blobs.get(blob_id)
-        if content is None:
-            if blob_id not in self.missing:
-                self.missing.append(blob_id)
-            return b""
-        self.blob_octets += len(content)
-        return content
-
-    def value(
-        self, obj: Mapping[str, Any], path: str, key: str, read: Callable[[Any], _T]
-    ) -> _T | None:
-        """obj[key] through ``read``, or None when absent, null or invalid (then noted)."""
-        raw = obj.get(key)
-        if raw is None:
-            return None
-        try:
-            return read(raw)
-        except _Invalid as error:
-            self.bad(f"{path}/{key}", str(error))
-            return None
-
-    def raise_errors(self, max_attachments_size: int) -> None:
-        """RFC 8621 4.6: invalidProperties first, then blobNotFound, then the size limit."""
-        if self.invalid:
-            reasons = "; ".join(f"{path}: {why}" for path, why in self.invalid.items())
-            raise ComposeError("invalidProperties", reasons, properties=list(self.invalid))
-        if self.missing:
-            raise ComposeError(
-                "blobNotFound", "no such blob: " + ", ".join(self.missing), not_found=self.missing
-            )
-        # RFC 8621 1.3.1 maxSizeAttachmentsPerEmail: the sum of the unencoded sizes.
-        if self.blob_octets > max_attachments_size:
-            raise ComposeError(
-                "tooLarge",
-                f"the attachments total {self.blob_octets} octets, "
-                f"more than the {max_attachments_size} allowed",
-            )
-
-
-# --- Header fields -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
-    """One header field: its value is every octet after the colon, folding included."""
-
-    name: str
-    value: str
-    source: str  # the property that gave it, for invalidProperties
-
-
-class _Verbatim(str):
-    """A header value the generator writes exactly as it is (the stdlib always adds ": ").
-
-    ``EmailPolicy.fold_binary`` calls ``fold`` on any value with a ``name`` and encodes the
-    result as ASCII with surrogateescape, so UTF-8 (RFC 6532) goes out as surrogates.
-    """
-
-    name: str
-
-    def __new__(cls, name: str, value: str) -> _Verbatim:
-        self = super().__new__(cls, value)
-        self.name = name
-        return self
-
-    def fold(self, *, policy: Policy) -> str:
-        line = f"{self.name}:{self}{policy.linesep}"
-        return line.encode("utf-8").decode("ascii", "surrogateescape")
-
-
-def _header_fields(spec: HeaderSpec, value: Any, source: str, check: _Check) -> list[_Field]:
-    """The fields one header property asks for (several with ":all"); [] if it is invalid."""
-    try:
-        instances = _instances(spec, value)
-        written = (_WRITERS[spec.form](spec.name, instance) for instance in instances)
-        fields = [_Field(spec.name, raw, source) for raw in written if raw is not None]
-        for header in fields:
-            _check_lines(header.name, header.value)
-    except _Invalid as error:
-        check.bad(source, str(error))
-        return []
-    return fields
-
-
-def _instances(spec: HeaderSpec, value: Any) -> list[Any]:
-    """RFC 8621 4.1.3: with ":all" the value is a list, one item per field; null writes none."""
-    if not spec.all:
-        return [value]
-    if not isinstance(value, list):
-        raise _Invalid("a list is expected with :all")
-    return [item for item in value if item is not None]
-
-
-def _check_lines(name: str, value: str) -> None:
-    """Every line break is folding and no line exceeds RFC 5322 2.1.1's 998 octets."""
-    if "\x00" in value:
-        raise _Invalid("NUL is not allowed in a header field")
-    lines = _FOLDING.split(value)
-    if any("\r" in line or "\n" in line for line in lines):
-        raise _Invalid("a line break must be followed by white space (folding)")
-    if any(not line.strip(" \t") for line in lines[1:]):
-        raise _Invalid("a folded line must not be only white space")
-    lengths = [len(line.encode("utf-8")) for line in lines]
-    lengths[0] += len(name) + 1
-    if max(lengths) > MAX_LINE:
-        raise _Invalid(f"a line of this header field would exceed {MAX_LINE} octets")
-
-
-def _fold(registry: HeaderRegistry, name: str, value: Any) -> str:
-    """The stdlib's folded and encoded value of a field, as the octets after its colon."""
-    folded = registry(name, value).fold(policy=_POLICY)
-    return folded[len(name) + 1 :].removesuffix(_CRLF)
-
-
-def _expect(condition: bool, what: str) -> None:
-    if not condition:
-        raise _Invalid(f"{what} cannot be written so that it reads back the same")
-
-
-def _text_value(value: Any, what: str) -> str:
-    """A string for a header, tabs made spaces; no other control has a place in one.
-
-    RFC 5322 3.2.5 allows no controls but tab, and RFC 8621 4.1.2.2 drops controls from
-    encoded-words, so a tab in non-ASCII text could not read back: it is a space instead.
-    """
-    if not isinstance(value, str):
-        raise _Invalid(f"{what} must be a string")
-    if _CONTROLS.search(value):
-        raise _Invalid(f"{what} must not contain control characters or line breaks")
-    return value.replace("\t", " ")
-
-
-def _write_raw(name: str, value: Any) -> str:
-    """RFC 8621 4.1.2.1 Raw: kept exactly; _check_lines refuses what would break the block."""
-    if not isinstance(value, str):
-        raise _Invalid("the Raw form is a string")
-    return value
-
-
-def _write_text(name: str, value: Any) -> str:
-    """RFC 8621 4.1.2.2 Text, RFC 2047-encoded where needed.
-
-    The registry leaves ASCII as it is, including text that looks like an encoded-word and
-    would be decoded by readers; then the whole value is encoded instead.
-    """
-    text = _text_value(value, "the text")
-    expected = unicodedata.normalize("NFC", text).lstrip(" ")
-    for candidate in (_fold(_UNSTRUCTURED, name, text), _encoded_words(name, text)):
-        if as_text(candidate).lstrip(" ") == expected and _well_folded(name, candidate):
-            return candidate
-    raise _Invalid("the text cannot be written so that it reads back the same")
-
-
-def _encoded_words(name: str, text: str) -> str:
-    """The text entirely as RFC 2047 encoded-words, folded between them."""
-    return " " + Header(text, "utf-8", header_name=name).encode(linesep=_CRLF)
-
-
-def _well_folded(name: str, value: str) -> bool:
-    try:
-        _check_lines(name, value)
-    except _Invalid:
-        return False
-    return True
-
-
-# --- Addresses ---------------------------------------------------------------------------------
-
-
-def _display_name(name: str | None) -> str | None:
-    """A name as RFC 8621 4.1.2.3 reads it back: trimmed, NFC, null when empty.
-
-    Runs of spaces become one: the stdlib writes a non-ASCII name as encoded-words and atoms,
-    and readers join a phrase's words with single spaces.
-    """
-    trimmed = _SPACES.sub(" ", name or "").strip(" ")
-    return unicodedata.normalize("NFC", trimmed) if trimmed else None
-
-
-def _address(value: Any) -> dict[str, Any]:
-    """An EmailAddress object (RFC 8621 4.1.2.3) with its name normalised as it reads back."""
-    if not isinstance(value, Mapping) or not set(value) <= {"name", "email"}:
-        raise _Invalid("an EmailAddress is an object with name and email")
-    name = value.get("name")
-    if name is not None:
-        name = _text_value(name, "a name")
-    email = _text_value(value.get("email"), "an email")
-    if not email.isascii() or "<" in email or ">" in email:
-        raise _Invalid("an email must be ASCII without angle brackets")
-    return {"name": _display_name(name), "email": email}
-
-
-def _address_list(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        raise _Invalid("an EmailAddress list is expected")
-    return [_address(item) for item in value]
-
-
-def _mailbox_text(address: Mapping[str, Any]) -> str:
-    """A name-addr the stdlib parses and refolds; it drops quotes that are not needed."""
-    name, email = address["name"], address["email"]
-    if name is None:
-        # A draft's address may be anything (RFC 8621 4.6); "<>" keeps it one mailbox.
-        return email if _ID_AT_DOMAIN.fullmatch(email) else f"<{email}>"
-    return f'"{quote(name)}" <{email}>'
-
-
-def _folded_mailbox(name: str, address: Mapping[str, Any]) -> str:
-    """One mailbox folded by the stdlib on its own, its name as encoded-words if need be.
-
-    Python 3.11's folder, given a whole list with long non-ASCII names, can encode the
-    separating comma into an encoded-word, merging mailboxes, so lists are folded an item a
-    line. Splitting a long name into encoded-words, it can leave a space between them, where
-    readers drop it (RFC 2047 6.2); such a name is encoded whole by ``Header`` instead.
-    """
-    folded = _fold(_ADDRESS, name, _mailbox_text(address)).removeprefix(_CRLF)
-    if address["name"] is None or as_addresses(folded) == [address]:
-        return folded
-    return f"{_phrase_words(name, address['name'])} <{address['email']}>"
-
-
-def _folded_group(name: str, group: Mapping[str, Any]) -> list[str]:
-    """A group's items: its mailboxes if it has no name, else "name:" mailboxes ";"."""
-    mailboxes = [_folded_mailbox(name, address) for address in group["addresses"]]
-    if group["name"] is None:
-        return mailboxes
-    label = _fold(_ADDRESS, name, f'"{quote(group["name"])}":;').removeprefix(_CRLF)
-    if as_grouped_addresses(label) != [{"name": group["name"], "addresses": []}]:
-        label = _phrase_words(name, group["name"]) + ":;"
-    if not mailboxes:
-        return [label]
-    return [label.removesuffix(";") + _CRLF + _list(mailboxes) + ";"]
-
-
-def _phrase_words(name: str, phrase: str) -> str:
-    """A display name entirely as RFC 2047 encoded-words, spaces and specials inside them."""
-    return " " + Header(phrase, "utf-8", header_name=name).encode(linesep=_CRLF)
-
-
-def _list(items: list[str]) -> str:
-    return ("," + _CRLF).join(items)
-
-
-def _write_addresses(name: str, value: Any) -> str | None:
-    """RFC 8621 4.1.2.3 Addresses; an empty list writes no field."""
-    addresses = _address_list(value)
-    if not addresses:
-        return None
-    raw = _list([_folded_mailbox(name, address) for address in addresses])
-    _expect(as_addresses(raw) == addresses, "the address list")
-    return raw
-
-
-def _group(value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping) or not set(value) <= {"name", "addresses"}:
-        raise _Invalid("an EmailAddressGroup is an object with name and addresses")
-    name = value.get("name")
-    if name is not None:
-        name = _text_value(name, "a group name")
-    return {"name": _display_name(name), "addresses": _address_list(value.get("addresses"))}
-
-
-def _as_read_back(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """RFC 8621 4.1.2.4: consecutive mailboxes outside groups read back as one null group."""
-    merged: list[dict[str, Any]] = []
-    for group in groups:
-        if group["name"] is None and merged and merged[-1]["name"] is None:
-            merged[-1] = {"name": None, "addresses": merged[-1]["addresses"] + group["addresses"]}
-        else:
-            merged.append(group)
-    return [group for group in merged if group["name"] is not None or group["addresses"]]
-
-
-def _write_grouped(name: str, value: Any) -> str | None:
-    """RFC 8621 4.1.2.4 GroupedAddresses; nothing to write when there is no group or mailbox."""
-    if not isinstance(value, list):
-        raise _Invalid("an EmailAddressGroup list is expected")
-    groups = _as_read_back([_group(item) for item in value])
-    if not groups:
-        return None
-    raw = _list([item for group in groups for item in _folded_group(name, group)])
-    _expect(as_grouped_addresses(raw) == groups, "the address groups")
-    return raw
-
-
-# --- Message ids, dates, URLs ------------------------------------------------------------------
-
-
-def _write_message_ids(name: str, value: Any) -> str | None:
-    """RFC 8621 4.1.2.5 MessageIds: each id without its angle brackets (RFC 5322 3.6.4)."""
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise _Invalid("a list of message ids is expected")
-    if not all(_ID_AT_DOMAIN.fullmatch(item) for item in value):
-        raise _Invalid("a message id is id-left@id-right without angle brackets (RFC 5322 3.6.4)")
-    if not value:
-        return None
-    raw = _fold(_UNSTRUCTURED, name, " ".join(f"<{item}>" for item in value))
-    _expect(as_message_ids(raw) == value, "the message ids")
-    return raw
-
-
-def _date_time(value: Any) -> datetime:
-    """An RFC 8620 1.4 Date; "-00:00" (RFC 3339 4.3: offset unknown) becomes a naive time."""
-    match = _DATE.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise _Invalid("a Date (RFC 3339 date-time with an offset) is expected")
-    date, time, offset = match.groups()
-    zone = "" if offset == "-00:00" else "+00:00" if offset in "Zz" else offset
-    try:
-        return datetime.fromisoformat(f"{date}T{time}{zone}")
-    except ValueError:
-        raise _Invalid("no such date or time") from None
-
-
-def _write_date(name: str, value: Any) -> str:
-    """RFC 8621 4.1.2.6 Date as an RFC 5322 3.3 date-time keeping the given offset."""
-    return " " + format_datetime(_date_time(value))
-
-
-def _write_urls(name: str, value: Any) -> str | None:
-    """RFC 8621 4.1.2.7 URLs: RFC 2369's comma-separated "<url>" list."""
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise _Invalid("a list of URLs is expected")
-    if not all(_URI.fullmatch(item) for item in value):
-        raise _Invalid("a URL is printable ASCII without spaces or angle brackets")
-    if not value:
-        return None
-    raw = _fold(_UNSTRUCTURED, name, ", ".join(f"<{item}>" for item in value))
-    _expect(as_urls(raw) == value, "the URLs")
-    return raw
-
-
-_WRITERS: Final[Mapping[HeaderForm, Callable[[str, Any], str | None]]] = {
-    HeaderForm.RAW: _write_raw,
-    HeaderForm.TEXT: _write_text,
-    HeaderForm.ADDRESSES: _write_addresses,
-    HeaderForm.GROUPED_ADDRESSES: _write_grouped,
-    HeaderForm.MESSAGE_IDS: _write_message_ids,
-    HeaderForm.DATE: _write_date,
-    HeaderForm.URLS: _write_urls,
-}
-
-
-def _flag_duplicates(named: Iterable[tuple[str, str]], check: _Check) -> None:
-    """RFC 8621 4.6: no two properties may give the same header field (names are caseless)."""
-    sources: dict[str, list[str]] = {}
-    for name, source in named:
-        seen = sources.setdefault(name.lower(), [])
-        if source not in seen:
-            seen.append(source)
-    for name, props in sources.items():
-        for prop in props if len(props) > 1 else ():
-            check.bad(prop, f"{name} is given by several properties: {', '.join(props)}")
-
-
 # --- The top-level Email object ------------------------------------------------------------------
 
 
-def _top_spec(prop: str, check: _Check) -> HeaderSpec | None:
+def _top_spec(prop: str, check: Check) -> HeaderSpec | None:
     """The header a top-level property sets, or None (body, ignored, or invalid: noted)."""
     if prop in _IGNORED or prop in _BODY_PROPERTIES:
         return None
@@ -551,12 +128,12 @@ def _top_level_refusal(prop: str) -> str:
     return "unknown property"
 
 
-def _top_fields(email: Mapping[str, Any], check: _Check) -> list[_Field]:
-    fields: list[_Field] = []
+def _top_fields(email: Mapping[str, Any], check: Check) -> list[Field]:
+    fields: list[Field] = []
     for prop, value in email.items():
         spec = _top_spec(prop, check)
         if spec is not None and value is not None:
-            fields.extend(_header_fields(spec, value, prop, check))
+            fields.extend(header_fields(spec, value, prop, check))
     return fields
 
 
@@ -573,7 +150,7 @@ class _Part:
     disposition: str | None = None
     name: str | None = None
     cid: str | None = None
-    fields: list[_Field] = field(default_factory=list)
+    fields: list[Field] = field(default_factory=list)
     sub_parts: list[_Part] = field(default_factory=list)
 
     @property
@@ -592,7 +169,7 @@ def _matching(pattern: re.Pattern[str], expected: str) -> Callable[[Any], str]:
 
     def read(value: Any) -> str:
         if not isinstance(value, str) or not pattern.fullmatch(value):
-            raise _Invalid(f"{expected} is expected")
+            raise Invalid(f"{expected} is expected")
         return value
 
     return read
@@ -601,18 +178,18 @@ def _matching(pattern: re.Pattern[str], expected: str) -> Callable[[Any], str]:
 _media_type: Final = _matching(_MEDIA_TYPE, "a media type, type/subtype (RFC 2045 5.1)")
 _token: Final = _matching(_MIME_WORD_ONLY, "a token (RFC 2045 5.1)")
 _cid: Final = _matching(_CID, "a Content-ID without angle brackets (RFC 2392)")
-_location: Final = _matching(_URI, "a URI without spaces (RFC 2557)")
+_location: Final = _matching(URI, "a URI without spaces (RFC 2557)")
 
 
 def _name(value: Any) -> str:
-    return _text_value(value, "a name")
+    return text_value(value, "a name")
 
 
 def _language(value: Any) -> list[str]:
     if not isinstance(value, list) or not value:
-        raise _Invalid("a list of language tags (RFC 3282) is expected")
+        raise Invalid("a list of language tags (RFC 3282) is expected")
     if not all(isinstance(tag, str) and _LANGUAGE_TAG.fullmatch(tag) for tag in value):
-        raise _Invalid("a language tag is like en or pt-BR (RFC 5646)")
+        raise Invalid("a language tag is like en or pt-BR (RFC 5646)")
     return value
 
 
@@ -622,7 +199,7 @@ class _BodyValue:
     used: bool = False
 
 
-def _body_values(value: Any, check: _Check) -> dict[str, _BodyValue]:
+def _body_values(value: Any, check: Check) -> dict[str, _BodyValue]:
     """bodyValues by partId; RFC 8621 4.6: isEncodingProblem and isTruncated false or omitted."""
     if value is None:
         return {}
@@ -633,23 +210,23 @@ def _body_values(value: Any, check: _Check) -> dict[str, _BodyValue]:
     for part_id, entry in value.items():
         try:
             values[part_id] = _BodyValue(_body_value(entry))
-        except _Invalid as error:
+        except Invalid as error:
             check.bad(f"bodyValues/{part_id}", str(error))
     return values
 
 
 def _body_value(entry: Any) -> str:
     if not isinstance(entry, Mapping) or not set(entry) <= _BODY_VALUE_PROPERTIES:
-        raise _Invalid("an EmailBodyValue has value, isEncodingProblem and isTruncated")
+        raise Invalid("an EmailBodyValue has value, isEncodingProblem and isTruncated")
     if entry.get("isEncodingProblem") or entry.get("isTruncated"):
-        raise _Invalid("isEncodingProblem and isTruncated must be false or omitted")
+        raise Invalid("isEncodingProblem and isTruncated must be false or omitted")
     text = entry.get("value")
     if not isinstance(text, str):
-        raise _Invalid("value must be a string")
+        raise Invalid("value must be a string")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise _Invalid("value is not Unicode text (lone surrogates)") from None
+        raise Invalid("value is not Unicode text (lone surrogates)") from None
     return text
 
 
@@ -657,7 +234,7 @@ def _body_value(entry: Any) -> str:
 class _PartReader:
     """Turns EmailBodyPart objects into _Part, noting every problem in ``check``."""
 
-    check: _Check
+    check: Check
     values: dict[str, _BodyValue]
 
     def read(self, obj: Any, path: str, *, flat: bool, depth: int = 0) -> _Part:
@@ -716,23 +293,23 @@ class _PartReader:
         named = [(header.name, header.source) for header in part.fields]
         if part.disposition is not None or part.name is not None:
             named.append(("Content-Disposition", f"{path}/{disposition}"))
-        _flag_duplicates(named, check)
+        flag_duplicates(named, check)
 
     def _property_field(
         self, name: str, source: str, value: _T | None, render: Callable[[_T], str]
-    ) -> list[_Field]:
+    ) -> list[Field]:
         if value is None:
             return []
         raw = render(value)
         try:
-            _check_lines(name, raw)
-        except _Invalid as error:
+            check_lines(name, raw)
+        except Invalid as error:
             self.check.bad(source, str(error))
             return []
-        return [_Field(name, raw, source)]
+        return [Field(name, raw, source)]
 
-    def _header_properties(self, obj: Mapping[str, Any], path: str) -> list[_Field]:
-        fields: list[_Field] = []
+    def _header_properties(self, obj: Mapping[str, Any], path: str) -> list[Field]:
+        fields: list[Field] = []
         for key, value in obj.items():
             if not key.startswith("header:") or value is None:
                 continue
@@ -741,7 +318,7 @@ class _PartReader:
             if spec is None or refusal:
                 self.check.bad(f"{path}/{key}", refusal)
                 continue
-            fields.extend(_header_fields(spec, value, f"{path}/{key}", self.check))
+            fields.extend(header_fields(spec, value, f"{path}/{key}", self.check))
         return fields
 
     def _read_children(self, obj: Mapping[str, Any], path: str, part: _Part, depth: int) -> None:
@@ -826,7 +403,7 @@ def _guess_charset(content: bytes) -> str | None:
 # --- Body structure ----------------------------------------------------------------------------
 
 
-def _body(email: Mapping[str, Any], check: _Check) -> _Part:
+def _body(email: Mapping[str, Any], check: Check) -> _Part:
     """The root body part: bodyStructure as given, or built from the flat lists."""
     reader = _PartReader(check, _body_values(email.get("bodyValues"), check))
     structure = email.get("bodyStructure")
@@ -905,14 +482,14 @@ def _assemble(text: _Part | None, html: _Part | None, attachments: list[_Part]) 
 # --- Rendering ---------------------------------------------------------------------------------
 
 
-def _generated_fields(present: set[str], now: datetime, domain: str) -> list[_Field]:
+def _generated_fields(present: set[str], now: datetime, domain: str) -> list[Field]:
     """RFC 8621 4.6: the server MUST add Message-ID and Date when the client gave none."""
-    generated: list[_Field] = []
+    generated: list[Field] = []
     if "date" not in present:
-        generated.append(_Field("Date", " " + format_datetime(now), "sentAt"))
+        generated.append(Field("Date", " " + format_datetime(now), "sentAt"))
     if "message-id" not in present:
         token = secrets.token_urlsafe(18)
-        generated.append(_Field("Message-ID", f" <{token}@{domain}>", "messageId"))
+        generated.append(Field("Message-ID", f" <{token}@{domain}>", "messageId"))
     return generated
 
 
@@ -928,13 +505,13 @@ class _Generator(BytesGenerator):
         return s.encode("ascii", "surrogateescape")
 
 
-def _render(fields: list[_Field], root: _Part) -> bytes:
-    message = EmailMessage(policy=_POLICY)
+def _render(fields: list[Field], root: _Part) -> bytes:
+    message = EmailMessage(policy=POLICY)
     for header in fields:
-        message.set_raw(header.name, _Verbatim(header.name, header.value))
+        message.set_raw(header.name, Verbatim(header.name, header.value))
     _fill(message, root)
     output = BytesIO()
-    _Generator(output, policy=_POLICY).flatten(message)
+    _Generator(output, policy=POLICY).flatten(message)
     return output.getvalue()
 
 
@@ -948,10 +525,10 @@ def _fill(target: MIMEPart, part: _Part) -> None:
         filename = {"filename": part.name} if part.name else {}
         target.add_header("Content-Disposition", part.disposition, **filename)
     for header in part.fields:
-        target.set_raw(header.name, _Verbatim(header.name, header.value))
+        target.set_raw(header.name, Verbatim(header.name, header.value))
     if part.is_multipart:
         for sub_part in part.sub_parts:
-            child = MIMEPart(policy=_POLICY)
+            child = MIMEPart(policy=POLICY)
             _fill(child, sub_part)
             target.attach(child)
         return
@@ -1000,7 +577,7 @@ def _message_encoding(content: bytes) -> tuple[str, str]:
     """
     text = _canonical(content)
     if not _fits_lines(text):
-        return "base64", _base64(content).replace("\n", _CRLF)
+        return "base64", _base64(content).replace("\n", CRLF)
     encoding = "7bit" if text.isascii() else "8bit"
     return encoding, text.decode("ascii", "surrogateescape")
 
@@ -1026,15 +603,15 @@ def compose(
     ``blobs`` holds the octets of the :func:`referenced_blobs` that exist. ``now`` gives the
     Date and ``domain`` the Message-ID when the client sets neither. Raises ComposeError.
     """
-    check = _Check(blobs)
+    check = Check(blobs)
     fields = _top_fields(email, check)
     root = _body(email, check)
     # RFC 8621 4.6: the root part must not repeat a field the Email gives; its own header:
     # properties are the message's header fields too.
-    _flag_duplicates(((header.name, header.source) for header in fields + root.fields), check)
+    flag_duplicates(((header.name, header.source) for header in fields + root.fields), check)
     check.raise_errors(max_attachments_size)
     present = {header.name.lower() for header in fields + root.fields}
     fields = _generated_fields(present, now, domain) + fields
     if "mime-version" not in present:
-        fields.append(_Field("MIME-Version", " 1.0", "MIME-Version"))
+        fields.append(Field("MIME-Version", " 1.0", "MIME-Version"))
     return _render(fields, root)

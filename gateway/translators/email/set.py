@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.cache.emails import EmailStore
+from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.locks import LockTimeout, lease
 from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
@@ -152,13 +152,17 @@ async def _update_and_destroy(env: RequestEnv, store: EmailStore, pending: _Pend
                 if attempt == ATTEMPTS:
                     await _settle(store, pending, final=True)
                     return
-                plan = await _plan(env, store, pending, force=attempt == 0)
+                records = await store.records(pending.ids())
+                plan = _plan(env, records, pending, force=attempt == 0)
                 await carry_out(conn, view.records, await store.marks(), plan, outcome)
                 pending.touched |= outcome.touched
                 for email_id, error in outcome.failed.items():
                     pending.fail(email_id, error)
-                await _follow(env, conn, store, plan, outcome)
-                await _settle(store, pending, final=False)
+                if await _follow(env, conn, store, plan, outcome):
+                    await _settle(store, pending, final=False)
+                else:
+                    _answered(records, outcome)
+                    _settle_with(records, pending, final=False)
         except CommandFailed:
             raise
         except (ImapError, LockTimeout) as exc:
@@ -169,10 +173,11 @@ async def _update_and_destroy(env: RequestEnv, store: EmailStore, pending: _Pend
             log.warning("Email/set: upstream lost during attempt %d (%s)", attempt + 1, exc)
 
 
-async def _plan(env: RequestEnv, store: EmailStore, pending: _Pending, *, force: bool) -> Plan:
+def _plan(
+    env: RequestEnv, records: dict[str, EmailRecord], pending: _Pending, *, force: bool
+) -> Plan:
     """The work for every pending object. ``force`` marks the first attempt, planned from
     an index that may lag the upstream; retries plan from a fresh catch-up."""
-    records = await store.records(pending.ids())
     plan = Plan()
     limit = env.services.settings.max_mailboxes_per_email
     for email_id, (_, patch) in list(pending.updates.items()):
@@ -200,23 +205,38 @@ async def _plan(env: RequestEnv, store: EmailStore, pending: _Pending, *, force:
 
 async def _follow(
     env: RequestEnv, conn: ImapConnection, store: EmailStore, plan: Plan, outcome: Outcome
-) -> None:
+) -> bool:
     """Bring the index in step with what was done: copies added or removed are read back
-    by a catch-up; flags alone are written from the STOREs' answers."""
+    by a catch-up (True); flags alone are written from the STOREs' answers (False)."""
     if plan.moves_mail and outcome.touched:
         await synced_view(env, conn, fresh=True)
-        return
+        return True
     if not any(outcome.flags.values()):
-        return
+        return False
     async with lease(store.client, store.keys.lock("emails"), ttl=LOCK_TTL, wait=LOCK_WAIT) as held:
         writer = IndexWriter(store, held)
         for folder_id, flags in outcome.flags.items():
             await writer.set_flags(folder_id, flags)
+    return False
+
+
+def _answered(records: dict[str, EmailRecord], outcome: Outcome) -> None:
+    """The records as the index now holds them: the STOREs' answers applied, as
+    IndexWriter.set_flags applied them, without reading them back."""
+    for record in records.values():
+        for folder_id, uids in record.copies.items():
+            answered = outcome.flags.get(folder_id, {})
+            for uid in uids:
+                if uid in answered:
+                    uids[uid] = list(answered[uid])
 
 
 async def _settle(store: EmailStore, pending: _Pending, *, final: bool) -> None:
     """Decide every object the index now shows as asked; with ``final``, the rest fail."""
-    records = await store.records(pending.ids())
+    _settle_with(await store.records(pending.ids()), pending, final=final)
+
+
+def _settle_with(records: dict[str, EmailRecord], pending: _Pending, *, final: bool) -> None:
     for email_id in list(pending.updates):
         record = records.get(email_id)
         target = pending.targets.get(email_id)
