@@ -75,16 +75,23 @@ async def deliver(
 
 
 async def copy_to_others(
-    conn: ImapConnection, folders: Mapping[str, MailboxRecord], delivery: Delivery, uid: int
+    conn: ImapConnection,
+    folders: Mapping[str, MailboxRecord],
+    delivery: Delivery,
+    uid: int,
+    existing: Mapping[str, int] | None = None,
 ) -> None:
-    """Copy the stored message to its other mailboxes; on refusal, remove every copy."""
-    others = delivery.mailboxes[1:]
+    """Copy the stored message to its other mailboxes that do not hold it yet (``existing``:
+    folder id -> UID of copies an earlier, cut-off attempt made); on refusal, remove every
+    copy, so the message is stored whole or not at all."""
+    existing = dict(existing or {})
+    others = [f for f in delivery.mailboxes[1:] if f not in existing]
     if not others:
         return
     utf8 = "UTF8=ACCEPT" in conn.enabled
     first = folders[delivery.mailboxes[0]]
     await conn.select(first.name)
-    made: list[tuple[str, int]] = []
+    made: list[tuple[str, int]] = list(existing.items())
     try:
         for folder_id in others:
             result = await conn.execute(

@@ -17,7 +17,9 @@ from email.policy import default
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.cache.locks import LockTimeout
 from gateway.env import RequestEnv
+from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ImapError
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import SetError
@@ -74,7 +76,8 @@ def placement(props: Mapping[str, Any], resolve: Resolver, max_mailboxes: int) -
             mailboxes.append(found)
     if len(mailboxes) > max_mailboxes:
         raise SetError("tooManyMailboxes", f"an Email may be in at most {max_mailboxes}")
-    keywords = props.get("keywords", {})
+    keywords = props.get("keywords")
+    keywords = {} if keywords is None else keywords
     if not isinstance(keywords, dict):
         raise SetError.invalid_properties(["keywords"], "must be an object")
     for key, value in keywords.items():
@@ -201,9 +204,10 @@ async def store_messages(
             stored[creation_id] = await _store_one(env, view, delivery)
         except SetError as error:
             failed[creation_id] = error
-    if stored:
-        async with env.upstream() as conn:
-            await synced_view(env, conn, fresh=True)
+    if stored and not await _read_back(env):
+        # Stored, but the ids cannot be learnt now: the Emails appear at the next catch-up.
+        unread = SetError("serverFail", "stored, but the mail server could not be asked its id")
+        return created, {**failed, **dict.fromkeys(stored, unread)}
     for creation_id, (folder_id, uid) in stored.items():
         email_id = (await store.email_ids_of(folder_id, [uid])).get(uid)
         record = (await store.records([email_id])).get(email_id) if email_id else None
@@ -220,6 +224,18 @@ async def store_messages(
     return created, failed
 
 
+async def _read_back(env: RequestEnv) -> bool:
+    """Catch up after storing, on a new connection if the first one breaks."""
+    for _ in range(2):
+        try:
+            async with env.upstream() as conn:
+                await synced_view(env, conn, fresh=True)
+            return True
+        except (ImapError, LockTimeout) as exc:
+            log.warning("reading back stored messages failed (%s)", exc)
+    return False
+
+
 def selectable_mailbox(ctx: CallContext[RequestEnv], view: MailboxView, key: str) -> str | None:
     """A mailbox id (or ``#creationId`` of one created earlier) that can hold mail."""
     mailbox_id = ctx.created_ids.get(key[1:]) if key.startswith("#") else key
@@ -230,17 +246,19 @@ def selectable_mailbox(ctx: CallContext[RequestEnv], view: MailboxView, key: str
 
 
 async def _store_one(env: RequestEnv, view: MailboxView, delivery: Delivery) -> tuple[str, int]:
-    """APPEND (and COPY) one message; after a lost answer, find it before trying again."""
-    folder = view.records[delivery.mailboxes[0]]
-    low = folder.uidnext or 1
+    """APPEND (and COPY) one message; after a lost answer, find what was stored (the message
+    and any copies) before doing only what is missing."""
+    lows = {f: view.records[f].uidnext or 1 for f in delivery.mailboxes}
+    first = delivery.mailboxes[0]
     for attempt_number in range(2):
         try:
             async with env.upstream() as conn:
                 if attempt_number:
-                    uid = await find_appended(conn, folder, delivery, low)
+                    uid = await find_appended(conn, view.records[first], delivery, lows[first])
                     if uid is not None:
-                        await copy_to_others(conn, view.records, delivery, uid)
-                        return folder.id, uid
+                        existing = await _copies_made(conn, view, delivery, lows)
+                        await copy_to_others(conn, view.records, delivery, uid, existing)
+                        return first, uid
                 return await deliver(conn, view.records, delivery)
         except CommandFailed as exc:
             type_, description = _APPEND_ERRORS.get(
@@ -250,3 +268,15 @@ async def _store_one(env: RequestEnv, view: MailboxView, delivery: Delivery) -> 
         except (ImapError, NoAppendUid) as exc:
             log.warning("storing a message: answer lost (%s); looking for it", exc)
     raise SetError("serverFail", "the mail server could not be reached to store the message")
+
+
+async def _copies_made(
+    conn: ImapConnection, view: MailboxView, delivery: Delivery, lows: dict[str, int]
+) -> dict[str, int]:
+    """Copies to the other mailboxes that a cut-off attempt already made."""
+    found: dict[str, int] = {}
+    for folder_id in delivery.mailboxes[1:]:
+        uid = await find_appended(conn, view.records[folder_id], delivery, lows[folder_id])
+        if uid is not None:
+            found[folder_id] = uid
+    return found

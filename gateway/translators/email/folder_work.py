@@ -20,7 +20,7 @@ from gateway.imap.commands import Command, LiteralArg, flag_list, mailbox
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed
 from gateway.imap.parse import fetches_by_uid, parse_copyuid, parse_modified
-from gateway.imap.sequence import split_uid_set
+from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.jmap.errors import SetError
 from gateway.translators.email.placement import FlagStore, FolderWork, Plan
 
@@ -95,14 +95,19 @@ async def carry_out(
 
 
 async def _open(run: _Run, folder_id: str, emails: Iterable[str]) -> bool:
-    """Select a folder read-write; False (emails to retry) when it is not the one indexed."""
+    """Select a folder read-write; False (emails to retry) when it is not the one indexed.
+
+    The UIDs of the plan were indexed under the folder mark's UIDVALIDITY (a listing may be
+    newer than the index if a visit was skipped): under another, they name other messages.
+    """
     folder = run.folders.get(folder_id)
-    if folder is not None:
+    mark = run.marks.get(folder_id)
+    if folder is not None and mark is not None:
         try:
             state = await run.conn.select(folder.name)
         except CommandFailed:
             state = None
-        if state is not None and state.uidvalidity == folder.uidvalidity:
+        if state is not None and state.uidvalidity == mark.uidvalidity:
             if not state.read_only:
                 return True
             _fail(run.outcome, emails, SetError("forbidden", "the mailbox is read-only"))
@@ -141,8 +146,8 @@ async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict
                     Command("UID", "STORE", chunk, *guard, change, flag_list(sorted(flags)))
                 )
             except CommandFailed as exc:
-                _fail(run.outcome, owners.values(), _set_error(exc))
-                return
+                _fail(run.outcome, (owners[u] for u in UidSet.parse(chunk)), _set_error(exc))
+                continue
             _take_flags(run, folder_id, result, owners)
 
 
@@ -158,6 +163,9 @@ def _take_flags(run: _Run, folder_id: str, result: Result, owners: dict[int, str
 
 
 async def _copy(run: _Run, destination: str, owners: dict[int, str], *, move: bool) -> None:
+    """UID COPY or MOVE; an email whose UID the answer's COPYUID leaves out was not copied
+    (gone meanwhile) and is decided again after a catch-up, so nothing that depends on
+    the copy (the second-pass expunges) runs for it."""
     owners = {u: e for u, e in owners.items() if not run.outcome.settled(e)}
     if not owners:
         return
@@ -167,23 +175,30 @@ async def _copy(run: _Run, destination: str, owners: dict[int, str], *, move: bo
     native = move and "MOVE" in run.conn.capabilities
     verb = "MOVE" if native else "COPY"
     for chunk in split_uid_set(owners):
+        part = {u: owners[u] for u in UidSet.parse(chunk)}
         run.outcome.touched = True
         try:
             result = await run.conn.execute(Command("UID", verb, chunk, run.name(destination)))
         except CommandFailed as exc:
-            _fail(run.outcome, owners.values(), _set_error(exc))
-            return
-        codes = [result.tagged.code, *(u.code for u in result.untagged if u.is_status)]
-        for code in codes:
+            _fail(run.outcome, part.values(), _set_error(exc))
+            continue
+        copied: set[int] = set()
+        for code in [result.tagged.code, *(u.code for u in result.untagged if u.is_status)]:
             if code is not None and code.name == "COPYUID":
                 for source, made in parse_copyuid(code).pairs():
-                    if source in owners and not native:
-                        run.outcome.made.setdefault(owners[source], []).append((destination, made))
-    if move and not native:
-        await _expunge(run, owners)
-        for email_id in owners.values():
-            if email_id not in run.outcome.failed:
-                run.outcome.made.pop(email_id, None)
+                    if source in part:
+                        copied.add(source)
+                        if not native:
+                            run.outcome.made.setdefault(part[source], []).append(
+                                (destination, made)
+                            )
+        run.outcome.retry.update(e for u, e in part.items() if u not in copied)
+        if move and not native:
+            moved = {u: e for u, e in part.items() if u in copied}
+            await _expunge(run, moved)
+            for email_id in moved.values():
+                if email_id not in run.outcome.failed:
+                    run.outcome.made.pop(email_id, None)
 
 
 async def _expunge(run: _Run, owners: dict[int, str]) -> None:
@@ -197,8 +212,7 @@ async def _expunge(run: _Run, owners: dict[int, str]) -> None:
                 Command("UID", "EXPUNGE", chunk),
             )
         except CommandFailed as exc:
-            _fail(run.outcome, owners.values(), _set_error(exc))
-            return
+            _fail(run.outcome, (owners[u] for u in UidSet.parse(chunk)), _set_error(exc))
 
 
 async def _undo_failed_copies(run: _Run) -> None:
@@ -211,15 +225,23 @@ async def _undo_failed_copies(run: _Run) -> None:
                 undo.setdefault(folder_id, {})[uid] = email_id
     for folder_id, owners in undo.items():
         folder = run.folders[folder_id]
-        state = await run.conn.select(folder.name)
-        if state.uidvalidity != folder.uidvalidity:
-            log.warning("could not undo copies made in a folder whose UIDVALIDITY changed")
-            continue
-        for chunk in split_uid_set(owners):
-            await run.conn.execute_pipelined(
-                Command("UID", "STORE", chunk, "+FLAGS.SILENT", flag_list([DELETED])),
-                Command("UID", "EXPUNGE", chunk),
-            )
+        try:
+            await _remove_copies(run, folder, owners)
+        except CommandFailed as exc:
+            log.warning("could not undo copies made for a refused change (%s)", exc.code)
+
+
+async def _remove_copies(run: _Run, folder: MailboxRecord, owners: dict[int, str]) -> None:
+    state = await run.conn.select(folder.name)
+    mark = run.marks.get(folder.id)
+    if mark is not None and state.uidvalidity != mark.uidvalidity:
+        log.warning("could not undo copies made in a folder whose UIDVALIDITY changed")
+        return
+    for chunk in split_uid_set(owners):
+        await run.conn.execute_pipelined(
+            Command("UID", "STORE", chunk, "+FLAGS.SILENT", flag_list([DELETED])),
+            Command("UID", "EXPUNGE", chunk),
+        )
 
 
 def _fail(outcome: Outcome, emails: Iterable[str], error: SetError) -> None:

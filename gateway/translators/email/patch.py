@@ -114,6 +114,9 @@ def _change(name: str, items: dict[str, Any], convert: Callable[[str], str | Non
         elif value is True:
             raise SetError.invalid_properties([path], "no such mailbox")
         # Removing a mailbox that does not exist changes nothing.
+    if add & remove:
+        # "keywords/$Seen" and "keywords/$seen" name one keyword (RFC 8621 4.1.1).
+        raise SetError("invalidPatch", f"{name}: a key is both added and removed")
     return SetChange(add=frozenset(add), remove=frozenset(remove))
 
 

@@ -142,13 +142,17 @@ def plan_update(
         for folder in removed:
             for other in folders[folder]:
                 plan.work(folder).expunge[other] = record.id
-    # Hidden (\\Deleted) copies outside the target go too: an expunge that was cut off
-    # after its STORE leaves such a copy behind, and the client asked for none there.
-    for folder, uids in record.copies.items():
-        for uid, flags in uids.items():
-            if is_deleted(flags) and folder not in target.mailboxes:
-                work = plan.work(folder)
-                (work.expunge if kept else work.expunge_after)[uid] = record.id
+    # When the client changes mailboxes, hidden (\\Deleted) copies in folders it leaves go
+    # too: an expunge cut off after its STORE leaves such a copy behind. A keyword change
+    # never expunges: an IMAP user may still undelete theirs.
+    if patch.mailboxes.requested:
+        for folder, uids in record.copies.items():
+            if folder in target.mailboxes or (folder not in removed and force):
+                continue
+            for uid, flags in uids.items():
+                if is_deleted(flags):
+                    work = plan.work(folder)
+                    (work.expunge if kept else work.expunge_after)[uid] = record.id
     for folder, uid, flags in flagged:
         store = _flag_store(flags, patch, target, force=force)
         if store is not None:

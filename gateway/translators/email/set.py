@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.cache.emails import EmailRecord, EmailStore
+from gateway.cache.emails import EmailRecord, EmailStore, FolderMark
 from gateway.cache.locks import LockTimeout, lease
 from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
@@ -148,17 +148,19 @@ async def _update_and_destroy(env: RequestEnv, store: EmailStore, pending: _Pend
         outcome = Outcome()
         try:
             async with env.upstream() as conn:
-                view, _ = await synced_view(env, conn, fresh=attempt > 0)
+                fresh = attempt > 0 or _needs_fresh(pending)
+                view, _ = await synced_view(env, conn, fresh=fresh)
                 if attempt == ATTEMPTS:
                     await _settle(store, pending, final=True)
                     return
                 records = await store.records(pending.ids())
                 plan = _plan(env, records, pending, force=attempt == 0)
-                await carry_out(conn, view.records, await store.marks(), plan, outcome)
+                marks = await store.marks()
+                await carry_out(conn, view.records, marks, plan, outcome)
                 pending.touched |= outcome.touched
                 for email_id, error in outcome.failed.items():
                     pending.fail(email_id, error)
-                if await _follow(env, conn, store, plan, outcome):
+                if await _follow(env, conn, store, plan, outcome, marks):
                     await _settle(store, pending, final=False)
                 else:
                     _answered(records, outcome)
@@ -171,6 +173,21 @@ async def _update_and_destroy(env: RequestEnv, store: EmailStore, pending: _Pend
                 _give_up(pending, exc)
                 return
             log.warning("Email/set: upstream lost during attempt %d (%s)", attempt + 1, exc)
+
+
+def _needs_fresh(pending: _Pending) -> bool:
+    """Whether the plan must be made from the upstream as it is now, not from an index that
+    may be up to the sync interval behind: copies are added and removed only as the upstream
+    holds them (else an expunge could take a message's last copy), and a keyword is removed
+    from every copy, including one another client just made (keywords are the union of the
+    copies' flags). Adding keywords needs no catch-up: the copies known get them, which
+    makes the union hold them whatever else exists."""
+    if pending.destroys:
+        return True
+    return any(
+        patch.mailboxes.requested or patch.keywords.whole is not None or patch.keywords.remove
+        for _, patch in pending.updates.values()
+    )
 
 
 def _plan(
@@ -204,19 +221,31 @@ def _plan(
 
 
 async def _follow(
-    env: RequestEnv, conn: ImapConnection, store: EmailStore, plan: Plan, outcome: Outcome
+    env: RequestEnv,
+    conn: ImapConnection,
+    store: EmailStore,
+    plan: Plan,
+    outcome: Outcome,
+    marks: dict[str, FolderMark],
 ) -> bool:
     """Bring the index in step with what was done: copies added or removed are read back
-    by a catch-up (True); flags alone are written from the STOREs' answers (False)."""
+    by a catch-up (True); flags alone are written from the STOREs' answers (False).
+
+    A folder whose mark moved since the plan was made was caught up by another request
+    meanwhile, possibly with changes newer than these answers: its flags are left to that
+    catch-up's successors (the mark then differs from the upstream's, so the next one
+    visits the folder), never overwritten with older ones."""
     if plan.moves_mail and outcome.touched:
         await synced_view(env, conn, fresh=True)
         return True
     if not any(outcome.flags.values()):
         return False
     async with lease(store.client, store.keys.lock("emails"), ttl=LOCK_TTL, wait=LOCK_WAIT) as held:
+        now = await store.marks()
         writer = IndexWriter(store, held)
         for folder_id, flags in outcome.flags.items():
-            await writer.set_flags(folder_id, flags)
+            if now.get(folder_id) == marks.get(folder_id):
+                await writer.set_flags(folder_id, flags)
     return False
 
 
