@@ -67,3 +67,14 @@ class Jmap:
             return m["name"] if parent is None else path(parent) + "/" + m["name"]
 
         return {path(m): m for m in listed}
+
+    async def upload(self, data: bytes, media_type: str = "application/octet-stream") -> str:
+        """Upload a blob (RFC 8620 6.1); its blob id."""
+        response = await self.http.post(
+            f"/jmap/upload/{self.account_id}/",
+            content=data,
+            auth=self.auth,
+            headers={"content-type": media_type},
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["blobId"])

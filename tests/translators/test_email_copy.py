@@ -34,14 +34,6 @@ async def call(jmap: Jmap, name: str, **arguments: Any) -> tuple[str, dict[str, 
     return response[0], response[1]
 
 
-async def upload(jmap: Jmap, data: bytes) -> str:
-    response = await jmap.http.post(
-        f"/jmap/upload/{jmap.account_id}/", content=data, auth=jmap.auth
-    )
-    assert response.status_code == 201
-    return str(response.json()["blobId"])
-
-
 def create(email_id: str = "Mnothere") -> dict[str, Any]:
     return {"c1": {"id": email_id, "mailboxIds": {"m1": True}}}
 
@@ -99,7 +91,7 @@ async def test_blob_copy_within_the_account(jmap: Jmap, dovecot: Dovecot) -> Non
     (stored,) = (await jmap.call("Email/get", ids=None, properties=["blobId", "attachments"]))[
         "list"
     ]
-    uploaded = await upload(jmap, b"some octets")
+    uploaded = await jmap.upload(b"some octets")
     existing = [uploaded, stored["blobId"], stored["attachments"][0]["blobId"]]
     missing = ["Unothere", "Mnothere", stored["blobId"] + "x", "P" + stored["blobId"][1:] + "_9"]
     name, response = await call(
@@ -124,7 +116,7 @@ async def test_blob_copy_within_the_account(jmap: Jmap, dovecot: Dovecot) -> Non
 
 async def test_blob_copy_of_nothing_and_of_strangers(dovecot: Dovecot, jmap: Jmap) -> None:
     other = await fresh_jmap(dovecot, jmap.http)
-    theirs = await upload(other, b"private")
+    theirs = await other.upload(b"private")
     _, response = await call(jmap, "Blob/copy", fromAccountId=jmap.account_id, blobIds=[])
     assert (response["copied"], response["notCopied"]) == (None, None)
     _, response = await call(jmap, "Blob/copy", fromAccountId=jmap.account_id, blobIds=[theirs])

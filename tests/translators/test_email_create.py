@@ -29,17 +29,6 @@ def mail(dovecot: Dovecot, jmap: Jmap) -> Iterator[Mail]:
     client.close()
 
 
-async def upload(jmap: Jmap, data: bytes, media_type: str) -> str:
-    response = await jmap.http.post(
-        f"/jmap/upload/{jmap.account_id}/",
-        content=data,
-        auth=jmap.auth,
-        headers={"content-type": media_type},
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["blobId"])
-
-
 def draft(drafts: str, blob_id: str) -> dict[str, Any]:
     return {
         "mailboxIds": {drafts: True},
@@ -66,7 +55,7 @@ def only_message(mail: Mail, folder: str) -> tuple[bytes, set[str]]:
 
 async def test_draft_with_attachment_round_trips(jmap: Jmap, mail: Mail) -> None:
     boxes = await mailbox_ids(jmap)
-    blob_id = await upload(jmap, PDF, "application/pdf")
+    blob_id = await jmap.upload(PDF, "application/pdf")
     state = (await jmap.call("Email/get", ids=[]))["state"]
 
     result = await jmap.call("Email/set", create={"d1": draft(boxes["Drafts"], blob_id)})
@@ -165,7 +154,7 @@ async def test_bad_creates_store_nothing(
 async def test_import_keeps_the_octets_and_received_at(jmap: Jmap, mail: Mail) -> None:
     boxes = await mailbox_ids(jmap)
     raw = message("imp")
-    blob_id = await upload(jmap, raw, "message/rfc822")
+    blob_id = await jmap.upload(raw, "message/rfc822")
 
     result = await jmap.call(
         "Email/import",
@@ -200,7 +189,7 @@ async def test_import_keeps_the_octets_and_received_at(jmap: Jmap, mail: Mail) -
 
 async def test_import_refusals(jmap: Jmap, mail: Mail) -> None:
     boxes = await mailbox_ids(jmap)
-    not_mail = await upload(jmap, b"\x00\x01 not a message", "application/octet-stream")
+    not_mail = await jmap.upload(b"\x00\x01 not a message", "application/octet-stream")
     result = await jmap.call(
         "Email/import",
         emails={

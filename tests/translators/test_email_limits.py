@@ -49,10 +49,7 @@ async def test_advertised_limits_are_enforced(dovecot: Dovecot, jmap: Jmap) -> N
     two = {boxes["INBOX"]: True, boxes["Archive"]: True}
     assert (await jmap.call("Email/set", update={ids["a"]: {"mailboxIds": two}}))["updated"]
 
-    upload = await jmap.http.post(
-        f"/jmap/upload/{jmap.account_id}/", content=b"x" * 1001, auth=jmap.auth
-    )
-    big = upload.json()["blobId"]
+    big = await jmap.upload(b"x" * 1001)
     body = {"subject": "s", "textBody": [{"partId": "t"}], "bodyValues": {"t": {"value": "v"}}}
     created = await jmap.call(
         "Email/set",

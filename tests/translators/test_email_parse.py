@@ -134,17 +134,6 @@ def attached(part: EmailMessage) -> EmailMessage:
 # --- Calls -------------------------------------------------------------------------------------
 
 
-async def upload(jmap: Jmap, raw: bytes, media_type: str = "message/rfc822") -> str:
-    response = await jmap.http.post(
-        f"/jmap/upload/{jmap.account_id}/",
-        content=raw,
-        auth=jmap.auth,
-        headers={"content-type": media_type},
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["blobId"])
-
-
 async def parse(jmap: Jmap, *blob_ids: str, **args: Any) -> dict[str, Any]:
     return await jmap.call("Email/parse", blobIds=list(blob_ids), **args)
 
@@ -186,7 +175,7 @@ async def assert_parts_download_as_stdlib(jmap: Jmap, email: dict[str, Any], raw
 @pytest.mark.parametrize("key", list(BUILT))
 async def test_built_messages_against_the_stdlib(jmap: Jmap, key: str) -> None:
     raw = octets(BUILT[key]())
-    blob_id = await upload(jmap, raw)
+    blob_id = await jmap.upload(raw, "message/rfc822")
     properties = [*TRUTH_PROPERTIES, *METADATA, "bodyStructure", "textBody", "htmlBody"]
     found = await parse(
         jmap,
@@ -229,7 +218,7 @@ async def test_built_messages_against_the_stdlib(jmap: Jmap, key: str) -> None:
 
 
 async def test_default_properties(jmap: Jmap) -> None:
-    blob_id = await upload(jmap, octets(attachments_message()))
+    blob_id = await jmap.upload(octets(attachments_message()), "message/rfc822")
     email = (await parse(jmap, blob_id))["parsed"][blob_id]
     assert list(email) == SPEC_DEFAULT_PROPERTIES
     # RFC 8621 4.9: bodyProperties default as Email/get's.
@@ -243,7 +232,7 @@ async def test_default_properties(jmap: Jmap) -> None:
 
 async def test_corpus_against_the_stdlib(jmap: Jmap) -> None:
     """The hostile corpus (bad charsets, broken encodings, odd headers) parsed from uploads."""
-    blob_ids = {key: await upload(jmap, raw) for key, raw in CORPUS.items()}
+    blob_ids = {key: await jmap.upload(raw, "message/rfc822") for key, raw in CORPUS.items()}
     found = await parse(
         jmap,
         *blob_ids.values(),
@@ -271,7 +260,7 @@ async def test_corpus_against_the_stdlib(jmap: Jmap) -> None:
 
 async def test_body_value_options(jmap: Jmap) -> None:
     raw = octets(alternative_message())
-    blob_id = await upload(jmap, raw)
+    blob_id = await jmap.upload(raw, "message/rfc822")
     message = stdlib(raw)
     html = message.get_body(("html",))
     assert html is not None
@@ -291,7 +280,7 @@ async def test_body_value_options(jmap: Jmap) -> None:
 
 async def test_header_forms_and_property_names(jmap: Jmap) -> None:
     raw = octets(text_message())
-    blob_id = await upload(jmap, raw)
+    blob_id = await jmap.upload(raw, "message/rfc822")
     properties = ["header:SUBJECT:asText", "header:from:asAddresses:all", "headers"]
     email = (await parse(jmap, blob_id, properties=properties))["parsed"][blob_id]
     # RFC 8621 4.9: header properties come back exactly as asked, and nothing else.
@@ -384,16 +373,18 @@ async def test_not_found_and_not_parsable(jmap: Jmap, dovecot: Dovecot) -> None:
     append(dovecot, jmap.username, {"text": octets(text_message())})
     (stored,) = (await jmap.call("Email/get", ids=None, properties=["textBody"]))["list"]
     not_messages = [
-        await upload(jmap, bytes(range(256)) * 4, "image/png"),
-        await upload(jmap, b"Just a line of text.\nAnd another: with a colon.\n", "text/plain"),
-        await upload(jmap, b"", "text/plain"),
-        await upload(jmap, b"\r\nA body without a header section.\r\n", "text/plain"),
-        await upload(jmap, b" Subject: folded before any field\r\n\r\nbody\r\n", "text/plain"),
+        await jmap.upload(bytes(range(256)) * 4, "image/png"),
+        await jmap.upload(b"Just a line of text.\nAnd another: with a colon.\n", "text/plain"),
+        await jmap.upload(b"", "text/plain"),
+        await jmap.upload(b"\r\nA body without a header section.\r\n", "text/plain"),
+        await jmap.upload(b" Subject: folded before any field\r\n\r\nbody\r\n", "text/plain"),
         # A text part of a stored email, which is no message either.
         stored["textBody"][0]["blobId"],
     ]
     # RFC 5322 3.5: the body is optional, so a header section alone is a message.
-    header_only = await upload(jmap, b"Subject: only a header\r\nFrom: a@example.com\r\n")
+    header_only = await jmap.upload(
+        b"Subject: only a header\r\nFrom: a@example.com\r\n", "message/rfc822"
+    )
     unknown = ["Unothere", "Mnothere", "Pnothere_1", "Snothere_1", "S" + not_messages[1] + "_1"]
     found = await parse(jmap, *not_messages, header_only, *unknown, properties=["subject"])
     assert found == {
@@ -429,7 +420,7 @@ async def test_another_users_blobs_are_not_found(dovecot: Dovecot, http: httpx.A
     alice = await fresh_jmap(dovecot, http)
     bob = await fresh_jmap(dovecot, http)
     raw = octets(attachments_message())
-    uploaded = await upload(alice, raw)
+    uploaded = await alice.upload(raw, "message/rfc822")
     append(dovecot, alice.username, {"attachments": raw})
     (stored,) = (await alice.call("Email/get", ids=None, properties=["blobId"]))["list"]
     found = await parse(alice, uploaded, properties=["attachments"])

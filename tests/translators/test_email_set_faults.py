@@ -8,32 +8,19 @@ client asked or where it was, exactly once, and the response says which.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import gateway_settings, running_gateway
-from tests.faultproxy import LOOPBACK, FaultProxy
+from tests.faultproxy import FaultProxy
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.translators.mailstate import Mail, message
+from tests.translators.proxied import jmap, proxy
 from tests.translators.test_email_set import ids_by_key, mailbox_ids
 
-
-@pytest.fixture
-async def proxy(dovecot: Dovecot) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(LOOPBACK, dovecot.imap_port) as running:
-        yield running
-
-
-@pytest.fixture
-async def jmap(dovecot: Dovecot, redis_url: str, proxy: FaultProxy) -> AsyncIterator[Jmap]:
-    settings = gateway_settings(proxy.url, redis_url)
-    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        user = dovecot.fresh_user()
-        yield await Jmap(http, user, dovecot.users[user]).start()
+__all__ = ["jmap", "proxy"]
 
 
 @pytest.fixture
@@ -164,13 +151,7 @@ async def test_upstream_failing_every_time_reports_and_keeps_the_mail(
 async def test_import_answer_lost_is_stored_once(jmap: Jmap, mail: Mail, proxy: FaultProxy) -> None:
     boxes = await mailbox_ids(jmap)
     raw = message("imported")
-    upload = await jmap.http.post(
-        f"/jmap/upload/{jmap.account_id}/",
-        content=raw,
-        auth=jmap.auth,
-        headers={"content-type": "message/rfc822"},
-    )
-    blob_id = upload.json()["blobId"]
+    blob_id = await jmap.upload(raw, "message/rfc822")
     proxy.cut(rb"APPEND", when="after")
 
     result = await jmap.call(

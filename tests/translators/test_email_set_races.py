@@ -20,27 +20,16 @@ from gateway.imap.errors import CommandFailed
 from gateway.sync import emails as email_sync
 from gateway.translators.email import set as email_set_module
 from tests.conftest import gateway_settings, running_gateway
-from tests.faultproxy import LOOPBACK, FaultProxy
+from tests.faultproxy import FaultProxy
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.translators.mailstate import Mail, ok
+from tests.translators.proxied import jmap, proxy
 from tests.translators.test_email_set import ids_by_key, mailbox_ids
 
 TRUSTING = 3600
 
-
-@pytest.fixture
-async def proxy(dovecot: Dovecot) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(LOOPBACK, dovecot.imap_port) as running:
-        yield running
-
-
-@pytest.fixture
-async def jmap(dovecot: Dovecot, redis_url: str, proxy: FaultProxy) -> AsyncIterator[Jmap]:
-    settings = gateway_settings(proxy.url, redis_url)
-    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        user = dovecot.fresh_user()
-        yield await Jmap(http, user, dovecot.users[user]).start()
+__all__ = ["jmap", "proxy"]
 
 
 @pytest.fixture
