@@ -42,7 +42,7 @@ from gateway.translators.email.placement import (
     target_of,
 )
 from gateway.translators.email.view import synced_view
-from gateway.translators.mailbox.view import MailboxView
+from gateway.translators.mailbox.view import ASKED, MailboxView
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,9 @@ async def _update_and_destroy(env: RequestEnv, store: EmailStore, pending: _Pend
         outcome = Outcome()
         try:
             async with env.upstream() as conn:
-                fresh = attempt > 0 or _needs_fresh(pending)
+                # A catch-up this request already made (the sync interval 0, or creates
+                # read back) is as fresh as one more would be.
+                fresh = attempt > 0 or (_needs_fresh(pending) and ASKED not in env.memo)
                 view, _ = await synced_view(env, conn, fresh=fresh)
                 if attempt == ATTEMPTS:
                     await _settle(store, pending, final=True)

@@ -15,6 +15,8 @@ from gateway.imap.connection import ImapConnection
 from gateway.translators.mailbox.objects import to_object
 
 SYNCED = "mailboxes-synced"
+# Set when this request asked the upstream itself (not trusting the interval).
+ASKED = "upstream-asked"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ async def current_view(
         if fresh or not interval or not await client.exists(store.keys.caught_up):
             await env.services.mailbox_sync.sync(store, conn, fresh=fresh)
             await env.services.email_sync.sync(email_store(env), conn, store, fresh=fresh)
+            env.memo[ASKED] = True
             if interval:
                 await client.set(store.keys.caught_up, "1", px=int(interval * 1000))
         env.memo[SYNCED] = True
