@@ -16,7 +16,7 @@ from typing import Any, Final, TypeAlias
 from gateway.cache.emails import EmailRecord
 from gateway.jmap.errors import MethodError
 from gateway.jmap.query import collation_key, resolve_collation
-from gateway.jmap.standard import Comparator
+from gateway.jmap.standard import Comparator, InvalidValue, as_utc_date
 from gateway.translators.keywords import SYSTEM_FLAGS, is_valid_keyword
 
 INDEX_CONDITIONS: Final = frozenset(
@@ -54,7 +54,6 @@ SORTS: Final = INDEX_SORTS | HEADER_SORTS
 KEYWORD_SORTS: Final = frozenset(
     {"hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"}
 )
-_UTC_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
 
 
 @dataclass(frozen=True)
@@ -121,12 +120,12 @@ def _leaf(name: str, value: Any, counter: _Counter) -> Leaf:
     if name not in INDEX_CONDITIONS:
         raise MethodError("unsupportedFilter", f"The filter condition {name!r} is not supported")
     if name in ("before", "after"):
-        if not isinstance(value, str) or not _UTC_DATE.fullmatch(value):
-            raise MethodError.invalid_arguments(f"filter: {name} must be a UTCDate")
         try:
             # Fractions kept: receivedAt is whole seconds, the comparison is exact.
-            value = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except (ValueError, OverflowError):
+            value = as_utc_date(value).timestamp()
+        except InvalidValue as problem:
+            raise MethodError.invalid_arguments(f"filter: {name} {problem}") from None
+        except OverflowError:
             raise MethodError.invalid_arguments(f"filter: {name} is not a date") from None
     elif name in ("minSize", "maxSize"):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
