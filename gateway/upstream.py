@@ -6,6 +6,7 @@ import ssl
 
 from gateway.config import Settings, TlsMode, UpstreamUrl
 from gateway.imap.connection import Endpoint, ImapConnection
+from gateway.imap.observer import ImapObserver
 from gateway.imap.pool import Credentials, ImapPool
 
 
@@ -20,7 +21,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def imap_endpoint(settings: Settings) -> Endpoint:
+def imap_endpoint(settings: Settings, observer: ImapObserver | None = None) -> Endpoint:
     url: UpstreamUrl = settings.imap
     return Endpoint(
         host=url.host,
@@ -29,11 +30,13 @@ def imap_endpoint(settings: Settings) -> Endpoint:
         ssl_context=None if url.tls is TlsMode.PLAIN else tls_context(settings),
         connect_timeout=settings.imap_connect_timeout,
         command_timeout=settings.imap_command_timeout,
+        observer=observer,
     )
 
 
-def imap_pool(settings: Settings) -> ImapPool:
-    endpoint = imap_endpoint(settings)
+def imap_pool(settings: Settings, endpoint: Endpoint | None = None) -> ImapPool:
+    """The pool of logged-in connections to ``endpoint`` (default: the configured one)."""
+    endpoint = endpoint or imap_endpoint(settings)
 
     async def connect(credentials: Credentials) -> ImapConnection:
         conn = await ImapConnection.open(endpoint)

@@ -9,6 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.changes import AccountState
 from gateway.cache.keys import SECRET
+from gateway.cache.timed import RedisObserver, TimedRedis
 
 SECRET_BYTES = 32
 
@@ -20,20 +21,24 @@ class Store:
         self.client = client
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 5.0) -> Store:
+    def from_url(
+        cls, url: str, *, timeout: float = 5.0, observer: RedisObserver | None = None
+    ) -> Store:
         """Connect lazily: nothing is sent until the first command.
 
         Keys are laid out for Redis Cluster (one hash tag per account), but the writes still
         use MULTI pipelines that redis-py's cluster client refuses: cluster mode is future work.
+        ``observer`` is told the duration of every round trip (the Redis latency metric).
         """
-        return cls(
-            Redis.from_url(
-                url,
-                health_check_interval=30,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-            )
+        client = TimedRedis.from_url(
+            url,
+            health_check_interval=30,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
+        assert isinstance(client, TimedRedis)
+        client.observer = observer
+        return cls(client)
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())

@@ -19,7 +19,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from gateway.imap.commands import (
@@ -42,6 +42,14 @@ from gateway.imap.errors import (
     UpstreamUnavailable,
 )
 from gateway.imap.framing import ResponseFramer
+from gateway.imap.observer import (
+    ImapObserver,
+    completion,
+    connect_failure,
+    failure,
+    round_trip_name,
+    verb,
+)
 from gateway.imap.parse import (
     Continuation,
     SelectState,
@@ -75,6 +83,8 @@ class Endpoint:
     ssl_context: ssl.SSLContext | None = None
     connect_timeout: float = 10.0
     command_timeout: float = 60.0
+    # Told of every command and connection attempt (metrics); None: nobody listens.
+    observer: ImapObserver | None = None
 
 
 @dataclass
@@ -136,15 +146,22 @@ class ImapConnection:
         """Connect, read the greeting and start TLS as configured; not yet logged in."""
         try:
             async with asyncio.timeout(endpoint.connect_timeout):
-                return await cls._open(endpoint)
-        except TimeoutError:
-            raise UpstreamUnavailable(
-                f"upstream {endpoint.host}:{endpoint.port} timed out"
-            ) from None
-        except (OSError, ssl.SSLError) as exc:
-            raise UpstreamUnavailable(
-                f"cannot reach upstream {endpoint.host}:{endpoint.port}: {exc.strerror or exc}"
-            ) from None
+                conn = await cls._open(endpoint)
+        except BaseException as exc:
+            if endpoint.observer is not None:
+                endpoint.observer.connect(connect_failure(exc))
+            if isinstance(exc, TimeoutError):
+                raise UpstreamUnavailable(
+                    f"upstream {endpoint.host}:{endpoint.port} timed out"
+                ) from None
+            if isinstance(exc, OSError | ssl.SSLError):
+                raise UpstreamUnavailable(
+                    f"cannot reach upstream {endpoint.host}:{endpoint.port}: {exc.strerror or exc}"
+                ) from None
+            raise
+        if endpoint.observer is not None:
+            endpoint.observer.connect("ok")
+        return conn
 
     @classmethod
     async def _open(cls, endpoint: Endpoint) -> ImapConnection:
@@ -261,19 +278,21 @@ class ImapConnection:
         if self.broken:
             raise ConnectionLost("connection is broken")
         async with self._lock:
-            try:
-                async with asyncio.timeout(timeout or self.endpoint.command_timeout):
-                    result = await self._run(command, continuation)
-            except TimeoutError:
-                self.broken = True
-                self.abort()
-                raise CommandTimeout(f"{command.name} timed out") from None
-            except BaseException:
-                # Cancelled or failed half way: the stream position is unknown.
-                self.abort()
-                raise
-            finally:
-                self.last_used = time.monotonic()
+            with self._observed((command,)) as answered:
+                try:
+                    async with asyncio.timeout(timeout or self.endpoint.command_timeout):
+                        result = await self._run(command, continuation)
+                except TimeoutError:
+                    self.broken = True
+                    self.abort()
+                    raise CommandTimeout(f"{command.name} timed out") from None
+                except BaseException:
+                    # Cancelled or failed half way: the stream position is unknown.
+                    self.abort()
+                    raise
+                finally:
+                    self.last_used = time.monotonic()
+                answered.append(result)
         if result.tagged.status != "OK":
             t = result.tagged
             raise CommandFailed(t.status, t.code.name if t.code else None, t.text)
@@ -291,17 +310,19 @@ class ImapConnection:
         if self.broken:
             raise ConnectionLost("connection is broken")
         async with self._lock:
-            try:
-                async with asyncio.timeout(timeout or self.endpoint.command_timeout):
-                    results = await self._run_pipelined(commands)
-            except TimeoutError:
-                self.abort()
-                raise CommandTimeout("pipelined commands timed out") from None
-            except BaseException:
-                self.abort()
-                raise
-            finally:
-                self.last_used = time.monotonic()
+            with self._observed(commands) as answered:
+                try:
+                    async with asyncio.timeout(timeout or self.endpoint.command_timeout):
+                        results = await self._run_pipelined(commands)
+                except TimeoutError:
+                    self.abort()
+                    raise CommandTimeout("pipelined commands timed out") from None
+                except BaseException:
+                    self.abort()
+                    raise
+                finally:
+                    self.last_used = time.monotonic()
+                answered.extend(results)
         for result in results:
             if result.tagged.status != "OK":
                 t = result.tagged
@@ -331,6 +352,25 @@ class ImapConnection:
                 raise ProtocolError("unexpected response to pipelined commands")
             completed[response.tag] = response
         return [Result(untagged, completed[tag]) for tag in tags]
+
+    @contextlib.contextmanager
+    def _observed(self, commands: Sequence[Command]) -> Iterator[list[Result]]:
+        """Report ``commands`` to the endpoint's observer: each one's outcome, and the time
+        of the round trip when the server answered (the caller appends the results)."""
+        observer = self.endpoint.observer
+        answered: list[Result] = []
+        started = time.perf_counter()
+        try:
+            yield answered
+        except BaseException as exc:
+            if observer is not None:
+                for command in commands:
+                    observer.command(verb(command), failure(exc))
+            raise
+        if observer is not None:
+            observer.round_trip(round_trip_name(commands), time.perf_counter() - started)
+            for command, result in zip(commands, answered, strict=True):
+                observer.command(verb(command), completion(result.tagged.status))
 
     def _next_tag(self) -> str:
         self.commands_sent += 1
