@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 HEALTH_CHECK_AFTER = 30.0
 HEALTH_CHECK_TIMEOUT = 5.0
+# On close, how long connections still lent out get to come back for their LOGOUT.
+CLOSE_GRACE_SECONDS = 2.0
 
 
 class PoolExhausted(UpstreamUnavailable):
@@ -88,6 +90,7 @@ class ImapPool:
         self._changed = asyncio.Condition()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
+        self._logouts: set[asyncio.Task[None]] = set()
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -137,8 +140,13 @@ class ImapPool:
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap(), name="imap-pool-reaper")
 
-    async def close(self) -> None:
-        """LOGOUT every idle connection and refuse new work."""
+    async def close(self, grace: float = CLOSE_GRACE_SECONDS) -> None:
+        """Refuse new work and LOGOUT every connection, so the upstream sees a clean end.
+
+        Idle connections are logged out at once. Connections still lent out (the work of a
+        request cut at shutdown) get ``grace`` seconds to come back and be logged out too;
+        one broken half way cannot say LOGOUT and is just closed.
+        """
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
@@ -150,6 +158,21 @@ class ImapPool:
             user.idle.clear()
         self._total -= len(idle)
         await asyncio.gather(*(self._logout(c) for c in idle))
+        await self._await_lent(time.monotonic() + grace)
+        while self._logouts:
+            await asyncio.gather(*list(self._logouts), return_exceptions=True)
+
+    async def _await_lent(self, deadline: float) -> None:
+        """Wait until every lent connection came back (each release notifies), or deadline."""
+        async with self._changed:
+            while self._total > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("closing with %d upstream connections in use", self._total)
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
 
     async def _logout(self, conn: ImapConnection) -> None:
         await conn.logout()
@@ -280,8 +303,8 @@ class ImapPool:
 
     def _background_logout(self, conn: ImapConnection) -> None:
         task = asyncio.create_task(self._logout(conn))
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
+        self._logouts.add(task)
+        task.add_done_callback(self._logouts.discard)
 
     # -- idle reaper ---------------------------------------------------------------------------
 
@@ -303,6 +326,3 @@ class ImapPool:
                 self._background_logout(conn)
                 closed += 1
         return closed
-
-
-_BACKGROUND: set[asyncio.Task[None]] = set()

@@ -12,6 +12,7 @@ from gateway.config import Settings
 from gateway.imap.errors import AuthenticationFailed
 from gateway.imap.pool import Credentials, ImapPool, PoolExhausted
 from gateway.upstream import imap_pool
+from tests.faultproxy import FaultProxy
 from tests.imap.upstream import imap_processes, signal_imap
 from tests.servers import Dovecot
 
@@ -190,3 +191,31 @@ async def test_cancelled_health_check_frees_the_slot(private_dovecot: Dovecot) -
     async with pool.connection(alice) as fresh:
         await fresh.noop()
     await pool.close()
+
+
+async def test_close_waits_for_lent_connections_and_logs_them_out(dovecot: Dovecot) -> None:
+    async with FaultProxy("127.0.0.1", dovecot.imap_port) as proxy:
+        pool = pool_for(dovecot, imap_url=proxy.url)
+        alice = creds(dovecot, "alice")
+        lent = pool.connection(alice)
+        conn = await lent.__aenter__()
+        async with pool.connection(alice):
+            pass  # a second connection, idle from here on
+        assert pool.stats().total == 2
+        closing = asyncio.create_task(pool.close(grace=30))
+        await asyncio.sleep(0.2)
+        assert not closing.done()  # the lent connection is still at work
+        await conn.noop()
+        await lent.__aexit__(None, None, None)
+        await closing
+        logouts = [c for c in proxy.commands() if c.endswith(b" LOGOUT")]
+        assert len(logouts) == 2
+
+
+async def test_close_gives_up_on_a_connection_never_returned(dovecot: Dovecot) -> None:
+    pool = pool_for(dovecot)
+    lent = pool.connection(creds(dovecot, "alice"))
+    await lent.__aenter__()
+    await pool.close(grace=0.2)  # returns although the connection is still out
+    await lent.__aexit__(None, None, None)
+    assert pool.stats().total == 0
