@@ -82,21 +82,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
-
-    from gateway import logs
-    from gateway.app import create_app
+    # Imported here: config-table and --help need none of the server's imports.
+    from gateway import logs, server
 
     logs.configure(settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-    )
+    try:
+        sockets = server.listeners(settings)
+    except OSError as exc:
+        print(f"jmap-gateway: cannot listen on {settings.host}: {exc.strerror}", file=sys.stderr)
+        return 1
+    server.run(settings, sockets)
     return 0
 
 

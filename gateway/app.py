@@ -1,4 +1,4 @@
-"""The HTTP surface (RFC 8620 2 and 3): well-known redirect, Session, API.
+"""The HTTP surface (RFC 8620 2 and 3): well-known redirect, Session, API; health probes.
 
 Thin on purpose: each route authenticates, applies the request limits, and hands the work to
 :mod:`gateway.jmap`. Every error leaves as a problem document (RFC 7807), never a traceback.
@@ -39,14 +39,23 @@ from gateway.jmap.dispatch import process_request
 from gateway.jmap.errors import RequestError, problem
 from gateway.jmap.protocol import parse_request
 from gateway.jmap.session import API_PATH, SESSION_PATH, account_access
+from gateway.metrics import Metrics, MetricsPort
 
 log = logging.getLogger(__name__)
 
 
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+# Probes arrive every few seconds: their successes would drown the access log.
+_QUIET_ROUTES = frozenset({HEALTH_PATH, READY_PATH})
+
+
 def create_app(settings: Settings) -> FastAPI:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = await services.start(settings)
+        app.state.services = await services.start(settings, metrics)
         try:
             yield
         finally:
@@ -55,11 +64,31 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="jmap-gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.add_middleware(AccessLog)
+    app.add_middleware(AccessLog, metrics=metrics)
+    # Outermost, so a scrape is neither logged nor counted as a request.
+    app.add_middleware(MetricsPort, metrics=metrics, port=settings.metrics_port)
     _add_error_handlers(app)
     _add_routes(app)
+    _add_probes(app)
     add_blob_routes(app)
     return app
+
+
+def _add_probes(app: FastAPI) -> None:
+    @app.get(HEALTH_PATH)
+    async def healthz() -> JsonResponse:
+        # Liveness: the event loop answers. It never looks at Redis or the upstream, so their
+        # outage makes pods unready, not restarted.
+        return JsonResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    @app.get(READY_PATH)
+    async def readyz(request: Request) -> JsonResponse:
+        report = await services_of(request).readiness.report()
+        return JsonResponse(
+            report.to_json(),
+            status_code=200 if report.ready else 503,
+            headers={"Cache-Control": "no-store"},
+        )
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -111,6 +140,7 @@ async def _run_api(request: Request, svc: services.Services, principal: Principa
         RequestEnv(svc, principal),
         session_state,
         map_error=services.map_error,
+        on_call=svc.metrics.call,
     )
     return JsonResponse(response)
 
@@ -156,10 +186,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 class AccessLog:
-    """ASGI middleware writing the one structured log line of each request."""
+    """ASGI middleware writing the one structured log line and the metrics of each request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -175,16 +206,29 @@ class AccessLog:
                 status = message["status"]
             await send(message)
 
+        self.metrics.http_in_flight.inc()
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = scope.get("route")
-            state = scope["state"]
-            logs.access(
-                http_method=scope["method"],
-                route=getattr(route, "path", "unmatched"),
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                account=state.get("account_id"),
-                calls=state.get("calls"),
-            )
+            self.metrics.http_in_flight.dec()
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.request(route, _http_method(scope["method"]), status, seconds)
+            if route not in _QUIET_ROUTES or status != 200:
+                state = scope["state"]
+                logs.access(
+                    http_method=scope["method"],
+                    route=route,
+                    status=status,
+                    duration_ms=round(seconds * 1000, 2),
+                    account=state.get("account_id"),
+                    calls=state.get("calls"),
+                )
+
+
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+
+
+def _http_method(method: str) -> str:
+    """The request method as a label; a client can send any token, so others are OTHER."""
+    return method if method in _HTTP_METHODS else "OTHER"

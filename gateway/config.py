@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address to listen on")
     port: int = Field(8080, ge=1, le=65535, description="Port to listen on")
+    metrics_port: int = Field(
+        9090,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus metrics endpoint (/metrics), on the same address "
+        "as the API (0: no metrics endpoint)",
+    )
     tls_ca_file: Path | None = Field(
         None,
         description="CA bundle to verify the upstream IMAP/SMTP certificates (default: system)",
@@ -175,6 +182,18 @@ class Settings(BaseSettings):
     upload_ttl_seconds: int = Field(
         7200, ge=3600, description="Seconds an unused upload is kept (RFC 8620 6: at least an hour)"
     )
+    ready_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="Seconds a /readyz result is reused, so probes never hammer Redis or the "
+        "upstream (0: every probe checks; concurrent probes always share one check)",
+    )
+    shutdown_timeout_seconds: int = Field(
+        20,
+        ge=1,
+        description="Seconds in-flight requests get to finish after SIGTERM before they are "
+        "cut; keep it below the pod's termination grace period",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")
@@ -224,12 +243,14 @@ class Settings(BaseSettings):
         return value.lower()
 
     @model_validator(mode="after")
-    def _check_pool(self) -> Settings:
+    def _check_combinations(self) -> Settings:
         if self.public_url is None and self.host in ("0.0.0.0", "::", ""):  # noqa: S104
             raise ValueError(
                 "GATEWAY_PUBLIC_URL is required when GATEWAY_HOST listens on every address: "
                 "clients cannot reach the Session's URLs at a wildcard address"
             )
+        if self.metrics_port == self.port:
+            raise ValueError("GATEWAY_METRICS_PORT must differ from GATEWAY_PORT")
         if self.pool_max_per_user > self.pool_max_total:
             raise ValueError("GATEWAY_POOL_MAX_PER_USER must not exceed GATEWAY_POOL_MAX_TOTAL")
         return self

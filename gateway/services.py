@@ -29,11 +29,13 @@ from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.errors import MethodError
 from gateway.jmap.query import SUPPORTED_COLLATIONS
 from gateway.jmap.session import AccountInfo, build_session
+from gateway.metrics import Metrics
+from gateway.readiness import Readiness
 from gateway.sync.emails import EmailSync
 from gateway.sync.mailboxes import MailboxSync
 from gateway.translators import blob, email, mailbox
 from gateway.translators.email.filtering import SORTS as EMAIL_SORTS
-from gateway.upstream import imap_pool
+from gateway.upstream import imap_endpoint, imap_pool
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class Services:
     blobs: BlobStore
     mailbox_sync: MailboxSync
     email_sync: EmailSync
+    metrics: Metrics
+    readiness: Readiness
 
     @property
     def capabilities(self) -> dict[str, dict[str, Any]]:
@@ -130,9 +134,9 @@ def method_registry() -> MethodRegistry[RequestEnv]:
     return registry
 
 
-async def start(settings: Settings) -> Services:
+async def start(settings: Settings, metrics: Metrics) -> Services:
     """Connect to Redis, agree on the server secret and build the pool."""
-    store = Store.from_url(settings.redis_url)
+    store = Store.from_url(settings.redis_url, observer=metrics.redis)
     if settings.secret is not None:
         secret = settings.secret.get_secret_value().encode()
     else:
@@ -141,8 +145,10 @@ async def start(settings: Settings) -> Services:
             "GATEWAY_SECRET is not set: using the secret kept in Redis. If Redis loses its "
             "data, account ids change; set GATEWAY_SECRET in production."
         )
-    pool = imap_pool(settings)
+    endpoint = imap_endpoint(settings, metrics)
+    pool = imap_pool(settings, endpoint)
     pool.start()
+    metrics.watch_pool(pool)
     return Services(
         settings=settings,
         store=store,
@@ -165,9 +171,17 @@ async def start(settings: Settings) -> Services:
         blobs=BlobStore(store.client, settings.upload_ttl_seconds),
         mailbox_sync=MailboxSync(),
         email_sync=EmailSync(),
+        metrics=metrics,
+        readiness=Readiness(
+            store,
+            endpoint,
+            settings.ready_cache_seconds,
+            on_report=lambda report: metrics.ready.set(report.ready),
+        ),
     )
 
 
 async def stop(services: Services) -> None:
+    """LOGOUT every upstream connection, then let go of Redis (after the last request)."""
     await services.pool.close()
     await services.store.close()

@@ -12,11 +12,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import redis
-import uvicorn
 from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.server import listeners
+from gateway.server import server as gateway_server
 from tests.cyrus import Cyrus
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot, RedisServer, free_port, make_data_dir
@@ -76,6 +77,7 @@ def gateway_settings(imap_url: str, redis_url: str, **overrides: Any) -> Setting
         "redis_url": redis_url,
         "host": "127.0.0.1",
         "port": port,
+        "metrics_port": free_port(),
         "public_url": f"http://127.0.0.1:{port}",
         # Tests change mail with a plain IMAP client and look at once.
         "sync_interval_seconds": 0,
@@ -86,17 +88,10 @@ def gateway_settings(imap_url: str, redis_url: str, **overrides: Any) -> Setting
 
 @asynccontextmanager
 async def running_gateway(settings: Settings, app: FastAPI | None = None) -> AsyncIterator[str]:
-    """Serve the gateway (or ``app``) with uvicorn on ``settings.port``; yields its base URL."""
-    config = uvicorn.Config(
-        app or create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    """Serve the gateway (or ``app``) as production does, on ``settings.port`` and its metrics
+    port; yields its base URL."""
+    server = gateway_server(settings, app or create_app(settings))
+    task = asyncio.create_task(server.serve(sockets=listeners(settings)))
     while not server.started:
         if task.done():
             task.result()

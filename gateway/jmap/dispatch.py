@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
@@ -30,6 +31,11 @@ HandlerResult = JsonObject | list[Invocation]
 # method error it means; None leaves it an unexpected serverFail. Supplied by the app, so this
 # layer never learns what those exceptions are.
 ErrorMapper = Callable[[Exception], MethodError | None]
+# Told of every call once it has its response: (method, outcome, seconds). The method is the
+# registry's name or "unknown" and the outcome "ok" or the error type, so a metrics label built
+# from them stays within the table, whatever names a client sends.
+CallObserver = Callable[[str, str, float], None]
+UNKNOWN_METHOD = "unknown"
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,7 @@ async def process_request(
     session_state: str,
     *,
     map_error: ErrorMapper | None = None,
+    on_call: CallObserver | None = None,
 ) -> JsonObject:
     """Run the calls of a parsed request and return the Response object (RFC 8620 3.4)."""
     state = _RequestState(
@@ -143,7 +150,11 @@ async def process_request(
     )
     # RFC 8620 3.3: the method calls MUST be processed sequentially, in order.
     for call in request.method_calls:
-        state.responses.extend(await _process_call(call, state))
+        started = time.perf_counter()
+        responses = await _process_call(call, state)
+        if on_call is not None:
+            on_call(*_outcome(call, responses, registry), time.perf_counter() - started)
+        state.responses.extend(responses)
     response: JsonObject = {
         "methodResponses": [invocation.to_json() for invocation in state.responses],
         "sessionState": session_state,
@@ -190,6 +201,16 @@ async def _run_call(call: Invocation, state: _RequestState[EnvT]) -> list[Invoca
     )
     result = await method.handler(context, arguments)
     return _as_responses(result, method.name, call.call_id)
+
+
+def _outcome(
+    call: Invocation, responses: list[Invocation], registry: MethodRegistry[EnvT]
+) -> tuple[str, str]:
+    """(method, outcome) of a call for :data:`CallObserver`; the first response decides."""
+    method = registry.get(call.name)
+    first = responses[0]
+    outcome = str(first.arguments.get("type", "serverFail")) if first.name == "error" else "ok"
+    return (method.name if method else UNKNOWN_METHOD), outcome
 
 
 def _lookup(name: str, state: _RequestState[EnvT]) -> Method[EnvT]:

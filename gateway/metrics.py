@@ -1,0 +1,213 @@
+"""Prometheus metrics of one gateway process, served on their own port.
+
+Every label value comes from a small closed set: route templates, HTTP status codes, JMAP method
+names the registry knows (anything else is "unknown"), JMAP error types, IMAP command verbs and
+Redis command names. Account ids, user names, mailbox names and blob ids never become labels:
+they would leak who uses the gateway to whoever reads the metrics, and grow without bound.
+
+Each :class:`Metrics` has its own registry rather than prometheus-client's global one, so two
+gateways in one process (the tests run several) never mix their figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from gateway.imap.pool import ImapPool
+
+METRICS_PATH = "/metrics"
+PREFIX = "jmap_gateway"
+
+# Seconds. Redis answers in well under a millisecond on a healthy network; an IMAP round trip
+# ranges from a NOOP to a SEARCH of a large folder.
+REDIS_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+IMAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The process's instruments; also the observer the IMAP and Redis layers report to."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            f"{PREFIX}_http_requests",
+            "HTTP requests by route template, HTTP method and status code",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Time to answer an HTTP request (streamed downloads: until the last byte)",
+            ["route"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.http_in_flight = Gauge(
+            f"{PREFIX}_http_requests_in_flight", "HTTP requests being answered", registry=r
+        )
+        self.jmap_calls = Counter(
+            f"{PREFIX}_jmap_calls",
+            'JMAP method calls by method and outcome ("ok" or the JMAP error type)',
+            ["method", "outcome"],
+            registry=r,
+        )
+        self.jmap_duration = Histogram(
+            f"{PREFIX}_jmap_call_duration_seconds",
+            "Time to run one JMAP method call",
+            ["method"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.imap_commands = Counter(
+            f"{PREFIX}_imap_commands",
+            'Upstream IMAP commands by verb and outcome ("ok", "no", "bad" or how it failed)',
+            ["command", "outcome"],
+            registry=r,
+        )
+        self.imap_round_trip = Histogram(
+            f"{PREFIX}_imap_round_trip_seconds",
+            'Time from sending IMAP commands to their tagged answers ("PIPELINE": several '
+            "commands sent together)",
+            ["command"],
+            buckets=IMAP_BUCKETS,
+            registry=r,
+        )
+        self.imap_connects = Counter(
+            f"{PREFIX}_imap_connects",
+            "Attempts to open an upstream IMAP connection, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.redis_duration = Histogram(
+            f"{PREFIX}_redis_command_duration_seconds",
+            'Redis round trips by command ("MULTI", "PIPELINE": one transaction or pipeline)',
+            ["command"],
+            buckets=REDIS_BUCKETS,
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            f"{PREFIX}_redis_errors",
+            "Redis round trips that failed, by command and kind of failure",
+            ["command", "kind"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            f"{PREFIX}_ready",
+            "1 while the last readiness check found Redis and the upstream reachable",
+            registry=r,
+        )
+        self._pool = _PoolCollector()
+        r.register(self._pool)
+        self._asgi = make_asgi_app(r)
+
+    def watch_pool(self, pool: ImapPool) -> None:
+        """Report the pool's sizes, read when scraped (nothing to keep in step)."""
+        self._pool.pool = pool
+
+    # -- the HTTP and JMAP surface --------------------------------------------------------------
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_duration.labels(route).observe(seconds)
+
+    def call(self, method: str, outcome: str, seconds: float) -> None:
+        self.jmap_calls.labels(method, outcome).inc()
+        self.jmap_duration.labels(method).observe(seconds)
+
+    # -- gateway.imap.observer.ImapObserver ---------------------------------------------------
+
+    def command(self, verb: str, outcome: str) -> None:
+        self.imap_commands.labels(verb, outcome).inc()
+
+    def round_trip(self, name: str, seconds: float) -> None:
+        self.imap_round_trip.labels(name).observe(seconds)
+
+    def connect(self, outcome: str) -> None:
+        self.imap_connects.labels(outcome).inc()
+
+    # -- gateway.cache.timed.RedisObserver ------------------------------------------------------
+
+    def redis(self, command: str, seconds: float, failure: str | None) -> None:
+        self.redis_duration.labels(command).observe(seconds)
+        if failure is not None:
+            self.redis_errors.labels(command, failure).inc()
+
+    # -- exposition -----------------------------------------------------------------------------
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a request that reached the metrics port: /metrics, or 404."""
+        if scope["path"] == METRICS_PATH and scope["method"] in ("GET", "HEAD"):
+            await self._asgi(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 404,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"Not Found: metrics are at /metrics\n"})
+
+
+class MetricsPort:
+    """ASGI middleware sending requests that arrived on the metrics port to the metrics.
+
+    One uvicorn server listens on both ports (so one graceful shutdown covers both); the port a
+    connection was accepted on, not a path, decides what it reaches, so the metrics are never
+    served on the public API port.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, port: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.port = port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if scope["type"] == "http" and self.port and server is not None and server[1] == self.port:
+            await self.metrics.serve(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class _PoolCollector(Collector):
+    """Reads the pool when scraped; reports nothing before the pool exists."""
+
+    pool: ImapPool | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.pool is None:
+            return
+        stats = self.pool.stats()
+        connections = GaugeMetricFamily(
+            f"{PREFIX}_imap_pool_connections",
+            "Upstream IMAP connections held, by state (busy includes those being opened)",
+            labels=["state"],
+        )
+        connections.add_metric(["idle"], stats.idle)
+        connections.add_metric(["busy"], stats.total - stats.idle)
+        yield connections
+        yield GaugeMetricFamily(
+            f"{PREFIX}_imap_pool_max_connections",
+            "Ceiling of upstream IMAP connections (GATEWAY_POOL_MAX_TOTAL)",
+            value=self.pool.max_total,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_imap_pool_users",
+            "Users with a pool of upstream connections",
+            value=stats.users,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_imap_logins",
+            "Upstream connections opened and logged in since start",
+            value=stats.opened,
+        )

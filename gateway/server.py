@@ -1,0 +1,62 @@
+"""Serving the app with uvicorn: the API and metrics ports, and a graceful shutdown.
+
+One uvicorn server listens on both ports (the metrics middleware tells them apart), so a single
+shutdown covers both. On SIGTERM or SIGINT uvicorn stops accepting at once, closes idle
+keep-alive connections, lets requests in flight finish for up to
+``GATEWAY_SHUTDOWN_TIMEOUT_SECONDS`` and cancels what is left; the app's lifespan then LOGOUTs
+every upstream connection and closes Redis. The timeout must be shorter than the pod's grace
+period, or the kubelet's SIGKILL cuts the requests and the LOGOUTs short.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from gateway.app import create_app
+from gateway.config import Settings
+
+# Connections the kernel queues before the gateway accepts them (uvicorn's own default).
+BACKLOG = 2048
+
+
+def listeners(settings: Settings) -> list[socket.socket]:
+    """Bound sockets of the API port and, unless disabled, the metrics port."""
+    ports = [settings.port] + ([settings.metrics_port] if settings.metrics_port else [])
+    sockets: list[socket.socket] = []
+    try:
+        for port in ports:
+            sockets.append(_listen(settings.host, port))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # create_server sets SO_REUSEADDR, so a restarted gateway binds while old sockets linger.
+    return socket.create_server((host, port), family=family, backlog=BACKLOG)
+
+
+def server(settings: Settings, app: ASGIApp) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,  # the app writes its own access log (gateway.logs)
+        proxy_headers=False,
+        server_header=False,
+        lifespan="on",
+        backlog=BACKLOG,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+    )
+    return uvicorn.Server(config)
+
+
+def run(settings: Settings, sockets: list[socket.socket]) -> None:
+    """Serve on ``sockets`` (see :func:`listeners`) until SIGTERM or SIGINT, then shut down
+    gracefully."""
+    server(settings, create_app(settings)).run(sockets=sockets)
