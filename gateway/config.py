@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.cache.connect import is_sentinel_url, parse_sentinel_url
+
 ENV_PREFIX = "GATEWAY_"
 
 
@@ -91,7 +93,14 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(
         description="Redis holding the gateway's state, shared by all replicas: redis://, "
-        "rediss:// or unix:// (required)",
+        "rediss:// or unix:// for one server; redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT]"
+        "/MASTER[/DB] (rediss+sentinel:// for TLS) for a master found through Sentinel "
+        "(required)",
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None,
+        description="Password of the Sentinels (not of the master, which comes from "
+        "GATEWAY_REDIS_URL); unset: Sentinels are asked without one",
     )
     smtp_url: str | None = Field(
         None,
@@ -212,8 +221,13 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if is_sentinel_url(value):
+            parse_sentinel_url(value)  # BadRedisUrl is a ValueError naming the problem
+        elif urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                "must start with redis://, rediss://, unix://, redis+sentinel:// or "
+                "rediss+sentinel://"
+            )
         return value
 
     @field_validator("public_url")

@@ -136,7 +136,12 @@ def method_registry() -> MethodRegistry[RequestEnv]:
 
 async def start(settings: Settings, metrics: Metrics) -> Services:
     """Connect to Redis, agree on the server secret and build the pool."""
-    store = Store.from_url(settings.redis_url, observer=metrics.redis)
+    sentinel_password = settings.redis_sentinel_password
+    store = Store.from_url(
+        settings.redis_url,
+        observer=metrics.redis,
+        sentinel_password=sentinel_password.get_secret_value() if sentinel_password else None,
+    )
     if settings.secret is not None:
         secret = settings.secret.get_secret_value().encode()
     else:

@@ -271,6 +271,8 @@ class RedisServer:
     root: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # More redis-server options ("--replicaof", host, port) after the defaults.
+    options: tuple[str, ...] = ()
 
     def start(self, *, daemon: bool = False) -> None:
         """Start; with ``daemon`` it outlives this process (the demo) and writes a pid file."""
@@ -289,6 +291,7 @@ class RedisServer:
             str(self.root),
             "--protected-mode",
             "yes",
+            *self.options,
         ]
         if daemon:
             command += ["--daemonize", "yes", "--pidfile", str(self.root / "redis.pid")]

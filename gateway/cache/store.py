@@ -8,8 +8,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.changes import AccountState
+from gateway.cache.connect import redis_client
 from gateway.cache.keys import SECRET
-from gateway.cache.timed import RedisObserver, TimedRedis
+from gateway.cache.timed import RedisObserver
 
 SECRET_BYTES = 32
 
@@ -22,23 +23,25 @@ class Store:
 
     @classmethod
     def from_url(
-        cls, url: str, *, timeout: float = 5.0, observer: RedisObserver | None = None
+        cls,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        observer: RedisObserver | None = None,
+        sentinel_password: str | None = None,
     ) -> Store:
-        """Connect lazily: nothing is sent until the first command.
+        """Connect lazily: nothing is sent until the first command. ``url`` names one server
+        or a Sentinel-managed master (see :mod:`gateway.cache.connect`).
 
-        Keys are laid out for Redis Cluster (one hash tag per account), but the writes still
-        use MULTI pipelines that redis-py's cluster client refuses: cluster mode is future work.
-        ``observer`` is told the duration of every round trip (the Redis latency metric).
+        Keys are laid out for Redis Cluster (one hash tag per account), but cluster mode is
+        not wired up yet (the lease fence's WATCH and the MULTI writes need checking on a
+        cluster client). ``observer`` is told the duration of every round trip.
         """
-        client = TimedRedis.from_url(
-            url,
-            health_check_interval=30,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+        return cls(
+            redis_client(
+                url, timeout=timeout, observer=observer, sentinel_password=sentinel_password
+            )
         )
-        assert isinstance(client, TimedRedis)
-        client.observer = observer
-        return cls(client)
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())

@@ -30,6 +30,13 @@ class TimedRedis(Redis):
     """``redis.asyncio.Redis`` reporting every round trip to ``observer``."""
 
     observer: RedisObserver | None = None
+    # Clients this one depends on and closes with itself (the Sentinels of a Sentinel master).
+    companions: tuple[Redis, ...] = ()
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for companion in self.companions:
+            await companion.aclose()
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         call = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]

@@ -38,6 +38,7 @@ MINIMUM: dict[str, Any] = {
 SECRET_SETTINGS = {
     "redis_url": "may carry a password: secrets.redisUrl or existingSecret, in a Secret",
     "secret": "the account-id key: secrets.gatewaySecret or existingSecret, in a Secret",
+    "redis_sentinel_password": "secrets.redisSentinelPassword or existingSecret, in a Secret",
 }
 # Keys the schema knows but values.yaml leaves out: the operator must choose them.
 NO_DEFAULT = {"imapUrl", "publicUrl"}
@@ -61,7 +62,8 @@ def merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 # The other branches of the templates: metrics off, memory autoscaling, a CA from a Secret,
-# minAvailable, an image digest, no ServiceAccount, no preStop hook, SMTP with STARTTLS.
+# minAvailable, an image digest, no ServiceAccount, no preStop hook, SMTP with STARTTLS, Redis
+# through Sentinels that have their own password.
 OPTIONS = merged(
     MINIMUM,
     {
@@ -88,6 +90,10 @@ OPTIONS = merged(
         "networkPolicy": {"enabled": True},
         "serviceAccount": {"create": False},
         "preStopSleepSeconds": 0,
+        "secrets": {
+            "redisUrl": "redis+sentinel://:data-pw@sentinel-0:26379,sentinel-1:26379/mymaster/0",
+            "redisSentinelPassword": "sentinel-pw",
+        },
     },
 )
 
@@ -240,8 +246,8 @@ def test_service_monitor_scrapes_the_metrics_port(chart: helm.Chart) -> None:
         (merged(MINIMUM, {"config": {"poolMaxPerUser": 0}}), "at '/config/poolMaxPerUser'"),
         (merged(MINIMUM, {"config": {"poolMaxTotl": 10}}), "properties 'poolMaxTotl' not allowed"),
         (merged(MINIMUM, {"config": {"logLevel": "verbose"}}), "at '/config/logLevel'"),
-        # The gateway takes redis://, rediss:// and unix:// only; Sentinel needs a proxy.
-        (merged(MINIMUM, {"secrets": {"redisUrl": "redis+sentinel://s/m"}}), "/secrets/redisUrl"),
+        # The gateway takes redis://, rediss://, unix:// and redis+sentinel:// (with rediss+).
+        (merged(MINIMUM, {"secrets": {"redisUrl": "memcached://s:11211"}}), "/secrets/redisUrl"),
         (merged(MINIMUM, {"image": {"pullPolicy": "Sometimes"}}), "at '/image/pullPolicy'"),
     ],
 )
@@ -360,9 +366,15 @@ def test_gateway_accepts_the_rendered_settings(
             reference = variable["valueFrom"]["secretKeyRef"]
             if secrets:
                 assert reference["name"] == secrets[0]["metadata"]["name"]
-                environment[variable["name"]] = secret_data[reference["key"]]
+                source = secret_data
             else:
-                environment[variable["name"]] = EXISTING_SECRET[variable["name"]]
+                source = EXISTING_SECRET
+            # The kubelet leaves an optional key that the Secret lacks unset.
+            key = reference["key"] if secrets else variable["name"]
+            if key in source:
+                environment[variable["name"]] = source[key]
+            else:
+                assert reference.get("optional") is True, variable["name"]
     fields = {env_name(field) for field in Settings.model_fields}
     gateway_variables = {key for key in environment if key.startswith("GATEWAY_")}
     assert gateway_variables <= fields
@@ -377,6 +389,10 @@ def test_gateway_accepts_the_rendered_settings(
     settings = load_settings()
     assert settings.port == int(environment["GATEWAY_PORT"])
     assert settings.base_url == values_of(name)["config"]["publicUrl"]
+    sentinel_password = values_of(name)["secrets"].get("redisSentinelPassword")
+    if sentinel_password:
+        assert settings.redis_sentinel_password is not None
+        assert settings.redis_sentinel_password.get_secret_value() == sentinel_password
 
 
 def test_chart_settings_follow_the_gateway(chart: helm.Chart) -> None:

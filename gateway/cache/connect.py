@@ -1,0 +1,122 @@
+"""Which Redis the gateway talks to: one server, or the master a set of Sentinels names.
+
+``GATEWAY_REDIS_URL`` is redis-py's own URL (``redis://``, ``rediss://``, ``unix://``) for one
+server, or, for Redis Sentinel, ``redis+sentinel://[[user]:password@]host[:port][,host[:port]]
+.../<master name>[/<db>]`` (``rediss+sentinel://`` for TLS). redis-py has no URL form for
+Sentinel, so this one is parsed here. The credentials and TLS of the URL are the master's; the
+Sentinels are asked with GATEWAY_REDIS_SENTINEL_PASSWORD if set, else without a password
+(Sentinels are often configured without one even where the data nodes need one).
+
+With Sentinel, every new connection asks a Sentinel where the master is, and a connection to a
+master that has been demoted is dropped as soon as it answers READONLY: after a failover one
+round trip fails (the request gets a 503 or serverUnavailable) and the next goes to the new
+master.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio.sentinel import Sentinel
+
+from gateway.cache.timed import RedisObserver, TimedRedis
+
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # -> TLS
+SENTINEL_PORT = 26379
+# Redis notices a dead connection at the next command; a health check PING before reusing one
+# idle this long finds it first.
+HEALTH_CHECK_SECONDS = 30
+
+
+class BadRedisUrl(ValueError):
+    """The URL cannot name a Redis; the text never repeats the password."""
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+
+def is_sentinel_url(url: str) -> bool:
+    return urlsplit(url).scheme in SENTINEL_SCHEMES
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """Split a ``redis+sentinel://`` URL; :class:`BadRedisUrl` says what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in SENTINEL_SCHEMES:
+        raise BadRedisUrl("a Sentinel URL starts with redis+sentinel:// or rediss+sentinel://")
+    # urlsplit cannot take several host:port pairs apart; the userinfo ends at the last "@".
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    path = [piece for piece in parts.path.split("/") if piece]
+    if not path or len(path) > 2:
+        raise BadRedisUrl("a Sentinel URL names the master: redis+sentinel://hosts/<master>[/db]")
+    if len(path) == 2 and not path[1].isdigit():
+        raise BadRedisUrl("the database after the master name must be a number")
+    return SentinelUrl(
+        sentinels=tuple(_host_port(item) for item in hosts.split(",")),
+        master=unquote(path[0]),
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=unquote(username) or None,
+        password=unquote(password) if userinfo and password else None,
+        tls=SENTINEL_SCHEMES[parts.scheme],
+    )
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    if item.startswith("["):  # [IPv6]:port
+        host, _, rest = item[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
+    if not host:
+        raise BadRedisUrl("every Sentinel needs a host")
+    if port and not port.isdigit():
+        raise BadRedisUrl("a Sentinel's port must be a number")
+    return host, int(port) if port else SENTINEL_PORT
+
+
+def redis_client(
+    url: str,
+    *,
+    timeout: float,
+    observer: RedisObserver | None = None,
+    sentinel_password: str | None = None,
+) -> TimedRedis:
+    """A client of the server ``url`` names, lazily connected: nothing is sent yet."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": HEALTH_CHECK_SECONDS,
+    }
+    if is_sentinel_url(url):
+        target = parse_sentinel_url(url)
+        tls: dict[str, Any] = {"ssl": True} if target.tls else {}
+        sentinel = Sentinel(
+            list(target.sentinels),
+            sentinel_kwargs={**options, **tls, "password": sentinel_password},
+            **options,
+            **tls,
+        )
+        client = sentinel.master_for(
+            target.master,
+            redis_class=TimedRedis,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+        )
+        assert isinstance(client, TimedRedis)
+        client.companions = tuple(sentinel.sentinels)
+    else:
+        client = TimedRedis.from_url(url, **options)
+    assert isinstance(client, TimedRedis)
+    client.observer = observer
+    return client
