@@ -7,7 +7,11 @@ upstream logins per request (counted in Dovecot's own log), and the bytes the cl
 
 * session, credentials cached: GET /jmap/session while the credential check is remembered;
 * session, no cache: every request checks the password with an upstream LOGIN;
-* Core/echo: POST /jmap/api/ with one Core/echo call (auth cached).
+* Core/echo: POST /jmap/api/ with one Core/echo call (auth cached);
+* readiness, cached: GET /readyz while its last check is fresh (GATEWAY_READY_CACHE_SECONDS);
+* readiness, every probe checks: GET /readyz with the cache off (a Redis PING and an upstream
+  connection, greeting and LOGOUT each time; counted as upstream connections without login);
+* metrics scrape: GET /metrics on the metrics port after the other requests of its run.
 
 Run: .venv/bin/python -m bench.core_latency [--requests 300]
 """
@@ -79,18 +83,32 @@ class Client:
         self.sock.close()
 
 
+SESSION = ("GET", "/jmap/session", b"")
+API = ("POST", "/jmap/api/", ECHO)
+READY = ("GET", "/readyz", b"")
+METRICS = ("GET", "/metrics", b"")
+
+
 def dovecot_logins(dovecot: Dovecot) -> int:
-    return (dovecot.root / "log" / "dovecot.log").read_text().count("imap-login: Info: Login:")
+    """Upstream connections so far: logged in, and ended before any login (probes)."""
+    log = (dovecot.root / "log" / "dovecot.log").read_text()
+    return log.count("imap-login: Info: Login:") + log.count("(no auth attempts")
 
 
 def scenario(
-    name: str, dovecot: Dovecot, redis: RedisServer, requests: int, **settings: str
+    name: str,
+    call: tuple[str, str, bytes],
+    dovecot: Dovecot,
+    redis: RedisServer,
+    requests: int,
+    **settings: str,
 ) -> dict[str, Any]:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         "GATEWAY_IMAP_URL": dovecot.url,
         "GATEWAY_REDIS_URL": redis.url,
         "GATEWAY_PORT": str(port),
+        "GATEWAY_METRICS_PORT": str(metrics_port),
         "GATEWAY_LOG_LEVEL": "warning",
         "PATH": os.environ.get("PATH", ""),
         **{f"GATEWAY_{key.upper()}": value for key, value in settings.items()},
@@ -98,12 +116,14 @@ def scenario(
     server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env)
     try:
         wait_for_port(port)
-        client = Client(port, ("alice", dovecot.users["alice"]))
-        call = (
-            ("POST", "/jmap/api/", ECHO)
-            if name.startswith("Core/echo")
-            else ("GET", "/jmap/session", b"")
-        )
+        auth = ("alice", dovecot.users["alice"])
+        if call is METRICS:
+            # Something to report: the other scenarios' kinds of request, once each.
+            api = Client(port, auth)
+            for other in (SESSION, API, READY):
+                api.request(*other)
+            api.close()
+        client = Client(metrics_port if call is METRICS else port, auth)
         client.request(*call)  # warm up: first login, connection pool, HTTP keep-alive
         logins_before = dovecot_logins(dovecot)
         times, sizes = [], []
@@ -136,22 +156,37 @@ def main(requests: int) -> None:
     redis.start()
     try:
         rows = [
-            scenario("session, credentials cached", dovecot, redis, requests),
+            scenario("session, credentials cached", SESSION, dovecot, redis, requests),
             scenario(
-                "session, no credential cache", dovecot, redis, requests, auth_cache_seconds="0"
+                "session, no credential cache",
+                SESSION,
+                dovecot,
+                redis,
+                requests,
+                auth_cache_seconds="0",
             ),
-            scenario("Core/echo, credentials cached", dovecot, redis, requests),
+            scenario("Core/echo, credentials cached", API, dovecot, redis, requests),
+            scenario("readiness, cached", READY, dovecot, redis, requests),
+            scenario(
+                "readiness, every probe checks",
+                READY,
+                dovecot,
+                redis,
+                requests,
+                ready_cache_seconds="0",
+            ),
+            scenario("metrics scrape", METRICS, dovecot, redis, requests),
         ]
     finally:
         dovecot.stop()
         redis.stop()
         shutil.rmtree(dovecot.root, ignore_errors=True)
         shutil.rmtree(redis.root, ignore_errors=True)
-    print(f"{'scenario':32} {'median ms':>10} {'p90 ms':>8} {'logins/req':>11} {'bytes':>7}")
+    print(f"{'scenario':32} {'median ms':>10} {'p90 ms':>8} {'upstream/req':>12} {'bytes':>7}")
     for row in rows:
         print(
             f"{row['scenario']:32} {row['median_ms']:>10} {row['p90_ms']:>8} "
-            f"{row['upstream_logins_per_request']:>11} {row['bytes_to_client']:>7}"
+            f"{row['upstream_logins_per_request']:>12} {row['bytes_to_client']:>7}"
         )
 
 
