@@ -16,7 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.cache.connect import is_sentinel_url, parse_sentinel_url
+from gateway.cache.connect import (
+    is_cluster_url,
+    is_sentinel_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 
 ENV_PREFIX = "GATEWAY_"
 
@@ -94,8 +99,9 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         description="Redis holding the gateway's state, shared by all replicas: redis://, "
         "rediss:// or unix:// for one server; redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT]"
-        "/MASTER[/DB] (rediss+sentinel:// for TLS) for a master found through Sentinel "
-        "(required)",
+        "/MASTER[/DB] (rediss+sentinel:// for TLS) for a master found through Sentinel; "
+        "redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT] (rediss+cluster:// for TLS) for a "
+        "Redis Cluster, naming startup nodes (required)",
     )
     redis_sentinel_password: SecretStr | None = Field(
         None,
@@ -221,12 +227,15 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
+        # BadRedisUrl is a ValueError naming the problem.
         if is_sentinel_url(value):
-            parse_sentinel_url(value)  # BadRedisUrl is a ValueError naming the problem
+            parse_sentinel_url(value)
+        elif is_cluster_url(value):
+            parse_cluster_url(value)
         elif urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError(
-                "must start with redis://, rediss://, unix://, redis+sentinel:// or "
-                "rediss+sentinel://"
+                "must start with redis://, rediss://, unix://, redis+sentinel://, "
+                "rediss+sentinel://, redis+cluster:// or rediss+cluster://"
             )
         return value
 

@@ -20,6 +20,7 @@ from gateway.server import listeners
 from gateway.server import server as gateway_server
 from tests.cyrus import Cyrus
 from tests.jmapclient import Jmap
+from tests.rediscluster import RedisClusterSet
 from tests.servers import Dovecot, RedisServer, free_port, make_data_dir
 
 Server = TypeVar("Server", Dovecot, Cyrus, RedisServer)
@@ -53,6 +54,18 @@ def cyrus() -> Iterator[Cyrus]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     yield from serving(RedisServer(make_data_dir("jg-redis-")))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterSet]:
+    """A real Redis Cluster of three masters on loopback (tests.rediscluster); tests keep
+    apart by using accounts of their own."""
+    cluster = RedisClusterSet()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ def test_cli_stops_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "jmap-gateway: GATEWAY_REDIS_URL: must start with redis://, rediss://, unix://, "
-        "redis+sentinel:// or rediss+sentinel://"
+        "redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://"
     ]
 
 

@@ -64,7 +64,10 @@ class BlobStore:
             await self._append(partial, pending)
             blob_id = blob_id_for(digest.digest())
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.rename(partial, keys.upload(blob_id))
+                # redis-py refuses pipe.rename() on a cluster pipeline, as the two keys of a
+                # RENAME may lie in different slots; these share the account's hash tag, so the
+                # command itself is valid on a cluster (it would fail with CROSSSLOT otherwise).
+                pipe.execute_command("RENAME", partial, keys.upload(blob_id))
                 pipe.expire(keys.upload(blob_id), self._ttl)
                 await pipe.execute()
         except BaseException:

@@ -143,9 +143,15 @@ class AccountState:
         ]
         track_full = "1" if data_type in MINOR_TYPES else "0"
         args = [data_type, secrets.token_hex(EPOCH_CHARS // 2), track_full, *pairs]
+        if isinstance(pipe, ClusterPipeline):
+            # redis-py queues a script in a cluster pipeline as a bare EVALSHA without loading
+            # it first; on a node that lacks it, NOSCRIPT fails that command alone inside EXEC
+            # while the rest of the transaction commits. EVAL carries the text, so it cannot.
+            pipe.eval(_RECORD, len(keys), *keys, *args)
+            return None
         if pipe is not None:
-            # A pipeline quacks like a client here; redis-py's stubs do not say so.
-            await self._record(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]
+            # redis-py loads the script (SCRIPT EXISTS / LOAD) before a pipeline's MULTI.
+            await self._record(keys=keys, args=args, client=pipe)
             return None
         epoch, modseq = await self._record(keys=keys, args=args)
         return format_state(_text(epoch), int(modseq))

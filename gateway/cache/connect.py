@@ -1,11 +1,20 @@
-"""Which Redis the gateway talks to: one server, or the master a set of Sentinels names.
+"""Which Redis the gateway talks to: one server, the master a set of Sentinels names, or a
+Redis Cluster.
 
 ``GATEWAY_REDIS_URL`` is redis-py's own URL (``redis://``, ``rediss://``, ``unix://``) for one
 server, or, for Redis Sentinel, ``redis+sentinel://[[user]:password@]host[:port][,host[:port]]
-.../<master name>[/<db>]`` (``rediss+sentinel://`` for TLS). redis-py has no URL form for
-Sentinel, so this one is parsed here. The credentials and TLS of the URL are the master's; the
-Sentinels are asked with GATEWAY_REDIS_SENTINEL_PASSWORD if set, else without a password
-(Sentinels are often configured without one even where the data nodes need one).
+.../<master name>[/<db>]`` (``rediss+sentinel://`` for TLS), or, for Redis Cluster,
+``redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]`` (``rediss+cluster://``
+for TLS). redis-py has no URL form for Sentinel nor for several cluster nodes, so these are
+parsed here. The credentials and TLS of a Sentinel URL are the master's; the Sentinels are
+asked with GATEWAY_REDIS_SENTINEL_PASSWORD if set, else without a password (Sentinels are often
+configured without one even where the data nodes need one).
+
+A cluster URL names startup nodes: any reachable one tells the client the whole slot map
+(CLUSTER SLOTS), so listing several only matters while some are down. Every node is asked with
+the URL's credentials and TLS. A cluster has database 0 alone
+(https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/: "Redis Cluster
+does not support multiple databases"), so the URL takes none.
 
 With Sentinel, every new connection asks a Sentinel where the master is, and a connection to a
 master that has been demoted is dropped as soon as it answers READONLY: after a failover one
@@ -19,12 +28,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.sentinel import Sentinel
 
-from gateway.cache.timed import RedisObserver, TimedRedis
+from gateway.cache.timed import RedisObserver, TimedRedis, TimedRedisCluster
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # -> TLS
 SENTINEL_PORT = 26379
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # -> TLS
+CLUSTER_PORT = 6379
 # Redis notices a dead connection at the next command; a health check PING before reusing one
 # idle this long finds it first.
 HEALTH_CHECK_SECONDS = 30
@@ -44,8 +56,20 @@ class SentinelUrl:
     tls: bool
 
 
+@dataclass(frozen=True)
+class ClusterUrl:
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    tls: bool
+
+
 def is_sentinel_url(url: str) -> bool:
     return urlsplit(url).scheme in SENTINEL_SCHEMES
+
+
+def is_cluster_url(url: str) -> bool:
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
 
 
 def parse_sentinel_url(url: str) -> SentinelUrl:
@@ -62,7 +86,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     if len(path) == 2 and not path[1].isdigit():
         raise BadRedisUrl("the database after the master name must be a number")
     return SentinelUrl(
-        sentinels=tuple(_host_port(item) for item in hosts.split(",")),
+        sentinels=tuple(_host_port(item, "Sentinel", SENTINEL_PORT) for item in hosts.split(",")),
         master=unquote(path[0]),
         db=int(path[1]) if len(path) == 2 else 0,
         username=unquote(username) or None,
@@ -71,17 +95,37 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     )
 
 
-def _host_port(item: str) -> tuple[str, int]:
+def parse_cluster_url(url: str) -> ClusterUrl:
+    """Split a ``redis+cluster://`` URL; :class:`BadRedisUrl` says what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in CLUSTER_SCHEMES:
+        raise BadRedisUrl("a cluster URL starts with redis+cluster:// or rediss+cluster://")
+    # As for Sentinel: several host:port pairs, the userinfo ending at the last "@".
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    if parts.path.strip("/"):
+        raise BadRedisUrl("a Redis Cluster has only database 0: the URL ends after the nodes")
+    if parts.query or parts.fragment:
+        raise BadRedisUrl("a cluster URL takes no query or fragment")
+    return ClusterUrl(
+        nodes=tuple(_host_port(item, "cluster node", CLUSTER_PORT) for item in hosts.split(",")),
+        username=unquote(username) or None,
+        password=unquote(password) if userinfo and password else None,
+        tls=CLUSTER_SCHEMES[parts.scheme],
+    )
+
+
+def _host_port(item: str, role: str, default_port: int) -> tuple[str, int]:
     if item.startswith("["):  # [IPv6]:port
         host, _, rest = item[1:].partition("]")
         port = rest.removeprefix(":")
     else:
         host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
     if not host:
-        raise BadRedisUrl("every Sentinel needs a host")
+        raise BadRedisUrl(f"every {role} needs a host")
     if port and not port.isdigit():
-        raise BadRedisUrl("a Sentinel's port must be a number")
-    return host, int(port) if port else SENTINEL_PORT
+        raise BadRedisUrl(f"a {role}'s port must be a number")
+    return host, int(port) if port else default_port
 
 
 def redis_client(
@@ -90,13 +134,15 @@ def redis_client(
     timeout: float,
     observer: RedisObserver | None = None,
     sentinel_password: str | None = None,
-) -> TimedRedis:
+) -> TimedRedis | TimedRedisCluster:
     """A client of the server ``url`` names, lazily connected: nothing is sent yet."""
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "health_check_interval": HEALTH_CHECK_SECONDS,
     }
+    if is_cluster_url(url):
+        return _cluster_client(parse_cluster_url(url), options, observer)
     if is_sentinel_url(url):
         target = parse_sentinel_url(url)
         tls: dict[str, Any] = {"ssl": True} if target.tls else {}
@@ -118,5 +164,24 @@ def redis_client(
     else:
         client = TimedRedis.from_url(url, **options)
     assert isinstance(client, TimedRedis)
+    client.observer = observer
+    return client
+
+
+def _cluster_client(
+    target: ClusterUrl, options: dict[str, Any], observer: RedisObserver | None
+) -> TimedRedisCluster:
+    """A cluster client; it learns the slot map from the first startup node that answers.
+
+    A command answered MOVED or ASK (a slot that moved in a resharding or failover) is resent
+    to the node named and the slot map refreshed, by redis-py itself.
+    """
+    client = TimedRedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+        username=target.username,
+        password=target.password,
+        ssl=target.tls,
+        **options,
+    )
     client.observer = observer
     return client

@@ -52,11 +52,17 @@ class Lease:
         """Make the transaction ``pipe`` is about to queue commit only while the lease is ours.
 
         WATCHes the lease key and checks its token; EXEC then fails (WatchError) if the
-        lease changed hands in between. Call before queueing anything; starts MULTI. (Redis
-        Cluster pipelines have no WATCH: the gateway does not run on a cluster yet.)
+        lease changed hands in between. Call before queueing anything; starts MULTI.
+
+        On a cluster ``pipe`` must be transactional (``pipeline(transaction=True)``): redis-py
+        then sends WATCH, the read and MULTI/EXEC on one connection to the node serving the
+        lease key's slot, and refuses any later key of another slot (CrossSlotTransactionError).
+        The lease key carries the account's hash tag, like everything its holder writes: the
+        cluster specification allows multi-key work "as long as all of the keys involved in a
+        single command execution (or whole transaction, or Lua script execution) belong to the
+        same hash slot" (https://redis.io/docs/latest/operate/oss_and_stack/reference/
+        cluster-spec/, "Hash tags").
         """
-        if not isinstance(pipe, Pipeline):
-            return
         await pipe.watch(self._key)
         if await pipe.get(self._key) != self._token.encode():
             await pipe.reset()  # type: ignore[no-untyped-call]

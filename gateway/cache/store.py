@@ -30,12 +30,13 @@ class Store:
         observer: RedisObserver | None = None,
         sentinel_password: str | None = None,
     ) -> Store:
-        """Connect lazily: nothing is sent until the first command. ``url`` names one server
-        or a Sentinel-managed master (see :mod:`gateway.cache.connect`).
+        """Connect lazily: nothing is sent until the first command. ``url`` names one server,
+        a Sentinel-managed master or a Redis Cluster (see :mod:`gateway.cache.connect`).
 
-        Keys are laid out for Redis Cluster (one hash tag per account), but cluster mode is
-        not wired up yet (the lease fence's WATCH and the MULTI writes need checking on a
-        cluster client). ``observer`` is told the duration of every round trip.
+        On a cluster every multi-key command, script and transaction (the lease fence's WATCH
+        included) stays within one account's hash tag, so within one slot, as Redis Cluster
+        requires; the server-wide secret is a key of its own, read and written alone.
+        ``observer`` is told the duration of every round trip.
         """
         return cls(
             redis_client(

@@ -5,11 +5,17 @@ in one place: plain commands, Lua scripts (``EVALSHA``), MULTI/EXEC transactions
 (one round trip each, named ``MULTI`` and ``PIPELINE``), and the WATCHed reads of a lease
 fence. What is reported is the command's name and a kind of failure, never a key or a value:
 keys carry account ids.
+
+The cluster client is timed the same way: one observation per command, per pipeline or
+transaction, and per WATCHed read. redis-py's cluster client sends EXISTS and DEL through a
+pipeline of its own (one command per slot), so those are reported as ``PIPELINE``; a command
+that follows a MOVED or ASK redirection is one observation covering its retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +24,7 @@ from typing import Any, TypeVar
 from redis import exceptions
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 # (command, seconds, failure kind or None); must be cheap and must not raise.
 RedisObserver = Callable[[str, float, str | None], None]
@@ -63,6 +70,61 @@ class TimedPipeline(Pipeline):
         # WATCH and the reads between WATCH and MULTI go out at once.
         call = super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
         return await _timed(self.observer, command_name(args), call)
+
+
+class TimedRedisCluster(RedisCluster):
+    """``redis.asyncio.cluster.RedisCluster`` reporting every round trip to ``observer``."""
+
+    observer: RedisObserver | None = None
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        return await _timed(
+            self.observer, command_name(args), super().execute_command(*args, **kwargs)
+        )
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> ClusterPipeline:
+        if shard_hint:  # as RedisCluster.pipeline, which this replaces
+            raise exceptions.RedisClusterException("shard_hint is deprecated in cluster mode")
+        # redis-py's annotations leave an attribute of ClusterPipeline abstract that its own
+        # pipeline() fills at run time as well.
+        pipe = TimedClusterPipeline(self, transaction)  # type: ignore[abstract]
+        pipe.observer = self.observer
+        return pipe
+
+
+class TimedClusterPipeline(ClusterPipeline):
+    """A pipeline of :class:`TimedRedisCluster`: one observation per round trip.
+
+    In a transaction, WATCH and the commands between WATCH and MULTI are sent at once
+    (``execute_command`` then returns a coroutine instead of the pipeline); each is timed.
+    """
+
+    observer: RedisObserver | None = None
+    _watched = False
+
+    async def watch(self, *names: Any) -> None:  # type: ignore[override]
+        # ClusterPipeline.watch is a coroutine; the command mixin it overrides is not.
+        self._watched = True
+        await _timed(self.observer, "WATCH", super().watch(*names))  # type: ignore[no-untyped-call]
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        queued = super().execute_command(*args, **kwargs)
+        # Not isawaitable: the pipeline itself is awaitable (it initialises).
+        if inspect.iscoroutine(queued):
+            return _timed(self.observer, command_name(args), queued)
+        return queued
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        sent = len(self) > 0 or self._watched
+        self._watched = False
+        call = super().execute(raise_on_error, allow_redirections)
+        if not sent:
+            return await call  # nothing is sent
+        return await _timed(self.observer, "MULTI" if self._transaction else "PIPELINE", call)
 
 
 def command_name(args: tuple[Any, ...]) -> str:
