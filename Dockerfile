@@ -20,9 +20,10 @@ WORKDIR /src
 # Every dependency ships binary wheels for linux amd64 and arm64, so no compiler is needed here.
 # The venv has no pip of its own: the base image's pip installs into it from outside.
 RUN python -m venv --without-pip /opt/venv
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml README.md LICENSE deploy/constraints.txt ./
 COPY gateway ./gateway
-RUN pip install --no-cache-dir --python /opt/venv/bin/python . \
+# The versions the test command ran with (deploy/constraints.txt), not whatever is newest today.
+RUN pip install --no-cache-dir --python /opt/venv/bin/python --constraint constraints.txt . \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}

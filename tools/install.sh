@@ -83,4 +83,5 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "install.sh: Python 3.11 or newer is required" >&2; exit 1; }
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,dev,deploy]'
+# The runtime dependencies at the versions the image ships (deploy/constraints.txt).
+.venv/bin/python -m pip install -q --constraint deploy/constraints.txt -e '.[test,dev,deploy]'

@@ -121,3 +121,15 @@ def test_image_exposes_serves_and_checks_itself() -> None:
     entrypoints = [arguments for keyword, arguments in final if keyword == "ENTRYPOINT"]
     assert entrypoints
     assert json.loads(entrypoints[-1]) == ["jmap-gateway"]
+
+
+def test_image_installs_the_tested_versions() -> None:
+    """The builder installs the gateway under deploy/constraints.txt, as the tests' venv is."""
+    pairs = instructions(DOCKERFILE)
+    copies = " ".join(arguments for keyword, arguments in pairs if keyword == "COPY")
+    assert "deploy/constraints.txt" in copies
+    installs = [a for k, a in pairs if k == "RUN" and re.search(r"\bpip install\b", a)]
+    assert installs
+    assert all(re.search(r"(--constraint|-c) constraints\.txt\b", a) for a in installs)
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "!deploy/constraints.txt" in ignored  # else the build context lacks it
