@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
-from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +22,7 @@ from gateway.auth import Principal
 from gateway.blob_routes import add_blob_routes
 from gateway.cache.limits import TooManyConcurrent
 from gateway.cache.locks import LockTimeout
+from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.config import Settings
 from gateway.env import RequestEnv
 from gateway.http import (
@@ -163,11 +163,13 @@ def _add_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return ProblemResponse(problem(exc.status_code, title, str(exc.detail)), headers)
 
-    @app.exception_handler(RedisError)
-    async def state_store_down(request: Request, exc: RedisError) -> ProblemResponse:
+    async def state_store_down(request: Request, exc: Exception) -> ProblemResponse:
         log.warning("Redis unavailable: %s", type(exc).__name__)
         body = problem(503, "Service Unavailable", "The gateway's state store is unavailable.")
         return ProblemResponse(body, {"Retry-After": RETRY_AFTER_SECONDS})
+
+    for unavailable in STORE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, state_store_down)
 
     @app.exception_handler(ImapError)
     @app.exception_handler(LockTimeout)

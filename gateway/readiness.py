@@ -15,14 +15,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
-from gateway.cache.store import Store
+from gateway.cache.store import STORE_UNAVAILABLE, Store
 from gateway.imap.connection import Endpoint, ImapConnection
 from gateway.imap.errors import ImapError
 
 # Each dependency must answer within this many seconds; a probe's own timeout is longer.
 CHECK_TIMEOUT_SECONDS = 2.0
+_UNREACHABLE: tuple[type[Exception], ...] = (ImapError, OSError, *STORE_UNAVAILABLE)
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,9 @@ class Readiness:
             return self._last
         if self._running is None:
             self._running = asyncio.create_task(self._check(), name="readiness-check")
+            # A check that fails unexpectedly fails its probes; if they all gave up meanwhile,
+            # nobody else would look at the exception.
+            self._running.add_done_callback(_seen)
         # shield: a probe that gives up must not cancel the check other probes wait for.
         return await asyncio.shield(self._running)
 
@@ -94,12 +96,17 @@ class Readiness:
         await conn.logout()
 
 
+def _seen(task: asyncio.Task[Report]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 async def _outcome(check: Callable[[], Awaitable[None]]) -> str:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
             await check()
     except TimeoutError:
         return "timeout"
-    except (ImapError, RedisError, OSError):
+    except _UNREACHABLE:
         return "unreachable"
     return "ok"

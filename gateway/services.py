@@ -10,14 +10,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from gateway.auth import Authenticator, Principal
 from gateway.cache.blobs import BlobStore
 from gateway.cache.changes import CannotCalculateChanges
 from gateway.cache.limits import ConcurrencyLimiter
 from gateway.cache.locks import LockTimeout
-from gateway.cache.store import Store
+from gateway.cache.store import STORE_UNAVAILABLE, Store
 from gateway.config import Settings
 from gateway.env import RequestEnv
 from gateway.imap.errors import CommandFailed, ImapError
@@ -104,7 +102,7 @@ def map_error(exc: Exception) -> MethodError | None:
     if isinstance(exc, CommandFailed):
         # The upstream refused something the gateway asked; its words may name mailboxes.
         return MethodError("serverFail", "The mail server refused the operation.")
-    if isinstance(exc, ImapError | RedisError | LockTimeout):
+    if isinstance(exc, (ImapError, LockTimeout, *STORE_UNAVAILABLE)):
         return MethodError(
             "serverUnavailable",
             "The mail server or the gateway's state store is unavailable; try again later.",

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.cache.keys import AccountKeys
 
@@ -65,5 +65,5 @@ class ConcurrencyLimiter:
             # replace it. The lease frees the slot anyway.
             try:
                 await self._client.zrem(key, token)
-            except RedisError:
+            except (RedisError, RedisClusterException):
                 log.warning("could not release a %s slot; its lease will expire", self._kind)

@@ -6,6 +6,7 @@ import secrets
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterUnreachableError, RedisError, SlotNotCoveredError
 
 from gateway.cache.changes import AccountState
 from gateway.cache.connect import redis_client
@@ -13,6 +14,13 @@ from gateway.cache.keys import SECRET
 from gateway.cache.timed import RedisObserver
 
 SECRET_BYTES = 32
+# What a Redis that cannot be reached raises. redis-py's cluster client raises the last two,
+# which are not RedisErrors; a CrossSlotTransactionError is a bug, not an outage, and is left out.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    RedisError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+)
 
 
 class Store:

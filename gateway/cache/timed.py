@@ -138,7 +138,13 @@ def failure_kind(exc: BaseException) -> str:
     """A small closed set of failure kinds; the exception's text may quote keys."""
     if isinstance(exc, exceptions.TimeoutError | TimeoutError):
         return "timeout"
-    if isinstance(exc, exceptions.ConnectionError | ConnectionError):
+    if isinstance(
+        exc,
+        exceptions.ConnectionError
+        | ConnectionError
+        | exceptions.RedisClusterUnreachableError
+        | exceptions.SlotNotCoveredError,
+    ):
         return "connection"
     if isinstance(exc, exceptions.WatchError):
         return "watch"

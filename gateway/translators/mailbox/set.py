@@ -18,10 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from gateway.cache.locks import LockTimeout
 from gateway.cache.mailboxes import MailboxRecord
+from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.env import RequestEnv
 from gateway.imap.commands import Command, mailbox
 from gateway.imap.connection import ImapConnection
@@ -56,6 +55,15 @@ CODE_ERRORS = {
 
 class PartialFailure(Exception):
     """The upstream broke after some objects were changed."""
+
+
+# What may break a Mailbox/set half way: then the objects already changed are reported.
+_PART_DONE: tuple[type[Exception], ...] = (
+    PartialFailure,
+    ImapError,
+    LockTimeout,
+    *STORE_UNAVAILABLE,
+)
 
 
 @dataclass
@@ -128,7 +136,7 @@ async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
                 run.view = await current_view(env, conn, fresh=True)
             # Sort orders change the state without an upstream command: read it again.
             state = (await run.view.store.snapshot())[1] if run.did_anything else view.state
-        except (PartialFailure, ImapError, RedisError, LockTimeout) as exc:
+        except _PART_DONE as exc:
             if not run.did_anything:
                 raise
             # RFC 8620 3.6.2: some changes were made; the client must re-synchronise.
