@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +21,7 @@ from gateway.cache.connect import (
     is_sentinel_url,
     parse_cluster_url,
     parse_sentinel_url,
+    split_url,
 )
 
 ENV_PREFIX = "GATEWAY_"
@@ -61,7 +62,7 @@ _SCHEMES: dict[str, dict[str, tuple[TlsMode, int]]] = {
 def parse_upstream_url(value: str, protocol: str) -> UpstreamUrl:
     """Parse an upstream URL for ``protocol`` ("imap" or "smtp"), or raise ValueError."""
     schemes = _SCHEMES[protocol]
-    parts = urlsplit(value.strip())
+    parts = split_url(value.strip())
     if parts.scheme not in schemes:
         allowed = ", ".join(f"{s}://" for s in schemes)
         raise ValueError(f"must start with {allowed}")
@@ -232,7 +233,7 @@ class Settings(BaseSettings):
             parse_sentinel_url(value)
         elif is_cluster_url(value):
             parse_cluster_url(value)
-        elif urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        elif split_url(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError(
                 "must start with redis://, rediss://, unix://, redis+sentinel://, "
                 "rediss+sentinel://, redis+cluster:// or rediss+cluster://"
@@ -244,7 +245,7 @@ class Settings(BaseSettings):
     def _check_public_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
+        parts = split_url(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http:// or https:// URL")
         if parts.query or parts.fragment:

@@ -24,9 +24,9 @@ master.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.sentinel import Sentinel
@@ -52,7 +52,7 @@ class SentinelUrl:
     master: str
     db: int
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     tls: bool
 
 
@@ -60,21 +60,29 @@ class SentinelUrl:
 class ClusterUrl:
     nodes: tuple[tuple[str, int], ...]
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     tls: bool
 
 
+def split_url(url: str) -> SplitResult:
+    """``urlsplit``, whose own errors quote the URL's host part, password included."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+
+
 def is_sentinel_url(url: str) -> bool:
-    return urlsplit(url).scheme in SENTINEL_SCHEMES
+    return split_url(url).scheme in SENTINEL_SCHEMES
 
 
 def is_cluster_url(url: str) -> bool:
-    return urlsplit(url).scheme in CLUSTER_SCHEMES
+    return split_url(url).scheme in CLUSTER_SCHEMES
 
 
 def parse_sentinel_url(url: str) -> SentinelUrl:
     """Split a ``redis+sentinel://`` URL; :class:`BadRedisUrl` says what is wrong."""
-    parts = urlsplit(url)
+    parts = split_url(url)
     if parts.scheme not in SENTINEL_SCHEMES:
         raise BadRedisUrl("a Sentinel URL starts with redis+sentinel:// or rediss+sentinel://")
     # urlsplit cannot take several host:port pairs apart; the userinfo ends at the last "@".
@@ -97,7 +105,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
 
 def parse_cluster_url(url: str) -> ClusterUrl:
     """Split a ``redis+cluster://`` URL; :class:`BadRedisUrl` says what is wrong."""
-    parts = urlsplit(url)
+    parts = split_url(url)
     if parts.scheme not in CLUSTER_SCHEMES:
         raise BadRedisUrl("a cluster URL starts with redis+cluster:// or rediss+cluster://")
     # As for Sentinel: several host:port pairs, the userinfo ending at the last "@".
@@ -123,8 +131,8 @@ def _host_port(item: str, role: str, default_port: int) -> tuple[str, int]:
         host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
     if not host:
         raise BadRedisUrl(f"every {role} needs a host")
-    if port and not port.isdigit():
-        raise BadRedisUrl(f"a {role}'s port must be a number")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise BadRedisUrl(f"a {role}'s port must be a number from 1 to 65535")
     return host, int(port) if port else default_port
 
 
