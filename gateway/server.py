@@ -37,8 +37,15 @@ def listeners(settings: Settings) -> list[socket.socket]:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    host = host.removeprefix("[").removesuffix("]")
     # create_server sets SO_REUSEADDR, so a restarted gateway binds while old sockets linger.
+    if host == "::" and socket.has_dualstack_ipv6():
+        # Every address of both families: create_server would otherwise set IPV6_V6ONLY, and
+        # IPv4 clients (and the image's HEALTHCHECK on 127.0.0.1) would be refused.
+        return socket.create_server(
+            (host, port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=BACKLOG
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family, backlog=BACKLOG)
 
 

@@ -8,7 +8,6 @@ import json
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.server import listeners
 from tests.conftest import gateway_settings, running_gateway
 from tests.faultproxy import FaultProxy
 from tests.servers import Dovecot
@@ -122,13 +121,3 @@ async def test_metrics_are_only_on_the_metrics_port(dovecot: Dovecot, redis_url:
     assert scraped["jmap_gateway_http_requests_total"] == [
         ({"route": "unmatched", "method": "GET", "status": "404"}, 1.0)
     ]
-
-
-def test_metrics_port_zero_opens_no_metrics_listener(dovecot: Dovecot, redis_url: str) -> None:
-    settings = gateway_settings(dovecot.url, redis_url, metrics_port=0)
-    sockets = listeners(settings)
-    try:
-        assert [s.getsockname()[1] for s in sockets] == [settings.port]
-    finally:
-        for sock in sockets:
-            sock.close()
