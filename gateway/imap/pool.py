@@ -268,6 +268,12 @@ class ImapPool:
             await self._notify()
             raise
         self._opened += 1
+        if self._closed:
+            # The pool closed while this login was on its way: nobody will log it out later.
+            self._forget(credentials.username)
+            await conn.logout()
+            await self._notify()
+            raise UpstreamUnavailable("the gateway is shutting down")
         self._live.add(conn)
         self._users[credentials.username].capabilities = conn.capabilities
         return conn

@@ -9,7 +9,8 @@ import signal
 import pytest
 
 from gateway.config import Settings
-from gateway.imap.errors import AuthenticationFailed
+from gateway.imap.connection import ImapConnection
+from gateway.imap.errors import AuthenticationFailed, UpstreamUnavailable
 from gateway.imap.pool import Credentials, ImapPool, PoolExhausted
 from gateway.upstream import imap_pool
 from tests.faultproxy import FaultProxy
@@ -219,3 +220,26 @@ async def test_close_gives_up_on_a_connection_never_returned(dovecot: Dovecot) -
     await pool.close(grace=0.2)  # returns although the connection is still out
     await lent.__aexit__(None, None, None)
     assert pool.stats().total == 0
+
+
+async def test_a_login_finishing_after_close_is_logged_out(dovecot: Dovecot) -> None:
+    async with FaultProxy("127.0.0.1", dovecot.imap_port) as proxy:
+        pool = pool_for(dovecot, imap_url=proxy.url)
+        alice = creds(dovecot, "alice")
+        connecting = asyncio.Event()
+        connect = pool._connector
+
+        async def slow_connect(credentials: Credentials) -> ImapConnection:
+            connecting.set()
+            await asyncio.sleep(0.5)  # close() runs meanwhile
+            return await connect(credentials)
+
+        pool._connector = slow_connect
+        login = asyncio.create_task(pool.login(alice))
+        await connecting.wait()
+        await pool.close(grace=0.1)
+        with pytest.raises(UpstreamUnavailable, match="shutting down"):
+            await login
+        assert pool.stats().total == 0
+        verbs = [c.split(b" ")[1] for c in proxy.commands()]
+    assert verbs.count(b"LOGOUT") == verbs.count(b"LOGIN") + verbs.count(b"AUTHENTICATE") == 1
