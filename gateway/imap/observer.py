@@ -78,8 +78,9 @@ class ImapObserver(Protocol):
         """Commands sent together were answered; ``name`` is :func:`round_trip_name`."""
 
     def connect(self, outcome: str) -> None:
-        """A connection attempt ended: "ok", "timeout", "unreachable", "tls", "refused" or
-        "protocol_error"."""
+        """A connection attempt ended: "ok", "timeout", "unreachable", "tls", "refused",
+        "protocol_error", or "cancelled" (its caller gave up first, as a readiness check
+        does after its own timeout)."""
 
 
 def verb(command: Command) -> str:
