@@ -273,6 +273,11 @@ class Settings(BaseSettings):
                 "GATEWAY_PUBLIC_URL is required when GATEWAY_HOST listens on every address: "
                 "clients cannot reach the Session's URLs at a wildcard address"
             )
+        if self.redis_sentinel_password is not None and not is_sentinel_url(self.redis_url):
+            raise ValueError(
+                "GATEWAY_REDIS_SENTINEL_PASSWORD applies only to a redis+sentinel:// or "
+                "rediss+sentinel:// GATEWAY_REDIS_URL"
+            )
         if self.metrics_port == self.port:
             raise ValueError("GATEWAY_METRICS_PORT must differ from GATEWAY_PORT")
         if self.pool_max_per_user > self.pool_max_total:

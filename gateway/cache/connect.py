@@ -93,6 +93,8 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         raise BadRedisUrl("a Sentinel URL names the master: redis+sentinel://hosts/<master>[/db]")
     if len(path) == 2 and not path[1].isdigit():
         raise BadRedisUrl("the database after the master name must be a number")
+    if parts.query or parts.fragment:
+        raise BadRedisUrl("a Sentinel URL takes no query or fragment")
     return SentinelUrl(
         sentinels=tuple(_host_port(item, "Sentinel", SENTINEL_PORT) for item in hosts.split(",")),
         master=unquote(path[0]),

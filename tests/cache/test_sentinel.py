@@ -55,6 +55,7 @@ def test_sentinel_urls_name_hosts_master_db_and_credentials() -> None:
         "redis+sentinel://:hunter2@s1:port/m",
         "redis+sentinel://:hunter2@s1,/m",
         "redis+sentinel://:hunter2@s1:99999/m",
+        "redis+sentinel://:hunter2@s1/m?ssl_cert_reqs=none",
         # urlsplit's own error would quote the host part: U+FF03 normalises to "#".
         "redis+sentinel://:hunter2\uff03@s1:26379/m",
         "redis://:hunter2\uff03@r1:6379/0",
@@ -121,3 +122,12 @@ async def test_the_gateway_follows_a_failover_with_its_index(
         assert new_master.hexists(f"jg:{{{account}}}:mailboxes", created)
     with dovecot.client("alice") as imap:
         imap.delete(f'"{name}"')
+
+
+def test_a_sentinel_password_without_sentinels_is_refused() -> None:
+    with pytest.raises(ConfigError, match="GATEWAY_REDIS_SENTINEL_PASSWORD applies only"):
+        load_settings(
+            imap_url="imap://127.0.0.1:143",
+            redis_url="redis+cluster://127.0.0.1:7000",
+            redis_sentinel_password="pw",
+        )
