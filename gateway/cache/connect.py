@@ -85,9 +85,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     parts = split_url(url)
     if parts.scheme not in SENTINEL_SCHEMES:
         raise BadRedisUrl("a Sentinel URL starts with redis+sentinel:// or rediss+sentinel://")
-    # urlsplit cannot take several host:port pairs apart; the userinfo ends at the last "@".
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    username, _, password = userinfo.partition(":")
+    username, password, hosts = _netloc(parts, "Sentinel", SENTINEL_PORT)
     path = [piece for piece in parts.path.split("/") if piece]
     if not path or len(path) > 2:
         raise BadRedisUrl("a Sentinel URL names the master: redis+sentinel://hosts/<master>[/db]")
@@ -96,11 +94,11 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     if parts.query or parts.fragment:
         raise BadRedisUrl("a Sentinel URL takes no query or fragment")
     return SentinelUrl(
-        sentinels=tuple(_host_port(item, "Sentinel", SENTINEL_PORT) for item in hosts.split(",")),
+        sentinels=hosts,
         master=unquote(path[0]),
         db=int(path[1]) if len(path) == 2 else 0,
-        username=unquote(username) or None,
-        password=unquote(password) if userinfo and password else None,
+        username=username,
+        password=password,
         tls=SENTINEL_SCHEMES[parts.scheme],
     )
 
@@ -110,18 +108,30 @@ def parse_cluster_url(url: str) -> ClusterUrl:
     parts = split_url(url)
     if parts.scheme not in CLUSTER_SCHEMES:
         raise BadRedisUrl("a cluster URL starts with redis+cluster:// or rediss+cluster://")
-    # As for Sentinel: several host:port pairs, the userinfo ending at the last "@".
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    username, _, password = userinfo.partition(":")
+    username, password, hosts = _netloc(parts, "cluster node", CLUSTER_PORT)
     if parts.path.strip("/"):
         raise BadRedisUrl("a Redis Cluster has only database 0: the URL ends after the nodes")
     if parts.query or parts.fragment:
         raise BadRedisUrl("a cluster URL takes no query or fragment")
     return ClusterUrl(
-        nodes=tuple(_host_port(item, "cluster node", CLUSTER_PORT) for item in hosts.split(",")),
-        username=unquote(username) or None,
-        password=unquote(password) if userinfo and password else None,
+        nodes=hosts,
+        username=username,
+        password=password,
         tls=CLUSTER_SCHEMES[parts.scheme],
+    )
+
+
+def _netloc(
+    parts: SplitResult, role: str, default_port: int
+) -> tuple[str | None, str | None, tuple[tuple[str, int], ...]]:
+    """(username, password, hosts) of a URL naming several ``host:port`` pairs, which
+    urlsplit cannot take apart; the userinfo ends at the last "@"."""
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    return (
+        unquote(username) or None,
+        unquote(password) if userinfo and password else None,
+        tuple(_host_port(item, role, default_port) for item in hosts.split(",")),
     )
 
 
