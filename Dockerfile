@@ -23,7 +23,7 @@ RUN python -m venv --without-pip /opt/venv
 COPY pyproject.toml README.md LICENSE deploy/constraints.txt ./
 COPY gateway ./gateway
 # The versions the test command ran with (deploy/constraints.txt), not whatever is newest today.
-RUN pip install --no-cache-dir --python /opt/venv/bin/python --constraint constraints.txt . \
+RUN pip --python /opt/venv/bin/python install --no-cache-dir --constraint constraints.txt . \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -128,8 +131,62 @@ def test_image_installs_the_tested_versions() -> None:
     pairs = instructions(DOCKERFILE)
     copies = " ".join(arguments for keyword, arguments in pairs if keyword == "COPY")
     assert "deploy/constraints.txt" in copies
-    installs = [a for k, a in pairs if k == "RUN" and re.search(r"\bpip install\b", a)]
+    installs = [a for k, a in pairs if k == "RUN" and re.search(r"\bpip\b.*\binstall\b", a)]
     assert installs
     assert all(re.search(r"(--constraint|-c) constraints\.txt\b", a) for a in installs)
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert "!deploy/constraints.txt" in ignored  # else the build context lacks it
+
+
+def test_builder_stage_installs_a_gateway_that_runs(tmp_path: Path) -> None:
+    """The builder stage's instructions, run here as a Docker engine would run them.
+
+    No engine is available, so the stage is replayed: its COPY sources copied into a work
+    directory, its ENV applied, its RUN commands executed by bash with ``/opt/venv`` moved
+    under ``tmp_path`` and ``python``/``pip`` standing for the base image's (the same Python
+    minor version). Needs the package index, as tools/install.sh does. A RUN that the real
+    build would fail (a misplaced pip option, a missing file in the build context) fails here.
+    """
+    pairs = instructions(DOCKERFILE)
+    starts = [i for i, (keyword, _) in enumerate(pairs) if keyword == "FROM"]
+    builder = pairs[starts[0] + 1 : starts[1]]
+    venv = tmp_path / "venv"
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "python").symlink_to(sys.executable)
+    (shims / "pip").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pip "$@"\n')
+    (shims / "pip").chmod(0o755)
+    environment = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}"}
+    allowed = (ROOT / ".dockerignore").read_text().splitlines()
+    workdir = tmp_path
+    for keyword, arguments in builder:
+        if keyword == "WORKDIR":
+            workdir = tmp_path / arguments.lstrip("/")
+            workdir.mkdir(parents=True, exist_ok=True)
+        elif keyword == "ENV":
+            environment.update(item.split("=", 1) for item in shlex.split(arguments))
+        elif keyword == "COPY":
+            *sources, target = arguments.split()
+            for source in sources:
+                assert f"!{source}" in allowed, f"{source} is not in the build context"
+                destination = workdir / target
+                if (ROOT / source).is_dir():
+                    shutil.copytree(
+                        ROOT / source,
+                        destination,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                    )
+                else:
+                    shutil.copy(ROOT / source, destination / Path(source).name)
+        elif keyword == "RUN":
+            command = arguments.replace("/opt/venv", str(venv))
+            subprocess.run(["bash", "-c", command], cwd=workdir, env=environment, check=True)
+    assert not (venv / "bin" / "pip").exists()  # the final image gets no pip of its own
+    table = subprocess.run(
+        [venv / "bin" / "jmap-gateway", "config-table"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "GATEWAY_METRICS_PORT" in table.stdout
+    subprocess.run([venv / "bin" / "python", "-c", "import gateway.server"], check=True)
