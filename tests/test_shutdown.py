@@ -200,3 +200,48 @@ async def test_sigterm_cuts_what_outlasts_the_shutdown_timeout(
         logins, logouts = logins_and_logouts(proxy)
     assert logins >= 1 and logouts == logins
     assert "timeout graceful shutdown exceeded" in gateway.log.read_text()
+
+
+async def test_a_download_streaming_at_sigterm_arrives_whole(
+    dovecot: Dovecot, redis_url: str, user: str, tmp_path: Path
+) -> None:
+    message = (
+        b"From: a@example.com\r\nTo: b@example.com\r\nSubject: big\r\n"
+        b"Content-Type: text/plain\r\n\r\n" + b"0123456789abcdef\r\n" * 400_000
+    )  # 7.2 MB: several of the gateway's partial fetches
+    with dovecot.client(user) as imap:
+        imap.append("INBOX", "", None, message)
+    auth = httpx.BasicAuth(user, dovecot.users[user])
+    async with (
+        gateway_process(dovecot.url, redis_url, tmp_path) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, auth=auth, timeout=60) as http,
+    ):
+        account = (await http.get("/jmap/session")).json()["primaryAccounts"][MAIL]
+        calls = [
+            ["Email/query", {"accountId": account}, "q"],
+            [
+                "Email/get",
+                {
+                    "accountId": account,
+                    "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                    "properties": ["blobId"],
+                },
+                "g",
+            ],
+        ]
+        answer = await http.post(
+            "/jmap/api/",
+            json={"using": ["urn:ietf:params:jmap:core", MAIL], "methodCalls": calls},
+        )
+        [email] = answer.json()["methodResponses"][1][1]["list"]
+        path = f"/jmap/download/{account}/{email['blobId']}/big.eml?accept=message/rfc822"
+        received = bytearray()
+        async with http.stream("GET", path) as download:
+            assert download.status_code == 200
+            chunks = download.aiter_raw()
+            received += await anext(chunks)
+            gateway.process.send_signal(signal.SIGTERM)
+            async for chunk in chunks:
+                received += chunk
+        assert await gateway.exits_gracefully()
+    assert bytes(received) == message
