@@ -55,7 +55,7 @@ class ConcurrencyLimiter:
     async def admit(self, account_id: str) -> AsyncIterator[None]:
         key = AccountKeys(account_id).inflight(self._kind)
         token = secrets.token_hex(8)
-        admitted = await self._client.eval(_ADMIT, 1, key, self.limit, self._lease_ms, token)
+        admitted = await self._admit(keys=[key], args=[self.limit, self._lease_ms, token])
         if not admitted:
             raise TooManyConcurrent(self._kind)
         try:
