@@ -43,8 +43,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 # 8080: JMAP over HTTP (GATEWAY_PORT); 9090: Prometheus metrics (GATEWAY_METRICS_PORT).
 EXPOSE 8080 9090
-# The slim image has no curl: the standard library asks /healthz (liveness, not readiness).
+# The slim image has no curl: the standard library asks /healthz (liveness, not readiness), at
+# the address the gateway listens on (loopback when it listens on every address).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('GATEWAY_PORT', '8080') + '/healthz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request as r; h = os.environ.get('GATEWAY_HOST', '0.0.0.0').strip('[]'); h = '127.0.0.1' if h in ('0.0.0.0', '::', '') else f'[{h}]' if ':' in h else h; r.urlopen(f\"http://{h}:{os.environ.get('GATEWAY_PORT', '8080')}/healthz\", timeout=4)"]
 ENTRYPOINT ["jmap-gateway"]
 CMD ["serve"]

@@ -7,17 +7,23 @@ Dockerfile's instructions.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 import helm_python as helm
+import pytest
+
+from tests.conftest import gateway_settings, running_gateway
+from tests.servers import Dovecot
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -190,3 +196,34 @@ def test_builder_stage_installs_a_gateway_that_runs(tmp_path: Path) -> None:
     )
     assert "GATEWAY_METRICS_PORT" in table.stdout
     subprocess.run([venv / "bin" / "python", "-c", "import gateway.server"], check=True)
+
+
+def healthcheck_command() -> list[str]:
+    [healthcheck] = [a for k, a in final_stage(instructions(DOCKERFILE)) if k == "HEALTHCHECK"]
+    command: list[str] = json.loads(healthcheck.split(" CMD ", 1)[1])
+    return command
+
+
+# Loopback addresses only (the tests never listen beyond this machine); the wildcard case maps
+# to 127.0.0.1, which the first already covers as an address the check must reach.
+@pytest.mark.parametrize("host", ["127.0.0.2", "::1"])
+async def test_healthcheck_asks_where_the_gateway_listens(
+    dovecot: Dovecot, redis_url: str, host: str
+) -> None:
+    if ":" in host and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    settings = gateway_settings(
+        dovecot.url, redis_url, host=host, public_url="http://gateway.example"
+    )
+    program, *arguments = healthcheck_command()
+    assert program == "python"
+    environment = {**os.environ, "GATEWAY_HOST": host, "GATEWAY_PORT": str(settings.port)}
+    command = [sys.executable, *arguments]
+    async with running_gateway(settings):
+        healthy = await asyncio.to_thread(subprocess.run, command, env=environment)
+    assert healthy.returncode == 0
+    # Nobody there any more: the check fails.
+    unhealthy = await asyncio.to_thread(
+        subprocess.run, command, env=environment, capture_output=True
+    )
+    assert unhealthy.returncode != 0
