@@ -19,7 +19,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.imap.commands import (
@@ -275,24 +275,11 @@ class ImapConnection:
         ``continuation`` answers a server challenge ("+") that is not a literal request, as
         AUTHENTICATE without SASL-IR needs.
         """
-        if self.broken:
-            raise ConnectionLost("connection is broken")
-        async with self._lock:
-            with self._observed((command,)) as answered:
-                try:
-                    async with asyncio.timeout(timeout or self.endpoint.command_timeout):
-                        result = await self._run(command, continuation)
-                except TimeoutError:
-                    self.broken = True
-                    self.abort()
-                    raise CommandTimeout(f"{command.name} timed out") from None
-                except BaseException:
-                    # Cancelled or failed half way: the stream position is unknown.
-                    self.abort()
-                    raise
-                finally:
-                    self.last_used = time.monotonic()
-                answered.append(result)
+
+        async def run() -> list[Result]:
+            return [await self._run(command, continuation)]
+
+        [result] = await self._exchange((command,), run, timeout, command.name)
         if result.tagged.status != "OK":
             t = result.tagged
             raise CommandFailed(t.status, t.code.name if t.code else None, t.text)
@@ -307,22 +294,9 @@ class ImapConnection:
         need not be told apart (every result holds all of it), without synchronizing
         literals; a tagged NO/BAD of any raises CommandFailed once every response is read.
         """
-        if self.broken:
-            raise ConnectionLost("connection is broken")
-        async with self._lock:
-            with self._observed(commands) as answered:
-                try:
-                    async with asyncio.timeout(timeout or self.endpoint.command_timeout):
-                        results = await self._run_pipelined(commands)
-                except TimeoutError:
-                    self.abort()
-                    raise CommandTimeout("pipelined commands timed out") from None
-                except BaseException:
-                    self.abort()
-                    raise
-                finally:
-                    self.last_used = time.monotonic()
-                answered.extend(results)
+        results = await self._exchange(
+            commands, lambda: self._run_pipelined(commands), timeout, "pipelined commands"
+        )
         for result in results:
             if result.tagged.status != "OK":
                 t = result.tagged
@@ -353,24 +327,48 @@ class ImapConnection:
             completed[response.tag] = response
         return [Result(untagged, completed[tag]) for tag in tags]
 
-    @contextlib.contextmanager
-    def _observed(self, commands: Sequence[Command]) -> Iterator[list[Result]]:
-        """Report ``commands`` to the endpoint's observer: each one's outcome, and the time
-        of the round trip when the server answered (the caller appends the results)."""
+    async def _exchange(
+        self,
+        commands: Sequence[Command],
+        run: Callable[[], Awaitable[list[Result]]],
+        timeout: float | None,
+        what: str,
+    ) -> list[Result]:
+        """Run ``run`` (which sends ``commands`` and reads their answers) alone on this
+        connection, within the timeout, and report it to the endpoint's observer."""
+        if self.broken:
+            raise ConnectionLost("connection is broken")
         observer = self.endpoint.observer
-        answered: list[Result] = []
-        started = time.perf_counter()
-        try:
-            yield answered
-        except BaseException as exc:
-            if observer is not None:
-                for command in commands:
-                    observer.command(verb(command), failure(exc))
-            raise
+        async with self._lock:
+            started = time.perf_counter()
+            try:
+                results = await self._bounded(run, timeout, what)
+            except BaseException as exc:
+                if observer is not None:
+                    for command in commands:
+                        observer.command(verb(command), failure(exc))
+                raise
+            finally:
+                self.last_used = time.monotonic()
         if observer is not None:
             observer.round_trip(round_trip_name(commands), time.perf_counter() - started)
-            for command, result in zip(commands, answered, strict=True):
+            for command, result in zip(commands, results, strict=True):
                 observer.command(verb(command), completion(result.tagged.status))
+        return results
+
+    async def _bounded(
+        self, run: Callable[[], Awaitable[list[Result]]], timeout: float | None, what: str
+    ) -> list[Result]:
+        try:
+            async with asyncio.timeout(timeout or self.endpoint.command_timeout):
+                return await run()
+        except TimeoutError:
+            self.abort()
+            raise CommandTimeout(f"{what} timed out") from None
+        except BaseException:
+            # Cancelled or failed half way: the stream position is unknown.
+            self.abort()
+            raise
 
     def _next_tag(self) -> str:
         self.commands_sent += 1

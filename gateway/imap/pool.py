@@ -158,21 +158,14 @@ class ImapPool:
             user.idle.clear()
         self._total -= len(idle)
         await asyncio.gather(*(self._logout(c) for c in idle))
-        await self._await_lent(time.monotonic() + grace)
+        deadline = time.monotonic() + grace
+        try:
+            while self._total > 0:  # each release notifies, and logs its connection out
+                await self._wait(deadline)
+        except PoolExhausted:
+            log.warning("closing with %d upstream connections in use", self._total)
         while self._logouts:
             await asyncio.gather(*list(self._logouts), return_exceptions=True)
-
-    async def _await_lent(self, deadline: float) -> None:
-        """Wait until every lent connection came back (each release notifies), or deadline."""
-        async with self._changed:
-            while self._total > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    log.warning("closing with %d upstream connections in use", self._total)
-                    return
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):
-                        await self._changed.wait()
 
     async def _logout(self, conn: ImapConnection) -> None:
         await conn.logout()
