@@ -13,59 +13,31 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import redis
 
-from tests.servers import free_port, make_data_dir, wait_for_port
+from tests.servers import RedisServer, free_port, make_data_dir
 
 LOOPBACK = "127.0.0.1"
 NODES = 3
 
 
 @dataclass
-class ClusterNodeServer:
-    """One cluster-enabled redis-server."""
+class ClusterNodeServer(RedisServer):
+    """One cluster-enabled redis-server: a RedisServer with the cluster options."""
 
-    root: Path
-    port: int = field(default_factory=free_port)
     # The cluster bus defaults to port + 10000, which overflows for a high free port.
     bus_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                str(self.root / "nodes.conf"),
-                "--port",
-                str(self.port),
-                "--cluster-port",
-                str(self.bus_port),
-                "--bind",
-                LOOPBACK,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.root),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    def __post_init__(self) -> None:
+        self.options = (
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(self.root / "nodes.conf"),
+            "--cluster-port",
+            str(self.bus_port),
         )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
     def client(self) -> redis.Redis:
         """A plain (non-cluster) client of this node alone: what it holds, not what it routes."""
