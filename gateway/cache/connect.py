@@ -161,47 +161,52 @@ def redis_client(
         "socket_connect_timeout": timeout,
         "health_check_interval": HEALTH_CHECK_SECONDS,
     }
+    client: TimedRedis | TimedRedisCluster
     if is_cluster_url(url):
-        return _cluster_client(parse_cluster_url(url), options, observer)
-    if is_sentinel_url(url):
-        target = parse_sentinel_url(url)
-        tls: dict[str, Any] = {"ssl": True} if target.tls else {}
-        sentinel = Sentinel(
-            list(target.sentinels),
-            sentinel_kwargs={**options, **tls, "password": sentinel_password},
-            **options,
-            **tls,
-        )
-        client = sentinel.master_for(
-            target.master,
-            redis_class=TimedRedis,
-            db=target.db,
-            username=target.username,
-            password=target.password,
-        )
-        assert isinstance(client, TimedRedis)
-        client.companions = tuple(sentinel.sentinels)
+        client = _cluster_client(parse_cluster_url(url), options)
+    elif is_sentinel_url(url):
+        client = _sentinel_client(parse_sentinel_url(url), options, sentinel_password)
     else:
-        client = TimedRedis.from_url(url, **options)
-    assert isinstance(client, TimedRedis)
+        single = TimedRedis.from_url(url, **options)
+        assert isinstance(single, TimedRedis)  # from_url builds the class it is called on
+        client = single
     client.observer = observer
     return client
 
 
-def _cluster_client(
-    target: ClusterUrl, options: dict[str, Any], observer: RedisObserver | None
-) -> TimedRedisCluster:
+def _sentinel_client(
+    target: SentinelUrl, options: dict[str, Any], sentinel_password: str | None
+) -> TimedRedis:
+    """A client of the master the Sentinels name, asking them again for each new connection."""
+    tls: dict[str, Any] = {"ssl": True} if target.tls else {}
+    sentinel = Sentinel(
+        list(target.sentinels),
+        sentinel_kwargs={**options, **tls, "password": sentinel_password},
+        **options,
+        **tls,
+    )
+    client = sentinel.master_for(
+        target.master,
+        redis_class=TimedRedis,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+    )
+    assert isinstance(client, TimedRedis)
+    client.companions = tuple(sentinel.sentinels)
+    return client
+
+
+def _cluster_client(target: ClusterUrl, options: dict[str, Any]) -> TimedRedisCluster:
     """A cluster client; it learns the slot map from the first startup node that answers.
 
     A command answered MOVED or ASK (a slot that moved in a resharding or failover) is resent
     to the node named and the slot map refreshed, by redis-py itself.
     """
-    client = TimedRedisCluster(
+    return TimedRedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
         username=target.username,
         password=target.password,
         ssl=target.tls,
         **options,
     )
-    client.observer = observer
-    return client
