@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import logs, services
@@ -33,6 +34,7 @@ from gateway.http import (
     authenticate,
     read_body,
     services_of,
+    while_connected,
 )
 from gateway.imap.errors import ImapError
 from gateway.jmap.dispatch import process_request
@@ -108,9 +110,12 @@ def _add_routes(app: FastAPI) -> None:
     async def api(request: Request) -> JsonResponse:
         principal = await authenticate(request)
         svc = services_of(request)
+        # Read before taking a concurrency slot: a body trickling in holds none.
+        body = await read_body(request, svc.limits.max_size_request)
         try:
             async with svc.api_limiter.admit(principal.account_id):
-                return await _run_api(request, svc, principal)
+                work = _run_api(request, body, svc, principal)
+                return await while_connected(request, work, svc.metrics.http_abandoned.inc)
         except TooManyConcurrent:
             # RFC 6585: 429 tells the client to retry later.
             raise RequestError(
@@ -126,8 +131,9 @@ def settings_of(app: FastAPI) -> Settings:
     return app.state.services.settings  # type: ignore[no-any-return]
 
 
-async def _run_api(request: Request, svc: services.Services, principal: Principal) -> JsonResponse:
-    body = await read_body(request, svc.limits.max_size_request)
+async def _run_api(
+    request: Request, body: bytes, svc: services.Services, principal: Principal
+) -> JsonResponse:
     jmap_request = parse_request(
         body, request.headers.get("content-type"), svc.limits, svc.capabilities.keys()
     )
@@ -156,6 +162,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HttpProblem)
     async def http_problem(request: Request, exc: HttpProblem) -> ProblemResponse:
         return ProblemResponse(exc.body, exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # Nobody reads this answer (the server drops it): its status is for the access log
+        # and the metrics, nginx's "client closed request".
+        return Response(status_code=499)
 
     @app.exception_handler(HTTPException)
     async def http_exception(request: Request, exc: HTTPException) -> ProblemResponse:

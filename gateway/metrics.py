@@ -54,6 +54,11 @@ class Metrics:
         self.http_in_flight = Gauge(
             f"{PREFIX}_http_requests_in_flight", "HTTP requests being answered", registry=r
         )
+        self.http_abandoned = Counter(
+            f"{PREFIX}_http_requests_abandoned",
+            "API requests whose client went away while they ran: their work was cancelled",
+            registry=r,
+        )
         self.jmap_calls = Counter(
             f"{PREFIX}_jmap_calls",
             'JMAP method calls by method and outcome ("ok" or the JMAP error type)',
