@@ -36,6 +36,7 @@ from gateway.http import (
     services_of,
     while_connected,
 )
+from gateway.http_protocol import BODY_TIMED_OUT
 from gateway.imap.errors import ImapError
 from gateway.jmap.dispatch import process_request
 from gateway.jmap.errors import RequestError, problem
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="jmap-gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
+    app.state.metrics = metrics  # gateway.server reports cut connections to it
     app.add_middleware(AccessLog, metrics=metrics)
     # Outermost, so a scrape is neither logged nor counted as a request.
     app.add_middleware(MetricsPort, metrics=metrics, port=settings.metrics_port)
@@ -166,8 +168,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
         # Nobody reads this answer (the server drops it): its status is for the access log
-        # and the metrics, nginx's "client closed request".
-        return Response(status_code=499)
+        # and the metrics. 408 when the gateway cut a body too slow to arrive, otherwise 499,
+        # nginx's "client closed request".
+        timed_out = request.scope.get("state", {}).get(BODY_TIMED_OUT)
+        return Response(status_code=408 if timed_out else 499)
 
     @app.exception_handler(HTTPException)
     async def http_exception(request: Request, exc: HTTPException) -> ProblemResponse:
