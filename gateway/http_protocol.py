@@ -85,7 +85,9 @@ class BoundedHttp(HttpToolsProtocol):
         self._in_head = False
         self._head_octets = 0
         self._body_timer: asyncio.TimerHandle | None = None
-        self._body_pending = False
+        # The request whose body is still arriving (with pipelining, not always self.cycle's
+        # predecessor's: uvicorn's self.cycle is the last request parsed).
+        self._body_cycle: RequestResponseCycle | None = None
         self._body_started = 0.0
         self._body_octets = 0
         self._draining = False
@@ -132,7 +134,7 @@ class BoundedHttp(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle is not previous:
             cycle.transport = _CycleTransport(self, cycle)
-            self._body_pending = True
+            self._body_cycle = cycle
             self._body_octets = 0
             self._body_started = self.loop.time()
             self._body_timer = self.loop.call_later(self.edge.body_timeout, self._body_check)
@@ -149,7 +151,8 @@ class BoundedHttp(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         drained = self._draining
-        self._body_pending = self._draining = False
+        self._body_cycle = None
+        self._draining = False
         for timer in (self._body_timer, self._drain_timer):
             if timer is not None:
                 timer.cancel()
@@ -163,14 +166,19 @@ class BoundedHttp(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self._body_pending and not self.transport.is_closing():
+        body_cycle = self._body_cycle
+        if body_cycle and body_cycle.response_complete and not self.transport.is_closing():
             self._draining = True
             self._drain_left = self.edge.drain_octets
             self._drain_timer = self.loop.call_later(DRAIN_SECONDS, self._cut, DRAIN_LIMIT)
 
     def close_for(self, cycle: RequestResponseCycle) -> None:
         """``cycle`` is done with the connection: close it once the request body is in."""
-        if cycle.response_complete and self._body_pending and not self.transport.is_closing():
+        if (
+            cycle.response_complete
+            and cycle is self._body_cycle
+            and not self.transport.is_closing()
+        ):
             self._close_after_body = True
         else:
             self.transport.close()
@@ -200,11 +208,11 @@ class BoundedHttp(HttpToolsProtocol):
 
     def _body_check(self) -> None:
         self._body_timer = None
-        if not self._body_pending or self.transport.is_closing():
+        cycle = self._body_cycle
+        if cycle is None or self.transport.is_closing():
             return
         now = self.loop.time()
-        cycle = self.cycle
-        if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
+        if self.flow.read_paused or cycle.waiting_for_100_continue:
             # The gateway is not reading (the application is busy), or has not yet told the
             # client to send (Expect: 100-continue): not the client's delay.
             self._body_started, self._body_octets = now, 0
@@ -212,7 +220,8 @@ class BoundedHttp(HttpToolsProtocol):
         if now < deadline:
             self._body_timer = self.loop.call_later(deadline - now, self._body_check)
             return
-        if cycle is None or cycle.response_started:
+        if cycle.response_started or self.pipeline:
+            # Its answer is under way, or an earlier request's is: nothing can be said now.
             self._cut(BODY_TIMEOUT)
             return
         self.transport.write(_problem_response(408, "The request body did not arrive in time."))
