@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import logs, services
@@ -33,7 +34,9 @@ from gateway.http import (
     authenticate,
     read_body,
     services_of,
+    while_connected,
 )
+from gateway.http_protocol import BODY_TIMED_OUT
 from gateway.imap.errors import ImapError
 from gateway.jmap.dispatch import process_request
 from gateway.jmap.errors import RequestError, problem
@@ -64,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="jmap-gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
+    app.state.metrics = metrics  # gateway.server reports cut connections to it
     app.add_middleware(AccessLog, metrics=metrics)
     # Outermost, so a scrape is neither logged nor counted as a request.
     app.add_middleware(MetricsPort, metrics=metrics, port=settings.metrics_port)
@@ -108,9 +112,12 @@ def _add_routes(app: FastAPI) -> None:
     async def api(request: Request) -> JsonResponse:
         principal = await authenticate(request)
         svc = services_of(request)
+        # Read before taking a concurrency slot: a body trickling in holds none.
+        body = await read_body(request, svc.limits.max_size_request)
         try:
             async with svc.api_limiter.admit(principal.account_id):
-                return await _run_api(request, svc, principal)
+                work = _run_api(request, body, svc, principal)
+                return await while_connected(request, work, svc.metrics.http_abandoned.inc)
         except TooManyConcurrent:
             # RFC 6585: 429 tells the client to retry later.
             raise RequestError(
@@ -126,8 +133,9 @@ def settings_of(app: FastAPI) -> Settings:
     return app.state.services.settings  # type: ignore[no-any-return]
 
 
-async def _run_api(request: Request, svc: services.Services, principal: Principal) -> JsonResponse:
-    body = await read_body(request, svc.limits.max_size_request)
+async def _run_api(
+    request: Request, body: bytes, svc: services.Services, principal: Principal
+) -> JsonResponse:
     jmap_request = parse_request(
         body, request.headers.get("content-type"), svc.limits, svc.capabilities.keys()
     )
@@ -156,6 +164,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HttpProblem)
     async def http_problem(request: Request, exc: HttpProblem) -> ProblemResponse:
         return ProblemResponse(exc.body, exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # Nobody reads this answer (the server drops it): its status is for the access log
+        # and the metrics. 408 when the gateway cut a body too slow to arrive, otherwise 499,
+        # nginx's "client closed request".
+        timed_out = request.scope.get("state", {}).get(BODY_TIMED_OUT)
+        return Response(status_code=408 if timed_out else 499)
 
     @app.exception_handler(HTTPException)
     async def http_exception(request: Request, exc: HTTPException) -> ProblemResponse:

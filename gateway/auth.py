@@ -23,6 +23,10 @@ from gateway.imap.errors import AuthenticationFailed, UpstreamUnavailable
 from gateway.imap.pool import Credentials, ImapPool
 
 ACCOUNT_ID_BYTES = 15  # 120 bits, 24 base32 characters
+# Longest username and password passed upstream, in UTF-8 octets. RFC 4616 2: a server MUST
+# take 255; Dovecot resets a login line of 8 KiB (user and password, base64), so anything
+# longer could only fail there, as an upstream error rather than a 401.
+MAX_CREDENTIAL_OCTETS = 1024
 REFUSAL_MEMORY_SECONDS = 5.0
 
 
@@ -64,6 +68,8 @@ def parse_basic(header: str | None) -> Credentials:
         raise Unauthenticated("malformed Basic credentials")
     if any(c in decoded for c in "\0\r\n"):
         raise Unauthenticated("malformed Basic credentials")
+    if max(len(username.encode()), len(password.encode())) > MAX_CREDENTIAL_OCTETS:
+        raise Unauthenticated("the username or password is too long")
     return Credentials(username, password)
 
 

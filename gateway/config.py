@@ -210,6 +210,19 @@ class Settings(BaseSettings):
         description="Seconds in-flight requests get to finish after SIGTERM before they are "
         "cut; keep it below the pod's termination grace period",
     )
+    http_head_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client gets to send a request's head (request line and header "
+        "fields), counted from its first octet or from the connection's start; past it the "
+        "connection is closed (408)",
+    )
+    http_body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client gets to send a request's body, plus one second per KiB "
+        "received (a body slower than 1 KiB/s on average is cut; 408)",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from gateway import services
 from gateway.auth import Principal, Unauthenticated
@@ -15,6 +19,8 @@ from gateway.imap.errors import ImapError
 from gateway.jmap.errors import RequestError, problem
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
@@ -86,3 +92,32 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise too_large
     return bytes(body)
+
+
+async def while_connected(request: Request, work: Awaitable[T], on_gone: Callable[[], None]) -> T:
+    """``work``'s result; if the client goes away first, ``on_gone`` is called, the work is
+    cancelled and waited for (so its upstream connection is back in the pool, or dropped, before
+    the caller lets its concurrency slot go) and ClientDisconnect is raised.
+
+    Call it once the body has been read: the ASGI ``receive`` then has nothing to say but
+    ``http.disconnect``.
+    """
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request.receive))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if gone.done() and not task.done():
+            on_gone()
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        raise ClientDisconnect
+    return task.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

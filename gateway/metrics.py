@@ -54,6 +54,18 @@ class Metrics:
         self.http_in_flight = Gauge(
             f"{PREFIX}_http_requests_in_flight", "HTTP requests being answered", registry=r
         )
+        self.http_cuts = Counter(
+            f"{PREFIX}_http_connections_cut",
+            "Connections the gateway closed on a client that was too slow or sent too much "
+            '("head_timeout", "head_too_large", "body_timeout", "drain_limit")',
+            ["reason"],
+            registry=r,
+        )
+        self.http_abandoned = Counter(
+            f"{PREFIX}_http_requests_abandoned",
+            "API requests whose client went away while they ran: their work was cancelled",
+            registry=r,
+        )
         self.jmap_calls = Counter(
             f"{PREFIX}_jmap_calls",
             'JMAP method calls by method and outcome ("ok" or the JMAP error type)',
@@ -118,6 +130,10 @@ class Metrics:
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route, method, str(status)).inc()
         self.http_duration.labels(route).observe(seconds)
+
+    def http_cut(self, reason: str) -> None:
+        """gateway.http_protocol cut a connection; ``reason`` is one of its closed set."""
+        self.http_cuts.labels(reason).inc()
 
     def call(self, method: str, outcome: str, seconds: float) -> None:
         self.jmap_calls.labels(method, outcome).inc()

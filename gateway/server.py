@@ -6,6 +6,10 @@ keep-alive connections, lets requests in flight finish for up to
 ``GATEWAY_SHUTDOWN_TIMEOUT_SECONDS`` and cancels what is left; the app's lifespan then LOGOUTs
 every upstream connection and closes Redis. The timeout must be shorter than the pod's grace
 period, or the kubelet's SIGKILL cuts the requests and the LOGOUTs short.
+
+Connections are served by :mod:`gateway.http_protocol` (uvicorn's httptools protocol with
+deadlines for the request head and body, a bound on the head, and a bounded drain of a body
+answered unread), which also lets a shutdown end connections that trickle.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from __future__ import annotations
 import socket
 
 import uvicorn
-from starlette.types import ASGIApp
+from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.http_protocol import EdgeLimits, protocol_class
+from gateway.metrics import Metrics
 
 # Connections the kernel queues before the gateway accepts them (uvicorn's own default).
 BACKLOG = 2048
@@ -49,9 +55,19 @@ def _listen(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=BACKLOG)
 
 
-def server(settings: Settings, app: ASGIApp) -> uvicorn.Server:
+def server(settings: Settings, app: FastAPI) -> uvicorn.Server:
+    """A uvicorn server for ``app`` (made by :func:`gateway.app.create_app`)."""
+    metrics: Metrics = app.state.metrics
+    edge = EdgeLimits(
+        head_timeout=settings.http_head_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+        # A refused body is drained up to twice the largest body the gateway accepts.
+        drain_octets=2 * max(settings.max_size_request, settings.max_size_upload),
+        on_cut=metrics.http_cut,
+    )
     config = uvicorn.Config(
         app,
+        http=protocol_class(edge),
         log_config=None,
         access_log=False,  # the app writes its own access log (gateway.logs)
         proxy_headers=False,

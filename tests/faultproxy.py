@@ -15,6 +15,9 @@ Typical use::
         ...  # point the gateway at proxy.url and make it move a message
         assert proxy.cuts == 1
 
+:meth:`FaultProxy.hold` keeps a command back until the test releases it, to act (close a
+client, send another request) while the gateway waits for its answer.
+
 Credentials never leave the proxy: the arguments of LOGIN and the initial response of
 AUTHENTICATE are replaced by ``***`` in :meth:`FaultProxy.commands`, and nothing is printed.
 """
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self
 
@@ -46,6 +49,19 @@ class _Fault:
     pattern: re.Pattern[bytes]
     when: Literal["before", "after"]
     remaining: int
+
+
+@dataclass
+class Hold:
+    """A command kept from the server until :meth:`release`; ``reached`` is set on its
+    arrival."""
+
+    pattern: re.Pattern[bytes]
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 def _strip(line: bytes) -> bytes:
@@ -160,6 +176,10 @@ class _Relay:
                 # A command after one that breaks "after": the server must not see it.
                 await self.closed.wait()
                 return
+            hold = self.proxy._held(_strip(line))
+            if hold is not None:
+                hold.reached.set()
+                await hold.released.wait()
             text = b""
             fault: _Fault | None = None
             while True:
@@ -224,6 +244,7 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._port: int | None = None
         self._faults: list[_Fault] = []
+        self._holds: list[Hold] = []
         self._commands: list[bytes] = []
         self._cuts = 0
         self._handlers: set[asyncio.Task[None]] = set()
@@ -302,6 +323,15 @@ class FaultProxy:
         compiled = re.compile(pattern, re.IGNORECASE) if isinstance(pattern, bytes) else pattern
         self._faults.append(_Fault(compiled, when, times))
 
+    def hold(self, pattern: bytes) -> Hold:
+        """Keep the next command matching ``pattern`` (searched in its first line, case
+        ignored) from the server until the returned hold is released. Its connection relays
+        nothing else meanwhile; a client that closes it is noticed only after the release,
+        when the command has gone to the server."""
+        hold = Hold(re.compile(pattern, re.IGNORECASE))
+        self._holds.append(hold)
+        return hold
+
     @property
     def cuts(self) -> int:
         """How many connections the proxy has broken since it started (or since clear())."""
@@ -317,6 +347,9 @@ class FaultProxy:
     def clear(self) -> None:
         """Disarm every fault and forget the commands seen and the cut count."""
         self._faults.clear()
+        for hold in self._holds:
+            hold.release()
+        self._holds.clear()
         self._commands.clear()
         self._cuts = 0
 
@@ -328,6 +361,14 @@ class FaultProxy:
                 if fault.remaining == 0:
                     self._faults.remove(fault)
                 return fault
+        return None
+
+    def _held(self, line: bytes) -> Hold | None:
+        """The armed hold matching a command's first ``line``, which it uses up."""
+        for hold in self._holds:
+            if hold.pattern.search(line):
+                self._holds.remove(hold)
+                return hold
         return None
 
     def _record(self, command: bytes) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
 
+from gateway.app import create_app
+from gateway.env import RequestEnv
+from gateway.jmap.dispatch import CallContext, Method
 from tests.conftest import gateway_settings, running_gateway
 from tests.servers import Dovecot
 
@@ -214,31 +218,25 @@ async def test_hostile_argument_types_never_500(
 
 
 async def test_concurrent_requests_over_the_limit(dovecot: Dovecot, redis_url: str) -> None:
-    settings = gateway_settings(
-        dovecot.url, redis_url, max_concurrent_requests=2, max_size_request=50_000_000
-    )
+    settings = gateway_settings(dovecot.url, redis_url, max_concurrent_requests=2)
+    app = create_app(settings)
     auth = httpx.BasicAuth("alice", dovecot.users["alice"])
-    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        await http.get("/jmap/session", auth=auth)  # log in once, so the slow part is the body
-        gate = asyncio.Event()
+    gate = asyncio.Event()
+    started = asyncio.Semaphore(0)
 
-        async def slow_body():  # type: ignore[no-untyped-def]
-            yield b'{"using": ["' + CORE.encode() + b'"], "methodCalls": []'
-            await gate.wait()
-            yield b"}"
+    async def wait(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
+        started.release()
+        await gate.wait()
+        return {}
 
+    async with running_gateway(settings, app) as url, httpx.AsyncClient(base_url=url) as http:
+        app.state.services.registry.add(Method("Probe/wait", CORE, wait, False, None))
         slow = [
-            asyncio.create_task(
-                http.post(
-                    "/jmap/api/",
-                    content=slow_body(),
-                    auth=auth,
-                    headers={"content-type": "application/json"},
-                )
-            )
+            asyncio.create_task(post(http, auth, request(["Probe/wait", {}, "w"])))
             for _ in range(2)
         ]
-        await asyncio.sleep(0.5)
+        for _ in slow:
+            await started.acquire()
         refused = await post(http, auth, request(["Core/echo", {}, "c"]))
         gate.set()
         finished = await asyncio.gather(*slow)

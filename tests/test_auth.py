@@ -40,6 +40,33 @@ async def test_malformed_credentials(http: httpx.AsyncClient, header: str) -> No
     assert "www-authenticate" in response.headers
 
 
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        ("alice", "p" * 9_000),
+        ("x" * 9_000, "y"),
+        ("alice", "ü" * 513),  # 1,026 octets in UTF-8
+        ("alice", "p" * 40_000),
+    ],
+)
+async def test_overlong_credentials_are_refused(
+    http: httpx.AsyncClient, username: str, password: str
+) -> None:
+    """Longer than any upstream takes (Dovecot resets a login line of 8 KiB): 401 at once,
+    never an upstream error."""
+    response = await http.get("/jmap/session", auth=httpx.BasicAuth(username, password))
+    assert response.status_code == 401
+    assert "too long" in response.json()["detail"]
+
+
+async def test_credentials_of_the_longest_length_reach_the_upstream(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get("/jmap/session", auth=httpx.BasicAuth("a" * 1024, "b" * 1024))
+    assert response.status_code == 401
+    assert "refused" in response.json()["detail"]
+
+
 async def test_wrong_password(http: httpx.AsyncClient) -> None:
     response = await http.get("/jmap/session", auth=httpx.BasicAuth("alice", "wrong"))
     assert response.status_code == 401

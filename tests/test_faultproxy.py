@@ -329,6 +329,29 @@ async def test_a_cut_breaks_only_its_own_connection(proxy: FaultProxy, account: 
         await raw.close()
 
 
+async def test_hold_keeps_a_command_from_the_server_until_released(
+    proxy: FaultProxy, account: Account
+) -> None:
+    await asyncio.to_thread(account.append)
+    first, second = await Raw.connect(proxy), await Raw.connect(proxy)
+    await first.login(account)
+    await second.login(account)
+    hold = proxy.hold(rb"UID STORE")
+    await first.send(b"a3 UID STORE 1 +FLAGS (\\Flagged)\r\n")
+    async with asyncio.timeout(TIMEOUT):
+        await hold.reached.wait()
+    # Held: the server has not seen it, and other connections go on.
+    await second.send(b"n1 NOOP\r\n")
+    await second.response(b"n1")
+    assert "\\Flagged" not in await asyncio.to_thread(account.flags)
+    hold.release()
+    await first.response(b"a3")
+    assert first.last.startswith(b"a3 OK")
+    assert "\\Flagged" in await asyncio.to_thread(account.flags)
+    for raw in (first, second):
+        await raw.close()
+
+
 async def test_stop_closes_open_relays(dovecot: Dovecot, account: Account) -> None:
     proxy = FaultProxy(LOOPBACK, dovecot.imap_port)
     await proxy.start()

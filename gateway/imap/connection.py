@@ -365,6 +365,11 @@ class ImapConnection:
         except TimeoutError:
             self.abort()
             raise CommandTimeout(f"{what} timed out") from None
+        except OSError as exc:
+            # A reset or a broken pipe (Dovecot resets a login whose line is too long): the
+            # upstream's trouble, not a bug of the gateway's.
+            self.abort()
+            raise ConnectionLost(f"{what}: {exc.strerror or type(exc).__name__}") from None
         except BaseException:
             # Cancelled or failed half way: the stream position is unknown.
             self.abort()

@@ -10,6 +10,7 @@ about IMAP, caches or HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -199,8 +200,34 @@ async def _run_call(call: Invocation, state: _RequestState[EnvT]) -> list[Invoca
         account=_check_account(method, arguments, state.accounts),
         env=state.env,
     )
-    result = await method.handler(context, arguments)
+    work = method.handler(context, arguments)
+    result = await (_to_the_end(work) if method.writes else work)
     return _as_responses(result, method.name, call.call_id)
+
+
+async def _to_the_end(work: Awaitable[HandlerResult]) -> HandlerResult:
+    """Run a method that writes to its end even if the request is cancelled meanwhile.
+
+    A request is cancelled when its client goes away; a /set cut half way would leave objects
+    neither as they were nor as asked. The cancellation takes effect once the write is done
+    (the calls after it do not run); a second one (the process must stop) cuts it.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if task.done():
+            raise
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            name = type(failure).__name__
+            logger.warning("a write failed after its request was cancelled: %s", name)
+        raise
 
 
 def _outcome(

@@ -4,44 +4,105 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A run in progress and how many callers still wait for it (its starter included)."""
+
+    task: asyncio.Task[None]
+    waiting: int = 1
 
 
 class SingleFlight:
     """Runs one coroutine per key at a time; callers arriving meanwhile share its outcome.
+
+    The run is a task of its own, so a caller that goes away (its client disconnected) does
+    not take it down while others wait for it; once nobody waits, it is cancelled. The work
+    runs on the starter's upstream connection, which goes back to the pool when the starter
+    returns: so the starter never returns while the run goes on, even when cancelled (it then
+    waits for the others to have their answer, or for the run to stop).
 
     Another process's sync of the same account is kept out by the account's Redis lease,
     which the coroutine takes itself.
     """
 
     def __init__(self) -> None:
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, _Flight] = {}
+
+    def waiting(self, key: str) -> int:
+        """How many callers wait for the run of ``key`` in progress (0: none runs)."""
+        flight = self._current(key)
+        return flight.waiting if flight is not None else 0
 
     async def run(
         self, key: str, work: Callable[[], Awaitable[None]], *, fresh: bool = False
     ) -> None:
         """Run ``work`` for ``key`` unless a run is in flight, which is joined instead.
 
-        ``fresh`` asks for a run that starts after the caller's own upstream changes, so it
-        waits for one in flight and then runs its own instead of joining it.
+        ``fresh`` asks for a run that starts after the caller's own upstream changes: one in
+        flight on arrival is waited for but does not count, one started since does. A run that
+        failed or was cancelled does not count either; the caller then runs its own (and the
+        request that started the failed one reports its failure).
         """
-        running = self._running.get(key)
-        if running is not None:
-            try:
-                await asyncio.shield(running)
-                if not fresh:
-                    return
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-            except Exception:  # noqa: S110 - the other request reports its own failure
-                pass
-        task = asyncio.ensure_future(work())
-        self._running[key] = task
+        stale = self._current(key) if fresh else None
+        while (flight := self._current(key)) is not None:
+            if await self._join(flight) and flight is not stale:
+                return
+        flight = _Flight(asyncio.ensure_future(work()))
+        self._running[key] = flight
         try:
-            # Not shielded: if this request is cancelled, its connection is in doubt, so the
-            # run on it stops too; requests that joined it then run their own.
-            await task
+            await self._lead(flight)
         finally:
-            if self._running.get(key) is task:
+            if self._running.get(key) is flight:
                 del self._running[key]
+
+    def _current(self, key: str) -> _Flight | None:
+        flight = self._running.get(key)
+        return flight if flight is not None and not flight.task.done() else None
+
+    async def _join(self, flight: _Flight) -> bool:
+        """Wait for ``flight``; True if it succeeded."""
+        flight.waiting += 1
+        try:
+            await asyncio.wait({flight.task})
+        except asyncio.CancelledError:
+            self._leave(flight)
+            raise
+        flight.waiting -= 1
+        return not flight.task.cancelled() and flight.task.exception() is None
+
+    async def _lead(self, flight: _Flight) -> None:
+        """Wait for the run this caller started; raise what it raised."""
+        try:
+            await asyncio.wait({flight.task})
+        except asyncio.CancelledError:
+            self._leave(flight)
+            await _outlive(flight.task)
+            raise
+        flight.waiting -= 1
+        flight.task.result()
+
+    @staticmethod
+    def _leave(flight: _Flight) -> None:
+        """A caller stops waiting; the last one to go stops the run."""
+        flight.waiting -= 1
+        if flight.waiting == 0:
+            flight.task.cancel()
+
+
+async def _outlive(task: asyncio.Task[None]) -> None:
+    """Wait until ``task`` has ended, whatever happens to the caller meanwhile.
+
+    The task uses the caller's upstream connection: returning earlier would put it back in the
+    pool while the task still sends on it. A caller cancelled again (the process must stop)
+    cancels the task, whose cancellation drops the connection at once.
+    """
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()
+    if not task.cancelled():
+        task.exception()  # the failure is the others' to report; retrieved, so never logged

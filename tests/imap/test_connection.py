@@ -72,6 +72,16 @@ async def test_wrong_password(dovecot: Dovecot) -> None:
     await conn.logout()
 
 
+async def test_a_reset_is_a_lost_connection(dovecot: Dovecot) -> None:
+    """Dovecot resets a connection whose login line passes 8 KiB: the socket's error becomes
+    the IMAP layer's own ConnectionLost, which callers map to serverUnavailable."""
+    conn = await ImapConnection.open(endpoint(dovecot))
+    with pytest.raises(ConnectionLost):
+        await conn.login("alice", "p" * 8000)
+    assert not conn.usable
+    await conn.logout()
+
+
 async def test_nothing_listening(dovecot: Dovecot) -> None:
     with pytest.raises(UpstreamUnavailable):
         await ImapConnection.open(endpoint(dovecot, port=free_port()))
