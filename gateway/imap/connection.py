@@ -365,6 +365,11 @@ class ImapConnection:
         except TimeoutError:
             self.abort()
             raise CommandTimeout(f"{what} timed out") from None
+        except OSError as exc:
+            # A reset or a TLS failure mid-command (Dovecot resets a session it ended with
+            # BYE): upstream trouble like an orderly close, never a raw socket error above.
+            self.abort()
+            raise ConnectionLost(f"{what}: connection lost ({exc.strerror or exc})") from exc
         except BaseException:
             # Cancelled or failed half way: the stream position is unknown.
             self.abort()
