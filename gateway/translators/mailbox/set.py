@@ -86,10 +86,18 @@ class SetRun:
     def arg(self, name: str) -> str | Any:
         return mailbox(name, utf8=self.utf8)
 
-    async def run(self, command: Command) -> None:
-        """One upstream command; a broken connection after earlier work is a partial failure."""
+    async def run(self, command: Command, *, unselected: bool = False) -> None:
+        """One upstream command; a broken connection after earlier work is a partial failure.
+
+        ``unselected``: with no mailbox selected first. Dovecot ends a session (BYE, then a
+        reset) whose selected mailbox, or one above it, is renamed or deleted, even by that
+        session itself; a pooled connection may still have it selected from earlier work.
+        """
         try:
-            await self.conn.execute(command)
+            if unselected:
+                await self.conn.execute_unselected(command)
+            else:
+                await self.conn.execute(command)
         except CommandFailed:
             raise
         except ImapError as exc:
@@ -139,6 +147,7 @@ async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
         except _PART_DONE as exc:
             if not run.did_anything:
                 raise
+            log.warning("Mailbox/set broke off after changes were made", exc_info=exc)
             # RFC 8620 3.6.2: some changes were made; the client must re-synchronise.
             raise MethodError(
                 "serverPartialFail",
@@ -323,7 +332,7 @@ async def _rename(
         raise SetError.invalid_properties(["parentId"], "a mailbox cannot be its own ancestor")
     _check_sibling(run, parent_name, new_leaf, exclude=record.id)
     full = _full_name(run, parent_name, new_leaf)
-    await run.run(Command("RENAME", run.arg(record.name), run.arg(full)))
+    await run.run(Command("RENAME", run.arg(record.name), run.arg(full)), unselected=True)
     if run.strategy is IdStrategy.GATEWAY:
         await _carry_ids(run, record.name, full)
     # RFC 3501 6.3.5 leaves subscriptions alone on RENAME: move those of the mailbox and of
@@ -405,17 +414,19 @@ async def _destroy(run: SetRun, record: MailboxRecord, remove_emails: bool, gone
         raise SetError("mailboxHasChild", "destroy or move its child mailboxes first")
     if not remove_emails and (record.total or await _holds_mail(run, record)):
         raise SetError("mailboxHasEmail", "the mailbox holds emails (onDestroyRemoveEmails)")
-    await run.run(Command("DELETE", run.arg(record.name)))
+    await run.run(Command("DELETE", run.arg(record.name)), unselected=True)
     if record.subscribed:
         await run.follow_up(Command("UNSUBSCRIBE", run.arg(record.name)))
 
 
 async def _holds_mail(run: SetRun, record: MailboxRecord) -> bool:
     """Ask again right before DELETE: mail may have arrived since the sync. (IMAP has no
-    "delete if empty", so this narrows the window without closing it.)"""
+    "delete if empty", so this narrows the window without closing it.) Unselected: about its
+    selected mailbox a session answers STATUS from its own, possibly stale, view."""
     if not record.selectable:
         return False
-    result = await run.conn.execute(Command("STATUS", run.arg(record.name), "(MESSAGES)"))
+    status = Command("STATUS", run.arg(record.name), "(MESSAGES)")
+    result = await run.conn.execute_unselected(status)
     return any(parse_status(r).items.get("MESSAGES", 0) for r in result.data("STATUS"))
 
 
