@@ -57,6 +57,15 @@ class PartialFailure(Exception):
     """The upstream broke after some objects were changed."""
 
 
+class _TwinOfCreated(Exception):
+    """A create names the sibling an earlier create of this call made, whose id is known
+    only once the index has followed."""
+
+    def __init__(self, creation_id: str) -> None:
+        super().__init__(creation_id)
+        self.creation_id = creation_id
+
+
 # What may break a Mailbox/set half way: then the objects already changed are reported.
 _PART_DONE: tuple[type[Exception], ...] = (
     PartialFailure,
@@ -76,6 +85,8 @@ class SetRun:
     strategy: IdStrategy
     delimiter: str
     created_names: dict[str, str] = field(default_factory=dict)  # creation id -> full name
+    # creation id -> the creation id of this call whose new mailbox has the same name
+    twins: dict[str, str] = field(default_factory=dict)
     needs_sync: bool = False  # the upstream changed since the view was read
     did_anything: bool = False  # sticky: any change made, upstream or in the index
 
@@ -179,6 +190,13 @@ async def _apply(
         await _set_sort_order(run, record.id, result.pop("sortOrder", None))
         obj = run.view.object(record)
         created[creation_id] = {k: v for k, v in obj.items() if k not in create[creation_id]}
+    for creation_id, twin in run.twins.items():
+        existing = run.ctx.created_ids.get(twin)
+        not_created[creation_id] = (
+            SetError.already_exists(existing, "a sibling created in this call has this name")
+            if existing is not None
+            else SetError.invalid_properties(["name"], "a sibling created in this call")
+        )
     updated, not_updated = await _update_all(run, update)
     destroyed, not_destroyed = await _destroy_all(run, destroy, remove_emails)
     response.update(
@@ -218,6 +236,8 @@ async def _create_all(
             done[creation_id] = await _create(run, creation_id, create[creation_id])
         except SetError as error:
             failed[creation_id] = error
+        except _TwinOfCreated as twin:
+            run.twins[creation_id] = twin.creation_id
         except CommandFailed as exc:
             failed[creation_id] = _upstream_error(exc)
     return done, failed
@@ -253,7 +273,11 @@ async def _create(run: SetRun, creation_id: str, props: dict[str, Any]) -> dict[
         raise SetError.invalid_properties(["isSubscribed"], "must be a Boolean")
     sort_order = _sort_order(props.get("sortOrder"))
     options = _role_option(run, props.get("role"))
-    await run.run(Command("CREATE", run.arg(full), *options))
+    try:
+        await run.run(Command("CREATE", run.arg(full), *options))
+    except CommandFailed:
+        await _refused_as_duplicate(run, full, exclude=None)
+        raise
     run.created_names[creation_id] = full
     if subscribe:
         await run.follow_up(Command("SUBSCRIBE", run.arg(full)))
@@ -332,7 +356,11 @@ async def _rename(
         raise SetError.invalid_properties(["parentId"], "a mailbox cannot be its own ancestor")
     _check_sibling(run, parent_name, new_leaf, exclude=record.id)
     full = _full_name(run, parent_name, new_leaf)
-    await run.run(Command("RENAME", run.arg(record.name), run.arg(full)), unselected=True)
+    try:
+        await run.run(Command("RENAME", run.arg(record.name), run.arg(full)), unselected=True)
+    except CommandFailed:
+        await _refused_as_duplicate(run, full, exclude=record.id)
+        raise
     if run.strategy is IdStrategy.GATEWAY:
         await _carry_ids(run, record.name, full)
     # RFC 3501 6.3.5 leaves subscriptions alone on RENAME: move those of the mailbox and of
@@ -501,12 +529,46 @@ def _full_name(run: SetRun, parent_name: str | None, leaf: str) -> str:
 
 
 def _check_sibling(run: SetRun, parent_name: str | None, leaf: str, exclude: str | None) -> None:
-    """RFC 8621 2: no two siblings with the same name (INBOX is case-insensitive upstream)."""
+    """RFC 8621 2: no two siblings with the same name; RFC 8620 5.3 and RFC 8621 2.5: a
+    duplicate is ``alreadyExists`` naming the mailbox that has it."""
     full = _full_name(run, parent_name, leaf)
-    taken = {r.name for r in run.view.records.values() if r.id != exclude}
-    taken |= set(run.created_names.values())
-    if full in taken or (parent_name is None and leaf.upper() == INBOX):
-        raise SetError.invalid_properties(["name"], "a sibling has this name")
+    same = _same_name(run, full, exclude)
+    if same is not None:
+        raise SetError.already_exists(same.id, "a sibling has this name")
+    key = _name_key(run, full)
+    for creation_id, name in run.created_names.items():
+        if _name_key(run, name) == key:
+            raise _TwinOfCreated(creation_id)
+
+
+def _same_name(run: SetRun, full: str, exclude: str | None) -> MailboxRecord | None:
+    key = _name_key(run, full)
+    return next(
+        (r for r in run.view.records.values() if r.id != exclude and _name_key(run, r.name) == key),
+        None,
+    )
+
+
+def _name_key(run: SetRun, full: str) -> str:
+    """A full name as a duplicate is recognised: ``INBOX`` at its start in any case, as both
+    Dovecot and Cyrus take ``inbox/x`` for ``INBOX/x`` (RFC 3501 5.1: INBOX is
+    case-insensitive), and in Unicode NFC, as JMAP names are (RFC 8621 2: Net-Unicode), so
+    that two names a client cannot tell apart are not made siblings (the upstreams
+    themselves keep NFC and NFD spellings apart)."""
+    head, delimiter, rest = full.partition(run.delimiter)
+    if head.upper() == INBOX:
+        full = INBOX + delimiter + rest
+    return unicodedata.normalize("NFC", full)
+
+
+async def _refused_as_duplicate(run: SetRun, full: str, exclude: str | None) -> None:
+    """After the upstream refused a CREATE or RENAME to ``full``: raise ``alreadyExists`` if
+    another client made a mailbox of that name since the view was read (Dovecot says
+    [ALREADYEXISTS], Cyrus only NO)."""
+    run.view = await current_view(run.ctx.env, run.conn, fresh=True)
+    same = _same_name(run, full, exclude)
+    if same is not None:
+        raise SetError.already_exists(same.id, "a sibling has this name") from None
 
 
 def _sort_order(value: object) -> int | None:
