@@ -22,6 +22,7 @@ from gateway.cache.locks import LockTimeout
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.env import RequestEnv
+from gateway.imap import mutf7
 from gateway.imap.commands import Command, mailbox
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ImapError
@@ -39,7 +40,16 @@ from gateway.translators.mailbox.view import MailboxView, current_view
 
 log = logging.getLogger(__name__)
 
-MAX_NAME_OCTETS = 255  # advertised as maxSizeMailboxName
+# Dovecot's Maildir++ keeps a folder with all its parents in one directory name, "." and the
+# full name in modified UTF-7, so no full name takes more than 254 octets there (NAME_MAX 255:
+# found by CREATE, and a RENAME that would lengthen a child past it fails whole). Cyrus takes
+# more (490 octets with its "user.<login>." prefix). Checked before asking the upstream.
+MAX_FULL_NAME_OCTETS = 254
+# Advertised as maxSizeMailboxName (RFC 8621 1.3.1, in UTF-8 octets; at least 100): the
+# longest top-level name that always fits once encoded. Modified UTF-7 grows a name most
+# where lone 2-octet characters alternate with "&" ("é&é" is "&AOk-&-&AOk-", 7 octets for 3):
+# any 109 octets take at most 254, some 110 take 257.
+MAX_NAME_OCTETS = 109
 ROLE_FLAGS = {role: attribute for attribute, role in ROLE_ATTRIBUTES.items()}
 # RFC 5530 response codes and what they mean for one object.
 # (SetError type, property for invalidProperties, description)
@@ -267,6 +277,7 @@ async def _create(run: SetRun, creation_id: str, props: dict[str, Any]) -> dict[
     name = _valid_name(props.get("name"))
     parent_name = _parent_name(run, props.get("parentId"))
     full = _full_name(run, parent_name, name)
+    _check_length(full, ["name"])
     _check_sibling(run, parent_name, name, exclude=None)
     subscribe = props.get("isSubscribed", True)
     if not isinstance(subscribe, bool):
@@ -356,6 +367,12 @@ async def _rename(
         raise SetError.invalid_properties(["parentId"], "a mailbox cannot be its own ancestor")
     _check_sibling(run, parent_name, new_leaf, exclude=record.id)
     full = _full_name(run, parent_name, new_leaf)
+    prefix = record.name + run.delimiter
+    below = [r for r in run.view.records.values() if r.name.startswith(prefix)]
+    changed: list[str] = [key for key in ("name", "parentId") if key in patch]
+    # The mailboxes below are renamed with it: their full names change as much.
+    for new_name in (full, *(full + r.name[len(record.name) :] for r in below)):
+        _check_length(new_name, changed)
     try:
         await run.run(Command("RENAME", run.arg(record.name), run.arg(full)), unselected=True)
     except CommandFailed:
@@ -365,7 +382,6 @@ async def _rename(
         await _carry_ids(run, record.name, full)
     # RFC 3501 6.3.5 leaves subscriptions alone on RENAME: move those of the mailbox and of
     # every mailbox below it, which were renamed with it.
-    prefix = record.name + run.delimiter
     for moved in run.view.records.values():
         if moved.subscribed and (moved.id == record.id or moved.name.startswith(prefix)):
             await run.follow_up(Command("UNSUBSCRIBE", run.arg(moved.name)))
@@ -498,8 +514,6 @@ def _valid_name(value: object) -> str:
     name = unicodedata.normalize("NFC", value)
     if not name or not name.strip():
         raise SetError.invalid_properties(["name"], "must not be empty")
-    if len(name.encode()) > MAX_NAME_OCTETS:
-        raise SetError.invalid_properties(["name"], f"longer than {MAX_NAME_OCTETS} octets")
     if any(unicodedata.category(c) == "Cc" for c in name):
         raise SetError.invalid_properties(["name"], "must not contain control characters")
     return name
@@ -526,6 +540,16 @@ def _full_name(run: SetRun, parent_name: str | None, leaf: str) -> str:
             ["name"], f"must not contain the hierarchy delimiter {run.delimiter!r}"
         )
     return leaf if parent_name is None else parent_name + run.delimiter + leaf
+
+
+def _check_length(full: str, properties: list[str]) -> None:
+    """The full name, as the upstream stores it, within what every upstream keeps."""
+    if len(mutf7.encode(full)) > MAX_FULL_NAME_OCTETS:
+        raise SetError.invalid_properties(
+            properties,
+            f"the full name would be longer than the {MAX_FULL_NAME_OCTETS} octets of modified "
+            "UTF-7 (RFC 3501 5.1.3) the mail server keeps",
+        )
 
 
 def _check_sibling(run: SetRun, parent_name: str | None, leaf: str, exclude: str | None) -> None:
