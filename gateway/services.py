@@ -172,7 +172,12 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
         upload_limiter=ConcurrencyLimiter(
             store.client, "upload", settings.max_concurrent_upload, CONCURRENCY_LEASE_SECONDS
         ),
-        blobs=BlobStore(store.client, settings.upload_ttl_seconds),
+        blobs=BlobStore(
+            store.client,
+            settings.upload_ttl_seconds,
+            secret=secret,
+            quota=settings.upload_quota_octets,
+        ),
         mailbox_sync=MailboxSync(),
         email_sync=EmailSync(),
         metrics=metrics,
