@@ -1,7 +1,8 @@
 """Binary data over HTTP (RFC 8620 6): upload to ``uploadUrl``, download from ``downloadUrl``.
 
-Uploads are streamed into the shared blob store with the size limit checked as octets arrive,
-and at most ``maxConcurrentUpload`` of one account run at once, across replicas. Downloads serve
+Uploads are streamed into the shared blob store with the size limit checked as octets arrive
+and each chunk charged to the account's upload quota (gateway.cache.blobs), and at most
+``maxConcurrentUpload`` of one account run at once, across replicas. Downloads serve
 blobs this account uploaded, the messages and parts of its emails, streamed from the upstream
 (gateway.translators.email.download), and the parts Email/parse reports of the messages those
 blobs hold (gateway.translators.email.blob_read).
@@ -15,7 +16,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
-from gateway.cache.blobs import BlobTooLarge
+from gateway.cache.blobs import BlobTooLarge, UploadExpired, UploadQuotaFull
 from gateway.cache.limits import TooManyConcurrent
 from gateway.env import RequestEnv
 from gateway.http import HttpProblem, JsonResponse, authenticate, services_of
@@ -57,6 +58,20 @@ def add_blob_routes(app: FastAPI) -> None:
             ) from None
         except BlobTooLarge:
             raise _too_large(limit) from None
+        except UploadQuotaFull:
+            # RFC 8620 6: older uploads were deleted to make room as far as they could be;
+            # what is left is taken by this account's uploads still arriving.
+            raise RequestError(
+                "limit",
+                f"The account's uploads in progress fill its upload quota of "
+                f"{svc.blobs.quota} octets; retry once they are done.",
+                limit="uploadQuota",
+                status=413,
+            ) from None
+        except UploadExpired:
+            raise HttpProblem(
+                problem(408, "Request Timeout", "The upload took longer than uploads are kept.")
+            ) from None
         # RFC 8620 6.1: the response carries accountId, blobId, type and size.
         body = {
             "accountId": account_id,

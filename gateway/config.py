@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.cache.blobs import UPLOAD_OVERHEAD
 from gateway.cache.connect import (
     is_cluster_url,
     is_sentinel_url,
@@ -198,6 +199,15 @@ class Settings(BaseSettings):
     upload_ttl_seconds: int = Field(
         7200, ge=3600, description="Seconds an unused upload is kept (RFC 8620 6: at least an hour)"
     )
+    upload_quota: int | None = Field(
+        None,
+        ge=1,
+        description="Octets of uploads one account may keep in Redis, each upload counting "
+        f"{UPLOAD_OVERHEAD} more for its keys; the oldest are deleted to make room (RFC 8620 "
+        "6). At least GATEWAY_MAX_SIZE_UPLOAD plus that, and "
+        "GATEWAY_MAX_SIZE_ATTACHMENTS_PER_EMAIL; unset: twice the larger of the two, plus "
+        f"{UPLOAD_OVERHEAD}",
+    )
     ready_cache_seconds: float = Field(
         2.0,
         ge=0,
@@ -295,6 +305,15 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_METRICS_PORT must differ from GATEWAY_PORT")
         if self.pool_max_per_user > self.pool_max_total:
             raise ValueError("GATEWAY_POOL_MAX_PER_USER must not exceed GATEWAY_POOL_MAX_TOTAL")
+        # RFC 8620 6: the quota SHOULD hold the most one object can reference; an upload of the
+        # largest size must fit whatever else there is.
+        if self.upload_quota is not None and self.upload_quota < max(
+            self.max_size_upload + UPLOAD_OVERHEAD, self.max_size_attachments_per_email
+        ):
+            raise ValueError(
+                f"GATEWAY_UPLOAD_QUOTA must be at least GATEWAY_MAX_SIZE_UPLOAD plus "
+                f"{UPLOAD_OVERHEAD} and at least GATEWAY_MAX_SIZE_ATTACHMENTS_PER_EMAIL"
+            )
         return self
 
     @property
@@ -304,6 +323,13 @@ class Settings(BaseSettings):
     @property
     def smtp(self) -> UpstreamUrl | None:
         return parse_upstream_url(self.smtp_url, "smtp") if self.smtp_url else None
+
+    @property
+    def upload_quota_octets(self) -> int:
+        """GATEWAY_UPLOAD_QUOTA, or its default."""
+        if self.upload_quota is not None:
+            return self.upload_quota
+        return 2 * max(self.max_size_upload, self.max_size_attachments_per_email) + UPLOAD_OVERHEAD
 
     @property
     def base_url(self) -> str:

@@ -33,6 +33,7 @@ from gateway.sync.emails import EmailSync
 from gateway.sync.mailboxes import MailboxSync
 from gateway.translators import blob, email, mailbox
 from gateway.translators.email.filtering import SORTS as EMAIL_SORTS
+from gateway.translators.mailbox.set import MAX_NAME_OCTETS
 from gateway.upstream import imap_endpoint, imap_pool
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Services:
             caps.MAIL: {
                 "maxMailboxesPerEmail": self.settings.max_mailboxes_per_email,
                 "maxMailboxDepth": None,
-                "maxSizeMailboxName": 255,
+                "maxSizeMailboxName": MAX_NAME_OCTETS,
                 "maxSizeAttachmentsPerEmail": self.settings.max_size_attachments_per_email,
                 "emailQuerySortOptions": sorted(EMAIL_SORTS),
                 "mayCreateTopLevelMailbox": True,
@@ -171,7 +172,12 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
         upload_limiter=ConcurrencyLimiter(
             store.client, "upload", settings.max_concurrent_upload, CONCURRENCY_LEASE_SECONDS
         ),
-        blobs=BlobStore(store.client, settings.upload_ttl_seconds),
+        blobs=BlobStore(
+            store.client,
+            settings.upload_ttl_seconds,
+            secret=secret,
+            quota=settings.upload_quota_octets,
+        ),
         mailbox_sync=MailboxSync(),
         email_sync=EmailSync(),
         metrics=metrics,

@@ -126,3 +126,17 @@ def test_wildcard_host_needs_a_public_url(env: pytest.MonkeyPatch) -> None:
     assert load_settings(public_url="https://mail.example.com/").base_url == (
         "https://mail.example.com"
     )
+
+
+def test_upload_quota_holds_the_largest_upload(env: pytest.MonkeyPatch) -> None:
+    """RFC 8620 6: the quota SHOULD hold the most one object can reference; an upload of the
+    largest size, with its keys, must fit. Unset, it grows with the two limits."""
+    for name, value in REQUIRED.items():
+        env.setenv(name, value)
+    assert load_settings().upload_quota_octets == 100_000_512
+    assert load_settings(max_size_upload=70_000_000).upload_quota_octets == 140_000_512
+    assert load_settings(upload_quota=50_000_512).upload_quota_octets == 50_000_512
+    with pytest.raises(ConfigError, match="GATEWAY_UPLOAD_QUOTA must be at least"):
+        load_settings(upload_quota=50_000_000)
+    with pytest.raises(ConfigError, match="GATEWAY_UPLOAD_QUOTA must be at least"):
+        load_settings(upload_quota=60_000_000, max_size_attachments_per_email=70_000_000)

@@ -47,6 +47,9 @@ key                                    type    holds
                                                concurrent requests across replicas
 ``jg:{a}:upload:<blobId>``             string  an uploaded blob's octets, until it expires
 ``jg:{a}:partial:<token>``             string  an upload still arriving (renamed when complete)
+``jg:{a}:uploads``                     zset    "upload:<blobId>", "partial:<token>" -> expiry
+                                               (ms): the uploads charged to the quota
+``jg:{a}:upload-charges``              hash    the same members -> octets charged; ``*``: total
 =====================================  ======  =====================================================
 """
 
@@ -161,3 +164,11 @@ class AccountKeys:
 
     def partial(self, token: str) -> str:
         return f"{self.base}:partial:{token}"
+
+    @property
+    def uploads(self) -> str:
+        return f"{self.base}:uploads"
+
+    @property
+    def upload_charges(self) -> str:
+        return f"{self.base}:upload-charges"

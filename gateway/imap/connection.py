@@ -366,10 +366,11 @@ class ImapConnection:
             self.abort()
             raise CommandTimeout(f"{what} timed out") from None
         except OSError as exc:
-            # A reset or a broken pipe (Dovecot resets a login whose line is too long): the
-            # upstream's trouble, not a bug of the gateway's.
+            # A reset, a broken pipe or a TLS failure mid-command (Dovecot resets a login line
+            # that is too long, and a session it ended with BYE): upstream trouble like an
+            # orderly close, never a raw socket error above.
             self.abort()
-            raise ConnectionLost(f"{what}: {exc.strerror or type(exc).__name__}") from None
+            raise ConnectionLost(f"{what}: connection lost ({exc.strerror or exc})") from exc
         except BaseException:
             # Cancelled or failed half way: the stream position is unknown.
             self.abort()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from redis.exceptions import WatchError
 
-from gateway.cache.blobs import BlobStore
+from gateway.cache.blobs import UPLOAD_OVERHEAD, BlobStore
 from gateway.cache.changes import AccountState
 from gateway.cache.connect import BadRedisUrl, parse_cluster_url
 from gateway.cache.emails import EmailStore
@@ -253,7 +253,7 @@ async def test_uploads_are_stored_and_read_back_on_a_cluster(
     redis_cluster: RedisClusterSet, store: Store
 ) -> None:
     account = "a" + secrets.token_hex(4)
-    blobs = BlobStore(store.client, 3600)
+    blobs = BlobStore(store.client, 3600, secret=b"k" * 32, quota=3 * 1024 * 1024)
     data = secrets.token_bytes(2 * 1024 * 1024 + 17)  # several chunks
 
     async def body() -> AsyncIterator[bytes]:
@@ -263,11 +263,24 @@ async def test_uploads_are_stored_and_read_back_on_a_cluster(
     stored = await blobs.put(account, body(), 10 * 1024 * 1024)
     assert await blobs.size(account, stored.blob_id) == len(data)
     assert b"".join([c async for c in blobs.read(account, stored.blob_id, stored.size)]) == data
-    # Only the final key is left (the partial one was renamed), with its expiry.
+    # Only the final key is left (the partial one was renamed), with its expiry, and what
+    # charges it to the quota; the scripts that charge and evict run on the account's node.
+    keys = AccountKeys(account)
     held = assert_on_one_node(redis_cluster, account)
-    assert held == {AccountKeys(account).upload(stored.blob_id)}
-    with redis_cluster.owner(AccountKeys(account).meta).client() as node:
-        assert 0 < node.ttl(AccountKeys(account).upload(stored.blob_id)) <= 3600
+    assert held == {keys.upload(stored.blob_id), keys.uploads, keys.upload_charges}
+    with redis_cluster.owner(keys.meta).client() as node:
+        assert 0 < node.ttl(keys.upload(stored.blob_id)) <= 3600
+    assert await blobs.charged(account) == len(data) + UPLOAD_OVERHEAD
+    # A second upload of this size fits only once the first is deleted to make room.
+    data = data[::-1]
+    second = await blobs.put(account, body(), 10 * 1024 * 1024)
+    assert await blobs.size(account, stored.blob_id) is None
+    assert assert_on_one_node(redis_cluster, account) == {
+        keys.upload(second.blob_id),
+        keys.uploads,
+        keys.upload_charges,
+    }
+    assert await blobs.charged(account) == len(data) + UPLOAD_OVERHEAD
 
 
 # -- a whole gateway -------------------------------------------------------------------------------

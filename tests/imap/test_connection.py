@@ -6,11 +6,12 @@ import asyncio
 import signal
 import socket
 import ssl
+import struct
 
 import pytest
 
 from gateway.imap.commands import Command
-from gateway.imap.connection import ImapConnection
+from gateway.imap.connection import Endpoint, ImapConnection
 from gateway.imap.errors import (
     AuthenticationFailed,
     CommandFailed,
@@ -152,6 +153,32 @@ async def test_upstream_gone_is_noticed(private_dovecot: Dovecot) -> None:
     with pytest.raises(ConnectionLost):
         await conn.noop()
     await conn.logout()
+
+
+async def test_reset_mid_command_is_a_lost_connection() -> None:
+    """A server that resets the connection (as Dovecot does after the BYE that ends a session
+    whose selected mailbox was deleted) is upstream trouble, not a socket error for callers."""
+
+    async def reset_at_first_command(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(b"* OK [CAPABILITY IMAP4rev1] ready\r\n")
+        await writer.drain()
+        await reader.readline()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset_at_first_command, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        conn = await ImapConnection.open(Endpoint(host="127.0.0.1", port=port, tls="plain"))
+        with pytest.raises(ConnectionLost):
+            await conn.noop()
+        assert conn.broken
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_cancelled_command_breaks_the_connection(private_dovecot: Dovecot) -> None:

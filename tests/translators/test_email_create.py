@@ -61,7 +61,8 @@ async def test_draft_with_attachment_round_trips(jmap: Jmap, mail: Mail) -> None
     result = await jmap.call("Email/set", create={"d1": draft(boxes["Drafts"], blob_id)})
 
     created = result["created"]["d1"]
-    assert set(created) == {"id", "blobId", "threadId", "size"}
+    # receivedAt too: the client left it to the server (RFC 8620 5.3).
+    assert set(created) == {"id", "blobId", "threadId", "size", "receivedAt"}
     raw, flags = only_message(mail, "Drafts")
     assert flags == {"\\Draft", "\\Seen"}
     assert created["size"] == len(raw)

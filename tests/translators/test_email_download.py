@@ -184,14 +184,14 @@ async def test_an_upstream_without_binary_gets_parts_decoded_by_the_gateway(
     from gateway.app import create_app
     from tests.conftest import gateway_settings, running_gateway
 
-    decoded_here = download._decoded_here
     calls: list[str] = []
 
-    async def counting(*args: Any) -> bytes | None:
-        calls.append("here")
-        return await decoded_here(*args)
+    class Counting(download.PieceDecoder):
+        def __init__(self, encoding: str) -> None:
+            calls.append(encoding)
+            super().__init__(encoding)
 
-    monkeypatch.setattr(download, "_decoded_here", counting)
+    monkeypatch.setattr(download, "PieceDecoder", Counting)
 
     user = dovecot.fresh_user()
     client = dovecot.client(user)

@@ -127,8 +127,6 @@ async def test_mailbox_with_child(jmap: Jmap) -> None:
         ({"name": "   "}, ["name"]),
         ({"name": "x" * 300}, ["name"]),
         ({"name": 5}, ["name"]),
-        ({"name": "Sent"}, ["name"]),
-        ({"name": "inbox"}, ["name"]),
         ({"name": "x", "parentId": "nosuchmailbox"}, ["parentId"]),
         ({"name": "x", "role": "sent"}, ["role"]),
         ({"name": "x", "role": "nonsense"}, ["role"]),
@@ -166,10 +164,11 @@ async def test_invalid_updates(jmap: Jmap) -> None:
         inbox: "forbidden",
         sent: "invalidProperties",
         a: "invalidProperties",
-        b: "invalidProperties",
+        b: "alreadyExists",
         "nosuch": "notFound",
     }
     assert result["notUpdated"][a]["properties"] == ["parentId"]
+    assert result["notUpdated"][b]["existingId"] == sent
     assert result["updated"] is None
     assert result["oldState"] == result["newState"]
 

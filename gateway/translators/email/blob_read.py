@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
-from gateway.cache.blobs import BlobTooLarge
+from gateway.cache.blobs import BlobTooLarge, BlobVanished
 from gateway.env import RequestEnv
 from gateway.mime.bodyparts import BodyPart, body_structure, part_content
 from gateway.translators.email.blob_ids import (
@@ -61,7 +61,11 @@ async def read_blob(env: RequestEnv, blob_id: str, max_size: int) -> bytes | Non
         return None
     if download.size is not None and download.size > max_size:
         raise BlobTooLarge(f"larger than {max_size} octets")
-    return await _gather(download.chunks, max_size)
+    try:
+        return await _gather(download.chunks, max_size)
+    except BlobVanished:
+        # An upload that expired or made room for newer ones while read: never half of it.
+        return None
 
 
 def message_limit(env: RequestEnv) -> int:

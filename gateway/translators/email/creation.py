@@ -34,6 +34,7 @@ from gateway.translators.email.append import (
 )
 from gateway.translators.email.blob_ids import message_blob_id
 from gateway.translators.email.blob_read import BlobTooLarge, read_blob
+from gateway.translators.email.get import utc_date
 from gateway.translators.email.patch import MAX_KEYWORDS
 from gateway.translators.email.view import synced_view
 from gateway.translators.keywords import flags_from_keywords, is_valid_keyword
@@ -43,6 +44,13 @@ log = logging.getLogger(__name__)
 
 # Properties that say where and how a message is stored, not what it says.
 PLACEMENT = frozenset({"mailboxIds", "keywords", "receivedAt"})
+# The receivedAt an IMAP server stores as APPEND's date (RFC 3501 6.3.11), found by asking
+# Dovecot 2.3 and Cyrus 3.6 with a plain client: both keep seconds since 1970 in 32 bits.
+# Before 1970 Dovecot stores a wrapped date (1969 became 2038) and Cyrus refuses; Cyrus takes
+# 1970-01-01T00:00:00Z for "now" and wraps after 2106-02-07T06:28:15Z. Dovecot also stores
+# "now" for a date more than two hours ahead: the created Email reports what was stored.
+EARLIEST_RECEIVED_AT = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+LATEST_RECEIVED_AT = datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC)
 _APPEND_ERRORS = {
     "OVERQUOTA": ("overQuota", "the mail server's quota is exhausted"),
     "TOOBIG": ("tooLarge", "the mail server refuses messages this large"),
@@ -91,8 +99,18 @@ def placement(props: Mapping[str, Any], resolve: Resolver, max_mailboxes: int) -
             received_at = as_utc_date(props["receivedAt"])
         except InvalidValue as problem:
             raise SetError.invalid_properties(["receivedAt"], str(problem)) from None
+        if not storable_received_at(received_at):
+            raise SetError.invalid_properties(
+                ["receivedAt"],
+                f"IMAP servers store dates from {EARLIEST_RECEIVED_AT:%Y-%m-%dT%H:%M:%SZ} "
+                f"to {LATEST_RECEIVED_AT:%Y-%m-%dT%H:%M:%SZ}",
+            )
     lowered = dict.fromkeys(k.lower() for k in keywords)
     return Placement(tuple(mailboxes), tuple(flags_from_keywords(lowered)), received_at)
+
+
+def storable_received_at(moment: datetime) -> bool:
+    return EARLIEST_RECEIVED_AT <= moment <= LATEST_RECEIVED_AT
 
 
 def message_id_of(message: bytes) -> str | None:
@@ -178,10 +196,14 @@ def _compose_error(error: ComposeError) -> SetError:
 
 
 async def store_messages(
-    ctx: CallContext[RequestEnv], messages: Mapping[str, tuple[Mapping[str, Any], bytes]]
+    ctx: CallContext[RequestEnv],
+    messages: Mapping[str, tuple[Mapping[str, Any], bytes]],
+    received_defaults: Mapping[str, datetime] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, SetError]]:
     """Store each message where its properties say; the created Emails' id, blobId,
-    threadId and size, by creation id. Creation ids are registered for ``#`` references."""
+    threadId and size, by creation id, and receivedAt unless it is exactly what the client
+    sent (a default, or what the upstream stored instead). Creation ids are registered for
+    ``#`` references. ``received_defaults``: receivedAt for creates that have none."""
     env = ctx.env
     created: dict[str, dict[str, Any]] = {}
     failed: dict[str, SetError] = {}
@@ -197,8 +219,9 @@ async def store_messages(
         except SetError as error:
             failed[creation_id] = error
             continue
+        received_at = where.received_at or (received_defaults or {}).get(creation_id)
         delivery = Delivery(
-            message, where.mailboxes, where.keywords, where.received_at, message_id_of(message)
+            message, where.mailboxes, where.keywords, received_at, message_id_of(message)
         )
         try:
             stored[creation_id] = await _store_one(env, view, delivery)
@@ -221,6 +244,12 @@ async def store_messages(
             "threadId": record.thread_id,
             "size": record.size,
         }
+        asked = messages[creation_id][0].get("receivedAt")
+        stored_at = datetime.fromtimestamp(record.received_at, UTC)
+        if asked is None or as_utc_date(asked) != stored_at:
+            # RFC 8620 5.3: defaults set by the server are returned; so is a date the
+            # upstream stored otherwise (Dovecot's "now" for one far ahead, whole seconds).
+            created[creation_id]["receivedAt"] = utc_date(record.received_at)
     return created, failed
 
 

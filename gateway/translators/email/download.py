@@ -4,7 +4,11 @@ A whole message is ``BODY.PEEK[]``, read ``CHUNK`` octets at a time with partial
 (RFC 3501 6.4.5 ``<offset.length>``), so a 30 MB message never sits whole in the gateway. A
 part is its content with the transfer encoding undone (RFC 8621 4.1.4 blobId): parts without
 one are read the same way with ``BODY.PEEK[<partId>]``; encoded ones with ``BINARY.PEEK``
-(RFC 3516), which the upstream decodes; without BINARY, the part is fetched and decoded here.
+(RFC 3516), which the upstream decodes. Without BINARY, or where the upstream cannot decode
+the part (real mail has broken base64: Dovecot answers ``NO [PARSE]``, or ends the session
+when the data stops mid-group; RFC 3516 also allows ``NO [UNKNOWN-CTE]``), the raw section
+is read the same way and decoded here as leniently as the part's other readers decode it
+(gateway.mime.bodyparts.decode_transfer), piece by piece.
 
 Each piece takes a pooled connection for one command only, so a slow client does not hold an
 upstream connection for the length of its download.
@@ -12,18 +16,22 @@ upstream connection for the length of its download.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
-from gateway.imap.errors import CommandFailed
-from gateway.mime.bodyparts import IDENTITY_ENCODINGS, BodyPart, decode_transfer
+from gateway.imap.errors import CommandFailed, ImapError
+from gateway.mime.bodyparts import IDENTITY_ENCODINGS, decode_transfer
 from gateway.translators.email.blob_ids import BlobRef, find_part
 from gateway.translators.email.fetch import fetch_items, load
 from gateway.translators.email.properties import Source
 from gateway.translators.email.view import email_store, synced_view
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 
@@ -41,6 +49,12 @@ class _Source:
     folder: MailboxRecord
     uid: int
     section: str  # e.g. "BODY.PEEK[]", "BINARY.PEEK[2]"
+    decode: str | None = None  # a transfer encoding to undo here
+
+    def raw(self, part_id: str, encoding: str) -> _Source:
+        """The part as stored, to be decoded here if it is encoded."""
+        decode = None if encoding in IDENTITY_ENCODINGS else encoding
+        return _Source(self.folder, self.uid, f"BODY.PEEK[{part_id}]", decode)
 
 
 async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
@@ -58,31 +72,45 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
         folder = view.records.get(copies[0][0]) if copies else None
         if record is None or folder is None:
             return None
-        uid = copies[0][1]
+        source = _Source(folder, copies[0][1], "BODY.PEEK[]")
         size: int | None = record.size
-        section = "BODY.PEEK[]"
+        fallback: _Source | None = None
         if ref.part_id is not None:
             loaded = await load(store, conn, view.records, {record.id: record}, {Source.STRUCTURE})
             root = loaded.structure.get(record.id)
             part = find_part(root, ref.part_id) if root else None
             if part is None:
                 return None
-            if part.transfer_encoding in IDENTITY_ENCODINGS:
-                section, size = f"BODY.PEEK[{part.part_id}]", part.body_end - part.body_start
+            size = None
+            encoding = part.transfer_encoding
+            if encoding in IDENTITY_ENCODINGS:
+                source = source.raw(ref.part_id, encoding)
+                size = part.body_end - part.body_start
             elif "BINARY" in conn.capabilities:
-                section, size = f"BINARY.PEEK[{part.part_id}]", None
+                fallback = source.raw(ref.part_id, encoding)
+                source = _Source(source.folder, source.uid, f"BINARY.PEEK[{ref.part_id}]")
             else:
-                content = await _decoded_here(conn, folder, uid, part)
-                return None if content is None else Download(len(content), _once(content))
-        source = _Source(folder, uid, section)
-        first = await _piece(conn, source, 0)
+                source = source.raw(ref.part_id, encoding)
+        try:
+            first = await _piece(conn, source, 0)
+        except ImapError as exc:
+            # Dovecot ends the session rather than serve a part whose base64 stops mid-group.
+            if fallback is None:
+                raise
+            log.info("the upstream could not decode a part (%s); decoding it here", exc)
+            first = None
+    if first is None and fallback is not None:
+        source, fallback = fallback, None
+        async with env.upstream() as conn:
+            first = await _piece(conn, source, 0)
     if first is None:
         return None
-    return Download(size, _rest(env, source, first))
+    return Download(size, _stream(env, source, first, fallback))
 
 
 async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | None:
-    """``CHUNK`` octets from ``offset``; None if the message is gone or the part unknown."""
+    """``CHUNK`` octets from ``offset``; None if the message is gone, the part unknown, or
+    the upstream cannot decode it (RFC 3516 [UNKNOWN-CTE], Dovecot's [PARSE])."""
     item = f"{source.section}<{offset}.{CHUNK}>"
     try:
         fetched = await fetch_items(conn, source.folder, {source.uid: ""}, item)
@@ -92,27 +120,89 @@ async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | 
     return None if found is None else found.section(item)
 
 
-async def _rest(env: RequestEnv, source: _Source, first: bytes) -> AsyncIterator[bytes]:
-    piece: bytes | None = first
-    offset = 0
-    while piece:
-        yield piece
-        if len(piece) < CHUNK:
+async def _stream(
+    env: RequestEnv, source: _Source, first: bytes | None, fallback: _Source | None
+) -> AsyncIterator[bytes]:
+    """The pieces from ``first`` (fetched here if None) on, each later one on a connection
+    of its own. Should the upstream stop decoding part way, the rest comes from ``fallback``
+    decoded here: what it served was the start of what the part decodes to."""
+    decoder = PieceDecoder(source.decode) if source.decode else None
+    piece = first
+    offset = sent = 0
+    while True:
+        if piece is None:
+            async with env.upstream() as conn:
+                piece = await _piece(conn, source, offset)
+            if piece is None:
+                break
+        last = len(piece) < CHUNK
+        out = decoder.feed(piece, final=last) if decoder else piece
+        if out:
+            yield out
+            sent += len(out)
+        if last:
             return
         offset += len(piece)
-        async with env.upstream() as conn:
-            piece = await _piece(conn, source, offset)
+        piece = None
+    if fallback is not None:
+        async for out in _skipping(_stream(env, fallback, None, None), sent):
+            yield out
 
 
-async def _decoded_here(
-    conn: ImapConnection, folder: MailboxRecord, uid: int, part: BodyPart
-) -> bytes | None:
-    """A part decoded here, for an upstream without BINARY: held whole, so only then."""
-    item = f"BODY.PEEK[{part.part_id}]"
-    fetched = (await fetch_items(conn, folder, {uid: ""}, item)).get(uid)
-    body = None if fetched is None else fetched.section(item)
-    return None if body is None else decode_transfer(body, part.transfer_encoding).content
+async def _skipping(chunks: AsyncIterator[bytes], count: int) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        if count >= len(chunk):
+            count -= len(chunk)
+            continue
+        yield chunk[count:]
+        count = 0
 
 
-async def _once(content: bytes) -> AsyncIterator[bytes]:
-    yield content
+_BASE64_ALPHABET = re.compile(rb"[A-Za-z0-9+/]")
+
+
+class PieceDecoder:
+    """Undoes a transfer encoding piece by piece, exactly as decode_transfer undoes the
+    whole: each piece is cut where decoding the parts apart gives what decoding them
+    together does, and the rest waits for the next piece."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.held = b""
+
+    def feed(self, data: bytes, *, final: bool) -> bytes:
+        data = self.held + data
+        cut = len(data) if final else self._cut(data)
+        self.held = data[cut:]
+        return decode_transfer(data[:cut], self.encoding).content if cut else b""
+
+    def _cut(self, data: bytes) -> int:
+        if self.encoding == "base64":
+            return _base64_cut(data)
+        if self.encoding == "quoted-printable":
+            return _quoted_printable_cut(data)
+        return len(data)
+
+
+def _base64_cut(data: bytes) -> int:
+    """After a whole number of 4-character groups since the last "=": every group decodes
+    alone, octets outside the alphabet are ignored, and "=" ends a run (RFC 2045 6.8)."""
+    run_start = data.rfind(b"=") + 1
+    letters = [m.start() for m in _BASE64_ALPHABET.finditer(data, run_start)]
+    spare = len(letters) % 4
+    return letters[-spare] if spare else len(data)
+
+
+def _quoted_printable_cut(data: bytes) -> int:
+    """After the last line end, as quoted-printable is decoded line by line (RFC 2045 6.7);
+    within a line longer than a piece, before any white space or "=" escape at its end, and
+    before a "=" and carriage return, which the decoder takes for a soft line break that
+    runs to the next line feed."""
+    line_end = data.rfind(b"\n") + 1
+    if line_end:
+        return line_end
+    soft_break = data.find(b"=\r")
+    cut = len(data) - 2 if soft_break < 0 else soft_break
+    while cut > 0 and (data[cut - 1] in b" \t\r" or b"=" in data[max(cut - 2, 0) : cut]):
+        cut -= 1
+    return max(cut, 0)

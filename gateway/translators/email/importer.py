@@ -25,7 +25,7 @@ from gateway.jmap.standard import (
     nullable,
 )
 from gateway.translators.email.blob_read import BlobTooLarge, message_structure, read_blob
-from gateway.translators.email.creation import store_messages
+from gateway.translators.email.creation import storable_received_at, store_messages
 from gateway.translators.email.view import synced_view
 
 ALLOWED = frozenset({"blobId", "mailboxIds", "keywords", "receivedAt"})
@@ -52,8 +52,11 @@ async def email_import(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) 
             messages[creation_id] = (props, await _message(env, props))
         except SetError as error:
             failed[creation_id] = error
+    defaults = {cid: _latest_received(m) for cid, (p, m) in messages.items()}
     created, not_created = await store_messages(
-        ctx, {cid: (_with_received_at(p, m), m) for cid, (p, m) in messages.items()}
+        ctx,
+        messages,
+        {cid: moment for cid, moment in defaults.items() if moment is not None},
     )
     failed.update(not_created)
     return {
@@ -89,17 +92,9 @@ def _looks_like_message(message: bytes) -> bool:
     return b"\0" not in message and message_structure(message) is not None
 
 
-def _with_received_at(props: Mapping[str, Any], message: bytes) -> Mapping[str, Any]:
-    """RFC 8621 4.8: receivedAt defaults to the most recent Received field's date."""
-    if props.get("receivedAt") is not None:
-        return props
-    latest = _latest_received(message)
-    if latest is None:
-        return props
-    return {**props, "receivedAt": latest.strftime("%Y-%m-%dT%H:%M:%SZ")}
-
-
 def _latest_received(message: bytes) -> datetime | None:
+    """RFC 8621 4.8: receivedAt defaults to the most recent Received field's date; one no IMAP
+    server can store (a forged or broken Received field) leaves the upstream's own time."""
     header = BytesHeaderParser(policy=default).parsebytes(message)
     dates: list[datetime] = []
     for field in header.get_all("Received") or []:
@@ -112,4 +107,5 @@ def _latest_received(message: bytes) -> datetime | None:
             continue
         if moment.tzinfo is not None:
             dates.append(moment.astimezone(UTC))
-    return max(dates, default=None)
+    latest = max(dates, default=None)
+    return latest if latest is not None and storable_received_at(latest) else None

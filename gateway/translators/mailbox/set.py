@@ -22,6 +22,7 @@ from gateway.cache.locks import LockTimeout
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.env import RequestEnv
+from gateway.imap import mutf7
 from gateway.imap.commands import Command, mailbox
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ImapError
@@ -39,7 +40,16 @@ from gateway.translators.mailbox.view import MailboxView, current_view
 
 log = logging.getLogger(__name__)
 
-MAX_NAME_OCTETS = 255  # advertised as maxSizeMailboxName
+# Dovecot's Maildir++ keeps a folder with all its parents in one directory name, "." and the
+# full name in modified UTF-7, so no full name takes more than 254 octets there (NAME_MAX 255:
+# found by CREATE, and a RENAME that would lengthen a child past it fails whole). Cyrus takes
+# more (490 octets with its "user.<login>." prefix). Checked before asking the upstream.
+MAX_FULL_NAME_OCTETS = 254
+# Advertised as maxSizeMailboxName (RFC 8621 1.3.1, in UTF-8 octets; at least 100): the
+# longest top-level name that always fits once encoded. Modified UTF-7 grows a name most
+# where lone 2-octet characters alternate with "&" ("é&é" is "&AOk-&-&AOk-", 7 octets for 3):
+# any 109 octets take at most 254, some 110 take 257.
+MAX_NAME_OCTETS = 109
 ROLE_FLAGS = {role: attribute for attribute, role in ROLE_ATTRIBUTES.items()}
 # RFC 5530 response codes and what they mean for one object.
 # (SetError type, property for invalidProperties, description)
@@ -55,6 +65,15 @@ CODE_ERRORS = {
 
 class PartialFailure(Exception):
     """The upstream broke after some objects were changed."""
+
+
+class _TwinOfCreated(Exception):
+    """A create names the sibling an earlier create of this call made, whose id is known
+    only once the index has followed."""
+
+    def __init__(self, creation_id: str) -> None:
+        super().__init__(creation_id)
+        self.creation_id = creation_id
 
 
 # What may break a Mailbox/set half way: then the objects already changed are reported.
@@ -76,6 +95,8 @@ class SetRun:
     strategy: IdStrategy
     delimiter: str
     created_names: dict[str, str] = field(default_factory=dict)  # creation id -> full name
+    # creation id -> the creation id of this call whose new mailbox has the same name
+    twins: dict[str, str] = field(default_factory=dict)
     needs_sync: bool = False  # the upstream changed since the view was read
     did_anything: bool = False  # sticky: any change made, upstream or in the index
 
@@ -86,10 +107,18 @@ class SetRun:
     def arg(self, name: str) -> str | Any:
         return mailbox(name, utf8=self.utf8)
 
-    async def run(self, command: Command) -> None:
-        """One upstream command; a broken connection after earlier work is a partial failure."""
+    async def run(self, command: Command, *, unselected: bool = False) -> None:
+        """One upstream command; a broken connection after earlier work is a partial failure.
+
+        ``unselected``: with no mailbox selected first. Dovecot ends a session (BYE, then a
+        reset) whose selected mailbox, or one above it, is renamed or deleted, even by that
+        session itself; a pooled connection may still have it selected from earlier work.
+        """
         try:
-            await self.conn.execute(command)
+            if unselected:
+                await self.conn.execute_unselected(command)
+            else:
+                await self.conn.execute(command)
         except CommandFailed:
             raise
         except ImapError as exc:
@@ -139,6 +168,7 @@ async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
         except _PART_DONE as exc:
             if not run.did_anything:
                 raise
+            log.warning("Mailbox/set broke off after changes were made", exc_info=exc)
             # RFC 8620 3.6.2: some changes were made; the client must re-synchronise.
             raise MethodError(
                 "serverPartialFail",
@@ -170,6 +200,13 @@ async def _apply(
         await _set_sort_order(run, record.id, result.pop("sortOrder", None))
         obj = run.view.object(record)
         created[creation_id] = {k: v for k, v in obj.items() if k not in create[creation_id]}
+    for creation_id, twin in run.twins.items():
+        existing = run.ctx.created_ids.get(twin)
+        not_created[creation_id] = (
+            SetError.already_exists(existing, "a sibling created in this call has this name")
+            if existing is not None
+            else SetError.invalid_properties(["name"], "a sibling created in this call")
+        )
     updated, not_updated = await _update_all(run, update)
     destroyed, not_destroyed = await _destroy_all(run, destroy, remove_emails)
     response.update(
@@ -209,6 +246,8 @@ async def _create_all(
             done[creation_id] = await _create(run, creation_id, create[creation_id])
         except SetError as error:
             failed[creation_id] = error
+        except _TwinOfCreated as twin:
+            run.twins[creation_id] = twin.creation_id
         except CommandFailed as exc:
             failed[creation_id] = _upstream_error(exc)
     return done, failed
@@ -238,13 +277,18 @@ async def _create(run: SetRun, creation_id: str, props: dict[str, Any]) -> dict[
     name = _valid_name(props.get("name"))
     parent_name = _parent_name(run, props.get("parentId"))
     full = _full_name(run, parent_name, name)
+    _check_length(full, ["name"])
     _check_sibling(run, parent_name, name, exclude=None)
     subscribe = props.get("isSubscribed", True)
     if not isinstance(subscribe, bool):
         raise SetError.invalid_properties(["isSubscribed"], "must be a Boolean")
     sort_order = _sort_order(props.get("sortOrder"))
     options = _role_option(run, props.get("role"))
-    await run.run(Command("CREATE", run.arg(full), *options))
+    try:
+        await run.run(Command("CREATE", run.arg(full), *options))
+    except CommandFailed:
+        await _refused_as_duplicate(run, full, exclude=None)
+        raise
     run.created_names[creation_id] = full
     if subscribe:
         await run.follow_up(Command("SUBSCRIBE", run.arg(full)))
@@ -323,12 +367,21 @@ async def _rename(
         raise SetError.invalid_properties(["parentId"], "a mailbox cannot be its own ancestor")
     _check_sibling(run, parent_name, new_leaf, exclude=record.id)
     full = _full_name(run, parent_name, new_leaf)
-    await run.run(Command("RENAME", run.arg(record.name), run.arg(full)))
+    prefix = record.name + run.delimiter
+    below = [r for r in run.view.records.values() if r.name.startswith(prefix)]
+    changed: list[str] = [key for key in ("name", "parentId") if key in patch]
+    # The mailboxes below are renamed with it: their full names change as much.
+    for new_name in (full, *(full + r.name[len(record.name) :] for r in below)):
+        _check_length(new_name, changed)
+    try:
+        await run.run(Command("RENAME", run.arg(record.name), run.arg(full)), unselected=True)
+    except CommandFailed:
+        await _refused_as_duplicate(run, full, exclude=record.id)
+        raise
     if run.strategy is IdStrategy.GATEWAY:
         await _carry_ids(run, record.name, full)
     # RFC 3501 6.3.5 leaves subscriptions alone on RENAME: move those of the mailbox and of
     # every mailbox below it, which were renamed with it.
-    prefix = record.name + run.delimiter
     for moved in run.view.records.values():
         if moved.subscribed and (moved.id == record.id or moved.name.startswith(prefix)):
             await run.follow_up(Command("UNSUBSCRIBE", run.arg(moved.name)))
@@ -405,17 +458,19 @@ async def _destroy(run: SetRun, record: MailboxRecord, remove_emails: bool, gone
         raise SetError("mailboxHasChild", "destroy or move its child mailboxes first")
     if not remove_emails and (record.total or await _holds_mail(run, record)):
         raise SetError("mailboxHasEmail", "the mailbox holds emails (onDestroyRemoveEmails)")
-    await run.run(Command("DELETE", run.arg(record.name)))
+    await run.run(Command("DELETE", run.arg(record.name)), unselected=True)
     if record.subscribed:
         await run.follow_up(Command("UNSUBSCRIBE", run.arg(record.name)))
 
 
 async def _holds_mail(run: SetRun, record: MailboxRecord) -> bool:
     """Ask again right before DELETE: mail may have arrived since the sync. (IMAP has no
-    "delete if empty", so this narrows the window without closing it.)"""
+    "delete if empty", so this narrows the window without closing it.) Unselected: about its
+    selected mailbox a session answers STATUS from its own, possibly stale, view."""
     if not record.selectable:
         return False
-    result = await run.conn.execute(Command("STATUS", run.arg(record.name), "(MESSAGES)"))
+    status = Command("STATUS", run.arg(record.name), "(MESSAGES)")
+    result = await run.conn.execute_unselected(status)
     return any(parse_status(r).items.get("MESSAGES", 0) for r in result.data("STATUS"))
 
 
@@ -459,8 +514,6 @@ def _valid_name(value: object) -> str:
     name = unicodedata.normalize("NFC", value)
     if not name or not name.strip():
         raise SetError.invalid_properties(["name"], "must not be empty")
-    if len(name.encode()) > MAX_NAME_OCTETS:
-        raise SetError.invalid_properties(["name"], f"longer than {MAX_NAME_OCTETS} octets")
     if any(unicodedata.category(c) == "Cc" for c in name):
         raise SetError.invalid_properties(["name"], "must not contain control characters")
     return name
@@ -489,13 +542,57 @@ def _full_name(run: SetRun, parent_name: str | None, leaf: str) -> str:
     return leaf if parent_name is None else parent_name + run.delimiter + leaf
 
 
+def _check_length(full: str, properties: list[str]) -> None:
+    """The full name, as the upstream stores it, within what every upstream keeps."""
+    if len(mutf7.encode(full)) > MAX_FULL_NAME_OCTETS:
+        raise SetError.invalid_properties(
+            properties,
+            f"the full name would be longer than the {MAX_FULL_NAME_OCTETS} octets of modified "
+            "UTF-7 (RFC 3501 5.1.3) the mail server keeps",
+        )
+
+
 def _check_sibling(run: SetRun, parent_name: str | None, leaf: str, exclude: str | None) -> None:
-    """RFC 8621 2: no two siblings with the same name (INBOX is case-insensitive upstream)."""
+    """RFC 8621 2: no two siblings with the same name; RFC 8620 5.3 and RFC 8621 2.5: a
+    duplicate is ``alreadyExists`` naming the mailbox that has it."""
     full = _full_name(run, parent_name, leaf)
-    taken = {r.name for r in run.view.records.values() if r.id != exclude}
-    taken |= set(run.created_names.values())
-    if full in taken or (parent_name is None and leaf.upper() == INBOX):
-        raise SetError.invalid_properties(["name"], "a sibling has this name")
+    same = _same_name(run, full, exclude)
+    if same is not None:
+        raise SetError.already_exists(same.id, "a sibling has this name")
+    key = _name_key(run, full)
+    for creation_id, name in run.created_names.items():
+        if _name_key(run, name) == key:
+            raise _TwinOfCreated(creation_id)
+
+
+def _same_name(run: SetRun, full: str, exclude: str | None) -> MailboxRecord | None:
+    key = _name_key(run, full)
+    return next(
+        (r for r in run.view.records.values() if r.id != exclude and _name_key(run, r.name) == key),
+        None,
+    )
+
+
+def _name_key(run: SetRun, full: str) -> str:
+    """A full name as a duplicate is recognised: ``INBOX`` at its start in any case, as both
+    Dovecot and Cyrus take ``inbox/x`` for ``INBOX/x`` (RFC 3501 5.1: INBOX is
+    case-insensitive), and in Unicode NFC, as JMAP names are (RFC 8621 2: Net-Unicode), so
+    that two names a client cannot tell apart are not made siblings (the upstreams
+    themselves keep NFC and NFD spellings apart)."""
+    head, delimiter, rest = full.partition(run.delimiter)
+    if head.upper() == INBOX:
+        full = INBOX + delimiter + rest
+    return unicodedata.normalize("NFC", full)
+
+
+async def _refused_as_duplicate(run: SetRun, full: str, exclude: str | None) -> None:
+    """After the upstream refused a CREATE or RENAME to ``full``: raise ``alreadyExists`` if
+    another client made a mailbox of that name since the view was read (Dovecot says
+    [ALREADYEXISTS], Cyrus only NO)."""
+    run.view = await current_view(run.ctx.env, run.conn, fresh=True)
+    same = _same_name(run, full, exclude)
+    if same is not None:
+        raise SetError.already_exists(same.id, "a sibling has this name") from None
 
 
 def _sort_order(value: object) -> int | None:
