@@ -61,10 +61,14 @@ class Store:
     async def server_secret(self) -> bytes:
         """The key for keyed hashes, made once and then shared by every replica.
 
-        SET NX makes the first replica's random value win, so concurrent start-ups agree.
+        Read afresh on every call, so replicas never disagree: were it cached, a replica
+        started after Redis lost its data would make a new secret while running ones kept the
+        old. SET NX makes the first writer's random value win, so concurrent callers agree.
         """
-        await self.client.set(SECRET, secrets.token_bytes(SECRET_BYTES), nx=True)
         value = await self.client.get(SECRET)
+        if not value:
+            await self.client.set(SECRET, secrets.token_bytes(SECRET_BYTES), nx=True)
+            value = await self.client.get(SECRET)
         if not isinstance(value, bytes) or not value:
             raise RuntimeError("Redis did not keep the server secret")
         return value
