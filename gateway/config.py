@@ -176,11 +176,11 @@ class Settings(BaseSettings):
         "Dovecot that lets alice, ALICE and alice@any in as alice). Names it maps to one text "
         "share failed-login counts, and one account on upstreams that keep no INBOX id",
     )
-    trusted_proxies: str = Field(
-        "",
+    trusted_proxies: str | None = Field(
+        None,
         description="Addresses or CIDR networks of the proxies in front of the gateway, "
         "separated by commas; only for requests from them is the client's address read from "
-        "GATEWAY_FORWARDED_HEADER (empty: the socket's peer is the client)",
+        "GATEWAY_FORWARDED_HEADER (unset: the socket's peer is the client)",
     )
     forwarded_header: str = Field(
         "X-Forwarded-For",
@@ -305,7 +305,9 @@ class Settings(BaseSettings):
 
     @field_validator("trusted_proxies")
     @classmethod
-    def _check_trusted_proxies(cls, value: str) -> str:
+    def _check_trusted_proxies(cls, value: str | None) -> str | None:
+        if not value:
+            return None
         try:
             ProxyPolicy.parse(value, "X-Forwarded-For")
         except ValueError:
@@ -347,7 +349,7 @@ class Settings(BaseSettings):
 
     @property
     def proxy_policy(self) -> ProxyPolicy:
-        return ProxyPolicy.parse(self.trusted_proxies, self.forwarded_header)
+        return ProxyPolicy.parse(self.trusted_proxies or "", self.forwarded_header)
 
     @property
     def imap(self) -> UpstreamUrl:
