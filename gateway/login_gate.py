@@ -57,9 +57,6 @@ class Shares:
                     del self._held[key]
                 self._freed.notify_all()
 
-    def held(self, key: Hashable) -> int:
-        return self._held.get(key, 0)
-
 
 class SingleFlight(Generic[T]):
     """Runs one call per key at a time; concurrent callers of a key share its outcome."""

@@ -206,9 +206,17 @@ def server_secret(settings: Settings, store: Store) -> Callable[[], Awaitable[by
         return fixed
     log.warning(
         "GATEWAY_SECRET is not set: using the secret kept in Redis, read on every request. "
-        "If Redis loses its data, account ids change; set GATEWAY_SECRET in production."
+        "If Redis loses its data, account ids may change; set GATEWAY_SECRET in production."
     )
-    return store.server_secret
+    last: bytes | None = None
+
+    async def kept() -> bytes:
+        # After Redis lost it, the secret this replica knew is written back (if nobody was first).
+        nonlocal last
+        last = await store.server_secret(restore=last)
+        return last
+
+    return kept
 
 
 async def stop(services: Services) -> None:

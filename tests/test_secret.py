@@ -41,6 +41,18 @@ async def test_replicas_agree_after_redis_lost_the_secret(dovecot: Dovecot, redi
     assert len(set(after)) == 1
 
 
+async def test_a_running_replica_writes_the_secret_back(dovecot: Dovecot, redis_url: str) -> None:
+    """After FLUSHALL the first replica asked that knew the secret restores it: account ids
+    stay, on it and on a replica started afterwards."""
+    alice = httpx.BasicAuth("alice", dovecot.users["alice"])
+    async with running_gateway(gateway_settings(dovecot.url, redis_url)) as running:
+        before = await account_of(running, alice)
+        flushall(redis_url)
+        assert await account_of(running, alice) == before
+        async with running_gateway(gateway_settings(dovecot.url, redis_url)) as started:
+            assert await account_of(started, alice) == before
+
+
 async def test_a_configured_secret_survives_redis(dovecot: Dovecot, redis_url: str) -> None:
     alice = httpx.BasicAuth("alice", dovecot.users["alice"])
     settings = gateway_settings(dovecot.url, redis_url, secret="k" * 32)

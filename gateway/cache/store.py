@@ -58,16 +58,19 @@ class Store:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def server_secret(self) -> bytes:
+    async def server_secret(self, restore: bytes | None = None) -> bytes:
         """The key for keyed hashes, made once and then shared by every replica.
 
         Read afresh on every call, so replicas never disagree: were it cached, a replica
         started after Redis lost its data would make a new secret while running ones kept the
-        old. SET NX makes the first writer's random value win, so concurrent callers agree.
+        old. When it is missing, ``restore`` (the value the caller last read) is written back,
+        else a new random one: SET NX makes the first writer win, so callers agree, and after
+        a loss account ids stay as they were if a replica that knew the secret asks first.
         """
         value = await self.client.get(SECRET)
         if not value:
-            await self.client.set(SECRET, secrets.token_bytes(SECRET_BYTES), nx=True)
+            made = restore or secrets.token_bytes(SECRET_BYTES)
+            await self.client.set(SECRET, made, nx=True)
             value = await self.client.get(SECRET)
         if not isinstance(value, bytes) or not value:
             raise RuntimeError("Redis did not keep the server secret")
