@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("config-table", help="print the settings as a Markdown table")
     for target in (parser, serve):
         for name, field in Settings.model_fields.items():
-            help_text = f"{field.description} [{env_name(name)}]"
+            # argparse %-formats help texts: a literal % (GATEWAY_USERNAME_FORMAT's) is %%.
+            help_text = f"{field.description} [{env_name(name)}]".replace("%", "%%")
             if _is_bool(field):
                 target.add_argument(
                     _flag(name),

@@ -1,76 +1,86 @@
-"""Who is calling: HTTP Basic credentials, checked by logging in to the upstream IMAP server.
+"""Who is calling: credentials from the ``Authorization`` header, checked by the upstream.
 
-The gateway keeps no passwords of its own. A successful check may be remembered for a short
-time, keyed by an HMAC of username and password under a per-process random salt, so the cache
-never holds a password nor anything that helps guess one once the process is gone.
+The gateway keeps no passwords or tokens of its own. A successful check may be remembered for
+a short time, keyed by an HMAC of the credentials under a per-process random salt, so the cache
+never holds a password or token nor anything that helps guess one once the process is gone.
 
-Account ids are a keyed hash of the username under the server secret: stable across replicas
-and restarts, and they do not reveal the username.
+The account is the upstream's user, not the spelling of the login: after the check the
+upstream names the user (:mod:`gateway.imap.identity`), and the account id is a keyed hash of
+that name under the server secret: the same for ``ALICE`` and ``alice``, for a password and a
+token, on every replica, and it does not reveal the user name.
+
+Checks of unknown credentials are bounded (:mod:`gateway.login_gate`) and failures counted per
+client address and per user name across replicas (:mod:`gateway.cache.throttle`): past the
+counts the answer is 429 with Retry-After, whether or not the user exists.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
+import contextlib
 import hashlib
 import hmac
+import ipaddress
+import math
 import secrets
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.imap.errors import AuthenticationFailed, UpstreamUnavailable
-from gateway.imap.pool import Credentials, ImapPool
+from gateway.authorization import Unauthenticated, parse_authorization
+from gateway.cache.store import SecretSource
+from gateway.cache.throttle import LoginKeys, LoginThrottle
+from gateway.imap.credentials import Credentials, Mechanism, Origin
+from gateway.imap.errors import AuthenticationFailed, ImapError, UpstreamUnavailable
+from gateway.imap.pool import ImapPool, Login
+from gateway.login_gate import PER_USERNAME, NoShare, Shares, SingleFlight
+from gateway.origin import ProxyPolicy
+from gateway.usernames import UsernameFormat
+
+__all__ = ["Authenticator", "Principal", "Throttled", "Unauthenticated", "account_id_for"]
 
 ACCOUNT_ID_BYTES = 15  # 120 bits, 24 base32 characters
-# Longest username and password passed upstream, in UTF-8 octets. RFC 4616 2: a server MUST
-# take 255; Dovecot resets a login line of 8 KiB (user and password, base64), so anything
-# longer could only fail there, as an upstream error rather than a 401.
-MAX_CREDENTIAL_OCTETS = 1024
 REFUSAL_MEMORY_SECONDS = 5.0
+BEARER_MECHANISMS = frozenset({"AUTH=OAUTHBEARER", "AUTH=XOAUTH2"})
+# Until a connection has told which SASL mechanisms the upstream offers, one greeting asks.
+GREETING_PROBE_TIMEOUT = 2.0
+GREETING_PROBE_INTERVAL = 10.0
+# Failed logins from IPv6 count per /64: one host easily holds a whole /64.
+IPV6_PREFIX = 64
 
 
-class Unauthenticated(Exception):
-    """No usable credentials, or the upstream refused them."""
+class Throttled(Exception):
+    """Too many failed logins (or checks in progress) for this address or user name."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: their credentials for the upstream and their one account."""
+    """An authenticated caller: their upstream login and their one account."""
 
-    credentials: Credentials
+    login: Login
     account_id: str
 
     @property
     def username(self) -> str:
-        return self.credentials.username
+        """The name the caller logged in with ("" for a token that names nobody)."""
+        return self.login.credentials.username
 
 
-def account_id_for(secret: bytes, username: str) -> str:
-    """``a`` + base32 of HMAC-SHA256(secret, username): a valid JMAP Id (RFC 8620 1.2)."""
-    digest = hmac.new(secret, b"account-id\0" + username.encode(), hashlib.sha256).digest()
+def account_id_for(secret: bytes, identity: str) -> str:
+    """``a`` + base32 of HMAC-SHA256(secret, identity): a valid JMAP Id (RFC 8620 1.2)."""
+    digest = hmac.new(secret, b"account-id\0" + identity.encode(), hashlib.sha256).digest()
     return "a" + base64.b32encode(digest[:ACCOUNT_ID_BYTES]).decode().lower()
 
 
-def parse_basic(header: str | None) -> Credentials:
-    """Decode an ``Authorization: Basic`` header (RFC 7617, UTF-8)."""
-    if not header:
-        raise Unauthenticated("no credentials")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "basic":
-        raise Unauthenticated("only Basic authentication is supported")
-    try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise Unauthenticated("malformed Basic credentials") from None
-    username, sep, password = decoded.partition(":")
-    if not sep or not username or not password:
-        raise Unauthenticated("malformed Basic credentials")
-    if any(c in decoded for c in "\0\r\n"):
-        raise Unauthenticated("malformed Basic credentials")
-    if max(len(username.encode()), len(password.encode())) > MAX_CREDENTIAL_OCTETS:
-        raise Unauthenticated("the username or password is too long")
-    return Credentials(username, password)
+@dataclass(frozen=True)
+class _Verified:
+    identity: str
+    until: float
 
 
 class Authenticator:
@@ -79,59 +89,161 @@ class Authenticator:
     def __init__(
         self,
         pool: ImapPool,
-        secret: bytes,
-        cache_seconds: float,
+        secret: SecretSource,
+        throttle: LoginThrottle,
         *,
+        cache_seconds: float,
         max_concurrent_logins: int,
         wait_seconds: float,
+        username_format: UsernameFormat,
+        proxies: ProxyPolicy,
+        greet: Callable[[], Awaitable[frozenset[str]]],
+        username_claim: str | None = None,
     ) -> None:
         self._pool = pool
         self._secret = secret
+        self._throttle = throttle
         self._cache_seconds = cache_seconds
         self._salt = secrets.token_bytes(32)
-        self._verified: dict[bytes, float] = {}
+        self._verified: dict[bytes, _Verified] = {}
         self._refused: dict[bytes, float] = {}
-        # Checks of unknown credentials take upstream connections; anyone can send them, so
-        # they get a share of the pool, never all of it.
-        self._logins = asyncio.Semaphore(max_concurrent_logins)
+        self._flights: SingleFlight[str] = SingleFlight()
+        self._all = Shares(max_concurrent_logins, "all")
+        self._per_address = Shares(max(1, max_concurrent_logins // 4), "address")
+        self._per_username = Shares(PER_USERNAME, "user name")
         self._wait = wait_seconds
+        self.username_format = username_format
+        self.proxies = proxies
+        self._username_claim = username_claim
+        # Learned from the upstream's greeting: None until a connection was opened.
+        self._mechanisms: frozenset[str] | None = None
+        self._greet = greet
+        self._greeting_flight: SingleFlight[frozenset[str]] = SingleFlight()
+        self._next_probe = 0.0
 
-    async def authenticate(self, header: str | None) -> Principal:
-        """Raise Unauthenticated for bad credentials; upstream trouble raises ImapError."""
-        credentials = parse_basic(header)
+    def note_greeting(self, capabilities: frozenset[str]) -> None:
+        """Remember the SASL mechanisms the upstream offers before login (every connection
+        the pool opens tells)."""
+        self._mechanisms = frozenset(c for c in capabilities if c.startswith("AUTH="))
+
+    async def takes_bearer(self) -> bool:
+        """Whether the upstream takes OAuth bearer tokens (OAUTHBEARER or XOAUTH2); asked
+        once with a greeting when no connection told yet, at most every few seconds."""
+        if self._mechanisms is None and time.monotonic() >= self._next_probe:
+            self._next_probe = time.monotonic() + GREETING_PROBE_INTERVAL
+            with contextlib.suppress(ImapError, TimeoutError):
+                async with asyncio.timeout(GREETING_PROBE_TIMEOUT):
+                    self.note_greeting(await self._greeting_flight.run(b"", self._greet))
+        return bool(self._mechanisms and self._mechanisms & BEARER_MECHANISMS)
+
+    async def authenticate(self, header: str | None, origin: Origin | None) -> Principal:
+        """The caller; Unauthenticated or Throttled for refused credentials, ImapError for
+        upstream trouble."""
+        credentials = parse_authorization(header, origin, self._username_claim)
+        bearer = credentials.mechanism is Mechanism.BEARER
+        if bearer and not await self.takes_bearer():
+            raise Unauthenticated("the mail server takes no bearer tokens; use Basic")
         key = self._cache_key(credentials)
         now = time.monotonic()
         if self._refused.get(key, 0.0) > now:
-            raise Unauthenticated("the upstream refused the credentials")
-        if self._verified.get(key, 0.0) <= now:
-            self._verified.pop(key, None)
-            await self._check(credentials, key, now)
-        return Principal(credentials, account_id_for(self._secret, credentials.username))
+            raise Unauthenticated("the upstream refused the credentials", bearer=bearer)
+        verified = self._verified.get(key)
+        if verified is not None and verified.until > now:
+            identity = verified.identity
+        else:
+            identity = await self._flights.run(key, lambda: self._check(credentials, key))
+        account_id = account_id_for(await self._secret(), identity)
+        return Principal(Login(identity, credentials), account_id)
 
-    async def _check(self, credentials: Credentials, key: bytes, now: float) -> None:
+    async def challenge(self, refused: Unauthenticated) -> str:
+        """The ``WWW-Authenticate`` value of a 401: Basic, and Bearer where the upstream
+        takes tokens (RFC 6750 3.1: with ``invalid_token`` after a refused one)."""
+        challenges = ['Basic realm="jmap-gateway", charset="UTF-8"']
+        if await self.takes_bearer():
+            error = ', error="invalid_token"' if refused.bearer else ""
+            challenges.append(f'Bearer realm="jmap-gateway"{error}')
+        return ", ".join(challenges)
+
+    async def _check(self, credentials: Credentials, key: bytes) -> str:
+        bearer = credentials.mechanism is Mechanism.BEARER
+        keys = self._throttle_keys(await self._secret(), credentials)
+        wait = await self._throttle.wait_seconds(keys)
+        if wait > 0:
+            raise Throttled("Too many failed logins; try again later.", wait)
         try:
-            async with asyncio.timeout(self._wait):
-                await self._logins.acquire()
-        except TimeoutError:
-            raise UpstreamUnavailable("too many credential checks in progress") from None
-        try:
-            await self._pool.login(credentials)
+            async with self._shares(credentials):
+                login = await self._pool.login(credentials)
         except AuthenticationFailed:
+            now = time.monotonic()
             self._prune(now)
-            # The same wrong password again within a few seconds is refused without asking.
+            # The same wrong credentials again within a few seconds are refused without asking.
             self._refused[key] = now + REFUSAL_MEMORY_SECONDS
-            raise Unauthenticated("the upstream refused the credentials") from None
-        finally:
-            self._logins.release()
+            await self._throttle.failed(keys)
+            raise Unauthenticated("the upstream refused the credentials", bearer=bearer) from None
+        await self._throttle.succeeded(keys)
         if self._cache_seconds > 0:
+            now = time.monotonic()
             self._prune(now)
-            self._verified[key] = now + self._cache_seconds
+            self._verified[key] = _Verified(login.identity, now + self._cache_seconds)
+        return login.identity
+
+    @contextlib.asynccontextmanager
+    async def _shares(self, credentials: Credentials) -> AsyncIterator[None]:
+        """Hold the check's shares (see :mod:`gateway.login_gate`) while it runs."""
+        deadline = time.monotonic() + self._wait
+        stack = contextlib.AsyncExitStack()
+        try:
+            address = _address_bucket(credentials.origin)
+            await stack.enter_async_context(self._per_address.hold(address, deadline))
+            if credentials.username:
+                name = self.username_format.throttle_key(credentials.username)
+                await stack.enter_async_context(self._per_username.hold(name, deadline))
+            await stack.enter_async_context(self._all.hold(None, deadline))
+        except NoShare as exc:
+            await stack.aclose()
+            if exc.scope == "all":
+                raise UpstreamUnavailable("too many credential checks in progress") from None
+            raise Throttled(f"Too many logins in progress for this {exc.scope}.", 1) from None
+        except BaseException:
+            await stack.aclose()
+            raise
+        async with stack:
+            yield
+
+    def _throttle_keys(self, secret: bytes, credentials: Credentials) -> LoginKeys:
+        address = _address_bucket(credentials.origin)
+        username = (
+            self.username_format.throttle_key(credentials.username) if credentials.username else ""
+        )
+
+        def digest(kind: str, value: str) -> str:
+            mac = hmac.new(secret, f"login-{kind}\0{value}".encode(), hashlib.sha256)
+            return base64.b32encode(mac.digest()[:20]).decode().lower()
+
+        return LoginKeys(
+            address=digest("address", address),
+            username=digest("user", username) if username else "",
+            pair=digest("pair", f"{username}\0{address}"),
+        )
 
     def _cache_key(self, credentials: Credentials) -> bytes:
-        material = credentials.username.encode() + b"\0" + credentials.password.encode()
-        return hmac.new(self._salt, material, hashlib.sha256).digest()
+        material = "\0".join(
+            (credentials.mechanism.value, credentials.username, credentials.secret)
+        )
+        return hmac.new(self._salt, material.encode(), hashlib.sha256).digest()
 
     def _prune(self, now: float) -> None:
-        for memory in (self._verified, self._refused):
-            for key in [key for key, until in memory.items() if until <= now]:
-                del memory[key]
+        for key in [key for key, until in self._refused.items() if until <= now]:
+            del self._refused[key]
+        for key in [key for key, entry in self._verified.items() if entry.until <= now]:
+            del self._verified[key]
+
+
+def _address_bucket(origin: Origin | None) -> str:
+    """The client address failed logins count under; IPv6 by its /64."""
+    if origin is None:
+        return "-"
+    address = ipaddress.ip_address(origin.address)
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)

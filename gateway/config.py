@@ -24,6 +24,8 @@ from gateway.cache.connect import (
     parse_sentinel_url,
     split_url,
 )
+from gateway.origin import FORWARDED_HEADERS, ProxyPolicy
+from gateway.usernames import UsernameFormat
 
 ENV_PREFIX = "GATEWAY_"
 
@@ -168,6 +170,42 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(
         60.0, ge=0, description="Seconds a successful credential check is remembered (0: never)"
     )
+    username_format: str = Field(
+        "%u",
+        description="How the upstream normalises user names, in Dovecot's words: %u the name, "
+        "%n the part before @, %d the part after, %Lu %Ln %Ld lower-cased (e.g. %Ln for a "
+        "Dovecot that lets alice, ALICE and alice@any in as alice). Names it maps to one text "
+        "share failed-login counts, and one account on upstreams that keep no INBOX id",
+    )
+    trusted_proxies: str | None = Field(
+        None,
+        description="Addresses or CIDR networks of the proxies in front of the gateway, "
+        "separated by commas; only for requests from them is the client's address read from "
+        "GATEWAY_FORWARDED_HEADER (unset: the socket's peer is the client)",
+    )
+    forwarded_header: str = Field(
+        "X-Forwarded-For",
+        description="The header the trusted proxies write the client's address into: "
+        "X-Forwarded-For or Forwarded (RFC 7239)",
+    )
+    login_failures_per_address: int = Field(
+        30,
+        ge=0,
+        description="Failed logins from one client address (IPv6: one /64) in 5 minutes, "
+        "counted across replicas, before its next attempts get 429 (0: no limit)",
+    )
+    login_failures_per_username: int = Field(
+        10,
+        ge=0,
+        description="Failed logins for one user name in 5 minutes, counted across replicas, "
+        "before attempts from addresses it has not logged in from lately get 429 (0: no limit)",
+    )
+    oauth_username_claim: str | None = Field(
+        None,
+        description="Claim of JWT bearer tokens that names the user, sent to the upstream as "
+        "the authorization identity, which it checks against the token (Dovecot 2.3 needs "
+        "one); unset: tokens go without one (RFC 7628)",
+    )
     max_size_request: int = Field(
         10_000_000, ge=1_000, description="Largest API request body, in octets (maxSizeRequest)"
     )
@@ -282,6 +320,31 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a readable file")
         return value
 
+    @field_validator("username_format")
+    @classmethod
+    def _check_username_format(cls, value: str) -> str:
+        UsernameFormat(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            ProxyPolicy.parse(value, "X-Forwarded-For")
+        except ValueError:
+            raise ValueError("must be IP addresses or CIDR networks, separated by commas") from None
+        return value
+
+    @field_validator("forwarded_header")
+    @classmethod
+    def _check_forwarded_header(cls, value: str) -> str:
+        for name in FORWARDED_HEADERS:
+            if value.strip().lower() == name.lower():
+                return name
+        raise ValueError("must be X-Forwarded-For or Forwarded")
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -315,6 +378,10 @@ class Settings(BaseSettings):
                 f"{UPLOAD_OVERHEAD} and at least GATEWAY_MAX_SIZE_ATTACHMENTS_PER_EMAIL"
             )
         return self
+
+    @property
+    def proxy_policy(self) -> ProxyPolicy:
+        return ProxyPolicy.parse(self.trusted_proxies or "", self.forwarded_header)
 
     @property
     def imap(self) -> UpstreamUrl:

@@ -28,5 +28,5 @@ class RequestEnv:
     @contextlib.asynccontextmanager
     async def upstream(self) -> AsyncIterator[ImapConnection]:
         """A logged-in upstream connection of the caller, for one method's work."""
-        async with self.services.pool.connection(self.principal.credentials) as conn:
+        async with self.services.pool.connection(self.principal.login) as conn:
             yield conn

@@ -14,9 +14,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
 from gateway import services
-from gateway.auth import Principal, Unauthenticated
+from gateway.auth import Principal, Throttled, Unauthenticated
 from gateway.imap.errors import ImapError
 from gateway.jmap.errors import RequestError, problem
+from gateway.origin import client_origin
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,6 @@ T = TypeVar("T")
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
-WWW_AUTHENTICATE = 'Basic realm="jmap-gateway", charset="UTF-8"'
 RETRY_AFTER_SECONDS = "5"
 
 
@@ -58,15 +58,21 @@ def services_of(request: Request) -> services.Services:
 
 
 async def authenticate(request: Request) -> Principal:
-    """The caller, or a 401/503 problem. Sets the account id for the access log."""
+    """The caller, or a 401/429/503 problem. Sets the account id for the access log."""
+    authenticator = services_of(request).authenticator
+    proxies = authenticator.proxies
+    origin = client_origin(request.client, request.headers.getlist(proxies.header), proxies)
     try:
-        principal = await services_of(request).authenticator.authenticate(
-            request.headers.get("authorization")
-        )
+        principal = await authenticator.authenticate(request.headers.get("authorization"), origin)
     except Unauthenticated as exc:
         raise HttpProblem(
             problem(401, "Unauthorized", f"Authentication required: {exc}."),
-            {"WWW-Authenticate": WWW_AUTHENTICATE},
+            {"WWW-Authenticate": await authenticator.challenge(exc)},
+        ) from None
+    except Throttled as exc:
+        # RFC 6585 4: the same answer whether or not the user exists.
+        raise HttpProblem(
+            problem(429, "Too Many Requests", str(exc)), {"Retry-After": str(exc.retry_after)}
         ) from None
     except ImapError:
         log.warning("upstream unavailable during authentication", exc_info=True)

@@ -15,9 +15,11 @@ from gateway.cache.blobs import BlobStore
 from gateway.cache.changes import CannotCalculateChanges
 from gateway.cache.limits import ConcurrencyLimiter
 from gateway.cache.locks import LockTimeout
-from gateway.cache.store import STORE_UNAVAILABLE, Store
+from gateway.cache.store import STORE_UNAVAILABLE, SecretSource, Store, fixed_secret
+from gateway.cache.throttle import LoginThrottle
 from gateway.config import Settings
 from gateway.env import RequestEnv
+from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ImapError
 from gateway.imap.pool import ImapPool
 from gateway.jmap import capabilities as caps
@@ -35,6 +37,7 @@ from gateway.translators import blob, email, mailbox
 from gateway.translators.email.filtering import SORTS as EMAIL_SORTS
 from gateway.translators.mailbox.set import MAX_NAME_OCTETS
 from gateway.upstream import imap_endpoint, imap_pool
+from gateway.usernames import UsernameFormat
 
 log = logging.getLogger(__name__)
 
@@ -134,36 +137,43 @@ def method_registry() -> MethodRegistry[RequestEnv]:
 
 
 async def start(settings: Settings, metrics: Metrics) -> Services:
-    """Connect to Redis, agree on the server secret and build the pool."""
+    """Wire Redis, the upstream pool and the authenticator (nothing is sent yet)."""
     sentinel_password = settings.redis_sentinel_password
     store = Store.from_url(
         settings.redis_url,
         observer=metrics.redis,
         sentinel_password=sentinel_password.get_secret_value() if sentinel_password else None,
     )
-    if settings.secret is not None:
-        secret = settings.secret.get_secret_value().encode()
-    else:
-        secret = await store.server_secret()
-        log.warning(
-            "GATEWAY_SECRET is not set: using the secret kept in Redis. If Redis loses its "
-            "data, account ids change; set GATEWAY_SECRET in production."
-        )
+    secret = server_secret(settings, store)
     endpoint = imap_endpoint(settings, metrics)
-    pool = imap_pool(settings, endpoint)
+    pool = imap_pool(settings, endpoint, on_greeting=lambda caps: authenticator.note_greeting(caps))
     pool.start()
     metrics.watch_pool(pool)
+
+    async def greet() -> frozenset[str]:
+        conn = await ImapConnection.open(endpoint)
+        await conn.logout()
+        return conn.capabilities
+
+    authenticator = Authenticator(
+        pool,
+        secret,
+        LoginThrottle(
+            store.client, settings.login_failures_per_address, settings.login_failures_per_username
+        ),
+        cache_seconds=settings.auth_cache_seconds,
+        max_concurrent_logins=max(1, settings.pool_max_total // 4),
+        wait_seconds=settings.pool_wait_timeout,
+        username_format=UsernameFormat(settings.username_format),
+        proxies=settings.proxy_policy,
+        greet=greet,
+        username_claim=settings.oauth_username_claim,
+    )
     return Services(
         settings=settings,
         store=store,
         pool=pool,
-        authenticator=Authenticator(
-            pool,
-            secret,
-            settings.auth_cache_seconds,
-            max_concurrent_logins=max(1, settings.pool_max_total // 4),
-            wait_seconds=settings.pool_wait_timeout,
-        ),
+        authenticator=authenticator,
         registry=method_registry(),
         limits=core_limits(settings),
         api_limiter=ConcurrencyLimiter(
@@ -188,6 +198,25 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
             on_report=lambda report: metrics.ready.set(report.ready),
         ),
     )
+
+
+def server_secret(settings: Settings, store: Store) -> SecretSource:
+    """GATEWAY_SECRET, or the secret kept in Redis, read each time (see Store.server_secret)."""
+    if settings.secret is not None:
+        return fixed_secret(settings.secret.get_secret_value().encode())
+    log.warning(
+        "GATEWAY_SECRET is not set: using the secret kept in Redis, read on every request. "
+        "If Redis loses its data, account ids may change; set GATEWAY_SECRET in production."
+    )
+    last: bytes | None = None
+
+    async def kept() -> bytes:
+        # After Redis lost it, the secret this replica knew is written back (if nobody was first).
+        nonlocal last
+        last = await store.server_secret(restore=last)
+        return last
+
+    return kept
 
 
 async def stop(services: Services) -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 
 from gateway.config import Settings, TlsMode, UpstreamUrl
 from gateway.imap.connection import Endpoint, ImapConnection
+from gateway.imap.credentials import Credentials
+from gateway.imap.errors import AuthenticationFailed
+from gateway.imap.identity import inbox_identity
 from gateway.imap.observer import ImapObserver
-from gateway.imap.pool import Credentials, ImapPool
+from gateway.imap.pool import ImapPool
+from gateway.usernames import UsernameFormat
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
@@ -34,21 +39,38 @@ def imap_endpoint(settings: Settings, observer: ImapObserver | None = None) -> E
     )
 
 
-def imap_pool(settings: Settings, endpoint: Endpoint | None = None) -> ImapPool:
-    """The pool of logged-in connections to ``endpoint`` (default: the configured one)."""
-    endpoint = endpoint or imap_endpoint(settings)
+def imap_pool(
+    settings: Settings,
+    endpoint: Endpoint | None = None,
+    on_greeting: Callable[[frozenset[str]], None] | None = None,
+) -> ImapPool:
+    """The pool of logged-in connections to ``endpoint`` (default: the configured one).
 
-    async def connect(credentials: Credentials) -> ImapConnection:
+    ``on_greeting`` is told the capabilities every new connection offers before login (the
+    SASL mechanisms the upstream takes).
+    """
+    endpoint = endpoint or imap_endpoint(settings)
+    username_format = UsernameFormat(settings.username_format)
+
+    async def connect(credentials: Credentials) -> tuple[ImapConnection, str]:
         conn = await ImapConnection.open(endpoint)
         try:
-            await conn.login(credentials.username, credentials.password)
+            if on_greeting is not None:
+                on_greeting(conn.capabilities)
+            await conn.login(
+                credentials.username,
+                credentials.secret,
+                mechanism=credentials.mechanism,
+                origin=credentials.origin,
+            )
             # RFC 5161: only before a mailbox is selected. QRESYNC implies CONDSTORE
             # (RFC 7162 3.2.3); both let the email sync follow changes by modseq.
             await conn.enable("QRESYNC" if "QRESYNC" in conn.capabilities else "CONDSTORE")
+            identity = await inbox_identity(conn) or fallback_identity(username_format, credentials)
         except BaseException:
             await conn.logout()
             raise
-        return conn
+        return conn, identity
 
     return ImapPool(
         connect,
@@ -57,3 +79,12 @@ def imap_pool(settings: Settings, endpoint: Endpoint | None = None) -> ImapPool:
         idle_timeout=settings.pool_idle_timeout,
         wait_timeout=settings.pool_wait_timeout,
     )
+
+
+def fallback_identity(username_format: UsernameFormat, credentials: Credentials) -> str:
+    """The user's identity where the upstream keeps no INBOX id: their user name as the
+    operator says the upstream normalises it (GATEWAY_USERNAME_FORMAT)."""
+    if not credentials.username:
+        # A bearer token that named nobody, on a server that says nothing of its user.
+        raise AuthenticationFailed("NO", None, "the upstream does not say whose token this is")
+    return "user:" + username_format.apply(credentials.username)

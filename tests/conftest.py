@@ -39,6 +39,17 @@ def dovecot() -> Iterator[Dovecot]:
     yield from serving(Dovecot(make_data_dir("jg-dovecot-")))
 
 
+@pytest.fixture(scope="session")
+def trusting_dovecot() -> Iterator[Dovecot]:
+    """A Dovecot as the README tells operators to run one behind the gateway: its per-IP
+    auth penalty on, and the gateway's address (loopback) in login_trusted_networks, so the
+    client address the gateway names with ID is the one penalised and logged. Tests keep
+    apart by naming client addresses of their own."""
+    yield from serving(
+        Dovecot(make_data_dir("jg-dovecot-"), auth_penalty=True, trusted_networks="127.0.0.1")
+    )
+
+
 @pytest.fixture
 def private_dovecot() -> Iterator[Dovecot]:
     """A Dovecot of the test's own, for tests that stop and start it."""

@@ -105,21 +105,21 @@ ssl = yes
 ssl_cert = <$cert
 ssl_key = <$key
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login$oauth_mechanisms
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 mailbox_list_index = yes
 mail_max_userip_connections = 500
-verbose_proctitle = yes
+verbose_proctitle = yes$trusted$oauth_passdb
 passdb {
   driver = passwd-file
-  args = scheme=PLAIN username_format=%n $root/passwd
+  args = scheme=PLAIN username_format=%n $root/passwd$password_mechanisms
 }
 # Users named t-* log in with one password: each test takes a fresh, empty account.
 passdb {
   driver = static
   args = password=$fresh_password
-  username_filter = t-*
+  username_filter = t-*$password_mechanisms
 }
 userdb {
   driver = static
@@ -146,14 +146,33 @@ service imap-login {
 service imap {
   process_limit = 1024
 }
-# Every login comes from the gateway's one address, so Dovecot's per-IP auth penalty would
-# delay every user's next login by seconds after one user's wrong password (the README tells
-# operators the same).
+$penalty""")
+
+# Unless the client's address reaches Dovecot (ID, from login_trusted_networks), every login
+# comes from the gateway's one address, and Dovecot's per-IP auth penalty would delay every
+# user's next login by seconds after one user's wrong password.
+NO_AUTH_PENALTY = """\
 service anvil {
   unix_listener anvil-auth-penalty {
     mode = 0
   }
 }
+"""
+
+# Bearer tokens checked by a token-introspection endpoint (RFC 7662) the test runs.
+OAUTH2_PASSDB = Template("""
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $root/oauth2.conf
+}""")
+OAUTH2_CONF = Template("""\
+introspection_mode = post
+introspection_url = $url
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
 """)
 
 
@@ -165,6 +184,12 @@ class Dovecot:
     users: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_USERS))
     imap_port: int = field(default_factory=free_port)
     imaps_port: int = field(default_factory=free_port)
+    # Dovecot's per-IP auth penalty (off by default: see NO_AUTH_PENALTY).
+    auth_penalty: bool = False
+    # login_trusted_networks: connections from these may name the client's address with ID.
+    trusted_networks: str = ""
+    # An RFC 7662 endpoint for an oauth2 passdb (OAUTHBEARER, XOAUTH2); None: no tokens.
+    oauth2_introspection_url: str | None = None
 
     @property
     def config(self) -> Path:
@@ -198,8 +223,22 @@ class Dovecot:
             f"  mailbox {name} {{\n    special_use = \\{name}\n    auto = subscribe\n  }}\n"
             for name in ("Drafts", "Sent", "Trash", "Junk", "Archive")
         )
+        oauth = self.oauth2_introspection_url is not None
+        if oauth:
+            (self.root / "oauth2.conf").write_text(
+                OAUTH2_CONF.substitute(url=self.oauth2_introspection_url)
+            )
         self.config.write_text(
             DOVECOT_CONF.substitute(
+                oauth_mechanisms=" oauthbearer xoauth2" if oauth else "",
+                oauth_passdb=OAUTH2_PASSDB.substitute(root=self.root) if oauth else "",
+                password_mechanisms="\n  mechanisms = plain login" if oauth else "",
+                trusted=(
+                    f"\nlogin_trusted_networks = {self.trusted_networks}"
+                    if self.trusted_networks
+                    else ""
+                ),
+                penalty="" if self.auth_penalty else NO_AUTH_PENALTY,
                 root=self.root,
                 imap_port=self.imap_port,
                 imaps_port=self.imaps_port,

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from gateway.app import create_app
+from gateway.authorization import MAX_PASSWORD_OCTETS, MAX_USERNAME_OCTETS
 from tests.conftest import gateway_settings, running_gateway
 from tests.servers import Dovecot
 
@@ -45,7 +46,7 @@ async def test_malformed_credentials(http: httpx.AsyncClient, header: str) -> No
     [
         ("alice", "p" * 9_000),
         ("x" * 9_000, "y"),
-        ("alice", "ü" * 513),  # 1,026 octets in UTF-8
+        ("alice", "ü" * 2049),  # 4,098 octets in UTF-8
         ("alice", "p" * 40_000),
     ],
 )
@@ -62,7 +63,10 @@ async def test_overlong_credentials_are_refused(
 async def test_credentials_of_the_longest_length_reach_the_upstream(
     http: httpx.AsyncClient,
 ) -> None:
-    response = await http.get("/jmap/session", auth=httpx.BasicAuth("a" * 1024, "b" * 1024))
+    response = await http.get(
+        "/jmap/session",
+        auth=httpx.BasicAuth("a" * MAX_USERNAME_OCTETS, "b" * MAX_PASSWORD_OCTETS),
+    )
     assert response.status_code == 401
     assert "refused" in response.json()["detail"]
 

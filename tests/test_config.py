@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from gateway.__main__ import config_table
+from gateway.__main__ import build_parser, config_table
 from gateway.config import ConfigError, TlsMode, load_settings, parse_upstream_url
 
 REQUIRED = {"GATEWAY_IMAP_URL": "imap://127.0.0.1:1143", "GATEWAY_REDIS_URL": "redis://127.0.0.1"}
@@ -110,6 +111,14 @@ def test_cli_stops_with_one_line(tmp_path: Path) -> None:
         "jmap-gateway: GATEWAY_REDIS_URL: must start with redis://, rediss://, unix://, "
         "redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://"
     ]
+
+
+def test_help_lists_every_setting() -> None:
+    """argparse %-formats help texts; a setting's % (GATEWAY_USERNAME_FORMAT) broke --help."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for help_text in (parser.format_help(), commands.choices["serve"].format_help()):
+        assert "--username-format" in help_text and "%Ln" in help_text
 
 
 def test_readme_documents_every_setting() -> None:

@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.keys import AccountKeys
+from gateway.cache.store import SecretSource
 
 CHUNK = 1024 * 1024
 BLOB_PREFIX = "U"
@@ -171,7 +172,12 @@ def blob_id_for(digest: bytes) -> str:
 
 class BlobStore:
     def __init__(
-        self, client: Redis | RedisCluster, ttl_seconds: int, *, secret: bytes, quota: int
+        self,
+        client: Redis | RedisCluster,
+        ttl_seconds: int,
+        *,
+        secret: SecretSource,
+        quota: int,
     ) -> None:
         self._client = client
         self._ttl_ms = ttl_seconds * 1000
@@ -182,15 +188,18 @@ class BlobStore:
         self._commit_script = client.register_script(_COMMIT)
         self._abort_script = client.register_script(_ABORT)
 
-    def _account_key(self, account_id: str) -> bytes:
-        return hmac.digest(self._secret, _KEY_LABEL + account_id.encode(), hashlib.sha256)
+    async def _account_key(self, account_id: str) -> bytes:
+        # The server secret is asked each time: without GATEWAY_SECRET it lives in Redis, and
+        # every replica must name one upload the same way.
+        secret = await self._secret()
+        return hmac.digest(secret, _KEY_LABEL + account_id.encode(), hashlib.sha256)
 
     async def put(self, account_id: str, body: AsyncIterable[bytes], max_size: int) -> StoredBlob:
         """Store ``body``; raise BlobTooLarge as soon as it passes ``max_size`` octets, and
         UploadQuotaFull when it cannot be charged to the account's quota."""
         keys = AccountKeys(account_id)
         upload = _Upload(keys, secrets.token_hex(8))
-        mac = hmac.new(self._account_key(account_id), digestmod=hashlib.sha256)
+        mac = hmac.new(await self._account_key(account_id), digestmod=hashlib.sha256)
         size = 0
         pending = bytearray()
         try:

@@ -8,6 +8,12 @@ account's updates can run atomically (MULTI or Lua) on a single node or on a clu
 key                                    type    holds
 =====================================  ======  =====================================================
 ``jg:secret``                          string  server secret for keyed hashes, when not configured
+``jg:login-failures:address:<d>``      string  failed logins from one client address (or IPv6
+                                               /64) in the current window, expiring with it;
+                                               ``<d>`` a keyed digest, never the address
+``jg:login-failures:user:<d>``         string  the same for one user name
+``jg:login-known:<d>``                 string  present while a user logged in successfully from an
+                                               address lately (digest of both)
 ``jg:{a}:meta``                        hash    ``epoch``: written when the account's index is made
 ``jg:{a}:state``                       hash    data type -> the account's modseq for that type
 ``jg:{a}:changed:<Type>``              zset    id -> modseq of its last change
@@ -59,6 +65,16 @@ from dataclasses import dataclass
 
 PREFIX = "jg"
 SECRET = f"{PREFIX}:secret"
+
+
+def login_failures(kind: str, digest: str) -> str:
+    """Failed logins of one client address (``kind`` "address") or user name ("user")."""
+    return f"{PREFIX}:login-failures:{kind}:{digest}"
+
+
+def login_known(digest: str) -> str:
+    """Set while a user name logged in successfully from an address lately."""
+    return f"{PREFIX}:login-known:{digest}"
 
 
 @dataclass(frozen=True)

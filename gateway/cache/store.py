@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -12,6 +13,20 @@ from gateway.cache.changes import AccountState
 from gateway.cache.connect import redis_client
 from gateway.cache.keys import SECRET
 from gateway.cache.timed import RedisObserver
+
+# Where keyed hashes get their key: GATEWAY_SECRET, or Redis asked each time (see
+# Store.server_secret), so every user of it reads the one value all replicas share.
+SecretSource = Callable[[], Awaitable[bytes]]
+
+
+def fixed_secret(value: bytes) -> SecretSource:
+    """A secret the operator configured: the same octets every time, nothing asked."""
+
+    async def configured() -> bytes:
+        return value
+
+    return configured
+
 
 SECRET_BYTES = 32
 # What a Redis that cannot be reached raises. redis-py's cluster client raises the last two,
@@ -58,13 +73,20 @@ class Store:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def server_secret(self) -> bytes:
+    async def server_secret(self, restore: bytes | None = None) -> bytes:
         """The key for keyed hashes, made once and then shared by every replica.
 
-        SET NX makes the first replica's random value win, so concurrent start-ups agree.
+        Read afresh on every call, so replicas never disagree: were it cached, a replica
+        started after Redis lost its data would make a new secret while running ones kept the
+        old. When it is missing, ``restore`` (the value the caller last read) is written back,
+        else a new random one: SET NX makes the first writer win, so callers agree, and after
+        a loss account ids stay as they were if a replica that knew the secret asks first.
         """
-        await self.client.set(SECRET, secrets.token_bytes(SECRET_BYTES), nx=True)
         value = await self.client.get(SECRET)
+        if not value:
+            made = restore or secrets.token_bytes(SECRET_BYTES)
+            await self.client.set(SECRET, made, nx=True)
+            value = await self.client.get(SECRET)
         if not isinstance(value, bytes) or not value:
             raise RuntimeError("Redis did not keep the server secret")
         return value

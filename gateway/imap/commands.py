@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeAlias
@@ -42,6 +42,11 @@ _FLAG = re.compile(r"\\?[^\x00-\x20\x7f-\U0010ffff(){%*\"\\\]]+")
 _QUOTABLE = re.compile(rb"[\x20-\x7e]*")
 _PROTOCOL_TEXT = re.compile(r"[\x20-\x7e]+")
 _VERB = re.compile(r"[A-Za-z][A-Za-z0-9.-]*(?: [A-Za-z][A-Za-z0-9.-]*)*")
+_QUOTED_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+_B64TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+# RFC 2971 3.3: lengths of ID field names and values.
+ID_FIELD_MAX = 30
+ID_VALUE_MAX = 1024
 # RFC 3501 9: tag = 1*<any ASTRING-CHAR except "+">.
 _TAG = re.compile(r"[^\x00-\x20\x7f-\U0010ffff(){%*\"\\+]+")
 
@@ -232,6 +237,62 @@ def authenticate_plain_command(user: str, password: str) -> Command:
     return Command(
         "AUTHENTICATE", "PLAIN", Secret(authenticate_plain_initial_response(user, password))
     )
+
+
+def id_command(fields: Mapping[str, str]) -> Command:
+    """``ID ("field" "value" ...)`` (RFC 2971 3.1); an empty mapping sends ``ID NIL``.
+
+    RFC 2971 3.3: field strings are at most 30 octets, values at most 1024, and both must be
+    strings, not atoms, so each is quoted (and must be quotable ASCII).
+    """
+    if not fields:
+        return Command("ID", "NIL")
+    items: list[str] = []
+    for name, value in fields.items():
+        if len(name) > ID_FIELD_MAX or len(value) > ID_VALUE_MAX:
+            raise ValueError("ID field or value too long (RFC 2971 3.3)")
+        items += [_quoted(name), _quoted(value)]
+    return Command("ID", "(" + " ".join(items) + ")")
+
+
+def oauthbearer_initial_response(user: str | None, token: str) -> str:
+    """RFC 7628 3.1 client response, base64: GS2 header with the authorization identity
+    (``a=``, escaped as RFC 5801 says; left out when ``user`` is None, for servers that take
+    the user from the token), then ``auth=Bearer <token>``."""
+    authzid = "" if user is None else "a=" + user.replace("=", "=3D").replace(",", "=2C")
+    message = f"n,{authzid},\x01auth=Bearer {_bearer(token)}\x01\x01"
+    return base64.b64encode(_sasl_text(message, user)).decode("ascii")
+
+
+def xoauth2_initial_response(user: str, token: str) -> str:
+    """The XOAUTH2 client response (Google's and Microsoft's documentation), base64:
+    ``user=<user>^Aauth=Bearer <token>^A^A``."""
+    message = f"user={user}\x01auth=Bearer {_bearer(token)}\x01\x01"
+    return base64.b64encode(_sasl_text(message, user)).decode("ascii")
+
+
+def authenticate_command(mechanism: str, initial_response: str) -> Command:
+    """``AUTHENTICATE <mechanism> <initial response>`` for servers with SASL-IR (RFC 4959)."""
+    return Command("AUTHENTICATE", mechanism, Secret(initial_response))
+
+
+def _bearer(token: str) -> str:
+    # RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    if not _B64TOKEN.fullmatch(token):
+        raise ValueError("not an RFC 6750 bearer token")
+    return token
+
+
+def _sasl_text(message: str, user: str | None) -> bytes:
+    if user is not None and any(c in user for c in "\0\x01\r\n"):
+        raise ValueError("user name cannot carry control characters")
+    return message.encode("utf-8")
+
+
+def _quoted(value: str) -> str:
+    if not _QUOTED_TEXT.fullmatch(value):
+        raise ValueError("ID text must be printable ASCII without quotes or backslashes")
+    return f'"{value}"'
 
 
 def _check_arg(arg: Arg) -> None:

@@ -27,11 +27,16 @@ from gateway.imap.commands import (
     Command,
     Literal,
     Secret,
+    authenticate_command,
     authenticate_plain_command,
     authenticate_plain_initial_response,
+    id_command,
     login_command,
     mailbox,
+    oauthbearer_initial_response,
+    xoauth2_initial_response,
 )
+from gateway.imap.credentials import Mechanism, Origin
 from gateway.imap.errors import (
     AuthenticationFailed,
     CommandFailed,
@@ -226,32 +231,128 @@ class ImapConnection:
         self.capabilities = frozenset()
         await self.refresh_capabilities()
 
-    async def login(self, username: str, password: str) -> None:
-        """Authenticate; AUTHENTICATE PLAIN (UTF-8 safe) where offered, else LOGIN."""
-        if "AUTH=PLAIN" in self.capabilities:
-            if "SASL-IR" in self.capabilities:
-                command = authenticate_plain_command(username, password)
-                result = await self._authenticate(command, None)
-            else:
-                initial = Secret(authenticate_plain_initial_response(username, password))
-                result = await self._authenticate(Command("AUTHENTICATE", "PLAIN"), initial)
-        elif "LOGINDISABLED" in self.capabilities:
-            raise UpstreamUnavailable("upstream offers no usable login (LOGINDISABLED)")
+    async def login(
+        self,
+        username: str,
+        secret: str,
+        *,
+        mechanism: Mechanism = Mechanism.PASSWORD,
+        origin: Origin | None = None,
+    ) -> None:
+        """Authenticate with a password or a bearer token (``secret``), first telling the
+        upstream where the user's request came from (RFC 2971 ID), in the same round trip
+        where no literal is needed.
+
+        Passwords go as AUTHENTICATE PLAIN (UTF-8 safe) where offered, else LOGIN; bearer
+        tokens as OAUTHBEARER (RFC 7628) or XOAUTH2.
+        """
+        if mechanism is Mechanism.BEARER:
+            command, replies = self._bearer_command(username, secret)
         else:
-            result = await self._authenticate(login_command(username, password), None)
+            command, replies = self._password_command(username, secret)
+        prelude = self._id_command(origin)
+        if prelude is not None and _needs_continuation(self._wire(command, "x")):
+            await self._send_id(prelude)
+            prelude = None
+        result = await self._authenticate(command, replies, prelude)
         if not self._take_capabilities(result.tagged):
             await self.refresh_capabilities()
 
-    async def _authenticate(self, command: Command, response: Secret | None) -> Result:
-        try:
-            # Logging in is part of connecting: it gets the connect timeout, not a command's.
-            return await self.execute(
-                command, continuation=response, timeout=self.endpoint.connect_timeout
-            )
-        except CommandFailed as exc:
-            if exc.code in TEMPORARY_CODES:
-                raise UpstreamUnavailable(f"upstream cannot log in now ({exc.code})") from None
-            raise AuthenticationFailed(exc.status, exc.code, "authentication failed") from None
+    def _password_command(self, username: str, password: str) -> tuple[Command, list[Secret]]:
+        if "AUTH=PLAIN" in self.capabilities:
+            if "SASL-IR" in self.capabilities:
+                return authenticate_plain_command(username, password), []
+            initial = Secret(authenticate_plain_initial_response(username, password))
+            return Command("AUTHENTICATE", "PLAIN"), [initial]
+        if "LOGINDISABLED" in self.capabilities:
+            raise UpstreamUnavailable("upstream offers no usable login (LOGINDISABLED)")
+        return login_command(username, password), []
+
+    def _bearer_command(self, username: str, token: str) -> tuple[Command, list[Secret]]:
+        """OAUTHBEARER where offered, else XOAUTH2 (which needs a user name).
+
+        On failure both send a challenge with an error document, which the client answers
+        (RFC 7628 3.2.3: with a single 0x01; XOAUTH2: with an empty line) to get the NO.
+        """
+        user = username or None
+        if "AUTH=OAUTHBEARER" in self.capabilities:
+            mechanism, failure_reply = "OAUTHBEARER", "AQ=="
+            initial = oauthbearer_initial_response(user, token)
+        elif "AUTH=XOAUTH2" in self.capabilities and user is not None:
+            mechanism, failure_reply = "XOAUTH2", ""
+            initial = xoauth2_initial_response(user, token)
+        else:
+            raise AuthenticationFailed("NO", None, "the upstream takes no bearer tokens")
+        if "SASL-IR" in self.capabilities:
+            return authenticate_command(mechanism, initial), [Secret(failure_reply)]
+        return Command("AUTHENTICATE", mechanism), [Secret(initial), Secret(failure_reply)]
+
+    def _id_command(self, origin: Origin | None) -> Command | None:
+        """RFC 2971 ID with Dovecot's ``x-originating-ip``/``-port``, which it honours from
+        ``login_trusted_networks`` (and ignores otherwise); only where the server has ID."""
+        if origin is None or "ID" not in self.capabilities:
+            return None
+        fields = {"x-originating-ip": origin.address}
+        if origin.port is not None:
+            fields["x-originating-port"] = str(origin.port)
+        return id_command(fields)
+
+    async def _send_id(self, command: Command) -> None:
+        with contextlib.suppress(CommandFailed):  # ID only informs; a refusal changes nothing
+            await self.execute(command, timeout=self.endpoint.connect_timeout)
+
+    async def _authenticate(
+        self, command: Command, replies: Sequence[Secret], prelude: Command | None
+    ) -> Result:
+        commands = (command,) if prelude is None else (prelude, command)
+
+        async def run() -> list[Result]:
+            if prelude is None:
+                return [await self._run(command, replies)]
+            return await self._run_login(prelude, command, replies)
+
+        # Logging in is part of connecting: it gets the connect timeout, not a command's.
+        results = await self._exchange(commands, run, self.endpoint.connect_timeout, command.name)
+        tagged = results[-1].tagged
+        if tagged.status != "OK":
+            code = tagged.code.name if tagged.code else None
+            if code in TEMPORARY_CODES:
+                raise UpstreamUnavailable(f"upstream cannot log in now ({code})")
+            raise AuthenticationFailed(tagged.status, code, "authentication failed")
+        return results[-1]
+
+    async def _run_login(
+        self, prelude: Command, command: Command, replies: Sequence[Secret]
+    ) -> list[Result]:
+        """``prelude`` (ID) and the login command in one round trip; the server answers the
+        first before it reads the second (RFC 3501 5.5), so a challenge is the login's."""
+        pending = list(replies)
+        tags = []
+        for each in (prelude, command):
+            tag = self._next_tag()
+            log.debug("upstream <- %s", each.redacted(tag))
+            for chunk in self._wire(each, tag):
+                self.writer.write(chunk.data if isinstance(chunk, Literal) else chunk)
+            tags.append(tag)
+        self.round_trips += 1
+        await self.writer.drain()
+        untagged: list[bytes] = []
+        completed: dict[str, Tagged] = {}
+        while len(completed) < len(tags):
+            response = await self._next(untagged)
+            if isinstance(response, Continuation):
+                self._reply(pending)
+                continue
+            if response.tag not in tags:
+                raise ProtocolError(f"tagged response for unknown tag {response.tag!r}")
+            completed[response.tag] = response
+        return [Result(untagged, completed[tag]) for tag in tags]
+
+    def _reply(self, pending: list[Secret]) -> None:
+        """Answer a server challenge ("+") with the next prepared response."""
+        if not pending:
+            raise ProtocolError("unexpected continuation request")
+        self.writer.write(str(pending.pop(0).value).encode("ascii") + b"\r\n")
 
     async def refresh_capabilities(self) -> frozenset[str]:
         result = await self.execute(Command("CAPABILITY"))
@@ -267,17 +368,11 @@ class ImapConnection:
 
     # -- commands -----------------------------------------------------------------------------
 
-    async def execute(
-        self, command: Command, *, timeout: float | None = None, continuation: Secret | None = None
-    ) -> Result:
-        """Send ``command`` and collect its responses; a tagged NO/BAD raises CommandFailed.
-
-        ``continuation`` answers a server challenge ("+") that is not a literal request, as
-        AUTHENTICATE without SASL-IR needs.
-        """
+    async def execute(self, command: Command, *, timeout: float | None = None) -> Result:
+        """Send ``command`` and collect its responses; a tagged NO/BAD raises CommandFailed."""
 
         async def run() -> list[Result]:
-            return [await self._run(command, continuation)]
+            return [await self._run(command, ())]
 
         [result] = await self._exchange((command,), run, timeout, command.name)
         if result.tagged.status != "OK":
@@ -308,7 +403,7 @@ class ImapConnection:
         for command in commands:
             tag = self._next_tag()
             chunks = self._wire(command, tag)
-            if any(isinstance(c, Literal) and c.synchronizing for c in chunks):
+            if _needs_continuation(chunks):
                 raise ValueError("a synchronizing literal cannot be pipelined")
             log.debug("upstream <- %s", command.redacted(tag))
             for chunk in chunks:
@@ -387,7 +482,10 @@ class ImapConnection:
             literal_minus="LITERAL-" in self.capabilities,
         )
 
-    async def _run(self, command: Command, continuation: Secret | None) -> Result:
+    async def _run(self, command: Command, replies: Sequence[Secret]) -> Result:
+        """``replies`` answer server challenges ("+") that are not literal requests, in
+        order, as AUTHENTICATE needs."""
+        pending = list(replies)
         tag = self._next_tag()
         chunks = self._wire(command, tag)
         log.debug("upstream <- %s", command.redacted(tag))
@@ -402,10 +500,7 @@ class ImapConnection:
         while True:
             response = await self._next(untagged)
             if isinstance(response, Continuation):
-                if continuation is None:
-                    raise ProtocolError("unexpected continuation request")
-                self.writer.write(str(continuation.value).encode("ascii") + b"\r\n")
-                continuation = None
+                self._reply(pending)
                 continue
             if response.tag != tag:
                 raise ProtocolError(f"tagged response for unknown tag {response.tag!r}")
@@ -560,3 +655,8 @@ class ImapConnection:
         """False once broken or once the server closed its side (idle timeout, restart)."""
         peer_closed = self.reader.at_eof() or bool(getattr(self.reader, "_eof", False))
         return not self.broken and not peer_closed and not self.writer.transport.is_closing()
+
+
+def _needs_continuation(chunks: Sequence[bytes | Literal]) -> bool:
+    """Whether the command waits for "+" before a literal, so nothing may be sent with it."""
+    return any(isinstance(chunk, Literal) and chunk.synchronizing for chunk in chunks)

@@ -1,11 +1,17 @@
 """Pooled upstream IMAP connections, per user, with a global ceiling.
 
-Every connection is logged in as one user, so the pool is a set of per-user pools. The limits:
+Every connection is logged in as one user, so the pool is a set of per-user pools, keyed by the
+upstream's own identity of the user (:mod:`gateway.imap.identity`), never by the spelling of the
+login: ``ALICE`` and ``alice`` share one pool and one limit. The limits:
 
 * a user holds at most ``max_per_user`` connections, so one user cannot exhaust the pool;
 * the process holds at most ``max_total``; when that is reached, an idle connection of another
   user is closed to make room, and only when every connection is busy does a request wait
   (``wait_timeout``, then :class:`PoolExhausted`).
+
+A credential check (:meth:`ImapPool.login`) opens a connection before anyone knows whose it
+is; once logged in it joins its user's pool, replacing their oldest idle connection at their
+limit, or is logged out when all of theirs are busy.
 
 Idle connections are reused most-recently-used first (so surplus ones age out), checked with a
 NOOP when they have been idle a while, and closed with LOGOUT after ``idle_timeout``.
@@ -22,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gateway.imap.connection import ImapConnection
+from gateway.imap.credentials import Credentials
 from gateway.imap.errors import ImapError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
@@ -36,15 +43,23 @@ class PoolExhausted(UpstreamUnavailable):
     """No upstream connection became free in time."""
 
 
+class IdentityChanged(UpstreamUnavailable):
+    """A new connection logged in as another user than the one verified earlier: the
+    upstream's id of the user's INBOX changed (mailbox recreated). The next credential check
+    finds the new one."""
+
+
 @dataclass(frozen=True)
-class Credentials:
-    """A user's upstream credentials; kept in memory only, never logged (repr hides them)."""
+class Login:
+    """A verified upstream login: the upstream's identity of the user, and credentials that
+    open more connections as them."""
 
-    username: str
-    password: str = field(repr=False)
+    identity: str
+    credentials: Credentials
 
 
-Connector = Callable[[Credentials], Awaitable[ImapConnection]]
+# Opens a connection, logs in and returns it with the upstream's identity of the user.
+Connector = Callable[[Credentials], Awaitable[tuple[ImapConnection, str]]]
 
 
 @dataclass
@@ -95,31 +110,28 @@ class ImapPool:
     # -- public API ----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def connection(self, credentials: Credentials) -> AsyncIterator[ImapConnection]:
-        """Borrow a logged-in connection of ``credentials.username`` for one piece of work.
+    async def connection(self, login: Login) -> AsyncIterator[ImapConnection]:
+        """Borrow a logged-in connection of ``login``'s user for one piece of work.
 
-        The caller must already have verified the credentials (see :meth:`login`): an idle
-        connection is handed out without logging in again.
+        ``login`` must come from :meth:`login`: an idle connection is handed out without
+        logging in again, and a new one must log in as the same user.
         """
-        conn = await self._acquire(credentials, reuse=True)
+        conn = await self._acquire(login)
         try:
             yield conn
         finally:
-            await self._release(credentials.username, conn)
+            await self._release(login.identity, conn)
 
-    async def login(self, credentials: Credentials) -> frozenset[str]:
-        """Check ``credentials`` with a fresh LOGIN and keep the connection for later use.
+    async def login(self, credentials: Credentials) -> Login:
+        """Check ``credentials`` with a fresh login and keep the connection for later use."""
+        conn, identity = await self._open_unattributed(credentials)
+        self._adopt(identity, conn)
+        await self._notify()
+        return Login(identity, credentials)
 
-        Returns the upstream's capabilities after login.
-        """
-        conn = await self._acquire(credentials, reuse=False)
-        capabilities = conn.capabilities
-        await self._release(credentials.username, conn)
-        return capabilities
-
-    def capabilities(self, username: str) -> frozenset[str]:
+    def capabilities(self, identity: str) -> frozenset[str]:
         """What the upstream offered this user after login (empty before the first login)."""
-        user = self._users.get(username)
+        user = self._users.get(identity)
         return user.capabilities if user else frozenset()
 
     def stats(self) -> PoolStats:
@@ -176,34 +188,67 @@ class ImapPool:
 
     # -- acquiring and releasing ---------------------------------------------------------------
 
-    async def _acquire(self, credentials: Credentials, *, reuse: bool) -> ImapConnection:
+    async def _acquire(self, login: Login) -> ImapConnection:
         deadline = time.monotonic() + self.wait_timeout
         while True:
-            if self._closed:
-                raise UpstreamUnavailable("the gateway is shutting down")
-            conn = await self._take_idle(credentials.username) if reuse else None
+            self._refuse_when_closed()
+            conn = await self._take_idle(login.identity)
             if conn is not None:
                 return conn
-            if not reuse:
-                self._retire_own_idle(credentials.username)
-            if self._reserve(credentials.username):
-                return await self._open(credentials)
+            if self._reserve(login.identity):
+                return await self._open_for(login)
             await self._wait(deadline)
 
-    async def _take_idle(self, username: str) -> ImapConnection | None:
-        user = self._users.get(username)
+    async def _open_unattributed(self, credentials: Credentials) -> tuple[ImapConnection, str]:
+        """A new connection counted in the total only, until its login says whose it is."""
+        deadline = time.monotonic() + self.wait_timeout
+        while not (self._total < self.max_total or self._evict_idle(keep=None)):
+            self._refuse_when_closed()
+            await self._wait(deadline)
+        self._refuse_when_closed()
+        self._total += 1
+        try:
+            conn, identity = await self._connect(credentials)
+        except BaseException:
+            self._total -= 1
+            await self._notify()
+            raise
+        return conn, identity
+
+    def _adopt(self, identity: str, conn: ImapConnection) -> None:
+        """File a checked login's connection under its user; at their limit it replaces
+        their oldest idle connection, or leaves if all of theirs are busy."""
+        user = self._users.setdefault(identity, _UserPool())
+        user.capabilities = conn.capabilities
+        if user.count >= self.max_per_user and user.idle:
+            self._forget(identity)
+            self._background_logout(user.idle.popleft())
+            self._users[identity] = user
+        if user.count < self.max_per_user:
+            user.count += 1
+            user.idle.append(conn)
+            return
+        self._total -= 1
+        self._background_logout(conn)
+
+    def _refuse_when_closed(self) -> None:
+        if self._closed:
+            raise UpstreamUnavailable("the gateway is shutting down")
+
+    async def _take_idle(self, identity: str) -> ImapConnection | None:
+        user = self._users.get(identity)
         while user and user.idle:
             conn = user.idle.pop()
             try:
                 healthy = await self._healthy(conn)
             except BaseException:
                 # Cancelled during the NOOP: the connection is in doubt and out of the pool.
-                self._forget(username)
+                self._forget(identity)
                 conn.abort()
                 raise
             if healthy:
                 return conn
-            self._forget(username)
+            self._forget(identity)
             self._background_logout(conn)
         return None
 
@@ -219,27 +264,19 @@ class ImapPool:
             return False
         return True
 
-    def _reserve(self, username: str) -> bool:
-        """Take a slot for a new connection of ``username`` if the limits allow one."""
-        user = self._users.setdefault(username, _UserPool())
+    def _reserve(self, identity: str) -> bool:
+        """Take a slot for a new connection of the user ``identity`` if the limits allow."""
+        user = self._users.setdefault(identity, _UserPool())
         if user.count >= self.max_per_user:
             return False
-        if self._total >= self.max_total and not self._evict_idle(username):
+        if self._total >= self.max_total and not self._evict_idle(identity):
             return False
         user.count += 1
         self._total += 1
         return True
 
-    def _retire_own_idle(self, username: str) -> None:
-        """A login needs a new connection: at the user's limit, drop their oldest idle one."""
-        user = self._users.get(username)
-        if user and user.count >= self.max_per_user and user.idle:
-            conn = user.idle.popleft()
-            self._forget(username)
-            self._background_logout(conn)
-
-    def _evict_idle(self, keep: str) -> bool:
-        """Close the least recently used idle connection of another user."""
+    def _evict_idle(self, keep: str | None) -> bool:
+        """Close the least recently used idle connection of another user than ``keep``."""
         candidates = [
             (user.idle[0].last_used, name)
             for name, user in self._users.items()
@@ -253,39 +290,47 @@ class ImapPool:
         self._background_logout(conn)
         return True
 
-    async def _open(self, credentials: Credentials) -> ImapConnection:
-        try:
-            conn = await self._connector(credentials)
-        except BaseException:
-            self._forget(credentials.username)
-            await self._notify()
-            raise
+    async def _connect(self, credentials: Credentials) -> tuple[ImapConnection, str]:
+        """Open and log in; the caller has reserved the slot and frees it if this fails."""
+        conn, identity = await self._connector(credentials)
         self._opened += 1
         if self._closed:
             # The pool closed while this login was on its way: nobody will log it out later.
-            self._forget(credentials.username)
             await conn.logout()
-            await self._notify()
             raise UpstreamUnavailable("the gateway is shutting down")
         self._live.add(conn)
-        self._users[credentials.username].capabilities = conn.capabilities
+        return conn, identity
+
+    async def _open_for(self, login: Login) -> ImapConnection:
+        try:
+            conn, identity = await self._connect(login.credentials)
+        except BaseException:
+            self._forget(login.identity)
+            await self._notify()
+            raise
+        if identity != login.identity:
+            self._forget(login.identity)
+            self._background_logout(conn)
+            await self._notify()
+            raise IdentityChanged("the upstream's identity of this user changed")
+        self._users[login.identity].capabilities = conn.capabilities
         return conn
 
-    async def _release(self, username: str, conn: ImapConnection) -> None:
-        user = self._users[username]
+    async def _release(self, identity: str, conn: ImapConnection) -> None:
+        user = self._users[identity]
         if conn.usable and not self._closed:
             user.idle.append(conn)
         else:
-            self._forget(username)
+            self._forget(identity)
             self._background_logout(conn)
         await self._notify()
 
-    def _forget(self, username: str) -> None:
-        user = self._users[username]
+    def _forget(self, identity: str) -> None:
+        user = self._users[identity]
         user.count -= 1
         self._total -= 1
         if user.count == 0:
-            del self._users[username]
+            del self._users[identity]
 
     async def _wait(self, deadline: float) -> None:
         remaining = deadline - time.monotonic()

@@ -22,7 +22,7 @@ from gateway.cache.emails import EmailStore
 from gateway.cache.keys import SECRET, AccountKeys
 from gateway.cache.limits import ConcurrencyLimiter, TooManyConcurrent
 from gateway.cache.locks import LeaseLost, lease
-from gateway.cache.store import Store
+from gateway.cache.store import Store, fixed_secret
 from gateway.cache.timed import TimedRedisCluster
 from gateway.config import ConfigError, load_settings
 from gateway.sync.index_writer import IndexWriter, NewCopy
@@ -253,7 +253,7 @@ async def test_uploads_are_stored_and_read_back_on_a_cluster(
     redis_cluster: RedisClusterSet, store: Store
 ) -> None:
     account = "a" + secrets.token_hex(4)
-    blobs = BlobStore(store.client, 3600, secret=b"k" * 32, quota=3 * 1024 * 1024)
+    blobs = BlobStore(store.client, 3600, secret=fixed_secret(b"k" * 32), quota=3 * 1024 * 1024)
     data = secrets.token_bytes(2 * 1024 * 1024 + 17)  # several chunks
 
     async def body() -> AsyncIterator[bytes]:

@@ -25,7 +25,7 @@ from gateway.cache.blobs import (
     UploadQuotaFull,
 )
 from gateway.cache.keys import AccountKeys
-from gateway.cache.store import Store
+from gateway.cache.store import Store, fixed_secret
 
 MIB = 1024 * 1024
 
@@ -45,7 +45,7 @@ def plain(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def blobs(store: Store, quota: int, ttl: int = 3600) -> BlobStore:
-    return BlobStore(store.client, ttl, secret=b"s" * 32, quota=quota)
+    return BlobStore(store.client, ttl, secret=fixed_secret(b"s" * 32), quota=quota)
 
 
 async def body(data: bytes, piece: int = 64 * 1024) -> AsyncIterator[bytes]:

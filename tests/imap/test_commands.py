@@ -14,15 +14,19 @@ from gateway.imap.commands import (
     LiteralArg,
     Secret,
     astring,
+    authenticate_command,
     authenticate_plain_command,
     authenticate_plain_initial_response,
     date_time,
     flag_list,
+    id_command,
     literal,
     login_command,
     mailbox,
+    oauthbearer_initial_response,
     search_date,
     uid_set,
+    xoauth2_initial_response,
 )
 from gateway.imap.sequence import UidSet
 
@@ -234,6 +238,46 @@ def test_authenticate_plain_command() -> None:
     command = authenticate_plain_command("tim", "tanstaaftanstaaf")
     assert command.to_wire("A1") == [b"A1 AUTHENTICATE PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n"]
     assert command.redacted("A1") == "A1 AUTHENTICATE PLAIN ***"
+
+
+def test_id_command() -> None:
+    # RFC 2971 3.1: fields and values are strings (quoted), NIL for none.
+    command = id_command({"x-originating-ip": "2001:db8::7", "x-originating-port": "4711"})
+    assert command.to_wire("A1") == [
+        b'A1 ID ("x-originating-ip" "2001:db8::7" "x-originating-port" "4711")\r\n'
+    ]
+    assert id_command({}).to_wire("A1") == [b"A1 ID NIL\r\n"]
+    for bad in ({"x": 'a"b'}, {"x": "a\\b"}, {"x" * 31: "v"}, {"x": "v" * 1025}, {"x": "ü"}):
+        with pytest.raises(ValueError):
+            id_command(bad)
+
+
+# RFC 7628 4.1's token.
+TOKEN = "vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg=="
+
+
+def test_oauthbearer_initial_response() -> None:
+    # RFC 7628 3.1: gs2-header "n,a=<authzid>," then kvpairs ending in two ^A.
+    decoded = base64.b64decode(oauthbearer_initial_response("user@example.com", TOKEN))
+    assert decoded == b"n,a=user@example.com,\x01auth=Bearer " + TOKEN.encode() + b"\x01\x01"
+    # RFC 5801 5.1: "," and "=" in the authzid are escaped as =2C and =3D.
+    escaped = base64.b64decode(oauthbearer_initial_response("a,b=c", TOKEN))
+    assert escaped.startswith(b"n,a=a=2Cb=3Dc,\x01")
+    # No authorization identity: the server takes the user from the token.
+    assert base64.b64decode(oauthbearer_initial_response(None, TOKEN)).startswith(b"n,,\x01")
+    for user, token in (("a\x01b", TOKEN), ("a", "bad token"), ("a", "x\x01auth=y")):
+        with pytest.raises(ValueError):
+            oauthbearer_initial_response(user, token)
+
+
+def test_xoauth2_initial_response_and_command() -> None:
+    decoded = base64.b64decode(xoauth2_initial_response("someuser@example.com", TOKEN))
+    assert decoded == b"user=someuser@example.com\x01auth=Bearer " + TOKEN.encode() + b"\x01\x01"
+    with pytest.raises(ValueError):
+        xoauth2_initial_response("a\x01b", TOKEN)
+    command = authenticate_command("XOAUTH2", "dXNlcj0=")
+    assert command.to_wire("A1") == [b"A1 AUTHENTICATE XOAUTH2 dXNlcj0=\r\n"]
+    assert command.redacted("A1") == "A1 AUTHENTICATE XOAUTH2 ***"
 
 
 @pytest.mark.parametrize("arg", ["", "a\r\nA2 DELETE INBOX", "x\ny", "nul\0", "ünï"])

@@ -10,8 +10,9 @@ import pytest
 
 from gateway.config import Settings
 from gateway.imap.connection import ImapConnection
+from gateway.imap.credentials import Credentials
 from gateway.imap.errors import AuthenticationFailed, UpstreamUnavailable
-from gateway.imap.pool import Credentials, ImapPool, PoolExhausted
+from gateway.imap.pool import ImapPool, PoolExhausted
 from gateway.upstream import imap_pool
 from tests.faultproxy import FaultProxy
 from tests.imap.upstream import imap_processes, signal_imap
@@ -30,9 +31,8 @@ def creds(dovecot: Dovecot, user: str) -> Credentials:
 
 async def test_connection_is_reused(dovecot: Dovecot) -> None:
     pool = pool_for(dovecot)
-    alice = creds(dovecot, "alice")
-    capabilities = await pool.login(alice)
-    assert "CONDSTORE" in capabilities and pool.capabilities("alice") == capabilities
+    alice = await pool.login(creds(dovecot, "alice"))
+    assert "CONDSTORE" in pool.capabilities(alice.identity)
     async with pool.connection(alice) as first:
         pass
     async with pool.connection(alice) as second:
@@ -43,9 +43,8 @@ async def test_connection_is_reused(dovecot: Dovecot) -> None:
 
 async def test_logins_at_the_user_limit_replace_idle_connections(dovecot: Dovecot) -> None:
     pool = pool_for(dovecot, pool_max_per_user=1, pool_wait_timeout=1)
-    alice = creds(dovecot, "alice")
     for _ in range(3):
-        await pool.login(alice)
+        await pool.login(creds(dovecot, "alice"))
     assert pool.stats().total == 1 and pool.stats().opened == 3
     await pool.close()
 
@@ -60,7 +59,7 @@ async def test_login_with_wrong_password_keeps_nothing(dovecot: Dovecot) -> None
 
 async def test_per_user_limit_makes_the_user_wait(dovecot: Dovecot) -> None:
     pool = pool_for(dovecot, pool_max_per_user=2, pool_wait_timeout=0.3)
-    alice = creds(dovecot, "alice")
+    alice = await pool.login(creds(dovecot, "alice"))
     async with contextlib.AsyncExitStack() as stack:
         held = [await stack.enter_async_context(pool.connection(alice)) for _ in range(2)]
         assert held[0] is not held[1]
@@ -74,7 +73,7 @@ async def test_per_user_limit_makes_the_user_wait(dovecot: Dovecot) -> None:
 
 async def test_waiter_gets_the_released_connection(dovecot: Dovecot) -> None:
     pool = pool_for(dovecot, pool_max_per_user=1, pool_wait_timeout=5)
-    alice = creds(dovecot, "alice")
+    alice = await pool.login(creds(dovecot, "alice"))
     release = asyncio.Event()
 
     async def holder() -> None:
@@ -99,12 +98,13 @@ async def test_waiter_gets_the_released_connection(dovecot: Dovecot) -> None:
 
 async def test_one_user_cannot_exhaust_the_pool(dovecot: Dovecot) -> None:
     pool = pool_for(dovecot, pool_max_per_user=2, pool_max_total=3, pool_wait_timeout=0.3)
-    alice, bob = creds(dovecot, "alice"), creds(dovecot, "bob")
+    alice = await pool.login(creds(dovecot, "alice"))
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(2):
             await stack.enter_async_context(pool.connection(alice))
         with pytest.raises(PoolExhausted):
             await stack.enter_async_context(pool.connection(alice))
+        bob = await pool.login(creds(dovecot, "bob"))
         async with pool.connection(bob) as conn:
             assert conn.usable
     await pool.close()
@@ -112,10 +112,11 @@ async def test_one_user_cannot_exhaust_the_pool(dovecot: Dovecot) -> None:
 
 async def test_full_pool_evicts_another_users_idle_connection(dovecot: Dovecot) -> None:
     pool = pool_for(dovecot, pool_max_per_user=2, pool_max_total=2)
-    alice, bob = creds(dovecot, "alice"), creds(dovecot, "bob")
+    alice = await pool.login(creds(dovecot, "alice"))
     async with pool.connection(alice), pool.connection(alice):
         pass
     assert pool.stats().total == 2
+    bob = await pool.login(creds(dovecot, "bob"))
     async with pool.connection(bob) as conn:
         assert conn.usable
         assert pool.stats().total == 2
@@ -150,7 +151,7 @@ async def test_reaper_closes_after_idle_timeout(dovecot: Dovecot) -> None:
 
 async def test_broken_idle_connection_is_replaced(private_dovecot: Dovecot) -> None:
     pool = pool_for(private_dovecot)
-    alice = creds(private_dovecot, "alice")
+    alice = await pool.login(creds(private_dovecot, "alice"))
     async with pool.connection(alice) as first:
         await first.noop()
     signal_imap(private_dovecot, "alice", signal.SIGKILL)
@@ -164,7 +165,7 @@ async def test_broken_idle_connection_is_replaced(private_dovecot: Dovecot) -> N
 
 async def test_close_logs_out_and_refuses_new_work(dovecot: Dovecot) -> None:
     pool = pool_for(dovecot)
-    alice = creds(dovecot, "alice")
+    alice = await pool.login(creds(dovecot, "alice"))
     async with pool.connection(alice) as conn:
         pass
     await pool.close()
@@ -176,7 +177,7 @@ async def test_close_logs_out_and_refuses_new_work(dovecot: Dovecot) -> None:
 
 async def test_cancelled_health_check_frees_the_slot(private_dovecot: Dovecot) -> None:
     pool = pool_for(private_dovecot, pool_max_per_user=1, pool_wait_timeout=5)
-    alice = creds(private_dovecot, "alice")
+    alice = await pool.login(creds(private_dovecot, "alice"))
     async with pool.connection(alice) as conn:
         conn.last_used -= 3600  # idle long enough to be checked with a NOOP
     signal_imap(private_dovecot, "alice", signal.SIGSTOP)
@@ -197,7 +198,7 @@ async def test_cancelled_health_check_frees_the_slot(private_dovecot: Dovecot) -
 async def test_close_waits_for_lent_connections_and_logs_them_out(dovecot: Dovecot) -> None:
     async with FaultProxy("127.0.0.1", dovecot.imap_port) as proxy:
         pool = pool_for(dovecot, imap_url=proxy.url)
-        alice = creds(dovecot, "alice")
+        alice = await pool.login(creds(dovecot, "alice"))
         lent = pool.connection(alice)
         conn = await lent.__aenter__()
         async with pool.connection(alice):
@@ -215,7 +216,7 @@ async def test_close_waits_for_lent_connections_and_logs_them_out(dovecot: Dovec
 
 async def test_close_gives_up_on_a_connection_never_returned(dovecot: Dovecot) -> None:
     pool = pool_for(dovecot)
-    lent = pool.connection(creds(dovecot, "alice"))
+    lent = pool.connection(await pool.login(creds(dovecot, "alice")))
     await lent.__aenter__()
     await pool.close(grace=0.2)  # returns although the connection is still out
     await lent.__aexit__(None, None, None)
@@ -229,7 +230,7 @@ async def test_a_login_finishing_after_close_is_logged_out(dovecot: Dovecot) -> 
         connecting = asyncio.Event()
         connect = pool._connector
 
-        async def slow_connect(credentials: Credentials) -> ImapConnection:
+        async def slow_connect(credentials: Credentials) -> tuple[ImapConnection, str]:
             connecting.set()
             await asyncio.sleep(0.5)  # close() runs meanwhile
             return await connect(credentials)
