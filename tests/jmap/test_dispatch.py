@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.jmap.capabilities import CORE, MAIL
@@ -105,7 +106,9 @@ async def run(
         method_calls=[Invocation(name, args, call_id) for name, args, call_id in calls],
         created_ids=created_ids,
     )
-    return await process_request(request, registry, ACCOUNTS, env or Env(), "state-1")
+    result = await process_request(request, registry, ACCOUNTS, env or Env(), "state-1")
+    # Method responses come encoded (orjson fragments); read them back as a client would.
+    return orjson.loads(orjson.dumps(result))  # type: ignore[no-any-return]
 
 
 def responses(result: JsonObject) -> list[Any]:
