@@ -21,7 +21,7 @@ from gateway.jmap.standard import ArgReader, as_filter, as_id, as_id_list, nulla
 from gateway.mime.bodyparts import BodyPart, text_html_attachments
 from gateway.mime.bodyvalues import html_to_text
 from gateway.translators.email.fetch import load
-from gateway.translators.email.filtering import Filter, Leaf, Node, parse_filter
+from gateway.translators.email.filtering import Filter, Leaf, Node, TextSearch, parse_filter
 from gateway.translators.email.filtering import terms as split_terms
 from gateway.translators.email.properties import Source
 from gateway.translators.email.values import ValueRequest, body_values
@@ -80,6 +80,8 @@ def words(tree: Filter | None, negated: bool = False) -> tuple[list[str], list[s
     """The words (and phrases) to mark in the subject and in the body."""
     if tree is None:
         return [], []
+    if isinstance(tree, TextSearch):
+        return words(tree.tree, negated)
     if isinstance(tree, Node):
         subject: list[str] = []
         body: list[str] = []
