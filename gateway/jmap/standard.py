@@ -25,17 +25,18 @@ MAX_INT = 2**53 - 1
 # RFC 8620 5.5: the FilterOperator operators.
 FILTER_OPERATORS = frozenset({"AND", "OR", "NOT"})
 
-# Bounds on what one call may ask of the server, each past its bound an error the RFC
-# defines; real clients stay far below them. Every filter walk in the gateway recurses once
-# per FilterOperator, and every condition of a filter is evaluated for every candidate record.
-# RFC 8620 5.5 unsupportedFilter ("the server cannot process it").
+# Bounds on what one call may ask of the server, each answered past it with an error the RFC
+# defines; real clients stay far below them. Every filter walk recurses once per
+# FilterOperator, and every condition is evaluated for every candidate record, so filters
+# nested deeper or holding more conditions (FilterOperators and FilterCondition properties,
+# an empty condition counting one) are unsupportedFilter ("the server cannot process it",
+# RFC 8620 5.5).
 MAX_FILTER_DEPTH = 32
-# FilterOperators plus the properties of FilterConditions (an empty condition counts one).
 MAX_FILTER_CONDITIONS = 256
-# RFC 8620 5.5 unsupportedSort: each comparator is one more pass of the sort.
+# RFC 8620 5.5 unsupportedSort past this: each comparator is one more pass of the sort.
 MAX_SORT_COMPARATORS = 16
-# invalidArguments: a /get renders every property of every object (header: forms parse the
-# header section again for each), so the distinct names asked for are bounded.
+# invalidArguments past this: a /get renders every property of every object (header: forms
+# read the header section again for each), so the distinct names asked for are bounded.
 MAX_PROPERTIES = 256
 
 
@@ -214,15 +215,16 @@ def check_filter(value: JsonObject | None) -> None:
     level: list[JsonObject] = [value]
     depth = count = 0
     while level:
-        depth += 1
+        operators = [node for node in level if "operator" in node]
+        depth += bool(operators)
         count += sum(1 if "operator" in node else max(1, len(node)) for node in level)
         if depth > MAX_FILTER_DEPTH or count > MAX_FILTER_CONDITIONS:
             raise MethodError(
                 "unsupportedFilter",
-                f"The filter nests deeper than {MAX_FILTER_DEPTH} levels or holds more than "
-                f"{MAX_FILTER_CONDITIONS} conditions.",
+                f"The filter nests FilterOperators deeper than {MAX_FILTER_DEPTH} or holds "
+                f"more than {MAX_FILTER_CONDITIONS} conditions.",
             )
-        level = [child for node in level if "operator" in node for child in node["conditions"]]
+        level = [child for node in operators for child in node["conditions"]]
 
 
 def check_sort(sort: list[Comparator] | None) -> None:
