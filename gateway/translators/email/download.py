@@ -30,10 +30,19 @@ CHUNK = 1024 * 1024
 
 @dataclass(frozen=True)
 class Download:
-    """A blob ready to stream: its first piece is fetched, so it is known to exist."""
+    """A blob ready to stream: its first piece is fetched, so it is known to exist.
+
+    ``size`` is exact or None; ``at_most`` bounds it before any octet is read (for a part the
+    upstream decodes, its encoded size: decoding base64 or quoted-printable only shrinks).
+    """
 
     size: int | None
     chunks: AsyncIterator[bytes]
+    at_most: int | None = None
+
+    @property
+    def bound(self) -> int | None:
+        return self.size if self.size is not None else self.at_most
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
             return None
         uid = copies[0][1]
         size: int | None = record.size
+        at_most = record.size
         section = "BODY.PEEK[]"
         if ref.part_id is not None:
             loaded = await load(store, conn, view.records, {record.id: record}, {Source.STRUCTURE})
@@ -67,8 +77,9 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
             part = find_part(root, ref.part_id) if root else None
             if part is None:
                 return None
+            at_most = part.body_end - part.body_start
             if part.transfer_encoding in IDENTITY_ENCODINGS:
-                section, size = f"BODY.PEEK[{part.part_id}]", part.body_end - part.body_start
+                section, size = f"BODY.PEEK[{part.part_id}]", at_most
             elif "BINARY" in conn.capabilities:
                 section, size = f"BINARY.PEEK[{part.part_id}]", None
             else:
@@ -78,7 +89,7 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
         first = await _piece(conn, source, 0)
     if first is None:
         return None
-    return Download(size, _rest(env, source, first))
+    return Download(size, _rest(env, source, first), at_most)
 
 
 async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | None:
