@@ -253,6 +253,7 @@ async def _store_one(env: RequestEnv, view: MailboxView, delivery: Delivery) -> 
     and any copies) before doing only what is missing."""
     lows = {f: view.records[f].uidnext or 1 for f in delivery.mailboxes}
     first = delivery.mailboxes[0]
+    lost: Exception | None = None
     for attempt_number in range(2):
         try:
             async with env.upstream() as conn:
@@ -267,10 +268,13 @@ async def _store_one(env: RequestEnv, view: MailboxView, delivery: Delivery) -> 
             type_, description = _APPEND_ERRORS.get(
                 exc.code or "", ("serverFail", "the mail server refused the message")
             )
-            raise SetError(type_, description) from None
+            raise SetError(type_, description, cause=exc) from None
         except (ImapError, NoAppendUid) as exc:
             log.warning("storing a message: answer lost (%s); looking for it", exc)
-    raise SetError("serverFail", "the mail server could not be reached to store the message")
+            lost = exc
+    raise SetError(
+        "serverFail", "the mail server could not be reached to store the message", cause=lost
+    )
 
 
 async def _copies_made(

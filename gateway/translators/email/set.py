@@ -103,8 +103,10 @@ async def email_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
     return response
 
 
-def _errors(errors: Mapping[str, SetError]) -> dict[str, Any] | None:
-    return {key: error.to_dict() for key, error in errors.items()} or None
+def _errors(errors: Mapping[str, SetError]) -> dict[str, SetError] | None:
+    """The SetErrors as they are: the dispatcher writes them out and logs failures with
+    their cause (gateway.jmap.incidents)."""
+    return dict(errors) or None
 
 
 def _resolve(
@@ -292,4 +294,4 @@ def _give_up(pending: _Pending, exc: Exception) -> None:
             "serverUnavailable", "The mail server is unavailable; try again later."
         ) from exc
     for email_id in pending.ids():
-        pending.fail(email_id, SetError("serverFail", LOST))
+        pending.fail(email_id, SetError("serverFail", LOST, cause=exc))
