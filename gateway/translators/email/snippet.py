@@ -123,10 +123,16 @@ def _marked(text: str, pattern: re.Pattern[str]) -> str:
 
 
 def excerpt(body: str, terms: list[str]) -> str | None:
-    """The part of the body around its first match, marked, at most PREVIEW_OCTETS octets."""
+    """The part of the body around its first match, marked, at most PREVIEW_OCTETS octets.
+
+    Only the first match is searched for in the whole body, and with ``str.find`` per term
+    rather than the pattern, whose alternatives are tried at every position; the marking
+    then works on a window of at most PREVIEW_OCTETS characters after the excerpt's start
+    (each is at least one octet, so no more could fit).
+    """
     pattern = _pattern(terms)
     text = " ".join(body.split())
-    first = pattern.search(text) if pattern is not None else None
+    first = _first_match(text, pattern, terms) if pattern is not None else None
     if pattern is None or first is None:
         return None
     start = max(0, first.start() - LEAD)
@@ -134,7 +140,7 @@ def excerpt(body: str, terms: list[str]) -> str | None:
         # Begin at a word.
         space = text.find(" ", start, first.start())
         start = space + 1 if space >= 0 else start
-    end = len(text)
+    end = min(len(text), max(first.end(), start + PREVIEW_OCTETS))
     while True:
         rendered = _marked(text[start:end], pattern)
         if len(rendered.encode()) <= PREVIEW_OCTETS or end <= first.end():
@@ -149,6 +155,18 @@ def excerpt(body: str, terms: list[str]) -> str | None:
         end -= 1
         rendered = _marked(text[start:end], pattern) if end > first.start() else ""
     return rendered
+
+
+def _first_match(text: str, pattern: re.Pattern[str], terms: list[str]) -> re.Match[str] | None:
+    """The pattern's first match in ``text``, found where the earliest term is.
+
+    Terms are found case-insensitively as ``str.lower`` maps letters (one character to one,
+    once U+0130, the one letter that lowers to two, is taken as "i"), then the pattern
+    confirms the match there.
+    """
+    lowered = text.replace("\u0130", "i").lower()
+    starts = [found for term in terms if (found := lowered.find(term.lower())) >= 0]
+    return pattern.search(text, min(starts)) if starts else None
 
 
 def _plain_body(root: BodyPart, values: dict[str, Any]) -> str:
