@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.jmapclient import CORE, MAIL, Jmap
+from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.translators.mailstate import Mail
 
@@ -219,5 +219,6 @@ async def test_wrong_types_of_booleans_name_their_argument(jmap: Jmap) -> None:
 def test_every_method_is_exercised() -> None:
     from gateway.services import method_registry
 
-    registered = set(method_registry()._methods) - {"Core/echo"}
-    assert registered == set(calls("e", "i", "b")), (CORE, MAIL)
+    registry = method_registry()
+    assert all(registry.get(name) for name in calls("e", "i", "b"))
+    assert len(registry._methods) - 1 == len(calls("e", "i", "b"))  # all but Core/echo
