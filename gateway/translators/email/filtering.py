@@ -410,8 +410,20 @@ def _epoch(value: str) -> float:
 
 _SUBJECT_PREFIX = re.compile(r"^\s*(?:re|fwd?|fw)\s*(?:\[[^\]]*\])?\s*:\s*", re.I)
 _SUBJECT_BLOB = re.compile(r"^\s*\[[^\]]*\]\s*")
-_SUBJECT_TRAILER = re.compile(r"\s*\(fwd\)\s*$", re.I)
 _SUBJECT_FWD = re.compile(r"^\[fwd:(.*)\]$", re.I | re.S)
+
+
+def _without_trailers(value: str) -> str:
+    """RFC 5256 2.1 (2): trailing "(fwd)" and white space removed, scanning back from the end
+    (a pattern anchored at the end is tried from every position: quadratic on a Subject of
+    thousands of "(fwd)", which anyone can send)."""
+    end = len(value)
+    while True:
+        while end and value[end - 1].isspace():
+            end -= 1
+        if value[max(0, end - 5) : end].lower() != "(fwd)":
+            return value[:end]
+        end -= 5
 
 
 def base_subject(subject: str) -> str:
@@ -420,7 +432,7 @@ def base_subject(subject: str) -> str:
     value = " ".join(subject.split())
     while True:
         before = value
-        value = _SUBJECT_TRAILER.sub("", value)
+        value = _without_trailers(value)
         while True:
             stripped = _SUBJECT_PREFIX.sub("", value, count=1)
             unblobbed = _SUBJECT_BLOB.sub("", stripped, count=1)
