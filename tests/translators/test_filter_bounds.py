@@ -23,9 +23,13 @@ from gateway.jmap.standard import (
     MAX_SORT_COMPARATORS,
 )
 from gateway.translators.email.filtering import MAX_SEARCH_TERMS, MAX_SEARCH_TEXT
+from tests.cyrus import Cyrus
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.translators.mailstate import ok
+from tests.translators.upstreams import Upstream, upstream
+
+__all__ = ["upstream"]  # fixture
 
 # key -> (folder, from, subject, body, flags)
 SEED = {
@@ -48,9 +52,8 @@ def message(key: str, sender: str, subject: str, body: str) -> bytes:
     return msg.as_bytes(policy=SMTP)
 
 
-@pytest.fixture
-async def ids(dovecot: Dovecot, jmap: Jmap) -> dict[str, str]:
-    imap = dovecot.client(jmap.username)
+async def seed(server: Dovecot | Cyrus, jmap: Jmap) -> dict[str, str]:
+    imap = server.client(jmap.username)
     for folder in ("Work", "Lists"):
         ok(imap.create(folder))
     for key, (folder, sender, subject, body, flags) in SEED.items():
@@ -58,6 +61,11 @@ async def ids(dovecot: Dovecot, jmap: Jmap) -> dict[str, str]:
     imap.logout()
     listed = await jmap.call("Email/get", ids=None, properties=["header:X-Key:asText"])
     return {e["header:X-Key:asText"].strip(): e["id"] for e in listed["list"]}
+
+
+@pytest.fixture
+async def ids(dovecot: Dovecot, jmap: Jmap) -> dict[str, str]:
+    return await seed(dovecot, jmap)
 
 
 def searches(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -121,16 +129,17 @@ def expected(ids: dict[str, str], keys: str) -> set[str]:
     ids=["one", "words", "two-properties", "or", "not", "nested", "mixed"],
 )
 async def test_text_conditions_share_one_search_per_folder(
-    jmap: Jmap,
-    ids: dict[str, str],
+    upstream: Upstream,
     caplog: pytest.LogCaptureFixture,
     filter_: dict[str, Any],
     keys: str,
     per_folder: int,
 ) -> None:
+    """On Dovecot and Cyrus alike: both take OR, NOT and parenthesized keys."""
+    ids = await seed(upstream.server, upstream.jmap)
     caplog.set_level(logging.DEBUG, logger="gateway.imap.connection")
     searches(caplog)
-    found = await jmap.call("Email/query", filter=filter_)
+    found = await upstream.jmap.call("Email/query", filter=filter_)
     assert set(found["ids"]) == expected(ids, keys)
     assert len(searches(caplog)) == per_folder * FOLDERS_WITH_MAIL
 
