@@ -6,6 +6,11 @@ the handler and turns every error into a response. Handlers only raise.
 
 The app environment `env` is opaque here (generic `EnvT`), so this layer never learns
 about IMAP, caches or HTTP.
+
+What one request can make the server produce is bounded here for every method alike: the
+arguments a call resolves from references (by maxSizeRequest), and the method responses,
+each encoded once as it is made and counted (CoreLimits.max_size_response). Every failure of
+the server is logged with its cause and an incident id (gateway.jmap.incidents).
 """
 
 from __future__ import annotations
