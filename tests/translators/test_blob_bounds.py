@@ -9,6 +9,7 @@ RecursionError and a 500. The budget test counts the octets Redis sent the gatew
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -22,6 +23,7 @@ from gateway.translators.email.blob_ids import MAX_PART_NESTING
 from tests.conftest import gateway_settings, running_gateway
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
+from tests.translators.mailstate import ok
 
 
 def message(text: str, *attached: bytes, padding: int = 0) -> bytes:
@@ -158,3 +160,23 @@ async def test_one_upload_named_many_times_is_read_within_the_budget(
     stored = await download(jmap, attachment["blobId"])
     assert message_from_bytes(stored.content)["Subject"] == "note 1"
     assert stored.content == notes[1]
+
+
+async def test_blob_copy_reads_no_octets_to_know_a_blob_exists(
+    dovecot: Dovecot, jmap: Jmap, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each id of a Blob/copy read the first megabyte of its message from the upstream: 500
+    ids, 500 MB for one small call."""
+    imap = dovecot.client(jmap.username)
+    for n in range(5):
+        ok(imap.append("INBOX", "", None, message(f"m{n}", b"attached", padding=300_000)))
+    imap.logout()
+    listed = await jmap.call("Email/get", ids=None, properties=["blobId", "attachments"])
+    blobs = [e["blobId"] for e in listed["list"]]
+    blobs += [part["blobId"] for e in listed["list"] for part in e["attachments"]]
+    caplog.set_level(logging.DEBUG, logger="gateway.imap.connection")
+    caplog.clear()
+    copied = await jmap.call("Blob/copy", fromAccountId=jmap.account_id, blobIds=blobs)
+    assert set(copied["copied"]) == set(blobs)
+    sent = [str(r.args) for r in caplog.records if r.msg == "upstream <- %s"]
+    assert not [command for command in sent if "PEEK[" in command], sent

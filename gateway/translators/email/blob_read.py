@@ -38,6 +38,7 @@ from gateway.translators.email.download import Download, open_download
 __all__ = [
     "BlobBudgetSpent",
     "BlobTooLarge",
+    "blob_exists",
     "message_limit",
     "message_structure",
     "open_blob",
@@ -68,6 +69,16 @@ async def open_blob(env: RequestEnv, blob_id: str) -> Download | None:
             return None
         return None if content is None else Download(len(content), _once(content))
     return None if blob_id.startswith("S") else await _open_stored(env, blob_id)
+
+
+async def blob_exists(env: RequestEnv, blob_id: str) -> bool:
+    """Whether this account has such a blob, reading as little as that takes: a message or
+    part is looked up in the index and its structure, never fetched (a Blob/copy of 500 ids
+    would otherwise read the first megabyte of each from the upstream)."""
+    ref = parse_blob_id(blob_id)
+    if ref is not None:
+        return await open_download(env, ref, fetch=False) is not None
+    return await open_blob(env, blob_id) is not None
 
 
 async def read_blob(env: RequestEnv, blob_id: str, max_size: int) -> bytes | None:

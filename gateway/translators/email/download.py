@@ -52,10 +52,12 @@ class _Source:
     section: str  # e.g. "BODY.PEEK[]", "BINARY.PEEK[2]"
 
 
-async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
+async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) -> Download | None:
     """The blob's octets, or None when the account has no such message or part.
 
-    An id the index has never seen is refused without asking the upstream anything.
+    An id the index has never seen is refused without asking the upstream anything. Without
+    ``fetch``, nothing is read: the Download only says the message (and part) exist, and how
+    large they are, for a caller that needs no more (Blob/copy).
     """
     store = email_store(env)
     if ref.email_id not in await store.records([ref.email_id]):
@@ -78,6 +80,8 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
             if part is None:
                 return None
             at_most = part.body_end - part.body_start
+            if not fetch:
+                return Download(None, _once(b""), at_most)
             if part.transfer_encoding in IDENTITY_ENCODINGS:
                 section, size = f"BODY.PEEK[{part.part_id}]", at_most
             elif "BINARY" in conn.capabilities:
@@ -85,6 +89,8 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
             else:
                 content = await _decoded_here(conn, folder, uid, part)
                 return None if content is None else Download(len(content), _once(content))
+        if not fetch:
+            return Download(size, _once(b""), at_most)
         source = _Source(folder, uid, section)
         first = await _piece(conn, source, 0)
     if first is None:
