@@ -180,3 +180,25 @@ async def test_blob_copy_reads_no_octets_to_know_a_blob_exists(
     assert set(copied["copied"]) == set(blobs)
     sent = [str(r.args) for r in caplog.records if r.msg == "upstream <- %s"]
     assert not [command for command in sent if "PEEK[" in command], sent
+
+
+async def test_a_blob_too_large_is_refused_before_it_is_fetched(
+    dovecot: Dovecot, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = gateway_settings(dovecot.url, redis_url, max_size_attachments_per_email=10_000)
+    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        user = dovecot.fresh_user()
+        jmap = await Jmap(http, user, dovecot.users[user]).start()
+        imap = dovecot.client(user)
+        ok(imap.append("INBOX", "", None, message("big", padding=300_000)))
+        imap.logout()
+        (big,) = (await jmap.call("Email/get", ids=None, properties=["blobId"]))["list"]
+        inbox = (await jmap.mailboxes())["Inbox"]["id"]
+        part = {"type": "message/rfc822", "blobId": big["blobId"]}
+        create = {"mailboxIds": {inbox: True}, "subject": "fwd", "attachments": [part]}
+        caplog.set_level(logging.DEBUG, logger="gateway.imap.connection")
+        caplog.clear()
+        result = await jmap.call("Email/set", create={"k": create})
+    assert result["notCreated"]["k"]["type"] == "tooLarge"
+    sent = [str(r.args) for r in caplog.records if r.msg == "upstream <- %s"]
+    assert not [command for command in sent if "PEEK[" in command], sent

@@ -110,14 +110,22 @@ async def _open_stored(env: RequestEnv, blob_id: str) -> Download | None:
 
 
 async def _read_stored(env: RequestEnv, blob_id: str, max_size: int) -> bytes | None:
-    download = await _open_stored(env, blob_id)
-    if download is None:
+    """An upload, message or part read whole, its size checked and charged first: a message
+    or part is looked up without fetching anything until it is known to fit."""
+    ref = parse_blob_id(blob_id)
+    found = await (
+        _open_stored(env, blob_id) if ref is None else open_download(env, ref, fetch=False)
+    )
+    if found is None:
         return None
-    bound = download.bound
+    bound = found.bound
     if bound is not None and bound > max_size:
         raise BlobTooLarge(f"larger than {max_size} octets")
     budget = _budget(env)
     budget.charge(bound or 0)
+    download = found if ref is None else await open_download(env, ref)
+    if download is None:
+        return None
     return await _gather(download.chunks, max_size, budget if bound is None else None)
 
 
