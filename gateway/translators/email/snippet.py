@@ -31,6 +31,10 @@ from gateway.translators.email.view import synced_view
 PREVIEW_OCTETS = 255
 # Characters of context shown before the first match.
 LEAD = 40
+# Octets of each text part searched for the first match: up to 500 emails are asked for at
+# once, so each gives its beginning only (a match past it shows no preview, which RFC 8621 5
+# allows), never whole bodies of any size.
+SEARCHED_TEXT = 64 * 1024
 
 
 async def search_snippet_get(
@@ -54,7 +58,7 @@ async def search_snippet_get(
         loaded = await load(store, conn, view.records, visible, sources)
         texts: dict[str, dict[str, Any]] = {}
         if body_words:
-            request = ValueRequest(True, False, False, None)
+            request = ValueRequest(True, False, False, SEARCHED_TEXT)
             structures = {i: s for i, s in loaded.structure.items() if i in visible}
             texts = await body_values(
                 conn, store, request, view.records, visible, structures, loaded.messages
