@@ -215,6 +215,12 @@ class Settings(BaseSettings):
     max_calls_in_request: int = Field(
         32, ge=1, description="Method calls in one API request (maxCallsInRequest)"
     )
+    max_size_response: int = Field(
+        50_000_000,
+        ge=100_000,
+        description="Octets of method responses one API request may get; past it, calls that "
+        "only read answer requestTooLarge",
+    )
     max_objects_in_get: int = Field(500, ge=1, description="Ids in one /get call (maxObjectsInGet)")
     max_objects_in_set: int = Field(
         500, ge=1, description="Creates, updates and destroys in one /set call (maxObjectsInSet)"
@@ -233,6 +239,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Octets of attachments one created Email may carry "
         "(maxSizeAttachmentsPerEmail)",
+    )
+    max_size_blobs_per_request: int = Field(
+        100_000_000,
+        ge=1_000_000,
+        description="Octets of blobs one API request may read whole (attachments of created "
+        "Emails, Email/import, Email/parse, parts of blobs); past it, tooLarge or notParsable",
     )
     upload_ttl_seconds: int = Field(
         7200, ge=3600, description="Seconds an unused upload is kept (RFC 8620 6: at least an hour)"

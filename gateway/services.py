@@ -124,6 +124,7 @@ def core_limits(settings: Settings) -> CoreLimits:
         max_objects_in_get=settings.max_objects_in_get,
         max_objects_in_set=settings.max_objects_in_set,
         collation_algorithms=SUPPORTED_COLLATIONS,
+        max_size_response=settings.max_size_response,
     )
 
 

@@ -32,9 +32,13 @@ from tests.translators.mailstate import Mail
 from tests.translators.test_email_set import ids_by_key, mailbox_ids
 
 FOLDERS = ("INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive")
-# Five text conditions: a UID SEARCH each in every folder that holds mail.
+# Five text conditions, each beside a condition the index answers, so none can share a SEARCH:
+# a UID SEARCH each in every folder that holds mail.
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo")
-SEARCHES = {"operator": "OR", "conditions": [{"subject": word} for word in WORDS]}
+SEARCHES = {
+    "operator": "OR",
+    "conditions": [{"subject": word, "notKeyword": "$junk"} for word in WORDS],
+}
 ABANDONED = "jmap_gateway_http_requests_abandoned_total"
 REQUESTS = "jmap_gateway_http_requests_total"
 

@@ -10,6 +10,7 @@ a wrong answer.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -83,11 +84,18 @@ def format_state(epoch: str, modseq: int) -> str:
 
 
 def parse_state(state: str) -> tuple[str, int]:
-    """Split a state string; anything malformed cannot be calculated from."""
+    """Split a state string; anything this server did not issue cannot be calculated from.
+
+    Only the digits format_state writes count: ASCII (``int`` also reads "١٢٣"), no sign,
+    no leading zero, at most 19 of them.
+    """
     epoch, sep, modseq = state.rpartition("-")
-    if not sep or not epoch or not modseq.isdigit() or len(modseq) > 19:
+    if not sep or not epoch or not _MODSEQ.fullmatch(modseq):
         raise CannotCalculateChanges(f"{state!r} is not a state this server issued")
     return epoch, int(modseq)
+
+
+_MODSEQ = re.compile(r"0|[1-9][0-9]{0,18}")
 
 
 class AccountState:

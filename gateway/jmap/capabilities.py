@@ -21,7 +21,8 @@ class CoreLimits:
     """The server limits advertised under CORE; the defaults are the RFC's suggested minimums.
 
     The same object is handed to the request parser and the standard-method parsers, so
-    what the session advertises is exactly what the server enforces.
+    what the session advertises is exactly what the server enforces. It travels with each
+    parsed Request, so the processor enforces the same limits on what references resolve to.
     """
 
     max_size_upload: int = 50_000_000
@@ -32,6 +33,10 @@ class CoreLimits:
     max_objects_in_get: int = 500
     max_objects_in_set: int = 500
     collation_algorithms: tuple[str, ...] = ()
+    # Not a capability property (RFC 8620 defines none for it), so never advertised: the most
+    # octets of method responses one request gets before read-only calls answer
+    # requestTooLarge (see gateway.jmap.dispatch).
+    max_size_response: int = 50_000_000
 
     def __post_init__(self) -> None:
         """Refuse limits a client could not satisfy, so a bad config fails at start-up."""

@@ -6,22 +6,30 @@ the handler and turns every error into a response. Handlers only raise.
 
 The app environment `env` is opaque here (generic `EnvT`), so this layer never learns
 about IMAP, caches or HTTP.
+
+What one request can make the server produce is bounded here for every method alike: the
+arguments a call resolves from references (by maxSizeRequest), and the method responses,
+each encoded once as it is made and counted (CoreLimits.max_size_response). Every failure of
+the server is logged with its cause and an incident id (gateway.jmap.incidents).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
+import orjson
+
+from gateway.jmap import incidents
 from gateway.jmap.capabilities import CORE
 from gateway.jmap.errors import MethodError
 from gateway.jmap.protocol import Invocation, JsonObject, Request
 from gateway.jmap.references import resolve_arguments
+from gateway.jmap.standard import InvalidValue
 
 logger = logging.getLogger(__name__)
 
@@ -145,52 +153,124 @@ async def process_request(
     map_error: ErrorMapper | None = None,
     on_call: CallObserver | None = None,
 ) -> JsonObject:
-    """Run the calls of a parsed request and return the Response object (RFC 8620 3.4)."""
+    """Run the calls of a parsed request and return the Response object (RFC 8620 3.4).
+
+    Each method response is encoded once, as it is made, and goes into the Response as an
+    ``orjson.Fragment``: its size counts towards ``max_size_response`` without encoding
+    everything again per call, and the final encoding only copies the fragments.
+    """
     state = _RequestState(
         request, registry, accounts, env, dict(request.created_ids or {}), [], map_error
     )
+    budget = _ResponseBudget(request.limits.max_size_response)
+    encoded: list[orjson.Fragment] = []
     # RFC 8620 3.3: the method calls MUST be processed sequentially, in order.
-    for call in request.method_calls:
+    for index, call in enumerate(request.method_calls):
+        if index:
+            # A call that never waits (Core/echo) would otherwise run the next at once: give
+            # the other requests on this loop their turn between calls.
+            await asyncio.sleep(0)
         started = time.perf_counter()
-        responses = await _process_call(call, state)
+        responses, fragments = budget.admit(call, await _process_call(call, state, budget))
         if on_call is not None:
             on_call(*_outcome(call, responses, registry), time.perf_counter() - started)
         state.responses.extend(responses)
-    response: JsonObject = {
-        "methodResponses": [invocation.to_json() for invocation in state.responses],
-        "sessionState": session_state,
-    }
+        encoded.extend(fragments)
+    response: JsonObject = {"methodResponses": encoded, "sessionState": session_state}
     # RFC 8620 3.4: createdIds is returned only if given, with every id added since.
     if request.created_ids is not None:
         response["createdIds"] = state.created_ids
     return response
 
 
-async def _process_call(call: Invocation, state: _RequestState[EnvT]) -> list[Invocation]:
-    """Run one call; RFC 8620 3.6.2: an error is a response and processing goes on."""
+class _ResponseBudget:
+    """The octets of method responses one request may produce (CoreLimits.max_size_response).
+
+    Read-only calls are what can grow a response (an echo of references, a /get of many
+    large objects): one whose response would pass the limit answers requestTooLarge
+    instead, and once the limit is reached a read is not run at all. Errors are small, and
+    a call that changed data keeps its response (bounded by maxObjectsInSet), or the client
+    would not learn what changed.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.used >= self.limit
+
+    def too_large(self) -> MethodError:
+        return MethodError(
+            "requestTooLarge",
+            f"The responses to this request would be larger than {self.limit} octets; "
+            "ask for fewer objects or properties per request.",
+        )
+
+    def admit(
+        self, call: Invocation, made: tuple[list[Invocation], bool]
+    ) -> tuple[list[Invocation], list[orjson.Fragment]]:
+        """The responses to keep for ``call`` and their encodings, counted."""
+        responses, wrote = made
+        encoded = [_encoded(response, call) for response in responses]
+        size = sum(len(encoding) for _, encoding in encoded)
+        failed = all(response.name == "error" for response, _ in encoded)
+        if self.used + size > self.limit and not (wrote or failed):
+            encoded = [_encoded(_error(self.too_large(), call), call)]
+            size = len(encoded[0][1])
+        self.used += size
+        return [response for response, _ in encoded], [orjson.Fragment(e) for _, e in encoded]
+
+
+def _encoded(response: Invocation, call: Invocation) -> tuple[Invocation, bytes]:
+    """A response and its JSON; a value JSON cannot hold is a bug, answered serverFail."""
     try:
-        return await _run_call(call, state)
+        return response, orjson.dumps(response.to_json())
+    except orjson.JSONEncodeError as exc:
+        error = _error(incidents.unexpected(call.name, call.call_id, exc), call)
+        return error, orjson.dumps(error.to_json())
+
+
+async def _process_call(
+    call: Invocation, state: _RequestState[EnvT], budget: _ResponseBudget
+) -> tuple[list[Invocation], bool]:
+    """Run one call: its responses, and whether it may have changed data.
+
+    RFC 8620 3.6.2: an error is a response and processing goes on. A failure of the server
+    is logged with its cause and an incident id (gateway.jmap.incidents).
+    """
+    method = state.registry.get(call.name)
+    writes = method is not None and method.writes
+    try:
+        if method is not None and not writes and budget.exhausted:
+            raise budget.too_large()
+        return await _run_call(call, state), writes
     except MethodError as error:
-        return [Invocation("error", error.to_arguments(), call.call_id)]
+        failure = incidents.method_failure(call.name, call.call_id, error, error.__cause__)
+        return [_error(failure, call)], writes
+    except InvalidValue as problem:
+        # A converter's refusal that no ArgReader collected is still the client's error.
+        return [_error(MethodError.invalid_arguments(str(problem)), call)], writes
     except Exception as exc:
         mapped = state.map_error(exc) if state.map_error else None
-        if mapped is not None:
+        if mapped is None:
+            return [_error(incidents.unexpected(call.name, call.call_id, exc), call)], writes
+        if mapped.type not in incidents.FAILURES:
             logger.warning("%s in %s: %s", mapped.type, call.name, type(exc).__name__)
-            return [Invocation("error", mapped.to_arguments(), call.call_id)]
-        incident = secrets.token_hex(6)
-        logger.exception(
-            "serverFail incident=%s method=%r callId=%r", incident, call.name, call.call_id
-        )
-        description = f"Internal error; incident {incident}"
-        return [
-            Invocation("error", {"type": "serverFail", "description": description}, call.call_id)
-        ]
+        failure = incidents.method_failure(call.name, call.call_id, mapped, exc)
+        return [_error(failure, call)], writes
+
+
+def _error(error: MethodError, call: Invocation) -> Invocation:
+    return Invocation("error", error.to_arguments(), call.call_id)
 
 
 async def _run_call(call: Invocation, state: _RequestState[EnvT]) -> list[Invocation]:
     """Look the method up, check access, resolve references and run the handler."""
     method = _lookup(call.name, state)
-    arguments = resolve_arguments(call.arguments, state.responses)
+    max_size = state.request.limits.max_size_request
+    arguments = resolve_arguments(call.arguments, state.responses, max_size)
     context = CallContext(
         method=method.name,
         call_id=call.call_id,
@@ -202,7 +282,11 @@ async def _run_call(call: Invocation, state: _RequestState[EnvT]) -> list[Invoca
     )
     work = method.handler(context, arguments)
     result = await (_to_the_end(work) if method.writes else work)
-    return _as_responses(result, method.name, call.call_id)
+    settle = incidents.settle_set_errors
+    return [
+        replace(response, arguments=settle(method.name, call.call_id, response.arguments))
+        for response in _as_responses(result, method.name, call.call_id)
+    ]
 
 
 async def _to_the_end(work: Awaitable[HandlerResult]) -> HandlerResult:

@@ -177,6 +177,18 @@ class SetError(_TypedError):
 
     TYPES = SET_ERROR_TYPES
 
+    def __init__(
+        self,
+        type_: str,
+        description: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        *,
+        cause: BaseException | str | None = None,
+    ) -> None:
+        super().__init__(type_, description, extra)
+        # What went wrong, for the log only (gateway.jmap.incidents): never sent to the client.
+        self.cause = cause
+
     @classmethod
     def invalid_properties(
         cls, properties: Collection[str], description: str | None = None

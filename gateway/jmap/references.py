@@ -10,6 +10,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from gateway.jmap.errors import MethodError
 from gateway.jmap.protocol import Invocation, JsonObject
 
@@ -19,13 +21,20 @@ _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
 _BAD_ESCAPE = re.compile(r"~(?![01])")
 
 
-def resolve_arguments(arguments: JsonObject, previous: Sequence[Invocation]) -> JsonObject:
+def resolve_arguments(
+    arguments: JsonObject, previous: Sequence[Invocation], max_size: int
+) -> JsonObject:
     """Return a copy of `arguments` with every "#name" replaced by "name" and its value.
 
     Resolved values are shared with the earlier response, so handlers must treat their
-    arguments as read-only.
+    arguments as read-only. Together they may take at most ``max_size`` octets as JSON (the
+    request's own size limit: arguments a client could not send inline cannot be had by
+    reference either); past it the call is requestTooLarge. A value can be far larger than
+    the response it comes from once repeated (two references to one response double it),
+    so each is measured as it resolves, and at most one value beyond the limit is encoded.
     """
     resolved: JsonObject = {}
+    size = 0
     for key, value in arguments.items():
         if not key.startswith("#"):
             resolved[key] = value
@@ -37,6 +46,12 @@ def resolve_arguments(arguments: JsonObject, previous: Sequence[Invocation]) -> 
                 f"{name} and #{name} are both given", arguments=[name]
             )
         resolved[name] = _resolve_reference(value, previous, key)
+        size += len(orjson.dumps(resolved[name]))
+        if size > max_size:
+            raise MethodError(
+                "requestTooLarge",
+                f"The arguments resolved from result references are larger than {max_size} octets.",
+            )
     return resolved
 
 

@@ -25,6 +25,20 @@ MAX_INT = 2**53 - 1
 # RFC 8620 5.5: the FilterOperator operators.
 FILTER_OPERATORS = frozenset({"AND", "OR", "NOT"})
 
+# Bounds on what one call may ask of the server, each answered past it with an error the RFC
+# defines; real clients stay far below them. Every filter walk recurses once per
+# FilterOperator, and every condition is evaluated for every candidate record, so filters
+# nested deeper or holding more conditions (FilterOperators and FilterCondition properties,
+# an empty condition counting one) are unsupportedFilter ("the server cannot process it",
+# RFC 8620 5.5).
+MAX_FILTER_DEPTH = 32
+MAX_FILTER_CONDITIONS = 256
+# RFC 8620 5.5 unsupportedSort past this: each comparator is one more pass of the sort.
+MAX_SORT_COMPARATORS = 16
+# invalidArguments past this: a /get renders every property of every object (header: forms
+# read the header section again for each), so the distinct names asked for are bounded.
+MAX_PROPERTIES = 256
+
 
 class InvalidValue(ValueError):
     """A converter's reason for refusing a value, e.g. "must be a String"."""
@@ -168,24 +182,65 @@ def _is_id(value: object) -> bool:
 
 
 def as_filter(value: object) -> JsonObject:
-    """FilterOperator|FilterCondition (RFC 8620 5.5); conditions are the type's business."""
-    if not isinstance(value, dict):
-        raise InvalidValue("must be a FilterOperator or FilterCondition object")
-    # RFC 8620 5.5: a FilterCondition MUST NOT have an operator property.
-    if "operator" in value:
-        _check_filter_operator(value)
-    return value
+    """FilterOperator|FilterCondition (RFC 8620 5.5); conditions are the type's business.
+
+    Checked without recursion, so a deep filter cannot exhaust the stack; its size is
+    checked apart (:func:`check_filter`), once the rest of the arguments proved valid.
+    """
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, dict):
+            raise InvalidValue("must be a FilterOperator or FilterCondition object")
+        # RFC 8620 5.5: a FilterCondition MUST NOT have an operator property.
+        if "operator" in node:
+            pending.extend(_operator_conditions(node))
+    return cast(JsonObject, value)
 
 
-def _check_filter_operator(value: JsonObject) -> None:
-    """An operator of AND/OR/NOT and an array of nested filters."""
+def _operator_conditions(value: JsonObject) -> list[Any]:
+    """An operator of AND/OR/NOT and an array of nested filters: the nested filters."""
     if not isinstance(value["operator"], str) or value["operator"] not in FILTER_OPERATORS:
         raise InvalidValue("operator must be AND, OR or NOT")
     conditions = value.get("conditions")
     if not isinstance(conditions, list):
         raise InvalidValue("conditions must be an array")
-    for condition in conditions:
-        as_filter(condition)
+    return conditions
+
+
+def check_filter(value: JsonObject | None) -> None:
+    """unsupportedFilter for a valid filter nested or sized past what the server processes."""
+    if value is None:
+        return
+    level: list[JsonObject] = [value]
+    depth = count = 0
+    while level:
+        operators = [node for node in level if "operator" in node]
+        depth += bool(operators)
+        count += sum(1 if "operator" in node else max(1, len(node)) for node in level)
+        if depth > MAX_FILTER_DEPTH or count > MAX_FILTER_CONDITIONS:
+            raise MethodError(
+                "unsupportedFilter",
+                f"The filter nests FilterOperators deeper than {MAX_FILTER_DEPTH} or holds "
+                f"more than {MAX_FILTER_CONDITIONS} conditions.",
+            )
+        level = [child for node in operators for child in node["conditions"]]
+
+
+def check_sort(sort: list[Comparator] | None) -> None:
+    """unsupportedSort for more comparators than the server sorts by."""
+    if sort is not None and len(sort) > MAX_SORT_COMPARATORS:
+        raise MethodError(
+            "unsupportedSort", f"The sort has more than {MAX_SORT_COMPARATORS} comparators."
+        )
+
+
+def check_properties(name: str, properties: list[str] | None) -> None:
+    """invalidArguments for more distinct property names than MAX_PROPERTIES."""
+    if properties is not None and len(set(properties)) > MAX_PROPERTIES:
+        raise MethodError.invalid_arguments(
+            f"{name}: more than {MAX_PROPERTIES} distinct properties", arguments=[name]
+        )
 
 
 @dataclass(frozen=True)
@@ -222,6 +277,12 @@ def _as_comparator(value: object, index: int) -> Comparator:
     return Comparator(prop, ascending, collation, extra)
 
 
+# A type-specific argument of a standard method: its converter and its default. Methods pass
+# ``extra={name: Extra}`` to the parse_* functions, which read them with the standard ones, so
+# a wrong type is invalidArguments naming it like any other argument.
+Extra = tuple[Callable[[object], Any], Any]
+
+
 class ArgReader:
     """Reads a method's arguments, collecting every problem before failing once.
 
@@ -256,6 +317,15 @@ class ArgReader:
             self._problems[name] = str(problem)
             return placeholder
 
+    def extras(self, extra: Collection[str]) -> dict[str, Any]:
+        """Read the type-specific arguments that ``extra`` maps to an :data:`Extra`.
+
+        A plain collection of names only allows them, for the caller to read itself.
+        """
+        if not isinstance(extra, Mapping):
+            return {}
+        return {name: self.optional(name, *how) for name, how in extra.items()}
+
     def reject(self, name: str, reason: str) -> None:
         """Record a problem found by a check across arguments."""
         self._problems[name] = reason
@@ -274,6 +344,7 @@ class GetArgs:
     account_id: str
     ids: list[str] | None
     properties: list[str] | None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -283,6 +354,7 @@ class ChangesArgs:
     account_id: str
     since_state: str
     max_changes: int | None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -294,6 +366,7 @@ class SetArgs:
     create: dict[str, JsonObject] | None
     update: dict[str, JsonObject] | None
     destroy: list[str] | None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -307,6 +380,7 @@ class CopyArgs:
     create: dict[str, JsonObject]
     on_success_destroy_original: bool
     destroy_from_if_in_state: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -321,6 +395,7 @@ class QueryArgs:
     anchor_offset: int
     limit: int | None
     calculate_total: bool
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -334,6 +409,7 @@ class QueryChangesArgs:
     max_changes: int | None
     up_to_id: str | None
     calculate_total: bool
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_get(args: JsonObject, max_objects_in_get: int, extra: Collection[str] = ()) -> GetArgs:
@@ -343,11 +419,13 @@ def parse_get(args: JsonObject, max_objects_in_get: int, extra: Collection[str] 
         account_id=reader.required("accountId", as_id),
         ids=reader.optional("ids", nullable(as_id_list), None),
         properties=reader.optional("properties", nullable(as_string_list), None),
+        extra=reader.extras(extra),
     )
     reader.finish()
     # RFC 8620 5.1: more ids than maxObjectsInGet is requestTooLarge.
     if parsed.ids is not None and len(parsed.ids) > max_objects_in_get:
         raise MethodError("requestTooLarge", f"More than {max_objects_in_get} ids requested")
+    check_properties("properties", parsed.properties)
     return parsed
 
 
@@ -359,6 +437,7 @@ def parse_changes(args: JsonObject, extra: Collection[str] = ()) -> ChangesArgs:
         since_state=reader.required("sinceState", as_string),
         # RFC 8620 5.2: maxChanges MUST be greater than 0, else invalidArguments.
         max_changes=reader.optional("maxChanges", nullable(as_positive_int), None),
+        extra=reader.extras(extra),
     )
     reader.finish()
     return parsed
@@ -374,6 +453,7 @@ def parse_set(args: JsonObject, max_objects_in_set: int, extra: Collection[str] 
         # RFC 8620 5.3: update and destroy may reference records created in this request.
         update=reader.optional("update", nullable(as_reference_map), None),
         destroy=reader.optional("destroy", nullable(as_reference_list), None),
+        extra=reader.extras(extra),
     )
     reader.finish()
     count = sum(len(part or ()) for part in (parsed.create, parsed.update, parsed.destroy))
@@ -401,6 +481,7 @@ def parse_copy(args: JsonObject, max_objects_in_set: int, extra: Collection[str]
         create=reader.required("create", as_id_map),
         on_success_destroy_original=reader.optional("onSuccessDestroyOriginal", as_bool, False),
         destroy_from_if_in_state=reader.optional("destroyFromIfInState", nullable(as_string), None),
+        extra=reader.extras(extra),
     )
     # RFC 8620 5.4: accountId MUST be different to the fromAccountId. Both are None
     # placeholders when missing, which the reader has already recorded.
@@ -431,8 +512,11 @@ def parse_query(args: JsonObject, extra: Collection[str] = ()) -> QueryArgs:
         # RFC 8620 5.5: a negative limit MUST be rejected with invalidArguments.
         limit=reader.optional("limit", nullable(as_unsigned_int), None),
         calculate_total=reader.optional("calculateTotal", as_bool, False),
+        extra=reader.extras(extra),
     )
     reader.finish()
+    check_filter(parsed.filter)
+    check_sort(parsed.sort)
     return parsed
 
 
@@ -448,8 +532,11 @@ def parse_query_changes(args: JsonObject, extra: Collection[str] = ()) -> QueryC
         max_changes=reader.optional("maxChanges", nullable(as_unsigned_int), None),
         up_to_id=reader.optional("upToId", nullable(as_id), None),
         calculate_total=reader.optional("calculateTotal", as_bool, False),
+        extra=reader.extras(extra),
     )
     reader.finish()
+    check_filter(parsed.filter)
+    check_sort(parsed.sort)
     return parsed
 
 

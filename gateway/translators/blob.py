@@ -17,7 +17,7 @@ from gateway.jmap.dispatch import CallContext, Method, MethodRegistry
 from gateway.jmap.errors import MethodError, SetError
 from gateway.jmap.standard import ArgReader, as_id, as_id_list
 from gateway.translators.copying import check_from_account, not_between_accounts
-from gateway.translators.email.blob_read import open_blob
+from gateway.translators.email.blob_read import blob_exists
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ async def blob_copy(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
     copied: dict[str, str] = {}
     not_copied: dict[str, dict[str, Any]] = {}
     for blob_id in dict.fromkeys(args.blob_ids):
-        if await open_blob(env, blob_id) is not None:
+        if await blob_exists(env, blob_id):
             copied[blob_id] = blob_id
         else:
             # RFC 8620 6.3: notFound when the blob to copy cannot be found.

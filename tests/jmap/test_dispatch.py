@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.jmap.capabilities import CORE, MAIL
@@ -20,6 +22,7 @@ from gateway.jmap.dispatch import (
 )
 from gateway.jmap.errors import MethodError
 from gateway.jmap.protocol import Invocation, JsonObject, Request
+from gateway.jmap.standard import as_bool
 
 CONTACTS = "urn:ietf:params:jmap:contacts"
 
@@ -105,7 +108,9 @@ async def run(
         method_calls=[Invocation(name, args, call_id) for name, args, call_id in calls],
         created_ids=created_ids,
     )
-    return await process_request(request, registry, ACCOUNTS, env or Env(), "state-1")
+    result = await process_request(request, registry, ACCOUNTS, env or Env(), "state-1")
+    # Method responses come encoded (orjson fragments); read them back as a client would.
+    return orjson.loads(orjson.dumps(result))  # type: ignore[no-any-return]
 
 
 def responses(result: JsonObject) -> list[Any]:
@@ -350,3 +355,55 @@ def test_registry_lookup_and_capabilities() -> None:
 def test_decorator_registers_the_row() -> None:
     assert registry.get("Test/write") == Method("Test/write", MAIL, write, True, "accountId")
     assert registry.get("Test/crash") == Method("Test/crash", MAIL, crash, False, None)
+
+
+@registry.method("Test/convert", MAIL, account_arg=None)
+async def convert(ctx: CallContext[Env], args: JsonObject) -> JsonObject:
+    # A converter used outside ArgReader: its refusal must still be the client's error.
+    return {"flag": as_bool(args.get("flag"))}
+
+
+@registry.method("Test/unencodable", MAIL, account_arg=None)
+async def unencodable(ctx: CallContext[Env], args: JsonObject) -> JsonObject:
+    return {"set": {1, 2}}
+
+
+@registry.method("Test/tick", MAIL, account_arg=None)
+async def tick(ctx: CallContext[Env], args: JsonObject) -> JsonObject:
+    return {"ticks": len(ctx.env.log)}
+
+
+async def test_a_stray_invalid_value_is_invalid_arguments() -> None:
+    (answer,) = responses(await run(["Test/convert", {"flag": "yes"}, "c1"]))
+    assert answer == [
+        "error",
+        {"type": "invalidArguments", "description": "must be a Boolean"},
+        "c1",
+    ]
+
+
+async def test_a_response_json_cannot_hold_is_server_fail_alone() -> None:
+    failed, echoed = responses(
+        await run(["Test/unencodable", {}, "c1"], ["Core/echo", {"ok": 1}, "c2"])
+    )
+    assert failed[1]["type"] == "serverFail"
+    assert echoed == ["Core/echo", {"ok": 1}, "c2"]
+
+
+async def test_other_tasks_run_between_the_calls_of_a_request() -> None:
+    """Calls that never wait (Core/echo) still give the loop a turn between them."""
+    env = Env()
+
+    async def ticker() -> None:
+        while True:
+            env.log.append("tick")
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    try:
+        calls = [["Test/tick", {}, f"c{n}"] for n in range(5)]
+        seen = [answer[1]["ticks"] for answer in responses(await run(*calls, env=env))]
+    finally:
+        task.cancel()
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)

@@ -48,6 +48,7 @@ def test_valid_request_is_parsed() -> None:
         using=frozenset({CORE, MAIL}),
         method_calls=[Invocation("Core/echo", {"a": 1}, "c1")],
         created_ids={"k1": "M1"},
+        limits=LIMITS,
     )
 
 

@@ -67,12 +67,16 @@ MAIL_RESPONSES = [
 ]
 
 
+# The request-size limit references are held to; these values are far smaller.
+MAX_SIZE = 10_000_000
+
+
 def ref(result_of: str, name: str, path: str) -> dict[str, str]:
     return {"resultOf": result_of, "name": name, "path": path}
 
 
 def resolve_ids(reference: Any, previous: list[Invocation]) -> Any:
-    return resolve_arguments({"accountId": "A1", "#ids": reference}, previous)["ids"]
+    return resolve_arguments({"accountId": "A1", "#ids": reference}, previous, MAX_SIZE)["ids"]
 
 
 def failure(reference: Any, previous: list[Invocation]) -> MethodError:
@@ -84,19 +88,22 @@ def failure(reference: Any, previous: list[Invocation]) -> MethodError:
 
 def test_rfc_simple_example() -> None:
     arguments = {"accountId": "A1", "#ids": ref("t0", "Foo/changes", "/created")}
-    assert resolve_arguments(arguments, [CHANGES]) == {"accountId": "A1", "ids": ["f1", "f4"]}
+    assert resolve_arguments(arguments, [CHANGES], MAX_SIZE) == {
+        "accountId": "A1",
+        "ids": ["f1", "f4"],
+    }
 
 
 def test_arguments_are_not_modified() -> None:
     arguments = {"accountId": "A1", "#ids": ref("t0", "Foo/changes", "/created")}
-    resolve_arguments(arguments, [CHANGES])
+    resolve_arguments(arguments, [CHANGES], MAX_SIZE)
     assert "#ids" in arguments
     assert "ids" not in arguments
 
 
 def test_arguments_without_references_are_copied() -> None:
     arguments = {"accountId": "A1", "ids": None}
-    resolved = resolve_arguments(arguments, [])
+    resolved = resolve_arguments(arguments, [], MAX_SIZE)
     assert resolved == arguments
     assert resolved is not arguments
 
@@ -228,7 +235,7 @@ def test_malformed_reference_objects(reference: Any) -> None:
 def test_both_plain_and_referenced_argument_is_invalid_arguments() -> None:
     arguments = {"ids": ["a"], "#ids": ref("t0", "Foo/changes", "/created")}
     with pytest.raises(MethodError) as caught:
-        resolve_arguments(arguments, [CHANGES])
+        resolve_arguments(arguments, [CHANGES], MAX_SIZE)
     assert caught.value.to_arguments() == {
         "type": "invalidArguments",
         "description": "ids and #ids are both given",
@@ -241,7 +248,7 @@ def test_several_references_in_one_call() -> None:
         "#ids": ref("t2", "Thread/get", "/list/*/id"),
         "#state": ref("t2", "Thread/get", "/state"),
     }
-    assert resolve_arguments(arguments, MAIL_RESPONSES) == {
+    assert resolve_arguments(arguments, MAIL_RESPONSES, MAX_SIZE) == {
         "ids": ["trd194", "trd114"],
         "state": "123456",
     }

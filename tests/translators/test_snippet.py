@@ -48,11 +48,11 @@ def test_text_is_split_into_words_and_quoted_phrases() -> None:
 
     assert terms("plans \"next week\" 'it is' lunch") == ["plans", "next week", "it is", "lunch"]
     assert terms(r'"say \"hi\""') == ['say "hi"']
-    assert search_key(Leaf("subject", "next plans", 1)) == [
+    assert search_key(Leaf("subject", "next plans")) == [
         ["SUBJECT", "next"],
         ["SUBJECT", "plans"],
     ]
-    assert search_key(Leaf("header", ["List-Id"], 2)) == [["HEADER", "List-Id", ""]]
+    assert search_key(Leaf("header", ["List-Id"])) == [["HEADER", "List-Id", ""]]
 
 
 def test_an_expensive_lead_gives_way_to_the_match() -> None:

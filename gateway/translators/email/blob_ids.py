@@ -46,12 +46,20 @@ def parse_blob_id(blob_id: str) -> BlobRef | None:
     return None
 
 
+# ``S`` ids name parts of parts at most this deep (an upload holding a message attached as a
+# file, holding another...): each level is a message read whole and parsed to cut the next
+# from, so deeper ids name no blob, and Email/parse does not name the parts of a blob
+# already this deep.
+MAX_PART_NESTING = 3
+
+
 @dataclass(frozen=True, slots=True)
 class PartOfBlob:
-    """A part of the message held in the blob ``source``."""
+    """A part of the message held in the blob ``source`` (not itself an ``S`` id): the part
+    ``part_ids[0]``, or the part ``part_ids[1]`` of the message that part holds, and so on."""
 
     source: str
-    part_id: str
+    part_ids: tuple[str, ...]
 
 
 def part_of_blob_id(source: str, part_id: str) -> str:
@@ -59,12 +67,26 @@ def part_of_blob_id(source: str, part_id: str) -> str:
 
 
 def parse_part_of_blob(blob_id: str) -> PartOfBlob | None:
-    """The blob and part an ``S`` blob id names; None if it is not one."""
-    if blob_id.startswith("S"):
+    """The blob and parts an ``S`` blob id names; None if it is not one, or nests deeper
+    than MAX_PART_NESTING. Read without recursion: each level is one ``S`` and one ``_``."""
+    parts: list[str] = []
+    while blob_id.startswith("S"):
+        if len(parts) == MAX_PART_NESTING:
+            return None
         source, part_id = _split_part(blob_id)
-        if source and part_id:
-            return PartOfBlob(source, part_id)
-    return None
+        if not source or part_id is None:
+            return None
+        parts.append(part_id)
+        blob_id = source
+    return PartOfBlob(blob_id, tuple(reversed(parts))) if parts else None
+
+
+def parts_nameable(blob_id: str) -> bool:
+    """Whether the parts of the message in ``blob_id`` can have ``S`` ids of their own."""
+    if not blob_id.startswith("S"):
+        return True
+    part_of = parse_part_of_blob(blob_id)
+    return part_of is not None and len(part_of.part_ids) < MAX_PART_NESTING
 
 
 def _split_part(blob_id: str) -> tuple[str, str | None]:

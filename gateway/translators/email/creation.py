@@ -33,7 +33,7 @@ from gateway.translators.email.append import (
     find_appended,
 )
 from gateway.translators.email.blob_ids import message_blob_id
-from gateway.translators.email.blob_read import BlobTooLarge, read_blob
+from gateway.translators.email.blob_read import BlobBudgetSpent, BlobTooLarge, read_blob
 from gateway.translators.email.get import utc_date
 from gateway.translators.email.patch import MAX_KEYWORDS
 from gateway.translators.email.view import synced_view
@@ -143,10 +143,10 @@ async def create_emails(
     failed: dict[str, SetError] = {}
     for creation_id, props in create.items():
         content = {k: v for k, v in props.items() if k not in PLACEMENT}
-        large = [b for b in referenced_blobs(content) if b in too_large]
+        large = [too_large[b] for b in referenced_blobs(content) if b in too_large]
         try:
             if large:
-                raise SetError("tooLarge", "an attachment is larger than the server accepts")
+                raise SetError("tooLarge", large[0])
             message = compose(
                 content,
                 blobs,
@@ -167,20 +167,23 @@ async def create_emails(
 
 async def _read_blobs(
     env: RequestEnv, create: Mapping[str, Mapping[str, Any]]
-) -> tuple[dict[str, bytes], set[str]]:
+) -> tuple[dict[str, bytes], dict[str, str]]:
     """The octets of every blob the creates name (before any upstream connection is held:
-    a message blob takes one of its own)."""
+    a message blob takes one of its own), and why the others could not be read."""
     limit = env.services.settings.max_size_attachments_per_email
     blobs: dict[str, bytes] = {}
-    too_large: set[str] = set()
+    too_large: dict[str, str] = {}
     for props in create.values():
         for blob_id in referenced_blobs(props):
             if blob_id in blobs or blob_id in too_large:
                 continue
             try:
                 data = await read_blob(env, blob_id, limit)
+            except BlobBudgetSpent:
+                too_large[blob_id] = "the attachments of this request are more than it may read"
+                continue
             except BlobTooLarge:
-                too_large.add(blob_id)
+                too_large[blob_id] = "an attachment is larger than the server accepts"
                 continue
             if data is not None:
                 blobs[blob_id] = data
@@ -279,6 +282,7 @@ async def _store_one(env: RequestEnv, view: MailboxView, delivery: Delivery) -> 
     and any copies) before doing only what is missing."""
     lows = {f: view.records[f].uidnext or 1 for f in delivery.mailboxes}
     first = delivery.mailboxes[0]
+    lost: Exception | None = None
     for attempt_number in range(2):
         try:
             async with env.upstream() as conn:
@@ -293,10 +297,13 @@ async def _store_one(env: RequestEnv, view: MailboxView, delivery: Delivery) -> 
             type_, description = _APPEND_ERRORS.get(
                 exc.code or "", ("serverFail", "the mail server refused the message")
             )
-            raise SetError(type_, description) from None
+            raise SetError(type_, description, cause=exc) from None
         except (ImapError, NoAppendUid) as exc:
             log.warning("storing a message: answer lost (%s); looking for it", exc)
-    raise SetError("serverFail", "the mail server could not be reached to store the message")
+            lost = exc
+    raise SetError(
+        "serverFail", "the mail server could not be reached to store the message", cause=lost
+    )
 
 
 async def _copies_made(

@@ -38,10 +38,19 @@ CHUNK = 1024 * 1024
 
 @dataclass(frozen=True)
 class Download:
-    """A blob ready to stream: its first piece is fetched, so it is known to exist."""
+    """A blob ready to stream: its first piece is fetched, so it is known to exist.
+
+    ``size`` is exact or None; ``at_most`` bounds it before any octet is read (for a part the
+    upstream decodes, its encoded size: decoding base64 or quoted-printable only shrinks).
+    """
 
     size: int | None
     chunks: AsyncIterator[bytes]
+    at_most: int | None = None
+
+    @property
+    def bound(self) -> int | None:
+        return self.size if self.size is not None else self.at_most
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,12 @@ class _Source:
         return _Source(self.folder, self.uid, f"BODY.PEEK[{part_id}]", decode)
 
 
-async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
+async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) -> Download | None:
     """The blob's octets, or None when the account has no such message or part.
 
-    An id the index has never seen is refused without asking the upstream anything.
+    An id the index has never seen is refused without asking the upstream anything. Without
+    ``fetch``, nothing is read: the Download only says the message (and part) exist, and how
+    large they are, for a caller that needs no more (Blob/copy).
     """
     store = email_store(env)
     if ref.email_id not in await store.records([ref.email_id]):
@@ -74,6 +85,7 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
             return None
         source = _Source(folder, copies[0][1], "BODY.PEEK[]")
         size: int | None = record.size
+        at_most = record.size
         fallback: _Source | None = None
         if ref.part_id is not None:
             loaded = await load(store, conn, view.records, {record.id: record}, {Source.STRUCTURE})
@@ -82,15 +94,18 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
             if part is None:
                 return None
             size = None
+            at_most = part.body_end - part.body_start
             encoding = part.transfer_encoding
             if encoding in IDENTITY_ENCODINGS:
                 source = source.raw(ref.part_id, encoding)
-                size = part.body_end - part.body_start
+                size = at_most
             elif "BINARY" in conn.capabilities:
                 fallback = source.raw(ref.part_id, encoding)
                 source = _Source(source.folder, source.uid, f"BINARY.PEEK[{ref.part_id}]")
             else:
                 source = source.raw(ref.part_id, encoding)
+        if not fetch:
+            return Download(size, _once(b""), at_most)
         try:
             first = await _piece(conn, source, 0)
         except ImapError as exc:
@@ -105,7 +120,11 @@ async def open_download(env: RequestEnv, ref: BlobRef) -> Download | None:
             first = await _piece(conn, source, 0)
     if first is None:
         return None
-    return Download(size, _stream(env, source, first, fallback))
+    return Download(size, _stream(env, source, first, fallback), at_most)
+
+
+async def _once(content: bytes) -> AsyncIterator[bytes]:
+    yield content
 
 
 async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | None:

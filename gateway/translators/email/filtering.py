@@ -1,8 +1,10 @@
 """Email/query filters and sorts (RFC 8621 4.4.1, 4.4.2): parsed, checked, and evaluated.
 
 Conditions the index answers (folders, dates, sizes, keywords, thread keywords) are evaluated
-here on the records; conditions on the message's text become IMAP SEARCH keys
-(:func:`search_key`), whose results come back as sets of email ids keyed by the condition.
+here on the records. Conditions on the message's text are the upstream's to answer: every
+part of the filter made of text conditions alone (a single one, or an AND, OR or NOT of
+several) becomes one :class:`TextSearch`, which one IMAP SEARCH per folder answers
+(gateway.translators.email.search), its results a set of email ids under the search's key.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 
 from gateway.cache.emails import EmailRecord
 from gateway.jmap.errors import MethodError
 from gateway.jmap.query import collation_key, resolve_collation
-from gateway.jmap.standard import Comparator, InvalidValue, as_utc_date
+from gateway.jmap.standard import Comparator, InvalidValue, as_utc_date, check_filter
 from gateway.translators.keywords import SYSTEM_FLAGS, is_valid_keyword
 
 INDEX_CONDITIONS: Final = frozenset(
@@ -58,20 +60,34 @@ KEYWORD_SORTS: Final = frozenset(
 
 @dataclass(frozen=True)
 class Leaf:
-    """One property of a FilterCondition; ``key`` names it for text-search results."""
+    """One property of a FilterCondition."""
 
     name: str
     value: Any
-    key: int = 0
 
 
 @dataclass(frozen=True)
 class Node:
     operator: str  # AND, OR, NOT
-    children: tuple[Node | Leaf, ...]
+    children: tuple[Filter, ...]
 
 
-Filter: TypeAlias = Node | Leaf
+@dataclass(frozen=True)
+class TextSearch:
+    """A part of the filter of text conditions only, answered by one SEARCH per folder;
+    ``key`` names its results."""
+
+    tree: Node | Leaf
+    key: int
+
+
+Filter: TypeAlias = Node | Leaf | TextSearch
+
+# RFC 8620 5.5 unsupportedFilter past these: every word is a SEARCH key the upstream matches
+# against every message of a folder (and a pattern SearchSnippet/get marks), and a text is
+# sent as a literal. A search box gives a few words; these leave room for long queries.
+MAX_SEARCH_TERMS = 64
+MAX_SEARCH_TEXT = 1024
 
 
 @dataclass
@@ -84,13 +100,21 @@ class _Counter:
 
 
 def parse_filter(raw: Mapping[str, Any] | None) -> Filter | None:
-    """The filter as a tree of AND/OR/NOT nodes over single-property leaves."""
+    """The filter as a tree of AND/OR/NOT nodes over single-property leaves, the parts made
+    only of text conditions gathered into TextSearches.
+
+    Its size and depth are bounded first (standard.check_filter, as for every type), then
+    its text conditions, for Email/query and SearchSnippet/get alike.
+    """
     if raw is None:
         return None
-    return _parse(raw, _Counter())
+    check_filter(dict(raw))
+    tree = _parse(raw, _Counter())
+    _check_text(tree)
+    return _searches(tree, _Counter())
 
 
-def _parse(raw: Mapping[str, Any], counter: _Counter) -> Filter:
+def _parse(raw: Mapping[str, Any], counter: _Counter) -> Node | Leaf:
     if "operator" in raw:
         operator = raw["operator"]
         children = raw.get("conditions")
@@ -107,16 +131,16 @@ def _parse(raw: Mapping[str, Any], counter: _Counter) -> Filter:
         if not all(isinstance(child, Mapping) for child in children):
             raise MethodError.invalid_arguments("filter: conditions must be objects")
         return Node(operator, tuple(_parse(child, counter) for child in children))
-    leaves = tuple(_leaf(name, value, counter) for name, value in raw.items())
+    leaves = tuple(_leaf(name, value) for name, value in raw.items())
     return leaves[0] if len(leaves) == 1 else Node("AND", leaves)
 
 
-def _leaf(name: str, value: Any, counter: _Counter) -> Leaf:
+def _leaf(name: str, value: Any) -> Leaf:
     if name in TEXT_CONDITIONS:
         valid = isinstance(value, str) if name != "header" else _valid_header(value)
         if not valid:
             raise MethodError.invalid_arguments(f"filter: {name} has the wrong type")
-        return Leaf(name, value, counter.take())
+        return Leaf(name, value)
     if name not in INDEX_CONDITIONS:
         raise MethodError("unsupportedFilter", f"The filter condition {name!r} is not supported")
     if name in ("before", "after"):
@@ -161,12 +185,67 @@ def _flag(keyword: Any, what: str) -> str:
     return SYSTEM_FLAGS.get(keyword.lower(), keyword).lower()
 
 
-def text_leaves(tree: Filter | None) -> list[Leaf]:
-    if tree is None:
-        return []
+def _is_text(tree: Filter) -> bool:
+    """Whether a part of the filter holds text conditions only (and at least one)."""
     if isinstance(tree, Leaf):
-        return [tree] if tree.name in TEXT_CONDITIONS else []
-    return [leaf for child in tree.children for leaf in text_leaves(child)]
+        return tree.name in TEXT_CONDITIONS
+    if isinstance(tree, TextSearch):
+        return True
+    return bool(tree.children) and all(_is_text(child) for child in tree.children)
+
+
+def _searches(tree: Node | Leaf, counter: _Counter) -> Filter:
+    """``tree`` with its text-only parts as TextSearches, sibling text conditions together.
+
+    Siblings combine under their parent's operator, except under NOT, whose children are
+    ORed (RFC 8620 5.5: NOT matches when none of them does): AND(text, text, inMailbox)
+    becomes AND(TextSearch(AND(text, text)), inMailbox), one SEARCH instead of two.
+    """
+    if _is_text(tree):
+        return TextSearch(tree, counter.take())
+    if isinstance(tree, Leaf):
+        return tree
+    children = cast(tuple[Node | Leaf, ...], tree.children)
+    text = [child for child in children if _is_text(child)]
+    rest = [_searches(child, counter) for child in children if not _is_text(child)]
+    if not text:
+        return Node(tree.operator, tuple(rest))
+    operator = "OR" if tree.operator == "NOT" else tree.operator
+    joined = text[0] if len(text) == 1 else Node(operator, tuple(text))
+    return Node(tree.operator, (TextSearch(joined, counter.take()), *rest))
+
+
+def _check_text(tree: Node | Leaf) -> None:
+    """unsupportedFilter past MAX_SEARCH_TERMS words or MAX_SEARCH_TEXT characters."""
+    count = 0
+    for leaf in _leaves(tree):
+        if leaf.name not in TEXT_CONDITIONS:
+            continue
+        text = "".join(leaf.value) if leaf.name == "header" else str(leaf.value)
+        count += 1 if leaf.name == "header" else max(1, len(terms(text[: MAX_SEARCH_TEXT + 1])))
+        if len(text) > MAX_SEARCH_TEXT or count > MAX_SEARCH_TERMS:
+            raise MethodError(
+                "unsupportedFilter",
+                f"The filter's text conditions hold more than {MAX_SEARCH_TERMS} words, or a "
+                f"text longer than {MAX_SEARCH_TEXT} characters.",
+            )
+
+
+def _leaves(tree: Filter) -> list[Leaf]:
+    if isinstance(tree, Leaf):
+        return [tree]
+    if isinstance(tree, TextSearch):
+        return _leaves(tree.tree)
+    return [leaf for child in tree.children for leaf in _leaves(child)]
+
+
+def text_searches(tree: Filter | None) -> list[TextSearch]:
+    """Every TextSearch of the filter."""
+    if tree is None or isinstance(tree, Leaf):
+        return []
+    if isinstance(tree, TextSearch):
+        return [tree]
+    return [search for child in tree.children for search in text_searches(child)]
 
 
 def search_key(leaf: Leaf) -> list[list[str]]:
@@ -198,11 +277,7 @@ def terms(text: str) -> list[str]:
 
 
 def uses(tree: Filter | None, name: str) -> bool:
-    if tree is None:
-        return False
-    if isinstance(tree, Leaf):
-        return tree.name == name
-    return any(uses(child, name) for child in tree.children)
+    return tree is not None and any(leaf.name == name for leaf in _leaves(tree))
 
 
 def required_mailbox(tree: Filter | None) -> str | None:
@@ -228,6 +303,8 @@ class Context:
 def matches(tree: Filter | None, record: EmailRecord, context: Context) -> bool:
     if tree is None:
         return True
+    if isinstance(tree, TextSearch):
+        return record.id in context.matches.get(tree.key, ())
     if isinstance(tree, Node):
         results = (matches(child, record, context) for child in tree.children)
         if tree.operator == "AND":
@@ -262,10 +339,6 @@ _CHECKS: dict[str, Callable[[Leaf, EmailRecord, Context], bool]] = {
     "noneInThreadHaveKeyword": lambda leaf, r, c: (
         not any(leaf.value in e.flags for e in _in_thread(r, c))
     ),
-    **{
-        name: (lambda leaf, r, c: r.id in c.matches.get(leaf.key, set()))
-        for name in TEXT_CONDITIONS
-    },
 }
 
 
@@ -290,13 +363,13 @@ def parse_sort(comparators: Sequence[Comparator] | None) -> list[SortKey]:
             raise MethodError(
                 "unsupportedSort", f"Sorting by {comparator.property!r} is not supported"
             )
+        # RFC 8621 4.4.2: keyword is the one Comparator property Email adds (RFC 8620 5.5
+        # lets a type add some), for these sorts. Any other member is ignored, on every
+        # sort alike, as Cyrus does: jmapc sends position, anchorOffset and calculateTotal
+        # in each comparator, and refusing them would refuse every sorted query it makes.
         keyword = None
         if comparator.property in KEYWORD_SORTS:
             keyword = _flag(comparator.extra.get("keyword"), "sort: keyword")
-        elif set(comparator.extra):
-            raise MethodError.invalid_arguments(
-                f"sort: unknown arguments {sorted(comparator.extra)}"
-            )
         collation = resolve_collation(comparator.collation)
         keys.append(SortKey(comparator.property, comparator.is_ascending, collation, keyword))
     return keys
@@ -337,8 +410,20 @@ def _epoch(value: str) -> float:
 
 _SUBJECT_PREFIX = re.compile(r"^\s*(?:re|fwd?|fw)\s*(?:\[[^\]]*\])?\s*:\s*", re.I)
 _SUBJECT_BLOB = re.compile(r"^\s*\[[^\]]*\]\s*")
-_SUBJECT_TRAILER = re.compile(r"\s*\(fwd\)\s*$", re.I)
 _SUBJECT_FWD = re.compile(r"^\[fwd:(.*)\]$", re.I | re.S)
+
+
+def _without_trailers(value: str) -> str:
+    """RFC 5256 2.1 (2): trailing "(fwd)" and white space removed, scanning back from the end
+    (a pattern anchored at the end is tried from every position: quadratic on a Subject of
+    thousands of "(fwd)", which anyone can send)."""
+    end = len(value)
+    while True:
+        while end and value[end - 1].isspace():
+            end -= 1
+        if value[max(0, end - 5) : end].lower() != "(fwd)":
+            return value[:end]
+        end -= 5
 
 
 def base_subject(subject: str) -> str:
@@ -347,7 +432,7 @@ def base_subject(subject: str) -> str:
     value = " ".join(subject.split())
     while True:
         before = value
-        value = _SUBJECT_TRAILER.sub("", value)
+        value = _without_trailers(value)
         while True:
             stripped = _SUBJECT_PREFIX.sub("", value, count=1)
             unblobbed = _SUBJECT_BLOB.sub("", stripped, count=1)

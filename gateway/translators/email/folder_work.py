@@ -253,4 +253,4 @@ def _set_error(exc: CommandFailed) -> SetError:
     type_, description = _CODE_ERRORS.get(
         exc.code or "", ("serverFail", "the mail server refused the change")
     )
-    return SetError(type_, description)
+    return SetError(type_, description, cause=exc)

@@ -64,7 +64,8 @@ async def email_import(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) 
         "oldState": old_state,
         "newState": (await store.snapshot(()))[1],
         "created": created or None,
-        "notCreated": {k: e.to_dict() for k, e in failed.items()} or None,
+        # SetErrors as they are: the dispatcher writes them out, logging failures' causes.
+        "notCreated": dict(failed) or None,
     }
 
 

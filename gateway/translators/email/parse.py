@@ -1,16 +1,17 @@
 """Email/parse (RFC 8621 4.9): blobs read as messages, without importing them.
 
-Each blob is read whole (up to the upload limit; a larger one is notParsable) by blob_read,
-which takes its own upstream connection for a message blob; nothing else here needs the
-upstream. The Email is rendered by the same code as Email/get's (render.py), from the
-octets at hand.
+Each blob is read whole (up to the upload limit and within the request's blob budget; past
+either it is notParsable) by blob_read, which takes its own upstream connection for a message
+blob; nothing else here needs the upstream. The Email is rendered by the same code as
+Email/get's (render.py), from the octets at hand.
 
 Its parts must be downloadable, so their blob ids name something that serves the octets
 again. The parts of a whole message (``M``) are the upstream's own sections, and so are
 those of a message/rfc822 part (``P``), numbered below it (RFC 3501 6.4.5): both are
 streamed from the upstream on download. The parts of any other blob (an upload, a part the
 upstream does not look into, such as an ``.eml`` sent as application/octet-stream) get
-``S`` ids, cut from the blob when read.
+``S`` ids, cut from the blob when read; a blob whose own id nests parts as deep as ``S``
+ids go (blob_ids.MAX_PART_NESTING) is notParsable, as its parts could not be named.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gateway.translators.email.blob_ids import (
     parse_blob_id,
     part_blob_id,
     part_of_blob_id,
+    parts_nameable,
 )
 from gateway.translators.email.blob_read import (
     BlobTooLarge,
@@ -108,7 +110,8 @@ async def email_parse(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
             not_found.append(blob_id)
             continue
         root = message_structure(data)
-        if root is None:
+        if root is None or not parts_nameable(blob_id):
+            # Parts nested deeper than blob ids name would have no blobId to download.
             not_parsable.append(blob_id)
             continue
         names = await _part_blob_ids(env, blob_id)

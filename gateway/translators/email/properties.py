@@ -21,11 +21,12 @@ from typing import Any, Final
 
 from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import (
-    ArgReader,
+    Extra,
     GetArgs,
     as_bool,
     as_string_list,
     as_unsigned_int,
+    check_properties,
     nullable,
     parse_get,
 )
@@ -102,30 +103,27 @@ class EmailGetArgs:
         )
 
 
+# RFC 8621 4.2: the arguments Email/get adds to the standard ones.
+EXTRA: dict[str, Extra] = {
+    "bodyProperties": (nullable(as_string_list), None),
+    "fetchTextBodyValues": (as_bool, False),
+    "fetchHTMLBodyValues": (as_bool, False),
+    "fetchAllBodyValues": (as_bool, False),
+    "maxBodyValueBytes": (as_unsigned_int, 0),
+}
+
+
 def parse_email_get(arguments: dict[str, Any], max_objects: int) -> EmailGetArgs:
-    extra = (
-        "bodyProperties",
-        "fetchTextBodyValues",
-        "fetchHTMLBodyValues",
-        "fetchAllBodyValues",
-        "maxBodyValueBytes",
-    )
-    get = parse_get(arguments, max_objects, extra=extra)
-    reader = ArgReader(arguments, {"accountId", "ids", "properties", *extra})
-    body_properties = reader.optional("bodyProperties", nullable(as_string_list), None)
-    fetch_text = reader.optional("fetchTextBodyValues", as_bool, False)
-    fetch_html = reader.optional("fetchHTMLBodyValues", as_bool, False)
-    fetch_all = reader.optional("fetchAllBodyValues", as_bool, False)
-    max_bytes = reader.optional("maxBodyValueBytes", as_unsigned_int, 0)
-    reader.finish()
+    get = parse_get(arguments, max_objects, extra=EXTRA)
+    check_properties("bodyProperties", get.extra["bodyProperties"])
     return EmailGetArgs(
         get,
         _email_properties(get.properties),
-        _body_properties(body_properties),
-        fetch_text,
-        fetch_html,
-        fetch_all,
-        max_bytes or None,
+        _body_properties(get.extra["bodyProperties"]),
+        get.extra["fetchTextBodyValues"],
+        get.extra["fetchHTMLBodyValues"],
+        get.extra["fetchAllBodyValues"],
+        get.extra["maxBodyValueBytes"] or None,
     )
 
 

@@ -15,41 +15,46 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.cache.emails import EMAIL, EmailRecord, EmailStore
-from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
-from gateway.imap.commands import astring
 from gateway.imap.connection import ImapConnection
-from gateway.imap.errors import CommandFailed
-from gateway.imap.sequence import UidSet
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.query import Window, query_changes, window
-from gateway.jmap.standard import as_bool, parse_query, parse_query_changes
+from gateway.jmap.standard import (
+    Extra,
+    QueryArgs,
+    QueryChangesArgs,
+    as_bool,
+    parse_query,
+    parse_query_changes,
+)
 from gateway.translators.email.attachments import has_attachments
 from gateway.translators.email.fetch import load
 from gateway.translators.email.filtering import (
     HEADER_SORTS,
-    TEXT_CONDITIONS,
     Context,
     Filter,
     Leaf,
     Node,
     SortKey,
+    TextSearch,
     matches,
     parse_filter,
     parse_sort,
     required_mailbox,
-    search_key,
     sort_value,
-    text_leaves,
+    text_searches,
     uses,
 )
 from gateway.translators.email.properties import Source
+from gateway.translators.email.search import run_searches
 from gateway.translators.email.view import synced_view
 from gateway.translators.mailbox.view import MailboxView
 from gateway.translators.responses import query_response
 
 COLLAPSE = "collapseThreads"
+# RFC 8621 4.4: the argument Email/query and Email/queryChanges add, read with the standard ones.
+EXTRA: dict[str, Extra] = {COLLAPSE: (as_bool, False)}
 THREAD_CONDITIONS = ("allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword")
 
 
@@ -62,13 +67,13 @@ class _Query:
     collapse: bool
 
     @classmethod
-    def of(cls, arguments: dict[str, Any], raw_filter: Any, comparators: Any) -> _Query:
-        return cls(parse_filter(raw_filter), parse_sort(comparators), _collapse(arguments))
+    def of(cls, args: QueryArgs | QueryChangesArgs) -> _Query:
+        return cls(parse_filter(args.filter), parse_sort(args.sort), args.extra[COLLAPSE])
 
 
 async def email_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
-    args = parse_query(arguments, extra=(COLLAPSE,))
-    query = _Query.of(arguments, args.filter, args.sort)
+    args = parse_query(arguments, extra=EXTRA)
+    query = _Query.of(args)
     tree, sort, collapse = query.tree, query.sort, query.collapse
     env = ctx.env
     async with env.upstream() as conn:
@@ -95,8 +100,8 @@ async def email_query_changes(
     """RFC 8620 5.6 with the changed emails as the ones to re-place: an email changed since
     the old state, or in a thread one did (thread keyword conditions and collapsed threads
     depend on the other emails of the thread), is removed and, if it still matches, added."""
-    args = parse_query_changes(arguments, extra=(COLLAPSE,))
-    query = _Query.of(arguments, args.filter, args.sort)
+    args = parse_query_changes(arguments, extra=EXTRA)
+    query = _Query.of(args)
     env = ctx.env
     async with env.upstream() as conn:
         view, store = await synced_view(env, conn)
@@ -130,16 +135,6 @@ async def email_query_changes(
     if args.calculate_total:
         response["total"] = len(ids)
     return response
-
-
-def _collapse(arguments: dict[str, Any]) -> bool:
-    value = arguments.get(COLLAPSE, False)
-    try:
-        return as_bool(value)
-    except MethodError:
-        raise MethodError.invalid_arguments(
-            "collapseThreads must be a Boolean", arguments=[COLLAPSE]
-        ) from None
 
 
 def _only_folder(tree: Filter | None) -> str | None:
@@ -189,8 +184,9 @@ async def _run(
     # queryChanges from this state reports again (harmless); a state read after could claim
     # changes the results missed, which would never be reported.
     state = await store.state.state(EMAIL)
-    leaves = text_leaves(tree)
-    matched = await _search(conn, view, store, leaves, required_mailbox(tree)) if leaves else {}
+    searches = text_searches(tree)
+    only = required_mailbox(tree)
+    matched = await run_searches(conn, view, store, searches, only) if searches else {}
     candidates = await _candidates(store, tree, matched)
     records, _ = await store.snapshot(candidates)
     visible = {i: r for i, r in records.items() if r.visible}
@@ -238,19 +234,19 @@ async def _candidates(
 ) -> list[str]:
     required = _required_text(tree)
     if required:
-        return list(set.intersection(*(matched.get(leaf.key, set()) for leaf in required)))
+        return list(set.intersection(*(matched.get(search.key, set()) for search in required)))
     folder = required_mailbox(tree)
     if folder is not None:
         return await store.dated_ids(folder)
     return await store.all_ids()
 
 
-def _required_text(tree: Filter | None) -> list[Leaf]:
-    """Text conditions every match must meet: the filter itself, or children of its AND."""
-    if isinstance(tree, Leaf):
-        return [tree] if tree.name in TEXT_CONDITIONS else []
+def _required_text(tree: Filter | None) -> list[TextSearch]:
+    """Text searches every match must meet: the filter itself, or children of its AND."""
+    if isinstance(tree, TextSearch):
+        return [tree]
     if isinstance(tree, Node) and tree.operator == "AND":
-        return [c for c in tree.children if isinstance(c, Leaf) and c.name in TEXT_CONDITIONS]
+        return [child for child in tree.children if isinstance(child, TextSearch)]
     return []
 
 
@@ -258,40 +254,3 @@ def _about_threads(tree: Filter | None, sort: list[SortKey]) -> bool:
     return any(uses(tree, name) for name in THREAD_CONDITIONS) or any(
         key.property in THREAD_CONDITIONS for key in sort
     )
-
-
-async def _search(
-    conn: ImapConnection,
-    view: MailboxView,
-    store: EmailStore,
-    leaves: list[Leaf],
-    only: str | None,
-) -> dict[int, set[str]]:
-    """Per text condition, the emails whose message the upstream's SEARCH finds."""
-    folders = [m for m in view.records.values() if m.selectable and (only is None or m.id == only)]
-    found: dict[int, set[str]] = {leaf.key: set() for leaf in leaves}
-    for folder in folders:
-        if not folder.total:
-            continue
-        await conn.select(folder.name, read_only=True)
-        for leaf in leaves:
-            uids = await _uid_search(conn, folder, search_key(leaf))
-            owners = await store.email_ids_of(folder.id, uids)
-            found[leaf.key].update(owners.values())
-    return found
-
-
-async def _uid_search(
-    conn: ImapConnection, folder: MailboxRecord, criteria: list[list[str]]
-) -> UidSet:
-    """UID SEARCH of the criteria (ANDed), strings as astrings, UTF-8 where they need it."""
-    key = criteria[0][0]
-    arguments = [a for name, *values in criteria for a in (name, *(astring(v) for v in values))]
-    charset = any(not v.isascii() for _, *values in criteria for v in values)
-    prefix = ["CHARSET", "UTF-8"] if charset else []
-    try:
-        return await conn.uid_search(*prefix, *arguments)
-    except CommandFailed:
-        raise MethodError(
-            "unsupportedFilter", f"The mail server cannot search {key.lower()} for this text"
-        ) from None

@@ -10,6 +10,7 @@ the metadata and the part blob ids; the content properties are rendered here, on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +19,11 @@ from gateway.mime.bodyparts import BodyPart, has_attachment, text_html_attachmen
 from gateway.mime.bodyvalues import EmailBodyValue
 from gateway.mime.headers import (
     CONVENIENCE_PROPERTIES,
+    HeaderSpec,
     RawHeader,
     header_property,
     headers_property,
+    parse_header_spec,
 )
 from gateway.translators.email.properties import METADATA
 
@@ -56,6 +59,7 @@ def render_email(
     """
     root = content.root
     lists: _BodyLists = text_html_attachments(root) if root is not None else ([], [], [])
+    named = _by_name(content.headers)
     obj: dict[str, Any] = {}
     for prop in properties:
         if prop in METADATA:
@@ -64,12 +68,12 @@ def render_email(
             obj[prop] = (
                 content.summary[prop]
                 if content.summary is not None
-                else header_property(content.headers, CONVENIENCE_PROPERTIES[prop])
+                else _header(named, CONVENIENCE_PROPERTIES[prop])
             )
         elif prop == "headers":
             obj[prop] = headers_property(content.headers)
         elif prop.startswith("header:"):
-            obj[prop] = header_property(content.headers, prop)
+            obj[prop] = _header(named, prop)
         elif prop == "preview":
             obj[prop] = content.preview
         elif prop == "bodyValues":
@@ -79,6 +83,28 @@ def render_email(
         elif root is not None:
             obj[prop] = _body_property(prop, root, lists, body_properties, content.part_blob_id)
     return obj
+
+
+def _by_name(headers: Sequence[RawHeader]) -> dict[str, list[RawHeader]]:
+    """The header fields by lower-cased name: each header: property then looks at its own
+    fields only, not the whole section (up to MAX_PROPERTIES of them, for each Email)."""
+    named: dict[str, list[RawHeader]] = {}
+    for header in headers:
+        named.setdefault(header.name.lower(), []).append(header)
+    return named
+
+
+def _header(named: Mapping[str, list[RawHeader]], prop: str | HeaderSpec) -> Any:
+    spec = _spec(prop) if isinstance(prop, str) else prop
+    if spec is None:
+        raise ValueError(f"not a valid header property: {prop!r}")
+    return header_property(named.get(spec.name.lower(), []), spec)
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec(prop: str) -> HeaderSpec | None:
+    """A property name's HeaderSpec, parsed once however many Emails are rendered."""
+    return parse_header_spec(prop)
 
 
 def _body_property(

@@ -63,6 +63,8 @@ class _Pending:
     destroyed: list[str] = field(default_factory=list)
     not_destroyed: dict[str, SetError] = field(default_factory=dict)
     touched: bool = False
+    # Why the last attempt was cut short, the cause of any object left undecided.
+    lost: Exception | None = None
 
     def ids(self) -> list[str]:
         return [*self.updates, *self.destroys]
@@ -103,8 +105,10 @@ async def email_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
     return response
 
 
-def _errors(errors: Mapping[str, SetError]) -> dict[str, Any] | None:
-    return {key: error.to_dict() for key, error in errors.items()} or None
+def _errors(errors: Mapping[str, SetError]) -> dict[str, SetError] | None:
+    """The SetErrors as they are: the dispatcher writes them out and logs failures with
+    their cause (gateway.jmap.incidents)."""
+    return dict(errors) or None
 
 
 def _resolve(
@@ -171,6 +175,7 @@ async def _update_and_destroy(env: RequestEnv, store: EmailStore, pending: _Pend
             raise
         except (ImapError, LockTimeout) as exc:
             pending.touched |= outcome.touched
+            pending.lost = exc
             if attempt == ATTEMPTS:
                 _give_up(pending, exc)
                 return
@@ -275,14 +280,18 @@ def _settle_with(records: dict[str, EmailRecord], pending: _Pending, *, final: b
             pending.updated[email_id] = None
             del pending.updates[email_id]
         elif final:
-            pending.fail(email_id, SetError("serverFail", "the mail server did not apply it"))
+            not_applied = SetError(
+                "serverFail", "the mail server did not apply it", cause=pending.lost
+            )
+            pending.fail(email_id, not_applied)
     for email_id in list(pending.destroys):
         record = records.get(email_id)
         if record is None or not record.visible:
             pending.destroyed.append(email_id)
             del pending.destroys[email_id]
         elif final:
-            pending.fail(email_id, SetError("serverFail", "the mail server kept the email"))
+            kept = SetError("serverFail", "the mail server kept the email", cause=pending.lost)
+            pending.fail(email_id, kept)
 
 
 def _give_up(pending: _Pending, exc: Exception) -> None:
@@ -292,4 +301,4 @@ def _give_up(pending: _Pending, exc: Exception) -> None:
             "serverUnavailable", "The mail server is unavailable; try again later."
         ) from exc
     for email_id in pending.ids():
-        pending.fail(email_id, SetError("serverFail", LOST))
+        pending.fail(email_id, SetError("serverFail", LOST, cause=exc))

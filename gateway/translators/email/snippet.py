@@ -21,7 +21,7 @@ from gateway.jmap.standard import ArgReader, as_filter, as_id, as_id_list, nulla
 from gateway.mime.bodyparts import BodyPart, text_html_attachments
 from gateway.mime.bodyvalues import html_to_text
 from gateway.translators.email.fetch import load
-from gateway.translators.email.filtering import Filter, Leaf, Node, parse_filter
+from gateway.translators.email.filtering import Filter, Leaf, Node, TextSearch, parse_filter
 from gateway.translators.email.filtering import terms as split_terms
 from gateway.translators.email.properties import Source
 from gateway.translators.email.values import ValueRequest, body_values
@@ -31,6 +31,10 @@ from gateway.translators.email.view import synced_view
 PREVIEW_OCTETS = 255
 # Characters of context shown before the first match.
 LEAD = 40
+# Octets of each text part searched for the first match: up to 500 emails are asked for at
+# once, so each gives its beginning only (a match past it shows no preview, which RFC 8621 5
+# allows), never whole bodies of any size.
+SEARCHED_TEXT = 64 * 1024
 
 
 async def search_snippet_get(
@@ -54,7 +58,7 @@ async def search_snippet_get(
         loaded = await load(store, conn, view.records, visible, sources)
         texts: dict[str, dict[str, Any]] = {}
         if body_words:
-            request = ValueRequest(True, False, False, None)
+            request = ValueRequest(True, False, False, SEARCHED_TEXT)
             structures = {i: s for i, s in loaded.structure.items() if i in visible}
             texts = await body_values(
                 conn, store, request, view.records, visible, structures, loaded.messages
@@ -80,6 +84,8 @@ def words(tree: Filter | None, negated: bool = False) -> tuple[list[str], list[s
     """The words (and phrases) to mark in the subject and in the body."""
     if tree is None:
         return [], []
+    if isinstance(tree, TextSearch):
+        return words(tree.tree, negated)
     if isinstance(tree, Node):
         subject: list[str] = []
         body: list[str] = []
@@ -121,10 +127,16 @@ def _marked(text: str, pattern: re.Pattern[str]) -> str:
 
 
 def excerpt(body: str, terms: list[str]) -> str | None:
-    """The part of the body around its first match, marked, at most PREVIEW_OCTETS octets."""
+    """The part of the body around its first match, marked, at most PREVIEW_OCTETS octets.
+
+    Only the first match is searched for in the whole body, and with ``str.find`` per term
+    rather than the pattern, whose alternatives are tried at every position; the marking
+    then works on a window of at most PREVIEW_OCTETS characters after the excerpt's start
+    (each is at least one octet, so no more could fit).
+    """
     pattern = _pattern(terms)
     text = " ".join(body.split())
-    first = pattern.search(text) if pattern is not None else None
+    first = _first_match(text, pattern, terms) if pattern is not None else None
     if pattern is None or first is None:
         return None
     start = max(0, first.start() - LEAD)
@@ -132,7 +144,7 @@ def excerpt(body: str, terms: list[str]) -> str | None:
         # Begin at a word.
         space = text.find(" ", start, first.start())
         start = space + 1 if space >= 0 else start
-    end = len(text)
+    end = min(len(text), max(first.end(), start + PREVIEW_OCTETS))
     while True:
         rendered = _marked(text[start:end], pattern)
         if len(rendered.encode()) <= PREVIEW_OCTETS or end <= first.end():
@@ -147,6 +159,18 @@ def excerpt(body: str, terms: list[str]) -> str | None:
         end -= 1
         rendered = _marked(text[start:end], pattern) if end > first.start() else ""
     return rendered
+
+
+def _first_match(text: str, pattern: re.Pattern[str], terms: list[str]) -> re.Match[str] | None:
+    """The pattern's first match in ``text``, found where the earliest term is.
+
+    Terms are found case-insensitively as ``str.lower`` maps letters (one character to one,
+    once U+0130, the one letter that lowers to two, is taken as "i"), then the pattern
+    confirms the match there.
+    """
+    lowered = text.replace("\u0130", "i").lower()
+    starts = [found for term in terms if (found := lowered.find(term.lower())) >= 0]
+    return pattern.search(text, min(starts)) if starts else None
 
 
 def _plain_body(root: BodyPart, values: dict[str, Any]) -> str:

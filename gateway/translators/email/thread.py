@@ -33,7 +33,7 @@ async def thread_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) ->
         ids = await store.thread_ids()
     members, state = await store.thread_snapshot(ids)
     requested = PROPERTIES if args.properties is None else args.properties
-    wanted = ["id", *(p for p in requested if p != "id")]
+    wanted = ["id", *(p for p in dict.fromkeys(requested) if p != "id")]
     found = [i for i in dict.fromkeys(ids) if i in members]
     return {
         "accountId": args.account_id,

@@ -15,6 +15,7 @@ from gateway.jmap.errors import MethodError
 from gateway.jmap.query import DEFAULT_COLLATION, collation_key, resolve_collation
 from gateway.jmap.standard import (
     FILTER_OPERATORS,
+    MAX_FILTER_DEPTH,
     Comparator,
     InvalidValue,
     as_bool,
@@ -27,10 +28,6 @@ Mailbox = Mapping[str, Any]
 
 # RFC 8621 2.3: these properties MUST be supported for sorting; no others are.
 MAILBOX_SORT_PROPERTIES = ("sortOrder", "name")
-
-# FilterOperators nested deeper than this are refused as unsupportedFilter, which bounds
-# the recursion of parsing and matching; real clients nest a few levels at most.
-MAX_FILTER_DEPTH = 32
 
 
 def _name_contains(wanted: str, mailbox: Mailbox) -> bool:
@@ -189,14 +186,12 @@ def parse_mailbox_sort(comparators: Sequence[Comparator] | None) -> list[Mailbox
 
 
 def _parse_comparator(comparator: Comparator) -> MailboxComparator:
-    """Refuse comparator members Mailbox does not define, then properties it cannot sort on.
+    """A comparator on a property Mailbox/query can sort on.
 
-    The members come first: RFC 8620 5.5 keeps unsupportedSort for a syntactically
-    valid sort, and Mailbox/query defines no comparator members of its own.
+    Mailbox/query defines no comparator members of its own; others are ignored, as on every
+    Email sort and as Cyrus does (jmapc sends position, anchorOffset and calculateTotal in
+    each comparator).
     """
-    if comparator.extra:
-        names = ", ".join(sorted(comparator.extra))
-        raise MethodError.invalid_arguments(f"sort: unknown comparator members {names}", ["sort"])
     if comparator.property not in MAILBOX_SORT_PROPERTIES:
         raise MethodError("unsupportedSort", f"Cannot sort Mailboxes by {comparator.property!r}")
     if comparator.property == "sortOrder":

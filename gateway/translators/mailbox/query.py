@@ -12,9 +12,8 @@ from typing import Any
 from gateway.cache.mailboxes import MAILBOX
 from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
-from gateway.jmap.errors import MethodError
 from gateway.jmap.query import query_changes, window
-from gateway.jmap.standard import parse_query, parse_query_changes
+from gateway.jmap.standard import Extra, as_bool, parse_query, parse_query_changes
 from gateway.translators.mailbox.filtering import (
     parse_mailbox_filter,
     parse_mailbox_sort,
@@ -24,22 +23,16 @@ from gateway.translators.mailbox.filtering import (
 from gateway.translators.mailbox.view import current_view
 from gateway.translators.responses import query_response
 
-TREE_ARGUMENTS = ("sortAsTree", "filterAsTree")
-
-
-def _tree_flags(arguments: dict[str, Any]) -> tuple[bool, bool]:
-    flags = []
-    for name in TREE_ARGUMENTS:
-        value = arguments.get(name, False)
-        if not isinstance(value, bool):
-            raise MethodError.invalid_arguments(f"{name}: must be a Boolean", arguments=[name])
-        flags.append(value)
-    return flags[0], flags[1]
+# RFC 8621 2.3: the arguments Mailbox/query and Mailbox/queryChanges add.
+TREE_ARGUMENTS: dict[str, Extra] = {
+    "sortAsTree": (as_bool, False),
+    "filterAsTree": (as_bool, False),
+}
 
 
 async def mailbox_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
     args = parse_query(arguments, extra=TREE_ARGUMENTS)
-    sort_as_tree, filter_as_tree = _tree_flags(arguments)
+    sort_as_tree, filter_as_tree = args.extra["sortAsTree"], args.extra["filterAsTree"]
     mailbox_filter, sort = parse_mailbox_filter(args.filter), parse_mailbox_sort(args.sort)
     async with ctx.env.upstream() as conn:
         view = await current_view(ctx.env, conn)
@@ -65,7 +58,7 @@ async def mailbox_query_changes(
     ctx: CallContext[RequestEnv], arguments: dict[str, Any]
 ) -> dict[str, Any]:
     args = parse_query_changes(arguments, extra=TREE_ARGUMENTS)
-    sort_as_tree, filter_as_tree = _tree_flags(arguments)
+    sort_as_tree, filter_as_tree = args.extra["sortAsTree"], args.extra["filterAsTree"]
     mailbox_filter, sort = parse_mailbox_filter(args.filter), parse_mailbox_sort(args.sort)
     async with ctx.env.upstream() as conn:
         view = await current_view(ctx.env, conn)

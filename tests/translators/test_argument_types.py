@@ -1,0 +1,224 @@
+"""Every argument of every method, given a value of the wrong JSON type, is the client's error
+(invalidArguments or another error the RFC names), never serverFail: no converter's refusal,
+TypeError or KeyError may escape a handler. The arguments include the members of objects
+inside them (filter conditions, comparators, created and patched objects)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.jmapclient import Jmap
+from tests.servers import Dovecot
+from tests.translators.mailstate import Mail
+
+# Values of every JSON type, and text int() would read as a number.
+WRONG: tuple[Any, ...] = (None, True, 0, -1, 1.5, "", "x", "\u0661\u0662", [], [1], {}, {"a": 1})
+FAILURES = {"serverFail", "serverPartialFail"}
+
+
+def variants(args: dict[str, Any], path: tuple[str | int, ...]) -> Iterator[dict[str, Any]]:
+    """``args`` with the value at ``path`` replaced by each WRONG value."""
+    for wrong in WRONG:
+        copy = json.loads(json.dumps(args))
+        target: Any = copy
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = wrong
+        yield copy
+
+
+def leaves(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """The path of every member, at every depth."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        yield (*path, key)
+        if isinstance(item, dict | list):
+            yield from leaves(item, (*path, key))
+
+
+def calls(email: str, inbox: str, blob: str) -> dict[str, dict[str, Any]]:
+    """A valid call of each method, with every argument present that a wrong value could
+    trip; accountId is added by the client (and checked by the dispatcher)."""
+    query_filter = {
+        "operator": "AND",
+        "conditions": [
+            {"inMailbox": inbox, "inMailboxOtherThan": [inbox], "hasKeyword": "$seen"},
+            {"before": "2030-01-01T00:00:00Z", "after": "2000-01-01T00:00:00Z"},
+            {"minSize": 1, "maxSize": 10**9, "notKeyword": "$draft", "hasAttachment": False},
+            {"allInThreadHaveKeyword": "$seen", "someInThreadHaveKeyword": "$seen"},
+            {"noneInThreadHaveKeyword": "$junk", "text": "hello", "from": "ann"},
+            {"to": "bob", "cc": "c", "bcc": "d", "subject": "m", "body": "h"},
+            {"header": ["X-Test-Key", "a"]},
+        ],
+    }
+    sort = [
+        {"property": "receivedAt", "isAscending": False, "collation": "i;unicode-casemap"},
+        {"property": "hasKeyword", "keyword": "$seen"},
+    ]
+    body = {"partId": "1", "type": "text/plain"}
+    return {
+        "Mailbox/get": {"ids": [inbox], "properties": ["name", "role"]},
+        "Mailbox/changes": {"sinceState": "x-0", "maxChanges": 5},
+        "Mailbox/query": {
+            "filter": {"operator": "OR", "conditions": [{"name": "I", "parentId": None}]},
+            "sort": [{"property": "name", "isAscending": True, "collation": "i;octet"}],
+            "position": 0,
+            "anchor": inbox,
+            "anchorOffset": 0,
+            "limit": 5,
+            "calculateTotal": True,
+            "sortAsTree": False,
+            "filterAsTree": False,
+        },
+        "Mailbox/queryChanges": {
+            "filter": {"role": "inbox", "hasAnyRole": True, "isSubscribed": True},
+            "sort": [{"property": "sortOrder"}],
+            "sinceQueryState": "x-0",
+            "maxChanges": 5,
+            "upToId": inbox,
+            "calculateTotal": True,
+        },
+        "Mailbox/set": {
+            "ifInState": None,
+            "create": {"n": {"name": "new", "parentId": None, "sortOrder": 3}},
+            "update": {inbox: {"sortOrder": 2, "isSubscribed": True}},
+            "destroy": [],
+            "onDestroyRemoveEmails": False,
+        },
+        "Email/get": {
+            "ids": [email],
+            "properties": ["subject", "header:Subject:asText", "bodyStructure", "bodyValues"],
+            "bodyProperties": ["partId", "type"],
+            "fetchTextBodyValues": True,
+            "fetchHTMLBodyValues": False,
+            "fetchAllBodyValues": False,
+            "maxBodyValueBytes": 100,
+        },
+        "Email/changes": {"sinceState": "x-0", "maxChanges": 5},
+        "Email/query": {
+            "filter": query_filter,
+            "sort": sort,
+            "position": 0,
+            "anchor": email,
+            "anchorOffset": 0,
+            "limit": 5,
+            "calculateTotal": True,
+            "collapseThreads": True,
+        },
+        "Email/queryChanges": {
+            "filter": {"inMailbox": inbox},
+            "sort": sort,
+            "sinceQueryState": "x-0",
+            "maxChanges": 5,
+            "upToId": email,
+            "calculateTotal": False,
+            "collapseThreads": False,
+        },
+        "Email/set": {
+            "ifInState": None,
+            "create": {
+                "c": {
+                    "mailboxIds": {inbox: True},
+                    "keywords": {"$seen": True},
+                    "receivedAt": "2020-01-01T00:00:00Z",
+                    "from": [{"name": "A", "email": "a@example.org"}],
+                    "subject": "s",
+                    "header:X-Test:asText": "t",
+                    "bodyStructure": {
+                        "type": "multipart/mixed",
+                        "subParts": [body, {"blobId": blob, "type": "text/plain"}],
+                    },
+                    "bodyValues": {"1": {"value": "v", "isTruncated": False}},
+                }
+            },
+            "update": {email: {"keywords/$flagged": True, f"mailboxIds/{inbox}": True}},
+            "destroy": [],
+        },
+        "Email/import": {
+            "ifInState": None,
+            "emails": {"i": {"blobId": blob, "mailboxIds": {inbox: True}, "keywords": {}}},
+        },
+        "Email/parse": {
+            "blobIds": [blob],
+            "properties": ["subject"],
+            "bodyProperties": ["partId"],
+            "fetchTextBodyValues": True,
+            "maxBodyValueBytes": 10,
+        },
+        "Email/copy": {
+            "fromAccountId": "other",
+            "ifFromInState": None,
+            "ifInState": None,
+            "create": {"k": {"id": email, "mailboxIds": {inbox: True}}},
+            "onSuccessDestroyOriginal": False,
+            "destroyFromIfInState": None,
+        },
+        "SearchSnippet/get": {"filter": {"text": "hello"}, "emailIds": [email]},
+        "Thread/get": {"ids": ["t"], "properties": ["emailIds"]},
+        "Thread/changes": {"sinceState": "x-0", "maxChanges": 5},
+        "Blob/copy": {"fromAccountId": "other", "blobIds": [blob]},
+    }
+
+
+@pytest.fixture
+async def setup(dovecot: Dovecot, jmap: Jmap) -> tuple[str, str, str]:
+    mail = Mail(dovecot, jmap.username)
+    mail.append("INBOX", "a")
+    mail.close()
+    (email,) = (await jmap.call("Email/query"))["ids"]
+    inbox = (await jmap.mailboxes())["Inbox"]["id"]
+    blob = await jmap.upload(b"From: a@example.org\r\nSubject: up\r\n\r\nuploaded\r\n")
+    return email, inbox, blob
+
+
+async def test_no_wrong_type_is_a_server_failure(jmap: Jmap, setup: tuple[str, str, str]) -> None:
+    batch: list[tuple[str, dict[str, Any]]] = []
+    answered: list[list[Any]] = []
+    for method, args in calls(*setup).items():
+        for path in leaves(args):
+            batch += [(method, variant) for variant in variants(args, path)]
+    for start in range(0, len(batch), 32):
+        answered += await jmap.request(*batch[start : start + 32])
+    assert len(answered) >= len(batch)
+    failures = [
+        (call, answer)
+        for call, answer in zip(batch, answered, strict=False)
+        if answer[0] == "error" and answer[1]["type"] in FAILURES
+    ]
+    assert failures == []
+
+
+@pytest.mark.parametrize("method", ["Email/query", "Email/queryChanges"])
+@pytest.mark.parametrize("value", ["yes", 1, None, [], {}])
+async def test_collapse_threads_of_a_wrong_type_is_invalid_arguments(
+    jmap: Jmap, method: str, value: Any
+) -> None:
+    args: dict[str, Any] = {"collapseThreads": value}
+    if method == "Email/queryChanges":
+        args["sinceQueryState"] = "x-0"
+    ((name, error, _),) = await jmap.request((method, args))
+    assert name == "error"
+    assert error["type"] == "invalidArguments"
+    assert error["arguments"] == ["collapseThreads"]
+
+
+async def test_wrong_types_of_booleans_name_their_argument(jmap: Jmap) -> None:
+    answers = await jmap.request(
+        ("Mailbox/query", {"sortAsTree": "yes", "filterAsTree": 0}),
+        ("Email/get", {"ids": [], "fetchTextBodyValues": "yes"}),
+    )
+    assert [a[1]["type"] for a in answers] == ["invalidArguments"] * 2
+    assert answers[0][1]["arguments"] == ["sortAsTree", "filterAsTree"]
+    assert answers[1][1]["arguments"] == ["fetchTextBodyValues"]
+
+
+def test_every_method_is_exercised() -> None:
+    from gateway.services import method_registry
+
+    registry = method_registry()
+    assert all(registry.get(name) for name in calls("e", "i", "b"))
+    assert len(registry._methods) - 1 == len(calls("e", "i", "b"))  # all but Core/echo
