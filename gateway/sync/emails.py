@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from gateway.cache.emails import EmailStore, FolderMark
 from gateway.cache.locks import Lease, lease
 from gateway.cache.mailboxes import MailboxRecord, MailboxStore
+from gateway.cache.thread_links import ThreadLinks
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ProtocolError
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 STRATEGY_FIELD = "email-ids"
 DATED_FIELD = "dated-index"
 MAILBOX_STRATEGY_FIELD = "mailbox-ids"
+LINKS_FIELD = "thread-links"
 # Longer than a first sync of a large folder can take.
 LOCK_TTL = 600.0
 LOCK_WAIT = 60.0
@@ -121,7 +123,10 @@ async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore
         if not stale and not gone:
             return
         strategy = await choose_ids(conn, store)
-        writer = IndexWriter(store, held)
+        own_threads = strategy is not EmailIds.OBJECTID
+        if own_threads and await store.meta(LINKS_FIELD) is None:
+            await _fill_thread_links(store, held)
+        writer = IndexWriter(store, held, own_threads=own_threads)
         visit = _FolderVisit(conn, store, writer, strategy, held)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
         for mailbox_id, old in (await store.held_uids(m.id for m in empty)).items():
@@ -147,6 +152,17 @@ async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore
             writer.forget_folder(mailbox_id, old)
         await held.renew()
         await writer.finish()
+
+
+async def _fill_thread_links(store: EmailStore, held: Lease) -> None:
+    """Count the threads of an index made before their Message-ID map was kept with them
+    (gateway.cache.thread_links), and drop the entries of threads already gone."""
+    records = (await store.records(await store.all_ids())).values()
+    async with store.client.pipeline(transaction=True) as pipe:
+        await held.fence(pipe)
+        await ThreadLinks(store.client, store.keys).fill(pipe, records)
+        pipe.hset(store.keys.meta, LINKS_FIELD, "1")
+        await pipe.execute()
 
 
 def _folders(mailboxes: dict[str, MailboxRecord]) -> dict[str, MailboxRecord]:

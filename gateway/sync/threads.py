@@ -162,7 +162,7 @@ class Threader:
         thread_id = None
         for name in (*parents, *own):
             candidate = self._refs.get(name)
-            if candidate is not None and self._subjects.get(candidate) == links.subject:
+            if candidate is not None and self._subject_of(candidate) == links.subject:
                 thread_id = candidate
                 break
         if thread_id is None:
@@ -173,6 +173,11 @@ class Threader:
             if name not in self._refs:
                 self._refs[name] = self.new_refs[name] = thread_id
         return thread_id
+
+    def _subject_of(self, thread_id: str) -> str | None:
+        """A thread's subject as compared; one stored before subjects were cut is cut here."""
+        subject = self._subjects.get(thread_id)
+        return None if subject is None else subject[:THREAD_SUBJECT_CHARS]
 
     def take_writes(self) -> tuple[dict[bytes, str], dict[str, str]]:
         """The mappings made since the last call: (Message-ID key -> thread, thread -> subject)."""
