@@ -32,6 +32,7 @@ from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.parse import FetchItem, fetches_by_uid
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.mime.headers import parse_header_block
+from gateway.offload import sized
 from gateway.sync.flight import SingleFlight
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.mailboxes import OBJECT_ID
@@ -163,6 +164,12 @@ async def _fill_thread_links(store: EmailStore, held: Lease) -> None:
         await ThreadLinks(store.client, store.keys).fill(pipe, records)
         pipe.hset(store.keys.meta, LINKS_FIELD, "1")
         await pipe.execute()
+
+
+def _links(headers: list[bytes]) -> list[Links]:
+    """What new messages say of their threads, from their HEADER.FIELDS (a page of them can
+    be megabytes of a stranger's text: off the loop then)."""
+    return [Links.from_headers(parse_header_block(h)) for h in headers]
 
 
 def _folders(mailboxes: dict[str, MailboxRecord]) -> dict[str, MailboxRecord]:
@@ -298,7 +305,7 @@ class _FolderVisit:
             await self.writer.add_copies(mailbox_id, [c for c in native if c is not None])
             return
         headers = [f.header_fields() or b"" for f in fetched]
-        links = [Links.from_headers(parse_header_block(h)) for h in headers]
+        links = await sized(sum(map(len, headers)), _links, headers)
         await self.threader.prepare(links)
         copies = []
         for item, header, link in zip(fetched, headers, links, strict=True):

@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator
 from gateway.cache.blobs import BlobTooLarge
 from gateway.env import RequestEnv
 from gateway.mime.bodyparts import BodyPart, body_structure, part_content
+from gateway.mime.limits import HEADER_SECTION_OCTETS
+from gateway.offload import sized
 from gateway.translators.email.blob_ids import (
     PartOfBlob,
     find_part,
@@ -77,12 +79,14 @@ def message_structure(data: bytes) -> BodyPart | None:
     header section is a field or the continuation of one; without an empty line, the whole
     blob must be (RFC 5322 3.5 makes the body optional). Any other line where a field should
     be, such as text or binary data, means there is no header section whose end can be
-    trusted (what the stdlib calls a missing header/body separator).
+    trusted (what the stdlib calls a missing header/body separator). As everywhere, only
+    the first HEADER_SECTION_OCTETS of the header section are read.
     """
     pos = 0
-    while pos < len(data):
-        newline = data.find(b"\n", pos)
-        end = len(data) if newline < 0 else newline + 1
+    read = min(len(data), HEADER_SECTION_OCTETS)
+    while pos < read:
+        newline = data.find(b"\n", pos, read)
+        end = read if newline < 0 else newline + 1
         line = data[pos:end]
         if line in _EMPTY_LINES:
             break
@@ -101,11 +105,16 @@ async def _part_of_blob(env: RequestEnv, ref: PartOfBlob) -> bytes | None:
     except BlobTooLarge:
         # Email/parse never names parts of a blob this large.
         return None
-    root = None if source is None else message_structure(source)
-    part = None if root is None else find_part(root, ref.part_id)
-    if source is None or part is None:
+    if source is None:
         return None
-    return part_content(source, part)
+    return await sized(len(source), _content_of, source, ref.part_id)
+
+
+def _content_of(source: bytes, part_id: str) -> bytes | None:
+    """The content of part ``part_id`` of the message in ``source``, if it is one."""
+    root = message_structure(source)
+    part = None if root is None else find_part(root, part_id)
+    return None if root is None or part is None else part_content(source, part)
 
 
 async def _gather(chunks: AsyncIterator[bytes], max_size: int) -> bytes:

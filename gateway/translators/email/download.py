@@ -20,6 +20,7 @@ from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
 from gateway.mime.bodyparts import IDENTITY_ENCODINGS, BodyPart, decode_transfer
+from gateway.offload import sized
 from gateway.translators.email.blob_ids import BlobRef, find_part
 from gateway.translators.email.fetch import fetch_items, load
 from gateway.translators.email.properties import Source
@@ -111,7 +112,10 @@ async def _decoded_here(
     item = f"BODY.PEEK[{part.part_id}]"
     fetched = (await fetch_items(conn, folder, {uid: ""}, item)).get(uid)
     body = None if fetched is None else fetched.section(item)
-    return None if body is None else decode_transfer(body, part.transfer_encoding).content
+    if body is None:
+        return None
+    decoded = await sized(len(body), decode_transfer, body, part.transfer_encoding)
+    return decoded.content
 
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:

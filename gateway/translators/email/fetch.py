@@ -21,6 +21,7 @@ from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import BodyPart, body_structure, from_plain, to_plain
 from gateway.mime.bodyvalues import decode_prefix, preview, preview_text
 from gateway.mime.headers import convenience_properties, parse_header_block
+from gateway.offload import sized
 from gateway.translators.email.properties import SUMMARY_FIELDS, Source
 
 WHOLE = "BODY.PEEK[]"
@@ -95,21 +96,27 @@ async def load(
             if folder is not None:
                 await _previews_from_text(conn, folder, owners, loaded)
                 groups.setdefault((mailbox_id, frozenset({PREVIEW})), {}).update(owners)
-    parsed = _summarise(loaded, records) if Source.SUMMARY in sources else {}
+    parsed = await _summarise(loaded, records) if Source.SUMMARY in sources else {}
     await _to_cache(store, loaded, groups, parsed)
     return loaded
 
 
-def _summarise(loaded: Loaded, records: dict[str, EmailRecord]) -> dict[str, dict[str, Any]]:
+async def _summarise(loaded: Loaded, records: dict[str, EmailRecord]) -> dict[str, dict[str, Any]]:
     """Parse the convenience properties of emails that lack them; returns the new ones."""
-    parsed = {
-        email_id: convenience_properties(parse_header_block(loaded.header_block(email_id)))
+    blocks = {
+        email_id: loaded.header_block(email_id)
         for email_id in records
         if email_id not in loaded.summary
         and (email_id in loaded.header or email_id in loaded.fields)
     }
+    size = sum(len(block) for block in blocks.values())
+    parsed = await sized(size, _summaries, blocks)
     loaded.summary.update(parsed)
     return parsed
+
+
+def _summaries(blocks: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+    return {i: convenience_properties(parse_header_block(b)) for i, b in blocks.items()}
 
 
 async def _fetch_groups(
@@ -126,7 +133,7 @@ async def _fetch_groups(
             continue
         fetched = await fetch_items(conn, folder, owners, *items, sizes=sizes)
         loaded.vanished.update(e for u, e in owners.items() if u not in fetched)
-        _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
+        await _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
 
 
 async def fetch_items(
@@ -184,9 +191,17 @@ async def _from_cache(
     loaded.header.update(cached.get(Source.HEADER.value, {}))
     loaded.fields.update(cached.get(Source.FIELDS.value, {}))
     loaded.preview.update({i: v.decode() for i, v in cached.get(Source.PREVIEW.value, {}).items()})
-    loaded.structure.update(
-        {i: from_plain(unpack(v)) for i, v in cached.get(Source.STRUCTURE.value, {}).items()}
-    )
+    structures = cached.get(Source.STRUCTURE.value, {})
+    size = sum(len(v) for v in structures.values())
+    loaded.structure.update(await sized(size, _decode_structures, structures))
+
+
+def _decode_structures(cached: dict[str, bytes]) -> dict[str, BodyPart]:
+    return {i: from_plain(unpack(v)) for i, v in cached.items()}
+
+
+def _encode_structures(structures: dict[str, BodyPart]) -> dict[str, bytes]:
+    return {i: pack(to_plain(root)) for i, root in structures.items()}
 
 
 def _missing(
@@ -243,24 +258,30 @@ def _answered(item: FetchItem, name: str) -> bool:
     return name == PREVIEW or name in item
 
 
-def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[str]) -> None:
+async def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[str]) -> None:
     for email_id, item in fetched.items():
         if WHOLE in items:
             message = item.section(WHOLE) or b""
-            root = body_structure(message)
+            root, text = await sized(len(message), _structure_and_preview, message)
             loaded.parsed.add(email_id)
             if loaded.kept + len(message) <= WHOLE_KEPT:
                 loaded.messages[email_id] = message
                 loaded.kept += len(message)
             loaded.structure[email_id] = root
             loaded.header.setdefault(email_id, message[: root.body_start])
-            loaded.preview.setdefault(email_id, preview(message, root))
+            loaded.preview.setdefault(email_id, text)
         if HEADER in items:
             loaded.header[email_id] = item.section(HEADER) or b""
         if FIELDS in items:
             loaded.fields[email_id] = item.header_fields() or b""
         if PREVIEW in items and item.preview is not None:
             loaded.preview[email_id] = item.preview
+
+
+def _structure_and_preview(message: bytes) -> tuple[BodyPart, str]:
+    """A whole message's parse: its MIME tree and preview (off the loop when it is large)."""
+    root = body_structure(message)
+    return root, preview(message, root)
 
 
 async def _to_cache(
@@ -270,12 +291,13 @@ async def _to_cache(
     parsed: dict[str, dict[str, Any]],
 ) -> None:
     fetched = {e for owners in groups.values() for e in owners.values()} - loaded.vanished
+    new = {i: loaded.structure[i] for i in fetched & loaded.parsed}
+    # A tree grows with its message (the root spans all of it), so the messages' size weighs it.
+    size = sum(root.body_end for root in new.values())
     await store.cache(
         {
             Source.SUMMARY.value: {i: pack(value) for i, value in parsed.items()},
-            Source.STRUCTURE.value: {
-                i: pack(to_plain(loaded.structure[i])) for i in fetched & loaded.parsed
-            },
+            Source.STRUCTURE.value: await sized(size, _encode_structures, new),
             Source.HEADER.value: {i: loaded.header[i] for i in fetched if i in loaded.header},
             Source.FIELDS.value: {i: loaded.fields[i] for i in fetched if i in loaded.fields},
             Source.PREVIEW.value: {

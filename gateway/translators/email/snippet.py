@@ -20,7 +20,8 @@ from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import ArgReader, as_filter, as_id, as_id_list, nullable
 from gateway.mime.bodyparts import BodyPart, text_html_attachments
 from gateway.mime.bodyvalues import html_to_text
-from gateway.translators.email.fetch import load
+from gateway.offload import sized
+from gateway.translators.email.fetch import Loaded, load
 from gateway.translators.email.filtering import Filter, Leaf, Node, parse_filter
 from gateway.translators.email.filtering import terms as split_terms
 from gateway.translators.email.properties import Source
@@ -60,6 +61,20 @@ async def search_snippet_get(
                 conn, store, request, view.records, visible, structures, loaded.messages
             )
     found = [i for i in dict.fromkeys(email_ids) if i in visible and i not in loaded.vanished]
+    # Bodies can be megabytes of HTML a stranger wrote: made plain off the loop then.
+    size = sum(len(v["value"]) for i in found for v in texts.get(i, {}).values())
+    snippets = await sized(size, _snippets, found, loaded, texts, subject_words, body_words)
+    missing = [i for i in dict.fromkeys(email_ids) if i not in found]
+    return {"accountId": account_id, "list": snippets, "notFound": missing or None}
+
+
+def _snippets(
+    found: list[str],
+    loaded: Loaded,
+    texts: dict[str, dict[str, Any]],
+    subject_words: list[str],
+    body_words: list[str],
+) -> list[dict[str, Any]]:
     snippets = []
     for email_id in found:
         subject = (loaded.summary.get(email_id) or {}).get("subject") or ""
@@ -72,8 +87,7 @@ async def search_snippet_get(
                 "preview": excerpt(body, body_words),
             }
         )
-    missing = [i for i in dict.fromkeys(email_ids) if i not in found]
-    return {"accountId": account_id, "list": snippets, "notFound": missing or None}
+    return snippets
 
 
 def words(tree: Filter | None, negated: bool = False) -> tuple[list[str], list[str]]:
@@ -132,7 +146,9 @@ def excerpt(body: str, terms: list[str]) -> str | None:
         # Begin at a word.
         space = text.find(" ", start, first.start())
         start = space + 1 if space >= 0 else start
-    end = len(text)
+    # Every character renders to an octet at least, so more text than that after the match
+    # cannot be shown: the cutting below need not go through the rest of a huge body.
+    end = min(len(text), first.end() + PREVIEW_OCTETS)
     while True:
         rendered = _marked(text[start:end], pattern)
         if len(rendered.encode()) <= PREVIEW_OCTETS or end <= first.end():
