@@ -64,7 +64,9 @@ def many_continuations(count: int = 20_000) -> bytes:
     """A filename split into ``count`` RFC 2231 continuations, in both Content-Type (name)
     and Content-Disposition (filename*, percent-encoded)."""
     name = b"".join(b";\r\n\tname*%d=n%d" % (n, n) for n in range(count))
-    filename = b"".join(b";\r\n\tfilename*%d*=%%41%d" % (n, n) for n in range(count))
+    filename = b";\r\n\tfilename*0*=utf-8''%410" + b"".join(
+        b";\r\n\tfilename*%d*=%%41%d" % (n, n) for n in range(1, count)
+    )
     return _mime(
         "many_continuations",
         b"application/octet-stream" + name,

@@ -43,6 +43,7 @@ from gateway.mime.limits import (
     MIME_FIELD_OCTETS,
     MIME_FIELDS_BUDGET,
     PARAMETERS_PER_FIELD,
+    PIECE,
 )
 
 # RFC 8621 4.2: bodyProperties when the client gives none.
@@ -223,9 +224,23 @@ def decode_transfer(body: bytes, encoding: str) -> Decoded:
     return Decoded(body, encoding not in IDENTITY_ENCODINGS)
 
 
-_BASE64_NOT_ALPHABET = re.compile(rb"[^A-Za-z0-9+/=]+")
-_BASE64_PADDING = re.compile(rb"=+")
-_BASE64_SPACE = b" \t\r\n\f\v"
+_BASE64_SPACE: Final = b" \t\r\n\f\v"
+# Octets outside the base64 alphabet and its padding, deleted by bytes.translate.
+_NOT_BASE64: Final = bytes(
+    octet for octet in range(256) if not re.fullmatch(rb"[A-Za-z0-9+/=]", bytes([octet]))
+)
+
+
+def _pieces(data: bytes, separator: bytes) -> Iterator[bytes]:
+    """``data`` in slices of about PIECE octets, each ending just after a ``separator`` (the
+    last at the end), so a pass over a large body is many short calls into C, not one long
+    one that keeps the interpreter from the event loop (gateway.mime.limits.PIECE)."""
+    start = 0
+    while start < len(data):
+        cut = data.find(separator, start + PIECE)
+        end = len(data) if cut < 0 else cut + len(separator)
+        yield data[start:end]
+        start = end
 
 
 def _decode_base64(body: bytes) -> Decoded:
@@ -237,8 +252,13 @@ def _decode_base64(body: bytes) -> Decoded:
         pass
     # RFC 2045 6.8 says to ignore characters outside the alphabet. Padding inside the data
     # usually means concatenated encodings, so each run between paddings is decoded alone.
-    runs = _BASE64_PADDING.split(_BASE64_NOT_ALPHABET.sub(b"", compact))
+    runs = (run for piece in _base64_pieces(compact) for run in piece.split(b"="))
     return Decoded(b"".join(_decode_base64_run(run) for run in runs), True)
+
+
+def _base64_pieces(compact: bytes) -> Iterator[bytes]:
+    """Damaged base64 without what is outside its alphabet, in pieces ending at a padding."""
+    return _pieces(compact.translate(None, _NOT_BASE64), b"=")
 
 
 def _decode_base64_run(run: bytes) -> bytes:
@@ -256,22 +276,37 @@ def _base64_size(body: bytes) -> int:
         return len(binascii.a2b_base64(compact, strict_mode=True))
     except binascii.Error:
         pass
-    runs = _BASE64_NOT_ALPHABET.sub(b"", compact).split(b"=")
-    return sum(len(run) * 3 // 4 for run in runs)
+    return sum(len(run) * 3 // 4 for piece in _base64_pieces(compact) for run in piece.split(b"="))
 
 
-# RFC 2045 6.7 rule 3: white space at the end of a line was added in transport; delete it.
-# Only a run's first character may start a match, so a long run in the middle of a line is
-# looked at once, not once per character.
-_QP_TRAILING_SPACE = re.compile(rb"(?<![ \t])[ \t]++(?=\r?\n|\Z)")
 # RFC 2045 6.7 rules 1 and 5: "=" starts a hex octet or a soft line break, nothing else.
 _QP_BAD_ESCAPE = re.compile(rb"=(?![0-9A-Fa-f]{2}|\r?\n|\Z)")
 
 
 def _decode_quoted_printable(body: bytes) -> Decoded:
-    """Decode quoted-printable; a stray "=" is kept as is (RFC 2045 6.7, note (2)) but noted."""
-    stripped = _QP_TRAILING_SPACE.sub(b"", body)
-    return Decoded(binascii.a2b_qp(stripped), _QP_BAD_ESCAPE.search(stripped) is not None)
+    """Decode quoted-printable; a stray "=" is kept as is (RFC 2045 6.7, note (2)) but noted.
+
+    Decoded piece by piece, each ending with a line (a soft line break never spans two).
+    """
+    content: list[bytes] = []
+    problem = False
+    for piece in _pieces(body, b"\n"):
+        stripped = _without_trailing_space(piece)
+        content.append(binascii.a2b_qp(stripped))
+        problem = problem or _QP_BAD_ESCAPE.search(stripped) is not None
+    return Decoded(b"".join(content), problem)
+
+
+def _without_trailing_space(data: bytes) -> bytes:
+    """RFC 2045 6.7 rule 3: white space at the end of a line was added in transport; delete it
+    (before CRLF or LF, and at the end of the data)."""
+    lines = data.split(b"\n")
+    kept = [
+        line[:-1].rstrip(b" \t") + b"\r" if line.endswith(b"\r") else line.rstrip(b" \t")
+        for line in lines[:-1]
+    ]
+    kept.append(lines[-1].rstrip(b" \t"))
+    return b"\n".join(kept)
 
 
 _DECODERS: dict[str, Callable[[bytes], Decoded]] = {

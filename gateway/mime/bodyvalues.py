@@ -17,7 +17,7 @@ from typing import Final, TypedDict
 from charset_normalizer import CharsetMatch, from_bytes
 
 from gateway.mime.bodyparts import BodyPart, decode_transfer, text_html_attachments
-from gateway.mime.limits import CHARSET_SAMPLE_OCTETS
+from gateway.mime.limits import CHARSET_SAMPLE_OCTETS, PIECE
 
 # RFC 8621 4.1.4: "This MUST NOT be more than 256 characters in length."
 PREVIEW_LENGTH: Final = 256
@@ -217,7 +217,7 @@ def decode_charset(content: bytes, charset: str | None) -> tuple[str, bool]:
             if text is not None:
                 return _without_surrogates(text), False
         if codec not in _OFTEN_WRONG:
-            return _without_surrogates(content.decode(codec, "replace")), True
+            return _without_surrogates(_decode(content, codec, "replace")), True
     return _without_surrogates(_best_effort(content)), True
 
 
@@ -232,7 +232,7 @@ def _codec(charset: str) -> str | None:
 
 def _strict(content: bytes, codec: str) -> str | None:
     try:
-        return content.decode(codec)
+        return _decode(content, codec, "strict")
     except UnicodeDecodeError:
         return None
 
@@ -241,16 +241,17 @@ def _best_effort(content: bytes) -> str:
     """Text whose label is missing, unknown or wrong.
 
     UTF-8 with a few bad octets is much likelier than legacy text that happens to hold UTF-8
-    sequences, so such text stays UTF-8 with U+FFFD; anything else is guessed.
+    sequences, so such text stays UTF-8 with U+FFFD; anything else is guessed. Both are
+    told apart on the sample the guess would be made on.
     """
     text = _strict(content, "utf-8")
     if text is not None:
         return text
-    if _UTF8_MULTIBYTE.search(content) is None:
+    if _UTF8_MULTIBYTE.search(content, 0, CHARSET_SAMPLE_OCTETS) is None:
         guessed = _guess(content)
         if guessed is not None:
             return guessed
-    return content.decode("utf-8", "replace")
+    return _decode(content, "utf-8", "replace")
 
 
 def _guess(content: bytes) -> str | None:
@@ -268,7 +269,7 @@ def _guess(content: bytes) -> str | None:
     if best is None:
         return None
     tied = [match for match in matches if _rank(match) == _rank(best)]
-    return content.decode(min(tied, key=_preference).encoding, "replace")
+    return _decode(content, min(tied, key=_preference).encoding, "replace")
 
 
 def _rank(match: CharsetMatch) -> tuple[float, float]:
@@ -288,7 +289,23 @@ def _preference(match: CharsetMatch) -> int:
 
 def _without_surrogates(text: str) -> str:
     """Some decoders (UTF-7, UTF-16) can yield lone surrogates, which JSON cannot carry."""
-    return _LONE_SURROGATE.sub("\ufffd", text)
+    return "".join(
+        _LONE_SURROGATE.sub("\ufffd", text[start : start + PIECE])
+        for start in range(0, len(text), PIECE)
+    )
+
+
+def _decode(content: bytes, codec: str, errors: str) -> str:
+    """``content.decode(codec, errors)``, a PIECE of octets per call (see PIECE)."""
+    if len(content) <= PIECE:
+        return content.decode(codec, errors)
+    try:
+        decoder = codecs.getincrementaldecoder(codec)(errors)
+    except LookupError:
+        return content.decode(codec, errors)
+    pieces = [decoder.decode(content[at : at + PIECE]) for at in range(0, len(content), PIECE)]
+    pieces.append(decoder.decode(b"", final=True))
+    return "".join(pieces)
 
 
 # -- Truncation (RFC 8621 4.2 maxBodyValueBytes) ------------------------------------------------

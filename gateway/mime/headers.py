@@ -97,7 +97,8 @@ def parse_header_block(data: bytes) -> list[RawHeader]:
 def _fields(data: bytes) -> Iterator[bytes]:
     """Each field's octets with its folding kept and its terminating line break removed."""
     lines: list[bytes] = []
-    for line in _LINE.findall(data):
+    for match in _LINE.finditer(data):
+        line = match.group()
         if line in (b"\r\n", b"\n"):
             break
         if line.startswith((b" ", b"\t")):
@@ -293,10 +294,10 @@ def _tokens(value: str) -> Iterator[_Token]:
     index = 0
     made = 0
     while index < len(text) and made < STRUCTURED_TOKENS:
-        made += 1
         if text[index] == "(":
             end = _comment_end(text, index)
             yield _Token(_COMMENT, text[index:end], spaced)
+            made += 1
             spaced = True
         else:
             match = _LEXEME.match(text, index)
@@ -306,6 +307,7 @@ def _tokens(value: str) -> Iterator[_Token]:
                 spaced = True
             else:
                 yield _Token(match.lastgroup, match.group(), spaced)
+                made += 1
                 spaced = False
         index = end
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Final
 
 # Octets of a header section read for its fields (the message's own and each MIME part's);
-# fields past them are left out of ``headers`` and of every header property. Exim refuses
-# messages whose header section passes 1 MiB (its header_maxsize).
-HEADER_SECTION_OCTETS: Final = 1024 * 1024
+# fields past them are left out of ``headers`` and of every header property. Exchange refuses
+# messages whose header passes 256 KiB (a receive connector's MaxHeaderSize), Exim 1 MiB.
+HEADER_SECTION_OCTETS: Final = 256 * 1024
 
 # Octets of one header field's value kept; the rest of the field is dropped. Postfix
 # discards what passes 100 KiB of one header field the same way (its header_size_limit).
@@ -63,6 +63,11 @@ MESSAGE_ID_CHARS: Final = 998
 # Characters of a normalised subject compared and stored for threading. Stalwart keeps 255
 # of its thread names (MAX_SORT_FIELD_LENGTH).
 THREAD_SUBJECT_CHARS: Final = 255
+
+# Octets (or characters) one call into C code handles at most when text is decoded or scanned
+# in one pass: a worker thread in such a call keeps the interpreter, and with it the event
+# loop, for the whole call, so a pass over megabytes is made in pieces of this size.
+PIECE: Final = 256 * 1024
 
 # Decoded octets of a text part looked at for its charset when its label is missing or wrong;
 # the whole part is then decoded with the charset found.
