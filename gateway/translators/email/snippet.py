@@ -32,6 +32,10 @@ from gateway.translators.email.view import synced_view
 PREVIEW_OCTETS = 255
 # Characters of context shown before the first match.
 LEAD = 40
+# Characters of a body searched for the excerpt: a match further on gives no preview. Each
+# pass over the text is one call into C, which keeps the event loop waiting however long it
+# runs (gateway.mime.limits.PIECE); real bodies are far shorter.
+BODY_CHARS = 1024 * 1024
 
 
 async def search_snippet_get(
@@ -79,7 +83,7 @@ def _snippets(
     for email_id in found:
         subject = (loaded.summary.get(email_id) or {}).get("subject") or ""
         root = loaded.structure.get(email_id)
-        body = _plain_body(root, texts.get(email_id, {})) if root is not None else ""
+        body = _plain_body(root, texts.get(email_id, {}))[:BODY_CHARS] if root is not None else ""
         snippets.append(
             {
                 "emailId": email_id,
