@@ -19,8 +19,10 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+import redis
 
-from gateway.mime.limits import MAX_DEPTH, MAX_PARTS
+from gateway.cache.keys import AccountKeys
+from gateway.mime.limits import HEADER_SECTION_OCTETS, MAX_DEPTH, MAX_PARTS
 from tests import hostile_mail
 from tests.jmapclient import CORE, MAIL, Jmap
 from tests.loopstall import measured_stall
@@ -175,3 +177,21 @@ async def test_a_content_type_of_thousands_of_parameters_keeps_what_the_stdlib_r
     assert isinstance(reference, EmailMessage)
     assert found["bodyStructure"]["charset"] == reference.get_content_charset() == "utf-8"
     assert found["bodyValues"]["1"]["value"] == "Hello.\n"
+
+
+async def test_only_the_header_octets_read_are_cached(
+    dovecot: Dovecot, jmap: Jmap, redis_url: str
+) -> None:
+    """7 MB of header fields: the header kept in Redis is the 256 KiB that is read."""
+    append(dovecot, jmap.username, {"many_header_fields": hostile_mail.many_header_fields()})
+    (found,) = (await email_get(jmap, properties=["headers", "subject", "bodyStructure"]))["list"]
+    keys = AccountKeys(jmap.account_id)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for kind in ("header", "fields"):
+            assert client.hstrlen(keys.immutable(kind), found["id"]) <= HEADER_SECTION_OCTETS
+    finally:
+        client.close()
+    assert sum(len(h["name"]) + len(h["value"]) + 3 for h in found["headers"]) <= (
+        HEADER_SECTION_OCTETS + 2
+    )

@@ -21,6 +21,7 @@ from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import BodyPart, body_structure, from_plain, to_plain
 from gateway.mime.bodyvalues import decode_prefix, preview, preview_text
 from gateway.mime.headers import convenience_properties, parse_header_block
+from gateway.mime.limits import HEADER_SECTION_OCTETS
 from gateway.offload import sized
 from gateway.translators.email.properties import SUMMARY_FIELDS, Source
 
@@ -34,6 +35,9 @@ WHOLE_PER_FETCH = 16 * 1024 * 1024
 # Encoded octets of a text part read for a preview the upstream does not give.
 PREVIEW_FETCH = 4096
 WHOLE_KEPT = 32 * 1024 * 1024
+# Of a header section, only what the header parser reads is kept (and cached): the rest of
+# a stranger's megabytes of fields would only take room in Redis.
+_READ = HEADER_SECTION_OCTETS
 
 
 @dataclass
@@ -268,12 +272,12 @@ async def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[
                 loaded.messages[email_id] = message
                 loaded.kept += len(message)
             loaded.structure[email_id] = root
-            loaded.header.setdefault(email_id, message[: root.body_start])
+            loaded.header.setdefault(email_id, message[: min(root.body_start, _READ)])
             loaded.preview.setdefault(email_id, text)
         if HEADER in items:
-            loaded.header[email_id] = item.section(HEADER) or b""
+            loaded.header[email_id] = (item.section(HEADER) or b"")[:_READ]
         if FIELDS in items:
-            loaded.fields[email_id] = item.header_fields() or b""
+            loaded.fields[email_id] = (item.header_fields() or b"")[:_READ]
         if PREVIEW in items and item.preview is not None:
             loaded.preview[email_id] = item.preview
 
