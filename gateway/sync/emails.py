@@ -32,6 +32,7 @@ from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.parse import FetchItem, fetches_by_uid
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.mime.headers import parse_header_block
+from gateway.mime.limits import HEADER_SECTION_OCTETS
 from gateway.offload import sized
 from gateway.sync.flight import SingleFlight
 from gateway.sync.index_writer import IndexWriter, NewCopy
@@ -284,10 +285,13 @@ class _FolderVisit:
         items = ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE"]
         if self.strategy is EmailIds.OBJECTID:
             return [*items, "EMAILID", "THREADID"]
-        items.append(f"BODY.PEEK[HEADER.FIELDS ({' '.join(self._header_fields())})]")
+        fields = f"BODY.PEEK[HEADER.FIELDS ({' '.join(self._header_fields())})]"
         if self.strategy is EmailIds.X_GUID:
-            items.append("X-GUID")
-        return items
+            # The fields serve threading only, which reads HEADER_SECTION_OCTETS of them: a
+            # page of strangers' messages of megabytes of Subject fields is not fetched whole.
+            # (With digest ids they are the ids' material, which must stay what it was.)
+            return [*items, f"{fields}<0.{HEADER_SECTION_OCTETS}>", "X-GUID"]
+        return [*items, fields]
 
     async def _fetch_new(self, mailbox_id: str, uids: str) -> None:
         items = self._fetch_items()
