@@ -66,8 +66,6 @@ IDENTITY_ENCODINGS: Final = frozenset({"7bit", "8bit", "binary"})
 # RFC 8621 4.1.4: message types whose body is a message (not recursed into by bodyStructure).
 MESSAGE_TYPES: Final = frozenset({"message/rfc822", "message/global"})
 
-__all__ = ["MAX_DEPTH", "MAX_PARTS"]
-
 HeaderProperty: TypeAlias = Callable[[list[tuple[str, str]], str], Any]
 
 # The fields whose parameters the stdlib parses (RFC 2045 5.1, RFC 2183 2, RFC 2231).
