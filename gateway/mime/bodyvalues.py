@@ -9,9 +9,9 @@ an IMAP ``BODY.PEEK[<partId>]`` (still encoded: :func:`body_value`) or
 from __future__ import annotations
 
 import codecs
-import html
 import re
 import sys
+from html import unescape as unescape_html
 from typing import Final, TypedDict
 
 from charset_normalizer import CharsetMatch, from_bytes
@@ -419,7 +419,7 @@ _HTML_TOKEN: Final = re.compile(
 # Elements whose content is text up to their end tag, never markup (WHATWG raw text).
 _RAW_TEXT_ELEMENTS: Final = frozenset({"script", "style"})
 # A numeric character reference with more digits than any code point needs: html.unescape
-# would hand all of them to int(), which refuses more than 4,300 decimal digits.
+# would hand all of them to int(), which refuses more than 4,300 decimal digits (ValueError).
 _LONG_CHARREF: Final = re.compile(r"&#(?:([xX])([0-9a-fA-F]{8,})|([0-9]{8,}));?")
 
 
@@ -432,7 +432,7 @@ def _unescape(text: str) -> str:
     first: beyond U+10FFFF a reference is U+FFFD whatever its digits."""
     if "&" not in text:
         return text
-    return html.unescape(_LONG_CHARREF.sub(_short_charref, text))
+    return unescape_html(_LONG_CHARREF.sub(_short_charref, text))
 
 
 def _short_charref(match: re.Match[str]) -> str:
