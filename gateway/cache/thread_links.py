@@ -21,8 +21,9 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from gateway.cache.codec import octets, text
-from gateway.cache.emails import EmailRecord
+from gateway.cache.emails import decode
 from gateway.cache.keys import AccountKeys
+from gateway.offload import off_loop
 
 
 class ThreadLinks:
@@ -77,15 +78,15 @@ class ThreadLinks:
             pipe.hdel(self.keys.thread_subjects, thread_id)
             pipe.hdel(self.keys.thread_members, thread_id)
 
-    async def fill(self, pipe: Pipeline | ClusterPipeline, records: Iterable[EmailRecord]) -> None:
-        """Queue the bookkeeping of an index made before it existed: counts from the records,
-        keys from ``thread-refs``; entries of threads without records go at once."""
-        counts = Counter(record.thread_id for record in records)
+    async def fill(self, pipe: Pipeline | ClusterPipeline) -> None:
+        """Queue the bookkeeping of an index made before it existed: counts from the email
+        records, keys from ``thread-refs``; entries of threads without records go at once.
+
+        Once per account, over its whole index: the counting runs off the event loop."""
+        records = await self.client.hgetall(self.keys.emails)
         refs = await self.client.hgetall(self.keys.thread_refs)
-        subjects = [text(t) for t in await self.client.hkeys(self.keys.thread_subjects)]
-        by_thread: dict[str, list[bytes]] = {}
-        for key, thread_id in refs.items():
-            by_thread.setdefault(text(thread_id), []).append(octets(key))
+        subjects = await self.client.hkeys(self.keys.thread_subjects)
+        counts, by_thread = await off_loop(_tally, records, refs)
         if counts:
             pipe.hset(self.keys.thread_members, mapping=dict(counts.items()))
         for thread_id, keys in by_thread.items():
@@ -93,6 +94,17 @@ class ThreadLinks:
                 pipe.sadd(self.keys.thread_keys(thread_id), *keys)
             else:
                 pipe.hdel(self.keys.thread_refs, *keys)
-        orphans = [t for t in subjects if t not in counts]
+        orphans = [t for t in map(text, subjects) if t not in counts]
         if orphans:
             pipe.hdel(self.keys.thread_subjects, *orphans)
+
+
+def _tally(
+    records: Mapping[bytes | str, bytes | str], refs: Mapping[bytes | str, bytes | str]
+) -> tuple[Counter[str], dict[str, list[bytes]]]:
+    """Email records per thread, and the thread-refs keys per thread they point at."""
+    counts = Counter(decode(text(i), octets(v)).thread_id for i, v in records.items())
+    by_thread: dict[str, list[bytes]] = {}
+    for key, thread_id in refs.items():
+        by_thread.setdefault(text(thread_id), []).append(octets(key))
+    return counts, by_thread

@@ -159,10 +159,9 @@ async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore
 async def _fill_thread_links(store: EmailStore, held: Lease) -> None:
     """Count the threads of an index made before their Message-ID map was kept with them
     (gateway.cache.thread_links), and drop the entries of threads already gone."""
-    records = (await store.records(await store.all_ids())).values()
     async with store.client.pipeline(transaction=True) as pipe:
         await held.fence(pipe)
-        await ThreadLinks(store.client, store.keys).fill(pipe, records)
+        await ThreadLinks(store.client, store.keys).fill(pipe)
         pipe.hset(store.keys.meta, LINKS_FIELD, "1")
         await pipe.execute()
 
