@@ -452,28 +452,28 @@ def _header_fields(message: bytes, start: int, end: int) -> tuple[list[tuple[byt
     first FIELD_OCTETS, as parse_header_block does.
     """
     body_start = _header_end(message, start, end)
-    fields: list[tuple[bytes, list[bytes]]] = []
-    pos = start
     section_end = min(body_start, start + HEADER_SECTION_OCTETS)
-    dropping = False
+    fields: list[tuple[bytes, bytes]] = []
+    # The field being read (None while none is, or after a line that starts no field) and
+    # its value's span: a field and its continuation lines are contiguous.
+    name: bytes | None = None
+    value_start = value_end = pos = start
     while pos < section_end:
         line_end = _line_end(message, pos, section_end)
-        line = message[pos:line_end]
-        match = _FIELD_NAME.match(line)
-        if line[:1] in (b" ", b"\t"):
-            if fields and not dropping:
-                fields[-1][1].append(line)
-        elif match is not None:
-            fields.append((match[1], [line[match.end() :]]))
-            dropping = False
+        if message.startswith((b" ", b"\t"), pos, line_end):
+            value_end = line_end
         else:
-            dropping = True
+            if name is not None:
+                fields.append(
+                    (name, message[value_start : min(value_end, value_start + FIELD_OCTETS)])
+                )
+            match = _FIELD_NAME.match(message, pos, line_end)
+            name = None if match is None else match[1]
+            value_start, value_end = (pos if match is None else match.end()), line_end
         pos = line_end
-    return _joined(fields), body_start
-
-
-def _joined(fields: list[tuple[bytes, list[bytes]]]) -> list[tuple[bytes, bytes]]:
-    return [(name, b"".join(lines)[:FIELD_OCTETS]) for name, lines in fields]
+    if name is not None:
+        fields.append((name, message[value_start : min(value_end, value_start + FIELD_OCTETS)]))
+    return fields, body_start
 
 
 def _raw_value(value: bytes) -> str:

@@ -69,8 +69,6 @@ class RawHeader:
 
 # RFC 5322 3.6.8: field-name is printable ASCII but ":"; obs-optional (4.5.8) allows WSP before ":".
 _FIELD_START: Final = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
-_LINE: Final = re.compile(rb"[^\n]*\n|[^\n]+\Z")
-_LINE_END: Final = re.compile(rb"\r?\n\Z")
 _FALLBACK_ERRORS: Final = "gateway.mime.headers.windows-1252"
 
 
@@ -95,21 +93,33 @@ def parse_header_block(data: bytes) -> list[RawHeader]:
 
 
 def _fields(data: bytes) -> Iterator[bytes]:
-    """Each field's octets with its folding kept and its terminating line break removed."""
-    lines: list[bytes] = []
-    for match in _LINE.finditer(data):
-        line = match.group()
-        if line in (b"\r\n", b"\n"):
+    """Each field's octets with its folding kept and its terminating line break removed.
+
+    A field and its continuation lines are contiguous, so each is one slice of ``data``.
+    """
+    start: int | None = None
+    end = pos = 0
+    while pos < len(data):
+        newline = data.find(b"\n", pos)
+        line_end = len(data) if newline < 0 else newline + 1
+        if line_end - pos <= 2 and data.startswith((b"\r\n", b"\n"), pos):
             break
-        if line.startswith((b" ", b"\t")):
-            if lines:
-                lines.append(line)
+        if data.startswith((b" ", b"\t"), pos):
+            end = line_end if start is not None else end
+            pos = line_end
             continue
-        if lines:
-            yield _LINE_END.sub(b"", b"".join(lines))
-        lines = [line]
-    if lines:
-        yield _LINE_END.sub(b"", b"".join(lines))
+        if start is not None:
+            yield _without_line_end(data[start:end])
+        start, end = pos, line_end
+        pos = line_end
+    if start is not None:
+        yield _without_line_end(data[start:end])
+
+
+def _without_line_end(field: bytes) -> bytes:
+    if field.endswith(b"\r\n"):
+        return field[:-2]
+    return field[:-1] if field.endswith(b"\n") else field
 
 
 def decode_raw(octets: bytes) -> str:
