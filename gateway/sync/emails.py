@@ -31,6 +31,7 @@ from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.parse import FetchItem, fetches_by_uid
 from gateway.imap.sequence import UidSet, split_uid_set
+from gateway.mime.bodyparts import parse_cost
 from gateway.mime.headers import parse_header_block
 from gateway.mime.limits import HEADER_SECTION_OCTETS
 from gateway.offload import sized
@@ -308,7 +309,7 @@ class _FolderVisit:
             await self.writer.add_copies(mailbox_id, [c for c in native if c is not None])
             return
         headers = [f.header_fields() or b"" for f in fetched]
-        links = await sized(sum(map(len, headers)), _links, headers)
+        links = await sized(sum(map(parse_cost, headers)), _links, headers)
         await self.threader.prepare(links)
         copies = []
         for item, header, link in zip(fetched, headers, links, strict=True):

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 from gateway.cache.blobs import BlobTooLarge
 from gateway.env import RequestEnv
-from gateway.mime.bodyparts import BodyPart, body_structure, part_content
+from gateway.mime.bodyparts import BodyPart, body_structure, parse_cost, part_content
 from gateway.mime.limits import HEADER_SECTION_OCTETS
 from gateway.offload import sized
 from gateway.translators.email.blob_ids import (
@@ -107,7 +107,7 @@ async def _part_of_blob(env: RequestEnv, ref: PartOfBlob) -> bytes | None:
         return None
     if source is None:
         return None
-    return await sized(len(source), _content_of, source, ref.part_id)
+    return await sized(parse_cost(source), _content_of, source, ref.part_id)
 
 
 def _content_of(source: bytes, part_id: str) -> bytes | None:

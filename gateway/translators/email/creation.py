@@ -22,6 +22,7 @@ from gateway.imap.errors import CommandFailed, ImapError
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import SetError
 from gateway.jmap.standard import InvalidValue, as_utc_date
+from gateway.mime.bodyparts import parse_cost
 from gateway.mime.compose import ComposeError, compose, referenced_blobs
 from gateway.mime.headers import as_text, parse_header_block
 from gateway.offload import sized
@@ -198,7 +199,7 @@ async def store_messages(
         except SetError as error:
             failed[creation_id] = error
             continue
-        message_id = await sized(len(message), message_id_of, message)
+        message_id = await sized(parse_cost(message), message_id_of, message)
         delivery = Delivery(message, where.mailboxes, where.keywords, where.received_at, message_id)
         try:
             stored[creation_id] = await _store_one(env, view, delivery)

@@ -19,7 +19,7 @@ from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
-from gateway.mime.bodyparts import IDENTITY_ENCODINGS, BodyPart, decode_transfer
+from gateway.mime.bodyparts import IDENTITY_ENCODINGS, BodyPart, decode_transfer, parse_cost
 from gateway.offload import sized
 from gateway.translators.email.blob_ids import BlobRef, find_part
 from gateway.translators.email.fetch import fetch_items, load
@@ -114,7 +114,7 @@ async def _decoded_here(
     body = None if fetched is None else fetched.section(item)
     if body is None:
         return None
-    decoded = await sized(len(body), decode_transfer, body, part.transfer_encoding)
+    decoded = await sized(parse_cost(body), decode_transfer, body, part.transfer_encoding)
     return decoded.content
 
 

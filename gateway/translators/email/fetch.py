@@ -18,7 +18,14 @@ from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
 from gateway.imap.parse import FetchItem, TextSection, fetches_by_uid, text_sections
 from gateway.imap.sequence import split_uid_set
-from gateway.mime.bodyparts import BodyPart, body_structure, from_plain, to_plain
+from gateway.mime.bodyparts import (
+    BodyPart,
+    body_structure,
+    from_plain,
+    parse_cost,
+    render_cost,
+    to_plain,
+)
 from gateway.mime.bodyvalues import decode_prefix, preview, preview_text
 from gateway.mime.headers import convenience_properties, parse_header_block
 from gateway.mime.limits import HEADER_SECTION_OCTETS
@@ -38,6 +45,9 @@ WHOLE_KEPT = 32 * 1024 * 1024
 # Of a header section, only what the header parser reads is kept (and cached): the rest of
 # a stranger's megabytes of fields would only take room in Redis.
 _READ = HEADER_SECTION_OCTETS
+# What unpacking a cached tree costs per octet, in octets of plain input (gateway.offload):
+# a part's scalars and fields make a dozen objects out of a few dozen octets.
+_PACKED_COST = 16
 
 
 @dataclass
@@ -113,8 +123,7 @@ async def _summarise(loaded: Loaded, records: dict[str, EmailRecord]) -> dict[st
         if email_id not in loaded.summary
         and (email_id in loaded.header or email_id in loaded.fields)
     }
-    size = sum(len(block) for block in blocks.values())
-    parsed = await sized(size, _summaries, blocks)
+    parsed = await sized(sum(map(parse_cost, blocks.values())), _summaries, blocks)
     loaded.summary.update(parsed)
     return parsed
 
@@ -196,7 +205,7 @@ async def _from_cache(
     loaded.fields.update(cached.get(Source.FIELDS.value, {}))
     loaded.preview.update({i: v.decode() for i, v in cached.get(Source.PREVIEW.value, {}).items()})
     structures = cached.get(Source.STRUCTURE.value, {})
-    size = sum(len(v) for v in structures.values())
+    size = _PACKED_COST * sum(map(len, structures.values()))
     loaded.structure.update(await sized(size, _decode_structures, structures))
 
 
@@ -266,7 +275,7 @@ async def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[
     for email_id, item in fetched.items():
         if WHOLE in items:
             message = item.section(WHOLE) or b""
-            root, text = await sized(len(message), _structure_and_preview, message)
+            root, text = await sized(parse_cost(message), _structure_and_preview, message)
             loaded.parsed.add(email_id)
             if loaded.kept + len(message) <= WHOLE_KEPT:
                 loaded.messages[email_id] = message
@@ -296,8 +305,7 @@ async def _to_cache(
 ) -> None:
     fetched = {e for owners in groups.values() for e in owners.values()} - loaded.vanished
     new = {i: loaded.structure[i] for i in fetched & loaded.parsed}
-    # A tree grows with its message (the root spans all of it), so the messages' size weighs it.
-    size = sum(root.body_end for root in new.values())
+    size = sum(map(render_cost, new.values()))
     await store.cache(
         {
             Source.SUMMARY.value: {i: pack(value) for i, value in parsed.items()},

@@ -11,6 +11,7 @@ from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import parse_changes
+from gateway.mime.bodyparts import parse_cost, render_cost
 from gateway.mime.bodyvalues import EmailBodyValue
 from gateway.mime.headers import parse_header_block
 from gateway.offload import sized
@@ -63,16 +64,16 @@ async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
 
 
 def _render_weight(args: EmailGetArgs, loaded: Loaded, found: list[str]) -> int:
-    """How much rendering the emails costs, in octets of what it reads: the header blocks
-    its header properties parse and, for the body properties, the messages (their trees,
-    part headers included, grow with them)."""
+    """What rendering the emails costs, in the octets gateway.offload.sized counts: the
+    header blocks its header properties parse, and the parts of the trees with their fields
+    (what their ``headers`` and ``header:`` properties read)."""
     weight = 0
     for email_id in found:
         if _needs_headers(args):
-            weight += len(loaded.header_block(email_id))
+            weight += parse_cost(loaded.header_block(email_id))
         root = loaded.structure.get(email_id)
         if root is not None:
-            weight += root.body_end
+            weight += render_cost(root)
     return weight
 
 

@@ -22,6 +22,7 @@ from gateway.jmap.standard import (
     check_if_in_state,
     nullable,
 )
+from gateway.mime.bodyparts import parse_cost
 from gateway.mime.headers import as_text, parse_header_block
 from gateway.offload import sized
 from gateway.translators.email.blob_read import BlobTooLarge, message_structure, read_blob
@@ -53,7 +54,8 @@ async def email_import(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) 
         except SetError as error:
             failed[creation_id] = error
     dated = {
-        cid: (await sized(len(m), _with_received_at, p, m), m) for cid, (p, m) in messages.items()
+        cid: (await sized(parse_cost(m), _with_received_at, p, m), m)
+        for cid, (p, m) in messages.items()
     }
     created, not_created = await store_messages(ctx, dated)
     failed.update(not_created)
@@ -80,7 +82,7 @@ async def _message(env: RequestEnv, props: Mapping[str, Any]) -> bytes:
     if message is None:
         # RFC 8621 4.8: an unknown blobId is invalidProperties.
         raise SetError.invalid_properties(["blobId"], "no such blob")
-    if not await sized(len(message), _looks_like_message, message):
+    if not await sized(parse_cost(message), _looks_like_message, message):
         raise SetError("invalidEmail", "the blob is not an RFC 5322 message")
     return message
 

@@ -36,6 +36,9 @@ LEAD = 40
 # pass over the text is one call into C, which keeps the event loop waiting however long it
 # runs (gateway.mime.limits.PIECE); real bodies are far shorter.
 BODY_CHARS = 1024 * 1024
+# Octets of plain input (gateway.offload.sized) a character of HTML costs to make plain and
+# search (as bodyparts.parse_cost counts an octet of a message).
+_COST_PER_CHARACTER = 16
 
 
 async def search_snippet_get(
@@ -67,7 +70,9 @@ async def search_snippet_get(
     found = [i for i in dict.fromkeys(email_ids) if i in visible and i not in loaded.vanished]
     # Bodies can be megabytes of HTML a stranger wrote: made plain off the loop then.
     size = sum(len(v["value"]) for i in found for v in texts.get(i, {}).values())
-    snippets = await sized(size, _snippets, found, loaded, texts, subject_words, body_words)
+    snippets = await sized(
+        _COST_PER_CHARACTER * size, _snippets, found, loaded, texts, subject_words, body_words
+    )
     missing = [i for i in dict.fromkeys(email_ids) if i not in found]
     return {"accountId": account_id, "list": snippets, "notFound": missing or None}
 

@@ -18,7 +18,7 @@ from typing import Any
 from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.connection import ImapConnection
-from gateway.mime.bodyparts import BodyPart, text_html_attachments
+from gateway.mime.bodyparts import BodyPart, parse_cost, text_html_attachments
 from gateway.mime.bodyvalues import (
     EmailBodyValue,
     body_value,
@@ -111,7 +111,7 @@ async def body_values(
                 if not await _take(request, part, body, values, fresh, email_id):
                     # The whole part is here: too little text for the limit is all there is.
                     values[email_id][part_id] = await sized(
-                        len(body), body_value, part, body, max_bytes=request.max_bytes
+                        parse_cost(body), body_value, part, body, max_bytes=request.max_bytes
                     )
             else:
                 missing.append(part)
@@ -152,12 +152,12 @@ async def _take(
     they hold too little text for the limit. Decoding a large part runs off the loop."""
     part_id = str(part.part_id)
     if request.window(part) is None:
-        value, text, problem = await sized(len(body), _whole_value, request, part, body)
+        value, text, problem = await sized(parse_cost(body), _whole_value, request, part, body)
         values[email_id][part_id] = value
         if part.body_end - part.body_start <= CACHED_PART:
             fresh.setdefault(email_id, {})[part_id] = [text, problem]
         return True
-    found = await sized(len(body), request.value, part, body)
+    found = await sized(parse_cost(body), request.value, part, body)
     if found is None:
         return False
     values[email_id][part_id] = found
@@ -181,7 +181,7 @@ async def _wider(
         section = request.section(part, factor)
         item = (await fetch_items(conn, folder, {uid: ""}, section)).get(uid)
         body = (item.section(section) if item is not None else None) or b""
-        value = await sized(len(body), request.value, part, body, factor)
+        value = await sized(parse_cost(body), request.value, part, body, factor)
         if value is not None:
             return value
         factor *= 4
