@@ -42,6 +42,9 @@ key                                    type    holds
 ``jg:{a}:thread-refs``                 hash    Message-ID digest -> thread id, when threads are
                                                the gateway's own (no THREADID upstream)
 ``jg:{a}:thread-subjects``             hash    thread id -> its normalised subject (same case)
+``jg:{a}:thread-members``              hash    thread id -> its email records, while it has
+                                               any (the gateway's own threads; thread_links.py)
+``jg:{a}:thread-keys:<threadId>``      set     the thread-refs keys pointing at the thread
 ``jg:{a}:cache:<kind>``                hash    email id -> immutable data fetched once: header
                                                fields, whole header, body structure, preview
 ``jg:{a}:text:<emailId>``              string  decoded text of the email's text parts read lately,
@@ -158,6 +161,13 @@ class AccountKeys:
     @property
     def thread_subjects(self) -> str:
         return f"{self.base}:thread-subjects"
+
+    @property
+    def thread_members(self) -> str:
+        return f"{self.base}:thread-members"
+
+    def thread_keys(self, thread_id: str) -> str:
+        return f"{self.base}:thread-keys:{thread_id}"
 
     def immutable(self, kind: str) -> str:
         return f"{self.base}:cache:{kind}"

@@ -785,16 +785,23 @@ class TextSection:
     size: int  # encoded octets
 
 
-def text_sections(structure: Value, prefix: str = "") -> list[TextSection]:
+# Multiparts nested deeper than this in a BODYSTRUCTURE are not entered: a server that does
+# not bound nesting itself (Cyrus) would otherwise lead the walk past Python's recursion limit.
+BODYSTRUCTURE_DEPTH = 64
+
+
+def text_sections(structure: Value, prefix: str = "", depth: int = 0) -> list[TextSection]:
     """The text parts of a BODYSTRUCTURE in section order, attachments and the insides of
     attached messages left out: the parts a preview can come from."""
     if not isinstance(structure, list) or not structure:
         return []
     if isinstance(structure[0], list):  # multipart: the parts, then the subtype
         found: list[TextSection] = []
+        if depth >= BODYSTRUCTURE_DEPTH:
+            return found
         parts = itertools.takewhile(lambda p: isinstance(p, list), structure)
         for index, part in enumerate(parts):
-            found += text_sections(part, f"{prefix}{index + 1}.")
+            found += text_sections(part, f"{prefix}{index + 1}.", depth + 1)
         return found
     section = prefix.rstrip(".") or "1"
     if len(structure) < 7 or _lower(structure[0]) != "text":

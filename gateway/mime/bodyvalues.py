@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import codecs
 import re
-from html.parser import HTMLParser
+import sys
+from html import unescape as unescape_html
 from typing import Final, TypedDict
 
 from charset_normalizer import CharsetMatch, from_bytes
 
 from gateway.mime.bodyparts import BodyPart, decode_transfer, text_html_attachments
+from gateway.mime.limits import CHARSET_SAMPLE_OCTETS, PIECE
 
 # RFC 8621 4.1.4: "This MUST NOT be more than 256 characters in length."
 PREVIEW_LENGTH: Final = 256
@@ -215,7 +217,7 @@ def decode_charset(content: bytes, charset: str | None) -> tuple[str, bool]:
             if text is not None:
                 return _without_surrogates(text), False
         if codec not in _OFTEN_WRONG:
-            return _without_surrogates(content.decode(codec, "replace")), True
+            return _without_surrogates(_decode(content, codec, "replace")), True
     return _without_surrogates(_best_effort(content)), True
 
 
@@ -230,7 +232,7 @@ def _codec(charset: str) -> str | None:
 
 def _strict(content: bytes, codec: str) -> str | None:
     try:
-        return content.decode(codec)
+        return _decode(content, codec, "strict")
     except UnicodeDecodeError:
         return None
 
@@ -239,26 +241,35 @@ def _best_effort(content: bytes) -> str:
     """Text whose label is missing, unknown or wrong.
 
     UTF-8 with a few bad octets is much likelier than legacy text that happens to hold UTF-8
-    sequences, so such text stays UTF-8 with U+FFFD; anything else is guessed.
+    sequences, so such text stays UTF-8 with U+FFFD; anything else is guessed. Both are
+    told apart on the sample the guess would be made on.
     """
     text = _strict(content, "utf-8")
     if text is not None:
         return text
-    if _UTF8_MULTIBYTE.search(content) is None:
+    if _UTF8_MULTIBYTE.search(content, 0, CHARSET_SAMPLE_OCTETS) is None:
         guessed = _guess(content)
         if guessed is not None:
             return guessed
-    return content.decode("utf-8", "replace")
+    return _decode(content, "utf-8", "replace")
 
 
 def _guess(content: bytes) -> str | None:
-    """charset-normalizer's guess; among equally ranked charsets, a common one for mail."""
-    matches = from_bytes(content)
+    """charset-normalizer's guess; among equally ranked charsets, a common one for mail.
+
+    The guess is made on the first CHARSET_SAMPLE_OCTETS (whole lines where there are some),
+    then the whole content is decoded with it: what the sample says holds for the rest of a
+    part, and guessing on megabytes costs a second.
+    """
+    sample = content[:CHARSET_SAMPLE_OCTETS]
+    if len(content) > len(sample):
+        sample = sample[: sample.rfind(b"\n") + 1] or sample
+    matches = from_bytes(sample)
     best = matches.best()
     if best is None:
         return None
     tied = [match for match in matches if _rank(match) == _rank(best)]
-    return str(min(tied, key=_preference))
+    return _decode(content, min(tied, key=_preference).encoding, "replace")
 
 
 def _rank(match: CharsetMatch) -> tuple[float, float]:
@@ -278,7 +289,23 @@ def _preference(match: CharsetMatch) -> int:
 
 def _without_surrogates(text: str) -> str:
     """Some decoders (UTF-7, UTF-16) can yield lone surrogates, which JSON cannot carry."""
-    return _LONE_SURROGATE.sub("\ufffd", text)
+    return "".join(
+        _LONE_SURROGATE.sub("\ufffd", text[start : start + PIECE])
+        for start in range(0, len(text), PIECE)
+    )
+
+
+def _decode(content: bytes, codec: str, errors: str) -> str:
+    """``content.decode(codec, errors)``, a PIECE of octets per call (see PIECE)."""
+    if len(content) <= PIECE:
+        return content.decode(codec, errors)
+    try:
+        decoder = codecs.getincrementaldecoder(codec)(errors)
+    except LookupError:
+        return content.decode(codec, errors)
+    pieces = [decoder.decode(content[at : at + PIECE]) for at in range(0, len(content), PIECE)]
+    pieces.append(decoder.decode(b"", final=True))
+    return "".join(pieces)
 
 
 # -- Truncation (RFC 8621 4.2 maxBodyValueBytes) ------------------------------------------------
@@ -312,10 +339,21 @@ def _before_open_tag(text: str) -> str:
 
 
 def preview(message: bytes, root: BodyPart) -> str:
-    """The preview: the first text part of textBody that has any text, as plain text."""
+    """The preview: the first text part of textBody that has any text, as plain text.
+
+    Of a long part only the encoded octets that can hold PREVIEW_SOURCE_BYTES of text are
+    decoded (four per octet of text covers base64, quoted-printable and UTF-16).
+    """
     for part in preview_parts(root):
-        value = body_value(part, _body(message, part), max_bytes=PREVIEW_SOURCE_BYTES)
-        text = preview_text(value["value"], html=part.type == "text/html")
+        is_html = part.type == "text/html"
+        body = _body(message, part)
+        window = 4 * PREVIEW_SOURCE_BYTES
+        if len(body) > window:
+            decoded, _ = decode_prefix(body[:window], part.transfer_encoding, part.charset)
+            value, _ = truncate(decoded.replace("\r\n", "\n"), PREVIEW_SOURCE_BYTES, html=is_html)
+        else:
+            value = body_value(part, body, max_bytes=PREVIEW_SOURCE_BYTES)["value"]
+        text = preview_text(value, html=is_html)
         if text:
             return text
     return ""
@@ -337,33 +375,68 @@ def preview_text(value: str, *, html: bool) -> str:
 
 
 def html_to_text(html: str) -> str:
-    """The text a reader of the HTML sees, with its white space not yet collapsed."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    return "".join(parser.chunks)
+    """The text a reader of the HTML sees, with its white space not yet collapsed.
+
+    Not the stdlib's HTMLParser: on some unfinished markup (a run of "<a " without ">") it
+    takes minutes for a few kilobytes, and a huge numeric character reference makes it raise.
+    The tokens below follow the WHATWG tokenizer closely enough for text: every one runs to
+    its end or to the end of the input, so each character is looked at once.
+    """
+    chunks: list[str] = []
+    hidden = 0
+    pos = 0
+    while (token := _HTML_TOKEN.search(html, pos)) is not None:
+        if not hidden:
+            chunks.append(_unescape(html[pos : token.start()]))
+        pos = token.end()
+        name = (token["tag"] or "").lower()
+        if name in _RAW_TEXT_ELEMENTS and not token["end"]:
+            # Its content is not markup: skip to its end tag (hidden, so nothing is lost).
+            closing = _raw_text_end(name).search(html, pos)
+            pos = len(html) if closing is None else closing.start()
+        if name in _HIDDEN_ELEMENTS:
+            hidden = max(0, hidden + (-1 if token["end"] else 1))
+        elif name in _BLOCK_ELEMENTS:
+            chunks.append(" ")
+    if not hidden:
+        chunks.append(_unescape(html[pos:]))
+    return "".join(chunks)
 
 
-class _TextExtractor(HTMLParser):
-    """Collects text outside hidden elements; the parser decodes character references."""
+# Markup: a comment, a start or end tag (quoted attribute values may hold ">"), or another
+# markup declaration ("<!DOCTYPE", "<?xml", "<![CDATA[", a bogus "</1"). A "<" that starts
+# none of them is text. Possessive quantifiers: a tag running to the end of a long input
+# keeps no backtracking points, which made the match itself grow faster than the input.
+_HTML_TOKEN: Final = re.compile(
+    r"""
+      <!--.*?(?:-->|\Z)
+    | <(?P<end>/)?(?P<tag>[A-Za-z][^\t\n\f\r />]*+)
+      (?:[^>"']++|"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z))*+(?:>|\Z)
+    | <[!?/][^>]*+(?:>|\Z)
+    """,
+    re.DOTALL | re.VERBOSE,
+)
+# Elements whose content is text up to their end tag, never markup (WHATWG raw text).
+_RAW_TEXT_ELEMENTS: Final = frozenset({"script", "style"})
+# A numeric character reference with more digits than any code point needs: html.unescape
+# would hand all of them to int(), which refuses more than 4,300 decimal digits (ValueError).
+_LONG_CHARREF: Final = re.compile(r"&#(?:([xX])([0-9a-fA-F]{8,})|([0-9]{8,}));?")
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._hidden = 0
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._element_edge(tag, 1)
+def _raw_text_end(name: str) -> re.Pattern[str]:
+    return re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE)
 
-    def handle_endtag(self, tag: str) -> None:
-        self._element_edge(tag, -1)
 
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.chunks.append(data)
+def _unescape(text: str) -> str:
+    """Character references decoded as HTMLParser does (html.unescape), long ones made short
+    first: beyond U+10FFFF a reference is U+FFFD whatever its digits."""
+    if "&" not in text:
+        return text
+    return unescape_html(_LONG_CHARREF.sub(_short_charref, text))
 
-    def _element_edge(self, tag: str, step: int) -> None:
-        if tag in _HIDDEN_ELEMENTS:
-            self._hidden = max(0, self._hidden + step)
-        elif tag in _BLOCK_ELEMENTS:
-            self.chunks.append(" ")
+
+def _short_charref(match: re.Match[str]) -> str:
+    digits = (match[2] or match[3]).lstrip("0") or "0"
+    base = 16 if match[1] else 10
+    value = int(digits, base) if len(digits) <= 8 else sys.maxunicode + 1
+    return f"&#{value};"

@@ -22,7 +22,7 @@ from email.utils import format_datetime
 from io import BytesIO
 from typing import Any, Final, TypeVar
 
-from gateway.mime.bodyparts import BODY_PART_PROPERTIES, MAX_DEPTH
+from gateway.mime.bodyparts import BODY_PART_PROPERTIES
 from gateway.mime.header_writer import (
     CRLF,
     MAX_LINE,
@@ -39,6 +39,7 @@ from gateway.mime.header_writer import (
     text_value,
 )
 from gateway.mime.headers import CONVENIENCE_PROPERTIES, HeaderSpec, parse_header_spec
+from gateway.mime.limits import MAX_DEPTH
 
 __all__ = ["CONTENT_PROPERTIES", "ComposeError", "compose", "referenced_blobs"]
 

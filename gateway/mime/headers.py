@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import codecs
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,6 +27,8 @@ from email.header import decode_header
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Final, NamedTuple, TypedDict
+
+from gateway.mime.limits import FIELD_OCTETS, HEADER_SECTION_OCTETS, STRUCTURED_TOKENS
 
 
 class EmailAddress(TypedDict):
@@ -66,8 +69,6 @@ class RawHeader:
 
 # RFC 5322 3.6.8: field-name is printable ASCII but ":"; obs-optional (4.5.8) allows WSP before ":".
 _FIELD_START: Final = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
-_LINE: Final = re.compile(rb"[^\n]*\n|[^\n]+\Z")
-_LINE_END: Final = re.compile(rb"\r?\n\Z")
 _FALLBACK_ERRORS: Final = "gateway.mime.headers.windows-1252"
 
 
@@ -77,31 +78,48 @@ def parse_header_block(data: bytes) -> list[RawHeader]:
     A line that starts no field (no colon, or a name outside RFC 5322 3.6.8's characters) is
     dropped together with its continuation lines: it is not a field, and the fields after it
     still are. A continuation line before any field is dropped too.
+
+    Only the first HEADER_SECTION_OCTETS of the block are read (a field cut there keeps what
+    was read), and each value keeps its first FIELD_OCTETS (gateway.mime.limits).
     """
     headers: list[RawHeader] = []
-    for field in _fields(data):
+    for field in _fields(data[:HEADER_SECTION_OCTETS]):
         start = _FIELD_START.match(field)
         if start is not None:
             name = start.group(1).decode("ascii")
-            headers.append(RawHeader(name, decode_raw(field[start.end() :])))
+            value = field[start.end() : start.end() + FIELD_OCTETS]
+            headers.append(RawHeader(name, decode_raw(value)))
     return headers
 
 
 def _fields(data: bytes) -> Iterator[bytes]:
-    """Each field's octets with its folding kept and its terminating line break removed."""
-    lines: list[bytes] = []
-    for line in _LINE.findall(data):
-        if line in (b"\r\n", b"\n"):
+    """Each field's octets with its folding kept and its terminating line break removed.
+
+    A field and its continuation lines are contiguous, so each is one slice of ``data``.
+    """
+    start: int | None = None
+    end = pos = 0
+    while pos < len(data):
+        newline = data.find(b"\n", pos)
+        line_end = len(data) if newline < 0 else newline + 1
+        if line_end - pos <= 2 and data.startswith((b"\r\n", b"\n"), pos):
             break
-        if line.startswith((b" ", b"\t")):
-            if lines:
-                lines.append(line)
+        if data.startswith((b" ", b"\t"), pos):
+            end = line_end if start is not None else end
+            pos = line_end
             continue
-        if lines:
-            yield _LINE_END.sub(b"", b"".join(lines))
-        lines = [line]
-    if lines:
-        yield _LINE_END.sub(b"", b"".join(lines))
+        if start is not None:
+            yield _without_line_end(data[start:end])
+        start, end = pos, line_end
+        pos = line_end
+    if start is not None:
+        yield _without_line_end(data[start:end])
+
+
+def _without_line_end(field: bytes) -> bytes:
+    if field.endswith(b"\r\n"):
+        return field[:-2]
+    return field[:-1] if field.endswith(b"\n") else field
 
 
 def decode_raw(octets: bytes) -> str:
@@ -276,14 +294,20 @@ class _Token(NamedTuple):
 
 
 def _tokens(value: str) -> Iterator[_Token]:
-    """Lex an unfolded structured field value (RFC 5322 3.2), tolerating any garbage."""
+    """Lex an unfolded structured field value (RFC 5322 3.2), tolerating any garbage.
+
+    At most STRUCTURED_TOKENS tokens are made (comments included); the rest of the value is
+    discarded, as Postfix discards address tokens past its header_address_token_limit.
+    """
     text = _unfold(value)
     spaced = False
     index = 0
-    while index < len(text):
+    made = 0
+    while index < len(text) and made < STRUCTURED_TOKENS:
         if text[index] == "(":
             end = _comment_end(text, index)
             yield _Token(_COMMENT, text[index:end], spaced)
+            made += 1
             spaced = True
         else:
             match = _LEXEME.match(text, index)
@@ -293,6 +317,7 @@ def _tokens(value: str) -> Iterator[_Token]:
                 spaced = True
             else:
                 yield _Token(match.lastgroup, match.group(), spaced)
+                made += 1
                 spaced = False
         index = end
 
@@ -472,7 +497,9 @@ def as_message_ids(raw: str) -> list[str] | None:
     """
     ids: list[str] = []
     inside: list[_Token] | None = None
+    tokens = 0
     for token in _tokens(raw):
+        tokens += 1
         if inside is None:
             if token.is_special("<"):
                 inside = []
@@ -486,6 +513,9 @@ def as_message_ids(raw: str) -> list[str] | None:
             inside = None
         else:
             inside.append(token)
+    if inside is not None and tokens >= STRUCTURED_TOKENS:
+        # The lexer's bound cut the last msg-id: the ids before it are whole.
+        inside = None
     return ids if ids and inside is None else None
 
 
@@ -511,6 +541,9 @@ _DATE_TIME: Final = re.compile(
     r"(?P<zone>[+-][0-9]{4}|[a-z]{1,5})",
     re.IGNORECASE | re.ASCII,
 )
+# A date-time has at most 12 tokens ("Mon , 1 Jan 2024 10 : 00 : 00 +0000"); a value with
+# more is no date, however long it goes on.
+_DATE_TOKENS: Final = 12
 _WEEKDAYS: Final = frozenset({"mon", "tue", "wed", "thu", "fri", "sat", "sun"})
 _MONTHS: Final = MappingProxyType(
     {name.lower(): number for number, name in enumerate(calendar.month_abbr) if name}
@@ -540,7 +573,11 @@ def as_date(raw: str) -> str | None:
     The JMAP Date type (RFC 8620 1.4) has uppercase letters and no fractional seconds; a
     leap second stays ":60", which RFC 3339 allows.
     """
-    tokens = [token.text for token in _tokens(raw) if token.kind != _COMMENT]
+    tokens = list(
+        itertools.islice((t.text for t in _tokens(raw) if t.kind != _COMMENT), _DATE_TOKENS + 1)
+    )
+    if len(tokens) > _DATE_TOKENS:
+        return None
     match = _DATE_TIME.fullmatch(" ".join(tokens))
     if match is None:
         return None

@@ -25,12 +25,16 @@ from collections.abc import Sequence
 from gateway.cache.emails import EmailStore, FolderMark
 from gateway.cache.locks import Lease, lease
 from gateway.cache.mailboxes import MailboxRecord, MailboxStore
+from gateway.cache.thread_links import ThreadLinks
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.parse import FetchItem, fetches_by_uid
 from gateway.imap.sequence import UidSet, split_uid_set
+from gateway.mime.bodyparts import parse_cost
 from gateway.mime.headers import parse_header_block
+from gateway.mime.limits import HEADER_SECTION_OCTETS
+from gateway.offload import sized
 from gateway.sync.flight import SingleFlight
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.mailboxes import OBJECT_ID
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 STRATEGY_FIELD = "email-ids"
 DATED_FIELD = "dated-index"
 MAILBOX_STRATEGY_FIELD = "mailbox-ids"
+LINKS_FIELD = "thread-links"
 # Longer than a first sync of a large folder can take.
 LOCK_TTL = 600.0
 LOCK_WAIT = 60.0
@@ -121,7 +126,10 @@ async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore
         if not stale and not gone:
             return
         strategy = await choose_ids(conn, store)
-        writer = IndexWriter(store, held)
+        own_threads = strategy is not EmailIds.OBJECTID
+        if own_threads and await store.meta(LINKS_FIELD) is None:
+            await _fill_thread_links(store, held)
+        writer = IndexWriter(store, held, own_threads=own_threads)
         visit = _FolderVisit(conn, store, writer, strategy, held)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
         for mailbox_id, old in (await store.held_uids(m.id for m in empty)).items():
@@ -147,6 +155,22 @@ async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore
             writer.forget_folder(mailbox_id, old)
         await held.renew()
         await writer.finish()
+
+
+async def _fill_thread_links(store: EmailStore, held: Lease) -> None:
+    """Count the threads of an index made before their Message-ID map was kept with them
+    (gateway.cache.thread_links), and drop the entries of threads already gone."""
+    async with store.client.pipeline(transaction=True) as pipe:
+        await held.fence(pipe)
+        await ThreadLinks(store.client, store.keys).fill(pipe)
+        pipe.hset(store.keys.meta, LINKS_FIELD, "1")
+        await pipe.execute()
+
+
+def _links(headers: list[bytes]) -> list[Links]:
+    """What new messages say of their threads, from their HEADER.FIELDS (a page of them can
+    be megabytes of a stranger's text: off the loop then)."""
+    return [Links.from_headers(parse_header_block(h)) for h in headers]
 
 
 def _folders(mailboxes: dict[str, MailboxRecord]) -> dict[str, MailboxRecord]:
@@ -261,10 +285,13 @@ class _FolderVisit:
         items = ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE"]
         if self.strategy is EmailIds.OBJECTID:
             return [*items, "EMAILID", "THREADID"]
-        items.append(f"BODY.PEEK[HEADER.FIELDS ({' '.join(self._header_fields())})]")
+        fields = f"BODY.PEEK[HEADER.FIELDS ({' '.join(self._header_fields())})]"
         if self.strategy is EmailIds.X_GUID:
-            items.append("X-GUID")
-        return items
+            # The fields serve threading only, which reads HEADER_SECTION_OCTETS of them: a
+            # page of strangers' messages of megabytes of Subject fields is not fetched whole.
+            # (With digest ids they are the ids' material, which must stay what it was.)
+            return [*items, f"{fields}<0.{HEADER_SECTION_OCTETS}>", "X-GUID"]
+        return [*items, fields]
 
     async def _fetch_new(self, mailbox_id: str, uids: str) -> None:
         items = self._fetch_items()
@@ -282,7 +309,7 @@ class _FolderVisit:
             await self.writer.add_copies(mailbox_id, [c for c in native if c is not None])
             return
         headers = [f.header_fields() or b"" for f in fetched]
-        links = [Links.from_headers(parse_header_block(h)) for h in headers]
+        links = await sized(sum(map(parse_cost, headers)), _links, headers)
         await self.threader.prepare(links)
         copies = []
         for item, header, link in zip(fetched, headers, links, strict=True):

@@ -13,6 +13,7 @@ survives a move).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from gateway.cache.emails import (
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MAILBOX
+from gateway.cache.thread_links import ThreadLinks
 from gateway.sync.tallies import KINDS, Move, Presence, apply
 
 
@@ -67,10 +69,15 @@ class _Batch:
 class IndexWriter:
     """One sync's writes; call :meth:`finish` once every folder was visited."""
 
-    def __init__(self, store: EmailStore, held: Lease | None = None) -> None:
-        """``held``: the account's sync lease; every write commits only while it is held."""
+    def __init__(
+        self, store: EmailStore, held: Lease | None = None, *, own_threads: bool = False
+    ) -> None:
+        """``held``: the account's sync lease; every write commits only while it is held.
+        ``own_threads``: threads are the gateway's (no THREADID): their Message-ID map is
+        kept with them (gateway.cache.thread_links)."""
         self.store = store
         self._held = held
+        self._links = ThreadLinks(store.client, store.keys) if own_threads else None
         # (mailbox id, uid) -> email id, applied by finish()
         self._removals: dict[tuple[str, int], str] = {}
         # Folders whose uid map was deleted as a whole: no per-uid deletes for them.
@@ -207,6 +214,16 @@ class IndexWriter:
         for email_id, record in (await self.store.records(wanted)).items():
             batch.touched[email_id] = _Touched(record, record.view(), True)
 
+    async def _link_changes(self, batch: _Batch) -> _LinkChanges | None:
+        """The threads' record counts after the batch, and the threads it leaves empty."""
+        if self._links is None:
+            return None
+        delta = {t: n for t, n in _links_delta(batch).items() if n}
+        known = await self._links.members(delta)
+        counts = {t: known.get(t, 0) + n for t, n in delta.items()}
+        emptied = await self._links.keys_of(t for t, n in counts.items() if n <= 0)
+        return _LinkChanges(counts, emptied)
+
     async def _write(self, batch: _Batch) -> None:
         """One transaction: records, uid maps, threads, counts, thread mappings, change logs."""
         created: list[str] = []
@@ -234,6 +251,7 @@ class IndexWriter:
                 )
             )
         outcome = apply(moves, await self.store.threads({m.thread_id for m in moves}))
+        links = await self._link_changes(batch)
         keys = self.store.keys
         async with self.store.client.pipeline(transaction=True) as pipe:
             await self._fence(pipe)
@@ -267,6 +285,8 @@ class IndexWriter:
                 pipe.hset(keys.thread_refs, mapping=dict(batch.refs.items()))
             if batch.subjects:
                 pipe.hset(keys.thread_subjects, mapping=dict(batch.subjects.items()))
+            if self._links is not None and links is not None:
+                self._links.write(pipe, links.counts, batch.refs, links.emptied)
             if created or updated or destroyed:
                 await self.store.state.record(
                     EMAIL, created=created, updated=updated, destroyed=destroyed, pipe=pipe
@@ -284,6 +304,23 @@ class IndexWriter:
             if counted:
                 await self.store.state.record(MAILBOX, minor=counted, pipe=pipe)
             await pipe.execute()
+
+
+@dataclass(slots=True)
+class _LinkChanges:
+    counts: dict[str, int]  # thread id -> its email records after the batch
+    emptied: dict[str, list[bytes]]  # threads left without records -> keys pointing at them
+
+
+def _links_delta(batch: _Batch) -> Counter[str]:
+    """Email records each thread gains (and loses, negative) in a batch."""
+    delta: Counter[str] = Counter()
+    for touched in batch.touched.values():
+        if not touched.existed and touched.record.copies:
+            delta[touched.record.thread_id] += 1
+        elif touched.existed and not touched.record.copies:
+            delta[touched.record.thread_id] -= 1
+    return delta
 
 
 def _date_index(pipe: Pipeline | ClusterPipeline, keys: AccountKeys, moves: list[Move]) -> None:

@@ -26,6 +26,7 @@ from redis.asyncio.cluster import RedisCluster
 from gateway.cache.codec import text
 from gateway.cache.keys import AccountKeys
 from gateway.mime.headers import RawHeader, as_text
+from gateway.mime.limits import MESSAGE_ID_CHARS, THREAD_PARENTS, THREAD_SUBJECT_CHARS
 
 # Fields a message's thread is decided by; fetched with HEADER.FIELDS for every new message.
 THREAD_FIELDS = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
@@ -33,10 +34,11 @@ THREAD_FIELDS = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
 # Reply and forward prefixes in the languages mail clients most often write them, with the
 # "Re[2]:" and "Re: [list]" forms; matched repeatedly at the start of the subject.
 _PREFIX = re.compile(
-    r"^\s*(?:(?:re|fwd?|aw|sv|wg|vs|antw|rif|tr|odp)\s*(?:\[\d+\]|\(\d+\))?\s*[:\uff1a]|\[[^\]]*\])\s*",
+    r"\s*(?:(?:re|fwd?|aw|sv|wg|vs|antw|rif|tr|odp)\s*(?:\[\d+\]|\(\d+\))?\s*[:\uff1a]|\[[^\]]*\])\s*",
     re.IGNORECASE,
 )
-_TRAILER = re.compile(r"\s*\((?:fwd|fw)\)\s*$", re.IGNORECASE)
+# Forward trailers, removed repeatedly from the end (spacing around them goes too).
+_TRAILERS = ("(fwd)", "(fw)")
 _SPACE = re.compile(r"\s+")
 # A msg-id as it appears in Message-ID, In-Reply-To and References: only for linking, so one
 # lenient pattern for all three (the Email properties use the full RFC 5322 parser).
@@ -44,7 +46,8 @@ _MESSAGE_ID = re.compile(r"<\s*([^<>\s]+?)\s*>")
 
 
 def message_ids(value: str | None) -> list[str]:
-    return _MESSAGE_ID.findall(value or "")
+    """The msg-ids of a field; one longer than MESSAGE_ID_CHARS is no real id and is left out."""
+    return [i for i in _MESSAGE_ID.findall(value or "") if len(i) <= MESSAGE_ID_CHARS]
 
 
 def ref_key(message_id: str) -> bytes:
@@ -53,14 +56,31 @@ def ref_key(message_id: str) -> bytes:
 
 
 def normalize_subject(subject: str | None) -> str:
-    """The subject without reply/forward prefixes, list tags, case and spacing differences."""
+    """The subject without reply/forward prefixes, list tags, case and spacing differences.
+
+    One pass over the subject from each end, so a subject of thousands of prefixes costs no
+    more than its length; the result keeps THREAD_SUBJECT_CHARS characters.
+    """
     value = subject or ""
+    start = 0
+    while (match := _PREFIX.match(value, start)) is not None and match.end() > start:
+        start = match.end()
+    end = _without_trailers(value, start)
+    return _SPACE.sub(" ", value[start:end]).strip().casefold()[:THREAD_SUBJECT_CHARS]
+
+
+def _without_trailers(value: str, start: int) -> int:
+    """Where ``value[start:]`` ends once "(fwd)" trailers and the spaces around them are cut."""
+    end = len(value)
     while True:
-        stripped = _TRAILER.sub("", _PREFIX.sub("", value, count=1))
-        if stripped == value:
-            break
-        value = stripped
-    return _SPACE.sub(" ", value).strip().casefold()
+        while end > start and value[end - 1].isspace():
+            end -= 1
+        trailer = next(
+            (t for t in _TRAILERS if value[max(start, end - len(t)) : end].lower() == t), None
+        )
+        if trailer is None:
+            return end
+        end -= len(trailer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +88,8 @@ class Links:
     """What a message says about its place in a conversation."""
 
     message_id: str | None
-    parents: tuple[str, ...]  # nearest first: In-Reply-To, then References backwards
+    # nearest first: In-Reply-To, then References backwards; THREAD_PARENTS at most
+    parents: tuple[str, ...]
     subject: str
 
     @classmethod
@@ -78,9 +99,9 @@ class Links:
             return values[-1] if values else None
 
         own = message_ids(last("message-id"))
-        reply = message_ids(last("in-reply-to"))
-        references = message_ids(last("references"))
-        parents = tuple(dict.fromkeys([*reply, *reversed(references)]))
+        reply = message_ids(last("in-reply-to"))[:THREAD_PARENTS]
+        references = message_ids(last("references"))[-THREAD_PARENTS:]
+        parents = tuple(dict.fromkeys([*reply, *reversed(references)]))[:THREAD_PARENTS]
         subject = last("subject")
         message_id = own[0] if own else None
         return cls(
@@ -141,7 +162,7 @@ class Threader:
         thread_id = None
         for name in (*parents, *own):
             candidate = self._refs.get(name)
-            if candidate is not None and self._subjects.get(candidate) == links.subject:
+            if candidate is not None and self._subject_of(candidate) == links.subject:
                 thread_id = candidate
                 break
         if thread_id is None:
@@ -152,6 +173,11 @@ class Threader:
             if name not in self._refs:
                 self._refs[name] = self.new_refs[name] = thread_id
         return thread_id
+
+    def _subject_of(self, thread_id: str) -> str | None:
+        """A thread's subject as compared; one stored before subjects were cut is cut here."""
+        subject = self._subjects.get(thread_id)
+        return None if subject is None else subject[:THREAD_SUBJECT_CHARS]
 
     def take_writes(self) -> tuple[dict[bytes, str], dict[str, str]]:
         """The mappings made since the last call: (Message-ID key -> thread, thread -> subject)."""

@@ -17,6 +17,7 @@ from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.connection import ImapConnection
 from gateway.imap.parse import Value
 from gateway.mime.bodyparts import BodyPart, from_plain, has_attachment, text_html_attachments
+from gateway.mime.limits import MAX_DEPTH
 from gateway.translators.email.fetch import fetch_items
 from gateway.translators.email.properties import Source
 
@@ -56,13 +57,14 @@ def _from_root(root: BodyPart) -> bool:
     return has_attachment(text_html_attachments(root)[2])
 
 
-def skeleton(structure: Value) -> BodyPart:
-    """A BodyPart with what the attachments algorithm reads, from a BODYSTRUCTURE value."""
+def skeleton(structure: Value, depth: int = 0) -> BodyPart:
+    """A BodyPart with what the attachments algorithm reads, from a BODYSTRUCTURE value;
+    multiparts past MAX_DEPTH are left without parts, as the gateway's own parse leaves them."""
     items: Sequence[Value] = structure if isinstance(structure, list) else []
     if items and isinstance(items[0], list):
         # body-type-mpart: the parts, then the subtype, then extension data (lists too).
         parts = list(takewhile(lambda p: isinstance(p, list), items))
-        children = tuple(skeleton(p) for p in parts)
+        children = tuple(skeleton(p, depth + 1) for p in parts) if depth < MAX_DEPTH else ()
         subtype = _text(items[len(parts)]) if len(items) > len(parts) else "mixed"
         return _part(f"multipart/{subtype}", None, False, children)
     if len(items) < 7:

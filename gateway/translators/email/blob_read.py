@@ -25,7 +25,8 @@ from typing import cast
 
 from gateway.cache.blobs import BlobTooLarge, BlobVanished
 from gateway.env import RequestEnv
-from gateway.mime.bodyparts import BodyPart, body_structure, part_content
+from gateway.mime.bodyparts import BodyPart, body_structure, parse_cost, part_content
+from gateway.mime.limits import HEADER_SECTION_OCTETS
 from gateway.offload import sized
 from gateway.translators.email.blob_ids import (
     PartOfBlob,
@@ -146,12 +147,14 @@ def message_structure(data: bytes) -> BodyPart | None:
     header section is a field or the continuation of one; without an empty line, the whole
     blob must be (RFC 5322 3.5 makes the body optional). Any other line where a field should
     be, such as text or binary data, means there is no header section whose end can be
-    trusted (what the stdlib calls a missing header/body separator).
+    trusted (what the stdlib calls a missing header/body separator). As everywhere, only
+    the first HEADER_SECTION_OCTETS of the header section are read.
     """
     pos = 0
-    while pos < len(data):
-        newline = data.find(b"\n", pos)
-        end = len(data) if newline < 0 else newline + 1
+    read = min(len(data), HEADER_SECTION_OCTETS)
+    while pos < read:
+        newline = data.find(b"\n", pos, read)
+        end = read if newline < 0 else newline + 1
         line = data[pos:end]
         if line in _EMPTY_LINES:
             break
@@ -177,14 +180,19 @@ async def _part_of_blob(env: RequestEnv, ref: PartOfBlob, max_size: int) -> byte
         # Email/parse never names parts of a blob this large.
         return None
     for part_id in ref.part_ids:
-        root = None if content is None else await sized(len(content), message_structure, content)
-        part = None if root is None else find_part(root, part_id)
-        if content is None or part is None:
+        if content is None:
             return None
-        content = part_content(content, part)
+        content = await sized(parse_cost(content), _content_of, content, part_id)
     if content is not None and len(content) > max_size:
         raise BlobTooLarge(f"larger than {max_size} octets")
     return content
+
+
+def _content_of(source: bytes, part_id: str) -> bytes | None:
+    """The content of part ``part_id`` of the message in ``source``, if it is one."""
+    root = message_structure(source)
+    part = None if root is None else find_part(root, part_id)
+    return None if root is None or part is None else part_content(source, part)
 
 
 async def _gather(chunks: AsyncIterator[bytes], max_size: int, budget: _Budget | None) -> bytes:

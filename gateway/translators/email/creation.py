@@ -12,8 +12,6 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.parser import BytesHeaderParser
-from email.policy import default
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +22,10 @@ from gateway.imap.errors import CommandFailed, ImapError
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import SetError
 from gateway.jmap.standard import InvalidValue, as_utc_date
+from gateway.mime.bodyparts import parse_cost
 from gateway.mime.compose import ComposeError, compose, referenced_blobs
+from gateway.mime.headers import as_text, parse_header_block
+from gateway.offload import sized
 from gateway.translators.email.append import (
     Delivery,
     NoAppendUid,
@@ -114,10 +115,11 @@ def storable_received_at(moment: datetime) -> bool:
 
 
 def message_id_of(message: bytes) -> str | None:
-    """The Message-ID field of a message, as written, to recognise it upstream later."""
-    header = BytesHeaderParser(policy=default).parsebytes(message)
-    value = header.get("Message-ID")
-    return str(value).strip() if value else None
+    """The (first) Message-ID field of a message, as written, to recognise it upstream later."""
+    for field in parse_header_block(message):
+        if field.name.lower() == "message-id":
+            return as_text(field.value).strip() or None
+    return None
 
 
 def message_domain(env: RequestEnv) -> str:
@@ -223,9 +225,8 @@ async def store_messages(
             failed[creation_id] = error
             continue
         received_at = where.received_at or (received_defaults or {}).get(creation_id)
-        delivery = Delivery(
-            message, where.mailboxes, where.keywords, received_at, message_id_of(message)
-        )
+        message_id = await sized(parse_cost(message), message_id_of, message)
+        delivery = Delivery(message, where.mailboxes, where.keywords, received_at, message_id)
         try:
             stored[creation_id] = await _store_one(env, view, delivery)
         except SetError as error:

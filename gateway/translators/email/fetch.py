@@ -18,9 +18,18 @@ from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
 from gateway.imap.parse import FetchItem, TextSection, fetches_by_uid, text_sections
 from gateway.imap.sequence import split_uid_set
-from gateway.mime.bodyparts import BodyPart, body_structure, from_plain, to_plain
+from gateway.mime.bodyparts import (
+    BodyPart,
+    body_structure,
+    from_plain,
+    parse_cost,
+    render_cost,
+    to_plain,
+)
 from gateway.mime.bodyvalues import decode_prefix, preview, preview_text
 from gateway.mime.headers import convenience_properties, parse_header_block
+from gateway.mime.limits import HEADER_SECTION_OCTETS
+from gateway.offload import sized
 from gateway.translators.email.properties import SUMMARY_FIELDS, Source
 
 WHOLE = "BODY.PEEK[]"
@@ -33,6 +42,12 @@ WHOLE_PER_FETCH = 16 * 1024 * 1024
 # Encoded octets of a text part read for a preview the upstream does not give.
 PREVIEW_FETCH = 4096
 WHOLE_KEPT = 32 * 1024 * 1024
+# Of a header section, only what the header parser reads is kept (and cached): the rest of
+# a stranger's megabytes of fields would only take room in Redis.
+_READ = HEADER_SECTION_OCTETS
+# What unpacking a cached tree costs per octet, in octets of plain input (gateway.offload):
+# a part's scalars and fields make a dozen objects out of a few dozen octets.
+_PACKED_COST = 16
 
 
 @dataclass
@@ -95,21 +110,26 @@ async def load(
             if folder is not None:
                 await _previews_from_text(conn, folder, owners, loaded)
                 groups.setdefault((mailbox_id, frozenset({PREVIEW})), {}).update(owners)
-    parsed = _summarise(loaded, records) if Source.SUMMARY in sources else {}
+    parsed = await _summarise(loaded, records) if Source.SUMMARY in sources else {}
     await _to_cache(store, loaded, groups, parsed)
     return loaded
 
 
-def _summarise(loaded: Loaded, records: dict[str, EmailRecord]) -> dict[str, dict[str, Any]]:
+async def _summarise(loaded: Loaded, records: dict[str, EmailRecord]) -> dict[str, dict[str, Any]]:
     """Parse the convenience properties of emails that lack them; returns the new ones."""
-    parsed = {
-        email_id: convenience_properties(parse_header_block(loaded.header_block(email_id)))
+    blocks = {
+        email_id: loaded.header_block(email_id)
         for email_id in records
         if email_id not in loaded.summary
         and (email_id in loaded.header or email_id in loaded.fields)
     }
+    parsed = await sized(sum(map(parse_cost, blocks.values())), _summaries, blocks)
     loaded.summary.update(parsed)
     return parsed
+
+
+def _summaries(blocks: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+    return {i: convenience_properties(parse_header_block(b)) for i, b in blocks.items()}
 
 
 async def _fetch_groups(
@@ -126,7 +146,7 @@ async def _fetch_groups(
             continue
         fetched = await fetch_items(conn, folder, owners, *items, sizes=sizes)
         loaded.vanished.update(e for u, e in owners.items() if u not in fetched)
-        _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
+        await _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)
 
 
 async def fetch_items(
@@ -184,9 +204,17 @@ async def _from_cache(
     loaded.header.update(cached.get(Source.HEADER.value, {}))
     loaded.fields.update(cached.get(Source.FIELDS.value, {}))
     loaded.preview.update({i: v.decode() for i, v in cached.get(Source.PREVIEW.value, {}).items()})
-    loaded.structure.update(
-        {i: from_plain(unpack(v)) for i, v in cached.get(Source.STRUCTURE.value, {}).items()}
-    )
+    structures = cached.get(Source.STRUCTURE.value, {})
+    size = _PACKED_COST * sum(map(len, structures.values()))
+    loaded.structure.update(await sized(size, _decode_structures, structures))
+
+
+def _decode_structures(cached: dict[str, bytes]) -> dict[str, BodyPart]:
+    return {i: from_plain(unpack(v)) for i, v in cached.items()}
+
+
+def _encode_structures(structures: dict[str, BodyPart]) -> dict[str, bytes]:
+    return {i: pack(to_plain(root)) for i, root in structures.items()}
 
 
 def _missing(
@@ -243,24 +271,30 @@ def _answered(item: FetchItem, name: str) -> bool:
     return name == PREVIEW or name in item
 
 
-def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[str]) -> None:
+async def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[str]) -> None:
     for email_id, item in fetched.items():
         if WHOLE in items:
             message = item.section(WHOLE) or b""
-            root = body_structure(message)
+            root, text = await sized(parse_cost(message), _structure_and_preview, message)
             loaded.parsed.add(email_id)
             if loaded.kept + len(message) <= WHOLE_KEPT:
                 loaded.messages[email_id] = message
                 loaded.kept += len(message)
             loaded.structure[email_id] = root
-            loaded.header.setdefault(email_id, message[: root.body_start])
-            loaded.preview.setdefault(email_id, preview(message, root))
+            loaded.header.setdefault(email_id, message[: min(root.body_start, _READ)])
+            loaded.preview.setdefault(email_id, text)
         if HEADER in items:
-            loaded.header[email_id] = item.section(HEADER) or b""
+            loaded.header[email_id] = (item.section(HEADER) or b"")[:_READ]
         if FIELDS in items:
-            loaded.fields[email_id] = item.header_fields() or b""
+            loaded.fields[email_id] = (item.header_fields() or b"")[:_READ]
         if PREVIEW in items and item.preview is not None:
             loaded.preview[email_id] = item.preview
+
+
+def _structure_and_preview(message: bytes) -> tuple[BodyPart, str]:
+    """A whole message's parse: its MIME tree and preview (off the loop when it is large)."""
+    root = body_structure(message)
+    return root, preview(message, root)
 
 
 async def _to_cache(
@@ -270,12 +304,12 @@ async def _to_cache(
     parsed: dict[str, dict[str, Any]],
 ) -> None:
     fetched = {e for owners in groups.values() for e in owners.values()} - loaded.vanished
+    new = {i: loaded.structure[i] for i in fetched & loaded.parsed}
+    size = sum(map(render_cost, new.values()))
     await store.cache(
         {
             Source.SUMMARY.value: {i: pack(value) for i, value in parsed.items()},
-            Source.STRUCTURE.value: {
-                i: pack(to_plain(loaded.structure[i])) for i in fetched & loaded.parsed
-            },
+            Source.STRUCTURE.value: await sized(size, _encode_structures, new),
             Source.HEADER.value: {i: loaded.header[i] for i in fetched if i in loaded.header},
             Source.FIELDS.value: {i: loaded.fields[i] for i in fetched if i in loaded.fields},
             Source.PREVIEW.value: {

@@ -11,8 +11,10 @@ from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import parse_changes
+from gateway.mime.bodyparts import parse_cost, render_cost
 from gateway.mime.bodyvalues import EmailBodyValue
 from gateway.mime.headers import parse_header_block
+from gateway.offload import sized
 from gateway.translators.email.blob_ids import message_blob_id, part_blob_id
 from gateway.translators.email.fetch import Loaded, load
 from gateway.translators.email.properties import EmailGetArgs, Source, parse_email_get
@@ -49,15 +51,36 @@ async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
                 conn, store, request, view.records, visible, structures, loaded.messages
             )
     found = [i for i in dict.fromkeys(ids) if i in visible and i not in loaded.vanished]
+    emails = [(visible[i], values.get(i, {})) for i in found]
     return {
         "accountId": args.get.account_id,
         "state": state,
-        "list": [_email(visible[i], args, loaded, values.get(i, {})) for i in found],
+        "list": await sized(_render_weight(args, loaded, found), _emails, emails, args, loaded),
         # RFC 8620 5.1: with ids null, notFound is empty (records gone meanwhile are not asked).
         "notFound": []
         if args.get.ids is None
         else [i for i in dict.fromkeys(ids) if i not in found],
     }
+
+
+def _render_weight(args: EmailGetArgs, loaded: Loaded, found: list[str]) -> int:
+    """What rendering the emails costs, in the octets gateway.offload.sized counts: the
+    header blocks its header properties parse, and the parts of the trees with their fields
+    (what their ``headers`` and ``header:`` properties read)."""
+    weight = 0
+    for email_id in found:
+        if _needs_headers(args):
+            weight += parse_cost(loaded.header_block(email_id))
+        root = loaded.structure.get(email_id)
+        if root is not None:
+            weight += render_cost(root)
+    return weight
+
+
+def _emails(
+    emails: list[tuple[EmailRecord, dict[str, EmailBodyValue]]], args: EmailGetArgs, loaded: Loaded
+) -> list[dict[str, Any]]:
+    return [_email(record, args, loaded, values) for record, values in emails]
 
 
 def _email(

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.parser import BytesHeaderParser
-from email.policy import default
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -24,6 +22,9 @@ from gateway.jmap.standard import (
     check_if_in_state,
     nullable,
 )
+from gateway.mime.bodyparts import parse_cost
+from gateway.mime.headers import as_text, parse_header_block
+from gateway.offload import sized
 from gateway.translators.email.blob_read import BlobTooLarge, message_structure, read_blob
 from gateway.translators.email.creation import storable_received_at, store_messages
 from gateway.translators.email.view import synced_view
@@ -52,7 +53,9 @@ async def email_import(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) 
             messages[creation_id] = (props, await _message(env, props))
         except SetError as error:
             failed[creation_id] = error
-    defaults = {cid: _latest_received(m) for cid, (p, m) in messages.items()}
+    defaults = {
+        cid: await sized(parse_cost(m), _latest_received, m) for cid, (p, m) in messages.items()
+    }
     created, not_created = await store_messages(
         ctx,
         messages,
@@ -83,7 +86,7 @@ async def _message(env: RequestEnv, props: Mapping[str, Any]) -> bytes:
     if message is None:
         # RFC 8621 4.8: an unknown blobId is invalidProperties.
         raise SetError.invalid_properties(["blobId"], "no such blob")
-    if not _looks_like_message(message):
+    if not await sized(parse_cost(message), _looks_like_message, message):
         raise SetError("invalidEmail", "the blob is not an RFC 5322 message")
     return message
 
@@ -96,10 +99,11 @@ def _looks_like_message(message: bytes) -> bool:
 def _latest_received(message: bytes) -> datetime | None:
     """RFC 8621 4.8: receivedAt defaults to the most recent Received field's date; one no IMAP
     server can store (a forged or broken Received field) leaves the upstream's own time."""
-    header = BytesHeaderParser(policy=default).parsebytes(message)
     dates: list[datetime] = []
-    for field in header.get_all("Received") or []:
-        _, semicolon, when = str(field).rpartition(";")
+    for field in parse_header_block(message):
+        if field.name.lower() != "received":
+            continue
+        _, semicolon, when = as_text(field.value).rpartition(";")
         if not semicolon:
             continue
         try:

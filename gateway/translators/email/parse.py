@@ -25,9 +25,10 @@ from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import ArgReader, as_id_list
-from gateway.mime.bodyparts import BodyPart, from_plain
+from gateway.mime.bodyparts import BodyPart, from_plain, parse_cost
 from gateway.mime.bodyvalues import body_values, preview
 from gateway.mime.headers import parse_header_block
+from gateway.offload import sized
 from gateway.translators.email.blob_ids import (
     BlobRef,
     find_part,
@@ -109,13 +110,15 @@ async def email_parse(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
         if data is None:
             not_found.append(blob_id)
             continue
-        root = message_structure(data)
+        root = await sized(parse_cost(data), message_structure, data)
         if root is None or not parts_nameable(blob_id):
             # Parts nested deeper than blob ids name would have no blobId to download.
             not_parsable.append(blob_id)
             continue
         names = await _part_blob_ids(env, blob_id)
-        parsed[blob_id] = _email(blob_id, data, root, args.email, names)
+        parsed[blob_id] = await sized(
+            parse_cost(data), _email, blob_id, data, root, args.email, names
+        )
     # RFC 8621 4.9: each of the three is null when it would be empty.
     return {
         "accountId": args.account_id,

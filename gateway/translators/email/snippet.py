@@ -20,7 +20,8 @@ from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import ArgReader, as_filter, as_id, as_id_list, nullable
 from gateway.mime.bodyparts import BodyPart, text_html_attachments
 from gateway.mime.bodyvalues import html_to_text
-from gateway.translators.email.fetch import load
+from gateway.offload import sized
+from gateway.translators.email.fetch import Loaded, load
 from gateway.translators.email.filtering import Filter, Leaf, Node, TextSearch, parse_filter
 from gateway.translators.email.filtering import terms as split_terms
 from gateway.translators.email.properties import Source
@@ -35,6 +36,13 @@ LEAD = 40
 # once, so each gives its beginning only (a match past it shows no preview, which RFC 8621 5
 # allows), never whole bodies of any size.
 SEARCHED_TEXT = 64 * 1024
+# Characters of a body searched for the excerpt: a match further on gives no preview. Each
+# pass over the text is one call into C, which keeps the event loop waiting however long it
+# runs (gateway.mime.limits.PIECE); real bodies are far shorter.
+BODY_CHARS = 1024 * 1024
+# Octets of plain input (gateway.offload.sized) a character of HTML costs to make plain and
+# search (as bodyparts.parse_cost counts an octet of a message).
+_COST_PER_CHARACTER = 16
 
 
 async def search_snippet_get(
@@ -64,11 +72,27 @@ async def search_snippet_get(
                 conn, store, request, view.records, visible, structures, loaded.messages
             )
     found = [i for i in dict.fromkeys(email_ids) if i in visible and i not in loaded.vanished]
+    # Bodies can be megabytes of HTML a stranger wrote: made plain off the loop then.
+    size = sum(len(v["value"]) for i in found for v in texts.get(i, {}).values())
+    snippets = await sized(
+        _COST_PER_CHARACTER * size, _snippets, found, loaded, texts, subject_words, body_words
+    )
+    missing = [i for i in dict.fromkeys(email_ids) if i not in found]
+    return {"accountId": account_id, "list": snippets, "notFound": missing or None}
+
+
+def _snippets(
+    found: list[str],
+    loaded: Loaded,
+    texts: dict[str, dict[str, Any]],
+    subject_words: list[str],
+    body_words: list[str],
+) -> list[dict[str, Any]]:
     snippets = []
     for email_id in found:
         subject = (loaded.summary.get(email_id) or {}).get("subject") or ""
         root = loaded.structure.get(email_id)
-        body = _plain_body(root, texts.get(email_id, {})) if root is not None else ""
+        body = _plain_body(root, texts.get(email_id, {}))[:BODY_CHARS] if root is not None else ""
         snippets.append(
             {
                 "emailId": email_id,
@@ -76,8 +100,7 @@ async def search_snippet_get(
                 "preview": excerpt(body, body_words),
             }
         )
-    missing = [i for i in dict.fromkeys(email_ids) if i not in found]
-    return {"accountId": account_id, "list": snippets, "notFound": missing or None}
+    return snippets
 
 
 def words(tree: Filter | None, negated: bool = False) -> tuple[list[str], list[str]]:

@@ -18,7 +18,7 @@ from typing import Any
 from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.connection import ImapConnection
-from gateway.mime.bodyparts import BodyPart, text_html_attachments
+from gateway.mime.bodyparts import BodyPart, parse_cost, text_html_attachments
 from gateway.mime.bodyvalues import (
     EmailBodyValue,
     body_value,
@@ -26,6 +26,7 @@ from gateway.mime.bodyvalues import (
     prefix_body_value,
     text_value,
 )
+from gateway.offload import sized
 from gateway.translators.email.fetch import fetch_items
 
 # Slack for line breaks and a cut multi-octet sequence beyond the 4x bound.
@@ -107,9 +108,11 @@ async def body_values(
                 )
             elif message is not None:
                 body = message[part.body_start : part.body_end]
-                if not _take(request, part, body, values, fresh, email_id):
+                if not await _take(request, part, body, values, fresh, email_id):
                     # The whole part is here: too little text for the limit is all there is.
-                    values[email_id][part_id] = body_value(part, body, max_bytes=request.max_bytes)
+                    values[email_id][part_id] = await sized(
+                        parse_cost(body), body_value, part, body, max_bytes=request.max_bytes
+                    )
             else:
                 missing.append(part)
         copies = records[email_id].visible_copies()
@@ -127,7 +130,7 @@ async def body_values(
             owner = owners[uid]
             for part, section in zip(wanted[owner], sections, strict=True):
                 octets = item.section(section) or b""
-                if not _take(request, part, octets, values, fresh, owner):
+                if not await _take(request, part, octets, values, fresh, owner):
                     short.append((mailbox_id, uid, owner, part))
     for mailbox_id, uid, owner, part in short:
         values[owner][str(part.part_id)] = await _wider(
@@ -137,7 +140,7 @@ async def body_values(
     return values
 
 
-def _take(
+async def _take(
     request: ValueRequest,
     part: BodyPart,
     body: bytes,
@@ -146,19 +149,27 @@ def _take(
     email_id: str,
 ) -> bool:
     """Turn fetched octets into the part's value (and cache its text when whole); False if
-    they hold too little text for the limit."""
+    they hold too little text for the limit. Decoding a large part runs off the loop."""
     part_id = str(part.part_id)
     if request.window(part) is None:
-        text, problem = part_text(part, body)
-        values[email_id][part_id] = text_value(part, text, problem, max_bytes=request.max_bytes)
+        value, text, problem = await sized(parse_cost(body), _whole_value, request, part, body)
+        values[email_id][part_id] = value
         if part.body_end - part.body_start <= CACHED_PART:
             fresh.setdefault(email_id, {})[part_id] = [text, problem]
         return True
-    value = request.value(part, body)
-    if value is None:
+    found = await sized(parse_cost(body), request.value, part, body)
+    if found is None:
         return False
-    values[email_id][part_id] = value
+    values[email_id][part_id] = found
     return True
+
+
+def _whole_value(
+    request: ValueRequest, part: BodyPart, body: bytes
+) -> tuple[EmailBodyValue, str, bool]:
+    """A whole part's value, and its text and encoding problem for the cache."""
+    text, problem = part_text(part, body)
+    return text_value(part, text, problem, max_bytes=request.max_bytes), text, problem
 
 
 async def _wider(
@@ -169,8 +180,8 @@ async def _wider(
     while True:
         section = request.section(part, factor)
         item = (await fetch_items(conn, folder, {uid: ""}, section)).get(uid)
-        body = item.section(section) if item is not None else None
-        value = request.value(part, body or b"", factor)
+        body = (item.section(section) if item is not None else None) or b""
+        value = await sized(parse_cost(body), request.value, part, body, factor)
         if value is not None:
             return value
         factor *= 4
