@@ -2,13 +2,18 @@
 
 A whole message is ``BODY.PEEK[]``, read ``CHUNK`` octets at a time with partial fetches
 (RFC 3501 6.4.5 ``<offset.length>``), so a 30 MB message never sits whole in the gateway. A
-part is its content with the transfer encoding undone (RFC 8621 4.1.4 blobId): parts without
-one are read the same way with ``BODY.PEEK[<partId>]``; encoded ones with ``BINARY.PEEK``
-(RFC 3516), which the upstream decodes. Without BINARY, or where the upstream cannot decode
-the part (real mail has broken base64: Dovecot answers ``NO [PARSE]``, or ends the session
-when the data stops mid-group; RFC 3516 also allows ``NO [UNKNOWN-CTE]``), the raw section
-is read the same way and decoded here as leniently as the part's other readers decode it
-(gateway.mime.bodyparts.decode_transfer), piece by piece.
+part is its content with the transfer encoding undone (RFC 8621 4.1.4 blobId), cut from the
+message by the offsets of the gateway's own structure (``BODY.PEEK[]<start.length>``) and
+decoded here, piece by piece, as leniently as the part's other readers decode it
+(gateway.mime.bodyparts.decode_transfer).
+
+Not ``BODY[partId]`` or ``BINARY[partId]`` (RFC 3516): for well-formed mail the upstream's
+sections and the gateway's parts agree, but mail a stranger wrote need not be well formed,
+and MIME parsers part ways on it (lines that start like a boundary and go on, boundaries
+past 70 characters, parts past the gateway's bounds): the sizes, bodyValues and downloads of
+one Email must describe the same octets, so they all come from one parse. An upstream that
+cannot decode a part (Dovecot answers ``NO [PARSE]`` to BINARY of broken base64, or ends the
+session) is never asked to.
 
 Each piece takes a pooled connection for one command only, so a slow client does not hold an
 upstream connection for the length of its download.
@@ -16,7 +21,6 @@ upstream connection for the length of its download.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,15 +28,13 @@ from dataclasses import dataclass
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
-from gateway.imap.errors import CommandFailed, ImapError
+from gateway.imap.errors import CommandFailed
 from gateway.mime.bodyparts import IDENTITY_ENCODINGS, decode_transfer, parse_cost
 from gateway.offload import sized
 from gateway.translators.email.blob_ids import BlobRef, find_part
 from gateway.translators.email.fetch import fetch_items, load
 from gateway.translators.email.properties import Source
 from gateway.translators.email.view import email_store, synced_view
-
-log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 
@@ -41,8 +43,8 @@ CHUNK = 1024 * 1024
 class Download:
     """A blob ready to stream: its first piece is fetched, so it is known to exist.
 
-    ``size`` is exact or None; ``at_most`` bounds it before any octet is read (for a part the
-    upstream decodes, its encoded size: decoding base64 or quoted-printable only shrinks).
+    ``size`` is exact or None; ``at_most`` bounds it before any octet is read (for an encoded
+    part, its encoded size: decoding base64 or quoted-printable only shrinks).
     """
 
     size: int | None
@@ -56,15 +58,18 @@ class Download:
 
 @dataclass(frozen=True)
 class _Source:
+    """Octets ``start`` to ``end`` of a stored message (``end`` None: to its end), with a
+    transfer encoding to undo here, if any."""
+
     folder: MailboxRecord
     uid: int
-    section: str  # e.g. "BODY.PEEK[]", "BINARY.PEEK[2]"
-    decode: str | None = None  # a transfer encoding to undo here
+    start: int = 0
+    end: int | None = None
+    decode: str | None = None
 
-    def raw(self, part_id: str, encoding: str) -> _Source:
-        """The part as stored, to be decoded here if it is encoded."""
-        decode = None if encoding in IDENTITY_ENCODINGS else encoding
-        return _Source(self.folder, self.uid, f"BODY.PEEK[{part_id}]", decode)
+    def length(self, offset: int) -> int:
+        """How many octets to ask for at ``offset`` from ``start``."""
+        return CHUNK if self.end is None else min(CHUNK, self.end - self.start - offset)
 
 
 async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) -> Download | None:
@@ -84,44 +89,27 @@ async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) ->
         folder = view.records.get(copies[0][0]) if copies else None
         if record is None or folder is None:
             return None
-        source = _Source(folder, copies[0][1], "BODY.PEEK[]")
+        source = _Source(folder, copies[0][1])
         size: int | None = record.size
         at_most = record.size
-        fallback: _Source | None = None
         if ref.part_id is not None:
             loaded = await load(store, conn, view.records, {record.id: record}, {Source.STRUCTURE})
             root = loaded.structure.get(record.id)
             part = find_part(root, ref.part_id) if root else None
             if part is None:
                 return None
-            size = None
             at_most = part.body_end - part.body_start
-            encoding = part.transfer_encoding
-            if encoding in IDENTITY_ENCODINGS:
-                source = source.raw(ref.part_id, encoding)
-                size = at_most
-            elif "BINARY" in conn.capabilities:
-                fallback = source.raw(ref.part_id, encoding)
-                source = _Source(source.folder, source.uid, f"BINARY.PEEK[{ref.part_id}]")
-            else:
-                source = source.raw(ref.part_id, encoding)
+            identity = part.transfer_encoding in IDENTITY_ENCODINGS
+            # The size of a decoded part is known once decoded: sent without Content-Length.
+            size = at_most if identity else None
+            decode = None if identity else part.transfer_encoding
+            source = _Source(folder, source.uid, part.body_start, part.body_end, decode)
         if not fetch:
             return Download(size, _once(b""), at_most)
-        try:
-            first = await _piece(conn, source, 0)
-        except ImapError as exc:
-            # Dovecot ends the session rather than serve a part whose base64 stops mid-group.
-            if fallback is None:
-                raise
-            log.info("the upstream could not decode a part (%s); decoding it here", exc)
-            first = None
-    if first is None and fallback is not None:
-        source, fallback = fallback, None
-        async with env.upstream() as conn:
-            first = await _piece(conn, source, 0)
+        first = await _piece(conn, source, 0)
     if first is None:
         return None
-    return Download(size, _stream(env, source, first, fallback), at_most)
+    return Download(size, _stream(env, source, first), at_most)
 
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:
@@ -129,9 +117,11 @@ async def _once(content: bytes) -> AsyncIterator[bytes]:
 
 
 async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | None:
-    """``CHUNK`` octets from ``offset``; None if the message is gone, the part unknown, or
-    the upstream cannot decode it (RFC 3516 [UNKNOWN-CTE], Dovecot's [PARSE])."""
-    item = f"{source.section}<{offset}.{CHUNK}>"
+    """The octets from ``offset`` (at most ``CHUNK``); None if the message is gone."""
+    length = source.length(offset)
+    if length <= 0:
+        return b""
+    item = f"BODY.PEEK[]<{source.start + offset}.{length}>"
     try:
         fetched = await fetch_items(conn, source.folder, {source.uid: ""}, item)
     except CommandFailed:
@@ -140,43 +130,23 @@ async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | 
     return None if found is None else found.section(item)
 
 
-async def _stream(
-    env: RequestEnv, source: _Source, first: bytes | None, fallback: _Source | None
-) -> AsyncIterator[bytes]:
-    """The pieces from ``first`` (fetched here if None) on, each later one on a connection
-    of its own. Should the upstream stop decoding part way, the rest comes from ``fallback``
-    decoded here: what it served was the start of what the part decodes to."""
+async def _stream(env: RequestEnv, source: _Source, first: bytes) -> AsyncIterator[bytes]:
+    """The pieces from ``first`` on, each later one on a connection of its own, decoded when
+    the part is encoded. A message expunged meanwhile ends the stream early."""
     decoder = PieceDecoder(source.decode) if source.decode else None
-    piece = first
-    offset = sent = 0
-    while True:
-        if piece is None:
-            async with env.upstream() as conn:
-                piece = await _piece(conn, source, offset)
-            if piece is None:
-                break
-        last = len(piece) < CHUNK
+    piece: bytes | None = first
+    offset = 0
+    while piece is not None:
+        offset += len(piece)
+        last = len(piece) < CHUNK or source.length(offset) <= 0
         # A MiB of damaged base64 or of quoted-printable is decoded in Python: beside the loop.
         out = await sized(parse_cost(piece), decoder.feed, piece, final=last) if decoder else piece
         if out:
             yield out
-            sent += len(out)
         if last:
             return
-        offset += len(piece)
-        piece = None
-    if fallback is not None:
-        async for out in _skipping(_stream(env, fallback, None, None), sent):
-            yield out
-
-
-async def _skipping(chunks: AsyncIterator[bytes], count: int) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        if count >= len(chunk):
-            count -= len(chunk)
-            continue
-        yield chunk[count:]
-        count = 0
+        async with env.upstream() as conn:
+            piece = await _piece(conn, source, offset)
 
 
 _BASE64_ALPHABET = re.compile(rb"[A-Za-z0-9+/]")

@@ -1,6 +1,8 @@
 """bodyValues (RFC 8621 4.2): the text parts asked for, fetched alone when the message is not.
 
-A part is fetched with ``BODY.PEEK[<partId>]`` (partIds are IMAP section numbers). Parts up to
+A part is fetched with ``BODY.PEEK[<partId>]`` (partIds are IMAP section numbers); where the
+upstream's part is not the one the gateway parsed (it splits malformed MIME otherwise), the
+part is cut from the message by the gateway's offsets instead. Parts up to
 CACHED_PART octets (nearly every text body) are fetched whole and their decoded text kept in
 Redis for TEXT_TTL seconds, so opening the same email again, with any ``maxBodyValueBytes``,
 sends no FETCH. Of a larger part only the first octets are fetched under
@@ -67,10 +69,21 @@ class ValueRequest:
         window = factor * self.max_bytes + _FETCH_SLACK
         return None if window >= encoded else window
 
-    def section(self, part: BodyPart, factor: int = 4) -> str:
+    def section(self, part: BodyPart, factor: int = 4, *, cut: bool = False) -> str:
+        """The part's section, or with ``cut`` its octets cut from the message by the
+        gateway's own offsets (for a message the upstream splits into parts otherwise)."""
         window = self.window(part, factor)
+        if cut:
+            return f"BODY.PEEK[]<{part.body_start}.{self.expected(part, factor)}>"
         whole = f"BODY.PEEK[{part.part_id}]"
         return whole if window is None else f"{whole}<0.{window}>"
+
+    def expected(self, part: BodyPart, factor: int = 4) -> int:
+        """How many octets a fetch of :meth:`section` returns where the upstream's part is
+        the gateway's."""
+        encoded = part.body_end - part.body_start
+        window = self.window(part, factor)
+        return encoded if window is None else min(window, encoded)
 
     def value(self, part: BodyPart, body: bytes, factor: int = 4) -> EmailBodyValue | None:
         """The part's value from what a fetch of :meth:`section` returned; None if too little."""
@@ -130,6 +143,11 @@ async def body_values(
             owner = owners[uid]
             for part, section in zip(wanted[owner], sections, strict=True):
                 octets = item.section(section) or b""
+                if len(octets) != request.expected(part):
+                    # Not the part the gateway parsed: MIME parsers part ways on mail that
+                    # is not well formed (Dovecot takes a line that only starts like the
+                    # boundary for one). Values must describe the parts bodyStructure lists.
+                    octets = await _cut(conn, request, folder, uid, part)
                 if not await _take(request, part, octets, values, fresh, owner):
                     short.append((mailbox_id, uid, owner, part))
     for mailbox_id, uid, owner, part in short:
@@ -172,15 +190,29 @@ def _whole_value(
     return text_value(part, text, problem, max_bytes=request.max_bytes), text, problem
 
 
+async def _cut(
+    conn: ImapConnection,
+    request: ValueRequest,
+    folder: MailboxRecord,
+    uid: int,
+    part: BodyPart,
+    factor: int = 4,
+) -> bytes:
+    """The part's (first) octets cut from the message by the gateway's own offsets."""
+    if request.expected(part, factor) == 0:
+        return b""  # RFC 3501 6.4.5: a partial fetch asks for at least one octet
+    section = request.section(part, factor, cut=True)
+    item = (await fetch_items(conn, folder, {uid: ""}, section)).get(uid)
+    return (item.section(section) if item is not None else None) or b""
+
+
 async def _wider(
     conn: ImapConnection, request: ValueRequest, folder: MailboxRecord, uid: int, part: BodyPart
 ) -> EmailBodyValue:
     """Fetch more of a part until its value reaches the limit (or the part is whole)."""
     factor = 16
     while True:
-        section = request.section(part, factor)
-        item = (await fetch_items(conn, folder, {uid: ""}, section)).get(uid)
-        body = (item.section(section) if item is not None else None) or b""
+        body = await _cut(conn, request, folder, uid, part, factor)
         value = await sized(parse_cost(body), request.value, part, body, factor)
         if value is not None:
             return value
