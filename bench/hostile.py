@@ -4,7 +4,7 @@ The gateway serves every user from one event loop: work that runs long on it del
 This benchmark runs the gateway as its own process (``python -m gateway serve``), as in
 production, and a canary user who keeps asking ``Core/echo`` and ``/healthz`` on two keep-alive
 connections, 10 ms apart. Each item of the hostile corpus then runs as another user, one at a
-time; the canary's slowest answer while the item ran is its stall. Issue 12's goal: under
+time; the canary's slowest answer while the item ran is its stall. The goal: under
 100 ms for every item.
 
 Items:
