@@ -309,7 +309,8 @@ class ImapConnection:
         async def run() -> list[Result]:
             if prelude is None:
                 return [await self._run(command, replies)]
-            return await self._run_login(prelude, command, replies)
+            # The server answers ID before it reads on (RFC 3501 5.5): a challenge is the login's.
+            return await self._run_together((prelude, command), list(replies))
 
         # Logging in is part of connecting: it gets the connect timeout, not a command's.
         results = await self._exchange(commands, run, self.endpoint.connect_timeout, command.name)
@@ -320,33 +321,6 @@ class ImapConnection:
                 raise UpstreamUnavailable(f"upstream cannot log in now ({code})")
             raise AuthenticationFailed(tagged.status, code, "authentication failed")
         return results[-1]
-
-    async def _run_login(
-        self, prelude: Command, command: Command, replies: Sequence[Secret]
-    ) -> list[Result]:
-        """``prelude`` (ID) and the login command in one round trip; the server answers the
-        first before it reads the second (RFC 3501 5.5), so a challenge is the login's."""
-        pending = list(replies)
-        tags = []
-        for each in (prelude, command):
-            tag = self._next_tag()
-            log.debug("upstream <- %s", each.redacted(tag))
-            for chunk in self._wire(each, tag):
-                self.writer.write(chunk.data if isinstance(chunk, Literal) else chunk)
-            tags.append(tag)
-        self.round_trips += 1
-        await self.writer.drain()
-        untagged: list[bytes] = []
-        completed: dict[str, Tagged] = {}
-        while len(completed) < len(tags):
-            response = await self._next(untagged)
-            if isinstance(response, Continuation):
-                self._reply(pending)
-                continue
-            if response.tag not in tags:
-                raise ProtocolError(f"tagged response for unknown tag {response.tag!r}")
-            completed[response.tag] = response
-        return [Result(untagged, completed[tag]) for tag in tags]
 
     def _reply(self, pending: list[Secret]) -> None:
         """Answer a server challenge ("+") with the next prepared response."""
@@ -399,11 +373,21 @@ class ImapConnection:
         return results
 
     async def _run_pipelined(self, commands: Sequence[Command]) -> list[Result]:
+        return await self._run_together(commands, None)
+
+    async def _run_together(
+        self, commands: Sequence[Command], replies: list[Secret] | None
+    ) -> list[Result]:
+        """Send ``commands`` at once and read every completion: one round trip.
+
+        ``replies`` answer the challenges of a login sent last; without them a challenge, and
+        so a synchronizing literal, has no place among pipelined commands.
+        """
         tags = []
         for command in commands:
             tag = self._next_tag()
             chunks = self._wire(command, tag)
-            if _needs_continuation(chunks):
+            if replies is None and _needs_continuation(chunks):
                 raise ValueError("a synchronizing literal cannot be pipelined")
             log.debug("upstream <- %s", command.redacted(tag))
             for chunk in chunks:
@@ -417,6 +401,9 @@ class ImapConnection:
         completed: dict[str, Tagged] = {}
         while len(completed) < len(tags):
             response = await self._next(untagged)
+            if isinstance(response, Continuation) and replies is not None:
+                self._reply(replies)
+                continue
             if isinstance(response, Continuation) or response.tag not in tags:
                 raise ProtocolError("unexpected response to pipelined commands")
             completed[response.tag] = response
