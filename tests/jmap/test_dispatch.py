@@ -407,3 +407,31 @@ async def test_other_tasks_run_between_the_calls_of_a_request() -> None:
     finally:
         task.cancel()
     assert seen == sorted(seen) and len(set(seen)) == len(seen)
+
+
+@registry.method("Test/bigList", MAIL, account_arg=None)
+async def big_list(ctx: CallContext[Env], args: JsonObject) -> JsonObject:
+    ctx.env.log.append("returned")
+    return {"list": [{"id": str(n), "value": "x" * 1_000_000} for n in range(8)]}
+
+
+async def test_other_tasks_run_while_a_large_list_is_encoded() -> None:
+    """8 MB of /get objects are encoded object by object, with the loop's turn between them:
+    encoding is one call into C, tens of milliseconds for megabytes."""
+    env = Env()
+    ticks_after_return = 0
+
+    async def ticker() -> None:
+        nonlocal ticks_after_return
+        while True:
+            if "returned" in env.log:
+                ticks_after_return += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    try:
+        (answer,) = responses(await run(["Test/bigList", {}, "c1"], env=env))
+    finally:
+        task.cancel()
+    assert [item["id"] for item in answer[1]["list"]] == [str(n) for n in range(8)]
+    assert ticks_after_return >= 4
