@@ -9,7 +9,7 @@ from gateway.config import Settings, TlsMode, UpstreamUrl
 from gateway.imap.connection import Endpoint, ImapConnection
 from gateway.imap.credentials import Credentials
 from gateway.imap.errors import AuthenticationFailed
-from gateway.imap.identity import inbox_identity
+from gateway.imap.identity import identity_request, inbox_identity
 from gateway.imap.observer import ImapObserver
 from gateway.imap.pool import ImapPool
 from gateway.usernames import UsernameFormat
@@ -63,10 +63,7 @@ def imap_pool(
                 mechanism=credentials.mechanism,
                 origin=credentials.origin,
             )
-            # RFC 5161: only before a mailbox is selected. QRESYNC implies CONDSTORE
-            # (RFC 7162 3.2.3); both let the email sync follow changes by modseq.
-            await conn.enable("QRESYNC" if "QRESYNC" in conn.capabilities else "CONDSTORE")
-            identity = await inbox_identity(conn) or fallback_identity(username_format, credentials)
+            identity = await _enable_and_identify(conn, username_format, credentials)
         except BaseException:
             await conn.logout()
             raise
@@ -79,6 +76,20 @@ def imap_pool(
         idle_timeout=settings.pool_idle_timeout,
         wait_timeout=settings.pool_wait_timeout,
     )
+
+
+async def _enable_and_identify(
+    conn: ImapConnection, username_format: UsernameFormat, credentials: Credentials
+) -> str:
+    """ENABLE what the sync follows changes with, and learn whose the login is, in one round
+    trip. RFC 5161: ENABLE only before a mailbox is selected. QRESYNC implies CONDSTORE
+    (RFC 7162 3.2.3); both let the email sync follow changes by modseq."""
+    enable = conn.enable_command("QRESYNC" if "QRESYNC" in conn.capabilities else "CONDSTORE")
+    ask, item = identity_request(conn)
+    *enabled, asked = await conn.execute_pipelined(*([enable] if enable else []), ask, check=False)
+    for result in enabled:
+        conn.note_enabled(result)
+    return inbox_identity(asked, item) or fallback_identity(username_format, credentials)
 
 
 def fallback_identity(username_format: UsernameFormat, credentials: Credentials) -> str:

@@ -355,18 +355,19 @@ class ImapConnection:
         return result
 
     async def execute_pipelined(
-        self, *commands: Command, timeout: float | None = None
+        self, *commands: Command, timeout: float | None = None, check: bool = True
     ) -> list[Result]:
         """Send several commands at once and collect their responses (RFC 3501 5.5).
 
         One round trip instead of one per command. Only for commands whose untagged data
         need not be told apart (every result holds all of it), without synchronizing
-        literals; a tagged NO/BAD of any raises CommandFailed once every response is read.
+        literals; a tagged NO/BAD of any raises CommandFailed once every response is read,
+        unless ``check`` is off (the caller reads each status).
         """
         results = await self._exchange(
             commands, lambda: self._run_pipelined(commands), timeout, "pipelined commands"
         )
-        for result in results:
+        for result in results if check else ():
             if result.tagged.status != "OK":
                 t = result.tagged
                 raise CommandFailed(t.status, t.code.name if t.code else None, t.text)
@@ -603,17 +604,28 @@ class ImapConnection:
 
     async def enable(self, *extensions: str) -> frozenset[str]:
         """ENABLE what the server offers of ``extensions`` (RFC 5161); returns what took."""
+        command = self.enable_command(*extensions)
+        if command is not None:
+            self.note_enabled(await self.execute(command))
+        return self.enabled
+
+    def enable_command(self, *extensions: str) -> Command | None:
+        """The ENABLE of what the server offers of ``extensions`` and has not enabled yet,
+        for a caller that sends it with other commands (then :meth:`note_enabled`)."""
         wanted = [
             e
             for e in extensions
             if e.upper() in self.capabilities and e.upper() not in self.enabled
         ]
-        if not wanted:
-            return self.enabled
-        result = await self.execute(Command("ENABLE", *wanted))
+        return Command("ENABLE", *wanted) if wanted else None
+
+    def note_enabled(self, result: Result) -> None:
+        """Take in what an ENABLE's answer says took; a refused ENABLE raises CommandFailed."""
+        if result.tagged.status != "OK":
+            t = result.tagged
+            raise CommandFailed(t.status, t.code.name if t.code else None, t.text)
         for response in result.data("ENABLED"):
             self.enabled |= parse_enabled(response)
-        return self.enabled
 
     async def noop(self, timeout: float | None = None) -> None:
         await self.execute(Command("NOOP"), timeout=timeout)

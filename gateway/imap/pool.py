@@ -221,9 +221,9 @@ class ImapPool:
         user = self._users.setdefault(identity, _UserPool())
         user.capabilities = conn.capabilities
         if user.count >= self.max_per_user and user.idle:
-            self._forget(identity)
+            user.count -= 1
+            self._total -= 1
             self._background_logout(user.idle.popleft())
-            self._users[identity] = user
         if user.count < self.max_per_user:
             user.count += 1
             user.idle.append(conn)
