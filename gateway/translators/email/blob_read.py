@@ -124,13 +124,11 @@ async def _read_stored(env: RequestEnv, blob_id: str, max_size: int) -> bytes | 
         raise BlobTooLarge(f"larger than {max_size} octets")
     budget = _budget(env)
     budget.charge(bound or 0)
-    download = found if ref is None else await open_download(env, ref)
-    if download is None:
-        return None
     try:
-        return await _gather(download.chunks, max_size, budget if bound is None else None)
+        return await _gather(found.chunks, max_size, budget if bound is None else None)
     except BlobVanished:
-        # An upload that expired or made room for newer ones while read: never half of it.
+        # An upload that expired or made room for newer ones, or a message expunged, while
+        # read: never half of it.
         return None
 
 

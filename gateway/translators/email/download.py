@@ -25,6 +25,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from gateway.cache.blobs import BlobVanished
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
@@ -76,8 +77,10 @@ async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) ->
     """The blob's octets, or None when the account has no such message or part.
 
     An id the index has never seen is refused without asking the upstream anything. Without
-    ``fetch``, nothing is read: the Download only says the message (and part) exist, and how
-    large they are, for a caller that needs no more (Blob/copy).
+    ``fetch``, nothing is read yet: the Download says the message (and part) exist and how
+    large they are, for a caller that checks that first (Blob/copy needs no more, a reader
+    its size); its chunks then start with the first piece, and raise BlobVanished if the
+    message is gone by then.
     """
     store = email_store(env)
     if ref.email_id not in await store.records([ref.email_id]):
@@ -105,15 +108,11 @@ async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) ->
             decode = None if identity else part.transfer_encoding
             source = _Source(folder, source.uid, part.body_start, part.body_end, decode)
         if not fetch:
-            return Download(size, _once(b""), at_most)
+            return Download(size, _stream(env, source, None), at_most)
         first = await _piece(conn, source, 0)
     if first is None:
         return None
     return Download(size, _stream(env, source, first), at_most)
-
-
-async def _once(content: bytes) -> AsyncIterator[bytes]:
-    yield content
 
 
 async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | None:
@@ -130,11 +129,17 @@ async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | 
     return None if found is None else found.section(item)
 
 
-async def _stream(env: RequestEnv, source: _Source, first: bytes) -> AsyncIterator[bytes]:
-    """The pieces from ``first`` on, each later one on a connection of its own, decoded when
-    the part is encoded. A message expunged meanwhile ends the stream early."""
+async def _stream(env: RequestEnv, source: _Source, first: bytes | None) -> AsyncIterator[bytes]:
+    """The pieces from ``first`` (fetched here if None) on, each later one on a connection
+    of its own, decoded when the part is encoded. A message expunged meanwhile ends the
+    stream early."""
     decoder = PieceDecoder(source.decode) if source.decode else None
-    piece: bytes | None = first
+    piece = first
+    if piece is None:
+        async with env.upstream() as conn:
+            piece = await _piece(conn, source, 0)
+        if piece is None:
+            raise BlobVanished("the message was expunged")
     offset = 0
     while piece is not None:
         offset += len(piece)
