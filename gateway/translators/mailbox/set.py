@@ -99,6 +99,17 @@ class SetRun:
     twins: dict[str, str] = field(default_factory=dict)
     needs_sync: bool = False  # the upstream changed since the view was read
     did_anything: bool = False  # sticky: any change made, upstream or in the index
+    # The view's mailboxes by _name_key, made once per view (every create and rename asks).
+    _names: tuple[MailboxView, dict[str, list[MailboxRecord]]] | None = None
+
+    def named(self, key: str) -> list[MailboxRecord]:
+        """The mailboxes of the view whose full name has ``key`` (see _name_key)."""
+        if self._names is None or self._names[0] is not self.view:
+            index: dict[str, list[MailboxRecord]] = {}
+            for record in self.view.records.values():
+                index.setdefault(_name_key(self, record.name), []).append(record)
+            self._names = (self.view, index)
+        return self._names[1].get(key, [])
 
     @property
     def utf8(self) -> bool:
@@ -566,11 +577,7 @@ def _check_sibling(run: SetRun, parent_name: str | None, leaf: str, exclude: str
 
 
 def _same_name(run: SetRun, full: str, exclude: str | None) -> MailboxRecord | None:
-    key = _name_key(run, full)
-    return next(
-        (r for r in run.view.records.values() if r.id != exclude and _name_key(run, r.name) == key),
-        None,
-    )
+    return next((r for r in run.named(_name_key(run, full)) if r.id != exclude), None)
 
 
 def _name_key(run: SetRun, full: str) -> str:
