@@ -17,6 +17,7 @@ from gateway.imap.connection import ImapConnection
 from gateway.imap.credentials import Credentials
 from tests.conftest import gateway_settings, running_gateway
 from tests.servers import FRESH_PASSWORD, Dovecot
+from tests.test_login_throttle import get_session
 
 CHECK_SECONDS = 0.3
 
@@ -58,16 +59,6 @@ async def slow_gateway(
 
         pool._connector = slow_connect
         yield http, app, peak
-
-
-async def get_session(
-    http: httpx.AsyncClient, user: str, password: str, address: str
-) -> httpx.Response:
-    return await http.get(
-        "/jmap/session",
-        auth=httpx.BasicAuth(user, password),
-        headers={"x-forwarded-for": address},
-    )
 
 
 async def test_one_address_gets_its_share_of_the_checks(dovecot: Dovecot, redis_url: str) -> None:

@@ -48,6 +48,16 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0)
 
 
+async def started_and_joined() -> tuple[SingleFlight, Work, asyncio.Task[None], asyncio.Task[None]]:
+    """A run started by one caller and joined by another, both still waiting."""
+    flight, work = SingleFlight(), Work()
+    starter = asyncio.create_task(flight.run(KEY, work))
+    await until(lambda: work.started == 1)
+    joiner = asyncio.create_task(flight.run(KEY, work))
+    await until(lambda: flight.waiting(KEY) == 2)
+    return flight, work, starter, joiner
+
+
 async def test_callers_arriving_meanwhile_share_one_run() -> None:
     flight, work = SingleFlight(), Work()
     callers = [asyncio.create_task(flight.run(KEY, work)) for _ in range(3)]
@@ -59,11 +69,7 @@ async def test_callers_arriving_meanwhile_share_one_run() -> None:
 
 
 async def test_the_starter_going_away_leaves_the_run_to_those_who_joined() -> None:
-    flight, work = SingleFlight(), Work()
-    starter = asyncio.create_task(flight.run(KEY, work))
-    await until(lambda: work.started == 1)
-    joiner = asyncio.create_task(flight.run(KEY, work))
-    await until(lambda: flight.waiting(KEY) == 2)
+    flight, work, starter, joiner = await started_and_joined()
     starter.cancel()
     await until(lambda: flight.waiting(KEY) == 1)
     # The run goes on on the starter's connection, so the starter has not returned yet.
@@ -76,11 +82,7 @@ async def test_the_starter_going_away_leaves_the_run_to_those_who_joined() -> No
 
 
 async def test_a_run_nobody_waits_for_stops() -> None:
-    flight, work = SingleFlight(), Work()
-    starter = asyncio.create_task(flight.run(KEY, work))
-    await until(lambda: work.started == 1)
-    joiner = asyncio.create_task(flight.run(KEY, work))
-    await until(lambda: flight.waiting(KEY) == 2)
+    flight, work, starter, joiner = await started_and_joined()
     joiner.cancel()
     starter.cancel()
     for caller in (starter, joiner):
@@ -91,11 +93,7 @@ async def test_a_run_nobody_waits_for_stops() -> None:
 
 
 async def test_the_starter_stays_until_the_last_joiner_leaves_then_the_run_stops() -> None:
-    flight, work = SingleFlight(), Work()
-    starter = asyncio.create_task(flight.run(KEY, work))
-    await until(lambda: work.started == 1)
-    joiner = asyncio.create_task(flight.run(KEY, work))
-    await until(lambda: flight.waiting(KEY) == 2)
+    flight, work, starter, joiner = await started_and_joined()
     starter.cancel()
     await until(lambda: flight.waiting(KEY) == 1)
     joiner.cancel()
@@ -106,11 +104,7 @@ async def test_the_starter_stays_until_the_last_joiner_leaves_then_the_run_stops
 
 
 async def test_the_starter_cancelled_twice_stops_the_run_and_returns_once_it_has() -> None:
-    flight, work = SingleFlight(), Work()
-    starter = asyncio.create_task(flight.run(KEY, work))
-    await until(lambda: work.started == 1)
-    joiner = asyncio.create_task(flight.run(KEY, work))
-    await until(lambda: flight.waiting(KEY) == 2)
+    flight, work, starter, joiner = await started_and_joined()
     starter.cancel()
     await until(lambda: flight.waiting(KEY) == 1)
     starter.cancel()  # the process must stop: the run goes, and the joiner runs its own
