@@ -34,7 +34,7 @@ from gateway.cache.throttle import LoginKeys, LoginThrottle
 from gateway.imap.credentials import Credentials, Mechanism, Origin
 from gateway.imap.errors import AuthenticationFailed, ImapError, UpstreamUnavailable
 from gateway.imap.pool import ImapPool, Login
-from gateway.login_gate import PER_USERNAME, NoShare, Shares, SingleFlight
+from gateway.login_gate import PER_USERNAME, NoShare, SharedCall, Shares
 from gateway.origin import ProxyPolicy
 from gateway.usernames import UsernameFormat
 
@@ -107,7 +107,7 @@ class Authenticator:
         self._salt = secrets.token_bytes(32)
         self._verified: dict[bytes, _Verified] = {}
         self._refused: dict[bytes, float] = {}
-        self._flights: SingleFlight[str] = SingleFlight()
+        self._flights: SharedCall[str] = SharedCall()
         self._all = Shares(max_concurrent_logins, "all")
         self._per_address = Shares(max(1, max_concurrent_logins // 4), "address")
         self._per_username = Shares(PER_USERNAME, "user name")
@@ -118,7 +118,7 @@ class Authenticator:
         # Learned from the upstream's greeting: None until a connection was opened.
         self._mechanisms: frozenset[str] | None = None
         self._greet = greet
-        self._greeting_flight: SingleFlight[frozenset[str]] = SingleFlight()
+        self._greeting_flight: SharedCall[frozenset[str]] = SharedCall()
         self._next_probe = 0.0
 
     def note_greeting(self, capabilities: frozenset[str]) -> None:

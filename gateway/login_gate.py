@@ -58,8 +58,10 @@ class Shares:
                 self._freed.notify_all()
 
 
-class SingleFlight(Generic[T]):
-    """Runs one call per key at a time; concurrent callers of a key share its outcome."""
+class SharedCall(Generic[T]):
+    """Runs one call per key at a time; concurrent callers of a key share its outcome, and none
+    of them cancels it (unlike gateway.sync.flight, whose runs stop when nobody waits: a
+    credential check is short, and its outcome is remembered for later callers)."""
 
     def __init__(self) -> None:
         self._flights: dict[bytes, asyncio.Task[T]] = {}
