@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.cache.store import STORE_UNAVAILABLE, Store
-from gateway.imap.connection import Endpoint, ImapConnection
+from gateway.imap.connection import Endpoint, greet
 from gateway.imap.errors import ImapError
 
 # Each dependency must answer within this many seconds; a probe's own timeout is longer.
@@ -91,9 +91,7 @@ class Readiness:
         await self.store.ping()
 
     async def _greet_imap(self) -> None:
-        # open() reads the greeting (and does STARTTLS when configured); LOGOUT ends politely.
-        conn = await ImapConnection.open(self.endpoint)
-        await conn.logout()
+        await greet(self.endpoint)
 
 
 def _seen(task: asyncio.Task[Report]) -> None:

@@ -19,7 +19,7 @@ from gateway.cache.store import STORE_UNAVAILABLE, SecretSource, Store, fixed_se
 from gateway.cache.throttle import LoginThrottle
 from gateway.config import Settings
 from gateway.env import RequestEnv
-from gateway.imap.connection import ImapConnection
+from gateway.imap.connection import greet
 from gateway.imap.errors import CommandFailed, ImapError
 from gateway.imap.pool import ImapPool
 from gateway.jmap import capabilities as caps
@@ -151,11 +151,6 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
     pool.start()
     metrics.watch_pool(pool)
 
-    async def greet() -> frozenset[str]:
-        conn = await ImapConnection.open(endpoint)
-        await conn.logout()
-        return conn.capabilities
-
     authenticator = Authenticator(
         pool,
         secret,
@@ -167,7 +162,7 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
         wait_seconds=settings.pool_wait_timeout,
         username_format=UsernameFormat(settings.username_format),
         proxies=settings.proxy_policy,
-        greet=greet,
+        greet=lambda: greet(endpoint),
         username_claim=settings.oauth_username_claim,
     )
     return Services(

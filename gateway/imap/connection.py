@@ -659,3 +659,11 @@ class ImapConnection:
 def _needs_continuation(chunks: Sequence[bytes | Literal]) -> bool:
     """Whether the command waits for "+" before a literal, so nothing may be sent with it."""
     return any(isinstance(chunk, Literal) and chunk.synchronizing for chunk in chunks)
+
+
+async def greet(endpoint: Endpoint) -> frozenset[str]:
+    """Connect, read the greeting (and start TLS where configured), LOGOUT: the capabilities
+    the server offers before login. For probes, which log nobody in."""
+    conn = await ImapConnection.open(endpoint)
+    await conn.logout()
+    return conn.capabilities
