@@ -31,8 +31,7 @@ from gateway.jmap.query import SUPPORTED_COLLATIONS
 from gateway.jmap.session import AccountInfo, build_session
 from gateway.metrics import Metrics
 from gateway.readiness import Readiness
-from gateway.sync.emails import EmailSync
-from gateway.sync.mailboxes import MailboxSync
+from gateway.sync.catch_up import CatchUp
 from gateway.translators import blob, email, mailbox
 from gateway.translators.email.filtering import SORTS as EMAIL_SORTS
 from gateway.translators.mailbox.set import MAX_NAME_OCTETS
@@ -56,8 +55,7 @@ class Services:
     api_limiter: ConcurrencyLimiter
     upload_limiter: ConcurrencyLimiter
     blobs: BlobStore
-    mailbox_sync: MailboxSync
-    email_sync: EmailSync
+    catch_up: CatchUp
     metrics: Metrics
     readiness: Readiness
 
@@ -184,8 +182,7 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
             secret=secret,
             quota=settings.upload_quota_octets,
         ),
-        mailbox_sync=MailboxSync(),
-        email_sync=EmailSync(),
+        catch_up=CatchUp(settings.sync_interval_seconds),
         metrics=metrics,
         readiness=Readiness(
             store,

@@ -20,8 +20,8 @@ from gateway.translators.email.fetch import Loaded, load
 from gateway.translators.email.properties import EmailGetArgs, Source, parse_email_get
 from gateway.translators.email.render import Content, render_email
 from gateway.translators.email.values import ValueRequest, body_values
-from gateway.translators.email.view import synced_view
 from gateway.translators.keywords import keywords_from_flags
+from gateway.translators.mailbox.view import mailbox_view
 from gateway.translators.responses import changes_response
 
 
@@ -29,8 +29,9 @@ async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
     env = ctx.env
     max_objects = env.services.limits.max_objects_in_get
     args = parse_email_get(arguments, max_objects)
-    async with env.upstream() as conn:
-        view, store = await synced_view(env, conn)
+    view = await mailbox_view(env)
+    store = env.index.emails
+    async with env.upstream() as upstream:
         ids = args.get.ids
         if ids is None:
             if await store.count() > max_objects:
@@ -40,7 +41,7 @@ async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
             ids = await store.all_ids()
         records, state = await store.snapshot(ids)
         visible = {i: r for i, r in records.items() if r.visible}
-        loaded = await load(store, conn, view.records, visible, args.sources)
+        loaded = await load(store, upstream, view.records, visible, args.sources)
         values: dict[str, dict[str, EmailBodyValue]] = {}
         if args.wants_body_values:
             request = ValueRequest(
@@ -48,7 +49,7 @@ async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
             )
             structures = {i: s for i, s in loaded.structure.items() if i in visible}
             values = await body_values(
-                conn, store, request, view.records, visible, structures, loaded.messages
+                upstream, store, request, view.records, visible, structures, loaded.messages
             )
     found = [i for i in dict.fromkeys(ids) if i in visible and i not in loaded.vanished]
     emails = [(visible[i], values.get(i, {})) for i in found]
@@ -134,7 +135,6 @@ async def changes_since(
 ) -> dict[str, Any]:
     """Foo/changes (RFC 8620 5.2) of an email-index type, after catching up."""
     args = parse_changes(arguments)
-    async with env.upstream() as conn:
-        _, store = await synced_view(env, conn)
-    changes = await store.state.changes(data_type, args.since_state, args.max_changes)
+    await env.catch_up()
+    changes = await env.index.emails.state.changes(data_type, args.since_state, args.max_changes)
     return changes_response(args.account_id, changes)

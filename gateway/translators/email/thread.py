@@ -10,7 +10,6 @@ from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import parse_get
 from gateway.translators.email.get import changes_since
-from gateway.translators.email.view import synced_view
 
 PROPERTIES = ("id", "emailIds")
 
@@ -24,8 +23,8 @@ async def thread_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) ->
         raise MethodError.invalid_arguments(
             f"properties: not Thread properties: {unknown}", arguments=["properties"]
         )
-    async with env.upstream() as conn:
-        _, store = await synced_view(env, conn)
+    await env.catch_up()
+    store = env.index.emails
     ids = args.ids
     if ids is None:
         if await store.thread_count() > max_objects:

@@ -10,7 +10,7 @@ from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import parse_changes, parse_get
 from gateway.translators.mailbox.objects import COUNT_PROPERTIES, PROPERTIES
-from gateway.translators.mailbox.view import current_view
+from gateway.translators.mailbox.view import mailbox_view
 from gateway.translators.responses import changes_response
 
 
@@ -18,8 +18,7 @@ async def mailbox_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
     env = ctx.env
     args = parse_get(arguments, env.services.limits.max_objects_in_get)
     wanted = _properties(args.properties)
-    async with env.upstream() as conn:
-        view = await current_view(env, conn)
+    view = await mailbox_view(env)
     objects = view.objects()
     ids = list(objects) if args.ids is None else args.ids
     found = [i for i in dict.fromkeys(ids) if i in objects]
@@ -48,8 +47,7 @@ async def mailbox_changes(
 ) -> dict[str, Any]:
     env = ctx.env
     args = parse_changes(arguments)
-    async with env.upstream() as conn:
-        view = await current_view(env, conn)
+    view = await mailbox_view(env)
     changes = await view.store.state.changes(MAILBOX, args.since_state, args.max_changes)
     # RFC 8621 2.2: the count properties when nothing else changed, else null.
     only_counts = changes.updated and changes.only_minor_updates

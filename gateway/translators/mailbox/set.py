@@ -24,8 +24,8 @@ from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.env import RequestEnv
 from gateway.imap import mutf7
 from gateway.imap.commands import Command, mailbox
-from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ImapError
+from gateway.imap.lazy import LazyConnection
 from gateway.imap.parse import parse_status
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError, SetError
@@ -36,7 +36,7 @@ from gateway.translators.mailbox.objects import (
     PROPERTIES,
     SERVER_SET,
 )
-from gateway.translators.mailbox.view import MailboxView, current_view
+from gateway.translators.mailbox.view import MailboxView, mailbox_view
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,9 @@ class SetRun:
     """One Mailbox/set call: its view of the mailboxes and what it has done so far."""
 
     ctx: CallContext[RequestEnv]
-    conn: ImapConnection
+    upstream: LazyConnection
+    utf8: bool  # the upstream's connections have UTF8=ACCEPT enabled
+    capabilities: frozenset[str]
     view: MailboxView
     strategy: IdStrategy
     delimiter: str
@@ -111,10 +113,6 @@ class SetRun:
             self._names = (self.view, index)
         return self._names[1].get(key, [])
 
-    @property
-    def utf8(self) -> bool:
-        return "UTF8=ACCEPT" in self.conn.enabled
-
     def arg(self, name: str) -> str | Any:
         return mailbox(name, utf8=self.utf8)
 
@@ -126,10 +124,11 @@ class SetRun:
         session itself; a pooled connection may still have it selected from earlier work.
         """
         try:
+            conn = await self.upstream.connection()
             if unselected:
-                await self.conn.execute_unselected(command)
+                await conn.execute_unselected(command)
             else:
-                await self.conn.execute(command)
+                await conn.execute(command)
         except CommandFailed:
             raise
         except ImapError as exc:
@@ -137,6 +136,13 @@ class SetRun:
                 raise PartialFailure from exc
             raise
         self.needs_sync = self.did_anything = True
+
+    async def refresh(self) -> None:
+        """Read the view again after a fresh catch-up. The catch-up borrows a connection of
+        its own: this call's goes back to the pool meanwhile, and the next command borrows
+        one again (no command relies on what a connection has selected: see ``run``)."""
+        await self.upstream.release()
+        self.view = await mailbox_view(self.ctx.env, fresh=True)
 
     async def follow_up(self, command: Command) -> None:
         """A command after the one the client asked for succeeded (a subscription that
@@ -157,11 +163,15 @@ async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
         raise MethodError.invalid_arguments(
             "onDestroyRemoveEmails: must be a Boolean", arguments=["onDestroyRemoveEmails"]
         )
-    async with env.upstream() as conn:
-        view = await current_view(env, conn)
-        check_if_in_state(args.if_in_state, view.state)
-        strategy = IdStrategy(await view.store.meta("mailbox-ids") or IdStrategy.GATEWAY.value)
-        run = SetRun(ctx, conn, view, strategy, _delimiter(view.records))
+    view = await mailbox_view(env)
+    check_if_in_state(args.if_in_state, view.state)
+    strategy = IdStrategy(await view.store.meta("mailbox-ids") or IdStrategy.GATEWAY.value)
+    async with env.upstream() as upstream:
+        conn = await upstream.connection()
+        utf8 = "UTF8=ACCEPT" in conn.enabled
+        run = SetRun(
+            ctx, upstream, utf8, conn.capabilities, view, strategy, _delimiter(view.records)
+        )
         response: dict[str, Any] = {"accountId": args.account_id, "oldState": view.state}
         try:
             await _apply(
@@ -173,7 +183,7 @@ async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
                 response,
             )
             if run.needs_sync:
-                run.view = await current_view(env, conn, fresh=True)
+                await run.refresh()
             # Sort orders change the state without an upstream command: read it again.
             state = (await run.view.store.snapshot())[1] if run.did_anything else view.state
         except _PART_DONE as exc:
@@ -200,7 +210,7 @@ async def _apply(
 ) -> None:
     created, not_created = await _create_all(run, create)
     if run.needs_sync:
-        run.view = await current_view(run.ctx.env, run.conn, fresh=True)
+        await run.refresh()
         run.needs_sync = False
     for creation_id, result in created.items():
         record = _by_name(run.view, run.created_names[creation_id])
@@ -314,7 +324,7 @@ def _role_option(run: SetRun, role: object) -> tuple[str, ...]:
         raise SetError.invalid_properties(["role"], "unknown role")
     if any(r.role == role for r in run.view.records.values()):
         raise SetError.invalid_properties(["role"], f"another mailbox has the role {role}")
-    if "CREATE-SPECIAL-USE" not in run.conn.capabilities:
+    if "CREATE-SPECIAL-USE" not in run.capabilities:
         raise SetError.invalid_properties(["role"], "the mail server cannot set roles")
     return ("(USE", f"({ROLE_FLAGS[role]}))")
 
@@ -335,7 +345,7 @@ async def _update_all(
                 raise SetError("notFound", f"no mailbox {key}")
             if await _update(run, record, patch):
                 # Names below the renamed mailbox changed too: later work needs them.
-                run.view = await current_view(run.ctx.env, run.conn, fresh=True)
+                await run.refresh()
             done[record.id] = None
         except SetError as error:
             failed[key] = error
@@ -481,7 +491,8 @@ async def _holds_mail(run: SetRun, record: MailboxRecord) -> bool:
     if not record.selectable:
         return False
     status = Command("STATUS", run.arg(record.name), "(MESSAGES)")
-    result = await run.conn.execute_unselected(status)
+    conn = await run.upstream.connection()
+    result = await conn.execute_unselected(status)
     return any(parse_status(r).items.get("MESSAGES", 0) for r in result.data("STATUS"))
 
 
@@ -596,7 +607,7 @@ async def _refused_as_duplicate(run: SetRun, full: str, exclude: str | None) -> 
     """After the upstream refused a CREATE or RENAME to ``full``: raise ``alreadyExists`` if
     another client made a mailbox of that name since the view was read (Dovecot says
     [ALREADYEXISTS], Cyrus only NO)."""
-    run.view = await current_view(run.ctx.env, run.conn, fresh=True)
+    await run.refresh()
     same = _same_name(run, full, exclude)
     if same is not None:
         raise SetError.already_exists(same.id, "a sibling has this name") from None
