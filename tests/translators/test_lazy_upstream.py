@@ -15,8 +15,10 @@ import contextlib
 from typing import Any
 
 import httpx
+import pytest
 
 from gateway.app import create_app
+from gateway.env import RequestEnv
 from tests.conftest import gateway_settings, running_gateway
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
@@ -74,3 +76,27 @@ async def test_cached_reads_borrow_no_connection(dovecot: Dovecot, redis_url: st
             assert searched[0] == "error" and searched[1]["type"] == "serverUnavailable"
         found = await jmap.call("Email/query", filter={"text": "first"})
         assert len(found["ids"]) == 1
+
+
+async def test_a_catch_up_refuses_to_wait_while_its_request_holds_a_connection(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    """The catch-up borrows a connection of its own: a request holding one meanwhile could
+    hold the one it waits for (every connection of the user held by writers waiting for
+    catch-ups would leave none for them)."""
+    user = dovecot.fresh_user()
+    settings = gateway_settings(dovecot.url, redis_url)
+    app = create_app(settings)
+    async with running_gateway(settings, app) as url, httpx.AsyncClient(base_url=url) as http:
+        await Jmap(http, user, dovecot.users[user]).start()
+        services = app.state.services
+        basic = base64.b64encode(f"{user}:{dovecot.users[user]}".encode()).decode()
+        env = RequestEnv(
+            services, await services.authenticator.authenticate(f"Basic {basic}", None)
+        )
+        async with env.upstream() as upstream:
+            await upstream.connection()
+            with pytest.raises(RuntimeError):
+                await env.catch_up()
+        await env.catch_up()
+        assert env.caught_up.done and env.caught_up.asked_upstream
