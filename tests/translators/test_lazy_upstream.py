@@ -18,7 +18,9 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.auth import Principal
 from gateway.env import RequestEnv
+from gateway.services import Services
 from tests.conftest import gateway_settings, running_gateway
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
@@ -26,6 +28,12 @@ from tests.translators.witness import Witness
 
 SUBJECTS = ("first", "second", "third")
 LIST_PROPERTIES = ["from", "subject", "receivedAt", "keywords", "preview", "threadId"]
+
+
+async def principal(services: Services, dovecot: Dovecot, user: str) -> Principal:
+    """The caller the requests are, from the credential check they passed (nothing asked)."""
+    basic = base64.b64encode(f"{user}:{dovecot.users[user]}".encode()).decode()
+    return await services.authenticator.authenticate(f"Basic {basic}", None)
 
 
 async def cached_reads(jmap: Jmap, ids: list[str], state: str) -> list[list[Any]]:
@@ -61,9 +69,7 @@ async def test_cached_reads_borrow_no_connection(dovecot: Dovecot, redis_url: st
         assert sorted(e["subject"] for e in warm[4][1]["list"]) == sorted(SUBJECTS)
         services = app.state.services
         pool = services.pool
-        # The login the requests use, from the credential check they passed (nothing asked).
-        basic = base64.b64encode(f"{user}:{dovecot.users[user]}".encode()).decode()
-        login = (await services.authenticator.authenticate(f"Basic {basic}", None)).login
+        login = (await principal(services, dovecot, user)).login
         async with contextlib.AsyncExitStack() as held:
             for _ in range(settings.pool_max_per_user):
                 await held.enter_async_context(pool.connection(login))
@@ -90,10 +96,7 @@ async def test_a_catch_up_refuses_to_wait_while_its_request_holds_a_connection(
     async with running_gateway(settings, app) as url, httpx.AsyncClient(base_url=url) as http:
         await Jmap(http, user, dovecot.users[user]).start()
         services = app.state.services
-        basic = base64.b64encode(f"{user}:{dovecot.users[user]}".encode()).decode()
-        env = RequestEnv(
-            services, await services.authenticator.authenticate(f"Basic {basic}", None)
-        )
+        env = RequestEnv(services, await principal(services, dovecot, user))
         async with env.upstream() as upstream:
             await upstream.connection()
             with pytest.raises(RuntimeError):
