@@ -2,7 +2,8 @@
 
 The expected answers are those the three tables it replaced gave (Mailbox/set, storing a new
 message, changing an Email), written out here code by code so a change to the table shows.
-Codes Dovecot can be made to answer are also tested end to end (test_email_quota.py).
+Codes Dovecot can be made to answer are also tested end to end (test_email_quota.py,
+test_mailbox_set_refused.py).
 """
 
 from __future__ import annotations
