@@ -53,6 +53,11 @@ class Refusal:
     description: str
     property: str | None = None
 
+    def __post_init__(self) -> None:
+        # RFC 8620 5.3: invalidProperties SHOULD list the properties; nothing else lists any.
+        if (self.type == "invalidProperties") != (self.property is not None):
+            raise ValueError("a property is named by, and only by, invalidProperties")
+
     def error(self, cause: CommandFailed | None = None) -> SetError:
         if self.property is not None:
             return SetError.invalid_properties([self.property], self.description)
