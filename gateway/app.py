@@ -147,7 +147,7 @@ async def _run_api(
         svc.capabilities.keys(),
     )
     request.scope["state"]["calls"] = [call.name for call in jmap_request.method_calls]
-    session_state = svc.session(principal)["state"]
+    session_state = svc.session_state(principal)
     response = await process_request(
         jmap_request,
         svc.registry,
