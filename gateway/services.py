@@ -12,19 +12,15 @@ from typing import Any
 
 from gateway.auth import Authenticator, Principal
 from gateway.cache.blobs import BlobStore
-from gateway.cache.changes import CannotCalculateChanges
 from gateway.cache.limits import ConcurrencyLimiter
-from gateway.cache.locks import LockTimeout
-from gateway.cache.store import STORE_UNAVAILABLE, SecretSource, Store, fixed_secret
+from gateway.cache.store import SecretSource, Store, fixed_secret
 from gateway.cache.throttle import LoginThrottle
 from gateway.config import Settings
 from gateway.env import RequestEnv
 from gateway.imap.connection import greet
-from gateway.imap.errors import CommandFailed, ImapError
 from gateway.imap.pool import ImapPool
 from gateway.jmap.capabilities import CoreLimits
 from gateway.jmap.dispatch import MethodRegistry
-from gateway.jmap.errors import MethodError
 from gateway.jmap.session import AccountInfo, PersonalSession
 from gateway.metrics import Metrics
 from gateway.readiness import Readiness
@@ -81,21 +77,6 @@ class Services:
     def session_state(self, principal: Principal) -> str:
         """``session(principal)["state"]``, without building the Session."""
         return self.sessions.state(principal.username, principal.account_id)
-
-
-def map_error(exc: Exception) -> MethodError | None:
-    """What lower-layer failures mean to a JMAP client (RFC 8620 3.6.2)."""
-    if isinstance(exc, CannotCalculateChanges):
-        return MethodError("cannotCalculateChanges", str(exc))
-    if isinstance(exc, CommandFailed):
-        # The upstream refused something the gateway asked; its words may name mailboxes.
-        return MethodError("serverFail", "The mail server refused the operation.")
-    if isinstance(exc, (ImapError, LockTimeout, *STORE_UNAVAILABLE)):
-        return MethodError(
-            "serverUnavailable",
-            "The mail server or the gateway's state store is unavailable; try again later.",
-        )
-    return None
 
 
 def method_registry() -> MethodRegistry[RequestEnv]:
