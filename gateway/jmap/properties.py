@@ -3,9 +3,9 @@
 Each type declares its named properties once, in the order its default property set is
 returned, with what RFC 8620 5.3 and the type's own RFC say of each: server-set (a client
 never gives it), immutable (fixed once created), always returned (``id``, RFC 8620 5.1),
-part of the default set, and where the value comes from (a type-specific tag: for Email,
-what the fetch must load). /get validation, /set validation and a fetch plan then read
-the table instead of each keeping its own list.
+part of the default set, where the value comes from (a type-specific tag: for Email, what
+the fetch must load) and, for values read straight off a record, how. /get validation,
+/set validation and a fetch plan then read the table instead of each keeping its own list.
 
 Properties that follow a rule rather than a name (Email's ``header:Name:asForm:all``) are
 not rows; the type passes a predicate for them.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gateway.jmap.errors import MethodError
 
@@ -34,6 +34,9 @@ class Property(Generic[S]):
     default: bool = True
     # RFC 8620 5.1: "id" is always returned, whatever properties asks for.
     always: bool = False
+    # How the value is read from the type's own record, for properties read one by one
+    # (Email's index metadata); None where the type renders the property otherwise.
+    read: Callable[[Any], Any] | None = None
 
 
 class PropertyTable(Generic[S]):
