@@ -24,15 +24,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Literal, TypeAlias, TypeVar
 
 from gateway.imap import mutf7
+from gateway.imap.dates import MONTHS
 from gateway.imap.errors import CommandFailed, ProtocolError
+from gateway.imap.fetch import BodySection
 from gateway.imap.sequence import UidSet, parse_ranges
 
 Value: TypeAlias = "str | bytes | list[Value] | None"
 Status = Literal["OK", "NO", "BAD"]
 _T = TypeVar("_T")
-
-# RFC 3501 9: date-month, always English; shared with the command builder.
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 _STATUS_KEYWORDS = frozenset({"OK", "NO", "BAD", "BYE", "PREAUTH"})
 _TAGGED_STATUSES: dict[str, Status] = {"OK": "OK", "NO": "NO", "BAD": "BAD"}
@@ -650,12 +649,12 @@ class FetchItem:
     seq: int
     items: dict[str, Value]
 
-    def get(self, name: str) -> Value:
+    def get(self, name: str | BodySection) -> Value:
         """The generic value of an item (BODYSTRUCTURE, ENVELOPE, ...) or None if absent."""
-        return self.items.get(fetch_key(name))
+        return self.items.get(fetch_key(str(name)))
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and fetch_key(name) in self.items
+        return isinstance(name, str | BodySection) and fetch_key(str(name)) in self.items
 
     @property
     def uid(self) -> int | None:
@@ -711,12 +710,12 @@ class FetchItem:
                 return value
         return None
 
-    def section(self, name: str) -> bytes | None:
+    def section(self, name: str | BodySection) -> bytes | None:
         """A body section (``BODY[...]``, ``BINARY[...]``) as bytes; None if NIL or absent."""
         value = self.get(name)
         if value is None or isinstance(value, bytes):
             return value
-        raise ProtocolError(f"{fetch_key(name)} is not a string")
+        raise ProtocolError(f"{fetch_key(str(name))} is not a string")
 
     def _optional(self, name: str, convert: Callable[[Value, str], _T]) -> _T | None:
         return _take(self.items, name, convert)
