@@ -19,6 +19,8 @@ from gateway.imap.commands import Command, Uids, astring, sequence_set
 
 # RFC 3501 9: section-part = nz-number *("." nz-number), then at most one section-text.
 _SECTION = re.compile(r"(?:[1-9][0-9]*(?:\.[1-9][0-9]*)*(?:\.(?:HEADER|TEXT|MIME))?|HEADER|TEXT)?")
+# RFC 5322 3.6.8: field-name = 1*ftext, printable ASCII but ":".
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
 
 
 class Attr(enum.StrEnum):
@@ -55,7 +57,7 @@ class BodySection:
         if self.fields and self.section and not self.section[-1].isdigit():
             raise ValueError("HEADER.FIELDS follows a part number or nothing")
         for name in self.fields:
-            if not isinstance(astring(name), str):
+            if not _FIELD_NAME.fullmatch(name):
                 raise ValueError(f"not a header field name: {name!r}")
         if self.partial is not None and (self.partial[0] < 0 or self.partial[1] < 1):
             raise ValueError("a partial fetch starts at 0 or later and asks for one octet or more")
