@@ -1,7 +1,7 @@
 """One upstream IMAP connection: bytes in, parsed responses out, one command at a time.
 
 The transport is asyncio streams; framing and parsing are the pure functions of
-:mod:`gateway.imap.framing` and :mod:`gateway.imap.parse`. A connection never carries two
+:mod:`gateway.imap.framing` and :mod:`gateway.imap.responses`. A connection never carries two
 commands at once (the pool hands it to one task at a time, and a lock makes sure), so every
 untagged response read while a command runs belongs to that command's result.
 
@@ -54,18 +54,10 @@ from gateway.imap.observer import (
     round_trip_name,
     verb,
 )
-from gateway.imap.parse import (
-    Continuation,
-    SelectState,
-    Tagged,
-    Untagged,
-    fold_select,
-    parse_capabilities,
-    parse_enabled,
-    parse_esearch,
-    parse_response,
-    parse_search,
-)
+from gateway.imap.responses.capabilities import parse_capabilities, parse_enabled
+from gateway.imap.responses.search import parse_esearch, parse_search
+from gateway.imap.responses.select import SelectState, fold_select
+from gateway.imap.responses.tokens import Continuation, Tagged, Untagged, parse_response
 from gateway.imap.search import Criterion, uid_search
 from gateway.imap.sequence import UidSet
 

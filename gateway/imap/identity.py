@@ -21,7 +21,7 @@ from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import ProtocolError
 from gateway.imap.mailboxes import StatusItem, status
-from gateway.imap.parse import parse_status
+from gateway.imap.responses.status import parse_status
 
 # RFC 8474 4: objectid = 1*255(ALPHA / DIGIT / "_" / "-"); Dovecot's GUIDs are 32 hex digits.
 _OBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")

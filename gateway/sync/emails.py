@@ -29,7 +29,7 @@ from gateway.cache.thread_links import ThreadLinks
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.fetch import Attr, BodySection, FetchAtt, uid_fetch
-from gateway.imap.parse import FetchItem, fetches_by_uid
+from gateway.imap.responses.fetch import FetchItem, fetches_by_uid
 from gateway.imap.search import ALL, Criterion, Uid
 from gateway.imap.sequence import UidSet, from_uid, split_uid_set
 from gateway.mime.bodyparts import parse_cost

@@ -33,15 +33,10 @@ from gateway.imap import mailboxes
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.mailboxes import ListReturn, StatusItem
-from gateway.imap.parse import (
-    ListEntry,
-    StatusEntry,
-    Untagged,
-    decode_mailbox_name,
-    mailbox_raw,
-    parse_list,
-    parse_status,
-)
+from gateway.imap.responses.list import ListEntry, parse_list
+from gateway.imap.responses.status import StatusEntry, parse_status
+from gateway.imap.responses.tokens import Untagged
+from gateway.imap.responses.values import decode_mailbox_name, mailbox_raw
 from gateway.sync.flight import SingleFlight
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.imap.fetch import Attr, BodySection, uid_fetch
-from gateway.imap.parse import Untagged, parse_fetch, parse_response
+from gateway.imap.responses.fetch import parse_fetch
+from gateway.imap.responses.tokens import Untagged, parse_response
 from gateway.imap.sequence import UidSet, from_uid
 from tests.imap.wire import wire
 

@@ -7,7 +7,8 @@ import re
 
 from gateway.imap import mailboxes, messages
 from gateway.imap.fetch import Attr, BodySection, uid_fetch
-from gateway.imap.parse import fetches_by_uid, parse_appenduid
+from gateway.imap.responses.codes import parse_appenduid
+from gateway.imap.responses.fetch import fetches_by_uid
 from gateway.imap.search import (
     ALL,
     And,

@@ -20,7 +20,7 @@ from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap import messages
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
-from gateway.imap.parse import parse_appenduid, parse_copyuid
+from gateway.imap.responses.codes import parse_appenduid, parse_copyuid
 from gateway.imap.search import Header, Larger, Smaller, Uid
 from gateway.imap.sequence import from_uid
 

@@ -16,7 +16,7 @@ from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.connection import ImapConnection
 from gateway.imap.fetch import Attr
-from gateway.imap.parse import Value
+from gateway.imap.responses.tokens import Value
 from gateway.mime.bodyparts import BodyPart, from_plain, has_attachment, text_html_attachments
 from gateway.mime.limits import MAX_DEPTH
 from gateway.translators.email.fetch import fetch_items

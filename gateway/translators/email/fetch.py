@@ -16,7 +16,8 @@ from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.connection import ImapConnection
 from gateway.imap.fetch import Attr, BodySection, FetchAtt, uid_fetch
-from gateway.imap.parse import FetchItem, TextSection, fetches_by_uid, text_sections
+from gateway.imap.responses.bodystructure import TextSection, text_sections
+from gateway.imap.responses.fetch import FetchItem, fetches_by_uid
 from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import (
     BodyPart,

@@ -20,7 +20,8 @@ from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap import messages
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed
-from gateway.imap.parse import fetches_by_uid, parse_copyuid, parse_modified
+from gateway.imap.responses.codes import parse_copyuid, parse_modified
+from gateway.imap.responses.fetch import fetches_by_uid
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.jmap.errors import SetError
 from gateway.translators.email.placement import FlagStore, FolderWork, Plan

@@ -25,7 +25,7 @@ from gateway.env import RequestEnv
 from gateway.imap import mailboxes, mutf7
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed, ImapError
-from gateway.imap.parse import parse_status
+from gateway.imap.responses.status import parse_status
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError, SetError
 from gateway.jmap.standard import check_if_in_state, parse_set
