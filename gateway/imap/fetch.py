@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from gateway.imap.commands import Command, Uids, astring, sequence_set
@@ -50,6 +50,8 @@ class BodySection:
     fields: tuple[str, ...] = ()
     partial: tuple[int, int] | None = None
     peek: bool = True
+    # The item's text, made once: it is written into commands and looked up in answers.
+    text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _SECTION.fullmatch(self.section):
@@ -61,8 +63,12 @@ class BodySection:
                 raise ValueError(f"not a header field name: {name!r}")
         if self.partial is not None and (self.partial[0] < 0 or self.partial[1] < 1):
             raise ValueError("a partial fetch starts at 0 or later and asks for one octet or more")
+        object.__setattr__(self, "text", self._render())
 
     def __str__(self) -> str:
+        return self.text
+
+    def _render(self) -> str:
         spec = self.section
         if self.fields:
             names = " ".join(str(astring(name)) for name in self.fields)
@@ -76,7 +82,7 @@ class BodySection:
 FetchAtt: TypeAlias = Attr | BodySection
 
 
-def uid_fetch(uids: Uids, items: Sequence[FetchAtt] | Iterable[FetchAtt]) -> Command:
+def uid_fetch(uids: Uids, items: Iterable[FetchAtt]) -> Command:
     """``UID FETCH uids (items)``, the items in the order given."""
     wanted = " ".join(map(str, items))
     if not wanted:
