@@ -146,7 +146,22 @@ service imap-login {
 service imap {
   process_limit = 1024
 }
-$penalty""")
+$penalty$quota""")
+
+# The quota plugin as ../shared/harness/README.md (1.2) records it: every user gets the
+# same limits; a message-count rule, and quota_max_mail_size (APPEND answers [LIMIT]).
+QUOTA_CONF = Template("""
+mail_plugins = $$mail_plugins quota
+protocol imap {
+  mail_plugins = $$mail_plugins imap_quota
+}
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+  quota_rule = *:messages=$messages
+  quota_max_mail_size = $max_mail_size
+}
+""")
 
 # Unless the client's address reaches Dovecot (ID, from login_trusted_networks), every login
 # comes from the gateway's one address, and Dovecot's per-IP auth penalty would delay every
@@ -190,6 +205,8 @@ class Dovecot:
     trusted_networks: str = ""
     # An RFC 7662 endpoint for an oauth2 passdb (OAUTHBEARER, XOAUTH2); None: no tokens.
     oauth2_introspection_url: str | None = None
+    # Per-user quota: (messages, largest message in octets); None: no quota plugin.
+    quota: tuple[int, int] | None = None
 
     @property
     def config(self) -> Path:
@@ -239,6 +256,11 @@ class Dovecot:
                     else ""
                 ),
                 penalty="" if self.auth_penalty else NO_AUTH_PENALTY,
+                quota=(
+                    ""
+                    if self.quota is None
+                    else QUOTA_CONF.substitute(messages=self.quota[0], max_mail_size=self.quota[1])
+                ),
                 root=self.root,
                 imap_port=self.imap_port,
                 imaps_port=self.imaps_port,

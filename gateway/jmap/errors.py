@@ -1,77 +1,83 @@
 """The closed set of JMAP errors, each converted to JSON in exactly one place.
 
 Translators raise these; the dispatcher (method errors) and the HTTP layer (request
-errors) turn them into responses. Unknown type names are refused when the error is
-built, so a typo fails in tests instead of reaching a client as an unknown type,
+errors) turn them into responses. The types are closed sets that mypy knows, so a
+misspelt type fails type checking, and one mypy cannot see (built from data) is refused
+when the error is built: either way a typo never reaches a client as an unknown type,
 which clients must treat as serverFail (RFC 8620 3.6.2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args
 
 REQUEST_ERROR_PREFIX = "urn:ietf:params:jmap:error:"
 
+# Each closed set is a Literal, so mypy refuses a misspelt type where an error is built;
+# the frozenset beside it is the same set at run time, for values mypy cannot see.
+
 # RFC 8620 3.6.1: the request-level problem types.
-REQUEST_ERROR_TYPES = frozenset({"unknownCapability", "notJSON", "notRequest", "limit"})
+RequestErrorType = Literal["unknownCapability", "notJSON", "notRequest", "limit"]
+REQUEST_ERROR_TYPES: frozenset[str] = frozenset(get_args(RequestErrorType))
 
-# RFC 8620 3.6.2 (any method), 5.1-5.6 (standard methods).
-METHOD_ERROR_TYPES = frozenset(
-    {
-        "serverUnavailable",
-        "serverFail",
-        "serverPartialFail",
-        "unknownMethod",
-        "invalidArguments",
-        "invalidResultReference",
-        "forbidden",
-        "accountNotFound",
-        "accountNotSupportedByMethod",
-        "accountReadOnly",
-        "requestTooLarge",
-        "cannotCalculateChanges",
-        "stateMismatch",
-        "anchorNotFound",
-        "unsupportedSort",
-        "unsupportedFilter",
-        "tooManyChanges",
-        "fromAccountNotFound",
-        "fromAccountNotSupportedByMethod",
-    }
-)
+# RFC 8620 3.6.2 (any method), 5.1-5.6 (standard methods), 6.3 (Blob/copy).
+MethodErrorType = Literal[
+    "serverUnavailable",
+    "serverFail",
+    "serverPartialFail",
+    "unknownMethod",
+    "invalidArguments",
+    "invalidResultReference",
+    "forbidden",
+    "accountNotFound",
+    "accountNotSupportedByMethod",
+    "accountReadOnly",
+    "requestTooLarge",
+    "cannotCalculateChanges",
+    "stateMismatch",
+    "anchorNotFound",
+    "unsupportedSort",
+    "unsupportedFilter",
+    "tooManyChanges",
+    "fromAccountNotFound",
+    "fromAccountNotSupportedByMethod",
+]
+METHOD_ERROR_TYPES: frozenset[str] = frozenset(get_args(MethodErrorType))
 
-# RFC 8620 5.3 and 5.4, RFC 8621 (Mailbox, Email, EmailSubmission).
-SET_ERROR_TYPES = frozenset(
-    {
-        "forbidden",
-        "overQuota",
-        "tooLarge",
-        "rateLimit",
-        "notFound",
-        "invalidPatch",
-        "willDestroy",
-        "invalidProperties",
-        "singleton",
-        "alreadyExists",
-        "mailboxHasChild",
-        "mailboxHasEmail",
-        "blobNotFound",
-        "tooManyKeywords",
-        "tooManyMailboxes",
-        "invalidEmail",
-        "tooManyRecipients",
-        "noRecipients",
-        "invalidRecipients",
-        "forbiddenMailFrom",
-        "forbiddenFrom",
-        "forbiddenToSend",
-        "cannotUnsend",
-        # Like the method error of the same name, for one object: the upstream failed to
-        # make the change (RFC 8620 5.3 lets methods define further SetError types).
-        "serverFail",
-    }
-)
+# RFC 8620 5.3 and 5.4, RFC 8621 (Mailbox 2.5, Email 4.6 and 4.8, Identity 6.3,
+# EmailSubmission 7.5).
+SetErrorType = Literal[
+    "forbidden",
+    "overQuota",
+    "tooLarge",
+    "rateLimit",
+    "notFound",
+    "invalidPatch",
+    "willDestroy",
+    "invalidProperties",
+    "singleton",
+    "alreadyExists",
+    "mailboxHasChild",
+    "mailboxHasEmail",
+    "blobNotFound",
+    "tooManyKeywords",
+    "tooManyMailboxes",
+    "invalidEmail",
+    "tooManyRecipients",
+    "noRecipients",
+    "invalidRecipients",
+    "forbiddenMailFrom",
+    "forbiddenFrom",
+    "forbiddenToSend",
+    "cannotUnsend",
+    # Like the method error of the same name, for one object: the upstream failed to
+    # make the change (RFC 8620 5.3 lets methods define further SetError types).
+    "serverFail",
+]
+SET_ERROR_TYPES: frozenset[str] = frozenset(get_args(SetErrorType))
+
+_Type = TypeVar("_Type", bound=str)
 
 
 def problem(status: int, title: str, detail: str, type_: str = "about:blank") -> dict[str, Any]:
@@ -86,7 +92,12 @@ class RequestError(Exception):
     """The whole request is rejected (RFC 8620 3.6.1); the HTTP layer sends `to_problem()`."""
 
     def __init__(
-        self, type_: str, detail: str, *, limit: str | None = None, status: int = 400
+        self,
+        type_: RequestErrorType,
+        detail: str,
+        *,
+        limit: str | None = None,
+        status: int = 400,
     ) -> None:
         if type_ not in REQUEST_ERROR_TYPES:
             raise ValueError(f"unknown request error type {type_!r}")
@@ -116,14 +127,14 @@ class RequestError(Exception):
         return body
 
 
-class _TypedError(Exception):
+class _TypedError(Exception, Generic[_Type]):
     """Shared shape of method errors and SetErrors: a checked type, a description, extras."""
 
     TYPES: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
-        type_: str,
+        type_: _Type,
         description: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
@@ -145,7 +156,7 @@ class _TypedError(Exception):
         return payload
 
 
-class MethodError(_TypedError):
+class MethodError(_TypedError[MethodErrorType]):
     """One method call fails (RFC 8620 3.6.2); the dispatcher emits an "error" response."""
 
     TYPES = METHOD_ERROR_TYPES
@@ -168,7 +179,7 @@ class MethodError(_TypedError):
         return self._payload()
 
 
-class SetError(_TypedError):
+class SetError(_TypedError[SetErrorType]):
     """One create/update/destroy of a /set or /copy fails (RFC 8620 5.3).
 
     It is an exception so per-record code can raise it; the /set loop catches it and
@@ -179,7 +190,7 @@ class SetError(_TypedError):
 
     def __init__(
         self,
-        type_: str,
+        type_: SetErrorType,
         description: str | None = None,
         extra: Mapping[str, Any] | None = None,
         *,

@@ -14,12 +14,12 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.jmap.errors import MethodError, SetError
+from gateway.jmap.errors import MethodError, MethodErrorType, SetError
 
 logger = logging.getLogger(__name__)
 
 # RFC 8620 3.6.2: the method errors that mean the server failed, fully or in part.
-FAILURES = frozenset({"serverFail", "serverPartialFail"})
+FAILURES: frozenset[MethodErrorType] = frozenset({"serverFail", "serverPartialFail"})
 # RFC 8620 5.3, 5.4 and 6.3: where /set, /copy and Blob/copy report objects that failed.
 SET_ERROR_MAPS = ("notCreated", "notUpdated", "notDestroyed", "notCopied")
 

@@ -17,7 +17,7 @@ from email.header import Header
 from email.headerregistry import AddressHeader, HeaderRegistry, UnstructuredHeader
 from email.policy import Policy
 from email.utils import format_datetime, quote
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from gateway.mime.headers import (
     HeaderForm,
@@ -57,12 +57,17 @@ _FOLDING: Final = re.compile(r"\r\n(?=[ \t])")
 _T = TypeVar("_T")
 
 
+# The RFC 8620 5.3 and RFC 8621 4.6 SetError types a create can fail with (this layer knows
+# no JMAP module; the translator hands the type on, and mypy checks it is one of JMAP's).
+ComposeErrorType = Literal["invalidProperties", "blobNotFound", "tooLarge"]
+
+
 class ComposeError(Exception):
-    """Why a create cannot become a message; ``type`` is the RFC 8620 5.3 SetError type."""
+    """Why a create cannot become a message; ``type`` is the SetError type."""
 
     def __init__(
         self,
-        type: str,
+        type: ComposeErrorType,
         description: str = "",
         *,
         properties: Sequence[str] = (),

@@ -40,6 +40,7 @@ from gateway.translators.email.patch import MAX_KEYWORDS
 from gateway.translators.email.view import synced_view
 from gateway.translators.keywords import flags_from_keywords, is_valid_keyword
 from gateway.translators.mailbox.view import MailboxView
+from gateway.translators.upstream_refusals import Work, refused
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,6 @@ PLACEMENT = frozenset({"mailboxIds", "keywords", "receivedAt"})
 # "now" for a date more than two hours ahead: the created Email reports what was stored.
 EARLIEST_RECEIVED_AT = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
 LATEST_RECEIVED_AT = datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC)
-_APPEND_ERRORS = {
-    "OVERQUOTA": ("overQuota", "the mail server's quota is exhausted"),
-    "TOOBIG": ("tooLarge", "the mail server refuses messages this large"),
-    "LIMIT": ("tooLarge", "the mail server's limit is reached"),
-    "PARSE": ("invalidEmail", "the mail server cannot parse the message"),
-    "NOPERM": ("forbidden", "the mail server does not allow this"),
-}
 
 
 @dataclass(frozen=True)
@@ -295,10 +289,7 @@ async def _store_one(env: RequestEnv, view: MailboxView, delivery: Delivery) -> 
                         return first, uid
                 return await deliver(conn, view.records, delivery)
         except CommandFailed as exc:
-            type_, description = _APPEND_ERRORS.get(
-                exc.code or "", ("serverFail", "the mail server refused the message")
-            )
-            raise SetError(type_, description, cause=exc) from None
+            raise refused(exc, Work.NEW_MESSAGE) from None
         except (ImapError, NoAppendUid) as exc:
             log.warning("storing a message: answer lost (%s); looking for it", exc)
             lost = exc

@@ -25,15 +25,9 @@ from gateway.imap.responses.fetch import fetches_by_uid
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.jmap.errors import SetError
 from gateway.translators.email.placement import FlagStore, FolderWork, Plan
+from gateway.translators.upstream_refusals import Work, refused
 
 log = logging.getLogger(__name__)
-
-# RFC 5530 codes, as what they mean for one Email.
-_CODE_ERRORS = {
-    "OVERQUOTA": ("overQuota", "the mail server's quota is exhausted"),
-    "LIMIT": ("tooManyKeywords", "the mail server's limit is reached"),
-    "NOPERM": ("forbidden", "the mail server does not allow this"),
-}
 
 
 @dataclass
@@ -245,7 +239,4 @@ def _fail(outcome: Outcome, emails: Iterable[str], error: SetError) -> None:
 
 
 def _set_error(exc: CommandFailed) -> SetError:
-    type_, description = _CODE_ERRORS.get(
-        exc.code or "", ("serverFail", "the mail server refused the change")
-    )
-    return SetError(type_, description, cause=exc)
+    return refused(exc, Work.EMAIL_CHANGE)

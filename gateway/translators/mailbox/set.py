@@ -36,6 +36,7 @@ from gateway.translators.mailbox.objects import (
     SERVER_SET,
 )
 from gateway.translators.mailbox.view import MailboxView, current_view
+from gateway.translators.upstream_refusals import Work, refused
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,6 @@ MAX_FULL_NAME_OCTETS = 254
 # any 109 octets take at most 254, some 110 take 257.
 MAX_NAME_OCTETS = 109
 ROLE_FLAGS = {role: attribute for attribute, role in ROLE_ATTRIBUTES.items()}
-# RFC 5530 response codes and what they mean for one object.
-# (SetError type, property for invalidProperties, description)
-CODE_ERRORS = {
-    "ALREADYEXISTS": ("invalidProperties", "name", "a mailbox with this name already exists"),
-    "USEATTR": ("invalidProperties", "role", "the mail server refuses this role here"),
-    "NONEXISTENT": ("notFound", None, "the mailbox no longer exists upstream"),
-    "NOPERM": ("forbidden", None, "the mail server does not allow this"),
-    "OVERQUOTA": ("overQuota", None, "the mail server's quota is exhausted"),
-    "LIMIT": ("overQuota", None, "the mail server's limit is reached"),
-}
 
 
 class PartialFailure(Exception):
@@ -607,10 +598,4 @@ def _sort_order(value: object) -> int | None:
 
 
 def _upstream_error(exc: CommandFailed) -> SetError:
-    """RFC 5530 codes name what went wrong; the server's own words are not passed on."""
-    kind, prop, description = CODE_ERRORS.get(
-        exc.code or "", ("forbidden", None, "the mail server refused")
-    )
-    if prop is not None:
-        return SetError.invalid_properties([prop], description)
-    return SetError(kind, description)
+    return refused(exc, Work.MAILBOX)
