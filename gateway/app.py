@@ -1,13 +1,12 @@
 """The HTTP surface (RFC 8620 2 and 3): well-known redirect, Session, API; health probes.
 
-Thin on purpose: each route authenticates, applies the request limits, and hands the work to
-:mod:`gateway.jmap`. Every error leaves as a problem document (RFC 7807), never a traceback.
+Thin on purpose: each route authenticates, reads the request, and hands the work to what every
+transport shares: :mod:`gateway.api_runner` for API requests. Every error leaves as the problem
+document (RFC 7807) :mod:`gateway.problems` describes, never a traceback.
 """
 
 from __future__ import annotations
 
-import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,16 +18,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import logs, services
-from gateway.auth import Principal
+from gateway.api_runner import run_api
 from gateway.blob_routes import add_blob_routes
-from gateway.cache.limits import TooManyConcurrent
-from gateway.cache.locks import LockTimeout
-from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.config import Settings
-from gateway.env import RequestEnv
 from gateway.http import (
-    RETRY_AFTER_SECONDS,
-    HttpProblem,
     JsonResponse,
     ProblemResponse,
     authenticate,
@@ -37,16 +30,10 @@ from gateway.http import (
     while_connected,
 )
 from gateway.http_protocol import BODY_TIMED_OUT
-from gateway.imap.errors import ImapError
-from gateway.jmap.dispatch import process_request
-from gateway.jmap.errors import RequestError, problem
-from gateway.jmap.protocol import parse_request
-from gateway.jmap.session import API_PATH, SESSION_PATH, account_access
+from gateway.jmap.errors import problem
+from gateway.jmap.session import API_PATH, SESSION_PATH
 from gateway.metrics import Metrics, MetricsPort
-from gateway.offload import sized
-
-log = logging.getLogger(__name__)
-
+from gateway.problems import DESCRIBED
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
@@ -113,64 +100,35 @@ def _add_routes(app: FastAPI) -> None:
     async def api(request: Request) -> JsonResponse:
         principal = await authenticate(request)
         svc = services_of(request)
-        # Read before taking a concurrency slot: a body trickling in holds none.
+        # Read before the runner takes a concurrency slot: a body trickling in holds none.
         body = await read_body(request, svc.limits.max_size_request)
-        try:
-            async with svc.api_limiter.admit(principal.account_id):
-                work = _run_api(request, body, svc, principal)
-                return await while_connected(request, work, svc.metrics.http_abandoned.inc)
-        except TooManyConcurrent:
-            # RFC 6585: 429 tells the client to retry later.
-            raise RequestError(
-                "limit",
-                f"More than {svc.limits.max_concurrent_requests} requests are in progress "
-                "for this account.",
-                limit="maxConcurrentRequests",
-                status=429,
-            ) from None
+        work = run_api(
+            svc,
+            principal,
+            body,
+            request.headers.get("content-type"),
+            on_calls=lambda calls: _note_calls(request, calls),
+        )
+        response = await while_connected(request, work, svc.metrics.http_abandoned.inc)
+        return JsonResponse(response)
 
 
 def settings_of(app: FastAPI) -> Settings:
     return app.state.services.settings  # type: ignore[no-any-return]
 
 
-async def _run_api(
-    request: Request, body: bytes, svc: services.Services, principal: Principal
-) -> JsonResponse:
-    # A body of megabytes takes tens of milliseconds to check and parse: beside the loop.
-    jmap_request = await sized(
-        len(body),
-        parse_request,
-        body,
-        request.headers.get("content-type"),
-        svc.limits,
-        svc.capabilities.keys(),
-    )
-    request.scope["state"]["calls"] = [call.name for call in jmap_request.method_calls]
-    session_state = svc.session(principal)["state"]
-    response = await process_request(
-        jmap_request,
-        svc.registry,
-        account_access(svc.accounts(principal)),
-        RequestEnv(svc, principal),
-        session_state,
-        map_error=services.map_error,
-        on_call=svc.metrics.call,
-    )
-    return JsonResponse(response)
+def _note_calls(request: Request, calls: list[str]) -> None:
+    """Keep the request's method names for its access log line."""
+    request.scope["state"]["calls"] = calls
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestError)
-    async def request_error(request: Request, exc: RequestError) -> ProblemResponse:
-        body = exc.to_problem()
-        if exc.status == 429:
-            return ProblemResponse(body, {"Retry-After": "1"})
-        return ProblemResponse(body)
+    async def described(request: Request, exc: Exception) -> ProblemResponse:
+        return ProblemResponse.of(exc)
 
-    @app.exception_handler(HttpProblem)
-    async def http_problem(request: Request, exc: HttpProblem) -> ProblemResponse:
-        return ProblemResponse(exc.body, exc.headers)
+    # Exception's handler answers unexpected failures (500); the server still sees them raised.
+    for failure in (*DESCRIBED, Exception):
+        app.add_exception_handler(failure, described)
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -185,29 +143,6 @@ def _add_error_handlers(app: FastAPI) -> None:
         title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
         headers = dict(exc.headers) if exc.headers else None
         return ProblemResponse(problem(exc.status_code, title, str(exc.detail)), headers)
-
-    async def state_store_down(request: Request, exc: Exception) -> ProblemResponse:
-        log.warning("Redis unavailable: %s", type(exc).__name__)
-        body = problem(503, "Service Unavailable", "The gateway's state store is unavailable.")
-        return ProblemResponse(body, {"Retry-After": RETRY_AFTER_SECONDS})
-
-    for unavailable in STORE_UNAVAILABLE:
-        app.add_exception_handler(unavailable, state_store_down)
-
-    @app.exception_handler(ImapError)
-    @app.exception_handler(LockTimeout)
-    async def upstream_down(request: Request, exc: Exception) -> ProblemResponse:
-        log.warning("upstream unavailable: %s", type(exc).__name__)
-        body = problem(503, "Service Unavailable", "The upstream mail server is unavailable.")
-        return ProblemResponse(body, {"Retry-After": RETRY_AFTER_SECONDS})
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> ProblemResponse:
-        incident = secrets.token_hex(6)
-        log.error("unhandled error, incident %s", incident, exc_info=exc)
-        return ProblemResponse(
-            problem(500, "Internal Server Error", f"Unexpected error; incident {incident}.")
-        )
 
 
 class AccessLog:

@@ -19,9 +19,10 @@ from fastapi.responses import StreamingResponse
 from gateway.cache.blobs import BlobTooLarge, UploadExpired, UploadQuotaFull
 from gateway.cache.limits import TooManyConcurrent
 from gateway.env import RequestEnv
-from gateway.http import HttpProblem, JsonResponse, authenticate, services_of
+from gateway.http import JsonResponse, authenticate, services_of
 from gateway.jmap.errors import RequestError, problem
 from gateway.jmap.session import DOWNLOAD_PATH, UPLOAD_PATH
+from gateway.problems import HttpProblem, too_many_concurrent
 from gateway.translators.email.blob_read import open_blob
 
 # RFC 6838 4.2 type/subtype names, with optional parameters (e.g. charset).
@@ -50,11 +51,9 @@ def add_blob_routes(app: FastAPI) -> None:
             async with svc.upload_limiter.admit(account_id):
                 blob = await svc.blobs.put(account_id, request.stream(), limit)
         except TooManyConcurrent:
-            raise RequestError(
-                "limit",
+            raise too_many_concurrent(
+                "maxConcurrentUpload",
                 f"More than {svc.limits.max_concurrent_upload} uploads are in progress.",
-                limit="maxConcurrentUpload",
-                status=429,
             ) from None
         except BlobTooLarge:
             raise _too_large(limit) from None

@@ -18,6 +18,7 @@ from gateway.auth import Principal, Throttled, Unauthenticated
 from gateway.imap.errors import ImapError
 from gateway.jmap.errors import RequestError, problem
 from gateway.origin import client_origin
+from gateway.problems import RETRY_AFTER_SECONDS, HttpProblem, describe
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ T = TypeVar("T")
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
-RETRY_AFTER_SECONDS = "5"
 
 
 class ProblemResponse(Response):
@@ -36,21 +36,18 @@ class ProblemResponse(Response):
     def __init__(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         super().__init__(orjson.dumps(body), status_code=int(body["status"]), headers=headers)
 
+    @classmethod
+    def of(cls, exc: BaseException) -> ProblemResponse:
+        """The response to a request that failed with ``exc`` (gateway.problems.describe)."""
+        described = describe(exc)
+        return cls(described.body, described.headers)
+
 
 class JsonResponse(Response):
     media_type = JSON
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-class HttpProblem(Exception):
-    """Raised by route helpers; turned into a ProblemResponse by one handler."""
-
-    def __init__(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(body.get("detail"))
-        self.body = body
-        self.headers = headers
 
 
 def services_of(request: Request) -> services.Services:

@@ -12,30 +12,24 @@ from typing import Any
 
 from gateway.auth import Authenticator, Principal
 from gateway.cache.blobs import BlobStore
-from gateway.cache.changes import CannotCalculateChanges
 from gateway.cache.limits import ConcurrencyLimiter
-from gateway.cache.locks import LockTimeout
-from gateway.cache.store import STORE_UNAVAILABLE, SecretSource, Store, fixed_secret
+from gateway.cache.store import SecretSource, Store, fixed_secret
 from gateway.cache.throttle import LoginThrottle
 from gateway.config import Settings
 from gateway.env import RequestEnv
 from gateway.imap.connection import greet
-from gateway.imap.errors import CommandFailed, ImapError
 from gateway.imap.pool import ImapPool
-from gateway.jmap import capabilities as caps
 from gateway.jmap.capabilities import CoreLimits
-from gateway.jmap.core_methods import register_core
 from gateway.jmap.dispatch import MethodRegistry
-from gateway.jmap.errors import MethodError
-from gateway.jmap.query import SUPPORTED_COLLATIONS
-from gateway.jmap.session import AccountInfo, build_session
+from gateway.jmap.session import AccountInfo, PersonalSession
 from gateway.metrics import Metrics
 from gateway.readiness import Readiness
 from gateway.sync.emails import EmailSync
 from gateway.sync.mailboxes import MailboxSync
-from gateway.translators import blob, email, mailbox
-from gateway.translators.email.filtering import SORTS as EMAIL_SORTS
-from gateway.translators.mailbox.set import MAX_NAME_OCTETS
+from gateway.translators import core, email, mailbox
+from gateway.translators.core import core_limits
+from gateway.translators.spec import Spec, collect
+from gateway.translators.spec import method_registry as registry_of
 from gateway.upstream import imap_endpoint, imap_pool
 from gateway.usernames import UsernameFormat
 
@@ -43,6 +37,11 @@ log = logging.getLogger(__name__)
 
 # An API request holds its slot for at most this long if its process dies mid-request.
 CONCURRENCY_LEASE_SECONDS = 300.0
+
+
+# Every translator package, by its spec (gateway.translators.spec); the Session lists the
+# capabilities in this order.
+SPECS: tuple[Spec, ...] = (core.SPEC, mailbox.SPEC, email.SPEC)
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,8 @@ class Services:
     authenticator: Authenticator
     registry: MethodRegistry[RequestEnv]
     limits: CoreLimits
+    # The Session of every user, built from the specs' capability objects at start-up.
+    sessions: PersonalSession
     api_limiter: ConcurrencyLimiter
     upload_limiter: ConcurrencyLimiter
     blobs: BlobStore
@@ -64,77 +65,22 @@ class Services:
     @property
     def capabilities(self) -> dict[str, dict[str, Any]]:
         """The Session's server-wide capabilities: only what is implemented."""
-        return {caps.CORE: self.limits.to_capability(), caps.MAIL: {}}
-
-    def account_capabilities(self) -> dict[str, dict[str, Any]]:
-        """RFC 8621 1.3.1: the mail capability of a user's own account."""
-        return {
-            caps.MAIL: {
-                "maxMailboxesPerEmail": self.settings.max_mailboxes_per_email,
-                "maxMailboxDepth": None,
-                "maxSizeMailboxName": MAX_NAME_OCTETS,
-                "maxSizeAttachmentsPerEmail": self.settings.max_size_attachments_per_email,
-                "emailQuerySortOptions": sorted(EMAIL_SORTS),
-                "mayCreateTopLevelMailbox": True,
-            }
-        }
+        return self.sessions.capabilities
 
     def accounts(self, principal: Principal) -> dict[str, AccountInfo]:
         """The accounts this caller may use: exactly their own."""
-        account = AccountInfo(
-            name=principal.username,
-            is_personal=True,
-            is_read_only=False,
-            account_capabilities=self.account_capabilities(),
-        )
-        return {principal.account_id: account}
+        return self.sessions.accounts(principal.username, principal.account_id)
 
     def session(self, principal: Principal) -> dict[str, Any]:
-        return build_session(
-            username=principal.username,
-            accounts=self.accounts(principal),
-            primary_accounts={caps.MAIL: principal.account_id},
-            capabilities=self.capabilities,
-            base_url=self.settings.base_url,
-        )
+        return self.sessions.build(principal.username, principal.account_id)
 
-
-def map_error(exc: Exception) -> MethodError | None:
-    """What lower-layer failures mean to a JMAP client (RFC 8620 3.6.2)."""
-    if isinstance(exc, CannotCalculateChanges):
-        return MethodError("cannotCalculateChanges", str(exc))
-    if isinstance(exc, CommandFailed):
-        # The upstream refused something the gateway asked; its words may name mailboxes.
-        return MethodError("serverFail", "The mail server refused the operation.")
-    if isinstance(exc, (ImapError, LockTimeout, *STORE_UNAVAILABLE)):
-        return MethodError(
-            "serverUnavailable",
-            "The mail server or the gateway's state store is unavailable; try again later.",
-        )
-    return None
-
-
-def core_limits(settings: Settings) -> CoreLimits:
-    return CoreLimits(
-        max_size_upload=settings.max_size_upload,
-        max_concurrent_upload=settings.max_concurrent_upload,
-        max_size_request=settings.max_size_request,
-        max_concurrent_requests=settings.max_concurrent_requests,
-        max_calls_in_request=settings.max_calls_in_request,
-        max_objects_in_get=settings.max_objects_in_get,
-        max_objects_in_set=settings.max_objects_in_set,
-        collation_algorithms=SUPPORTED_COLLATIONS,
-        max_size_response=settings.max_size_response,
-    )
+    def session_state(self, principal: Principal) -> str:
+        """``session(principal)["state"]``, without building the Session."""
+        return self.sessions.state(principal.username, principal.account_id)
 
 
 def method_registry() -> MethodRegistry[RequestEnv]:
-    registry: MethodRegistry[RequestEnv] = MethodRegistry()
-    register_core(registry)
-    mailbox.register(registry)
-    email.register(registry)
-    blob.register(registry)
-    return registry
+    return registry_of(SPECS)
 
 
 async def start(settings: Settings, metrics: Metrics) -> Services:
@@ -165,13 +111,17 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
         greet=lambda: greet(endpoint),
         username_claim=settings.oauth_username_claim,
     )
+    catalog = collect(SPECS, settings)
     return Services(
         settings=settings,
         store=store,
         pool=pool,
         authenticator=authenticator,
-        registry=method_registry(),
+        registry=catalog.registry,
         limits=core_limits(settings),
+        sessions=PersonalSession(
+            catalog.capabilities, catalog.account_capabilities, settings.base_url
+        ),
         api_limiter=ConcurrencyLimiter(
             store.client, "api", settings.max_concurrent_requests, CONCURRENCY_LEASE_SECONDS
         ),

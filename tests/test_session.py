@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
+import pytest
+
+from gateway.config import Settings
+from tests.conftest import gateway_settings, running_gateway
+from tests.servers import Dovecot
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -83,3 +89,33 @@ async def test_session_is_not_cached_by_intermediaries(
 ) -> None:
     response = await http.get("/jmap/session", auth=alice)
     assert "no-store" in response.headers["cache-control"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"max_objects_in_get": 77, "max_mailboxes_per_email": 3},
+        {"public_url": "https://jmap.example.com/mail/", "max_size_request": 1_000_000},
+    ],
+)
+async def test_api_session_state_is_the_sessions_state(
+    dovecot: Dovecot, redis_url: str, overrides: dict[str, Any]
+) -> None:
+    # RFC 8620 3.4: sessionState is the Session's state, which the API path computes alone.
+    settings = gateway_settings(dovecot.url, redis_url, **overrides)
+    echo = {"using": [CORE], "methodCalls": [["Core/echo", {}, "c"]]}
+    async with (
+        running_gateway(settings),
+        httpx.AsyncClient(base_url=settings_url(settings)) as http,
+    ):
+        for user in ("alice", "bob"):
+            auth = httpx.BasicAuth(user, dovecot.users[user])
+            session = (await http.get("/jmap/session", auth=auth)).json()
+            answer = await http.post("/jmap/api/", json=echo, auth=auth)
+            assert answer.json()["sessionState"] == session["state"]
+
+
+def settings_url(settings: Settings) -> str:
+    """Where the test reaches the gateway, whatever public URL it advertises."""
+    return f"http://{settings.host}:{settings.port}"

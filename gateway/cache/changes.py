@@ -132,7 +132,9 @@ class AccountState:
         ``minor`` ids were updated only in properties a type reports apart (Mailbox counts,
         RFC 8621 2.2 updatedProperties). Each id takes its own modseq, so a client can be
         brought to any intermediate state when it asks for fewer changes than there are.
-        With ``pipe``, the script is queued in that transaction and None is returned.
+        With ``pipe``, the script is queued in that transaction and None is returned: the
+        gateway's writers queue it so through gateway.cache.journal.Journal, which tells the
+        process what committed (where push publishes).
         """
         pairs: list[str] = []
         for kind, ids in (("c", created), ("u", updated), ("d", destroyed), ("p", minor)):

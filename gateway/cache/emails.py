@@ -13,6 +13,7 @@ octets.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from redis.typing import EncodableT
 from gateway.cache.changes import AccountState, format_state
 from gateway.cache.codec import octets, pack, text, unpack
 from gateway.cache.keys import AccountKeys
+from gateway.cache.locks import IndexWork, Lease, index_lease
 
 EMAIL = "Email"
 THREAD = "Thread"
@@ -96,6 +98,18 @@ def decode(email_id: str, data: bytes) -> EmailRecord:
     return EmailRecord(email_id, thread_id, received_at, size, copies)
 
 
+def encode_value(value: Any) -> bytes:
+    """A structured immutable value (parsed header fields, a body structure) as
+    :meth:`EmailStore.cache` keeps it; plain lists, dicts, strings, numbers and bytes."""
+    return pack(value)
+
+
+def decode_value(data: bytes) -> Any:
+    """A value :func:`encode_value` made, as read back by :meth:`EmailStore.cached_kinds`
+    (apart, so a caller can weigh the octets and decode a large one off the loop)."""
+    return unpack(data)
+
+
 @dataclass(slots=True)
 class ThreadStats:
     """One thread as the index keeps it."""
@@ -152,8 +166,14 @@ class EmailStore:
 
     def __init__(self, client: Redis | RedisCluster, account_id: str) -> None:
         self.client = client
+        self.account_id = account_id
         self.keys = AccountKeys(account_id)
         self.state = AccountState(client, account_id)
+
+    def lease(self) -> AbstractAsyncContextManager[Lease]:
+        """Hold the account's email index lease (catch-up and flag writes; see
+        gateway.cache.index_batch for writes fenced by it)."""
+        return index_lease(self.client, self.keys, IndexWork.EMAILS)
 
     # -- records -----------------------------------------------------------------------------
 
@@ -308,6 +328,18 @@ class EmailStore:
             t: ThreadStats.decode(None if v is None else octets(v))
             for t, v in zip(wanted, values, strict=True)
         }
+
+    async def thread_refs(self, names: Iterable[bytes]) -> dict[bytes, str]:
+        """The thread each Message-ID key (gateway.sync.threads.ref_key) points at, if any."""
+        wanted = list(dict.fromkeys(names))
+        values = await self.client.hmget(self.keys.thread_refs, wanted) if wanted else []
+        return {n: text(v) for n, v in zip(wanted, values, strict=True) if v is not None}
+
+    async def thread_subjects(self, thread_ids: Iterable[str]) -> dict[str, str]:
+        """The normalised subject of each of the gateway's own threads that has one."""
+        wanted = list(dict.fromkeys(thread_ids))
+        values = await self.client.hmget(self.keys.thread_subjects, wanted) if wanted else []
+        return {t: text(v) for t, v in zip(wanted, values, strict=True) if v is not None}
 
     # -- folder marks --------------------------------------------------------------------------
 

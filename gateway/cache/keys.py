@@ -51,7 +51,8 @@ key                                    type    holds
                                                expiring (translators/email/values.py)
 ``jg:{a}:caught-up``                   string  present while the account's last catch-up is recent
                                                (GATEWAY_SYNC_INTERVAL_SECONDS)
-``jg:{a}:lock:<name>``                 string  a short lease serialising one account's sync
+``jg:{a}:lock:<name>``                 string  a short lease serialising one kind of work on
+                                               the account's index (locks.IndexWork)
 ``jg:{a}:inflight:<kind>``             zset    request token -> start time (ms), for limits of
                                                concurrent requests across replicas
 ``jg:{a}:upload:<blobId>``             string  an uploaded blob's octets, until it expires

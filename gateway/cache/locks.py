@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import secrets
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+
+from gateway.cache.keys import AccountKeys
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -92,3 +96,25 @@ async def lease(
         yield Lease(client, key, token, ttl)
     finally:
         await client.register_script(_RELEASE)(keys=[key], args=[token])
+
+
+class IndexWork(enum.Enum):
+    """Work on an account's index that one process at a time may do, across replicas; the
+    value names the lease key."""
+
+    # The email index: catch-up (a first sync of a large folder included) and flag writes.
+    EMAILS = "emails"
+    # The mailbox index: a listing (within the command timeout), then Redis writes.
+    MAILBOXES = "mailboxes"
+
+
+# (ttl, wait) per kind of work: the ttl longer than the work can take between renewals.
+_INDEX_LEASES = {IndexWork.EMAILS: (600.0, 60.0), IndexWork.MAILBOXES: (180.0, 20.0)}
+
+
+def index_lease(
+    client: Redis | RedisCluster, keys: AccountKeys, work: IndexWork
+) -> AbstractAsyncContextManager[Lease]:
+    """Hold the account's lease for ``work``; LockTimeout when another holds it too long."""
+    ttl, wait = _INDEX_LEASES[work]
+    return lease(client, keys.lock(work.value), ttl=ttl, wait=wait)

@@ -10,6 +10,7 @@ change of them alone as a minor update, so Mailbox/changes can answer ``updatedP
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, fields
 
 from redis.asyncio import Redis
@@ -18,7 +19,9 @@ from redis.typing import EncodableT
 
 from gateway.cache.changes import AccountState, format_state
 from gateway.cache.codec import pack, text, unpack
+from gateway.cache.journal import Journal
 from gateway.cache.keys import AccountKeys
+from gateway.cache.locks import IndexWork, Lease, index_lease
 
 MAILBOX = "Mailbox"
 LISTING_FIELD = "mailbox-listing"
@@ -101,12 +104,13 @@ class MailboxStore:
 
     def __init__(self, client: Redis | RedisCluster, account_id: str) -> None:
         self._client = client
+        self.account_id = account_id
         self.keys = AccountKeys(account_id)
         self.state = AccountState(client, account_id)
 
-    @property
-    def client(self) -> Redis | RedisCluster:
-        return self._client
+    def lease(self) -> AbstractAsyncContextManager[Lease]:
+        """Hold the account's mailbox index lease (the mailbox sync)."""
+        return index_lease(self._client, self.keys, IndexWork.MAILBOXES)
 
     async def snapshot(
         self,
@@ -139,12 +143,14 @@ class MailboxStore:
     async def replace(
         self, old: Mapping[str, MailboxRecord], new: Mapping[str, MailboxRecord], listing: str
     ) -> MailboxDiff:
-        """Make the index hold ``new`` and log its difference from ``old``, atomically.
+        """Make the index hold ``new`` and log its difference from ``old``, atomically (the
+        state change goes through the account's Journal).
 
         ``listing`` is a digest of the upstream listing ``new`` came from: the next sync that
         sees the same digest knows nothing changed without parsing the listing.
         """
         change = diff(old, new)
+        journal = Journal(self.state)
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.meta, LISTING_FIELD, listing)
             if change.destroyed:
@@ -153,14 +159,14 @@ class MailboxStore:
             written = [*change.created, *change.updated, *change.refreshed]
             if written:
                 pipe.hset(self.keys.mailboxes, mapping={i: encode(new[i]) for i in written})
-            await self.state.record(
+            await journal.log(
+                pipe,
                 MAILBOX,
                 created=change.created,
                 updated=change.updated,
                 destroyed=change.destroyed,
-                pipe=pipe,
             )
-            await pipe.execute()
+            journal.committed(await pipe.execute())
         return change
 
     async def meta(self, field: str) -> str | None:
@@ -179,10 +185,11 @@ class MailboxStore:
         return {text(key): int(value) for key, value in raw.items()}
 
     async def set_sort_order(self, mailbox_id: str, value: int) -> None:
+        journal = Journal(self.state)
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.sort_order, mailbox_id, value)
-            await self.state.record(MAILBOX, updated=[mailbox_id], pipe=pipe)
-            await pipe.execute()
+            await journal.log(pipe, MAILBOX, updated=[mailbox_id])
+            journal.committed(await pipe.execute())
 
     async def name_ids(self) -> dict[str, str]:
         raw = await self._client.hgetall(self.keys.mailbox_names)

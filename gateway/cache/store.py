@@ -11,7 +11,9 @@ from redis.exceptions import RedisClusterUnreachableError, RedisError, SlotNotCo
 
 from gateway.cache.changes import AccountState
 from gateway.cache.connect import redis_client
+from gateway.cache.emails import EmailStore
 from gateway.cache.keys import SECRET
+from gateway.cache.mailboxes import MailboxStore
 from gateway.cache.timed import RedisObserver
 
 # Where keyed hashes get their key: GATEWAY_SECRET, or Redis asked each time (see
@@ -93,3 +95,11 @@ class Store:
 
     def account(self, account_id: str) -> AccountState:
         return AccountState(self.client, account_id)
+
+    def mailboxes(self, account_id: str) -> MailboxStore:
+        """The account's mailbox index: what sync/ and translators read and write it by."""
+        return MailboxStore(self.client, account_id)
+
+    def emails(self, account_id: str) -> EmailStore:
+        """The account's email index (and its writes: gateway.cache.index_batch)."""
+        return EmailStore(self.client, account_id)

@@ -16,22 +16,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import ClusterPipeline
 
 from gateway.cache.codec import octets, text
-from gateway.cache.emails import decode
+from gateway.cache.emails import EmailStore, decode
 from gateway.cache.keys import AccountKeys
+from gateway.cache.locks import Lease
 from gateway.offload import off_loop
 
 
 class ThreadLinks:
-    """Reads, and writes into a caller's transaction, one account's thread bookkeeping."""
+    """Reads one account's thread bookkeeping; writes go in an index batch (write_links)."""
 
-    def __init__(self, client: Redis | RedisCluster, keys: AccountKeys) -> None:
-        self.client = client
-        self.keys = keys
+    def __init__(self, store: EmailStore) -> None:
+        self.client = store.client
+        self.keys = store.keys
 
     async def members(self, thread_ids: Iterable[str]) -> dict[str, int]:
         """The records counted for each thread that has any."""
@@ -52,37 +52,20 @@ class ThreadLinks:
             results = await pipe.execute()
         return {t: [octets(k) for k in found] for t, found in zip(wanted, results, strict=True)}
 
-    def write(
-        self,
-        pipe: Pipeline | ClusterPipeline,
-        counts: Mapping[str, int],
-        new_refs: Mapping[bytes, str],
-        emptied: Mapping[str, Iterable[bytes]],
-    ) -> None:
-        """Queue the new counts, the keys just mapped, and the removal of emptied threads
-        (with every key that pointed at them) on ``pipe``."""
-        kept = {t: n for t, n in counts.items() if t not in emptied}
-        if kept:
-            pipe.hset(self.keys.thread_members, mapping=dict(kept.items()))
-        by_thread: dict[str, list[bytes]] = {}
-        for key, thread_id in new_refs.items():
-            by_thread.setdefault(thread_id, []).append(key)
-        for thread_id, added in by_thread.items():
-            if thread_id not in emptied:
-                pipe.sadd(self.keys.thread_keys(thread_id), *added)
-        for thread_id, keys in emptied.items():
-            gone = [*keys, *by_thread.get(thread_id, [])]
-            if gone:
-                pipe.hdel(self.keys.thread_refs, *gone)
-            pipe.delete(self.keys.thread_keys(thread_id))
-            pipe.hdel(self.keys.thread_subjects, thread_id)
-            pipe.hdel(self.keys.thread_members, thread_id)
-
-    async def fill(self, pipe: Pipeline | ClusterPipeline) -> None:
-        """Queue the bookkeeping of an index made before it existed: counts from the email
-        records, keys from ``thread-refs``; entries of threads without records go at once.
+    async def fill(self, held: Lease, done_field: str) -> None:
+        """Write the bookkeeping of an index made before it existed, in one transaction
+        committed only while ``held``, with the meta field ``done_field`` saying it is done:
+        counts from the email records, keys from ``thread-refs``; entries of threads without
+        records go at once.
 
         Once per account, over its whole index: the counting runs off the event loop."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            await held.fence(pipe)
+            await self._fill(pipe)
+            pipe.hset(self.keys.meta, done_field, "1")
+            await pipe.execute()
+
+    async def _fill(self, pipe: Pipeline | ClusterPipeline) -> None:
         records = await self.client.hgetall(self.keys.emails)
         refs = await self.client.hgetall(self.keys.thread_refs)
         subjects = await self.client.hkeys(self.keys.thread_subjects)
@@ -97,6 +80,33 @@ class ThreadLinks:
         orphans = [t for t in map(text, subjects) if t not in counts]
         if orphans:
             pipe.hdel(self.keys.thread_subjects, *orphans)
+
+
+def write_links(
+    pipe: Pipeline | ClusterPipeline,
+    keys: AccountKeys,
+    counts: Mapping[str, int],
+    new_refs: Mapping[bytes, str],
+    emptied: Mapping[str, Iterable[bytes]],
+) -> None:
+    """Queue the new counts, the keys just mapped, and the removal of emptied threads
+    (with every key that pointed at them) on ``pipe``."""
+    kept = {t: n for t, n in counts.items() if t not in emptied}
+    if kept:
+        pipe.hset(keys.thread_members, mapping=dict(kept.items()))
+    by_thread: dict[str, list[bytes]] = {}
+    for key, thread_id in new_refs.items():
+        by_thread.setdefault(thread_id, []).append(key)
+    for thread_id, added in by_thread.items():
+        if thread_id not in emptied:
+            pipe.sadd(keys.thread_keys(thread_id), *added)
+    for thread_id, pointing in emptied.items():
+        gone = [*pointing, *by_thread.get(thread_id, [])]
+        if gone:
+            pipe.hdel(keys.thread_refs, *gone)
+        pipe.delete(keys.thread_keys(thread_id))
+        pipe.hdel(keys.thread_subjects, thread_id)
+        pipe.hdel(keys.thread_members, thread_id)
 
 
 def _tally(

@@ -14,6 +14,9 @@ async def echo(ctx: CallContext[Any], arguments: JsonObject) -> JsonObject:
     return arguments
 
 
+ECHO: Method[Any] = Method("Core/echo", CORE, echo, writes=False, account_arg=None)
+
+
 def register_core(registry: MethodRegistry[Any]) -> None:
     """Add the core methods to the method table."""
-    registry.add(Method("Core/echo", CORE, echo, writes=False, account_arg=None))
+    registry.add(ECHO)

@@ -7,6 +7,7 @@ cannot drift apart.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,19 @@ def build_session(
     base_url: str,
 ) -> JsonObject:
     """Build the Session object; `state` changes exactly when anything else does."""
+    session = _content(username, accounts, primary_accounts, capabilities, base_url)
+    session["state"] = _digest(session)
+    return session
+
+
+def _content(
+    username: str,
+    accounts: Mapping[str, AccountInfo],
+    primary_accounts: Mapping[str, str],
+    capabilities: Mapping[str, JsonObject],
+    base_url: str,
+) -> JsonObject:
+    """The Session object without its state, which is the digest of this."""
     # RFC 8620 2: the capabilities object MUST include urn:ietf:params:jmap:core.
     if CORE not in capabilities:
         raise ValueError("capabilities must include the core capability")
@@ -68,7 +82,7 @@ def build_session(
         if account_id not in accounts:
             raise ValueError(f"primary account {account_id!r} for {capability} is not listed")
     base = base_url.rstrip("/")
-    session: JsonObject = {
+    return {
         "capabilities": dict(capabilities),
         "accounts": {account_id: info.to_json() for account_id, info in accounts.items()},
         "primaryAccounts": dict(primary_accounts),
@@ -78,8 +92,85 @@ def build_session(
         "uploadUrl": base + UPLOAD_TEMPLATE,
         "eventSourceUrl": base + EVENT_SOURCE_TEMPLATE,
     }
-    session["state"] = _digest(session)
-    return session
+
+
+class PersonalSession:
+    """The Session of a server that gives each user exactly their own account.
+
+    Everything in it but the username and the account id is fixed for the process, so the
+    canonical JSON its state digests is encoded once, with stand-ins for those two; a
+    request's ``sessionState`` (RFC 8620 3.4) is then the digest of those pieces with the
+    caller's values between them: exactly the Session's state, without building the Session
+    and encoding its capabilities on every API request.
+    """
+
+    def __init__(
+        self,
+        capabilities: Mapping[str, JsonObject],
+        account_capabilities: Mapping[str, JsonObject],
+        base_url: str,
+    ) -> None:
+        self.capabilities = dict(capabilities)
+        self.account_capabilities = dict(account_capabilities)
+        self.base_url = base_url
+        stand_in = _content(
+            _USERNAME_STAND_IN,
+            self.accounts(_USERNAME_STAND_IN, _ACCOUNT_STAND_IN),
+            self._primary(_ACCOUNT_STAND_IN),
+            self.capabilities,
+            base_url,
+        )
+        template = orjson.dumps(stand_in, option=orjson.OPT_SORT_KEYS)
+        # The account id is the only key that varies, and the only key of its object, so
+        # sorting places every other key where it is for any caller.
+        split = _STAND_INS.split(template)
+        self._pieces: tuple[bytes, ...] = tuple(split[0::2])
+        self._holes: tuple[bytes, ...] = tuple(split[1::2])
+        # "name" and "username"; the account's key and its primaryAccounts entries. A stand-in
+        # anywhere else (only a fixed value holding a NUL could) would be replaced too.
+        expected = [_USERNAME_JSON] * 2 + [_ACCOUNT_JSON] * (1 + len(self.account_capabilities))
+        if sorted(self._holes) != sorted(expected):
+            raise ValueError("a capability object or the base URL holds a session stand-in")
+
+    def accounts(self, username: str, account_id: str) -> dict[str, AccountInfo]:
+        account = AccountInfo(
+            name=username,
+            is_personal=True,
+            is_read_only=False,
+            account_capabilities=self.account_capabilities,
+        )
+        return {account_id: account}
+
+    def build(self, username: str, account_id: str) -> JsonObject:
+        """The Session object of the user ``username`` whose account is ``account_id``."""
+        return build_session(
+            username=username,
+            accounts=self.accounts(username, account_id),
+            primary_accounts=self._primary(account_id),
+            capabilities=self.capabilities,
+            base_url=self.base_url,
+        )
+
+    def state(self, username: str, account_id: str) -> str:
+        """``build(username, account_id)["state"]``, computed from the encoded pieces."""
+        values = {_USERNAME_JSON: orjson.dumps(username), _ACCOUNT_JSON: orjson.dumps(account_id)}
+        digest = hashlib.sha256(self._pieces[0])
+        for hole, piece in zip(self._holes, self._pieces[1:], strict=True):
+            digest.update(values[hole])
+            digest.update(piece)
+        return digest.hexdigest()[:_STATE_LENGTH]
+
+    def _primary(self, account_id: str) -> dict[str, str]:
+        """RFC 8620 2: the account is primary for every capability it lists."""
+        return dict.fromkeys(self.account_capabilities, account_id)
+
+
+# Stand-ins no username, account id or setting holds (NUL), and their JSON encodings.
+_USERNAME_STAND_IN = "\x00username"
+_ACCOUNT_STAND_IN = "\x00account"
+_USERNAME_JSON = orjson.dumps(_USERNAME_STAND_IN)
+_ACCOUNT_JSON = orjson.dumps(_ACCOUNT_STAND_IN)
+_STAND_INS = re.compile(b"(" + re.escape(_USERNAME_JSON) + b"|" + re.escape(_ACCOUNT_JSON) + b")")
 
 
 def _digest(content: Any) -> str:

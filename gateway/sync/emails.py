@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 
 from gateway.cache.emails import EmailStore, FolderMark
-from gateway.cache.locks import Lease, lease
+from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MailboxRecord, MailboxStore
 from gateway.cache.thread_links import ThreadLinks
 from gateway.imap.connection import ImapConnection
@@ -47,9 +47,6 @@ STRATEGY_FIELD = "email-ids"
 DATED_FIELD = "dated-index"
 MAILBOX_STRATEGY_FIELD = "mailbox-ids"
 LINKS_FIELD = "thread-links"
-# Longer than a first sync of a large folder can take.
-LOCK_TTL = 600.0
-LOCK_WAIT = 60.0
 # New messages fetched per UID FETCH: bounds memory and the size of one index transaction.
 PAGE = 500
 DIGEST_FIELDS = (*THREAD_FIELDS, "DATE", "FROM")
@@ -105,16 +102,14 @@ class EmailSync:
         fresh: bool = False,
     ) -> None:
         """Bring the email index in step with the folders the mailbox index lists."""
-        await self._flight.run(
-            store.keys.account_id, lambda: _sync(store, conn, mailboxes), fresh=fresh
-        )
+        await self._flight.run(store.account_id, lambda: _sync(store, conn, mailboxes), fresh=fresh)
 
 
 async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore) -> None:
     dated = await store.meta(DATED_FIELD) is not None
     if dated and _stale(_folders(await mailboxes.load()), await store.marks()) == ([], []):
         return
-    async with lease(store.client, store.keys.lock("emails"), ttl=LOCK_TTL, wait=LOCK_WAIT) as held:
+    async with store.lease() as held:
         if await store.meta(DATED_FIELD) is None:
             # An index made before the by-date sets existed gets them once.
             await store.fill_dated()
@@ -129,7 +124,8 @@ async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore
         strategy = await choose_ids(conn, store)
         own_threads = strategy is not EmailIds.OBJECTID
         if own_threads and await store.meta(LINKS_FIELD) is None:
-            await _fill_thread_links(store, held)
+            # An index made before threads counted their Message-ID map gets it once.
+            await ThreadLinks(store).fill(held, LINKS_FIELD)
         writer = IndexWriter(store, held, own_threads=own_threads)
         visit = _FolderVisit(conn, store, writer, strategy, held)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
@@ -156,16 +152,6 @@ async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore
             writer.forget_folder(mailbox_id, old)
         await held.renew()
         await writer.finish()
-
-
-async def _fill_thread_links(store: EmailStore, held: Lease) -> None:
-    """Count the threads of an index made before their Message-ID map was kept with them
-    (gateway.cache.thread_links), and drop the entries of threads already gone."""
-    async with store.client.pipeline(transaction=True) as pipe:
-        await held.fence(pipe)
-        await ThreadLinks(store.client, store.keys).fill(pipe)
-        pipe.hset(store.keys.meta, LINKS_FIELD, "1")
-        await pipe.execute()
 
 
 def _links(headers: list[bytes]) -> list[Links]:
@@ -217,7 +203,7 @@ class _FolderVisit:
         self.store = store
         self.writer = writer
         self.strategy = strategy
-        self.threader = Threader(store.client, store.keys)
+        self.threader = Threader(store)
 
     async def run(self, record: MailboxRecord, mark: FolderMark | None) -> None:
         qresync = "QRESYNC" in self.conn.enabled

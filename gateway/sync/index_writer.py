@@ -18,20 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
-from redis.typing import EncodableT
-
-from gateway.cache.emails import (
-    EMAIL,
-    THREAD,
-    EmailRecord,
-    EmailStore,
-    FolderMark,
-    encode,
-    encode_mark,
-)
-from gateway.cache.keys import AccountKeys
+from gateway.cache.emails import EMAIL, THREAD, EmailRecord, EmailStore, FolderMark
+from gateway.cache.index_batch import IndexBatch, index_batch
+from gateway.cache.journal import StateChange
 from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MAILBOX
 from gateway.cache.thread_links import ThreadLinks
@@ -77,7 +66,7 @@ class IndexWriter:
         kept with them (gateway.cache.thread_links)."""
         self.store = store
         self._held = held
-        self._links = ThreadLinks(store.client, store.keys) if own_threads else None
+        self._links = ThreadLinks(store) if own_threads else None
         # (mailbox id, uid) -> email id, applied by finish()
         self._removals: dict[tuple[str, int], str] = {}
         # Folders whose uid map was deleted as a whole: no per-uid deletes for them.
@@ -87,6 +76,8 @@ class IndexWriter:
         self._emptied: list[str] = []
         # Folders gone upstream: their counts are deleted, not logged as Mailbox updates.
         self._whole_gone: set[str] = set()
+        # The states this writer's commits moved, in order (gateway.cache.journal).
+        self.changes: list[StateChange] = []
 
     async def add_copies(
         self,
@@ -141,13 +132,10 @@ class IndexWriter:
         """
         old = (await self.store.held_uids([mailbox_id]))[mailbox_id]
         self._retire(mailbox_id, old)
-        keys = self.store.keys
-        async with self.store.client.pipeline(transaction=True) as pipe:
-            await self._fence(pipe)
+        async with index_batch(self.store, self._held) as batch:
             if old:
-                pipe.hset(keys.old_uids(mailbox_id), mapping=dict(old.items()))
-            pipe.delete(keys.uids(mailbox_id))
-            await pipe.execute()
+                batch.keep_old_uids(mailbox_id, old)
+            batch.drop_uid_map(mailbox_id)
 
     def empty_folder(self, mailbox_id: str, old: dict[int, str], mark: FolderMark) -> None:
         """A folder the upstream shows empty (``old``: what it held): its copies go."""
@@ -185,29 +173,16 @@ class IndexWriter:
                 if mailbox_id not in self._whole:
                     batch.uid_dels.setdefault(mailbox_id, []).append(uid)
             await self._write(batch)
-        keys = self.store.keys
-        async with self.store.client.pipeline(transaction=True) as pipe:
-            await self._fence(pipe)
+        async with index_batch(self.store, self._held) as folders:
             for mailbox_id in self._whole:
-                pipe.delete(keys.old_uids(mailbox_id))
+                folders.drop_old_uids(mailbox_id)
             for mailbox_id in self._emptied:
-                pipe.delete(keys.uids(mailbox_id))
+                folders.drop_uid_map(mailbox_id)
             for mailbox_id in self._dropped:
-                pipe.hdel(keys.folder_marks, mailbox_id)
-                pipe.delete(keys.uids(mailbox_id))
-                pipe.hdel(keys.counts, *(f"{mailbox_id}:{kind}" for kind in KINDS))
-            if self._marks:
-                pipe.hset(
-                    keys.folder_marks,
-                    mapping={m: encode_mark(mark) for m, mark in self._marks.items()},
-                )
-            await pipe.execute()
+                folders.forget_folder(mailbox_id, KINDS)
+            folders.set_marks(self._marks)
 
     # -- internals -------------------------------------------------------------------------
-
-    async def _fence(self, pipe: Pipeline | ClusterPipeline) -> None:
-        if self._held is not None:
-            await self._held.fence(pipe)
 
     async def _load(self, batch: _Batch, ids: Iterable[str]) -> None:
         wanted = [i for i in dict.fromkeys(ids) if i not in batch.touched]
@@ -252,58 +227,32 @@ class IndexWriter:
             )
         outcome = apply(moves, await self.store.threads({m.thread_id for m in moves}))
         links = await self._link_changes(batch)
-        keys = self.store.keys
-        async with self.store.client.pipeline(transaction=True) as pipe:
-            await self._fence(pipe)
-            kept: dict[EncodableT, EncodableT] = {
-                i: encode(t.record) for i, t in batch.touched.items() if t.record.copies
-            }
-            gone_records = [
+        async with index_batch(self.store, self._held) as write:
+            write.put_records(t.record for t in batch.touched.values() if t.record.copies)
+            write.drop_records(
                 i for i, t in batch.touched.items() if not t.record.copies and t.existed
-            ]
-            if kept:
-                pipe.hset(keys.emails, mapping=kept)
-            if gone_records:
-                pipe.hdel(keys.emails, *gone_records)
+            )
             for mailbox_id, uid_map in batch.uid_sets.items():
-                pipe.hset(keys.uids(mailbox_id), mapping=dict(uid_map.items()))
+                write.map_uids(mailbox_id, uid_map)
             for mailbox_id, uids in batch.uid_dels.items():
-                pipe.hdel(keys.uids(mailbox_id), *uids)
-            threads: dict[EncodableT, EncodableT] = {
-                t: stats.encode() for t, stats in outcome.threads.items() if stats.members
-            }
-            if threads:
-                pipe.hset(keys.threads, mapping=threads)
-            emptied = [t for t, stats in outcome.threads.items() if not stats.members]
-            if emptied:
-                pipe.hdel(keys.threads, *emptied)
-            _date_index(pipe, keys, moves)
-            for field_name, delta in outcome.counts.items():
-                if delta:
-                    pipe.hincrby(keys.counts, field_name, delta)
-            if batch.refs:
-                pipe.hset(keys.thread_refs, mapping=dict(batch.refs.items()))
-            if batch.subjects:
-                pipe.hset(keys.thread_subjects, mapping=dict(batch.subjects.items()))
-            if self._links is not None and links is not None:
-                self._links.write(pipe, links.counts, batch.refs, links.emptied)
-            if created or updated or destroyed:
-                await self.store.state.record(
-                    EMAIL, created=created, updated=updated, destroyed=destroyed, pipe=pipe
-                )
-            if outcome.created or outcome.updated or outcome.destroyed:
-                await self.store.state.record(
-                    THREAD,
-                    created=outcome.created,
-                    updated=outcome.updated,
-                    destroyed=outcome.destroyed,
-                    pipe=pipe,
-                )
+                write.unmap_uids(mailbox_id, uids)
+            write.put_threads({t: s for t, s in outcome.threads.items() if s.members})
+            write.drop_threads(t for t, s in outcome.threads.items() if not s.members)
+            _date_index(write, moves)
+            write.add_counts(outcome.counts)
+            write.map_thread_refs(batch.refs, batch.subjects)
+            if links is not None:
+                write.link_threads(links.counts, batch.refs, links.emptied)
+            write.log(EMAIL, created=created, updated=updated, destroyed=destroyed)
+            write.log(
+                THREAD,
+                created=outcome.created,
+                updated=outcome.updated,
+                destroyed=outcome.destroyed,
+            )
             # RFC 8621 2.2: counts changed alone are a Mailbox update with updatedProperties.
-            counted = sorted(outcome.mailboxes - self._whole_gone)
-            if counted:
-                await self.store.state.record(MAILBOX, minor=counted, pipe=pipe)
-            await pipe.execute()
+            write.log(MAILBOX, minor=sorted(outcome.mailboxes - self._whole_gone))
+        self.changes += write.changes
 
 
 @dataclass(slots=True)
@@ -323,17 +272,17 @@ def _links_delta(batch: _Batch) -> Counter[str]:
     return delta
 
 
-def _date_index(pipe: Pipeline | ClusterPipeline, keys: AccountKeys, moves: list[Move]) -> None:
+def _date_index(write: IndexBatch, moves: list[Move]) -> None:
     """Keep the by-date sorted sets (Email/query's window over a folder) in step with the
     emails' visible folders."""
     for move in moves:
         before = set(move.before.mailboxes) if move.before else set()
         after = set(move.after.mailboxes) if move.after else set()
         for mailbox_id in before - after:
-            pipe.zrem(keys.dated(mailbox_id), move.email_id)
+            write.undate(move.email_id, mailbox_id)
         for mailbox_id in after - before:
-            pipe.zadd(keys.dated(mailbox_id), {move.email_id: move.received_at})
+            write.date(move.email_id, move.received_at, mailbox_id)
         if move.after is None:
-            pipe.zrem(keys.dated(), move.email_id)
+            write.undate(move.email_id)
         elif move.before is None:
-            pipe.zadd(keys.dated(), {move.email_id: move.received_at})
+            write.date(move.email_id, move.received_at)

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from gateway.cache.locks import lease
 from gateway.cache.mailboxes import LISTING_FIELD, MailboxRecord, MailboxStore
 from gateway.imap import mailboxes
 from gateway.imap.connection import ImapConnection
@@ -45,9 +44,6 @@ T = TypeVar("T")
 STRATEGY_FIELD = "mailbox-ids"
 # RFC 8474 4: objectid = 1*255(ALPHA / DIGIT / "_" / "-"); anything else is not used as an id.
 OBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
-# Longer than a sync can take (a LIST within the command timeout, then Redis writes).
-LOCK_TTL = 180.0
-LOCK_WAIT = 20.0
 INBOX = "INBOX"
 
 # RFC 8621 2: a role is the IANA mailbox attribute name in lower case (RFC 8457, RFC 6154).
@@ -326,7 +322,7 @@ class MailboxSync:
 
     async def sync(self, store: MailboxStore, conn: ImapConnection, *, fresh: bool = False) -> None:
         """The account's mailboxes, up to date (``fresh``: see SingleFlight.run)."""
-        await self._flight.run(store.keys.account_id, lambda: _sync(store, conn), fresh=fresh)
+        await self._flight.run(store.account_id, lambda: _sync(store, conn), fresh=fresh)
 
 
 async def _sync(store: MailboxStore, conn: ImapConnection) -> None:
@@ -342,7 +338,7 @@ async def _sync(store: MailboxStore, conn: ImapConnection) -> None:
         early = await list_mailboxes(conn, IdStrategy(chosen), digest)
         if early.folders is None:
             return
-    async with lease(store.client, store.keys.lock("mailboxes"), ttl=LOCK_TTL, wait=LOCK_WAIT):
+    async with store.lease():
         strategy = await choose_strategy(conn, store)
         current = await store.meta(LISTING_FIELD)
         if early is not None and current == digest:

@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.cache.emails import ThreadStats
 
-# Counter fields in the account's counts hash: "<mailbox id>:<kind>".
+# Kinds of a mailbox's counters, as the index keeps them (gateway.cache.mailboxes).
 TOTAL_EMAILS = "e"
 UNREAD_EMAILS = "u"
 TOTAL_THREADS = "t"
@@ -59,7 +59,7 @@ class Move:
 
 @dataclass
 class Outcome:
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (mailbox id, kind)
     threads: dict[str, ThreadStats] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
@@ -68,7 +68,7 @@ class Outcome:
     @property
     def mailboxes(self) -> set[str]:
         """Mailboxes whose counts changed."""
-        return {key.rsplit(":", 1)[0] for key, delta in self.counts.items() if delta}
+        return {mailbox_id for (mailbox_id, _), delta in self.counts.items() if delta}
 
 
 def apply(moves: Iterable[Move], threads: dict[str, ThreadStats]) -> Outcome:
@@ -84,9 +84,9 @@ def apply(moves: Iterable[Move], threads: dict[str, ThreadStats]) -> Outcome:
             if presence is None:
                 continue
             for mailbox_id in presence.mailboxes:
-                outcome.counts[f"{mailbox_id}:{TOTAL_EMAILS}"] += sign
+                outcome.counts[mailbox_id, TOTAL_EMAILS] += sign
                 if presence.unread:
-                    outcome.counts[f"{mailbox_id}:{UNREAD_EMAILS}"] += sign
+                    outcome.counts[mailbox_id, UNREAD_EMAILS] += sign
                 stats.mailboxes[mailbox_id] = stats.mailboxes.get(mailbox_id, 0) + sign
                 if stats.mailboxes[mailbox_id] <= 0:
                     del stats.mailboxes[mailbox_id]
@@ -100,10 +100,10 @@ def apply(moves: Iterable[Move], threads: dict[str, ThreadStats]) -> Outcome:
         new_total, new_unread = stats.shown_in()
         for mailbox_id in old_total | new_total:
             delta = (mailbox_id in new_total) - (mailbox_id in old_total)
-            outcome.counts[f"{mailbox_id}:{TOTAL_THREADS}"] += delta
+            outcome.counts[mailbox_id, TOTAL_THREADS] += delta
         for mailbox_id in old_unread | new_unread:
             delta = (mailbox_id in new_unread) - (mailbox_id in old_unread)
-            outcome.counts[f"{mailbox_id}:{UNREAD_THREADS}"] += delta
+            outcome.counts[mailbox_id, UNREAD_THREADS] += delta
         new_ids = stats.email_ids()
         if old_ids == new_ids:
             pass

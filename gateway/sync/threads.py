@@ -20,11 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-
-from gateway.cache.codec import text
-from gateway.cache.keys import AccountKeys
+from gateway.cache.emails import EmailStore
 from gateway.mime.headers import RawHeader, as_text
 from gateway.mime.limits import MESSAGE_ID_CHARS, THREAD_PARENTS, THREAD_SUBJECT_CHARS
 
@@ -124,9 +120,8 @@ class Threader:
     Message-IDs are handled as their :func:`ref_key`.
     """
 
-    def __init__(self, client: Redis | RedisCluster, keys: AccountKeys) -> None:
-        self._client = client
-        self._keys = keys
+    def __init__(self, store: EmailStore) -> None:
+        self._store = store
         self._refs: dict[bytes, str] = {}
         self._subjects: dict[str, str] = {}
         self.new_refs: dict[bytes, str] = {}
@@ -141,19 +136,10 @@ class Threader:
                 for n in (*links.parents, *([links.message_id] if links.message_id else []))
             )
         )
-        names = [n for n in names if n not in self._refs]
-        if names:
-            values = await self._client.hmget(self._keys.thread_refs, names)
-            self._refs.update(
-                {n: text(v) for n, v in zip(names, values, strict=True) if v is not None}
-            )
+        self._refs.update(await self._store.thread_refs(n for n in names if n not in self._refs))
         threads = [t for t in set(self._refs.values()) if t not in self._subjects]
-        if threads:
-            values = await self._client.hmget(self._keys.thread_subjects, threads)
-            # An empty subject is a subject ("Re:" answering a message without one).
-            self._subjects.update(
-                {t: text(v) for t, v in zip(threads, values, strict=True) if v is not None}
-            )
+        # An empty subject is a subject ("Re:" answering a message without one).
+        self._subjects.update(await self._store.thread_subjects(threads))
 
     def assign(self, email_id: str, links: Links) -> str:
         """The thread of a new message (``prepare`` must have seen its links)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.env import RequestEnv
 from gateway.jmap.capabilities import CORE
-from gateway.jmap.dispatch import CallContext, Method, MethodRegistry
+from gateway.jmap.dispatch import CallContext, Method
 from gateway.jmap.errors import MethodError, SetError
 from gateway.jmap.standard import ArgReader, as_id, as_id_list
 from gateway.translators.copying import check_from_account, not_between_accounts
@@ -64,5 +64,4 @@ async def blob_copy(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
     }
 
 
-def register(registry: MethodRegistry[RequestEnv]) -> None:
-    registry.add(Method("Blob/copy", CORE, blob_copy, writes=True))
+BLOB_COPY: Method[RequestEnv] = Method("Blob/copy", CORE, blob_copy, writes=True)

@@ -14,6 +14,7 @@ from gateway.jmap.session import (
     EVENT_SOURCE_PATH,
     UPLOAD_PATH,
     AccountInfo,
+    PersonalSession,
     account_access,
     build_session,
 )
@@ -157,3 +158,63 @@ def test_account_access_mirrors_the_session() -> None:
         "A13824": AccountAccess("A13824", frozenset({MAIL}), read_only=False),
         "A97813": AccountAccess("A97813", frozenset({MAIL}), read_only=True),
     }
+
+
+PERSONAL = PersonalSession(
+    {CORE: LIMITS.to_capability(), MAIL: {}},
+    {MAIL: {"maxMailboxDepth": 10, "emailQuerySortOptions": ["receivedAt", "size"]}},
+    "https://jmap.example.com",
+)
+
+
+def test_personal_session_is_the_session_of_the_own_account() -> None:
+    own = AccountInfo("john@example.com", True, False, PERSONAL.account_capabilities)
+    assert PERSONAL.build("john@example.com", "A13824") == session(accounts={"A13824": own})
+
+
+@pytest.mark.parametrize(
+    ("username", "account_id"),
+    [
+        ("john@example.com", "A13824"),
+        ('jöhn "the" \\ user', "a" * 25),
+        # The stand-ins the template is cut at, as real values: nothing is cut twice.
+        ("\x00username", "\x00account"),
+        ("\x00account", "\x00username"),
+        ("", "-"),
+    ],
+)
+def test_state_alone_is_the_sessions_state(username: str, account_id: str) -> None:
+    assert PERSONAL.state(username, account_id) == PERSONAL.build(username, account_id)["state"]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        PersonalSession({CORE: CoreLimits().to_capability()}, {}, "http://127.0.0.1:8080/"),
+        PersonalSession(
+            {CORE: LIMITS.to_capability(), MAIL: {}, "urn:example:x": {"k": ["v"]}},
+            {MAIL: {}, "urn:example:x": {"k": None}},
+            "https://jmap.example.com/base",
+        ),
+    ],
+)
+def test_state_alone_for_other_deployments(shape: PersonalSession) -> None:
+    for username, account_id in [("alice", "A1"), ("bob", "B2")]:
+        assert shape.state(username, account_id) == shape.build(username, account_id)["state"]
+    assert shape.state("alice", "A1") != shape.state("bob", "A1")
+    assert shape.state("alice", "A1") != shape.state("alice", "B2")
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "account_capabilities"),
+    [
+        ({CORE: {}, "urn:example:x": {"k": "\x00account"}}, {}),
+        ({CORE: {}}, {MAIL: {"k": "\x00username"}}),
+    ],
+)
+def test_a_fixed_value_holding_a_stand_in_is_refused(
+    capabilities: dict[str, Any], account_capabilities: dict[str, Any]
+) -> None:
+    # Its state would digest the caller's values in its place: refused at start-up instead.
+    with pytest.raises(ValueError, match="stand-in"):
+        PersonalSession(capabilities, account_capabilities, "https://jmap.example.com")

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.cache.keys import AccountKeys
+from gateway.cache.emails import EmailStore
 from gateway.cache.store import Store
 from gateway.mime.headers import parse_header_block
 from gateway.sync.threads import Links, Threader, normalize_subject
@@ -49,7 +49,7 @@ def test_links_put_the_nearest_parent_first() -> None:
 @pytest.fixture
 async def threader(redis_url: str) -> AsyncIterator[Threader]:
     store = Store.from_url(redis_url)
-    yield Threader(store.client, AccountKeys("a" + secrets.token_hex(4)))
+    yield Threader(EmailStore(store.client, "a" + secrets.token_hex(4)))
     await store.close()
 
 

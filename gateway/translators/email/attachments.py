@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import takewhile
 
-from gateway.cache.codec import unpack
-from gateway.cache.emails import EmailRecord, EmailStore
+from gateway.cache.emails import EmailRecord, EmailStore, decode_value
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.connection import ImapConnection
 from gateway.imap.fetch import Attr
@@ -35,7 +34,7 @@ async def has_attachments(
     answers = {i: v == b"1" for i, v in cached.get(KIND, {}).items()}
     for email_id, data in cached.get(Source.STRUCTURE.value, {}).items():
         if email_id not in answers:
-            answers[email_id] = _from_root(from_plain(unpack(data)))
+            answers[email_id] = _from_root(from_plain(decode_value(data)))
     groups: dict[str, dict[int, str]] = {}
     for email_id, record in records.items():
         copies = record.visible_copies()

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.cache.codec import pack, unpack
-from gateway.cache.emails import EmailRecord, EmailStore
+from gateway.cache.emails import EmailRecord, EmailStore, decode_value, encode_value
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.connection import ImapConnection
 from gateway.imap.fetch import Attr, BodySection, FetchAtt, uid_fetch
@@ -201,7 +200,9 @@ async def _from_cache(
         # Raw header data answers the convenience properties when their parsed form is gone.
         kinds |= {Source.FIELDS, Source.HEADER}
     cached = await store.cached_kinds([k.value for k in kinds], ids)
-    loaded.summary.update({i: unpack(v) for i, v in cached.get(Source.SUMMARY.value, {}).items()})
+    loaded.summary.update(
+        {i: decode_value(v) for i, v in cached.get(Source.SUMMARY.value, {}).items()}
+    )
     loaded.header.update(cached.get(Source.HEADER.value, {}))
     loaded.fields.update(cached.get(Source.FIELDS.value, {}))
     loaded.preview.update({i: v.decode() for i, v in cached.get(Source.PREVIEW.value, {}).items()})
@@ -211,11 +212,11 @@ async def _from_cache(
 
 
 def _decode_structures(cached: dict[str, bytes]) -> dict[str, BodyPart]:
-    return {i: from_plain(unpack(v)) for i, v in cached.items()}
+    return {i: from_plain(decode_value(v)) for i, v in cached.items()}
 
 
 def _encode_structures(structures: dict[str, BodyPart]) -> dict[str, bytes]:
-    return {i: pack(to_plain(root)) for i, root in structures.items()}
+    return {i: encode_value(to_plain(root)) for i, root in structures.items()}
 
 
 def _missing(
@@ -312,7 +313,7 @@ async def _to_cache(
     size = sum(map(render_cost, new.values()))
     await store.cache(
         {
-            Source.SUMMARY.value: {i: pack(value) for i, value in parsed.items()},
+            Source.SUMMARY.value: {i: encode_value(value) for i, value in parsed.items()},
             Source.STRUCTURE.value: await sized(size, _encode_structures, new),
             Source.HEADER.value: {i: loaded.header[i] for i in fetched if i in loaded.header},
             Source.FIELDS.value: {i: loaded.fields[i] for i in fetched if i in loaded.fields},

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from gateway.cache.codec import unpack
+from gateway.cache.emails import decode_value
 from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
@@ -183,5 +183,5 @@ async def _attached_message(env: RequestEnv, ref: BlobRef) -> bool:
     data = cached.get(ref.email_id)
     if data is None or ref.part_id is None:
         return False
-    part = find_part(from_plain(unpack(data)), ref.part_id)
+    part = find_part(from_plain(decode_value(data)), ref.part_id)
     return part is not None and part.message is not None

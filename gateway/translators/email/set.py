@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.cache.emails import EmailRecord, EmailStore, FolderMark
-from gateway.cache.locks import LockTimeout, lease
+from gateway.cache.locks import LockTimeout
 from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ImapError
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError, SetError
 from gateway.jmap.standard import check_if_in_state, parse_set
-from gateway.sync.emails import LOCK_TTL, LOCK_WAIT
 from gateway.sync.index_writer import IndexWriter
 from gateway.translators.email.creation import create_emails, selectable_mailbox
 from gateway.translators.email.folder_work import Outcome, carry_out
@@ -247,7 +246,7 @@ async def _follow(
         return True
     if not any(outcome.flags.values()):
         return False
-    async with lease(store.client, store.keys.lock("emails"), ttl=LOCK_TTL, wait=LOCK_WAIT) as held:
+    async with store.lease() as held:
         now = await store.marks()
         writer = IndexWriter(store, held)
         for folder_id, flags in outcome.flags.items():

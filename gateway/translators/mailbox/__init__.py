@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from gateway.env import RequestEnv
 from gateway.jmap.capabilities import MAIL
-from gateway.jmap.dispatch import Method, MethodRegistry
+from gateway.jmap.dispatch import Method
 from gateway.translators.mailbox.get import mailbox_changes, mailbox_get
 from gateway.translators.mailbox.query import mailbox_query, mailbox_query_changes
 from gateway.translators.mailbox.set import mailbox_set
+from gateway.translators.spec import Spec
 
 METHODS: tuple[Method[RequestEnv], ...] = (
     Method("Mailbox/get", MAIL, mailbox_get, writes=False),
@@ -17,7 +18,5 @@ METHODS: tuple[Method[RequestEnv], ...] = (
     Method("Mailbox/set", MAIL, mailbox_set, writes=True),
 )
 
-
-def register(registry: MethodRegistry[RequestEnv]) -> None:
-    for method in METHODS:
-        registry.add(method)
+# The mail capability's objects are declared once, by the email package.
+SPEC = Spec(MAIL, METHODS)
