@@ -35,8 +35,8 @@ from gateway.translators.email.append import (
 )
 from gateway.translators.email.blob_ids import message_blob_id
 from gateway.translators.email.blob_read import BlobBudgetSpent, BlobTooLarge, read_blob
-from gateway.translators.email.get import utc_date
 from gateway.translators.email.patch import MAX_KEYWORDS
+from gateway.translators.email.properties import METADATA, PROPERTIES, utc_date
 from gateway.translators.email.view import synced_view
 from gateway.translators.keywords import flags_from_keywords, is_valid_keyword
 from gateway.translators.mailbox.view import MailboxView
@@ -44,8 +44,9 @@ from gateway.translators.upstream_refusals import Work, refused
 
 log = logging.getLogger(__name__)
 
-# Properties that say where and how a message is stored, not what it says.
-PLACEMENT = frozenset({"mailboxIds", "keywords", "receivedAt"})
+# Properties that say where and how a message is stored, not what it says: the index
+# metadata a client may give (mailboxIds, keywords, receivedAt).
+PLACEMENT = frozenset(METADATA) - PROPERTIES.server_set
 # The receivedAt an IMAP server stores as APPEND's date (RFC 3501 6.3.11), found by asking
 # Dovecot 2.3 and Cyrus 3.6 with a plain client: both keep seconds since 1970 in 32 bits.
 # Before 1970 Dovecot stores a wrapped date (1969 became 2038) and Cyrus refuses; Cyrus takes

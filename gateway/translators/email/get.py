@@ -2,42 +2,85 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
-from gateway.cache.emails import EMAIL, EmailRecord
+from gateway.cache.emails import EMAIL, EmailRecord, EmailStore
 from gateway.env import RequestEnv
+from gateway.imap.connection import ImapConnection
 from gateway.jmap.dispatch import CallContext
-from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import parse_changes
 from gateway.mime.bodyparts import parse_cost, render_cost
 from gateway.mime.bodyvalues import EmailBodyValue
 from gateway.mime.headers import parse_header_block
 from gateway.offload import sized
-from gateway.translators.email.blob_ids import message_blob_id, part_blob_id
+from gateway.translators.email.blob_ids import part_blob_id
 from gateway.translators.email.fetch import Loaded, load
-from gateway.translators.email.properties import EmailGetArgs, Source, parse_email_get
+from gateway.translators.email.properties import (
+    PROPERTIES,
+    EmailGetArgs,
+    Source,
+    parse_email_get,
+)
 from gateway.translators.email.render import Content, render_email
 from gateway.translators.email.values import ValueRequest, body_values
 from gateway.translators.email.view import synced_view
-from gateway.translators.keywords import keywords_from_flags
+from gateway.translators.getting import Batch, run_get
+from gateway.translators.mailbox.view import MailboxView
 from gateway.translators.responses import changes_response
 
 
 async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
-    env = ctx.env
-    max_objects = env.services.limits.max_objects_in_get
+    max_objects = ctx.env.services.limits.max_objects_in_get
     args = parse_email_get(arguments, max_objects)
-    async with env.upstream() as conn:
-        view, store = await synced_view(env, conn)
-        ids = args.get.ids
-        if ids is None:
-            if await store.count() > max_objects:
-                raise MethodError(
-                    "requestTooLarge", f"The account has more than {max_objects} emails"
-                )
-            ids = await store.all_ids()
+    return await run_get(args.get, args.properties, _EmailGet(ctx.env, args), max_objects)
+
+
+_Found = tuple[EmailRecord, dict[str, EmailBodyValue]]
+
+
+class _EmailGet:
+    """Emails of the index, their content loaded (cache, else upstream) while the upstream
+    connection is held, and rendered once it is given back."""
+
+    noun = "emails"
+
+    def __init__(self, env: RequestEnv, args: EmailGetArgs) -> None:
+        self.env = env
+        self.args = args
+        self.loaded = Loaded()
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[_EmailReader]:
+        env = self.env
+        async with env.upstream() as conn:
+            view, store = await synced_view(env, conn)
+            yield _EmailReader(self, conn, view, store)
+
+    async def render(self, records: list[_Found], properties: list[str]) -> list[dict[str, Any]]:
+        args, loaded = self.args, self.loaded
+        found = [record.id for record, _ in records]
+        return await sized(_render_weight(args, loaded, found), _emails, records, args, loaded)
+
+
+class _EmailReader:
+    def __init__(
+        self, get: _EmailGet, conn: ImapConnection, view: MailboxView, store: EmailStore
+    ) -> None:
+        self.get = get
+        self.conn = conn
+        self.view = view
+        self.store = store
+
+    async def count(self) -> int:
+        return await self.store.count()
+
+    async def all_ids(self) -> list[str]:
+        return await self.store.all_ids()
+
+    async def records(self, ids: list[str]) -> Batch[_Found]:
+        args, conn, view, store = self.get.args, self.conn, self.view, self.store
         records, state = await store.snapshot(ids)
         visible = {i: r for i, r in records.items() if r.visible}
         loaded = await load(store, conn, view.records, visible, args.sources)
@@ -50,17 +93,13 @@ async def email_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
             values = await body_values(
                 conn, store, request, view.records, visible, structures, loaded.messages
             )
-    found = [i for i in dict.fromkeys(ids) if i in visible and i not in loaded.vanished]
-    emails = [(visible[i], values.get(i, {})) for i in found]
-    return {
-        "accountId": args.get.account_id,
-        "state": state,
-        "list": await sized(_render_weight(args, loaded, found), _emails, emails, args, loaded),
-        # RFC 8620 5.1: with ids null, notFound is empty (records gone meanwhile are not asked).
-        "notFound": []
-        if args.get.ids is None
-        else [i for i in dict.fromkeys(ids) if i not in found],
-    }
+        self.get.loaded = loaded
+        found = {
+            i: (record, values.get(i, {}))
+            for i, record in visible.items()
+            if i not in loaded.vanished
+        }
+        return Batch(state, found)
 
 
 def _render_weight(args: EmailGetArgs, loaded: Loaded, found: list[str]) -> int:
@@ -108,20 +147,9 @@ def _needs_headers(args: EmailGetArgs) -> bool:
     return bool(args.sources & {Source.FIELDS, Source.HEADER})
 
 
-def utc_date(seconds: int) -> str:
-    """RFC 8620 1.4 UTCDate: ``2014-10-30T06:12:00Z``."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# RFC 8621 4.1.1: what the index knows of a stored email.
+# RFC 8621 4.1.1: what the index knows of a stored email, read off its record.
 _METADATA: dict[str, Callable[[EmailRecord], Any]] = {
-    "id": lambda record: record.id,
-    "blobId": lambda record: message_blob_id(record.id),
-    "threadId": lambda record: record.thread_id,
-    "mailboxIds": lambda record: record.mailbox_ids,
-    "keywords": lambda record: keywords_from_flags(record.flags),
-    "size": lambda record: record.size,
-    "receivedAt": lambda record: utc_date(record.received_at),
+    row.name: row.read for row in PROPERTIES if row.read is not None
 }
 
 

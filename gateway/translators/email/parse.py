@@ -44,10 +44,8 @@ from gateway.translators.email.blob_read import (
     read_blob,
 )
 from gateway.translators.email.properties import (
-    DEFAULT_PROPERTIES as GET_DEFAULT_PROPERTIES,
-)
-from gateway.translators.email.properties import (
     METADATA,
+    PROPERTIES,
     EmailGetArgs,
     Source,
     parse_email_get,
@@ -57,7 +55,7 @@ from gateway.translators.email.view import email_store
 
 # RFC 8621 4.9: the properties returned when the client names none: Email/get's, less the
 # metadata, which a blob does not have.
-DEFAULT_PROPERTIES: Final = tuple(p for p in GET_DEFAULT_PROPERTIES if p not in METADATA)
+DEFAULT_PROPERTIES: Final = tuple(p for p in PROPERTIES.defaults if p not in METADATA)
 
 # Arguments Email/parse shares with Email/get, parsed by Email/get's own code.
 _SHARED: Final = (

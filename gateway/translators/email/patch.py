@@ -1,8 +1,9 @@
 """What an Email/set update asks for (RFC 8621 4.6, RFC 8620 5.3 PatchObject).
 
-Only ``keywords`` and ``mailboxIds`` of a stored Email can change. Each may be replaced whole
-or patched one key at a time (``keywords/$seen``, ``mailboxIds/<id>``); the two forms are
-kept apart because they call for different upstream work: a patch adds or removes exactly
+Only ``keywords`` and ``mailboxIds`` of a stored Email can change (the mutable ones of the
+property table, gateway.translators.email.properties). Each may be replaced whole or
+patched one key at a time (``keywords/$seen``, ``mailboxIds/<id>``); the two forms are kept
+apart because they call for different upstream work: a patch adds or removes exactly
 the flags it names and commutes with whatever another client does meanwhile, while a whole
 value must end up exact, so the gateway guards it against changes it has not seen yet.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.jmap.errors import SetError
+from gateway.translators.email.properties import PROPERTIES
 from gateway.translators.keywords import is_valid_keyword
 
 KEYWORDS = "keywords"
@@ -62,7 +64,7 @@ def parse_patch(
     invalid: list[str] = []
     for path, value in patch.items():
         head, sep, rest = path.partition("/")
-        if head not in (KEYWORDS, MAILBOX_IDS):
+        if head not in PROPERTIES.mutable:
             # RFC 8621 4.1: every other property is immutable or server-set.
             invalid.append(head)
             continue

@@ -25,9 +25,10 @@ from gateway.mime.headers import (
     headers_property,
     parse_header_spec,
 )
-from gateway.translators.email.properties import METADATA
+from gateway.translators.email.properties import PROPERTIES, Origin
 
 _BodyLists = tuple[list[BodyPart], list[BodyPart], list[BodyPart]]
+_ORIGINS = PROPERTIES.sources
 
 
 @dataclass(frozen=True)
@@ -62,23 +63,25 @@ def render_email(
     named = _by_name(content.headers)
     obj: dict[str, Any] = {}
     for prop in properties:
-        if prop in METADATA:
+        origin = _ORIGINS.get(prop)
+        if origin is None:
+            # header:Name:asForm, the rule-based properties.
+            obj[prop] = _header(named, prop)
+        elif origin is Origin.INDEX:
             obj[prop] = metadata(prop)
-        elif prop in CONVENIENCE_PROPERTIES:
+        elif origin is Origin.SUMMARY:
             obj[prop] = (
                 content.summary[prop]
                 if content.summary is not None
                 else _header(named, CONVENIENCE_PROPERTIES[prop])
             )
-        elif prop == "headers":
+        elif origin is Origin.HEADER:
             obj[prop] = headers_property(content.headers)
-        elif prop.startswith("header:"):
-            obj[prop] = _header(named, prop)
-        elif prop == "preview":
+        elif origin is Origin.PREVIEW:
             obj[prop] = content.preview
-        elif prop == "bodyValues":
+        elif origin is Origin.BODY_VALUES:
             obj[prop] = content.values
-        elif prop == "hasAttachment":
+        elif origin is Origin.COMPUTED:
             obj[prop] = has_attachment(lists[2])
         elif root is not None:
             obj[prop] = _body_property(prop, root, lists, body_properties, content.part_blob_id)

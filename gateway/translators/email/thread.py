@@ -2,45 +2,76 @@
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final
 
-from gateway.cache.emails import THREAD
+from gateway.cache.emails import THREAD, EmailStore
 from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
-from gateway.jmap.errors import MethodError
+from gateway.jmap.properties import Property, PropertyTable
 from gateway.jmap.standard import parse_get
 from gateway.translators.email.get import changes_since
 from gateway.translators.email.view import synced_view
+from gateway.translators.getting import Batch, run_get
 
-PROPERTIES = ("id", "emailIds")
+
+class Source(enum.Enum):
+    INDEX = "index"  # the email index's thread records
+
+
+# RFC 8621 3: a Thread's properties, both server-set, both in the default set.
+PROPERTIES: Final = PropertyTable(
+    [
+        Property("id", Source.INDEX, server_set=True, immutable=True, always=True),
+        Property("emailIds", Source.INDEX, server_set=True),
+    ],
+    unknown="not Thread properties: {}",
+)
 
 
 async def thread_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
-    env = ctx.env
-    max_objects = env.services.limits.max_objects_in_get
+    max_objects = ctx.env.services.limits.max_objects_in_get
     args = parse_get(arguments, max_objects)
-    unknown = [p for p in args.properties or () if p not in PROPERTIES]
-    if unknown:
-        raise MethodError.invalid_arguments(
-            f"properties: not Thread properties: {unknown}", arguments=["properties"]
-        )
-    async with env.upstream() as conn:
-        _, store = await synced_view(env, conn)
-    ids = args.ids
-    if ids is None:
-        if await store.thread_count() > max_objects:
-            raise MethodError("requestTooLarge", f"The account has more than {max_objects} threads")
-        ids = await store.thread_ids()
-    members, state = await store.thread_snapshot(ids)
-    requested = PROPERTIES if args.properties is None else args.properties
-    wanted = ["id", *(p for p in dict.fromkeys(requested) if p != "id")]
-    found = [i for i in dict.fromkeys(ids) if i in members]
-    return {
-        "accountId": args.account_id,
-        "state": state,
-        "list": [{p: (i if p == "id" else members[i]) for p in wanted} for i in found],
-        "notFound": [] if args.ids is None else [i for i in dict.fromkeys(ids) if i not in members],
-    }
+    wanted = PROPERTIES.select(args.properties)
+    return await run_get(args, wanted, _ThreadGet(ctx.env), max_objects)
+
+
+class _ThreadGet:
+    """Threads from the email index, once caught up; "all" is bounded by maxObjectsInGet."""
+
+    noun = "threads"
+
+    def __init__(self, env: RequestEnv) -> None:
+        self.env = env
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[_Threads]:
+        env = self.env
+        async with env.upstream() as conn:
+            _, store = await synced_view(env, conn)
+        yield _Threads(store)
+
+    async def render(
+        self, records: list[tuple[str, list[str]]], properties: list[str]
+    ) -> list[dict[str, Any]]:
+        return [{p: (i if p == "id" else members) for p in properties} for i, members in records]
+
+
+class _Threads:
+    def __init__(self, store: EmailStore) -> None:
+        self.store = store
+
+    async def count(self) -> int:
+        return await self.store.thread_count()
+
+    async def all_ids(self) -> list[str]:
+        return await self.store.thread_ids()
+
+    async def records(self, ids: list[str]) -> Batch[tuple[str, list[str]]]:
+        members, state = await self.store.thread_snapshot(ids)
+        return Batch(state, {i: (i, emails) for i, emails in members.items()})
 
 
 async def thread_changes(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:

@@ -2,45 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway.cache.mailboxes import MAILBOX
 from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
-from gateway.jmap.errors import MethodError
 from gateway.jmap.standard import parse_changes, parse_get
+from gateway.translators.getting import Batch, project, run_get
 from gateway.translators.mailbox.objects import COUNT_PROPERTIES, PROPERTIES
 from gateway.translators.mailbox.view import current_view
 from gateway.translators.responses import changes_response
 
 
 async def mailbox_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
-    env = ctx.env
-    args = parse_get(arguments, env.services.limits.max_objects_in_get)
-    wanted = _properties(args.properties)
-    async with env.upstream() as conn:
-        view = await current_view(env, conn)
-    objects = view.objects()
-    ids = list(objects) if args.ids is None else args.ids
-    found = [i for i in dict.fromkeys(ids) if i in objects]
-    return {
-        "accountId": args.account_id,
-        "state": view.state,
-        "list": [{p: objects[i][p] for p in wanted} for i in found],
-        "notFound": [i for i in dict.fromkeys(ids) if i not in objects],
-    }
+    max_objects = ctx.env.services.limits.max_objects_in_get
+    args = parse_get(arguments, max_objects)
+    wanted = PROPERTIES.select(args.properties)
+    return await run_get(args, wanted, _MailboxGet(ctx.env), max_objects)
 
 
-def _properties(requested: list[str] | None) -> list[str]:
-    if requested is None:
-        return list(PROPERTIES)
-    unknown = [p for p in requested if p not in PROPERTIES]
-    if unknown:
-        raise MethodError.invalid_arguments(
-            f"properties: unknown Mailbox properties {unknown}", arguments=["properties"]
-        )
-    # RFC 8620 5.1: the id is always returned.
-    return ["id", *(p for p in dict.fromkeys(requested) if p != "id")]
+class _MailboxGet:
+    """Every mailbox of the current view; a /get may always return all of them."""
+
+    noun = "mailboxes"
+
+    def __init__(self, env: RequestEnv) -> None:
+        self.env = env
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[_Mailboxes]:
+        env = self.env
+        async with env.upstream() as conn:
+            view = await current_view(env, conn)
+        yield _Mailboxes(view.state, view.objects())
+
+    async def render(
+        self, records: list[dict[str, Any]], properties: list[str]
+    ) -> list[dict[str, Any]]:
+        return project(records, properties)
+
+
+class _Mailboxes:
+    def __init__(self, state: str, objects: dict[str, dict[str, Any]]) -> None:
+        self.state = state
+        self.objects = objects
+
+    async def count(self) -> None:
+        return None
+
+    async def all_ids(self) -> list[str]:
+        return list(self.objects)
+
+    async def records(self, ids: list[str]) -> Batch[dict[str, Any]]:
+        return Batch(self.state, self.objects)
 
 
 async def mailbox_changes(

@@ -7,32 +7,49 @@ unread drafts, and know nothing of threads.
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from gateway.cache.mailboxes import MailboxRecord
+from gateway.jmap.properties import Property, PropertyTable
 from gateway.sync.tallies import TOTAL_EMAILS, TOTAL_THREADS, UNREAD_EMAILS, UNREAD_THREADS
 
 INBOX_NAME = "Inbox"
 
-# The property table drives /get filtering and /set validation.
-PROPERTIES = (
-    "id",
-    "name",
-    "parentId",
-    "role",
-    "sortOrder",
-    "totalEmails",
-    "unreadEmails",
-    "totalThreads",
-    "unreadThreads",
-    "myRights",
-    "isSubscribed",
+
+class Source(enum.Enum):
+    """Where a Mailbox property's value comes from."""
+
+    INDEX = "index"  # the mailbox's index record (LIST, the gateway's own sort orders)
+    TALLIES = "tallies"  # the email index's counters (gateway.sync.tallies)
+    ACL = "acl"  # the upstream's rights (RFC 4314) or what the gateway allows
+
+
+def _row(name: str, source: Source, *, server_set: bool = False) -> Property[Source]:
+    return Property(name, source, server_set=server_set, always=name == "id")
+
+
+# RFC 8621 2: the Mailbox properties, in the order /get returns them by default. Nothing is
+# immutable: the properties a client may set it may also change.
+PROPERTIES: Final = PropertyTable(
+    [
+        _row("id", Source.INDEX, server_set=True),
+        _row("name", Source.INDEX),
+        _row("parentId", Source.INDEX),
+        _row("role", Source.INDEX),
+        _row("sortOrder", Source.INDEX),
+        _row("totalEmails", Source.TALLIES, server_set=True),
+        _row("unreadEmails", Source.TALLIES, server_set=True),
+        _row("totalThreads", Source.TALLIES, server_set=True),
+        _row("unreadThreads", Source.TALLIES, server_set=True),
+        _row("myRights", Source.ACL, server_set=True),
+        _row("isSubscribed", Source.INDEX),
+    ],
+    unknown="unknown Mailbox properties {}",
 )
-SETTABLE = frozenset({"name", "parentId", "role", "sortOrder", "isSubscribed"})
-SERVER_SET = frozenset(PROPERTIES) - SETTABLE
-COUNT_PROPERTIES = ["totalEmails", "unreadEmails", "totalThreads", "unreadThreads"]
+COUNT_PROPERTIES = list(PROPERTIES.named(Source.TALLIES))
 
 # Defaults for sortOrder until a client sets one: special folders first, in the usual order.
 DEFAULT_SORT_ORDER = {"inbox": 1, "drafts": 2, "sent": 3, "archive": 4, "junk": 5, "trash": 6}

@@ -30,11 +30,7 @@ from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError, SetError
 from gateway.jmap.standard import check_if_in_state, parse_set
 from gateway.sync.mailboxes import INBOX, ROLE_ATTRIBUTES, IdStrategy
-from gateway.translators.mailbox.objects import (
-    MAX_SORT_ORDER,
-    PROPERTIES,
-    SERVER_SET,
-)
+from gateway.translators.mailbox.objects import MAX_SORT_ORDER, PROPERTIES
 from gateway.translators.mailbox.view import MailboxView, current_view
 from gateway.translators.upstream_refusals import Work, refused
 
@@ -499,7 +495,10 @@ def _check_properties(
         for key, value in props.items()
         if "/" in key
         or key not in PROPERTIES
-        or (key in SERVER_SET and not (allow_server_set and current and current[key] == value))
+        or (
+            key in PROPERTIES.server_set
+            and not (allow_server_set and current and current[key] == value)
+        )
     ]
     if bad:
         raise SetError.invalid_properties(bad, "unknown or server-set properties")
