@@ -175,7 +175,7 @@ async def _previews_from_text(
     structures = await fetch_items(conn, folder, owners, Attr.BODYSTRUCTURE)
     chosen: dict[str, dict[int, TextSection]] = {}
     for uid, item in structures.items():
-        sections = text_sections(item.get("BODYSTRUCTURE"))
+        sections = text_sections(item.get(Attr.BODYSTRUCTURE))
         plain = [s for s in sections if s.subtype == "plain"]
         html = [s for s in sections if s.subtype == "html"]
         candidates = plain or html
