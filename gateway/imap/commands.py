@@ -27,8 +27,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TypeAlias
 
 from gateway.imap import mutf7
-from gateway.imap.parse import MONTHS
+from gateway.imap.dates import MONTHS
 from gateway.imap.sequence import UidSet, format_uid_set
+
+# A sequence-set argument: one UID, a set of them, or a chunk that sequence.split_uid_set or
+# sequence.from_uid made (checked, so no other text passes as one).
+Uids: TypeAlias = "str | int | UidSet | Iterable[int]"
 
 # RFC 7888 4: with LITERAL- only literals up to 4096 octets may be non-synchronizing.
 LITERAL_MINUS_MAX = 4096
@@ -49,6 +53,10 @@ ID_FIELD_MAX = 30
 ID_VALUE_MAX = 1024
 # RFC 3501 9: tag = 1*<any ASTRING-CHAR except "+">.
 _TAG = re.compile(r"[^\x00-\x20\x7f-\U0010ffff(){%*\"\\+]+")
+# RFC 3501 9: sequence-set, of numbers or "*".
+_SEQ_NUMBER = r"(?:[1-9][0-9]*|\*)"
+_SEQ_RANGE = rf"{_SEQ_NUMBER}(?::{_SEQ_NUMBER})?"
+_SEQUENCE_SET = re.compile(rf"{_SEQ_RANGE}(?:,{_SEQ_RANGE})*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +202,17 @@ def flag_list(flags: Iterable[str]) -> str:
 def uid_set(numbers: UidSet | Iterable[int]) -> str:
     """A compact sequence-set; split large sets first with ``sequence.split_uid_set``."""
     return format_uid_set(numbers)
+
+
+def sequence_set(uids: Uids) -> str:
+    """The sequence-set argument for ``uids`` (see :data:`Uids`)."""
+    if isinstance(uids, str):
+        if not _SEQUENCE_SET.fullmatch(uids):
+            raise ValueError(f"not an IMAP sequence-set: {uids[:40]!r}")
+        return uids
+    if isinstance(uids, int):
+        return format_uid_set((uids,))
+    return format_uid_set(uids)
 
 
 def search_date(day: date) -> str:

@@ -1,7 +1,7 @@
 """One upstream IMAP connection: bytes in, parsed responses out, one command at a time.
 
 The transport is asyncio streams; framing and parsing are the pure functions of
-:mod:`gateway.imap.framing` and :mod:`gateway.imap.parse`. A connection never carries two
+:mod:`gateway.imap.framing` and :mod:`gateway.imap.responses`. A connection never carries two
 commands at once (the pool hands it to one task at a time, and a lock makes sure), so every
 untagged response read while a command runs belongs to that command's result.
 
@@ -22,8 +22,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from gateway.imap import mailboxes
 from gateway.imap.commands import (
-    Arg,
     Command,
     Literal,
     Secret,
@@ -32,7 +32,6 @@ from gateway.imap.commands import (
     authenticate_plain_initial_response,
     id_command,
     login_command,
-    mailbox,
     oauthbearer_initial_response,
     xoauth2_initial_response,
 )
@@ -55,18 +54,11 @@ from gateway.imap.observer import (
     round_trip_name,
     verb,
 )
-from gateway.imap.parse import (
-    Continuation,
-    SelectState,
-    Tagged,
-    Untagged,
-    fold_select,
-    parse_capabilities,
-    parse_enabled,
-    parse_esearch,
-    parse_response,
-    parse_search,
-)
+from gateway.imap.responses.capabilities import parse_capabilities, parse_enabled
+from gateway.imap.responses.search import parse_esearch, parse_search
+from gateway.imap.responses.select import SelectState, fold_select
+from gateway.imap.responses.tokens import Continuation, Tagged, Untagged, parse_response
+from gateway.imap.search import Criterion, uid_search
 from gateway.imap.sequence import UidSet
 
 log = logging.getLogger(__name__)
@@ -542,20 +534,21 @@ class ImapConnection:
     # -- mailbox selection ---------------------------------------------------------------------
 
     async def select(
-        self, name: str, *, read_only: bool = False, arguments: Sequence[Arg] = ()
+        self, name: str, *, read_only: bool = False, qresync: tuple[int, int] | None = None
     ) -> SelectState:
         """SELECT (or EXAMINE) ``name`` unless this connection has it selected already.
 
-        With ``arguments`` (e.g. CONDSTORE or QRESYNC parameters) the command is always sent,
-        since the caller wants the untagged data those produce.
+        With ``qresync`` (UIDVALIDITY and modseq, RFC 7162 3.2.5) the command is always
+        sent, since the caller wants the VANISHED and FETCH responses it produces.
         """
         current = self.selected
-        if current and current.name == name and current.read_only == read_only and not arguments:
+        if current and current.name == name and current.read_only == read_only and not qresync:
             return current.state
         self.selected = None
-        verb = "EXAMINE" if read_only else "SELECT"
-        command = Command(verb, mailbox(name, utf8="UTF8=ACCEPT" in self.enabled), *arguments)
-        result = await self.execute(command)
+        utf8 = "UTF8=ACCEPT" in self.enabled
+        result = await self.execute(
+            mailboxes.select(name, utf8=utf8, read_only=read_only, qresync=qresync)
+        )
         state = fold_select(result.untagged, result.tagged)
         self.selected = Selected(name, read_only or state.read_only, state)
         return state
@@ -569,16 +562,16 @@ class ImapConnection:
         await self.unselect()
         return await self.execute(command)
 
-    async def uid_search(self, *criteria: Arg) -> UidSet:
-        """UIDs of the selected mailbox matching ``criteria``: compactly with ESEARCH
+    async def uid_search(self, *criteria: Criterion, charset: str | None = None) -> UidSet:
+        """UIDs of the selected mailbox matching all of ``criteria``: compactly with ESEARCH
         (RFC 4731) where offered, else from SEARCH's list of numbers."""
         if "ESEARCH" in self.capabilities:
-            result = await self.execute(Command("UID", "SEARCH", "RETURN", "(ALL)", *criteria))
+            result = await self.execute(uid_search(criteria, charset=charset, esearch=True))
             found = UidSet()
             for response in result.data("ESEARCH"):
                 found |= parse_esearch(response).all or UidSet()
             return found
-        result = await self.execute(Command("UID", "SEARCH", *criteria))
+        result = await self.execute(uid_search(criteria, charset=charset))
         return UidSet.of(n for r in result.data("SEARCH") for n in parse_search(r).numbers)
 
     async def unselect(self) -> None:
@@ -597,8 +590,9 @@ class ImapConnection:
             await self.execute(Command("UNSELECT"))
             return
         if not current.read_only:
+            utf8 = "UTF8=ACCEPT" in self.enabled
             await self.execute(
-                Command("EXAMINE", mailbox(current.name, utf8="UTF8=ACCEPT" in self.enabled))
+                mailboxes.select(current.name, utf8=utf8, read_only=True, qresync=None)
             )
         await self.execute(Command("CLOSE"))
 

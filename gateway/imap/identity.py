@@ -20,16 +20,17 @@ import re
 from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import ProtocolError
-from gateway.imap.parse import parse_status
+from gateway.imap.mailboxes import StatusItem, status
+from gateway.imap.responses.status import parse_status
 
 # RFC 8474 4: objectid = 1*255(ALPHA / DIGIT / "_" / "-"); Dovecot's GUIDs are 32 hex digits.
 _OBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
-def identity_request(conn: ImapConnection) -> tuple[Command, str]:
+def identity_request(conn: ImapConnection) -> tuple[Command, StatusItem]:
     """The STATUS that asks the logged-in user's INBOX id, and the item it asks for."""
-    item = "MAILBOXID" if "OBJECTID" in conn.capabilities else "X-GUID"
-    return Command("STATUS", "INBOX", f"({item})"), item
+    item = StatusItem.MAILBOXID if "OBJECTID" in conn.capabilities else StatusItem.X_GUID
+    return status("INBOX", [item], utf8=False), item
 
 
 def inbox_identity(result: Result, item: str) -> str | None:

@@ -135,6 +135,12 @@ def format_uid_set(numbers: Iterable[int] | UidSet) -> str:
     return str(uid_set)
 
 
+def from_uid(low: int) -> str:
+    """``low:*``: every UID from ``low`` on. RFC 3501 6.4.8: ``n:*`` also matches the last
+    message when its UID is below n, so callers drop what is below ``low`` from the answer."""
+    return f"{_check_number(low)}:*"
+
+
 def split_uid_set(numbers: Iterable[int] | UidSet, max_octets: int = 8000) -> list[str]:
     """Compact forms of the set, each at most ``max_octets`` long, together covering it.
 

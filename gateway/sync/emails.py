@@ -26,11 +26,12 @@ from gateway.cache.emails import EmailStore, FolderMark
 from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MailboxRecord, MailboxStore
 from gateway.cache.thread_links import ThreadLinks
-from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ProtocolError
-from gateway.imap.parse import FetchItem, fetches_by_uid
-from gateway.imap.sequence import UidSet, split_uid_set
+from gateway.imap.fetch import Attr, BodySection, FetchAtt, uid_fetch
+from gateway.imap.responses.fetch import FetchItem, fetches_by_uid
+from gateway.imap.search import ALL, Criterion, Uid
+from gateway.imap.sequence import UidSet, from_uid, split_uid_set
 from gateway.mime.bodyparts import parse_cost
 from gateway.mime.headers import parse_header_block
 from gateway.mime.limits import HEADER_SECTION_OCTETS
@@ -189,10 +190,10 @@ class _FolderVisit:
     async def run(self, record: MailboxRecord, mark: FolderMark | None) -> None:
         qresync = "QRESYNC" in self.conn.enabled
         incremental = mark is not None and mark.uidvalidity == record.uidvalidity
-        arguments = []
+        since = None
         if incremental and qresync and mark is not None and mark.modseq:
-            arguments = [f"(QRESYNC ({mark.uidvalidity} {mark.modseq}))"]
-        state = await self.conn.select(record.name, read_only=True, arguments=arguments)
+            since = (mark.uidvalidity, mark.modseq)
+        state = await self.conn.select(record.name, read_only=True, qresync=since)
         if mark is None or state.uidvalidity != mark.uidvalidity:
             if mark is None:
                 # Marked at once, so a folder deleted before its first index completes is
@@ -200,8 +201,8 @@ class _FolderVisit:
                 # valid one) makes the next sync start it over.
                 await self.store.set_mark(record.id, FolderMark(0, None, 1, (None, None, -1)))
             await self.writer.start_over(record.id)
-            new = await self._search("ALL")
-        elif arguments:
+            new = await self._search(ALL)
+        elif since:
             self.writer.remove_later(
                 record.id, await self.store.email_ids_of(record.id, state.vanished)
             )
@@ -209,7 +210,7 @@ class _FolderVisit:
             known = {u: f for u, f in changed.items() if u < mark.uidnext}
             if known:
                 await self.writer.set_flags(record.id, known)
-            new = await self._search("UID", f"{mark.uidnext}:*", above=mark.uidnext - 1)
+            new = await self._search(Uid(from_uid(mark.uidnext)), above=mark.uidnext - 1)
         else:
             new = await self._compare_all(record.id)
         for page in new.pages(PAGE):
@@ -226,7 +227,7 @@ class _FolderVisit:
             ),
         )
 
-    async def _search(self, *criteria: str, above: int = 0) -> UidSet:
+    async def _search(self, *criteria: Criterion, above: int = 0) -> UidSet:
         """UIDs matching ``criteria``; ``above``: RFC 3501 makes ``n:*`` match the last
         message even when its UID is below n."""
         found = await self.conn.uid_search(*criteria)
@@ -238,7 +239,7 @@ class _FolderVisit:
 
     async def _compare_all(self, mailbox_id: str) -> UidSet:
         """Without QRESYNC: every UID and its flags, compared with the index."""
-        result = await self.conn.execute(Command("UID", "FETCH", "1:*", "(UID FLAGS)"))
+        result = await self.conn.execute(uid_fetch(from_uid(1), [Attr.UID, Attr.FLAGS]))
         upstream = {
             uid: item.flags
             for uid, item in fetches_by_uid(result.untagged).items()
@@ -249,24 +250,25 @@ class _FolderVisit:
         await self.writer.set_flags(mailbox_id, {u: f for u, f in upstream.items() if u in known})
         return UidSet.of(u for u in upstream if u not in known)
 
-    def _fetch_items(self) -> list[str]:
-        items = ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE"]
+    def _fetch_items(self) -> list[FetchAtt]:
+        items: list[FetchAtt] = [Attr.UID, Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE]
         if self.strategy is EmailIds.OBJECTID:
-            return [*items, "EMAILID", "THREADID"]
-        fields = f"BODY.PEEK[HEADER.FIELDS ({' '.join(self._header_fields())})]"
+            return [*items, Attr.EMAILID, Attr.THREADID]
+        fields = tuple(self._header_fields())
         if self.strategy is EmailIds.X_GUID:
             # The fields serve threading only, which reads HEADER_SECTION_OCTETS of them: a
             # page of strangers' messages of megabytes of Subject fields is not fetched whole.
             # (With digest ids they are the ids' material, which must stay what it was.)
-            return [*items, f"{fields}<0.{HEADER_SECTION_OCTETS}>", "X-GUID"]
-        return [*items, fields]
+            partial = (0, HEADER_SECTION_OCTETS)
+            return [*items, BodySection(fields=fields, partial=partial), Attr.X_GUID]
+        return [*items, BodySection(fields=fields)]
 
     async def _fetch_new(self, mailbox_id: str, uids: str) -> None:
         items = self._fetch_items()
-        result = await self.conn.execute(Command("UID", "FETCH", uids, f"({' '.join(items)})"))
+        result = await self.conn.execute(uid_fetch(uids, items))
         # Only messages answered in full: a flag update another session caused may name a
         # message that was expunged meanwhile.
-        required = ("FLAGS", "INTERNALDATE", "RFC822.SIZE")
+        required = (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE)
         fetched = [
             f
             for f in fetches_by_uid(result.untagged).values()

@@ -28,18 +28,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from gateway.cache.mailboxes import LISTING_FIELD, MailboxRecord, MailboxStore
-from gateway.imap.commands import Command, mailbox
+from gateway.imap import mailboxes
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ProtocolError
-from gateway.imap.parse import (
-    ListEntry,
-    StatusEntry,
-    Untagged,
-    decode_mailbox_name,
-    mailbox_raw,
-    parse_list,
-    parse_status,
-)
+from gateway.imap.mailboxes import ListReturn, StatusItem
+from gateway.imap.responses.list import ListEntry, parse_list
+from gateway.imap.responses.status import StatusEntry, parse_status
+from gateway.imap.responses.tokens import Untagged
+from gateway.imap.responses.values import decode_mailbox_name, mailbox_raw
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,7 +81,7 @@ async def choose_strategy(conn: ImapConnection, store: MailboxStore) -> IdStrate
         strategy = IdStrategy.OBJECTID
     else:
         try:
-            await conn.execute(Command("STATUS", INBOX, "(X-GUID)"))
+            await conn.execute(mailboxes.status(INBOX, [StatusItem.X_GUID], utf8=False))
             strategy = IdStrategy.X_GUID
         except CommandFailed:
             strategy = IdStrategy.GATEWAY
@@ -93,14 +89,14 @@ async def choose_strategy(conn: ImapConnection, store: MailboxStore) -> IdStrate
     return strategy
 
 
-def status_items(conn: ImapConnection, strategy: IdStrategy) -> list[str]:
-    items = ["MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY"]
+def status_items(conn: ImapConnection, strategy: IdStrategy) -> list[StatusItem]:
+    items = [StatusItem.MESSAGES, StatusItem.UNSEEN, StatusItem.UIDNEXT, StatusItem.UIDVALIDITY]
     if "CONDSTORE" in conn.capabilities:
-        items.append("HIGHESTMODSEQ")
+        items.append(StatusItem.HIGHESTMODSEQ)
     # MAILBOXID is asked apart (see object_ids): Cyrus 3.6 answers garbage for it when counts
     # are asked in the same STATUS of an unselected folder.
     if strategy is IdStrategy.X_GUID:
-        items.append("X-GUID")
+        items.append(StatusItem.X_GUID)
     return items
 
 
@@ -119,7 +115,7 @@ async def object_ids(
     if all(f.entry.name in ids for f in folders if f.status is not None):
         return ids
     utf8 = "UTF8=ACCEPT" in conn.enabled
-    result = await conn.execute(Command("LIST", '""', '"*"', "RETURN", "(STATUS (MAILBOXID))"))
+    result = await conn.execute(mailboxes.list_every(status=[StatusItem.MAILBOXID]))
     for response in result.data("STATUS"):
         status = parse_status(response, utf8=utf8)
         if status.mailbox_id and OBJECT_ID.fullmatch(status.mailbox_id):
@@ -144,14 +140,12 @@ async def list_mailboxes(
     """
     caps = conn.capabilities
     utf8 = "UTF8=ACCEPT" in conn.enabled
-    items = " ".join(status_items(conn, strategy))
+    items = status_items(conn, strategy)
     if {"LIST-STATUS", "LIST-EXTENDED"} <= caps:
-        returns = ["SUBSCRIBED"]
-        returns += ["SPECIAL-USE"] if "SPECIAL-USE" in caps else []
-        returns += ["MYRIGHTS"] if "LIST-MYRIGHTS" in caps else []
-        result = await conn.execute_unselected(
-            Command("LIST", '""', '"*"', "RETURN", f"({' '.join(returns)} STATUS ({items}))")
-        )
+        returns = [ListReturn.SUBSCRIBED]
+        returns += [ListReturn.SPECIAL_USE] if "SPECIAL-USE" in caps else []
+        returns += [ListReturn.MYRIGHTS] if "LIST-MYRIGHTS" in caps else []
+        result = await conn.execute_unselected(mailboxes.list_every(returns, items))
         digest = _digest(result.raw)
         if digest == known_digest:
             return Listing(digest, None)
@@ -165,24 +159,23 @@ def _digest(lines: list[bytes]) -> str:
     return hashlib.sha256(b"\r\n".join(lines)).hexdigest()
 
 
-async def _list_one_by_one(conn: ImapConnection, items: str, utf8: bool) -> list[Listed]:
+async def _list_one_by_one(
+    conn: ImapConnection, items: list[StatusItem], utf8: bool
+) -> list[Listed]:
     """Servers without LIST-STATUS: LIST, LSUB, then STATUS per selectable folder."""
     await conn.unselect()
     listed = [
-        parse_list(r, utf8=utf8)
-        for r in (await conn.execute(Command("LIST", '""', '"*"'))).data("LIST")
+        parse_list(r, utf8=utf8) for r in (await conn.execute(mailboxes.list_every())).data("LIST")
     ]
     subscribed = {
         parse_list(r, utf8=utf8).name
-        for r in (await conn.execute(Command("LSUB", '""', '"*"'))).data("LSUB")
+        for r in (await conn.execute(mailboxes.lsub_every())).data("LSUB")
     }
     folders = []
     for entry in listed:
         status = None
         if entry.selectable:
-            result = await conn.execute(
-                Command("STATUS", mailbox(entry.name, utf8=utf8), f"({items})")
-            )
+            result = await conn.execute(mailboxes.status(entry.name, items, utf8=utf8))
             status = next((parse_status(r, utf8=utf8) for r in result.data("STATUS")), None)
         attributes = entry.attributes | ({"\\Subscribed"} if entry.name in subscribed else set())
         folders.append(Listed(_with_attributes(entry, attributes), status, None))

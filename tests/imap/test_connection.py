@@ -19,7 +19,7 @@ from gateway.imap.errors import (
     ConnectionLost,
     UpstreamUnavailable,
 )
-from gateway.imap.parse import parse_list
+from gateway.imap.responses.list import parse_list
 from tests.imap.upstream import endpoint, logged_in, signal_imap
 from tests.servers import Dovecot, free_port
 

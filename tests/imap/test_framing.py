@@ -8,7 +8,7 @@ import pytest
 
 from gateway.imap.errors import ProtocolError
 from gateway.imap.framing import ResponseFramer
-from gateway.imap.parse import parse_response
+from gateway.imap.responses.tokens import parse_response
 
 DOVECOT_CAPS = (
     b"IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "

@@ -7,29 +7,23 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gateway.imap.errors import CommandFailed, ProtocolError
-from gateway.imap.parse import (
+from gateway.imap.responses.bodystructure import TextSection, text_sections
+from gateway.imap.responses.capabilities import parse_capabilities, parse_enabled
+from gateway.imap.responses.codes import parse_appenduid, parse_copyuid
+from gateway.imap.responses.fetch import fetch_key, fetches_by_uid, parse_fetch
+from gateway.imap.responses.list import parse_list
+from gateway.imap.responses.namespace import parse_namespace
+from gateway.imap.responses.search import parse_esearch, parse_search
+from gateway.imap.responses.select import fold_select
+from gateway.imap.responses.status import parse_status
+from gateway.imap.responses.tokens import (
     Continuation,
     ResponseCode,
     Tagged,
-    TextSection,
     Untagged,
-    fetch_key,
-    fetches_by_uid,
-    fold_select,
-    parse_appenduid,
-    parse_capabilities,
-    parse_copyuid,
-    parse_enabled,
-    parse_esearch,
-    parse_fetch,
-    parse_list,
-    parse_namespace,
     parse_response,
-    parse_search,
-    parse_status,
-    parse_vanished,
-    text_sections,
 )
+from gateway.imap.responses.vanished import parse_vanished
 from gateway.imap.sequence import UidSet
 
 

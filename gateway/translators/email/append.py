@@ -17,19 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.cache.mailboxes import MailboxRecord
-from gateway.imap.commands import (
-    Command,
-    astring,
-    date_time,
-    flag_list,
-    literal,
-    mailbox,
-    uid_set,
-)
+from gateway.imap import messages
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
-from gateway.imap.parse import parse_appenduid, parse_copyuid
-from gateway.translators.email.folder_work import DELETED
+from gateway.imap.responses.codes import parse_appenduid, parse_copyuid
+from gateway.imap.search import Header, Larger, Smaller, Uid
+from gateway.imap.sequence import from_uid
 
 
 @dataclass(frozen=True)
@@ -56,14 +49,13 @@ async def deliver(
     """
     first = delivery.mailboxes[0]
     utf8 = "UTF8=ACCEPT" in conn.enabled
-    date = (date_time(delivery.received_at),) if delivery.received_at else ()
     result = await conn.execute(
-        Command(
-            "APPEND",
-            mailbox(folders[first].name, utf8=utf8),
-            flag_list(delivery.flags),
-            *date,
-            literal(delivery.message),
+        messages.append(
+            folders[first].name,
+            delivery.message,
+            flags=delivery.flags,
+            received_at=delivery.received_at,
+            utf8=utf8,
         )
     )
     code = result.tagged.code
@@ -94,9 +86,7 @@ async def copy_to_others(
     made: list[tuple[str, int]] = list(existing.items())
     try:
         for folder_id in others:
-            result = await conn.execute(
-                Command("UID", "COPY", str(uid), mailbox(folders[folder_id].name, utf8=utf8))
-            )
+            result = await conn.execute(messages.uid_copy(uid, folders[folder_id].name, utf8=utf8))
             code = result.tagged.code
             if code is not None and code.name == "COPYUID":
                 made.extend((folder_id, new) for _, new in parse_copyuid(code).pairs())
@@ -110,10 +100,7 @@ async def _remove(
 ) -> None:
     for folder_id, uid in copies:
         await conn.select(folders[folder_id].name)
-        await conn.execute_pipelined(
-            Command("UID", "STORE", str(uid), "+FLAGS.SILENT", flag_list([DELETED])),
-            Command("UID", "EXPUNGE", str(uid)),
-        )
+        await conn.execute_pipelined(*messages.remove(uid))
 
 
 async def find_appended(
@@ -126,13 +113,9 @@ async def find_appended(
     """
     await conn.select(folder.name, read_only=True)
     size = len(delivery.message)
-    found = await conn.uid_search(
-        "UID", f"{low}:*", "LARGER", str(size - 1), "SMALLER", str(size + 1)
-    )
+    found = await conn.uid_search(Uid(from_uid(low)), Larger(size - 1), Smaller(size + 1))
     candidates = [u for u in found if u >= low]
     if delivery.message_id is not None and candidates:
-        header = await conn.uid_search(
-            "UID", uid_set(candidates), "HEADER", "Message-ID", astring(delivery.message_id)
-        )
+        header = await conn.uid_search(Uid(candidates), Header("Message-ID", delivery.message_id))
         candidates = [u for u in header if u >= low]
     return min(candidates) if candidates else None

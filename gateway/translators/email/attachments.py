@@ -13,8 +13,9 @@ from itertools import takewhile
 
 from gateway.cache.emails import EmailRecord, EmailStore, decode_value
 from gateway.cache.mailboxes import MailboxRecord
+from gateway.imap.fetch import Attr
 from gateway.imap.lazy import LazyConnection
-from gateway.imap.parse import Value
+from gateway.imap.responses.tokens import Value
 from gateway.mime.bodyparts import BodyPart, from_plain, has_attachment, text_html_attachments
 from gateway.mime.limits import MAX_DEPTH
 from gateway.translators.email.fetch import fetch_items
@@ -46,9 +47,9 @@ async def has_attachments(
         if folder is None:
             continue
         conn = await upstream.connection()
-        fetched = await fetch_items(conn, folder, owners, "BODYSTRUCTURE")
+        fetched = await fetch_items(conn, folder, owners, Attr.BODYSTRUCTURE)
         for uid, item in fetched.items():
-            fresh[owners[uid]] = _from_root(skeleton(item.get("BODYSTRUCTURE")))
+            fresh[owners[uid]] = _from_root(skeleton(item.get(Attr.BODYSTRUCTURE)))
     await store.cache({KIND: {i: b"1" if v else b"0" for i, v in fresh.items()}})
     return {**answers, **fresh}
 

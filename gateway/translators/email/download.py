@@ -30,6 +30,7 @@ from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
+from gateway.imap.fetch import BodySection
 from gateway.mime.bodyparts import IDENTITY_ENCODINGS, decode_transfer, parse_cost
 from gateway.offload import sized
 from gateway.translators.email.blob_ids import BlobRef, find_part
@@ -122,7 +123,7 @@ async def _piece(conn: ImapConnection, source: _Source, offset: int) -> bytes | 
     length = source.length(offset)
     if length <= 0:
         return b""
-    item = f"BODY.PEEK[]<{source.start + offset}.{length}>"
+    item = BodySection(partial=(source.start + offset, length))
     try:
         fetched = await fetch_items(conn, source.folder, {source.uid: ""}, item)
     except CommandFailed:

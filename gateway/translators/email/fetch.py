@@ -13,10 +13,11 @@ from typing import Any
 
 from gateway.cache.emails import EmailRecord, EmailStore, decode_value, encode_value
 from gateway.cache.mailboxes import MailboxRecord
-from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection
+from gateway.imap.fetch import Attr, BodySection, FetchAtt, uid_fetch
 from gateway.imap.lazy import LazyConnection
-from gateway.imap.parse import FetchItem, TextSection, fetches_by_uid, text_sections
+from gateway.imap.responses.bodystructure import TextSection, text_sections
+from gateway.imap.responses.fetch import FetchItem, fetches_by_uid
 from gateway.imap.sequence import split_uid_set
 from gateway.mime.bodyparts import (
     BodyPart,
@@ -32,10 +33,10 @@ from gateway.mime.limits import HEADER_SECTION_OCTETS
 from gateway.offload import sized
 from gateway.translators.email.properties import SUMMARY_FIELDS, Source
 
-WHOLE = "BODY.PEEK[]"
-HEADER = "BODY.PEEK[HEADER]"
-FIELDS = f"BODY.PEEK[HEADER.FIELDS ({' '.join(SUMMARY_FIELDS)})]"
-PREVIEW = "PREVIEW"
+WHOLE = BodySection()
+HEADER = BodySection("HEADER")
+FIELDS = BodySection(fields=SUMMARY_FIELDS)
+PREVIEW = Attr.PREVIEW
 # Whole messages are fetched at most this many octets per command, and at most this many are
 # kept for the body values of the same call; beyond, a value's part is fetched on its own.
 WHOLE_PER_FETCH = 16 * 1024 * 1024
@@ -90,7 +91,7 @@ async def load(
         i not in loaded.preview and r.visible_copies() for i, r in records.items()
     )
     has_preview = preview_missing and "PREVIEW" in (await upstream.connection()).capabilities
-    groups: dict[tuple[str, frozenset[str]], dict[int, str]] = {}
+    groups: dict[tuple[str, frozenset[FetchAtt]], dict[int, str]] = {}
     for email_id, record in records.items():
         items = _missing(loaded, email_id, sources, has_preview)
         copies = record.visible_copies()
@@ -140,7 +141,7 @@ async def _fetch_groups(
     upstream: LazyConnection,
     folders: dict[str, MailboxRecord],
     loaded: Loaded,
-    groups: dict[tuple[str, frozenset[str]], dict[int, str]],
+    groups: dict[tuple[str, frozenset[FetchAtt]], dict[int, str]],
     sizes: dict[str, int],
 ) -> None:
     for (mailbox_id, items), owners in groups.items():
@@ -158,7 +159,7 @@ async def fetch_items(
     conn: ImapConnection,
     folder: MailboxRecord,
     owners: dict[int, str],
-    *items: str,
+    *items: FetchAtt,
     sizes: dict[str, int] | None = None,
 ) -> dict[int, FetchItem]:
     """``items`` of the given uids of one folder, answered in full; none if the folder's
@@ -177,10 +178,10 @@ async def _previews_from_text(
 ) -> None:
     """Previews from the first PREVIEW_FETCH octets of each email's first text part: plain
     text where there is some, else HTML (RFC 8621 4.1.4 preview)."""
-    structures = await fetch_items(conn, folder, owners, "BODYSTRUCTURE")
+    structures = await fetch_items(conn, folder, owners, Attr.BODYSTRUCTURE)
     chosen: dict[str, dict[int, TextSection]] = {}
     for uid, item in structures.items():
-        sections = text_sections(item.get("BODYSTRUCTURE"))
+        sections = text_sections(item.get(Attr.BODYSTRUCTURE))
         plain = [s for s in sections if s.subtype == "plain"]
         html = [s for s in sections if s.subtype == "html"]
         candidates = plain or html
@@ -189,7 +190,7 @@ async def _previews_from_text(
         else:
             chosen.setdefault(candidates[0].section, {})[uid] = candidates[0]
     for section, parts in chosen.items():
-        item_name = f"BODY.PEEK[{section}]<0.{PREVIEW_FETCH}>"
+        item_name = BodySection(section, partial=(0, PREVIEW_FETCH))
         fetched = await fetch_items(conn, folder, {u: owners[u] for u in parts}, item_name)
         for uid, item in fetched.items():
             part = parts[uid]
@@ -226,10 +227,10 @@ def _encode_structures(structures: dict[str, BodyPart]) -> dict[str, bytes]:
 
 def _missing(
     loaded: Loaded, email_id: str, sources: set[Source], has_preview: bool
-) -> frozenset[str]:
+) -> frozenset[FetchAtt]:
     if Source.STRUCTURE in sources and email_id not in loaded.structure:
         return frozenset({WHOLE})
-    items: set[str] = set()
+    items: set[FetchAtt] = set()
     if Source.PREVIEW in sources and email_id not in loaded.preview and has_preview:
         items.add(PREVIEW)
     raw = email_id in loaded.header or email_id in loaded.fields
@@ -243,12 +244,15 @@ def _missing(
 
 
 async def _fetch(
-    conn: ImapConnection, owners: dict[int, str], items: frozenset[str], sizes: dict[str, int]
+    conn: ImapConnection,
+    owners: dict[int, str],
+    items: frozenset[FetchAtt],
+    sizes: dict[str, int],
 ) -> dict[int, FetchItem]:
     fetched: dict[int, FetchItem] = {}
-    wanted = " ".join(["UID", *sorted(items)])
+    wanted = [Attr.UID, *sorted(items, key=str)]
     for chunk in _chunks(owners, sizes):
-        result = await conn.execute(Command("UID", "FETCH", chunk, f"({wanted})"))
+        result = await conn.execute(uid_fetch(chunk, wanted))
         fetched.update(
             (uid, item)
             for uid, item in fetches_by_uid(result.untagged).items()
@@ -271,14 +275,14 @@ def _chunks(owners: dict[int, str], sizes: dict[str, int]) -> list[str]:
     return [chunk for page in pages if page for chunk in split_uid_set(page)]
 
 
-def _answered(item: FetchItem, name: str) -> bool:
+def _answered(item: FetchItem, name: FetchAtt) -> bool:
     """Whether the response holds the item asked for (PREVIEW may be NIL, RFC 8970)."""
     if name == FIELDS:
         return item.header_fields() is not None
     return name == PREVIEW or name in item
 
 
-async def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[str]) -> None:
+async def _take(loaded: Loaded, fetched: dict[str, FetchItem], items: frozenset[FetchAtt]) -> None:
     for email_id, item in fetched.items():
         if WHOLE in items:
             message = item.section(WHOLE) or b""
@@ -307,7 +311,7 @@ def _structure_and_preview(message: bytes) -> tuple[BodyPart, str]:
 async def _to_cache(
     store: EmailStore,
     loaded: Loaded,
-    groups: dict[tuple[str, frozenset[str]], dict[int, str]],
+    groups: dict[tuple[str, frozenset[FetchAtt]], dict[int, str]],
     parsed: dict[str, dict[str, Any]],
 ) -> None:
     fetched = {e for owners in groups.values() for e in owners.values()} - loaded.vanished

@@ -13,21 +13,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gateway.cache.emails import FolderMark
 from gateway.cache.mailboxes import MailboxRecord
-from gateway.imap.commands import Command, LiteralArg, flag_list, mailbox
+from gateway.imap import messages
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed
-from gateway.imap.parse import fetches_by_uid, parse_copyuid, parse_modified
+from gateway.imap.responses.codes import parse_copyuid, parse_modified
+from gateway.imap.responses.fetch import fetches_by_uid
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.jmap.errors import SetError
 from gateway.translators.email.placement import FlagStore, FolderWork, Plan
 from gateway.translators.upstream_refusals import Work, refused
 
 log = logging.getLogger(__name__)
-
-DELETED = "\\Deleted"
 
 
 @dataclass
@@ -58,9 +58,6 @@ class _Run:
     @property
     def utf8(self) -> bool:
         return "UTF8=ACCEPT" in self.conn.enabled
-
-    def name(self, folder_id: str) -> str | LiteralArg:
-        return mailbox(self.folders[folder_id].name, utf8=self.utf8)
 
 
 async def carry_out(
@@ -125,20 +122,21 @@ async def _first_pass(run: _Run, folder_id: str, work: FolderWork) -> None:
 async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict[int, str]) -> None:
     owners = {u: e for u, e in owners.items() if not run.outcome.settled(e)}
     mark = run.marks.get(folder_id)
-    guard: tuple[str, ...] = ()
-    changes = [("+FLAGS", store.add), ("-FLAGS", store.remove)]
+    guard: int | None = None
+    changes: list[tuple[Literal["+", "-", ""], frozenset[str]]]
+    changes = [("+", store.add), ("-", store.remove)]
     if store.replace is not None:
-        changes = [("FLAGS", store.replace)]
+        changes = [("", store.replace)]
         if mark is not None and mark.modseq and "CONDSTORE" in run.conn.capabilities:
-            guard = (f"(UNCHANGEDSINCE {mark.modseq})",)
-    for change, flags in changes:
+            guard = mark.modseq
+    for mode, flags in changes:
         if not flags and store.replace is None:
             continue
         for chunk in split_uid_set(owners):
             run.outcome.touched = True
             try:
                 result = await run.conn.execute(
-                    Command("UID", "STORE", chunk, *guard, change, flag_list(sorted(flags)))
+                    messages.uid_store(chunk, sorted(flags), mode=mode, unchanged_since=guard)
                 )
             except CommandFailed as exc:
                 _fail(run.outcome, (owners[u] for u in UidSet.parse(chunk)), _set_error(exc))
@@ -168,12 +166,14 @@ async def _copy(run: _Run, destination: str, owners: dict[int, str], *, move: bo
         run.outcome.retry.update(owners.values())
         return
     native = move and "MOVE" in run.conn.capabilities
-    verb = "MOVE" if native else "COPY"
+    name = run.folders[destination].name
     for chunk in split_uid_set(owners):
         part = {u: owners[u] for u in UidSet.parse(chunk)}
         run.outcome.touched = True
         try:
-            result = await run.conn.execute(Command("UID", verb, chunk, run.name(destination)))
+            result = await run.conn.execute(
+                messages.uid_copy(chunk, name, utf8=run.utf8, move=native)
+            )
         except CommandFailed as exc:
             _fail(run.outcome, part.values(), _set_error(exc))
             continue
@@ -202,10 +202,7 @@ async def _expunge(run: _Run, owners: dict[int, str]) -> None:
     for chunk in split_uid_set(owners):
         run.outcome.touched = True
         try:
-            await run.conn.execute_pipelined(
-                Command("UID", "STORE", chunk, "+FLAGS.SILENT", flag_list([DELETED])),
-                Command("UID", "EXPUNGE", chunk),
-            )
+            await run.conn.execute_pipelined(*messages.remove(chunk))
         except CommandFailed as exc:
             _fail(run.outcome, (owners[u] for u in UidSet.parse(chunk)), _set_error(exc))
 
@@ -233,10 +230,7 @@ async def _remove_copies(run: _Run, folder: MailboxRecord, owners: dict[int, str
         log.warning("could not undo copies made in a folder whose UIDVALIDITY changed")
         return
     for chunk in split_uid_set(owners):
-        await run.conn.execute_pipelined(
-            Command("UID", "STORE", chunk, "+FLAGS.SILENT", flag_list([DELETED])),
-            Command("UID", "EXPUNGE", chunk),
-        )
+        await run.conn.execute_pipelined(*messages.remove(chunk))
 
 
 def _fail(outcome: Outcome, emails: Iterable[str], error: SetError) -> None:

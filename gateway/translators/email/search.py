@@ -1,9 +1,10 @@
 """The text conditions of an Email filter, answered by the upstream's UID SEARCH.
 
 Each :class:`TextSearch` of a filter (a text condition, or an AND, OR or NOT of several) is
-one SEARCH key: ANDed keys side by side, ``OR a b`` nested for OR (RFC 3501 6.4.4), ``NOT``
-of an OR for NOT. So a folder costs one command per TextSearch, however many conditions it
-holds, and the UIDs found map back through the folder's uid map.
+one SEARCH criterion (:mod:`gateway.imap.search` writes it: keys side by side for AND,
+``OR a b`` nested for OR, ``NOT`` of an OR for NOT). So a folder costs one command per
+TextSearch, however many conditions it holds, and the UIDs found map back through the
+folder's uid map.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.cache.emails import EmailStore
-from gateway.imap.commands import Arg, Group, astring
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
 from gateway.imap.lazy import LazyConnection
+from gateway.imap.search import And, Criterion, Header, Not, Or, Text, TextKey
 from gateway.imap.sequence import UidSet
 from gateway.jmap.errors import MethodError
 from gateway.translators.email.filtering import Filter, Leaf, TextSearch, search_key
@@ -44,51 +45,31 @@ async def run_searches(
     return found
 
 
-# One IMAP search-key (RFC 3501 6.4.4) as the tokens that make it, e.g. ["FROM", '"bob"'].
-SearchKey = list[Arg]
-
-
-def criteria(tree: Filter) -> list[Arg]:
-    """The SEARCH arguments that match what a text-only part of the filter matches."""
-    return [token for key in _keys(tree) for token in key]
-
-
-def _keys(tree: Filter) -> list[SearchKey]:
-    """Search-keys whose conjunction matches ``tree`` (SEARCH ANDs its keys)."""
+def criteria(tree: Filter) -> Criterion:
+    """The SEARCH criterion that matches what a text-only part of the filter matches."""
     if isinstance(tree, TextSearch):
-        return _keys(tree.tree)
+        return criteria(tree.tree)
     if isinstance(tree, Leaf):
-        return [[name, *(astring(v) for v in values)] for name, *values in search_key(tree)]
-    children = [_keys(child) for child in tree.children]
+        return And(tuple(_key(name, values) for name, *values in search_key(tree)))
+    children = tuple(criteria(child) for child in tree.children)
     if tree.operator == "AND":
-        return [key for keys in children for key in keys] or [["ALL"]]
+        return And(children)
     # RFC 8620 5.5: NOT matches when none of its conditions does, i.e. NOT of their OR.
-    either = _any_of([_one(keys) for keys in children])
-    return [either] if tree.operator == "OR" else [["NOT", *either]]
+    return Or(children) if tree.operator == "OR" else Not(Or(children))
 
 
-def _any_of(keys: list[SearchKey]) -> SearchKey:
-    """``OR a OR b c``: one key matching what any of ``keys`` matches (none: nothing)."""
-    if not keys:
-        return ["NOT", "ALL"]
-    either = keys[-1]
-    for key in reversed(keys[:-1]):
-        either = ["OR", *key, *either]
-    return either
-
-
-def _one(keys: list[SearchKey]) -> SearchKey:
-    """ANDed keys as the single key OR and NOT take: a parenthesized list if several."""
-    return keys[0] if len(keys) == 1 else [Group(*(token for key in keys for token in key))]
+def _key(name: str, values: list[str]) -> Criterion:
+    """One key of a text condition: ``HEADER name value`` or a text key and its value."""
+    if name == "HEADER":
+        return Header(values[0], values[1])
+    return Text(TextKey(name), values[0])
 
 
 async def _uid_search(conn: ImapConnection, search: TextSearch) -> UidSet:
     """UID SEARCH of one TextSearch, UTF-8 where its text needs it."""
-    keys = criteria(search)
-    charset = any(not leaf_text.isascii() for leaf_text in _texts(search.tree))
-    prefix = ["CHARSET", "UTF-8"] if charset else []
+    utf8 = any(not leaf_text.isascii() for leaf_text in _texts(search.tree))
     try:
-        return await conn.uid_search(*prefix, *keys)
+        return await conn.uid_search(criteria(search), charset="UTF-8" if utf8 else None)
     except CommandFailed:
         raise MethodError(
             "unsupportedFilter", "The mail server cannot search the messages for this text"

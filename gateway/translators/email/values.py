@@ -20,6 +20,7 @@ from typing import Any
 from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.connection import ImapConnection
+from gateway.imap.fetch import BodySection
 from gateway.imap.lazy import LazyConnection
 from gateway.mime.bodyparts import BodyPart, parse_cost, text_html_attachments
 from gateway.mime.bodyvalues import (
@@ -70,14 +71,13 @@ class ValueRequest:
         window = factor * self.max_bytes + _FETCH_SLACK
         return None if window >= encoded else window
 
-    def section(self, part: BodyPart, factor: int = 4, *, cut: bool = False) -> str:
+    def section(self, part: BodyPart, factor: int = 4, *, cut: bool = False) -> BodySection:
         """The part's section, or with ``cut`` its octets cut from the message by the
         gateway's own offsets (for a message the upstream splits into parts otherwise)."""
         window = self.window(part, factor)
         if cut:
-            return f"BODY.PEEK[]<{part.body_start}.{self.expected(part, factor)}>"
-        whole = f"BODY.PEEK[{part.part_id}]"
-        return whole if window is None else f"{whole}<0.{window}>"
+            return BodySection(partial=(part.body_start, self.expected(part, factor)))
+        return BodySection(str(part.part_id), partial=None if window is None else (0, window))
 
     def expected(self, part: BodyPart, factor: int = 4) -> int:
         """How many octets a fetch of :meth:`section` returns where the upstream's part is
@@ -108,7 +108,7 @@ async def body_values(
     wanted = {email_id: request.parts(root) for email_id, root in structures.items()}
     cached = await store.texts(i for i, parts in wanted.items() if parts)
     fresh: dict[str, dict[str, list[Any]]] = {}
-    groups: dict[tuple[str, tuple[str, ...]], dict[int, str]] = {}
+    groups: dict[tuple[str, tuple[BodySection, ...]], dict[int, str]] = {}
     for email_id, parts in wanted.items():
         known = cached.get(email_id, {})
         message = messages.get(email_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,11 +22,11 @@ from gateway.cache.locks import LockTimeout
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.env import RequestEnv
-from gateway.imap import mutf7
-from gateway.imap.commands import Command, mailbox
+from gateway.imap import mailboxes, mutf7
+from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed, ImapError
 from gateway.imap.lazy import LazyConnection
-from gateway.imap.parse import parse_status
+from gateway.imap.responses.status import parse_status
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError, SetError
 from gateway.jmap.standard import check_if_in_state, parse_set
@@ -78,8 +78,7 @@ class SetRun:
 
     ctx: CallContext[RequestEnv]
     upstream: LazyConnection
-    utf8: bool  # the upstream's connections have UTF8=ACCEPT enabled
-    capabilities: frozenset[str]
+    conn: ImapConnection  # borrowed from ``upstream``; given back during a refresh
     view: MailboxView
     strategy: IdStrategy
     delimiter: str
@@ -100,22 +99,19 @@ class SetRun:
             self._names = (self.view, index)
         return self._names[1].get(key, [])
 
-    def arg(self, name: str) -> str | Any:
-        return mailbox(name, utf8=self.utf8)
+    @property
+    def utf8(self) -> bool:
+        return "UTF8=ACCEPT" in self.conn.enabled
 
-    async def run(self, command: Command, *, unselected: bool = False) -> None:
+    async def run(self, step: Awaitable[Result]) -> None:
         """One upstream command; a broken connection after earlier work is a partial failure.
 
-        ``unselected``: with no mailbox selected first. Dovecot ends a session (BYE, then a
-        reset) whose selected mailbox, or one above it, is renamed or deleted, even by that
-        session itself; a pooled connection may still have it selected from earlier work.
+        Renames and deletes run with ``conn.execute_unselected``: Dovecot ends a session (BYE,
+        then a reset) whose selected mailbox, or one above it, is renamed or deleted, even by
+        that session itself; a pooled connection may still have it selected from earlier work.
         """
         try:
-            conn = await self.upstream.connection()
-            if unselected:
-                await conn.execute_unselected(command)
-            else:
-                await conn.execute(command)
+            await step
         except CommandFailed:
             raise
         except ImapError as exc:
@@ -126,18 +122,21 @@ class SetRun:
 
     async def refresh(self) -> None:
         """Read the view again after a fresh catch-up. The catch-up borrows a connection of
-        its own: this call's goes back to the pool meanwhile, and the next command borrows
-        one again (no command relies on what a connection has selected: see ``run``)."""
+        its own: this call's goes back to the pool meanwhile and one is borrowed again after
+        (no command relies on what a connection has selected: see ``run``)."""
         await self.upstream.release()
         self.view = await mailbox_view(self.ctx.env, fresh=True)
+        self.conn = await self.upstream.connection()
 
-    async def follow_up(self, command: Command) -> None:
-        """A command after the one the client asked for succeeded (a subscription that
-        follows a CREATE, RENAME or DELETE): its refusal does not undo that success."""
+    async def follow_up(self, name: str, *, subscribed: bool) -> None:
+        """A subscription change after the one the client asked for succeeded (it follows a
+        CREATE, RENAME or DELETE): its refusal does not undo that success."""
         try:
-            await self.run(command)
+            change = mailboxes.subscribe(name, utf8=self.utf8, subscribed=subscribed)
+            await self.run(self.conn.execute(change))
         except CommandFailed as exc:
-            log.warning("upstream refused %s after a mailbox change (%s)", command.name, exc.code)
+            verb = "SUBSCRIBE" if subscribed else "UNSUBSCRIBE"
+            log.warning("upstream refused %s after a mailbox change (%s)", verb, exc.code)
 
 
 async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
@@ -155,10 +154,7 @@ async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
     strategy = IdStrategy(await view.store.meta("mailbox-ids") or IdStrategy.GATEWAY.value)
     async with env.upstream() as upstream:
         conn = await upstream.connection()
-        utf8 = "UTF8=ACCEPT" in conn.enabled
-        run = SetRun(
-            ctx, upstream, utf8, conn.capabilities, view, strategy, _delimiter(view.records)
-        )
+        run = SetRun(ctx, upstream, conn, view, strategy, _delimiter(view.records))
         response: dict[str, Any] = {"accountId": args.account_id, "oldState": view.state}
         try:
             await _apply(
@@ -291,29 +287,30 @@ async def _create(run: SetRun, creation_id: str, props: dict[str, Any]) -> dict[
     if not isinstance(subscribe, bool):
         raise SetError.invalid_properties(["isSubscribed"], "must be a Boolean")
     sort_order = _sort_order(props.get("sortOrder"))
-    options = _role_option(run, props.get("role"))
+    special_use = _special_use(run, props.get("role"))
     try:
-        await run.run(Command("CREATE", run.arg(full), *options))
+        create = mailboxes.create(full, utf8=run.utf8, special_use=special_use)
+        await run.run(run.conn.execute(create))
     except CommandFailed:
         await _refused_as_duplicate(run, full, exclude=None)
         raise
     run.created_names[creation_id] = full
     if subscribe:
-        await run.follow_up(Command("SUBSCRIBE", run.arg(full)))
+        await run.follow_up(full, subscribed=True)
     return {"sortOrder": sort_order} if sort_order is not None else {}
 
 
-def _role_option(run: SetRun, role: object) -> tuple[str, ...]:
+def _special_use(run: SetRun, role: object) -> str | None:
     """RFC 6154 5.2 CREATE-SPECIAL-USE, the only way the upstream takes a role on create."""
     if role is None:
-        return ()
+        return None
     if not isinstance(role, str) or role not in ROLE_FLAGS:
         raise SetError.invalid_properties(["role"], "unknown role")
     if any(r.role == role for r in run.view.records.values()):
         raise SetError.invalid_properties(["role"], f"another mailbox has the role {role}")
-    if "CREATE-SPECIAL-USE" not in run.capabilities:
+    if "CREATE-SPECIAL-USE" not in run.conn.capabilities:
         raise SetError.invalid_properties(["role"], "the mail server cannot set roles")
-    return ("(USE", f"({ROLE_FLAGS[role]}))")
+    return ROLE_FLAGS[role]
 
 
 # -- update -------------------------------------------------------------------------------------
@@ -355,7 +352,8 @@ async def _update(run: SetRun, record: MailboxRecord, patch: dict[str, Any]) -> 
     if "name" in patch or "parentId" in patch:
         name = await _rename(run, record, patch, current)
     if subscribe != record.subscribed:
-        await run.run(Command("SUBSCRIBE" if subscribe else "UNSUBSCRIBE", run.arg(name)))
+        change = mailboxes.subscribe(name, utf8=run.utf8, subscribed=subscribe)
+        await run.run(run.conn.execute(change))
     await _set_sort_order(run, record.id, sort_order)
     return name != record.name
 
@@ -382,7 +380,8 @@ async def _rename(
     for new_name in (full, *(full + r.name[len(record.name) :] for r in below)):
         _check_length(new_name, changed)
     try:
-        await run.run(Command("RENAME", run.arg(record.name), run.arg(full)), unselected=True)
+        rename = mailboxes.rename(record.name, full, utf8=run.utf8)
+        await run.run(run.conn.execute_unselected(rename))
     except CommandFailed:
         await _refused_as_duplicate(run, full, exclude=record.id)
         raise
@@ -392,10 +391,8 @@ async def _rename(
     # every mailbox below it, which were renamed with it.
     for moved in run.view.records.values():
         if moved.subscribed and (moved.id == record.id or moved.name.startswith(prefix)):
-            await run.follow_up(Command("UNSUBSCRIBE", run.arg(moved.name)))
-            await run.follow_up(
-                Command("SUBSCRIBE", run.arg(full + moved.name[len(record.name) :]))
-            )
+            await run.follow_up(moved.name, subscribed=False)
+            await run.follow_up(full + moved.name[len(record.name) :], subscribed=True)
     return full
 
 
@@ -466,9 +463,9 @@ async def _destroy(run: SetRun, record: MailboxRecord, remove_emails: bool, gone
         raise SetError("mailboxHasChild", "destroy or move its child mailboxes first")
     if not remove_emails and (record.total or await _holds_mail(run, record)):
         raise SetError("mailboxHasEmail", "the mailbox holds emails (onDestroyRemoveEmails)")
-    await run.run(Command("DELETE", run.arg(record.name)), unselected=True)
+    await run.run(run.conn.execute_unselected(mailboxes.delete(record.name, utf8=run.utf8)))
     if record.subscribed:
-        await run.follow_up(Command("UNSUBSCRIBE", run.arg(record.name)))
+        await run.follow_up(record.name, subscribed=False)
 
 
 async def _holds_mail(run: SetRun, record: MailboxRecord) -> bool:
@@ -477,9 +474,8 @@ async def _holds_mail(run: SetRun, record: MailboxRecord) -> bool:
     selected mailbox a session answers STATUS from its own, possibly stale, view."""
     if not record.selectable:
         return False
-    status = Command("STATUS", run.arg(record.name), "(MESSAGES)")
-    conn = await run.upstream.connection()
-    result = await conn.execute_unselected(status)
+    status = mailboxes.status(record.name, [mailboxes.StatusItem.MESSAGES], utf8=run.utf8)
+    result = await run.conn.execute_unselected(status)
     return any(parse_status(r).items.get("MESSAGES", 0) for r in result.data("STATUS"))
 
 

@@ -1,0 +1,171 @@
+"""FETCH (RFC 3501 7.4.2, RFC 7162 MODSEQ, RFC 8474 EMAILID/THREADID, RFC 8970 PREVIEW)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TypeVar
+
+from gateway.imap.dates import MONTHS
+from gateway.imap.errors import ProtocolError
+from gateway.imap.fetch import BodySection
+from gateway.imap.responses.tokens import Untagged, Value
+from gateway.imap.responses.values import (
+    as_atom_list,
+    as_int,
+    as_list,
+    as_object_id,
+    as_parenthesized_int,
+    as_text,
+    expect_keyword,
+    named_pairs,
+    take,
+)
+
+_T = TypeVar("_T")
+
+_PARTIAL_RANGE = re.compile(r"<([0-9]+)\.[0-9]+>\Z")
+_INTERNALDATE = re.compile(
+    rb" ?([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})"  # date-day-fixed "-" date-month "-" date-year
+    rb" ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"  # SP time SP zone
+)
+_MONTH_NUMBERS = {name.upper().encode(): number for number, name in enumerate(MONTHS, 1)}
+
+
+def fetch_key(name: str) -> str:
+    """The key under which a requested fetch item appears in the response.
+
+    RFC 3501 7.4.2: the server answers ``BODY.PEEK[...]`` as ``BODY[...]`` and a partial
+    ``<0.100>`` as ``<0>``; item names are case-insensitive, so keys are upper-cased.
+    """
+    key = name.upper().replace(".PEEK[", "[", 1)
+    return _PARTIAL_RANGE.sub(r"<\1>", key)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchItem:
+    """``* n FETCH (...)``: the sequence number and the items by upper-cased name."""
+
+    seq: int
+    items: dict[str, Value]
+
+    def get(self, name: str | BodySection) -> Value:
+        """The generic value of an item (BODYSTRUCTURE, ENVELOPE, ...) or None if absent."""
+        return self.items.get(fetch_key(str(name)))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str | BodySection) and fetch_key(str(name)) in self.items
+
+    @property
+    def uid(self) -> int | None:
+        return self._optional("UID", as_int)
+
+    @property
+    def flags(self) -> list[str] | None:
+        return self._optional("FLAGS", as_atom_list)
+
+    @property
+    def modseq(self) -> int | None:
+        """RFC 7162 3.1.4.1: ``MODSEQ (n)``."""
+        return self._optional("MODSEQ", as_parenthesized_int)
+
+    @property
+    def size(self) -> int | None:
+        return self._optional("RFC822.SIZE", as_int)
+
+    @property
+    def internaldate(self) -> datetime | None:
+        return self._optional("INTERNALDATE", _internaldate)
+
+    @property
+    def email_id(self) -> str | None:
+        return as_object_id(self.items.get("EMAILID"), "EMAILID")
+
+    @property
+    def thread_id(self) -> str | None:
+        """RFC 8474 5.2: NIL when the server keeps no thread for this message."""
+        return as_object_id(self.items.get("THREADID"), "THREADID")
+
+    @property
+    def x_guid(self) -> str | None:
+        """Dovecot's message GUID, kept by COPY and MOVE."""
+        return self._optional("X-GUID", as_text)
+
+    @property
+    def preview(self) -> str | None:
+        """RFC 8970 ``PREVIEW nstring``; the draft form ``(FUZZY "text")`` is accepted too."""
+        value = self.items.get("PREVIEW")
+        if isinstance(value, list) and len(value) == 2:
+            value = value[1]
+        if value is None:
+            return None
+        if not isinstance(value, bytes):
+            raise ProtocolError("PREVIEW is not a string")
+        return value.decode("utf-8", "replace")
+
+    def header_fields(self) -> bytes | None:
+        """The ``BODY[HEADER.FIELDS (...)]`` section, however the server spells the list."""
+        for key, value in self.items.items():
+            if key.startswith("BODY[HEADER.FIELDS") and isinstance(value, bytes):
+                return value
+        return None
+
+    def section(self, name: str | BodySection) -> bytes | None:
+        """A body section (``BODY[...]``, ``BINARY[...]``) as bytes; None if NIL or absent."""
+        value = self.get(name)
+        if value is None or isinstance(value, bytes):
+            return value
+        raise ProtocolError(f"{fetch_key(str(name))} is not a string")
+
+    def _optional(self, name: str, convert: Callable[[Value, str], _T]) -> _T | None:
+        return take(self.items, name, convert)
+
+
+def parse_fetch(response: Untagged) -> FetchItem:
+    """A FETCH response; the server may send any items, solicited or not."""
+    values = expect_keyword(response, "FETCH")
+    if response.number is None or response.number == 0 or len(values) != 1:
+        raise ProtocolError("FETCH response needs a message number and one list")
+    items = dict(named_pairs(as_list(values[0], "FETCH"), "FETCH"))
+    return FetchItem(response.number, items)
+
+
+def fetches_by_uid(responses: Iterable[Untagged]) -> dict[int, FetchItem]:
+    """FETCH responses merged per UID, later items winning.
+
+    A server may send several FETCH responses for one message during a command: the one
+    asked for, and unsolicited flag updates made by other sessions (RFC 3501 7.4.2,
+    RFC 7162 3.1.4 with CONDSTORE). Merged, the requested items are never lost to a later
+    FLAGS-only response; responses without a UID (not about a message of a UID command) are
+    left out.
+    """
+    merged: dict[int, FetchItem] = {}
+    for response in responses:
+        if response.keyword != "FETCH":
+            continue
+        item = parse_fetch(response)
+        uid = item.uid
+        if uid is None:
+            continue
+        earlier = merged.get(uid)
+        merged[uid] = (
+            item if earlier is None else FetchItem(item.seq, {**earlier.items, **item.items})
+        )
+    return merged
+
+
+def _internaldate(value: Value, what: str) -> datetime:
+    """RFC 3501 9 date-time: ``"17-Jul-1996 02:44:25 -0700"`` -> aware datetime."""
+    match = _INTERNALDATE.fullmatch(value) if isinstance(value, bytes) else None
+    month = _MONTH_NUMBERS.get(match.group(2).upper()) if match else None
+    if match is None or month is None:
+        raise ProtocolError(f"malformed {what}")
+    day, year, hour, minute, second = (int(match.group(i)) for i in (1, 3, 4, 5, 6))
+    offset = timedelta(hours=int(match.group(8)), minutes=int(match.group(9)))
+    zone = timezone(-offset if match.group(7) == b"-" else offset)
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=zone)
+    except ValueError:
+        raise ProtocolError(f"impossible date in {what}") from None
