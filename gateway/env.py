@@ -6,27 +6,67 @@ imports the translators to register their methods.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+import weakref
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from gateway.auth import Principal
+from gateway.cache.account import AccountIndex
 from gateway.imap.connection import ImapConnection
+from gateway.imap.lazy import LazyConnection
 
 if TYPE_CHECKING:
     from gateway.services import Services
+
+
+@dataclass
+class RequestCatchUp:
+    """What one request did of the account's catch-up, so its methods do it once."""
+
+    # Caught up, or the index trusted within GATEWAY_SYNC_INTERVAL_SECONDS.
+    done: bool = False
+    # The upstream itself was asked (not trusting the interval): a writer needs no second
+    # fresh catch-up before planning (translators.email.set).
+    asked_upstream: bool = False
 
 
 @dataclass(frozen=True)
 class RequestEnv:
     services: Services
     principal: Principal
-    # Per request: work done once however many calls need it (e.g. a mailbox sync).
+    # Per request: work done once however many calls need it (e.g. a blob budget).
     memo: dict[str, Any] = field(default_factory=dict)
+    caught_up: RequestCatchUp = field(default_factory=RequestCatchUp)
+    _upstreams: weakref.WeakSet[LazyConnection] = field(default_factory=weakref.WeakSet, repr=False)
 
-    @contextlib.asynccontextmanager
-    async def upstream(self) -> AsyncIterator[ImapConnection]:
-        """A logged-in upstream connection of the caller, for one method's work."""
-        async with self.services.pool.connection(self.principal.login) as conn:
-            yield conn
+    @cached_property
+    def index(self) -> AccountIndex:
+        """The caller's account's index (read it after :meth:`catch_up`)."""
+        return AccountIndex.of(self.services.store.client, self.principal.account_id)
+
+    def upstream(self) -> LazyConnection:
+        """The caller's upstream connection for one method's work, borrowed from the pool on
+        first use (``async with env.upstream() as upstream``, then ``upstream.connection()``)."""
+        handle = LazyConnection(self.services.pool, self.principal.login)
+        self._upstreams.add(handle)
+        return handle
+
+    async def catch_up(self, *, fresh: bool = False) -> None:
+        """The account's index up to date, once per request unless ``fresh`` (which asks the
+        upstream in a run started after this call: see gateway.sync.catch_up).
+
+        The catch-up borrows a connection of its own, so none of this request's may be held
+        meanwhile: with every connection of the user held by requests waiting for catch-ups,
+        none would be left for them."""
+        if self.caught_up.done and not fresh:
+            return
+        if any(handle.held for handle in self._upstreams):
+            raise RuntimeError("a catch-up must not wait while its request holds a connection")
+        asked = await self.services.catch_up.run(self.index, self._connect, fresh=fresh)
+        self.caught_up.asked_upstream |= asked
+        self.caught_up.done = True
+
+    def _connect(self) -> AbstractAsyncContextManager[ImapConnection]:
+        return self.services.pool.connection(self.principal.login)

@@ -24,8 +24,7 @@ from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.session import AccountInfo, PersonalSession
 from gateway.metrics import Metrics
 from gateway.readiness import Readiness
-from gateway.sync.emails import EmailSync
-from gateway.sync.mailboxes import MailboxSync
+from gateway.sync.catch_up import CatchUp
 from gateway.translators import core, email, mailbox
 from gateway.translators.core import core_limits
 from gateway.translators.spec import Spec, collect
@@ -57,8 +56,7 @@ class Services:
     api_limiter: ConcurrencyLimiter
     upload_limiter: ConcurrencyLimiter
     blobs: BlobStore
-    mailbox_sync: MailboxSync
-    email_sync: EmailSync
+    catch_up: CatchUp
     metrics: Metrics
     readiness: Readiness
 
@@ -134,8 +132,7 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
             secret=secret,
             quota=settings.upload_quota_octets,
         ),
-        mailbox_sync=MailboxSync(),
-        email_sync=EmailSync(),
+        catch_up=CatchUp(settings.sync_interval_seconds),
         metrics=metrics,
         readiness=Readiness(
             store,

@@ -150,7 +150,7 @@ async def test_a_query_whose_client_went_away_stops_searching(edge: Edge) -> Non
 async def test_a_sync_others_joined_goes_on_when_its_starter_leaves(edge: Edge) -> None:
     for folder in FOLDERS:
         edge.mail.append(folder, folder.lower())
-    flights = edge.app.state.services.mailbox_sync._flight
+    catch_up = edge.app.state.services.catch_up
     account = edge.jmap.account_id
     already = len(edge.proxy.commands())
     held = edge.proxy.hold(rb" LIST ")
@@ -158,10 +158,10 @@ async def test_a_sync_others_joined_goes_on_when_its_starter_leaves(edge: Edge) 
     async with asyncio.timeout(30):
         await held.reached.wait()
     joiner = asyncio.create_task(edge.jmap.call("Mailbox/get"))
-    await until(lambda: flights.waiting(account) == 2)
+    await until(lambda: catch_up.waiting(account) == 2)
 
     await leave(starter)
-    await until(lambda: flights.waiting(account) == 1)
+    await until(lambda: catch_up.waiting(account) == 1)
     held.release()
     got = await joiner
 

@@ -36,7 +36,6 @@ from gateway.mime.bodyparts import parse_cost
 from gateway.mime.headers import parse_header_block
 from gateway.mime.limits import HEADER_SECTION_OCTETS
 from gateway.offload import sized
-from gateway.sync.flight import SingleFlight
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.mailboxes import OBJECT_ID
 from gateway.sync.threads import THREAD_FIELDS, Links, Threader, thread_id_for
@@ -87,25 +86,8 @@ def _short_id(prefix: str, material: bytes) -> str:
     return prefix + base64.b32encode(digest[:15]).decode().lower()[:20]
 
 
-class EmailSync:
-    """Runs email syncs, one at a time per account across processes."""
-
-    def __init__(self) -> None:
-        self._flight = SingleFlight()
-
-    async def sync(
-        self,
-        store: EmailStore,
-        conn: ImapConnection,
-        mailboxes: MailboxStore,
-        *,
-        fresh: bool = False,
-    ) -> None:
-        """Bring the email index in step with the folders the mailbox index lists."""
-        await self._flight.run(store.account_id, lambda: _sync(store, conn, mailboxes), fresh=fresh)
-
-
-async def _sync(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore) -> None:
+async def sync_emails(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore) -> None:
+    """Bring the email index in step with the folders the mailbox index lists."""
     dated = await store.meta(DATED_FIELD) is not None
     if dated and _stale(_folders(await mailboxes.load()), await store.marks()) == ([], []):
         return

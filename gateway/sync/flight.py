@@ -18,11 +18,10 @@ class _Flight:
 class SingleFlight:
     """Runs one coroutine per key at a time; callers arriving meanwhile share its outcome.
 
-    The run is a task of its own, so a caller that goes away (its client disconnected) does
-    not take it down while others wait for it; once nobody waits, it is cancelled. The work
-    runs on the starter's upstream connection, which goes back to the pool when the starter
-    returns: so the starter never returns while the run goes on, even when cancelled (it then
-    waits for the others to have their answer, or for the run to stop).
+    The run is a task of its own that takes what it needs itself (the catch-up borrows its own
+    upstream connection), so a caller that goes away (its client disconnected) returns at once
+    and does not take the run down while others wait for it; once nobody waits, it is
+    cancelled.
 
     Another process's sync of the same account is kept out by the account's Redis lease,
     which the coroutine takes itself.
@@ -52,15 +51,20 @@ class SingleFlight:
                 return
         flight = _Flight(asyncio.ensure_future(work()))
         self._running[key] = flight
-        try:
-            await self._lead(flight)
-        finally:
-            if self._running.get(key) is flight:
-                del self._running[key]
+        flight.task.add_done_callback(lambda _: self._ended(key, flight))
+        await self._lead(flight)
 
     def _current(self, key: str) -> _Flight | None:
         flight = self._running.get(key)
         return flight if flight is not None and not flight.task.done() else None
+
+    def _ended(self, key: str, flight: _Flight) -> None:
+        """The run is over, whoever still waits: late callers start a new one."""
+        if self._running.get(key) is flight:
+            del self._running[key]
+        if not flight.task.cancelled():
+            # Retrieved, so never logged: a failure is the waiters' to report, if any remain.
+            flight.task.exception()
 
     async def _join(self, flight: _Flight) -> bool:
         """Wait for ``flight``; True if it succeeded."""
@@ -79,7 +83,6 @@ class SingleFlight:
             await asyncio.wait({flight.task})
         except asyncio.CancelledError:
             self._leave(flight)
-            await _outlive(flight.task)
             raise
         flight.waiting -= 1
         flight.task.result()
@@ -90,19 +93,3 @@ class SingleFlight:
         flight.waiting -= 1
         if flight.waiting == 0:
             flight.task.cancel()
-
-
-async def _outlive(task: asyncio.Task[None]) -> None:
-    """Wait until ``task`` has ended, whatever happens to the caller meanwhile.
-
-    The task uses the caller's upstream connection: returning earlier would put it back in the
-    pool while the task still sends on it. A caller cancelled again (the process must stop)
-    cancels the task, whose cancellation drops the connection at once.
-    """
-    while not task.done():
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError:
-            task.cancel()
-    if not task.cancelled():
-        task.exception()  # the failure is the others' to report; retrieved, so never logged

@@ -36,7 +36,6 @@ from gateway.imap.responses.list import ListEntry, parse_list
 from gateway.imap.responses.status import StatusEntry, parse_status
 from gateway.imap.responses.tokens import Untagged
 from gateway.imap.responses.values import decode_mailbox_name, mailbox_raw
-from gateway.sync.flight import SingleFlight
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -314,19 +313,9 @@ def _role(entry: ListEntry, taken: set[str]) -> str | None:
     return role
 
 
-class MailboxSync:
-    """Runs mailbox syncs, one at a time per account across processes."""
-
-    def __init__(self) -> None:
-        self._flight = SingleFlight()
-
-    async def sync(self, store: MailboxStore, conn: ImapConnection, *, fresh: bool = False) -> None:
-        """The account's mailboxes, up to date (``fresh``: see SingleFlight.run)."""
-        await self._flight.run(store.account_id, lambda: _sync(store, conn), fresh=fresh)
-
-
-async def _sync(store: MailboxStore, conn: ImapConnection) -> None:
-    """Catch up; when the listing is the one the index was built from, without the lease.
+async def sync_mailboxes(store: MailboxStore, conn: ImapConnection) -> None:
+    """Catch up the account's mailboxes; when the listing is the one the index was built
+    from, without the lease.
 
     A listing taken before the lease is written only if the index is still the one it was
     compared with: otherwise another process wrote meanwhile, perhaps from a later listing,

@@ -12,8 +12,8 @@ from gateway.cache.emails import EMAIL, EmailRecord, EmailStore, FolderMark, enc
 from gateway.cache.mailboxes import MailboxStore
 from gateway.cache.store import Store
 from gateway.imap.connection import ImapConnection
-from gateway.sync.emails import EmailSync
-from gateway.sync.mailboxes import MailboxSync
+from gateway.sync.emails import sync_emails
+from gateway.sync.mailboxes import sync_mailboxes
 from tests.imap.upstream import logged_in
 from tests.servers import Dovecot
 from tests.translators.witness import Witness
@@ -29,9 +29,9 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
 async def synced(store: Store, conn: ImapConnection, account: str) -> dict[str, EmailRecord]:
     """Run the mailbox and email syncs for ``account`` and return every email record."""
     mailboxes = MailboxStore(store.client, account)
-    await MailboxSync().sync(mailboxes, conn)
+    await sync_mailboxes(mailboxes, conn)
     emails = EmailStore(store.client, account)
-    await EmailSync().sync(emails, conn, mailboxes)
+    await sync_emails(emails, conn, mailboxes)
     return await emails.records(await emails.all_ids())
 
 
@@ -90,7 +90,7 @@ async def test_first_sync_fetches_new_messages_in_pages(
     await conn.enable("QRESYNC")
     account = "a" + secrets.token_hex(4)
     mailboxes = MailboxStore(store.client, account)
-    await MailboxSync().sync(mailboxes, conn)
+    await sync_mailboxes(mailboxes, conn)
     emails = EmailStore(store.client, account)
     fetches: list[str] = []
     execute = conn.execute
@@ -101,7 +101,7 @@ async def test_first_sync_fetches_new_messages_in_pages(
         return await execute(command, **kwargs)
 
     monkeypatch.setattr(conn, "execute", counting)
-    await EmailSync().sync(emails, conn, mailboxes)
+    await sync_emails(emails, conn, mailboxes)
     assert fetches == ["1:4", "5:8", "9:10"]
     assert len(await emails.all_ids()) == 10
     changes = await emails.state.changes(EMAIL, f"{(await emails.state.epoch())}-0", None)

@@ -13,8 +13,8 @@ from itertools import takewhile
 
 from gateway.cache.emails import EmailRecord, EmailStore, decode_value
 from gateway.cache.mailboxes import MailboxRecord
-from gateway.imap.connection import ImapConnection
 from gateway.imap.fetch import Attr
+from gateway.imap.lazy import LazyConnection
 from gateway.imap.responses.tokens import Value
 from gateway.mime.bodyparts import BodyPart, from_plain, has_attachment, text_html_attachments
 from gateway.mime.limits import MAX_DEPTH
@@ -25,7 +25,7 @@ KIND = "attachment"
 
 
 async def has_attachments(
-    conn: ImapConnection,
+    upstream: LazyConnection,
     store: EmailStore,
     folders: dict[str, MailboxRecord],
     records: dict[str, EmailRecord],
@@ -46,6 +46,7 @@ async def has_attachments(
         folder = folders.get(mailbox_id)
         if folder is None:
             continue
+        conn = await upstream.connection()
         fetched = await fetch_items(conn, folder, owners, Attr.BODYSTRUCTURE)
         for uid, item in fetched.items():
             fresh[owners[uid]] = _from_root(skeleton(item.get(Attr.BODYSTRUCTURE)))

@@ -37,9 +37,8 @@ from gateway.translators.email.blob_ids import message_blob_id
 from gateway.translators.email.blob_read import BlobBudgetSpent, BlobTooLarge, read_blob
 from gateway.translators.email.patch import MAX_KEYWORDS
 from gateway.translators.email.properties import METADATA, PROPERTIES, utc_date
-from gateway.translators.email.view import synced_view
 from gateway.translators.keywords import flags_from_keywords, is_valid_keyword
-from gateway.translators.mailbox.view import MailboxView
+from gateway.translators.mailbox.view import MailboxView, mailbox_view
 from gateway.translators.upstream_refusals import Work, refused
 
 log = logging.getLogger(__name__)
@@ -210,8 +209,8 @@ async def store_messages(
     if not messages:
         return created, failed
     stored: dict[str, tuple[str, int]] = {}
-    async with env.upstream() as conn:
-        view, store = await synced_view(env, conn)
+    view = await mailbox_view(env)
+    store = env.index.emails
     limit = env.services.settings.max_mailboxes_per_email
     for creation_id, (props, message) in messages.items():
         try:
@@ -256,8 +255,7 @@ async def _read_back(env: RequestEnv) -> bool:
     """Catch up after storing, on a new connection if the first one breaks."""
     for _ in range(2):
         try:
-            async with env.upstream() as conn:
-                await synced_view(env, conn, fresh=True)
+            await env.catch_up(fresh=True)
             return True
         except (ImapError, LockTimeout) as exc:
             log.warning("reading back stored messages failed (%s)", exc)
@@ -281,7 +279,8 @@ async def _store_one(env: RequestEnv, view: MailboxView, delivery: Delivery) -> 
     lost: Exception | None = None
     for attempt_number in range(2):
         try:
-            async with env.upstream() as conn:
+            async with env.upstream() as upstream:
+                conn = await upstream.connection()
                 if attempt_number:
                     uid = await find_appended(conn, view.records[first], delivery, lows[first])
                     if uid is not None:

@@ -36,7 +36,7 @@ from gateway.offload import sized
 from gateway.translators.email.blob_ids import BlobRef, find_part
 from gateway.translators.email.fetch import fetch_items, load
 from gateway.translators.email.properties import Source
-from gateway.translators.email.view import email_store, synced_view
+from gateway.translators.mailbox.view import mailbox_view
 
 CHUNK = 1024 * 1024
 
@@ -83,11 +83,11 @@ async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) ->
     its size); its chunks then start with the first piece, and raise BlobVanished if the
     message is gone by then.
     """
-    store = email_store(env)
+    store = env.index.emails
     if ref.email_id not in await store.records([ref.email_id]):
         return None
-    async with env.upstream() as conn:
-        view, _ = await synced_view(env, conn)
+    view = await mailbox_view(env)
+    async with env.upstream() as upstream:
         record = (await store.records([ref.email_id])).get(ref.email_id)
         copies = record.visible_copies() if record is not None else []
         folder = view.records.get(copies[0][0]) if copies else None
@@ -97,7 +97,9 @@ async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) ->
         size: int | None = record.size
         at_most = record.size
         if ref.part_id is not None:
-            loaded = await load(store, conn, view.records, {record.id: record}, {Source.STRUCTURE})
+            loaded = await load(
+                store, upstream, view.records, {record.id: record}, {Source.STRUCTURE}
+            )
             root = loaded.structure.get(record.id)
             part = find_part(root, ref.part_id) if root else None
             if part is None:
@@ -110,7 +112,7 @@ async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) ->
             source = _Source(folder, source.uid, part.body_start, part.body_end, decode)
         if not fetch:
             return Download(size, _stream(env, source, None), at_most)
-        first = await _piece(conn, source, 0)
+        first = await _piece(await upstream.connection(), source, 0)
     if first is None:
         return None
     return Download(size, _stream(env, source, first), at_most)
@@ -137,8 +139,8 @@ async def _stream(env: RequestEnv, source: _Source, first: bytes | None) -> Asyn
     decoder = PieceDecoder(source.decode) if source.decode else None
     piece = first
     if piece is None:
-        async with env.upstream() as conn:
-            piece = await _piece(conn, source, 0)
+        async with env.upstream() as upstream:
+            piece = await _piece(await upstream.connection(), source, 0)
         if piece is None:
             raise BlobVanished("the message was expunged")
     offset = 0
@@ -151,8 +153,8 @@ async def _stream(env: RequestEnv, source: _Source, first: bytes | None) -> Asyn
             yield out
         if last:
             return
-        async with env.upstream() as conn:
-            piece = await _piece(conn, source, offset)
+        async with env.upstream() as upstream:
+            piece = await _piece(await upstream.connection(), source, offset)
 
 
 _BASE64_ALPHABET = re.compile(rb"[A-Za-z0-9+/]")

@@ -15,6 +15,7 @@ from gateway.cache.emails import EmailRecord, EmailStore, decode_value, encode_v
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.connection import ImapConnection
 from gateway.imap.fetch import Attr, BodySection, FetchAtt, uid_fetch
+from gateway.imap.lazy import LazyConnection
 from gateway.imap.responses.bodystructure import TextSection, text_sections
 from gateway.imap.responses.fetch import FetchItem, fetches_by_uid
 from gateway.imap.sequence import split_uid_set
@@ -75,7 +76,7 @@ class Loaded:
 
 async def load(
     store: EmailStore,
-    conn: ImapConnection,
+    upstream: LazyConnection,
     folders: dict[str, MailboxRecord],
     records: dict[str, EmailRecord],
     sources: set[Source],
@@ -85,7 +86,11 @@ async def load(
         return loaded
     ids = list(records)
     await _from_cache(store, loaded, ids, sources)
-    has_preview = "PREVIEW" in conn.capabilities
+    # Asked of a connection only when one is needed anyway: a preview is missing.
+    preview_missing = Source.PREVIEW in sources and any(
+        i not in loaded.preview and r.visible_copies() for i, r in records.items()
+    )
+    has_preview = preview_missing and "PREVIEW" in (await upstream.connection()).capabilities
     groups: dict[tuple[str, frozenset[FetchAtt]], dict[int, str]] = {}
     for email_id, record in records.items():
         items = _missing(loaded, email_id, sources, has_preview)
@@ -94,7 +99,7 @@ async def load(
             mailbox_id, uid = copies[0]
             groups.setdefault((mailbox_id, items), {})[uid] = email_id
     sizes = {record.id: record.size for record in records.values()}
-    await _fetch_groups(conn, folders, loaded, groups, sizes)
+    await _fetch_groups(upstream, folders, loaded, groups, sizes)
     if Source.PREVIEW in sources:
         # Without PREVIEW (RFC 8970), or answered NIL (which it allows, and Cyrus 3.6 does
         # until its indexer ran), a preview is made from the start of the text part that
@@ -108,7 +113,7 @@ async def load(
         for mailbox_id, owners in lacking.items():
             folder = folders.get(mailbox_id)
             if folder is not None:
-                await _previews_from_text(conn, folder, owners, loaded)
+                await _previews_from_text(await upstream.connection(), folder, owners, loaded)
                 groups.setdefault((mailbox_id, frozenset({PREVIEW})), {}).update(owners)
     parsed = await _summarise(loaded, records) if Source.SUMMARY in sources else {}
     await _to_cache(store, loaded, groups, parsed)
@@ -133,7 +138,7 @@ def _summaries(blocks: dict[str, bytes]) -> dict[str, dict[str, Any]]:
 
 
 async def _fetch_groups(
-    conn: ImapConnection,
+    upstream: LazyConnection,
     folders: dict[str, MailboxRecord],
     loaded: Loaded,
     groups: dict[tuple[str, frozenset[FetchAtt]], dict[int, str]],
@@ -144,6 +149,7 @@ async def _fetch_groups(
         if folder is None:
             loaded.vanished.update(owners.values())
             continue
+        conn = await upstream.connection()
         fetched = await fetch_items(conn, folder, owners, *items, sizes=sizes)
         loaded.vanished.update(e for u, e in owners.items() if u not in fetched)
         await _take(loaded, {owners[u]: item for u, item in fetched.items()}, items)

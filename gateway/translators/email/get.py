@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.cache.emails import EMAIL, EmailRecord, EmailStore
 from gateway.env import RequestEnv
-from gateway.imap.connection import ImapConnection
+from gateway.imap.lazy import LazyConnection
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.standard import parse_changes
 from gateway.mime.bodyparts import parse_cost, render_cost
@@ -25,9 +25,8 @@ from gateway.translators.email.properties import (
 )
 from gateway.translators.email.render import Content, render_email
 from gateway.translators.email.values import ValueRequest, body_values
-from gateway.translators.email.view import synced_view
 from gateway.translators.getting import Batch, run_get
-from gateway.translators.mailbox.view import MailboxView
+from gateway.translators.mailbox.view import MailboxView, mailbox_view
 from gateway.translators.responses import changes_response
 
 
@@ -41,8 +40,8 @@ _Found = tuple[EmailRecord, dict[str, EmailBodyValue]]
 
 
 class _EmailGet:
-    """Emails of the index, their content loaded (cache, else upstream) while the upstream
-    connection is held, and rendered once it is given back."""
+    """Emails of the index, their content loaded (cache, else upstream, on a connection
+    borrowed only then), and rendered once any connection is given back."""
 
     noun = "emails"
 
@@ -54,9 +53,9 @@ class _EmailGet:
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[_EmailReader]:
         env = self.env
-        async with env.upstream() as conn:
-            view, store = await synced_view(env, conn)
-            yield _EmailReader(self, conn, view, store)
+        view = await mailbox_view(env)
+        async with env.upstream() as upstream:
+            yield _EmailReader(self, upstream, view, env.index.emails)
 
     async def render(self, records: list[_Found], properties: list[str]) -> list[dict[str, Any]]:
         args, loaded = self.args, self.loaded
@@ -66,10 +65,10 @@ class _EmailGet:
 
 class _EmailReader:
     def __init__(
-        self, get: _EmailGet, conn: ImapConnection, view: MailboxView, store: EmailStore
+        self, get: _EmailGet, upstream: LazyConnection, view: MailboxView, store: EmailStore
     ) -> None:
         self.get = get
-        self.conn = conn
+        self.upstream = upstream
         self.view = view
         self.store = store
 
@@ -80,10 +79,10 @@ class _EmailReader:
         return await self.store.all_ids()
 
     async def records(self, ids: list[str]) -> Batch[_Found]:
-        args, conn, view, store = self.get.args, self.conn, self.view, self.store
+        args, upstream, view, store = self.get.args, self.upstream, self.view, self.store
         records, state = await store.snapshot(ids)
         visible = {i: r for i, r in records.items() if r.visible}
-        loaded = await load(store, conn, view.records, visible, args.sources)
+        loaded = await load(store, upstream, view.records, visible, args.sources)
         values: dict[str, dict[str, EmailBodyValue]] = {}
         if args.wants_body_values:
             request = ValueRequest(
@@ -91,7 +90,7 @@ class _EmailReader:
             )
             structures = {i: s for i, s in loaded.structure.items() if i in visible}
             values = await body_values(
-                conn, store, request, view.records, visible, structures, loaded.messages
+                upstream, store, request, view.records, visible, structures, loaded.messages
             )
         self.get.loaded = loaded
         found = {
@@ -162,7 +161,6 @@ async def changes_since(
 ) -> dict[str, Any]:
     """Foo/changes (RFC 8620 5.2) of an email-index type, after catching up."""
     args = parse_changes(arguments)
-    async with env.upstream() as conn:
-        _, store = await synced_view(env, conn)
-    changes = await store.state.changes(data_type, args.since_state, args.max_changes)
+    await env.catch_up()
+    changes = await env.index.emails.state.changes(data_type, args.since_state, args.max_changes)
     return changes_response(args.account_id, changes)

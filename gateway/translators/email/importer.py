@@ -27,7 +27,6 @@ from gateway.mime.headers import as_text, parse_header_block
 from gateway.offload import sized
 from gateway.translators.email.blob_read import BlobTooLarge, message_structure, read_blob
 from gateway.translators.email.creation import storable_received_at, store_messages
-from gateway.translators.email.view import synced_view
 
 ALLOWED = frozenset({"blobId", "mailboxIds", "keywords", "receivedAt"})
 
@@ -42,9 +41,9 @@ async def email_import(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) 
     limit = env.services.limits.max_objects_in_set
     if len(emails) > limit:
         raise MethodError("requestTooLarge", f"More than {limit} emails to import")
-    async with env.upstream() as conn:
-        _, store = await synced_view(env, conn)
-        old_state = (await store.snapshot(()))[1]
+    await env.catch_up()
+    store = env.index.emails
+    old_state = (await store.snapshot(()))[1]
     check_if_in_state(if_in_state, old_state)
     messages: dict[str, tuple[Mapping[str, Any], bytes]] = {}
     failed: dict[str, SetError] = {}

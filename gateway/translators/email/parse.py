@@ -51,7 +51,6 @@ from gateway.translators.email.properties import (
     parse_email_get,
 )
 from gateway.translators.email.render import Content, render_email
-from gateway.translators.email.view import email_store
 
 # RFC 8621 4.9: the properties returned when the client names none: Email/get's, less the
 # metadata, which a blob does not have.
@@ -177,7 +176,7 @@ async def _attached_message(env: RequestEnv, ref: BlobRef) -> bool:
     the parts get ``S`` ids, which serve the same octets.
     """
     kind = Source.STRUCTURE.value
-    cached = (await email_store(env).cached_kinds([kind], [ref.email_id])).get(kind, {})
+    cached = (await env.index.emails.cached_kinds([kind], [ref.email_id])).get(kind, {})
     data = cached.get(ref.email_id)
     if data is None or ref.part_id is None:
         return False

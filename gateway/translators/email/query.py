@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.cache.emails import EMAIL, EmailRecord, EmailStore
 from gateway.env import RequestEnv
-from gateway.imap.connection import ImapConnection
+from gateway.imap.lazy import LazyConnection
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.query import Window, query_changes, window
@@ -48,8 +48,7 @@ from gateway.translators.email.filtering import (
 )
 from gateway.translators.email.properties import Source
 from gateway.translators.email.search import run_searches
-from gateway.translators.email.view import synced_view
-from gateway.translators.mailbox.view import MailboxView
+from gateway.translators.mailbox.view import MailboxView, mailbox_view
 from gateway.translators.responses import query_response
 
 COLLAPSE = "collapseThreads"
@@ -76,12 +75,13 @@ async def email_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
     query = _Query.of(args)
     tree, sort, collapse = query.tree, query.sort, query.collapse
     env = ctx.env
-    async with env.upstream() as conn:
-        view, store = await synced_view(env, conn)
-        folder = _only_folder(tree)
-        if not collapse and _by_received(sort) and (tree is None or folder is not None):
-            return await _by_date(store, args, folder, sort[0].ascending)
-        ids, state = await _run(conn, view, store, query)
+    view = await mailbox_view(env)
+    store = env.index.emails
+    folder = _only_folder(tree)
+    if not collapse and _by_received(sort) and (tree is None or folder is not None):
+        return await _by_date(store, args, folder, sort[0].ascending)
+    async with env.upstream() as upstream:
+        ids, state = await _run(upstream, view, store, query)
     result = window(
         ids,
         position=args.position,
@@ -103,10 +103,11 @@ async def email_query_changes(
     args = parse_query_changes(arguments, extra=EXTRA)
     query = _Query.of(args)
     env = ctx.env
-    async with env.upstream() as conn:
-        view, store = await synced_view(env, conn)
-        changes = await store.state.changes(EMAIL, args.since_query_state, None)
-        ids, state = await _run(conn, view, store, query)
+    view = await mailbox_view(env)
+    store = env.index.emails
+    changes = await store.state.changes(EMAIL, args.since_query_state, None)
+    async with env.upstream() as upstream:
+        ids, state = await _run(upstream, view, store, query)
     changed = {*changes.created, *changes.updated, *changes.destroyed}
     if query.collapse or _about_threads(query.tree, query.sort):
         if changes.destroyed:
@@ -168,7 +169,7 @@ async def _by_date(
 
 
 async def _run(
-    conn: ImapConnection,
+    upstream: LazyConnection,
     view: MailboxView,
     store: EmailStore,
     query: _Query,
@@ -186,7 +187,7 @@ async def _run(
     state = await store.state.state(EMAIL)
     searches = text_searches(tree)
     only = required_mailbox(tree)
-    matched = await run_searches(conn, view, store, searches, only) if searches else {}
+    matched = await run_searches(upstream, view, store, searches, only) if searches else {}
     candidates = await _candidates(store, tree, matched)
     records, _ = await store.snapshot(candidates)
     visible = {i: r for i, r in records.items() if r.visible}
@@ -203,12 +204,12 @@ async def _run(
     if uses(tree, "hasAttachment"):
         folder = required_mailbox(tree)
         in_folder = {i: r for i, r in visible.items() if folder is None or folder in r.mailbox_ids}
-        context.attachments = await has_attachments(conn, store, view.records, in_folder)
+        context.attachments = await has_attachments(upstream, store, view.records, in_folder)
     found = [r for r in visible.values() if matches(tree, r, context)]
     summaries: dict[str, dict[str, Any]] = {}
     if any(key.property in HEADER_SORTS for key in sort):
         wanted = {r.id: r for r in found}
-        loaded = await load(store, conn, view.records, wanted, {Source.SUMMARY})
+        loaded = await load(store, upstream, view.records, wanted, {Source.SUMMARY})
         summaries = loaded.summary
     # Equal on every comparator: by id, in the first comparator's direction (as the by-date
     # sorted set orders equal dates), so both ways of answering agree.

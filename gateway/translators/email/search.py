@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from gateway.cache.emails import EmailStore
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed
+from gateway.imap.lazy import LazyConnection
 from gateway.imap.search import And, Criterion, Header, Not, Or, Text, TextKey
 from gateway.imap.sequence import UidSet
 from gateway.jmap.errors import MethodError
@@ -22,7 +23,7 @@ from gateway.translators.mailbox.view import MailboxView
 
 
 async def run_searches(
-    conn: ImapConnection,
+    upstream: LazyConnection,
     view: MailboxView,
     store: EmailStore,
     searches: Sequence[TextSearch],
@@ -35,6 +36,7 @@ async def run_searches(
     for folder in folders:
         if not folder.total:
             continue
+        conn = await upstream.connection()
         await conn.select(folder.name, read_only=True)
         for search in searches:
             uids = await _uid_search(conn, search)

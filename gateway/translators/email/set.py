@@ -24,7 +24,6 @@ from typing import Any
 from gateway.cache.emails import EmailRecord, EmailStore, FolderMark
 from gateway.cache.locks import LockTimeout
 from gateway.env import RequestEnv
-from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ImapError
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError, SetError
@@ -40,8 +39,7 @@ from gateway.translators.email.placement import (
     plan_update,
     target_of,
 )
-from gateway.translators.email.view import synced_view
-from gateway.translators.mailbox.view import ASKED, MailboxView
+from gateway.translators.mailbox.view import MailboxView, mailbox_view
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +77,15 @@ async def email_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
     env = ctx.env
     args = parse_set(arguments, env.services.limits.max_objects_in_set)
     response: dict[str, Any] = {"accountId": args.account_id}
-    async with env.upstream() as conn:
-        view, store = await synced_view(env, conn)
-        state = (await store.snapshot(()))[1]
-        check_if_in_state(args.if_in_state, state)
+    await env.catch_up()
+    store = env.index.emails
+    state = (await store.snapshot(()))[1]
+    check_if_in_state(args.if_in_state, state)
     response["oldState"] = state
     created, not_created = await create_emails(ctx, args.create or {})
     pending = _Pending(touched=bool(created))
-    async with env.upstream() as conn:
-        view, store = await synced_view(env, conn)
-        _resolve(ctx, view, args.update or {}, args.destroy or [], pending)
+    view = await mailbox_view(env)
+    _resolve(ctx, view, args.update or {}, args.destroy or [], pending)
     await _update_and_destroy(env, store, pending)
     response.update(
         {
@@ -150,26 +147,30 @@ async def _update_and_destroy(env: RequestEnv, store: EmailStore, pending: _Pend
             return
         outcome = Outcome()
         try:
-            async with env.upstream() as conn:
-                # A catch-up this request already made (the sync interval 0, or creates
-                # read back) is as fresh as one more would be.
-                fresh = attempt > 0 or (_needs_fresh(pending) and ASKED not in env.memo)
-                view, _ = await synced_view(env, conn, fresh=fresh)
-                if attempt == ATTEMPTS:
-                    await _settle(store, pending, final=True)
-                    return
-                records = await store.records(pending.ids())
-                plan = _plan(env, records, pending, force=attempt == 0)
-                marks = await store.marks()
-                await carry_out(conn, view.records, marks, plan, outcome)
-                pending.touched |= outcome.touched
-                for email_id, error in outcome.failed.items():
-                    pending.fail(email_id, error)
-                if await _follow(env, conn, store, plan, outcome, marks):
-                    await _settle(store, pending, final=False)
-                else:
-                    _answered(records, outcome)
-                    _settle_with(records, pending, final=False)
+            # A catch-up this request already made (the sync interval 0, or creates read
+            # back) is as fresh as one more would be.
+            asked = env.caught_up.asked_upstream
+            fresh = attempt > 0 or (_needs_fresh(pending) and not asked)
+            view = await mailbox_view(env, fresh=fresh)
+            if attempt == ATTEMPTS:
+                await _settle(store, pending, final=True)
+                return
+            records = await store.records(pending.ids())
+            plan = _plan(env, records, pending, force=attempt == 0)
+            marks = await store.marks()
+            # The plan's UIDs are checked against the marks' UIDVALIDITY and its flag
+            # replacements guarded by their modseqs (folder_work): nothing relies on the
+            # connection the catch-up ran on.
+            async with env.upstream() as upstream:
+                await carry_out(await upstream.connection(), view.records, marks, plan, outcome)
+            pending.touched |= outcome.touched
+            for email_id, error in outcome.failed.items():
+                pending.fail(email_id, error)
+            if await _follow(env, store, plan, outcome, marks):
+                await _settle(store, pending, final=False)
+            else:
+                _answered(records, outcome)
+                _settle_with(records, pending, final=False)
         except CommandFailed:
             raise
         except (ImapError, LockTimeout) as exc:
@@ -228,7 +229,6 @@ def _plan(
 
 async def _follow(
     env: RequestEnv,
-    conn: ImapConnection,
     store: EmailStore,
     plan: Plan,
     outcome: Outcome,
@@ -242,7 +242,7 @@ async def _follow(
     catch-up's successors (the mark then differs from the upstream's, so the next one
     visits the folder), never overwritten with older ones."""
     if plan.moves_mail and outcome.touched:
-        await synced_view(env, conn, fresh=True)
+        await env.catch_up(fresh=True)
         return True
     if not any(outcome.flags.values()):
         return False

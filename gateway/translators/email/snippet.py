@@ -26,7 +26,7 @@ from gateway.translators.email.filtering import Filter, Leaf, Node, TextSearch, 
 from gateway.translators.email.filtering import terms as split_terms
 from gateway.translators.email.properties import Source
 from gateway.translators.email.values import ValueRequest, body_values
-from gateway.translators.email.view import synced_view
+from gateway.translators.mailbox.view import mailbox_view
 
 # RFC 8621 5: the preview "MUST NOT be bigger than 255 octets in size".
 PREVIEW_OCTETS = 255
@@ -58,18 +58,19 @@ async def search_snippet_get(
     if len(email_ids) > max_objects:
         raise MethodError("requestTooLarge", f"More than {max_objects} emailIds requested")
     subject_words, body_words = words(parse_filter(raw_filter))
-    async with env.upstream() as conn:
-        view, store = await synced_view(env, conn)
+    view = await mailbox_view(env)
+    store = env.index.emails
+    async with env.upstream() as upstream:
         records = await store.records(email_ids)
         visible = {i: r for i, r in records.items() if r.visible}
         sources = {Source.SUMMARY} | ({Source.STRUCTURE} if body_words else set())
-        loaded = await load(store, conn, view.records, visible, sources)
+        loaded = await load(store, upstream, view.records, visible, sources)
         texts: dict[str, dict[str, Any]] = {}
         if body_words:
             request = ValueRequest(True, False, False, SEARCHED_TEXT)
             structures = {i: s for i, s in loaded.structure.items() if i in visible}
             texts = await body_values(
-                conn, store, request, view.records, visible, structures, loaded.messages
+                upstream, store, request, view.records, visible, structures, loaded.messages
             )
     found = [i for i in dict.fromkeys(email_ids) if i in visible and i not in loaded.vanished]
     # Bodies can be megabytes of HTML a stranger wrote: made plain off the loop then.

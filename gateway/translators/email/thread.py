@@ -13,7 +13,6 @@ from gateway.jmap.dispatch import CallContext
 from gateway.jmap.properties import Property, PropertyTable
 from gateway.jmap.standard import parse_get
 from gateway.translators.email.get import changes_since
-from gateway.translators.email.view import synced_view
 from gateway.translators.getting import Batch, run_get
 
 
@@ -48,10 +47,8 @@ class _ThreadGet:
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[_Threads]:
-        env = self.env
-        async with env.upstream() as conn:
-            _, store = await synced_view(env, conn)
-        yield _Threads(store)
+        await self.env.catch_up()
+        yield _Threads(self.env.index.emails)
 
     async def render(
         self, records: list[tuple[str, list[str]]], properties: list[str]

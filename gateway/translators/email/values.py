@@ -21,6 +21,7 @@ from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.mailboxes import MailboxRecord
 from gateway.imap.connection import ImapConnection
 from gateway.imap.fetch import BodySection
+from gateway.imap.lazy import LazyConnection
 from gateway.mime.bodyparts import BodyPart, parse_cost, text_html_attachments
 from gateway.mime.bodyvalues import (
     EmailBodyValue,
@@ -94,7 +95,7 @@ class ValueRequest:
 
 
 async def body_values(
-    conn: ImapConnection,
+    upstream: LazyConnection,
     store: EmailStore,
     request: ValueRequest,
     folders: dict[str, MailboxRecord],
@@ -139,6 +140,7 @@ async def body_values(
         folder = folders.get(mailbox_id)
         if folder is None:
             continue
+        conn = await upstream.connection()
         for uid, item in (await fetch_items(conn, folder, owners, *sections)).items():
             owner = owners[uid]
             for part, section in zip(wanted[owner], sections, strict=True):
@@ -152,7 +154,7 @@ async def body_values(
                     short.append((mailbox_id, uid, owner, part))
     for mailbox_id, uid, owner, part in short:
         values[owner][str(part.part_id)] = await _wider(
-            conn, request, folders[mailbox_id], uid, part
+            await upstream.connection(), request, folders[mailbox_id], uid, part
         )
     await store.cache_texts(fresh, TEXT_TTL)
     return values

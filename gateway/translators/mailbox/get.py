@@ -12,7 +12,7 @@ from gateway.jmap.dispatch import CallContext
 from gateway.jmap.standard import parse_changes, parse_get
 from gateway.translators.getting import Batch, project, run_get
 from gateway.translators.mailbox.objects import COUNT_PROPERTIES, PROPERTIES
-from gateway.translators.mailbox.view import current_view
+from gateway.translators.mailbox.view import mailbox_view
 from gateway.translators.responses import changes_response
 
 
@@ -33,9 +33,7 @@ class _MailboxGet:
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[_Mailboxes]:
-        env = self.env
-        async with env.upstream() as conn:
-            view = await current_view(env, conn)
+        view = await mailbox_view(self.env)
         yield _Mailboxes(view.state, view.objects())
 
     async def render(
@@ -64,8 +62,7 @@ async def mailbox_changes(
 ) -> dict[str, Any]:
     env = ctx.env
     args = parse_changes(arguments)
-    async with env.upstream() as conn:
-        view = await current_view(env, conn)
+    view = await mailbox_view(env)
     changes = await view.store.state.changes(MAILBOX, args.since_state, args.max_changes)
     # RFC 8621 2.2: the count properties when nothing else changed, else null.
     only_counts = changes.updated and changes.only_minor_updates

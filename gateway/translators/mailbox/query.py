@@ -20,7 +20,7 @@ from gateway.translators.mailbox.filtering import (
     run_mailbox_query,
     with_descendants,
 )
-from gateway.translators.mailbox.view import current_view
+from gateway.translators.mailbox.view import mailbox_view
 from gateway.translators.responses import query_response
 
 # RFC 8621 2.3: the arguments Mailbox/query and Mailbox/queryChanges add.
@@ -34,8 +34,7 @@ async def mailbox_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any])
     args = parse_query(arguments, extra=TREE_ARGUMENTS)
     sort_as_tree, filter_as_tree = args.extra["sortAsTree"], args.extra["filterAsTree"]
     mailbox_filter, sort = parse_mailbox_filter(args.filter), parse_mailbox_sort(args.sort)
-    async with ctx.env.upstream() as conn:
-        view = await current_view(ctx.env, conn)
+    view = await mailbox_view(ctx.env)
     ids = run_mailbox_query(
         list(view.objects().values()),
         mailbox_filter,
@@ -60,8 +59,7 @@ async def mailbox_query_changes(
     args = parse_query_changes(arguments, extra=TREE_ARGUMENTS)
     sort_as_tree, filter_as_tree = args.extra["sortAsTree"], args.extra["filterAsTree"]
     mailbox_filter, sort = parse_mailbox_filter(args.filter), parse_mailbox_sort(args.sort)
-    async with ctx.env.upstream() as conn:
-        view = await current_view(ctx.env, conn)
+    view = await mailbox_view(ctx.env)
     changes = await view.store.state.changes(MAILBOX, args.since_query_state, None)
     mailboxes = list(view.objects().values())
     ids = run_mailbox_query(

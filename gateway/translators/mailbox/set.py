@@ -25,13 +25,14 @@ from gateway.env import RequestEnv
 from gateway.imap import mailboxes, mutf7
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed, ImapError
+from gateway.imap.lazy import LazyConnection
 from gateway.imap.responses.status import parse_status
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError, SetError
 from gateway.jmap.standard import check_if_in_state, parse_set
 from gateway.sync.mailboxes import INBOX, ROLE_ATTRIBUTES, IdStrategy
 from gateway.translators.mailbox.objects import MAX_SORT_ORDER, PROPERTIES
-from gateway.translators.mailbox.view import MailboxView, current_view
+from gateway.translators.mailbox.view import MailboxView, mailbox_view
 from gateway.translators.upstream_refusals import Work, refused
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ class SetRun:
     """One Mailbox/set call: its view of the mailboxes and what it has done so far."""
 
     ctx: CallContext[RequestEnv]
-    conn: ImapConnection
+    upstream: LazyConnection
+    conn: ImapConnection  # borrowed from ``upstream``; given back during a refresh
     view: MailboxView
     strategy: IdStrategy
     delimiter: str
@@ -118,6 +120,14 @@ class SetRun:
             raise
         self.needs_sync = self.did_anything = True
 
+    async def refresh(self) -> None:
+        """Read the view again after a fresh catch-up. The catch-up borrows a connection of
+        its own: this call's goes back to the pool meanwhile and one is borrowed again after
+        (no command relies on what a connection has selected: see ``run``)."""
+        await self.upstream.release()
+        self.view = await mailbox_view(self.ctx.env, fresh=True)
+        self.conn = await self.upstream.connection()
+
     async def follow_up(self, name: str, *, subscribed: bool) -> None:
         """A subscription change after the one the client asked for succeeded (it follows a
         CREATE, RENAME or DELETE): its refusal does not undo that success."""
@@ -139,11 +149,12 @@ async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
         raise MethodError.invalid_arguments(
             "onDestroyRemoveEmails: must be a Boolean", arguments=["onDestroyRemoveEmails"]
         )
-    async with env.upstream() as conn:
-        view = await current_view(env, conn)
-        check_if_in_state(args.if_in_state, view.state)
-        strategy = IdStrategy(await view.store.meta("mailbox-ids") or IdStrategy.GATEWAY.value)
-        run = SetRun(ctx, conn, view, strategy, _delimiter(view.records))
+    view = await mailbox_view(env)
+    check_if_in_state(args.if_in_state, view.state)
+    strategy = IdStrategy(await view.store.meta("mailbox-ids") or IdStrategy.GATEWAY.value)
+    async with env.upstream() as upstream:
+        conn = await upstream.connection()
+        run = SetRun(ctx, upstream, conn, view, strategy, _delimiter(view.records))
         response: dict[str, Any] = {"accountId": args.account_id, "oldState": view.state}
         try:
             await _apply(
@@ -155,7 +166,7 @@ async def mailbox_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
                 response,
             )
             if run.needs_sync:
-                run.view = await current_view(env, conn, fresh=True)
+                await run.refresh()
             # Sort orders change the state without an upstream command: read it again.
             state = (await run.view.store.snapshot())[1] if run.did_anything else view.state
         except _PART_DONE as exc:
@@ -182,7 +193,7 @@ async def _apply(
 ) -> None:
     created, not_created = await _create_all(run, create)
     if run.needs_sync:
-        run.view = await current_view(run.ctx.env, run.conn, fresh=True)
+        await run.refresh()
         run.needs_sync = False
     for creation_id, result in created.items():
         record = _by_name(run.view, run.created_names[creation_id])
@@ -318,7 +329,7 @@ async def _update_all(
                 raise SetError("notFound", f"no mailbox {key}")
             if await _update(run, record, patch):
                 # Names below the renamed mailbox changed too: later work needs them.
-                run.view = await current_view(run.ctx.env, run.conn, fresh=True)
+                await run.refresh()
             done[record.id] = None
         except SetError as error:
             failed[key] = error
@@ -582,7 +593,7 @@ async def _refused_as_duplicate(run: SetRun, full: str, exclude: str | None) -> 
     """After the upstream refused a CREATE or RENAME to ``full``: raise ``alreadyExists`` if
     another client made a mailbox of that name since the view was read (Dovecot says
     [ALREADYEXISTS], Cyrus only NO)."""
-    run.view = await current_view(run.ctx.env, run.conn, fresh=True)
+    await run.refresh()
     same = _same_name(run, full, exclude)
     if same is not None:
         raise SetError.already_exists(same.id, "a sibling has this name") from None

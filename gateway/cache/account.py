@@ -1,0 +1,29 @@
+"""One account's index as a whole: the stores a catch-up brings up to date and readers read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from gateway.cache.emails import EmailStore
+from gateway.cache.freshness import Freshness
+from gateway.cache.mailboxes import MailboxStore
+
+
+@dataclass(frozen=True)
+class AccountIndex:
+    account_id: str
+    mailboxes: MailboxStore
+    emails: EmailStore
+    freshness: Freshness
+
+    @classmethod
+    def of(cls, client: Redis | RedisCluster, account_id: str) -> AccountIndex:
+        return cls(
+            account_id,
+            MailboxStore(client, account_id),
+            EmailStore(client, account_id),
+            Freshness(client, account_id),
+        )

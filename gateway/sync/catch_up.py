@@ -1,0 +1,55 @@
+"""Bringing one account's index up to date with the upstream: the one catch-up every reader
+(a JMAP method, later a push watcher told that something moved) goes through.
+
+Folders first (one LIST round trip tells what changed), then the messages of the folders whose
+figures moved. Concurrent callers for one account share one run (gateway.sync.flight), and
+the run borrows an upstream connection of its own: a caller that goes away leaves it to the
+others, and a caller needs no connection at all when the index is trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from gateway.cache.account import AccountIndex
+from gateway.imap.connection import ImapConnection
+from gateway.sync.emails import sync_emails
+from gateway.sync.flight import SingleFlight
+from gateway.sync.mailboxes import sync_mailboxes
+
+# Borrows a logged-in upstream connection of the account's user for the run.
+Connect = Callable[[], AbstractAsyncContextManager[ImapConnection]]
+
+
+class CatchUp:
+    """Runs catch-ups, one at a time per account in this process (and across processes by
+    the accounts' leases, which the syncs take)."""
+
+    def __init__(self, interval: float) -> None:
+        """``interval``: seconds a finished catch-up is trusted for (0: never)."""
+        self._interval = interval
+        self._flight = SingleFlight()
+
+    def waiting(self, account_id: str) -> int:
+        """How many callers wait for the account's run in progress (0: none runs)."""
+        return self._flight.waiting(account_id)
+
+    async def run(self, index: AccountIndex, connect: Connect, *, fresh: bool = False) -> bool:
+        """The account's index up to date: caught up now, or by anyone within the interval.
+
+        ``fresh`` always asks the upstream, in a run started after the call (see
+        SingleFlight.run): a writer reads back its own changes. Returns whether the upstream
+        was asked (False: the index was trusted as it is).
+        """
+        if not fresh and self._interval and await index.freshness.is_fresh():
+            return False
+        await self._flight.run(index.account_id, lambda: self._sync(index, connect), fresh=fresh)
+        return True
+
+    async def _sync(self, index: AccountIndex, connect: Connect) -> None:
+        async with connect() as conn:
+            await sync_mailboxes(index.mailboxes, conn)
+            await sync_emails(index.emails, conn, index.mailboxes)
+        if self._interval:
+            await index.freshness.mark_fresh(self._interval)
