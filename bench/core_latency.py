@@ -32,7 +32,7 @@ from typing import Any
 
 import h11
 
-from tests.servers import Dovecot, RedisServer, free_port, make_data_dir, wait_for_port
+from tests.servers import Dovecot, RedisServer, free_ports, make_data_dir, wait_for_port
 
 ECHO = json.dumps(
     {"using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Core/echo", {"ping": 1}, "c"]]}
@@ -103,7 +103,7 @@ def scenario(
     requests: int,
     **settings: str,
 ) -> dict[str, Any]:
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     env = {
         "GATEWAY_IMAP_URL": dovecot.url,
         "GATEWAY_REDIS_URL": redis.url,

@@ -50,7 +50,7 @@ from tests.servers import (
     FRESH_PASSWORD,
     Dovecot,
     RedisServer,
-    free_port,
+    free_ports,
     make_data_dir,
     wait_for_port,
 )
@@ -321,12 +321,12 @@ def append(dovecot: Dovecot, user: str, message: bytes) -> None:
 
 @contextmanager
 def gateway(dovecot: Dovecot, redis: RedisServer) -> Iterator[int]:
-    port = free_port()
+    port, metrics_port = free_ports(2)
     env = {
         "GATEWAY_IMAP_URL": dovecot.url,
         "GATEWAY_REDIS_URL": redis.url,
         "GATEWAY_PORT": str(port),
-        "GATEWAY_METRICS_PORT": str(free_port()),
+        "GATEWAY_METRICS_PORT": str(metrics_port),
         "GATEWAY_LOG_LEVEL": "error",
         "GATEWAY_SYNC_INTERVAL_SECONDS": "0",
         "PATH": os.environ.get("PATH", ""),

@@ -21,7 +21,7 @@ from gateway.server import server as gateway_server
 from tests.cyrus import Cyrus
 from tests.jmapclient import Jmap
 from tests.rediscluster import RedisClusterSet
-from tests.servers import Dovecot, RedisServer, free_port, make_data_dir
+from tests.servers import Dovecot, RedisServer, free_ports, make_data_dir
 
 Server = TypeVar("Server", Dovecot, Cyrus, RedisServer)
 
@@ -95,13 +95,13 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 def gateway_settings(imap_url: str, redis_url: str, **overrides: Any) -> Settings:
-    port = free_port()
+    port, metrics_port = free_ports(2)
     values: dict[str, Any] = {
         "imap_url": imap_url,
         "redis_url": redis_url,
         "host": "127.0.0.1",
         "port": port,
-        "metrics_port": free_port(),
+        "metrics_port": metrics_port,
         "public_url": f"http://127.0.0.1:{port}",
         # Tests change mail with a plain IMAP client and look at once.
         "sync_interval_seconds": 0,

@@ -38,9 +38,17 @@ DEFAULT_USERS = {"alice": "alice-secret-pw", "bob": "bob-secret-pw", "carol": "p
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: the sockets are held together while the kernel picks, so
+    two ports one server needs (API and metrics) cannot come out the same."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((LOOPBACK, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.faultproxy import FaultProxy
-from tests.servers import Dovecot, free_port
+from tests.servers import Dovecot, free_ports
 
 MAIL = "urn:ietf:params:jmap:mail"
 # Generous bounds for a loaded CI machine; nothing here measures time.
@@ -52,14 +52,14 @@ class Gateway:
 async def gateway_process(
     imap_url: str, redis_url: str, tmp_path: Path, **settings: str
 ) -> AsyncIterator[Gateway]:
-    port = free_port()
+    port, metrics_port = free_ports(2)
     env = {
         **os.environ,
         "GATEWAY_IMAP_URL": imap_url,
         "GATEWAY_REDIS_URL": redis_url,
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
-        "GATEWAY_METRICS_PORT": str(free_port()),
+        "GATEWAY_METRICS_PORT": str(metrics_port),
         "GATEWAY_LOG_LEVEL": "info",
         **{f"GATEWAY_{name.upper()}": value for name, value in settings.items()},
     }
