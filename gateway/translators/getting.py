@@ -18,8 +18,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from gateway.env import RequestEnv
+from gateway.jmap.dispatch import CallContext
 from gateway.jmap.getting import check_all, found_ids, get_response, not_found
-from gateway.jmap.standard import GetArgs
+from gateway.jmap.properties import PropertyTable
+from gateway.jmap.standard import GetArgs, parse_get
 
 R = TypeVar("R")
 
@@ -72,6 +75,20 @@ async def run_get(
     found = [batch.records[i] for i in found_ids(ids, batch.records)]
     objects = await kind.render(found, properties)
     return get_response(args.account_id, batch.state, objects, not_found(args.ids, batch.records))
+
+
+async def standard_get(
+    ctx: CallContext[RequestEnv],
+    arguments: dict[str, Any],
+    table: PropertyTable[Any],
+    kind: GetType[R],
+) -> dict[str, Any]:
+    """The whole Foo/get of a type whose /get takes only RFC 8620 5.1's arguments (Mailbox,
+    Thread, and the coming Identity, EmailSubmission, VacationResponse): the type gives its
+    table and how to read and render its records."""
+    max_objects = ctx.env.services.limits.max_objects_in_get
+    args = parse_get(arguments, max_objects)
+    return await run_get(args, table.select(args.properties), kind, max_objects)
 
 
 def project(objects: Sequence[Mapping[str, Any]], properties: list[str]) -> list[dict[str, Any]]:

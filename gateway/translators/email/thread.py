@@ -11,9 +11,8 @@ from gateway.cache.emails import THREAD, EmailStore
 from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.properties import Property, PropertyTable
-from gateway.jmap.standard import parse_get
 from gateway.translators.email.get import changes_since
-from gateway.translators.getting import Batch, run_get
+from gateway.translators.getting import Batch, standard_get
 
 
 class Source(enum.Enum):
@@ -31,10 +30,7 @@ PROPERTIES: Final = PropertyTable(
 
 
 async def thread_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
-    max_objects = ctx.env.services.limits.max_objects_in_get
-    args = parse_get(arguments, max_objects)
-    wanted = PROPERTIES.select(args.properties)
-    return await run_get(args, wanted, _ThreadGet(ctx.env), max_objects)
+    return await standard_get(ctx, arguments, PROPERTIES, _ThreadGet(ctx.env))
 
 
 class _ThreadGet:

@@ -9,18 +9,15 @@ from typing import Any
 from gateway.cache.mailboxes import MAILBOX
 from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
-from gateway.jmap.standard import parse_changes, parse_get
-from gateway.translators.getting import Batch, project, run_get
+from gateway.jmap.standard import parse_changes
+from gateway.translators.getting import Batch, project, standard_get
 from gateway.translators.mailbox.objects import COUNT_PROPERTIES, PROPERTIES
 from gateway.translators.mailbox.view import mailbox_view
 from gateway.translators.responses import changes_response
 
 
 async def mailbox_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
-    max_objects = ctx.env.services.limits.max_objects_in_get
-    args = parse_get(arguments, max_objects)
-    wanted = PROPERTIES.select(args.properties)
-    return await run_get(args, wanted, _MailboxGet(ctx.env), max_objects)
+    return await standard_get(ctx, arguments, PROPERTIES, _MailboxGet(ctx.env))
 
 
 class _MailboxGet:
