@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -49,6 +50,16 @@ def free_ports(count: int) -> list[int]:
         for sock in socks:
             sock.bind((LOOPBACK, 0))
         return [int(sock.getsockname()[1]) for sock in socks]
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A port where connections are refused, held for the block: bound but not listening, so
+    no server started meanwhile (a FaultProxy, a gateway) can be given it and end up
+    connecting to itself."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        yield int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:

@@ -17,7 +17,7 @@ from gateway.imap.commands import Command, literal, mailbox
 from gateway.imap.connection import Endpoint, ImapConnection
 from gateway.imap.errors import ConnectionLost
 from tests.faultproxy import FaultProxy
-from tests.servers import LOOPBACK, Dovecot, free_port
+from tests.servers import LOOPBACK, Dovecot, refused_port
 
 TIMEOUT = 10
 # Message content that looks like IMAP to a careless parser: a command the faults below match,
@@ -366,12 +366,13 @@ async def test_stop_closes_open_relays(dovecot: Dovecot, account: Account) -> No
 
 
 async def test_upstream_down_closes_the_client() -> None:
-    async with FaultProxy(LOOPBACK, free_port()) as proxy:
-        reader, writer = await asyncio.open_connection(LOOPBACK, proxy.port)
-        async with asyncio.timeout(TIMEOUT):
-            assert await reader.read() == b""
-        writer.close()
-        await writer.wait_closed()
+    with refused_port() as nowhere:
+        async with FaultProxy(LOOPBACK, nowhere) as proxy:
+            reader, writer = await asyncio.open_connection(LOOPBACK, proxy.port)
+            async with asyncio.timeout(TIMEOUT):
+                assert await reader.read() == b""
+            writer.close()
+            await writer.wait_closed()
 
 
 async def test_gateway_connection_through_the_proxy(proxy: FaultProxy, account: Account) -> None:

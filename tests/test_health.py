@@ -9,7 +9,7 @@ import httpx
 
 from tests.conftest import gateway_settings, running_gateway
 from tests.faultproxy import FaultProxy
-from tests.servers import Dovecot, RedisServer, free_port
+from tests.servers import Dovecot, RedisServer, refused_port
 
 
 async def test_healthz_answers_without_credentials(dovecot: Dovecot, redis_url: str) -> None:
@@ -81,20 +81,21 @@ async def test_probes_share_one_cached_check(dovecot: Dovecot, redis_url: str) -
 
 async def test_an_unreachable_redis_cluster_is_unready_not_an_error(dovecot: Dovecot) -> None:
     # redis-py's cluster client says so with exceptions that are not RedisErrors.
-    nowhere = f"redis+cluster://127.0.0.1:{free_port()}"
-    settings = gateway_settings(dovecot.url, nowhere, secret="s" * 32, ready_cache_seconds=0)
-    auth = httpx.BasicAuth("alice", dovecot.users["alice"])
-    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        ready = await http.get("/readyz")
-        session = await http.get("/jmap/session", auth=auth)
-        api = await http.post(
-            "/jmap/api/",
-            content='{"using": ["urn:ietf:params:jmap:core"], "methodCalls": []}',
-            auth=auth,
-            headers={"content-type": "application/json"},
-        )
-    assert ready.status_code == 503
-    assert ready.json()["checks"]["redis"] == "unreachable"
-    assert session.status_code == 200  # needs no Redis
-    assert api.status_code == 503
-    assert api.headers["content-type"] == "application/problem+json"
+    with refused_port() as port:
+        nowhere = f"redis+cluster://127.0.0.1:{port}"
+        settings = gateway_settings(dovecot.url, nowhere, secret="s" * 32, ready_cache_seconds=0)
+        auth = httpx.BasicAuth("alice", dovecot.users["alice"])
+        async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+            ready = await http.get("/readyz")
+            session = await http.get("/jmap/session", auth=auth)
+            api = await http.post(
+                "/jmap/api/",
+                content='{"using": ["urn:ietf:params:jmap:core"], "methodCalls": []}',
+                auth=auth,
+                headers={"content-type": "application/json"},
+            )
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["redis"] == "unreachable"
+        assert session.status_code == 200  # needs no Redis
+        assert api.status_code == 503
+        assert api.headers["content-type"] == "application/problem+json"

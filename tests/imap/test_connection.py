@@ -21,7 +21,7 @@ from gateway.imap.errors import (
 )
 from gateway.imap.responses.list import parse_list
 from tests.imap.upstream import endpoint, logged_in, signal_imap
-from tests.servers import Dovecot, free_port
+from tests.servers import Dovecot, refused_port
 
 
 def trusting(dovecot: Dovecot) -> ssl.SSLContext:
@@ -84,8 +84,8 @@ async def test_a_reset_is_a_lost_connection(dovecot: Dovecot) -> None:
 
 
 async def test_nothing_listening(dovecot: Dovecot) -> None:
-    with pytest.raises(UpstreamUnavailable):
-        await ImapConnection.open(endpoint(dovecot, port=free_port()))
+    with refused_port() as nowhere, pytest.raises(UpstreamUnavailable):
+        await ImapConnection.open(endpoint(dovecot, port=nowhere))
 
 
 async def test_select_is_not_repeated(dovecot: Dovecot) -> None:
