@@ -69,23 +69,23 @@ class SingleFlight:
     async def _join(self, flight: _Flight) -> bool:
         """Wait for ``flight``; True if it succeeded."""
         flight.waiting += 1
-        try:
-            await asyncio.wait({flight.task})
-        except asyncio.CancelledError:
-            self._leave(flight)
-            raise
-        flight.waiting -= 1
+        await self._wait(flight)
         return not flight.task.cancelled() and flight.task.exception() is None
 
     async def _lead(self, flight: _Flight) -> None:
         """Wait for the run this caller started; raise what it raised."""
+        await self._wait(flight)
+        flight.task.result()
+
+    async def _wait(self, flight: _Flight) -> None:
+        """Wait for the run to end, then stop counting as its waiter; a caller cancelled
+        meanwhile leaves it (see _leave)."""
         try:
             await asyncio.wait({flight.task})
         except asyncio.CancelledError:
             self._leave(flight)
             raise
         flight.waiting -= 1
-        flight.task.result()
 
     @staticmethod
     def _leave(flight: _Flight) -> None:

@@ -29,17 +29,7 @@ from gateway.imap.commands import (
     xoauth2_initial_response,
 )
 from gateway.imap.sequence import UidSet
-
-
-def wire(command: Command, **options: bool) -> bytes:
-    """The octets a transport would send, with literals shown as <sync>/<nonsync> markers."""
-    out = b""
-    for chunk in command.to_wire("A1", **options):
-        if isinstance(chunk, Literal):
-            out += (b"<sync>" if chunk.synchronizing else b"<nonsync>") + chunk.data
-        else:
-            out += chunk
-    return out
+from tests.imap.wire import wire
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from tests.conftest import gateway_settings, running_gateway
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.translators.mailstate import ok
+from tests.upstream_log import upstream_commands
 
 
 def message(text: str, *attached: bytes, padding: int = 0) -> bytes:
@@ -178,7 +179,7 @@ async def test_blob_copy_reads_no_octets_to_know_a_blob_exists(
     caplog.clear()
     copied = await jmap.call("Blob/copy", fromAccountId=jmap.account_id, blobIds=blobs)
     assert set(copied["copied"]) == set(blobs)
-    sent = [str(r.args) for r in caplog.records if r.msg == "upstream <- %s"]
+    sent = upstream_commands(caplog)
     assert not [command for command in sent if "PEEK[" in command], sent
 
 
@@ -200,5 +201,5 @@ async def test_a_blob_too_large_is_refused_before_it_is_fetched(
         caplog.clear()
         result = await jmap.call("Email/set", create={"k": create})
     assert result["notCreated"]["k"]["type"] == "tooLarge"
-    sent = [str(r.args) for r in caplog.records if r.msg == "upstream <- %s"]
+    sent = upstream_commands(caplog)
     assert not [command for command in sent if "PEEK[" in command], sent

@@ -38,6 +38,7 @@ from tests.mailtruth import decode_text, expected, last_raw
 from tests.servers import Dovecot
 from tests.translators.mailseed import append, email_ids, seed
 from tests.translators.witness import Witness
+from tests.upstream_log import upstream_commands
 
 SERVERS = ["dovecot", "cyrus"]
 # RFC 8621 4.2: the EmailBodyPart properties returned when bodyProperties is not given.
@@ -345,20 +346,6 @@ def shape(part: dict[str, Any]) -> Any:
     if part["subParts"] is None:
         return (part["partId"], part["type"])
     return (part["partId"], part["type"], [shape(child) for child in part["subParts"]])
-
-
-def upstream_commands(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """The commands the gateway sent upstream since the last call (tag dropped), from its
-    debug log, which names each one."""
-    sent = [
-        str(record.args[0]).split(" ", 1)[1]
-        for record in caplog.records
-        if record.name == "gateway.imap.connection"
-        and record.msg == "upstream <- %s"
-        and isinstance(record.args, tuple)
-    ]
-    caplog.clear()
-    return sent
 
 
 # --- 1, 2: every corpus message against the stdlib ----------------------------------------------

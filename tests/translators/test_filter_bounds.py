@@ -28,6 +28,7 @@ from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.translators.mailstate import ok
 from tests.translators.upstreams import Upstream, upstream
+from tests.upstream_log import upstream_commands
 
 __all__ = ["upstream"]  # fixture
 
@@ -69,16 +70,8 @@ async def ids(dovecot: Dovecot, jmap: Jmap) -> dict[str, str]:
 
 
 def searches(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """The UID SEARCH commands sent since the last call, from the gateway's debug log."""
-    sent = [
-        str(record.args[0]).split(" ", 1)[1]
-        for record in caplog.records
-        if record.name == "gateway.imap.connection"
-        and record.msg == "upstream <- %s"
-        and isinstance(record.args, tuple)
-    ]
-    caplog.clear()
-    return [command for command in sent if command.startswith("UID SEARCH")]
+    """The UID SEARCH commands sent since the last call."""
+    return [command for command in upstream_commands(caplog) if command.startswith("UID SEARCH")]
 
 
 def expected(ids: dict[str, str], keys: str) -> set[str]:

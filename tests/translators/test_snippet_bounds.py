@@ -17,6 +17,7 @@ from gateway.translators.email.snippet import PREVIEW_OCTETS, SEARCHED_TEXT, exc
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.translators.mailstate import ok
+from tests.upstream_log import upstream_commands
 
 WINDOW = re.compile(r"BODY\.PEEK\[1\]<0\.(\d+)>")
 
@@ -40,7 +41,7 @@ async def test_a_huge_body_is_searched_from_its_beginning_only(
     snippets = await jmap.call("SearchSnippet/get", filter={"body": "needle"}, emailIds=[email])
     (snippet,) = snippets["list"]
     assert snippet["preview"].startswith("<mark>needle</mark> at the start.")
-    sent = [str(r.args) for r in caplog.records if r.msg == "upstream <- %s"]
+    sent = upstream_commands(caplog)
     windows = [int(m.group(1)) for command in sent for m in WINDOW.finditer(command)]
     # A window of the text part, never the 1.9 MB part whole.
     assert windows and max(windows) <= 4 * SEARCHED_TEXT + 1024
