@@ -22,7 +22,6 @@ import argparse
 import base64
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -32,7 +31,8 @@ from typing import Any
 
 import h11
 
-from tests.servers import Dovecot, RedisServer, free_ports, make_data_dir, wait_for_port
+from bench.servers import local_servers
+from tests.servers import Dovecot, RedisServer, free_ports, wait_for_port
 
 ECHO = json.dumps(
     {"using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Core/echo", {"ping": 1}, "c"]]}
@@ -150,11 +150,7 @@ def scenario(
 
 
 def main(requests: int) -> None:
-    dovecot = Dovecot(make_data_dir("jg-bench-dovecot-"))
-    redis = RedisServer(make_data_dir("jg-bench-redis-"))
-    dovecot.start()
-    redis.start()
-    try:
+    with local_servers() as (dovecot, redis):
         rows = [
             scenario("session, credentials cached", SESSION, dovecot, redis, requests),
             scenario(
@@ -177,11 +173,6 @@ def main(requests: int) -> None:
             ),
             scenario("metrics scrape", METRICS, dovecot, redis, requests),
         ]
-    finally:
-        dovecot.stop()
-        redis.stop()
-        shutil.rmtree(dovecot.root, ignore_errors=True)
-        shutil.rmtree(redis.root, ignore_errors=True)
     print(f"{'scenario':32} {'median ms':>10} {'p90 ms':>8} {'upstream/req':>12} {'bytes':>7}")
     for row in rows:
         print(

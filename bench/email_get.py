@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import time
 from typing import Any
@@ -31,9 +30,10 @@ from bench.core_latency import Client
 from bench.imap_baseline import imap_screen
 from bench.mailbox_get import serve_in_thread
 from bench.seed import seed_inbox
+from bench.servers import local_servers
 from gateway.app import create_app
 from tests.conftest import gateway_settings
-from tests.servers import Dovecot, RedisServer, make_data_dir, wait_for_port
+from tests.servers import wait_for_port
 
 LIST_PROPERTIES = ["from", "subject", "receivedAt", "keywords", "preview"]
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
@@ -78,62 +78,57 @@ def newest(client: Client, account: str, count: int) -> list[str]:
 
 
 def main(count: int, requests: int) -> None:
-    dovecot = Dovecot(make_data_dir("jg-bench-dovecot-"))
-    store = RedisServer(make_data_dir("jg-bench-redis-"))
-    dovecot.start()
-    store.start()
-    user = dovecot.fresh_user()
-    password = dovecot.users[user]
-    started = time.perf_counter()
-    seed_inbox("127.0.0.1", dovecot.imap_port, user, password, count)
-    print(f"seeded {count} messages in {time.perf_counter() - started:.1f} s")
-    settings = gateway_settings(dovecot.url, store.url, log_level="warning")
-    app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False
-        )
-    )
-    thread = serve_in_thread(server)
-    rows = []
-    try:
-        wait_for_port(settings.port)
-        client = Client(settings.port, (user, password))
-        client.request("GET", "/jmap/session")
-        account = json.loads(client.last_body)["primaryAccounts"]["urn:ietf:params:jmap:mail"]
-        pool = app.state.services.pool
-        # The account's first call: folders listed, INBOX indexed.
-        before = pool.stats()
+    with local_servers() as (dovecot, store):
+        user = dovecot.fresh_user()
+        password = dovecot.users[user]
         started = time.perf_counter()
-        call(client, "Email/get", {"accountId": account, "ids": [], "properties": ["id"]})
-        sync_ms = (time.perf_counter() - started) * 1000
-        sync_commands = pool.stats().commands - before.commands
-        memory = redis_bytes(store.url, account)
-        ids = newest(client, account, 50)
-        get = {"accountId": account, "ids": ids, "properties": LIST_PROPERTIES}
-        for label, repeat in (("cold (nothing cached)", 1), ("warm", requests)):
-            times, commands, trips, sizes = [], [], [], []
-            for _ in range(repeat):
-                before = pool.stats()
-                started = time.perf_counter()
-                got, received = call(client, "Email/get", get)
-                times.append((time.perf_counter() - started) * 1000)
-                after = pool.stats()
-                commands.append(after.commands - before.commands)
-                trips.append(after.round_trips - before.round_trips)
-                sizes.append(received)
-                assert len(got["list"]) == 50
-            rows.append((label, statistics.median(times), max(commands), max(trips), max(sizes)))
-        client.close()
-    finally:
-        server.should_exit = True
-        thread.join(10)
-    imap_cold = imap_screen("127.0.0.1", dovecot.imap_port, user, password)
-    imap_warm = imap_screen("127.0.0.1", dovecot.imap_port, user, password)
-    dovecot.stop()
-    store.stop()
-    shutil.rmtree(dovecot.root, ignore_errors=True)
-    shutil.rmtree(store.root, ignore_errors=True)
+        seed_inbox("127.0.0.1", dovecot.imap_port, user, password, count)
+        print(f"seeded {count} messages in {time.perf_counter() - started:.1f} s")
+        settings = gateway_settings(dovecot.url, store.url, log_level="warning")
+        app = create_app(settings)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=settings.host, port=settings.port, log_config=None, access_log=False
+            )
+        )
+        thread = serve_in_thread(server)
+        rows = []
+        try:
+            wait_for_port(settings.port)
+            client = Client(settings.port, (user, password))
+            client.request("GET", "/jmap/session")
+            account = json.loads(client.last_body)["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+            pool = app.state.services.pool
+            # The account's first call: folders listed, INBOX indexed.
+            before = pool.stats()
+            started = time.perf_counter()
+            call(client, "Email/get", {"accountId": account, "ids": [], "properties": ["id"]})
+            sync_ms = (time.perf_counter() - started) * 1000
+            sync_commands = pool.stats().commands - before.commands
+            memory = redis_bytes(store.url, account)
+            ids = newest(client, account, 50)
+            get = {"accountId": account, "ids": ids, "properties": LIST_PROPERTIES}
+            for label, repeat in (("cold (nothing cached)", 1), ("warm", requests)):
+                times, commands, trips, sizes = [], [], [], []
+                for _ in range(repeat):
+                    before = pool.stats()
+                    started = time.perf_counter()
+                    got, received = call(client, "Email/get", get)
+                    times.append((time.perf_counter() - started) * 1000)
+                    after = pool.stats()
+                    commands.append(after.commands - before.commands)
+                    trips.append(after.round_trips - before.round_trips)
+                    sizes.append(received)
+                    assert len(got["list"]) == 50
+                rows.append(
+                    (label, statistics.median(times), max(commands), max(trips), max(sizes))
+                )
+            client.close()
+        finally:
+            server.should_exit = True
+            thread.join(10)
+        imap_cold = imap_screen("127.0.0.1", dovecot.imap_port, user, password)
+        imap_warm = imap_screen("127.0.0.1", dovecot.imap_port, user, password)
     print(
         f"first sync of a {count}-message INBOX: {sync_ms / 1000:.2f} s, "
         f"{sync_commands} upstream commands, index in Redis {memory / 1e6:.1f} MB "

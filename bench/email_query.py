@@ -30,7 +30,6 @@ import argparse
 import json
 import multiprocessing
 import resource
-import shutil
 import statistics
 import time
 from dataclasses import dataclass
@@ -42,10 +41,11 @@ from bench.email_get import call, redis_bytes
 from bench.imap_baseline import settle
 from bench.mailbox_get import serve_in_thread
 from bench.seed import Wire, seed_inbox
+from bench.servers import local_servers
 from gateway.app import create_app
 from gateway.imap.pool import ImapPool
 from tests.conftest import gateway_settings
-from tests.servers import LOOPBACK, Dovecot, RedisServer, make_data_dir, wait_for_port
+from tests.servers import LOOPBACK, Dovecot, wait_for_port
 
 # "Trip to Lisbon" is one of bench.seed's 18 topics: its messages and their "Re:" replies,
 # about 5% of the INBOX.
@@ -189,34 +189,27 @@ def measure(
 
 
 def main(sizes: list[int], requests: int, sync_interval: float) -> None:
-    dovecot = Dovecot(make_data_dir("jg-bench-dovecot-"))
-    store = RedisServer(make_data_dir("jg-bench-redis-"))
-    dovecot.start()
-    store.start()
-    settings = gateway_settings(
-        dovecot.url, store.url, log_level="warning", sync_interval_seconds=sync_interval
-    )
-    print(f"GATEWAY_SYNC_INTERVAL_SECONDS={sync_interval}")
-    app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False
+    with local_servers() as (dovecot, store):
+        settings = gateway_settings(
+            dovecot.url, store.url, log_level="warning", sync_interval_seconds=sync_interval
         )
-    )
-    thread = serve_in_thread(server)
-    rows: list[Row] = []
-    try:
-        wait_for_port(settings.port)
-        pool = app.state.services.pool
-        for size in sizes:
-            rows.append(measure(dovecot, store.url, settings.port, pool, size, requests))
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        dovecot.stop()
-        store.stop()
-        shutil.rmtree(dovecot.root, ignore_errors=True)
-        shutil.rmtree(store.root, ignore_errors=True)
+        print(f"GATEWAY_SYNC_INTERVAL_SECONDS={sync_interval}")
+        app = create_app(settings)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=settings.host, port=settings.port, log_config=None, access_log=False
+            )
+        )
+        thread = serve_in_thread(server)
+        rows: list[Row] = []
+        try:
+            wait_for_port(settings.port)
+            pool = app.state.services.pool
+            for size in sizes:
+                rows.append(measure(dovecot, store.url, settings.port, pool, size, requests))
+        finally:
+            server.should_exit = True
+            thread.join(10)
     report(rows, requests)
 
 

@@ -47,7 +47,6 @@ import argparse
 import json
 import logging
 import re
-import shutil
 import socket
 import statistics
 import time
@@ -64,10 +63,11 @@ from bench.email_query import p90
 from bench.imap_baseline import settle
 from bench.mailbox_get import serve_in_thread
 from bench.seed import Wire, seed_inbox
+from bench.servers import local_servers
 from gateway.app import create_app
 from gateway.imap.pool import ImapPool
 from tests.conftest import gateway_settings
-from tests.servers import LOOPBACK, Dovecot, RedisServer, make_data_dir, wait_for_port
+from tests.servers import LOOPBACK, Dovecot, RedisServer, wait_for_port
 
 SEEN = "keywords/$seen"
 CHANGES = (("read", True), ("unread", None))
@@ -425,20 +425,11 @@ def report(
 def main(messages: int, sizes: list[int], repeat: int, intervals: list[float]) -> None:
     if max(sizes) > messages:
         raise SystemExit(f"--sizes up to {max(sizes)} need at least as many --messages")
-    dovecot = Dovecot(make_data_dir("jg-bench-dovecot-"))
-    store = RedisServer(make_data_dir("jg-bench-redis-"))
-    dovecot.start()
-    store.start()
     gateway: dict[float, dict[tuple[int, str], Figures]] = {}
-    try:
+    with local_servers() as (dovecot, store):
         for interval in intervals:
             gateway[interval] = measure_gateway(dovecot, store, interval, messages, sizes, repeat)
         imap = measure_imap(dovecot, messages, sizes, repeat)
-    finally:
-        dovecot.stop()
-        store.stop()
-        shutil.rmtree(dovecot.root, ignore_errors=True)
-        shutil.rmtree(store.root, ignore_errors=True)
     report(gateway, imap, messages, sizes, repeat)
 
 

@@ -31,7 +31,6 @@ import imaplib
 import itertools
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -45,13 +44,13 @@ from typing import Any
 import h11
 
 from bench.core_latency import ECHO, Client
+from bench.servers import local_servers
 from tests import hostile_mail
 from tests.servers import (
     FRESH_PASSWORD,
     Dovecot,
     RedisServer,
     free_ports,
-    make_data_dir,
     wait_for_port,
 )
 
@@ -359,24 +358,13 @@ def measure(name: str, canary: Canary, work: Callable[[], str]) -> dict[str, Any
 
 
 def main(args: argparse.Namespace) -> None:
-    dovecot = Dovecot(make_data_dir("jg-bench-dovecot-"))
-    redis = RedisServer(make_data_dir("jg-bench-redis-"))
-    dovecot.start()
-    redis.start()
-    rows = []
-    try:
-        with gateway(dovecot, redis) as port:
-            canary = Canary(port, ("bob", dovecot.users["bob"]))
-            canary.start()
-            try:
-                rows = run_corpus(args, dovecot, port, canary)
-            finally:
-                canary.stop()
-    finally:
-        dovecot.stop()
-        redis.stop()
-        shutil.rmtree(dovecot.root, ignore_errors=True)
-        shutil.rmtree(redis.root, ignore_errors=True)
+    with local_servers() as (dovecot, redis), gateway(dovecot, redis) as port:
+        canary = Canary(port, ("bob", dovecot.users["bob"]))
+        canary.start()
+        try:
+            rows = run_corpus(args, dovecot, port, canary)
+        finally:
+            canary.stop()
     print(f"{'item':48} {'outcome':40} {'work s':>7} {'worst ms':>9} {'median ms':>9}")
     for row in rows:
         print(

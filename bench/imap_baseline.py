@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import statistics
 import time
 from collections import defaultdict
@@ -34,7 +33,8 @@ from itertools import takewhile
 from pathlib import Path
 
 from bench.seed import Wire, seed_inbox
-from tests.servers import LOOPBACK, Dovecot, make_data_dir
+from bench.servers import local_dovecot
+from tests.servers import LOOPBACK, Dovecot
 
 WINDOW = 50
 # ENVELOPE carries from, subject and date (decoded names are the client's work): what a
@@ -167,10 +167,8 @@ def drop_cache(dovecot: Dovecot, user: str) -> None:
 
 
 def main(count: int, runs: int) -> None:
-    dovecot = Dovecot(make_data_dir("jg-bench-dovecot-"))
-    dovecot.start()
     rows = []
-    try:
+    with local_dovecot() as dovecot:
         user = dovecot.fresh_user()
         password = dovecot.users[user]
         started = time.perf_counter()
@@ -184,9 +182,6 @@ def main(count: int, runs: int) -> None:
                 for _ in range(1 + runs)
             ]
             rows.append((variant, results[0], results[1:]))
-    finally:
-        dovecot.stop()
-        shutil.rmtree(dovecot.root, ignore_errors=True)
     print(f"seeded {count} messages in {seeding:.1f} s")
     print(
         f"plain IMAP, newest {WINDOW} of {count} in INBOX, fresh connection per run; "

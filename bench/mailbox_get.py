@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import imaplib
 import json
-import shutil
 import statistics
 import threading
 import time
@@ -22,9 +21,10 @@ import time
 import uvicorn
 
 from bench.core_latency import Client
+from bench.servers import local_servers
 from gateway.app import create_app
 from tests.conftest import gateway_settings
-from tests.servers import Dovecot, RedisServer, make_data_dir, wait_for_port
+from tests.servers import wait_for_port
 
 GET = json.dumps(
     {
@@ -41,50 +41,43 @@ def serve_in_thread(server: uvicorn.Server) -> threading.Thread:
 
 
 def main(folders: int, requests: int) -> None:
-    dovecot = Dovecot(make_data_dir("jg-bench-dovecot-"))
-    redis = RedisServer(make_data_dir("jg-bench-redis-"))
-    dovecot.start()
-    redis.start()
-    user = dovecot.fresh_user()
-    witness = imaplib.IMAP4("127.0.0.1", dovecot.imap_port)
-    witness.login(user, dovecot.users[user])
-    for i in range(folders):
-        witness.create(f'"Folder {i:03d}"')
-    witness.logout()
-    settings = gateway_settings(dovecot.url, redis.url, log_level="warning")
-    app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False
+    with local_servers() as (dovecot, redis):
+        user = dovecot.fresh_user()
+        witness = imaplib.IMAP4("127.0.0.1", dovecot.imap_port)
+        witness.login(user, dovecot.users[user])
+        for i in range(folders):
+            witness.create(f'"Folder {i:03d}"')
+        witness.logout()
+        settings = gateway_settings(dovecot.url, redis.url, log_level="warning")
+        app = create_app(settings)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=settings.host, port=settings.port, log_config=None, access_log=False
+            )
         )
-    )
-    thread = serve_in_thread(server)
-    try:
-        wait_for_port(settings.port)
-        client = Client(settings.port, (user, dovecot.users[user]))
-        status, received = client.request("GET", "/jmap/session")
-        account = json.loads(client.last_body)["primaryAccounts"]["urn:ietf:params:jmap:mail"]
-        body = GET.replace("ACCOUNT", account).encode()
-        pool = app.state.services.pool
-        rows = []
-        for label, count in (("cold (first request)", 1), ("warm", requests)):
-            times, commands = [], []
-            for _ in range(count):
-                before = pool.stats().commands
-                started = time.perf_counter()
-                status, received = client.request("POST", "/jmap/api/", body)
-                times.append((time.perf_counter() - started) * 1000)
-                commands.append(pool.stats().commands - before)
-                assert status == 200
-            rows.append((label, statistics.median(times), max(commands), received))
-        client.close()
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        dovecot.stop()
-        redis.stop()
-        shutil.rmtree(dovecot.root, ignore_errors=True)
-        shutil.rmtree(redis.root, ignore_errors=True)
+        thread = serve_in_thread(server)
+        try:
+            wait_for_port(settings.port)
+            client = Client(settings.port, (user, dovecot.users[user]))
+            status, received = client.request("GET", "/jmap/session")
+            account = json.loads(client.last_body)["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+            body = GET.replace("ACCOUNT", account).encode()
+            pool = app.state.services.pool
+            rows = []
+            for label, count in (("cold (first request)", 1), ("warm", requests)):
+                times, commands = [], []
+                for _ in range(count):
+                    before = pool.stats().commands
+                    started = time.perf_counter()
+                    status, received = client.request("POST", "/jmap/api/", body)
+                    times.append((time.perf_counter() - started) * 1000)
+                    commands.append(pool.stats().commands - before)
+                    assert status == 200
+                rows.append((label, statistics.median(times), max(commands), received))
+            client.close()
+        finally:
+            server.should_exit = True
+            thread.join(10)
     print(f"Mailbox/get of {folders + 6} mailboxes ({requests} warm requests)")
     print(f"{'':22} {'median ms':>10} {'upstream cmds':>14} {'bytes':>8}")
     for label, median, commands, size in rows:
