@@ -148,10 +148,11 @@ def _any_of(keys: list[list[Arg]]) -> list[Arg]:
     """``OR a OR b c``: one key matching what any of ``keys`` matches (none: nothing)."""
     if not keys:
         return ["NOT", "ALL"]
-    either = keys[-1]
-    for key in reversed(keys[:-1]):
-        either = ["OR", *key, *either]
-    return either
+    # OR k1 OR k2 ... OR kn-1 kn, built front to back: linear in the keys, however many.
+    either: list[Arg] = []
+    for key in keys[:-1]:
+        either += ["OR", *key]
+    return either + keys[-1]
 
 
 def _one(criterion: Criterion) -> list[Arg]:
