@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from gateway.authorization import Unauthenticated, parse_authorization
 from gateway.cache.store import SecretSource
 from gateway.cache.throttle import LoginKeys, LoginThrottle
-from gateway.imap.credentials import Credentials, Mechanism, Origin
+from gateway.credentials import Credentials, Mechanism, Origin
 from gateway.imap.errors import AuthenticationFailed, ImapError, UpstreamUnavailable
 from gateway.imap.pool import ImapPool, Login
 from gateway.login_gate import PER_USERNAME, NoShare, SharedCall, Shares

@@ -15,7 +15,7 @@ import re
 
 import orjson
 
-from gateway.imap.credentials import Credentials, Mechanism, Origin
+from gateway.credentials import Credentials, Mechanism, Origin
 
 MAX_USERNAME_OCTETS = 256
 MAX_PASSWORD_OCTETS = 4096

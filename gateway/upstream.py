@@ -6,8 +6,8 @@ import ssl
 from collections.abc import Callable
 
 from gateway.config import Settings, TlsMode, UpstreamUrl
+from gateway.credentials import Credentials
 from gateway.imap.connection import Endpoint, ImapConnection
-from gateway.imap.credentials import Credentials
 from gateway.imap.errors import AuthenticationFailed
 from gateway.imap.identity import identity_request, inbox_identity
 from gateway.imap.observer import ImapObserver

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import redis
 
+from gateway.credentials import Mechanism
 from gateway.imap.connection import ImapConnection
-from gateway.imap.credentials import Mechanism
 from gateway.imap.errors import AuthenticationFailed
 from tests.conftest import gateway_settings, running_gateway, serving
 from tests.imap.upstream import endpoint

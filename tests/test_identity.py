@@ -12,7 +12,7 @@ import redis
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.imap.credentials import Credentials
+from gateway.credentials import Credentials
 from gateway.imap.pool import IdentityChanged, Login
 from gateway.upstream import fallback_identity, imap_pool
 from gateway.usernames import UsernameFormat

@@ -40,27 +40,35 @@ class Rule:
 RULES: dict[str, Rule] = {
     # The JMAP core: no I/O, no upstream, no Redis, no wiring.
     "jmap": Rule(
-        _SURFACE | {"imap", "cache", "sync", "translators", "auth", "upstream", "config", "mime"},
+        _SURFACE
+        | {"imap", "smtp", "cache", "sync", "translators", "auth", "upstream", "config", "mime"},
         _WEB | {"redis", "msgpack"},
     ),
     # The upstream transport: knows nothing of JMAP or of the gateway's state.
     "imap": Rule(
-        _SURFACE | {"jmap", "cache", "sync", "translators", "auth", "upstream", "config", "mime"},
+        _SURFACE
+        | {"jmap", "smtp", "cache", "sync", "translators", "auth", "upstream", "config", "mime"},
+        _WEB | {"redis", "msgpack"},
+    ),
+    # The SMTP submission client, like imap/: knows nothing of JMAP, IMAP or the gateway's state.
+    "smtp": Rule(
+        _SURFACE
+        | {"jmap", "imap", "cache", "sync", "translators", "auth", "upstream", "config", "mime"},
         _WEB | {"redis", "msgpack"},
     ),
     # The Redis state: the only package that knows keys and encodings.
     "cache": Rule(
-        _SURFACE | {"jmap", "imap", "sync", "translators", "auth", "upstream", "mime"},
+        _SURFACE | {"jmap", "imap", "smtp", "sync", "translators", "auth", "upstream", "mime"},
         _WEB,
     ),
     # MIME knows messages, not protocols.
     "mime": Rule(
-        _SURFACE | {"jmap", "imap", "cache", "sync", "translators", "auth", "upstream"},
+        _SURFACE | {"jmap", "imap", "smtp", "cache", "sync", "translators", "auth", "upstream"},
         _WEB | {"redis", "msgpack"},
     ),
     # Catch-up: IMAP in, index out through cache/'s methods; no JMAP, no Redis of its own.
     "sync": Rule(
-        _SURFACE | {"jmap", "translators", "auth", "upstream"},
+        _SURFACE | {"jmap", "smtp", "translators", "auth", "upstream"},
         _WEB | {"redis", "msgpack"},
         attributes=_STORE_INSIDES,
     ),

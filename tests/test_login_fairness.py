@@ -13,8 +13,8 @@ import httpx
 from fastapi import FastAPI
 
 from gateway.app import create_app
+from gateway.credentials import Credentials
 from gateway.imap.connection import ImapConnection
-from gateway.imap.credentials import Credentials
 from tests.conftest import gateway_settings, running_gateway
 from tests.servers import FRESH_PASSWORD, Dovecot
 from tests.test_login_throttle import get_session

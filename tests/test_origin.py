@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import Settings
-from gateway.imap.credentials import Origin
+from gateway.credentials import Origin
 from gateway.origin import ProxyPolicy, client_origin
 
 XFF = ProxyPolicy.parse("10.0.0.0/8, 192.0.2.10", "X-Forwarded-For")

@@ -24,9 +24,12 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 [ -x "$cyrus_bin/master" ] || missing+=(cyrus-common)
 [ -x "$cyrus_bin/imtest" ] || missing+=(cyrus-clients)
 [ -x /usr/sbin/saslpasswd2 ] || missing+=(sasl2-bin)
-# cyrus-common depends on "default-mta | mail-transport-agent": without a mail server in the
-# same command apt picks exim4. Postfix preseeded to "No configuration" does nothing at all.
-if [[ " ${missing[*]} " == *" cyrus-common "* ]] && [ ! -e /usr/sbin/sendmail ]; then
+# Sending (EmailSubmission) is tested against a real Postfix submission service that checks
+# passwords through Dovecot's SASL and delivers into Dovecot by LMTP. Postfix comes first: cyrus-
+# common depends on "default-mta | mail-transport-agent", and without a mail server in the same
+# command apt picks exim4. Preseeded to "No configuration", the system's Postfix does nothing.
+[ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
+if ! command -v postfix >/dev/null && [ ! -x /usr/sbin/postfix ]; then
   missing=(postfix "${missing[@]}")
 fi
 

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from gateway.credentials import Mechanism, Origin
 from gateway.imap import mailboxes
 from gateway.imap.commands import (
     Command,
@@ -35,7 +36,6 @@ from gateway.imap.commands import (
     oauthbearer_initial_response,
     xoauth2_initial_response,
 )
-from gateway.imap.credentials import Mechanism, Origin
 from gateway.imap.errors import (
     AuthenticationFailed,
     CommandFailed,

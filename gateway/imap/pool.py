@@ -27,8 +27,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+from gateway.credentials import Credentials
 from gateway.imap.connection import ImapConnection
-from gateway.imap.credentials import Credentials
 from gateway.imap.errors import ImapError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)

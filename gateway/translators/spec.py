@@ -35,13 +35,24 @@ class Capability:
     account: CapabilityObject | None = None
 
 
+def always(settings: Settings) -> bool:
+    """A package every deployment offers."""
+    return True
+
+
 @dataclass(frozen=True)
 class Spec:
-    """One package's methods, the capability URN they need, and what capability it declares."""
+    """One package's methods, the capability URN they need, and what capability it declares.
+
+    ``offered`` says whether a deployment offers the package at all: sending needs an SMTP
+    server, so without one neither its methods nor its capability exist (RFC 8620 2: the
+    Session lists only what the server supports).
+    """
 
     capability: str
     methods: tuple[Method[RequestEnv], ...]
     declares: Capability | None = None
+    offered: Callable[[Settings], bool] = always
 
     def __post_init__(self) -> None:
         """A method of another capability belongs in that capability's package."""
@@ -73,8 +84,9 @@ def method_registry(specs: Iterable[Spec]) -> MethodRegistry[RequestEnv]:
 
 
 def collect(specs: Iterable[Spec], settings: Settings) -> Catalog:
-    """The catalog of ``specs``, in their order; each capability is declared exactly once."""
-    specs = tuple(specs)
+    """The catalog of the ``specs`` the deployment offers, in their order; each capability is
+    declared exactly once."""
+    specs = tuple(spec for spec in specs if spec.offered(settings))
     declared: dict[str, Capability] = {}
     for spec in specs:
         if spec.declares is None:

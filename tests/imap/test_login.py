@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.credentials import Origin
 from gateway.imap.connection import ImapConnection
-from gateway.imap.credentials import Origin
 from gateway.imap.errors import AuthenticationFailed, ConnectionLost
 from tests.faultproxy import FaultProxy
 from tests.imap.upstream import endpoint

@@ -9,8 +9,8 @@ import signal
 import pytest
 
 from gateway.config import Settings
+from gateway.credentials import Credentials
 from gateway.imap.connection import ImapConnection
-from gateway.imap.credentials import Credentials
 from gateway.imap.errors import AuthenticationFailed, UpstreamUnavailable
 from gateway.imap.pool import ImapPool, PoolExhausted
 from gateway.upstream import imap_pool

@@ -14,7 +14,7 @@ import pytest
 from gateway.cache.account import AccountIndex
 from gateway.cache.store import Store
 from gateway.config import Settings
-from gateway.imap.credentials import Credentials
+from gateway.credentials import Credentials
 from gateway.imap.pool import ImapPool
 from gateway.sync.catch_up import CatchUp
 from gateway.upstream import imap_pool

@@ -1,0 +1,36 @@
+"""Sending (RFC 8621 7): EmailSubmission over the operator's SMTP submission server.
+
+This package declares the submission capability, which Identity's methods need too.
+"""
+
+from __future__ import annotations
+
+from gateway.config import Settings
+from gateway.env import RequestEnv
+from gateway.jmap.capabilities import SUBMISSION
+from gateway.jmap.dispatch import Method
+from gateway.jmap.protocol import JsonObject
+from gateway.translators.spec import Capability, Spec
+
+METHODS: tuple[Method[RequestEnv], ...] = ()
+
+
+def sending_configured(settings: Settings) -> bool:
+    """Sending exists only where the operator names an SMTP submission server."""
+    return settings.smtp is not None
+
+
+def submission_account_capability(settings: Settings) -> JsonObject:
+    """RFC 8621 1.3.2: the submission capability of a user's own account."""
+    return {"maxDelayedSend": 0, "submissionExtensions": {}}
+
+
+# RFC 8621 1.3.2: the Session-level submission capability object is empty.
+SPEC = Spec(
+    SUBMISSION,
+    METHODS,
+    declares=Capability(
+        SUBMISSION, session=lambda settings: {}, account=submission_account_capability
+    ),
+    offered=sending_configured,
+)
