@@ -9,6 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.emails import EmailStore
 from gateway.cache.freshness import Freshness
+from gateway.cache.identities import IdentityStore
 from gateway.cache.mailboxes import MailboxStore
 
 
@@ -18,6 +19,7 @@ class AccountIndex:
     mailboxes: MailboxStore
     emails: EmailStore
     freshness: Freshness
+    identities: IdentityStore
 
     @classmethod
     def of(cls, client: Redis | RedisCluster, account_id: str) -> AccountIndex:
@@ -26,4 +28,5 @@ class AccountIndex:
             MailboxStore(client, account_id),
             EmailStore(client, account_id),
             Freshness(client, account_id),
+            IdentityStore(client, account_id),
         )
