@@ -75,12 +75,16 @@ class Received:
 @dataclass
 class Sink:
     """An SMTP server recording every message it takes; ``refuse`` recipients get 550 at
-    RCPT, and the next ``tempfail`` DATA get 451 after the final "."."""
+    RCPT, the next ``tempfail`` DATA get 451 after the final ".", and with ``cut`` the
+    connection is closed once a message is taken, before its reply (RFC 1047's case).
+    ``size`` is the SIZE it advertises and enforces."""
 
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     tempfail: int = 0
+    cut: bool = False
+    size: int = 33554432
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
@@ -105,6 +109,8 @@ class Sink:
                     content,
                 )
             )
+        if self.cut:
+            server.transport.close()
         return "250 2.0.0 Ok: queued"
 
     @property
@@ -112,4 +118,6 @@ class Sink:
         return f"smtp://{LOOPBACK}:{self.port}"
 
     def controller(self) -> Controller:
-        return Controller(self, hostname=LOOPBACK, port=self.port, decode_data=False)
+        return Controller(
+            self, hostname=LOOPBACK, port=self.port, decode_data=False, data_size_limit=self.size
+        )

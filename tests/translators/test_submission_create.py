@@ -413,3 +413,47 @@ async def test_the_server_down_is_retryable(dovecot: Dovecot, redis_url: str) ->
             error = not_created(await submit(user, {"to": ["bob@example.com"]}))
     assert error["type"] == "serverFail"
     assert "nothing was sent" in error["description"]
+
+
+async def test_a_reply_lost_after_the_dot_is_recorded_sent_and_not_retryable(
+    user: Jmap, sink: Sink
+) -> None:
+    sink.cut = True
+    responses = await submit(user, {"to": ["bob@example.com", "carol@example.com"]})
+    created = responses[1][1]["created"]["sub"]
+    # RFC 1047: it may have been delivered: final, every recipient unknown, never resent.
+    assert created["undoStatus"] == "final"
+    for status in created["deliveryStatus"].values():
+        assert status["delivered"] == "unknown"
+        assert "lost" in status["smtpReply"]
+    assert len(sink.received) == 1
+
+
+async def test_a_message_over_the_servers_size_is_too_large(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    sink = Sink(size=600)
+    controller = sink.controller()
+    controller.start()
+    try:
+        settings = gateway_settings(
+            dovecot.url, redis_url, smtp_url=sink.url, smtp_auth="none", mail_domain=DOMAIN
+        )
+        async with (
+            running_gateway(settings) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+        ):
+            name = dovecot.fresh_user()
+            user = await Jmap(http, name, dovecot.users[name]).start()
+            small = await submit(user, {"to": ["bob@example.com"]})
+            large = await submit(
+                user,
+                {"to": ["bob@example.com"], "bodyValues": {"1": {"value": "x" * 700}}},
+            )
+    finally:
+        controller.stop()
+    assert small[1][1]["created"]["sub"]["undoStatus"] == "final"
+    error = not_created(large)
+    assert error["type"] == "tooLarge"
+    assert error["maxSize"] == 600
+    assert len(sink.received) == 1
