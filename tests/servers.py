@@ -165,7 +165,13 @@ service imap-login {
 service imap {
   process_limit = 1024
 }
-$penalty$quota""")
+$penalty$quota$metadata""")
+
+# RFC 5464 METADATA, its entries kept in one file per user (harness README 1.3).
+METADATA_CONF = """
+imap_metadata = yes
+mail_attribute_dict = file:%h/dovecot-attributes
+"""
 
 # The quota plugin as ../shared/harness/README.md (1.2) records it: every user gets the
 # same limits; a message-count rule, and quota_max_mail_size (APPEND answers [LIMIT]).
@@ -226,6 +232,8 @@ class Dovecot:
     oauth2_introspection_url: str | None = None
     # Per-user quota: (messages, largest message in octets); None: no quota plugin.
     quota: tuple[int, int] | None = None
+    # IMAP METADATA (RFC 5464), off unless asked: it changes the CAPABILITY other tests see.
+    metadata: bool = False
 
     @property
     def config(self) -> Path:
@@ -280,6 +288,7 @@ class Dovecot:
                     if self.quota is None
                     else QUOTA_CONF.substitute(messages=self.quota[0], max_mail_size=self.quota[1])
                 ),
+                metadata=METADATA_CONF if self.metadata else "",
                 root=self.root,
                 imap_port=self.imap_port,
                 imaps_port=self.imaps_port,
