@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import ssl
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.credentials import Credentials
+from gateway.credentials import Credentials, Mechanism
 from gateway.smtp.connection import Authorization, SmtpEndpoint, Timeouts
 from gateway.smtp.envelope import Envelope, Recipient
 from gateway.smtp.outcome import Phase, SmtpFailure, SmtpUnavailable
@@ -268,3 +269,65 @@ async def test_starttls_required_but_not_offered(smtp_sink: Sink) -> None:
     with pytest.raises(SmtpUnavailable) as caught:
         await smtp.probe()
     assert caught.value.phase is Phase.STARTTLS
+
+
+@pytest.fixture(scope="module")
+def login_only_sink() -> Iterator[Sink]:
+    yield from serving(
+        Sink(make_data_dir("jg-sink-login-"), auth_excluded=("PLAIN", "OAUTHBEARER"))
+    )
+
+
+async def test_login_where_plain_is_not_offered(login_only_sink: Sink) -> None:
+    address = f"login-{tag()}@x.org"
+    await send(login_only_sink, envelope(address))
+    assert login_only_sink.to(address)[0].auth_user == "alice"
+    smtp = SmtpSender(endpoint(login_only_sink))
+    with pytest.raises(SmtpFailure) as caught:
+        await smtp.send(
+            Authorization.user(Credentials("alice", "wrong-again")), envelope(address), MESSAGE
+        )
+    assert caught.value.phase is Phase.AUTH
+
+
+@pytest.mark.parametrize("excluded", [(), ("OAUTHBEARER",)])
+async def test_bearer_tokens(excluded: tuple[str, ...]) -> None:
+    """OAUTHBEARER (RFC 7628) where offered, else XOAUTH2; a refused token goes through the
+    error challenge to a 535."""
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(
+            contextlib.contextmanager(serving)(
+                Sink(make_data_dir("jg-sink-bearer-"), auth_excluded=excluded)
+            )
+        )
+        token = Credentials("alice@example.com", "good.token-1", Mechanism.BEARER)
+        address = f"bearer-{tag()}@x.org"
+        await send_as(sink, Authorization.user(token), envelope(address))
+        assert sink.to(address)[0].auth_user == "alice@example.com"
+        refused = Credentials("alice@example.com", "bad.token", Mechanism.BEARER)
+        with pytest.raises(SmtpFailure) as caught:
+            await send_as(sink, Authorization.user(refused), envelope(address))
+        assert caught.value.phase is Phase.AUTH
+        assert caught.value.reply is not None and caught.value.reply.code == 535
+        assert "bad.token" not in str(caught.value) + repr(caught.value)
+
+
+async def send_as(sink: Sink, auth: Authorization, env: Envelope) -> None:
+    smtp = SmtpSender(endpoint(sink))
+    try:
+        await smtp.send(auth, env, MESSAGE)
+    finally:
+        await smtp.close()
+
+
+async def test_a_cancelled_send_leaves_no_session_behind(smtp_sink: Sink) -> None:
+    address = f"stall-after-dot-{tag()}@x.org"
+    smtp = SmtpSender(endpoint(smtp_sink))
+    task = asyncio.create_task(smtp.send(AUTH, envelope(address), MESSAGE))
+    while not smtp_sink.to(address):
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert smtp.idle_sessions == 0
+    await smtp.close()
