@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from gateway.cache import submissions
 from tests.conftest import running_gateway, sending_settings
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot, make_data_dir, refused_port
@@ -461,3 +463,30 @@ async def test_a_message_over_the_servers_size_is_too_large(
     assert error["type"] == "tooLarge"
     assert error["maxSize"] == 600
     assert len(sink.received) == 1
+
+
+async def test_sent_but_not_recorded_is_still_reported_sent(
+    user: Jmap,
+    smtp_sink: Sink,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An account full of pending submissions (the store's bound, lowered to one here) takes
+    # no record more; the message went out all the same, and an error would invite a resend.
+    monkeypatch.setattr(submissions, "MAX_SUBMISSIONS", 1)
+    client = Redis.from_url(redis_url)
+    try:
+        store = submissions.SubmissionStore.of(client, user.account_id)
+        pending = submissions.SubmissionRecord(
+            await store.new_id(), "I1", "M1", "T1", {}, "2026-12-07T10:00:00Z", "pending", None
+        )
+        await store.create(pending)
+        responses = await submit(user, {"to": ["bob@example.com"]})
+    finally:
+        await client.aclose()
+    created = responses[1][1]["created"]["sub"]
+    assert created["undoStatus"] == "final"
+    assert created["deliveryStatus"]["bob@example.com"]["delivered"] == "queued"
+    assert len(sent_by(smtp_sink, user)) == 1
+    assert f"submission {created['id']} was sent but could not be recorded" in caplog.text
