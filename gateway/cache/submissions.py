@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar, cast, get_args
 
 from redis.asyncio import Redis
@@ -32,6 +32,7 @@ from gateway.cache.changes import AccountState, format_state
 from gateway.cache.codec import octets, pack, text, unpack
 from gateway.cache.journal import Journal
 from gateway.cache.keys import AccountKeys
+from gateway.offload import sized
 
 EMAIL_SUBMISSION = "EmailSubmission"
 # Records one account keeps (pending ones included); a record is a few hundred octets, so
@@ -149,9 +150,21 @@ def decode(submission_id: str, data: bytes | str) -> SubmissionRecord:
     )
 
 
+def _decode_all(raw: Mapping[str, bytes]) -> dict[str, SubmissionRecord]:
+    return {submission_id: decode(submission_id, value) for submission_id, value in raw.items()}
+
+
 def finished(record: SubmissionRecord) -> bool:
     """A record the retention clock runs for: no longer pending, and when it ended known."""
     return record.undo_status != "pending" and record.finished_at is not None
+
+
+def _stamped(record: SubmissionRecord) -> SubmissionRecord:
+    """A record written final or canceled without finished_at finished now: else it would
+    never expire nor ever make room under the bound."""
+    if record.undo_status != "pending" and record.finished_at is None:
+        return replace(record, finished_at=time.time())
+    return record
 
 
 def message_id_key(message_id: str) -> str:
@@ -249,7 +262,9 @@ class SubmissionStore:
             state = await self.state_log.state(EMAIL_SUBMISSION)
         else:
             state = format_state(text(epoch), int(modseq or 0))
-        return {i: decode(i, value) for i, value in raw.items()}, state
+        # All of a full account's records take a good part of a second to decode: beside
+        # the loop (clients write the records' envelopes and ids).
+        return await sized(sum(len(v) for v in raw.values()), _decode_all, raw), state
 
     async def state(self) -> str:
         await self.expire()
@@ -293,7 +308,7 @@ class SubmissionStore:
                 if len(evicted) < excess:
                     raise TooManySubmissions(self.account_id)
                 writes.dropped.update(await self._read(pipe, evicted))
-            writes.put[record.id] = record
+            writes.put[record.id] = _stamped(record)
             writes.created.append(record.id)
 
         await self._transact(plan)
@@ -310,7 +325,7 @@ class SubmissionStore:
             if current is None or (expect is not None and current.undo_status != expect):
                 return False
             writes.dropped[record.id] = current
-            writes.put[record.id] = record
+            writes.put[record.id] = _stamped(record)
             writes.updated.append(record.id)
             return True
 

@@ -39,7 +39,7 @@ def record(
     *,
     email_id: str = "M1",
     undo_status: str = "final",
-    finished_at: float | None = None,
+    finished_at: float | None = 0.0,
     envid: str | None = None,
     message_id: str | None = None,
 ) -> SubmissionRecord:
@@ -58,7 +58,10 @@ def record(
         dsn_blob_ids=("B1",),
         message_id=message_id,
         envid=envid,
-        finished_at=finished_at,
+        # 0.0: the default, finished now if it is finished at all.
+        finished_at=(None if undo_status == "pending" else time.time())
+        if finished_at == 0.0
+        else finished_at,
     )
 
 
@@ -76,6 +79,18 @@ async def test_create_get_replace_destroy_round_trip(client: aioredis.Redis) -> 
     assert await store.destroy([first.id, "nope"]) == [first.id]
     assert await store.get([first.id]) == {}
     assert not await store.replace(changed)
+
+
+async def test_a_finished_record_without_an_end_is_stamped(client: aioredis.Redis) -> None:
+    store = SubmissionStore.of(client, "acct")
+    before = time.time()
+    await store.create(record("Sf", finished_at=None))
+    await store.create(record("Sp", undo_status="pending"))
+    stamped = (await store.get(["Sf"]))["Sf"].finished_at
+    assert stamped is not None and before <= stamped <= time.time()
+    await store.replace(record("Sp", undo_status="canceled", finished_at=None))
+    assert (await store.get(["Sp"]))["Sp"].finished_at is not None
+    assert sorted(await client.zrange(store.keys.submissions_finished, 0, -1)) == [b"Sf", b"Sp"]
 
 
 async def test_changes_through_the_journal(client: aioredis.Redis) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.cache.submissions import SubmissionRecord
+from gateway.translators.submission.query import INLINE_RECORDS
 from tests.translators.submissions import (
     BASE,
     Sender,
@@ -233,3 +234,17 @@ async def test_query_changes_up_to_an_id_and_bounds(
     assert too_many["type"] == "tooManyChanges"
     stale = await sender.error("EmailSubmission/queryChanges", sinceQueryState="x-1", **query)
     assert stale["type"] == "cannotCalculateChanges"
+
+
+async def test_many_submissions_query_beside_the_loop(sender: Sender) -> None:
+    """Past INLINE_RECORDS (and past the offload's inline octets) the records are decoded and
+    the query run in the CPU pool: the same answer."""
+    made = assorted(INLINE_RECORDS + 100, seed=7)
+    for each in made:
+        await sender.store.create(each)
+    sort = [{"property": "threadId", "isAscending": False}, {"property": "sentAt"}]
+    answer = await sender.call(
+        "EmailSubmission/query", filter={"undoStatus": "final"}, sort=sort, calculateTotal=True
+    )
+    assert answer["ids"] == ordered([r for r in made if r.undo_status == "final"], sort)
+    assert 0 < answer["total"] < len(made)
