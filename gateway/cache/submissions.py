@@ -331,6 +331,33 @@ class SubmissionStore:
 
         return await self._transact(plan)
 
+    async def update(
+        self, submission_id: str, change: Callable[[SubmissionRecord], SubmissionRecord | None]
+    ) -> SubmissionRecord | None:
+        """Read, change and write one record atomically: ``change`` gets the stored record
+        (again if another writer came between) and returns the new one, or None to leave it.
+        Returns what was written; None when the record is gone or ``change`` declined. Two
+        delivery reports of one submission applied at once both land this way."""
+
+        async def plan(
+            pipe: Pipeline | ClusterPipeline, writes: _Writes
+        ) -> SubmissionRecord | None:
+            if submission_id in writes.dropped:
+                return None
+            current = (await self._read(pipe, [submission_id])).get(submission_id)
+            changed = None if current is None else change(current)
+            if current is None or changed is None:
+                return None
+            if changed.id != submission_id:
+                raise ValueError("an update cannot change a submission's id")
+            written = _stamped(changed)
+            writes.dropped[submission_id] = current
+            writes.put[submission_id] = written
+            writes.updated.append(submission_id)
+            return written
+
+        return await self._transact(plan)
+
     async def destroy(self, ids: Iterable[str]) -> list[str]:
         """Forget these submissions (RFC 8621 7.5: the record only; what was sent stays sent).
         Returns the ids that existed."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import pytest
@@ -301,3 +301,34 @@ async def test_on_a_redis_cluster(redis_cluster: RedisClusterSet) -> None:
     finally:
         await cluster.close()
         await other.close()
+
+
+async def test_concurrent_updates_all_land(redis_url: str) -> None:
+    """Read-modify-write from two connections at once (two delivery reports of one
+    submission): neither change is lost."""
+    clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
+    try:
+        stores = [SubmissionStore.of(c, "acct") for c in clients]
+        await stores[0].create(replace(record("Su"), dsn_blob_ids=()))
+
+        def adding(blob_id: str) -> Callable[[SubmissionRecord], SubmissionRecord | None]:
+            def change(current: SubmissionRecord) -> SubmissionRecord | None:
+                if blob_id in current.dsn_blob_ids:
+                    return None
+                return replace(current, dsn_blob_ids=(*current.dsn_blob_ids, blob_id))
+
+            return change
+
+        blobs = [f"B{i}" for i in range(20)]
+        written = await asyncio.gather(
+            *(stores[i % 2].update("Su", adding(blob)) for i, blob in enumerate(blobs))
+        )
+        assert all(w is not None for w in written)
+        stored = (await stores[0].get(["Su"]))["Su"]
+        assert sorted(stored.dsn_blob_ids) == sorted(blobs)
+        assert await stores[0].update("Su", adding("B3")) is None  # declined: nothing written
+        assert await stores[0].update("Snone", adding("B3")) is None
+        assert (await stores[0].get(["Su"]))["Su"] == stored
+    finally:
+        for c in clients:
+            await c.aclose()
