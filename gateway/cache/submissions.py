@@ -38,6 +38,11 @@ EMAIL_SUBMISSION = "EmailSubmission"
 # Records one account keeps (pending ones included); a record is a few hundred octets, so
 # 10 000 of them are a few MB, and /query reads them all.
 MAX_SUBMISSIONS = 10_000
+# Destroyed ids the change log remembers (a client that held one learns it is gone); past
+# it the oldest PRUNE_BATCH more are forgotten, and states from before them can no longer be
+# calculated from. Without it every submission ever made would stay in the log.
+MAX_TOMBSTONES = MAX_SUBMISSIONS
+PRUNE_BATCH = 1_000
 # Transactions retried when another writer changed the account's submissions in between.
 MAX_ATTEMPTS = 50
 # Random octets of a submission id (base64url: 16 characters after the "S").
@@ -392,18 +397,26 @@ class SubmissionStore:
         ``plan`` reads through the pipe (immediate mode) and fills the _Writes it is handed,
         in which the records past retention are already marked dropped."""
         k = self.keys
+        tombstones = k.dead(EMAIL_SUBMISSION)
         for _ in range(MAX_ATTEMPTS):
             async with self._client.pipeline(transaction=True) as pipe:
-                await pipe.watch(k.submissions, k.submissions_finished, k.submission_refs)
+                await pipe.watch(
+                    k.submissions, k.submissions_finished, k.submission_refs, tombstones
+                )
                 writes = _Writes()
                 if self.retention is not None:
                     writes.dropped.update(await self._read(pipe, await self._due(pipe)))
                 result = await plan(pipe, writes)
+                if not writes.put and not writes.dropped:
+                    await pipe.reset()  # type: ignore[no-untyped-call]
+                    return result
                 refs = await self._stale_refs(pipe, writes)
+                destroyed = [i for i in writes.dropped if i not in writes.put]
+                forgotten = await self._old_tombstones(pipe, len(destroyed))
                 pipe.multi()  # type: ignore[no-untyped-call]
                 self._queue(pipe, writes, refs)
+                self.state_log.forget(pipe, EMAIL_SUBMISSION, forgotten)
                 journal = Journal(self.state_log)
-                destroyed = [i for i in writes.dropped if i not in writes.put]
                 await journal.log(
                     pipe,
                     EMAIL_SUBMISSION,
@@ -458,6 +471,20 @@ class SubmissionStore:
             for ref, owner in zip(candidates, owners, strict=True)
             if owner is not None and text(owner) in writes.dropped
         ]
+
+    async def _old_tombstones(
+        self, pipe: Pipeline | ClusterPipeline, destroying: int
+    ) -> dict[str, int]:
+        """The oldest destroyed ids whose log entries go when this write would leave more
+        than MAX_TOMBSTONES (id -> the modseq of its destruction)."""
+        if not destroying:
+            return {}
+        key = self.keys.dead(EMAIL_SUBMISSION)
+        excess = int(await pipe.zcard(key)) + destroying - MAX_TOMBSTONES
+        if excess <= 0:
+            return {}
+        rows: Sequence[Any] = await pipe.zrange(key, 0, excess + PRUNE_BATCH - 1, withscores=True)
+        return {text(member): int(score) for member, score in rows}
 
     async def _read(
         self, pipe: Pipeline | ClusterPipeline, ids: Sequence[str]

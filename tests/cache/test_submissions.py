@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.cache import submissions
-from gateway.cache.changes import parse_state
+from gateway.cache.changes import CannotCalculateChanges, parse_state
 from gateway.cache.keys import AccountKeys
 from gateway.cache.store import Store
 from gateway.cache.submissions import (
@@ -332,3 +332,30 @@ async def test_concurrent_updates_all_land(redis_url: str) -> None:
     finally:
         for c in clients:
             await c.aclose()
+
+
+async def test_the_change_log_forgets_old_destructions(
+    client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_TOMBSTONES destroyed ids the oldest leave the log; a state from before them
+    cannot be calculated from any more, later ones still can."""
+    monkeypatch.setattr(submissions, "MAX_TOMBSTONES", 5)
+    monkeypatch.setattr(submissions, "PRUNE_BATCH", 2)
+    store = SubmissionStore.of(client, "acct")
+    for i in range(10):
+        await store.create(record(f"S{i}"))
+    states = [await store.state()]
+    for i in range(6):
+        assert await store.destroy([f"S{i}"]) == [f"S{i}"]
+        states.append(await store.state())
+    # The sixth destruction made six: the three oldest went.
+    for old in states[:3]:
+        with pytest.raises(CannotCalculateChanges):
+            await store.state_log.changes(EMAIL_SUBMISSION, old, None)
+    kept = await store.state_log.changes(EMAIL_SUBMISSION, states[3], None)
+    assert (kept.created, kept.updated, kept.destroyed) == ([], [], ["S3", "S4", "S5"])
+    keys = store.state_log.keys
+    assert await client.zcard(keys.dead(EMAIL_SUBMISSION)) == 3
+    assert await client.zcard(keys.changed(EMAIL_SUBMISSION)) == 7
+    assert await client.zcard(keys.born(EMAIL_SUBMISSION)) == 7
+    assert sorted(await store.all_ids()) == [f"S{i}" for i in range(6, 10)]
