@@ -178,15 +178,20 @@ def message_id_key(message_id: str) -> str:
     return message_id.strip().removeprefix("<").removesuffix(">").strip()
 
 
-def _refs(record: SubmissionRecord) -> list[str]:
-    """The submission-refs fields naming ``record`` (RFC 3461 4.4: ENVID is matched as sent,
-    but the gateway compares it case-insensitively, being liberal)."""
+def _ref_fields(envid: str | None, message_id: str | None) -> list[str]:
+    """The submission-refs fields of an ENVID and a Message-ID, the ENVID first (RFC 3461
+    4.4: a DSN returns the ENVID as sent; the gateway compares it case-insensitively, being
+    liberal in what it accepts)."""
     fields = []
-    if record.envid:
-        fields.append(f"e:{record.envid.lower()}")
-    if record.message_id and message_id_key(record.message_id):
-        fields.append(f"m:{message_id_key(record.message_id)}")
+    if envid:
+        fields.append(f"e:{envid.lower()}")
+    if message_id and message_id_key(message_id):
+        fields.append(f"m:{message_id_key(message_id)}")
     return fields
+
+
+def _refs(record: SubmissionRecord) -> list[str]:
+    return _ref_fields(record.envid, record.message_id)
 
 
 T = TypeVar("T")
@@ -280,11 +285,7 @@ class SubmissionStore:
     ) -> SubmissionRecord | None:
         """The submission a delivery status notification (RFC 3464) reports on: by the ENVID
         it carries (RFC 3461 4.4), else by the Message-ID of the message it returns."""
-        fields = []
-        if envid:
-            fields.append(f"e:{envid.lower()}")
-        if message_id and message_id_key(message_id):
-            fields.append(f"m:{message_id_key(message_id)}")
+        fields = _ref_fields(envid, message_id)
         if not fields:
             return None
         found = await self._client.hmget(self.keys.submission_refs, fields)
