@@ -248,3 +248,8 @@ async def test_many_submissions_query_beside_the_loop(sender: Sender) -> None:
     )
     assert answer["ids"] == ordered([r for r in made if r.undo_status == "final"], sort)
     assert 0 < answer["total"] < len(made)
+    # More than maxObjectsInGet (500 by default): all of them at once is too many.
+    too_many = await sender.error("EmailSubmission/get", ids=None)
+    assert too_many["type"] == "requestTooLarge"
+    some = await sender.call("EmailSubmission/get", ids=answer["ids"][:3], properties=["id"])
+    assert some["list"] == [{"id": i} for i in answer["ids"][:3]]
