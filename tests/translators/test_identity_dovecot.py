@@ -370,3 +370,20 @@ async def test_a_write_cut_before_its_answer_is_read_back_from_the_server(
         found = await identities(jmap)
         assert {i["name"] for i in found.values()} == {"First", "Created"}
         assert set(found) == set(entries)
+
+
+async def test_get_by_properties_and_changes_page_by_page(jmap: Jmap) -> None:
+    start = await state(jmap)
+    many = {f"c{i}": {"email": f"{jmap.username}+{i}@example.com"} for i in range(3)}
+    created = (await jmap.call("Identity/set", create=many))["created"]
+    ids = [created[f"c{i}"]["id"] for i in range(3)]
+    got = await jmap.call("Identity/get", ids=ids[:1], properties=["email"])
+    assert got["list"] == [{"id": ids[0], "email": f"{jmap.username}+0@example.com"}]
+    bad = await jmap.request(("Identity/get", {"ids": None, "properties": ["colour"]}))
+    assert bad[0][1]["type"] == "invalidArguments"
+    first = await jmap.call("Identity/changes", sinceState=start, maxChanges=2)
+    assert first["hasMoreChanges"] is True
+    second = await jmap.call("Identity/changes", sinceState=first["newState"], maxChanges=2)
+    assert second["hasMoreChanges"] is False
+    assert sorted(first["created"] + second["created"]) == sorted(ids)
+    assert second["newState"] == await state(jmap)
