@@ -156,9 +156,9 @@ class _Run:
         new = replace(record, **changes)
         if new == record:
             return
-        # What is stored of the default identity never claims its address or mayDelete.
-        created = record.id not in self.stored
-        if created and len(self.stored) >= MAX_IDENTITIES:
+        # The default identity is stored from its first change on, and then counts.
+        first_stored = record.id not in self.stored
+        if first_stored and len(self.stored) >= MAX_IDENTITIES:
             raise SetError("overQuota", f"an account keeps at most {MAX_IDENTITIES} identities")
         await write(self.env, new, created=False)
         self.done = True

@@ -32,8 +32,9 @@ from gateway.translators.upstream_refusals import Work, refused
 log = logging.getLogger(__name__)
 
 ENTRY_ROOT = "/private/vendor/jmap-gateway/identity"
-# RFC 5464 4.2.1 MAXSIZE: no entry the gateway writes is longer (values.MAX_ENTRY_OCTETS), so
-# a longer one was written by someone else and is left unread.
+# RFC 5464 4.2.1 MAXSIZE: the entries the gateway writes stay far below this (two signatures
+# of 32 KiB, two names of 256 characters, 40 addresses), so a longer one was written by
+# someone else and is left unread.
 MAX_ENTRY_READ = 256 * 1024
 METADATA_CAPABILITIES = frozenset({"METADATA", "METADATA-SERVER"})
 _ID_BYTES = 10  # 80 bits: 16 base32 characters
