@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import serving
 from tests.faultproxy import FaultProxy
 from tests.jmapclient import SUBMISSION, Jmap
+from tests.rediscluster import RedisClusterSet
 from tests.servers import Dovecot, make_data_dir
 from tests.translators.identities import (
     flush_redis,
@@ -387,3 +388,27 @@ async def test_get_by_properties_and_changes_page_by_page(jmap: Jmap) -> None:
     assert second["hasMoreChanges"] is False
     assert sorted(first["created"] + second["created"]) == sorted(ids)
     assert second["newState"] == await state(jmap)
+
+
+async def test_on_a_redis_cluster(
+    metadata_dovecot: Dovecot, redis_cluster: RedisClusterSet
+) -> None:
+    """The identity cache, its journal and its read back from METADATA within one account's
+    hash tag, on a real three-node cluster."""
+    user = metadata_dovecot.fresh_user()
+    async with (
+        sending_gateway(metadata_dovecot.url, redis_cluster.url) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        jmap = await identity_client(http, user, metadata_dovecot.users[user])
+        start = await state(jmap)
+        created = await create(jmap, email=f"{user}+cl@example.com", name="Cluster")
+        new_id = created["created"]["c"]["id"]
+        changes = await jmap.call("Identity/changes", sinceState=start)
+        assert changes["created"] == [new_id]
+        before = await identities(jmap)
+        owner = redis_cluster.owner(f"jg:{{{jmap.account_id}}}:meta")
+        with owner.client() as client:
+            client.delete(f"jg:{{{jmap.account_id}}}:identities")
+            client.hdel(f"jg:{{{jmap.account_id}}}:meta", "identities-loaded")
+        assert await identities(jmap) == before
