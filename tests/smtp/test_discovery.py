@@ -44,11 +44,9 @@ def submission(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_the_session_shows_what_postfix_says(
-    postfix: Postfix, sending_dovecot: Dovecot, redis_url: str
+    postfix: Postfix, sending_dovecot: Dovecot, sending_gateway: str
 ) -> None:
-    settings = sending_settings(sending_dovecot, postfix.url, redis_url)
-    async with running_gateway(settings) as base:
-        body = await session(base, sending_dovecot)
+    body = await session(sending_gateway, sending_dovecot)
     assert SUBMISSION in body["capabilities"]
     assert submission(body) == {
         "maxDelayedSend": 0,  # users' own credentials only: nothing can be sent later
