@@ -4,6 +4,7 @@ in Redis, and asked again in the background while the server is down."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import smtplib
 from typing import Any
 
@@ -103,5 +104,6 @@ async def test_neither_server_nor_redis_then_the_server_comes(
             expected = ehlo_by_smtplib(sink.port)
         finally:
             sink.stop()
+            shutil.rmtree(sink.root, ignore_errors=True)
     assert submission(after)["submissionExtensions"] == expected
     assert after["state"] != before["state"]
