@@ -8,6 +8,8 @@ account's updates can run atomically (MULTI or Lua) on a single node or on a clu
 key                                    type    holds
 =====================================  ======  =====================================================
 ``jg:secret``                          string  server secret for keyed hashes, when not configured
+``jg:discovered:<name>``               string  a fact learnt from an upstream server, JSON (e.g.
+                                               ``smtp-extensions``: the submission server's EHLO)
 ``jg:login-failures:address:<d>``      string  failed logins from one client address (or IPv6
                                                /64) in the current window, expiring with it;
                                                ``<d>`` a keyed digest, never the address
@@ -76,6 +78,11 @@ from dataclasses import dataclass
 
 PREFIX = "jg"
 SECRET = f"{PREFIX}:secret"
+
+
+def discovered(name: str) -> str:
+    """A fact learnt from an upstream server, kept for replicas that cannot ask it."""
+    return f"{PREFIX}:discovered:{name}"
 
 
 def login_failures(kind: str, digest: str) -> str:
