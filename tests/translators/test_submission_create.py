@@ -4,21 +4,25 @@ Email/set, and the refusals checked before anything is sent."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
 import shutil
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from redis.asyncio import Redis
 
 from gateway.cache import submissions
 from tests.conftest import running_gateway, sending_settings
 from tests.jmapclient import Jmap
-from tests.servers import Dovecot, make_data_dir, refused_port
+from tests.servers import LOOPBACK, Dovecot, free_port, make_data_dir, refused_port
 from tests.smtp_servers import Sink
 from tests.translators.submitting import (
     DOMAIN,
@@ -523,3 +527,54 @@ async def test_dsn_and_utf8_parameters_go_as_the_server_advertises_them(
     # What the client gave is what the record shows.
     (got,) = await request(user, ("EmailSubmission/get", {"ids": [created["id"]]}))
     assert got[1]["list"][0]["envelope"] == envelope
+
+
+class _HeldData:
+    """An SMTP server that holds each message's reply until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.arrived.set()
+        await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        return "250 2.0.0 Ok: queued"
+
+
+async def test_no_imap_connection_is_held_while_smtp_talks(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    # One IMAP connection per user: a send that kept it would leave none for the Email/query.
+    held = _HeldData()
+    port = free_port()
+    controller = Controller(held, hostname=LOOPBACK, port=port)
+    controller.start()
+    try:
+        settings = sending_settings(
+            dovecot,
+            f"smtp://{LOOPBACK}:{port}",
+            redis_url,
+            smtp_auth="none",
+            mail_domain=DOMAIN,
+            pool_max_per_user=1,
+            pool_wait_timeout=2,
+        )
+        async with (
+            running_gateway(settings) as url,
+            httpx.AsyncClient(base_url=url, timeout=60) as http,
+        ):
+            name = dovecot.fresh_user()
+            user = await Jmap(http, name, dovecot.users[name]).start()
+            sending = asyncio.create_task(submit(user, {"to": ["bob@example.com"]}))
+            assert await asyncio.to_thread(held.arrived.wait, 30)
+            # The message is with the SMTP server, its reply held: the user's IMAP work goes on.
+            (answer,) = await request(user, ("Email/query", {}))
+            assert answer[0] == "Email/query"
+            assert len(answer[1]["ids"]) == 1
+            held.release.set()
+            responses = await sending
+    finally:
+        held.release.set()
+        controller.stop()
+    assert responses[1][1]["created"]["sub"]["undoStatus"] == "final"
