@@ -55,6 +55,9 @@ class UpstreamUrl:
         return f"{self.host}:{self.port} ({self.tls.value})"
 
 
+# GATEWAY_SMTP_AUTH: the user's own credentials, or no AUTH at all.
+SMTP_AUTH_MODES = ("user", "none")
+
 # scheme -> (TLS mode, default port). SMTP defaults to the submission ports (RFC 6409, RFC 8314):
 # the gateway submits users' mail, it does not relay.
 _SCHEMES: dict[str, dict[str, tuple[TlsMode, int]]] = {
@@ -117,6 +120,28 @@ class Settings(BaseSettings):
         None,
         description="Upstream SMTP submission server: smtp://host:port, smtp://host:port?starttls, "
         "smtps://host:port (default ports 587 and 465); unset: no submission",
+    )
+    smtp_auth: str = Field(
+        "user",
+        description="How the gateway logs in to GATEWAY_SMTP_URL: user (as the user whose "
+        "request it is, with their credentials) or none (no AUTH: a relay that trusts the "
+        "gateway, which then alone decides who may send as whom)",
+    )
+    smtp_service_username: str | None = Field(
+        None,
+        description="A service account the SMTP server lets send as any user (AUTH PLAIN with "
+        "the user as authorization identity, RFC 4616), for sending without the user present "
+        "(delayed sending); unset: delayed sending only with GATEWAY_SMTP_AUTH=none",
+    )
+    smtp_service_password: SecretStr | None = Field(
+        None, description="Password of GATEWAY_SMTP_SERVICE_USERNAME"
+    )
+    max_delayed_send_seconds: int = Field(
+        604800,
+        ge=0,
+        description="Longest delay a client may ask for before a message is sent "
+        "(maxDelayedSend, RFC 8621 1.3.2); 0, or no way to send without the user present "
+        "(see GATEWAY_SMTP_SERVICE_USERNAME), turns delayed sending off",
     )
     mail_domain: str | None = Field(
         None,
@@ -263,6 +288,12 @@ class Settings(BaseSettings):
     upload_ttl_seconds: int = Field(
         7200, ge=3600, description="Seconds an unused upload is kept (RFC 8620 6: at least an hour)"
     )
+    submission_retention_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=1,
+        description="Seconds an EmailSubmission is kept after it was sent or canceled (RFC "
+        "8621 7); then it is destroyed and /changes reports it so. Pending ones are kept",
+    )
     upload_quota: int | None = Field(
         None,
         ge=1,
@@ -311,6 +342,13 @@ class Settings(BaseSettings):
         if value:
             parse_upstream_url(value, "smtp")
         return value or None
+
+    @field_validator("smtp_auth")
+    @classmethod
+    def _check_smtp_auth(cls, value: str) -> str:
+        if value.strip().lower() not in SMTP_AUTH_MODES:
+            raise ValueError("must be user or none")
+        return value.strip().lower()
 
     @field_validator("redis_url")
     @classmethod
@@ -405,6 +443,10 @@ class Settings(BaseSettings):
             )
         if self.metrics_port == self.port:
             raise ValueError("GATEWAY_METRICS_PORT must differ from GATEWAY_PORT")
+        if (self.smtp_service_username is None) != (self.smtp_service_password is None):
+            raise ValueError(
+                "GATEWAY_SMTP_SERVICE_USERNAME and GATEWAY_SMTP_SERVICE_PASSWORD go together"
+            )
         if self.pool_max_per_user > self.pool_max_total:
             raise ValueError("GATEWAY_POOL_MAX_PER_USER must not exceed GATEWAY_POOL_MAX_TOTAL")
         # RFC 8620 6: the quota SHOULD hold the most one object can reference; an upload of the

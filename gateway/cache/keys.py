@@ -8,13 +8,17 @@ account's updates can run atomically (MULTI or Lua) on a single node or on a clu
 key                                    type    holds
 =====================================  ======  =====================================================
 ``jg:secret``                          string  server secret for keyed hashes, when not configured
+``jg:discovered:<name>``               string  a fact learnt from an upstream server, JSON (e.g.
+                                               ``smtp-extensions``: the submission server's EHLO)
 ``jg:login-failures:address:<d>``      string  failed logins from one client address (or IPv6
                                                /64) in the current window, expiring with it;
                                                ``<d>`` a keyed digest, never the address
 ``jg:login-failures:user:<d>``         string  the same for one user name
 ``jg:login-known:<d>``                 string  present while a user logged in successfully from an
                                                address lately (digest of both)
-``jg:{a}:meta``                        hash    ``epoch``: written when the account's index is made
+``jg:{a}:meta``                        hash    ``epoch``: written when the account's index is made;
+                                               ``floor:<Type>``: states before this modseq
+                                               cannot be calculated from (log pruned)
 ``jg:{a}:state``                       hash    data type -> the account's modseq for that type
 ``jg:{a}:changed:<Type>``              zset    id -> modseq of its last change
 ``jg:{a}:born:<Type>``                 zset    id -> modseq at which it was first created
@@ -64,6 +68,11 @@ key                                    type    holds
 ``jg:{a}:uploads``                     zset    "upload:<blobId>", "partial:<token>" -> expiry
                                                (ms): the uploads charged to the quota
 ``jg:{a}:upload-charges``              hash    the same members -> octets charged; ``*``: total
+``jg:{a}:submissions``                 hash    EmailSubmission id -> msgpack record (submissions.py)
+``jg:{a}:submissions-finished``        zset    id of a final or canceled submission -> when it
+                                               became so (s): retention and the per-account bound
+``jg:{a}:submission-refs``             hash    "e:<ENVID, lower case>", "m:<Message-ID>" -> the
+                                               submission id sent with it (DSN matching)
 =====================================  ======  =====================================================
 """
 
@@ -73,6 +82,11 @@ from dataclasses import dataclass
 
 PREFIX = "jg"
 SECRET = f"{PREFIX}:secret"
+
+
+def discovered(name: str) -> str:
+    """A fact learnt from an upstream server, kept for replicas that cannot ask it."""
+    return f"{PREFIX}:discovered:{name}"
 
 
 def login_failures(kind: str, digest: str) -> str:
@@ -207,3 +221,15 @@ class AccountKeys:
     @property
     def upload_charges(self) -> str:
         return f"{self.base}:upload-charges"
+
+    @property
+    def submissions(self) -> str:
+        return f"{self.base}:submissions"
+
+    @property
+    def submissions_finished(self) -> str:
+        return f"{self.base}:submissions-finished"
+
+    @property
+    def submission_refs(self) -> str:
+        return f"{self.base}:submission-refs"

@@ -37,8 +37,8 @@ IDENTITY = Spec(
     (Method("Identity/get", SUBMISSION, identity_get, writes=False),),
     declares=Capability(
         SUBMISSION,
-        session=lambda settings: {},
-        account=lambda settings: {"maxDelayedSend": 0, "submissionExtensions": {}},
+        session=lambda settings, _: {},
+        account=lambda settings, _: {"maxDelayedSend": 0, "submissionExtensions": {}},
     ),
 )
 
@@ -71,10 +71,12 @@ def test_every_method_of_every_package_is_in_the_table() -> None:
     assert all(catalog.registry.get(name) for name in names)
     assert catalog.registry.capabilities() == {CORE, MAIL}
     # Sending is offered only with an SMTP server: then every package's methods are in.
+    assert catalog.registry.get("EmailSubmission/get") is None
     assert catalog.registry.get("Identity/get") is None
     sending = Settings(**{**SETTINGS.model_dump(), "smtp_url": "smtp://127.0.0.1:1"})
     everything = collect(SPECS, sending)
     assert all(everything.registry.get(m.name) for spec in SPECS for m in spec.methods)
+    assert everything.registry.get("EmailSubmission/query") is not None
     assert everything.registry.get("Identity/set") is not None
     assert everything.registry.capabilities() == {CORE, MAIL, SUBMISSION}
 
@@ -109,7 +111,7 @@ def test_using_is_checked_against_the_collected_capabilities() -> None:
 
 
 def test_a_capability_is_declared_once() -> None:
-    twice = Spec(MAIL, (), declares=Capability(MAIL, session=lambda settings: {}))
+    twice = Spec(MAIL, (), declares=Capability(MAIL, session=lambda settings, _: {}))
     with pytest.raises(ValueError, match="declared twice"):
         collect((*SPECS, twice), SETTINGS)
 
