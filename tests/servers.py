@@ -336,9 +336,9 @@ class Dovecot:
                     if self.quota is None
                     else QUOTA_CONF.substitute(messages=self.quota[0], max_mail_size=self.quota[1])
                 ),
+                metadata=METADATA_CONF if self.metadata else "",
                 more_protocols=" lmtp" if self.lmtp_port is not None else "",
                 sending=sending,
-                metadata=METADATA_CONF if self.metadata else "",
                 root=self.root,
                 imap_port=self.imap_port,
                 imaps_port=self.imaps_port,

@@ -20,8 +20,8 @@ class AccountIndex:
     mailboxes: MailboxStore
     emails: EmailStore
     freshness: Freshness
-    submissions: SubmissionStore
     identities: IdentityStore
+    submissions: SubmissionStore
 
     @classmethod
     def of(
@@ -37,6 +37,6 @@ class AccountIndex:
             MailboxStore(client, account_id),
             EmailStore(client, account_id),
             Freshness(client, account_id),
-            SubmissionStore.of(client, account_id, submission_retention),
             IdentityStore(client, account_id),
+            SubmissionStore.of(client, account_id, submission_retention),
         )
