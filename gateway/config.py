@@ -25,6 +25,7 @@ from gateway.cache.connect import (
     split_url,
 )
 from gateway.origin import FORWARDED_HEADERS, ProxyPolicy
+from gateway.senders import SenderPolicy, check_domain
 from gateway.usernames import UsernameFormat
 
 ENV_PREFIX = "GATEWAY_"
@@ -141,6 +142,19 @@ class Settings(BaseSettings):
         description="Longest delay a client may ask for before a message is sent "
         "(maxDelayedSend, RFC 8621 1.3.2); 0, or no way to send without the user present "
         "(see GATEWAY_SMTP_SERVICE_USERNAME), turns delayed sending off",
+    )
+    mail_domain: str | None = Field(
+        None,
+        description="Mail domain of users whose login is not an address: their own address, "
+        "and so their default Identity, is LOGIN@MAIL_DOMAIN (unset: such users have no "
+        "default Identity)",
+    )
+    identity_addresses: str = Field(
+        "{address}",
+        description="Addresses a user may send from (Identity create, EmailSubmission), "
+        "separated by commas: {address} the user's own address, {local} and {domain} its parts, "
+        "* any run of characters but @ (e.g. {address},{local}+*@{domain}); anything else is "
+        "forbiddenFrom",
     )
     public_url: str | None = Field(
         None,
@@ -374,6 +388,19 @@ class Settings(BaseSettings):
     @classmethod
     def _check_username_format(cls, value: str) -> str:
         UsernameFormat(value)
+        return value
+
+    @field_validator("mail_domain")
+    @classmethod
+    def _check_mail_domain(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        return check_domain(value)
+
+    @field_validator("identity_addresses")
+    @classmethod
+    def _check_identity_addresses(cls, value: str) -> str:
+        SenderPolicy.parse(value)
         return value
 
     @field_validator("trusted_proxies")

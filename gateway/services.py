@@ -30,7 +30,7 @@ from gateway.smtp.connection import Authorization
 from gateway.smtp.extensions import Extensions
 from gateway.smtp.sender import SmtpSender
 from gateway.sync.catch_up import CatchUp
-from gateway.translators import core, email, mailbox, submission
+from gateway.translators import core, email, identity, mailbox, submission
 from gateway.translators.core import core_limits
 from gateway.translators.spec import Spec
 from gateway.translators.spec import method_registry as registry_of
@@ -52,7 +52,7 @@ CONCURRENCY_LEASE_SECONDS = 300.0
 
 # Every translator package, by its spec (gateway.translators.spec); the Session lists the
 # capabilities in this order.
-SPECS: tuple[Spec, ...] = (core.SPEC, mailbox.SPEC, email.SPEC, submission.SPEC)
+SPECS: tuple[Spec, ...] = (core.SPEC, mailbox.SPEC, email.SPEC, submission.SPEC, identity.SPEC)
 
 
 @dataclass(frozen=True)

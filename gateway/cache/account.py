@@ -9,6 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.emails import EmailStore
 from gateway.cache.freshness import Freshness
+from gateway.cache.identities import IdentityStore
 from gateway.cache.mailboxes import MailboxStore
 from gateway.cache.submissions import SubmissionStore
 
@@ -19,6 +20,7 @@ class AccountIndex:
     mailboxes: MailboxStore
     emails: EmailStore
     freshness: Freshness
+    identities: IdentityStore
     submissions: SubmissionStore
 
     @classmethod
@@ -35,5 +37,6 @@ class AccountIndex:
             MailboxStore(client, account_id),
             EmailStore(client, account_id),
             Freshness(client, account_id),
+            IdentityStore(client, account_id),
             SubmissionStore.of(client, account_id, submission_retention),
         )

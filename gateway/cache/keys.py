@@ -59,6 +59,10 @@ key                                    type    holds
                                                the account's index (locks.IndexWork)
 ``jg:{a}:inflight:<kind>``             zset    request token -> start time (ms), for limits of
                                                concurrent requests across replicas
+``jg:{a}:identities``                  hash    identity id -> msgpack record (identities.py): the
+                                               stored Identities, cached from METADATA where
+                                               the upstream has it (``meta`` field
+                                               ``identities-loaded`` while the copy is whole)
 ``jg:{a}:upload:<blobId>``             string  an uploaded blob's octets, until it expires
 ``jg:{a}:partial:<token>``             string  an upload still arriving (renamed when complete)
 ``jg:{a}:uploads``                     zset    "upload:<blobId>", "partial:<token>" -> expiry
@@ -199,6 +203,10 @@ class AccountKeys:
 
     def inflight(self, kind: str) -> str:
         return f"{self.base}:inflight:{kind}"
+
+    @property
+    def identities(self) -> str:
+        return f"{self.base}:identities"
 
     def upload(self, blob_id: str) -> str:
         return f"{self.base}:upload:{blob_id}"

@@ -175,7 +175,7 @@ def calls(email: str, inbox: str, blob: str) -> dict[str, dict[str, Any]]:
 
 
 def submission_calls() -> dict[str, dict[str, Any]]:
-    """The same for the methods of the submission capability (RFC 8621 7)."""
+    """The same for the methods of the submission capability (RFC 8621 6 and 7)."""
     submission_filter = {
         "operator": "OR",
         "conditions": [
@@ -207,6 +207,23 @@ def submission_calls() -> dict[str, dict[str, Any]]:
             "maxChanges": 5,
             "upToId": "S1",
             "calculateTotal": True,
+        },
+        "Identity/get": {"ids": ["I1"], "properties": ["name", "email"]},
+        "Identity/changes": {"sinceState": "x-0", "maxChanges": 5},
+        "Identity/set": {
+            "ifInState": None,
+            "create": {
+                "i": {
+                    "name": "N",
+                    "email": "a@example.org",
+                    "replyTo": [{"name": "R", "email": "r@example.org"}],
+                    "bcc": [{"name": None, "email": "b@example.org"}],
+                    "textSignature": "t",
+                    "htmlSignature": "<p>h</p>",
+                }
+            },
+            "update": {"I1": {"name": "M", "replyTo": None}},
+            "destroy": ["I2"],
         },
     }
 

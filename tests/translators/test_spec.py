@@ -72,10 +72,12 @@ def test_every_method_of_every_package_is_in_the_table() -> None:
     assert catalog.registry.capabilities() == {CORE, MAIL}
     # Sending is offered only with an SMTP server: then every package's methods are in.
     assert catalog.registry.get("EmailSubmission/get") is None
+    assert catalog.registry.get("Identity/get") is None
     sending = Settings(**{**SETTINGS.model_dump(), "smtp_url": "smtp://127.0.0.1:1"})
     everything = collect(SPECS, sending)
     assert all(everything.registry.get(m.name) for spec in SPECS for m in spec.methods)
     assert everything.registry.get("EmailSubmission/query") is not None
+    assert everything.registry.get("Identity/set") is not None
     assert everything.registry.capabilities() == {CORE, MAIL, SUBMISSION}
 
 
