@@ -273,6 +273,13 @@ class Settings(BaseSettings):
     max_mailboxes_per_email: int = Field(
         32, ge=1, description="Mailboxes one Email may be in (maxMailboxesPerEmail)"
     )
+    max_recipients: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Recipients of one EmailSubmission (its envelope's rcptTo); past it, "
+        "tooManyRecipients (RFC 8621 7.5). At most 1000, the SMTP client's own bound",
+    )
     max_size_attachments_per_email: int = Field(
         50_000_000,
         ge=1,

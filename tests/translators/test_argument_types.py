@@ -208,6 +208,23 @@ def submission_calls() -> dict[str, dict[str, Any]]:
             "upToId": "S1",
             "calculateTotal": True,
         },
+        "EmailSubmission/set": {
+            "ifInState": None,
+            "create": {
+                "c": {
+                    "identityId": "I1",
+                    "emailId": "M1",
+                    "envelope": {
+                        "mailFrom": {"email": "a@example.org", "parameters": {"RET": "HDRS"}},
+                        "rcptTo": [{"email": "b@example.org", "parameters": None}],
+                    },
+                }
+            },
+            "update": {"S1": {"undoStatus": "canceled"}},
+            "destroy": ["S2"],
+            "onSuccessUpdateEmail": {"#c": {"keywords/$draft": None}, "S1": {}},
+            "onSuccessDestroyEmail": ["#c", "S1"],
+        },
         "Identity/get": {"ids": ["I1"], "properties": ["name", "email"]},
         "Identity/changes": {"sinceState": "x-0", "maxChanges": 5},
         "Identity/set": {

@@ -13,12 +13,14 @@ from gateway.translators.spec import Capability, Spec
 from gateway.translators.submission.capability import submission_account_capability
 from gateway.translators.submission.get import submission_changes, submission_get
 from gateway.translators.submission.query import submission_query, submission_query_changes
+from gateway.translators.submission.set import email_submission_set
 
 METHODS: tuple[Method[RequestEnv], ...] = (
     Method("EmailSubmission/get", SUBMISSION, submission_get, writes=False),
     Method("EmailSubmission/changes", SUBMISSION, submission_changes, writes=False),
     Method("EmailSubmission/query", SUBMISSION, submission_query, writes=False),
     Method("EmailSubmission/queryChanges", SUBMISSION, submission_query_changes, writes=False),
+    Method("EmailSubmission/set", SUBMISSION, email_submission_set, writes=True),
 )
 
 
