@@ -60,6 +60,14 @@ key                                    type    holds
 ``jg:{a}:uploads``                     zset    "upload:<blobId>", "partial:<token>" -> expiry
                                                (ms): the uploads charged to the quota
 ``jg:{a}:upload-charges``              hash    the same members -> octets charged; ``*``: total
+``jg:{a}:held:<submissionId>``         string  a held submission's octets, until sent or canceled
+                                               (held.py)
+``jg:{a}:held-charges``                hash    held submission id -> octets; ``*``: total
+``jg:{schedule}:due``                  zset    "<accountId>/<submissionId>" -> when (ms) it is
+                                               due: its release, or its lease's end while
+                                               sending (schedule.py; one slot on a cluster)
+``jg:{schedule}:entries``              hash    the same members -> JSON: user name, lease
+                                               token, attempts, "." marked, canceled
 =====================================  ======  =====================================================
 """
 
@@ -199,3 +207,10 @@ class AccountKeys:
     @property
     def upload_charges(self) -> str:
         return f"{self.base}:upload-charges"
+
+    def held(self, submission_id: str) -> str:
+        return f"{self.base}:held:{submission_id}"
+
+    @property
+    def held_charges(self) -> str:
+        return f"{self.base}:held-charges"
