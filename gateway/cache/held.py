@@ -2,21 +2,24 @@
 
 RFC 8621 7.5: what is sent is the message as it was when the submission was created, so a held
 submission keeps its prepared octets (Bcc already removed), not a reference to an Email that
-may change or go. They live under the account's hash tag, with a charge per account: a count
-and a total of octets, checked and stored by one script, so replicas cannot overshoot
-together. Nothing here expires by itself: the sender (or a cancel) drops the octets when the
-submission ends.
+may change or go; and its envelope beside them, since destroying the EmailSubmission record
+"MUST NOT affect the deliveries it represents" (RFC 8621 7): the send needs no record.
+
+They live under the account's hash tag, with a charge per account: a count and a total of
+octets, checked and stored by one script, so replicas cannot overshoot together. Nothing here
+expires by itself: the sender (or a cancel) drops them when the submission ends.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.codec import octets as as_octets
-from gateway.cache.codec import text
+from gateway.cache.codec import pack, text, unpack
 from gateway.cache.keys import AccountKeys
 
 # Per account: how many submissions may wait at once, and their octets together.
@@ -59,6 +62,16 @@ end
 return 1
 """
 
+
+@dataclass(frozen=True)
+class HeldMessage:
+    """What a held submission sends: its envelope (plain data, the sender's to interpret) and
+    the message's octets as prepared at creation."""
+
+    envelope: dict[str, Any]
+    octets: bytes
+
+
 KeepResult = Literal["kept", "tooMany", "tooLarge"]
 _KEEP_RESULTS: dict[str, KeepResult] = {
     "kept": "kept",
@@ -85,17 +98,21 @@ class HeldMessages:
         self._keep = client.register_script(_KEEP)
         self._drop = client.register_script(_DROP)
 
-    async def keep(self, submission_id: str, octets: bytes) -> KeepResult:
-        """Store the octets unless the account's held count or total would pass its bound."""
+    async def keep(self, submission_id: str, message: HeldMessage) -> KeepResult:
+        """Store the message unless the account's held count or total would pass its bound."""
+        value = pack([message.envelope, message.octets])
         result = await self._keep(
             keys=[self._keys.held(submission_id), self._keys.held_charges],
-            args=[submission_id, octets, self.max_count, self.max_octets],
+            args=[submission_id, value, self.max_count, self.max_octets],
         )
         return _KEEP_RESULTS[text(result)]
 
-    async def read(self, submission_id: str) -> bytes | None:
+    async def read(self, submission_id: str) -> HeldMessage | None:
         value = await self._client.get(self._keys.held(submission_id))
-        return None if value is None else as_octets(value)
+        if value is None:
+            return None
+        envelope, octets = unpack(as_octets(value))
+        return HeldMessage(envelope, octets)
 
     async def drop(self, submission_id: str) -> bool:
         """Forget the octets and their charge (sent, failed or canceled)."""

@@ -6,8 +6,8 @@ while a replica sends it. A replica's sender task therefore asks one key what is
 instead of visiting accounts, and a lease that ran out is simply due again: the next claim
 takes it over. Beside it a hash holds each entry's state as JSON: the user name the send
 authenticates for (never a password: the send uses the operator's background authorization),
-the lease holder's token, the attempts made, whether the final "." may have been written, and
-whether the user canceled it.
+the lease holder's token, the attempts made, whether the final "." may have been written,
+whether the user canceled it, and whether its creation completed.
 
 Both keys share the hash tag ``{schedule}``, so every script below touches one slot: on a
 Redis Cluster the whole schedule lives on one node. That is fine for a schedule (a few small
@@ -70,13 +70,14 @@ _ADD = (
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return 0
 end
-save(ARGV[1], {u = ARGV[2], t = '', a = 0, d = 0, c = 0, m = now})
+save(ARGV[1], {u = ARGV[2], t = '', a = 0, d = 0, c = 0, r = 0, m = now})
 redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[3])), ARGV[1])
 return 1
 """
 )
 
-# ARGV: member, release time (ms). Only an entry nobody holds moves. Returns 1 when moved.
+# ARGV: member, release time (ms). Only an entry nobody holds moves; it is confirmed (its
+# creation completed). Returns 1 when moved.
 _RELEASE_AT = (
     _PRELUDE
     + """
@@ -84,6 +85,8 @@ local entry = load(ARGV[1])
 if not entry or entry.t ~= '' or entry.c == 1 then
   return 0
 end
+entry.r = 1
+save(ARGV[1], entry)
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 """
@@ -197,6 +200,9 @@ class Held:
     data_started: bool
     # The user canceled it; what is left is the cleanup.
     canceled: bool
+    # Its creation completed (release_at was called): unconfirmed after TENTATIVE_SECONDS
+    # means the creating process died half way, and the client was never told of it.
+    confirmed: bool
     # When the entry was added (ms, Redis's clock).
     created_ms: int
 
@@ -224,6 +230,7 @@ def _held(member: str, entry: dict[str, Any]) -> Held:
         attempts=int(entry["a"]),
         data_started=entry["d"] == 1,
         canceled=entry["c"] == 1,
+        confirmed=entry["r"] == 1,
         created_ms=int(entry["m"]),
     )
 
@@ -242,12 +249,14 @@ class Schedule:
         name: str = "schedule",
         lease_seconds: float = 60.0,
         sweep_seconds: float = CANCEL_SWEEP_SECONDS,
+        tentative_seconds: float = TENTATIVE_SECONDS,
     ) -> None:
         base = f"{PREFIX}:{{{name}}}"
         self._keys = [f"{base}:due", f"{base}:entries"]
         self._client = client
         self.lease_seconds = lease_seconds
         self._sweep_ms = int(sweep_seconds * 1000)
+        self._tentative_ms = int(tentative_seconds * 1000)
         self._add = client.register_script(_ADD)
         self._release_at = client.register_script(_RELEASE_AT)
         self._claim = client.register_script(_CLAIM)
@@ -265,7 +274,7 @@ class Schedule:
         record and drops it). False if it was entered already."""
         added = await self._add(
             keys=self._keys,
-            args=[_member(account_id, submission_id), username, int(TENTATIVE_SECONDS * 1000)],
+            args=[_member(account_id, submission_id), username, self._tentative_ms],
         )
         return bool(added)
 

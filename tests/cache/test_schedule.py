@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.cache.held import HeldMessages
+from gateway.cache.codec import pack
+from gateway.cache.held import HeldMessage, HeldMessages
 from gateway.cache.schedule import Claim, Schedule
 from gateway.cache.store import Store
 
@@ -32,6 +33,15 @@ def schedule_of(store: Store, lease_seconds: float = 60.0, name: str | None = No
         lease_seconds=lease_seconds,
         sweep_seconds=0.2,
     )
+
+
+async def test_an_entry_never_confirmed_falls_due_unconfirmed(store: Store) -> None:
+    schedule = Schedule(store.client, name=f"t-{secrets.token_hex(4)}", tentative_seconds=0.2)
+    await schedule.add("acct", "s1", "alice")
+    # Its creator died before release_at: after the grace a claim finds it unconfirmed.
+    claim = await claim_when_due(schedule)
+    assert not claim.held.confirmed and not claim.takeover
+    assert await schedule.finish(claim)
 
 
 async def claim_when_due(schedule: Schedule) -> Claim:
@@ -62,6 +72,7 @@ async def test_a_tentative_entry_is_not_due_until_released(store: Store) -> None
     assert (claim.held.account_id, claim.held.submission_id) == ("acct", "s1")
     assert claim.held.username == "alice"
     assert (claim.held.attempts, claim.held.data_started, claim.held.canceled) == (0, False, False)
+    assert claim.held.confirmed
     assert not claim.takeover
     assert await schedule.claim() is None  # held now: not due again
 
@@ -177,25 +188,34 @@ async def test_held_octets_are_bounded_per_account_and_uncharged_when_dropped(
     store: Store,
 ) -> None:
     account = f"acct-{secrets.token_hex(4)}"
-    held = HeldMessages(store.client, account, max_count=2, max_octets=1000)
-    assert await held.keep("s1", b"x" * 600) == "kept"
-    assert await held.keep("s1", b"x" * 600) == "kept"  # kept once, charged once
-    assert await held.usage() == (1, 600)
-    assert await held.keep("s2", b"y" * 500) == "tooLarge"
-    assert await held.keep("s2", b"y\r\n\x00" * 100) == "kept"
-    assert await held.keep("s3", b"z") == "tooMany"
-    assert await held.read("s2") == b"y\r\n\x00" * 100  # byte-exact
-    assert await held.usage() == (2, 1000)
+    envelope = {"mailFrom": "alice@example.com", "rcptTo": ["bob@example.com"]}
+
+    def message(octets: bytes) -> HeldMessage:
+        return HeldMessage(envelope, octets)
+
+    def charge(octets: bytes) -> int:
+        return len(pack([envelope, octets]))
+
+    big, small = b"x" * 600, b"y\r\n\x00" * 50
+    held = HeldMessages(store.client, account, max_count=2, max_octets=charge(big) + charge(small))
+    assert await held.keep("s1", message(big)) == "kept"
+    assert await held.keep("s1", message(big)) == "kept"  # kept once, charged once
+    assert await held.usage() == (1, charge(big))
+    assert await held.keep("s2", message(small + b"!")) == "tooLarge"
+    assert await held.keep("s2", message(small)) == "kept"
+    assert await held.keep("s3", message(b"z")) == "tooMany"
+    assert await held.read("s2") == message(small)  # byte-exact
+    assert await held.usage() == (2, charge(big) + charge(small))
     assert await held.drop("s1")
     assert not await held.drop("s1")
     assert await held.read("s1") is None
-    assert await held.usage() == (1, 400)
-    assert await held.keep("s3", b"z" * 600) == "kept"
+    assert await held.usage() == (1, charge(small))
+    assert await held.keep("s3", message(big)) == "kept"
     await held.drop("s2")
     await held.drop("s3")
     assert await held.usage() == (0, 0)
     assert await store.client.exists(f"jg:{{{account}}}:held-charges") == 0
     # Another account's bound is its own.
-    other = HeldMessages(store.client, f"{account}-other", max_count=1, max_octets=10)
-    assert await other.keep("s1", b"o" * 10) == "kept"
+    other = HeldMessages(store.client, f"{account}-other", max_count=1, max_octets=charge(big))
+    assert await other.keep("s1", message(big)) == "kept"
     await other.drop("s1")
