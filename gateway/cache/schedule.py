@@ -116,7 +116,8 @@ end
 )
 
 # ARGV: member, token, then the operation and its argument:
-#   renew <lease ms>, data <lease ms> (the "." may follow), retry <delay ms>, finish -.
+#   renew <lease ms>, data <lease ms> (the "." may follow), retry <delay ms>, release <delay
+#   ms> (given back unsent, no attempt counted), finish -.
 # Returns 1 when the token still held the entry (and the operation was done), else 0.
 _HOLDER = (
     _PRELUDE
@@ -136,6 +137,8 @@ if op == 'data' then
 elseif op == 'retry' then
   entry.t = ''
   entry.a = entry.a + 1
+elseif op == 'release' then
+  entry.t = ''
 end
 save(ARGV[1], entry)
 redis.call('ZADD', KEYS[1], int(now + tonumber(arg)), ARGV[1])
@@ -165,12 +168,19 @@ return 'canceled'
 """
 )
 
-# ARGV: member. Drops a canceled entry (the cancel's cleanup is done). Returns 1 when dropped.
+# ARGV: member, "canceled" or "unconfirmed". Drops a canceled entry (the cancel's cleanup is
+# done), or an unconfirmed one nobody holds (its creation failed). Returns 1 when dropped.
 _FORGET = (
     _PRELUDE
     + """
 local entry = load(ARGV[1])
-if not entry or entry.c ~= 1 then
+if not entry then
+  return 0
+end
+if ARGV[2] == 'canceled' and entry.c ~= 1 then
+  return 0
+end
+if ARGV[2] == 'unconfirmed' and (entry.r == 1 or entry.t ~= '') then
   return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -323,6 +333,11 @@ class Schedule:
         with nothing sent); the attempt is counted."""
         return await self._as_holder(claim, "retry", int(delay_seconds * 1000))
 
+    async def release(self, claim: Claim) -> bool:
+        """Give the entry back unsent, due at once, without counting an attempt (this replica
+        is stopping)."""
+        return await self._as_holder(claim, "release", 0)
+
     async def finish(self, claim: Claim) -> bool:
         """Remove the entry: the submission reached its end (sent, failed, canceled)."""
         return await self._as_holder(claim, "finish", "-")
@@ -341,8 +356,15 @@ class Schedule:
 
     async def forget(self, account_id: str, submission_id: str) -> bool:
         """Drop a canceled entry once its cleanup is done."""
-        dropped = await self._forget(keys=self._keys, args=[_member(account_id, submission_id)])
-        return bool(dropped)
+        return await self._drop(account_id, submission_id, "canceled")
+
+    async def withdraw(self, account_id: str, submission_id: str) -> bool:
+        """Drop an entry whose creation failed before :meth:`release_at` confirmed it."""
+        return await self._drop(account_id, submission_id, "unconfirmed")
+
+    async def _drop(self, account_id: str, submission_id: str, kind: str) -> bool:
+        member = _member(account_id, submission_id)
+        return bool(await self._forget(keys=self._keys, args=[member, kind]))
 
     async def pending_count(self) -> int:
         """How many entries the schedule holds (every state)."""

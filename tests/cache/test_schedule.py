@@ -41,7 +41,15 @@ async def test_an_entry_never_confirmed_falls_due_unconfirmed(store: Store) -> N
     # Its creator died before release_at: after the grace a claim finds it unconfirmed.
     claim = await claim_when_due(schedule)
     assert not claim.held.confirmed and not claim.takeover
+    assert not await schedule.withdraw("acct", "s1")  # held by the claim
     assert await schedule.finish(claim)
+    # A creation that fails withdraws its entry; a confirmed one cannot be withdrawn.
+    await schedule.add("acct", "s2", "alice")
+    assert await schedule.withdraw("acct", "s2")
+    await schedule.add("acct", "s3", "alice")
+    await schedule.release_at("acct", "s3", await now_ms(store) + 60_000)
+    assert not await schedule.withdraw("acct", "s3")
+    assert await schedule.pending_count() == 1
 
 
 async def claim_when_due(schedule: Schedule) -> Claim:
@@ -150,7 +158,11 @@ async def test_a_transient_failure_is_retried_later_and_counted(store: Store) ->
     assert again.held.attempts == 1 and not again.takeover
     # The first claim's token no longer holds it.
     assert not await schedule.finish(claim)
-    assert await schedule.finish(again)
+    # A stopping replica gives it back unsent: due at once, no attempt counted.
+    assert await schedule.release(again)
+    last = await claim_when_due(schedule)
+    assert last.held.attempts == 1 and not last.takeover
+    assert await schedule.finish(last)
 
 
 async def test_cancel_wins_only_against_no_claim(store: Store) -> None:
