@@ -9,6 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.emails import EmailStore
 from gateway.cache.freshness import Freshness
+from gateway.cache.held import HeldMessages
 from gateway.cache.mailboxes import MailboxStore
 from gateway.cache.submissions import SubmissionStore
 
@@ -20,6 +21,8 @@ class AccountIndex:
     emails: EmailStore
     freshness: Freshness
     submissions: SubmissionStore
+    # The octets of its held (delayed) submissions.
+    held: HeldMessages
 
     @classmethod
     def of(
@@ -36,4 +39,5 @@ class AccountIndex:
             EmailStore(client, account_id),
             Freshness(client, account_id),
             SubmissionStore.of(client, account_id, submission_retention),
+            HeldMessages(client, account_id),
         )
