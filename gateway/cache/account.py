@@ -10,6 +10,7 @@ from redis.asyncio.cluster import RedisCluster
 from gateway.cache.emails import EmailStore
 from gateway.cache.freshness import Freshness
 from gateway.cache.held import HeldMessages
+from gateway.cache.identities import IdentityStore
 from gateway.cache.mailboxes import MailboxStore
 from gateway.cache.submissions import SubmissionStore
 
@@ -21,6 +22,7 @@ class AccountIndex:
     emails: EmailStore
     freshness: Freshness
     submissions: SubmissionStore
+    identities: IdentityStore
     # The octets of its held (delayed) submissions.
     held: HeldMessages
 
@@ -39,5 +41,6 @@ class AccountIndex:
             EmailStore(client, account_id),
             Freshness(client, account_id),
             SubmissionStore.of(client, account_id, submission_retention),
+            IdentityStore(client, account_id),
             HeldMessages(client, account_id),
         )

@@ -51,11 +51,29 @@ class Extensions:
             return None
         return int(values[0]) or None
 
+    @property
+    def future_release(self) -> int | None:
+        """RFC 4865 3: the longest hold, in seconds, the server takes (FUTURERELEASE's first
+        parameter); None when it offers none."""
+        values = self.keywords.get("FUTURERELEASE", ())
+        if not values or not values[0].isdigit():
+            return None
+        return int(values[0]) or None
+
     def as_jmap(self) -> dict[str, list[str]]:
         """RFC 8621 1.3.2's submissionExtensions: what a client may ask for in an envelope."""
         return {k: list(v) for k, v in self.keywords.items() if k not in TRANSPORT_ONLY}
 
+    def as_kept(self) -> dict[str, list[str]]:
+        """Every keyword, for keeping between runs (:meth:`from_kept` reads it back)."""
+        return {k: list(v) for k, v in self.keywords.items()}
+
     @classmethod
-    def from_jmap(cls, value: Mapping[str, list[str]]) -> Extensions:
-        """Back from :meth:`as_jmap`'s form (as kept between runs)."""
+    def from_kept(cls, value: object) -> Extensions:
+        """Back from :meth:`as_kept`'s form; ValueError when it is not that form."""
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(p, str) for p in v)
+            for k, v in value.items()
+        ):
+            raise ValueError("not a kept EHLO answer")
         return cls(MappingProxyType({k.upper(): tuple(v) for k, v in value.items()}))

@@ -12,16 +12,17 @@ submission again sends the message once.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from gateway.cache.submissions import DeliveryStatus, SubmissionRecord
 from gateway.env import RequestEnv
 from gateway.jmap.errors import SetError
-from gateway.smtp.client import Authorization, SmtpSender
 from gateway.smtp.outcome import Outcome, SmtpFailure
+from gateway.smtp.sender import Authorization, SmtpSender
 from gateway.translators.submission.create import Prepared
-from gateway.translators.submission.refusals import set_error_for
+from gateway.translators.submission.refusals import set_error_for, smtp_reply
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,11 @@ def delivery_status(outcome: Outcome) -> dict[str, DeliveryStatus]:
     RCPT reply (the DATA reply accepted the message for all of them), each refused one
     ``no`` with the reply that refused it (the gateway does not try again later)."""
     status = {
-        address: DeliveryStatus(str(reply), "queued") for address, reply in outcome.accepted.items()
+        address: DeliveryStatus(smtp_reply(reply), "queued")
+        for address, reply in outcome.accepted.items()
     }
     for address, reply in outcome.refused.items():
-        status[address] = DeliveryStatus(str(reply), "no")
+        status[address] = DeliveryStatus(smtp_reply(reply), "no")
     return status
 
 
@@ -65,7 +67,11 @@ async def deliver(env: RequestEnv, prepared: Prepared) -> SubmissionRecord | Set
     if isinstance(result, SetError):
         return result
     record = replace(
-        prepared.record, undo_status="final", send_at=utc_now(), delivery_status=result
+        prepared.record,
+        undo_status="final",
+        send_at=utc_now(),
+        delivery_status=result,
+        finished_at=time.time(),
     )
     await env.index.submissions.create(record)
     return record
@@ -92,4 +98,4 @@ async def send_once(
 
 def request_authorization(env: RequestEnv) -> Authorization:
     """How a send the user asks for now logs in to the submission server (GATEWAY_SMTP_AUTH)."""
-    return env.services.smtp_authorization(env.principal.login.credentials)
+    return env.services.authorization(env.principal.login.credentials)
