@@ -33,10 +33,10 @@ from gateway.cache.submissions import StoreContended, SubmissionRecord, TooManyS
 from gateway.config import Settings
 from gateway.env import RequestEnv
 from gateway.jmap.errors import SetError
-from gateway.smtp.connection import Authorization
 from gateway.smtp.envelope import Envelope
 from gateway.smtp.extensions import Extensions
 from gateway.smtp.sender import SmtpSender
+from gateway.translators.submission.capability import delayed_send_possible
 from gateway.translators.submission.create import Prepared
 from gateway.translators.submission.delayed import DelayedSender, envelope_data
 from gateway.translators.submission.deliver import deliver, request_authorization, send_once
@@ -56,7 +56,6 @@ class Services(Protocol):
     def smtp_extensions(self) -> Extensions: ...
     @property
     def delayed(self) -> DelayedSender | None: ...
-    def background_authorization(self, username: str) -> Authorization | None: ...
 
 
 NOT_CONFIGURED = "delayed sending is not configured on this server"
@@ -67,38 +66,25 @@ def utc_date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def future_release_max(extensions: Extensions) -> int | None:
-    """RFC 4865 3: FUTURERELEASE's first parameter, the longest hold in seconds; None when
-    not advertised (or malformed: a hold the server may refuse is not offered)."""
-    values = extensions.keywords.get(FUTURERELEASE)
-    if not values or not values[0].isdigit():
-        return None
-    return int(values[0])
+def max_delayed_send(services: Services) -> int:
+    """RFC 8621 1.3.2 maxDelayedSend, as the capability shows it (capability.py): the
+    gateway's own hold up to GATEWAY_MAX_DELAYED_SEND_SECONDS where it can send without the
+    user, and the server's FUTURERELEASE interval (within the same setting) where advertised."""
+    if services.smtp is None:
+        return 0
+    longest = services.settings.max_delayed_send_seconds
+    own = longest if _own_hold(services) else 0
+    release = services.smtp_extensions.future_release
+    return own if release is None else max(own, min(longest, release))
 
 
-def background_possible(services: Services) -> bool:
-    """Whether the operator configured a way to send without the user present."""
-    return services.smtp is not None and services.background_authorization("") is not None
+def _own_hold(services: Services) -> bool:
+    return services.delayed is not None and delayed_send_possible(services.settings)
 
 
 def hold_available(services: Services) -> bool:
     """FUTURERELEASE advertised, or the gateway's own hold possible."""
-    if services.smtp is None:
-        return False
-    return future_release_max(services.smtp_extensions) is not None or background_possible(services)
-
-
-def max_delayed_send(services: Services) -> int:
-    """RFC 8621 1.3.2 maxDelayedSend: the server's FUTURERELEASE interval when advertised,
-    else GATEWAY_MAX_DELAYED_SEND_SECONDS when the gateway can hold, else 0."""
-    if services.smtp is None:
-        return 0
-    server_max = future_release_max(services.smtp_extensions)
-    if server_max is not None:
-        return server_max
-    if background_possible(services):
-        return int(services.settings.max_delayed_send_seconds)
-    return 0
+    return max_delayed_send(services) > 0
 
 
 async def hold(
@@ -117,7 +103,8 @@ async def hold(
         return SetError.invalid_properties(
             ["envelope"], f"envelope: the longest delay this server allows is {longest} seconds"
         )
-    if future_release_max(services.smtp_extensions) is not None:
+    release = services.smtp_extensions.future_release
+    if release is not None and delay <= min(release, services.settings.max_delayed_send_seconds):
         return await _future_release(env, prepared, send_at)
     return await _keep(env, prepared, send_at)
 
