@@ -1,0 +1,221 @@
+"""Delayed send through a gateway (RFC 8621 7, RFC 4865 HOLDFOR/HOLDUNTIL): a held submission
+is pending, sent once when due and then final; a canceled one is never sent; a claimed or sent
+one cannot be canceled; beyond maxDelayedSend or without a way to send later it is refused;
+with a FUTURERELEASE server the hold is handed over at once and the submission is final.
+
+What was sent is counted at the SMTP sink (tests/translators/holdsink.py); nothing measures time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.cache.held import HeldMessages
+from gateway.cache.store import Store
+from tests.conftest import gateway_settings, running_gateway
+from tests.jmapclient import Jmap
+from tests.servers import Dovecot
+from tests.translators.holdsink import Sink
+from tests.translators.submitting_later import (
+    DOMAIN,
+    max_delayed_send,
+    request,
+    settled,
+    submission,
+    submission_extensions,
+    submit_later,
+)
+
+SHORT_MAX = 3600
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink(slow_seconds=1.5).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def future_sink() -> Iterator[Sink]:
+    server = Sink(future_release=86400).start()
+    yield server
+    server.stop()
+
+
+async def user_of(dovecot: Dovecot, url: str) -> AsyncIterator[Jmap]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        name = dovecot.fresh_user()
+        yield await Jmap(http, name, dovecot.users[name]).start()
+
+
+@pytest.fixture
+async def user(dovecot: Dovecot, redis_url: str, sink: Sink) -> AsyncIterator[Jmap]:
+    """A user of a gateway sending through a relay that trusts it (GATEWAY_SMTP_AUTH=none):
+    the gateway can send without the user, so it holds submissions itself."""
+    settings = gateway_settings(
+        dovecot.url,
+        redis_url,
+        smtp_url=sink.url,
+        smtp_auth="none",
+        mail_domain=DOMAIN,
+        max_delayed_send_seconds=SHORT_MAX,
+    )
+    async with running_gateway(settings) as url:
+        async for jmap in user_of(dovecot, url):
+            yield jmap
+
+
+def created(response: list[Any]) -> dict[str, Any]:
+    assert response[0] == "EmailSubmission/set", response
+    assert response[1]["created"], response
+    return response[1]["created"]["s"]  # type: ignore[no-any-return]
+
+
+def refused(response: list[Any]) -> dict[str, Any]:
+    assert response[0] == "EmailSubmission/set", response
+    assert not response[1]["created"], response
+    return response[1]["notCreated"]["s"]  # type: ignore[no-any-return]
+
+
+async def cancel(user: Jmap, submission_id: str) -> list[Any]:
+    (response,) = await request(
+        user, ("EmailSubmission/set", {"update": {submission_id: {"undoStatus": "canceled"}}})
+    )
+    return response
+
+
+async def test_a_held_submission_is_pending_then_sent_once(user: Jmap, sink: Sink) -> None:
+    assert await max_delayed_send(user) == SHORT_MAX
+    response = await submit_later(user, "in a second", {"HOLDFOR": "1"})
+    held = created(response)
+    pending = await submission(user, held["id"])
+    assert pending["undoStatus"] == "pending"
+    assert pending["deliveryStatus"] is None
+    assert sink.messages() == []  # not before it is due
+    done = await settled(user, held["id"])
+    assert done["undoStatus"] == "final"
+    assert done["sendAt"] == pending["sendAt"]
+    assert done["deliveryStatus"]["bob@example.org"]["delivered"] == "queued"
+    (received,) = sink.messages()
+    # The gateway's own hold: HOLDFOR is not passed on to a server without FUTURERELEASE.
+    assert not any(o.startswith(("HOLDFOR", "HOLDUNTIL")) for o in received.mail_options)
+    assert b"Subject: in a second" in received.content
+    await asyncio.sleep(0.3)
+    assert len(sink.messages()) == 1
+    answer = await cancel(user, held["id"])
+    assert answer[1]["notUpdated"][held["id"]]["type"] == "cannotUnsend"
+
+
+async def test_a_canceled_submission_is_never_sent(user: Jmap, sink: Sink, redis_url: str) -> None:
+    response = await submit_later(user, "never", {"HOLDFOR": "1"})
+    held = created(response)
+    answer = await cancel(user, held["id"])
+    assert answer[1]["updated"] == {held["id"]: None}, answer
+    assert (await submission(user, held["id"]))["undoStatus"] == "canceled"
+    store = Store.from_url(redis_url)
+    try:
+        assert await HeldMessages(store.client, user.account_id).usage() == (0, 0)
+    finally:
+        await store.close()
+    # Past its due time, and then some: nothing arrives.
+    later = await submit_later(user, "after", {"HOLDFOR": "2"})
+    await settled(user, created(later)["id"])
+    assert [b"Subject: after" in r.content for r in sink.messages()] == [True]
+
+
+async def test_a_submission_being_sent_cannot_be_canceled(
+    user: Jmap, sink: Sink, redis_url: str
+) -> None:
+    response = await submit_later(user, "slow", {"HOLDFOR": "1"}, to="slow-bob@example.org")
+    held = created(response)
+    # Wait until a sender claimed it (cache.schedule's entry has a lease token); the slow RCPT
+    # keeps the transaction open meanwhile.
+    store = Store.from_url(redis_url)
+    try:
+        for _ in range(500):
+            raw = await store.client.hget(
+                "jg:{schedule}:entries", f"{user.account_id}/{held['id']}"
+            )
+            if raw is not None and json.loads(raw)["t"]:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await store.close()
+    answer = await cancel(user, held["id"])
+    assert answer[1]["notUpdated"][held["id"]]["type"] == "cannotUnsend", answer
+    done = await settled(user, held["id"])
+    assert done["undoStatus"] == "final"
+    assert len(sink.messages()) == 1
+
+
+async def test_holdings_beyond_the_maximum_or_malformed_are_refused(user: Jmap, sink: Sink) -> None:
+    too_far = refused(await submit_later(user, "far", {"HOLDFOR": str(SHORT_MAX + 60)}))
+    assert too_far["type"] == "invalidProperties"
+    assert too_far["properties"] == ["envelope"]
+    until = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert refused(await submit_later(user, "far", {"HOLDUNTIL": until}))["type"] == (
+        "invalidProperties"
+    )
+    # A moment already past is sent now.
+    past = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sent = created(await submit_later(user, "past", {"HOLDUNTIL": past}))
+    assert sent["undoStatus"] == "final"
+    assert len(sink.messages()) == 1
+
+
+async def test_without_a_way_to_send_later_delayed_send_is_off(
+    dovecot: Dovecot, redis_url: str, sink: Sink
+) -> None:
+    # GATEWAY_SMTP_AUTH=user and no service account: only the user's own login can send.
+    settings = gateway_settings(
+        dovecot.url, redis_url, smtp_url=sink.url, smtp_auth="user", mail_domain=DOMAIN
+    )
+    async with running_gateway(settings) as url:
+        async for user in user_of(dovecot, url):
+            assert await max_delayed_send(user) == 0
+            error = refused(await submit_later(user, "later", {"HOLDFOR": "60"}))
+            assert error["type"] == "forbiddenToSend"
+    assert sink.messages() == []
+
+
+async def test_a_future_release_server_holds_it_and_the_submission_is_final(
+    dovecot: Dovecot, redis_url: str, future_sink: Sink
+) -> None:
+    settings = gateway_settings(
+        dovecot.url, redis_url, smtp_url=future_sink.url, smtp_auth="none", mail_domain=DOMAIN
+    )
+    async with running_gateway(settings) as url:
+        async for user in user_of(dovecot, url):
+            for _ in range(200):  # the EHLO answer is learnt at start-up or just after
+                if "FUTURERELEASE" in await submission_extensions(user):
+                    break
+                await asyncio.sleep(0.02)
+            assert (await submission_extensions(user))["FUTURERELEASE"][0] == "86400"
+            # Within the server's interval it holds the message; beyond, the gateway would.
+            assert await max_delayed_send(user) == 604800
+            before = datetime.now(UTC)
+            held = created(await submit_later(user, "server side", {"HOLDFOR": "600"}))
+            # RFC 8621 7: final (the gateway cannot recall it) and sendAt the release time.
+            assert held["undoStatus"] == "final"
+            release = datetime.strptime(held["sendAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            assert timedelta(seconds=540) <= release - before <= timedelta(seconds=660)
+            (received,) = future_sink.messages()  # handed over at once
+            assert f"HOLDUNTIL={held['sendAt']}" in received.mail_options
+            record = await submission(user, held["id"])
+            assert record["deliveryStatus"]["bob@example.org"]["delivered"] == "queued"
+            answer = await cancel(user, held["id"])
+            assert answer[1]["notUpdated"][held["id"]]["type"] == "cannotUnsend"
+    store = Store.from_url(redis_url)
+    try:  # no local hold: nothing scheduled, no octets kept
+        assert await store.client.hlen("jg:{schedule}:entries") == 0
+        assert await HeldMessages(store.client, user.account_id).usage() == (0, 0)
+    finally:
+        await store.close()
