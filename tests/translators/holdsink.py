@@ -2,7 +2,9 @@
 message it accepted with its envelope, so tests count what arrived.
 
 Recipients steer it: ``slow-*`` answers RCPT after :attr:`Sink.slow_seconds` (a send held
-open), ``tempfail-*`` gets 451, ``reject-*`` 550. With ``future_release`` it advertises RFC
+open before its "."), ``slowdata-*`` has the message recorded at once but the reply to the
+final "." wait as long (a send held open after its "."), ``tempfail-*`` gets 451, ``reject-*``
+550. With ``future_release`` it advertises RFC
 4865 FUTURERELEASE and accepts HOLDFOR/HOLDUNTIL on MAIL (recorded, not acted upon).
 """
 
@@ -35,6 +37,8 @@ class Sink:
     future_release: int | None = None
     slow_seconds: float = 2.0
     received: list[Received] = field(default_factory=list)
+    # Every RCPT address as it arrives (before a slow one is answered).
+    rcpts: list[str] = field(default_factory=list)
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
@@ -101,6 +105,8 @@ class _Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
+        with self.sink._lock:
+            self.sink.rcpts.append(address)
         local = address.split("@")[0].lower()
         if local.startswith("slow-"):
             await asyncio.sleep(self.sink.slow_seconds)
@@ -122,4 +128,6 @@ class _Handler:
                     content,
                 )
             )
+        if any(r.lower().startswith("slowdata-") for r in envelope.rcpt_tos):
+            await asyncio.sleep(self.sink.slow_seconds)
         return "250 2.0.0 Ok: queued"
