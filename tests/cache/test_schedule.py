@@ -14,6 +14,7 @@ from gateway.cache.codec import pack
 from gateway.cache.held import HeldMessage, HeldMessages
 from gateway.cache.schedule import Claim, Schedule
 from gateway.cache.store import Store
+from tests.rediscluster import RedisClusterSet
 
 
 @pytest.fixture
@@ -231,3 +232,35 @@ async def test_held_octets_are_bounded_per_account_and_uncharged_when_dropped(
     other = HeldMessages(store.client, f"{account}-other", max_count=1, max_octets=charge(big))
     assert await other.keep("s1", message(big)) == "kept"
     await other.drop("s1")
+
+
+async def test_the_schedule_and_held_octets_work_on_a_cluster_each_in_one_slot(
+    redis_cluster: RedisClusterSet,
+) -> None:
+    store = Store.from_url(redis_cluster.url)
+    name = f"t-{secrets.token_hex(4)}"
+    account = f"acct-{secrets.token_hex(4)}"
+    try:
+        schedule = schedule_of(store, lease_seconds=0.3, name=name)
+        held = HeldMessages(store.client, account)
+        message = HeldMessage({"from": "a@example.com"}, b"octets")
+        assert await held.keep("s1", message) == "kept"
+        await schedule.add(account, "s1", "alice")
+        await schedule.release_at(account, "s1", await now_ms(store))
+        claim = await claim_when_due(schedule)
+        assert await schedule.mark_data(claim)
+        assert await schedule.cancel(account, "s1") == "claimed"
+        taken = await claim_when_due(schedule)  # the lease ran out
+        assert taken.takeover and taken.held.data_started
+        assert await held.read("s1") == message
+        # Every schedule key is on the node serving the {schedule} tag; the octets on the
+        # account's.
+        owner = redis_cluster.owner(f"jg:{{{name}}}:due")
+        for node in redis_cluster.nodes:
+            with node.client() as client:
+                keys = {k.decode() for k in client.keys(f"jg:{{{name}}}:*")}
+            assert bool(keys) == (node.port == owner.port), keys
+        assert await held.drop("s1")
+        assert await schedule.finish(taken)
+    finally:
+        await store.close()

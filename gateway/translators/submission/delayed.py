@@ -152,6 +152,10 @@ class DelayedSender:
                 except STORE_UNAVAILABLE:
                     log.warning("delayed sender: Redis unavailable; looking again shortly")
                     delay = None
+                except Exception:
+                    # Whatever went wrong, the task goes on: held mail must not stop for good.
+                    log.exception("delayed sender: looking at the schedule failed")
+                    delay = None
                 await self._sleep(self._poll if delay is None else min(delay, self._poll))
         finally:
             await self._finish_sends()
