@@ -165,6 +165,7 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
             lambda account_id: AccountIndex.of(
                 store.client, account_id, settings.submission_retention_seconds
             ),
+            on_outcome=metrics.delayed_send,
         )
     )
     services = Services(

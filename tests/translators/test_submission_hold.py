@@ -16,9 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cache.held import HeldMessages
 from gateway.cache.store import Store
+from gateway.config import Settings
 from tests.conftest import gateway_settings, running_gateway
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
@@ -57,10 +59,10 @@ async def user_of(dovecot: Dovecot, url: str) -> AsyncIterator[Jmap]:
 
 
 @pytest.fixture
-async def user(dovecot: Dovecot, redis_url: str, sink: Sink) -> AsyncIterator[Jmap]:
-    """A user of a gateway sending through a relay that trusts it (GATEWAY_SMTP_AUTH=none):
-    the gateway can send without the user, so it holds submissions itself."""
-    settings = gateway_settings(
+def settings(dovecot: Dovecot, redis_url: str, sink: Sink) -> Settings:
+    """A gateway sending through a relay that trusts it (GATEWAY_SMTP_AUTH=none): it can send
+    without the user, so it holds submissions itself."""
+    return gateway_settings(
         dovecot.url,
         redis_url,
         smtp_url=sink.url,
@@ -68,6 +70,10 @@ async def user(dovecot: Dovecot, redis_url: str, sink: Sink) -> AsyncIterator[Jm
         mail_domain=DOMAIN,
         max_delayed_send_seconds=SHORT_MAX,
     )
+
+
+@pytest.fixture
+async def user(dovecot: Dovecot, settings: Settings) -> AsyncIterator[Jmap]:
     async with running_gateway(settings) as url:
         async for jmap in user_of(dovecot, url):
             yield jmap
@@ -92,7 +98,21 @@ async def cancel(user: Jmap, submission_id: str) -> list[Any]:
     return response
 
 
-async def test_a_held_submission_is_pending_then_sent_once(user: Jmap, sink: Sink) -> None:
+async def delayed_sends(settings: Settings, outcome: str) -> float:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{settings.metrics_port}/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "jmap_gateway_delayed_sends_total" and sample.labels == {
+                "outcome": outcome
+            }:
+                return float(sample.value)
+    return 0.0
+
+
+async def test_a_held_submission_is_pending_then_sent_once(
+    user: Jmap, sink: Sink, settings: Settings
+) -> None:
     assert await max_delayed_send(user) == SHORT_MAX
     response = await submit_later(user, "in a second", {"HOLDFOR": "1"})
     held = created(response)
@@ -110,6 +130,11 @@ async def test_a_held_submission_is_pending_then_sent_once(user: Jmap, sink: Sin
     assert b"Subject: in a second" in received.content
     await asyncio.sleep(0.3)
     assert len(sink.messages()) == 1
+    for _ in range(200):  # counted once the sender finished with it, just after the record
+        if await delayed_sends(settings, "sent"):
+            break
+        await asyncio.sleep(0.02)
+    assert await delayed_sends(settings, "sent") == 1
     answer = await cancel(user, held["id"])
     assert answer[1]["notUpdated"][held["id"]]["type"] == "cannotUnsend"
 

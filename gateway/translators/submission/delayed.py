@@ -111,6 +111,7 @@ class DelayedSender:
         poll_seconds: float = POLL_SECONDS,
         concurrency: int = CONCURRENCY,
         stop_seconds: float = STOP_SECONDS,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         self.schedule = schedule
         self._smtp = smtp
@@ -120,6 +121,7 @@ class DelayedSender:
         self._poll = poll_seconds
         self._concurrency = concurrency
         self._stop_seconds = stop_seconds
+        self._on_outcome = on_outcome
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -207,6 +209,8 @@ class DelayedSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
 
     async def _renew(self, claim: Claim) -> None:
         """Keep the lease while the send runs; a lost lease is seen at the "." mark."""
