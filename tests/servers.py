@@ -165,7 +165,13 @@ service imap-login {
 service imap {
   process_limit = 1024
 }
-$penalty$quota$sending""")
+$penalty$quota$sending$metadata""")
+
+# RFC 5464 METADATA, its entries kept in one file per user (harness README 1.3).
+METADATA_CONF = """
+imap_metadata = yes
+mail_attribute_dict = file:%h/dovecot-attributes
+"""
 
 # The quota plugin as ../shared/harness/README.md (1.2) records it: every user gets the
 # same limits; a message-count rule, and quota_max_mail_size (APPEND answers [LIMIT]).
@@ -264,6 +270,8 @@ class Dovecot:
     lmtp_port: int | None = None
     sasl_port: int | None = None
     master_users: dict[str, str] = field(default_factory=dict)
+    # IMAP METADATA (RFC 5464), off unless asked: it changes the CAPABILITY other tests see.
+    metadata: bool = False
 
     @property
     def config(self) -> Path:
@@ -330,6 +338,7 @@ class Dovecot:
                 ),
                 more_protocols=" lmtp" if self.lmtp_port is not None else "",
                 sending=sending,
+                metadata=METADATA_CONF if self.metadata else "",
                 root=self.root,
                 imap_port=self.imap_port,
                 imaps_port=self.imaps_port,

@@ -24,7 +24,8 @@ SERVER = ""  # RFC 5464 3.1: the empty mailbox name addresses server entries
 def get_metadata(
     entries: Iterable[str], *, depth: str = "0", max_size: int | None = None
 ) -> Command:
-    """``GETMETADATA "" (MAXSIZE n DEPTH d) (entries)`` (RFC 5464 4.2): the server entries,
+    """``GETMETADATA (MAXSIZE n DEPTH d) "" (entries)`` (RFC 5464 4.2: the options come before
+    the mailbox): the server entries,
     and with ``depth`` 1 their children; values longer than ``max_size`` are left out and
     counted in the completion's ``[METADATA LONGENTRIES n]``."""
     if depth not in DEPTHS:
@@ -38,7 +39,7 @@ def get_metadata(
     if not names:
         raise ValueError("GETMETADATA names at least one entry")
     head: tuple[Arg, ...] = (Group(*options),) if options else ()
-    return Command("GETMETADATA", astring(SERVER), *head, Group(*names))
+    return Command("GETMETADATA", *head, astring(SERVER), Group(*names))
 
 
 def set_metadata(values: Mapping[str, bytes | None]) -> Command:

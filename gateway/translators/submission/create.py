@@ -99,7 +99,8 @@ async def _prepare(env: RequestEnv, args: Mapping[str, Any]) -> Prepared:
     message = await sized(len(stored), without_bcc, stored)
     if len(message) > max_size:
         raise _too_large(max_size)
-    headers = await sized(len(message), parse_header_block, message)
+    # Bcc is read before it is cut: 7.5 sends to its addresses too.
+    headers = await sized(len(stored), parse_header_block, stored)
     for address in from_addresses(headers):
         # RFC 8621 7.5 forbiddenFrom: the From field, by the operator's sender policy.
         if not may_send_from(env, address):
@@ -176,25 +177,15 @@ def _envelope(
 ) -> SubmissionEnvelope:
     """The client's envelope, its mailFrom allowed by the policy; else the one 7.5 makes."""
 
-    def allows(address: str) -> bool:
-        return _identity_allows(identity, address) and may_send_from(env, address)
-
     if given is None:
-        return from_headers(headers, identity.email, allows)
+        # RFC 8621 7.5 "not allowed by the Identity": an address the operator's sender policy
+        # does not let this user send from (every Identity's own email passes it, B).
+        return from_headers(headers, identity.email, lambda a: may_send_from(env, a))
     envelope = parse_envelope(given)
     mail_from = envelope.mail_from.email
     if mail_from and not may_send_from(env, mail_from):
         raise SetError("forbiddenMailFrom", f"this user may not send from {mail_from}")
     return envelope
-
-
-def _identity_allows(identity: IdentityRecord, address: str) -> bool:
-    """RFC 8621 6.1: an Identity's email, or any address of its domain for ``*@domain``."""
-    local, _, domain = identity.email.rpartition("@")
-    their_local, _, their_domain = address.rpartition("@")
-    if domain.lower() != their_domain.lower():
-        return False
-    return local == "*" or local == their_local
 
 
 def _check_recipients(env: RequestEnv, envelope: SubmissionEnvelope) -> None:

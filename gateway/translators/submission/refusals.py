@@ -129,10 +129,10 @@ def _first(refused: Mapping[str, Reply]) -> Reply | None:
 
 def _described(why: str, failure: SmtpFailure) -> str:
     """``why``, and the server's words: the failing reply, or each refused recipient's."""
-    if failure.reply is not None:
-        return f'{why}: "{smtp_reply(failure.reply)}"'
-    if failure.refused:
+    if failure.refused and failure.phase is Phase.RCPT:
         refused = failure.refused.items()
         replies = "; ".join(f'{address}: "{smtp_reply(reply)}"' for address, reply in refused)
         return f"{why}: {replies}"
+    if failure.reply is not None:
+        return f'{why}: "{smtp_reply(failure.reply)}"'
     return f"{why} ({failure.phase.name.lower()}: the connection failed)"
