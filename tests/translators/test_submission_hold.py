@@ -3,7 +3,8 @@ is pending, sent once when due and then final; a canceled one is never sent; a c
 one cannot be canceled; beyond maxDelayedSend or without a way to send later it is refused;
 with a FUTURERELEASE server the hold is handed over at once and the submission is final.
 
-What was sent is counted at the SMTP sink (tests/translators/holdsink.py); nothing measures time.
+What was sent is counted at an SMTP sink of each test's own (tests/smtp_servers.py); nothing
+measures time.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.cache.held import HeldMessages
 from gateway.cache.store import Store
 from gateway.config import Settings
-from tests.conftest import gateway_settings, running_gateway
+from tests.conftest import gateway_settings, running_gateway, serving
 from tests.jmapclient import Jmap
-from tests.servers import Dovecot
-from tests.translators.holdsink import Sink
+from tests.servers import Dovecot, make_data_dir
+from tests.smtp_servers import Sink
 from tests.translators.submitting_later import (
     DOMAIN,
     max_delayed_send,
@@ -40,16 +41,16 @@ SHORT_MAX = 3600
 
 @pytest.fixture
 def sink() -> Iterator[Sink]:
-    server = Sink(slow_seconds=1.5).start()
-    yield server
-    server.stop()
+    """A sink of this test's own: what arrived is counted per test."""
+    yield from serving(Sink(make_data_dir("jg-sink-"), slow_seconds=1.5))
 
 
 @pytest.fixture
 def future_sink() -> Iterator[Sink]:
-    server = Sink(future_release=86400).start()
-    yield server
-    server.stop()
+    """A sink offering RFC 4865 FUTURERELEASE (up to a day)."""
+    yield from serving(
+        Sink(make_data_dir("jg-sink-"), future_release=(86400, "2099-01-01T00:00:00Z"))
+    )
 
 
 async def user_of(dovecot: Dovecot, url: str) -> AsyncIterator[Jmap]:
@@ -119,17 +120,17 @@ async def test_a_held_submission_is_pending_then_sent_once(
     pending = await submission(user, held["id"])
     assert pending["undoStatus"] == "pending"
     assert pending["deliveryStatus"] is None
-    assert sink.messages() == []  # not before it is due
+    assert list(sink.received) == []  # not before it is due
     done = await settled(user, held["id"])
     assert done["undoStatus"] == "final"
     assert done["sendAt"] == pending["sendAt"]
     assert done["deliveryStatus"]["bob@example.org"]["delivered"] == "queued"
-    (received,) = sink.messages()
+    (received,) = list(sink.received)
     # The gateway's own hold: HOLDFOR is not passed on to a server without FUTURERELEASE.
-    assert not any(o.startswith(("HOLDFOR", "HOLDUNTIL")) for o in received.mail_options)
+    assert not any(p.upper().startswith(("HOLDFOR", "HOLDUNTIL")) for p in received.mail_parameters)
     assert b"Subject: in a second" in received.content
     await asyncio.sleep(0.3)
-    assert len(sink.messages()) == 1
+    assert len(list(sink.received)) == 1
     for _ in range(200):  # counted once the sender finished with it, just after the record
         if await delayed_sends(settings, "sent"):
             break
@@ -153,7 +154,7 @@ async def test_a_canceled_submission_is_never_sent(user: Jmap, sink: Sink, redis
     # Past its due time, and then some: nothing arrives.
     later = await submit_later(user, "after", {"HOLDFOR": "2"})
     await settled(user, created(later)["id"])
-    assert [b"Subject: after" in r.content for r in sink.messages()] == [True]
+    assert [b"Subject: after" in r.content for r in list(sink.received)] == [True]
 
 
 async def test_a_submission_being_sent_cannot_be_canceled(
@@ -178,7 +179,7 @@ async def test_a_submission_being_sent_cannot_be_canceled(
     assert answer[1]["notUpdated"][held["id"]]["type"] == "cannotUnsend", answer
     done = await settled(user, held["id"])
     assert done["undoStatus"] == "final"
-    assert len(sink.messages()) == 1
+    assert len(list(sink.received)) == 1
 
 
 async def test_holdings_beyond_the_maximum_or_malformed_are_refused(user: Jmap, sink: Sink) -> None:
@@ -193,7 +194,7 @@ async def test_holdings_beyond_the_maximum_or_malformed_are_refused(user: Jmap, 
     past = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     sent = created(await submit_later(user, "past", {"HOLDUNTIL": past}))
     assert sent["undoStatus"] == "final"
-    assert len(sink.messages()) == 1
+    assert len(list(sink.received)) == 1
 
 
 async def test_without_a_way_to_send_later_delayed_send_is_off(
@@ -208,7 +209,7 @@ async def test_without_a_way_to_send_later_delayed_send_is_off(
             assert await max_delayed_send(user) == 0
             error = refused(await submit_later(user, "later", {"HOLDFOR": "60"}))
             assert error["type"] == "forbiddenToSend"
-    assert sink.messages() == []
+    assert list(sink.received) == []
 
 
 async def test_a_future_release_server_holds_it_and_the_submission_is_final(
@@ -232,8 +233,8 @@ async def test_a_future_release_server_holds_it_and_the_submission_is_final(
             assert held["undoStatus"] == "final"
             release = datetime.strptime(held["sendAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
             assert timedelta(seconds=540) <= release - before <= timedelta(seconds=660)
-            (received,) = future_sink.messages()  # handed over at once
-            assert f"HOLDUNTIL={held['sendAt']}" in received.mail_options
+            (received,) = list(future_sink.received)  # handed over at once
+            assert f"HOLDUNTIL={held['sendAt']}" in received.mail_parameters
             record = await submission(user, held["id"])
             assert record["deliveryStatus"]["bob@example.org"]["delivered"] == "queued"
             answer = await cancel(user, held["id"])

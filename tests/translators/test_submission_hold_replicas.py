@@ -23,10 +23,11 @@ import httpx
 import pytest
 
 from gateway.cache.store import Store
+from tests.conftest import serving
 from tests.jmapclient import Jmap
-from tests.servers import Dovecot
+from tests.servers import Dovecot, make_data_dir
+from tests.smtp_servers import Sink
 from tests.test_shutdown import Gateway, gateway_process
-from tests.translators.holdsink import Sink
 from tests.translators.submitting_later import DOMAIN, settled, submit_later
 
 SLOW_SECONDS = 4.0
@@ -34,9 +35,8 @@ SLOW_SECONDS = 4.0
 
 @pytest.fixture
 def sink() -> Iterator[Sink]:
-    server = Sink(slow_seconds=SLOW_SECONDS).start()
-    yield server
-    server.stop()
+    """A sink of this test's own: what arrived is counted per test."""
+    yield from serving(Sink(make_data_dir("jg-sink-"), slow_seconds=SLOW_SECONDS))
 
 
 @asynccontextmanager
@@ -64,7 +64,7 @@ async def stop(gateway: Gateway) -> None:
 
 def subject_counts(sink: Sink) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for received in sink.messages():
+    for received in list(sink.received):
         line = next(h for h in received.content.split(b"\r\n") if h.lower().startswith(b"subject:"))
         subject = line.split(b":", 1)[1].strip().decode()
         counts[subject] = counts.get(subject, 0) + 1
@@ -80,7 +80,7 @@ async def test_a_held_submission_is_sent_once_after_every_replica_restarted(
             response = await submit_later(user, "survivor", {"HOLDFOR": "5"})
             submission_id = response[1]["created"]["s"]["id"]
         await stop(first)
-    assert sink.messages() == []
+    assert list(sink.received) == []
     async with (
         replica(dovecot, redis_url, sink, tmp_path, "b") as second,
         replica(dovecot, redis_url, sink, tmp_path, "c"),
@@ -157,7 +157,7 @@ async def until(condition: object, tries: int = 1000) -> None:
         # Killed in the slow RCPT, before the ".": the new holder sends it, once.
         ("slow-bob@example.org", "queued", 1),
         # Killed waiting for the reply to the ".": it may have gone; it is never sent again.
-        ("slowdata-bob@example.org", "unknown", 1),
+        ("stall-after-dot-bob@example.org", "unknown", 1),
     ],
 )
 async def test_a_send_whose_replica_was_killed_is_taken_over_once(
@@ -179,10 +179,10 @@ async def test_a_send_whose_replica_was_killed_is_taken_over_once(
     async with killable_replica(redis_url, sink) as doomed:
         member = f"{account_id}/{submission_id}"
         await until(lambda: held_by_someone(redis_url, member))
-        if recipient.startswith("slowdata-"):
-            await until(lambda: asyncio.sleep(0, bool(sink.messages())))
+        if recipient.startswith("stall-after-dot-"):
+            await until(lambda: asyncio.sleep(0, bool(sink.to(recipient))))
         else:
-            await until(lambda: asyncio.sleep(0, bool(sink.rcpts)))
+            await until(lambda: asyncio.sleep(0, sink.slowed > 0))
         doomed.send_signal(signal.SIGKILL)
     async with replica(dovecot, redis_url, sink, tmp_path, "b") as second:
         async with user_at(second, dovecot, name) as user:
@@ -190,4 +190,4 @@ async def test_a_send_whose_replica_was_killed_is_taken_over_once(
         assert done["undoStatus"] == "final"
         assert done["deliveryStatus"][recipient]["delivered"] == delivered
         await asyncio.sleep(0.5)
-    assert len(sink.messages()) == arrived
+    assert len(list(sink.received)) == arrived
