@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,10 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.cache.held import HeldMessages
 from gateway.cache.store import Store
 from gateway.config import Settings
-from tests.conftest import gateway_settings, running_gateway, serving
+from tests.conftest import SERVICE_USER, gateway_settings, running_gateway, serving
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot, make_data_dir
-from tests.smtp_servers import Sink
+from tests.smtp.test_postfix import delivered
+from tests.smtp_servers import Postfix, Sink
 from tests.translators.submitting_later import (
     DOMAIN,
     max_delayed_send,
@@ -245,3 +247,33 @@ async def test_a_future_release_server_holds_it_and_the_submission_is_final(
         assert await HeldMessages(store.client, user.account_id).usage() == (0, 0)
     finally:
         await store.close()
+
+
+async def test_a_held_submission_goes_through_postfix_as_the_user_by_a_service_account(
+    sending_dovecot: Dovecot, postfix: Postfix, redis_url: str
+) -> None:
+    """The realistic mode: Postfix with Dovecot SASL, the gateway's service account acting
+    for the user (AUTH PLAIN with an authzid), delivery into bob's INBOX over LMTP."""
+    settings = gateway_settings(
+        sending_dovecot.url,
+        redis_url,
+        smtp_url=postfix.url,
+        smtp_service_username=SERVICE_USER[0],
+        smtp_service_password=SERVICE_USER[1],
+        mail_domain=DOMAIN,
+    )
+    subject = f"held through postfix {secrets.token_hex(4)}"
+    async with (
+        running_gateway(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        user = await Jmap(http, "alice", sending_dovecot.users["alice"]).start()
+        held = created(await submit_later(user, subject, {"HOLDFOR": "1"}, to="bob@example.com"))
+        assert held["undoStatus"] == "pending"
+        done = await settled(user, held["id"])
+    assert done["undoStatus"] == "final"
+    assert done["deliveryStatus"]["bob@example.com"]["delivered"] == "queued"
+    (raw,) = await asyncio.to_thread(delivered, sending_dovecot, "bob", subject)
+    assert f"Subject: {subject}".encode() in raw
+    # Postfix saw alice as the login (the service account's authorization identity).
+    assert "sasl_method=PLAIN, sasl_username=alice" in postfix.log_text()

@@ -33,6 +33,7 @@ from gateway.cache.submissions import StoreContended, SubmissionRecord, TooManyS
 from gateway.config import Settings
 from gateway.env import RequestEnv
 from gateway.jmap.errors import SetError
+from gateway.smtp.connection import Authorization
 from gateway.smtp.envelope import Envelope
 from gateway.smtp.extensions import Extensions
 from gateway.smtp.sender import SmtpSender
@@ -56,6 +57,7 @@ class Services(Protocol):
     def smtp_extensions(self) -> Extensions: ...
     @property
     def delayed(self) -> DelayedSender | None: ...
+    def background_authorization(self, username: str) -> Authorization | None: ...
 
 
 NOT_CONFIGURED = "delayed sending is not configured on this server"
@@ -140,14 +142,20 @@ async def _keep(
     entry that the delayed sender cleans up (cache.schedule)."""
     services = env.services
     delayed = services.delayed
-    if delayed is None:
+    username = env.principal.username
+    auth = services.background_authorization(username)
+    if delayed is None or auth is None:
         return SetError("forbiddenToSend", NOT_CONFIGURED)
+    if auth.credentials is not None and not username:
+        # A service account acting for nobody would send as itself: a token that names no
+        # user cannot have its mail sent later.
+        return SetError("forbiddenToSend", "delayed sending needs a login that names a user")
     schedule = delayed.schedule
     account_id = env.principal.account_id
     record = replace(
         prepared.record, undo_status="pending", send_at=utc_date(send_at), delivery_status=None
     )
-    await schedule.add(account_id, record.id, env.principal.username)
+    await schedule.add(account_id, record.id, username)
     try:
         kept = await env.index.held.keep(
             record.id, HeldMessage(envelope_data(prepared.envelope), prepared.message)
