@@ -14,6 +14,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -277,3 +278,29 @@ async def test_a_held_submission_goes_through_postfix_as_the_user_by_a_service_a
     assert f"Subject: {subject}".encode() in raw
     # Postfix saw alice as the login (the service account's authorization identity).
     assert "sasl_method=PLAIN, sasl_username=alice" in postfix.log_text()
+
+
+async def test_a_hold_past_the_servers_latest_release_is_kept_by_the_gateway(
+    dovecot: Dovecot, redis_url: str, tmp_path: Path
+) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=120)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sink = Sink(tmp_path / "sink", future_release=(86400, soon))
+    sink.start()
+    settings = gateway_settings(
+        dovecot.url, redis_url, smtp_url=sink.url, smtp_auth="none", mail_domain=DOMAIN
+    )
+    try:
+        async with running_gateway(settings) as url:
+            async for user in user_of(dovecot, url):
+                for _ in range(200):
+                    if "FUTURERELEASE" in await submission_extensions(user):
+                        break
+                    await asyncio.sleep(0.02)
+                # RFC 4865 3: the server releases nothing after `soon`; 10 minutes is later.
+                held = created(await submit_later(user, "too late for it", {"HOLDFOR": "600"}))
+                assert held["undoStatus"] == "pending"
+                assert list(sink.received) == []
+                answer = await cancel(user, held["id"])
+                assert answer[1]["updated"] == {held["id"]: None}, answer
+    finally:
+        sink.stop()

@@ -33,6 +33,7 @@ from gateway.cache.submissions import StoreContended, SubmissionRecord, TooManyS
 from gateway.config import Settings
 from gateway.env import RequestEnv
 from gateway.jmap.errors import SetError
+from gateway.jmap.standard import InvalidValue, as_utc_date
 from gateway.smtp.connection import Authorization
 from gateway.smtp.envelope import Envelope
 from gateway.smtp.extensions import Extensions
@@ -105,10 +106,30 @@ async def hold(
         return SetError.invalid_properties(
             ["envelope"], f"envelope: the longest delay this server allows is {longest} seconds"
         )
-    release = services.smtp_extensions.future_release
-    if release is not None and delay <= min(release, services.settings.max_delayed_send_seconds):
+    if _server_holds(services, delay, send_at):
         return await _future_release(env, prepared, send_at)
+    if not _own_hold(services):
+        return SetError.invalid_properties(
+            ["envelope"], "envelope: the submission server does not hold messages until then"
+        )
     return await _keep(env, prepared, send_at)
+
+
+def _server_holds(services: Services, delay: float, send_at: datetime) -> bool:
+    """Whether FUTURERELEASE takes this hold: within its interval and the gateway's maximum,
+    and not past its latest date-time (RFC 4865 3: the second parameter)."""
+    extensions = services.smtp_extensions
+    release = extensions.future_release
+    if release is None or delay > min(release, services.settings.max_delayed_send_seconds):
+        return False
+    values = extensions.keywords.get(FUTURERELEASE, ())
+    if len(values) < 2:
+        return True
+    try:
+        latest = as_utc_date(values[1])
+    except InvalidValue:
+        return True  # a malformed limit is not one; the server's reply will say
+    return send_at <= latest
 
 
 async def _future_release(
