@@ -137,6 +137,7 @@ async def make_rig(store: Store, sink: Sink) -> AsyncIterator[RigMaker]:
         backoff: tuple[float, ...] = (0.05,),
         stop_seconds: float = 5.0,
         start: bool = True,
+        concurrency: int = 4,
     ) -> Rig:
         schedule = Schedule(
             store.client, name=name, lease_seconds=lease, sweep_seconds=0.1, tentative_seconds=0.2
@@ -150,6 +151,7 @@ async def make_rig(store: Store, sink: Sink) -> AsyncIterator[RigMaker]:
             backoff=backoff,
             poll_seconds=0.05,
             stop_seconds=stop_seconds,
+            concurrency=concurrency,
         )
         rig = Rig(store, schedule, sender, smtp, account, name)
         rigs.append(rig)
@@ -303,3 +305,18 @@ async def test_a_stopping_sender_gives_its_claim_back_for_another_to_send(
     assert done.delivery_status is not None
     assert done.delivery_status["slow-bob@example.com"].delivered == "queued"
     assert len(list(sink.received)) == 1
+
+
+async def test_more_due_than_the_concurrency_are_all_sent_once(
+    make_rig: RigMaker, sink: Sink
+) -> None:
+    rig = await make_rig(start=False, concurrency=2)
+    ids = [await rig.hold([f"bob{n}@example.com"]) for n in range(9)]
+    rig.sender.start()
+    for submission_id in ids:
+        done = await rig.settled(submission_id)
+        assert done.undo_status == "final"
+    assert sorted(r.recipients for r in sink.received) == sorted(
+        (f"bob{n}@example.com",) for n in range(9)
+    )
+    assert rig.sender.counts == {"sent": 9}

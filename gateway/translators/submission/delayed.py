@@ -148,9 +148,12 @@ class DelayedSender:
     async def _run(self) -> None:
         try:
             while not self._stopping:
+                self._wake.clear()  # a wake from here on cuts the sleep below short
                 try:
                     await self._claim_due()
-                    delay = await self.schedule.next_due()
+                    # At capacity, a finishing send wakes the loop; otherwise the next entry.
+                    full = len(self._sends) >= self._concurrency
+                    delay = None if full else await self.schedule.next_due()
                 except STORE_UNAVAILABLE:
                     log.warning("delayed sender: Redis unavailable; looking again shortly")
                     delay = None
@@ -178,7 +181,6 @@ class DelayedSender:
             log.error("delayed sender: a send failed", exc_info=task.exception())
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(seconds):
