@@ -118,7 +118,7 @@ async def test_a_held_submission_is_pending_then_sent_once(
     user: Jmap, sink: Sink, settings: Settings
 ) -> None:
     assert await max_delayed_send(user) == SHORT_MAX
-    response = await submit_later(user, "in a second", {"HOLDFOR": "1"})
+    response = await submit_later(user, "in a few seconds", {"HOLDFOR": "3"})
     held = created(response)
     pending = await submission(user, held["id"])
     assert pending["undoStatus"] == "pending"
@@ -131,7 +131,7 @@ async def test_a_held_submission_is_pending_then_sent_once(
     (received,) = list(sink.received)
     # The gateway's own hold: HOLDFOR is not passed on to a server without FUTURERELEASE.
     assert not any(p.upper().startswith(("HOLDFOR", "HOLDUNTIL")) for p in received.mail_parameters)
-    assert b"Subject: in a second" in received.content
+    assert b"Subject: in a few seconds" in received.content
     await asyncio.sleep(0.3)
     assert len(list(sink.received)) == 1
     for _ in range(200):  # counted once the sender finished with it, just after the record
@@ -144,7 +144,7 @@ async def test_a_held_submission_is_pending_then_sent_once(
 
 
 async def test_a_canceled_submission_is_never_sent(user: Jmap, sink: Sink, redis_url: str) -> None:
-    response = await submit_later(user, "never", {"HOLDFOR": "1"})
+    response = await submit_later(user, "never", {"HOLDFOR": "4"})
     held = created(response)
     answer = await cancel(user, held["id"])
     assert answer[1]["updated"] == {held["id"]: None}, answer
@@ -155,7 +155,7 @@ async def test_a_canceled_submission_is_never_sent(user: Jmap, sink: Sink, redis
     finally:
         await store.close()
     # Past its due time, and then some: nothing arrives.
-    later = await submit_later(user, "after", {"HOLDFOR": "2"})
+    later = await submit_later(user, "after", {"HOLDFOR": "5"})
     await settled(user, created(later)["id"])
     assert [b"Subject: after" in r.content for r in list(sink.received)] == [True]
 
