@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from gateway.cache import submissions
 from tests.conftest import running_gateway, sending_settings
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot, make_data_dir, refused_port
@@ -461,3 +463,63 @@ async def test_a_message_over_the_servers_size_is_too_large(
     assert error["type"] == "tooLarge"
     assert error["maxSize"] == 600
     assert len(sink.received) == 1
+
+
+async def test_sent_but_not_recorded_is_still_reported_sent(
+    user: Jmap,
+    smtp_sink: Sink,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An account full of pending submissions (the store's bound, lowered to one here) takes
+    # no record more; the message went out all the same, and an error would invite a resend.
+    monkeypatch.setattr(submissions, "MAX_SUBMISSIONS", 1)
+    client = Redis.from_url(redis_url)
+    try:
+        store = submissions.SubmissionStore.of(client, user.account_id)
+        pending = submissions.SubmissionRecord(
+            await store.new_id(), "I1", "M1", "T1", {}, "2026-12-07T10:00:00Z", "pending", None
+        )
+        await store.create(pending)
+        responses = await submit(user, {"to": ["bob@example.com"]})
+    finally:
+        await client.aclose()
+    created = responses[1][1]["created"]["sub"]
+    assert created["undoStatus"] == "final"
+    assert created["deliveryStatus"]["bob@example.com"]["delivered"] == "queued"
+    assert len(sent_by(smtp_sink, user)) == 1
+    assert f"submission {created['id']} was sent but could not be recorded" in caplog.text
+
+
+async def test_dsn_and_utf8_parameters_go_as_the_server_advertises_them(
+    user: Jmap, smtp_sink: Sink
+) -> None:
+    envelope = {
+        "mailFrom": {"email": address(user), "parameters": {"RET": "HDRS", "ENVID": "mine"}},
+        "rcptTo": [
+            {
+                "email": "bob@example.com",
+                "parameters": {"NOTIFY": "SUCCESS,FAILURE", "ORCPT": "rfc822;bob+x@example.com"},
+            },
+            {"email": "jörg@bücher.example", "parameters": None},
+        ],
+    }
+    responses = await submit(user, {"to": ["bob@example.com"]}, {"envelope": envelope})
+    created = responses[1][1]["created"]["sub"]
+    (message,) = sent_by(smtp_sink, user)
+    # RFC 8621 7: the server's ENVID (the submission id) replaces the client's; SMTPUTF8 for
+    # the non-ASCII address (RFC 6531); ORCPT's address as xtext (RFC 3461 4.2).
+    assert message.mail_parameters == (
+        "RET=HDRS",
+        f"SIZE={len(message.content)}",
+        "SMTPUTF8",
+        f"ENVID={created['id']}",
+    )
+    assert message.rcpt_parameters == {
+        "bob@example.com": ("NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;bob+2Bx@example.com"),
+        "jörg@bücher.example": (),
+    }
+    # What the client gave is what the record shows.
+    (got,) = await request(user, ("EmailSubmission/get", {"ids": [created["id"]]}))
+    assert got[1]["list"][0]["envelope"] == envelope

@@ -6,38 +6,18 @@ become RFC 8621 7.5's SetErrors with Postfix's words kept."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import running_gateway, sending_settings, serving
+from tests.conftest import STRICT_SIZE_LIMIT, running_gateway, sending_settings
 from tests.jmapclient import Jmap
-from tests.servers import Dovecot, make_data_dir
+from tests.servers import Dovecot
 from tests.smtp.test_postfix import delivered, without_trace
-from tests.smtp_servers import Postfix, Sink
+from tests.smtp_servers import Postfix
 from tests.translators.submitting import DOMAIN, draft, identity_id, request
-
-SIZE_LIMIT = 20_000
-
-
-@pytest.fixture(scope="module")
-def strict_postfix(sending_dovecot: Dovecot, smtp_sink: Sink) -> Iterator[Postfix]:
-    """A Postfix that checks the login owns the sender, verifies local recipients, and takes
-    at most SIZE_LIMIT octets."""
-    assert sending_dovecot.sasl_port is not None and sending_dovecot.lmtp_port is not None
-    yield from serving(
-        Postfix(
-            make_data_dir("jg-postfix-"),
-            sasl_port=sending_dovecot.sasl_port,
-            lmtp_port=sending_dovecot.lmtp_port,
-            outbound_port=smtp_sink.port,
-            message_size_limit=SIZE_LIMIT,
-            sender_login_check=True,
-            verify_rcpt=True,
-        )
-    )
 
 
 async def client(sending_dovecot: Dovecot, url: str) -> AsyncIterator[Jmap]:
@@ -201,11 +181,11 @@ async def test_the_size_limit_is_too_large_with_max_size(
         {
             "to": [f"{bob}@{DOMAIN}"],
             "subject": subject,
-            "bodyValues": {"1": {"value": big * (SIZE_LIMIT // 70)}},
+            "bodyValues": {"1": {"value": big * (STRICT_SIZE_LIMIT // 70)}},
         },
     )
     error = responses[1][1]["notCreated"]["sub"]
     # The SIZE Postfix advertised (RFC 1870), checked before sending.
     assert error["type"] == "tooLarge"
-    assert error["maxSize"] == SIZE_LIMIT
+    assert error["maxSize"] == STRICT_SIZE_LIMIT
     assert delivered(sending_dovecot, bob, subject, timeout=0) == []
