@@ -23,6 +23,7 @@ sent now.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ from gateway.translators.submission.capability import delayed_send_possible
 from gateway.translators.submission.create import Prepared
 from gateway.translators.submission.delayed import DelayedSender, envelope_data
 from gateway.translators.submission.deliver import deliver, request_authorization, send_once
+
+log = logging.getLogger(__name__)
 
 FUTURERELEASE = "FUTURERELEASE"
 
@@ -149,9 +152,18 @@ async def _future_release(
     if isinstance(result, SetError):
         return result
     record = replace(
-        prepared.record, undo_status="final", send_at=utc_date(send_at), delivery_status=result
+        prepared.record,
+        undo_status="final",
+        send_at=utc_date(send_at),
+        delivery_status=result,
+        finished_at=time.time(),
     )
-    await env.index.submissions.create(record)
+    try:
+        await env.index.submissions.create(record)
+    except Exception:
+        # Handed over already: an error now would invite the client to send it again (the
+        # same rule as deliver.py: the record is lost, the log says so).
+        log.exception("submission %s was handed over but could not be recorded", record.id)
     return record
 
 
