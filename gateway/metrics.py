@@ -127,6 +127,14 @@ class Metrics:
             buckets=SMTP_BUCKETS,
             registry=r,
         )
+        self.delayed_sends = Counter(
+            f"{PREFIX}_delayed_sends",
+            "Held submissions this replica took from the schedule, by what came of them: "
+            '"sent", "refused", "retry" (a transient failure, tried again later), "unknown" '
+            '(the holder died after its final "."), "canceled", "lost", "done"',
+            ["outcome"],
+            registry=r,
+        )
         self.redis_duration = Histogram(
             f"{PREFIX}_redis_command_duration_seconds",
             'Redis round trips by command ("MULTI", "PIPELINE": one transaction or pipeline)',
@@ -166,6 +174,9 @@ class Metrics:
     def call(self, method: str, outcome: str, seconds: float) -> None:
         self.jmap_calls.labels(method, outcome).inc()
         self.jmap_duration.labels(method).observe(seconds)
+
+    def delayed_send(self, outcome: str) -> None:
+        self.delayed_sends.labels(outcome).inc()
 
     # -- gateway.smtp.observer.SmtpObserver ---------------------------------------------------
 

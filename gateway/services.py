@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.auth import Authenticator, Principal
+from gateway.cache.account import AccountIndex
 from gateway.cache.blobs import BlobStore
 from gateway.cache.limits import ConcurrencyLimiter
+from gateway.cache.schedule import Schedule
 from gateway.cache.store import SecretSource, Store, fixed_secret
 from gateway.cache.throttle import LoginThrottle
 from gateway.config import Settings
@@ -35,6 +37,7 @@ from gateway.translators.core import core_limits
 from gateway.translators.spec import Spec
 from gateway.translators.spec import method_registry as registry_of
 from gateway.translators.submission.capability import delayed_send_possible
+from gateway.translators.submission.delayed import DelayedSender
 from gateway.upstream import (
     background_authorization,
     imap_endpoint,
@@ -75,6 +78,8 @@ class Services:
     # The submission server (None without GATEWAY_SMTP_URL) and what asks its EHLO.
     smtp: SmtpSender | None = None
     discovery: Discovery | None = None
+    # The sender of held (delayed) submissions; None without GATEWAY_SMTP_URL.
+    delayed: DelayedSender | None = None
 
     @property
     def sessions(self) -> PersonalSession:
@@ -150,7 +155,20 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
     discovery = Discovery(sender, store, source) if sender is not None else None
     if discovery is not None:
         await discovery.start()
-    return Services(
+    delayed = (
+        None
+        if sender is None
+        else DelayedSender(
+            Schedule(store.client),
+            sender,
+            lambda username: services.background_authorization(username),
+            lambda account_id: AccountIndex.of(
+                store.client, account_id, settings.submission_retention_seconds
+            ),
+            on_outcome=metrics.delayed_send,
+        )
+    )
+    services = Services(
         settings=settings,
         store=store,
         pool=pool,
@@ -180,7 +198,12 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
         ),
         smtp=sender,
         discovery=discovery,
+        delayed=delayed,
     )
+    if delayed is not None:
+        # Held submissions of every account, this replica's share of them (cache.schedule).
+        delayed.start()
+    return services
 
 
 def server_secret(settings: Settings, store: Store) -> SecretSource:
@@ -205,6 +228,9 @@ def server_secret(settings: Settings, store: Store) -> SecretSource:
 async def stop(services: Services) -> None:
     """LOGOUT every upstream connection, QUIT the idle SMTP sessions, then let go of Redis
     (after the last request)."""
+    if services.delayed is not None:
+        # Claims nothing more, lets its sends finish or gives them back (delayed.py).
+        await services.delayed.stop()
     if services.discovery is not None:
         await services.discovery.stop()
     if services.smtp is not None:

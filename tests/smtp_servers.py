@@ -15,6 +15,7 @@ address (local part)        what the sink does
 =========================== ==============================================================
 ``reject-*`` (RCPT)         550 5.1.1 for that recipient
 ``tempfail-*`` (RCPT)       451 4.3.0 for that recipient
+``slow-*`` (RCPT)           250, after ``Sink.slow_seconds`` (a transaction held open)
 ``reject-*`` (MAIL FROM)    550 5.7.1 for the sender
 ``data-tempfail-*``         451 4.3.0 after the final "." (nothing kept)
 ``data-reject-*``           554 5.6.0 after the final "." (nothing kept)
@@ -369,6 +370,9 @@ class _SinkSMTP(SMTP):
         if local.startswith("tempfail-"):
             await self.push(f"451 4.3.0 <{address}>: Recipient address rejected: try again later")
             return
+        if local.startswith("slow-"):
+            self.sink._note_slow()
+            await asyncio.sleep(self.sink.slow_seconds)
         self.envelope.rcpt_tos.append(address)
         self.rcpt_parameters[address] = tuple(parameters)
         await self.push("250 2.1.5 Ok")
@@ -497,9 +501,13 @@ class Sink:
     future_release: tuple[int, str] | None = None
     size: int = 33_554_432
     auth_excluded: tuple[str, ...] = ()
+    # How long a slow-* recipient waits for its RCPT reply.
+    slow_seconds: float = 2.0
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     cuts: int = 0
+    # RCPTs of slow-* recipients the sink began to wait on.
+    slowed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
@@ -523,6 +531,10 @@ class Sink:
     def _keep(self, received: Received) -> None:
         with self._lock:
             self.received.append(received)
+
+    def _note_slow(self) -> None:
+        with self._lock:
+            self.slowed += 1
 
     def _note_cut(self) -> None:
         with self._lock:

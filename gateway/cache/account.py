@@ -9,6 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.emails import EmailStore
 from gateway.cache.freshness import Freshness
+from gateway.cache.held import HeldMessages
 from gateway.cache.identities import IdentityStore
 from gateway.cache.mailboxes import MailboxStore
 from gateway.cache.submissions import SubmissionStore
@@ -22,6 +23,8 @@ class AccountIndex:
     freshness: Freshness
     identities: IdentityStore
     submissions: SubmissionStore
+    # The octets of its held (delayed) submissions.
+    held: HeldMessages
 
     @classmethod
     def of(
@@ -39,4 +42,5 @@ class AccountIndex:
             Freshness(client, account_id),
             IdentityStore(client, account_id),
             SubmissionStore.of(client, account_id, submission_retention),
+            HeldMessages(client, account_id),
         )

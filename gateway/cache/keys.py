@@ -73,6 +73,14 @@ key                                    type    holds
                                                became so (s): retention and the per-account bound
 ``jg:{a}:submission-refs``             hash    "e:<ENVID, lower case>", "m:<Message-ID>" -> the
                                                submission id sent with it (DSN matching)
+``jg:{a}:held:<submissionId>``         string  a held submission's octets, until sent or canceled
+                                               (held.py)
+``jg:{a}:held-charges``                hash    held submission id -> octets; ``*``: total
+``jg:{schedule}:due``                  zset    "<accountId>/<submissionId>" -> when (ms) it is
+                                               due: its release, or its lease's end while
+                                               sending (schedule.py; one slot on a cluster)
+``jg:{schedule}:entries``              hash    the same members -> JSON: user name, lease
+                                               token, attempts, "." marked, canceled
 =====================================  ======  =====================================================
 """
 
@@ -233,3 +241,10 @@ class AccountKeys:
     @property
     def submission_refs(self) -> str:
         return f"{self.base}:submission-refs"
+
+    def held(self, submission_id: str) -> str:
+        return f"{self.base}:held:{submission_id}"
+
+    @property
+    def held_charges(self) -> str:
+        return f"{self.base}:held-charges"

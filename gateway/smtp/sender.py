@@ -49,10 +49,19 @@ class SmtpSender:
         finally:
             await session.quit()
 
-    async def send(self, auth: Authorization, envelope: Envelope, message: bytes) -> Outcome:
+    async def send(
+        self,
+        auth: Authorization,
+        envelope: Envelope,
+        message: bytes,
+        *,
+        before_final: transaction.BeforeFinal | None = None,
+    ) -> Outcome:
         """One transaction; raises :class:`SmtpFailure` (or its subclasses) when nothing was
         accepted or it is unknown whether it was. Never retries: the caller decides, knowing
-        :attr:`SmtpFailure.transient` and :attr:`SmtpFailure.ambiguous`."""
+        :attr:`SmtpFailure.transient` and :attr:`SmtpFailure.ambiguous`. ``before_final`` runs
+        just before the final "." is written; if it raises, the transaction is abandoned
+        (a transient SmtpFailure at DATA: nothing was sent)."""
         key = auth.pool_key
         started = time.monotonic()
         async with self._pool.slot(key):
@@ -62,7 +71,7 @@ class SmtpSender:
             # read as content) the connection is only closed.
             ending: str = "close"
             try:
-                outcome = await transaction.run(session, envelope, message)
+                outcome = await transaction.run(session, envelope, message, before_final)
                 ending = "keep"
             except SmtpFailure as failure:
                 ending = "quit" if failure.reply is not None else "close"

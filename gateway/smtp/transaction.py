@@ -9,6 +9,7 @@ is written block by block, each waited for (the server reads it), and only then 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiosmtplib import SMTPServerDisconnected
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
@@ -35,7 +36,17 @@ def _path(address: str) -> bytes:
     return b"<" + address.encode("utf-8") + b">"
 
 
-async def run(session: Session, envelope: Envelope, message: bytes) -> Outcome:
+# Called once the content is written, before the final ".": the caller's last word on whether
+# the message may go (a delayed send records there that it may have gone). Raising abandons it.
+BeforeFinal = Callable[[], Awaitable[None]]
+
+
+async def run(
+    session: Session,
+    envelope: Envelope,
+    message: bytes,
+    before_final: BeforeFinal | None = None,
+) -> Outcome:
     """MAIL, RCPTs, DATA; returns when the message was accepted for at least one recipient,
     raises :class:`SmtpFailure` otherwise."""
     timeout = session.timeouts.command
@@ -62,10 +73,25 @@ async def run(session: Session, envelope: Envelope, message: bytes) -> Outcome:
     if reply.code != 354:
         raise SmtpFailure(Phase.DATA, reply, refused)
     await _write_content(session, wire_octets(message))
+    if before_final is not None:
+        await _ask(session, before_final, refused)
     final = await session.command(Phase.FINAL, ".", b".", timeout=session.timeouts.final)
     if not 200 <= final.code < 300:
         raise SmtpFailure(Phase.FINAL, final, refused)
     return Outcome(accepted, refused, final)
+
+
+async def _ask(session: Session, before_final: BeforeFinal, refused: dict[str, Reply]) -> None:
+    """Run the caller's hook; if it raises, drop the connection without the ".": the server
+    then discards the transaction (RFC 5321 4.1.1.4), so nothing was sent and a retry is safe.
+    A QUIT would be read as more content."""
+    try:
+        await before_final()
+    except Exception as exc:
+        session.smtp.close()
+        raise SmtpFailure(
+            Phase.DATA, None, refused, detail="abandoned before the final '.'"
+        ) from exc
 
 
 async def _write_content(session: Session, octets: bytes) -> None:

@@ -35,6 +35,7 @@ from gateway.jmap.standard import (
 )
 from gateway.translators.submission.create import Prepared, prepare
 from gateway.translators.submission.deliver import deliver
+from gateway.translators.submission.hold import cancel, hold
 from gateway.translators.submission.objects import render
 from gateway.translators.submission.on_success import email_changes, implicit_email_set
 
@@ -119,10 +120,9 @@ async def _create(
 async def _later(env: RequestEnv, prepared: Prepared) -> SubmissionRecord | SetError:
     """A submission the client asked to send later: held by the hold part where delayed
     sending is configured (maxDelayedSend above 0)."""
-    return SetError(
-        "forbiddenToSend",
-        "delayed sending (HOLDFOR/HOLDUNTIL) is not available on this server: maxDelayedSend is 0",
-    )
+    if prepared.hold_until is None:
+        return await deliver(env, prepared)
+    return await hold(env, prepared, prepared.hold_until)
 
 
 def _created(record: SubmissionRecord, *, envelope_given: bool) -> JsonObject:
@@ -164,9 +164,7 @@ async def _update(
 
 async def _cancel(env: RequestEnv, record: SubmissionRecord) -> SubmissionRecord | SetError:
     """A pending submission canceled by the hold part; a final one cannot be (7.5)."""
-    if record.undo_status == "canceled":
-        return record
-    return SetError("cannotUnsend", "the message has been sent and cannot be recalled")
+    return await cancel(env, record)
 
 
 async def _destroy(
