@@ -249,6 +249,12 @@ class Settings(BaseSettings):
     upload_ttl_seconds: int = Field(
         7200, ge=3600, description="Seconds an unused upload is kept (RFC 8620 6: at least an hour)"
     )
+    submission_retention_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=1,
+        description="Seconds an EmailSubmission is kept after it was sent or canceled (RFC "
+        "8621 7); then it is destroyed and /changes reports it so. Pending ones are kept",
+    )
     upload_quota: int | None = Field(
         None,
         ge=1,

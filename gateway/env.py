@@ -44,7 +44,11 @@ class RequestEnv:
     @cached_property
     def index(self) -> AccountIndex:
         """The caller's account's index (read it after :meth:`catch_up`)."""
-        return AccountIndex.of(self.services.store.client, self.principal.account_id)
+        return AccountIndex.of(
+            self.services.store.client,
+            self.principal.account_id,
+            self.services.settings.submission_retention_seconds,
+        )
 
     def upstream(self) -> LazyConnection:
         """The caller's upstream connection for one method's work, borrowed from the pool on

@@ -10,6 +10,7 @@ from redis.asyncio.cluster import RedisCluster
 from gateway.cache.emails import EmailStore
 from gateway.cache.freshness import Freshness
 from gateway.cache.mailboxes import MailboxStore
+from gateway.cache.submissions import SubmissionStore
 
 
 @dataclass(frozen=True)
@@ -18,12 +19,21 @@ class AccountIndex:
     mailboxes: MailboxStore
     emails: EmailStore
     freshness: Freshness
+    submissions: SubmissionStore
 
     @classmethod
-    def of(cls, client: Redis | RedisCluster, account_id: str) -> AccountIndex:
+    def of(
+        cls,
+        client: Redis | RedisCluster,
+        account_id: str,
+        submission_retention: float | None = None,
+    ) -> AccountIndex:
+        """``submission_retention``: GATEWAY_SUBMISSION_RETENTION_SECONDS, where the caller
+        has the settings (without it finished submissions are kept: see SubmissionStore)."""
         return cls(
             account_id,
             MailboxStore(client, account_id),
             EmailStore(client, account_id),
             Freshness(client, account_id),
+            SubmissionStore.of(client, account_id, submission_retention),
         )

@@ -60,6 +60,11 @@ key                                    type    holds
 ``jg:{a}:uploads``                     zset    "upload:<blobId>", "partial:<token>" -> expiry
                                                (ms): the uploads charged to the quota
 ``jg:{a}:upload-charges``              hash    the same members -> octets charged; ``*``: total
+``jg:{a}:submissions``                 hash    EmailSubmission id -> msgpack record (submissions.py)
+``jg:{a}:submissions-finished``        zset    id of a final or canceled submission -> when it
+                                               became so (s): retention and the per-account bound
+``jg:{a}:submission-refs``             hash    "e:<ENVID, lower case>", "m:<Message-ID>" -> the
+                                               submission id sent with it (DSN matching)
 =====================================  ======  =====================================================
 """
 
@@ -199,3 +204,15 @@ class AccountKeys:
     @property
     def upload_charges(self) -> str:
         return f"{self.base}:upload-charges"
+
+    @property
+    def submissions(self) -> str:
+        return f"{self.base}:submissions"
+
+    @property
+    def submissions_finished(self) -> str:
+        return f"{self.base}:submissions-finished"
+
+    @property
+    def submission_refs(self) -> str:
+        return f"{self.base}:submission-refs"

@@ -11,8 +11,15 @@ from gateway.jmap.capabilities import SUBMISSION
 from gateway.jmap.dispatch import Method
 from gateway.jmap.protocol import JsonObject
 from gateway.translators.spec import Capability, Spec
+from gateway.translators.submission.get import submission_changes, submission_get
+from gateway.translators.submission.query import submission_query, submission_query_changes
 
-METHODS: tuple[Method[RequestEnv], ...] = ()
+METHODS: tuple[Method[RequestEnv], ...] = (
+    Method("EmailSubmission/get", SUBMISSION, submission_get, writes=False),
+    Method("EmailSubmission/changes", SUBMISSION, submission_changes, writes=False),
+    Method("EmailSubmission/query", SUBMISSION, submission_query, writes=False),
+    Method("EmailSubmission/queryChanges", SUBMISSION, submission_query_changes, writes=False),
+)
 
 
 def sending_configured(settings: Settings) -> bool:
