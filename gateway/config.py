@@ -25,6 +25,7 @@ from gateway.cache.connect import (
     split_url,
 )
 from gateway.origin import FORWARDED_HEADERS, ProxyPolicy
+from gateway.senders import SenderPolicy, check_domain
 from gateway.usernames import UsernameFormat
 
 ENV_PREFIX = "GATEWAY_"
@@ -53,6 +54,9 @@ class UpstreamUrl:
     def __str__(self) -> str:
         return f"{self.host}:{self.port} ({self.tls.value})"
 
+
+# GATEWAY_SMTP_AUTH: the user's own credentials, or no AUTH at all.
+SMTP_AUTH_MODES = ("user", "none")
 
 # scheme -> (TLS mode, default port). SMTP defaults to the submission ports (RFC 6409, RFC 8314):
 # the gateway submits users' mail, it does not relay.
@@ -116,6 +120,41 @@ class Settings(BaseSettings):
         None,
         description="Upstream SMTP submission server: smtp://host:port, smtp://host:port?starttls, "
         "smtps://host:port (default ports 587 and 465); unset: no submission",
+    )
+    smtp_auth: str = Field(
+        "user",
+        description="How the gateway logs in to GATEWAY_SMTP_URL: user (as the user whose "
+        "request it is, with their credentials) or none (no AUTH: a relay that trusts the "
+        "gateway, which then alone decides who may send as whom)",
+    )
+    smtp_service_username: str | None = Field(
+        None,
+        description="A service account the SMTP server lets send as any user (AUTH PLAIN with "
+        "the user as authorization identity, RFC 4616), for sending without the user present "
+        "(delayed sending); unset: delayed sending only with GATEWAY_SMTP_AUTH=none",
+    )
+    smtp_service_password: SecretStr | None = Field(
+        None, description="Password of GATEWAY_SMTP_SERVICE_USERNAME"
+    )
+    max_delayed_send_seconds: int = Field(
+        604800,
+        ge=0,
+        description="Longest delay a client may ask for before a message is sent "
+        "(maxDelayedSend, RFC 8621 1.3.2); 0, or no way to send without the user present "
+        "(see GATEWAY_SMTP_SERVICE_USERNAME), turns delayed sending off",
+    )
+    mail_domain: str | None = Field(
+        None,
+        description="Mail domain of users whose login is not an address: their own address, "
+        "and so their default Identity, is LOGIN@MAIL_DOMAIN (unset: such users have no "
+        "default Identity)",
+    )
+    identity_addresses: str = Field(
+        "{address}",
+        description="Addresses a user may send from (Identity create, EmailSubmission), "
+        "separated by commas: {address} the user's own address, {local} and {domain} its parts, "
+        "* any run of characters but @ (e.g. {address},{local}+*@{domain}); anything else is "
+        "forbiddenFrom",
     )
     public_url: str | None = Field(
         None,
@@ -234,6 +273,13 @@ class Settings(BaseSettings):
     max_mailboxes_per_email: int = Field(
         32, ge=1, description="Mailboxes one Email may be in (maxMailboxesPerEmail)"
     )
+    max_recipients: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Recipients of one EmailSubmission (its envelope's rcptTo); past it, "
+        "tooManyRecipients (RFC 8621 7.5). At most 1000, the SMTP client's own bound",
+    )
     max_size_attachments_per_email: int = Field(
         50_000_000,
         ge=1,
@@ -304,6 +350,13 @@ class Settings(BaseSettings):
             parse_upstream_url(value, "smtp")
         return value or None
 
+    @field_validator("smtp_auth")
+    @classmethod
+    def _check_smtp_auth(cls, value: str) -> str:
+        if value.strip().lower() not in SMTP_AUTH_MODES:
+            raise ValueError("must be user or none")
+        return value.strip().lower()
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
@@ -342,6 +395,19 @@ class Settings(BaseSettings):
     @classmethod
     def _check_username_format(cls, value: str) -> str:
         UsernameFormat(value)
+        return value
+
+    @field_validator("mail_domain")
+    @classmethod
+    def _check_mail_domain(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        return check_domain(value)
+
+    @field_validator("identity_addresses")
+    @classmethod
+    def _check_identity_addresses(cls, value: str) -> str:
+        SenderPolicy.parse(value)
         return value
 
     @field_validator("trusted_proxies")
@@ -384,6 +450,10 @@ class Settings(BaseSettings):
             )
         if self.metrics_port == self.port:
             raise ValueError("GATEWAY_METRICS_PORT must differ from GATEWAY_PORT")
+        if (self.smtp_service_username is None) != (self.smtp_service_password is None):
+            raise ValueError(
+                "GATEWAY_SMTP_SERVICE_USERNAME and GATEWAY_SMTP_SERVICE_PASSWORD go together"
+            )
         if self.pool_max_per_user > self.pool_max_total:
             raise ValueError("GATEWAY_POOL_MAX_PER_USER must not exceed GATEWAY_POOL_MAX_TOTAL")
         # RFC 8620 6: the quota SHOULD hold the most one object can reference; an upload of the

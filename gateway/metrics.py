@@ -30,6 +30,8 @@ PREFIX = "jmap_gateway"
 REDIS_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 IMAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# An SMTP send: a session set-up (TLS, AUTH) and a message, up to the final reply timeout.
+SMTP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 120.0)
 
 
 class Metrics:
@@ -99,6 +101,32 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.smtp_commands = Counter(
+            f"{PREFIX}_smtp_commands",
+            'Upstream SMTP commands by command and reply class ("2xx".."5xx") or how they '
+            'failed ("timeout", "connection_lost"); "." is the end of a message',
+            ["command", "outcome"],
+            registry=r,
+        )
+        self.smtp_connects = Counter(
+            f"{PREFIX}_smtp_connects",
+            "Attempts to open an SMTP session (greeting, TLS, EHLO, AUTH), by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.smtp_transactions = Counter(
+            f"{PREFIX}_smtp_transactions",
+            'Messages handed to the SMTP server, by outcome ("sent", "partial": some '
+            'recipients refused, "refused", "transient", "ambiguous": cut after the end of data)',
+            ["outcome"],
+            registry=r,
+        )
+        self.smtp_duration = Histogram(
+            f"{PREFIX}_smtp_transaction_seconds",
+            "Time to send one message over SMTP, session set-up included",
+            buckets=SMTP_BUCKETS,
+            registry=r,
+        )
         self.redis_duration = Histogram(
             f"{PREFIX}_redis_command_duration_seconds",
             'Redis round trips by command ("MULTI", "PIPELINE": one transaction or pipeline)',
@@ -138,6 +166,18 @@ class Metrics:
     def call(self, method: str, outcome: str, seconds: float) -> None:
         self.jmap_calls.labels(method, outcome).inc()
         self.jmap_duration.labels(method).observe(seconds)
+
+    # -- gateway.smtp.observer.SmtpObserver ---------------------------------------------------
+
+    def smtp_connect(self, outcome: str) -> None:
+        self.smtp_connects.labels(outcome).inc()
+
+    def smtp_command(self, command: str, outcome: str) -> None:
+        self.smtp_commands.labels(command, outcome).inc()
+
+    def smtp_transaction(self, outcome: str, seconds: float) -> None:
+        self.smtp_transactions.labels(outcome).inc()
+        self.smtp_duration.observe(seconds)
 
     # -- gateway.imap.observer.ImapObserver ---------------------------------------------------
 

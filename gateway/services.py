@@ -16,6 +16,8 @@ from gateway.cache.limits import ConcurrencyLimiter
 from gateway.cache.store import SecretSource, Store, fixed_secret
 from gateway.cache.throttle import LoginThrottle
 from gateway.config import Settings
+from gateway.credentials import Credentials
+from gateway.discovery import Discovery, SessionSource
 from gateway.env import RequestEnv
 from gateway.imap.connection import greet
 from gateway.imap.pool import ImapPool
@@ -24,13 +26,23 @@ from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.session import AccountInfo, PersonalSession
 from gateway.metrics import Metrics
 from gateway.readiness import Readiness
+from gateway.smtp.connection import Authorization
+from gateway.smtp.extensions import Extensions
+from gateway.smtp.sender import SmtpSender
 from gateway.sync.catch_up import CatchUp
-from gateway.translators import core, email, mailbox, submission
+from gateway.translators import core, email, identity, mailbox, submission
 from gateway.translators.core import core_limits
 from gateway.translators.email.blob_ids import message_blob_id
-from gateway.translators.spec import Spec, collect
+from gateway.translators.spec import Spec
 from gateway.translators.spec import method_registry as registry_of
-from gateway.upstream import imap_endpoint, imap_pool
+from gateway.translators.submission.capability import delayed_send_possible
+from gateway.upstream import (
+    background_authorization,
+    imap_endpoint,
+    imap_pool,
+    request_authorization,
+    smtp_sender,
+)
 from gateway.usernames import UsernameFormat
 
 log = logging.getLogger(__name__)
@@ -41,7 +53,7 @@ CONCURRENCY_LEASE_SECONDS = 300.0
 
 # Every translator package, by its spec (gateway.translators.spec); the Session lists the
 # capabilities in this order.
-SPECS: tuple[Spec, ...] = (core.SPEC, mailbox.SPEC, email.SPEC, submission.SPEC)
+SPECS: tuple[Spec, ...] = (core.SPEC, mailbox.SPEC, email.SPEC, submission.SPEC, identity.SPEC)
 
 
 @dataclass(frozen=True)
@@ -52,14 +64,38 @@ class Services:
     authenticator: Authenticator
     registry: MethodRegistry[RequestEnv]
     limits: CoreLimits
-    # The Session of every user, built from the specs' capability objects at start-up.
-    sessions: PersonalSession
+    # The Session of every user, built from the specs' capability objects at start-up and
+    # again when the SMTP server's extensions become known.
+    session_source: SessionSource
     api_limiter: ConcurrencyLimiter
     upload_limiter: ConcurrencyLimiter
     blobs: BlobStore
     catch_up: CatchUp
     metrics: Metrics
     readiness: Readiness
+    # The submission server (None without GATEWAY_SMTP_URL) and what asks its EHLO.
+    smtp: SmtpSender | None = None
+    discovery: Discovery | None = None
+
+    @property
+    def sessions(self) -> PersonalSession:
+        return self.session_source.session
+
+    @property
+    def smtp_extensions(self) -> Extensions:
+        """The submission server's EHLO answer; empty while unknown."""
+        return self.session_source.discovered.smtp_extensions or Extensions()
+
+    def authorization(self, credentials: Credentials) -> Authorization:
+        """How a send made during the user's own request authenticates (GATEWAY_SMTP_AUTH)."""
+        return request_authorization(self.settings, credentials)
+
+    def background_authorization(self, username: str) -> Authorization | None:
+        """How a send without the user present (delayed send) authenticates; None: it
+        cannot, and delayed sending is off (maxDelayedSend 0)."""
+        if self.settings.max_delayed_send_seconds <= 0:
+            return None
+        return background_authorization(self.settings, username)
 
     @property
     def capabilities(self) -> dict[str, dict[str, Any]]:
@@ -110,17 +146,19 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
         greet=lambda: greet(endpoint),
         username_claim=settings.oauth_username_claim,
     )
-    catalog = collect(SPECS, settings)
+    source = SessionSource(SPECS, settings, delayed_send_possible(settings))
+    sender = smtp_sender(settings, metrics)
+    discovery = Discovery(sender, store, source) if sender is not None else None
+    if discovery is not None:
+        await discovery.start()
     return Services(
         settings=settings,
         store=store,
         pool=pool,
         authenticator=authenticator,
-        registry=catalog.registry,
+        registry=source.catalog.registry,
         limits=core_limits(settings),
-        sessions=PersonalSession(
-            catalog.capabilities, catalog.account_capabilities, settings.base_url
-        ),
+        session_source=source,
         api_limiter=ConcurrencyLimiter(
             store.client, "api", settings.max_concurrent_requests, CONCURRENCY_LEASE_SECONDS
         ),
@@ -144,6 +182,8 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
             settings.ready_cache_seconds,
             on_report=lambda report: metrics.ready.set(report.ready),
         ),
+        smtp=sender,
+        discovery=discovery,
     )
 
 
@@ -167,6 +207,11 @@ def server_secret(settings: Settings, store: Store) -> SecretSource:
 
 
 async def stop(services: Services) -> None:
-    """LOGOUT every upstream connection, then let go of Redis (after the last request)."""
+    """LOGOUT every upstream connection, QUIT the idle SMTP sessions, then let go of Redis
+    (after the last request)."""
+    if services.discovery is not None:
+        await services.discovery.stop()
+    if services.smtp is not None:
+        await services.smtp.close()
     await services.pool.close()
     await services.store.close()

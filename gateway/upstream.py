@@ -1,7 +1,10 @@
-"""Wiring from settings to upstream connections: TLS contexts, the IMAP connector and pool."""
+"""Wiring from settings to upstream connections: TLS contexts, the IMAP connector and pool,
+the SMTP sender."""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import ssl
 from collections.abc import Callable
 
@@ -12,7 +15,12 @@ from gateway.imap.errors import AuthenticationFailed
 from gateway.imap.identity import identity_request, inbox_identity
 from gateway.imap.observer import ImapObserver
 from gateway.imap.pool import ImapPool
+from gateway.smtp.connection import Authorization, SmtpEndpoint
+from gateway.smtp.observer import SmtpObserver
+from gateway.smtp.sender import SmtpSender
 from gateway.usernames import UsernameFormat
+
+log = logging.getLogger(__name__)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
@@ -99,3 +107,64 @@ def fallback_identity(username_format: UsernameFormat, credentials: Credentials)
         # A bearer token that named nobody, on a server that says nothing of its user.
         raise AuthenticationFailed("NO", None, "the upstream does not say whose token this is")
     return "user:" + username_format.apply(credentials.username)
+
+
+def smtp_endpoint(settings: Settings) -> SmtpEndpoint | None:
+    """The submission server of GATEWAY_SMTP_URL (None: sending is not configured), with TLS
+    verified like IMAP's (GATEWAY_UPSTREAM_CA_FILE, or the system's CAs)."""
+    url = settings.smtp
+    if url is None:
+        return None
+    return SmtpEndpoint(
+        host=url.host,
+        port=url.port,
+        tls=url.tls.value,
+        ssl_context=None if url.tls is TlsMode.PLAIN else tls_context(settings),
+    )
+
+
+def smtp_sender(settings: Settings, observer: SmtpObserver | None = None) -> SmtpSender | None:
+    endpoint = smtp_endpoint(settings)
+    if endpoint is None:
+        return None
+    if endpoint.tls == "plain" and not _loopback(endpoint.host) and _sends_secrets(settings):
+        log.warning(
+            "GATEWAY_SMTP_URL is smtp:// without ?starttls to %s, which is not a loopback "
+            "address: users' passwords would cross the network in clear (use smtps:// or "
+            "?starttls)",
+            endpoint.host,
+        )
+    return SmtpSender(endpoint, observer)
+
+
+def background_authorization(settings: Settings, username: str) -> Authorization | None:
+    """How a message of ``username`` is sent with the user absent (delayed sending): as the
+    service account acting for them, else without AUTH where the relay trusts the gateway;
+    None: it cannot be (the gateway keeps no user passwords)."""
+    password = settings.smtp_service_password
+    if settings.smtp_service_username is not None and password is not None:
+        service = Credentials(settings.smtp_service_username, password.get_secret_value())
+        return Authorization.service(service, username)
+    if settings.smtp_auth == "none":
+        return Authorization.none()
+    return None
+
+
+def request_authorization(settings: Settings, credentials: Credentials) -> Authorization:
+    """How a message is sent while its user's request runs (GATEWAY_SMTP_AUTH)."""
+    if settings.smtp_auth == "none":
+        return Authorization.none()
+    return Authorization.user(credentials)
+
+
+def _sends_secrets(settings: Settings) -> bool:
+    return settings.smtp_auth == "user" or settings.smtp_service_username is not None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -21,9 +21,13 @@ from gateway.server import server as gateway_server
 from tests.cyrus import Cyrus
 from tests.jmapclient import Jmap
 from tests.rediscluster import RedisClusterSet
-from tests.servers import Dovecot, RedisServer, free_ports, make_data_dir
+from tests.servers import Dovecot, RedisServer, free_port, free_ports, make_data_dir
+from tests.smtp_servers import Postfix, Sink
 
-Server = TypeVar("Server", Dovecot, Cyrus, RedisServer)
+Server = TypeVar("Server", Dovecot, Cyrus, RedisServer, Postfix, Sink)
+# The master user of sending_dovecot: Postfix lets it send as any user (AUTH PLAIN with the
+# user as authorization identity), as GATEWAY_SMTP_SERVICE_USERNAME does.
+SERVICE_USER = ("jmap-submit", "submit-service-pw")
 
 
 def serving(server: Server) -> Iterator[Server]:
@@ -54,6 +58,58 @@ def trusting_dovecot() -> Iterator[Dovecot]:
 def private_dovecot() -> Iterator[Dovecot]:
     """A Dovecot of the test's own, for tests that stop and start it."""
     yield from serving(Dovecot(make_data_dir("jg-dovecot-")))
+
+
+@pytest.fixture(scope="session")
+def sending_dovecot() -> Iterator[Dovecot]:
+    """The Dovecot behind :func:`postfix`: LMTP delivery for example.com, SASL for Postfix,
+    and the service account of SERVICE_USER as a master user."""
+    yield from serving(
+        Dovecot(
+            make_data_dir("jg-dovecot-"),
+            lmtp_port=free_port(),
+            sasl_port=free_port(),
+            master_users=dict([SERVICE_USER]),
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[Sink]:
+    """The shared recording SMTP server (tests.smtp_servers: faults by address); also where
+    :func:`postfix` sends mail for domains other than example.com."""
+    yield from serving(Sink(make_data_dir("jg-sink-")))
+
+
+@pytest.fixture(scope="session")
+def postfix(sending_dovecot: Dovecot, smtp_sink: Sink) -> Iterator[Postfix]:
+    """A real Postfix: submission with AUTH checked by sending_dovecot, example.com delivered
+    into it over LMTP, other domains relayed to smtp_sink, real DSNs."""
+    assert sending_dovecot.sasl_port is not None and sending_dovecot.lmtp_port is not None
+    yield from serving(
+        Postfix(
+            make_data_dir("jg-postfix-"),
+            sasl_port=sending_dovecot.sasl_port,
+            lmtp_port=sending_dovecot.lmtp_port,
+            outbound_port=smtp_sink.port,
+        )
+    )
+
+
+def sending_settings(dovecot: Dovecot, smtp_url: str, redis_url: str, **overrides: Any) -> Settings:
+    """Settings of a gateway that reads ``dovecot`` and sends through ``smtp_url``."""
+    return gateway_settings(dovecot.url, redis_url, smtp_url=smtp_url, **overrides)
+
+
+@pytest.fixture
+async def sending_gateway(
+    sending_dovecot: Dovecot, postfix: Postfix, redis_url: str
+) -> AsyncIterator[str]:
+    """A gateway in front of sending_dovecot that sends through postfix; yields its base URL.
+    For other settings: ``running_gateway(sending_settings(...))``."""
+    settings = sending_settings(sending_dovecot, postfix.url, redis_url)
+    async with running_gateway(settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import httpx
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
+SUBMISSION = "urn:ietf:params:jmap:submission"
 # RFC 8621 2: the MailboxRights properties.
 MAILBOX_RIGHTS = (
     "mayReadItems",
@@ -24,6 +25,10 @@ MAILBOX_RIGHTS = (
 
 
 class Jmap:
+    # The capabilities every request names (RFC 8620 3.3); a test of another capability's
+    # methods adds its URN.
+    using: tuple[str, ...] = (CORE, MAIL)
+
     def __init__(self, http: httpx.AsyncClient, username: str, password: str) -> None:
         self.http = http
         self.username = username
@@ -41,7 +46,7 @@ class Jmap:
             [name, {"accountId": self.account_id, **args}, f"c{i}"]
             for i, (name, args) in enumerate(calls)
         ]
-        body = {"using": [CORE, MAIL], "methodCalls": method_calls}
+        body = {"using": list(self.using), "methodCalls": method_calls}
         response = await self.http.post(
             "/jmap/api/",
             content=json.dumps(body),

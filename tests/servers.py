@@ -113,7 +113,7 @@ base_dir = $root/run
 state_dir = $root/state
 log_path = $root/log/dovecot.log
 info_log_path = $root/log/dovecot.log
-protocols = imap
+protocols = imap$more_protocols
 listen = $listen
 $internal
 first_valid_uid = $uid
@@ -165,7 +165,13 @@ service imap-login {
 service imap {
   process_limit = 1024
 }
-$penalty$quota""")
+$penalty$quota$sending$metadata""")
+
+# RFC 5464 METADATA, its entries kept in one file per user (harness README 1.3).
+METADATA_CONF = """
+imap_metadata = yes
+mail_attribute_dict = file:%h/dovecot-attributes
+"""
 
 # The quota plugin as ../shared/harness/README.md (1.2) records it: every user gets the
 # same limits; a message-count rule, and quota_max_mail_size (APPEND answers [LIMIT]).
@@ -209,6 +215,39 @@ active_attribute = active
 active_value = true
 """)
 
+# For a Postfix in front (tests.smtp_servers): LMTP delivery (alice@example.com is alice: the
+# passdb's username_format %n and the userdb's home by %n drop the domain) and the auth service
+# on TCP for Postfix's SASL (smtpd_sasl_type = dovecot).
+LMTP_CONF = Template("""
+service lmtp {
+  inet_listener lmtp {
+    address = $listen
+    port = $port
+  }
+}
+protocol lmtp {
+  postmaster_address = postmaster@example.com
+}
+""")
+SASL_CONF = Template("""
+service auth {
+  inet_listener sasl {
+    address = $listen
+    port = $port
+  }
+}
+""")
+# Master users log in for any user (SASL PLAIN with the user as authorization identity); the
+# user must exist in the ordinary passdbs (pass = yes looks them up there).
+MASTER_PASSDB = Template("""
+passdb {
+  driver = passwd-file
+  master = yes
+  args = scheme=PLAIN $root/master-passwd
+  pass = yes
+}
+""")
+
 
 @dataclass
 class Dovecot:
@@ -226,6 +265,13 @@ class Dovecot:
     oauth2_introspection_url: str | None = None
     # Per-user quota: (messages, largest message in octets); None: no quota plugin.
     quota: tuple[int, int] | None = None
+    # Opt-ins for sending tests: an LMTP listener, the auth service on TCP (for Postfix's
+    # SASL), and master users (name -> password) who may act for any user.
+    lmtp_port: int | None = None
+    sasl_port: int | None = None
+    master_users: dict[str, str] = field(default_factory=dict)
+    # IMAP METADATA (RFC 5464), off unless asked: it changes the CAPABILITY other tests see.
+    metadata: bool = False
 
     @property
     def config(self) -> Path:
@@ -259,6 +305,16 @@ class Dovecot:
             f"  mailbox {name} {{\n    special_use = \\{name}\n    auto = subscribe\n  }}\n"
             for name in ("Drafts", "Sent", "Trash", "Junk", "Archive")
         )
+        sending = ""
+        if self.lmtp_port is not None:
+            sending += LMTP_CONF.substitute(listen=LOOPBACK, port=self.lmtp_port)
+        if self.sasl_port is not None:
+            sending += SASL_CONF.substitute(listen=LOOPBACK, port=self.sasl_port)
+        if self.master_users:
+            (self.root / "master-passwd").write_text(
+                "".join(f"{user}:{{PLAIN}}{pw}::::::\n" for user, pw in self.master_users.items())
+            )
+            sending += MASTER_PASSDB.substitute(root=self.root)
         oauth = self.oauth2_introspection_url is not None
         if oauth:
             (self.root / "oauth2.conf").write_text(
@@ -280,6 +336,9 @@ class Dovecot:
                     if self.quota is None
                     else QUOTA_CONF.substitute(messages=self.quota[0], max_mail_size=self.quota[1])
                 ),
+                more_protocols=" lmtp" if self.lmtp_port is not None else "",
+                sending=sending,
+                metadata=METADATA_CONF if self.metadata else "",
                 root=self.root,
                 imap_port=self.imap_port,
                 imaps_port=self.imaps_port,
@@ -310,6 +369,9 @@ class Dovecot:
         )
         wait_for_port(self.imap_port)
         wait_for_port(self.imaps_port)
+        for port in (self.lmtp_port, self.sasl_port):
+            if port is not None:
+                wait_for_port(port)
 
     def stop(self) -> None:
         """Stop the master and wait until the port is closed, so a restart can bind it."""

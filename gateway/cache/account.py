@@ -9,6 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.emails import EmailStore
 from gateway.cache.freshness import Freshness
+from gateway.cache.identities import IdentityStore
 from gateway.cache.mailboxes import MailboxStore
 from gateway.cache.submissions import SubmissionStore
 
@@ -20,6 +21,7 @@ class AccountIndex:
     emails: EmailStore
     freshness: Freshness
     submissions: SubmissionStore
+    identities: IdentityStore
 
     @classmethod
     def of(
@@ -36,4 +38,5 @@ class AccountIndex:
             EmailStore(client, account_id),
             Freshness(client, account_id),
             SubmissionStore.of(client, account_id, submission_retention),
+            IdentityStore(client, account_id),
         )

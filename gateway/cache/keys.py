@@ -8,6 +8,8 @@ account's updates can run atomically (MULTI or Lua) on a single node or on a clu
 key                                    type    holds
 =====================================  ======  =====================================================
 ``jg:secret``                          string  server secret for keyed hashes, when not configured
+``jg:discovered:<name>``               string  a fact learnt from an upstream server, JSON (e.g.
+                                               ``smtp-extensions``: the submission server's EHLO)
 ``jg:login-failures:address:<d>``      string  failed logins from one client address (or IPv6
                                                /64) in the current window, expiring with it;
                                                ``<d>`` a keyed digest, never the address
@@ -55,6 +57,10 @@ key                                    type    holds
                                                the account's index (locks.IndexWork)
 ``jg:{a}:inflight:<kind>``             zset    request token -> start time (ms), for limits of
                                                concurrent requests across replicas
+``jg:{a}:identities``                  hash    identity id -> msgpack record (identities.py): the
+                                               stored Identities, cached from METADATA where
+                                               the upstream has it (``meta`` field
+                                               ``identities-loaded`` while the copy is whole)
 ``jg:{a}:upload:<blobId>``             string  an uploaded blob's octets, until it expires
 ``jg:{a}:partial:<token>``             string  an upload still arriving (renamed when complete)
 ``jg:{a}:uploads``                     zset    "upload:<blobId>", "partial:<token>" -> expiry
@@ -74,6 +80,11 @@ from dataclasses import dataclass
 
 PREFIX = "jg"
 SECRET = f"{PREFIX}:secret"
+
+
+def discovered(name: str) -> str:
+    """A fact learnt from an upstream server, kept for replicas that cannot ask it."""
+    return f"{PREFIX}:discovered:{name}"
 
 
 def login_failures(kind: str, digest: str) -> str:
@@ -190,6 +201,10 @@ class AccountKeys:
 
     def inflight(self, kind: str) -> str:
         return f"{self.base}:inflight:{kind}"
+
+    @property
+    def identities(self) -> str:
+        return f"{self.base}:identities"
 
     def upload(self, blob_id: str) -> str:
         return f"{self.base}:upload:{blob_id}"

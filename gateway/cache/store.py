@@ -12,7 +12,7 @@ from redis.exceptions import RedisClusterUnreachableError, RedisError, SlotNotCo
 from gateway.cache.changes import AccountState
 from gateway.cache.connect import redis_client
 from gateway.cache.emails import EmailStore
-from gateway.cache.keys import SECRET
+from gateway.cache.keys import SECRET, discovered
 from gateway.cache.mailboxes import MailboxStore
 from gateway.cache.timed import RedisObserver
 
@@ -92,6 +92,16 @@ class Store:
         if not isinstance(value, bytes) or not value:
             raise RuntimeError("Redis did not keep the server secret")
         return value
+
+    async def discovered(self, name: str) -> str | None:
+        """The last value :meth:`remember` kept under ``name``."""
+        value = await self.client.get(discovered(name))
+        return value.decode() if isinstance(value, bytes) else None
+
+    async def remember(self, name: str, value: str) -> None:
+        """Keep a fact learnt from an upstream (JSON text), shared by every replica, so one
+        starting while that upstream is down still knows the last answer."""
+        await self.client.set(discovered(name), value.encode())
 
     def account(self, account_id: str) -> AccountState:
         return AccountState(self.client, account_id)

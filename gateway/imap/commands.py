@@ -19,7 +19,6 @@ a tagged NO/BAD. Tagging is the transport's job.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import TypeAlias
 from gateway.imap import mutf7
 from gateway.imap.dates import MONTHS
 from gateway.imap.sequence import UidSet, format_uid_set
+from gateway.sasl import plain_initial_response
 
 # A sequence-set argument: one UID, a set of them, or a chunk that sequence.split_uid_set or
 # sequence.from_uid made (checked, so no other text passes as one).
@@ -47,7 +47,6 @@ _QUOTABLE = re.compile(rb"[\x20-\x7e]*")
 _PROTOCOL_TEXT = re.compile(r"[\x20-\x7e]+")
 _VERB = re.compile(r"[A-Za-z][A-Za-z0-9.-]*(?: [A-Za-z][A-Za-z0-9.-]*)*")
 _QUOTED_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
-_B64TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 # RFC 2971 3.3: lengths of ID field names and values.
 ID_FIELD_MAX = 30
 ID_VALUE_MAX = 1024
@@ -243,19 +242,9 @@ def login_command(user: str, password: str) -> Command:
     return Command("LOGIN", astring(user), Secret(astring(password)))
 
 
-def authenticate_plain_initial_response(user: str, password: str) -> str:
-    """RFC 4616 PLAIN message, base64: empty authzid, NUL, user, NUL, password (UTF-8)."""
-    if "\0" in user or "\0" in password:
-        raise ValueError("PLAIN credentials cannot contain NUL")
-    message = f"\0{user}\0{password}".encode()
-    return base64.b64encode(message).decode("ascii")
-
-
 def authenticate_plain_command(user: str, password: str) -> Command:
     """``AUTHENTICATE PLAIN <initial response>`` for servers with SASL-IR (RFC 4959)."""
-    return Command(
-        "AUTHENTICATE", "PLAIN", Secret(authenticate_plain_initial_response(user, password))
-    )
+    return Command("AUTHENTICATE", "PLAIN", Secret(plain_initial_response(user, password)))
 
 
 def id_command(fields: Mapping[str, str]) -> Command:
@@ -274,38 +263,9 @@ def id_command(fields: Mapping[str, str]) -> Command:
     return Command("ID", "(" + " ".join(items) + ")")
 
 
-def oauthbearer_initial_response(user: str | None, token: str) -> str:
-    """RFC 7628 3.1 client response, base64: GS2 header with the authorization identity
-    (``a=``, escaped as RFC 5801 says; left out when ``user`` is None, for servers that take
-    the user from the token), then ``auth=Bearer <token>``."""
-    authzid = "" if user is None else "a=" + user.replace("=", "=3D").replace(",", "=2C")
-    message = f"n,{authzid},\x01auth=Bearer {_bearer(token)}\x01\x01"
-    return base64.b64encode(_sasl_text(message, user)).decode("ascii")
-
-
-def xoauth2_initial_response(user: str, token: str) -> str:
-    """The XOAUTH2 client response (Google's and Microsoft's documentation), base64:
-    ``user=<user>^Aauth=Bearer <token>^A^A``."""
-    message = f"user={user}\x01auth=Bearer {_bearer(token)}\x01\x01"
-    return base64.b64encode(_sasl_text(message, user)).decode("ascii")
-
-
 def authenticate_command(mechanism: str, initial_response: str) -> Command:
     """``AUTHENTICATE <mechanism> <initial response>`` for servers with SASL-IR (RFC 4959)."""
     return Command("AUTHENTICATE", mechanism, Secret(initial_response))
-
-
-def _bearer(token: str) -> str:
-    # RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-    if not _B64TOKEN.fullmatch(token):
-        raise ValueError("not an RFC 6750 bearer token")
-    return token
-
-
-def _sasl_text(message: str, user: str | None) -> bytes:
-    if user is not None and any(c in user for c in "\0\x01\r\n"):
-        raise ValueError("user name cannot carry control characters")
-    return message.encode("utf-8")
 
 
 def _quoted(value: str) -> str:

@@ -30,11 +30,8 @@ from gateway.imap.commands import (
     Secret,
     authenticate_command,
     authenticate_plain_command,
-    authenticate_plain_initial_response,
     id_command,
     login_command,
-    oauthbearer_initial_response,
-    xoauth2_initial_response,
 )
 from gateway.imap.errors import (
     AuthenticationFailed,
@@ -60,6 +57,11 @@ from gateway.imap.responses.select import SelectState, fold_select
 from gateway.imap.responses.tokens import Continuation, Tagged, Untagged, parse_response
 from gateway.imap.search import Criterion, uid_search
 from gateway.imap.sequence import UidSet
+from gateway.sasl import (
+    oauthbearer_initial_response,
+    plain_initial_response,
+    xoauth2_initial_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +256,7 @@ class ImapConnection:
         if "AUTH=PLAIN" in self.capabilities:
             if "SASL-IR" in self.capabilities:
                 return authenticate_plain_command(username, password), []
-            initial = Secret(authenticate_plain_initial_response(username, password))
+            initial = Secret(plain_initial_response(username, password))
             return Command("AUTHENTICATE", "PLAIN"), [initial]
         if "LOGINDISABLED" in self.capabilities:
             raise UpstreamUnavailable("upstream offers no usable login (LOGINDISABLED)")

@@ -32,5 +32,5 @@ def core_limits(settings: Settings) -> CoreLimits:
 SPEC = Spec(
     CORE,
     (ECHO, BLOB_COPY),
-    declares=Capability(CORE, session=lambda settings: core_limits(settings).to_capability()),
+    declares=Capability(CORE, session=lambda settings, _: core_limits(settings).to_capability()),
 )

@@ -16,9 +16,25 @@ from gateway.config import Settings
 from gateway.env import RequestEnv
 from gateway.jmap.dispatch import Method, MethodRegistry
 from gateway.jmap.protocol import JsonObject
+from gateway.smtp.extensions import Extensions
 
-# Builds a capability object from the deployment's settings, once at start-up.
-CapabilityObject = Callable[[Settings], JsonObject]
+
+@dataclass(frozen=True)
+class Discovered:
+    """What the gateway learnt from its upstream servers rather than from its settings.
+
+    ``smtp_extensions`` is the submission server's EHLO answer (None: not known yet);
+    ``delayed_send`` whether messages can be sent without the user present (a service account
+    or a relay trusting the gateway). The Session is rebuilt when these change.
+    """
+
+    smtp_extensions: Extensions | None = None
+    delayed_send: bool = False
+
+
+# Builds a capability object from the deployment's settings and what it discovered; at
+# start-up, and again when a discovered fact changes.
+CapabilityObject = Callable[[Settings, Discovered], JsonObject]
 
 
 @dataclass(frozen=True)
@@ -83,9 +99,12 @@ def method_registry(specs: Iterable[Spec]) -> MethodRegistry[RequestEnv]:
     return registry
 
 
-def collect(specs: Iterable[Spec], settings: Settings) -> Catalog:
+def collect(
+    specs: Iterable[Spec], settings: Settings, discovered: Discovered | None = None
+) -> Catalog:
     """The catalog of the ``specs`` the deployment offers, in their order; each capability is
     declared exactly once."""
+    discovered = discovered or Discovered()
     specs = tuple(spec for spec in specs if spec.offered(settings))
     declared: dict[str, Capability] = {}
     for spec in specs:
@@ -99,9 +118,11 @@ def collect(specs: Iterable[Spec], settings: Settings) -> Catalog:
             raise ValueError(f"no package declares {spec.capability}")
     return Catalog(
         registry=method_registry(specs),
-        capabilities={urn: capability.session(settings) for urn, capability in declared.items()},
+        capabilities={
+            urn: capability.session(settings, discovered) for urn, capability in declared.items()
+        },
         account_capabilities={
-            urn: capability.account(settings)
+            urn: capability.account(settings, discovered)
             for urn, capability in declared.items()
             if capability.account is not None
         },

@@ -43,6 +43,8 @@ class Work(Enum):
     NEW_MESSAGE = "new message"
     # Email/set update and destroy: STORE of flags, COPY, MOVE, EXPUNGE of stored messages.
     EMAIL_CHANGE = "email change"
+    # Identity/set: SETMETADATA of the identity's server entry (RFC 5464 4.3).
+    IDENTITY = "identity"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ REFUSALS: Mapping[str, Mapping[Work, Refusal]] = {
     # Which limit depends on the command: see the module's docstring.
     "LIMIT": {
         Work.MAILBOX: Refusal("overQuota", _LIMIT),
+        Work.IDENTITY: Refusal("overQuota", _LIMIT),
         Work.NEW_MESSAGE: Refusal("tooLarge", _LIMIT),
         Work.EMAIL_CHANGE: Refusal("tooManyKeywords", _LIMIT),
     },
@@ -97,6 +100,11 @@ REFUSALS: Mapping[str, Mapping[Work, Refusal]] = {
     "PARSE": {
         Work.NEW_MESSAGE: Refusal("invalidEmail", "the mail server cannot parse the message"),
     },
+    # RFC 5464 4.3: SETMETADATA's "[METADATA MAXSIZE n]" (a value too long) and "[METADATA
+    # TOOMANY]" (too many entries) both say the server keeps no more of this user's data.
+    "METADATA": {
+        Work.IDENTITY: Refusal("overQuota", "the mail server keeps no more identity data"),
+    },
 }
 
 # Any other code, or none: the server will not say why. Mailbox/set has answered that with
@@ -105,6 +113,7 @@ OTHERWISE: Mapping[Work, Refusal] = {
     Work.MAILBOX: Refusal("forbidden", "the mail server refused"),
     Work.NEW_MESSAGE: Refusal("serverFail", "the mail server refused the message"),
     Work.EMAIL_CHANGE: Refusal("serverFail", "the mail server refused the change"),
+    Work.IDENTITY: Refusal("serverFail", "the mail server refused to keep the identity"),
 }
 
 

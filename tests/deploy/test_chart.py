@@ -39,6 +39,7 @@ SECRET_SETTINGS = {
     "redis_url": "may carry a password: secrets.redisUrl or existingSecret, in a Secret",
     "secret": "the account-id key: secrets.gatewaySecret or existingSecret, in a Secret",
     "redis_sentinel_password": "secrets.redisSentinelPassword or existingSecret, in a Secret",
+    "smtp_service_password": "secrets.smtpServicePassword or existingSecret, in a Secret",
 }
 # Keys the schema knows but values.yaml leaves out: the operator must choose them.
 NO_DEFAULT = {"imapUrl", "publicUrl"}
@@ -62,13 +63,15 @@ def merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 # The other branches of the templates: metrics off, memory autoscaling, a CA from a Secret,
-# minAvailable, an image digest, no ServiceAccount, no preStop hook, SMTP with STARTTLS, Redis
-# through Sentinels that have their own password.
+# minAvailable, an image digest, no ServiceAccount, no preStop hook, SMTP with STARTTLS and a
+# service account, Redis through Sentinels that have their own password.
 OPTIONS = merged(
     MINIMUM,
     {
         "config": {
             "smtpUrl": "smtp://smtp.example.com?starttls",
+            "smtpServiceUsername": "jmap-submit",
+            "maxDelayedSendSeconds": 86400,
             "metricsPort": 0,
             "poolMaxPerUser": 2,
             "imapConnectTimeout": 2.5,
@@ -97,6 +100,7 @@ OPTIONS = merged(
         "secrets": {
             "redisUrl": "redis+sentinel://:data-pw@sentinel-0:26379,sentinel-1:26379/mymaster/0",
             "redisSentinelPassword": "sentinel-pw",
+            "smtpServicePassword": "submit-pw",
         },
     },
 )
@@ -398,6 +402,10 @@ def test_gateway_accepts_the_rendered_settings(
     if sentinel_password:
         assert settings.redis_sentinel_password is not None
         assert settings.redis_sentinel_password.get_secret_value() == sentinel_password
+    service_password = values_of(name)["secrets"].get("smtpServicePassword")
+    if service_password:
+        assert settings.smtp_service_password is not None
+        assert settings.smtp_service_password.get_secret_value() == service_password
 
 
 def test_chart_settings_follow_the_gateway(chart: helm.Chart) -> None:

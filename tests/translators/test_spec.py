@@ -37,8 +37,8 @@ IDENTITY = Spec(
     (Method("Identity/get", SUBMISSION, identity_get, writes=False),),
     declares=Capability(
         SUBMISSION,
-        session=lambda settings: {},
-        account=lambda settings: {"maxDelayedSend": 0, "submissionExtensions": {}},
+        session=lambda settings, _: {},
+        account=lambda settings, _: {"maxDelayedSend": 0, "submissionExtensions": {}},
     ),
 )
 
@@ -102,7 +102,7 @@ def test_using_is_checked_against_the_collected_capabilities() -> None:
 
 
 def test_a_capability_is_declared_once() -> None:
-    twice = Spec(MAIL, (), declares=Capability(MAIL, session=lambda settings: {}))
+    twice = Spec(MAIL, (), declares=Capability(MAIL, session=lambda settings, _: {}))
     with pytest.raises(ValueError, match="declared twice"):
         collect((*SPECS, twice), SETTINGS)
 

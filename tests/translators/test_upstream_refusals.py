@@ -15,7 +15,7 @@ import pytest
 from gateway.imap.errors import CommandFailed
 from gateway.translators.upstream_refusals import REFUSALS, Work, refused
 
-MAILBOX, NEW, CHANGE = Work.MAILBOX, Work.NEW_MESSAGE, Work.EMAIL_CHANGE
+MAILBOX, NEW, CHANGE, IDENTITY = Work.MAILBOX, Work.NEW_MESSAGE, Work.EMAIL_CHANGE, Work.IDENTITY
 QUOTA = {"type": "overQuota", "description": "the mail server's quota is exhausted"}
 NOPERM = {"type": "forbidden", "description": "the mail server does not allow this"}
 LIMIT = "the mail server's limit is reached"
@@ -23,15 +23,17 @@ REFUSED = {
     MAILBOX: {"type": "forbidden", "description": "the mail server refused"},
     NEW: {"type": "serverFail", "description": "the mail server refused the message"},
     CHANGE: {"type": "serverFail", "description": "the mail server refused the change"},
+    IDENTITY: {"type": "serverFail", "description": "the mail server refused to keep the identity"},
 }
 
 EXPECTED: dict[str | None, dict[Work, dict[str, Any]]] = {
-    "OVERQUOTA": {MAILBOX: QUOTA, NEW: QUOTA, CHANGE: QUOTA},
-    "NOPERM": {MAILBOX: NOPERM, NEW: NOPERM, CHANGE: NOPERM},
+    "OVERQUOTA": {MAILBOX: QUOTA, NEW: QUOTA, CHANGE: QUOTA, IDENTITY: QUOTA},
+    "NOPERM": {MAILBOX: NOPERM, NEW: NOPERM, CHANGE: NOPERM, IDENTITY: NOPERM},
     "LIMIT": {
         MAILBOX: {"type": "overQuota", "description": LIMIT},
         NEW: {"type": "tooLarge", "description": LIMIT},
         CHANGE: {"type": "tooManyKeywords", "description": LIMIT},
+        IDENTITY: {"type": "overQuota", "description": LIMIT},
     },
     "ALREADYEXISTS": {
         MAILBOX: {
@@ -41,6 +43,7 @@ EXPECTED: dict[str | None, dict[Work, dict[str, Any]]] = {
         },
         NEW: REFUSED[NEW],
         CHANGE: REFUSED[CHANGE],
+        IDENTITY: REFUSED[IDENTITY],
     },
     "USEATTR": {
         MAILBOX: {
@@ -50,21 +53,34 @@ EXPECTED: dict[str | None, dict[Work, dict[str, Any]]] = {
         },
         NEW: REFUSED[NEW],
         CHANGE: REFUSED[CHANGE],
+        IDENTITY: REFUSED[IDENTITY],
     },
     "NONEXISTENT": {
         MAILBOX: {"type": "notFound", "description": "the mailbox no longer exists upstream"},
         NEW: REFUSED[NEW],
         CHANGE: REFUSED[CHANGE],
+        IDENTITY: REFUSED[IDENTITY],
     },
     "TOOBIG": {
         MAILBOX: REFUSED[MAILBOX],
         NEW: {"type": "tooLarge", "description": "the mail server refuses messages this large"},
         CHANGE: REFUSED[CHANGE],
+        IDENTITY: REFUSED[IDENTITY],
     },
     "PARSE": {
         MAILBOX: REFUSED[MAILBOX],
         NEW: {"type": "invalidEmail", "description": "the mail server cannot parse the message"},
         CHANGE: REFUSED[CHANGE],
+        IDENTITY: REFUSED[IDENTITY],
+    },
+    "METADATA": {
+        MAILBOX: REFUSED[MAILBOX],
+        NEW: REFUSED[NEW],
+        CHANGE: REFUSED[CHANGE],
+        IDENTITY: {
+            "type": "overQuota",
+            "description": "the mail server keeps no more identity data",
+        },
     },
     # A code the table does not know, and none at all.
     "CANNOT": REFUSED,

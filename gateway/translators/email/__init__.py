@@ -17,7 +17,7 @@ from gateway.translators.email.set import email_set
 from gateway.translators.email.snippet import search_snippet_get
 from gateway.translators.email.thread import thread_changes, thread_get
 from gateway.translators.mailbox.set import MAX_NAME_OCTETS
-from gateway.translators.spec import Capability, Spec
+from gateway.translators.spec import Capability, Discovered, Spec
 
 METHODS: tuple[Method[RequestEnv], ...] = (
     Method("Email/get", MAIL, email_get, writes=False),
@@ -34,7 +34,7 @@ METHODS: tuple[Method[RequestEnv], ...] = (
 )
 
 
-def mail_account_capability(settings: Settings) -> JsonObject:
+def mail_account_capability(settings: Settings, discovered: Discovered) -> JsonObject:
     """RFC 8621 1.3.1: the mail capability of a user's own account.
 
     Declared here, once, for the mail capability's four types: Mailbox's package names the
@@ -54,5 +54,5 @@ def mail_account_capability(settings: Settings) -> JsonObject:
 SPEC = Spec(
     MAIL,
     METHODS,
-    declares=Capability(MAIL, session=lambda settings: {}, account=mail_account_capability),
+    declares=Capability(MAIL, session=lambda settings, _: {}, account=mail_account_capability),
 )

@@ -1,0 +1,310 @@
+"""Identity/get, /set and /changes (RFC 8621 6) against a Dovecot with METADATA (RFC 5464).
+
+Each identity is one private server entry; a plain imaplib GETMETADATA is the witness of
+what Dovecot holds, and after Redis lost everything the identities come back from there.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import serving
+from tests.jmapclient import SUBMISSION, Jmap
+from tests.servers import Dovecot, make_data_dir
+from tests.translators.identities import (
+    flush_redis,
+    identities,
+    identity_client,
+    metadata_entries,
+    sending_gateway,
+    state,
+    write_entry,
+)
+
+
+@pytest.fixture(scope="module")
+def metadata_dovecot() -> Iterator[Dovecot]:
+    yield from serving(Dovecot(make_data_dir("jg-dovecot-"), metadata=True))
+
+
+@pytest.fixture
+async def http(metadata_dovecot: Dovecot, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        sending_gateway(metadata_dovecot.url, redis_url) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+async def jmap(metadata_dovecot: Dovecot, http: httpx.AsyncClient) -> Jmap:
+    user = metadata_dovecot.fresh_user()
+    return await identity_client(http, user, metadata_dovecot.users[user])
+
+
+def own_id(address: str) -> str:
+    """The default identity's id, computed outside the gateway from its documented rule."""
+    digest = hashlib.sha256(b"identity\0" + address.encode()).digest()[:10]
+    return "i" + base64.b32encode(digest).decode().rstrip("=").lower()
+
+
+async def create(jmap: Jmap, **props: Any) -> dict[str, Any]:
+    return await jmap.call("Identity/set", create={"c": props})
+
+
+async def test_every_account_has_its_own_address_with_the_smtp_server_down(
+    jmap: Jmap, http: httpx.AsyncClient
+) -> None:
+    session = (await http.get("/jmap/session", auth=jmap.auth)).json()
+    assert SUBMISSION in session["capabilities"]
+    assert SUBMISSION in session["accounts"][jmap.account_id]["accountCapabilities"]
+    address = f"{jmap.username}@example.com"
+    assert await identities(jmap) == {
+        own_id(address): {
+            "id": own_id(address),
+            "name": "",
+            "email": address,
+            "replyTo": None,
+            "bcc": None,
+            "textSignature": "",
+            "htmlSignature": "",
+            "mayDelete": False,
+        }
+    }
+
+
+async def test_identity_methods_need_the_submission_capability(jmap: Jmap) -> None:
+    jmap.using = jmap.using[:2]
+    (response,) = await jmap.request(("Identity/get", {"ids": None}))
+    assert response[0] == "error"
+    assert response[1]["type"] == "unknownMethod"
+
+
+async def test_create_update_destroy_kept_in_one_metadata_entry_each(
+    jmap: Jmap, metadata_dovecot: Dovecot
+) -> None:
+    before = await state(jmap)
+    address = f"{jmap.username}+news@example.com"
+    reply_to = [{"name": "Desk", "email": f"{jmap.username}@example.com"}]
+    created = await create(jmap, email=address, name="News", replyTo=reply_to)
+    new = created["created"]["c"]
+    assert new == {
+        "id": new["id"],
+        "mayDelete": True,
+        "bcc": None,
+        "textSignature": "",
+        "htmlSignature": "",
+    }
+    assert created["oldState"] == before != created["newState"]
+    entries = metadata_entries(metadata_dovecot, jmap.username)
+    assert entries == {
+        new["id"]: {
+            "name": "News",
+            "email": address,
+            "replyTo": reply_to,
+            "bcc": None,
+            "textSignature": "",
+            "htmlSignature": "",
+        }
+    }
+
+    updated = await jmap.call(
+        "Identity/set",
+        update={
+            new["id"]: {"textSignature": "-- \nNews", "bcc": [{"name": None, "email": address}]}
+        },
+    )
+    assert updated["updated"] == {new["id"]: None}
+    entry = metadata_entries(metadata_dovecot, jmap.username)[new["id"]]
+    assert entry["textSignature"] == "-- \nNews"
+    assert entry["bcc"] == [{"name": None, "email": address}]
+    assert (await identities(jmap))[new["id"]]["textSignature"] == "-- \nNews"
+
+    changes = await jmap.call("Identity/changes", sinceState=before)
+    assert changes["created"] == [new["id"]]
+    assert changes["updated"] == changes["destroyed"] == []
+
+    destroyed = await jmap.call("Identity/set", destroy=[new["id"]])
+    assert destroyed["destroyed"] == [new["id"]]
+    assert metadata_entries(metadata_dovecot, jmap.username) == {}
+    assert new["id"] not in await identities(jmap)
+    after_create = created["newState"]
+    changes = await jmap.call("Identity/changes", sinceState=after_create)
+    assert changes["destroyed"] == [new["id"]]
+    assert changes["created"] == changes["updated"] == []
+    # Created and destroyed since the first state: nothing to tell.
+    changes = await jmap.call("Identity/changes", sinceState=before)
+    assert changes["created"] == changes["updated"] == changes["destroyed"] == []
+
+
+async def test_addresses_outside_the_policy_are_forbidden_from(
+    jmap: Jmap, metadata_dovecot: Dovecot
+) -> None:
+    for address in (
+        "bob@example.com",
+        f"{jmap.username}@evil.example",
+        f"x{jmap.username}+a@example.com",
+    ):
+        result = await create(jmap, email=address)
+        assert result["notCreated"]["c"]["type"] == "forbiddenFrom", address
+    assert metadata_entries(metadata_dovecot, jmap.username) == {}
+    assert len(await identities(jmap)) == 1
+
+
+async def test_the_default_identity_may_change_but_never_go(
+    jmap: Jmap, metadata_dovecot: Dovecot
+) -> None:
+    address = f"{jmap.username}@example.com"
+    default = own_id(address)
+    refused = await jmap.call("Identity/set", destroy=[default])
+    assert refused["notDestroyed"][default]["type"] == "forbidden"
+    changed = await jmap.call("Identity/set", update={default: {"name": "Alice A."}})
+    assert changed["updated"] == {default: None}
+    (identity,) = (await identities(jmap)).values()
+    assert identity["name"] == "Alice A."
+    assert identity["mayDelete"] is False
+    assert identity["email"] == address
+    assert metadata_entries(metadata_dovecot, jmap.username)[default]["name"] == "Alice A."
+    # Its address is immutable, like every identity's.
+    moved = await jmap.call(
+        "Identity/set", update={default: {"email": f"{jmap.username}+x@example.com"}}
+    )
+    assert moved["notUpdated"][default]["type"] == "invalidProperties"
+    assert moved["notUpdated"][default]["properties"] == ["email"]
+    # The same value, and server-set properties at their values, are no change.
+    same = await jmap.call(
+        "Identity/set", update={default: {"email": address, "mayDelete": False, "id": default}}
+    )
+    assert same["updated"] == {default: None}
+
+
+@pytest.mark.parametrize(
+    ("props", "bad"),
+    [
+        ({}, "email"),
+        ({"email": "not an address"}, "email"),
+        ({"email": "OWN", "name": "x" * 257}, "name"),
+        ({"email": "OWN", "name": "a\r\nBcc: x@y"}, "name"),
+        ({"email": "OWN", "replyTo": "x@example.com"}, "replyTo"),
+        ({"email": "OWN", "replyTo": [{"email": "x@example.com", "extra": 1}]}, "replyTo"),
+        ({"email": "OWN", "bcc": [{"email": "x"}]}, "bcc"),
+        ({"email": "OWN", "bcc": [{"email": "a@example.com"}] * 21}, "bcc"),
+        ({"email": "OWN", "textSignature": "x" * 40000}, "textSignature"),
+        ({"email": "OWN", "htmlSignature": 5}, "htmlSignature"),
+        ({"email": "OWN", "mayDelete": False}, "mayDelete"),
+        ({"email": "OWN", "id": "n1"}, "id"),
+        ({"email": "OWN", "colour": "red"}, "colour"),
+        ({"email": "OWN", "replyTo/0": None}, "replyTo/0"),
+    ],
+)
+async def test_invalid_properties(
+    jmap: Jmap, metadata_dovecot: Dovecot, props: dict[str, Any], bad: str
+) -> None:
+    props = {k: (f"{jmap.username}+a@example.com" if v == "OWN" else v) for k, v in props.items()}
+    result = await create(jmap, **props)
+    error = result["notCreated"]["c"]
+    assert error["type"] == "invalidProperties"
+    assert error["properties"] == [bad]
+    assert metadata_entries(metadata_dovecot, jmap.username) == {}
+
+
+async def test_redis_lost_everything_the_identities_come_back(
+    jmap: Jmap, metadata_dovecot: Dovecot, redis_url: str
+) -> None:
+    address = f"{jmap.username}@example.com"
+    await jmap.call("Identity/set", update={own_id(address): {"htmlSignature": "<b>A</b>"}})
+    await create(jmap, email=f"{jmap.username}+one@example.com", name="One")
+    before = await identities(jmap)
+    old_state = await state(jmap)
+    flush_redis(redis_url)
+    assert await identities(jmap) == before
+    assert set(metadata_entries(metadata_dovecot, jmap.username)) == set(before)
+    # A state from before the loss cannot be calculated from; the new one can.
+    changed = await jmap.request(("Identity/changes", {"sinceState": old_state}))
+    assert changed[0][1]["type"] == "cannotCalculateChanges"
+    new_state = await state(jmap)
+    assert (await jmap.call("Identity/changes", sinceState=new_state))["created"] == []
+
+
+async def test_entries_the_gateway_did_not_write_are_left_out(
+    jmap: Jmap, metadata_dovecot: Dovecot, redis_url: str
+) -> None:
+    write_entry(metadata_dovecot, jmap.username, "nbroken", "{not json")
+    write_entry(metadata_dovecot, jmap.username, "nforeign", '{"email": "x"}')
+    write_entry(
+        metadata_dovecot,
+        jmap.username,
+        "nother",
+        f'{{"email": "{jmap.username}+o@example.com", "name": "Other"}}',
+    )
+    flush_redis(redis_url)
+    found = await identities(jmap)
+    assert len(found) == 2
+    assert found["nother"]["name"] == "Other"
+    assert found["nother"]["mayDelete"] is True
+
+
+async def test_creation_ids_and_if_in_state(jmap: Jmap) -> None:
+    current = await state(jmap)
+    stale = await jmap.request(
+        ("Identity/set", {"ifInState": current + "0", "create": {"c": {"email": "x@example.com"}}})
+    )
+    assert stale[0][1]["type"] == "stateMismatch"
+    responses = await jmap.request(
+        (
+            "Identity/set",
+            {
+                "ifInState": current,
+                "create": {"c": {"email": f"{jmap.username}+c@example.com"}},
+            },
+        ),
+        ("Identity/set", {"update": {"#c": {"name": "Referenced"}}}),
+        ("Identity/set", {"destroy": ["#c"]}),
+    )
+    created_id = responses[0][1]["created"]["c"]["id"]
+    assert responses[1][1]["updated"] == {created_id: None}
+    assert responses[2][1]["destroyed"] == [created_id]
+
+
+async def test_an_account_keeps_a_bounded_number_of_identities(
+    jmap: Jmap, metadata_dovecot: Dovecot
+) -> None:
+    many = {f"c{i}": {"email": f"{jmap.username}+{i}@example.com"} for i in range(101)}
+    result = await jmap.call("Identity/set", create=many)
+    assert len(result["created"]) == 100
+    assert list(result["notCreated"]) == ["c100"]
+    assert result["notCreated"]["c100"]["type"] == "overQuota"
+    assert len(metadata_entries(metadata_dovecot, jmap.username)) == 100
+    assert len(await identities(jmap)) == 101
+
+
+async def test_another_user_never_reaches_these_identities(
+    jmap: Jmap, metadata_dovecot: Dovecot, http: httpx.AsyncClient
+) -> None:
+    created = await create(jmap, email=f"{jmap.username}+mine@example.com", name="Mine")
+    theirs = created["created"]["c"]["id"]
+    default = own_id(f"{jmap.username}@example.com")
+    other_user = metadata_dovecot.fresh_user()
+    other = await identity_client(http, other_user, metadata_dovecot.users[other_user])
+    got = await other.call("Identity/get", ids=[theirs, default])
+    assert got["list"] == []
+    assert sorted(got["notFound"]) == sorted([theirs, default])
+    changed = await other.call(
+        "Identity/set",
+        update={theirs: {"name": "Stolen"}, default: {"name": "Stolen"}},
+        destroy=[theirs],
+    )
+    assert {e["type"] for e in changed["notUpdated"].values()} == {"notFound"}
+    assert changed["notDestroyed"][theirs]["type"] == "notFound"
+    # Naming the owner's account is refused outright.
+    (answer,) = await other.request(("Identity/get", {"accountId": jmap.account_id, "ids": None}))
+    assert answer[1]["type"] == "accountNotFound"
+    assert (await identities(jmap))[theirs]["name"] == "Mine"
+    assert metadata_entries(metadata_dovecot, jmap.username)[theirs]["name"] == "Mine"
+    assert metadata_entries(metadata_dovecot, other_user) == {}

@@ -1,0 +1,459 @@
+"""EmailSubmission/set create end to end against a recording SMTP server: what is sent (the
+envelope 7.5 makes or the client's, the stored octets minus Bcc), the record, the implicit
+Email/set, and the refusals checked before anything is sent."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import gateway_settings, running_gateway
+from tests.jmapclient import Jmap
+from tests.servers import Dovecot
+from tests.translators.submitting import (
+    DOMAIN,
+    Sink,
+    address,
+    draft,
+    identity_id,
+    request,
+)
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink()
+    controller = server.controller()
+    controller.start()
+    yield server
+    controller.stop()
+
+
+@pytest.fixture
+async def sending(dovecot: Dovecot, redis_url: str, sink: Sink) -> AsyncIterator[str]:
+    settings = gateway_settings(
+        dovecot.url,
+        redis_url,
+        smtp_url=sink.url,
+        smtp_auth="none",
+        mail_domain=DOMAIN,
+        identity_addresses="{address},{local}+*@{domain}",
+        max_recipients=4,
+    )
+    async with running_gateway(settings) as url:
+        yield url
+
+
+@pytest.fixture
+async def user(dovecot: Dovecot, sending: str) -> AsyncIterator[Jmap]:
+    async with httpx.AsyncClient(base_url=sending, timeout=30) as http:
+        name = dovecot.fresh_user()
+        yield await Jmap(http, name, dovecot.users[name]).start()
+
+
+def stored(dovecot: Dovecot, user: str, folder: str) -> list[tuple[bytes, bytes]]:
+    """(flags, octets) of every message in ``folder``, by a plain IMAP session."""
+    conn = dovecot.client(user)
+    try:
+        _, (count,) = conn.select(folder, readonly=True)
+        if count == b"0":
+            return []
+        _, data = conn.fetch("1:*", "(FLAGS BODY.PEEK[])")
+        found = []
+        for item in data:
+            if isinstance(item, tuple):
+                found.append((item[0], item[1]))
+        return found
+    finally:
+        conn.logout()
+
+
+async def submit(
+    user: Jmap, email_fields: dict[str, Any], submission: dict[str, Any] | None = None, **extra: Any
+) -> list[list[Any]]:
+    """Email/set create of a draft, then EmailSubmission/set create of it in one request."""
+    mailboxes = await user.mailboxes()
+    create = {"identityId": await identity_id(user), "emailId": "#draft", **(submission or {})}
+    return await request(
+        user,
+        ("Email/set", {"create": {"draft": draft(user, mailboxes, **email_fields)}}),
+        ("EmailSubmission/set", {"create": {"sub": create}, **extra}),
+    )
+
+
+def not_created(responses: list[list[Any]]) -> dict[str, Any]:
+    response = responses[1]
+    assert response[0] == "EmailSubmission/set", response
+    assert response[1]["created"] is None, response
+    return response[1]["notCreated"]["sub"]  # type: ignore[no-any-return]
+
+
+async def test_a_draft_is_sent_bcc_removed_and_moved_to_sent(
+    user: Jmap, sink: Sink, dovecot: Dovecot
+) -> None:
+    mailboxes = await user.mailboxes()
+    drafts, sent = mailboxes["Drafts"]["id"], mailboxes["Sent"]["id"]
+    on_success = {
+        "#sub": {"keywords/$draft": None, f"mailboxIds/{drafts}": None, f"mailboxIds/{sent}": True}
+    }
+    responses = await submit(
+        user,
+        {
+            "to": ["bob@example.com"],
+            "cc": ["Bob@example.com", "dave@example.org"],
+            "bcc": ["carol@example.com"],
+        },
+        onSuccessUpdateEmail=on_success,
+    )
+    assert [r[0] for r in responses] == ["Email/set", "EmailSubmission/set", "Email/set"]
+    created = responses[1][1]["created"]["sub"]
+    email_id = responses[0][1]["created"]["draft"]["id"]
+    assert created["undoStatus"] == "final"
+    # RFC 8621 7.5: the envelope made from the header fields, deduplicated.
+    recipients = ["bob@example.com", "dave@example.org", "carol@example.com"]
+    assert created["envelope"] == {
+        "mailFrom": {"email": address(user), "parameters": None},
+        "rcptTo": [{"email": r, "parameters": None} for r in recipients],
+    }
+    assert {a: s["delivered"] for a, s in created["deliveryStatus"].items()} == dict.fromkeys(
+        recipients, "queued"
+    )
+    assert created["deliveryStatus"]["bob@example.com"]["smtpReply"] == "250 2.1.5 Ok"
+    # The implicit Email/set moved the draft to Sent and dropped $draft.
+    assert responses[2][1]["updated"] == {email_id: None}
+    assert stored(dovecot, user.username, "Drafts") == []
+    ((flags, octets),) = stored(dovecot, user.username, "Sent")
+    assert b"\\Draft" not in flags
+    # Sent once, to the envelope's recipients, the stored octets without the Bcc field.
+    (message,) = sink.received
+    assert message.mail_from == address(user)
+    assert message.rcpt_tos == recipients
+    assert b"Bcc:" in octets
+    assert message.content == b"".join(
+        line for line in octets.splitlines(keepends=True) if not line.startswith(b"Bcc:")
+    )
+    parsed = email.message_from_bytes(message.content, policy=email.policy.default)
+    assert parsed["Bcc"] is None
+    assert parsed["To"] == "bob@example.com"
+    # The record reads back with /get.
+    (got,) = await request(user, ("EmailSubmission/get", {"ids": [created["id"]]}))
+    (record,) = got[1]["list"]
+    assert record["emailId"] == email_id
+    assert record["threadId"] == created["threadId"]
+    assert record["dsnBlobIds"] == [] and record["mdnBlobIds"] == []
+
+
+async def test_mail_from_is_the_sender_field_then_from(user: Jmap, sink: Sink) -> None:
+    own = address(user)
+    secretary = f"{user.username}+sec@{DOMAIN}"
+    responses = await submit(user, {"to": ["bob@example.com"], "sender": [{"email": secretary}]})
+    assert responses[1][1]["created"]["sub"]["envelope"]["mailFrom"]["email"] == secretary
+    # A Sender the identity does not allow: the Identity's email instead (7.5 MUST).
+    responses = await submit(
+        user, {"to": ["bob@example.com"], "sender": [{"email": "boss@example.com"}]}
+    )
+    assert responses[1][1]["created"]["sub"]["envelope"]["mailFrom"]["email"] == own
+    assert [m.mail_from for m in sink.received] == [secretary, own]
+
+
+async def test_a_given_envelope_is_used_as_given(user: Jmap, sink: Sink) -> None:
+    envelope = {
+        "mailFrom": {"email": address(user), "parameters": None},
+        "rcptTo": [{"email": "elsewhere@example.org", "parameters": None}],
+    }
+    responses = await submit(user, {"to": ["bob@example.com"]}, {"envelope": envelope})
+    created = responses[1][1]["created"]["sub"]
+    assert "envelope" not in created
+    (message,) = sink.received
+    assert message.rcpt_tos == ["elsewhere@example.org"]
+    (got,) = await request(user, ("EmailSubmission/get", {"ids": [created["id"]]}))
+    assert got[1]["list"][0]["envelope"] == envelope
+
+
+async def test_one_recipient_refused_the_others_queued(user: Jmap, sink: Sink) -> None:
+    sink.refuse = {"nobody@example.com"}
+    responses = await submit(
+        user, {"to": ["bob@example.com", "nobody@example.com", "carol@example.com"]}
+    )
+    status = responses[1][1]["created"]["sub"]["deliveryStatus"]
+    assert status["nobody@example.com"]["delivered"] == "no"
+    assert "User unknown" in status["nobody@example.com"]["smtpReply"]
+    assert status["bob@example.com"]["delivered"] == "queued"
+    assert sink.received[0].rcpt_tos == ["bob@example.com", "carol@example.com"]
+
+
+async def test_every_recipient_refused_is_invalid_recipients(user: Jmap, sink: Sink) -> None:
+    sink.refuse = {"nobody@example.com", "ghost@example.com"}
+    error = not_created(await submit(user, {"to": ["nobody@example.com", "ghost@example.com"]}))
+    assert error["type"] == "invalidRecipients"
+    assert error["invalidRecipients"] == ["ghost@example.com", "nobody@example.com"]
+    assert "User unknown" in error["description"]
+    assert sink.received == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "submission", "expected", "extra"),
+    [
+        ({}, {}, "noRecipients", {}),
+        (
+            {
+                "to": [
+                    "a@example.org",
+                    "b@example.org",
+                    "c@example.org",
+                    "d@example.org",
+                    "e@example.org",
+                ]
+            },
+            {},
+            "tooManyRecipients",
+            {"maxRecipients": 4},
+        ),
+        (
+            {"to": ["bob@example.com"], "from": [{"email": "boss@example.com"}]},
+            {},
+            "forbiddenFrom",
+            {},
+        ),
+        (
+            {
+                "to": ["bob@example.com"],
+                "from": [{"email": "{own}"}, {"email": "{own}"}],
+            },
+            {},
+            None,
+            {},
+        ),
+        (
+            {"to": ["bob@example.com"]},
+            {
+                "envelope": {
+                    "mailFrom": {"email": "boss@example.com"},
+                    "rcptTo": [{"email": "b@x.org"}],
+                }
+            },
+            "forbiddenMailFrom",
+            {},
+        ),
+        (
+            {"to": ["bob@example.com"]},
+            {"envelope": {"mailFrom": {"email": ""}, "rcptTo": [{"email": "nobody"}]}},
+            "invalidRecipients",
+            {"invalidRecipients": ["nobody"]},
+        ),
+        (
+            {"to": ["bob@example.com"]},
+            {"identityId": "Inothere"},
+            "invalidProperties",
+            {"properties": ["identityId"]},
+        ),
+        (
+            {"to": ["bob@example.com"]},
+            {"emailId": "Mnothere"},
+            "invalidProperties",
+            {"properties": ["emailId"]},
+        ),
+        (
+            {"to": ["bob@example.com"]},
+            {"emailId": "#nothere"},
+            "invalidProperties",
+            {"properties": ["emailId"]},
+        ),
+        (
+            {"to": ["bob@example.com"]},
+            {"undoStatus": "final"},
+            "invalidProperties",
+            {"properties": ["undoStatus"]},
+        ),
+        (
+            {"to": ["bob@example.com"]},
+            {
+                "envelope": {
+                    "mailFrom": {"email": "", "parameters": {"HOLDFOR": "600"}},
+                    "rcptTo": [{"email": "b@x.org"}],
+                }
+            },
+            "forbiddenToSend",
+            {},
+        ),
+    ],
+)
+async def test_refused_before_sending(
+    user: Jmap,
+    sink: Sink,
+    fields: dict[str, Any],
+    submission: dict[str, Any],
+    expected: str | None,
+    extra: dict[str, Any],
+) -> None:
+    if "from" in fields:
+        fields["from"] = [{"email": a["email"].format(own=address(user))} for a in fields["from"]]
+    error = not_created(await submit(user, fields, submission))
+    if expected is None:
+        # Two From addresses (the draft is stored as given; 7.5 SHOULD reject it).
+        assert error["type"] == "invalidEmail"
+    else:
+        assert error["type"] == expected, error
+        assert {k: error[k] for k in extra} == extra
+    assert sink.received == []
+    (got,) = await request(user, ("EmailSubmission/get", {"ids": None}))
+    assert got[1]["list"] == []
+
+
+async def test_another_users_email_is_not_found(
+    user: Jmap, sink: Sink, dovecot: Dovecot, sending: str
+) -> None:
+    async with httpx.AsyncClient(base_url=sending, timeout=30) as http:
+        name = dovecot.fresh_user()
+        other = await Jmap(http, name, dovecot.users[name]).start()
+        mailboxes = await other.mailboxes()
+        (made,) = await request(
+            other,
+            ("Email/set", {"create": {"d": draft(other, mailboxes, to=["bob@example.com"])}}),
+        )
+        theirs = made[1]["created"]["d"]["id"]
+    (response,) = await request(
+        user,
+        (
+            "EmailSubmission/set",
+            {"create": {"sub": {"identityId": await identity_id(user), "emailId": theirs}}},
+        ),
+    )
+    assert response[1]["notCreated"]["sub"]["properties"] == ["emailId"]
+    assert sink.received == []
+
+
+async def test_a_temporary_failure_sends_nothing_and_a_retry_sends_once(
+    user: Jmap, sink: Sink
+) -> None:
+    sink.tempfail = 1
+    responses = await submit(user, {"to": ["bob@example.com"]})
+    error = not_created(responses)
+    assert error["type"] == "serverFail"
+    assert "nothing was sent" in error["description"]
+    assert "451 4.3.0" in error["description"]
+    assert sink.received == []
+    (got,) = await request(user, ("EmailSubmission/get", {"ids": None}))
+    assert got[1]["list"] == []
+    # The same Email created again: sent exactly once.
+    email_id = responses[0][1]["created"]["draft"]["id"]
+    create = {"identityId": await identity_id(user), "emailId": email_id}
+    (response,) = await request(user, ("EmailSubmission/set", {"create": {"again": create}}))
+    assert response[1]["created"]["again"]["undoStatus"] == "final"
+    assert len(sink.received) == 1
+
+
+async def test_update_cancels_nothing_final_and_destroy_forgets(user: Jmap, sink: Sink) -> None:
+    responses = await submit(user, {"to": ["bob@example.com"]})
+    submission_id = responses[1][1]["created"]["sub"]["id"]
+    email_id = responses[0][1]["created"]["draft"]["id"]
+    (updated,) = await request(
+        user,
+        (
+            "EmailSubmission/set",
+            {
+                "update": {
+                    submission_id: {"undoStatus": "canceled"},
+                    "Snothere": {"undoStatus": "canceled"},
+                }
+            },
+        ),
+    )
+    assert updated[1]["notUpdated"][submission_id]["type"] == "cannotUnsend"
+    assert updated[1]["notUpdated"]["Snothere"]["type"] == "notFound"
+    (patched,) = await request(
+        user, ("EmailSubmission/set", {"update": {submission_id: {"emailId": "x"}}})
+    )
+    assert patched[1]["notUpdated"][submission_id]["type"] == "invalidProperties"
+    destroyed = await request(
+        user,
+        (
+            "EmailSubmission/set",
+            {"destroy": [submission_id], "onSuccessDestroyEmail": [submission_id]},
+        ),
+    )
+    assert destroyed[0][1]["destroyed"] == [submission_id]
+    # The implicit Email/set destroyed the sent Email; the message stays sent.
+    assert destroyed[1][0] == "Email/set"
+    assert destroyed[1][1]["destroyed"] == [email_id]
+    assert len(sink.received) == 1
+
+
+async def test_if_in_state(user: Jmap, sink: Sink) -> None:
+    (response,) = await request(user, ("EmailSubmission/set", {"ifInState": "nope", "create": {}}))
+    assert response == [
+        "error",
+        {"type": "stateMismatch", "description": response[1]["description"]},
+        "c0",
+    ]
+
+
+async def test_the_server_down_is_retryable(dovecot: Dovecot, redis_url: str) -> None:
+    from tests.servers import refused_port
+
+    with refused_port() as port:
+        settings = gateway_settings(
+            dovecot.url,
+            redis_url,
+            smtp_url=f"smtp://127.0.0.1:{port}",
+            smtp_auth="none",
+            mail_domain=DOMAIN,
+        )
+        async with (
+            running_gateway(settings) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+        ):
+            name = dovecot.fresh_user()
+            user = await Jmap(http, name, dovecot.users[name]).start()
+            error = not_created(await submit(user, {"to": ["bob@example.com"]}))
+    assert error["type"] == "serverFail"
+    assert "nothing was sent" in error["description"]
+
+
+async def test_a_reply_lost_after_the_dot_is_recorded_sent_and_not_retryable(
+    user: Jmap, sink: Sink
+) -> None:
+    sink.cut = True
+    responses = await submit(user, {"to": ["bob@example.com", "carol@example.com"]})
+    created = responses[1][1]["created"]["sub"]
+    # RFC 1047: it may have been delivered: final, every recipient unknown, never resent.
+    assert created["undoStatus"] == "final"
+    for status in created["deliveryStatus"].values():
+        assert status["delivered"] == "unknown"
+        assert "lost" in status["smtpReply"]
+    assert len(sink.received) == 1
+
+
+async def test_a_message_over_the_servers_size_is_too_large(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    sink = Sink(size=600)
+    controller = sink.controller()
+    controller.start()
+    try:
+        settings = gateway_settings(
+            dovecot.url, redis_url, smtp_url=sink.url, smtp_auth="none", mail_domain=DOMAIN
+        )
+        async with (
+            running_gateway(settings) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+        ):
+            name = dovecot.fresh_user()
+            user = await Jmap(http, name, dovecot.users[name]).start()
+            small = await submit(user, {"to": ["bob@example.com"]})
+            large = await submit(
+                user,
+                {"to": ["bob@example.com"], "bodyValues": {"1": {"value": "x" * 700}}},
+            )
+    finally:
+        controller.stop()
+    assert small[1][1]["created"]["sub"]["undoStatus"] == "final"
+    error = not_created(large)
+    assert error["type"] == "tooLarge"
+    assert error["maxSize"] == 600
+    assert len(sink.received) == 1
