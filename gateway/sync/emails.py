@@ -149,6 +149,11 @@ def _links(headers: list[bytes]) -> list[Links]:
     return [Links.from_headers(parse_header_block(h)) for h in headers]
 
 
+def _created(copies: list[NewCopy], created: list[str]) -> dict[int, str]:
+    new = set(created)
+    return {c.uid: c.email_id for c in copies if c.email_id in new}
+
+
 def _folders(mailboxes: dict[str, MailboxRecord]) -> dict[str, MailboxRecord]:
     return {m.id: m for m in mailboxes.values() if m.selectable and m.uidvalidity is not None}
 
@@ -222,10 +227,11 @@ class _FolderVisit:
             new = await self._search(Uid(from_uid(mark.uidnext)), above=mark.uidnext - 1)
         else:
             new = await self._compare_all(record.id)
+        # New emails (not copies of known ones) by UID: what a delivery report may be.
         arrived: dict[int, str] = {}
         for page in new.pages(PAGE):
             for chunk in split_uid_set(page):
-                arrived.update((c.uid, c.email_id) for c in await self._fetch_new(record.id, chunk))
+                arrived.update(await self._fetch_new(record.id, chunk))
             await self.held.renew()
         if self.reports is not None and arrived:
             await self.reports.arrived(self.conn, arrived)
@@ -276,8 +282,8 @@ class _FolderVisit:
             return [*items, BodySection(fields=fields, partial=partial), Attr.X_GUID]
         return [*items, BodySection(fields=fields)]
 
-    async def _fetch_new(self, mailbox_id: str, uids: str) -> list[NewCopy]:
-        """Index the messages of ``uids``; returns those indexed."""
+    async def _fetch_new(self, mailbox_id: str, uids: str) -> dict[int, str]:
+        """Index the messages of ``uids``; returns the new emails among them by UID."""
         items = self._fetch_items()
         result = await self.conn.execute(uid_fetch(uids, items))
         # Only messages answered in full: a flag update another session caused may name a
@@ -290,8 +296,7 @@ class _FolderVisit:
         ]
         if self.strategy is EmailIds.OBJECTID:
             native = [c for c in (self._native(f) for f in fetched) if c is not None]
-            await self.writer.add_copies(mailbox_id, native)
-            return native
+            return _created(native, await self.writer.add_copies(mailbox_id, native))
         headers = [f.header_fields() or b"" for f in fetched]
         links = await sized(sum(map(parse_cost, headers)), _links, headers)
         await self.threader.prepare(links)
@@ -300,8 +305,7 @@ class _FolderVisit:
             email_id = self._own_id(item, header)
             copies.append(self._copy(item, email_id, self.threader.assign(email_id, link)))
         refs, subjects = self.threader.take_writes()
-        await self.writer.add_copies(mailbox_id, copies, refs, subjects)
-        return copies
+        return _created(copies, await self.writer.add_copies(mailbox_id, copies, refs, subjects))
 
     def _header_fields(self) -> Sequence[str]:
         return THREAD_FIELDS if self.strategy is EmailIds.X_GUID else DIGEST_FIELDS

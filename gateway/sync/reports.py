@@ -2,9 +2,9 @@
 
 An EmailSubmission's ``deliveryStatus`` starts as what the SMTP server answered at sending
 ("queued" for an accepted recipient); what happened next comes back as delivery status
-notifications (RFC 3464) in the sender's mailbox. When a catch-up finds new messages in a
-folder, and only then, this looks for reports among them, while the folder is still
-selected:
+notifications (RFC 3464) in the sender's mailbox. When a catch-up finds new emails in a
+folder (not copies of emails it knows: the gateway's own move of a sent draft to Sent is
+none), and only then, this looks for reports among them, while the folder is still selected:
 
 1. the account has no submissions: nothing more, not one extra IMAP command;
 2. else one ``UID SEARCH`` among the new UIDs for ``Content-Type`` containing "report" (the

@@ -284,7 +284,12 @@ async def test_a_report_naming_none_of_the_recipients_changes_nothing(
     assert await account.record("Sg") == before
 
 
-async def test_a_report_seen_again_in_another_folder_counts_once(account: Account) -> None:
+async def test_a_report_copied_to_another_folder_is_not_read_again(
+    account: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A copy of a known email (moved or copied, or the gateway's own move to Sent after
+    sending) is not looked at again: the report counts once, and no search is made for it."""
+    caplog.set_level(logging.DEBUG, logger="gateway.imap.connection")
     await account.index.submissions.create(
         sent("Sh", envid="Sub-abc123", message_id="<m1.abc@example.com>")
     )
@@ -294,7 +299,10 @@ async def test_a_report_seen_again_in_another_folder_counts_once(account: Accoun
         witness.create("Reports")
         witness.ok(witness.imap.select("INBOX"))
         witness.ok(witness.imap.copy("1", "Reports"))
+    upstream_commands(caplog)
     await account.sync()
+    assert (await account.email_ids("Reports")) == (await account.email_ids("INBOX"))
+    assert not [c for c in upstream_commands(caplog) if "report" in c]
     record = await account.record("Sh")
     assert len(record.dsn_blob_ids) == 1
 
