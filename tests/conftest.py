@@ -28,6 +28,8 @@ Server = TypeVar("Server", Dovecot, Cyrus, RedisServer, Postfix, Sink)
 # The master user of sending_dovecot: Postfix lets it send as any user (AUTH PLAIN with the
 # user as authorization identity), as GATEWAY_SMTP_SERVICE_USERNAME does.
 SERVICE_USER = ("jmap-submit", "submit-service-pw")
+# strict_postfix's message_size_limit.
+STRICT_SIZE_LIMIT = 100_000
 
 
 def serving(server: Server) -> Iterator[Server]:
@@ -92,6 +94,25 @@ def postfix(sending_dovecot: Dovecot, smtp_sink: Sink) -> Iterator[Postfix]:
             sasl_port=sending_dovecot.sasl_port,
             lmtp_port=sending_dovecot.lmtp_port,
             outbound_port=smtp_sink.port,
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def strict_postfix(sending_dovecot: Dovecot, smtp_sink: Sink) -> Iterator[Postfix]:
+    """A second Postfix in front of sending_dovecot with every opt-in: SIZE 100000, senders
+    checked against the login (553 5.7.1 at the first RCPT), unknown example.com recipients
+    refused at RCPT (550 5.1.1; the first RCPT of an address takes ~1 s)."""
+    assert sending_dovecot.sasl_port is not None and sending_dovecot.lmtp_port is not None
+    yield from serving(
+        Postfix(
+            make_data_dir("jg-postfix-"),
+            sasl_port=sending_dovecot.sasl_port,
+            lmtp_port=sending_dovecot.lmtp_port,
+            outbound_port=smtp_sink.port,
+            message_size_limit=STRICT_SIZE_LIMIT,
+            sender_login_check=True,
+            verify_rcpt=True,
         )
     )
 

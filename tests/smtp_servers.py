@@ -23,12 +23,15 @@ address (local part)        what the sink does
 ``stall-after-dot-*``       keeps the message, then never replies
 =========================== ==============================================================
 
-AUTH (PLAIN or LOGIN) succeeds for any user unless the password starts with "wrong" (535).
+AUTH (PLAIN or LOGIN) succeeds for any user unless the password starts with "wrong" (535);
+OAUTHBEARER and XOAUTH2 (RFC 7628) for any token unless it starts with "bad" (an error
+challenge, then 535). ``auth_excluded`` takes mechanisms off the EHLO list.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -174,7 +177,7 @@ class Postfix:
                     for domain in self.local_domains.split(",")
                 )
             )
-            verify = f"check_recipient_access texthash:{etc}/verify-domains, "
+            verify = f"check_recipient_access,texthash:{etc}/verify-domains,"
             # A definite 550 (Postfix's default is 450), and answers kept in memory only.
             extra += [
                 "unverified_recipient_reject_code = 550",
@@ -205,12 +208,12 @@ class Postfix:
                 extra="".join(line + "\n" for line in extra),
             )
         )
-        # master.cf options are single words: the restriction lists use commas only.
+        # master.cf options are single words: the restriction lists use commas, no spaces.
         (etc / "master.cf").write_text(
             _MASTER_CF.format(
                 relay_port=self.relay_port,
                 submission_port=self.submission_port,
-                verify=verify.replace(" ", ""),
+                verify=verify,
                 sender_check=sender_check,
             )
         )
@@ -405,6 +408,23 @@ class _Handler:
             extra.append(f"250-FUTURERELEASE {interval} {until}")
         return [*responses[:-1], *extra, responses[-1]]
 
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        text = _initial(args)
+        gs2 = text.split("\x01", 1)[0].split(",")
+        user = next((p[2:] for p in gs2 if p.startswith("a=")), None)
+        token = _bearer_token(text)
+        if token.startswith("bad"):
+            await _bearer_refused(server)
+        return _bearer_login(user, token)
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        text = _initial(args)
+        user = next((p[5:] for p in text.split("\x01") if p.startswith("user=")), None)
+        token = _bearer_token(text)
+        if token.startswith("bad"):
+            await _bearer_refused(server)
+        return _bearer_login(user, token)
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(server, _SinkSMTP)
         if _any_recipient(envelope, "data-tempfail-"):
@@ -432,6 +452,28 @@ class _Handler:
         return "250 2.0.0 Ok: queued"
 
 
+def _bearer_login(user: str | None, token: str) -> AuthResult:
+    if token.startswith("bad"):
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Error: bad token")
+    return AuthResult(success=True, auth_data=LoginPassword((user or "").encode(), token.encode()))
+
+
+async def _bearer_refused(server: SMTP) -> None:
+    """RFC 7628 3.2.3: an error challenge; the client answers %x01 and gets the failure."""
+    await server.challenge_auth('{"status":"invalid_token"}')
+
+
+def _initial(args: list[str]) -> str:
+    return base64.b64decode(args[1]).decode() if len(args) > 1 else ""
+
+
+def _bearer_token(text: str) -> str:
+    for part in text.split("\x01"):
+        if part.startswith("auth=Bearer "):
+            return part.removeprefix("auth=Bearer ")
+    return ""
+
+
 def _authenticate(
     server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
 ) -> AuthResult:
@@ -454,6 +496,7 @@ class Sink:
     # FUTURERELEASE's (max interval seconds, max date-time) when offered (RFC 4865).
     future_release: tuple[int, str] | None = None
     size: int = 33_554_432
+    auth_excluded: tuple[str, ...] = ()
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     cuts: int = 0
@@ -508,6 +551,7 @@ class Sink:
                     data_size_limit=sink.size,
                     enable_SMTPUTF8=True,
                     authenticator=_authenticate,
+                    auth_exclude_mechanism=sink.auth_excluded,
                     auth_require_tls=False,
                     tls_context=context if sink.tls == "starttls" else None,
                     hostname="sink.test.localhost",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,12 @@ class Changes:
     destroyed: list[str] = field(default_factory=list)
     # True when every updated id changed only in minor properties (see AccountState.record).
     only_minor_updates: bool = False
+
+
+def floor_field(data_type: str) -> str:
+    """The meta field naming the modseq below which a type's log was pruned (AccountState.
+    forget); states before it cannot be calculated from."""
+    return f"floor:{data_type}"
 
 
 def format_state(epoch: str, modseq: int) -> str:
@@ -177,6 +183,9 @@ class AccountState:
         current_epoch, current_modseq = parse_state(current)
         if epoch != current_epoch or since_modseq > current_modseq:
             raise CannotCalculateChanges(f"{since!r} is not a state of this account")
+        floor = await self._client.hget(self.keys.meta, floor_field(data_type))
+        if floor is not None and since_modseq < int(floor):
+            raise CannotCalculateChanges(f"{since!r} is older than the log kept")
         k = self.keys
         count = None if max_changes is None else max_changes + 1
         rows: Sequence[Any] = await self._client.zrange(
@@ -222,6 +231,25 @@ class AccountState:
             destroyed,
             only_minor_updates=not major,
         )
+
+    def forget(
+        self, pipe: Pipeline | ClusterPipeline, data_type: str, dead: Mapping[str, int]
+    ) -> None:
+        """Queue in ``pipe``'s transaction: drop the log entries of ids destroyed at these
+        modseqs, so a type whose ids come and go (EmailSubmission) keeps a bounded log.
+
+        A client at a state before the last of those destructions could miss one of them,
+        so such states get CannotCalculateChanges from then on (RFC 8620 5.2 allows it;
+        the client fetches afresh). The caller passes the oldest destroyed ids, so the
+        floor only rises, and serialises its calls (its own transactions' WATCH).
+        """
+        if not dead:
+            return
+        k = self.keys
+        ids = list(dead)
+        for key in (k.changed, k.born, k.dead, k.full, k.lapse_from, k.lapse_to):
+            pipe.zrem(key(data_type), *ids)
+        pipe.hset(k.meta, floor_field(data_type), max(dead.values()))
 
     async def _page(
         self, data_type: str, since: int, rows: list[tuple[str, int]], max_changes: int

@@ -16,7 +16,9 @@ key                                    type    holds
 ``jg:login-failures:user:<d>``         string  the same for one user name
 ``jg:login-known:<d>``                 string  present while a user logged in successfully from an
                                                address lately (digest of both)
-``jg:{a}:meta``                        hash    ``epoch``: written when the account's index is made
+``jg:{a}:meta``                        hash    ``epoch``: written when the account's index is made;
+                                               ``floor:<Type>``: states before this modseq
+                                               cannot be calculated from (log pruned)
 ``jg:{a}:state``                       hash    data type -> the account's modseq for that type
 ``jg:{a}:changed:<Type>``              zset    id -> modseq of its last change
 ``jg:{a}:born:<Type>``                 zset    id -> modseq at which it was first created

@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar, cast, get_args
 
 from redis.asyncio import Redis
@@ -32,11 +32,17 @@ from gateway.cache.changes import AccountState, format_state
 from gateway.cache.codec import octets, pack, text, unpack
 from gateway.cache.journal import Journal
 from gateway.cache.keys import AccountKeys
+from gateway.offload import sized
 
 EMAIL_SUBMISSION = "EmailSubmission"
 # Records one account keeps (pending ones included); a record is a few hundred octets, so
 # 10 000 of them are a few MB, and /query reads them all.
 MAX_SUBMISSIONS = 10_000
+# Destroyed ids the change log remembers (a client that held one learns it is gone); past
+# it the oldest PRUNE_BATCH more are forgotten, and states from before them can no longer be
+# calculated from. Without it every submission ever made would stay in the log.
+MAX_TOMBSTONES = MAX_SUBMISSIONS
+PRUNE_BATCH = 1_000
 # Transactions retried when another writer changed the account's submissions in between.
 MAX_ATTEMPTS = 50
 # Random octets of a submission id (base64url: 16 characters after the "S").
@@ -149,9 +155,21 @@ def decode(submission_id: str, data: bytes | str) -> SubmissionRecord:
     )
 
 
+def _decode_all(raw: Mapping[str, bytes]) -> dict[str, SubmissionRecord]:
+    return {submission_id: decode(submission_id, value) for submission_id, value in raw.items()}
+
+
 def finished(record: SubmissionRecord) -> bool:
     """A record the retention clock runs for: no longer pending, and when it ended known."""
     return record.undo_status != "pending" and record.finished_at is not None
+
+
+def _stamped(record: SubmissionRecord) -> SubmissionRecord:
+    """A record written final or canceled without finished_at finished now: else it would
+    never expire nor ever make room under the bound."""
+    if record.undo_status != "pending" and record.finished_at is None:
+        return replace(record, finished_at=time.time())
+    return record
 
 
 def message_id_key(message_id: str) -> str:
@@ -160,15 +178,20 @@ def message_id_key(message_id: str) -> str:
     return message_id.strip().removeprefix("<").removesuffix(">").strip()
 
 
-def _refs(record: SubmissionRecord) -> list[str]:
-    """The submission-refs fields naming ``record`` (RFC 3461 4.4: ENVID is matched as sent,
-    but the gateway compares it case-insensitively, being liberal)."""
+def _ref_fields(envid: str | None, message_id: str | None) -> list[str]:
+    """The submission-refs fields of an ENVID and a Message-ID, the ENVID first (RFC 3461
+    4.4: a DSN returns the ENVID as sent; the gateway compares it case-insensitively, being
+    liberal in what it accepts)."""
     fields = []
-    if record.envid:
-        fields.append(f"e:{record.envid.lower()}")
-    if record.message_id and message_id_key(record.message_id):
-        fields.append(f"m:{message_id_key(record.message_id)}")
+    if envid:
+        fields.append(f"e:{envid.lower()}")
+    if message_id and message_id_key(message_id):
+        fields.append(f"m:{message_id_key(message_id)}")
     return fields
+
+
+def _refs(record: SubmissionRecord) -> list[str]:
+    return _ref_fields(record.envid, record.message_id)
 
 
 T = TypeVar("T")
@@ -249,7 +272,9 @@ class SubmissionStore:
             state = await self.state_log.state(EMAIL_SUBMISSION)
         else:
             state = format_state(text(epoch), int(modseq or 0))
-        return {i: decode(i, value) for i, value in raw.items()}, state
+        # All of a full account's records take a good part of a second to decode: beside
+        # the loop (clients write the records' envelopes and ids).
+        return await sized(sum(len(v) for v in raw.values()), _decode_all, raw), state
 
     async def state(self) -> str:
         await self.expire()
@@ -260,11 +285,7 @@ class SubmissionStore:
     ) -> SubmissionRecord | None:
         """The submission a delivery status notification (RFC 3464) reports on: by the ENVID
         it carries (RFC 3461 4.4), else by the Message-ID of the message it returns."""
-        fields = []
-        if envid:
-            fields.append(f"e:{envid.lower()}")
-        if message_id and message_id_key(message_id):
-            fields.append(f"m:{message_id_key(message_id)}")
+        fields = _ref_fields(envid, message_id)
         if not fields:
             return None
         found = await self._client.hmget(self.keys.submission_refs, fields)
@@ -293,7 +314,7 @@ class SubmissionStore:
                 if len(evicted) < excess:
                     raise TooManySubmissions(self.account_id)
                 writes.dropped.update(await self._read(pipe, evicted))
-            writes.put[record.id] = record
+            writes.put[record.id] = _stamped(record)
             writes.created.append(record.id)
 
         await self._transact(plan)
@@ -310,9 +331,36 @@ class SubmissionStore:
             if current is None or (expect is not None and current.undo_status != expect):
                 return False
             writes.dropped[record.id] = current
-            writes.put[record.id] = record
+            writes.put[record.id] = _stamped(record)
             writes.updated.append(record.id)
             return True
+
+        return await self._transact(plan)
+
+    async def update(
+        self, submission_id: str, change: Callable[[SubmissionRecord], SubmissionRecord | None]
+    ) -> SubmissionRecord | None:
+        """Read, change and write one record atomically: ``change`` gets the stored record
+        (again if another writer came between) and returns the new one, or None to leave it.
+        Returns what was written; None when the record is gone or ``change`` declined. Two
+        delivery reports of one submission applied at once both land this way."""
+
+        async def plan(
+            pipe: Pipeline | ClusterPipeline, writes: _Writes
+        ) -> SubmissionRecord | None:
+            if submission_id in writes.dropped:
+                return None
+            current = (await self._read(pipe, [submission_id])).get(submission_id)
+            changed = None if current is None else change(current)
+            if current is None or changed is None:
+                return None
+            if changed.id != submission_id:
+                raise ValueError("an update cannot change a submission's id")
+            written = _stamped(changed)
+            writes.dropped[submission_id] = current
+            writes.put[submission_id] = written
+            writes.updated.append(submission_id)
+            return written
 
         return await self._transact(plan)
 
@@ -350,18 +398,26 @@ class SubmissionStore:
         ``plan`` reads through the pipe (immediate mode) and fills the _Writes it is handed,
         in which the records past retention are already marked dropped."""
         k = self.keys
+        tombstones = k.dead(EMAIL_SUBMISSION)
         for _ in range(MAX_ATTEMPTS):
             async with self._client.pipeline(transaction=True) as pipe:
-                await pipe.watch(k.submissions, k.submissions_finished, k.submission_refs)
+                await pipe.watch(
+                    k.submissions, k.submissions_finished, k.submission_refs, tombstones
+                )
                 writes = _Writes()
                 if self.retention is not None:
                     writes.dropped.update(await self._read(pipe, await self._due(pipe)))
                 result = await plan(pipe, writes)
+                if not writes.put and not writes.dropped:
+                    await pipe.reset()  # type: ignore[no-untyped-call]
+                    return result
                 refs = await self._stale_refs(pipe, writes)
+                destroyed = [i for i in writes.dropped if i not in writes.put]
+                forgotten = await self._old_tombstones(pipe, len(destroyed))
                 pipe.multi()  # type: ignore[no-untyped-call]
                 self._queue(pipe, writes, refs)
+                self.state_log.forget(pipe, EMAIL_SUBMISSION, forgotten)
                 journal = Journal(self.state_log)
-                destroyed = [i for i in writes.dropped if i not in writes.put]
                 await journal.log(
                     pipe,
                     EMAIL_SUBMISSION,
@@ -416,6 +472,20 @@ class SubmissionStore:
             for ref, owner in zip(candidates, owners, strict=True)
             if owner is not None and text(owner) in writes.dropped
         ]
+
+    async def _old_tombstones(
+        self, pipe: Pipeline | ClusterPipeline, destroying: int
+    ) -> dict[str, int]:
+        """The oldest destroyed ids whose log entries go when this write would leave more
+        than MAX_TOMBSTONES (id -> the modseq of its destruction)."""
+        if not destroying:
+            return {}
+        key = self.keys.dead(EMAIL_SUBMISSION)
+        excess = int(await pipe.zcard(key)) + destroying - MAX_TOMBSTONES
+        if excess <= 0:
+            return {}
+        rows: Sequence[Any] = await pipe.zrange(key, 0, excess + PRUNE_BATCH - 1, withscores=True)
+        return {text(member): int(score) for member, score in rows}
 
     async def _read(
         self, pipe: Pipeline | ClusterPipeline, ids: Sequence[str]

@@ -287,10 +287,10 @@ async def _authenticate(session: Session, credentials: Credentials, authzid: str
         Phase.AUTH, "AUTH", b"AUTH", mechanism, initial.encode("ascii"), timeout=timeout
     )
     if reply.code == 334:
-        # RFC 7628 3.2.3 (and XOAUTH2 likewise): an error challenge, answered with %x01.
-        reply = await session.command(
-            Phase.AUTH, "AUTH", OAUTHBEARER_ABORT.encode(), timeout=timeout
-        )
+        # An error challenge: RFC 7628 3.2.3 has OAUTHBEARER answer it with %x01; XOAUTH2's
+        # documentation, with an empty line. The server then sends its failure.
+        answer = OAUTHBEARER_ABORT.encode() if mechanism == b"OAUTHBEARER" else b""
+        reply = await session.command(Phase.AUTH, "AUTH", answer, timeout=timeout)
     if reply.code != 235:
         raise AuthenticationRefused(Phase.AUTH, reply)
 

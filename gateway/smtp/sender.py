@@ -57,18 +57,24 @@ class SmtpSender:
         started = time.monotonic()
         async with self._pool.slot(key):
             session = await self._session(auth)
-            clean = False
+            # After a reply the server waits for a command: QUIT. Otherwise (a cut, a timeout,
+            # a cancelled send, perhaps half way through the content, where QUIT would be
+            # read as content) the connection is only closed.
+            ending: str = "close"
             try:
                 outcome = await transaction.run(session, envelope, message)
-                clean = True
+                ending = "keep"
             except SmtpFailure as failure:
+                ending = "quit" if failure.reply is not None else "close"
                 self._transaction(_failure_outcome(failure), started)
                 raise
             finally:
-                if clean:
+                if ending == "keep":
                     await _close_all(self._pool.give(key, session))
-                else:
+                elif ending == "quit":
                     await session.quit()
+                else:
+                    session.smtp.close()
         self._transaction("partial" if outcome.refused else "sent", started)
         return outcome
 

@@ -12,9 +12,9 @@ import pytest
 from gateway.credentials import Credentials
 from gateway.smtp.connection import Authorization, SmtpEndpoint
 from gateway.smtp.envelope import Envelope, Recipient
-from gateway.smtp.outcome import AuthenticationRefused, Phase
+from gateway.smtp.outcome import AuthenticationRefused, Phase, SmtpFailure
 from gateway.smtp.sender import SmtpSender
-from tests.conftest import SERVICE_USER
+from tests.conftest import SERVICE_USER, STRICT_SIZE_LIMIT
 from tests.servers import LOOPBACK, Dovecot
 from tests.smtp_servers import Postfix, Sink
 
@@ -201,3 +201,50 @@ async def test_other_domains_are_relayed_with_the_parameters_given(
     assert "NOTIFY=NEVER" in received.rcpt_parameters["dave@elsewhere.example.org"]
     parsed = email.message_from_bytes(received.content, policy=email.policy.default)
     assert parsed["Subject"] == "relay-check"
+
+
+async def test_the_strict_postfix_refusals(
+    strict_postfix: Postfix, sending_dovecot: Dovecot
+) -> None:
+    """What strict_postfix's opt-ins answer, as the harness measured them."""
+    smtp = sender(strict_postfix)
+    try:
+        extensions = await smtp.probe()
+        assert extensions.size == STRICT_SIZE_LIMIT
+        # reject_sender_login_mismatch answers at the first RCPT (smtpd_delay_reject).
+        with pytest.raises(SmtpFailure) as forged:
+            await smtp.send(
+                alice(sending_dovecot),
+                Envelope("bob@example.com", {}, (Recipient("carol@example.com"),)),
+                message("forged"),
+            )
+        assert forged.value.phase is Phase.RCPT
+        [reply] = forged.value.refused.values()
+        assert (reply.code, reply.enhanced) == (553, "5.7.1")
+        assert "Sender address rejected: not owned by user alice" in reply.text
+        outcome = await smtp.send(
+            alice(sending_dovecot),
+            Envelope(
+                "alice+tag@example.com",
+                {},
+                (Recipient("bob@example.com"), Recipient("nobody-here@example.com")),
+            ),
+            message("strict-check"),
+        )
+        assert list(outcome.accepted) == ["bob@example.com"]
+        assert (outcome.refused["nobody-here@example.com"].code) == 550
+        assert outcome.refused["nobody-here@example.com"].enhanced == "5.1.1"
+        with pytest.raises(SmtpFailure) as big:
+            await smtp.send(
+                alice(sending_dovecot),
+                Envelope(
+                    "alice@example.com",
+                    {"SIZE": str(STRICT_SIZE_LIMIT + 1)},
+                    (Recipient("bob@example.com"),),
+                ),
+                message("too-big"),
+            )
+        assert big.value.phase is Phase.MAIL
+        assert big.value.reply is not None and big.value.reply.code == 552
+    finally:
+        await smtp.close()

@@ -1,18 +1,13 @@
 """What the EmailSubmission tests share: requests that opt in to submission, drafts made with
-Email/set, and a small recording SMTP server (aiosmtpd) whose answers a test chooses."""
+Email/set, and what the recording SMTP server (tests.smtp_servers.Sink) took from a user."""
 
 from __future__ import annotations
 
 import json
-import threading
-from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
-
 from tests.jmapclient import CORE, MAIL, Jmap
-from tests.servers import LOOPBACK, free_port
+from tests.smtp_servers import Received, Sink
 
 SUBMISSION = "urn:ietf:params:jmap:submission"
 DOMAIN = "example.com"
@@ -64,60 +59,6 @@ def draft(jmap: Jmap, mailboxes: dict[str, dict[str, Any]], **fields: Any) -> di
     return email
 
 
-@dataclass
-class Received:
-    mail_from: str
-    mail_options: list[str]
-    rcpt_tos: list[str]
-    content: bytes
-
-
-@dataclass
-class Sink:
-    """An SMTP server recording every message it takes; ``refuse`` recipients get 550 at
-    RCPT, the next ``tempfail`` DATA get 451 after the final ".", and with ``cut`` the
-    connection is closed once a message is taken, before its reply (RFC 1047's case).
-    ``size`` is the SIZE it advertises and enforces."""
-
-    port: int = field(default_factory=free_port)
-    received: list[Received] = field(default_factory=list)
-    refuse: set[str] = field(default_factory=set)
-    tempfail: int = 0
-    cut: bool = False
-    size: int = 33554432
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        if address in self.refuse:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        with self.lock:
-            if self.tempfail:
-                self.tempfail -= 1
-                return "451 4.3.0 Error: queue file write error"
-            content = envelope.original_content or b""
-            self.received.append(
-                Received(
-                    str(envelope.mail_from),
-                    list(envelope.mail_options),
-                    list(envelope.rcpt_tos),
-                    content,
-                )
-            )
-        if self.cut:
-            server.transport.close()
-        return "250 2.0.0 Ok: queued"
-
-    @property
-    def url(self) -> str:
-        return f"smtp://{LOOPBACK}:{self.port}"
-
-    def controller(self) -> Controller:
-        return Controller(
-            self, hostname=LOOPBACK, port=self.port, decode_data=False, data_size_limit=self.size
-        )
+def sent_by(sink: Sink, jmap: Jmap) -> list[Received]:
+    """What the shared sink took from this user (tests share it: each user is a test's own)."""
+    return [r for r in list(sink.received) if r.mail_from == address(jmap)]

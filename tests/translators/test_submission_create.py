@@ -4,43 +4,39 @@ Email/set, and the refusals checked before anything is sent."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
-from collections.abc import AsyncIterator, Iterator
+import shutil
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
-from tests.conftest import gateway_settings, running_gateway
+from gateway.cache import submissions
+from tests.conftest import running_gateway, sending_settings
 from tests.jmapclient import Jmap
-from tests.servers import Dovecot
+from tests.servers import Dovecot, make_data_dir, refused_port
+from tests.smtp_servers import Sink
 from tests.translators.submitting import (
     DOMAIN,
-    Sink,
     address,
     draft,
     identity_id,
     request,
+    sent_by,
 )
 
 
 @pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink()
-    controller = server.controller()
-    controller.start()
-    yield server
-    controller.stop()
-
-
-@pytest.fixture
-async def sending(dovecot: Dovecot, redis_url: str, sink: Sink) -> AsyncIterator[str]:
-    settings = gateway_settings(
-        dovecot.url,
+async def sending(dovecot: Dovecot, redis_url: str, smtp_sink: Sink) -> AsyncIterator[str]:
+    """A gateway sending to the shared sink (faults chosen by address, tests.smtp_servers)."""
+    settings = sending_settings(
+        dovecot,
+        smtp_sink.url,
         redis_url,
-        smtp_url=sink.url,
-        smtp_auth="none",
         mail_domain=DOMAIN,
         identity_addresses="{address},{local}+*@{domain}",
         max_recipients=4,
@@ -94,7 +90,7 @@ def not_created(responses: list[list[Any]]) -> dict[str, Any]:
 
 
 async def test_a_draft_is_sent_bcc_removed_and_moved_to_sent(
-    user: Jmap, sink: Sink, dovecot: Dovecot
+    user: Jmap, smtp_sink: Sink, dovecot: Dovecot
 ) -> None:
     mailboxes = await user.mailboxes()
     drafts, sent = mailboxes["Drafts"]["id"], mailboxes["Sent"]["id"]
@@ -130,9 +126,10 @@ async def test_a_draft_is_sent_bcc_removed_and_moved_to_sent(
     ((flags, octets),) = stored(dovecot, user.username, "Sent")
     assert b"\\Draft" not in flags
     # Sent once, to the envelope's recipients, the stored octets without the Bcc field.
-    (message,) = sink.received
-    assert message.mail_from == address(user)
-    assert message.rcpt_tos == recipients
+    (message,) = sent_by(smtp_sink, user)
+    assert message.recipients == tuple(recipients)
+    # SIZE advertised, the message 7-bit, DSN advertised: ENVID is the submission id.
+    assert message.mail_parameters == (f"SIZE={len(message.content)}", f"ENVID={created['id']}")
     assert b"Bcc:" in octets
     assert message.content == b"".join(
         line for line in octets.splitlines(keepends=True) if not line.startswith(b"Bcc:")
@@ -148,7 +145,7 @@ async def test_a_draft_is_sent_bcc_removed_and_moved_to_sent(
     assert record["dsnBlobIds"] == [] and record["mdnBlobIds"] == []
 
 
-async def test_mail_from_is_the_sender_field_then_from(user: Jmap, sink: Sink) -> None:
+async def test_mail_from_is_the_sender_field_then_from(user: Jmap, smtp_sink: Sink) -> None:
     own = address(user)
     secretary = f"{user.username}+sec@{DOMAIN}"
     responses = await submit(user, {"to": ["bob@example.com"], "sender": [{"email": secretary}]})
@@ -158,10 +155,13 @@ async def test_mail_from_is_the_sender_field_then_from(user: Jmap, sink: Sink) -
         user, {"to": ["bob@example.com"], "sender": [{"email": "boss@example.com"}]}
     )
     assert responses[1][1]["created"]["sub"]["envelope"]["mailFrom"]["email"] == own
-    assert [m.mail_from for m in sink.received] == [secretary, own]
+    assert [m.mail_from for m in smtp_sink.received if m.mail_from in (secretary, own)] == [
+        secretary,
+        own,
+    ]
 
 
-async def test_a_given_envelope_is_used_as_given(user: Jmap, sink: Sink) -> None:
+async def test_a_given_envelope_is_used_as_given(user: Jmap, smtp_sink: Sink) -> None:
     envelope = {
         "mailFrom": {"email": address(user), "parameters": None},
         "rcptTo": [{"email": "elsewhere@example.org", "parameters": None}],
@@ -169,31 +169,35 @@ async def test_a_given_envelope_is_used_as_given(user: Jmap, sink: Sink) -> None
     responses = await submit(user, {"to": ["bob@example.com"]}, {"envelope": envelope})
     created = responses[1][1]["created"]["sub"]
     assert "envelope" not in created
-    (message,) = sink.received
-    assert message.rcpt_tos == ["elsewhere@example.org"]
+    (message,) = sent_by(smtp_sink, user)
+    assert message.recipients == ("elsewhere@example.org",)
     (got,) = await request(user, ("EmailSubmission/get", {"ids": [created["id"]]}))
     assert got[1]["list"][0]["envelope"] == envelope
 
 
-async def test_one_recipient_refused_the_others_queued(user: Jmap, sink: Sink) -> None:
-    sink.refuse = {"nobody@example.com"}
+async def test_one_recipient_refused_the_others_queued(user: Jmap, smtp_sink: Sink) -> None:
     responses = await submit(
-        user, {"to": ["bob@example.com", "nobody@example.com", "carol@example.com"]}
+        user, {"to": ["bob@example.com", "reject-nobody@example.com", "carol@example.com"]}
     )
     status = responses[1][1]["created"]["sub"]["deliveryStatus"]
-    assert status["nobody@example.com"]["delivered"] == "no"
-    assert "User unknown" in status["nobody@example.com"]["smtpReply"]
+    assert status["reject-nobody@example.com"] == {
+        "smtpReply": "550 5.1.1 <reject-nobody@example.com>: Recipient address rejected: "
+        "unknown user",
+        "delivered": "no",
+        "displayed": "unknown",
+    }
     assert status["bob@example.com"]["delivered"] == "queued"
-    assert sink.received[0].rcpt_tos == ["bob@example.com", "carol@example.com"]
+    (message,) = sent_by(smtp_sink, user)
+    assert message.recipients == ("bob@example.com", "carol@example.com")
 
 
-async def test_every_recipient_refused_is_invalid_recipients(user: Jmap, sink: Sink) -> None:
-    sink.refuse = {"nobody@example.com", "ghost@example.com"}
-    error = not_created(await submit(user, {"to": ["nobody@example.com", "ghost@example.com"]}))
+async def test_every_recipient_refused_is_invalid_recipients(user: Jmap, smtp_sink: Sink) -> None:
+    refused = ["reject-nobody@example.com", "reject-ghost@example.com"]
+    error = not_created(await submit(user, {"to": refused}))
     assert error["type"] == "invalidRecipients"
-    assert error["invalidRecipients"] == ["ghost@example.com", "nobody@example.com"]
-    assert "User unknown" in error["description"]
-    assert sink.received == []
+    assert error["invalidRecipients"] == sorted(refused)
+    assert "Recipient address rejected: unknown user" in error["description"]
+    assert sent_by(smtp_sink, user) == []
 
 
 @pytest.mark.parametrize(
@@ -285,7 +289,7 @@ async def test_every_recipient_refused_is_invalid_recipients(user: Jmap, sink: S
 )
 async def test_refused_before_sending(
     user: Jmap,
-    sink: Sink,
+    smtp_sink: Sink,
     fields: dict[str, Any],
     submission: dict[str, Any],
     expected: str | None,
@@ -300,13 +304,13 @@ async def test_refused_before_sending(
     else:
         assert error["type"] == expected, error
         assert {k: error[k] for k in extra} == extra
-    assert sink.received == []
+    assert sent_by(smtp_sink, user) == []
     (got,) = await request(user, ("EmailSubmission/get", {"ids": None}))
     assert got[1]["list"] == []
 
 
 async def test_another_users_email_is_not_found(
-    user: Jmap, sink: Sink, dovecot: Dovecot, sending: str
+    user: Jmap, smtp_sink: Sink, dovecot: Dovecot, sending: str
 ) -> None:
     async with httpx.AsyncClient(base_url=sending, timeout=30) as http:
         name = dovecot.fresh_user()
@@ -325,30 +329,24 @@ async def test_another_users_email_is_not_found(
         ),
     )
     assert response[1]["notCreated"]["sub"]["properties"] == ["emailId"]
-    assert sink.received == []
+    assert sent_by(smtp_sink, user) == []
 
 
-async def test_a_temporary_failure_sends_nothing_and_a_retry_sends_once(
-    user: Jmap, sink: Sink
+async def test_a_451_after_the_dot_sends_nothing_and_leaves_no_record(
+    user: Jmap, smtp_sink: Sink
 ) -> None:
-    sink.tempfail = 1
-    responses = await submit(user, {"to": ["bob@example.com"]})
-    error = not_created(responses)
+    error = not_created(await submit(user, {"to": ["data-tempfail-bob@example.com"]}))
     assert error["type"] == "serverFail"
     assert "nothing was sent" in error["description"]
-    assert "451 4.3.0" in error["description"]
-    assert sink.received == []
+    assert '"451 4.3.0 Error: try again later"' in error["description"]
+    assert sent_by(smtp_sink, user) == []
     (got,) = await request(user, ("EmailSubmission/get", {"ids": None}))
     assert got[1]["list"] == []
-    # The same Email created again: sent exactly once.
-    email_id = responses[0][1]["created"]["draft"]["id"]
-    create = {"identityId": await identity_id(user), "emailId": email_id}
-    (response,) = await request(user, ("EmailSubmission/set", {"create": {"again": create}}))
-    assert response[1]["created"]["again"]["undoStatus"] == "final"
-    assert len(sink.received) == 1
 
 
-async def test_update_cancels_nothing_final_and_destroy_forgets(user: Jmap, sink: Sink) -> None:
+async def test_update_cancels_nothing_final_and_destroy_forgets(
+    user: Jmap, smtp_sink: Sink
+) -> None:
     responses = await submit(user, {"to": ["bob@example.com"]})
     submission_id = responses[1][1]["created"]["sub"]["id"]
     email_id = responses[0][1]["created"]["draft"]["id"]
@@ -381,10 +379,10 @@ async def test_update_cancels_nothing_final_and_destroy_forgets(user: Jmap, sink
     # The implicit Email/set destroyed the sent Email; the message stays sent.
     assert destroyed[1][0] == "Email/set"
     assert destroyed[1][1]["destroyed"] == [email_id]
-    assert len(sink.received) == 1
+    assert len(sent_by(smtp_sink, user)) == 1
 
 
-async def test_if_in_state(user: Jmap, sink: Sink) -> None:
+async def test_if_in_state(user: Jmap, smtp_sink: Sink) -> None:
     (response,) = await request(user, ("EmailSubmission/set", {"ifInState": "nope", "create": {}}))
     assert response == [
         "error",
@@ -393,52 +391,59 @@ async def test_if_in_state(user: Jmap, sink: Sink) -> None:
     ]
 
 
-async def test_the_server_down_is_retryable(dovecot: Dovecot, redis_url: str) -> None:
-    from tests.servers import refused_port
-
-    with refused_port() as port:
-        settings = gateway_settings(
-            dovecot.url,
-            redis_url,
-            smtp_url=f"smtp://127.0.0.1:{port}",
-            smtp_auth="none",
-            mail_domain=DOMAIN,
-        )
-        async with (
-            running_gateway(settings) as url,
-            httpx.AsyncClient(base_url=url, timeout=30) as http,
-        ):
-            name = dovecot.fresh_user()
-            user = await Jmap(http, name, dovecot.users[name]).start()
-            error = not_created(await submit(user, {"to": ["bob@example.com"]}))
-    assert error["type"] == "serverFail"
-    assert "nothing was sent" in error["description"]
+async def test_the_server_down_is_retryable_and_a_retry_sends_once(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    down = contextlib.ExitStack()
+    port = down.enter_context(refused_port())
+    settings = sending_settings(dovecot, f"smtp://127.0.0.1:{port}", redis_url, mail_domain=DOMAIN)
+    async with (
+        running_gateway(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        name = dovecot.fresh_user()
+        user = await Jmap(http, name, dovecot.users[name]).start()
+        responses = await submit(user, {"to": ["bob@example.com"]})
+        error = not_created(responses)
+        assert error["type"] == "serverFail"
+        assert "nothing was sent" in error["description"]
+        (got,) = await request(user, ("EmailSubmission/get", {"ids": None}))
+        assert got[1]["list"] == []
+        # The server comes back on its port: the same Email submitted again goes once.
+        down.close()
+        sink = Sink(make_data_dir("jg-sink-"), port=port)
+        sink.start()
+        try:
+            email_id = responses[0][1]["created"]["draft"]["id"]
+            create = {"identityId": await identity_id(user), "emailId": email_id}
+            (again,) = await request(user, ("EmailSubmission/set", {"create": {"a": create}}))
+        finally:
+            sink.stop()
+            shutil.rmtree(sink.root, ignore_errors=True)
+    assert again[1]["created"]["a"]["undoStatus"] == "final"
+    assert len(sink.received) == 1
 
 
 async def test_a_reply_lost_after_the_dot_is_recorded_sent_and_not_retryable(
-    user: Jmap, sink: Sink
+    user: Jmap, smtp_sink: Sink
 ) -> None:
-    sink.cut = True
-    responses = await submit(user, {"to": ["bob@example.com", "carol@example.com"]})
+    responses = await submit(user, {"to": ["cut-after-dot-bob@example.com", "carol@example.com"]})
     created = responses[1][1]["created"]["sub"]
     # RFC 1047: it may have been delivered: final, every recipient unknown, never resent.
     assert created["undoStatus"] == "final"
     for status in created["deliveryStatus"].values():
         assert status["delivered"] == "unknown"
         assert "lost" in status["smtpReply"]
-    assert len(sink.received) == 1
+    assert len(sent_by(smtp_sink, user)) == 1
 
 
 async def test_a_message_over_the_servers_size_is_too_large(
     dovecot: Dovecot, redis_url: str
 ) -> None:
-    sink = Sink(size=600)
-    controller = sink.controller()
-    controller.start()
+    sink = Sink(make_data_dir("jg-sink-"), size=600)
+    sink.start()
     try:
-        settings = gateway_settings(
-            dovecot.url, redis_url, smtp_url=sink.url, smtp_auth="none", mail_domain=DOMAIN
-        )
+        settings = sending_settings(dovecot, sink.url, redis_url, mail_domain=DOMAIN)
         async with (
             running_gateway(settings) as url,
             httpx.AsyncClient(base_url=url, timeout=30) as http,
@@ -451,9 +456,70 @@ async def test_a_message_over_the_servers_size_is_too_large(
                 {"to": ["bob@example.com"], "bodyValues": {"1": {"value": "x" * 700}}},
             )
     finally:
-        controller.stop()
+        sink.stop()
+        shutil.rmtree(sink.root, ignore_errors=True)
     assert small[1][1]["created"]["sub"]["undoStatus"] == "final"
     error = not_created(large)
     assert error["type"] == "tooLarge"
     assert error["maxSize"] == 600
     assert len(sink.received) == 1
+
+
+async def test_sent_but_not_recorded_is_still_reported_sent(
+    user: Jmap,
+    smtp_sink: Sink,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An account full of pending submissions (the store's bound, lowered to one here) takes
+    # no record more; the message went out all the same, and an error would invite a resend.
+    monkeypatch.setattr(submissions, "MAX_SUBMISSIONS", 1)
+    client = Redis.from_url(redis_url)
+    try:
+        store = submissions.SubmissionStore.of(client, user.account_id)
+        pending = submissions.SubmissionRecord(
+            await store.new_id(), "I1", "M1", "T1", {}, "2026-12-07T10:00:00Z", "pending", None
+        )
+        await store.create(pending)
+        responses = await submit(user, {"to": ["bob@example.com"]})
+    finally:
+        await client.aclose()
+    created = responses[1][1]["created"]["sub"]
+    assert created["undoStatus"] == "final"
+    assert created["deliveryStatus"]["bob@example.com"]["delivered"] == "queued"
+    assert len(sent_by(smtp_sink, user)) == 1
+    assert f"submission {created['id']} was sent but could not be recorded" in caplog.text
+
+
+async def test_dsn_and_utf8_parameters_go_as_the_server_advertises_them(
+    user: Jmap, smtp_sink: Sink
+) -> None:
+    envelope = {
+        "mailFrom": {"email": address(user), "parameters": {"RET": "HDRS", "ENVID": "mine"}},
+        "rcptTo": [
+            {
+                "email": "bob@example.com",
+                "parameters": {"NOTIFY": "SUCCESS,FAILURE", "ORCPT": "rfc822;bob+x@example.com"},
+            },
+            {"email": "jörg@bücher.example", "parameters": None},
+        ],
+    }
+    responses = await submit(user, {"to": ["bob@example.com"]}, {"envelope": envelope})
+    created = responses[1][1]["created"]["sub"]
+    (message,) = sent_by(smtp_sink, user)
+    # RFC 8621 7: the server's ENVID (the submission id) replaces the client's; SMTPUTF8 for
+    # the non-ASCII address (RFC 6531); ORCPT's address as xtext (RFC 3461 4.2).
+    assert message.mail_parameters == (
+        "RET=HDRS",
+        f"SIZE={len(message.content)}",
+        "SMTPUTF8",
+        f"ENVID={created['id']}",
+    )
+    assert message.rcpt_parameters == {
+        "bob@example.com": ("NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;bob+2Bx@example.com"),
+        "jörg@bücher.example": (),
+    }
+    # What the client gave is what the record shows.
+    (got,) = await request(user, ("EmailSubmission/get", {"ids": [created["id"]]}))
+    assert got[1]["list"][0]["envelope"] == envelope

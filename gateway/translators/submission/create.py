@@ -180,7 +180,15 @@ def _envelope(
     if given is None:
         # RFC 8621 7.5 "not allowed by the Identity": an address the operator's sender policy
         # does not let this user send from (every Identity's own email passes it, B).
-        return from_headers(headers, identity.email, lambda a: may_send_from(env, a))
+        made = from_headers(headers, identity.email, lambda a: may_send_from(env, a))
+        if "*" in made.mail_from.email.rpartition("@")[0]:
+            # RFC 8621 6.1: a "*@domain" Identity names no address to send from itself.
+            raise SetError(
+                "forbiddenMailFrom",
+                "the message's Sender/From may not be used and the Identity is a wildcard: "
+                "give the envelope",
+            )
+        return made
     envelope = parse_envelope(given)
     mail_from = envelope.mail_from.email
     if mail_from and not may_send_from(env, mail_from):

@@ -73,7 +73,13 @@ async def deliver(env: RequestEnv, prepared: Prepared) -> SubmissionRecord | Set
         delivery_status=result,
         finished_at=time.time(),
     )
-    await env.index.submissions.create(record)
+    try:
+        await env.index.submissions.create(record)
+    except Exception:
+        # The message is sent: an error now would invite the client to send it again.
+        # RFC 8621 7 lets a server forget a submission at once ("very basic SMTP proxies"),
+        # so the client still learns it was sent; the record is lost, which the log says.
+        log.exception("submission %s was sent but could not be recorded", record.id)
     return record
 
 
