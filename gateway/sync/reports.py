@@ -92,14 +92,18 @@ class DeliveryReports:
 
     async def _apply(self, report: DeliveryReport, blob_id: str) -> None:
         record = await self._store.find_for_dsn(report.envid, report.message_id)
-        if record is None or blob_id in record.dsn_blob_ids:
+        if record is None:
             return
-        updated = apply_report(record, report, blob_id)
-        if updated is None:
-            return
-        # Only a sent submission gets reports; a destroyed one is left destroyed.
-        if not await self._store.replace(updated, expect="final"):
-            log.info("a delivery report for submission %s found it changed", record.id)
+
+        def change(current: SubmissionRecord) -> SubmissionRecord | None:
+            # Only a sent submission gets reports, and each report counts once.
+            if current.undo_status != "final" or blob_id in current.dsn_blob_ids:
+                return None
+            return apply_report(current, report, blob_id)
+
+        # Read, changed and written in one transaction: reports applied at once all land.
+        if await self._store.update(record.id, change) is not None:
+            log.debug("delivery report %s applied to submission %s", blob_id, record.id)
 
 
 def apply_report(
