@@ -27,6 +27,7 @@ from gateway.mime.dsn import DeliveryReport, RecipientReport
 from gateway.sync.catch_up import CatchUp
 from gateway.sync.reports import MAX_DSN_BLOBS, apply_report
 from gateway.upstream import imap_pool
+from tests.cyrus import Cyrus
 from tests.servers import Dovecot
 from tests.translators.witness import Witness
 from tests.upstream_log import upstream_commands
@@ -73,7 +74,7 @@ class Account:
     user: str
     index: AccountIndex
     pool: ImapPool
-    dovecot: Dovecot
+    dovecot: Dovecot | Cyrus
     catch_up: CatchUp
 
     def append(self, data: bytes, folder: str = "INBOX") -> None:
@@ -137,6 +138,30 @@ async def test_a_relayed_report_marks_the_recipient_delivered(account: Account) 
     }
     assert record.dsn_blob_ids == (blob_id(report_email),)
     assert record.undo_status == "final"
+
+
+async def test_on_cyrus_with_its_own_email_ids(cyrus: Cyrus, store: Store, redis_url: str) -> None:
+    """Cyrus names its emails (OBJECTID): a report found there is matched the same way."""
+    pool = imap_pool(Settings(imap_url=cyrus.url, redis_url=redis_url))
+    try:
+        account = new_account(cyrus, store, pool)
+        await account.index.submissions.create(
+            sent(
+                "Sk",
+                envid="Sub-def456",
+                message_id="<m2.def@example.com>",
+                recipients=("nobody@example.com",),
+            )
+        )
+        account.append(sample("postfix-failed-returned-full.eml"))
+        await account.sync()
+        record = await account.record("Sk")
+        (report_email,) = await account.email_ids()
+        assert record.dsn_blob_ids == (blob_id(report_email),)
+        assert record.delivery_status is not None
+        assert record.delivery_status["nobody@example.com"].delivered == "no"
+    finally:
+        await pool.close()
 
 
 async def test_a_bounce_marks_the_recipient_failed_with_the_servers_reply(
