@@ -28,6 +28,7 @@ from dataclasses import replace
 
 from gateway.cache.submissions import Delivered, DeliveryStatus, SubmissionRecord, SubmissionStore
 from gateway.imap.connection import ImapConnection
+from gateway.imap.errors import CommandFailed
 from gateway.imap.fetch import Attr, BodySection, uid_fetch
 from gateway.imap.responses.fetch import fetches_by_uid
 from gateway.imap.search import Header, Uid
@@ -69,9 +70,19 @@ class DeliveryReports:
         self._expecting: bool | None = None
 
     async def arrived(self, conn: ImapConnection, new: Mapping[int, str]) -> None:
-        """``new``: the selected folder's new messages, UID -> email id (already indexed)."""
+        """``new``: the selected folder's new messages, UID -> email id (already indexed).
+
+        A command the server refuses ends the look for this folder, not the folder's sync:
+        the reports stay ordinary mail, and the index goes on as if none had been looked for.
+        """
         if not new or not await self._any_submissions():
             return
+        try:
+            await self._read(conn, new)
+        except CommandFailed as exc:
+            log.warning("delivery reports not read in a folder: the server refused: %s", exc)
+
+    async def _read(self, conn: ImapConnection, new: Mapping[int, str]) -> None:
         found = await conn.uid_search(Uid(UidSet.of(new)), Header("Content-Type", "report"))
         uids = sorted(uid for uid in found if uid in new)[-MAX_REPORTS:]
         for start in range(0, len(uids), FETCH_CHUNK):
