@@ -4,6 +4,7 @@ in Redis, and asked again in the background while the server is down."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import smtplib
 from typing import Any
 
@@ -44,11 +45,9 @@ def submission(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_the_session_shows_what_postfix_says(
-    postfix: Postfix, sending_dovecot: Dovecot, redis_url: str
+    postfix: Postfix, sending_dovecot: Dovecot, sending_gateway: str
 ) -> None:
-    settings = sending_settings(sending_dovecot, postfix.url, redis_url)
-    async with running_gateway(settings) as base:
-        body = await session(base, sending_dovecot)
+    body = await session(sending_gateway, sending_dovecot)
     assert SUBMISSION in body["capabilities"]
     assert submission(body) == {
         "maxDelayedSend": 0,  # users' own credentials only: nothing can be sent later
@@ -105,5 +104,6 @@ async def test_neither_server_nor_redis_then_the_server_comes(
             expected = ehlo_by_smtplib(sink.port)
         finally:
             sink.stop()
+            shutil.rmtree(sink.root, ignore_errors=True)
     assert submission(after)["submissionExtensions"] == expected
     assert after["state"] != before["state"]
