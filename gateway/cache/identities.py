@@ -58,8 +58,9 @@ def decode(data: bytes) -> IdentityRecord:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The stored identities and the Identity state, read together; ``loaded`` False: the cache
-    was never filled (or Redis lost it), ``records`` is then empty and means nothing."""
+    """The stored identities and the Identity state, read together. ``loaded`` False: the cache
+    was never filled, Redis lost it, or a write's outcome upstream is unknown; ``records`` is
+    then not to be trusted."""
 
     records: dict[str, IdentityRecord]
     state: str

@@ -21,20 +21,17 @@ from tests.translators.witness import ImapServer
 
 ENTRY_ROOT = "/private/vendor/jmap-gateway/identity"
 POLICY = "{address},{local}+*@{domain}"
-_ENTRY = re.compile(rb"(/private/vendor/jmap-gateway/identity/[a-z0-9]+) \{(\d+)\}")
+# Dovecot names entries bare, Cyrus quotes them.
+_ENTRY = re.compile(rb'"?(/private/vendor/jmap-gateway/identity/[a-z0-9]+)"? \{(\d+)\}')
 
 
 @asynccontextmanager
 async def sending_gateway(imap_url: str, redis_url: str, **overrides: Any) -> AsyncIterator[str]:
     """A gateway whose SMTP server refuses connections: it must start all the same."""
     with refused_port() as port:
+        values = {"mail_domain": "example.com", "identity_addresses": POLICY, **overrides}
         settings = gateway_settings(
-            imap_url,
-            redis_url,
-            smtp_url=f"smtp://127.0.0.1:{port}",
-            mail_domain="example.com",
-            identity_addresses=POLICY,
-            **overrides,
+            imap_url, redis_url, smtp_url=f"smtp://127.0.0.1:{port}", **values
         )
         async with running_gateway(settings) as url:
             yield url

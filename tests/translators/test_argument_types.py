@@ -6,7 +6,7 @@ inside them (filter conditions, comparators, created and patched objects)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,16 @@ import pytest
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.translators.mailstate import Mail
+from tests.translators.submissions import (
+    Sender,
+    redis_client,
+    sender,
+    submission,
+    submission_gateway,
+    submission_http,
+)
+
+__all__ = ["redis_client", "sender", "submission_gateway", "submission_http"]
 
 # Values of every JSON type, and text int() would read as a number.
 WRONG: tuple[Any, ...] = (None, True, 0, -1, 1.5, "", "x", "\u0661\u0662", [], [1], {}, {"a": 1})
@@ -164,6 +174,102 @@ def calls(email: str, inbox: str, blob: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def submission_calls() -> dict[str, dict[str, Any]]:
+    """The same for the methods of the submission capability (RFC 8621 6 and 7)."""
+    submission_filter = {
+        "operator": "OR",
+        "conditions": [
+            {"identityIds": ["I1"], "emailIds": ["M1"], "threadIds": ["T1"]},
+            {"undoStatus": "pending", "before": "2030-01-01T00:00:00Z"},
+            {"after": "2000-01-01T00:00:00Z"},
+        ],
+    }
+    sort = [
+        {"property": "emailId", "isAscending": False, "collation": "i;octet"},
+        {"property": "sentAt"},
+    ]
+    return {
+        "EmailSubmission/get": {"ids": ["S1"], "properties": ["undoStatus", "envelope"]},
+        "EmailSubmission/changes": {"sinceState": "x-0", "maxChanges": 5},
+        "EmailSubmission/query": {
+            "filter": submission_filter,
+            "sort": sort,
+            "position": 0,
+            "anchor": "S1",
+            "anchorOffset": 0,
+            "limit": 5,
+            "calculateTotal": True,
+        },
+        "EmailSubmission/queryChanges": {
+            "filter": submission_filter,
+            "sort": sort,
+            "sinceQueryState": "x-0",
+            "maxChanges": 5,
+            "upToId": "S1",
+            "calculateTotal": True,
+        },
+        "EmailSubmission/set": {
+            "ifInState": None,
+            "create": {
+                "c": {
+                    "identityId": "I1",
+                    "emailId": "M1",
+                    "envelope": {
+                        "mailFrom": {"email": "a@example.org", "parameters": {"RET": "HDRS"}},
+                        "rcptTo": [{"email": "b@example.org", "parameters": None}],
+                    },
+                }
+            },
+            "update": {"S1": {"undoStatus": "canceled"}},
+            "destroy": ["S2"],
+            "onSuccessUpdateEmail": {"#c": {"keywords/$draft": None}, "S1": {}},
+            "onSuccessDestroyEmail": ["#c", "S1"],
+        },
+        "Identity/get": {"ids": ["I1"], "properties": ["name", "email"]},
+        "Identity/changes": {"sinceState": "x-0", "maxChanges": 5},
+        "Identity/set": {
+            "ifInState": None,
+            "create": {
+                "i": {
+                    "name": "N",
+                    "email": "a@example.org",
+                    "replyTo": [{"name": "R", "email": "r@example.org"}],
+                    "bcc": [{"name": None, "email": "b@example.org"}],
+                    "textSignature": "t",
+                    "htmlSignature": "<p>h</p>",
+                }
+            },
+            "update": {"I1": {"name": "M", "replyTo": None}},
+            "destroy": ["I2"],
+        },
+    }
+
+
+Request = Callable[..., Awaitable[list[list[Any]]]]
+
+
+async def server_failures(
+    request: Request, methods: dict[str, dict[str, Any]]
+) -> list[tuple[tuple[str, dict[str, Any]], list[Any]]]:
+    """Every wrong-type variant of every argument of ``methods``, sent through ``request``:
+    those answered with a server failure."""
+    batch: list[tuple[str, dict[str, Any]]] = []
+    answered: list[list[Any]] = []
+    for method, args in methods.items():
+        for path in leaves(args):
+            batch += [(method, variant) for variant in variants(args, path)]
+    for start in range(0, len(batch), 32):
+        answered += await request(*batch[start : start + 32])
+    assert len(answered) >= len(batch)
+    # Every call reached its handler (a method not offered would prove nothing).
+    assert not [a for a in answered if a[0] == "error" and a[1]["type"] == "unknownMethod"]
+    return [
+        (call, answer)
+        for call, answer in zip(batch, answered, strict=False)
+        if answer[0] == "error" and answer[1]["type"] in FAILURES
+    ]
+
+
 @pytest.fixture
 async def setup(dovecot: Dovecot, jmap: Jmap) -> tuple[str, str, str]:
     mail = Mail(dovecot, jmap.username)
@@ -176,20 +282,12 @@ async def setup(dovecot: Dovecot, jmap: Jmap) -> tuple[str, str, str]:
 
 
 async def test_no_wrong_type_is_a_server_failure(jmap: Jmap, setup: tuple[str, str, str]) -> None:
-    batch: list[tuple[str, dict[str, Any]]] = []
-    answered: list[list[Any]] = []
-    for method, args in calls(*setup).items():
-        for path in leaves(args):
-            batch += [(method, variant) for variant in variants(args, path)]
-    for start in range(0, len(batch), 32):
-        answered += await jmap.request(*batch[start : start + 32])
-    assert len(answered) >= len(batch)
-    failures = [
-        (call, answer)
-        for call, answer in zip(batch, answered, strict=False)
-        if answer[0] == "error" and answer[1]["type"] in FAILURES
-    ]
-    assert failures == []
+    assert await server_failures(jmap.request, calls(*setup)) == []
+
+
+async def test_no_wrong_type_is_a_server_failure_in_submission(sender: Sender) -> None:
+    await sender.store.create(submission("S1", undo_status="pending"))
+    assert await server_failures(sender.request, submission_calls()) == []
 
 
 @pytest.mark.parametrize("method", ["Email/query", "Email/queryChanges"])
@@ -220,5 +318,6 @@ def test_every_method_is_exercised() -> None:
     from gateway.services import method_registry
 
     registry = method_registry()
-    assert all(registry.get(name) for name in calls("e", "i", "b"))
-    assert len(registry._methods) - 1 == len(calls("e", "i", "b"))  # all but Core/echo
+    exercised = {**calls("e", "i", "b"), **submission_calls()}
+    assert all(registry.get(name) for name in exercised)
+    assert len(registry._methods) - 1 == len(exercised)  # all but Core/echo

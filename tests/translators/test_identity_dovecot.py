@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 from tests.conftest import serving
+from tests.faultproxy import FaultProxy
 from tests.jmapclient import SUBMISSION, Jmap
+from tests.rediscluster import RedisClusterSet
 from tests.servers import Dovecot, make_data_dir
 from tests.translators.identities import (
     flush_redis,
@@ -308,3 +310,105 @@ async def test_another_user_never_reaches_these_identities(
     assert (await identities(jmap))[theirs]["name"] == "Mine"
     assert metadata_entries(metadata_dovecot, jmap.username)[theirs]["name"] == "Mine"
     assert metadata_entries(metadata_dovecot, other_user) == {}
+
+
+async def test_a_refused_metadata_write_changes_nothing(
+    jmap: Jmap, metadata_dovecot: Dovecot
+) -> None:
+    address = f"{jmap.username}@example.com"
+    before = await identities(jmap)
+    old_state = await state(jmap)
+    # Dovecot cannot replace the user's attribute file where a directory stands in its way:
+    # SETMETADATA answers NO [SERVERBUG], and leaves its lock file behind.
+    home = metadata_dovecot.root / "mail" / jmap.username
+    (home / "dovecot-attributes").mkdir()
+    created = await jmap.call(
+        "Identity/set", create={"c": {"email": f"{jmap.username}+x@example.com"}}
+    )
+    assert created["notCreated"]["c"]["type"] == "serverFail"
+    (home / "dovecot-attributes.lock").unlink()
+    updated = await jmap.call("Identity/set", update={own_id(address): {"name": "Changed"}})
+    assert updated["notUpdated"][own_id(address)]["type"] == "serverFail"
+    assert created["newState"] == updated["newState"] == old_state
+    assert await identities(jmap) == before
+    (home / "dovecot-attributes.lock").unlink()
+    (home / "dovecot-attributes").rmdir()
+    # A new session reads the file: nothing was kept. (The imap process that answered NO
+    # goes on showing the values it failed to write, in its memory, until it ends.)
+    assert metadata_entries(metadata_dovecot, jmap.username) == {}
+
+
+async def test_a_write_cut_before_its_answer_is_read_back_from_the_server(
+    metadata_dovecot: Dovecot, redis_url: str
+) -> None:
+    user = metadata_dovecot.fresh_user()
+    default = own_id(f"{user}@example.com")
+    async with (
+        FaultProxy("127.0.0.1", metadata_dovecot.imap_port) as proxy,
+        sending_gateway(proxy.url, redis_url) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        jmap = await identity_client(http, user, metadata_dovecot.users[user])
+        await identities(jmap)
+        # Creates go first; the server keeps the update that follows, but the gateway
+        # never hears that it did.
+        proxy.cut(rb"SETMETADATA .*/identity/i", when="after")
+        (answer,) = await jmap.request(
+            (
+                "Identity/set",
+                {
+                    "update": {default: {"name": "First"}},
+                    "create": {"c": {"email": f"{user}+c@example.com", "name": "Created"}},
+                },
+            )
+        )
+        assert proxy.cuts == 1
+        # RFC 8620 3.6.2: the create was made, so the client must re-synchronise.
+        assert answer[0] == "error"
+        assert answer[1]["type"] == "serverPartialFail"
+        entries = metadata_entries(metadata_dovecot, user)
+        assert {e["name"] for e in entries.values()} == {"First", "Created"}
+        found = await identities(jmap)
+        assert {i["name"] for i in found.values()} == {"First", "Created"}
+        assert set(found) == set(entries)
+
+
+async def test_get_by_properties_and_changes_page_by_page(jmap: Jmap) -> None:
+    start = await state(jmap)
+    many = {f"c{i}": {"email": f"{jmap.username}+{i}@example.com"} for i in range(3)}
+    created = (await jmap.call("Identity/set", create=many))["created"]
+    ids = [created[f"c{i}"]["id"] for i in range(3)]
+    got = await jmap.call("Identity/get", ids=ids[:1], properties=["email"])
+    assert got["list"] == [{"id": ids[0], "email": f"{jmap.username}+0@example.com"}]
+    bad = await jmap.request(("Identity/get", {"ids": None, "properties": ["colour"]}))
+    assert bad[0][1]["type"] == "invalidArguments"
+    first = await jmap.call("Identity/changes", sinceState=start, maxChanges=2)
+    assert first["hasMoreChanges"] is True
+    second = await jmap.call("Identity/changes", sinceState=first["newState"], maxChanges=2)
+    assert second["hasMoreChanges"] is False
+    assert sorted(first["created"] + second["created"]) == sorted(ids)
+    assert second["newState"] == await state(jmap)
+
+
+async def test_on_a_redis_cluster(
+    metadata_dovecot: Dovecot, redis_cluster: RedisClusterSet
+) -> None:
+    """The identity cache, its journal and its read back from METADATA within one account's
+    hash tag, on a real three-node cluster."""
+    user = metadata_dovecot.fresh_user()
+    async with (
+        sending_gateway(metadata_dovecot.url, redis_cluster.url) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        jmap = await identity_client(http, user, metadata_dovecot.users[user])
+        start = await state(jmap)
+        created = await create(jmap, email=f"{user}+cl@example.com", name="Cluster")
+        new_id = created["created"]["c"]["id"]
+        changes = await jmap.call("Identity/changes", sinceState=start)
+        assert changes["created"] == [new_id]
+        before = await identities(jmap)
+        owner = redis_cluster.owner(f"jg:{{{jmap.account_id}}}:meta")
+        with owner.client() as client:
+            client.delete(f"jg:{{{jmap.account_id}}}:identities")
+            client.hdel(f"jg:{{{jmap.account_id}}}:meta", "identities-loaded")
+        assert await identities(jmap) == before

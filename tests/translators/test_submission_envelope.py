@@ -240,3 +240,22 @@ def test_xtext() -> None:
     # RFC 3461 4: "+" and "=" and octets outside 33-126 are "+" and two upper-case hex digits.
     assert xtext("a+b=c d") == "a+2Bb+3Dc+20d"
     assert xtext("é") == "+C3+A9"
+
+
+def test_parameter_values_hold_no_equals_sign_but_xtext_ones() -> None:
+    with pytest.raises(SetError):
+        parse_envelope(
+            {"mailFrom": {"email": "a@x", "parameters": {"MT-PRIORITY": "a=b"}}, "rcptTo": []}
+        )
+    given = {
+        "mailFrom": {"email": "a@x", "parameters": None},
+        "rcptTo": [{"email": "b@x", "parameters": {"ORCPT": "rfc822;b=c@x"}}],
+    }
+    wire = smtp_envelope(parse_envelope(given), POSTFIX, FACTS)
+    assert wire.recipients[0].parameters["ORCPT"] == "rfc822;b+3Dc@x"
+
+
+def test_at_most_twelve_client_parameters_leave_room_for_the_gateways() -> None:
+    many = {f"X-{i}": None for i in range(13)}
+    with pytest.raises(SetError):
+        parse_envelope({"mailFrom": {"email": "a@x", "parameters": many}, "rcptTo": []})

@@ -11,14 +11,17 @@ other is ``forbiddenFrom``. The default identity (the user's own address) cannot
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from gateway.cache.identities import IdentityRecord
+from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.env import RequestEnv
+from gateway.imap.errors import ImapError
 from gateway.jmap.dispatch import CallContext
-from gateway.jmap.errors import SetError
+from gateway.jmap.errors import MethodError, SetError
 from gateway.jmap.standard import check_if_in_state, parse_set
 from gateway.translators.identity.lookup import with_default
 from gateway.translators.identity.policy import may_send_from
@@ -31,6 +34,11 @@ from gateway.translators.identity.values import (
     identity_values,
 )
 
+log = logging.getLogger(__name__)
+
+# What may break an Identity/set half way (a refusal is the SetError of one identity instead).
+_BROKEN_OFF: tuple[type[Exception], ...] = (ImapError, *STORE_UNAVAILABLE)
+
 # Identities one account may store (its default one included once changed): each is a
 # METADATA entry and a Redis value kept for the account's life.
 MAX_IDENTITIES = 100
@@ -42,14 +50,25 @@ async def identity_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) 
     snapshot = await stored(env)
     check_if_in_state(args.if_in_state, snapshot.state)
     run = _Run(ctx, dict(snapshot.records), with_default(env, snapshot.records))
-    created, not_created = await run.create_all(args.create or {})
-    updated, not_updated = await run.update_all(args.update or {})
-    destroyed, not_destroyed = await run.destroy_all(args.destroy or [])
-    done = created or updated or destroyed
+    try:
+        created, not_created = await run.create_all(args.create or {})
+        updated, not_updated = await run.update_all(args.update or {})
+        destroyed, not_destroyed = await run.destroy_all(args.destroy or [])
+        state = (await env.index.identities.snapshot()).state if run.done else snapshot.state
+    except _BROKEN_OFF as exc:
+        if not run.done:
+            raise
+        log.warning("Identity/set broke off after changes were made", exc_info=exc)
+        # RFC 8620 3.6.2: some changes were made; the client must re-synchronise.
+        raise MethodError(
+            "serverPartialFail",
+            "Part of the changes were made before the mail server or the gateway's state "
+            "store became unavailable. Re-synchronise.",
+        ) from exc
     return {
         "accountId": args.account_id,
         "oldState": snapshot.state,
-        "newState": (await env.index.identities.snapshot()).state if done else snapshot.state,
+        "newState": state,
         "created": created or None,
         "notCreated": _errors(not_created),
         "updated": updated or None,
@@ -59,8 +78,9 @@ async def identity_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) 
     }
 
 
-def _errors(errors: Mapping[str, SetError]) -> dict[str, Any] | None:
-    return {key: error.to_dict() for key, error in errors.items()} or None
+def _errors(errors: Mapping[str, SetError]) -> dict[str, SetError] | None:
+    """The SetErrors themselves: the dispatcher files them and logs a serverFail's cause."""
+    return dict(errors) or None
 
 
 class _Run:
@@ -76,6 +96,8 @@ class _Run:
         self.env = ctx.env
         self.stored = stored
         self.every = every
+        # Whether any identity was written: a break after that is a partial failure.
+        self.done = False
 
     async def create_all(
         self, create: Mapping[str, dict[str, Any]]
@@ -106,6 +128,7 @@ class _Run:
             raise SetError("overQuota", f"an account keeps at most {MAX_IDENTITIES} identities")
         record = IdentityRecord(id=new_identity_id(), may_delete=True, **values)
         await write(self.env, record, created=True)
+        self.done = True
         self.stored[record.id] = self.every[record.id] = record
         return record
 
@@ -133,11 +156,12 @@ class _Run:
         new = replace(record, **changes)
         if new == record:
             return
-        # What is stored of the default identity never claims its address or mayDelete.
-        created = record.id not in self.stored
-        if created and len(self.stored) >= MAX_IDENTITIES:
+        # The default identity is stored from its first change on, and then counts.
+        first_stored = record.id not in self.stored
+        if first_stored and len(self.stored) >= MAX_IDENTITIES:
             raise SetError("overQuota", f"an account keeps at most {MAX_IDENTITIES} identities")
         await write(self.env, new, created=False)
+        self.done = True
         self.stored[new.id] = self.every[new.id] = new
 
     async def destroy_all(self, destroy: list[str]) -> tuple[list[str], dict[str, SetError]]:
@@ -149,6 +173,7 @@ class _Run:
                 if not record.may_delete:
                     raise SetError("forbidden", "the user's own address is always an identity")
                 await erase(self.env, record.id)
+                self.done = True
             except SetError as error:
                 failed[key] = error
                 continue

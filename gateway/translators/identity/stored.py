@@ -12,6 +12,7 @@ created there are lost with Redis. The default identity is computed either way.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,9 +20,10 @@ import secrets
 from typing import Any
 
 from gateway.cache.identities import IdentityRecord, Snapshot
+from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.env import RequestEnv
 from gateway.imap.connection import ImapConnection
-from gateway.imap.errors import CommandFailed
+from gateway.imap.errors import CommandFailed, ImapError
 from gateway.imap.metadata import get_metadata, set_metadata
 from gateway.imap.responses.metadata import long_entries, parse_metadata
 from gateway.translators.identity.values import InvalidIdentity, identity_values
@@ -30,8 +32,9 @@ from gateway.translators.upstream_refusals import Work, refused
 log = logging.getLogger(__name__)
 
 ENTRY_ROOT = "/private/vendor/jmap-gateway/identity"
-# RFC 5464 4.2.1 MAXSIZE: no entry the gateway writes is longer (values.MAX_ENTRY_OCTETS), so
-# a longer one was written by someone else and is left unread.
+# RFC 5464 4.2.1 MAXSIZE: the entries the gateway writes stay far below this (two signatures
+# of 32 KiB, two names of 256 characters, 40 addresses), so a longer one was written by
+# someone else and is left unread.
 MAX_ENTRY_READ = 256 * 1024
 METADATA_CAPABILITIES = frozenset({"METADATA", "METADATA-SERVER"})
 _ID_BYTES = 10  # 80 bits: 16 base32 characters
@@ -141,3 +144,9 @@ async def _upstream(env: RequestEnv, values: dict[str, bytes | None]) -> None:
             await conn.execute(set_metadata(values))
         except CommandFailed as exc:
             raise refused(exc, Work.IDENTITY) from exc
+        except ImapError:
+            # Cut or timed out: whether the server kept the change is unknown, so the cache
+            # is read back from the server next time rather than trusted.
+            with contextlib.suppress(*STORE_UNAVAILABLE):
+                await env.index.identities.forget()
+            raise

@@ -25,8 +25,11 @@ from gateway.smtp.extensions import Extensions
 MAX_ADDRESS_OCTETS = 254
 # RFC 5321 4.1.2 esmtp-keyword; the parameters one address may carry (real ones use a few).
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*", re.ASCII)
-MAX_PARAMETERS = 16
+# The SMTP client's bound (16) less the four the gateway may add to MAIL.
+MAX_PARAMETERS = 12
 MAX_PARAMETER_OCTETS = 1000
+# RFC 3461 4.2, 4.4: the parameters whose values are xtext, encoded when sent.
+_XTEXT_VALUES = frozenset({"ORCPT", "ENVID"})
 # RFC 3461 4: xtext is printable ASCII but "+" and "="; others are "+" and two hex digits.
 _XTEXT_PLAIN = frozenset(range(0x21, 0x7F)) - {ord("+"), ord("=")}
 # The extension (RFC 5321 2.2.2) each parameter belongs to, where its name is not the
@@ -133,9 +136,15 @@ def _address(value: object, where: str) -> Address:
         if not _KEYWORD.fullmatch(name):
             raise _bad(f"{where}: {name!r} is not a parameter name (RFC 5321 4.1.2)")
         if param is not None and (
-            not isinstance(param, str) or not _printable(param) or len(param) > MAX_PARAMETER_OCTETS
+            not isinstance(param, str)
+            or not _printable(param)
+            or len(param) > MAX_PARAMETER_OCTETS
+            # RFC 5321 4.1.2 esmtp-value has no "="; xtext ones are encoded when sent.
+            or ("=" in param and name.upper() not in _XTEXT_VALUES)
         ):
-            raise _bad(f"{where}: the value of {name} must be a String without spaces or controls")
+            raise _bad(
+                f"{where}: the value of {name} must be a String without spaces, controls or '='"
+            )
     return Address(email, dict(params))
 
 
@@ -250,10 +259,14 @@ def smtp_envelope(
     if extensions.has("DSN"):
         # RFC 8621 7: the server MAY use the submission id as ENVID (F matches DSNs by it).
         mail["ENVID"] = xtext(facts.envid)
-    recipients = tuple(
-        Recipient(address.email, _client_parameters(address)) for address in envelope.rcpt_to
-    )
-    return Envelope(envelope.mail_from.email, mail, recipients)
+    try:
+        recipients = tuple(
+            Recipient(address.email, _client_parameters(address)) for address in envelope.rcpt_to
+        )
+        return Envelope(envelope.mail_from.email, mail, recipients)
+    except ValueError as refused:
+        # The SMTP layer's own bounds on what goes on the wire, should a check here miss one.
+        raise _bad(str(refused)) from None
 
 
 def _client_parameters(address: Address) -> dict[str, str | None]:
