@@ -66,10 +66,17 @@ def test_capability_objects_are_what_the_session_always_showed() -> None:
 
 def test_every_method_of_every_package_is_in_the_table() -> None:
     catalog = collect(SPECS, SETTINGS)
-    names = {method.name for spec in SPECS for method in spec.methods}
+    names = {method.name for spec in SPECS if spec.offered(SETTINGS) for method in spec.methods}
     assert {"Core/echo", "Blob/copy", "Mailbox/get", "Email/get", "Thread/get"} <= names
     assert all(catalog.registry.get(name) for name in names)
     assert catalog.registry.capabilities() == {CORE, MAIL}
+    # Sending is offered only with an SMTP server: then every package's methods are in.
+    assert catalog.registry.get("EmailSubmission/get") is None
+    sending = Settings(**{**SETTINGS.model_dump(), "smtp_url": "smtp://127.0.0.1:1"})
+    everything = collect(SPECS, sending)
+    assert all(everything.registry.get(m.name) for spec in SPECS for m in spec.methods)
+    assert everything.registry.get("EmailSubmission/query") is not None
+    assert everything.registry.capabilities() == {CORE, MAIL, SUBMISSION}
 
 
 def test_a_new_package_is_one_more_spec() -> None:
