@@ -107,14 +107,12 @@ def parse_report(message: bytes) -> DeliveryReport | None:
     if status_part is None:
         return None
     blocks = _blocks(part_content(data, status_part))
-    if not blocks:
-        return None
-    recipients = tuple(
-        r for r in (_recipient(b) for b in blocks[1 : MAX_RECIPIENTS + 1]) if r is not None
-    )
+    # RFC 3464 2.1: the per-message block comes first; some software leaves it out.
+    per_message = blocks.pop(0) if blocks and not _field(blocks[0], "final-recipient") else []
+    recipients = tuple(r for r in (_recipient(b) for b in blocks[:MAX_RECIPIENTS]) if r is not None)
     if not recipients:
         return None
-    envid = _field(blocks[0], "original-envelope-id")
+    envid = _field(per_message, "original-envelope-id")
     returned = _returned_message_id(data, root.sub_parts, status_part)
     return DeliveryReport(envid or None, returned, recipients)
 

@@ -324,6 +324,23 @@ def test_blocks_missing_what_rfc_3464_requires(status: str) -> None:
     assert parse_report(report(status=status)) is None
 
 
+def test_a_report_without_its_per_message_block() -> None:
+    data = (
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        + block("bob@example.com")
+        + block("carol@example.com", action="delivered", status="2.0.0")
+        + "--b--\r\n"
+    ).encode()
+    parsed = parse_report(data)
+    assert parsed is not None and parsed.envid is None
+    assert [r.final_recipient for r in parsed.recipients] == [
+        "bob@example.com",
+        "carol@example.com",
+    ]
+
+
 def test_a_bad_block_does_not_hide_the_good_ones() -> None:
     parsed = parse_report(
         report(status=(block("bob@example.com", action="whatever") + block("carol@example.com")))
