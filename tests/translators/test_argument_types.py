@@ -9,10 +9,12 @@ import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
+from tests.translators.identities import identity_client, sending_gateway
 from tests.translators.mailstate import Mail
 from tests.translators.submissions import (
     Sender,
@@ -175,7 +177,7 @@ def calls(email: str, inbox: str, blob: str) -> dict[str, dict[str, Any]]:
 
 
 def submission_calls() -> dict[str, dict[str, Any]]:
-    """The same for the methods of the submission capability (RFC 8621 6 and 7)."""
+    """The same for EmailSubmission's methods (RFC 8621 7)."""
     submission_filter = {
         "operator": "OR",
         "conditions": [
@@ -225,6 +227,12 @@ def submission_calls() -> dict[str, dict[str, Any]]:
             "onSuccessUpdateEmail": {"#c": {"keywords/$draft": None}, "S1": {}},
             "onSuccessDestroyEmail": ["#c", "S1"],
         },
+    }
+
+
+def identity_calls() -> dict[str, dict[str, Any]]:
+    """The same for Identity's methods (RFC 8621 6), offered only where sending is."""
+    return {
         "Identity/get": {"ids": ["I1"], "properties": ["name", "email"]},
         "Identity/changes": {"sinceState": "x-0", "maxChanges": 5},
         "Identity/set": {
@@ -314,10 +322,40 @@ async def test_wrong_types_of_booleans_name_their_argument(jmap: Jmap) -> None:
     assert answers[1][1]["arguments"] == ["fetchTextBodyValues"]
 
 
+async def test_no_wrong_type_is_a_server_failure_in_identity(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    async with (
+        sending_gateway(dovecot.url, redis_url, identity_addresses="*@example.org") as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        user = dovecot.fresh_user()
+        jmap = await identity_client(http, user, dovecot.users[user])
+        batch = [
+            (method, variant)
+            for method, args in identity_calls().items()
+            for path in leaves(args)
+            for variant in variants(args, path)
+        ]
+        answered = [
+            a
+            for start in range(0, len(batch), 32)
+            for a in await jmap.request(*batch[start : start + 32])
+        ]
+    assert len(answered) == len(batch)
+    # Every call reached its handler (a method not offered would prove nothing).
+    assert not [a for a in answered if a[0] == "error" and a[1]["type"] == "unknownMethod"]
+    assert [
+        (c, a)
+        for c, a in zip(batch, answered, strict=True)
+        if a[0] == "error" and a[1]["type"] in FAILURES
+    ] == []
+
+
 def test_every_method_is_exercised() -> None:
     from gateway.services import method_registry
 
     registry = method_registry()
-    exercised = {**calls("e", "i", "b"), **submission_calls()}
+    exercised = {**calls("e", "i", "b"), **submission_calls(), **identity_calls()}
     assert all(registry.get(name) for name in exercised)
     assert len(registry._methods) - 1 == len(exercised)  # all but Core/echo
