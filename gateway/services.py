@@ -34,6 +34,7 @@ from gateway.smtp.sender import SmtpSender
 from gateway.sync.catch_up import CatchUp
 from gateway.translators import core, email, identity, mailbox, submission
 from gateway.translators.core import core_limits
+from gateway.translators.email.blob_ids import message_blob_id
 from gateway.translators.spec import Spec
 from gateway.translators.spec import method_registry as registry_of
 from gateway.translators.submission.capability import delayed_send_possible
@@ -188,7 +189,10 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
             secret=secret,
             quota=settings.upload_quota_octets,
         ),
-        catch_up=CatchUp(settings.sync_interval_seconds),
+        catch_up=CatchUp(
+            settings.sync_interval_seconds,
+            report_blob_id=message_blob_id if settings.smtp is not None else None,
+        ),
         metrics=metrics,
         readiness=Readiness(
             store,

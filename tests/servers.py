@@ -6,7 +6,8 @@ facts recorded in ../shared/harness/README.md: Maildir, users from a passwd file
 folders, and the extensions Dovecot 2.3 offers (CONDSTORE, QRESYNC, MOVE, NOTIFY, ...).
 
 Run ``python -m tests.servers demo DIR`` to start a Dovecot and a Redis with a demo user and a few
-messages (used by tools/demo.sh).
+messages, and a Postfix to send through where it can run; ``python -m tests.servers demo-send
+URL`` prints how to send in it (both used by tools/demo.sh).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import imaplib
+import json
 import os
 import pwd
 import secrets
@@ -482,27 +484,112 @@ def seed_demo(dovecot: Dovecot, user: str) -> None:
         conn.logout()
 
 
+# The demo's users: "demo" has a few messages and sends to "friend" (both @DEMO_DOMAIN).
+DEMO_USERS = {"demo": "demo-password", "friend": "friend-password"}
+DEMO_DOMAIN = "example.com"
+
+
 def _demo(directory: Path) -> None:
-    """Start the demo's servers as daemons and print their URLs as shell assignments."""
-    roots = {name: directory / name for name in ("dovecot", "redis")}
+    """Start the demo's servers as daemons and print their settings as shell assignments.
+
+    Where Postfix can run (installed, and this process is root, as Postfix's own start needs),
+    a Postfix submission server authenticates the demo users against the Dovecot and delivers
+    mail for DEMO_DOMAIN into it over LMTP, so the demo users can send each other mail.
+    """
+    # tests.smtp_servers builds on this module: imported here, where it is needed.
+    from tests.smtp_servers import Postfix
+
+    roots = {name: directory / name for name in ("dovecot", "redis", "postfix")}
     for root in (directory, *roots.values()):
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o755)
-    dovecot = Dovecot(roots["dovecot"], users={"demo": "demo-password"})
+    sending = shutil.which("postfix") is not None and os.geteuid() == 0
+    ports = {"lmtp_port": free_port(), "sasl_port": free_port()} if sending else {}
+    dovecot = Dovecot(roots["dovecot"], users=dict(DEMO_USERS), **ports)
     dovecot.start()
     seed_demo(dovecot, "demo")
     redis = RedisServer(roots["redis"])
     redis.start(daemon=True)
     print(f"GATEWAY_IMAP_URL={dovecot.url}")
     print(f"GATEWAY_REDIS_URL={redis.url}")
+    if dovecot.lmtp_port is not None and dovecot.sasl_port is not None:
+        postfix = Postfix(
+            roots["postfix"],
+            sasl_port=dovecot.sasl_port,
+            lmtp_port=dovecot.lmtp_port,
+            local_domains=DEMO_DOMAIN,
+        )
+        postfix.start()
+        print(f"GATEWAY_SMTP_URL={postfix.url}")
+        print(f"GATEWAY_MAIL_DOMAIN={DEMO_DOMAIN}")
+
+
+def _demo_sending(base_url: str) -> None:
+    """Print a request that sends a message from demo to friend through the running demo
+    gateway, with demo's account, Drafts, Sent and Identity ids filled in (a JMAP result
+    reference cannot reach inside a create, so a client asks for them first)."""
+    import httpx
+
+    auth = ("demo", DEMO_USERS["demo"])
+    submission = "urn:ietf:params:jmap:submission"
+    using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", submission]
+    with httpx.Client(base_url=base_url, auth=auth, follow_redirects=True) as http:
+        account = http.get("/.well-known/jmap").json()["primaryAccounts"][submission]
+        calls = [
+            ["Mailbox/get", {"accountId": account, "properties": ["role"]}, "m"],
+            ["Identity/get", {"accountId": account}, "i"],
+        ]
+        answers = http.post("/jmap/api/", json={"using": using, "methodCalls": calls}).json()
+    roles = {m["role"]: m["id"] for m in answers["methodResponses"][0][1]["list"] if m["role"]}
+    identity = answers["methodResponses"][1][1]["list"][0]["id"]
+    drafts, sent = roles["drafts"], roles["sent"]
+    message = {
+        "mailboxIds": {drafts: True},
+        "keywords": {"$draft": True, "$seen": True},
+        "from": [{"email": f"demo@{DEMO_DOMAIN}"}],
+        "to": [{"email": f"friend@{DEMO_DOMAIN}"}],
+        "subject": "Hello from the demo",
+        "bodyStructure": {"type": "text/plain", "partId": "t"},
+        "bodyValues": {"t": {"value": "Sent through jmap-gateway and Postfix.\n"}},
+    }
+    filed = {f"mailboxIds/{drafts}": None, f"mailboxIds/{sent}": True, "keywords/$draft": None}
+    request = {
+        "using": using,
+        "methodCalls": [
+            ["Email/set", {"accountId": account, "create": {"m": message}}, "0"],
+            [
+                "EmailSubmission/set",
+                {
+                    "accountId": account,
+                    "create": {"s": {"identityId": identity, "emailId": "#m"}},
+                    "onSuccessUpdateEmail": {"#s": filed},
+                },
+                "1",
+            ],
+        ],
+    }
+    body = json.dumps(request, separators=(",", ":"))
+    friend = f"friend:{DEMO_USERS['friend']}"
+    lines = [
+        f"  sending:      demo@{DEMO_DOMAIN} and friend@{DEMO_DOMAIN} ({friend}) mail each",
+        "                other through Postfix, which delivers into the Dovecot. demo sends:",
+        f"    curl -u demo:{DEMO_USERS['demo']} -H 'content-type: application/json' \\",
+        f"      {base_url}/jmap/api/ -d '{body}'",
+        f"  friend reads: curl -L -u {friend} {base_url}/.well-known/jmap (then Email/query)",
+    ]
+    print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["demo"])
-    parser.add_argument("directory", type=Path)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="start the demo's servers").add_argument("directory", type=Path)
+    sub.add_parser("demo-send", help="print how to send in the demo").add_argument("url")
     args = parser.parse_args(argv)
-    _demo(args.directory)
+    if args.command == "demo":
+        _demo(args.directory)
+    else:
+        _demo_sending(args.url)
 
 
 if __name__ == "__main__":

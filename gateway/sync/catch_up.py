@@ -17,6 +17,7 @@ from gateway.imap.connection import ImapConnection
 from gateway.sync.emails import sync_emails
 from gateway.sync.flight import SingleFlight
 from gateway.sync.mailboxes import sync_mailboxes
+from gateway.sync.reports import DeliveryReports
 
 # Borrows a logged-in upstream connection of the account's user for the run.
 Connect = Callable[[], AbstractAsyncContextManager[ImapConnection]]
@@ -26,9 +27,14 @@ class CatchUp:
     """Runs catch-ups, one at a time per account in this process (and across processes by
     the accounts' leases, which the syncs take)."""
 
-    def __init__(self, interval: float) -> None:
-        """``interval``: seconds a finished catch-up is trusted for (0: never)."""
+    def __init__(
+        self, interval: float, *, report_blob_id: Callable[[str], str] | None = None
+    ) -> None:
+        """``interval``: seconds a finished catch-up is trusted for (0: never).
+        ``report_blob_id``: the blob id of a message by its email id, where the gateway sends
+        mail (None: it does not, and delivery reports are not looked for)."""
         self._interval = interval
+        self._report_blob_id = report_blob_id
         self._flight = SingleFlight()
 
     def waiting(self, account_id: str) -> int:
@@ -50,6 +56,9 @@ class CatchUp:
     async def _sync(self, index: AccountIndex, connect: Connect) -> None:
         async with connect() as conn:
             await sync_mailboxes(index.mailboxes, conn)
-            await sync_emails(index.emails, conn, index.mailboxes)
+            reports = None
+            if self._report_blob_id is not None:
+                reports = DeliveryReports(index.submissions, self._report_blob_id)
+            await sync_emails(index.emails, conn, index.mailboxes, reports)
         if self._interval:
             await index.freshness.mark_fresh(self._interval)

@@ -38,6 +38,7 @@ from gateway.mime.limits import HEADER_SECTION_OCTETS
 from gateway.offload import sized
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.mailboxes import OBJECT_ID
+from gateway.sync.reports import DeliveryReports
 from gateway.sync.threads import THREAD_FIELDS, Links, Threader, thread_id_for
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,14 @@ def _short_id(prefix: str, material: bytes) -> str:
     return prefix + base64.b32encode(digest[:15]).decode().lower()[:20]
 
 
-async def sync_emails(store: EmailStore, conn: ImapConnection, mailboxes: MailboxStore) -> None:
-    """Bring the email index in step with the folders the mailbox index lists."""
+async def sync_emails(
+    store: EmailStore,
+    conn: ImapConnection,
+    mailboxes: MailboxStore,
+    reports: DeliveryReports | None = None,
+) -> None:
+    """Bring the email index in step with the folders the mailbox index lists; ``reports``
+    looks at the new messages of each folder for delivery reports."""
     dated = await store.meta(DATED_FIELD) is not None
     if dated and _stale(_folders(await mailboxes.load()), await store.marks()) == ([], []):
         return
@@ -109,7 +116,7 @@ async def sync_emails(store: EmailStore, conn: ImapConnection, mailboxes: Mailbo
             # An index made before threads counted their Message-ID map gets it once.
             await ThreadLinks(store).fill(held, LINKS_FIELD)
         writer = IndexWriter(store, held, own_threads=own_threads)
-        visit = _FolderVisit(conn, store, writer, strategy, held)
+        visit = _FolderVisit(conn, store, writer, strategy, held, reports)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
         for mailbox_id, old in (await store.held_uids(m.id for m in empty)).items():
             # Shown empty by the listing: nothing to fetch, whatever it held is gone. Its
@@ -140,6 +147,11 @@ def _links(headers: list[bytes]) -> list[Links]:
     """What new messages say of their threads, from their HEADER.FIELDS (a page of them can
     be megabytes of a stranger's text: off the loop then)."""
     return [Links.from_headers(parse_header_block(h)) for h in headers]
+
+
+def _created(copies: list[NewCopy], created: list[str]) -> dict[int, str]:
+    new = set(created)
+    return {c.uid: c.email_id for c in copies if c.email_id in new}
 
 
 def _folders(mailboxes: dict[str, MailboxRecord]) -> dict[str, MailboxRecord]:
@@ -179,8 +191,10 @@ class _FolderVisit:
         writer: IndexWriter,
         strategy: EmailIds,
         held: Lease,
+        reports: DeliveryReports | None = None,
     ) -> None:
         self.conn = conn
+        self.reports = reports
         self.held = held
         self.store = store
         self.writer = writer
@@ -213,9 +227,14 @@ class _FolderVisit:
             new = await self._search(Uid(from_uid(mark.uidnext)), above=mark.uidnext - 1)
         else:
             new = await self._compare_all(record.id)
+        # New emails (not copies of known ones) by UID: what a delivery report may be.
+        arrived: dict[int, str] = {}
         for page in new.pages(PAGE):
             for chunk in split_uid_set(page):
-                await self._fetch_new(record.id, chunk)
+                arrived.update(await self._fetch_new(record.id, chunk))
+            await self.held.renew()
+        if self.reports is not None and arrived:
+            await self.reports.arrived(self.conn, arrived)
             await self.held.renew()
         self.writer.mark(
             record.id,
@@ -263,7 +282,8 @@ class _FolderVisit:
             return [*items, BodySection(fields=fields, partial=partial), Attr.X_GUID]
         return [*items, BodySection(fields=fields)]
 
-    async def _fetch_new(self, mailbox_id: str, uids: str) -> None:
+    async def _fetch_new(self, mailbox_id: str, uids: str) -> dict[int, str]:
+        """Index the messages of ``uids``; returns the new emails among them by UID."""
         items = self._fetch_items()
         result = await self.conn.execute(uid_fetch(uids, items))
         # Only messages answered in full: a flag update another session caused may name a
@@ -275,9 +295,8 @@ class _FolderVisit:
             if all(name in f for name in required)
         ]
         if self.strategy is EmailIds.OBJECTID:
-            native = [self._native(f) for f in fetched]
-            await self.writer.add_copies(mailbox_id, [c for c in native if c is not None])
-            return
+            native = [c for c in (self._native(f) for f in fetched) if c is not None]
+            return _created(native, await self.writer.add_copies(mailbox_id, native))
         headers = [f.header_fields() or b"" for f in fetched]
         links = await sized(sum(map(parse_cost, headers)), _links, headers)
         await self.threader.prepare(links)
@@ -286,7 +305,7 @@ class _FolderVisit:
             email_id = self._own_id(item, header)
             copies.append(self._copy(item, email_id, self.threader.assign(email_id, link)))
         refs, subjects = self.threader.take_writes()
-        await self.writer.add_copies(mailbox_id, copies, refs, subjects)
+        return _created(copies, await self.writer.add_copies(mailbox_id, copies, refs, subjects))
 
     def _header_fields(self) -> Sequence[str]:
         return THREAD_FIELDS if self.strategy is EmailIds.X_GUID else DIGEST_FIELDS

@@ -85,8 +85,9 @@ class IndexWriter:
         copies: Iterable[NewCopy],
         refs: dict[bytes, str] | None = None,
         subjects: dict[str, str] | None = None,
-    ) -> None:
-        """Messages found in a folder: new emails, or new copies of known ones.
+    ) -> list[str]:
+        """Messages found in a folder: new emails, or new copies of known ones. Returns the
+        ids of the new emails (a copy of a known one, moved or copied here, is not new).
 
         ``refs`` and ``subjects`` are the thread mappings the batch's threading made; they are
         written in the same transaction as the emails that depend on them.
@@ -104,7 +105,7 @@ class IndexWriter:
             # A message found again at the same place is not the one to remove later.
             if self._removals.get((mailbox_id, copy.uid)) == copy.email_id:
                 del self._removals[(mailbox_id, copy.uid)]
-        await self._write(batch)
+        return await self._write(batch)
 
     async def set_flags(self, mailbox_id: str, flags: dict[int, list[str]]) -> None:
         """Flag changes of known copies; uids the index does not know are ignored."""
@@ -199,8 +200,9 @@ class IndexWriter:
         emptied = await self._links.keys_of(t for t, n in counts.items() if n <= 0)
         return _LinkChanges(counts, emptied)
 
-    async def _write(self, batch: _Batch) -> None:
-        """One transaction: records, uid maps, threads, counts, thread mappings, change logs."""
+    async def _write(self, batch: _Batch) -> list[str]:
+        """One transaction: records, uid maps, threads, counts, thread mappings, change logs.
+        Returns the ids of the emails it created."""
         created: list[str] = []
         updated: list[str] = []
         destroyed: list[str] = []
@@ -253,6 +255,7 @@ class IndexWriter:
             # RFC 8621 2.2: counts changed alone are a Mailbox update with updatedProperties.
             write.log(MAILBOX, minor=sorted(outcome.mailboxes - self._whole_gone))
         self.changes += write.changes
+        return created
 
 
 @dataclass(slots=True)
