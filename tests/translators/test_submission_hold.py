@@ -31,6 +31,8 @@ from tests.smtp.test_postfix import delivered
 from tests.smtp_servers import Postfix, Sink
 from tests.translators.submitting_later import (
     DOMAIN,
+    draft_id,
+    identity_id,
     max_delayed_send,
     request,
     settled,
@@ -158,6 +160,51 @@ async def test_a_canceled_submission_is_never_sent(user: Jmap, sink: Sink, redis
     later = await submit_later(user, "after", {"HOLDFOR": "5"})
     await settled(user, created(later)["id"])
     assert [b"Subject: after" in r.content for r in list(sink.received)] == [True]
+
+
+async def test_a_future_send_at_holds_like_holduntil(user: Jmap, sink: Sink) -> None:
+    """sendAt is server-set (RFC 8621 7), but a client that gives one on create asks for the
+    send at that time: it is held like HOLDUNTIL, and its sendAt is the one asked for."""
+    when = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    create = {
+        "identityId": await identity_id(user),
+        "emailId": await draft_id(user, "at a time", "bob@example.org"),
+        "sendAt": when,
+    }
+    (response,) = await request(user, ("EmailSubmission/set", {"create": {"s": create}}))
+    held = created(response)
+    assert held["sendAt"] == when
+    assert held["undoStatus"] == "pending"
+    answer = await cancel(user, held["id"])
+    assert answer[1]["updated"] == {held["id"]: None}, answer
+    assert list(sink.received) == []
+
+
+@pytest.mark.parametrize(
+    ("send_at", "parameters", "properties"),
+    [
+        ("tomorrow", None, ["sendAt"]),
+        ("2099-01-01T00:00:00Z", {"HOLDFOR": "60"}, ["envelope", "sendAt"]),
+    ],
+)
+async def test_a_send_at_that_cannot_be_honoured_is_refused(
+    user: Jmap, sink: Sink, send_at: str, parameters: dict[str, str] | None, properties: list[str]
+) -> None:
+    create: dict[str, Any] = {
+        "identityId": await identity_id(user),
+        "emailId": await draft_id(user, "bad time", "bob@example.org"),
+        "sendAt": send_at,
+    }
+    if parameters is not None:
+        create["envelope"] = {
+            "mailFrom": {"email": f"{user.username}@{DOMAIN}", "parameters": parameters},
+            "rcptTo": [{"email": "bob@example.org", "parameters": None}],
+        }
+    (response,) = await request(user, ("EmailSubmission/set", {"create": {"s": create}}))
+    error = refused(response)
+    assert error["type"] == "invalidProperties"
+    assert error["properties"] == properties
+    assert list(sink.received) == []
 
 
 async def test_a_submission_being_sent_cannot_be_canceled(

@@ -13,7 +13,7 @@ from gateway.jmap.dispatch import Method
 from gateway.translators.identity.get import identity_changes, identity_get
 from gateway.translators.identity.set import identity_set
 from gateway.translators.spec import Spec
-from gateway.translators.submission import sending_configured
+from gateway.translators.submission.capability import sending_configured
 
 METHODS: tuple[Method[RequestEnv], ...] = (
     Method("Identity/get", SUBMISSION, identity_get, writes=False),

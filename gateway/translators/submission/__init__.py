@@ -5,12 +5,14 @@ This package declares the submission capability, which Identity's methods need t
 
 from __future__ import annotations
 
-from gateway.config import Settings
 from gateway.env import RequestEnv
 from gateway.jmap.capabilities import SUBMISSION
 from gateway.jmap.dispatch import Method
 from gateway.translators.spec import Capability, Spec
-from gateway.translators.submission.capability import submission_account_capability
+from gateway.translators.submission.capability import (
+    sending_configured,
+    submission_account_capability,
+)
 from gateway.translators.submission.get import submission_changes, submission_get
 from gateway.translators.submission.query import submission_query, submission_query_changes
 from gateway.translators.submission.set import email_submission_set
@@ -22,11 +24,6 @@ METHODS: tuple[Method[RequestEnv], ...] = (
     Method("EmailSubmission/queryChanges", SUBMISSION, submission_query_changes, writes=False),
     Method("EmailSubmission/set", SUBMISSION, email_submission_set, writes=True),
 )
-
-
-def sending_configured(settings: Settings) -> bool:
-    """Sending exists only where the operator names an SMTP submission server."""
-    return settings.smtp is not None
 
 
 # RFC 8621 1.3.2: the Session-level submission capability object is empty.

@@ -15,6 +15,11 @@ from gateway.jmap.protocol import JsonObject
 from gateway.translators.spec import Discovered
 
 
+def sending_configured(settings: Settings) -> bool:
+    """Sending exists only where the operator names an SMTP submission server."""
+    return settings.smtp is not None
+
+
 def submission_account_capability(settings: Settings, discovered: Discovered) -> JsonObject:
     """RFC 8621 1.3.2: the submission capability of a user's own account."""
     extensions = discovered.smtp_extensions

@@ -46,9 +46,11 @@ from gateway.translators.submission.envelope import (
 )
 
 # RFC 8621 7: what a create may set; the rest is server-set (RFC 8620 5.3 invalidProperties).
-SETTABLE = frozenset({"identityId", "emailId", "envelope"})
+# sendAt is server-set too, but a client that gives one asks for the send at that time, as
+# HOLDUNTIL does (RFC 4865): the server then sets exactly that value, so it is taken as a wish.
+SETTABLE = frozenset({"identityId", "emailId", "envelope", "sendAt"})
 SERVER_SET = frozenset(
-    {"id", "threadId", "sendAt", "undoStatus", "deliveryStatus", "dsnBlobIds", "mdnBlobIds"}
+    {"id", "threadId", "undoStatus", "deliveryStatus", "dsnBlobIds", "mdnBlobIds"}
 )
 # RFC 4865 3: HOLDFOR is at most 999,999,999 seconds.
 MAX_HOLD_SECONDS = 999_999_999
@@ -128,7 +130,7 @@ async def _prepare(env: RequestEnv, args: Mapping[str, Any]) -> Prepared:
         message_id=_message_id(headers),
         envid=submission_id if "ENVID" in wire.parameters else None,
     )
-    return Prepared(record, wire, message, max_size, _hold_until(envelope))
+    return Prepared(record, wire, message, max_size, _hold_until(envelope, args.get("sendAt")))
 
 
 def _check_properties(args: Mapping[str, Any]) -> None:
@@ -220,11 +222,21 @@ def _message_id(headers: list[RawHeader]) -> str | None:
     return ids[0] if ids else None
 
 
-def _hold_until(envelope: SubmissionEnvelope) -> datetime | None:
-    """When RFC 4865 HOLDFOR (seconds) or HOLDUNTIL (a date-time) asks to send it."""
+def _hold_until(envelope: SubmissionEnvelope, send_at: object) -> datetime | None:
+    """When RFC 4865 HOLDFOR (seconds) or HOLDUNTIL (a date-time), or the client's sendAt,
+    asks to send it."""
     mail_from = envelope.mail_from
     hold_for = mail_from.parameter("HOLDFOR")
     hold_until = mail_from.parameter("HOLDUNTIL")
+    if send_at is not None:
+        if mail_from.has("HOLDFOR") or mail_from.has("HOLDUNTIL"):
+            raise SetError.invalid_properties(
+                ["envelope", "sendAt"], "give either sendAt or HOLDFOR/HOLDUNTIL, not both"
+            )
+        try:
+            return as_utc_date(send_at)
+        except InvalidValue:
+            raise SetError.invalid_properties(["sendAt"], "sendAt must be a UTCDate") from None
     if not (mail_from.has("HOLDFOR") or mail_from.has("HOLDUNTIL")):
         return None
     if mail_from.has("HOLDFOR") and mail_from.has("HOLDUNTIL"):

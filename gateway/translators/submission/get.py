@@ -1,8 +1,10 @@
 """EmailSubmission/get and EmailSubmission/changes (RFC 8621 7.1, 7.2).
 
-Submissions live in the gateway's store alone (gateway.cache.submissions), so neither asks
-the upstream anything; the store's reads first destroy what outlived the retention, so the
-state answered already counts those destructions.
+Submissions live in the gateway's store alone (gateway.cache.submissions), but their
+deliveryStatus follows the delivery reports that arrive as mail (gateway.sync.reports), so
+both catch the account up first (within GATEWAY_SYNC_INTERVAL_SECONDS that trusts the index
+and asks nothing). The store's reads first destroy what outlived the retention, so the state
+answered already counts those destructions.
 """
 
 from __future__ import annotations
@@ -21,18 +23,19 @@ from gateway.translators.submission.objects import PROPERTIES, render
 
 
 async def submission_get(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> dict[str, Any]:
-    return await standard_get(ctx, arguments, PROPERTIES, _SubmissionGet(ctx.env.index.submissions))
+    return await standard_get(ctx, arguments, PROPERTIES, _SubmissionGet(ctx.env))
 
 
 class _SubmissionGet:
     noun = "email submissions"
 
-    def __init__(self, store: SubmissionStore) -> None:
-        self.store = store
+    def __init__(self, env: RequestEnv) -> None:
+        self.env = env
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[_Submissions]:
-        yield _Submissions(self.store)
+        await self.env.catch_up()
+        yield _Submissions(self.env.index.submissions)
 
     async def render(
         self, records: list[SubmissionRecord], properties: list[str]
@@ -59,6 +62,7 @@ async def submission_changes(
     ctx: CallContext[RequestEnv], arguments: dict[str, Any]
 ) -> dict[str, Any]:
     args = parse_changes(arguments)
+    await ctx.env.catch_up()
     store = ctx.env.index.submissions
     await store.expire()
     changes = await store.state_log.changes(EMAIL_SUBMISSION, args.since_state, args.max_changes)

@@ -193,6 +193,8 @@ async def submission_query(
 ) -> dict[str, Any]:
     args = parse_query(arguments)
     query_filter, sort = parse_filter(args.filter), parse_sort(args.sort)
+    # deliveryStatus follows delivery reports arriving as mail (see get.py).
+    await ctx.env.catch_up()
     records, state = await ctx.env.index.submissions.snapshot()
     ids = await _run(records, query_filter, sort)
     result = window(
@@ -212,6 +214,7 @@ async def submission_query_changes(
 ) -> dict[str, Any]:
     args = parse_query_changes(arguments)
     query_filter, sort = parse_filter(args.filter), parse_sort(args.sort)
+    await ctx.env.catch_up()
     store = ctx.env.index.submissions
     records, state, changed = await _agreeing(store, args.since_query_state)
     ids = await _run(records, query_filter, sort)
