@@ -21,6 +21,7 @@ The rules the scripts keep:
   taken over learns so and must stop);
 - before the final "." the holder marks the entry (``mark_data``); a later holder that finds the
   mark never sends again, since the message may have gone (RFC 5321 4.1.1.4 and RFC 1047);
+  a definite 4xx reply to the "." says it did not, and ``retry`` clears the mark;
 - a cancel succeeds only while nobody holds the entry and no "." was ever on its way.
 """
 
@@ -116,8 +117,9 @@ end
 )
 
 # ARGV: member, token, then the operation and its argument:
-#   renew <lease ms>, data <lease ms> (the "." may follow), retry <delay ms>, release <delay
-#   ms> (given back unsent, no attempt counted), finish -.
+#   renew <lease ms>, data <lease ms> (the "." may follow), retry <delay ms> (a definite
+#   transient failure: the server did not take the message, so the "." mark is cleared),
+#   release <delay ms> (given back unsent, no attempt counted; the mark stays), finish -.
 # Returns 1 when the token still held the entry (and the operation was done), else 0.
 _HOLDER = (
     _PRELUDE
@@ -137,6 +139,7 @@ if op == 'data' then
 elseif op == 'retry' then
   entry.t = ''
   entry.a = entry.a + 1
+  entry.d = 0
 elseif op == 'release' then
   entry.t = ''
 end
@@ -329,8 +332,10 @@ class Schedule:
         return await self._as_holder(claim, "data", self._lease_ms)
 
     async def retry(self, claim: Claim, delay_seconds: float) -> bool:
-        """Give the entry back to be tried again after ``delay_seconds`` (a transient failure
-        with nothing sent); the attempt is counted."""
+        """Give the entry back to be tried again after ``delay_seconds``; the attempt is
+        counted. Only for a failure that says nothing was taken (a 4xx reply, even to the final
+        ".", or a connection lost before the "."): it clears the "." mark, which otherwise
+        would make the next holder record the delivery unknown and never send it."""
         return await self._as_holder(claim, "retry", int(delay_seconds * 1000))
 
     async def release(self, claim: Claim) -> bool:

@@ -203,6 +203,21 @@ async def test_a_transient_refusal_is_tried_again_up_to_the_bound_then_final(
     assert list(sink.received) == []
 
 
+async def test_a_transient_reply_to_the_dot_is_tried_again_and_sent_once(
+    make_rig: RigMaker, sink: Sink
+) -> None:
+    # The "." mark is set before the dot, but a 451 to it says the server did not take the
+    # message: the retry clears the mark, and the next attempt sends it.
+    rig = await make_rig(backoff=(0.05,))
+    submission_id = await rig.hold(["data-tempfail-once-bob@example.com"])
+    done = await rig.settled(submission_id)
+    assert done.delivery_status is not None
+    status = done.delivery_status["data-tempfail-once-bob@example.com"]
+    assert (status.delivered, status.smtp_reply) == ("queued", "250 2.1.5 Ok")
+    assert len(sink.to("data-tempfail-once-bob@example.com")) == 1
+    assert rig.sender.counts == {"retry": 1, "sent": 1}
+
+
 async def test_a_claim_taken_over_after_its_dot_mark_is_never_sent_again(
     make_rig: RigMaker, sink: Sink
 ) -> None:
