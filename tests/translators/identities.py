@@ -80,10 +80,16 @@ def metadata_entries(server: ImapServer, user: str) -> dict[str, Any]:
 
 def write_entry(server: ImapServer, user: str, identity_id: str, value: str) -> None:
     """Write an entry as any other IMAP client could (a quoted string: ASCII, one line)."""
-    quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    write_entries(server, user, {identity_id: value})
+
+
+def write_entries(server: ImapServer, user: str, values: dict[str, str]) -> None:
+    """Write entries in one plain IMAP session, one SETMETADATA each."""
     conn: imaplib.IMAP4 = server.client(user)
     try:
-        status, _ = conn.xatom("SETMETADATA", '""', f"({ENTRY_ROOT}/{identity_id} {quoted})")
-        assert status == "OK", status
+        for identity_id, value in values.items():
+            quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            status, _ = conn.xatom("SETMETADATA", '""', f"({ENTRY_ROOT}/{identity_id} {quoted})")
+            assert status == "OK", status
     finally:
         conn.logout()
