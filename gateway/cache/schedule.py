@@ -71,7 +71,7 @@ _ADD = (
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return 0
 end
-save(ARGV[1], {u = ARGV[2], t = '', a = 0, d = 0, c = 0, r = 0, m = now})
+save(ARGV[1], {u = ARGV[2], t = '', a = 0, d = 0, c = 0, r = 0})
 redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[3])), ARGV[1])
 return 1
 """
@@ -216,8 +216,6 @@ class Held:
     # Its creation completed (release_at was called): unconfirmed after TENTATIVE_SECONDS
     # means the creating process died half way, and the client was never told of it.
     confirmed: bool
-    # When the entry was added (ms, Redis's clock).
-    created_ms: int
 
 
 @dataclass(frozen=True)
@@ -226,8 +224,6 @@ class Claim:
 
     held: Held
     token: str
-    # Another holder's lease ran out before it finished: it may have died mid-send.
-    takeover: bool
 
 
 def _member(account_id: str, submission_id: str) -> str:
@@ -244,7 +240,6 @@ def _held(member: str, entry: dict[str, Any]) -> Held:
         data_started=entry["d"] == 1,
         canceled=entry["c"] == 1,
         confirmed=entry["r"] == 1,
-        created_ms=int(entry["m"]),
     )
 
 
@@ -315,7 +310,7 @@ class Schedule:
             return None
         member, raw = text(found[0]), text(found[1])
         entry = json.loads(raw)
-        return Claim(_held(member, entry), token, takeover=bool(entry["t"]))
+        return Claim(_held(member, entry), token)
 
     async def _as_holder(self, claim: Claim, op: str, arg: int | str) -> bool:
         member = _member(claim.held.account_id, claim.held.submission_id)
@@ -370,7 +365,3 @@ class Schedule:
     async def _drop(self, account_id: str, submission_id: str, kind: str) -> bool:
         member = _member(account_id, submission_id)
         return bool(await self._forget(keys=self._keys, args=[member, kind]))
-
-    async def pending_count(self) -> int:
-        """How many entries the schedule holds (every state)."""
-        return int(await self._client.hlen(self._keys[1]))

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
 from tests.jmapclient import CORE, MAIL, Jmap
 from tests.smtp_servers import Received, Sink
 
@@ -62,3 +65,11 @@ def draft(jmap: Jmap, mailboxes: dict[str, dict[str, Any]], **fields: Any) -> di
 def sent_by(sink: Sink, jmap: Jmap) -> list[Received]:
     """What the shared sink took from this user (tests share it: each user is a test's own)."""
     return [r for r in list(sink.received) if r.mail_from == address(jmap)]
+
+
+async def held_usage(client: Redis | RedisCluster, account_id: str) -> tuple[int, int]:
+    """(held submissions, octets charged) of an account, read from Redis itself: the charges
+    hash gateway.cache.held keeps (id -> octets, the total under "*")."""
+    charges = await client.hgetall(f"jg:{{{account_id}}}:held-charges")
+    total = int(charges.pop(b"*", charges.pop("*", 0)))
+    return len(charges), total
