@@ -26,13 +26,13 @@ from tests.servers import Dovecot, make_data_dir
 from tests.translators.identities import (
     flush_redis,
     identities,
-    identity_client,
     metadata_entries,
     sending_gateway,
     state,
     write_entries,
     write_entry,
 )
+from tests.translators.submitting import submission_client
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ async def http(metadata_dovecot: Dovecot, redis_url: str) -> AsyncIterator[httpx
 @pytest.fixture
 async def jmap(metadata_dovecot: Dovecot, http: httpx.AsyncClient) -> Jmap:
     user = metadata_dovecot.fresh_user()
-    return await identity_client(http, user, metadata_dovecot.users[user])
+    return await submission_client(http, user, metadata_dovecot.users[user])
 
 
 def own_id(address: str) -> str:
@@ -318,7 +318,7 @@ async def test_another_user_never_reaches_these_identities(
     theirs = created["created"]["c"]["id"]
     default = own_id(f"{jmap.username}@example.com")
     other_user = metadata_dovecot.fresh_user()
-    other = await identity_client(http, other_user, metadata_dovecot.users[other_user])
+    other = await submission_client(http, other_user, metadata_dovecot.users[other_user])
     got = await other.call("Identity/get", ids=[theirs, default])
     assert got["list"] == []
     assert sorted(got["notFound"]) == sorted([theirs, default])
@@ -373,7 +373,7 @@ async def test_a_write_cut_before_its_answer_is_read_back_from_the_server(
         sending_gateway(proxy.url, redis_url) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as http,
     ):
-        jmap = await identity_client(http, user, metadata_dovecot.users[user])
+        jmap = await submission_client(http, user, metadata_dovecot.users[user])
         await identities(jmap)
         # Creates go first; the server keeps the update that follows, but the gateway
         # never hears that it did.
@@ -408,7 +408,7 @@ async def test_a_cache_write_failing_after_the_server_kept_it_is_read_back(
         sending_gateway(proxy.url, redis_url) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as http,
     ):
-        jmap = await identity_client(http, user, metadata_dovecot.users[user])
+        jmap = await submission_client(http, user, metadata_dovecot.users[user])
         await identities(jmap)  # the cache is filled and marked loaded
         held = proxy.hold(rb"SETMETADATA .*/identity/n")
         props = {"email": f"{user}+c@example.com", "name": "Created"}
@@ -458,7 +458,7 @@ async def test_on_a_redis_cluster(
         sending_gateway(metadata_dovecot.url, redis_cluster.url) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as http,
     ):
-        jmap = await identity_client(http, user, metadata_dovecot.users[user])
+        jmap = await submission_client(http, user, metadata_dovecot.users[user])
         start = await state(jmap)
         created = await create(jmap, email=f"{user}+cl@example.com", name="Cluster")
         new_id = created["created"]["c"]["id"]

@@ -28,10 +28,10 @@ from tests.jmapclient import Jmap
 from tests.servers import Dovecot, make_data_dir
 from tests.smtp.test_postfix import delivered
 from tests.smtp_servers import Postfix, Sink
-from tests.translators.submitting import held_usage
-from tests.translators.submitting_later import (
+from tests.translators.submitting import (
     DOMAIN,
     draft_id,
+    held_usage,
     identity_id,
     max_delayed_send,
     request,
