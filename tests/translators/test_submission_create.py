@@ -604,7 +604,7 @@ async def test_an_identity_the_policy_no_longer_allows_is_not_sent_from(
             ("Email/set", {"create": {"d": no_from}}),
             (
                 "EmailSubmission/set",
-                {"create": {"sub": {"identityId": shop_id, "emailId": "#draft"}}},
+                {"create": {"sub": {"identityId": shop_id, "emailId": "#d"}}},
             ),
         )
     error = not_created(responses)
