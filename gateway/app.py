@@ -7,6 +7,7 @@ document (RFC 7807) :mod:`gateway.problems` describes, never a traceback.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from gateway.http import (
     while_connected,
 )
 from gateway.http_protocol import BODY_TIMED_OUT
+from gateway.jmap.dispatch import writes_finished
 from gateway.jmap.errors import problem
 from gateway.jmap.session import API_PATH, SESSION_PATH
 from gateway.metrics import Metrics, MetricsPort
@@ -37,6 +39,13 @@ from gateway.problems import DESCRIBED
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
+log = logging.getLogger(__name__)
+
+# After the server stopped waiting for requests: how long their writes still get before the
+# pools close. With the delayed sender's 5 s (services.stop) and the LOGOUTs it fits the 10 s
+# the chart keeps between GATEWAY_SHUTDOWN_TIMEOUT_SECONDS and the pod's grace period.
+WRITES_GRACE_SECONDS = 4.0
+
 # Probes arrive every few seconds: their successes would drown the access log.
 _QUIET_ROUTES = frozenset({HEALTH_PATH, READY_PATH})
 
@@ -50,6 +59,10 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            # Writes of requests the server stopped waiting for end first (a send recorded).
+            left = await writes_finished(WRITES_GRACE_SECONDS)
+            if left:
+                log.warning("stopping with %d write(s) still running: they are cut", left)
             await services.stop(app.state.services)
 
     app = FastAPI(

@@ -8,6 +8,7 @@ its container; a FaultProxy between it and Dovecot witnesses every LOGIN and LOG
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,8 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import running_gateway, sending_settings, serving
 from tests.faultproxy import FaultProxy
-from tests.servers import Dovecot, free_ports
+from tests.jmapclient import Jmap
+from tests.servers import Dovecot, free_ports, make_data_dir
+from tests.smtp_servers import Sink
+from tests.translators.submitting import DOMAIN, draft, identity_id, request
 
 MAIL = "urn:ietf:params:jmap:mail"
 # Generous bounds for a loaded CI machine; nothing here measures time.
@@ -245,3 +250,55 @@ async def test_a_download_streaming_at_sigterm_arrives_whole(
                 received += chunk
         assert await gateway.exits_gracefully()
     assert bytes(received) == message
+
+
+async def test_a_send_outlasting_the_shutdown_timeout_ends_and_is_recorded(
+    dovecot: Dovecot, redis_url: str, user: str, tmp_path: Path
+) -> None:
+    """A write outlives the request uvicorn cancels at GATEWAY_SHUTDOWN_TIMEOUT_SECONDS; the
+    pools and Redis close only after it: a message the SMTP server took is recorded, never
+    "sent but not recorded" (its client, told nothing, would send it again)."""
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(
+            contextlib.contextmanager(serving)(Sink(make_data_dir("jg-sink-"), slow_seconds=3.0))
+        )
+        settings = {
+            "shutdown_timeout_seconds": "1",
+            "smtp_url": sink.url,
+            "mail_domain": DOMAIN,
+        }
+        async with (
+            gateway_process(dovecot.url, redis_url, tmp_path, **settings) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=60) as http,
+        ):
+            jmap = await Jmap(http, user, dovecot.users[user]).start()
+            mailboxes = await jmap.mailboxes()
+            create = {"identityId": await identity_id(jmap), "emailId": "#d"}
+            sending = asyncio.create_task(
+                request(
+                    jmap,
+                    ("Email/set", {"create": {"d": draft(jmap, mailboxes, to=["slow-b@x.org"])}}),
+                    ("EmailSubmission/set", {"create": {"s": create}}),
+                )
+            )
+            for _ in range(1000):  # until the sink holds back its RCPT reply
+                if sink.slowed or sending.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert sink.slowed == 1, sending
+            gateway.process.send_signal(signal.SIGTERM)
+            assert await gateway.exits_gracefully()
+            # Cut at the shutdown timeout, before the send ended: uvicorn answers 500 or drops
+            # the connection (the request helper asserts a 200).
+            with pytest.raises((httpx.TransportError, AssertionError)):
+                await sending
+        assert "write(s) still running" not in gateway.log.read_text()
+        assert len(sink.to("slow-b@x.org")) == 1
+        again_settings = sending_settings(dovecot, sink.url, redis_url, mail_domain=DOMAIN)
+        async with (
+            running_gateway(again_settings) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+        ):
+            again = await Jmap(http, user, dovecot.users[user]).start()
+            (found,) = await request(again, ("EmailSubmission/query", {}))
+    assert len(found[1]["ids"]) == 1, found

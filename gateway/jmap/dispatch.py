@@ -310,6 +310,23 @@ async def _run_call(call: Invocation, state: _RequestState[EnvT]) -> list[Invoca
     ]
 
 
+# Writes running now, so a stopping process can let them end before it closes what they use.
+_WRITES: set[asyncio.Task[HandlerResult]] = set()
+
+
+async def writes_finished(timeout: float) -> int:
+    """Wait up to ``timeout`` seconds for the writes in flight; how many were still running.
+
+    At shutdown the server cancels requests it gave up waiting for, which a write outlives
+    (:func:`_to_the_end`); closing the upstream pools and Redis under it would cut it half way,
+    e.g. a message sent whose record is never written, or a reply the client never gets.
+    """
+    pending = set(_WRITES)
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+    return sum(1 for task in pending if not task.done())
+
+
 async def _to_the_end(work: Awaitable[HandlerResult]) -> HandlerResult:
     """Run a method that writes to its end even if the request is cancelled meanwhile.
 
@@ -318,6 +335,8 @@ async def _to_the_end(work: Awaitable[HandlerResult]) -> HandlerResult:
     (the calls after it do not run); a second one (the process must stop) cuts it.
     """
     task = asyncio.ensure_future(work)
+    _WRITES.add(task)
+    task.add_done_callback(_WRITES.discard)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:

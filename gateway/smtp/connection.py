@@ -265,24 +265,32 @@ def _connect_outcome(failure: SmtpFailure) -> str:
     return "refused"
 
 
+# What the gateway says when the server offers no AUTH mechanism its login can use (RFC 4954
+# 6's 530, "authentication required", which the caller turns into a refusal to send).
+_NO_MECHANISM = Reply(530, "5.7.0", "the submission server offers no AUTH mechanism for this login")
+
+
 async def _authenticate(session: Session, credentials: Credentials, authzid: str | None) -> None:
     """RFC 4954: AUTH with an initial response; any reply but 235 refuses."""
     offered = {m.upper() for m in session.extensions.keywords.get("AUTH", ())}
     timeout = session.timeouts.command
     user, secret = credentials.username, credentials.secret
-    if credentials.mechanism is Mechanism.BEARER:
-        if "OAUTHBEARER" in offered:
-            initial = oauthbearer_initial_response(authzid or user or None, secret)
-            mechanism = b"OAUTHBEARER"
-        else:
-            initial = xoauth2_initial_response(authzid or user, secret)
-            mechanism = b"XOAUTH2"
-    elif "PLAIN" in offered or "LOGIN" not in offered or authzid:
+    # Only a mechanism the server offers: a secret is never sent to a server that did not ask
+    # for it (a server hiding AUTH before TLS, or a relay the operator misconfigured).
+    if credentials.mechanism is Mechanism.BEARER and "OAUTHBEARER" in offered:
+        initial = oauthbearer_initial_response(authzid or user or None, secret)
+        mechanism = b"OAUTHBEARER"
+    elif credentials.mechanism is Mechanism.BEARER and "XOAUTH2" in offered:
+        initial = xoauth2_initial_response(authzid or user, secret)
+        mechanism = b"XOAUTH2"
+    elif credentials.mechanism is Mechanism.PASSWORD and "PLAIN" in offered:
         initial = plain_initial_response(user, secret, authzid or "")
         mechanism = b"PLAIN"
-    else:
+    elif credentials.mechanism is Mechanism.PASSWORD and "LOGIN" in offered and not authzid:
         await _login(session, user, secret)
         return
+    else:
+        raise AuthenticationRefused(Phase.AUTH, _NO_MECHANISM)
     reply = await session.command(
         Phase.AUTH, "AUTH", b"AUTH", mechanism, initial.encode("ascii"), timeout=timeout
     )

@@ -48,15 +48,9 @@ class Reply:
         return 400 <= self.code < 500
 
     def __str__(self) -> str:
-        """The reply as the server sent it, one line per text line ("553 5.7.1 <a@b>: ...").
-
-        RFC 8621 7's smtpReply is this string; multi-line replies keep RFC 5321 4.2.1's
-        "code-" continuation form, lines separated by CRLF.
-        """
+        """The reply on one line: code, enhanced code, then the text lines joined by a space
+        ("550 5.7.1 Our system has detected that this message is likely spam."), the form
+        logs, errors and JMAP's smtpReply (RFC 8621 7) all want."""
         prefix = f"{self.code} {self.enhanced} " if self.enhanced else f"{self.code} "
-        lines = self.text.split("\n")
-        head = [
-            f"{self.code}-{self.enhanced + ' ' if self.enhanced else ''}{line}"
-            for line in lines[:-1]
-        ]
-        return "\r\n".join([*head, prefix + lines[-1]]).rstrip(" ")
+        words = " ".join(line.strip() for line in self.text.split("\n") if line.strip())
+        return (prefix + words).rstrip(" ")

@@ -14,7 +14,7 @@ import pytest
 from gateway.credentials import Credentials, Mechanism
 from gateway.smtp.connection import Authorization, SmtpEndpoint, Timeouts
 from gateway.smtp.envelope import Envelope, Recipient
-from gateway.smtp.outcome import Phase, SmtpFailure, SmtpUnavailable
+from gateway.smtp.outcome import AuthenticationRefused, Phase, SmtpFailure, SmtpUnavailable
 from gateway.smtp.pool import SessionPool
 from gateway.smtp.sender import SmtpSender
 from tests.conftest import serving
@@ -288,6 +288,33 @@ async def test_login_where_plain_is_not_offered(login_only_sink: Sink) -> None:
             Authorization.user(Credentials("alice", "wrong-again")), envelope(address), MESSAGE
         )
     assert caught.value.phase is Phase.AUTH
+
+
+@pytest.mark.parametrize(
+    ("credentials", "excluded"),
+    [
+        (Credentials("alice", "secret-1"), ("PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2")),
+        (Credentials("alice", "token-1", Mechanism.BEARER), ("OAUTHBEARER", "XOAUTH2")),
+    ],
+)
+async def test_no_secret_goes_to_a_server_that_offers_no_mechanism_for_it(
+    credentials: Credentials, excluded: tuple[str, ...]
+) -> None:
+    """A server that does not offer a mechanism for this login (AUTH hidden before TLS, a
+    relay) never receives the secret: the gateway's own 530, not the server's answer to an
+    AUTH it never asked for."""
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(
+            contextlib.contextmanager(serving)(
+                Sink(make_data_dir("jg-sink-noauth-"), auth_excluded=excluded)
+            )
+        )
+        address = f"noauth-{tag()}@x.org"
+        with pytest.raises(AuthenticationRefused) as caught:
+            await send_as(sink, Authorization.user(credentials), envelope(address))
+        assert caught.value.reply is not None and caught.value.reply.code == 530
+        assert "offers no AUTH mechanism" in str(caught.value)
+        assert sink.to(address) == []
 
 
 @pytest.mark.parametrize("excluded", [(), ("OAUTHBEARER",)])

@@ -34,7 +34,7 @@ def test_reply_without_an_enhanced_code() -> None:
 def test_multi_line_reply_keeps_its_lines() -> None:
     reply = Reply.parse(550, "5.1.1 first line\n5.1.1 second line")
     assert reply.enhanced == "5.1.1" and reply.text == "first line\nsecond line"
-    assert str(reply) == "550-5.1.1 first line\r\n550 5.1.1 second line"
+    assert str(reply) == "550 5.1.1 first line second line"
     # Codes that differ between lines are not taken for an enhanced code.
     mixed = Reply.parse(550, "5.1.1 first\n4.1.1 second")
     assert mixed.enhanced is None and mixed.text == "5.1.1 first\n4.1.1 second"

@@ -566,3 +566,65 @@ async def test_no_imap_connection_is_held_while_smtp_talks(
         held.release.set()
         controller.stop()
     assert responses[1][1]["created"]["sub"]["undoStatus"] == "final"
+
+
+async def test_an_identity_the_policy_no_longer_allows_is_not_sent_from(
+    user: Jmap, dovecot: Dovecot, redis_url: str, smtp_sink: Sink
+) -> None:
+    """A message without Sender/From is sent from its Identity's email (7.5), but only while
+    the sender policy allows it: an Identity made before the operator narrowed the policy
+    still exists, and is not the policy's word."""
+    shop = f"{user.username}+shop@{DOMAIN}"
+    (made,) = await request(
+        user, ("Identity/set", {"create": {"shop": {"email": shop, "name": "Shop"}}})
+    )
+    shop_id = made[1]["created"]["shop"]["id"]
+    narrowed = sending_settings(dovecot, smtp_sink.url, redis_url, mail_domain=DOMAIN)
+    async with (
+        running_gateway(narrowed) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        again = await Jmap(http, user.username, dovecot.users[user.username]).start()
+        mailboxes = await again.mailboxes()
+        no_from = draft(again, mailboxes, to=["bob@example.com"], **{"from": None})
+        responses = await request(
+            again,
+            ("Email/set", {"create": {"d": no_from}}),
+            (
+                "EmailSubmission/set",
+                {"create": {"sub": {"identityId": shop_id, "emailId": "#d"}}},
+            ),
+        )
+    error = not_created(responses)
+    assert error["type"] == "forbiddenMailFrom", error
+    assert [r for r in list(smtp_sink.received) if r.mail_from == shop] == []
+
+
+async def test_a_bad_hold_in_one_create_leaves_the_others_sent_and_answered(
+    user: Jmap, smtp_sink: Sink
+) -> None:
+    """One create's bad value is its own SetError: the create before it was sent and must be
+    answered, or the client would send it again."""
+    mailboxes = await user.mailboxes()
+    envelope = {
+        "mailFrom": {"email": address(user), "parameters": {"HOLDFOR": "\u00b2"}},
+        "rcptTo": [{"email": "bob@example.com", "parameters": None}],
+    }
+    identity = await identity_id(user)
+    responses = await request(
+        user,
+        ("Email/set", {"create": {"d": draft(user, mailboxes, to=["bob@example.com"])}}),
+        (
+            "EmailSubmission/set",
+            {
+                "create": {
+                    "good": {"identityId": identity, "emailId": "#d"},
+                    "bad": {"identityId": identity, "emailId": "#d", "envelope": envelope},
+                }
+            },
+        ),
+    )
+    answer = responses[1][1]
+    assert list(answer["created"]) == ["good"], answer
+    assert answer["notCreated"]["bad"]["type"] == "invalidProperties"
+    assert len(sent_by(smtp_sink, user)) == 1

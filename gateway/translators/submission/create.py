@@ -15,6 +15,7 @@ gives each back at once, so no IMAP connection is held while the SMTP server is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,6 @@ from gateway.translators.email.blob_read import message_limit
 from gateway.translators.email.download import open_download
 from gateway.translators.identity.lookup import IdentityRecord, identity_by_id, may_send_from
 from gateway.translators.submission.envelope import (
-    HOLD_PARAMETERS,
     SubmissionEnvelope,
     WireFacts,
     from_addresses,
@@ -54,6 +54,10 @@ SERVER_SET = frozenset(
 )
 # RFC 4865 3: HOLDFOR is at most 999,999,999 seconds.
 MAX_HOLD_SECONDS = 999_999_999
+_HOLD_FOR = re.compile(r"[0-9]{1,9}", re.ASCII)
+_HOLD_UNTIL = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ async def _prepare(env: RequestEnv, args: Mapping[str, Any]) -> Prepared:
     max_size = min(bound, extensions.size) if extensions.size else bound
     if email.size > bound:
         raise _too_large(max_size)
-    stored = await _read_message(env, email.id, bound)
+    stored = await _read_message(env, email.id, bound, max_size)
     message = await sized(len(stored), without_bcc, stored)
     if len(message) > max_size:
         raise _too_large(max_size)
@@ -158,8 +162,9 @@ def _too_large(max_size: int) -> SetError:
     )
 
 
-async def _read_message(env: RequestEnv, email_id: str, bound: int) -> bytes:
-    """The message as stored, whole (at most ``bound`` octets); gone meanwhile: no email."""
+async def _read_message(env: RequestEnv, email_id: str, bound: int, max_size: int) -> bytes:
+    """The message as stored, whole (at most ``bound`` octets, else tooLarge with
+    ``max_size``); gone meanwhile: no email."""
     download = await open_download(env, BlobRef(email_id, None))
     if download is None:
         raise SetError.invalid_properties(["emailId"], "no such email")
@@ -168,7 +173,7 @@ async def _read_message(env: RequestEnv, email_id: str, bound: int) -> bytes:
         async for chunk in download.chunks:
             data += chunk
             if len(data) > bound:
-                raise _too_large(bound)
+                raise _too_large(max_size)
     except BlobVanished:
         raise SetError.invalid_properties(["emailId"], "the email was removed") from None
     return bytes(data)
@@ -189,6 +194,13 @@ def _envelope(
                 "forbiddenMailFrom",
                 "the message's Sender/From may not be used and the Identity is a wildcard: "
                 "give the envelope",
+            )
+        if not may_send_from(env, made.mail_from.email):
+            # The Identity's own email stands in for a refused Sender/From, but an Identity
+            # kept from before the policy changed (or written into METADATA by another
+            # client) is not the policy's word either.
+            raise SetError(
+                "forbiddenMailFrom", f"this user may not send from {made.mail_from.email}"
             )
         return made
     envelope = parse_envelope(given)
@@ -242,17 +254,21 @@ def _hold_until(envelope: SubmissionEnvelope, send_at: object) -> datetime | Non
     if mail_from.has("HOLDFOR") and mail_from.has("HOLDUNTIL"):
         raise _bad_hold("HOLDFOR and HOLDUNTIL exclude each other (RFC 4865 4)")
     if hold_for is not None:
-        if not hold_for.isdigit() or int(hold_for) > MAX_HOLD_SECONDS:
+        # RFC 4865 4: 1*9DIGIT (str.isdigit would take "²", which int() refuses).
+        if not _HOLD_FOR.fullmatch(hold_for):
             raise _bad_hold(f"HOLDFOR is a number of seconds up to {MAX_HOLD_SECONDS}")
         return datetime.now(UTC) + timedelta(seconds=int(hold_for))
+    # RFC 4865 4: an RFC 3339 date-time, with Z or an offset.
+    if hold_until is None or not _HOLD_UNTIL.fullmatch(hold_until):
+        raise _bad_hold("HOLDUNTIL must be an RFC 3339 date-time")
     try:
-        return as_utc_date(hold_until)
-    except InvalidValue:
-        raise _bad_hold("HOLDUNTIL must be a UTCDate (RFC 3339, Z)") from None
+        return datetime.fromisoformat(hold_until.upper()).astimezone(UTC)
+    except ValueError:
+        raise _bad_hold("HOLDUNTIL is not a date") from None
 
 
 def _bad_hold(why: str) -> SetError:
     return SetError.invalid_properties(["envelope"], f"envelope: {why}")
 
 
-__all__ = ["HOLD_PARAMETERS", "Prepared", "prepare"]
+__all__ = ["Prepared", "prepare"]

@@ -22,7 +22,7 @@ from gateway.jmap.errors import SetError
 from gateway.smtp.outcome import Outcome, SmtpFailure
 from gateway.smtp.sender import Authorization, SmtpSender
 from gateway.translators.submission.create import Prepared
-from gateway.translators.submission.refusals import set_error_for, smtp_reply
+from gateway.translators.submission.refusals import set_error_for
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,10 @@ def delivery_status(outcome: Outcome) -> dict[str, DeliveryStatus]:
     RCPT reply (the DATA reply accepted the message for all of them), each refused one
     ``no`` with the reply that refused it (the gateway does not try again later)."""
     status = {
-        address: DeliveryStatus(smtp_reply(reply), "queued")
-        for address, reply in outcome.accepted.items()
+        address: DeliveryStatus(str(reply), "queued") for address, reply in outcome.accepted.items()
     }
     for address, reply in outcome.refused.items():
-        status[address] = DeliveryStatus(smtp_reply(reply), "no")
+        status[address] = DeliveryStatus(str(reply), "no")
     return status
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.jmap.errors import SetError
@@ -77,8 +77,6 @@ class SubmissionEnvelope:
 
     mail_from: Address
     rcpt_to: tuple[Address, ...]
-    # Made from the header fields (7.5) rather than given by the client.
-    generated: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,7 +191,7 @@ def from_headers(
         if header.name.lower() in ("to", "cc", "bcc"):
             for address in as_addresses(header.value):
                 recipients.setdefault(address["email"].lower(), Address(address["email"]))
-    return SubmissionEnvelope(Address(mail_from), tuple(recipients.values()), generated=True)
+    return SubmissionEnvelope(Address(mail_from), tuple(recipients.values()))
 
 
 def from_addresses(headers: Sequence[RawHeader]) -> list[str]:

@@ -116,13 +116,6 @@ def set_error_for(failure: SmtpFailure, *, max_size: int) -> SetError:
     return SetError(rule.type, description)
 
 
-def smtp_reply(reply: Reply) -> str:
-    """RFC 8621 7 smtpReply: a multi-line reply as one line, "code enhanced text text...",
-    its lines' common prefix dropped and CRLF replaced by a space."""
-    prefix = f"{reply.code} {reply.enhanced} " if reply.enhanced else f"{reply.code} "
-    return prefix + " ".join(line.strip() for line in reply.text.split("\n") if line.strip())
-
-
 def _first(refused: Mapping[str, Reply]) -> Reply | None:
     return next(iter(refused.values()), None)
 
@@ -131,8 +124,8 @@ def _described(why: str, failure: SmtpFailure) -> str:
     """``why``, and the server's words: the failing reply, or each refused recipient's."""
     if failure.refused and failure.phase is Phase.RCPT:
         refused = failure.refused.items()
-        replies = "; ".join(f'{address}: "{smtp_reply(reply)}"' for address, reply in refused)
+        replies = "; ".join(f'{address}: "{reply}"' for address, reply in refused)
         return f"{why}: {replies}"
     if failure.reply is not None:
-        return f'{why}: "{smtp_reply(failure.reply)}"'
+        return f'{why}: "{failure.reply}"'
     return f"{why} ({failure.phase.name.lower()}: the connection failed)"

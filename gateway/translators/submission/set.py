@@ -2,7 +2,7 @@
 
 Creates run one after another, each checked and readied (create.py), then sent at once with
 the caller's login (deliver.py) or, when the client asked for a delay (RFC 4865 HOLDFOR /
-HOLDUNTIL in mailFrom), held to be sent later (the hold part: :func:`_later`). One user's
+HOLDUNTIL in mailFrom, or a sendAt), held to be sent later (hold.py). One user's
 sends are thus one at a time per request, and the requests one user has in flight are
 bounded across replicas (GATEWAY_MAX_CONCURRENT_REQUESTS).
 
@@ -17,11 +17,12 @@ Then the implicit Email/set of onSuccessUpdateEmail / onSuccessDestroyEmail (on_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from gateway.cache.submissions import SubmissionRecord
+from gateway.cache.submissions import SubmissionRecord, SubmissionStore
 from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext, HandlerResult
 from gateway.jmap.errors import SetError
@@ -33,11 +34,14 @@ from gateway.jmap.standard import (
     nullable,
     parse_set,
 )
-from gateway.translators.submission.create import Prepared, prepare
+from gateway.translators.submission.create import prepare
 from gateway.translators.submission.deliver import deliver
 from gateway.translators.submission.hold import cancel, hold
 from gateway.translators.submission.objects import render
 from gateway.translators.submission.on_success import email_changes, implicit_email_set
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 METHOD = "EmailSubmission/set"
 ON_SUCCESS = {
@@ -69,19 +73,25 @@ async def email_submission_set(
     created: dict[str, JsonObject] = {}
     not_created: dict[str, SetError] = {}
     for creation_id, props in (args.create or {}).items():
-        result = await _create(ctx, props)
+        result = await _failing_alone(_create(ctx, props), "the submission was not created")
         if isinstance(result, SetError):
             not_created[creation_id] = result
             continue
         ctx.created_ids[creation_id] = result.id
         created[creation_id] = _created(result, envelope_given=props.get("envelope") is not None)
         succeeded[f"#{creation_id}"] = result.email_id
-    updated, not_updated = await _update(ctx, args.update or {}, succeeded)
-    destroyed, not_destroyed = await _destroy(ctx, args.destroy or [], succeeded)
+    try:
+        updated, not_updated = await _update(ctx, args.update or {}, succeeded)
+    except Exception as exc:  # reading the records failed: nothing was canceled
+        updated, not_updated = {}, _all_failed(args.update or {}, "not canceled", exc)
+    try:
+        destroyed, not_destroyed = await _destroy(ctx, args.destroy or [], succeeded)
+    except Exception as exc:
+        destroyed, not_destroyed = [], _all_failed(args.destroy or [], "not destroyed", exc)
     response: JsonObject = {
         "accountId": args.account_id,
         "oldState": state,
-        "newState": await store.state(),
+        "newState": await _new_state(store, state),
         "created": created or None,
         "notCreated": not_created or None,
         "updated": updated or None,
@@ -99,6 +109,32 @@ async def email_submission_set(
     return [Invocation(METHOD, response, ctx.call_id), implicit]
 
 
+async def _failing_alone(work: Awaitable[_T], what: str) -> _T | SetError:
+    """One create, update or destroy whose unexpected failure is its own SetError, not the
+    method's: an earlier create of the call may have sent mail, and a method error in place of
+    the response would hide that and invite the client to send it again."""
+    try:
+        return await work
+    except SetError as error:
+        return error
+    except Exception as exc:
+        return SetError("serverFail", what, cause=exc)
+
+
+def _all_failed(keys: Iterable[str], what: str, exc: Exception) -> dict[str, SetError]:
+    return {key: SetError("serverFail", f"the submission was {what}", cause=exc) for key in keys}
+
+
+async def _new_state(store: SubmissionStore, old_state: str) -> str:
+    """The state after the writes; if it cannot be read, the old one, from which /changes
+    still tells the client everything (a response must go back once mail was sent)."""
+    try:
+        return await store.state()
+    except Exception:
+        log.exception("EmailSubmission/set: the new state could not be read")
+        return old_state
+
+
 async def _create(
     ctx: CallContext[RequestEnv], props: Mapping[str, Any]
 ) -> SubmissionRecord | SetError:
@@ -113,16 +149,9 @@ async def _create(
     if isinstance(prepared, SetError):
         return prepared
     if prepared.hold_until is not None and prepared.hold_until > datetime.now(UTC):
-        return await _later(ctx.env, prepared)
+        # Asked for later: held where delayed sending is configured (hold.py).
+        return await hold(ctx.env, prepared, prepared.hold_until)
     return await deliver(ctx.env, prepared)
-
-
-async def _later(env: RequestEnv, prepared: Prepared) -> SubmissionRecord | SetError:
-    """A submission the client asked to send later: held by the hold part where delayed
-    sending is configured (maxDelayedSend above 0)."""
-    if prepared.hold_until is None:
-        return await deliver(env, prepared)
-    return await hold(env, prepared, prepared.hold_until)
 
 
 def _created(record: SubmissionRecord, *, envelope_given: bool) -> JsonObject:
@@ -153,18 +182,13 @@ async def _update(
                 bad or ["undoStatus"], 'only undoStatus may change, and only to "canceled"'
             )
             continue
-        result = await _cancel(ctx.env, record)
+        result = await _failing_alone(cancel(ctx.env, record), "the submission was not canceled")
         if isinstance(result, SetError):
             failed[key] = result
         else:
             updated[key] = None
             succeeded[key] = record.email_id
     return updated, failed
-
-
-async def _cancel(env: RequestEnv, record: SubmissionRecord) -> SubmissionRecord | SetError:
-    """A pending submission canceled by the hold part; a final one cannot be (7.5)."""
-    return await cancel(env, record)
 
 
 async def _destroy(
