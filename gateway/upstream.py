@@ -111,7 +111,7 @@ def fallback_identity(username_format: UsernameFormat, credentials: Credentials)
 
 def smtp_endpoint(settings: Settings) -> SmtpEndpoint | None:
     """The submission server of GATEWAY_SMTP_URL (None: sending is not configured), with TLS
-    verified like IMAP's (GATEWAY_UPSTREAM_CA_FILE, or the system's CAs)."""
+    verified like IMAP's (GATEWAY_TLS_CA_FILE, or the system's CAs)."""
     url = settings.smtp
     if url is None:
         return None

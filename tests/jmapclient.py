@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -40,13 +41,16 @@ class Jmap:
         self.account_id = session["primaryAccounts"][MAIL]
         return self
 
-    async def request(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
-        """Send the calls (accountId filled in) and return the method responses."""
+    async def request(
+        self, *calls: tuple[str, dict[str, Any]], using: Sequence[str] | None = None
+    ) -> list[list[Any]]:
+        """Send the calls (accountId filled in) and return the method responses; ``using``
+        replaces the client's own capabilities for this request."""
         method_calls = [
             [name, {"accountId": self.account_id, **args}, f"c{i}"]
             for i, (name, args) in enumerate(calls)
         ]
-        body = {"using": list(self.using), "methodCalls": method_calls}
+        body = {"using": list(self.using if using is None else using), "methodCalls": method_calls}
         response = await self.http.post(
             "/jmap/api/",
             content=json.dumps(body),

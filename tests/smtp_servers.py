@@ -17,6 +17,7 @@ address (local part)        what the sink does
 ``tempfail-*`` (RCPT)       451 4.3.0 for that recipient
 ``slow-*`` (RCPT)           250, after ``Sink.slow_seconds`` (a transaction held open)
 ``reject-*`` (MAIL FROM)    550 5.7.1 for the sender
+``data-tempfail-once-*``    451 4.3.0 after the first transaction's final "."; then kept
 ``data-tempfail-*``         451 4.3.0 after the final "." (nothing kept)
 ``data-reject-*``           554 5.6.0 after the final "." (nothing kept)
 ``cut-in-data-*``           354, then reads one block of the content and drops the connection
@@ -431,7 +432,11 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(server, _SinkSMTP)
-        if _any_recipient(envelope, "data-tempfail-"):
+        once = [r for r in envelope.rcpt_tos if _local(r).startswith("data-tempfail-once-")]
+        if once:
+            if self.sink._first_time(once):
+                return "451 4.3.0 Error: try again later"
+        elif _any_recipient(envelope, "data-tempfail-"):
             return "451 4.3.0 Error: try again later"
         if _any_recipient(envelope, "data-reject-"):
             return "554 5.6.0 Error: message refused"
@@ -509,6 +514,8 @@ class Sink:
     # RCPTs of slow-* recipients the sink began to wait on.
     slowed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # data-tempfail-once-* recipients already refused once.
+    _failed_once: set[str] = field(default_factory=set)
     _controller: Controller | None = None
 
     @property
@@ -531,6 +538,13 @@ class Sink:
     def _keep(self, received: Received) -> None:
         with self._lock:
             self.received.append(received)
+
+    def _first_time(self, addresses: list[str]) -> bool:
+        """Whether none of ``addresses`` was failed once already (they are, from now on)."""
+        with self._lock:
+            first = self._failed_once.isdisjoint(addresses)
+            self._failed_once.update(addresses)
+            return first
 
     def _note_slow(self) -> None:
         with self._lock:

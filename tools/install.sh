@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Install what the gateway, its tests and its demo need, on Debian as root: Dovecot, Redis,
-# Cyrus IMAP and OpenSSL from apt (their system services are NOT started: the tests and the demo
-# run their own instances on loopback), and the gateway with its test, dev and deploy extras in
-# ./.venv.
+# Install what the gateway, its tests and its demo need, on Debian as root: Dovecot (with its
+# LMTP server, dovecot-lmtpd), Redis, Cyrus IMAP, Postfix and OpenSSL from apt (their system
+# services are NOT started: the tests and the demo run their own instances on loopback), and the
+# gateway with its test, dev and deploy extras in ./.venv.
 #
 # Cyrus: Debian's cyrus-imapd (imapd, idled, squatter) cannot be installed beside dovecot-imapd
 # (both provide imap-server and cyrus-imapd conflicts with it). So only the packages that do not

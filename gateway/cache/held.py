@@ -121,9 +121,3 @@ class HeldMessages:
             args=[submission_id],
         )
         return bool(dropped)
-
-    async def usage(self) -> tuple[int, int]:
-        """(held submissions, octets charged) of the account."""
-        charges = await self._client.hgetall(self._keys.held_charges)
-        total = int(charges.pop(b"*", charges.pop("*", 0)))
-        return len(charges), total

@@ -21,6 +21,7 @@ The rules the scripts keep:
   taken over learns so and must stop);
 - before the final "." the holder marks the entry (``mark_data``); a later holder that finds the
   mark never sends again, since the message may have gone (RFC 5321 4.1.1.4 and RFC 1047);
+  a definite 4xx reply to the "." says it did not, and ``retry`` clears the mark;
 - a cancel succeeds only while nobody holds the entry and no "." was ever on its way.
 """
 
@@ -70,7 +71,7 @@ _ADD = (
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return 0
 end
-save(ARGV[1], {u = ARGV[2], t = '', a = 0, d = 0, c = 0, r = 0, m = now})
+save(ARGV[1], {u = ARGV[2], t = '', a = 0, d = 0, c = 0, r = 0})
 redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[3])), ARGV[1])
 return 1
 """
@@ -116,8 +117,9 @@ end
 )
 
 # ARGV: member, token, then the operation and its argument:
-#   renew <lease ms>, data <lease ms> (the "." may follow), retry <delay ms>, release <delay
-#   ms> (given back unsent, no attempt counted), finish -.
+#   renew <lease ms>, data <lease ms> (the "." may follow), retry <delay ms> (a definite
+#   transient failure: the server did not take the message, so the "." mark is cleared),
+#   release <delay ms> (given back unsent, no attempt counted; the mark stays), finish -.
 # Returns 1 when the token still held the entry (and the operation was done), else 0.
 _HOLDER = (
     _PRELUDE
@@ -137,6 +139,7 @@ if op == 'data' then
 elseif op == 'retry' then
   entry.t = ''
   entry.a = entry.a + 1
+  entry.d = 0
 elseif op == 'release' then
   entry.t = ''
 end
@@ -213,8 +216,6 @@ class Held:
     # Its creation completed (release_at was called): unconfirmed after TENTATIVE_SECONDS
     # means the creating process died half way, and the client was never told of it.
     confirmed: bool
-    # When the entry was added (ms, Redis's clock).
-    created_ms: int
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,6 @@ class Claim:
 
     held: Held
     token: str
-    # Another holder's lease ran out before it finished: it may have died mid-send.
-    takeover: bool
 
 
 def _member(account_id: str, submission_id: str) -> str:
@@ -241,7 +240,6 @@ def _held(member: str, entry: dict[str, Any]) -> Held:
         data_started=entry["d"] == 1,
         canceled=entry["c"] == 1,
         confirmed=entry["r"] == 1,
-        created_ms=int(entry["m"]),
     )
 
 
@@ -312,7 +310,7 @@ class Schedule:
             return None
         member, raw = text(found[0]), text(found[1])
         entry = json.loads(raw)
-        return Claim(_held(member, entry), token, takeover=bool(entry["t"]))
+        return Claim(_held(member, entry), token)
 
     async def _as_holder(self, claim: Claim, op: str, arg: int | str) -> bool:
         member = _member(claim.held.account_id, claim.held.submission_id)
@@ -329,8 +327,10 @@ class Schedule:
         return await self._as_holder(claim, "data", self._lease_ms)
 
     async def retry(self, claim: Claim, delay_seconds: float) -> bool:
-        """Give the entry back to be tried again after ``delay_seconds`` (a transient failure
-        with nothing sent); the attempt is counted."""
+        """Give the entry back to be tried again after ``delay_seconds``; the attempt is
+        counted. Only for a failure that says nothing was taken (a 4xx reply, even to the final
+        ".", or a connection lost before the "."): it clears the "." mark, which otherwise
+        would make the next holder record the delivery unknown and never send it."""
         return await self._as_holder(claim, "retry", int(delay_seconds * 1000))
 
     async def release(self, claim: Claim) -> bool:
@@ -365,7 +365,3 @@ class Schedule:
     async def _drop(self, account_id: str, submission_id: str, kind: str) -> bool:
         member = _member(account_id, submission_id)
         return bool(await self._forget(keys=self._keys, args=[member, kind]))
-
-    async def pending_count(self) -> int:
-        """How many entries the schedule holds (every state)."""
-        return int(await self._client.hlen(self._keys[1]))

@@ -15,6 +15,7 @@ from gateway.cache.held import HeldMessage, HeldMessages
 from gateway.cache.schedule import Claim, Schedule
 from gateway.cache.store import Store
 from tests.rediscluster import RedisClusterSet
+from tests.translators.submitting import held_usage
 
 
 @pytest.fixture
@@ -37,11 +38,12 @@ def schedule_of(store: Store, lease_seconds: float = 60.0, name: str | None = No
 
 
 async def test_an_entry_never_confirmed_falls_due_unconfirmed(store: Store) -> None:
-    schedule = Schedule(store.client, name=f"t-{secrets.token_hex(4)}", tentative_seconds=0.2)
+    name = f"t-{secrets.token_hex(4)}"
+    schedule = Schedule(store.client, name=name, tentative_seconds=0.2)
     await schedule.add("acct", "s1", "alice")
     # Its creator died before release_at: after the grace a claim finds it unconfirmed.
     claim = await claim_when_due(schedule)
-    assert not claim.held.confirmed and not claim.takeover
+    assert not claim.held.confirmed
     assert not await schedule.withdraw("acct", "s1")  # held by the claim
     assert await schedule.finish(claim)
     # A creation that fails withdraws its entry; a confirmed one cannot be withdrawn.
@@ -50,7 +52,7 @@ async def test_an_entry_never_confirmed_falls_due_unconfirmed(store: Store) -> N
     await schedule.add("acct", "s3", "alice")
     await schedule.release_at("acct", "s3", await now_ms(store) + 60_000)
     assert not await schedule.withdraw("acct", "s3")
-    assert await schedule.pending_count() == 1
+    assert await entry_count(store, name) == 1
 
 
 async def claim_when_due(schedule: Schedule) -> Claim:
@@ -61,6 +63,11 @@ async def claim_when_due(schedule: Schedule) -> Claim:
             return claim
         await asyncio.sleep(0.05)
     raise AssertionError("nothing fell due")
+
+
+async def entry_count(store: Store, name: str) -> int:
+    """The entries the schedule ``name`` holds, every state, read from Redis itself."""
+    return int(await store.client.hlen(f"jg:{{{name}}}:entries"))
 
 
 async def now_ms(store: Store) -> int:
@@ -82,7 +89,6 @@ async def test_a_tentative_entry_is_not_due_until_released(store: Store) -> None
     assert claim.held.username == "alice"
     assert (claim.held.attempts, claim.held.data_started, claim.held.canceled) == (0, False, False)
     assert claim.held.confirmed
-    assert not claim.takeover
     assert await schedule.claim() is None  # held now: not due again
 
 
@@ -116,7 +122,8 @@ async def test_many_claimers_take_each_due_entry_once(store: Store, redis_url: s
 async def test_only_the_holder_moves_an_entry_and_an_expired_lease_is_taken_over(
     store: Store,
 ) -> None:
-    schedule = schedule_of(store, lease_seconds=0.3)
+    name = f"t-{secrets.token_hex(4)}"
+    schedule = schedule_of(store, lease_seconds=0.3, name=name)
     await schedule.add("acct", "s1", "alice")
     await schedule.release_at("acct", "s1", await now_ms(store))
     first = await schedule.claim()
@@ -125,14 +132,14 @@ async def test_only_the_holder_moves_an_entry_and_an_expired_lease_is_taken_over
     assert await schedule.claim() is None
     # The holder dies: nothing renews. The lease runs out and the entry is due again.
     taken = await claim_when_due(schedule)
-    assert taken.takeover and taken.held.submission_id == "s1"
+    assert taken.token != first.token and taken.held.submission_id == "s1"
     # The old holder learns it lost the lease and can no longer move the entry.
     assert not await schedule.renew(first)
     assert not await schedule.mark_data(first)
     assert not await schedule.finish(first)
-    assert await schedule.pending_count() == 1
+    assert await entry_count(store, name) == 1
     assert await schedule.finish(taken)
-    assert await schedule.pending_count() == 0
+    assert await entry_count(store, name) == 0
 
 
 async def test_a_mark_before_the_dot_survives_a_takeover(store: Store) -> None:
@@ -143,7 +150,7 @@ async def test_a_mark_before_the_dot_survives_a_takeover(store: Store) -> None:
     assert first is not None and not first.held.data_started
     assert await schedule.mark_data(first)
     taken = await claim_when_due(schedule)
-    assert taken.takeover and taken.held.data_started
+    assert taken.token != first.token and taken.held.data_started
     assert await schedule.cancel("acct", "s1") == "claimed"
 
 
@@ -156,13 +163,13 @@ async def test_a_transient_failure_is_retried_later_and_counted(store: Store) ->
     assert await schedule.retry(claim, 0.2)
     assert await schedule.claim() is None
     again = await claim_when_due(schedule)
-    assert again.held.attempts == 1 and not again.takeover
+    assert again.held.attempts == 1
     # The first claim's token no longer holds it.
     assert not await schedule.finish(claim)
     # A stopping replica gives it back unsent: due at once, no attempt counted.
     assert await schedule.release(again)
     last = await claim_when_due(schedule)
-    assert last.held.attempts == 1 and not last.takeover
+    assert last.held.attempts == 1
     assert await schedule.finish(last)
 
 
@@ -213,20 +220,20 @@ async def test_held_octets_are_bounded_per_account_and_uncharged_when_dropped(
     held = HeldMessages(store.client, account, max_count=2, max_octets=charge(big) + charge(small))
     assert await held.keep("s1", message(big)) == "kept"
     assert await held.keep("s1", message(big)) == "kept"  # kept once, charged once
-    assert await held.usage() == (1, charge(big))
+    assert await held_usage(store.client, account) == (1, charge(big))
     assert await held.keep("s2", message(small + b"!")) == "tooLarge"
     assert await held.keep("s2", message(small)) == "kept"
     assert await held.keep("s3", message(b"z")) == "tooMany"
     assert await held.read("s2") == message(small)  # byte-exact
-    assert await held.usage() == (2, charge(big) + charge(small))
+    assert await held_usage(store.client, account) == (2, charge(big) + charge(small))
     assert await held.drop("s1")
     assert not await held.drop("s1")
     assert await held.read("s1") is None
-    assert await held.usage() == (1, charge(small))
+    assert await held_usage(store.client, account) == (1, charge(small))
     assert await held.keep("s3", message(big)) == "kept"
     await held.drop("s2")
     await held.drop("s3")
-    assert await held.usage() == (0, 0)
+    assert await held_usage(store.client, account) == (0, 0)
     assert await store.client.exists(f"jg:{{{account}}}:held-charges") == 0
     # Another account's bound is its own.
     other = HeldMessages(store.client, f"{account}-other", max_count=1, max_octets=charge(big))
@@ -251,7 +258,7 @@ async def test_the_schedule_and_held_octets_work_on_a_cluster_each_in_one_slot(
         assert await schedule.mark_data(claim)
         assert await schedule.cancel(account, "s1") == "claimed"
         taken = await claim_when_due(schedule)  # the lease ran out
-        assert taken.takeover and taken.held.data_started
+        assert taken.token != claim.token and taken.held.data_started
         assert await held.read("s1") == message
         # Every schedule key is on the node serving the {schedule} tag; the octets on the
         # account's.

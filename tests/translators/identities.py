@@ -1,6 +1,6 @@
 """What the Identity tests share: a gateway offering sending (its SMTP server down: Identity
-sends nothing), a JMAP client naming the submission capability, and a plain IMAP witness of
-the METADATA entries the gateway keeps."""
+sends nothing) and a plain IMAP witness of the METADATA entries the gateway keeps. Their client
+naming the submission capability is tests.translators.submitting's."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import redis
 
 from tests.conftest import gateway_settings, running_gateway
-from tests.jmapclient import CORE, MAIL, SUBMISSION, Jmap
+from tests.jmapclient import Jmap
 from tests.servers import refused_port
 from tests.translators.witness import ImapServer
 
@@ -35,12 +34,6 @@ async def sending_gateway(imap_url: str, redis_url: str, **overrides: Any) -> As
         )
         async with running_gateway(settings) as url:
             yield url
-
-
-async def identity_client(http: httpx.AsyncClient, user: str, password: str) -> Jmap:
-    jmap = await Jmap(http, user, password).start()
-    jmap.using = (CORE, MAIL, SUBMISSION)
-    return jmap
 
 
 async def identities(jmap: Jmap) -> dict[str, dict[str, Any]]:
@@ -80,10 +73,16 @@ def metadata_entries(server: ImapServer, user: str) -> dict[str, Any]:
 
 def write_entry(server: ImapServer, user: str, identity_id: str, value: str) -> None:
     """Write an entry as any other IMAP client could (a quoted string: ASCII, one line)."""
-    quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    write_entries(server, user, {identity_id: value})
+
+
+def write_entries(server: ImapServer, user: str, values: dict[str, str]) -> None:
+    """Write entries in one plain IMAP session, one SETMETADATA each."""
     conn: imaplib.IMAP4 = server.client(user)
     try:
-        status, _ = conn.xatom("SETMETADATA", '""', f"({ENTRY_ROOT}/{identity_id} {quoted})")
-        assert status == "OK", status
+        for identity_id, value in values.items():
+            quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            status, _ = conn.xatom("SETMETADATA", '""', f"({ENTRY_ROOT}/{identity_id} {quoted})")
+            assert status == "OK", status
     finally:
         conn.logout()

@@ -3,7 +3,6 @@ into its store (the read methods' tests need no SMTP server: sending is another 
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import AsyncIterator
@@ -16,10 +15,10 @@ import redis.asyncio as aioredis
 
 from gateway.cache.submissions import DeliveryStatus, SubmissionRecord, SubmissionStore
 from tests.conftest import gateway_settings, running_gateway
-from tests.jmapclient import CORE, MAIL, Jmap
+from tests.jmapclient import Jmap
 from tests.servers import Dovecot, refused_port
+from tests.translators.submitting import request
 
-SUBMISSION = "urn:ietf:params:jmap:submission"
 # The retention the test gateway runs with: records finished longer ago are gone.
 RETENTION = 60
 
@@ -32,19 +31,7 @@ class Sender:
         self.store = store
 
     async def request(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
-        method_calls = [
-            [name, {"accountId": self.jmap.account_id, **args}, f"c{i}"]
-            for i, (name, args) in enumerate(calls)
-        ]
-        body = {"using": [CORE, MAIL, SUBMISSION], "methodCalls": method_calls}
-        response = await self.jmap.http.post(
-            "/jmap/api/",
-            content=json.dumps(body),
-            auth=self.jmap.auth,
-            headers={"content-type": "application/json"},
-        )
-        assert response.status_code == 200, response.text
-        return response.json()["methodResponses"]  # type: ignore[no-any-return]
+        return await request(self.jmap, *calls)
 
     async def call(self, name: str, **args: Any) -> dict[str, Any]:
         """One call; fails the test if it returned an error."""

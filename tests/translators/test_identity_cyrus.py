@@ -14,10 +14,10 @@ from tests.jmapclient import Jmap
 from tests.translators.identities import (
     flush_redis,
     identities,
-    identity_client,
     metadata_entries,
     sending_gateway,
 )
+from tests.translators.submitting import submission_client
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ async def http(cyrus: Cyrus, redis_url: str) -> AsyncIterator[httpx.AsyncClient]
 @pytest.fixture
 async def jmap(cyrus: Cyrus, http: httpx.AsyncClient) -> Jmap:
     user = cyrus.fresh_user()
-    return await identity_client(http, user, cyrus.users[user])
+    return await submission_client(http, user, cyrus.users[user])
 
 
 async def test_identities_in_cyrus_metadata_survive_the_loss_of_redis(

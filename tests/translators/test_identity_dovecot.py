@@ -6,14 +6,18 @@ what Dovecot holds, and after Redis lost everything the identities come back fro
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 
+from gateway.translators.identity.stored import MAX_ENTRIES_READ
 from tests.conftest import serving
 from tests.faultproxy import FaultProxy
 from tests.jmapclient import SUBMISSION, Jmap
@@ -22,12 +26,13 @@ from tests.servers import Dovecot, make_data_dir
 from tests.translators.identities import (
     flush_redis,
     identities,
-    identity_client,
     metadata_entries,
     sending_gateway,
     state,
+    write_entries,
     write_entry,
 )
+from tests.translators.submitting import submission_client
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,7 @@ async def http(metadata_dovecot: Dovecot, redis_url: str) -> AsyncIterator[httpx
 @pytest.fixture
 async def jmap(metadata_dovecot: Dovecot, http: httpx.AsyncClient) -> Jmap:
     user = metadata_dovecot.fresh_user()
-    return await identity_client(http, user, metadata_dovecot.users[user])
+    return await submission_client(http, user, metadata_dovecot.users[user])
 
 
 def own_id(address: str) -> str:
@@ -252,6 +257,26 @@ async def test_entries_the_gateway_did_not_write_are_left_out(
     assert found["nother"]["mayDelete"] is True
 
 
+async def test_a_read_keeps_a_bounded_number_of_entries(
+    jmap: Jmap, metadata_dovecot: Dovecot, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Any IMAP client may write entries under the root, as many as the server allows.
+    many = MAX_ENTRIES_READ + 50
+    write_entries(
+        metadata_dovecot,
+        jmap.username,
+        {
+            f"nmany{n}": json.dumps({"email": f"{jmap.username}+{n}@example.com"})
+            for n in range(many)
+        },
+    )
+    assert len(metadata_entries(metadata_dovecot, jmap.username)) == many
+    flush_redis(redis_url)
+    found = await identities(jmap)
+    assert len(found) == MAX_ENTRIES_READ + 1  # the bound, and the computed default identity
+    assert f"50 identity entries beyond the first {MAX_ENTRIES_READ} left unread" in caplog.text
+
+
 async def test_creation_ids_and_if_in_state(jmap: Jmap) -> None:
     current = await state(jmap)
     stale = await jmap.request(
@@ -293,7 +318,7 @@ async def test_another_user_never_reaches_these_identities(
     theirs = created["created"]["c"]["id"]
     default = own_id(f"{jmap.username}@example.com")
     other_user = metadata_dovecot.fresh_user()
-    other = await identity_client(http, other_user, metadata_dovecot.users[other_user])
+    other = await submission_client(http, other_user, metadata_dovecot.users[other_user])
     got = await other.call("Identity/get", ids=[theirs, default])
     assert got["list"] == []
     assert sorted(got["notFound"]) == sorted([theirs, default])
@@ -348,7 +373,7 @@ async def test_a_write_cut_before_its_answer_is_read_back_from_the_server(
         sending_gateway(proxy.url, redis_url) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as http,
     ):
-        jmap = await identity_client(http, user, metadata_dovecot.users[user])
+        jmap = await submission_client(http, user, metadata_dovecot.users[user])
         await identities(jmap)
         # Creates go first; the server keeps the update that follows, but the gateway
         # never hears that it did.
@@ -371,6 +396,39 @@ async def test_a_write_cut_before_its_answer_is_read_back_from_the_server(
         found = await identities(jmap)
         assert {i["name"] for i in found.values()} == {"First", "Created"}
         assert set(found) == set(entries)
+
+
+async def test_a_cache_write_failing_after_the_server_kept_it_is_read_back(
+    metadata_dovecot: Dovecot, redis_url: str
+) -> None:
+    user = metadata_dovecot.fresh_user()
+    redis_client = redis.asyncio.Redis.from_url(redis_url)
+    async with (
+        FaultProxy("127.0.0.1", metadata_dovecot.imap_port) as proxy,
+        sending_gateway(proxy.url, redis_url) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        jmap = await submission_client(http, user, metadata_dovecot.users[user])
+        await identities(jmap)  # the cache is filled and marked loaded
+        held = proxy.hold(rb"SETMETADATA .*/identity/n")
+        props = {"email": f"{user}+c@example.com", "name": "Created"}
+        creating = asyncio.create_task(jmap.request(("Identity/set", {"create": {"c": props}})))
+        await held.reached.wait()
+        # While the server keeps the entry, Redis starts refusing writes (out of memory:
+        # HSET is refused, HDEL still allowed), so the cache's write of it fails.
+        await redis_client.config_set("maxmemory", 1)
+        try:
+            held.release()
+            (answer,) = await creating
+        finally:
+            await redis_client.config_set("maxmemory", 0)
+            await redis_client.aclose()
+        assert answer[0] == "error", answer
+        (kept,) = metadata_entries(metadata_dovecot, user).values()
+        assert kept["name"] == "Created"
+        # The identity the server kept is seen, so a client's retry does not make a second.
+        found = await identities(jmap)
+        assert {i["name"] for i in found.values()} == {"", "Created"}
 
 
 async def test_get_by_properties_and_changes_page_by_page(jmap: Jmap) -> None:
@@ -400,7 +458,7 @@ async def test_on_a_redis_cluster(
         sending_gateway(metadata_dovecot.url, redis_cluster.url) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as http,
     ):
-        jmap = await identity_client(http, user, metadata_dovecot.users[user])
+        jmap = await submission_client(http, user, metadata_dovecot.users[user])
         start = await state(jmap)
         created = await create(jmap, email=f"{user}+cl@example.com", name="Cluster")
         new_id = created["created"]["c"]["id"]

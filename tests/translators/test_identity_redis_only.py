@@ -11,7 +11,8 @@ import pytest
 
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
-from tests.translators.identities import flush_redis, identities, identity_client, sending_gateway
+from tests.translators.identities import flush_redis, identities, sending_gateway
+from tests.translators.submitting import submission_client
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ async def http(dovecot: Dovecot, redis_url: str) -> AsyncIterator[httpx.AsyncCli
 @pytest.fixture
 async def jmap(dovecot: Dovecot, http: httpx.AsyncClient) -> Jmap:
     user = dovecot.fresh_user()
-    return await identity_client(http, user, dovecot.users[user])
+    return await submission_client(http, user, dovecot.users[user])
 
 
 async def test_without_metadata_identities_live_in_redis_only(jmap: Jmap, redis_url: str) -> None:
@@ -52,7 +53,7 @@ async def test_a_login_without_an_address_and_no_mail_domain_has_no_identity(
         httpx.AsyncClient(base_url=url, timeout=30) as http,
     ):
         user = dovecot.fresh_user()
-        jmap = await identity_client(http, user, dovecot.users[user])
+        jmap = await submission_client(http, user, dovecot.users[user])
         assert await identities(jmap) == {}
         # {address} and its parts name nobody: the policy allows this user nothing.
         refused = await jmap.call("Identity/set", create={"c": {"email": f"{user}@example.com"}})
@@ -68,6 +69,6 @@ async def test_a_login_that_is_an_address_is_the_default_identity(
     ):
         user = dovecot.fresh_user()
         # Dovecot's passdb takes the part before @ (username_format=%n).
-        jmap = await identity_client(http, f"{user}@Elsewhere.Example", dovecot.users[user])
+        jmap = await submission_client(http, f"{user}@Elsewhere.Example", dovecot.users[user])
         (identity,) = (await identities(jmap)).values()
         assert identity["email"] == f"{user}@elsewhere.example"

@@ -31,6 +31,7 @@ from tests.translators.submitting import (
     identity_id,
     request,
     sent_by,
+    submit,
 )
 
 
@@ -71,19 +72,6 @@ def stored(dovecot: Dovecot, user: str, folder: str) -> list[tuple[bytes, bytes]
         return found
     finally:
         conn.logout()
-
-
-async def submit(
-    user: Jmap, email_fields: dict[str, Any], submission: dict[str, Any] | None = None, **extra: Any
-) -> list[list[Any]]:
-    """Email/set create of a draft, then EmailSubmission/set create of it in one request."""
-    mailboxes = await user.mailboxes()
-    create = {"identityId": await identity_id(user), "emailId": "#draft", **(submission or {})}
-    return await request(
-        user,
-        ("Email/set", {"create": {"draft": draft(user, mailboxes, **email_fields)}}),
-        ("EmailSubmission/set", {"create": {"sub": create}, **extra}),
-    )
 
 
 def not_created(responses: list[list[Any]]) -> dict[str, Any]:

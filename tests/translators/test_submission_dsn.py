@@ -10,7 +10,6 @@ plain imaplib session, is the witness of what arrived.
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import secrets
@@ -24,7 +23,7 @@ from tests.conftest import running_gateway, sending_settings
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.smtp_servers import Postfix
-from tests.translators.submitting import DOMAIN, address, draft, identity_id, request
+from tests.translators.submitting import DOMAIN, address, request, submission_when, submit
 
 # How often the test asks again before giving up on a report (Postfix sends them in well
 # under a second; this only bounds a broken run).
@@ -47,40 +46,25 @@ async def sender(sending_dovecot: Dovecot, gateway: str) -> AsyncIterator[Jmap]:
 
 async def send(user: Jmap, recipients: list[str], notify: str) -> dict[str, Any]:
     """A draft to ``recipients``, sent with NOTIFY=``notify`` for each (RFC 3461 4.1)."""
-    mailboxes = await user.mailboxes()
     envelope = {
         "mailFrom": {"email": address(user), "parameters": {"RET": "HDRS"}},
         "rcptTo": [{"email": r, "parameters": {"NOTIFY": notify}} for r in recipients],
     }
-    create = {"identityId": await identity_id(user), "emailId": "#draft", "envelope": envelope}
-    responses = await request(
-        user,
-        ("Email/set", {"create": {"draft": draft(user, mailboxes, to=recipients)}}),
-        ("EmailSubmission/set", {"create": {"sub": create}}),
-    )
+    responses = await submit(user, {"to": recipients}, {"envelope": envelope})
     created = responses[1][1]["created"]
     assert created is not None, responses[1]
     return created["sub"]  # type: ignore[no-any-return]
 
 
-async def submission(user: Jmap, submission_id: str) -> dict[str, Any]:
-    """The submission as EmailSubmission/get alone shows it: it catches the account up itself
-    (no mail method in the request), so a client polling its submissions sees the reports."""
-    (response,) = await request(user, ("EmailSubmission/get", {"ids": [submission_id]}))
-    (found,) = response[1]["list"]
-    return found  # type: ignore[no-any-return]
-
-
-async def settled(user: Jmap, submission_id: str, recipients: int) -> dict[str, Any]:
+async def reported(user: Jmap, submission_id: str, recipients: int) -> dict[str, Any]:
     """The submission once every recipient's status moved on from "queued"."""
-    for _ in range(ATTEMPTS):
-        found = await submission(user, submission_id)
-        statuses = found["deliveryStatus"]
-        done = [s for s in statuses.values() if s["delivered"] != "queued"]
-        if len(done) == recipients and len(found["dsnBlobIds"]) == recipients:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no reports arrived: {found}")
+
+    def done(found: dict[str, Any]) -> bool:
+        statuses = found["deliveryStatus"].values()
+        moved_on = [s for s in statuses if s["delivered"] != "queued"]
+        return len(moved_on) == recipients and len(found["dsnBlobIds"]) == recipients
+
+    return await submission_when(user, submission_id, done, tries=ATTEMPTS, pause=0.1)
 
 
 def inbox_reports(dovecot: Dovecot, user: str) -> list[email.message.EmailMessage]:
@@ -108,7 +92,7 @@ async def test_relayed_and_bounced_recipients_follow_their_reports(
     created = await send(sender, [present, unknown], "SUCCESS,FAILURE")
     submission_id = created["id"]
 
-    found = await settled(sender, submission_id, 2)
+    found = await reported(sender, submission_id, 2)
     statuses = found["deliveryStatus"]
     # RFC 3464 "relayed" (Postfix's word for the LMTP hand-off) is delivered "yes".
     assert statuses[present]["delivered"] == "yes"
@@ -149,11 +133,9 @@ async def test_without_notify_success_only_the_bounce_reports(
     unknown = f"nobody-{secrets.token_hex(4)}@{DOMAIN}"
     created = await send(sender, [present, unknown], "FAILURE")
     submission_id = created["id"]
-    for _ in range(ATTEMPTS):
-        found = await submission(sender, submission_id)
-        if found["dsnBlobIds"]:
-            break
-        await asyncio.sleep(0.1)
+    found = await submission_when(
+        sender, submission_id, lambda found: bool(found["dsnBlobIds"]), tries=ATTEMPTS, pause=0.1
+    )
     assert len(found["dsnBlobIds"]) == 1
     assert found["deliveryStatus"][unknown]["delivered"] == "no"
     assert found["deliveryStatus"][present]["delivered"] == "queued"

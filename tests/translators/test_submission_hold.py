@@ -21,7 +21,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.cache.held import HeldMessages
 from gateway.cache.store import Store
 from gateway.config import Settings
 from tests.conftest import SERVICE_USER, gateway_settings, running_gateway, serving
@@ -29,9 +28,10 @@ from tests.jmapclient import Jmap
 from tests.servers import Dovecot, make_data_dir
 from tests.smtp.test_postfix import delivered
 from tests.smtp_servers import Postfix, Sink
-from tests.translators.submitting_later import (
+from tests.translators.submitting import (
     DOMAIN,
     draft_id,
+    held_usage,
     identity_id,
     max_delayed_send,
     request,
@@ -153,7 +153,7 @@ async def test_a_canceled_submission_is_never_sent(user: Jmap, sink: Sink, redis
     assert (await submission(user, held["id"]))["undoStatus"] == "canceled"
     store = Store.from_url(redis_url)
     try:
-        assert await HeldMessages(store.client, user.account_id).usage() == (0, 0)
+        assert await held_usage(store.client, user.account_id) == (0, 0)
     finally:
         await store.close()
     # Past its due time, and then some: nothing arrives.
@@ -292,7 +292,7 @@ async def test_a_future_release_server_holds_it_and_the_submission_is_final(
     store = Store.from_url(redis_url)
     try:  # no local hold: nothing scheduled, no octets kept
         assert await store.client.hlen("jg:{schedule}:entries") == 0
-        assert await HeldMessages(store.client, user.account_id).usage() == (0, 0)
+        assert await held_usage(store.client, user.account_id) == (0, 0)
     finally:
         await store.close()
 

@@ -28,7 +28,7 @@ from tests.jmapclient import Jmap
 from tests.servers import Dovecot, make_data_dir
 from tests.smtp_servers import Sink
 from tests.test_shutdown import Gateway, gateway_process
-from tests.translators.submitting_later import DOMAIN, settled, submit_later
+from tests.translators.submitting import DOMAIN, settled, submit_later
 
 SLOW_SECONDS = 4.0
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.smtp.test_postfix import delivered, without_trace
 from tests.smtp_servers import Postfix
-from tests.translators.submitting import DOMAIN, draft, identity_id, request
+from tests.translators.submitting import DOMAIN, request, submit
 
 
 async def client(sending_dovecot: Dovecot, url: str) -> AsyncIterator[Jmap]:
@@ -56,20 +55,6 @@ def someone(dovecot: Dovecot) -> str:
     return dovecot.fresh_user()
 
 
-async def submit(
-    user: Jmap, email_fields: dict[str, Any], **extra: Any
-) -> tuple[dict[str, Any], list[list[Any]]]:
-    mailboxes = await user.mailboxes()
-    create = {"identityId": await identity_id(user), "emailId": "#draft"}
-    email = draft(user, mailboxes, **email_fields)
-    responses = await request(
-        user,
-        ("Email/set", {"create": {"draft": email}}),
-        ("EmailSubmission/set", {"create": {"sub": create}, **extra}),
-    )
-    return mailboxes, responses
-
-
 def folder(dovecot: Dovecot, user: str, name: str) -> list[tuple[bytes, bytes]]:
     """(FETCH line, octets) of each message in the folder, asked with imaplib."""
     conn = dovecot.client(user)
@@ -90,7 +75,7 @@ async def test_sent_to_bob_and_carol_bcc_removed_draft_moved_to_sent(
     subject = f"to bob {secrets.token_hex(4)}"
     mailboxes = await user.mailboxes()
     drafts, sent = mailboxes["Drafts"]["id"], mailboxes["Sent"]["id"]
-    _, responses = await submit(
+    responses = await submit(
         user,
         {
             "to": [f"{bob}@{DOMAIN}"],
@@ -131,7 +116,7 @@ async def test_the_sender_login_check_is_forbidden_mail_from(
     strict_user: Jmap, sending_dovecot: Dovecot
 ) -> None:
     bob = someone(sending_dovecot)
-    _, responses = await submit(
+    responses = await submit(
         strict_user,
         {"to": [f"{bob}@{DOMAIN}"], "from": [{"email": f"boss@{DOMAIN}"}]},
     )
@@ -151,7 +136,7 @@ async def test_unverified_recipients(strict_user: Jmap, sending_dovecot: Dovecot
     bob, carol = someone(sending_dovecot), someone(sending_dovecot)
     nobody = f"nobody-{secrets.token_hex(4)}@{DOMAIN}"
     subject = f"verified {secrets.token_hex(4)}"
-    _, responses = await submit(
+    responses = await submit(
         strict_user,
         {"to": [f"{bob}@{DOMAIN}", nobody, f"{carol}@{DOMAIN}"], "subject": subject},
     )
@@ -163,7 +148,7 @@ async def test_unverified_recipients(strict_user: Jmap, sending_dovecot: Dovecot
     assert delivered(sending_dovecot, bob, subject)
     # Every recipient refused: invalidRecipients listing them, nothing recorded.
     ghost = f"ghost-{secrets.token_hex(4)}@{DOMAIN}"
-    _, responses = await submit(strict_user, {"to": [nobody, ghost]})
+    responses = await submit(strict_user, {"to": [nobody, ghost]})
     error = responses[1][1]["notCreated"]["sub"]
     assert error["type"] == "invalidRecipients"
     assert error["invalidRecipients"] == sorted([nobody, ghost])
@@ -176,7 +161,7 @@ async def test_the_size_limit_is_too_large_with_max_size(
     bob = someone(sending_dovecot)
     subject = f"too large {secrets.token_hex(4)}"
     big = "x" * 70 + "\r\n"
-    _, responses = await submit(
+    responses = await submit(
         strict_user,
         {
             "to": [f"{bob}@{DOMAIN}"],

@@ -26,6 +26,7 @@ from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ImapError
 from gateway.imap.metadata import get_metadata, set_metadata
 from gateway.imap.responses.metadata import long_entries, parse_metadata
+from gateway.offload import sized
 from gateway.translators.identity.values import InvalidIdentity, identity_values
 from gateway.translators.upstream_refusals import Work, refused
 
@@ -36,6 +37,11 @@ ENTRY_ROOT = "/private/vendor/jmap-gateway/identity"
 # of 32 KiB, two names of 256 characters, 40 addresses), so a longer one was written by
 # someone else and is left unread.
 MAX_ENTRY_READ = 256 * 1024
+# Entries kept from one read. Any IMAP client may write entries under the root, as many as the
+# server lets it; the gateway itself writes at most set.py's MAX_IDENTITIES (100) per account,
+# so four times that leaves room for foreign and broken ones while bounding the parse (each
+# value a JSON text of up to MAX_ENTRY_READ octets). The rest are ignored, with a log line.
+MAX_ENTRIES_READ = 400
 METADATA_CAPABILITIES = frozenset({"METADATA", "METADATA-SERVER"})
 _ID_BYTES = 10  # 80 bits: 16 base32 characters
 
@@ -79,19 +85,37 @@ async def stored(env: RequestEnv) -> Snapshot:
         result = await conn.execute(command)
     if long_entries(result.tagged.code):
         log.warning("identity entries longer than %d octets left unread", MAX_ENTRY_READ)
-    entries: dict[str, bytes | None] = {}
+    entries: dict[str, bytes] = {}
+    ignored = 0
     for response in result.data("METADATA"):
-        entries.update(parse_metadata(response).values)
-    await store.fill(_records(entries))
+        for name, value in parse_metadata(response).values.items():
+            if value is None or name in entries:
+                continue
+            if len(entries) < MAX_ENTRIES_READ:
+                entries[name] = value
+            else:
+                ignored += 1
+    if ignored:
+        log.warning(
+            "%d identity entries beyond the first %d left unread", ignored, MAX_ENTRIES_READ
+        )
+    size = sum(len(value) for value in entries.values())
+    await store.fill(await sized(size, _records, entries))
     return await store.snapshot()
 
 
-def _records(entries: dict[str, bytes | None]) -> dict[str, IdentityRecord]:
+def _records(entries: dict[str, bytes]) -> dict[str, IdentityRecord]:
     records: dict[str, IdentityRecord] = {}
     prefix = ENTRY_ROOT.lower() + "/"
     for name, value in entries.items():
         identity_id = name[len(prefix) :] if name.startswith(prefix) else ""
-        if value is None or not identity_id or "/" in identity_id:
+        if not identity_id or "/" in identity_id:
+            continue
+        if len(value) > MAX_ENTRY_READ:
+            # A server that ignored MAXSIZE (RFC 5464 4.2.1): not one the gateway wrote.
+            log.warning(
+                "identity entry %s longer than %d octets left out", identity_id, MAX_ENTRY_READ
+            )
             continue
         try:
             records[identity_id] = from_entry(identity_id, value)
@@ -126,13 +150,30 @@ async def write(env: RequestEnv, record: IdentityRecord, *, created: bool) -> No
     """Keep ``record``: in its METADATA entry first where the upstream has METADATA (a refusal
     there is the SetError of this identity, and nothing is written), then in Redis."""
     await _upstream(env, {entry_name(record.id): to_entry(record)})
-    await env.index.identities.put(record, created=created)
+    try:
+        await env.index.identities.put(record, created=created)
+    except STORE_UNAVAILABLE:
+        await _distrust_cache(env)
+        raise
 
 
 async def erase(env: RequestEnv, identity_id: str) -> None:
     """Remove the identity: its METADATA entry first (NIL), then the cached copy."""
     await _upstream(env, {entry_name(identity_id): None})
-    await env.index.identities.remove(identity_id)
+    try:
+        await env.index.identities.remove(identity_id)
+    except STORE_UNAVAILABLE:
+        await _distrust_cache(env)
+        raise
+
+
+async def _distrust_cache(env: RequestEnv) -> None:
+    """The server's entry changed but the cached copy did not: the cache, still marked loaded,
+    would hide the change (a created identity invisible, so a client's retry makes a second
+    one) until Redis lost its data. Unmarked, the next read fills it from the server again
+    (without METADATA it only marks the hash, the only copy, loaded again)."""
+    with contextlib.suppress(*STORE_UNAVAILABLE):
+        await env.index.identities.forget()
 
 
 async def _upstream(env: RequestEnv, values: dict[str, bytes | None]) -> None:
@@ -147,6 +188,5 @@ async def _upstream(env: RequestEnv, values: dict[str, bytes | None]) -> None:
         except ImapError:
             # Cut or timed out: whether the server kept the change is unknown, so the cache
             # is read back from the server next time rather than trusted.
-            with contextlib.suppress(*STORE_UNAVAILABLE):
-                await env.index.identities.forget()
+            await _distrust_cache(env)
             raise

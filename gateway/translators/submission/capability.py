@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from gateway.config import Settings
 from gateway.jmap.protocol import JsonObject
+from gateway.smtp.extensions import Extensions
 from gateway.translators.spec import Discovered
 
 
@@ -20,18 +21,26 @@ def sending_configured(settings: Settings) -> bool:
     return settings.smtp is not None
 
 
-def submission_account_capability(settings: Settings, discovered: Discovered) -> JsonObject:
-    """RFC 8621 1.3.2: the submission capability of a user's own account."""
-    extensions = discovered.smtp_extensions
+def max_delayed_send(settings: Settings, own_hold: bool, extensions: Extensions | None) -> int:
+    """RFC 8621 1.3.2 maxDelayedSend, the one computation both the capability and a create's
+    check (hold.py) use: the gateway's own hold (``own_hold``) up to
+    GATEWAY_MAX_DELAYED_SEND_SECONDS, and the server's FUTURERELEASE interval within the same
+    setting where its EHLO advertised it."""
     longest = settings.max_delayed_send_seconds
-    delay = longest if discovered.delayed_send else 0
+    delay = longest if own_hold else 0
     release = extensions.future_release if extensions is not None else None
     if release is not None:
         # RFC 4865 3: the server holds messages itself, up to its interval, with the user's
         # own credentials at submission time.
         delay = max(delay, min(longest, release))
+    return delay
+
+
+def submission_account_capability(settings: Settings, discovered: Discovered) -> JsonObject:
+    """RFC 8621 1.3.2: the submission capability of a user's own account."""
+    extensions = discovered.smtp_extensions
     return {
-        "maxDelayedSend": delay,
+        "maxDelayedSend": max_delayed_send(settings, discovered.delayed_send, extensions),
         "submissionExtensions": extensions.as_jmap() if extensions is not None else {},
     }
 

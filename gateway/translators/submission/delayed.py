@@ -286,6 +286,8 @@ class DelayedSender:
             if failure.ambiguous:
                 await self._record(store, held.submission_id, recipients, REPLY_LOST, "unknown")
                 return await self._end(claim, messages, "unknown")
+            # Not ambiguous: the server said no (even a 4xx to the "."), or the "." was never
+            # written, so the retry clears the mark and the next attempt may send.
             if failure.transient and held.attempts < len(self._backoff):
                 delay = self._backoff[held.attempts]
                 log.info(

@@ -39,7 +39,7 @@ from gateway.smtp.connection import Authorization
 from gateway.smtp.envelope import Envelope
 from gateway.smtp.extensions import Extensions
 from gateway.smtp.sender import SmtpSender
-from gateway.translators.submission.capability import delayed_send_possible
+from gateway.translators.submission.capability import delayed_send_possible, max_delayed_send
 from gateway.translators.submission.create import Prepared
 from gateway.translators.submission.delayed import DelayedSender, envelope_data
 from gateway.translators.submission.deliver import deliver, request_authorization, send_once
@@ -72,16 +72,11 @@ def utc_date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def max_delayed_send(services: Services) -> int:
-    """RFC 8621 1.3.2 maxDelayedSend, as the capability shows it (capability.py): the
-    gateway's own hold up to GATEWAY_MAX_DELAYED_SEND_SECONDS where it can send without the
-    user, and the server's FUTURERELEASE interval (within the same setting) where advertised."""
+def longest_hold(services: Services) -> int:
+    """RFC 8621 1.3.2 maxDelayedSend as the capability shows it, for this process's sender."""
     if services.smtp is None:
         return 0
-    longest = services.settings.max_delayed_send_seconds
-    own = longest if _own_hold(services) else 0
-    release = services.smtp_extensions.future_release
-    return own if release is None else max(own, min(longest, release))
+    return max_delayed_send(services.settings, _own_hold(services), services.smtp_extensions)
 
 
 def _own_hold(services: Services) -> bool:
@@ -90,7 +85,7 @@ def _own_hold(services: Services) -> bool:
 
 def hold_available(services: Services) -> bool:
     """FUTURERELEASE advertised, or the gateway's own hold possible."""
-    return max_delayed_send(services) > 0
+    return longest_hold(services) > 0
 
 
 async def hold(
@@ -104,7 +99,7 @@ async def hold(
         return await deliver(env, prepared)
     if not hold_available(services):
         return SetError("forbiddenToSend", NOT_CONFIGURED)
-    longest = max_delayed_send(services)
+    longest = longest_hold(services)
     if delay > longest:
         return SetError.invalid_properties(
             ["envelope"], f"envelope: the longest delay this server allows is {longest} seconds"
