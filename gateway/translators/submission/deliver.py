@@ -51,14 +51,19 @@ def unknown_status(prepared: Prepared) -> dict[str, DeliveryStatus]:
     return {r.address: DeliveryStatus(REPLY_LOST, "unknown") for r in prepared.envelope.recipients}
 
 
-def utc_now() -> str:
-    """UTCDate (RFC 8620 1.4) of this second."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def utc_date(moment: datetime | None = None) -> str:
+    """UTCDate (RFC 8620 1.4) of ``moment``, or of this second; also RFC 4865's HOLDUNTIL
+    form (an RFC 3339 date-time)."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def deliver(env: RequestEnv, prepared: Prepared) -> SubmissionRecord | SetError:
-    """Send ``prepared`` now with the caller's own login and record the submission ``final``
-    (RFC 8621 7: sendAt is then the time it was created)."""
+async def deliver(
+    env: RequestEnv, prepared: Prepared, *, release: datetime | None = None
+) -> SubmissionRecord | SetError:
+    """Send ``prepared`` now with the caller's own login and record the submission ``final``.
+
+    RFC 8621 7: sendAt is then the time it was sent, or ``release``, when the server holds the
+    message until then (FUTURERELEASE: hold.py gives the envelope its HOLDUNTIL)."""
     sender = env.services.smtp
     if sender is None:
         return SetError("forbiddenToSend", "sending is not configured on this server")
@@ -68,7 +73,7 @@ async def deliver(env: RequestEnv, prepared: Prepared) -> SubmissionRecord | Set
     record = replace(
         prepared.record,
         undo_status="final",
-        send_at=utc_now(),
+        send_at=utc_date(release),
         delivery_status=result,
         finished_at=time.time(),
     )

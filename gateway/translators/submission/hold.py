@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from gateway.cache.held import HeldMessage
@@ -42,7 +42,7 @@ from gateway.smtp.sender import SmtpSender
 from gateway.translators.submission.capability import delayed_send_possible, max_delayed_send
 from gateway.translators.submission.create import Prepared
 from gateway.translators.submission.delayed import DelayedSender, envelope_data
-from gateway.translators.submission.deliver import deliver, request_authorization, send_once
+from gateway.translators.submission.deliver import deliver, utc_date
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,6 @@ class Services(Protocol):
 
 
 NOT_CONFIGURED = "delayed sending is not configured on this server"
-
-
-def utc_date(moment: datetime) -> str:
-    """UTCDate (RFC 8620 1.4), also RFC 4865's HOLDUNTIL form (RFC 3339 date-time)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def longest_hold(services: Services) -> int:
@@ -134,32 +129,11 @@ async def _future_release(
     env: RequestEnv, prepared: Prepared, send_at: datetime
 ) -> SubmissionRecord | SetError:
     """RFC 4865: the server holds it; HOLDUNTIL names the moment, whatever the transit time."""
-    sender = env.services.smtp
-    if sender is None:
-        return SetError("forbiddenToSend", NOT_CONFIGURED)
     wire = prepared.envelope
     envelope = Envelope(
         wire.mail_from, {**wire.parameters, "HOLDUNTIL": utc_date(send_at)}, wire.recipients
     )
-    result = await send_once(
-        sender, request_authorization(env), replace(prepared, envelope=envelope)
-    )
-    if isinstance(result, SetError):
-        return result
-    record = replace(
-        prepared.record,
-        undo_status="final",
-        send_at=utc_date(send_at),
-        delivery_status=result,
-        finished_at=time.time(),
-    )
-    try:
-        await env.index.submissions.create(record)
-    except Exception:
-        # Handed over already: an error now would invite the client to send it again (the
-        # same rule as deliver.py: the record is lost, the log says so).
-        log.exception("submission %s was handed over but could not be recorded", record.id)
-    return record
+    return await deliver(env, replace(prepared, envelope=envelope), release=send_at)
 
 
 async def _keep(
