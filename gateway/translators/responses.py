@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.cache.changes import Changes
-from gateway.jmap.query import Window
+from gateway.jmap.query import Window, window
+from gateway.jmap.standard import QueryArgs
 
 
 def changes_response(account_id: str, changes: Changes) -> dict[str, Any]:
@@ -36,3 +37,18 @@ def query_response(
     if result.limit is not None:
         response["limit"] = result.limit
     return response
+
+
+def windowed_response(args: QueryArgs, query_state: str, ids: list[str]) -> dict[str, Any]:
+    """The /query response of every matching id, in order: the client's window of them
+    (position or anchor, limit) and their count when asked."""
+    result = window(
+        ids,
+        position=args.position,
+        anchor=args.anchor,
+        anchor_offset=args.anchor_offset,
+        limit=args.limit,
+    )
+    return query_response(
+        args.account_id, query_state, result, len(ids) if args.calculate_total else None
+    )

@@ -19,7 +19,7 @@ from gateway.env import RequestEnv
 from gateway.imap.lazy import LazyConnection
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
-from gateway.jmap.query import Window, query_changes, window
+from gateway.jmap.query import Window, query_changes
 from gateway.jmap.standard import (
     Extra,
     QueryArgs,
@@ -49,7 +49,7 @@ from gateway.translators.email.filtering import (
 from gateway.translators.email.properties import Source
 from gateway.translators.email.search import run_searches
 from gateway.translators.mailbox.view import MailboxView, mailbox_view
-from gateway.translators.responses import query_response
+from gateway.translators.responses import query_response, windowed_response
 
 COLLAPSE = "collapseThreads"
 # RFC 8621 4.4: the argument Email/query and Email/queryChanges add, read with the standard ones.
@@ -82,16 +82,7 @@ async def email_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
         return await _by_date(store, args, folder, sort[0].ascending)
     async with env.upstream() as upstream:
         ids, state = await _run(upstream, view, store, query)
-    result = window(
-        ids,
-        position=args.position,
-        anchor=args.anchor,
-        anchor_offset=args.anchor_offset,
-        limit=args.limit,
-    )
-    return query_response(
-        args.account_id, state, result, len(ids) if args.calculate_total else None
-    )
+    return windowed_response(args, state, ids)
 
 
 async def email_query_changes(

@@ -12,7 +12,7 @@ from typing import Any
 from gateway.cache.mailboxes import MAILBOX
 from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
-from gateway.jmap.query import query_changes, window
+from gateway.jmap.query import query_changes
 from gateway.jmap.standard import Extra, as_bool, parse_query, parse_query_changes
 from gateway.translators.mailbox.filtering import (
     parse_mailbox_filter,
@@ -21,7 +21,7 @@ from gateway.translators.mailbox.filtering import (
     with_descendants,
 )
 from gateway.translators.mailbox.view import mailbox_view
-from gateway.translators.responses import query_response
+from gateway.translators.responses import windowed_response
 
 # RFC 8621 2.3: the arguments Mailbox/query and Mailbox/queryChanges add.
 TREE_ARGUMENTS: dict[str, Extra] = {
@@ -42,15 +42,7 @@ async def mailbox_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any])
         sort_as_tree=sort_as_tree,
         filter_as_tree=filter_as_tree,
     )
-    result = window(
-        ids,
-        position=args.position,
-        anchor=args.anchor,
-        anchor_offset=args.anchor_offset,
-        limit=args.limit,
-    )
-    total = len(ids) if args.calculate_total else None
-    return query_response(args.account_id, view.state, result, total)
+    return windowed_response(args, view.state, ids)
 
 
 async def mailbox_query_changes(

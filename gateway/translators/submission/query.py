@@ -21,7 +21,7 @@ from gateway.env import RequestEnv
 from gateway.jmap.dispatch import CallContext
 from gateway.jmap.errors import MethodError
 from gateway.jmap.protocol import JsonObject
-from gateway.jmap.query import collation_key, query_changes, resolve_collation, window
+from gateway.jmap.query import collation_key, query_changes, resolve_collation
 from gateway.jmap.standard import (
     Comparator,
     InvalidValue,
@@ -32,7 +32,7 @@ from gateway.jmap.standard import (
     parse_query_changes,
 )
 from gateway.offload import off_loop
-from gateway.translators.responses import query_response
+from gateway.translators.responses import windowed_response
 
 # Snapshots taken for one queryChanges before giving up on one that agrees with its changes.
 SNAPSHOT_ATTEMPTS = 3
@@ -197,16 +197,7 @@ async def submission_query(
     await ctx.env.catch_up()
     records, state = await ctx.env.index.submissions.snapshot()
     ids = await _run(records, query_filter, sort)
-    result = window(
-        ids,
-        position=args.position,
-        anchor=args.anchor,
-        anchor_offset=args.anchor_offset,
-        limit=args.limit,
-    )
-    return query_response(
-        args.account_id, state, result, len(ids) if args.calculate_total else None
-    )
+    return windowed_response(args, state, ids)
 
 
 async def submission_query_changes(
