@@ -1,12 +1,13 @@
-"""The /changes and /query responses (RFC 8620 5.2, 5.5), the same for every data type."""
+"""The /changes, /query and /queryChanges responses (RFC 8620 5.2, 5.5, 5.6), the same for
+every data type."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from gateway.cache.changes import Changes
-from gateway.jmap.query import Window, window
-from gateway.jmap.standard import QueryArgs
+from gateway.jmap.query import QueryChangesResult, Window, window
+from gateway.jmap.standard import QueryArgs, QueryChangesArgs
 
 
 def changes_response(account_id: str, changes: Changes) -> dict[str, Any]:
@@ -52,3 +53,19 @@ def windowed_response(args: QueryArgs, query_state: str, ids: list[str]) -> dict
     return query_response(
         args.account_id, query_state, result, len(ids) if args.calculate_total else None
     )
+
+
+def query_changes_response(
+    args: QueryChangesArgs, new_state: str, result: QueryChangesResult, ids: list[str]
+) -> dict[str, Any]:
+    """RFC 8620 5.6: ``result`` bridging to ``new_state``, whose query matches ``ids``."""
+    response: dict[str, Any] = {
+        "accountId": args.account_id,
+        "oldQueryState": args.since_query_state,
+        "newQueryState": new_state,
+        "removed": result.removed,
+        "added": [{"id": item.id, "index": item.index} for item in result.added],
+    }
+    if args.calculate_total:
+        response["total"] = len(ids)
+    return response

@@ -49,7 +49,7 @@ from gateway.translators.email.filtering import (
 from gateway.translators.email.properties import Source
 from gateway.translators.email.search import run_searches
 from gateway.translators.mailbox.view import MailboxView, mailbox_view
-from gateway.translators.responses import query_response, windowed_response
+from gateway.translators.responses import query_changes_response, query_response, windowed_response
 
 COLLAPSE = "collapseThreads"
 # RFC 8621 4.4: the argument Email/query and Email/queryChanges add, read with the standard ones.
@@ -117,16 +117,7 @@ async def email_query_changes(
     result = query_changes(
         changed=changed, current=ids, up_to_id=args.up_to_id, max_changes=args.max_changes
     )
-    response: dict[str, Any] = {
-        "accountId": args.account_id,
-        "oldQueryState": args.since_query_state,
-        "newQueryState": state,
-        "removed": result.removed,
-        "added": [{"id": item.id, "index": item.index} for item in result.added],
-    }
-    if args.calculate_total:
-        response["total"] = len(ids)
-    return response
+    return query_changes_response(args, state, result, ids)
 
 
 def _only_folder(tree: Filter | None) -> str | None:

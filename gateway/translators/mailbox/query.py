@@ -21,7 +21,7 @@ from gateway.translators.mailbox.filtering import (
     with_descendants,
 )
 from gateway.translators.mailbox.view import mailbox_view
-from gateway.translators.responses import windowed_response
+from gateway.translators.responses import query_changes_response, windowed_response
 
 # RFC 8621 2.3: the arguments Mailbox/query and Mailbox/queryChanges add.
 TREE_ARGUMENTS: dict[str, Extra] = {
@@ -64,13 +64,4 @@ async def mailbox_query_changes(
     result = query_changes(
         changed=changed, current=ids, up_to_id=args.up_to_id, max_changes=args.max_changes
     )
-    response: dict[str, Any] = {
-        "accountId": args.account_id,
-        "oldQueryState": args.since_query_state,
-        "newQueryState": changes.new_state,
-        "removed": result.removed,
-        "added": [{"id": item.id, "index": item.index} for item in result.added],
-    }
-    if args.calculate_total:
-        response["total"] = len(ids)
-    return response
+    return query_changes_response(args, changes.new_state, result, ids)

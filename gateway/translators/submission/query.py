@@ -32,7 +32,7 @@ from gateway.jmap.standard import (
     parse_query_changes,
 )
 from gateway.offload import off_loop
-from gateway.translators.responses import windowed_response
+from gateway.translators.responses import query_changes_response, windowed_response
 
 # Snapshots taken for one queryChanges before giving up on one that agrees with its changes.
 SNAPSHOT_ATTEMPTS = 3
@@ -216,16 +216,7 @@ async def submission_query_changes(
         max_changes=args.max_changes,
         immutable_query=not _mutable(query_filter),
     )
-    response: dict[str, Any] = {
-        "accountId": args.account_id,
-        "oldQueryState": args.since_query_state,
-        "newQueryState": state,
-        "removed": result.removed,
-        "added": [{"id": item.id, "index": item.index} for item in result.added],
-    }
-    if args.calculate_total:
-        response["total"] = len(ids)
-    return response
+    return query_changes_response(args, state, result, ids)
 
 
 async def _agreeing(
