@@ -80,6 +80,14 @@ RULES: dict[str, Rule] = {
         frozenset({("gateway.imap.commands", "Command")}),
         _STORE_INSIDES,
     ),
+    # Push: hub, watchers and streams over the index, the upstream and the API runner (through
+    # Services and problems); the HTTP framing and the server stay at the top level, Redis and
+    # its encodings in cache/.
+    "push": Rule(
+        frozenset({"app", "http", "http_protocol", "blob_routes", "server", "smtp", "translators"}),
+        _WEB | {"redis", "msgpack"},
+        attributes=_STORE_INSIDES,
+    ),
 }
 
 
