@@ -221,9 +221,7 @@ class WatchManager:
         for account_id, lease in taken.items():
             watch = _Watch(lease, renewed=now)
             self._watches[account_id] = watch
-            watch.task = asyncio.create_task(
-                self._watch(account_id, watch), name="push-watcher"
-            )
+            watch.task = asyncio.create_task(self._watch(account_id, watch), name="push-watcher")
             self._svc.metrics.watch_taken()
         self._svc.metrics.watched_accounts(len(self._watches))
 

@@ -35,8 +35,9 @@ from gateway.cache.locks import LockTimeout
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import AuthenticationFailed, ImapError
-from gateway.imap.notify import notify_set_personal
-from gateway.imap.responses.unsolicited import KeepAlive
+from gateway.imap.idle import IdleSession
+from gateway.imap.notify import enable_for_notify, notify_set_personal
+from gateway.imap.responses.unsolicited import KeepAlive, Signal
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -122,8 +123,13 @@ class _Watcher:
                     await self._idle(conn)
 
     async def _notify(self, conn: ImapConnection) -> None:
-        await conn.enable("CONDSTORE", "QRESYNC")
-        await conn.execute(notify_set_personal())
+        # CONDSTORE first: without it Dovecot reports no pure flag change (gateway.imap.notify).
+        enable = enable_for_notify(conn.capabilities, conn.enabled)
+        if enable is None:
+            await conn.execute(notify_set_personal())
+        else:
+            results = await conn.execute_pipelined(enable, notify_set_personal())
+            conn.note_enabled(results[0])
         await self._catch_up(conn)
         while True:
             await conn.unselect()
@@ -162,7 +168,7 @@ class _Watcher:
                 return True
         return False
 
-    async def _next(self, session: _Session, timeout: float) -> object | None:
+    async def _next(self, session: IdleSession, timeout: float) -> Signal | None:
         """The session's next signal within ``timeout`` (None: none came). Leaves the IDLE
         block cleanly (DONE) by raising _Stopped when ``until`` is set meanwhile."""
         signal = asyncio.ensure_future(session.next(timeout))
