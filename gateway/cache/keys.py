@@ -76,6 +76,8 @@ key                                    type    holds
 ``jg:{a}:held:<submissionId>``         string  a held submission's octets, until sent or canceled
                                                (held.py)
 ``jg:{a}:held-charges``                hash    held submission id -> octets; ``*``: total
+``jg:{a}:push``                        pubsub  the channel the account's state changes are
+                                               announced on (sharded on a cluster; pushbus.py)
 ``jg:{a}:push-demand``                 zset    replica id -> until when (s) it has push listeners
                                                of the account (watches.py)
 ``jg:{a}:push-watch``                  string  "<replica id>:<token>": the lease of the replica
@@ -260,3 +262,17 @@ class AccountKeys:
     @property
     def push_watch(self) -> str:
         return f"{self.base}:push-watch"
+
+    @property
+    def push_channel(self) -> str:
+        """The pub/sub channel of the account's announcements; its hash tag makes SPUBLISH go
+        to the shard holding the account's keys."""
+        return f"{self.base}:push"
+
+
+def push_channel_account(channel: str) -> str | None:
+    """The account id of a push channel name, or None for any other name."""
+    head, tail = f"{PREFIX}:{{", "}:push"
+    if channel.startswith(head) and channel.endswith(tail) and len(channel) > len(head + tail):
+        return channel[len(head) : -len(tail)]
+    return None
