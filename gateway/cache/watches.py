@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
+from gateway.cache.codec import text
 from gateway.cache.keys import AccountKeys
 
 # KEYS: the lease. ARGV: our value, ttl (ms). 1 if still ours (and pushed back), else 0.
@@ -159,5 +160,5 @@ class WatchStore:
         value = await self._client.get(AccountKeys(account_id).push_watch)
         if value is None:
             return None
-        replica, _, _ = value.decode().rpartition(":")
+        replica, _, _ = text(value).rpartition(":")
         return replica

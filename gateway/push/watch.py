@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.auth import Principal
+from gateway.cache.pushbus import PushBus
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.cache.watches import WatchLease, WatchStore
 from gateway.push.keeper import CredentialKeeper
 from gateway.push.watcher import watch_account
 
 if TYPE_CHECKING:
-    from gateway.push.hub import PushHub
     from gateway.services import Services
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,14 @@ class WatchManager:
     hub's WatchDemand."""
 
     def __init__(
-        self, svc: Services, store: WatchStore, keeper: CredentialKeeper, hub: PushHub
+        self, svc: Services, store: WatchStore, keeper: CredentialKeeper, bus: PushBus
     ) -> None:
+        """``svc.push`` (the hub, which is told of refused credentials) may be set after
+        this: the hub needs its demand when it is made."""
         self._svc = svc
         self._store = store
         self._keeper = keeper
-        self._hub = hub
+        self._bus = bus
         self._ttl = svc.settings.push_watch_lease_seconds
         # Local listeners per account, by the credentials they brought (None: a push token).
         self._listeners: dict[str, dict[Principal | None, int]] = {}
@@ -170,8 +172,8 @@ class WatchManager:
             await self._store.withdraw(replica, account_id)
         if full:
             await self._renew()
-        await self._end_unwanted(list(self._watches) if full else left)
-        await self._take(list(self._keeper.accounts()) if full else arrived)
+        await self._end_unwanted(list(self._watches) if full else list(left))
+        await self._take(self._keeper.accounts() if full else list(arrived))
 
     def _stop_stale(self) -> None:
         """Leases not renewed for a whole ttl (Redis unreachable) may be another's now."""
@@ -256,7 +258,7 @@ class WatchManager:
         listeners = self._listeners.get(account_id, {})
         if principal in listeners:
             self._refused.add(principal)
-        self._hub.credentials_failed(account_id, principal)
+        self._svc.push.credentials_failed(account_id, principal)
 
     async def _release(self, watch: _Watch, *, announce: bool) -> None:
         """Let the lease go; with ``announce``, tell the other replicas, which may still
@@ -265,7 +267,7 @@ class WatchManager:
         try:
             await watch.lease.release()
             if announce:
-                await self._hub.bus.publish_released(account_id)
+                await self._bus.publish_released(account_id)
         except STORE_UNAVAILABLE as exc:
             log.warning("push watch lease of %s not released: %s", account_id, type(exc).__name__)
 
