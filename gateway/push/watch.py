@@ -32,7 +32,7 @@ from gateway.cache.pushbus import PushBus
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.cache.watches import WatchLease, WatchStore
 from gateway.push.keeper import CredentialKeeper
-from gateway.push.watcher import watch_account
+from gateway.push.watcher import event_within, watch_account
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -81,6 +81,7 @@ class WatchManager:
         self._left: set[str] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- WatchDemand (called by the hub, synchronously) ---------------------------------------
 
@@ -130,8 +131,14 @@ class WatchManager:
     async def stop(self) -> None:
         """Stop every watcher (each leaves IDLE and logs out), let their leases go (and say
         so, for other replicas to take over) and withdraw this replica's demand."""
+        # Told, not only cancelled: redis-py's asyncio client can swallow a cancellation that
+        # arrives during a command (the command then returns as if nothing happened).
+        self._stopping = True
+        self._wake.set()
         if self._loop_task is not None:
-            self._loop_task.cancel()
+            _, late = await asyncio.wait({self._loop_task}, timeout=STOP_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
@@ -147,7 +154,7 @@ class WatchManager:
         loop = asyncio.get_running_loop()
         tick = self._ttl / 3
         next_full = loop.time()
-        while True:
+        while not self._stopping:
             full = loop.time() >= next_full
             if full:
                 next_full = loop.time() + tick * random.uniform(0.85, 1.0)  # noqa: S311
@@ -155,8 +162,8 @@ class WatchManager:
                 await self._round(full)
             except STORE_UNAVAILABLE as exc:
                 log.warning("push watch round failed: %s", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_full - loop.time()))
+            if not self._stopping:
+                await event_within(self._wake, max(0.0, next_full - loop.time()))
 
     async def _round(self, full: bool) -> None:
         self._wake.clear()
