@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 MAX_OUTBOX = 10_000
 # Accounts whose states a resync reads at once.
 RESYNC_BATCH = 32
+# On stop, how long the changes committed last still get to be announced.
+FLUSH_SECONDS = 2.0
 
 
 class Closed(Exception):
@@ -178,7 +180,9 @@ class PushHub:
         self._count = 0
         self._outbox: dict[str, TypeStates] = {}
         self._outbox_ready = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._publisher: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
         self._resync: asyncio.Task[None] | None = None
         self._resync_again = False
         self._journal = contextlib.ExitStack()
@@ -197,22 +201,24 @@ class PushHub:
         """Hear the process's commits and the bus's announcements."""
         self._journal.enter_context(listening(self._committed))
         self._bus.on_resubscribed = self._resubscribed
-        self._tasks = [
-            asyncio.create_task(self._publish_outbox(), name="push-publisher"),
-            asyncio.create_task(self._hear(), name="push-reader"),
-        ]
+        self._publisher = asyncio.create_task(self._publish_outbox(), name="push-publisher")
+        self._reader = asyncio.create_task(self._hear(), name="push-reader")
 
     async def stop(self) -> None:
-        """Close every subscription, stop hearing commits, and let go of the bus."""
+        """Close every subscription, stop hearing commits, announce the last ones (for at most
+        FLUSH_SECONDS: other replicas' listeners should hear of them), let go of the bus."""
         self.drain()
         self._journal.close()
-        tasks = [*self._tasks, *([self._resync] if self._resync else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        self._stopping = True
+        self._outbox_ready.set()
+        if self._publisher is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._publisher, FLUSH_SECONDS)
+        for task in (self._reader, self._resync):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._bus.aclose()
 
     @contextlib.asynccontextmanager
@@ -335,6 +341,8 @@ class PushHub:
             for account_id, states in batch.items():
                 if not await self._bus.publish(account_id, states):
                     self._svc.metrics.push_publish_failures.inc()
+            if self._stopping and not self._outbox:
+                return
 
     # -- announcements in ---------------------------------------------------------------------
 
