@@ -17,13 +17,14 @@ import pytest
 import redis.asyncio
 
 from gateway.auth import Principal
+from gateway.cache.journal import Journal
 from gateway.cache.pushbus import PushBus
 from gateway.credentials import Credentials
 from gateway.imap.pool import Login
 from gateway.jmap.errors import RequestError
 from gateway.problems import HttpProblem, describe
 from gateway.push import PUSH_TYPES, CloseReason
-from gateway.push.hub import Closed, Subscription
+from gateway.push.hub import MAX_OUTBOX, Closed, Subscription
 from gateway.push.states import current_states
 from tests.conftest import serving
 from tests.push.harness import commit_elsewhere, commit_here, replica
@@ -232,3 +233,23 @@ async def test_a_redis_restart_during_a_subscription(restartable_redis: RedisSer
         state = await commit_here(svc, acc, "Email", "e1")
         await until_changed(sub, "Email", state)
         assert state != before
+
+
+async def test_the_outbox_is_bounded_and_the_writer_never_waits(redis_url: str) -> None:
+    """Commits in a burst the publisher cannot follow (here: no await between them, as in
+    one writer's call stack): the oldest accounts' states are dropped and counted, the
+    newest are announced."""
+    accounts = [account() for _ in range(MAX_OUTBOX + 5)]
+    async with replica(redis_url) as svc, svc.push.listen(accounts[-1], None, None) as last:
+        failures = svc.metrics.push_publish_failures._value.get()
+        journals = []
+        async with svc.store.client.pipeline(transaction=True) as pipe:
+            for acc in accounts:
+                journal = Journal(svc.store.account(acc))
+                await journal.log(pipe, "Email", created=["e1"])
+                journals.append(journal)
+            await pipe.reset()  # never sent: the replies below stand in for EXEC's
+        for journal in journals:
+            journal.committed([[b"fedcba9876", 1]])
+        assert svc.metrics.push_publish_failures._value.get() == failures + 5
+        assert await last.next(WAIT) == {accounts[-1]: {"Email": "fedcba9876-1"}}
