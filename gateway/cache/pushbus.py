@@ -42,9 +42,12 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["changed", "released"]
 KINDS: frozenset[str] = frozenset({"changed", "released"})
-# A read waits at most this long; then a health-check PING may go out (HEALTH_CHECK_SECONDS
-# in connect.py), which finds a connection that died without a word.
-READ_SECONDS = 10.0
+# A connection that said nothing for this long is sent a PING; one that does not answer it
+# within as long again is dropped and opened anew (then resubscribed and resynced): a peer
+# gone without a word (a NAT that forgot the flow, a half-open socket) is noticed in at most
+# twice this time, not at TCP's retransmission timeout.
+PING_AFTER_SECONDS = 10.0
+PING_MESSAGE = "jg-push-ping"
 # Backoff between attempts to reach a Redis that refuses the pub/sub connection.
 BACKOFF_FIRST_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 10.0
@@ -101,6 +104,8 @@ class PushBus:
         self.replica_id = replica_id
         self._sharded = isinstance(client, RedisCluster)
         self._shards: dict[str, _Shard] = {}
+        # The connection each subscribed channel was sent to.
+        self._routes: dict[str, _Shard] = {}
         self._backlog: asyncio.Queue[Announcement] = asyncio.Queue(MAX_BACKLOG)
         # Called (synchronously) after a reconnect re-sent every subscription of a connection.
         self.on_resubscribed: Callable[[], None] | None = None
@@ -116,18 +121,24 @@ class PushBus:
     async def subscribe(self, account_id: str) -> None:
         """Hear the account's announcements; raises the Redis error when it cannot."""
         channel = AccountKeys(account_id).push_channel
-        shard = await self._shard(channel)
+        shard = self._routes.get(channel) or await self._shard(channel)
+        self._routes[channel] = shard
         await shard.add(channel)
 
     async def unsubscribe(self, account_id: str) -> None:
-        """Stop hearing the account; a failure is logged (its messages are then ignored)."""
+        """Stop hearing the account; a failure is logged (its messages are then ignored).
+
+        Runs after a subscribe of the account still under way (the connection's lock), so
+        the channel is never left subscribed by a listener that came and went at once.
+        """
         channel = AccountKeys(account_id).push_channel
-        for shard in list(self._shards.values()):
-            if channel in shard.channels:
-                try:
-                    await shard.remove(channel)
-                except (RedisError, OSError) as exc:
-                    log.warning("push: unsubscribe failed: %s", type(exc).__name__)
+        shard = self._routes.pop(channel, None)
+        if shard is None:
+            return
+        try:
+            await shard.remove(channel)
+        except (RedisError, OSError) as exc:
+            log.warning("push: unsubscribe failed: %s", type(exc).__name__)
 
     async def messages(self) -> AsyncIterator[Announcement]:
         """Every announcement heard, from every connection, across reconnects (one consumer)."""
@@ -139,7 +150,7 @@ class PushBus:
         return frozenset(ch for shard in self._shards.values() for ch in shard.channels)
 
     async def aclose(self) -> None:
-        shards, self._shards = list(self._shards.values()), {}
+        shards, self._shards, self._routes = list(self._shards.values()), {}, {}
         for shard in shards:
             await shard.close()
 
@@ -261,27 +272,46 @@ class _Shard:
             await self._pool.disconnect()
 
     async def _read(self) -> None:
-        """Hand every message to the bus; on a failure redis-py could not mend by itself
-        (Redis down longer than its retries), wait and read again, which reconnects."""
+        """Hand every message to the bus. A failure redis-py could not mend by itself (Redis
+        down longer than its retries) is retried after a backoff: the next read reconnects.
+        A connection silent too long is pinged, and dropped when the PONG does not come."""
+        loop = asyncio.get_running_loop()
         delay = BACKOFF_FIRST_SECONDS
+        heard, pinged = loop.time(), 0.0
         while True:
             try:
+                if pinged and loop.time() - pinged > PING_AFTER_SECONDS:
+                    log.warning("push: pub/sub connection silent; opening it anew")
+                    pinged = 0.0
+                    await self._drop()
+                elif not pinged and loop.time() - heard > PING_AFTER_SECONDS:
+                    await self.pubsub.ping(PING_MESSAGE)
+                    pinged = loop.time()
                 message = await self.pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=READ_SECONDS
+                    ignore_subscribe_messages=True, timeout=PING_AFTER_SECONDS / 2
                 )
             except (RedisError, OSError) as exc:
                 log.warning("push: pub/sub connection failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
                 delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+                heard, pinged = loop.time(), 0.0
+                continue
+            if message is None:
                 continue
             delay = BACKOFF_FIRST_SECONDS
-            if message is None or message.get("type") not in ("message", "smessage"):
+            heard, pinged = loop.time(), 0.0
+            if message.get("type") not in ("message", "smessage"):
                 continue
             announcement = decode(message["channel"], message["data"])
             if announcement is None:
                 log.debug("push: ignored a message that is not an announcement")
                 continue
             await self._bus._heard(announcement)
+
+    async def _drop(self) -> None:
+        """Close the connection; the next read opens it again, which resubscribes."""
+        if self.pubsub.connection is not None:
+            await self.pubsub.connection.disconnect()
 
 
 def _slot(channel: bytes | str) -> int:

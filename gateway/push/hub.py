@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 MAX_OUTBOX = 10_000
 # Accounts whose states a resync reads at once.
 RESYNC_BATCH = 32
+# Backoff of a resync whose reads failed.
+BACKOFF_FIRST_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 10.0
 # On stop, how long the changes committed last still get to be announced.
 FLUSH_SECONDS = 2.0
 
@@ -374,21 +377,37 @@ class PushHub:
 
     async def _resync_all(self) -> None:
         """Offer every local account's current states to its listeners; each hears of the
-        types whose state is newer than what it has."""
+        types whose state is newer than what it has. Accounts whose states could not be read
+        (Redis still recovering) are tried again, backing off, while they have listeners."""
+        accounts: list[str] | None = None
+        delay = BACKOFF_FIRST_SECONDS
         while True:
-            self._resync_again = False
-            accounts = list(self._listeners)
-            for start in range(0, len(accounts), RESYNC_BATCH):
-                batch = accounts[start : start + RESYNC_BATCH]
-                read = await asyncio.gather(
-                    *(current_states(self._svc, account_id) for account_id in batch),
-                    return_exceptions=True,
-                )
-                for account_id, states in zip(batch, read, strict=True):
-                    if isinstance(states, BaseException):
-                        log.warning("push: resync read failed: %s", type(states).__name__)
-                        continue
-                    for sub in list(self._listeners.get(account_id, ())):
-                        sub.offer(states)
-            if not self._resync_again:
+            if accounts is None or self._resync_again:
+                self._resync_again = False
+                accounts = list(self._listeners)
+            failed = await self._resync_accounts(accounts)
+            if self._resync_again:
+                continue
+            accounts = [account_id for account_id in failed if account_id in self._listeners]
+            if not accounts:
                 return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+
+    async def _resync_accounts(self, accounts: list[str]) -> list[str]:
+        """Offer the current states of ``accounts``, a batch at a time; those that failed."""
+        failed: list[str] = []
+        for start in range(0, len(accounts), RESYNC_BATCH):
+            batch = accounts[start : start + RESYNC_BATCH]
+            read = await asyncio.gather(
+                *(current_states(self._svc, account_id) for account_id in batch),
+                return_exceptions=True,
+            )
+            for account_id, states in zip(batch, read, strict=True):
+                if isinstance(states, BaseException):
+                    log.warning("push: resync read failed: %s", type(states).__name__)
+                    failed.append(account_id)
+                    continue
+                for sub in list(self._listeners.get(account_id, ())):
+                    sub.offer(states)
+        return failed

@@ -27,6 +27,7 @@ from gateway.push import PUSH_TYPES, CloseReason
 from gateway.push.hub import MAX_OUTBOX, Closed, Subscription
 from gateway.push.states import current_states
 from tests.conftest import serving
+from tests.push.blackhole import Blackhole
 from tests.push.harness import commit_elsewhere, commit_here, replica
 from tests.servers import RedisServer, make_data_dir
 
@@ -253,3 +254,26 @@ async def test_the_outbox_is_bounded_and_the_writer_never_waits(redis_url: str) 
             journal.committed([[b"fedcba9876", 1]])
         assert svc.metrics.push_publish_failures._value.get() == failures + 5
         assert await last.next(WAIT) == {accounts[-1]: {"Email": "fedcba9876-1"}}
+
+
+async def test_a_connection_gone_silent_is_noticed_and_resynced(
+    restartable_redis: RedisServer,
+) -> None:
+    """Redis neither answers nor closes (a half-open socket): the bus's PING goes unanswered,
+    it opens a new connection and resyncs, so a change announced into the void is heard."""
+    acc = account()
+    async with (
+        Blackhole(restartable_redis.port) as relay,
+        replica(relay.url()) as svc,
+        svc.push.listen(acc, None, None) as sub,
+    ):
+        resyncs = svc.metrics.push_resyncs._value.get()
+        assert relay.mute() >= 2  # the pub/sub connection and the commands' one
+        # Published straight to Redis by another replica, lost on the silent connection.
+        state = await commit_elsewhere(restartable_redis.url, acc, "Email", "e1")
+        async with asyncio.timeout(60):
+            while True:
+                changed = await sub.next(60)
+                if changed and changed[acc].get("Email") == state:
+                    break
+        assert svc.metrics.push_resyncs._value.get() > resyncs
