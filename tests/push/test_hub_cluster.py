@@ -15,7 +15,7 @@ import redis
 from gateway.cache.keys import AccountKeys
 from tests.push.harness import commit_elsewhere, commit_here, replica
 from tests.push.test_hub import WAIT, until_changed
-from tests.rediscluster import RedisClusterSet
+from tests.rediscluster import LOOPBACK, ClusterNodeServer, RedisClusterSet
 
 
 def accounts_on_every_node(cluster: RedisClusterSet) -> dict[int, str]:
@@ -81,3 +81,53 @@ async def test_a_killed_shard_connection_is_resubscribed_and_resynced(
         await until_changed(sub, "Email", state)
         with node.client() as plain:
             assert shard_subscribers(plain, AccountKeys(acc).push_channel) == 1
+
+
+def move_slot(cluster: RedisClusterSet, slot: int, source: int, target: int) -> None:
+    """Reshard ``slot`` from the node on port ``source`` to the one on ``target``, keys
+    and all, as redis-cli --cluster reshard does (CLUSTER SETSLOT, MIGRATE)."""
+    nodes = {node.port: node for node in cluster.nodes}
+    with nodes[source].client() as src, nodes[target].client() as dst:
+        src_id = src.execute_command("CLUSTER MYID").decode()
+        dst_id = dst.execute_command("CLUSTER MYID").decode()
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", LOOPBACK, target, "", 0, 5000, "KEYS", *keys)
+        for node in cluster.nodes:
+            with node.client() as plain:
+                plain.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+
+
+async def wait_subscribed(node: ClusterNodeServer, channel: str) -> None:
+    with node.client() as plain:
+        async with asyncio.timeout(WAIT):
+            while shard_subscribers(plain, channel) != 1:
+                await asyncio.sleep(0.05)
+
+
+async def test_a_resharded_slot_takes_its_listeners_along(redis_cluster: RedisClusterSet) -> None:
+    """Resharding moves an account's slot to another primary: the old node ends the shard
+    subscription, the bus subscribes on the new owner and resyncs; changes keep arriving."""
+    by_port = accounts_on_every_node(redis_cluster)
+    home, away = redis_cluster.nodes[0], redis_cluster.nodes[2]
+    acc = by_port[home.port]
+    channel = AccountKeys(acc).push_channel
+    with home.client() as plain:
+        slot = int(plain.execute_command("CLUSTER KEYSLOT", channel))
+    async with replica(redis_cluster.url) as svc, svc.push.listen(acc, None, None) as sub:
+        before = await commit_here(svc, acc, "Email", "e1")
+        await until_changed(sub, "Email", before)
+        resyncs = svc.metrics.push_resyncs._value.get()
+        try:
+            await asyncio.to_thread(move_slot, redis_cluster, slot, home.port, away.port)
+            await wait_subscribed(away, channel)
+            assert svc.metrics.push_resyncs._value.get() > resyncs
+            state = await commit_elsewhere(redis_cluster.url, acc, "Email", "e2")
+            await until_changed(sub, "Email", state)
+        finally:
+            # Give the slot back: the cluster is shared by the session's tests.
+            await asyncio.to_thread(move_slot, redis_cluster, slot, away.port, home.port)
+        await wait_subscribed(home, channel)
+        state = await commit_elsewhere(redis_cluster.url, acc, "Mailbox", "m1")
+        await until_changed(sub, "Mailbox", state)
