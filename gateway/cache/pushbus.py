@@ -114,7 +114,8 @@ class PushBus:
         self.replica_id = replica_id
         self._sharded = isinstance(client, RedisCluster)
         self._shards: dict[str, _Shard] = {}
-        # The connection each subscribed channel was sent to.
+        # The channels asked for, and the connection each was sent to (none while moving).
+        self._wanted: set[str] = set()
         self._routes: dict[str, _Shard] = {}
         self._backlog: asyncio.Queue[Announcement] = asyncio.Queue(MAX_BACKLOG)
         self._reroutes: set[asyncio.Task[None]] = set()
@@ -132,6 +133,7 @@ class PushBus:
     async def subscribe(self, account_id: str) -> None:
         """Hear the account's announcements; raises the Redis error when it cannot."""
         channel = AccountKeys(account_id).push_channel
+        self._wanted.add(channel)
         shard = self._routes.get(channel) or await self._shard(channel)
         self._routes[channel] = shard
         await shard.add(channel)
@@ -143,9 +145,10 @@ class PushBus:
         the channel is never left subscribed by a listener that came and went at once.
         """
         channel = AccountKeys(account_id).push_channel
+        self._wanted.discard(channel)
         shard = self._routes.pop(channel, None)
         if shard is None:
-            return
+            return  # never subscribed, or moving: the move stops (_reroute)
         try:
             await shard.remove(channel)
         except (RedisError, OSError) as exc:
@@ -156,16 +159,13 @@ class PushBus:
         while True:
             yield await self._backlog.get()
 
-    def subscribed(self) -> frozenset[str]:
-        """The channels asked for, on every connection."""
-        return frozenset(ch for shard in self._shards.values() for ch in shard.channels)
-
     async def aclose(self) -> None:
         for task in list(self._reroutes):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         shards, self._shards, self._routes = list(self._shards.values()), {}, {}
+        self._wanted.clear()
         for shard in shards:
             await shard.close()
 
@@ -217,8 +217,8 @@ class PushBus:
         assert isinstance(self._client, RedisCluster)
         delay = BACKOFF_FIRST_SECONDS
         for attempt in range(REROUTE_ATTEMPTS):
-            if channel in self._routes:
-                break  # an unsubscribe and a subscribe meanwhile placed it afresh
+            if channel in self._routes or channel not in self._wanted:
+                break  # placed afresh by a subscribe meanwhile, or nobody listens any more
             try:
                 await self._client.nodes_manager.initialize()
                 shard = await self._shard(channel)
