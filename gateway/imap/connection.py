@@ -664,7 +664,8 @@ class ImapConnection:
                     self._report("IDLE", failure(asyncio.CancelledError()))
                     self.abort()
                     raise
-                await self._finish_idle(tag)
+                if not self.broken:  # else the session said so (ConnectionLost)
+                    await self._finish_idle(tag)
             finally:
                 self._idling = False
                 self.last_used = time.monotonic()
