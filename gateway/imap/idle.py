@@ -81,13 +81,17 @@ class IdleSession:
             return Overflow()
         if self._backlog:
             return self._classify(self._backlog.pop(0))
+        raw = await self._read()
         waiting = self._waiting()
-        if waiting > COALESCE_AT:
-            # Already read, so no await below suspends: the burst goes in one step.
-            burst = [await self._read() for _ in range(waiting)]
-            self._check_for_bye(burst)
-            return Overflow()
-        return self._classify(await self._read())
+        if waiting < COALESCE_AT:
+            return self._classify(raw)
+        # Already read, so no await below suspends: the burst goes in one step.
+        burst = [raw, *[await self._read() for _ in range(waiting)]]
+        self._check_for_bye(burst)
+        # A read that finds data buffered does not suspend either: let others run between
+        # bursts, so a flood cannot hold the event loop.
+        await asyncio.sleep(0)
+        return Overflow()
 
     def _classify(self, raw: bytes) -> Signal | None:
         if not raw.startswith(b"* "):
