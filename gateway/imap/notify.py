@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 from gateway.imap.commands import Command
 
-# RFC 5465 5: the events of the "personal" mailboxes the watcher needs; MessageNew and
-# MessageExpunge must be given together (RFC 5465 5, "MUST be specified together").
+# The events of the "personal" mailboxes the watcher needs (RFC 5465 5.1-5.5).
 PERSONAL_EVENTS = (
     "MessageNew",
     "MessageExpunge",
@@ -22,7 +21,7 @@ PERSONAL_EVENTS = (
     "MailboxName",
     "SubscriptionChange",
 )
-# RFC 5465 5 event names (and 8's MailboxMetadataChange/ServerMetadataChange) a caller may ask for.
+# The event names RFC 5465 5 defines, which a caller may ask for.
 KNOWN_EVENTS = frozenset(
     {
         "MessageNew",
@@ -45,13 +44,15 @@ def notify_set_personal(events: Sequence[str] = PERSONAL_EVENTS) -> Command:
     if unknown or not events:
         raise ValueError(f"not RFC 5465 events: {unknown or 'none given'}")
     if ("MessageNew" in events) != ("MessageExpunge" in events):
-        # RFC 5465 5: "If MessageNew is specified, MessageExpunge MUST also be" (and back).
+        # RFC 5465 5: the two go together; Dovecot answers BAD "MessageNew and
+        # MessageExpunge must be together" (harness README 1.4).
         raise ValueError("MessageNew and MessageExpunge go together")
     return Command("NOTIFY", "SET", f"(personal ({' '.join(events)}))")
 
 
 def notify_none() -> Command:
-    """RFC 5465 3.1: ``NOTIFY NONE`` stops every notification (and leaves IDLE-free polling)."""
+    """``NOTIFY NONE``: back to RFC 3501's unsolicited responses for the selected mailbox
+    only, e.g. before the connection is used for anything but watching."""
     return Command("NOTIFY", "NONE")
 
 
