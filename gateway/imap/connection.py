@@ -659,11 +659,13 @@ class ImapConnection:
                         with contextlib.suppress(ImapError):
                             await self._finish_idle(tag)
                     raise
-                except BaseException:
+                except BaseException as exc:
                     # Cancelled in the middle of an IDLE: no time to say DONE politely.
-                    self._report("IDLE", failure(asyncio.CancelledError()))
+                    self._report("IDLE", failure(exc))
                     self.abort()
                     raise
+                finally:
+                    session.end()
                 if not self.broken:  # else the session said so (ConnectionLost)
                     await self._finish_idle(tag)
             finally:
@@ -673,7 +675,7 @@ class ImapConnection:
     async def _start_idle(self) -> tuple[str, IdleSession]:
         """Send IDLE and wait for "+"; untagged responses before it belong to the session."""
         tag = self._next_tag()
-        log.debug("upstream <- %s IDLE", tag)
+        log.debug("upstream <- %s", f"{tag} IDLE")
         early: list[bytes] = []
         overflowed = False
         try:
@@ -714,7 +716,7 @@ class ImapConnection:
     async def _finish_idle(self, tag: str) -> None:
         """RFC 2177 3: DONE, then the IDLE's tagged completion. Untagged responses still on
         their way are read past (the caller resynchronizes after every IDLE anyway)."""
-        log.debug("upstream <- DONE")
+        log.debug("upstream <- %s", f"{tag} DONE")
         try:
             async with asyncio.timeout(self.endpoint.command_timeout):
                 self.writer.write(b"DONE\r\n")

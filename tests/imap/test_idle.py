@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import logging
 import signal
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from gateway.metrics import Metrics
 from tests.cyrus import Cyrus
 from tests.imap.upstream import endpoint, imap_processes, logged_in, signal_imap
 from tests.servers import LOOPBACK, Dovecot
+from tests.upstream_log import upstream_commands
 
 WAIT = 10.0
 FLAGGED = r"(\Flagged)"
@@ -208,13 +210,18 @@ async def test_cancelled_idle_breaks_the_connection(dovecot: Dovecot) -> None:
     await conn.logout()
 
 
-async def test_commands_are_refused_during_idle(dovecot: Dovecot) -> None:
+async def test_commands_are_refused_during_idle(
+    dovecot: Dovecot, caplog: pytest.LogCaptureFixture
+) -> None:
     conn = await notifying(dovecot, dovecot.fresh_user())
+    caplog.set_level(logging.DEBUG, logger="gateway.imap.connection")
+    upstream_commands(caplog)
     try:
         async with conn.idle():
             with pytest.raises(RuntimeError):
                 await conn.noop()
         await conn.noop()  # the refusal sent nothing: the stream is in step
+        assert upstream_commands(caplog) == ["IDLE", "DONE", "NOOP"]
     finally:
         await conn.logout()
 

@@ -90,6 +90,8 @@ async def test_lines_before_the_continuation_are_the_first_signals() -> None:
             assert await session.next(5) == MailboxStatus("Other", {"MESSAGES": 2})
             assert await session.next(0.05) is None
         assert conn.usable
+        with pytest.raises(RuntimeError):
+            await session.next(0.05)  # would read the answers of the next command
 
 
 async def test_idle_refused_leaves_the_connection_usable() -> None:
