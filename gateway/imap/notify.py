@@ -61,3 +61,10 @@ def enable_for_notify(capabilities: frozenset[str], enabled: frozenset[str]) -> 
     nothing is left to enable or the server offers neither."""
     wanted = [e for e in NOTIFY_EXTENSIONS if e in capabilities and e not in enabled]
     return Command("ENABLE", *wanted) if wanted else None
+
+
+def can_notify(capabilities: frozenset[str]) -> bool:
+    """Whether the watcher's NOTIFY strategy works here: NOTIFY to hear of every mailbox, IDLE
+    to wait for it (Dovecot pushes the selected mailbox's changes reliably only in IDLE), and
+    CONDSTORE so that a flag change moves a STATUS item. Otherwise: IDLE on INBOX and polling."""
+    return {"NOTIFY", "IDLE", "CONDSTORE"} <= capabilities

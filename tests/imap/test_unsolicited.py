@@ -8,6 +8,7 @@ import pytest
 from gateway.imap.errors import ConnectionLost, ProtocolError
 from gateway.imap.notify import (
     NOTIFY_EXTENSIONS,
+    can_notify,
     enable_for_notify,
     notify_none,
     notify_set_personal,
@@ -155,3 +156,12 @@ def test_enable_only_what_is_offered_and_not_enabled() -> None:
     assert command is not None and wire(command) == b"A1 ENABLE QRESYNC\r\n"
     assert enable_for_notify(both, frozenset({"CONDSTORE", "QRESYNC"})) is None
     assert enable_for_notify(frozenset({"IMAP4REV1", "NOTIFY"}), frozenset()) is None
+
+
+def test_can_notify_needs_notify_idle_and_condstore() -> None:
+    dovecot = frozenset({"IMAP4REV1", "IDLE", "NOTIFY", "CONDSTORE", "QRESYNC"})
+    cyrus = frozenset({"IMAP4REV1", "IDLE", "CONDSTORE", "QRESYNC", "LIST-STATUS"})
+    assert can_notify(dovecot)
+    assert not can_notify(cyrus)
+    assert not can_notify(dovecot - {"CONDSTORE"})
+    assert not can_notify(dovecot - {"IDLE"})
