@@ -64,7 +64,8 @@ class IdleSession:
         """The next signal, or None when ``timeout`` seconds pass without one.
 
         Raises ConnectionLost on BYE or when the upstream closes; the connection is then
-        broken. A timeout leaves the stream intact (nothing was half read).
+        broken. A timeout, or cancelling this call, leaves the stream intact (nothing is
+        half read), so the IDLE can still be left with DONE.
         """
         if self._broken:
             raise ConnectionLost("the connection was lost during IDLE")

@@ -150,3 +150,26 @@ async def test_an_unreadable_line_is_an_overflow_and_the_stream_stays_in_step() 
             assert await session.next(5) == Overflow()
             assert await session.next(5) == SelectedChanged("EXPUNGE")
         assert conn.usable
+
+
+async def test_a_cancelled_next_leaves_the_idle_clean() -> None:
+    """A watcher cancels next() when told to stop; DONE must still work afterwards."""
+
+    async def patient(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await expect(reader, b"G1 IDLE\r\n")
+        writer.write(b"+ idling\r\n")
+        await expect(reader, b"DONE\r\n")
+        writer.write(b"* 5 EXISTS\r\nG1 OK done\r\n")
+        await expect(reader, b"G2 NOOP\r\n")
+        writer.write(b"G2 OK\r\n")
+        await reader.read()
+
+    async for conn in upstream(patient):
+        async with conn.idle() as session:
+            waiting = asyncio.ensure_future(session.next(None))
+            await asyncio.sleep(0.1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        assert conn.usable
+        await conn.noop()
