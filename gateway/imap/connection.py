@@ -654,8 +654,10 @@ class ImapConnection:
                 tag, session = await self._start_idle()
                 try:
                     yield session
-                except Exception:
-                    if not self.broken:
+                except Exception as exc:
+                    if self.broken:  # the session lost the connection
+                        self._report("IDLE", failure(exc))
+                    else:
                         with contextlib.suppress(ImapError):
                             await self._finish_idle(tag)
                     raise
@@ -666,7 +668,9 @@ class ImapConnection:
                     raise
                 finally:
                     session.end()
-                if not self.broken:  # else the session said so (ConnectionLost)
+                if self.broken:  # the block took the session's ConnectionLost quietly
+                    self._report("IDLE", "connection_lost")
+                else:
                     await self._finish_idle(tag)
             finally:
                 self._idling = False
@@ -744,9 +748,10 @@ class ImapConnection:
         if isinstance(exc, CommandFailed):
             raise exc
         self.abort()
-        self._report("IDLE", failure(exc))
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, TimeoutError):  # before OSError, of which it is a subclass
+            self._report("IDLE", "timeout")
             raise CommandTimeout(f"{what} timed out") from None
+        self._report("IDLE", failure(exc))
         if isinstance(exc, OSError):
             raise ConnectionLost(f"{what}: connection lost ({exc.strerror or exc})") from exc
         raise exc

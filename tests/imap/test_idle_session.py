@@ -17,7 +17,24 @@ Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 GREETING = b"* OK [CAPABILITY IMAP4rev1 IDLE] scripted\r\n"
 
 
-async def upstream(script: Script, **options: float) -> AsyncIterator[ImapConnection]:
+class Outcomes:
+    """An ImapObserver keeping the outcome of each IDLE, as metrics would count it."""
+
+    def __init__(self) -> None:
+        self.idle: list[str] = []
+
+    def command(self, verb: str, outcome: str) -> None:
+        if verb == "IDLE":
+            self.idle.append(outcome)
+
+    def round_trip(self, name: str, seconds: float) -> None:
+        pass
+
+    def connect(self, outcome: str) -> None:
+        pass
+
+
+async def upstream(script: Script, **options: object) -> AsyncIterator[ImapConnection]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(GREETING)
         await writer.drain()
@@ -84,7 +101,8 @@ async def test_lines_before_the_continuation_are_the_first_signals() -> None:
         writer.write(b"G1 OK done\r\n")
         await reader.read()
 
-    async for conn in upstream(early):
+    seen = Outcomes()
+    async for conn in upstream(early, observer=seen):
         async with conn.idle() as session:
             assert await session.next(5) == SelectedChanged("EXISTS")
             assert await session.next(5) == MailboxStatus("Other", {"MESSAGES": 2})
@@ -92,6 +110,7 @@ async def test_lines_before_the_continuation_are_the_first_signals() -> None:
         assert conn.usable
         with pytest.raises(RuntimeError):
             await session.next(0.05)  # would read the answers of the next command
+    assert seen.idle == ["ok"]
 
 
 async def test_idle_refused_leaves_the_connection_usable() -> None:
@@ -102,12 +121,14 @@ async def test_idle_refused_leaves_the_connection_usable() -> None:
         writer.write(b"G2 OK\r\n")
         await reader.read()
 
-    async for conn in upstream(refuse):
+    seen = Outcomes()
+    async for conn in upstream(refuse, observer=seen):
         with pytest.raises(CommandFailed, match="not now"):
             async with conn.idle():
                 pass
         assert conn.usable
         await conn.noop()
+    assert seen.idle == ["bad"]
 
 
 async def test_unanswered_done_times_out_and_breaks_the_connection() -> None:
@@ -117,11 +138,13 @@ async def test_unanswered_done_times_out_and_breaks_the_connection() -> None:
         await expect(reader, b"DONE\r\n")
         await reader.read()
 
-    async for conn in upstream(silent, command_timeout=0.3):
+    seen = Outcomes()
+    async for conn in upstream(silent, command_timeout=0.3, observer=seen):
         with pytest.raises(CommandTimeout):
             async with conn.idle() as session:
                 assert await session.next(0.05) is None
         assert conn.broken
+    assert seen.idle == ["timeout"]
 
 
 async def test_a_tagged_response_during_idle_breaks_the_connection() -> None:
@@ -130,11 +153,13 @@ async def test_a_tagged_response_during_idle_breaks_the_connection() -> None:
         writer.write(b"+ idling\r\nG7 OK what\r\n")
         await reader.read()
 
-    async for conn in upstream(confused):
+    seen = Outcomes()
+    async for conn in upstream(confused, observer=seen):
         with pytest.raises(ProtocolError):
             async with conn.idle() as session:
                 await session.next(5)
         assert conn.broken
+    assert seen.idle == ["protocol_error"]
 
 
 async def test_an_unreadable_line_is_an_overflow_and_the_stream_stays_in_step() -> None:
@@ -145,11 +170,13 @@ async def test_an_unreadable_line_is_an_overflow_and_the_stream_stays_in_step() 
         writer.write(b"G1 OK done\r\n")
         await reader.read()
 
-    async for conn in upstream(garbled):
+    seen = Outcomes()
+    async for conn in upstream(garbled, observer=seen):
         async with conn.idle() as session:
             assert await session.next(5) == Overflow()
             assert await session.next(5) == SelectedChanged("EXPUNGE")
         assert conn.usable
+    assert seen.idle == ["ok"]
 
 
 async def test_a_cancelled_next_leaves_the_idle_clean() -> None:
@@ -164,7 +191,8 @@ async def test_a_cancelled_next_leaves_the_idle_clean() -> None:
         writer.write(b"G2 OK\r\n")
         await reader.read()
 
-    async for conn in upstream(patient):
+    seen = Outcomes()
+    async for conn in upstream(patient, observer=seen):
         async with conn.idle() as session:
             waiting = asyncio.ensure_future(session.next(None))
             await asyncio.sleep(0.1)
@@ -173,3 +201,4 @@ async def test_a_cancelled_next_leaves_the_idle_clean() -> None:
                 await waiting
         assert conn.usable
         await conn.noop()
+    assert seen.idle == ["ok"]
