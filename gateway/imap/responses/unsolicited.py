@@ -98,7 +98,7 @@ def classify(raw: bytes, *, utf8: bool = False) -> Signal | None:
 
 def _eight_bit(values: list[Value], index: int) -> bool:
     """Dovecot 2.3 sends NOTIFY's mailbox names in UTF-8 (as a literal) even without
-    UTF8=ACCEPT (measured: ``* LIST () "/" {9}`` + ``Entw\xc3\xbcrfe``). Modified UTF-7 is
+    UTF8=ACCEPT (measured: ``* LIST () "/" {9}`` and "Entwürfe" in UTF-8). Modified UTF-7 is
     7-bit by definition, so a name with 8-bit octets can only be UTF-8."""
     value = values[index] if index < len(values) else None
     return isinstance(value, bytes) and not value.isascii()
