@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from gateway.auth import Principal
-from gateway.cache.account import AccountIndex
 from gateway.cache.locks import LockTimeout
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.imap.connection import ImapConnection
@@ -114,9 +113,7 @@ class _Watcher:
         self._svc = svc
         self._principal = principal
         self._until = until
-        self._index = AccountIndex.of(
-            svc.store.client, account_id, svc.settings.submission_retention_seconds
-        )
+        self._index = svc.index(account_id)
         settings = svc.settings
         self._restart = settings.push_idle_restart_seconds
         self._poll = min(settings.push_poll_seconds, self._restart)
