@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import imaplib
 import logging
 import secrets
 import subprocess
@@ -37,12 +38,12 @@ LEASE = 3.0
 
 @contextlib.asynccontextmanager
 async def replicas(
-    count: int, imap_url: str, redis_url: str
+    count: int, imap_url: str, redis_url: str, lease: float = LEASE
 ) -> AsyncIterator[list[services.Services]]:
     started: list[services.Services] = []
     try:
         for _ in range(count):
-            settings = gateway_settings(imap_url, redis_url, push_watch_lease_seconds=LEASE)
+            settings = gateway_settings(imap_url, redis_url, push_watch_lease_seconds=lease)
             started.append(await services.start(settings, Metrics()))
         yield started
     finally:
@@ -128,6 +129,29 @@ async def test_another_replica_takes_over_when_the_holder_dies(
                     await hear(sub, "Email")
 
 
+async def test_a_replica_stopping_hands_its_watch_over_at_once(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    """A replica shutting down releases its leases and says so on the bus: another replica
+    with listeners and credentials takes over without waiting for the lease (a long one
+    here, longer than the test waits) to expire."""
+    user = dovecot.fresh_user()
+    async with replicas(1, dovecot.url, redis_url, lease=120) as (r2,):
+        p2 = await principal(r2, dovecot, user)
+        account = p2.account_id
+        async with replicas(1, dovecot.url, redis_url, lease=120) as (r1,):
+            p1 = await principal(r1, dovecot, user)
+            async with r1.push.listen(account, p1, None):
+                await eventually(lambda: account in r1.watches.watching())
+                async with r2.push.listen(account, p2, None) as sub:
+                    assert not r2.watches.watching()
+                    await r1.watches.stop()  # what services.stop does first on SIGTERM
+                    await eventually(lambda: account in r2.watches.watching())
+                    await eventually(lambda: catch_ups(r2) >= 1)
+                    await imap(dovecot, user, append("after the hand-over"))
+                    await hear(sub, "Email")
+
+
 async def test_the_watcher_logs_out_when_the_last_listener_anywhere_leaves(
     dovecot: Dovecot, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -175,25 +199,41 @@ async def test_a_replica_with_credentials_watches_for_token_listeners_elsewhere(
             await hear(sub, "Email")
 
 
-def set_password(dovecot: Dovecot, user: str, password: str) -> None:
-    """Rewrite the passwd file (Dovecot's passwd-file passdb re-reads it when it changes)."""
+async def set_password(dovecot: Dovecot, user: str, password: str) -> None:
+    """Rewrite the passwd file and wait until Dovecot logs the user in with ``password``
+    (its passwd-file passdb looks at the file at most once a second)."""
     dovecot.users[user] = password
     passwd = "".join(f"{u}:{{PLAIN}}{pw}::::::\n" for u, pw in dovecot.users.items())
     (dovecot.root / "passwd").write_text(passwd)
+
+    def logs_in() -> bool:
+        client = imaplib.IMAP4("127.0.0.1", dovecot.imap_port)
+        try:
+            client.login(user, password)
+        except imaplib.IMAP4.error:
+            client.shutdown()
+            return False
+        client.logout()
+        return True
+
+    async def taken() -> bool:
+        return await asyncio.to_thread(logs_in)
+
+    await eventually(taken)
 
 
 async def test_credentials_refused_upstream_close_their_listeners(
     dovecot: Dovecot, redis_url: str
 ) -> None:
     user = "w-" + secrets.token_hex(6)
-    set_password(dovecot, user, "before-" + secrets.token_hex(4))
+    await set_password(dovecot, user, "before-" + secrets.token_hex(4))
     async with replicas(1, dovecot.url, redis_url) as (r1,):
         who = await principal(r1, dovecot, user)
         account = who.account_id
         async with r1.push.listen(account, who, None) as sub:
             await eventually(lambda: account in r1.watches.watching())
             await eventually(lambda: catch_ups(r1) >= 1)
-            set_password(dovecot, user, "after-" + secrets.token_hex(4))
+            await set_password(dovecot, user, "after-" + secrets.token_hex(4))
             # The watcher's session is ended upstream; its next login is refused.
             subprocess.run(
                 ["doveadm", "-c", str(dovecot.config), "kick", user],
