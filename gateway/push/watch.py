@@ -242,6 +242,7 @@ class WatchManager:
         """Run the watcher with each of the keeper's credentials for the account in turn
         until one holds; then let the lease go unless it was lost."""
         tried: set[CredentialKey] = set()
+        failed = False
         try:
             while not watch.until.is_set():
                 fresh = [
@@ -257,12 +258,18 @@ class WatchManager:
                     watch.until,
                     on_auth_failed=lambda p: self._auth_failed(account_id, p),
                 )
+        except Exception:
+            # A bug, not upstream or Redis trouble (the watcher retries those): the lease
+            # goes back unannounced, and this or another replica starts afresh at a later
+            # round (announcing would have every replica retry at once, again and again).
+            log.exception("push watcher of %s failed", account_id)
+            failed = True
         finally:
             if self._watches.get(account_id) is watch:
                 del self._watches[account_id]
             self._svc.metrics.watched_accounts(len(self._watches))
         if not watch.lost:
-            await self._release(watch, announce=not watch.unwanted)
+            await self._release(watch, announce=not (watch.unwanted or failed))
 
     def _auth_failed(self, account_id: str, principal: Principal) -> None:
         self._keeper.forget(account_id, principal)

@@ -189,3 +189,22 @@ async def test_cyrus_inbox_at_once_other_folders_within_the_poll_period(
                 assert "Email" in await heard.until(who.account_id, mark, {"Email"})
                 await states_match(svc, who.account_id, heard)
             assert sent(caplog)[-2:] == ["DONE", "LOGOUT"]
+
+
+async def test_idle_is_restarted_without_a_catch_up(
+    dovecot: Dovecot, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GATEWAY_PUSH_IDLE_RESTART_SECONDS: DONE and IDLE again on the same connection; with
+    nothing changed upstream, no catch-up runs."""
+    user = dovecot.fresh_user()
+    async with serving(dovecot.url, redis_url, push_idle_restart_seconds=0.5) as svc:
+        who = await principal(svc, dovecot, user)
+        caplog.set_level(logging.DEBUG, logger="gateway.imap.connection")
+        async with watching(svc, who):
+            # After the first IDLE (a stale STATUS may follow NOTIFY SET: one more catch-up).
+            await eventually(lambda: idles(caplog) >= 2)
+            done = catch_ups(svc)
+            await eventually(lambda: idles(caplog) >= 4)
+            assert catch_ups(svc) == done
+            assert sent(caplog).count("DONE") >= 2
+            assert svc.pool.stats().watch == 1
