@@ -88,9 +88,7 @@ async def test_wrong_credentials_get_401(gateway: str, jmap: Jmap) -> None:
 async def test_basic_from_a_foreign_origin_is_refused(
     dovecot: Dovecot, redis_url: str, jmap: Jmap
 ) -> None:
-    settings = gateway_settings(
-        dovecot.url, redis_url, push_allowed_origins="https://app.example"
-    )
+    settings = gateway_settings(dovecot.url, redis_url, push_allowed_origins="https://app.example")
     auth = basic(jmap.username, dovecot.users[jmap.username])
     async with running_gateway(settings) as url:
         with pytest.raises(InvalidStatus) as raised:
