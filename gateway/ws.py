@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -106,7 +107,7 @@ class WebSocketEndpoint:
         started = time.perf_counter()
         if (await receive())["type"] != "websocket.connect":
             return
-        caller = await self._handshake(scope, send, svc)
+        caller = await self._handshake(scope, svc)
         if isinstance(caller, Problem):
             await _refuse(send, caller)
             _log(scope, caller.status, started, None)
@@ -115,6 +116,8 @@ class WebSocketEndpoint:
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         socket = JmapSocket(svc, send, principal, token)
         self._sockets.add(socket)
+        if self._draining:
+            socket.going_away()  # the drain began while this handshake was being checked
         try:
             await socket.serve(receive)
         finally:
@@ -122,7 +125,7 @@ class WebSocketEndpoint:
             _log(scope, 101, started, socket.account_id)
 
     async def _handshake(
-        self, scope: Scope, send: Send, svc: Services
+        self, scope: Scope, svc: Services
     ) -> tuple[Principal | None, PushToken | None] | Problem:
         """Who is calling, or the problem the handshake is refused with."""
         if SUBPROTOCOL not in scope.get("subprotocols", ()):
@@ -148,7 +151,7 @@ class WebSocketEndpoint:
             if "authorization" in headers or token is None:
                 return await authenticate_with(svc, HTTPConnection(scope)), None
             verified = await verify_token(svc, token)
-        except DESCRIBED as exc:
+        except Exception as exc:  # the problem an API request would get (500 when unexpected)
             return describe(exc)
         scope.setdefault("state", {})["account_id"] = verified.account_id
         return None, verified
@@ -239,13 +242,12 @@ class JmapSocket:
         except RequestError as exc:
             await self._error(exc, None)  # RFC 8887 4.3.1: notJSON
             return
-        kind = document.get("@type") if isinstance(document, dict) else None
+        message: JsonObject = document if isinstance(document, dict) else {}
+        kind = message.get("@type")
         if kind == "Request":
-            assert isinstance(document, dict)
-            self._request(document, len(body))
+            self._request(message, len(body))
         elif kind == "WebSocketPushEnable":
-            assert isinstance(document, dict)
-            await self._enable(document)
+            await self._enable(message)
         elif kind == "WebSocketPushDisable":
             await self._disable()
         else:
@@ -306,7 +308,7 @@ class JmapSocket:
         # RFC 8887 4.3.4: the problem document HTTP would send, typed RequestError.
         await self._write(describe(exc).request_error(request_id))
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` (writing its own answer) beside the message loop."""
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         if self._tasks is None:
@@ -430,6 +432,8 @@ class JmapSocket:
         except Unauthenticated:
             await self._close(*CLOSES[CloseReason.UNAUTHORIZED])
             return
+        except Exception as exc:  # Redis or the upstream down: the socket stays, checked later
+            log.warning("WebSocket credentials not rechecked: %s", type(exc).__name__)
         finally:
             self._recheck = None
         self._arm()
@@ -441,14 +445,17 @@ class JmapSocket:
         if self._closing:
             return
         text = orjson.dumps(message).decode()
-        with contextlib.suppress(OSError):  # the client went away: serve() hears it
+        # The client went away (OSError), or uvicorn closed the socket itself (a message past
+        # ws_max_size, the server's shutdown) and refuses more (RuntimeError): serve() hears
+        # of it and ends.
+        with contextlib.suppress(OSError, RuntimeError):
             await self._send({"type": "websocket.send", "text": text})
 
     async def _close(self, code: int, reason: str) -> None:
         if self._closing:
             return
         self._closing = True
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, RuntimeError):  # as in _write
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
     def _close_soon(self, code: int, reason: str) -> None:
