@@ -78,6 +78,15 @@ CLOSES: dict[CloseReason, tuple[int, str]] = {
     CloseReason.TOKEN_EXPIRED: (POLICY_VIOLATION, "token expired"),
     CloseReason.OVERLOADED: (TRY_AGAIN_LATER, "too many push connections"),
 }
+BINARY_REASON = "JMAP messages are text frames"
+# The metric label of each close the gateway sends, by its reason text (a closed set).
+CLOSE_LABELS = {
+    SHUTDOWN_REASON: "going_away",
+    BINARY_REASON: "binary",
+    "authentication failed": "unauthorized",
+    "token expired": "token_expired",
+    "too many push connections": "overloaded",
+}
 
 
 class WebSocketEndpoint:
@@ -116,12 +125,14 @@ class WebSocketEndpoint:
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         socket = JmapSocket(svc, send, principal, token)
         self._sockets.add(socket)
+        svc.metrics.websockets_open.inc()
         if self._draining:
             socket.going_away()  # the drain began while this handshake was being checked
         try:
             await socket.serve(receive)
         finally:
             self._sockets.discard(socket)
+            svc.metrics.websockets_open.dec()
             _log(scope, 101, started, socket.account_id)
 
     async def _handshake(
@@ -221,7 +232,7 @@ class JmapSocket:
                 if text is None:
                     # RFC 8887 4.3.1: data frames are text; an endpoint receiving a binary frame
                     # may close with 1003 (unsupported data).
-                    await self._close(UNSUPPORTED_DATA, "JMAP messages are text frames")
+                    await self._close(UNSUPPORTED_DATA, BINARY_REASON)
                     continue
                 await self._message(text)
         finally:
@@ -455,6 +466,7 @@ class JmapSocket:
         if self._closing:
             return
         self._closing = True
+        self._svc.metrics.websocket_closes.labels(CLOSE_LABELS[reason]).inc()
         with contextlib.suppress(OSError, RuntimeError):  # as in _write
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
