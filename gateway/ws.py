@@ -256,7 +256,7 @@ class JmapSocket:
         message: JsonObject = document if isinstance(document, dict) else {}
         kind = message.get("@type")
         if kind == "Request":
-            self._request(message, len(body))
+            await self._request(message, len(body))
         elif kind == "WebSocketPushEnable":
             await self._enable(message)
         elif kind == "WebSocketPushDisable":
@@ -271,14 +271,17 @@ class JmapSocket:
 
     # -- API requests (RFC 8887 4.3.2 - 4.3.4) ----------------------------------------------
 
-    def _request(self, document: JsonObject, size: int) -> None:
+    async def _request(self, document: JsonObject, size: int) -> None:
         request_id = document.get("id")
         if request_id is not None and not isinstance(request_id, str):
-            self._spawn(self._error(RequestError("notRequest", "id must be a String."), None))
+            await self._error(RequestError("notRequest", "id must be a String."), None)
             return
         refusal = self._refusal()
         if refusal is not None:
-            self._spawn(self._error(refusal, request_id))
+            # Answered from the loop itself: a client sending faster than it reads then
+            # waits here (uvicorn reads no further message meanwhile) instead of piling up
+            # refusals; only admitted requests run beside the loop, at most the limit.
+            await self._error(refusal, request_id)
             return
         self._spawn(self._answer(document, size, request_id))
 
@@ -320,7 +323,7 @@ class JmapSocket:
         await self._write(describe(exc).request_error(request_id))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` (writing its own answer) beside the message loop."""
+        """Run a request (writing its own answer) beside the message loop."""
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         if self._tasks is None:
             self._tasks = set()
