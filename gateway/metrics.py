@@ -68,6 +68,19 @@ class Metrics:
             "API requests whose client went away while they ran: their work was cancelled",
             registry=r,
         )
+        self.websockets_open = Gauge(
+            f"{PREFIX}_websockets_open",
+            "JMAP WebSockets (RFC 8887) accepted and not yet closed",
+            registry=r,
+        )
+        self.websocket_closes = Counter(
+            f"{PREFIX}_websocket_closes",
+            'JMAP WebSockets the gateway closed, by why: "going_away" (shutdown), "binary" '
+            '(a binary frame), "unauthorized" (credentials refused on a recheck), '
+            '"token_expired", "overloaded"',
+            ["reason"],
+            registry=r,
+        )
         self.jmap_calls = Counter(
             f"{PREFIX}_jmap_calls",
             'JMAP method calls by method and outcome ("ok" or the JMAP error type)',
@@ -289,7 +302,8 @@ class MetricsPort:
 
     One uvicorn server listens on both ports (so one graceful shutdown covers both); the port a
     connection was accepted on, not a path, decides what it reaches, so the metrics are never
-    served on the public API port.
+    served on the public API port, and the API never on the metrics port: a WebSocket
+    handshake there is refused (403) before it reaches the app.
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics, port: int) -> None:
@@ -299,10 +313,15 @@ class MetricsPort:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server")
-        if scope["type"] == "http" and self.port and server is not None and server[1] == self.port:
+        metrics_port = bool(self.port and server is not None and server[1] == self.port)
+        if metrics_port and scope["type"] == "http":
             await self.metrics.serve(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+        elif metrics_port and scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            # Closing before accepting refuses the handshake: uvicorn answers 403.
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            await self.app(scope, receive, send)
 
 
 class _PoolCollector(Collector):

@@ -18,6 +18,7 @@ import redis.asyncio
 
 from gateway.auth import Principal
 from gateway.cache.journal import Journal
+from gateway.cache.keys import AccountKeys
 from gateway.cache.pushbus import PushBus
 from gateway.credentials import Credentials, Origin
 from gateway.imap.pool import Login
@@ -82,12 +83,24 @@ async def test_a_commit_on_another_replica_reaches_a_listener_here(redis_url: st
 
 async def test_a_local_commit_reaches_a_local_listener_through_redis(redis_url: str) -> None:
     acc = account()
-    async with replica(redis_url) as svc, svc.push.listen(acc, None, None) as sub:
-        heard = svc.metrics.push_announcements.labels("changed")._value.get()
-        state = await commit_here(svc, acc, "Mailbox", "m1")
-        assert await sub.next(WAIT) == {acc: {"Mailbox": state}}
-        # It came back from Redis (one path for local and remote listeners).
-        assert svc.metrics.push_announcements.labels("changed")._value.get() == heard + 1
+    channel = AccountKeys(acc).push_channel
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        async with replica(redis_url) as svc:
+            async with svc.push.listen(acc, None, None) as sub, svc.push.listen(acc, None, None):
+                # One subscription of the channel for the replica, however many listeners.
+                assert await admin.pubsub_numsub(channel) == [(channel.encode(), 1)]
+                heard = svc.metrics.push_announcements.labels("changed")._value.get()
+                state = await commit_here(svc, acc, "Mailbox", "m1")
+                assert await sub.next(WAIT) == {acc: {"Mailbox": state}}
+                # It came back from Redis (one path for local and remote listeners).
+                assert svc.metrics.push_announcements.labels("changed")._value.get() == heard + 1
+            # The last listener gone, the channel is let go.
+            async with asyncio.timeout(WAIT):
+                while await admin.pubsub_numsub(channel) != [(channel.encode(), 0)]:
+                    await asyncio.sleep(0.02)
+    finally:
+        await admin.aclose()
 
 
 async def test_listeners_hear_only_their_types_and_their_account(redis_url: str) -> None:
