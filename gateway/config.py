@@ -347,6 +347,34 @@ class Settings(BaseSettings):
         description="Seconds a client gets to send a request's body, plus one second per KiB "
         "received (a body slower than 1 KiB/s on average is cut; 408)",
     )
+    push_watch_lease_seconds: float = Field(
+        15.0,
+        ge=3,
+        description="Seconds a replica's lease on watching an account upstream lasts without "
+        "renewal (renewed every third of it); when a replica dies, another takes over the "
+        "account's push within this plus a third of it. Also how long a dead replica's push "
+        "listeners still count",
+    )
+    push_idle_restart_seconds: float = Field(
+        1500.0,
+        gt=0,
+        le=1740,
+        description="Seconds a watcher's IMAP IDLE lasts before it is restarted (RFC 2177: "
+        "servers may end an IDLE after 30 minutes of inactivity)",
+    )
+    push_poll_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Upstreams without NOTIFY (Cyrus): seconds between a watcher's catch-ups "
+        "of folders other than INBOX, which IDLE does not report; INBOX changes arrive at once",
+    )
+    push_credentials_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds a replica keeps, in memory only, the credentials of a push "
+        "listener or push token request after their last use, so that a watcher can log in "
+        "for browser (token) listeners of the account",
+    )
     push_allowed_origins: str = Field(
         "",
         description="Web origins (scheme://host[:port], separated by commas) whose pages may "
