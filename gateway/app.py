@@ -53,6 +53,7 @@ _QUIET_ROUTES = frozenset({HEALTH_PATH, READY_PATH})
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
+    logs.redact_urls()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
