@@ -87,6 +87,7 @@ OPTIONS = merged(
         "ingress": {
             "enabled": True,
             "tls": [{"secretName": "jmap-tls", "hosts": ["jmap.example.com"]}],
+            "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "7200"},
         },
         "autoscaling": {
             "enabled": True,
@@ -271,6 +272,8 @@ def test_schema_rejects_bad_values(
     ("patch", "complaint"),
     [
         ({"terminationGracePeriodSeconds": 34}, "terminationGracePeriodSeconds (34) must be at"),
+        # 5 preStop + 5 push drain + 20 shutdown + 10 LOGOUTs.
+        ({"terminationGracePeriodSeconds": 39}, "terminationGracePeriodSeconds (39) must be at"),
         ({"config": {"metricsPort": 8080}}, "config.metricsPort must differ from config.port"),
         (
             {"config": {"metricsPort": 0}, "metrics": {"serviceMonitor": {"enabled": True}}},
@@ -348,8 +351,25 @@ def test_probes_ports_and_shutdown_match_the_gateway(chart: helm.Chart, name: st
     if pre_stop:
         assert pre_stop[0] == "sleep"
     shutdown = int(settings["GATEWAY_SHUTDOWN_TIMEOUT_SECONDS"])
+    # Push streams end first (the gateway's GATEWAY_PUSH_DRAIN_SECONDS, default 5).
+    drain = int(settings.get("GATEWAY_PUSH_DRAIN_SECONDS", 5))
     # 10 s after the timeout for the upstream LOGOUTs (gateway.imap.pool.close).
-    assert sleep + shutdown + 10 <= pod["terminationGracePeriodSeconds"]
+    assert sleep + drain + shutdown + 10 <= pod["terminationGracePeriodSeconds"]
+
+
+@pytest.mark.parametrize("name", ["production", "options"])
+def test_ingress_keeps_push_streams_open(chart: helm.Chart, name: str) -> None:
+    """ingress-nginx would cut an EventSource or WebSocket silent for 60 s and buffer events;
+    an annotation the operator set wins over the chart's."""
+    values = values_of(name)
+    annotations = one(render(chart, values), "Ingress")["metadata"]["annotations"]
+    own = values["ingress"].get("annotations", {})
+    chart_defaults = {
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+        "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
+        "nginx.ingress.kubernetes.io/proxy-buffering": "off",
+    }
+    assert annotations == {**chart_defaults, **own}
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
