@@ -257,11 +257,13 @@ class _PoolCollector(Collector):
         stats = self.pool.stats()
         connections = GaugeMetricFamily(
             f"{PREFIX}_imap_pool_connections",
-            "Upstream IMAP connections held, by state (busy includes those being opened)",
+            "Upstream IMAP connections held, by state (busy includes those being opened; watch: "
+            "watchers' dedicated IDLE connections, outside the pool's ceiling)",
             labels=["state"],
         )
         connections.add_metric(["idle"], stats.idle)
         connections.add_metric(["busy"], stats.total - stats.idle)
+        connections.add_metric(["watch"], stats.watch)
         yield connections
         yield GaugeMetricFamily(
             f"{PREFIX}_imap_pool_max_connections",
