@@ -335,6 +335,21 @@ class Settings(BaseSettings):
         description="Seconds a client gets to send a request's body, plus one second per KiB "
         "received (a body slower than 1 KiB/s on average is cut; 408)",
     )
+    # RFC 8620 7.3: a server MUST NOT have a minimum ping interval above 30 nor a maximum
+    # below 300.
+    push_ping_min_seconds: int = Field(
+        10,
+        ge=1,
+        le=30,
+        description="Shortest ping interval an EventSource client gets (a smaller non-zero "
+        "ping is raised to it; RFC 8620 7.3 allows at most 30)",
+    )
+    push_ping_max_seconds: int = Field(
+        300,
+        ge=300,
+        description="Longest ping interval an EventSource client gets (a larger ping is "
+        "lowered to it; RFC 8620 7.3 wants at least 300)",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")
