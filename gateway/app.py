@@ -37,6 +37,7 @@ from gateway.jmap.errors import problem
 from gateway.jmap.session import API_PATH, EVENT_SOURCE_PATH, SESSION_PATH
 from gateway.metrics import Metrics, MetricsPort
 from gateway.problems import DESCRIBED
+from gateway.push import tokens
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
@@ -125,6 +126,20 @@ def _add_routes(app: FastAPI) -> None:
         )
         response = await while_connected(request, work, svc.metrics.http_abandoned.inc)
         return JsonResponse(response)
+
+    @app.post(tokens.TOKEN_PATH)
+    async def push_token(request: Request) -> JsonResponse:
+        # A page whose EventSource or WebSocket cannot carry its Authorization header asks for
+        # a token here, with that header, and puts it in the stream's URL (gateway.push.tokens).
+        principal = await authenticate(request)
+        svc = services_of(request)
+        token, says = tokens.mint(
+            tokens.token_key(await svc.authenticator.server_secret()),
+            principal,
+            ttl=svc.settings.push_token_seconds,
+            stream_seconds=svc.settings.push_token_stream_seconds,
+        )
+        return JsonResponse(tokens.minted(token, says), headers={"Cache-Control": "no-store"})
 
     # RFC 8620 7.3: a raw ASGI endpoint, so a long stream holds no response object.
     app.router.add_route(EVENT_SOURCE_PATH, EventSourceEndpoint(), methods=["GET"])

@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
+import logging
 import math
 import secrets
 import time
@@ -37,6 +39,8 @@ from gateway.imap.pool import ImapPool, Login
 from gateway.login_gate import PER_USERNAME, NoShare, SharedCall, Shares
 from gateway.origin import ProxyPolicy
 from gateway.usernames import UsernameFormat
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Authenticator", "Principal", "Throttled", "Unauthenticated", "account_id_for"]
 
@@ -154,6 +158,34 @@ class Authenticator:
             identity = await self._flights.run(key, lambda: self._check(credentials, key))
         account_id = account_id_for(await self._secret(), identity)
         return Principal(Login(identity, credentials), account_id)
+
+    async def recheck(self, credentials: Credentials, origin: Origin | None) -> None:
+        """Check again credentials that authenticated a long-lived push stream; raises
+        Unauthenticated once the upstream refuses them (a changed password, a revoked token).
+
+        Goes through the same cache as :meth:`authenticate`: free while the last success is
+        fresh (``GATEWAY_AUTH_CACHE_SECONDS``), one upstream login when it expired. When the
+        check cannot be made (the upstream is down, the user's failed logins are throttled)
+        the stream keeps going until the next recheck: refusing would let anyone who sends
+        wrong passwords for a user cut that user's streams.
+        """
+        if origin is not None:
+            credentials = dataclasses.replace(credentials, origin=origin)
+        key = self._cache_key(credentials)
+        now = time.monotonic()
+        if self._refused.get(key, 0.0) > now:
+            raise Unauthenticated("the upstream refused the credentials")
+        verified = self._verified.get(key)
+        if verified is not None and verified.until > now:
+            return
+        try:
+            await self._flights.run(key, lambda: self._check(credentials, key))
+        except (Throttled, ImapError) as exc:
+            log.info("push credentials not rechecked this time: %s", type(exc).__name__)
+
+    async def server_secret(self) -> bytes:
+        """The key account ids derive from; push tokens derive theirs from it too."""
+        return await self._secret()
 
     async def challenge(self, refused: Unauthenticated) -> str:
         """The ``WWW-Authenticate`` value of a 401: Basic, and Bearer where the upstream

@@ -350,6 +350,26 @@ class Settings(BaseSettings):
         description="Longest ping interval an EventSource client gets (a larger ping is "
         "lowered to it; RFC 8620 7.3 wants at least 300)",
     )
+    push_token_seconds: int = Field(
+        120,
+        ge=10,
+        le=3600,
+        description="Seconds a push token (POST /jmap/push/token) may be used to open an "
+        "EventSource or WebSocket from a browser, passed as the access_token query parameter",
+    )
+    push_token_stream_seconds: int = Field(
+        3600,
+        ge=60,
+        description="Seconds a push stream opened with a token lives; then it ends (WebSocket "
+        "close 1008) and the page mints a new token through the authenticated API",
+    )
+    push_recheck_seconds: int = Field(
+        300,
+        ge=10,
+        description="Seconds between checks that the credentials of a header-authenticated push "
+        "stream still work upstream (through the GATEWAY_AUTH_CACHE_SECONDS cache); refused "
+        "ones end the stream",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")
