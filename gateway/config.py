@@ -370,6 +370,20 @@ class Settings(BaseSettings):
         "stream still work upstream (through the GATEWAY_AUTH_CACHE_SECONDS cache); refused "
         "ones end the stream",
     )
+    push_allowed_origins: str = Field(
+        "",
+        description="Web origins (scheme://host[:port], separated by commas) whose pages may "
+        "open a WebSocket or EventSource with Basic credentials, besides the gateway's own "
+        "(GATEWAY_PUBLIC_URL's); a browser attaches cached Basic credentials to any site's "
+        "request, so other origins get 403 unless they send a Bearer or push token",
+    )
+    push_drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds after SIGTERM that push streams get to end (WebSockets close "
+        "with 1001, EventSource responses finish) before in-flight requests get "
+        "GATEWAY_SHUTDOWN_TIMEOUT_SECONDS; keep both together below the pod's grace period",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")
@@ -464,6 +478,14 @@ class Settings(BaseSettings):
                 return name
         raise ValueError("must be X-Forwarded-For or Forwarded")
 
+    @field_validator("push_allowed_origins")
+    @classmethod
+    def _check_push_allowed_origins(cls, value: str) -> str:
+        for item in (item.strip() for item in value.split(",")):
+            if item and not _is_origin(item):
+                raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -528,6 +550,21 @@ class Settings(BaseSettings):
             return self.public_url
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+def _is_origin(text: str) -> bool:
+    """Whether ``text`` is a web origin as a browser's Origin header names one (RFC 6454)."""
+    try:
+        parts = split_url(text)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment or parts.username)
+    )
 
 
 def env_name(field: str) -> str:
