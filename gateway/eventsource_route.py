@@ -14,22 +14,18 @@ import logging
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from gateway.auth import Principal, Throttled, Unauthenticated
+from gateway.auth import Principal, Unauthenticated
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.http import ProblemResponse, authenticate, services_of
-from gateway.imap.errors import ImapError
 from gateway.jmap.errors import problem
 from gateway.origin import client_origin
-from gateway.origin_check import ambient_credentials_refused
+from gateway.origin_check import ambient_credentials_refused, site_origin
 from gateway.problems import DESCRIBED, HttpProblem
 from gateway.push.eventsource import Recheck, event_source
-from gateway.push.tokens import verify_token
+from gateway.push.tokens import QUERY_PARAMETER, verify_token
 from gateway.services import Services
 
 log = logging.getLogger(__name__)
-
-# The query parameter a browser's EventSource carries its push token in.
-TOKEN_PARAMETER = "access_token"  # noqa: S105 - a name, not a secret
 
 
 class EventSourceEndpoint:
@@ -45,7 +41,7 @@ class EventSourceEndpoint:
             await ProblemResponse.of(exc)(scope, receive, send)
 
     async def _serve(self, request: Request, svc: Services, send: Send) -> None:
-        token = request.query_params.get(TOKEN_PARAMETER)
+        token = request.query_params.get(QUERY_PARAMETER)
         if token is not None and "authorization" not in request.headers:
             pushed = await verify_token(svc, token)
             request.scope.setdefault("state", {})["account_id"] = pushed.account_id
@@ -59,7 +55,7 @@ class EventSourceEndpoint:
                 until=pushed.stream_until,
             )
             return
-        if ambient_credentials_refused(request.headers, svc.settings, svc.settings.base_url):
+        if ambient_credentials_refused(request.headers, svc.settings, site_origin(svc.settings)):
             raise HttpProblem(
                 problem(
                     403,
@@ -93,8 +89,9 @@ def _recheck(request: Request, svc: Services, principal: Principal) -> Recheck:
             await authenticator.recheck(principal.login.credentials, origin)
         except Unauthenticated:
             return False
-        except (ImapError, Throttled, *STORE_UNAVAILABLE):
-            # Nobody could tell: the stream goes on and the next recheck asks again.
+        except STORE_UNAVAILABLE:
+            # Nobody could tell (the failed-login counts are in Redis): the stream goes on and
+            # the next recheck asks again, as the authenticator does when the upstream is down.
             log.warning("recheck of a stream's credentials failed to run", exc_info=True)
         return True
 

@@ -211,6 +211,7 @@ class _Stream:
 
     __slots__ = (
         "_account_id",
+        "_event_at",
         "_params",
         "_recheck",
         "_recheck_at",
@@ -220,7 +221,6 @@ class _Stream:
         "_sub",
         "_until",
         "_written_at",
-        "_event_at",
     )
 
     def __init__(
@@ -258,9 +258,7 @@ class _Stream:
         # RFC 8620 7.3: a client whose Last-Event-ID shows it missed changes SHOULD get them
         # at once; without a usable id it gets every current state.
         initial = {
-            name: state
-            for name, state in current.items()
-            if fresh or self._sent.get(name) != state
+            name: state for name, state in current.items() if fresh or self._sent.get(name) != state
         }
         self._sub.prime(current)
         if initial and await self._state(initial):
@@ -328,7 +326,7 @@ async def _unless_gone(receive: Receive, work: Awaitable[None]) -> bool:
     awaits its subscription directly, without a task per wait.
     """
     task = asyncio.current_task()
-    assert task is not None  # noqa: S101 - always called from a task
+    assert task is not None
     gone = asyncio.ensure_future(_disconnected(receive))
 
     def cancel_stream(waited: asyncio.Future[None]) -> None:
