@@ -310,6 +310,18 @@ class Settings(BaseSettings):
         "GATEWAY_MAX_SIZE_ATTACHMENTS_PER_EMAIL; unset: twice the larger of the two, plus "
         f"{UPLOAD_OVERHEAD}",
     )
+    push_max_connections: int = Field(
+        20_000,
+        ge=1,
+        description="Push connections (EventSource and WebSocket push) one replica holds; "
+        "past it a new one is refused with 429 (limit maxPushConnections)",
+    )
+    push_max_per_account: int = Field(
+        20,
+        ge=1,
+        description="Push connections one account may hold on one replica; past it a new one "
+        "is refused with 429 (limit maxPushConnections)",
+    )
     ready_cache_seconds: float = Field(
         2.0,
         ge=0,

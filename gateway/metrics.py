@@ -148,6 +148,28 @@ class Metrics:
             ["command", "kind"],
             registry=r,
         )
+        self.push_listeners = Gauge(
+            f"{PREFIX}_push_listeners",
+            "Push listeners (EventSource and WebSocket push) this replica holds",
+            registry=r,
+        )
+        self.push_announcements = Counter(
+            f"{PREFIX}_push_announcements",
+            'Push announcements heard from Redis pub/sub, by kind ("changed", "released")',
+            ["kind"],
+            registry=r,
+        )
+        self.push_publish_failures = Counter(
+            f"{PREFIX}_push_publish_failures",
+            "State changes this replica could not announce (Redis refused the publish, or the "
+            "outbox overflowed): listeners hear of them with the next change or resync",
+            registry=r,
+        )
+        self.push_resyncs = Counter(
+            f"{PREFIX}_push_resyncs",
+            "Pub/sub reconnects after which every local listener was resynced",
+            registry=r,
+        )
         self.ready = Gauge(
             f"{PREFIX}_ready",
             "1 while the last readiness check found Redis and the upstream reachable",

@@ -7,13 +7,15 @@ Built once at start-up (see :func:`start`) and shared by every request; translat
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.auth import Authenticator, Principal
 from gateway.cache.account import AccountIndex
 from gateway.cache.blobs import BlobStore
 from gateway.cache.limits import ConcurrencyLimiter
+from gateway.cache.pushbus import PushBus
 from gateway.cache.schedule import Schedule
 from gateway.cache.store import SecretSource, Store, fixed_secret
 from gateway.cache.throttle import LoginThrottle
@@ -27,6 +29,7 @@ from gateway.jmap.capabilities import CoreLimits
 from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.session import AccountInfo, PersonalSession
 from gateway.metrics import Metrics
+from gateway.push.hub import GatewayChangesOnly, PushHub
 from gateway.readiness import Readiness
 from gateway.smtp.connection import Authorization
 from gateway.smtp.extensions import Extensions
@@ -81,6 +84,10 @@ class Services:
     discovery: Discovery | None = None
     # The sender of held (delayed) submissions; None without GATEWAY_SMTP_URL.
     delayed: DelayedSender | None = None
+    # This process among the replicas (push announcements name their origin with it).
+    replica_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    # The push hub; it needs the services it belongs to, so start() attaches it.
+    push: PushHub = field(init=False, repr=False)
 
     @property
     def sessions(self) -> PersonalSession:
@@ -204,6 +211,15 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
         discovery=discovery,
         delayed=delayed,
     )
+    hub = PushHub(
+        services,
+        PushBus(store.client, services.replica_id),
+        GatewayChangesOnly(),
+        max_listeners=settings.push_max_connections,
+        max_per_account=settings.push_max_per_account,
+    )
+    object.__setattr__(services, "push", hub)  # frozen: the one field set after construction
+    await hub.start()
     if delayed is not None:
         # Held submissions of every account, this replica's share of them (cache.schedule).
         delayed.start()
@@ -232,6 +248,8 @@ def server_secret(settings: Settings, store: Store) -> SecretSource:
 async def stop(services: Services) -> None:
     """LOGOUT every upstream connection, QUIT the idle SMTP sessions, then let go of Redis
     (after the last request)."""
+    # Push streams end (SHUTDOWN) before the connections their watchers use go.
+    await services.push.stop()
     if services.delayed is not None:
         # Claims nothing more, lets its sends finish or gives them back (delayed.py).
         await services.delayed.stop()

@@ -123,6 +123,19 @@ class AccountState:
         modseq = await self._client.hget(self.keys.state, data_type)
         return format_state(epoch, int(modseq or 0))
 
+    async def states(self, data_types: Iterable[str]) -> dict[str, str]:
+        """The state string of each of ``data_types``, as ``state`` gives them one by one
+        (what Foo/get answers), in one HMGET after the epoch."""
+        wanted = list(data_types)
+        if not wanted:
+            return {}
+        epoch = await self.epoch()
+        modseqs = await self._client.hmget(self.keys.state, wanted)
+        return {
+            data_type: format_state(epoch, int(modseq or 0))
+            for data_type, modseq in zip(wanted, modseqs, strict=True)
+        }
+
     async def record(
         self,
         data_type: str,

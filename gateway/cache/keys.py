@@ -76,6 +76,8 @@ key                                    type    holds
 ``jg:{a}:held:<submissionId>``         string  a held submission's octets, until sent or canceled
                                                (held.py)
 ``jg:{a}:held-charges``                hash    held submission id -> octets; ``*``: total
+``jg:{a}:push``                        pubsub  the channel the account's state changes are
+                                               announced on (sharded on a cluster; pushbus.py)
 ``jg:{schedule}:due``                  zset    "<accountId>/<submissionId>" -> when (ms) it is
                                                due: its release, or its lease's end while
                                                sending (schedule.py; one slot on a cluster)
@@ -248,3 +250,17 @@ class AccountKeys:
     @property
     def held_charges(self) -> str:
         return f"{self.base}:held-charges"
+
+    @property
+    def push_channel(self) -> str:
+        """The pub/sub channel of the account's announcements; its hash tag makes SPUBLISH go
+        to the shard holding the account's keys."""
+        return f"{self.base}:push"
+
+
+def push_channel_account(channel: str) -> str | None:
+    """The account id of a push channel name, or None for any other name."""
+    head, tail = f"{PREFIX}:{{", "}:push"
+    if channel.startswith(head) and channel.endswith(tail) and len(channel) > len(head + tail):
+        return channel[len(head) : -len(tail)]
+    return None

@@ -1,0 +1,288 @@
+"""The push announcements between replicas: Redis pub/sub, sharded on a cluster.
+
+Every state change committed on any replica is published on the account's channel
+(``jg:{<accountId>}:push``, keys.py); a replica with listeners of the account subscribes to
+it. The payload is msgpack ``[kind, {type: state}, origin]``: ``changed`` carries the new
+states, ``released`` says the account's watcher let go of its lease (push/watch.py), and
+``origin`` is the publishing replica's id. A replica hears its own announcements too, so a
+local listener learns of a local change the same way as a remote one.
+
+On one server (or the master a Sentinel names) one pub/sub connection carries every channel.
+On a cluster, channels are sharded (SPUBLISH / SSUBSCRIBE, Redis 7): a message only travels
+to the shard owning the channel's slot, which is the account's hash tag, so the bus holds one
+pub/sub connection per primary that owns a subscribed channel.
+
+Pub/sub is at-most-once: what is published while a connection is down is lost. redis-py
+reconnects a pub/sub connection and re-sends its subscriptions (:meth:`PubSub.on_connect`);
+the bus then calls ``on_resubscribed`` so that the hub re-reads the current states of its
+accounts and tells listeners what they missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection
+from redis.crc import key_slot
+from redis.exceptions import RedisError
+
+from gateway.cache.codec import pack, text, unpack
+from gateway.cache.keys import AccountKeys, push_channel_account
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["changed", "released"]
+KINDS: frozenset[str] = frozenset({"changed", "released"})
+# A read waits at most this long; then a health-check PING may go out (HEALTH_CHECK_SECONDS
+# in connect.py), which finds a connection that died without a word.
+READ_SECONDS = 10.0
+# Backoff between attempts to reach a Redis that refuses the pub/sub connection.
+BACKOFF_FIRST_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 10.0
+# Announcements read and not yet taken by the hub. When full the readers wait, Redis buffers
+# for them, and past its client-output-buffer-limit drops the connection: a resync follows.
+MAX_BACKLOG = 10_000
+# A payload longer than this is not ours: five state strings take about 150 octets.
+MAX_PAYLOAD = 2048
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """One message on an account's channel."""
+
+    account_id: str
+    kind: Kind
+    changed: dict[str, str]  # {} for "released"
+    origin: str  # replica id of the publisher
+
+
+def encode(kind: Kind, changed: dict[str, str], origin: str) -> bytes:
+    return pack([kind, changed, origin])
+
+
+def decode(channel: bytes | str, data: Any) -> Announcement | None:
+    """The announcement of a pub/sub message, or None for anything else (logged)."""
+    account_id = push_channel_account(text(channel))
+    if account_id is None or not isinstance(data, bytes) or len(data) > MAX_PAYLOAD:
+        return None
+    try:
+        kind, changed, origin = unpack(data)
+    except (ValueError, TypeError):
+        return None
+    valid = (
+        kind in KINDS
+        and isinstance(origin, str)
+        and isinstance(changed, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in changed.items())
+    )
+    if not valid:
+        return None
+    return Announcement(account_id, cast(Kind, kind), changed, origin)
+
+
+class PushBus:
+    """Publishes and hears the push announcements of accounts (see the module's docstring).
+
+    ``subscribe`` and ``unsubscribe`` are idempotent and serialised per connection, so a
+    subscribe that returned has reached Redis before anything published after it.
+    """
+
+    def __init__(self, client: Redis | RedisCluster, replica_id: str) -> None:
+        self._client = client
+        self.replica_id = replica_id
+        self._sharded = isinstance(client, RedisCluster)
+        self._shards: dict[str, _Shard] = {}
+        self._backlog: asyncio.Queue[Announcement] = asyncio.Queue(MAX_BACKLOG)
+        # Called (synchronously) after a reconnect re-sent every subscription of a connection.
+        self.on_resubscribed: Callable[[], None] | None = None
+
+    async def publish(self, account_id: str, changed: dict[str, str]) -> bool:
+        """Announce new states; False (logged) when Redis did not take it."""
+        return await self._publish(account_id, encode("changed", changed, self.replica_id))
+
+    async def publish_released(self, account_id: str) -> bool:
+        """Announce that the account's watch lease was let go; False (logged) on failure."""
+        return await self._publish(account_id, encode("released", {}, self.replica_id))
+
+    async def subscribe(self, account_id: str) -> None:
+        """Hear the account's announcements; raises the Redis error when it cannot."""
+        channel = AccountKeys(account_id).push_channel
+        shard = await self._shard(channel)
+        await shard.add(channel)
+
+    async def unsubscribe(self, account_id: str) -> None:
+        """Stop hearing the account; a failure is logged (its messages are then ignored)."""
+        channel = AccountKeys(account_id).push_channel
+        for shard in list(self._shards.values()):
+            if channel in shard.channels:
+                try:
+                    await shard.remove(channel)
+                except (RedisError, OSError) as exc:
+                    log.warning("push: unsubscribe failed: %s", type(exc).__name__)
+
+    async def messages(self) -> AsyncIterator[Announcement]:
+        """Every announcement heard, from every connection, across reconnects (one consumer)."""
+        while True:
+            yield await self._backlog.get()
+
+    def subscribed(self) -> frozenset[str]:
+        """The channels asked for, on every connection."""
+        return frozenset(ch for shard in self._shards.values() for ch in shard.channels)
+
+    async def aclose(self) -> None:
+        shards, self._shards = list(self._shards.values()), {}
+        for shard in shards:
+            await shard.close()
+
+    async def _publish(self, account_id: str, payload: bytes) -> bool:
+        channel = AccountKeys(account_id).push_channel
+        try:
+            if isinstance(self._client, RedisCluster):
+                await self._client.spublish(channel, payload)
+            else:
+                await self._client.publish(channel, payload)
+        except (RedisError, OSError) as exc:
+            log.warning("push: publish failed: %s", type(exc).__name__)
+            return False
+        return True
+
+    async def _shard(self, channel: str) -> _Shard:
+        """The connection that carries ``channel``: the one of its slot's primary on a
+        cluster, else the only one."""
+        if not isinstance(self._client, RedisCluster):
+            name, pool = "", self._client.connection_pool
+        else:
+            await self._client.initialize()
+            node = self._client.get_node_from_key(channel)
+            if node is None:
+                raise RedisError("no cluster node serves the push channel's slot")
+            name = node.name
+            if name in self._shards:
+                return self._shards[name]
+            pool = ConnectionPool(
+                connection_class=node.connection_class, max_connections=2, **node.connection_kwargs
+            )
+        shard = self._shards.get(name)
+        if shard is None:
+            shard = self._shards[name] = _Shard(self, pool, own_pool=self._sharded)
+        return shard
+
+    async def _heard(self, announcement: Announcement) -> None:
+        await self._backlog.put(announcement)
+
+    def _resubscribed(self) -> None:
+        if self.on_resubscribed is not None:
+            try:
+                self.on_resubscribed()
+            except Exception:
+                log.exception("push: on_resubscribed failed")
+
+
+class _BusPubSub(PubSub):
+    """redis-py's PubSub, telling the bus when a reconnect re-sent its subscriptions.
+
+    Shard channels are re-sent one SSUBSCRIBE per slot: a command naming channels of several
+    slots is refused (CROSSSLOT) even when one node owns them all.
+    """
+
+    def __init__(self, pool: ConnectionPool, *, sharded: bool, on_reconnect: Callable[[], None]):
+        super().__init__(pool)
+        self.sharded = sharded
+        self._on_reconnect = on_reconnect
+
+    async def on_connect(self, connection: Connection) -> None:
+        try:
+            if self.sharded:
+                self.pending_unsubscribe_shard_channels.clear()
+                by_slot: dict[int, list[Any]] = {}
+                for channel in list(self.shard_channels):
+                    by_slot.setdefault(_slot(channel), []).append(channel)
+                for group in by_slot.values():
+                    await self.ssubscribe(*group)
+            else:
+                await super().on_connect(connection)
+        except BaseException:
+            # A connection whose subscriptions were not all re-sent must not look healthy.
+            await connection.disconnect()
+            raise
+        self._on_reconnect()
+
+
+class _Shard:
+    """One pub/sub connection, the channels asked of it and the task reading it."""
+
+    def __init__(self, bus: PushBus, pool: ConnectionPool, *, own_pool: bool) -> None:
+        self._bus = bus
+        self._pool = pool
+        self._own_pool = own_pool
+        self.pubsub = _BusPubSub(pool, sharded=own_pool, on_reconnect=bus._resubscribed)
+        self.channels: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def add(self, channel: str) -> None:
+        async with self._lock:
+            if channel in self.channels:
+                return
+            if self.pubsub.sharded:
+                await self.pubsub.ssubscribe(channel)
+            else:
+                await self.pubsub.subscribe(channel)
+            self.channels.add(channel)
+            if self._reader is None:
+                self._reader = asyncio.create_task(self._read(), name="push-bus-reader")
+
+    async def remove(self, channel: str) -> None:
+        async with self._lock:
+            if channel not in self.channels:
+                return
+            self.channels.discard(channel)
+            if self.pubsub.sharded:
+                await self.pubsub.sunsubscribe(channel)
+            else:
+                await self.pubsub.unsubscribe(channel)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.pubsub.aclose()
+        if self._own_pool:
+            await self._pool.disconnect()
+
+    async def _read(self) -> None:
+        """Hand every message to the bus; on a failure redis-py could not mend by itself
+        (Redis down longer than its retries), wait and read again, which reconnects."""
+        delay = BACKOFF_FIRST_SECONDS
+        while True:
+            try:
+                message = await self.pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=READ_SECONDS
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("push: pub/sub connection failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
+                delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+                continue
+            delay = BACKOFF_FIRST_SECONDS
+            if message is None or message.get("type") not in ("message", "smessage"):
+                continue
+            announcement = decode(message["channel"], message["data"])
+            if announcement is None:
+                log.debug("push: ignored a message that is not an announcement")
+                continue
+            await self._bus._heard(announcement)
+
+
+def _slot(channel: bytes | str) -> int:
+    return key_slot(channel if isinstance(channel, bytes) else channel.encode())
