@@ -22,6 +22,7 @@ from gateway import logs, services
 from gateway.api_runner import run_api
 from gateway.blob_routes import add_blob_routes
 from gateway.config import Settings
+from gateway.eventsource_route import EventSourceEndpoint
 from gateway.http import (
     JsonResponse,
     ProblemResponse,
@@ -33,7 +34,7 @@ from gateway.http import (
 from gateway.http_protocol import BODY_TIMED_OUT
 from gateway.jmap.dispatch import writes_finished
 from gateway.jmap.errors import problem
-from gateway.jmap.session import API_PATH, SESSION_PATH
+from gateway.jmap.session import API_PATH, EVENT_SOURCE_PATH, SESSION_PATH
 from gateway.metrics import Metrics, MetricsPort
 from gateway.problems import DESCRIBED
 from gateway.push import tokens
@@ -140,6 +141,9 @@ def _add_routes(app: FastAPI) -> None:
             stream_seconds=svc.settings.push_token_stream_seconds,
         )
         return JsonResponse(tokens.minted(token, says), headers={"Cache-Control": "no-store"})
+
+    # RFC 8620 7.3: a raw ASGI endpoint, so a long stream holds no response object.
+    app.router.add_route(EVENT_SOURCE_PATH, EventSourceEndpoint(), methods=["GET"])
 
 
 def settings_of(app: FastAPI) -> Settings:

@@ -347,6 +347,21 @@ class Settings(BaseSettings):
         description="Seconds a client gets to send a request's body, plus one second per KiB "
         "received (a body slower than 1 KiB/s on average is cut; 408)",
     )
+    # RFC 8620 7.3: a server MUST NOT have a minimum ping interval above 30 nor a maximum
+    # below 300.
+    push_ping_min_seconds: int = Field(
+        10,
+        ge=1,
+        le=30,
+        description="Shortest ping interval an EventSource client gets (a smaller non-zero "
+        "ping is raised to it; RFC 8620 7.3 allows at most 30)",
+    )
+    push_ping_max_seconds: int = Field(
+        300,
+        ge=300,
+        description="Longest ping interval an EventSource client gets (a larger ping is "
+        "lowered to it; RFC 8620 7.3 wants at least 300)",
+    )
     push_token_seconds: int = Field(
         120,
         ge=10,
@@ -394,6 +409,20 @@ class Settings(BaseSettings):
         description="Seconds a replica keeps, in memory only, the credentials of a push "
         "listener or push token request after their last use, so that a watcher can log in "
         "for browser (token) listeners of the account",
+    )
+    push_allowed_origins: str = Field(
+        "",
+        description="Web origins (scheme://host[:port], separated by commas) whose pages may "
+        "open a WebSocket or EventSource with Basic credentials, besides the gateway's own "
+        "(GATEWAY_PUBLIC_URL's); a browser attaches cached Basic credentials to any site's "
+        "request, so other origins get 403 unless they send a Bearer or push token",
+    )
+    push_drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds after SIGTERM that push streams get to end (WebSockets close "
+        "with 1001, EventSource responses finish) before in-flight requests get "
+        "GATEWAY_SHUTDOWN_TIMEOUT_SECONDS; keep both together below the pod's grace period",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
@@ -489,6 +518,14 @@ class Settings(BaseSettings):
                 return name
         raise ValueError("must be X-Forwarded-For or Forwarded")
 
+    @field_validator("push_allowed_origins")
+    @classmethod
+    def _check_push_allowed_origins(cls, value: str) -> str:
+        for item in (item.strip() for item in value.split(",")):
+            if item and not _is_origin(item):
+                raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -553,6 +590,21 @@ class Settings(BaseSettings):
             return self.public_url
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+def _is_origin(text: str) -> bool:
+    """Whether ``text`` is a web origin as a browser's Origin header names one (RFC 6454)."""
+    try:
+        parts = split_url(text)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment or parts.username)
+    )
 
 
 def env_name(field: str) -> str:

@@ -9,6 +9,7 @@ schemas as bundled by kubernetes-validate, checked strictly (an unknown field is
 from __future__ import annotations
 
 import base64
+import math
 import re
 import types
 from collections.abc import Iterator
@@ -274,6 +275,11 @@ def test_schema_rejects_bad_values(
         ({"terminationGracePeriodSeconds": 34}, "terminationGracePeriodSeconds (34) must be at"),
         # 5 preStop + 5 push drain + 20 shutdown + 10 LOGOUTs.
         ({"terminationGracePeriodSeconds": 39}, "terminationGracePeriodSeconds (39) must be at"),
+        (
+            {"config": {"pushDrainSeconds": 5.5}},
+            "terminationGracePeriodSeconds (40) must be at least preStopSleepSeconds + "
+            "config.pushDrainSeconds (default 5) + config.shutdownTimeoutSeconds + 10 (41)",
+        ),
         ({"config": {"metricsPort": 8080}}, "config.metricsPort must differ from config.port"),
         (
             {"config": {"metricsPort": 0}, "metrics": {"serviceMonitor": {"enabled": True}}},
@@ -351,8 +357,8 @@ def test_probes_ports_and_shutdown_match_the_gateway(chart: helm.Chart, name: st
     if pre_stop:
         assert pre_stop[0] == "sleep"
     shutdown = int(settings["GATEWAY_SHUTDOWN_TIMEOUT_SECONDS"])
-    # Push streams end first (the gateway's GATEWAY_PUSH_DRAIN_SECONDS, default 5).
-    drain = int(settings.get("GATEWAY_PUSH_DRAIN_SECONDS", 5))
+    # Push streams are drained first (the gateway's default when the chart leaves it unset).
+    drain = math.ceil(float(settings.get("GATEWAY_PUSH_DRAIN_SECONDS", "5")))
     # 10 s after the timeout for the upstream LOGOUTs (gateway.imap.pool.close).
     assert sleep + drain + shutdown + 10 <= pod["terminationGracePeriodSeconds"]
 

@@ -70,19 +70,18 @@ Helm would make a new one on every upgrade, and a new secret changes every accou
 {{- end }}
 
 {{/*
-Fails the render if a terminating pod would be killed before in-flight requests can finish and
-its upstream connections say LOGOUT. On SIGTERM the gateway first ends its push streams
-(EventSource ends, WebSocket close 1001) and waits up to config.pushDrainSeconds (default 5)
-for them; then in-flight requests get config.shutdownTimeoutSeconds; then it needs up to 10 s
+Fails the render if a terminating pod would be killed before its push streams end, in-flight
+requests can finish and its upstream connections say LOGOUT. Push streams get
+config.pushDrainSeconds first (GATEWAY_PUSH_DRAIN_SECONDS, default 5), then requests the shutdown
+timeout. After the shutdown timeout the gateway needs up to 10 s
 more: 2 s for connections still lent out to come back, and up to 4 s per LOGOUT round (the
 command and the socket's close, 2 s each) for idle and returned connections.
 */}}
-{{- define "jmap-gateway.pushDrainSeconds" -}}
-{{- if kindIs "invalid" .Values.config.pushDrainSeconds }}5{{ else }}{{ int .Values.config.pushDrainSeconds }}{{ end }}
-{{- end }}
-
 {{- define "jmap-gateway.checkGracePeriod" -}}
-{{- $drain := int (include "jmap-gateway.pushDrainSeconds" .) }}
+{{- $drain := 5 }}
+{{- if not (kindIs "invalid" .Values.config.pushDrainSeconds) }}
+{{- $drain = ceil .Values.config.pushDrainSeconds | int }}
+{{- end }}
 {{- $needed := add (int .Values.preStopSleepSeconds) $drain (int .Values.config.shutdownTimeoutSeconds) 10 }}
 {{- if lt (int .Values.terminationGracePeriodSeconds) (int $needed) }}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be at least preStopSleepSeconds + config.pushDrainSeconds (default 5) + config.shutdownTimeoutSeconds + 10 (%d): the kubelet would kill pods before push streams end, in-flight requests finish and upstream connections are logged out" (int .Values.terminationGracePeriodSeconds) (int $needed)) }}
