@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import logs, services
@@ -34,10 +35,11 @@ from gateway.http import (
 from gateway.http_protocol import BODY_TIMED_OUT
 from gateway.jmap.dispatch import writes_finished
 from gateway.jmap.errors import problem
-from gateway.jmap.session import API_PATH, EVENT_SOURCE_PATH, SESSION_PATH
+from gateway.jmap.session import API_PATH, EVENT_SOURCE_PATH, SESSION_PATH, WS_PATH
 from gateway.metrics import Metrics, MetricsPort
 from gateway.problems import DESCRIBED
 from gateway.push import tokens
+from gateway.ws import WebSocketEndpoint
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
@@ -77,6 +79,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(MetricsPort, metrics=metrics, port=settings.metrics_port)
     _add_error_handlers(app)
     _add_routes(app)
+    # RFC 8887: JMAP over WebSocket, a raw ASGI endpoint; gateway.server drains its sockets.
+    app.state.websockets = WebSocketEndpoint()
+    app.router.routes.append(WebSocketRoute(WS_PATH, app.state.websockets))
     _add_probes(app)
     add_blob_routes(app)
     return app
