@@ -3,12 +3,15 @@ opens only its own account's streams on any replica, and it is no credential for
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from gateway.app import create_app
 from gateway.problems import HttpProblem
@@ -106,3 +109,37 @@ async def test_a_token_is_no_api_credential(
         ):
             assert (await http.get("/jmap/session", headers=headers)).status_code == 401
         assert (await http.get(f"/jmap/session?access_token={token}")).status_code == 401
+
+
+async def test_a_token_stream_hears_upstream_changes(
+    dovecot: Dovecot, redis_url: str, jmap_user: tuple[str, str]
+) -> None:
+    """A browser's WebSocket opened with only a token: the mint lent the credentials to the
+    watcher, so an APPEND by another IMAP client reaches it."""
+    user, password = jmap_user
+    settings = gateway_settings(dovecot.url, redis_url)
+    async with running_gateway(settings) as base_url:
+        minted = (await mint(base_url, httpx.BasicAuth(user, password))).json()
+        url = base_url.replace("http://", "ws://") + f"/jmap/ws?access_token={minted['token']}"
+        async with connect(url, subprotocols=["jmap"]) as socket:  # type: ignore[list-item]
+            await socket.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": None}))
+            await asyncio.to_thread(append_by_imap, dovecot, user)
+            async with asyncio.timeout(10):
+                while True:
+                    message = json.loads(await socket.recv())
+                    if "Email" in message.get("changed", {}).get(minted["accountId"], {}):
+                        break
+
+
+@pytest.fixture
+def jmap_user(dovecot: Dovecot) -> tuple[str, str]:
+    user = dovecot.fresh_user()
+    return user, dovecot.users[user]
+
+
+def append_by_imap(dovecot: Dovecot, user: str) -> None:
+    imap = dovecot.client(user)
+    try:
+        imap.append("INBOX", None, None, b"Subject: pushed\r\n\r\nhello\r\n")
+    finally:
+        imap.logout()
