@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import logging
 import signal
 import time
 from collections.abc import Callable
@@ -18,7 +19,12 @@ import pytest
 
 from gateway.credentials import Credentials, Mechanism
 from gateway.imap.connection import Endpoint, ImapConnection
-from gateway.imap.errors import CommandFailed, ConnectionLost
+from gateway.imap.errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    ConnectionLost,
+    UpstreamUnavailable,
+)
 from gateway.imap.idle import IdleSession
 from gateway.imap.notify import NOTIFY_EXTENSIONS, notify_none, notify_set_personal
 from gateway.imap.pool import Connector, IdentityChanged, ImapPool, Login
@@ -29,9 +35,11 @@ from gateway.imap.responses.unsolicited import (
     SelectedChanged,
     Signal,
 )
+from gateway.metrics import Metrics
 from tests.cyrus import Cyrus
 from tests.imap.upstream import endpoint, imap_processes, logged_in, signal_imap
 from tests.servers import LOOPBACK, Dovecot
+from tests.upstream_log import upstream_commands
 
 WAIT = 10.0
 FLAGGED = r"(\Flagged)"
@@ -202,13 +210,18 @@ async def test_cancelled_idle_breaks_the_connection(dovecot: Dovecot) -> None:
     await conn.logout()
 
 
-async def test_commands_are_refused_during_idle(dovecot: Dovecot) -> None:
+async def test_commands_are_refused_during_idle(
+    dovecot: Dovecot, caplog: pytest.LogCaptureFixture
+) -> None:
     conn = await notifying(dovecot, dovecot.fresh_user())
+    caplog.set_level(logging.DEBUG, logger="gateway.imap.connection")
+    upstream_commands(caplog)
     try:
         async with conn.idle():
             with pytest.raises(RuntimeError):
                 await conn.noop()
         await conn.noop()  # the refusal sent nothing: the stream is in step
+        assert upstream_commands(caplog) == ["IDLE", "DONE", "NOOP"]
     finally:
         await conn.logout()
 
@@ -226,6 +239,18 @@ async def test_no_idle_capability_sends_nothing(dovecot: Dovecot) -> None:
         await conn.logout()
 
 
+async def pool_for(dovecot: Dovecot, user: str) -> tuple[ImapPool, Login]:
+    """A pool on ``dovecot`` and a checked login of ``user``, as the gateway holds them."""
+    pool = ImapPool(
+        connector(dovecot), max_per_user=2, max_total=4, idle_timeout=60, wait_timeout=5
+    )
+    return pool, await pool.login(Credentials(user, dovecot.users[user], Mechanism.PASSWORD))
+
+
+def pool_gauge(metrics: Metrics, state: str) -> float | None:
+    return metrics.registry.get_sample_value("jmap_gateway_imap_pool_connections", {"state": state})
+
+
 def dovecot_log(dovecot: Dovecot) -> str:
     return (Path(dovecot.root) / "log" / "dovecot.log").read_text()
 
@@ -233,7 +258,11 @@ def dovecot_log(dovecot: Dovecot) -> str:
 def connector(dovecot: Dovecot) -> Connector:
     async def connect(credentials: Credentials) -> tuple[ImapConnection, str]:
         conn = await ImapConnection.open(endpoint(dovecot))
-        await conn.login(credentials.username, credentials.secret)
+        try:
+            await conn.login(credentials.username, credentials.secret)
+        except BaseException:
+            await conn.logout()
+            raise
         return conn, credentials.username
 
     return connect
@@ -243,17 +272,17 @@ async def test_dedicated_connection_logs_out_on_exit(dovecot: Dovecot) -> None:
     """Outside the pooled set, counted as "watch", and logged out (the upstream's own log
     says "Logged out", which an aborted connection never gets)."""
     user = dovecot.fresh_user()
-    pool = ImapPool(
-        connector(dovecot), max_per_user=2, max_total=4, idle_timeout=60, wait_timeout=5
-    )
-    login = await pool.login(Credentials(user, dovecot.users[user], Mechanism.PASSWORD))
+    pool, login = await pool_for(dovecot, user)
     before = dovecot_log(dovecot).count(f"imap({user})")
+    metrics = Metrics()
+    metrics.watch_pool(pool)
     async with pool.dedicated(login) as conn:
         assert pool.stats().watch == 1 and pool.stats().total == 1  # the login's, pooled
+        assert pool_gauge(metrics, "watch") == 1 and pool_gauge(metrics, "idle") == 1
         assert len(imap_processes(dovecot, user)) == 2
         async with conn.idle() as session:
             assert await session.next(0.1) is None or conn.usable
-    assert pool.stats().watch == 0
+    assert pool.stats().watch == 0 and pool_gauge(metrics, "watch") == 0
     assert len(imap_processes(dovecot, user)) == 1  # the pooled one remains
     lines = dovecot_log(dovecot).splitlines()
     mine = [line for line in lines if f"imap({user})" in line][before:]
@@ -261,12 +290,54 @@ async def test_dedicated_connection_logs_out_on_exit(dovecot: Dovecot) -> None:
     await pool.close()
 
 
+async def test_closing_the_pool_ends_a_watch_that_does_not_leave(dovecot: Dovecot) -> None:
+    """A holder still in IDLE when the pool closes: after the grace its connection is cut,
+    the holder sees ConnectionLost, and the upstream's process for it ends."""
+    user = dovecot.fresh_user()
+    pool, login = await pool_for(dovecot, user)
+    idling = asyncio.Event()
+
+    async def watch() -> None:
+        async with pool.dedicated(login) as conn, conn.idle() as session:
+            idling.set()
+            while True:
+                await session.next(None)
+
+    task = asyncio.create_task(watch())
+    await asyncio.wait_for(idling.wait(), WAIT)
+    await pool.close(grace=0.3)
+    with pytest.raises(ConnectionLost):
+        await asyncio.wait_for(task, WAIT)
+    assert pool.stats().watch == 0
+    deadline = time.monotonic() + WAIT
+    while imap_processes(dovecot, user) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert imap_processes(dovecot, user) == []
+
+
+async def test_a_closed_pool_opens_no_dedicated_connection(dovecot: Dovecot) -> None:
+    user = dovecot.fresh_user()
+    pool, login = await pool_for(dovecot, user)
+    await pool.close()
+    with pytest.raises(UpstreamUnavailable):
+        async with pool.dedicated(login):
+            pass
+
+
+async def test_dedicated_connection_refuses_a_wrong_password(dovecot: Dovecot) -> None:
+    user = dovecot.fresh_user()
+    pool, login = await pool_for(dovecot, user)
+    wrong = Login(login.identity, Credentials(user, "not-the-password", Mechanism.PASSWORD))
+    with pytest.raises(AuthenticationFailed):
+        async with pool.dedicated(wrong):
+            pass
+    assert pool.stats().watch == 0
+    await pool.close()
+
+
 async def test_dedicated_connection_refuses_a_wrong_identity(dovecot: Dovecot) -> None:
     user = dovecot.fresh_user()
-    pool = ImapPool(
-        connector(dovecot), max_per_user=2, max_total=4, idle_timeout=60, wait_timeout=5
-    )
-    login = await pool.login(Credentials(user, dovecot.users[user], Mechanism.PASSWORD))
+    pool, login = await pool_for(dovecot, user)
     stranger = Login("someone-else", login.credentials)
     with pytest.raises(IdentityChanged):
         async with pool.dedicated(stranger):
