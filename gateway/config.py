@@ -396,6 +396,34 @@ class Settings(BaseSettings):
         "with 1001, EventSource responses finish) before in-flight requests get "
         "GATEWAY_SHUTDOWN_TIMEOUT_SECONDS; keep both together below the pod's grace period",
     )
+    push_watch_lease_seconds: float = Field(
+        15.0,
+        ge=3,
+        description="Seconds a replica's lease on watching an account upstream lasts without "
+        "renewal (renewed every third of it); when a replica dies, another takes over the "
+        "account's push within this plus half of it. Also how long a dead replica's push "
+        "listeners still count",
+    )
+    push_idle_restart_seconds: float = Field(
+        1500.0,
+        gt=0,
+        le=1740,
+        description="Seconds a watcher's IMAP IDLE lasts before it is restarted (RFC 2177: "
+        "servers may end an IDLE after 30 minutes of inactivity)",
+    )
+    push_poll_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Upstreams without NOTIFY (Cyrus): seconds between a watcher's catch-ups "
+        "of folders other than INBOX, which IDLE does not report; INBOX changes arrive at once",
+    )
+    push_credentials_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds a replica keeps, in memory only, the credentials of a push "
+        "listener or push token request after their last use, so that a watcher can log in "
+        "for browser (token) listeners of the account",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")

@@ -135,6 +135,29 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.push_watched = Gauge(
+            f"{PREFIX}_push_watched_accounts",
+            "Accounts this replica watches upstream for push (one IMAP connection each)",
+            registry=r,
+        )
+        self.push_watch_signals = Counter(
+            f"{PREFIX}_push_watch_signals",
+            "Signs of an upstream change a watcher received in IDLE (each starts a catch-up, "
+            "those within 100 ms sharing one)",
+            registry=r,
+        )
+        self.push_watch_catchups = Counter(
+            f"{PREFIX}_push_watch_catchups",
+            'Catch-ups run by watchers, by outcome ("ok", "failed")',
+            ["outcome"],
+            registry=r,
+        )
+        self.push_watch_takeovers = Counter(
+            f"{PREFIX}_push_watch_takeovers",
+            "Watch leases this replica took: an account's first watcher, or a takeover from "
+            "a replica that died or let go",
+            registry=r,
+        )
         self.redis_duration = Histogram(
             f"{PREFIX}_redis_command_duration_seconds",
             'Redis round trips by command ("MULTI", "PIPELINE": one transaction or pipeline)',
@@ -199,6 +222,20 @@ class Metrics:
 
     def delayed_send(self, outcome: str) -> None:
         self.delayed_sends.labels(outcome).inc()
+
+    # -- push watchers (gateway.push.watch) -----------------------------------------------
+
+    def watched_accounts(self, count: int) -> None:
+        self.push_watched.set(count)
+
+    def watch_signal(self) -> None:
+        self.push_watch_signals.inc()
+
+    def watch_catch_up(self, outcome: str) -> None:
+        self.push_watch_catchups.labels(outcome).inc()
+
+    def watch_taken(self) -> None:
+        self.push_watch_takeovers.inc()
 
     # -- gateway.smtp.observer.SmtpObserver ---------------------------------------------------
 
@@ -279,11 +316,13 @@ class _PoolCollector(Collector):
         stats = self.pool.stats()
         connections = GaugeMetricFamily(
             f"{PREFIX}_imap_pool_connections",
-            "Upstream IMAP connections held, by state (busy includes those being opened)",
+            "Upstream IMAP connections held, by state (busy includes those being opened; watch: "
+            "watchers' dedicated IDLE connections, outside the pool's ceiling)",
             labels=["state"],
         )
         connections.add_metric(["idle"], stats.idle)
         connections.add_metric(["busy"], stats.total - stats.idle)
+        connections.add_metric(["watch"], stats.watch)
         yield connections
         yield GaugeMetricFamily(
             f"{PREFIX}_imap_pool_max_connections",

@@ -19,6 +19,7 @@ from gateway.cache.pushbus import PushBus
 from gateway.cache.schedule import Schedule
 from gateway.cache.store import SecretSource, Store, fixed_secret
 from gateway.cache.throttle import LoginThrottle
+from gateway.cache.watches import WatchStore
 from gateway.config import Settings
 from gateway.credentials import Credentials
 from gateway.discovery import Discovery, SessionSource
@@ -29,7 +30,9 @@ from gateway.jmap.capabilities import CoreLimits
 from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.session import AccountInfo, PersonalSession
 from gateway.metrics import Metrics
-from gateway.push.hub import GatewayChangesOnly, PushHub
+from gateway.push.hub import PushHub
+from gateway.push.keeper import CredentialKeeper
+from gateway.push.watch import WatchManager
 from gateway.readiness import Readiness
 from gateway.smtp.connection import Authorization
 from gateway.smtp.extensions import Extensions
@@ -88,6 +91,10 @@ class Services:
     replica_id: str = field(default_factory=lambda: secrets.token_hex(8))
     # The push hub; it needs the services it belongs to, so start() attaches it.
     push: PushHub = field(init=False, repr=False)
+    # Credentials of push listeners, in memory only, for the watchers (push/keeper.py).
+    keeper: CredentialKeeper = field(init=False, repr=False)
+    # Which accounts this replica watches upstream, and their watchers (push/watch.py).
+    watches: WatchManager = field(init=False, repr=False)
 
     @property
     def sessions(self) -> PersonalSession:
@@ -211,15 +218,22 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
         discovery=discovery,
         delayed=delayed,
     )
+    bus = PushBus(store.client, services.replica_id)
+    keeper = CredentialKeeper(settings.push_credentials_seconds)
+    watches = WatchManager(services, WatchStore(store.client), keeper, bus)
     hub = PushHub(
         services,
-        PushBus(store.client, services.replica_id),
-        GatewayChangesOnly(),
+        bus,
+        watches,
         max_listeners=settings.push_max_connections,
         max_per_account=settings.push_max_per_account,
     )
-    object.__setattr__(services, "push", hub)  # frozen: the one field set after construction
+    # Frozen: the push fields are set after construction (the hub and watchers need services).
+    object.__setattr__(services, "push", hub)
+    object.__setattr__(services, "keeper", keeper)
+    object.__setattr__(services, "watches", watches)
     await hub.start()
+    await watches.start()
     if delayed is not None:
         # Held submissions of every account, this replica's share of them (cache.schedule).
         delayed.start()
@@ -248,7 +262,9 @@ def server_secret(settings: Settings, store: Store) -> SecretSource:
 async def stop(services: Services) -> None:
     """LOGOUT every upstream connection, QUIT the idle SMTP sessions, then let go of Redis
     (after the last request)."""
-    # Push streams end (SHUTDOWN) before the connections their watchers use go.
+    # Watchers LOGOUT and let their leases go (announced, so other replicas take over) while
+    # the bus is up; then push streams end (SHUTDOWN).
+    await services.watches.stop()
     await services.push.stop()
     if services.delayed is not None:
         # Claims nothing more, lets its sends finish or gives them back (delayed.py).

@@ -78,6 +78,10 @@ key                                    type    holds
 ``jg:{a}:held-charges``                hash    held submission id -> octets; ``*``: total
 ``jg:{a}:push``                        pubsub  the channel the account's state changes are
                                                announced on (sharded on a cluster; pushbus.py)
+``jg:{a}:push-demand``                 zset    replica id -> until when (s) it has push listeners
+                                               of the account (watches.py)
+``jg:{a}:push-watch``                  string  "<replica id>:<token>": the lease of the replica
+                                               watching the account upstream (watches.py)
 ``jg:{schedule}:due``                  zset    "<accountId>/<submissionId>" -> when (ms) it is
                                                due: its release, or its lease's end while
                                                sending (schedule.py; one slot on a cluster)
@@ -250,6 +254,14 @@ class AccountKeys:
     @property
     def held_charges(self) -> str:
         return f"{self.base}:held-charges"
+
+    @property
+    def push_demand(self) -> str:
+        return f"{self.base}:push-demand"
+
+    @property
+    def push_watch(self) -> str:
+        return f"{self.base}:push-watch"
 
     @property
     def push_channel(self) -> str:

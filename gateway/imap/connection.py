@@ -19,8 +19,9 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from gateway.credentials import Mechanism, Origin
 from gateway.imap import mailboxes
@@ -43,6 +44,7 @@ from gateway.imap.errors import (
     UpstreamUnavailable,
 )
 from gateway.imap.framing import ResponseFramer
+from gateway.imap.idle import COALESCE_AT, IdleSession
 from gateway.imap.observer import (
     ImapObserver,
     completion,
@@ -137,6 +139,7 @@ class ImapConnection:
     )
     _pending: deque[bytes] = field(default_factory=deque)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _idling: bool = False
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -415,6 +418,10 @@ class ImapConnection:
         connection, within the timeout, and report it to the endpoint's observer."""
         if self.broken:
             raise ConnectionLost("connection is broken")
+        if self._idling:
+            # RFC 2177 3: nothing but DONE may be sent during IDLE; waiting for the lock
+            # would deadlock the task that holds the session.
+            raise RuntimeError("a command was sent during IDLE")
         observer = self.endpoint.observer
         async with self._lock:
             started = time.perf_counter()
@@ -626,11 +633,130 @@ class ImapConnection:
     async def noop(self, timeout: float | None = None) -> None:
         await self.execute(Command("NOOP"), timeout=timeout)
 
+    # -- IDLE (RFC 2177) -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def idle(self) -> AsyncIterator[IdleSession]:
+        """IDLE for the duration of the block: ``async with conn.idle() as s: await s.next(t)``.
+
+        Holds the connection throughout. Leaving the block sends DONE and reads the IDLE's
+        completion within the command timeout; a cancelled block, or a completion that does
+        not come in time, leaves the connection broken. Without the IDLE capability nothing
+        is sent and CommandFailed is raised; so is a tagged NO/BAD refusing the IDLE.
+        """
+        if "IDLE" not in self.capabilities:
+            raise CommandFailed("NO", "CANNOT", "the upstream does not offer IDLE")
+        if self.broken:
+            raise ConnectionLost("connection is broken")
+        async with self._lock:
+            self._idling = True
+            try:
+                tag, session = await self._start_idle()
+                try:
+                    yield session
+                except Exception:
+                    if not self.broken:
+                        with contextlib.suppress(ImapError):
+                            await self._finish_idle(tag)
+                    raise
+                except BaseException:
+                    # Cancelled in the middle of an IDLE: no time to say DONE politely.
+                    self._report("IDLE", failure(asyncio.CancelledError()))
+                    self.abort()
+                    raise
+                await self._finish_idle(tag)
+            finally:
+                self._idling = False
+                self.last_used = time.monotonic()
+
+    async def _start_idle(self) -> tuple[str, IdleSession]:
+        """Send IDLE and wait for "+"; untagged responses before it belong to the session."""
+        tag = self._next_tag()
+        log.debug("upstream <- %s IDLE", tag)
+        early: list[bytes] = []
+        overflowed = False
+        try:
+            async with asyncio.timeout(self.endpoint.command_timeout):
+                self.writer.write(f"{tag} IDLE\r\n".encode("ascii"))
+                self.round_trips += 1
+                await self.writer.drain()
+                while True:
+                    raw = await self._read_raw()
+                    if raw.startswith(b"* "):
+                        self._note_untagged(raw)
+                        if len(early) < COALESCE_AT:
+                            early.append(raw)
+                        else:
+                            overflowed = True
+                        continue
+                    response = parse_response(raw)
+                    if isinstance(response, Continuation):
+                        break
+                    if isinstance(response, Tagged) and response.tag == tag:
+                        # Refused (e.g. BAD when IDLE is not allowed now): the stream is fine.
+                        self._report("IDLE", completion(response.status))
+                        code = response.code.name if response.code else None
+                        raise CommandFailed(response.status, code, response.text)
+                    raise ProtocolError("unexpected response to IDLE")
+        except BaseException as exc:
+            self._idle_failed(exc, "IDLE")
+        session = IdleSession(
+            self._read_raw,
+            self._pending.__len__,
+            self.abort,
+            backlog=early,
+            overflowed=overflowed,
+            utf8="UTF8=ACCEPT" in self.enabled,
+        )
+        return tag, session
+
+    async def _finish_idle(self, tag: str) -> None:
+        """RFC 2177 3: DONE, then the IDLE's tagged completion. Untagged responses still on
+        their way are read past (the caller resynchronizes after every IDLE anyway)."""
+        log.debug("upstream <- DONE")
+        try:
+            async with asyncio.timeout(self.endpoint.command_timeout):
+                self.writer.write(b"DONE\r\n")
+                self.round_trips += 1
+                await self.writer.drain()
+                while True:
+                    raw = await self._read_raw()
+                    if raw.startswith(b"* "):
+                        self._note_untagged(raw)
+                        continue
+                    response = parse_response(raw)
+                    if not isinstance(response, Tagged) or response.tag != tag:
+                        raise ProtocolError("unexpected response to DONE")
+                    break
+        except BaseException as exc:
+            self._idle_failed(exc, "DONE")
+        self._report("IDLE", completion(response.status))
+        if response.status != "OK":
+            code = response.code.name if response.code else None
+            raise CommandFailed(response.status, code, response.text)
+
+    def _idle_failed(self, exc: BaseException, what: str) -> NoReturn:
+        """Whatever interrupted IDLE or DONE (but a tagged refusal) leaves the stream in
+        doubt: the connection is broken, and the error is one of gateway.imap.errors."""
+        if isinstance(exc, CommandFailed):
+            raise exc
+        self.abort()
+        self._report("IDLE", failure(exc))
+        if isinstance(exc, TimeoutError):
+            raise CommandTimeout(f"{what} timed out") from None
+        if isinstance(exc, OSError):
+            raise ConnectionLost(f"{what}: connection lost ({exc.strerror or exc})") from exc
+        raise exc
+
+    def _report(self, command: str, outcome: str) -> None:
+        if self.endpoint.observer is not None:
+            self.endpoint.observer.command(command, outcome)
+
     # -- closing -------------------------------------------------------------------------------
 
     async def logout(self, timeout: float = 2.0) -> None:
         """Say goodbye politely; never raises, whatever state the connection is in."""
-        if not self.broken:
+        if not self.broken and not self._idling:
             with contextlib.suppress(ImapError, OSError, asyncio.CancelledError):
                 await self.execute(Command("LOGOUT"), timeout=timeout)
         self.broken = True

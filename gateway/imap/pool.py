@@ -15,6 +15,11 @@ limit, or is logged out when all of theirs are busy.
 
 Idle connections are reused most-recently-used first (so surplus ones age out), checked with a
 NOOP when they have been idle a while, and closed with LOGOUT after ``idle_timeout``.
+
+A watcher's connection (:meth:`ImapPool.dedicated`) lives outside all this: it is opened for
+one long IDLE, never lent to anyone else, and logged out when its holder is done. It does not
+count against the limits above (the push layer keeps one per watched account), only in the
+stats, as "watch".
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class PoolStats:
     opened: int  # connections opened (each one an upstream login) since start
     commands: int  # upstream commands sent since start, logins and health checks included
     round_trips: int  # of those, the waits for answers (pipelined commands share one)
+    watch: int = 0  # dedicated connections (watchers' IDLE), outside ``total``
 
 
 class ImapPool:
@@ -106,6 +112,7 @@ class ImapPool:
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self._logouts: set[asyncio.Task[None]] = set()
+        self._watch: set[ImapConnection] = set()
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -121,6 +128,23 @@ class ImapPool:
             yield conn
         finally:
             await self._release(login.identity, conn)
+
+    @contextlib.asynccontextmanager
+    async def dedicated(self, login: Login) -> AsyncIterator[ImapConnection]:
+        """A fresh connection of ``login``'s user for one holder alone (a watcher's IDLE),
+        logged out on exit; never pooled. Raises like :meth:`connection`:
+        AuthenticationFailed, UpstreamUnavailable (IdentityChanged among them)."""
+        self._refuse_when_closed()
+        conn, identity = await self._connect(login.credentials)
+        self._watch.add(conn)
+        try:
+            if identity != login.identity:
+                raise IdentityChanged("the upstream's identity of this user changed")
+            yield conn
+        finally:
+            self._watch.discard(conn)
+            await self._logout(conn)
+            await self._notify()
 
     async def login(self, credentials: Credentials) -> Login:
         """Check ``credentials`` with a fresh login and keep the connection for later use."""
@@ -145,6 +169,7 @@ class ImapPool:
             opened=self._opened,
             commands=commands,
             round_trips=round_trips,
+            watch=len(self._watch),
         )
 
     def start(self) -> None:
@@ -172,10 +197,16 @@ class ImapPool:
         await asyncio.gather(*(self._logout(c) for c in idle))
         deadline = time.monotonic() + grace
         try:
-            while self._total > 0:  # each release notifies, and logs its connection out
+            while self._total > 0 or self._watch:  # each release notifies and logs out
                 await self._wait(deadline)
         except PoolExhausted:
-            log.warning("closing with %d upstream connections in use", self._total)
+            log.warning(
+                "closing with %d upstream connections in use, %d watching",
+                self._total,
+                len(self._watch),
+            )
+            for conn in self._watch:
+                conn.abort()  # its holder sees ConnectionLost and leaves
         while self._logouts:
             await asyncio.gather(*list(self._logouts), return_exceptions=True)
 

@@ -1,0 +1,164 @@
+"""Who wants push for an account, and which replica watches it upstream.
+
+Demand: each replica with push listeners of an account keeps its id in the account's
+``push-demand`` zset, scored with the time until which it vouches for them; it heartbeats the
+score well before then, so a replica that dies stops counting within one ttl. Watch: the
+replica holding the account's ``push-watch`` lease runs its one upstream watcher. The lease is
+``SET NX PX`` with a token; renewing and releasing compare the token in Lua, so a replica whose
+lease expired (a long pause) never extends or deletes its successor's. Both keys carry the
+account's hash tag, so the scripts touching both run on a cluster too.
+
+Every replica renews all its leases and heartbeats all its accounts in one pipeline per tick
+(one round trip per cluster node), not one per account. Scores are wall-clock seconds of the
+replica writing them: replicas must keep their clocks in step (NTP) within a fraction of ttl.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+
+from gateway.cache.codec import text
+from gateway.cache.keys import AccountKeys
+
+# KEYS: the lease. ARGV: our value, ttl (ms). 1 if still ours (and pushed back), else 0.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+# KEYS: the lease. ARGV: our value. Deletes it only if ours.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+# KEYS: the demand zset, the lease. ARGV: now (s), our value, ttl (ms). 1 if taken: someone
+# still wants the account watched and nobody holds the lease.
+_TAKE = """
+if redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf') == 0 then
+  return 0
+end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return 1
+end
+return 0
+"""
+
+
+class WatchLease:
+    """This replica's lease on watching one account; see the module docstring."""
+
+    def __init__(
+        self, client: Redis | RedisCluster, account_id: str, value: str, ttl: float
+    ) -> None:
+        self._client = client
+        self.account_id = account_id
+        self._key = AccountKeys(account_id).push_watch
+        self._value = value
+        self._ttl_ms = int(ttl * 1000)
+
+    def __repr__(self) -> str:
+        return f"<WatchLease {self.account_id}>"
+
+    async def renew(self) -> bool:
+        """Push the expiry back a full ttl; False: the lease is lost (expired, or another's
+        now), and the watcher must stop at once."""
+        return bool(await self._client.eval(_RENEW, 1, self._key, self._value, self._ttl_ms))
+
+    async def release(self) -> None:
+        """Let go of the lease if it is still ours (a successor's stays)."""
+        await self._client.eval(_RELEASE, 1, self._key, self._value)
+
+    def queue_renew(self, pipe: Pipeline | ClusterPipeline) -> None:
+        """Queue :meth:`renew` in ``pipe`` (its result: 1 if renewed)."""
+        pipe.eval(_RENEW, 1, self._key, self._value, self._ttl_ms)
+
+
+class WatchStore:
+    """Demand and watch leases of every account, for one replica's WatchManager."""
+
+    def __init__(self, client: Redis | RedisCluster) -> None:
+        self._client = client
+
+    async def heartbeat(self, replica_id: str, account_ids: Iterable[str], ttl: float) -> None:
+        """``replica_id`` has listeners of ``account_ids`` for the next ``ttl`` seconds.
+
+        Entries of replicas that stopped heartbeating are dropped on the way, and a zset
+        nobody heartbeats any more expires by itself."""
+        now = time.time()
+        pipe = self._client.pipeline(transaction=False)
+        for account_id in account_ids:
+            key = AccountKeys(account_id).push_demand
+            pipe.zadd(key, {replica_id: now + ttl})
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.pexpire(key, int(2 * ttl * 1000))
+        if len(pipe):
+            await pipe.execute()
+
+    async def withdraw(self, replica_id: str, account_id: str) -> None:
+        """``replica_id`` has no listener of ``account_id`` any more."""
+        await self._client.zrem(AccountKeys(account_id).push_demand, replica_id)
+
+    async def has_demand(self, account_id: str) -> bool:
+        """Whether any replica has listeners of the account now."""
+        return bool(await self.demanded([account_id]))
+
+    async def demanded(self, account_ids: Sequence[str]) -> set[str]:
+        """Those of ``account_ids`` some replica has listeners of now (one pipeline)."""
+        if not account_ids:
+            return set()
+        now = time.time()
+        pipe = self._client.pipeline(transaction=False)
+        for account_id in account_ids:
+            pipe.zcount(AccountKeys(account_id).push_demand, f"({now}", "+inf")
+        counts = await pipe.execute()
+        return {a for a, count in zip(account_ids, counts, strict=True) if count}
+
+    async def take(self, account_id: str, replica_id: str, ttl: float) -> WatchLease | None:
+        """The account's watch lease if someone wants the account watched and nobody holds
+        it; else None."""
+        return (await self.take_many([account_id], replica_id, ttl)).get(account_id)
+
+    async def take_many(
+        self, account_ids: Sequence[str], replica_id: str, ttl: float
+    ) -> dict[str, WatchLease]:
+        """:meth:`take` for each of ``account_ids``, in one pipeline: the leases taken."""
+        if not account_ids:
+            return {}
+        now = time.time()
+        values = [f"{replica_id}:{secrets.token_hex(8)}" for _ in account_ids]
+        pipe = self._client.pipeline(transaction=False)
+        for account_id, value in zip(account_ids, values, strict=True):
+            keys = AccountKeys(account_id)
+            pipe.eval(_TAKE, 2, keys.push_demand, keys.push_watch, now, value, int(ttl * 1000))
+        taken = await pipe.execute()
+        return {
+            account_id: WatchLease(self._client, account_id, value, ttl)
+            for account_id, value, ok in zip(account_ids, values, taken, strict=True)
+            if ok
+        }
+
+    async def renew_all(self, leases: Sequence[WatchLease]) -> list[bool]:
+        """:meth:`WatchLease.renew` of each of ``leases``, in one pipeline."""
+        if not leases:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for lease in leases:
+            lease.queue_renew(pipe)
+        return [bool(renewed) for renewed in await pipe.execute()]
+
+    async def holder(self, account_id: str) -> str | None:
+        """The replica holding the account's watch lease, if any."""
+        value = await self._client.get(AccountKeys(account_id).push_watch)
+        if value is None:
+            return None
+        replica, _, _ = text(value).rpartition(":")
+        return replica

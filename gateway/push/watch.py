@@ -1,0 +1,286 @@
+"""Which replica watches which account upstream: exactly one per account someone listens to.
+
+The hub tells the manager of each local listener (attach/detach). Every tick (a third of
+GATEWAY_PUSH_WATCH_LEASE_SECONDS, with jitter) the manager, in one pipeline each:
+
+* heartbeats its demand for the accounts it has listeners of (cache.watches);
+* renews the watch leases it holds; a lease lost stops its watcher at once;
+* stops the watchers of accounts nobody listens to any more, anywhere;
+* is a candidate for every account whose credentials its keeper holds: where someone wants
+  the account watched and nobody holds the lease, it takes the lease and starts the watcher.
+
+A listener arriving or leaving wakes the manager at once, so an account's first listener gets
+its watcher without waiting for the tick, and the last one leaving withdraws the replica's
+demand at once. A replica that dies stops renewing: its leases expire within the lease time
+and a candidate takes them over at its next tick. A watcher whose credentials the upstream
+refuses tells the hub (which closes the listeners that brought them), forgets them, and tries
+the keeper's other credentials for the account; with none left it lets the lease go and says
+so on the bus, so another replica with credentials takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gateway.auth import Principal
+from gateway.cache.pushbus import PushBus
+from gateway.cache.store import STORE_UNAVAILABLE
+from gateway.cache.watches import WatchLease, WatchStore
+from gateway.push.keeper import CredentialKeeper
+from gateway.push.watcher import watch_account
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+log = logging.getLogger(__name__)
+
+# Seconds a watcher gets to leave IDLE and LOGOUT once told to stop (a catch-up in progress
+# finishes first), before it is cancelled.
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass(eq=False)
+class _Watch:
+    """A lease held and the watcher task running under it."""
+
+    lease: WatchLease
+    renewed: float  # loop time of the last renewal that succeeded
+    until: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    lost: bool = False  # the lease is gone: nothing to release
+    unwanted: bool = False  # nobody listens anywhere: nobody to tell of the release
+
+
+class WatchManager:
+    """The replica's side of the watch protocol; see the module docstring. Implements the
+    hub's WatchDemand."""
+
+    def __init__(
+        self, svc: Services, store: WatchStore, keeper: CredentialKeeper, bus: PushBus
+    ) -> None:
+        """``svc.push`` (the hub, which is told of refused credentials) may be set after
+        this: the hub needs its demand when it is made."""
+        self._svc = svc
+        self._store = store
+        self._keeper = keeper
+        self._bus = bus
+        self._ttl = svc.settings.push_watch_lease_seconds
+        # Local listeners per account, by the credentials they brought (None: a push token).
+        self._listeners: dict[str, dict[Principal | None, int]] = {}
+        # Credentials of local listeners that the upstream refused (not refreshed any more).
+        self._refused: set[Principal] = set()
+        self._watches: dict[str, _Watch] = {}
+        # What happened since the last round: accounts that got their first local listener
+        # (or were released elsewhere), and accounts that lost their last one.
+        self._arrived: set[str] = set()
+        self._left: set[str] = set()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- WatchDemand (called by the hub, synchronously) ---------------------------------------
+
+    def attach(self, account_id: str, principal: Principal | None) -> None:
+        """A local listener of ``account_id`` opened (``principal`` None: a token listener)."""
+        if principal is not None:
+            self._keeper.remember(account_id, principal)
+        listeners = self._listeners.get(account_id)
+        if listeners is None:
+            listeners = self._listeners[account_id] = {}
+            self._arrived.add(account_id)
+            self._left.discard(account_id)
+            self._wake.set()
+        listeners[principal] = listeners.get(principal, 0) + 1
+
+    def detach(self, account_id: str, principal: Principal | None) -> None:
+        """A local listener of ``account_id`` closed."""
+        listeners = self._listeners.get(account_id)
+        if listeners is None or principal not in listeners:
+            return
+        listeners[principal] -= 1
+        if listeners[principal] == 0:
+            del listeners[principal]
+            if principal is not None:
+                self._refused.discard(principal)
+        if not listeners:
+            del self._listeners[account_id]
+            self._left.add(account_id)
+            self._arrived.discard(account_id)
+            self._wake.set()
+
+    def released(self, account_id: str) -> None:
+        """Another replica let the account's lease go: be a candidate now, not at the tick."""
+        self._arrived.add(account_id)
+        self._wake.set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def watching(self) -> frozenset[str]:
+        """The accounts this replica watches upstream now."""
+        return frozenset(self._watches)
+
+    async def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name="push-watch-manager")
+
+    async def stop(self) -> None:
+        """Stop every watcher (each leaves IDLE and logs out), let their leases go (and say
+        so, for other replicas to take over) and withdraw this replica's demand."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        watches = list(self._watches.values())
+        await self._stop_watchers(watches)
+        with contextlib.suppress(*STORE_UNAVAILABLE):
+            for account_id in list(self._listeners):
+                await self._store.withdraw(self._svc.replica_id, account_id)
+
+    # -- the rounds ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = self._ttl / 3
+        next_full = loop.time()
+        while True:
+            full = loop.time() >= next_full
+            if full:
+                next_full = loop.time() + tick * random.uniform(0.85, 1.0)  # noqa: S311
+            try:
+                await self._round(full)
+            except STORE_UNAVAILABLE as exc:
+                log.warning("push watch round failed: %s", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_full - loop.time()))
+
+    async def _round(self, full: bool) -> None:
+        self._wake.clear()
+        arrived, self._arrived = self._arrived, set()
+        left, self._left = self._left, set()
+        replica = self._svc.replica_id
+        if full:
+            self._stop_stale()
+            self._refresh_credentials()
+        beating = list(self._listeners) if full else [a for a in arrived if a in self._listeners]
+        await self._store.heartbeat(replica, beating, self._ttl)
+        for account_id in left:
+            await self._store.withdraw(replica, account_id)
+        if full:
+            await self._renew()
+        await self._end_unwanted(list(self._watches) if full else list(left))
+        await self._take(self._keeper.accounts() if full else list(arrived))
+
+    def _stop_stale(self) -> None:
+        """Leases not renewed for a whole ttl (Redis unreachable) may be another's now."""
+        now = asyncio.get_running_loop().time()
+        for watch in self._watches.values():
+            if now - watch.renewed > self._ttl:
+                watch.lost = True
+                watch.until.set()
+
+    def _refresh_credentials(self) -> None:
+        """Credentials of listeners still connected stay the keeper's newest."""
+        for account_id, listeners in self._listeners.items():
+            for principal in listeners:
+                if principal is not None and principal not in self._refused:
+                    self._keeper.remember(account_id, principal)
+
+    async def _renew(self) -> None:
+        watches = list(self._watches.values())
+        renewed = await self._store.renew_all([w.lease for w in watches])
+        now = asyncio.get_running_loop().time()
+        for watch, ok in zip(watches, renewed, strict=True):
+            if ok:
+                watch.renewed = now
+            else:
+                log.info("push watch lease of %s lost", watch.lease.account_id)
+                watch.lost = True
+                watch.until.set()
+
+    async def _end_unwanted(self, account_ids: list[str]) -> None:
+        """Stop watching those of ``account_ids`` nobody listens to any more, anywhere."""
+        watched = [a for a in account_ids if a in self._watches]
+        wanted = await self._store.demanded(watched)
+        for account_id in watched:
+            if account_id not in wanted:
+                watch = self._watches[account_id]
+                watch.unwanted = True
+                watch.until.set()
+
+    async def _take(self, account_ids: list[str]) -> None:
+        """Take the leases of those of ``account_ids`` this replica has credentials for,
+        someone wants watched and nobody watches; start their watchers."""
+        candidates = [
+            a for a in account_ids if a not in self._watches and self._keeper.candidates(a)
+        ]
+        taken = await self._store.take_many(candidates, self._svc.replica_id, self._ttl)
+        now = asyncio.get_running_loop().time()
+        for account_id, lease in taken.items():
+            watch = _Watch(lease, renewed=now)
+            self._watches[account_id] = watch
+            watch.task = asyncio.create_task(self._watch(account_id, watch), name="push-watcher")
+            self._svc.metrics.watch_taken()
+        self._svc.metrics.watched_accounts(len(self._watches))
+
+    # -- one account's watcher ----------------------------------------------------------------
+
+    async def _watch(self, account_id: str, watch: _Watch) -> None:
+        """Run the watcher with each of the keeper's credentials for the account in turn
+        until one holds; then let the lease go unless it was lost."""
+        tried: set[Principal] = set()
+        try:
+            while not watch.until.is_set():
+                fresh = [p for p in self._keeper.candidates(account_id) if p not in tried]
+                if not fresh:
+                    break
+                tried.add(fresh[0])
+                await watch_account(
+                    self._svc,
+                    account_id,
+                    fresh[0],
+                    watch.until,
+                    on_auth_failed=lambda p: self._auth_failed(account_id, p),
+                )
+        finally:
+            if self._watches.get(account_id) is watch:
+                del self._watches[account_id]
+            self._svc.metrics.watched_accounts(len(self._watches))
+        if not watch.lost:
+            await self._release(watch, announce=not watch.unwanted)
+
+    def _auth_failed(self, account_id: str, principal: Principal) -> None:
+        self._keeper.forget(account_id, principal)
+        listeners = self._listeners.get(account_id, {})
+        if principal in listeners:
+            self._refused.add(principal)
+        self._svc.push.credentials_failed(account_id, principal)
+
+    async def _release(self, watch: _Watch, *, announce: bool) -> None:
+        """Let the lease go; with ``announce``, tell the other replicas, which may still
+        have listeners and credentials."""
+        account_id = watch.lease.account_id
+        try:
+            await watch.lease.release()
+            if announce:
+                await self._bus.publish_released(account_id)
+        except STORE_UNAVAILABLE as exc:
+            log.warning("push watch lease of %s not released: %s", account_id, type(exc).__name__)
+
+    async def _stop_watchers(self, watches: list[_Watch]) -> None:
+        for watch in watches:
+            watch.until.set()
+        tasks = [w.task for w in watches if w.task is not None]
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for watch in watches:
+            if watch.task in late and not watch.lost:
+                await self._release(watch, announce=True)
