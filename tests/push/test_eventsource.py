@@ -9,6 +9,8 @@ tests make frequent: comments arriving prove the stream was open and writing mea
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway.push import PUSH_TYPES
@@ -26,6 +28,7 @@ from tests.push.eventsource_client import (
     until_state,
     wait_for,
 )
+from tests.servers import Dovecot
 
 
 async def test_initial_event_carries_every_current_state(
@@ -55,6 +58,30 @@ async def test_change_through_the_api_arrives(sse_gateway: Gateway, sse_user: Jm
         assert changed.keys() <= PUSH_TYPES
         mailbox_state = await create_mailbox(sse_user, "Pushed")
         await until_state(s, sse_user.account_id, "Mailbox", mailbox_state)
+
+
+async def test_change_by_another_imap_session_arrives(
+    dovecot: Dovecot, sse_gateway: Gateway, sse_user: Jmap
+) -> None:
+    """A message another IMAP client appends reaches the stream through the account's
+    watcher, up to the Email state /get then answers."""
+    async with stream(sse_gateway, sse_user.auth) as s:
+        pushed = changed_of(await s.next(), sse_user.account_id)
+        await asyncio.to_thread(append_elsewhere, dovecot, sse_user.username)
+        before = pushed["Email"]
+        while pushed["Email"] == before:
+            pushed.update(changed_of(await s.next(timeout=15), sse_user.account_id))
+        truth = await states_via_get(sse_user)
+        while pushed["Email"] != truth["Email"]:
+            pushed.update(changed_of(await s.next(timeout=15), sse_user.account_id))
+
+
+def append_elsewhere(dovecot: Dovecot, user: str) -> None:
+    client = dovecot.client(user)
+    try:
+        client.append("INBOX", None, None, b"Subject: from elsewhere\r\n\r\nHello.\r\n")
+    finally:
+        client.logout()
 
 
 async def test_every_event_id_resumes_the_stream(
