@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import WebSocketRoute
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import logs, services
@@ -151,7 +151,7 @@ def _add_routes(app: FastAPI) -> None:
         return JsonResponse(tokens.minted(token, says), headers={"Cache-Control": "no-store"})
 
     # RFC 8620 7.3: a raw ASGI endpoint, so a long stream holds no response object.
-    app.router.add_route(EVENT_SOURCE_PATH, EventSourceEndpoint(), methods=["GET"])
+    app.router.routes.append(Route(EVENT_SOURCE_PATH, EventSourceEndpoint(), methods=["GET"]))
 
 
 def settings_of(app: FastAPI) -> Settings:

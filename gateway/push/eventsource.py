@@ -35,9 +35,8 @@ from gateway.auth import Principal
 from gateway.jmap.errors import problem
 from gateway.problems import HttpProblem
 from gateway.push import PUSH_TYPES, Changed, TypeStates
-from gateway.push.hub import Closed
+from gateway.push.hub import Closed, Subscription
 from gateway.push.statecodec import decode, encode
-from gateway.push.states import current_states
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -162,9 +161,7 @@ def known_states(account_id: str, event_id: str | None) -> TypeStates | None:
     """The account's states a client saw, from its Last-Event-ID; None: it told nothing we
     can use (no id, garbage, an id of another account), so it gets every state."""
     decoded = decode(event_id) if event_id else None
-    if decoded is None or account_id not in decoded:
-        return None
-    return {name: state for name, state in decoded[account_id].items() if name in PUSH_TYPES}
+    return None if decoded is None else decoded.get(account_id)
 
 
 async def event_source(
@@ -190,20 +187,26 @@ async def event_source(
     params = stream_params(
         scope, ping_min=settings.push_ping_min_seconds, ping_max=settings.push_ping_max_seconds
     )
+    if scope.get("method") == "HEAD":
+        # The headers a GET would get, without a stream behind them.
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
     known = known_states(account_id, last_event_id(scope))
     async with svc.push.listen(account_id, principal, params.types) as sub:
-        # Listening first: a change committed from here on is in the subscription, so reading
-        # the states after it misses nothing.
-        current = await current_states(svc, account_id, params.types)
+        # The hub primed the subscription with the states it read once listening: a change
+        # committed since then is in the subscription, so nothing falls between.
+        current = _wanted(sub.known(), params.types)
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        if scope.get("method") == "HEAD":
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
         stream = _Stream(sub, send, account_id, params, known or {})
         stream.deadlines(until, recheck, recheck_seconds)
         if not await _unless_gone(receive, stream.run(current, fresh=known is None)):
             return
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _wanted(states: TypeStates, types: frozenset[str] | None) -> TypeStates:
+    return states if types is None else {t: s for t, s in states.items() if t in types}
 
 
 class _Stream:
@@ -225,7 +228,7 @@ class _Stream:
 
     def __init__(
         self,
-        sub: Any,
+        sub: Subscription,
         send: Send,
         account_id: str,
         params: StreamParams,
@@ -260,7 +263,6 @@ class _Stream:
         initial = {
             name: state for name, state in current.items() if fresh or self._sent.get(name) != state
         }
-        self._sub.prime(current)
         if initial and await self._state(initial):
             return
         while True:

@@ -12,7 +12,7 @@ from gateway.app import create_app
 from gateway.push import eventsource
 from tests.conftest import gateway_settings, running_gateway
 from tests.jmapclient import Jmap
-from tests.push.eventsource_client import PING_MIN, Gateway
+from tests.push.eventsource_client import PING_MIN, Gateway, states_via_get
 from tests.servers import Dovecot
 
 
@@ -33,15 +33,21 @@ async def sse_gateway(dovecot: Dovecot, redis_url: str) -> AsyncIterator[Gateway
 
 
 @pytest.fixture
-async def recheck_gateway(dovecot: Dovecot, redis_url: str) -> AsyncIterator[Gateway]:
-    """Header credentials rechecked as often as the settings allow, never from the cache."""
-    async for gateway in serve(dovecot, redis_url, push_recheck_seconds=10, auth_cache_seconds=0):
+async def recheck_gateway(private_dovecot: Dovecot, redis_url: str) -> AsyncIterator[Gateway]:
+    """In front of a Dovecot of the test's own (whose passwords a test may change), header
+    credentials rechecked as often as the settings allow, never from the cache."""
+    settings = {"push_recheck_seconds": 10, "auth_cache_seconds": 0}
+    async for gateway in serve(private_dovecot, redis_url, **settings):
         yield gateway
 
 
 async def new_user(dovecot: Dovecot, gateway: Gateway) -> Jmap:
+    """A fresh user whose index the gateway has built (a /get catches up first): a stream's
+    states are the index's, which a user never seen before does not have yet."""
     name = dovecot.fresh_user()
-    return await Jmap(gateway.http, name, dovecot.users[name]).start()
+    user = await Jmap(gateway.http, name, dovecot.users[name]).start()
+    await states_via_get(user)
+    return user
 
 
 @pytest.fixture
