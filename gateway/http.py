@@ -55,9 +55,13 @@ def services_of(request: HTTPConnection) -> services.Services:
 
 
 async def authenticate(request: HTTPConnection) -> Principal:
-    """The caller of a request or WebSocket handshake, or a 401/429/503 problem. Sets the
-    account id for the access log."""
-    authenticator = services_of(request).authenticator
+    """The caller, or a 401/429/503 problem. Sets the account id for the access log."""
+    return await authenticate_with(services_of(request), request)
+
+
+async def authenticate_with(svc: services.Services, request: HTTPConnection) -> Principal:
+    """:func:`authenticate` for a request or WebSocket handshake outside the app's routes."""
+    authenticator = svc.authenticator
     proxies = authenticator.proxies
     origin = client_origin(request.client, request.headers.getlist(proxies.header), proxies)
     try:

@@ -30,7 +30,7 @@ import time
 import uvicorn
 from fastapi import FastAPI
 
-from gateway.app import create_app
+from gateway.app import create_app, entry
 from gateway.config import Settings
 from gateway.http_protocol import EdgeLimits, protocol_class
 from gateway.metrics import Metrics
@@ -91,7 +91,8 @@ def server(settings: Settings, app: FastAPI) -> uvicorn.Server:
         on_cut=metrics.http_cut,
     )
     config = uvicorn.Config(
-        app,
+        entry(app, settings),
+        interface="asgi3",
         http=protocol_class(edge),
         ws=ws_protocol_class(),
         ws_max_size=settings.max_size_request + WS_SIZE_SLACK,

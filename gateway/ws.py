@@ -30,18 +30,19 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import Headers, QueryParams, State
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from gateway import logs
 from gateway.api_runner import run_api_document
 from gateway.auth import Principal, Unauthenticated
-from gateway.http import authenticate
+from gateway.http import authenticate_with
 from gateway.jmap.errors import RequestError, problem
 from gateway.jmap.protocol import JsonObject, load_json
 from gateway.jmap.session import WS_PATH
@@ -83,7 +84,9 @@ class WebSocketEndpoint:
     """The ASGI app of :data:`gateway.jmap.session.WS_PATH`; it knows its open sockets, so a
     shutdown can tell each to go (:meth:`drain`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: State) -> None:
+        # The app's state, whose services exist once the lifespan started them.
+        self._state = state
         self._sockets: set[JmapSocket] = set()
         self._draining = False
 
@@ -100,13 +103,11 @@ class WebSocketEndpoint:
             socket.going_away()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
-            return  # the router sends only WebSocket scopes here
-        svc: Services = scope["app"].state.services
+        svc: Services = self._state.services
         started = time.perf_counter()
         if (await receive())["type"] != "websocket.connect":
             return
-        caller = await self._handshake(scope, send, svc)
+        caller = await self._handshake(scope, svc)
         if isinstance(caller, Problem):
             await _refuse(send, caller)
             _log(scope, caller.status, started, None)
@@ -115,6 +116,8 @@ class WebSocketEndpoint:
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         socket = JmapSocket(svc, send, principal, token)
         self._sockets.add(socket)
+        if self._draining:
+            socket.going_away()  # the drain began while this handshake was being checked
         try:
             await socket.serve(receive)
         finally:
@@ -122,7 +125,7 @@ class WebSocketEndpoint:
             _log(scope, 101, started, socket.account_id)
 
     async def _handshake(
-        self, scope: Scope, send: Send, svc: Services
+        self, scope: Scope, svc: Services
     ) -> tuple[Principal | None, PushToken | None] | Problem:
         """Who is calling, or the problem the handshake is refused with."""
         if SUBPROTOCOL not in scope.get("subprotocols", ()):
@@ -146,9 +149,9 @@ class WebSocketEndpoint:
         token = QueryParams(scope.get("query_string", b"")).get(QUERY_PARAMETER)
         try:
             if "authorization" in headers or token is None:
-                return await authenticate(HTTPConnection(scope)), None
+                return await authenticate_with(svc, HTTPConnection(scope)), None
             verified = await verify_token(svc, token)
-        except DESCRIBED as exc:
+        except Exception as exc:  # the problem an API request would get (500 when unexpected)
             return describe(exc)
         scope.setdefault("state", {})["account_id"] = verified.account_id
         return None, verified
@@ -168,7 +171,6 @@ class JmapSocket:
         "_listening",
         "_pump",
         "_recheck",
-        "_seen",
         "_send",
         "_subscription",
         "_svc",
@@ -201,8 +203,6 @@ class JmapSocket:
         # The credential recheck and the close a callback started, while they run.
         self._recheck: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
-        # RFC 8887 4.3.5.1: every state this socket told or was told of, which pushState encodes.
-        self._seen: Changed = {}
         self._timer: asyncio.TimerHandle | None = None
         self._arm()
 
@@ -242,13 +242,12 @@ class JmapSocket:
         except RequestError as exc:
             await self._error(exc, None)  # RFC 8887 4.3.1: notJSON
             return
-        kind = document.get("@type") if isinstance(document, dict) else None
+        message: JsonObject = document if isinstance(document, dict) else {}
+        kind = message.get("@type")
         if kind == "Request":
-            assert isinstance(document, dict)
-            self._request(document, len(body))
+            self._request(message, len(body))
         elif kind == "WebSocketPushEnable":
-            assert isinstance(document, dict)
-            await self._enable(document)
+            await self._enable(message)
         elif kind == "WebSocketPushDisable":
             await self._disable()
         else:
@@ -309,7 +308,7 @@ class JmapSocket:
         # RFC 8887 4.3.4: the problem document HTTP would send, typed RequestError.
         await self._write(describe(exc).request_error(request_id))
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` (writing its own answer) beside the message loop."""
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         if self._tasks is None:
@@ -346,6 +345,7 @@ class JmapSocket:
         types = None if data_types is None else frozenset(data_types) & PUSH_TYPES
         subscription = self._subscription
         if subscription is None:
+            # The hub primes a new subscription with the account's current states.
             listening = self._svc.push.listen(self.account_id, self.principal, types)
             try:
                 subscription = await listening.__aenter__()
@@ -356,24 +356,21 @@ class JmapSocket:
             self._pump = asyncio.ensure_future(self._push(subscription))
         else:
             subscription.set_types(types)
+        if push_state is None:
+            return
         try:
             current = await current_states(self._svc, self.account_id, types)
         except DESCRIBED as exc:
             await self._error(exc, None)
             return
         subscription.prime(current)
-        told = self._seen.get(self.account_id, {})
-        if push_state is not None:
-            decoded = statecodec.decode(push_state)
-            # An unreadable pushState (another server's, or garbage) is treated as knowing
-            # nothing: every current state goes out.
-            known = (decoded or {}).get(self.account_id, {})
-            differ = {name: state for name, state in current.items() if known.get(name) != state}
-            self._seen[self.account_id] = {**told, **current}
-            if differ:
-                await self._state_change({self.account_id: differ})
-            return
-        self._seen[self.account_id] = {**told, **current}
+        decoded = statecodec.decode(push_state)
+        # An unreadable pushState (another server's, or garbage) is taken as knowing nothing:
+        # every current state goes out.
+        known = (decoded or {}).get(self.account_id, {})
+        differ = {name: state for name, state in current.items() if known.get(name) != state}
+        if differ:
+            await self._state_change(subscription, {self.account_id: differ})
 
     async def _disable(self) -> None:
         """RFC 8887 4.3.5.3: no more StateChange messages."""
@@ -385,20 +382,18 @@ class JmapSocket:
             while True:
                 changed = await subscription.next(None)
                 if changed:
-                    for account_id, states in changed.items():
-                        self._seen.setdefault(account_id, {}).update(states)
-                    await self._state_change(changed)
+                    await self._state_change(subscription, changed)
         except Closed as closed:
             if closed.reason is CloseReason.SHUTDOWN:
                 self.going_away()  # answer what is in flight first
             else:
                 self._close_soon(*CLOSES[closed.reason])
 
-    async def _state_change(self, changed: Changed) -> None:
-        # RFC 8887 4.3.5.1: StateChange with the pushState of everything this socket has seen.
-        await self._write(
-            {"@type": "StateChange", "changed": changed, "pushState": statecodec.encode(self._seen)}
-        )
+    async def _state_change(self, subscription: Subscription, changed: Changed) -> None:
+        # RFC 8887 4.3.5.1: the pushState encodes the account's state as the client now knows
+        # it: every state it was sent, over the states the subscription started from.
+        push_state = statecodec.encode({self.account_id: subscription.known()})
+        await self._write({"@type": "StateChange", "changed": changed, "pushState": push_state})
 
     async def _unsubscribe(self) -> None:
         pump, listening = self._pump, self._listening
@@ -437,6 +432,8 @@ class JmapSocket:
         except Unauthenticated:
             await self._close(*CLOSES[CloseReason.UNAUTHORIZED])
             return
+        except Exception as exc:  # Redis or the upstream down: the socket stays, checked later
+            log.warning("WebSocket credentials not rechecked: %s", type(exc).__name__)
         finally:
             self._recheck = None
         self._arm()
@@ -448,14 +445,17 @@ class JmapSocket:
         if self._closing:
             return
         text = orjson.dumps(message).decode()
-        with contextlib.suppress(OSError):  # the client went away: serve() hears it
+        # The client went away (OSError), or uvicorn closed the socket itself (a message past
+        # ws_max_size, the server's shutdown) and refuses more (RuntimeError): serve() hears
+        # of it and ends.
+        with contextlib.suppress(OSError, RuntimeError):
             await self._send({"type": "websocket.send", "text": text})
 
     async def _close(self, code: int, reason: str) -> None:
         if self._closing:
             return
         self._closing = True
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, RuntimeError):  # as in _write
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
     def _close_soon(self, code: int, reason: str) -> None:

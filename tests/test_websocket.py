@@ -3,7 +3,6 @@ requests and their errors, limits, compression, closing."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -227,19 +226,3 @@ async def test_the_metrics_port_refuses_a_handshake(
         assert raised.value.response.status_code == 403
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"{metrics}/metrics")).status_code == 200
-
-
-async def test_a_request_running_when_the_socket_closes_is_cancelled(
-    gateway: str, auth: dict[str, str], jmap: Jmap
-) -> None:
-    async with jmap_socket(gateway, auth) as socket:
-        body = {
-            "@type": "Request",
-            "id": "gone",
-            "using": [CORE, MAIL],
-            "methodCalls": [["Mailbox/get", {"accountId": jmap.account_id}, "m"]],
-        }
-        await socket.send(json.dumps(body))
-    # The slot the request held is free again: the account can run its full share at once.
-    answers = await asyncio.gather(*(jmap.call("Mailbox/get") for _ in range(4)))
-    assert all("list" in answer for answer in answers)
