@@ -40,7 +40,12 @@ class RedactTokens(logging.Filter):
     """Rewrites a record whose message holds a push token; lets every record through."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # A format that does not fit its arguments: the handler would print them raw.
+            record.msg, record.args = redact(str(record.msg)), None
+            return True
         redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None

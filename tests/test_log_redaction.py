@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from gateway.logs import JsonFormatter, redact
+from gateway.logs import JsonFormatter, RedactTokens, redact
 
 TOKEN = "p1.AAAAsecretPAYLOADzzzz.MACmacMACmac"
 
@@ -34,6 +34,12 @@ def test_formatted_lines_redacted() -> None:
     )
     line = JsonFormatter().format(record)
     assert TOKEN not in line and "access_token=[redacted]" in line
+
+
+def test_a_bad_format_drops_its_arguments() -> None:
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "%d %s", ("x",), None)
+    RedactTokens().filter(record)
+    assert record.getMessage() == "%d %s"
 
 
 async def test_handshake_and_stream_urls_never_logged(
