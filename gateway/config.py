@@ -387,7 +387,7 @@ class Settings(BaseSettings):
         ge=3,
         description="Seconds a replica's lease on watching an account upstream lasts without "
         "renewal (renewed every third of it); when a replica dies, another takes over the "
-        "account's push within this plus half of it. Also how long a dead replica's push "
+        "account's push within this plus a third of it. Also how long a dead replica's push "
         "listeners still count",
     )
     push_idle_restart_seconds: float = Field(

@@ -103,6 +103,12 @@ class Services:
     # Which accounts this replica watches upstream, and their watchers (push/watch.py).
     watches: WatchManager = field(init=False, repr=False)
 
+    def index(self, account_id: str) -> AccountIndex:
+        """An account's index, for work without a request (a push watcher's catch-up)."""
+        return AccountIndex.of(
+            self.store.client, account_id, self.settings.submission_retention_seconds
+        )
+
     @property
     def sessions(self) -> PersonalSession:
         return self.session_source.session

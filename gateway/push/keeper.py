@@ -21,11 +21,17 @@ MAX_ACCOUNTS = 50_000
 # Distinct credentials kept per account (a user with a few devices, a password just changed).
 MAX_PER_ACCOUNT = 4
 
-# What tells two credentials apart; the request's origin is not part of it (the newest wins).
-_Key = tuple[str, str, str, Mechanism]
+# What tells two credentials apart; the request's origin (client address and port) is not
+# part of it: the same credentials from two connections are one entry, the newest origin kept.
+CredentialKey = tuple[str, str, str, Mechanism]
 
 
-def _key(principal: Principal) -> _Key:
+# Per account: credentials -> (the principal that brought them last, expiry).
+_Entries = OrderedDict[CredentialKey, tuple[Principal, float]]
+
+
+def credential_key(principal: Principal) -> CredentialKey:
+    """``principal``'s credentials, whatever connection brought them."""
     credentials = principal.login.credentials
     return (
         principal.login.identity,
@@ -49,7 +55,7 @@ class CredentialKeeper:
         self._max_accounts = max_accounts
         self._clock = clock
         # account id -> (key -> (principal, expiry)), both in least-recently-used order.
-        self._accounts: OrderedDict[str, OrderedDict[_Key, tuple[Principal, float]]] = OrderedDict()
+        self._accounts: OrderedDict[str, _Entries] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<CredentialKeeper accounts={len(self._accounts)}>"
@@ -62,7 +68,7 @@ class CredentialKeeper:
         if entries is None:
             entries = self._accounts[account_id] = OrderedDict()
         self._accounts.move_to_end(account_id)
-        key = _key(principal)
+        key = credential_key(principal)
         entries.pop(key, None)
         entries[key] = (principal, self._clock() + self._ttl)
         while len(entries) > MAX_PER_ACCOUNT:
@@ -75,7 +81,7 @@ class CredentialKeeper:
         entries = self._accounts.get(account_id)
         if entries is None:
             return
-        entries.pop(_key(principal), None)
+        entries.pop(credential_key(principal), None)
         if not entries:
             del self._accounts[account_id]
 

@@ -31,8 +31,8 @@ from gateway.auth import Principal
 from gateway.cache.pushbus import PushBus
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.cache.watches import WatchLease, WatchStore
-from gateway.push.keeper import CredentialKeeper
-from gateway.push.watcher import watch_account
+from gateway.push.keeper import CredentialKeeper, CredentialKey, credential_key
+from gateway.push.watcher import event_within, watch_account
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -73,7 +73,7 @@ class WatchManager:
         # Local listeners per account, by the credentials they brought (None: a push token).
         self._listeners: dict[str, dict[Principal | None, int]] = {}
         # Credentials of local listeners that the upstream refused (not refreshed any more).
-        self._refused: set[Principal] = set()
+        self._refused: set[CredentialKey] = set()
         self._watches: dict[str, _Watch] = {}
         # What happened since the last round: accounts that got their first local listener
         # (or were released elsewhere), and accounts that lost their last one.
@@ -81,6 +81,7 @@ class WatchManager:
         self._left: set[str] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- WatchDemand (called by the hub, synchronously) ---------------------------------------
 
@@ -104,8 +105,10 @@ class WatchManager:
         listeners[principal] -= 1
         if listeners[principal] == 0:
             del listeners[principal]
-            if principal is not None:
-                self._refused.discard(principal)
+            if principal is not None and not any(
+                p is not None and credential_key(p) == credential_key(principal) for p in listeners
+            ):
+                self._refused.discard(credential_key(principal))
         if not listeners:
             del self._listeners[account_id]
             self._left.add(account_id)
@@ -130,8 +133,14 @@ class WatchManager:
     async def stop(self) -> None:
         """Stop every watcher (each leaves IDLE and logs out), let their leases go (and say
         so, for other replicas to take over) and withdraw this replica's demand."""
+        # Told, not only cancelled: redis-py's asyncio client can swallow a cancellation that
+        # arrives during a command (the command then returns as if nothing happened).
+        self._stopping = True
+        self._wake.set()
         if self._loop_task is not None:
-            self._loop_task.cancel()
+            _, late = await asyncio.wait({self._loop_task}, timeout=STOP_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
@@ -147,7 +156,7 @@ class WatchManager:
         loop = asyncio.get_running_loop()
         tick = self._ttl / 3
         next_full = loop.time()
-        while True:
+        while not self._stopping:
             full = loop.time() >= next_full
             if full:
                 next_full = loop.time() + tick * random.uniform(0.85, 1.0)  # noqa: S311
@@ -155,8 +164,8 @@ class WatchManager:
                 await self._round(full)
             except STORE_UNAVAILABLE as exc:
                 log.warning("push watch round failed: %s", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_full - loop.time()))
+            if not self._stopping:
+                await event_within(self._wake, max(0.0, next_full - loop.time()))
 
     async def _round(self, full: bool) -> None:
         self._wake.clear()
@@ -187,7 +196,7 @@ class WatchManager:
         """Credentials of listeners still connected stay the keeper's newest."""
         for account_id, listeners in self._listeners.items():
             for principal in listeners:
-                if principal is not None and principal not in self._refused:
+                if principal is not None and credential_key(principal) not in self._refused:
                     self._keeper.remember(account_id, principal)
 
     async def _renew(self) -> None:
@@ -232,13 +241,15 @@ class WatchManager:
     async def _watch(self, account_id: str, watch: _Watch) -> None:
         """Run the watcher with each of the keeper's credentials for the account in turn
         until one holds; then let the lease go unless it was lost."""
-        tried: set[Principal] = set()
+        tried: set[CredentialKey] = set()
         try:
             while not watch.until.is_set():
-                fresh = [p for p in self._keeper.candidates(account_id) if p not in tried]
+                fresh = [
+                    p for p in self._keeper.candidates(account_id) if credential_key(p) not in tried
+                ]
                 if not fresh:
                     break
-                tried.add(fresh[0])
+                tried.add(credential_key(fresh[0]))
                 await watch_account(
                     self._svc,
                     account_id,
@@ -255,9 +266,10 @@ class WatchManager:
 
     def _auth_failed(self, account_id: str, principal: Principal) -> None:
         self._keeper.forget(account_id, principal)
+        key = credential_key(principal)
         listeners = self._listeners.get(account_id, {})
-        if principal in listeners:
-            self._refused.add(principal)
+        if any(p is not None and credential_key(p) == key for p in listeners):
+            self._refused.add(key)  # until those listeners, which the hub closes, detach
         self._svc.push.credentials_failed(account_id, principal)
 
     async def _release(self, watch: _Watch, *, announce: bool) -> None:

@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from gateway.auth import Principal
-from gateway.cache.account import AccountIndex
 from gateway.cache.locks import LockTimeout
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.imap.connection import ImapConnection
@@ -55,6 +54,15 @@ HEALTHY_SECONDS = 60.0
 
 # Failures a watcher survives by reconnecting (after backoff).
 _RETRIED: tuple[type[Exception], ...] = (ImapError, LockTimeout, *STORE_UNAVAILABLE)
+
+
+async def event_within(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``event``; whether it is set. (Not asyncio.wait_for, which
+    on Python 3.11 can swallow a cancellation arriving as its timeout fires.)"""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
 
 
 class _Stopped(Exception):
@@ -92,8 +100,7 @@ async def watch_account(
             log.warning("push watcher of %s: %s; reconnecting", account_id, type(exc).__name__)
         if loop.time() - started >= HEALTHY_SECONDS:
             delay = BACKOFF_FIRST_SECONDS
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(until.wait(), delay * random.uniform(0.5, 1.0))  # noqa: S311
+        await event_within(until, delay * random.uniform(0.5, 1.0))  # noqa: S311
         delay = min(delay * 2, BACKOFF_MAX_SECONDS)
 
 
@@ -106,9 +113,7 @@ class _Watcher:
         self._svc = svc
         self._principal = principal
         self._until = until
-        self._index = AccountIndex.of(
-            svc.store.client, account_id, svc.settings.submission_retention_seconds
-        )
+        self._index = svc.index(account_id)
         settings = svc.settings
         self._restart = settings.push_idle_restart_seconds
         self._poll = min(settings.push_poll_seconds, self._restart)
@@ -148,7 +153,7 @@ class _Watcher:
         """Wait in IDLE (or, without it, just wait) up to ``period`` seconds for a sign
         that something changed upstream; True if one came."""
         if "IDLE" not in conn.capabilities:
-            if await self._stopping(period):
+            if await event_within(self._until, period):
                 raise _Stopped
             return False
         loop = asyncio.get_running_loop()
@@ -184,11 +189,6 @@ class _Watcher:
         if self._until.is_set():
             raise _Stopped
         return signal.result()
-
-    async def _stopping(self, seconds: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._until.wait(), seconds)
-        return self._until.is_set()
 
     async def _catch_up(self, conn: ImapConnection) -> None:
         """CatchUp.run on this very connection (one upstream connection per watched account;
