@@ -11,7 +11,8 @@ the transport sends in its own form of the one problem document.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 
 from gateway.auth import Principal
 from gateway.cache.changes import CannotCalculateChanges
@@ -22,7 +23,7 @@ from gateway.env import RequestEnv
 from gateway.imap.errors import CommandFailed, ImapError
 from gateway.jmap.dispatch import process_request
 from gateway.jmap.errors import MethodError
-from gateway.jmap.protocol import JsonObject, parse_request
+from gateway.jmap.protocol import JsonObject, Request, parse_request, request_from_document
 from gateway.jmap.session import account_access
 from gateway.offload import sized
 from gateway.problems import too_many_concurrent
@@ -46,9 +47,40 @@ async def run_api(
     cancels this (its client went away) gets the slot back once the work has stopped, so the
     upstream connection is back in the pool, or dropped, first.
     """
+    # A body of megabytes takes tens of milliseconds to check and parse: beside the loop.
+    parse = functools.partial(
+        sized, len(body), parse_request, body, content_type, svc.limits, svc.capabilities.keys()
+    )
+    return await _admitted(svc, principal, parse, on_calls)
+
+
+async def run_api_document(
+    svc: Services,
+    principal: Principal,
+    document: object,
+    size: int,
+    *,
+    on_calls: CallsObserver | None = None,
+) -> JsonObject:
+    """:func:`run_api` for a body already read as JSON (:func:`gateway.jmap.protocol.load_json`)
+    of ``size`` octets, such as a WebSocket message (RFC 8887 4.3.2): the same limits, checks
+    and processing."""
+    parse = functools.partial(
+        sized, size, request_from_document, document, svc.limits, svc.capabilities.keys()
+    )
+    return await _admitted(svc, principal, parse, on_calls)
+
+
+async def _admitted(
+    svc: Services,
+    principal: Principal,
+    parse: Callable[[], Awaitable[Request]],
+    on_calls: CallsObserver | None,
+) -> JsonObject:
+    """``parse`` then run the request, in one of the account's concurrency slots."""
     try:
         async with svc.api_limiter.admit(principal.account_id):
-            return await _run(svc, principal, body, content_type, on_calls)
+            return await _run(svc, principal, await parse(), on_calls)
     except TooManyConcurrent:
         raise too_many_concurrent(
             "maxConcurrentRequests",
@@ -60,14 +92,9 @@ async def run_api(
 async def _run(
     svc: Services,
     principal: Principal,
-    body: bytes,
-    content_type: str | None,
+    request: Request,
     on_calls: CallsObserver | None,
 ) -> JsonObject:
-    # A body of megabytes takes tens of milliseconds to check and parse: beside the loop.
-    request = await sized(
-        len(body), parse_request, body, content_type, svc.limits, svc.capabilities.keys()
-    )
     if on_calls is not None:
         on_calls([call.name for call in request.method_calls])
     return await process_request(

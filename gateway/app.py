@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -35,10 +35,11 @@ from gateway.http import (
 from gateway.http_protocol import BODY_TIMED_OUT
 from gateway.jmap.dispatch import writes_finished
 from gateway.jmap.errors import problem
-from gateway.jmap.session import API_PATH, EVENT_SOURCE_PATH, SESSION_PATH
+from gateway.jmap.session import API_PATH, EVENT_SOURCE_PATH, SESSION_PATH, WS_PATH
 from gateway.metrics import Metrics, MetricsPort
 from gateway.problems import DESCRIBED
 from gateway.push import tokens
+from gateway.ws import WebSocketEndpoint
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
@@ -77,9 +78,35 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(MetricsPort, metrics=metrics, port=settings.metrics_port)
     _add_error_handlers(app)
     _add_routes(app)
+    # RFC 8887: JMAP over WebSocket, reached through entry(); gateway.server drains its sockets.
+    app.state.websockets = WebSocketEndpoint(app.state)
     _add_probes(app)
     add_blob_routes(app)
     return app
+
+
+def entry(app: FastAPI, settings: Settings) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI app the server runs: ``app``, except that a WebSocket handshake at WS_PATH on
+    the API port goes straight to the JMAP socket endpoint.
+
+    Every layer of the app (its middleware, the router, FastAPI's exit stack) would stay on
+    the stack for the whole life of a socket, a few KB each time; an idle push connection
+    should cost little more than uvicorn's own (see gateway.ws_protocol). Handshakes on the
+    metrics port are left to MetricsPort, which refuses them.
+    """
+    sockets: WebSocketEndpoint = app.state.websockets
+    metrics_port = settings.metrics_port
+
+    def serve(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine of its own: the awaitable it returns is what uvicorn awaits, so no
+        # frame of this function stays alive under a socket (the server says interface asgi3).
+        if scope["type"] == "websocket" and scope["path"] == WS_PATH:
+            server = scope.get("server")
+            if not (metrics_port and server is not None and server[1] == metrics_port):
+                return sockets(scope, receive, send)
+        return app(scope, receive, send)
+
+    return serve
 
 
 def _add_probes(app: FastAPI) -> None:

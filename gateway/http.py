@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.types import Receive
 
 from gateway import services
@@ -50,13 +50,18 @@ class JsonResponse(Response):
         return orjson.dumps(content)
 
 
-def services_of(request: Request) -> services.Services:
+def services_of(request: HTTPConnection) -> services.Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-async def authenticate(request: Request) -> Principal:
+async def authenticate(request: HTTPConnection) -> Principal:
     """The caller, or a 401/429/503 problem. Sets the account id for the access log."""
-    authenticator = services_of(request).authenticator
+    return await authenticate_with(services_of(request), request)
+
+
+async def authenticate_with(svc: services.Services, request: HTTPConnection) -> Principal:
+    """:func:`authenticate` for a request or WebSocket handshake outside the app's routes."""
+    authenticator = svc.authenticator
     proxies = authenticator.proxies
     origin = client_origin(request.client, request.headers.getlist(proxies.header), proxies)
     try:

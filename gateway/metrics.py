@@ -289,7 +289,8 @@ class MetricsPort:
 
     One uvicorn server listens on both ports (so one graceful shutdown covers both); the port a
     connection was accepted on, not a path, decides what it reaches, so the metrics are never
-    served on the public API port.
+    served on the public API port, and the API never on the metrics port: a WebSocket
+    handshake there is refused (403) before it reaches the app.
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics, port: int) -> None:
@@ -299,10 +300,15 @@ class MetricsPort:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server")
-        if scope["type"] == "http" and self.port and server is not None and server[1] == self.port:
+        metrics_port = bool(self.port and server is not None and server[1] == self.port)
+        if metrics_port and scope["type"] == "http":
             await self.metrics.serve(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+        elif metrics_port and scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            # Closing before accepting refuses the handshake: uvicorn answers 403.
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            await self.app(scope, receive, send)
 
 
 class _PoolCollector(Collector):

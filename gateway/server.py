@@ -9,23 +9,48 @@ period, or the kubelet's SIGKILL cuts the requests and the LOGOUTs short.
 
 Connections are served by :mod:`gateway.http_protocol` (uvicorn's httptools protocol with
 deadlines for the request head and body, a bound on the head, and a bounded drain of a body
-answered unread), which also lets a shutdown end connections that trickle.
+answered unread), which also lets a shutdown end connections that trickle, and WebSockets by
+:mod:`gateway.ws_protocol` (wsproto, compression without context takeover, 1001 on shutdown).
+
+Push streams never end by themselves, and uvicorn's shutdown would leave an EventSource
+response running until the timeout cancels it and close WebSockets under their requests. So
+:class:`GatewayServer` first drains push (:meth:`PushHub.drain`: every EventSource ends, every
+WebSocket is told 1001 once its requests are answered) and waits up to
+``GATEWAY_PUSH_DRAIN_SECONDS`` for them to go, then runs uvicorn's shutdown; the pod's grace
+period must hold the preStop sleep, the drain, the shutdown timeout and the LOGOUTs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
+import time
 
 import uvicorn
 from fastapi import FastAPI
 
-from gateway.app import create_app
+from gateway.app import create_app, entry
 from gateway.config import Settings
 from gateway.http_protocol import EdgeLimits, protocol_class
 from gateway.metrics import Metrics
+from gateway.ws import WebSocketEndpoint
+from gateway.ws_protocol import ws_protocol_class
+
+log = logging.getLogger(__name__)
 
 # Connections the kernel queues before the gateway accepts them (uvicorn's own default).
 BACKLOG = 2048
+# Octets a WebSocket message may pass maxSizeRequest by and still be answered with a
+# RequestError "limit" (RFC 8887 4.3.4) rather than a close 1009: enough for the message's
+# own members ("@type", "id") around a request at the limit.
+WS_SIZE_SLACK = 64 * 1024
+# Seconds between keep-alive pings on a WebSocket, and for the pong: they find dead peers and
+# keep proxies (nginx's proxy_read_timeout is 60 s) from cutting idle push connections.
+WS_PING_INTERVAL = 30.0
+WS_PING_TIMEOUT = 30.0
+# How often the drain looks whether push streams are gone.
+DRAIN_POLL_SECONDS = 0.05
 
 
 def listeners(settings: Settings) -> list[socket.socket]:
@@ -66,8 +91,14 @@ def server(settings: Settings, app: FastAPI) -> uvicorn.Server:
         on_cut=metrics.http_cut,
     )
     config = uvicorn.Config(
-        app,
+        entry(app, settings),
+        interface="asgi3",
         http=protocol_class(edge),
+        ws=ws_protocol_class(),
+        ws_max_size=settings.max_size_request + WS_SIZE_SLACK,
+        ws_ping_interval=WS_PING_INTERVAL,
+        ws_ping_timeout=WS_PING_TIMEOUT,
+        ws_per_message_deflate=True,
         log_config=None,
         access_log=False,  # the app writes its own access log (gateway.logs)
         proxy_headers=False,
@@ -76,7 +107,41 @@ def server(settings: Settings, app: FastAPI) -> uvicorn.Server:
         backlog=BACKLOG,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
-    return uvicorn.Server(config)
+    return GatewayServer(config, app, settings.push_drain_seconds)
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, whose shutdown drains push streams first (see the module docstring)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_seconds = drain_seconds
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Stop accepting first, so nothing new arrives while the streams end.
+        for server in self.servers:
+            server.close()
+        await self._drain()
+        await super().shutdown(sockets)
+
+    async def _drain(self) -> None:
+        services = getattr(self._app.state, "services", None)
+        sockets: WebSocketEndpoint | None = getattr(self._app.state, "websockets", None)
+        if services is None or sockets is None:
+            return  # start-up did not finish: nothing to drain
+        services.push.drain()
+        sockets.drain()
+        deadline = time.monotonic() + self._drain_seconds
+        while services.push.local_accounts() or sockets.open:
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "push drain: %d WebSocket(s) still open after %.1f s; the shutdown closes them",
+                    sockets.open,
+                    self._drain_seconds,
+                )
+                return
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
 
 
 def run(settings: Settings, sockets: list[socket.socket]) -> None:

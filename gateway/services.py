@@ -38,7 +38,7 @@ from gateway.smtp.connection import Authorization
 from gateway.smtp.extensions import Extensions
 from gateway.smtp.sender import SmtpSender
 from gateway.sync.catch_up import CatchUp
-from gateway.translators import core, email, identity, mailbox, submission
+from gateway.translators import core, email, identity, mailbox, submission, websocket
 from gateway.translators.core import core_limits
 from gateway.translators.email.blob_ids import message_blob_id
 from gateway.translators.spec import Spec
@@ -62,7 +62,14 @@ CONCURRENCY_LEASE_SECONDS = 300.0
 
 # Every translator package, by its spec (gateway.translators.spec); the Session lists the
 # capabilities in this order.
-SPECS: tuple[Spec, ...] = (core.SPEC, mailbox.SPEC, email.SPEC, submission.SPEC, identity.SPEC)
+SPECS: tuple[Spec, ...] = (
+    core.SPEC,
+    mailbox.SPEC,
+    email.SPEC,
+    submission.SPEC,
+    identity.SPEC,
+    websocket.SPEC,
+)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ transaction's replies to :meth:`Journal.committed` once EXEC returned. The journ
 into the (data type, new state) pairs that write made and announces them to the process's
 listeners (:func:`listening`), so nothing can change without the announcement.
 
-Push (RFC 8620 7) hooks in at :meth:`Journal.committed`: the change hub publishes each
-announcement on the account's channel there (``PUBLISH``, sharded on a cluster), after the
-commit, so a client told of a state can always read it. Nothing is published yet.
+Push (RFC 8620 7) hooks in at :meth:`Journal.committed`: the change hub (push/hub.py) is a
+listener, and publishes each announcement on the account's channel (cache/pushbus.py,
+``PUBLISH``, sharded on a cluster) after the commit, so a client told of a state can always
+read it. Listeners run in the writer's call stack: they must neither await nor raise.
 """
 
 from __future__ import annotations

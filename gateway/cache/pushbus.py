@@ -16,6 +16,11 @@ Pub/sub is at-most-once: what is published while a connection is down is lost. r
 reconnects a pub/sub connection and re-sends its subscriptions (:meth:`PubSub.on_connect`);
 the bus then calls ``on_resubscribed`` so that the hub re-reads the current states of its
 accounts and tells listeners what they missed.
+
+When a slot moves to another primary (resharding, failover), the node that lost it ends the
+shard subscriptions of that slot with an SUNSUBSCRIBE nobody asked for (Redis 7), and answers
+MOVED to a re-sent SSUBSCRIBE: either way the bus reads the slot map again, subscribes the
+channel on its new owner, and calls ``on_resubscribed``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import MovedError, RedisError
 
 from gateway.cache.codec import pack, text, unpack
 from gateway.cache.keys import AccountKeys, push_channel_account
@@ -42,15 +47,23 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["changed", "released"]
 KINDS: frozenset[str] = frozenset({"changed", "released"})
-# A read waits at most this long; then a health-check PING may go out (HEALTH_CHECK_SECONDS
-# in connect.py), which finds a connection that died without a word.
-READ_SECONDS = 10.0
+# A connection that said nothing for this long is sent a PING; one that does not answer it
+# within as long again is dropped and opened anew (then resubscribed and resynced): a peer
+# gone without a word (a NAT that forgot the flow, a half-open socket) is noticed in at most
+# twice this time, not at TCP's retransmission timeout.
+PING_AFTER_SECONDS = 10.0
+PING_MESSAGE = "jg-push-ping"
 # Backoff between attempts to reach a Redis that refuses the pub/sub connection.
 BACKOFF_FIRST_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 10.0
 # Announcements read and not yet taken by the hub. When full the readers wait, Redis buffers
 # for them, and past its client-output-buffer-limit drops the connection: a resync follows.
 MAX_BACKLOG = 10_000
+# Attempts to find a moved channel's new owner (the slot map may lag behind for a moment).
+REROUTE_ATTEMPTS = 20
+# Failed reads in a row after which a cluster node is taken for gone (a failover): its
+# channels are placed again by the slot map.
+NODE_GONE_FAILURES = 3
 # A payload longer than this is not ours: five state strings take about 150 octets.
 MAX_PAYLOAD = 2048
 
@@ -101,7 +114,10 @@ class PushBus:
         self.replica_id = replica_id
         self._sharded = isinstance(client, RedisCluster)
         self._shards: dict[str, _Shard] = {}
+        # The connection each subscribed channel was sent to.
+        self._routes: dict[str, _Shard] = {}
         self._backlog: asyncio.Queue[Announcement] = asyncio.Queue(MAX_BACKLOG)
+        self._reroutes: set[asyncio.Task[None]] = set()
         # Called (synchronously) after a reconnect re-sent every subscription of a connection.
         self.on_resubscribed: Callable[[], None] | None = None
 
@@ -116,18 +132,24 @@ class PushBus:
     async def subscribe(self, account_id: str) -> None:
         """Hear the account's announcements; raises the Redis error when it cannot."""
         channel = AccountKeys(account_id).push_channel
-        shard = await self._shard(channel)
+        shard = self._routes.get(channel) or await self._shard(channel)
+        self._routes[channel] = shard
         await shard.add(channel)
 
     async def unsubscribe(self, account_id: str) -> None:
-        """Stop hearing the account; a failure is logged (its messages are then ignored)."""
+        """Stop hearing the account; a failure is logged (its messages are then ignored).
+
+        Runs after a subscribe of the account still under way (the connection's lock), so
+        the channel is never left subscribed by a listener that came and went at once.
+        """
         channel = AccountKeys(account_id).push_channel
-        for shard in list(self._shards.values()):
-            if channel in shard.channels:
-                try:
-                    await shard.remove(channel)
-                except (RedisError, OSError) as exc:
-                    log.warning("push: unsubscribe failed: %s", type(exc).__name__)
+        shard = self._routes.pop(channel, None)
+        if shard is None:
+            return
+        try:
+            await shard.remove(channel)
+        except (RedisError, OSError) as exc:
+            log.warning("push: unsubscribe failed: %s", type(exc).__name__)
 
     async def messages(self) -> AsyncIterator[Announcement]:
         """Every announcement heard, from every connection, across reconnects (one consumer)."""
@@ -139,7 +161,11 @@ class PushBus:
         return frozenset(ch for shard in self._shards.values() for ch in shard.channels)
 
     async def aclose(self) -> None:
-        shards, self._shards = list(self._shards.values()), {}
+        for task in list(self._reroutes):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        shards, self._shards, self._routes = list(self._shards.values()), {}, {}
         for shard in shards:
             await shard.close()
 
@@ -173,11 +199,45 @@ class PushBus:
             )
         shard = self._shards.get(name)
         if shard is None:
-            shard = self._shards[name] = _Shard(self, pool, own_pool=self._sharded)
+            shard = self._shards[name] = _Shard(self, name, pool, own_pool=self._sharded)
         return shard
 
     async def _heard(self, announcement: Announcement) -> None:
         await self._backlog.put(announcement)
+
+    def _moved(self, shard: _Shard, channel: str) -> None:
+        """``shard``'s node no longer serves ``channel``'s slot: subscribe it where it went."""
+        if self._routes.get(channel) is shard:
+            del self._routes[channel]
+        task = asyncio.create_task(self._reroute(channel, shard), name="push-bus-reroute")
+        self._reroutes.add(task)
+        task.add_done_callback(self._reroutes.discard)
+
+    async def _reroute(self, channel: str, lost: _Shard) -> None:
+        assert isinstance(self._client, RedisCluster)
+        delay = BACKOFF_FIRST_SECONDS
+        for attempt in range(REROUTE_ATTEMPTS):
+            if channel in self._routes:
+                break  # an unsubscribe and a subscribe meanwhile placed it afresh
+            try:
+                await self._client.nodes_manager.initialize()
+                shard = await self._shard(channel)
+                # The map may still name the node that lost the slot; ask again (the last
+                # attempt subscribes anyway, and a MOVED brings the channel back here).
+                if shard is not lost or attempt == REROUTE_ATTEMPTS - 1:
+                    self._routes[channel] = shard
+                    await shard.add(channel)
+                    break
+            except (RedisError, OSError) as exc:
+                log.warning("push: re-subscribing a moved channel failed: %s", type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+        # What was published between the move and now went to no one here.
+        self._resubscribed()
+
+    def _retired(self, shard: _Shard) -> None:
+        if self._shards.get(shard.name) is shard:
+            del self._shards[shard.name]
 
     def _resubscribed(self) -> None:
         if self.on_resubscribed is not None:
@@ -220,8 +280,9 @@ class _BusPubSub(PubSub):
 class _Shard:
     """One pub/sub connection, the channels asked of it and the task reading it."""
 
-    def __init__(self, bus: PushBus, pool: ConnectionPool, *, own_pool: bool) -> None:
+    def __init__(self, bus: PushBus, name: str, pool: ConnectionPool, *, own_pool: bool) -> None:
         self._bus = bus
+        self.name = name  # the node's on a cluster
         self._pool = pool
         self._own_pool = own_pool
         self.pubsub = _BusPubSub(pool, sharded=own_pool, on_reconnect=bus._resubscribed)
@@ -240,6 +301,14 @@ class _Shard:
             self.channels.add(channel)
             if self._reader is None:
                 self._reader = asyncio.create_task(self._read(), name="push-bus-reader")
+
+    def forget(self, channel: str) -> None:
+        """Drop ``channel`` without a word to Redis (its node already dropped it), so a
+        reconnect does not send it there again."""
+        self.channels.discard(channel)
+        encoded = channel.encode()
+        self.pubsub.shard_channels.pop(encoded, None)
+        self.pubsub.shard_channels.pop(channel, None)
 
     async def remove(self, channel: str) -> None:
         async with self._lock:
@@ -261,27 +330,68 @@ class _Shard:
             await self._pool.disconnect()
 
     async def _read(self) -> None:
-        """Hand every message to the bus; on a failure redis-py could not mend by itself
-        (Redis down longer than its retries), wait and read again, which reconnects."""
+        """Hand every message to the bus. A failure redis-py could not mend by itself (Redis
+        down longer than its retries) is retried after a backoff: the next read reconnects.
+        A connection silent too long is pinged, and dropped when the PONG does not come."""
+        loop = asyncio.get_running_loop()
         delay = BACKOFF_FIRST_SECONDS
-        while True:
+        heard, pinged = loop.time(), 0.0
+        failures = 0
+        while not (self.pubsub.sharded and not self.channels and failures):
             try:
-                message = await self.pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=READ_SECONDS
-                )
+                if pinged and loop.time() - pinged > PING_AFTER_SECONDS:
+                    log.warning("push: pub/sub connection silent; opening it anew")
+                    pinged = 0.0
+                    await self._drop()
+                elif not pinged and loop.time() - heard > PING_AFTER_SECONDS:
+                    await self.pubsub.ping(PING_MESSAGE)
+                    pinged = loop.time()
+                message = await self.pubsub.get_message(timeout=PING_AFTER_SECONDS / 2)
+            except MovedError as exc:
+                # A re-sent SSUBSCRIBE reached a node that lost the slot.
+                for channel in [c for c in self.channels if _slot(c) == exc.slot_id]:
+                    self.forget(channel)
+                    self._bus._moved(self, channel)
+                continue
             except (RedisError, OSError) as exc:
                 log.warning("push: pub/sub connection failed (%s); retrying", type(exc).__name__)
+                failures += 1
+                if self.pubsub.sharded and failures >= NODE_GONE_FAILURES:
+                    for channel in list(self.channels):
+                        self.forget(channel)
+                        self._bus._moved(self, channel)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
                 delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+                heard, pinged = loop.time(), 0.0
                 continue
-            delay = BACKOFF_FIRST_SECONDS
-            if message is None or message.get("type") not in ("message", "smessage"):
+            if message is None:
+                continue
+            delay, failures = BACKOFF_FIRST_SECONDS, 0
+            heard, pinged = loop.time(), 0.0
+            kind = message.get("type")
+            if kind == "sunsubscribe" and text(message["channel"]) in self.channels:
+                # Not asked for (remove() forgets first): the channel's slot left this node.
+                channel = text(message["channel"])
+                self.forget(channel)
+                self._bus._moved(self, channel)
+                continue
+            if kind not in ("message", "smessage"):
                 continue
             announcement = decode(message["channel"], message["data"])
             if announcement is None:
                 log.debug("push: ignored a message that is not an announcement")
                 continue
             await self._bus._heard(announcement)
+        # A cluster node that failed and holds no channel any more: let it go.
+        self._bus._retired(self)
+        self._reader = None
+        await self.pubsub.aclose()
+        await self._pool.disconnect()
+
+    async def _drop(self) -> None:
+        """Close the connection; the next read opens it again, which resubscribes."""
+        if self.pubsub.connection is not None:
+            await self.pubsub.connection.disconnect()
 
 
 def _slot(channel: bytes | str) -> int:

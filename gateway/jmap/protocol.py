@@ -77,7 +77,15 @@ def parse_request(
             "maxSizeRequest",
             f"The request is larger than {limits.max_size_request} octets.",
         )
-    request = _request_from_json(_load_json(body), limits)
+    return request_from_document(load_json(body), limits, known_capabilities)
+
+
+def request_from_document(
+    document: object, limits: CoreLimits, known_capabilities: Collection[str]
+) -> Request:
+    """The Request in a JSON document :func:`load_json` read (a WebSocket message, RFC 8887
+    4.3.2, is parsed once to learn its type); RequestError describing the first problem."""
+    request = _request_from_json(document, limits)
     if len(request.method_calls) > limits.max_calls_in_request:
         raise RequestError.limit_exceeded(
             "maxCallsInRequest",
@@ -101,7 +109,7 @@ def _check_content_type(content_type: str | None) -> None:
             raise RequestError("notJSON", "The request must be encoded in UTF-8.")
 
 
-def _load_json(body: bytes) -> object:
+def load_json(body: bytes) -> object:
     """RFC 8620 1.5: parse as I-JSON; orjson refuses bad UTF-8, NaN and lone surrogates.
 
     The structure is measured on the octets first, in a few passes that run in C, so a body

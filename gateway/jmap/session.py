@@ -24,6 +24,8 @@ API_PATH = "/jmap/api/"
 DOWNLOAD_PATH = "/jmap/download/"
 UPLOAD_PATH = "/jmap/upload/"
 EVENT_SOURCE_PATH = "/jmap/eventsource/"
+# RFC 8887 3: advertised as the WebSocket capability's url (ws:// or wss://).
+WS_PATH = "/jmap/ws"
 
 # RFC 6570 level-1 templates with exactly the variables RFC 8620 2 requires; the
 # download type sits in the query, as RFC 8620 2 recommends, since it has a slash.

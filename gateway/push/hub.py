@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 MAX_OUTBOX = 10_000
 # Accounts whose states a resync reads at once.
 RESYNC_BATCH = 32
+# Backoff of a resync whose reads failed.
+BACKOFF_FIRST_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 10.0
+# On stop, how long the changes committed last still get to be announced.
+FLUSH_SECONDS = 2.0
 
 
 class Closed(Exception):
@@ -178,7 +183,9 @@ class PushHub:
         self._count = 0
         self._outbox: dict[str, TypeStates] = {}
         self._outbox_ready = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._publisher: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
         self._resync: asyncio.Task[None] | None = None
         self._resync_again = False
         self._journal = contextlib.ExitStack()
@@ -197,22 +204,24 @@ class PushHub:
         """Hear the process's commits and the bus's announcements."""
         self._journal.enter_context(listening(self._committed))
         self._bus.on_resubscribed = self._resubscribed
-        self._tasks = [
-            asyncio.create_task(self._publish_outbox(), name="push-publisher"),
-            asyncio.create_task(self._hear(), name="push-reader"),
-        ]
+        self._publisher = asyncio.create_task(self._publish_outbox(), name="push-publisher")
+        self._reader = asyncio.create_task(self._hear(), name="push-reader")
 
     async def stop(self) -> None:
-        """Close every subscription, stop hearing commits, and let go of the bus."""
+        """Close every subscription, stop hearing commits, announce the last ones (for at most
+        FLUSH_SECONDS: other replicas' listeners should hear of them), let go of the bus."""
         self.drain()
         self._journal.close()
-        tasks = [*self._tasks, *([self._resync] if self._resync else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        self._stopping = True
+        self._outbox_ready.set()
+        if self._publisher is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._publisher, FLUSH_SECONDS)
+        for task in (self._reader, self._resync):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._bus.aclose()
 
     @contextlib.asynccontextmanager
@@ -335,6 +344,8 @@ class PushHub:
             for account_id, states in batch.items():
                 if not await self._bus.publish(account_id, states):
                     self._svc.metrics.push_publish_failures.inc()
+            if self._stopping and not self._outbox:
+                return
 
     # -- announcements in ---------------------------------------------------------------------
 
@@ -366,21 +377,37 @@ class PushHub:
 
     async def _resync_all(self) -> None:
         """Offer every local account's current states to its listeners; each hears of the
-        types whose state is newer than what it has."""
+        types whose state is newer than what it has. Accounts whose states could not be read
+        (Redis still recovering) are tried again, backing off, while they have listeners."""
+        accounts: list[str] | None = None
+        delay = BACKOFF_FIRST_SECONDS
         while True:
-            self._resync_again = False
-            accounts = list(self._listeners)
-            for start in range(0, len(accounts), RESYNC_BATCH):
-                batch = accounts[start : start + RESYNC_BATCH]
-                read = await asyncio.gather(
-                    *(current_states(self._svc, account_id) for account_id in batch),
-                    return_exceptions=True,
-                )
-                for account_id, states in zip(batch, read, strict=True):
-                    if isinstance(states, BaseException):
-                        log.warning("push: resync read failed: %s", type(states).__name__)
-                        continue
-                    for sub in list(self._listeners.get(account_id, ())):
-                        sub.offer(states)
-            if not self._resync_again:
+            if accounts is None or self._resync_again:
+                self._resync_again = False
+                accounts = list(self._listeners)
+            failed = await self._resync_accounts(accounts)
+            if self._resync_again:
+                continue
+            accounts = [account_id for account_id in failed if account_id in self._listeners]
+            if not accounts:
                 return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+
+    async def _resync_accounts(self, accounts: list[str]) -> list[str]:
+        """Offer the current states of ``accounts``, a batch at a time; those that failed."""
+        failed: list[str] = []
+        for start in range(0, len(accounts), RESYNC_BATCH):
+            batch = accounts[start : start + RESYNC_BATCH]
+            read = await asyncio.gather(
+                *(current_states(self._svc, account_id) for account_id in batch),
+                return_exceptions=True,
+            )
+            for account_id, states in zip(batch, read, strict=True):
+                if isinstance(states, BaseException):
+                    log.warning("push: resync read failed: %s", type(states).__name__)
+                    failed.append(account_id)
+                    continue
+                for sub in list(self._listeners.get(account_id, ())):
+                    sub.offer(states)
+        return failed

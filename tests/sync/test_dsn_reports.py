@@ -9,6 +9,7 @@ What the gateway sends upstream is read from its debug log.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -238,7 +239,11 @@ async def test_no_submissions_no_extra_upstream_work(
         account.append(sample("postfix-relayed.eml"))
         upstream_commands(caplog)
         await account.sync()
-        sent_by[name] = [c for c in upstream_commands(caplog) if not c.startswith("LOGIN")]
+        # Numbers aside: the two accounts' UIDVALIDITY and modseqs may differ (made a second
+        # apart); the commands sent are what must not.
+        sent_by[name] = [
+            re.sub(r"\d+", "N", c) for c in upstream_commands(caplog) if not c.startswith("LOGIN")
+        ]
     assert sent_by["looking"] == sent_by["blind"]
     assert not any("HEADER" in c and "report" in c for c in sent_by["looking"])
 
