@@ -275,3 +275,27 @@ async def test_sigterm_ends_the_stream_before_the_process_exits(
 def resume(event: Event) -> dict[str, str]:
     """What an EventSource sends when it reconnects after ``event``."""
     return {"Last-Event-ID": event.last_id}
+
+
+async def test_streams_are_counted_under_their_route(sse_gateway: Gateway, sse_user: Jmap) -> None:
+    """The endpoint is reached outside FastAPI's layers, still under the access log."""
+    async with stream(sse_gateway.http, sse_user.auth, {**ALL, "closeafter": "state"}) as s:
+        await s.rest()
+    await sse_gateway.http.get("/jmap/eventsource/", params=ALL)
+    port = sse_gateway.svc.settings.metrics_port
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    for status in ("200", "401"):
+        line = f'route="/jmap/eventsource/",status="{status}"'
+        assert any(line in row and "_http_requests_total" in row for row in text.splitlines())
+
+
+async def test_the_metrics_port_does_not_serve_streams(
+    sse_gateway: Gateway, sse_user: Jmap
+) -> None:
+    port = sse_gateway.svc.settings.metrics_port
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(
+            f"http://127.0.0.1:{port}/jmap/eventsource/", params=ALL, auth=sse_user.auth
+        )
+    assert response.status_code == 404
