@@ -10,6 +10,7 @@ tests make frequent: comments arriving prove the stream was open and writing mea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import httpx
 import pytest
@@ -299,3 +300,32 @@ async def test_the_metrics_port_does_not_serve_streams(
             f"http://127.0.0.1:{port}/jmap/eventsource/", params=ALL, auth=sse_user.auth
         )
     assert response.status_code == 404
+
+
+async def test_a_stream_over_the_account_limit_is_refused(
+    sse_gateway: Gateway, sse_user: Jmap
+) -> None:
+    limit = sse_gateway.svc.push.max_per_account
+    async with contextlib.AsyncExitStack() as streams:
+        for _ in range(limit):
+            await streams.enter_async_context(stream(sse_gateway.http, sse_user.auth))
+        response = await sse_gateway.http.get("/jmap/eventsource/", params=ALL, auth=sse_user.auth)
+    assert response.status_code == 429
+    assert response.json()["limit"] == "maxPushConnections"
+    assert "retry-after" in response.headers
+
+
+async def test_no_stream_opens_while_draining(sse_gateway: Gateway, sse_user: Jmap) -> None:
+    sse_gateway.svc.push.drain()
+    response = await sse_gateway.http.get("/jmap/eventsource/", params=ALL, auth=sse_user.auth)
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_head_has_the_streams_headers_and_no_body(
+    sse_gateway: Gateway, sse_user: Jmap
+) -> None:
+    response = await sse_gateway.http.head("/jmap/eventsource/", params=ALL, auth=sse_user.auth)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream"
+    assert response.content == b""
