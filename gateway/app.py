@@ -56,6 +56,7 @@ _QUIET_ROUTES = frozenset({HEALTH_PATH, READY_PATH})
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
+    logs.redact_urls()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -188,6 +189,9 @@ def _add_routes(app: FastAPI) -> None:
             ttl=svc.settings.push_token_seconds,
             stream_seconds=svc.settings.push_token_stream_seconds,
         )
+        # A token carries no credentials: this replica's keeper lends these to the watcher of
+        # the account, so the page's token streams hear upstream changes too (Q1).
+        svc.keeper.remember(principal.account_id, principal)
         return JsonResponse(tokens.minted(token, says), headers={"Cache-Control": "no-store"})
 
     # RFC 8620 7.3: a raw ASGI endpoint, so a long stream holds no response object; the

@@ -654,17 +654,24 @@ class ImapConnection:
                 tag, session = await self._start_idle()
                 try:
                     yield session
-                except Exception:
-                    if not self.broken:
+                except Exception as exc:
+                    if self.broken:  # the session lost the connection
+                        self._report("IDLE", failure(exc))
+                    else:
                         with contextlib.suppress(ImapError):
                             await self._finish_idle(tag)
                     raise
-                except BaseException:
+                except BaseException as exc:
                     # Cancelled in the middle of an IDLE: no time to say DONE politely.
-                    self._report("IDLE", failure(asyncio.CancelledError()))
+                    self._report("IDLE", failure(exc))
                     self.abort()
                     raise
-                await self._finish_idle(tag)
+                finally:
+                    session.end()
+                if self.broken:  # the block took the session's ConnectionLost quietly
+                    self._report("IDLE", "connection_lost")
+                else:
+                    await self._finish_idle(tag)
             finally:
                 self._idling = False
                 self.last_used = time.monotonic()
@@ -672,7 +679,7 @@ class ImapConnection:
     async def _start_idle(self) -> tuple[str, IdleSession]:
         """Send IDLE and wait for "+"; untagged responses before it belong to the session."""
         tag = self._next_tag()
-        log.debug("upstream <- %s IDLE", tag)
+        log.debug("upstream <- %s", f"{tag} IDLE")
         early: list[bytes] = []
         overflowed = False
         try:
@@ -713,7 +720,7 @@ class ImapConnection:
     async def _finish_idle(self, tag: str) -> None:
         """RFC 2177 3: DONE, then the IDLE's tagged completion. Untagged responses still on
         their way are read past (the caller resynchronizes after every IDLE anyway)."""
-        log.debug("upstream <- DONE")
+        log.debug("upstream <- %s", f"{tag} DONE")
         try:
             async with asyncio.timeout(self.endpoint.command_timeout):
                 self.writer.write(b"DONE\r\n")
@@ -741,9 +748,10 @@ class ImapConnection:
         if isinstance(exc, CommandFailed):
             raise exc
         self.abort()
-        self._report("IDLE", failure(exc))
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, TimeoutError):  # before OSError, of which it is a subclass
+            self._report("IDLE", "timeout")
             raise CommandTimeout(f"{what} timed out") from None
+        self._report("IDLE", failure(exc))
         if isinstance(exc, OSError):
             raise ConnectionLost(f"{what}: connection lost ({exc.strerror or exc})") from exc
         raise exc

@@ -30,7 +30,16 @@ class IdleSession:
     says how many are already read and framed, ``lost`` marks the connection broken.
     """
 
-    __slots__ = ("_backlog", "_broken", "_lost", "_overflowed", "_read", "_utf8", "_waiting")
+    __slots__ = (
+        "_backlog",
+        "_broken",
+        "_ended",
+        "_lost",
+        "_overflowed",
+        "_read",
+        "_utf8",
+        "_waiting",
+    )
 
     def __init__(
         self,
@@ -49,15 +58,20 @@ class IdleSession:
         self._overflowed = overflowed
         self._utf8 = utf8
         self._broken = False
+        self._ended = False
 
     async def next(self, timeout: float | None) -> Signal | None:
         """The next signal, or None when ``timeout`` seconds pass without one.
 
         Raises ConnectionLost on BYE or when the upstream closes; the connection is then
-        broken. A timeout leaves the stream intact (nothing was half read).
+        broken. A timeout, or cancelling this call, leaves the stream intact (nothing is
+        half read), so the IDLE can still be left with DONE.
         """
         if self._broken:
-            raise ConnectionLost("the IDLE session has ended")
+            raise ConnectionLost("the connection was lost during IDLE")
+        if self._ended:
+            # Reading now would take the answers of whatever command follows the IDLE.
+            raise RuntimeError("the IDLE has ended")
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -67,10 +81,10 @@ class IdleSession:
         except TimeoutError:
             return None
         except ConnectionLost:
-            self._end()
+            self._lose()
             raise
         except OSError as exc:
-            self._end()
+            self._lose()
             raise ConnectionLost(f"IDLE: connection lost ({exc.strerror or exc})") from exc
 
     async def _next_signal(self) -> Signal | None:
@@ -81,19 +95,23 @@ class IdleSession:
             return Overflow()
         if self._backlog:
             return self._classify(self._backlog.pop(0))
+        raw = await self._read()
         waiting = self._waiting()
-        if waiting > COALESCE_AT:
-            # Already read, so no await below suspends: the burst goes in one step.
-            burst = [await self._read() for _ in range(waiting)]
-            self._check_for_bye(burst)
-            return Overflow()
-        return self._classify(await self._read())
+        if waiting < COALESCE_AT:
+            return self._classify(raw)
+        # Already read, so no await below suspends: the burst goes in one step.
+        burst = [raw, *[await self._read() for _ in range(waiting)]]
+        self._check_for_bye(burst)
+        # A read that finds data buffered does not suspend either: let others run between
+        # bursts, so a flood cannot hold the event loop.
+        await asyncio.sleep(0)
+        return Overflow()
 
     def _classify(self, raw: bytes) -> Signal | None:
         if not raw.startswith(b"* "):
             # RFC 2177 3: during IDLE only untagged responses may come; anything else means
             # the stream is not where we think.
-            self._end()
+            self._lose()
             raise ProtocolError("tagged or continuation response during IDLE")
         try:
             return classify(raw, utf8=self._utf8)
@@ -104,9 +122,13 @@ class IdleSession:
 
     def _check_for_bye(self, lines: list[bytes]) -> None:
         if any(line[:5].upper() == b"* BYE" for line in lines):
-            self._end()
+            self._lose()
             raise ConnectionLost("upstream said BYE")
 
-    def _end(self) -> None:
+    def end(self) -> None:
+        """The IDLE is over (DONE is on its way): no more reading through this session."""
+        self._ended = True
+
+    def _lose(self) -> None:
         self._broken = True
         self._lost()

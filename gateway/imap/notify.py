@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 from gateway.imap.commands import Command
 
-# RFC 5465 5: the events of the "personal" mailboxes the watcher needs; MessageNew and
-# MessageExpunge must be given together (RFC 5465 5, "MUST be specified together").
+# The events of the "personal" mailboxes the watcher needs (RFC 5465 5.1-5.5).
 PERSONAL_EVENTS = (
     "MessageNew",
     "MessageExpunge",
@@ -22,7 +21,7 @@ PERSONAL_EVENTS = (
     "MailboxName",
     "SubscriptionChange",
 )
-# RFC 5465 5 event names (and 8's MailboxMetadataChange/ServerMetadataChange) a caller may ask for.
+# The event names RFC 5465 5 defines, which a caller may ask for.
 KNOWN_EVENTS = frozenset(
     {
         "MessageNew",
@@ -45,13 +44,15 @@ def notify_set_personal(events: Sequence[str] = PERSONAL_EVENTS) -> Command:
     if unknown or not events:
         raise ValueError(f"not RFC 5465 events: {unknown or 'none given'}")
     if ("MessageNew" in events) != ("MessageExpunge" in events):
-        # RFC 5465 5: "If MessageNew is specified, MessageExpunge MUST also be" (and back).
+        # RFC 5465 5: the two go together; Dovecot answers BAD "MessageNew and
+        # MessageExpunge must be together" (harness README 1.4).
         raise ValueError("MessageNew and MessageExpunge go together")
     return Command("NOTIFY", "SET", f"(personal ({' '.join(events)}))")
 
 
 def notify_none() -> Command:
-    """RFC 5465 3.1: ``NOTIFY NONE`` stops every notification (and leaves IDLE-free polling)."""
+    """``NOTIFY NONE``: back to RFC 3501's unsolicited responses for the selected mailbox
+    only, e.g. before the connection is used for anything but watching."""
     return Command("NOTIFY", "NONE")
 
 
@@ -60,3 +61,10 @@ def enable_for_notify(capabilities: frozenset[str], enabled: frozenset[str]) -> 
     nothing is left to enable or the server offers neither."""
     wanted = [e for e in NOTIFY_EXTENSIONS if e in capabilities and e not in enabled]
     return Command("ENABLE", *wanted) if wanted else None
+
+
+def can_notify(capabilities: frozenset[str]) -> bool:
+    """Whether the watcher's NOTIFY strategy works here: NOTIFY to hear of every mailbox, IDLE
+    to wait for it (Dovecot pushes the selected mailbox's changes reliably only in IDLE), and
+    CONDSTORE so that a flag change moves a STATUS item. Otherwise: IDLE on INBOX and polling."""
+    return {"NOTIFY", "IDLE", "CONDSTORE"} <= capabilities

@@ -86,14 +86,22 @@ def classify(raw: bytes, *, utf8: bool = False) -> Signal | None:
             return Overflow()
         return KeepAlive()
     if keyword == "STATUS":
-        entry = parse_status(response, utf8=utf8)
+        entry = parse_status(response, utf8=utf8 or _eight_bit(response.values, 0))
         return MailboxStatus(entry.name, entry.items)
     if keyword == "LIST":
-        listed = parse_list(response, utf8=utf8)
+        listed = parse_list(response, utf8=utf8 or _eight_bit(response.values, 2))
         old = listed.extended.get("OLDNAME")
         return MailboxListed(listed.name, listed.attributes, _old_name(old, utf8))
     kind = _SELECTED_KINDS.get(keyword)
     return None if kind is None else SelectedChanged(kind)
+
+
+def _eight_bit(values: list[Value], index: int) -> bool:
+    """Dovecot 2.3 sends NOTIFY's mailbox names in UTF-8 (as a literal) even without
+    UTF8=ACCEPT (measured: ``* LIST () "/" {9}`` + ``Entw\xc3\xbcrfe``). Modified UTF-7 is
+    7-bit by definition, so a name with 8-bit octets can only be UTF-8."""
+    value = values[index] if index < len(values) else None
+    return isinstance(value, bytes) and not value.isascii()
 
 
 def _old_name(value: Value, utf8: bool) -> str | None:
@@ -103,4 +111,4 @@ def _old_name(value: Value, utf8: bool) -> str | None:
     items = as_list(value, "OLDNAME")
     if len(items) != 1:
         raise ProtocolError("OLDNAME holds one mailbox name")
-    return decode_mailbox_name(mailbox_raw(items[0]), utf8=utf8)
+    return decode_mailbox_name(mailbox_raw(items[0]), utf8=utf8 or _eight_bit(items, 0))
