@@ -59,8 +59,10 @@ BACKOFF_MAX_SECONDS = 10.0
 # Announcements read and not yet taken by the hub. When full the readers wait, Redis buffers
 # for them, and past its client-output-buffer-limit drops the connection: a resync follows.
 MAX_BACKLOG = 10_000
-# Attempts to find a moved channel's new owner (the slot map may lag behind for a moment).
-REROUTE_ATTEMPTS = 20
+# Before reading the slot map again after a channel moved: the moves of one resharding step
+# (or failover) arrive together and are placed in one batch, and a map that still lags
+# (a MOVED follows) is not asked again in a tight loop.
+REROUTE_PAUSE_SECONDS = 0.1
 # Failed reads in a row after which a cluster node is taken for gone (a failover): its
 # channels are placed again by the slot map.
 NODE_GONE_FAILURES = 3
@@ -114,10 +116,13 @@ class PushBus:
         self.replica_id = replica_id
         self._sharded = isinstance(client, RedisCluster)
         self._shards: dict[str, _Shard] = {}
-        # The connection each subscribed channel was sent to.
+        # The channels asked for, and the connection each was sent to (none while moving).
+        self._wanted: set[str] = set()
         self._routes: dict[str, _Shard] = {}
         self._backlog: asyncio.Queue[Announcement] = asyncio.Queue(MAX_BACKLOG)
-        self._reroutes: set[asyncio.Task[None]] = set()
+        # Channels whose slot left the node they were subscribed on, and who places them.
+        self._moving: set[str] = set()
+        self._rerouter: asyncio.Task[None] | None = None
         # Called (synchronously) after a reconnect re-sent every subscription of a connection.
         self.on_resubscribed: Callable[[], None] | None = None
 
@@ -132,6 +137,7 @@ class PushBus:
     async def subscribe(self, account_id: str) -> None:
         """Hear the account's announcements; raises the Redis error when it cannot."""
         channel = AccountKeys(account_id).push_channel
+        self._wanted.add(channel)
         shard = self._routes.get(channel) or await self._shard(channel)
         self._routes[channel] = shard
         await shard.add(channel)
@@ -143,9 +149,10 @@ class PushBus:
         the channel is never left subscribed by a listener that came and went at once.
         """
         channel = AccountKeys(account_id).push_channel
+        self._wanted.discard(channel)
         shard = self._routes.pop(channel, None)
         if shard is None:
-            return
+            return  # never subscribed, or moving: the move stops (_reroute)
         try:
             await shard.remove(channel)
         except (RedisError, OSError) as exc:
@@ -156,16 +163,13 @@ class PushBus:
         while True:
             yield await self._backlog.get()
 
-    def subscribed(self) -> frozenset[str]:
-        """The channels asked for, on every connection."""
-        return frozenset(ch for shard in self._shards.values() for ch in shard.channels)
-
     async def aclose(self) -> None:
-        for task in list(self._reroutes):
-            task.cancel()
+        if self._rerouter is not None:
+            self._rerouter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._rerouter
         shards, self._shards, self._routes = list(self._shards.values()), {}, {}
+        self._wanted.clear()
         for shard in shards:
             await shard.close()
 
@@ -206,34 +210,56 @@ class PushBus:
         await self._backlog.put(announcement)
 
     def _moved(self, shard: _Shard, channel: str) -> None:
-        """``shard``'s node no longer serves ``channel``'s slot: subscribe it where it went."""
+        """``shard``'s node dropped ``channel``: subscribe it where the slot map says now.
+
+        A node drops the shard channels of a slot whenever its own view of the slot's owner
+        changes (Redis 7: CLUSTER SETSLOT ... NODE on the node gaining the slot too), so the
+        map is read again rather than the dropping node taken for the loser.
+        """
         if self._routes.get(channel) is shard:
             del self._routes[channel]
-        task = asyncio.create_task(self._reroute(channel, shard), name="push-bus-reroute")
-        self._reroutes.add(task)
-        task.add_done_callback(self._reroutes.discard)
+        self._moving.add(channel)
+        if self._rerouter is None or self._rerouter.done():
+            self._rerouter = asyncio.create_task(self._reroute(), name="push-bus-reroute")
 
-    async def _reroute(self, channel: str, lost: _Shard) -> None:
+    async def _reroute(self) -> None:
         assert isinstance(self._client, RedisCluster)
+        log.info("push: subscribed channels left their node; subscribing them where they went")
         delay = BACKOFF_FIRST_SECONDS
-        for attempt in range(REROUTE_ATTEMPTS):
-            if channel in self._routes:
-                break  # an unsubscribe and a subscribe meanwhile placed it afresh
+        while self._moving:
+            await asyncio.sleep(REROUTE_PAUSE_SECONDS)
+            batch, self._moving = self._moving, set()
             try:
                 await self._client.nodes_manager.initialize()
-                shard = await self._shard(channel)
-                # The map may still name the node that lost the slot; ask again (the last
-                # attempt subscribes anyway, and a MOVED brings the channel back here).
-                if shard is not lost or attempt == REROUTE_ATTEMPTS - 1:
-                    self._routes[channel] = shard
-                    await shard.add(channel)
-                    break
             except (RedisError, OSError) as exc:
-                log.warning("push: re-subscribing a moved channel failed: %s", type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+                log.warning("push: reading the slot map failed: %s", type(exc).__name__)
+                failed = batch
+            else:
+                failed = {channel for channel in batch if not await self._place(channel)}
+            if failed:
+                self._moving |= failed
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+            else:
+                delay = BACKOFF_FIRST_SECONDS
         # What was published between the move and now went to no one here.
         self._resubscribed()
+
+    async def _place(self, channel: str) -> bool:
+        """Subscribe a moved channel on its slot's owner; False (logged) when that failed."""
+        if channel in self._routes or channel not in self._wanted:
+            return True  # placed afresh by a subscribe meanwhile, or nobody listens any more
+        shard: _Shard | None = None
+        try:
+            shard = await self._shard(channel)
+            self._routes[channel] = shard
+            await shard.add(channel)
+        except (RedisError, OSError) as exc:
+            log.warning("push: re-subscribing a moved channel failed: %s", type(exc).__name__)
+            if shard is not None and self._routes.get(channel) is shard:
+                del self._routes[channel]
+            return False
+        return True
 
     def _retired(self, shard: _Shard) -> None:
         if self._shards.get(shard.name) is shard:

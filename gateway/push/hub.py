@@ -242,8 +242,8 @@ class PushHub:
         self._listeners.setdefault(account_id, []).append(sub)
         self._count += 1
         self._svc.metrics.push_listeners.inc()
-        self._demand.attach(account_id, principal)
         try:
+            self._demand.attach(account_id, principal)
             await self._bus.subscribe(account_id)
             sub.prime(await current_states(self._svc, account_id))
             yield sub
