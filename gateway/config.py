@@ -362,6 +362,20 @@ class Settings(BaseSettings):
         description="Longest ping interval an EventSource client gets (a larger ping is "
         "lowered to it; RFC 8620 7.3 wants at least 300)",
     )
+    push_allowed_origins: str = Field(
+        "",
+        description="Web origins (scheme://host[:port], separated by commas) whose pages may "
+        "open a WebSocket or EventSource with Basic credentials, besides the gateway's own "
+        "(GATEWAY_PUBLIC_URL's); a browser attaches cached Basic credentials to any site's "
+        "request, so other origins get 403 unless they send a Bearer or push token",
+    )
+    push_drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds after SIGTERM that push streams get to end (WebSockets close "
+        "with 1001, EventSource responses finish) before in-flight requests get "
+        "GATEWAY_SHUTDOWN_TIMEOUT_SECONDS; keep both together below the pod's grace period",
+    )
     push_token_seconds: int = Field(
         120,
         ge=10,
@@ -409,20 +423,6 @@ class Settings(BaseSettings):
         description="Seconds a replica keeps, in memory only, the credentials of a push "
         "listener or push token request after their last use, so that a watcher can log in "
         "for browser (token) listeners of the account",
-    )
-    push_allowed_origins: str = Field(
-        "",
-        description="Web origins (scheme://host[:port], separated by commas) whose pages may "
-        "open a WebSocket or EventSource with Basic credentials, besides the gateway's own "
-        "(GATEWAY_PUBLIC_URL's); a browser attaches cached Basic credentials to any site's "
-        "request, so other origins get 403 unless they send a Bearer or push token",
-    )
-    push_drain_seconds: float = Field(
-        5.0,
-        ge=0,
-        description="Seconds after SIGTERM that push streams get to end (WebSockets close "
-        "with 1001, EventSource responses finish) before in-flight requests get "
-        "GATEWAY_SHUTDOWN_TIMEOUT_SECONDS; keep both together below the pod's grace period",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 

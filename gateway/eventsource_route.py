@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth import Principal, Unauthenticated
 from gateway.cache.store import STORE_UNAVAILABLE
-from gateway.http import ProblemResponse, authenticate, services_of
+from gateway.http import ProblemResponse, authenticate
 from gateway.jmap.errors import problem
 from gateway.origin import client_origin
 from gateway.origin_check import ambient_credentials_refused, site_origin
@@ -29,11 +30,16 @@ log = logging.getLogger(__name__)
 
 
 class EventSourceEndpoint:
-    """The ASGI app of the event-source route."""
+    """The ASGI app of the event-source route (reached through :func:`gateway.app.entry`,
+    outside FastAPI's layers)."""
+
+    def __init__(self, state: State) -> None:
+        # The app's state, whose services exist once the lifespan started them.
+        self._state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        svc = services_of(request)
+        svc: Services = self._state.services
         try:
             await self._serve(request, svc, send)
         except DESCRIBED as exc:

@@ -30,15 +30,13 @@ class Gateway:
 
 @asynccontextmanager
 async def stream(
-    gw: Gateway,
+    http: httpx.AsyncClient,
     auth: httpx.Auth | None,
     query: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Stream]:
-    request = gw.http.build_request(
-        "GET", "/jmap/eventsource/", params=query or ALL, headers=headers
-    )
-    response = await gw.http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+    request = http.build_request("GET", "/jmap/eventsource/", params=query or ALL, headers=headers)
+    response = await http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True)
     try:
         assert response.status_code == 200, (await response.aread()).decode()
         yield Stream(response)

@@ -31,7 +31,7 @@ async def test_a_push_token_opens_the_stream_without_a_header(
     sse_gateway: Gateway, sse_user: Jmap
 ) -> None:
     token = await mint(sse_gateway, sse_user)
-    async with stream(sse_gateway, None, {**ALL, tokens.QUERY_PARAMETER: token}) as s:
+    async with stream(sse_gateway.http, None, {**ALL, tokens.QUERY_PARAMETER: token}) as s:
         await assert_current(changed_of(await s.next(), sse_user.account_id), sse_user)
         state = await create_mailbox(sse_user, "Token")
         assert changed_of(await s.next(), sse_user.account_id)["Mailbox"] == state
@@ -55,7 +55,7 @@ async def test_another_users_token_never_opens_alices_stream(
     """The account is the token's: another user's token streams that user's account, and
     the first user's changes never reach it."""
     token = await mint(sse_gateway, sse_other)
-    async with stream(sse_gateway, None, {**ALL, tokens.QUERY_PARAMETER: token}) as s:
+    async with stream(sse_gateway.http, None, {**ALL, tokens.QUERY_PARAMETER: token}) as s:
         await assert_current(changed_of(await s.next(), sse_other.account_id), sse_other)
         await create_mailbox(sse_user, "Private")
         comments = s.parser.comments
@@ -67,7 +67,7 @@ async def test_header_credentials_win_over_a_token(
 ) -> None:
     """With both, the Authorization header names the caller (the token is not looked at)."""
     token = await mint(sse_gateway, sse_other)
-    async with stream(sse_gateway, sse_user.auth, {**ALL, tokens.QUERY_PARAMETER: token}) as s:
+    async with stream(sse_gateway.http, sse_user.auth, {**ALL, tokens.QUERY_PARAMETER: token}) as s:
         changed_of(await s.next(), sse_user.account_id)
 
 
@@ -81,7 +81,7 @@ async def test_a_token_stream_ends_at_its_lifetime(
     principal = await sse_gateway.svc.authenticator.authenticate(header, None)
     key = tokens.token_key(await sse_gateway.svc.authenticator.server_secret())
     token, _ = tokens.mint(key, principal, ttl=2, stream_seconds=2)
-    async with stream(sse_gateway, None, {**ALL, tokens.QUERY_PARAMETER: token}) as s:
+    async with stream(sse_gateway.http, None, {**ALL, tokens.QUERY_PARAMETER: token}) as s:
         assert changed_of(await s.next(), sse_user.account_id)
         assert await s.rest(timeout=15) == []
 
@@ -100,14 +100,14 @@ async def test_basic_from_a_foreign_page_is_refused(sse_gateway: Gateway, sse_us
 async def test_basic_from_the_gateways_own_page_is_served(
     sse_gateway: Gateway, sse_user: Jmap
 ) -> None:
-    async with stream(sse_gateway, sse_user.auth, headers={"Origin": sse_gateway.url}) as s:
+    async with stream(sse_gateway.http, sse_user.auth, headers={"Origin": sse_gateway.url}) as s:
         changed_of(await s.next(), sse_user.account_id)
 
 
 async def test_a_token_from_a_foreign_page_is_served(sse_gateway: Gateway, sse_user: Jmap) -> None:
     token = await mint(sse_gateway, sse_user)
     query = {**ALL, tokens.QUERY_PARAMETER: token}
-    async with stream(sse_gateway, None, query, {"Origin": "https://app.example"}) as s:
+    async with stream(sse_gateway.http, None, query, {"Origin": "https://app.example"}) as s:
         changed_of(await s.next(), sse_user.account_id)
 
 
@@ -118,7 +118,7 @@ async def test_stream_with_refused_credentials_ends(
     or sooner when the account's watcher logs in again and is refused); the response ends
     cleanly."""
     user = await Jmap(recheck_gateway.http, "alice", private_dovecot.users["alice"]).start()
-    async with stream(recheck_gateway, user.auth, {**ALL, "ping": "2"}) as s:
+    async with stream(recheck_gateway.http, user.auth, {**ALL, "ping": "2"}) as s:
         assert (await s.next()).type == "state"
         set_password(private_dovecot, "alice", "changed-password")
         await s.rest(timeout=40)
