@@ -16,12 +16,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import logs, services
 from gateway.api_runner import run_api
 from gateway.blob_routes import add_blob_routes
 from gateway.config import Settings
+from gateway.eventsource_route import EventSourceEndpoint
 from gateway.http import (
     JsonResponse,
     ProblemResponse,
@@ -33,7 +35,7 @@ from gateway.http import (
 from gateway.http_protocol import BODY_TIMED_OUT
 from gateway.jmap.dispatch import writes_finished
 from gateway.jmap.errors import problem
-from gateway.jmap.session import API_PATH, SESSION_PATH, WS_PATH
+from gateway.jmap.session import API_PATH, EVENT_SOURCE_PATH, SESSION_PATH, WS_PATH
 from gateway.metrics import Metrics, MetricsPort
 from gateway.problems import DESCRIBED
 from gateway.push import tokens
@@ -54,6 +56,7 @@ _QUIET_ROUTES = frozenset({HEALTH_PATH, READY_PATH})
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
+    logs.redact_urls()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +88,8 @@ def create_app(settings: Settings) -> FastAPI:
 
 def entry(app: FastAPI, settings: Settings) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """The ASGI app the server runs: ``app``, except that a WebSocket handshake at WS_PATH on
-    the API port goes straight to the JMAP socket endpoint.
+    the API port goes straight to the JMAP socket endpoint, and a request of the event-source
+    resource straight to its endpoint under the access log.
 
     Every layer of the app (its middleware, the router, FastAPI's exit stack) would stay on
     the stack for the whole life of a socket, a few KB each time; an idle push connection
@@ -93,18 +97,38 @@ def entry(app: FastAPI, settings: Settings) -> Callable[[Scope, Receive, Send], 
     metrics port are left to MetricsPort, which refuses them.
     """
     sockets: WebSocketEndpoint = app.state.websockets
+    events = AccessLog(app.state.eventsource, app.state.metrics)
     metrics_port = settings.metrics_port
 
     def serve(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Not a coroutine of its own: the awaitable it returns is what uvicorn awaits, so no
         # frame of this function stays alive under a socket (the server says interface asgi3).
-        if scope["type"] == "websocket" and scope["path"] == WS_PATH:
-            server = scope.get("server")
-            if not (metrics_port and server is not None and server[1] == metrics_port):
+        server = scope.get("server")
+        if not (metrics_port and server is not None and server[1] == metrics_port):
+            if scope["type"] == "websocket" and scope["path"] == WS_PATH:
                 return sockets(scope, receive, send)
+            if scope["type"] == "http" and scope["path"] == EVENT_SOURCE_PATH:
+                if scope["method"] not in EVENT_SOURCE_METHODS:
+                    return app(scope, receive, send)  # the router's 405
+                scope["route"] = EVENT_SOURCE_ROUTE  # the access log's label
+                scope["app"] = app  # what gateway.http's helpers find the services by
+                return events(scope, receive, send)
         return app(scope, receive, send)
 
     return serve
+
+
+class _AppEventSource:
+    """The route's ASGI app: the endpoint the app's state holds."""
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        endpoint: EventSourceEndpoint = scope["app"].state.eventsource
+        return endpoint(scope, receive, send)
+
+
+# The event-source route: its path labels the access log and the metrics.
+EVENT_SOURCE_METHODS = frozenset({"GET", "HEAD"})
+EVENT_SOURCE_ROUTE = Route(EVENT_SOURCE_PATH, _AppEventSource(), methods=["GET"])
 
 
 def _add_probes(app: FastAPI) -> None:
@@ -165,7 +189,15 @@ def _add_routes(app: FastAPI) -> None:
             ttl=svc.settings.push_token_seconds,
             stream_seconds=svc.settings.push_token_stream_seconds,
         )
+        # A token carries no credentials: this replica's keeper lends these to the watcher of
+        # the account, so the page's token streams hear upstream changes too (Q1).
+        svc.keeper.remember(principal.account_id, principal)
         return JsonResponse(tokens.minted(token, says), headers={"Cache-Control": "no-store"})
+
+    # RFC 8620 7.3: a raw ASGI endpoint, so a long stream holds no response object; the
+    # server reaches it through entry(), the route serves an app run without entry().
+    app.state.eventsource = EventSourceEndpoint(app.state)
+    app.router.routes.append(EVENT_SOURCE_ROUTE)
 
 
 def settings_of(app: FastAPI) -> Settings:

@@ -347,33 +347,20 @@ class Settings(BaseSettings):
         description="Seconds a client gets to send a request's body, plus one second per KiB "
         "received (a body slower than 1 KiB/s on average is cut; 408)",
     )
-    push_watch_lease_seconds: float = Field(
-        15.0,
-        ge=3,
-        description="Seconds a replica's lease on watching an account upstream lasts without "
-        "renewal (renewed every third of it); when a replica dies, another takes over the "
-        "account's push within this plus a third of it. Also how long a dead replica's push "
-        "listeners still count",
+    # RFC 8620 7.3: a server MUST NOT have a minimum ping interval above 30 nor a maximum
+    # below 300.
+    push_ping_min_seconds: int = Field(
+        10,
+        ge=1,
+        le=30,
+        description="Shortest ping interval an EventSource client gets (a smaller non-zero "
+        "ping is raised to it; RFC 8620 7.3 allows at most 30)",
     )
-    push_idle_restart_seconds: float = Field(
-        1500.0,
-        gt=0,
-        le=1740,
-        description="Seconds a watcher's IMAP IDLE lasts before it is restarted (RFC 2177: "
-        "servers may end an IDLE after 30 minutes of inactivity)",
-    )
-    push_poll_seconds: float = Field(
-        30.0,
-        gt=0,
-        description="Upstreams without NOTIFY (Cyrus): seconds between a watcher's catch-ups "
-        "of folders other than INBOX, which IDLE does not report; INBOX changes arrive at once",
-    )
-    push_credentials_seconds: float = Field(
-        3600.0,
-        gt=0,
-        description="Seconds a replica keeps, in memory only, the credentials of a push "
-        "listener or push token request after their last use, so that a watcher can log in "
-        "for browser (token) listeners of the account",
+    push_ping_max_seconds: int = Field(
+        300,
+        ge=300,
+        description="Longest ping interval an EventSource client gets (a larger ping is "
+        "lowered to it; RFC 8620 7.3 wants at least 300)",
     )
     push_allowed_origins: str = Field(
         "",
@@ -408,6 +395,34 @@ class Settings(BaseSettings):
         description="Seconds between checks that the credentials of a header-authenticated push "
         "stream still work upstream (through the GATEWAY_AUTH_CACHE_SECONDS cache); refused "
         "ones end the stream",
+    )
+    push_watch_lease_seconds: float = Field(
+        15.0,
+        ge=3,
+        description="Seconds a replica's lease on watching an account upstream lasts without "
+        "renewal (renewed every third of it); when a replica dies, another takes over the "
+        "account's push within this plus a third of it. Also how long a dead replica's push "
+        "listeners still count",
+    )
+    push_idle_restart_seconds: float = Field(
+        1500.0,
+        gt=0,
+        le=1740,
+        description="Seconds a watcher's IMAP IDLE lasts before it is restarted (RFC 2177: "
+        "servers may end an IDLE after 30 minutes of inactivity)",
+    )
+    push_poll_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Upstreams without NOTIFY (Cyrus): seconds between a watcher's catch-ups "
+        "of folders other than INBOX, which IDLE does not report; INBOX changes arrive at once",
+    )
+    push_credentials_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds a replica keeps, in memory only, the credentials of a push "
+        "listener or push token request after their last use, so that a watcher can log in "
+        "for browser (token) listeners of the account",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 

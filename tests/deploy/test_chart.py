@@ -88,6 +88,7 @@ OPTIONS = merged(
         "ingress": {
             "enabled": True,
             "tls": [{"secretName": "jmap-tls", "hosts": ["jmap.example.com"]}],
+            "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "7200"},
         },
         "autoscaling": {
             "enabled": True,
@@ -272,6 +273,8 @@ def test_schema_rejects_bad_values(
     ("patch", "complaint"),
     [
         ({"terminationGracePeriodSeconds": 34}, "terminationGracePeriodSeconds (34) must be at"),
+        # 5 preStop + 5 push drain + 20 shutdown + 10 LOGOUTs.
+        ({"terminationGracePeriodSeconds": 39}, "terminationGracePeriodSeconds (39) must be at"),
         (
             {"config": {"pushDrainSeconds": 5.5}},
             "terminationGracePeriodSeconds (40) must be at least preStopSleepSeconds + "
@@ -358,6 +361,21 @@ def test_probes_ports_and_shutdown_match_the_gateway(chart: helm.Chart, name: st
     drain = math.ceil(float(settings.get("GATEWAY_PUSH_DRAIN_SECONDS", "5")))
     # 10 s after the timeout for the upstream LOGOUTs (gateway.imap.pool.close).
     assert sleep + drain + shutdown + 10 <= pod["terminationGracePeriodSeconds"]
+
+
+@pytest.mark.parametrize("name", ["production", "options"])
+def test_ingress_keeps_push_streams_open(chart: helm.Chart, name: str) -> None:
+    """ingress-nginx would cut an EventSource or WebSocket silent for 60 s and buffer events;
+    an annotation the operator set wins over the chart's."""
+    values = values_of(name)
+    annotations = one(render(chart, values), "Ingress")["metadata"]["annotations"]
+    own = values["ingress"].get("annotations", {})
+    chart_defaults = {
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+        "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
+        "nginx.ingress.kubernetes.io/proxy-buffering": "off",
+    }
+    assert annotations == {**chart_defaults, **own}
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
