@@ -68,6 +68,19 @@ class Metrics:
             "API requests whose client went away while they ran: their work was cancelled",
             registry=r,
         )
+        self.websockets_open = Gauge(
+            f"{PREFIX}_websockets_open",
+            "JMAP WebSockets (RFC 8887) accepted and not yet closed",
+            registry=r,
+        )
+        self.websocket_closes = Counter(
+            f"{PREFIX}_websocket_closes",
+            'JMAP WebSockets the gateway closed, by why: "going_away" (shutdown), "binary" '
+            '(a binary frame), "unauthorized" (credentials refused on a recheck), '
+            '"token_expired", "overloaded"',
+            ["reason"],
+            registry=r,
+        )
         self.jmap_calls = Counter(
             f"{PREFIX}_jmap_calls",
             'JMAP method calls by method and outcome ("ok" or the JMAP error type)',

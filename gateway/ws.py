@@ -78,6 +78,15 @@ CLOSES: dict[CloseReason, tuple[int, str]] = {
     CloseReason.TOKEN_EXPIRED: (POLICY_VIOLATION, "token expired"),
     CloseReason.OVERLOADED: (TRY_AGAIN_LATER, "too many push connections"),
 }
+BINARY_REASON = "JMAP messages are text frames"
+# The metric label of each close the gateway sends, by its reason text (a closed set).
+CLOSE_LABELS = {
+    SHUTDOWN_REASON: "going_away",
+    BINARY_REASON: "binary",
+    "authentication failed": "unauthorized",
+    "token expired": "token_expired",
+    "too many push connections": "overloaded",
+}
 
 
 class WebSocketEndpoint:
@@ -116,12 +125,14 @@ class WebSocketEndpoint:
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         socket = JmapSocket(svc, send, principal, token)
         self._sockets.add(socket)
+        svc.metrics.websockets_open.inc()
         if self._draining:
             socket.going_away()  # the drain began while this handshake was being checked
         try:
             await socket.serve(receive)
         finally:
             self._sockets.discard(socket)
+            svc.metrics.websockets_open.dec()
             _log(scope, 101, started, socket.account_id)
 
     async def _handshake(
@@ -221,7 +232,7 @@ class JmapSocket:
                 if text is None:
                     # RFC 8887 4.3.1: data frames are text; an endpoint receiving a binary frame
                     # may close with 1003 (unsupported data).
-                    await self._close(UNSUPPORTED_DATA, "JMAP messages are text frames")
+                    await self._close(UNSUPPORTED_DATA, BINARY_REASON)
                     continue
                 await self._message(text)
         finally:
@@ -245,7 +256,7 @@ class JmapSocket:
         message: JsonObject = document if isinstance(document, dict) else {}
         kind = message.get("@type")
         if kind == "Request":
-            self._request(message, len(body))
+            await self._request(message, len(body))
         elif kind == "WebSocketPushEnable":
             await self._enable(message)
         elif kind == "WebSocketPushDisable":
@@ -260,14 +271,17 @@ class JmapSocket:
 
     # -- API requests (RFC 8887 4.3.2 - 4.3.4) ----------------------------------------------
 
-    def _request(self, document: JsonObject, size: int) -> None:
+    async def _request(self, document: JsonObject, size: int) -> None:
         request_id = document.get("id")
         if request_id is not None and not isinstance(request_id, str):
-            self._spawn(self._error(RequestError("notRequest", "id must be a String."), None))
+            await self._error(RequestError("notRequest", "id must be a String."), None)
             return
         refusal = self._refusal()
         if refusal is not None:
-            self._spawn(self._error(refusal, request_id))
+            # Answered from the loop itself: a client sending faster than it reads then
+            # waits here (uvicorn reads no further message meanwhile) instead of piling up
+            # refusals; only admitted requests run beside the loop, at most the limit.
+            await self._error(refusal, request_id)
             return
         self._spawn(self._answer(document, size, request_id))
 
@@ -309,7 +323,7 @@ class JmapSocket:
         await self._write(describe(exc).request_error(request_id))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` (writing its own answer) beside the message loop."""
+        """Run a request (writing its own answer) beside the message loop."""
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         if self._tasks is None:
             self._tasks = set()
@@ -455,6 +469,7 @@ class JmapSocket:
         if self._closing:
             return
         self._closing = True
+        self._svc.metrics.websocket_closes.labels(CLOSE_LABELS[reason]).inc()
         with contextlib.suppress(OSError, RuntimeError):  # as in _write
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 

@@ -14,6 +14,7 @@ from tests.conftest import gateway_settings, running_gateway
 from tests.jmapclient import CORE, MAIL, Jmap
 from tests.jmapsocket import basic, jmap_socket, receive, request
 from tests.servers import Dovecot
+from tests.test_metrics import scrape, value
 
 ECHO = {"using": [CORE], "methodCalls": [["Core/echo", {"hello": True}, "e1"]]}
 
@@ -142,13 +143,21 @@ async def test_a_request_error_carries_the_request_id(gateway: str, auth: dict[s
         assert error["type"] == "urn:ietf:params:jmap:error:unknownCapability"
 
 
-async def test_a_binary_frame_closes_with_1003(gateway: str, auth: dict[str, str]) -> None:
-    async with jmap_socket(gateway, auth) as socket:
+async def test_a_binary_frame_closes_with_1003(
+    dovecot: Dovecot, redis_url: str, jmap: Jmap
+) -> None:
+    settings = gateway_settings(dovecot.url, redis_url)
+    auth = basic(jmap.username, dovecot.users[jmap.username])
+    async with running_gateway(settings) as url, jmap_socket(url, auth) as socket:
+        samples = await scrape(settings.metrics_port)
+        assert value(samples, "jmap_gateway_websockets_open") == 1
         await socket.send(json.dumps(ECHO).encode())
         with pytest.raises(ConnectionClosed) as closed:
             await receive(socket)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1003
+        samples = await scrape(settings.metrics_port)
+        assert value(samples, "jmap_gateway_websocket_closes_total", reason="binary") == 1
 
 
 async def test_a_message_over_max_size_request_gets_limit_and_the_socket_stays(

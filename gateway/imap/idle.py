@@ -72,14 +72,19 @@ class IdleSession:
         if self._ended:
             # Reading now would take the answers of whatever command follows the IDLE.
             raise RuntimeError("the IDLE has ended")
+        deadline = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with deadline:
                 while True:
                     signal = await self._next_signal()
                     if signal is not None:
                         return signal
-        except TimeoutError:
-            return None
+        except TimeoutError as exc:
+            if deadline.expired():
+                return None
+            # ETIMEDOUT from the socket (a TimeoutError too): the peer is gone.
+            self._lose()
+            raise ConnectionLost("IDLE: connection timed out") from exc
         except ConnectionLost:
             self._lose()
             raise
@@ -90,7 +95,7 @@ class IdleSession:
     async def _next_signal(self) -> Signal | None:
         if self._overflowed:
             self._overflowed = False
-            self._check_for_bye(self._backlog)
+            self._check_burst(self._backlog)
             self._backlog.clear()
             return Overflow()
         if self._backlog:
@@ -101,7 +106,7 @@ class IdleSession:
             return self._classify(raw)
         # Already read, so no await below suspends: the burst goes in one step.
         burst = [raw, *[await self._read() for _ in range(waiting)]]
-        self._check_for_bye(burst)
+        self._check_burst(burst)
         # A read that finds data buffered does not suspend either: let others run between
         # bursts, so a flood cannot hold the event loop.
         await asyncio.sleep(0)
@@ -120,10 +125,15 @@ class IdleSession:
             log.warning("unreadable response during IDLE (%s); treating as overflow", exc)
             return Overflow()
 
-    def _check_for_bye(self, lines: list[bytes]) -> None:
-        if any(line[:5].upper() == b"* BYE" for line in lines):
-            self._lose()
-            raise ConnectionLost("upstream said BYE")
+    def _check_burst(self, lines: list[bytes]) -> None:
+        """What a dropped burst cannot hide: a BYE, or a line that is not untagged."""
+        for line in lines:
+            if not line.startswith(b"* "):
+                self._lose()
+                raise ProtocolError("tagged or continuation response during IDLE")
+            if line[:5].upper() == b"* BYE":
+                self._lose()
+                raise ConnectionLost("upstream said BYE")
 
     def end(self) -> None:
         """The IDLE is over (DONE is on its way): no more reading through this session."""

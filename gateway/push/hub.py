@@ -252,9 +252,11 @@ class PushHub:
 
     def credentials_failed(self, account_id: str, principal: Principal) -> None:
         """The upstream refused these credentials: close the local subscriptions opened with
-        them (UNAUTHORIZED); token listeners and other credentials stay."""
+        them, from whichever client address (UNAUTHORIZED); token listeners and other
+        credentials stay."""
+        refused = _credentials(principal)
         for sub in list(self._listeners.get(account_id, ())):
-            if sub.principal == principal:
+            if sub.principal is not None and _credentials(sub.principal) == refused:
                 sub.close(CloseReason.UNAUTHORIZED)
 
     def drain(self) -> None:
@@ -277,12 +279,14 @@ class PushHub:
         return frozenset(self._listeners)
 
     def principals(self, account_id: str) -> list[Principal]:
-        """The distinct credentials the account's local listeners authenticated with."""
-        found: list[Principal] = []
-        for sub in self._listeners.get(account_id, ()):
-            if sub.principal is not None and sub.principal not in found:
-                found.append(sub.principal)
-        return found
+        """The distinct credentials the account's local listeners authenticated with, the
+        newest listener's first (one Principal per user name and secret, whatever the client
+        address it came from)."""
+        found: dict[tuple[str, str, str], Principal] = {}
+        for sub in reversed(self._listeners.get(account_id, ())):
+            if sub.principal is not None:
+                found.setdefault(_credentials(sub.principal), sub.principal)
+        return list(found.values())
 
     # -- listeners ----------------------------------------------------------------------------
 
@@ -411,3 +415,10 @@ class PushHub:
                 for sub in list(self._listeners.get(account_id, ())):
                     sub.offer(states)
         return failed
+
+
+def _credentials(principal: Principal) -> tuple[str, str, str]:
+    """What makes two principals the same credentials: not the client address (Origin),
+    which differs per connection."""
+    credentials = principal.login.credentials
+    return credentials.username, credentials.secret, credentials.mechanism.value

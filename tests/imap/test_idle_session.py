@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from gateway.imap.connection import Endpoint, ImapConnection
-from gateway.imap.errors import CommandFailed, CommandTimeout, ProtocolError
+from gateway.imap.errors import CommandFailed, CommandTimeout, ConnectionLost, ProtocolError
 from gateway.imap.responses.unsolicited import MailboxStatus, Overflow, SelectedChanged, Signal
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -202,3 +202,21 @@ async def test_a_cancelled_next_leaves_the_idle_clean() -> None:
         assert conn.usable
         await conn.noop()
     assert seen.idle == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("last", "error"), [(b"* BYE going away", ConnectionLost), (b"G9 OK what", ProtocolError)]
+)
+async def test_a_burst_cannot_hide_a_bye_or_a_tagged_line(
+    last: bytes, error: type[Exception]
+) -> None:
+    async def burst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await expect(reader, b"G1 IDLE\r\n")
+        writer.write(b"+ idling\r\n" + b"* 1 EXISTS\r\n" * 200 + last + b"\r\n")
+        await reader.read()
+
+    async for conn in upstream(burst):
+        with pytest.raises(error):
+            async with conn.idle() as session:
+                await session.next(5)
+        assert conn.broken

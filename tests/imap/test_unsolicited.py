@@ -77,7 +77,10 @@ RECORDED: list[tuple[bytes, Signal | None]] = [
     (b"* OK [HIGHESTMODSEQ 122] Highest", KeepAlive()),
     (b"* OK [PERMANENTFLAGS (\\Flagged $Label1 \\*)] Flags permitted.", KeepAlive()),
     (b"* 1 RECENT", None),
-    (b"* NO [ALERT] Mailbox is almost full", None),
+    # Dovecot's only way of saying NOTIFY lost events (src/imap/imap-notify.c):
+    (b"* NO NOTIFY error, some events may have got lost", Overflow()),
+    (b"* NO [ALERT] Mailbox is almost full", Overflow()),
+    (b"* BAD Internal error", Overflow()),
     (b"* CAPABILITY IMAP4rev1 IDLE NOTIFY", None),
 ]
 

@@ -18,8 +18,9 @@ import redis.asyncio
 
 from gateway.auth import Principal
 from gateway.cache.journal import Journal
+from gateway.cache.keys import AccountKeys
 from gateway.cache.pushbus import PushBus
-from gateway.credentials import Credentials
+from gateway.credentials import Credentials, Origin
 from gateway.imap.pool import Login
 from gateway.jmap.errors import RequestError
 from gateway.problems import HttpProblem, describe
@@ -38,8 +39,11 @@ def account() -> str:
     return "a" + secrets.token_hex(6)
 
 
-def principal(account_id: str, user: str) -> Principal:
-    return Principal(Login(f"id-{user}", Credentials(user, f"pw-{user}")), account_id)
+def principal(account_id: str, user: str, port: int | None = None) -> Principal:
+    """A caller's principal; ``port``: the client port their connection came from."""
+    origin = Origin("192.0.2.7", port) if port is not None else None
+    credentials = Credentials(user, f"pw-{user}", origin=origin)
+    return Principal(Login(f"id-{user}", credentials), account_id)
 
 
 async def until_changed(sub: Subscription, data_type: str, state: str) -> None:
@@ -79,12 +83,24 @@ async def test_a_commit_on_another_replica_reaches_a_listener_here(redis_url: st
 
 async def test_a_local_commit_reaches_a_local_listener_through_redis(redis_url: str) -> None:
     acc = account()
-    async with replica(redis_url) as svc, svc.push.listen(acc, None, None) as sub:
-        heard = svc.metrics.push_announcements.labels("changed")._value.get()
-        state = await commit_here(svc, acc, "Mailbox", "m1")
-        assert await sub.next(WAIT) == {acc: {"Mailbox": state}}
-        # It came back from Redis (one path for local and remote listeners).
-        assert svc.metrics.push_announcements.labels("changed")._value.get() == heard + 1
+    channel = AccountKeys(acc).push_channel
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        async with replica(redis_url) as svc:
+            async with svc.push.listen(acc, None, None) as sub, svc.push.listen(acc, None, None):
+                # One subscription of the channel for the replica, however many listeners.
+                assert await admin.pubsub_numsub(channel) == [(channel.encode(), 1)]
+                heard = svc.metrics.push_announcements.labels("changed")._value.get()
+                state = await commit_here(svc, acc, "Mailbox", "m1")
+                assert await sub.next(WAIT) == {acc: {"Mailbox": state}}
+                # It came back from Redis (one path for local and remote listeners).
+                assert svc.metrics.push_announcements.labels("changed")._value.get() == heard + 1
+            # The last listener gone, the channel is let go.
+            async with asyncio.timeout(WAIT):
+                while await admin.pubsub_numsub(channel) != [(channel.encode(), 0)]:
+                    await asyncio.sleep(0.02)
+    finally:
+        await admin.aclose()
 
 
 async def test_listeners_hear_only_their_types_and_their_account(redis_url: str) -> None:
@@ -149,15 +165,18 @@ async def test_drain_closes_every_listener_and_refuses_new_ones(redis_url: str) 
 
 async def test_credentials_failed_closes_only_those_credentials(redis_url: str) -> None:
     acc = account()
-    ann, bob = principal(acc, "ann"), principal(acc, "bob")
+    # Two connections of ann's (two client ports: two Principals, the same credentials).
+    ann, ann_again = principal(acc, "ann", 50001), principal(acc, "ann", 50002)
+    bob = principal(acc, "bob", 50003)
     async with (
         replica(redis_url) as svc,
         svc.push.listen(acc, ann, None) as ann1,
-        svc.push.listen(acc, ann, None) as ann2,
+        svc.push.listen(acc, ann_again, None) as ann2,
         svc.push.listen(acc, bob, None) as bob1,
         svc.push.listen(acc, None, None) as token,
     ):
-        assert svc.push.principals(acc) == [ann, bob]
+        # Distinct credentials, newest listener's first.
+        assert svc.push.principals(acc) == [bob, ann_again]
         svc.push.credentials_failed(acc, ann)
         assert ann1.closed is ann2.closed is CloseReason.UNAUTHORIZED
         assert bob1.closed is None and token.closed is None

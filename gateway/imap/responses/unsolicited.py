@@ -69,7 +69,7 @@ Signal: TypeAlias = MailboxStatus | MailboxListed | SelectedChanged | Overflow |
 
 def classify(raw: bytes, *, utf8: bool = False) -> Signal | None:
     """The signal of one complete untagged response (as the framer cut it); None when it
-    says nothing about changes (``* 3 RECENT``, ``* NO`` warnings, ``* CAPABILITY``).
+    says nothing about changes (``* 3 RECENT``, ``* CAPABILITY``).
 
     ``utf8`` when UTF8=ACCEPT (RFC 6855) is enabled, so names are UTF-8 not modified UTF-7.
     Raises :class:`ConnectionLost` for BYE, :class:`ProtocolError` for malformed data.
@@ -85,6 +85,11 @@ def classify(raw: bytes, *, utf8: bool = False) -> Signal | None:
         if code is not None and code.name == _OVERFLOW:
             return Overflow()
         return KeepAlive()
+    if keyword in ("NO", "BAD"):
+        # A warning (RFC 3501 7.1.2) may mean lost events: Dovecot never sends
+        # NOTIFICATIONOVERFLOW but "* NO NOTIFY error, some events may have got lost"
+        # (src/imap/imap-notify.c). Resynchronizing costs one catch-up; missing it, a change.
+        return Overflow()
     if keyword == "STATUS":
         entry = parse_status(response, utf8=utf8 or _eight_bit(response.values, 0))
         return MailboxStatus(entry.name, entry.items)
@@ -98,8 +103,9 @@ def classify(raw: bytes, *, utf8: bool = False) -> Signal | None:
 
 def _eight_bit(values: list[Value], index: int) -> bool:
     """Dovecot 2.3 sends NOTIFY's mailbox names in UTF-8 (as a literal) even without
-    UTF8=ACCEPT (measured: ``* LIST () "/" {9}`` + ``Entw\xc3\xbcrfe``). Modified UTF-7 is
-    7-bit by definition, so a name with 8-bit octets can only be UTF-8."""
+    UTF8=ACCEPT (measured: ``* LIST () "/" {9}`` and "Entwürfe" in UTF-8; its imap-notify.c
+    writes the internal UTF-8 name where LIST writes modified UTF-7). Modified UTF-7 is 7-bit
+    by definition, so a name with 8-bit octets can only be UTF-8."""
     value = values[index] if index < len(values) else None
     return isinstance(value, bytes) and not value.isascii()
 
