@@ -26,6 +26,7 @@ from tests.push.watching import (
     dovecot_sessions,
     eventually,
     imap,
+    lease_holder,
     message,
     principal,
 )
@@ -120,7 +121,7 @@ async def test_another_replica_takes_over_when_the_holder_dies(
             crash(holder)
             # The lease expires (LEASE) and the survivor takes it at its next round.
             await eventually(lambda: account in survivor.watches.watching(), LEASE * 4)
-            assert await WatchStore(survivor.store.client).holder(account) == survivor.replica_id
+            assert await lease_holder(survivor, account) == survivor.replica_id
             await eventually(lambda: catch_ups(survivor) >= 1)
             async with survivor.push.listen(account, None, None) as late:
                 await imap(dovecot, user, append("after the takeover"))
@@ -177,8 +178,8 @@ async def test_the_watcher_logs_out_when_the_last_listener_anywhere_leaves(
         await eventually(lambda: not r1.watches.watching(), LEASE * 2)
         assert "LOGOUT" in upstream_commands(caplog)
         await eventually(lambda: dovecot_sessions(dovecot, user) == sessions)
-        assert await store.holder(account) is None
-        assert not await store.has_demand(account)
+        assert await lease_holder(r1, account) is None
+        assert await store.demanded([account]) == set()
 
 
 async def test_a_replica_with_credentials_watches_for_token_listeners_elsewhere(
@@ -247,4 +248,4 @@ async def test_credentials_refused_upstream_close_their_listeners(
             assert closed.value.reason is CloseReason.UNAUTHORIZED
             assert r1.keeper.candidates(account) == []
             await eventually(lambda: not r1.watches.watching())
-            assert await WatchStore(r1.store.client).holder(account) is None
+            assert await lease_holder(r1, account) is None
