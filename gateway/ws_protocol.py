@@ -29,7 +29,10 @@ import wsproto
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
-from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.connection import ConnectionState
+from wsproto.extensions import Extension
+
+from gateway.ws_deflate import BoundedDeflate
 
 # RFC 6455 7.4.1: the server is going down.
 GOING_AWAY = 1001
@@ -54,7 +57,11 @@ class GatewayWebSocket(WSProtocol):
         extensions: list[Extension] = []
         if self.config.ws_per_message_deflate:
             extensions.append(
-                PerMessageDeflate(client_no_context_takeover=True, server_no_context_takeover=True)
+                BoundedDeflate(
+                    self.config.ws_max_size,
+                    client_no_context_takeover=True,
+                    server_no_context_takeover=True,
+                )
             )
         if self.transport.is_closing():
             return
@@ -70,6 +77,22 @@ class GatewayWebSocket(WSProtocol):
             )
         )
         self.start_keepalive()
+
+    def handle_close(self, event: wsproto.events.CloseConnection) -> None:
+        # wsproto reports a frame it refused (a message inflating past the cap: 1009; text
+        # that is not UTF-8: 1007) as a CloseConnection while the connection is still OPEN,
+        # and uvicorn would then drop the TCP connection without a word: RFC 6455 7.1.7 fails
+        # the connection with a close frame saying why, where one can still be sent.
+        if self.close_sent or self.conn.state is not ConnectionState.OPEN:
+            super().handle_close(event)
+            return
+        self.close_sent = True
+        refusal = wsproto.events.CloseConnection(code=event.code, reason=event.reason)
+        self.transport.write(self.conn.send(refusal))
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": event.code, "reason": event.reason}
+        )
+        self.transport.close()
 
     def shutdown(self) -> None:
         if not self.handshake_complete or self.response_started or self.close_sent:
