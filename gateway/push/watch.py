@@ -57,11 +57,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Seconds stop() waits in all: the manager's loop first (at most LOOP_STOP_SECONDS of it),
-# then the watchers leaving IDLE and logging out (a catch-up in progress finishes first);
-# whatever is late is cancelled. Releasing the leases of those cancelled and withdrawing the
-# demand follow (Redis commands, each within the command timeout).
-STOP_GRACE_SECONDS = 10.0
-LOOP_STOP_SECONDS = 2.0
+# then the watchers leaving IDLE and logging out (milliseconds, unless a catch-up is in
+# progress: it may finish first); whatever is late is cancelled (its connection cut, not
+# logged out). Releasing the leases of those cancelled and withdrawing the demand follow
+# (Redis commands, each within the command timeout). Small because it is part of the 10 s
+# the shutdown has after GATEWAY_SHUTDOWN_TIMEOUT_SECONDS (the pod's grace period is
+# preStop + GATEWAY_PUSH_DRAIN_SECONDS + GATEWAY_SHUTDOWN_TIMEOUT_SECONDS + 10).
+STOP_GRACE_SECONDS = 4.0
+LOOP_STOP_SECONDS = 1.0
 # Watchers started per round at most (upstream LOGINs and first catch-ups at once); the rest
 # wait START_PAUSE_SECONDS for the next round.
 STARTS_PER_ROUND = 16
