@@ -186,7 +186,11 @@ class Settings(BaseSettings):
         4, ge=1, description="Upstream IMAP connections one user may hold at once"
     )
     pool_max_total: int = Field(
-        100, ge=1, description="Upstream IMAP connections of this process, all users together"
+        100,
+        ge=1,
+        description="Upstream IMAP connections of this process for requests, all users "
+        "together; push watchers hold one more connection per watched account, outside this "
+        "limit",
     )
     pool_idle_timeout: float = Field(
         300.0, gt=0, description="Seconds an unused upstream connection is kept before LOGOUT"
