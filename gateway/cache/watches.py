@@ -9,21 +9,22 @@ lease expired (a long pause) never extends or deletes its successor's. Both keys
 account's hash tag, so the scripts touching both run on a cluster too.
 
 Every replica renews all its leases and heartbeats all its accounts in one pipeline per tick
-(one round trip per cluster node), not one per account. Scores are wall-clock seconds of the
-replica writing them: replicas must keep their clocks in step (NTP) within a fraction of ttl.
+(one round trip per cluster node), not one per account: one EVAL per account heartbeaten (which
+also says whether the account's lease is free), one per lease renewed. Scores are wall-clock
+seconds of the replica writing them: replicas must keep their clocks in step (NTP) within a
+fraction of ttl.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
-from gateway.cache.codec import text
 from gateway.cache.keys import AccountKeys
 
 # KEYS: the lease. ARGV: our value, ttl (ms). 1 if still ours (and pushed back), else 0.
@@ -39,6 +40,23 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
+"""
+# KEYS: the demand zset, the lease. ARGV: our replica id, its score (vouched until), now (s),
+# the zset's ttl (ms). Heartbeats the demand, drops entries of replicas that stopped, and
+# returns 1 if nobody holds the lease.
+_BEAT = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1 - redis.call('EXISTS', KEYS[2])
+"""
+# KEYS: the demand zset, the lease. ARGV: now (s). 1 if someone wants the account watched and
+# nobody holds the lease (read only).
+_WANTED = """
+if redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf') == 0 then
+  return 0
+end
+return 1 - redis.call('EXISTS', KEYS[2])
 """
 # KEYS: the demand zset, the lease. ARGV: now (s), our value, ttl (ms). 1 if taken: someone
 # still wants the account watched and nobody holds the lease.
@@ -68,17 +86,13 @@ class WatchLease:
     def __repr__(self) -> str:
         return f"<WatchLease {self.account_id}>"
 
-    async def renew(self) -> bool:
-        """Push the expiry back a full ttl; False: the lease is lost (expired, or another's
-        now), and the watcher must stop at once."""
-        return bool(await self._client.eval(_RENEW, 1, self._key, self._value, self._ttl_ms))
-
     async def release(self) -> None:
         """Let go of the lease if it is still ours (a successor's stays)."""
         await self._client.eval(_RELEASE, 1, self._key, self._value)
 
     def queue_renew(self, pipe: Pipeline | ClusterPipeline) -> None:
-        """Queue :meth:`renew` in ``pipe`` (its result: 1 if renewed)."""
+        """Queue pushing the expiry back a full ttl in ``pipe``; its result 0: the lease is
+        lost (expired, or another's now), and the watcher must stop at once."""
         pipe.eval(_RENEW, 1, self._key, self._value, self._ttl_ms)
 
 
@@ -88,28 +102,47 @@ class WatchStore:
     def __init__(self, client: Redis | RedisCluster) -> None:
         self._client = client
 
-    async def heartbeat(self, replica_id: str, account_ids: Iterable[str], ttl: float) -> None:
-        """``replica_id`` has listeners of ``account_ids`` for the next ``ttl`` seconds.
+    async def heartbeat(self, replica_id: str, account_ids: Sequence[str], ttl: float) -> set[str]:
+        """``replica_id`` has listeners of ``account_ids`` for the next ``ttl`` seconds; those
+        of them whose lease nobody holds (one EVAL each, in one pipeline).
 
         Entries of replicas that stopped heartbeating are dropped on the way, and a zset
         nobody heartbeats any more expires by itself."""
+        if not account_ids:
+            return set()
         now = time.time()
         pipe = self._client.pipeline(transaction=False)
         for account_id in account_ids:
-            key = AccountKeys(account_id).push_demand
-            pipe.zadd(key, {replica_id: now + ttl})
-            pipe.zremrangebyscore(key, "-inf", now)
-            pipe.pexpire(key, int(2 * ttl * 1000))
-        if len(pipe):
-            await pipe.execute()
+            keys = AccountKeys(account_id)
+            pipe.eval(
+                _BEAT,
+                2,
+                keys.push_demand,
+                keys.push_watch,
+                replica_id,
+                now + ttl,
+                now,
+                int(2 * ttl * 1000),
+            )
+        free = await pipe.execute()
+        return {a for a, ok in zip(account_ids, free, strict=True) if ok}
+
+    async def wanted(self, account_ids: Sequence[str]) -> set[str]:
+        """Those of ``account_ids`` some replica wants watched and nobody watches (one
+        read-only EVAL each, in one pipeline)."""
+        if not account_ids:
+            return set()
+        now = time.time()
+        pipe = self._client.pipeline(transaction=False)
+        for account_id in account_ids:
+            keys = AccountKeys(account_id)
+            pipe.eval(_WANTED, 2, keys.push_demand, keys.push_watch, now)
+        found = await pipe.execute()
+        return {a for a, ok in zip(account_ids, found, strict=True) if ok}
 
     async def withdraw(self, replica_id: str, account_id: str) -> None:
         """``replica_id`` has no listener of ``account_id`` any more."""
         await self._client.zrem(AccountKeys(account_id).push_demand, replica_id)
-
-    async def has_demand(self, account_id: str) -> bool:
-        """Whether any replica has listeners of the account now."""
-        return bool(await self.demanded([account_id]))
 
     async def demanded(self, account_ids: Sequence[str]) -> set[str]:
         """Those of ``account_ids`` some replica has listeners of now (one pipeline)."""
@@ -122,15 +155,11 @@ class WatchStore:
         counts = await pipe.execute()
         return {a for a, count in zip(account_ids, counts, strict=True) if count}
 
-    async def take(self, account_id: str, replica_id: str, ttl: float) -> WatchLease | None:
-        """The account's watch lease if someone wants the account watched and nobody holds
-        it; else None."""
-        return (await self.take_many([account_id], replica_id, ttl)).get(account_id)
-
     async def take_many(
         self, account_ids: Sequence[str], replica_id: str, ttl: float
     ) -> dict[str, WatchLease]:
-        """:meth:`take` for each of ``account_ids``, in one pipeline: the leases taken."""
+        """The leases of those of ``account_ids`` someone wants watched and nobody holds,
+        taken in one pipeline (one EVAL each)."""
         if not account_ids:
             return {}
         now = time.time()
@@ -147,18 +176,10 @@ class WatchStore:
         }
 
     async def renew_all(self, leases: Sequence[WatchLease]) -> list[bool]:
-        """:meth:`WatchLease.renew` of each of ``leases``, in one pipeline."""
+        """Renew each of ``leases``, in one pipeline: whether each is still ours."""
         if not leases:
             return []
         pipe = self._client.pipeline(transaction=False)
         for lease in leases:
             lease.queue_renew(pipe)
         return [bool(renewed) for renewed in await pipe.execute()]
-
-    async def holder(self, account_id: str) -> str | None:
-        """The replica holding the account's watch lease, if any."""
-        value = await self._client.get(AccountKeys(account_id).push_watch)
-        if value is None:
-            return None
-        replica, _, _ = text(value).rpartition(":")
-        return replica

@@ -3,16 +3,33 @@
 The hub tells the manager of each local listener (attach/detach). Every tick (a third of
 GATEWAY_PUSH_WATCH_LEASE_SECONDS, with jitter) the manager, in one pipeline each:
 
-* heartbeats its demand for the accounts it has listeners of (cache.watches);
+* heartbeats its demand for the accounts it has listeners of (cache.watches), which also says
+  which of them nobody watches;
 * renews the watch leases it holds; a lease lost stops its watcher at once;
 * stops the watchers of accounts nobody listens to any more, anywhere;
-* is a candidate for every account whose credentials its keeper holds: where someone wants
-  the account watched and nobody holds the lease, it takes the lease and starts the watcher.
+* probes a slice of the other accounts whose credentials its keeper holds (a token minted
+  here, its listener on another replica), PROBES_PER_TICK at a time, in turn;
+* takes the leases of the accounts found wanted and unwatched that it has credentials for
+  (and of those another replica announced released), at most STARTS_PER_ROUND per round,
+  the rest a START_PAUSE_SECONDS later, and starts their watchers.
+
+A tick therefore costs, in Redis commands (each group one pipeline): one EVAL per account with
+local listeners, one EVAL and one ZCOUNT per lease held, at most PROBES_PER_TICK read-only
+EVALs, and one EVAL per lease tried (accounts found wanted and unwatched, or released), at
+most STARTS_PER_ROUND. Nothing scales with the keeper's accounts.
+
+What bounds the upstream connections: ImapPool.dedicated, which a watcher logs in with, has no
+limit of its own. A watcher runs only under a lease (one per account cluster-wide), a lease is
+taken only for an account some listener wants (listeners are bounded per replica and per
+account by the hub), and at most STARTS_PER_ROUND watchers start per round, so a takeover of
+a dead replica's accounts or a rolling restart does not log in to the upstream all at once.
+Reconnects after a failure are spread by the watcher's jittered backoff.
 
 A listener arriving or leaving wakes the manager at once, so an account's first listener gets
 its watcher without waiting for the tick, and the last one leaving withdraws the replica's
 demand at once. A replica that dies stops renewing: its leases expire within the lease time
-and a candidate takes them over at its next tick. A watcher whose credentials the upstream
+and a replica with listeners and credentials takes them over at its next tick (with only
+credentials, once its probe comes round to the account). A watcher whose credentials the upstream
 refuses tells the hub (which closes the listeners that brought them), forgets them, and tries
 the keeper's other credentials for the account; with none left it lets the lease go and says
 so on the bus, so another replica with credentials takes over.
@@ -39,9 +56,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Seconds a watcher gets to leave IDLE and LOGOUT once told to stop (a catch-up in progress
-# finishes first), before it is cancelled.
-STOP_GRACE_SECONDS = 10.0
+# Seconds stop() waits in all: the manager's loop first (at most LOOP_STOP_SECONDS of it),
+# then the watchers leaving IDLE and logging out (milliseconds, unless a catch-up is in
+# progress: it may finish first); whatever is late is cancelled (its connection cut, not
+# logged out). Releasing the leases of those cancelled and withdrawing the demand follow
+# (Redis commands, each within the command timeout). Small because it is part of the 10 s
+# the shutdown has after GATEWAY_SHUTDOWN_TIMEOUT_SECONDS (the pod's grace period is
+# preStop + GATEWAY_PUSH_DRAIN_SECONDS + GATEWAY_SHUTDOWN_TIMEOUT_SECONDS + 10).
+STOP_GRACE_SECONDS = 4.0
+LOOP_STOP_SECONDS = 1.0
+# Watchers started per round at most (upstream LOGINs and first catch-ups at once); the rest
+# wait START_PAUSE_SECONDS for the next round.
+STARTS_PER_ROUND = 16
+START_PAUSE_SECONDS = 1.0
+# Accounts with credentials here but no local listener, probed per tick for a wanted,
+# unwatched lease (one read-only EVAL each).
+PROBES_PER_TICK = 500
+# Pause after a round that failed unexpectedly (a bug), before the next.
+FAILED_ROUND_PAUSE_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -79,6 +111,9 @@ class WatchManager:
         # (or were released elsewhere), and accounts that lost their last one.
         self._arrived: set[str] = set()
         self._left: set[str] = set()
+        # Accounts found wanted and unwatched, left over for the next round (STARTS_PER_ROUND).
+        self._pending: set[str] = set()
+        self._probe_at = 0  # where in the keeper's accounts the next probe starts
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -132,20 +167,25 @@ class WatchManager:
 
     async def stop(self) -> None:
         """Stop every watcher (each leaves IDLE and logs out), let their leases go (and say
-        so, for other replicas to take over) and withdraw this replica's demand."""
+        so, for other replicas to take over) and withdraw this replica's demand.
+
+        Waits STOP_GRACE_SECONDS at most for the loop and the watchers together, plus the
+        Redis commands that release and withdraw (each within the command timeout)."""
         # Told, not only cancelled: redis-py's asyncio client can swallow a cancellation that
         # arrives during a command (the command then returns as if nothing happened).
         self._stopping = True
         self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE_SECONDS
         if self._loop_task is not None:
-            _, late = await asyncio.wait({self._loop_task}, timeout=STOP_GRACE_SECONDS)
+            _, late = await asyncio.wait({self._loop_task}, timeout=LOOP_STOP_SECONDS)
             for task in late:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
         watches = list(self._watches.values())
-        await self._stop_watchers(watches)
+        await self._stop_watchers(watches, max(0.0, deadline - loop.time()))
         with contextlib.suppress(*STORE_UNAVAILABLE):
             for account_id in list(self._listeners):
                 await self._store.withdraw(self._svc.replica_id, account_id)
@@ -153,19 +193,36 @@ class WatchManager:
     # -- the rounds ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """The rounds, until stop(). Survives any exception (logged with its type; a bug gets
+        a pause before the next round); if
+        it ends any other way (cancelled), its watchers stop too: nobody would renew their
+        leases, and another replica would start a second watcher once they expired."""
         loop = asyncio.get_running_loop()
         tick = self._ttl / 3
         next_full = loop.time()
-        while not self._stopping:
-            full = loop.time() >= next_full
-            if full:
-                next_full = loop.time() + tick * random.uniform(0.85, 1.0)  # noqa: S311
-            try:
-                await self._round(full)
-            except STORE_UNAVAILABLE as exc:
-                log.warning("push watch round failed: %s", type(exc).__name__)
+        try:
+            while not self._stopping:
+                full = loop.time() >= next_full
+                if full:
+                    next_full = loop.time() + tick * random.uniform(0.85, 1.0)  # noqa: S311
+                pause = 0.0
+                try:
+                    await self._round(full)
+                except STORE_UNAVAILABLE as exc:
+                    log.warning("push watch round failed: %s", type(exc).__name__)
+                except Exception as exc:
+                    log.exception("push watch round failed: %s", type(exc).__name__)
+                    pause = FAILED_ROUND_PAUSE_SECONDS
+                if self._stopping:
+                    break
+                wait = max(pause, next_full - loop.time())
+                if self._pending:
+                    wait = min(wait, max(pause, START_PAUSE_SECONDS))
+                await event_within(self._wake, wait)
+        finally:
             if not self._stopping:
-                await event_within(self._wake, max(0.0, next_full - loop.time()))
+                for watch in self._watches.values():
+                    watch.until.set()
 
     async def _round(self, full: bool) -> None:
         self._wake.clear()
@@ -176,13 +233,31 @@ class WatchManager:
             self._stop_stale()
             self._refresh_credentials()
         beating = list(self._listeners) if full else [a for a in arrived if a in self._listeners]
-        await self._store.heartbeat(replica, beating, self._ttl)
+        free = await self._store.heartbeat(replica, beating, self._ttl)
         for account_id in left:
             await self._store.withdraw(replica, account_id)
         if full:
             await self._renew()
         await self._end_unwanted(list(self._watches) if full else list(left))
-        await self._take(self._keeper.accounts() if full else list(arrived))
+        # Released elsewhere (heard for accounts with local listeners): the lease may be free.
+        released = {a for a in arrived if a not in beating}
+        if full:
+            free |= await self._store.wanted(self._probe())
+        await self._take(free | released)
+
+    def _probe(self) -> list[str]:
+        """The next PROBES_PER_TICK of the keeper's accounts that have no local listener and
+        no watcher here, in turn (those with local listeners are heartbeaten anyway)."""
+        accounts = self._keeper.accounts()
+        if self._probe_at >= len(accounts):
+            self._probe_at = 0
+        probed: list[str] = []
+        while self._probe_at < len(accounts) and len(probed) < PROBES_PER_TICK:
+            account_id = accounts[self._probe_at]
+            self._probe_at += 1
+            if account_id not in self._listeners and account_id not in self._watches:
+                probed.append(account_id)
+        return probed
 
     def _stop_stale(self) -> None:
         """Leases not renewed for a whole ttl (Redis unreachable) may be another's now."""
@@ -221,12 +296,17 @@ class WatchManager:
                 watch.unwanted = True
                 watch.until.set()
 
-    async def _take(self, account_ids: list[str]) -> None:
-        """Take the leases of those of ``account_ids`` this replica has credentials for,
-        someone wants watched and nobody watches; start their watchers."""
+    async def _take(self, account_ids: set[str]) -> None:
+        """Take the leases of those of ``account_ids`` (and of those left over from the last
+        round) this replica has credentials for, someone wants watched and nobody watches;
+        start their watchers, STARTS_PER_ROUND at most, leaving the rest for the next round."""
         candidates = [
-            a for a in account_ids if a not in self._watches and self._keeper.candidates(a)
+            a
+            for a in sorted(account_ids | self._pending)
+            if a not in self._watches and self._keeper.candidates(a)
         ]
+        self._pending = set(candidates[STARTS_PER_ROUND:])
+        candidates = candidates[:STARTS_PER_ROUND]
         taken = await self._store.take_many(candidates, self._svc.replica_id, self._ttl)
         now = asyncio.get_running_loop().time()
         for account_id, lease in taken.items():
@@ -290,13 +370,13 @@ class WatchManager:
         except STORE_UNAVAILABLE as exc:
             log.warning("push watch lease of %s not released: %s", account_id, type(exc).__name__)
 
-    async def _stop_watchers(self, watches: list[_Watch]) -> None:
+    async def _stop_watchers(self, watches: list[_Watch], grace: float) -> None:
         for watch in watches:
             watch.until.set()
         tasks = [w.task for w in watches if w.task is not None]
         if not tasks:
             return
-        _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+        _, late = await asyncio.wait(tasks, timeout=grace) if grace > 0 else (set(), set(tasks))
         for task in late:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

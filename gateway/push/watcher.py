@@ -17,7 +17,10 @@ Two strategies, by what the upstream offers:
 IDLE is restarted every GATEWAY_PUSH_IDLE_RESTART_SECONDS (RFC 2177: a server may log off a
 client idle for 30 minutes). A change made while the catch-up runs is not lost: NOTIFY
 reports it once IDLE resumes, and anything before the catch-up's LIST is in its figures.
-A lost connection is reopened with backoff; refused credentials end the watcher.
+A lost connection is reopened with backoff; refused credentials end the watcher. A catch-up
+that waits too long for the account's lock (a long sync by a request or another replica) is
+retried on the same connection after a pause: the connection is fine, and dropping it would
+leave the account without IDLE for a reconnect's backoff.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from gateway.auth import Principal
-from gateway.cache.locks import LockTimeout
+from gateway.cache.locks import LeaseLost, LockTimeout
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import AuthenticationFailed, ImapError
@@ -51,9 +54,11 @@ BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 # A connection that served this long is healthy: the next failure starts from the first delay.
 HEALTHY_SECONDS = 60.0
+# Pause before a catch-up that timed out waiting for the account lock is tried again.
+LOCK_RETRY_SECONDS = 1.0
 
 # Failures a watcher survives by reconnecting (after backoff).
-_RETRIED: tuple[type[Exception], ...] = (ImapError, LockTimeout, *STORE_UNAVAILABLE)
+_RETRIED: tuple[type[Exception], ...] = (ImapError, LeaseLost, *STORE_UNAVAILABLE)
 
 
 async def event_within(event: asyncio.Event, seconds: float) -> bool:
@@ -208,13 +213,23 @@ class _Watcher:
     async def _catch_up(self, conn: ImapConnection) -> None:
         """CatchUp.run on this very connection (one upstream connection per watched account;
         contracts15 Q3). Stopping waits for it: it is bounded, and cutting it would leave
-        the connection unusable for its LOGOUT."""
+        the connection unusable for its LOGOUT. A wait for the account lock that times out
+        is retried here, on the same connection (LeaseLost, a lock lost mid-work, is not)."""
         metrics = self._svc.metrics
-        try:
-            await self._svc.catch_up.run(self._index, lambda: _lent(conn), fresh=True)
-        except BaseException:
-            metrics.watch_catch_up("failed")
-            raise
+        while True:
+            try:
+                await self._svc.catch_up.run(self._index, lambda: _lent(conn), fresh=True)
+                break
+            except LockTimeout as exc:
+                metrics.watch_catch_up("failed")
+                if isinstance(exc, LeaseLost):
+                    raise
+                log.info("push watcher: the account lock is busy; catching up again soon")
+            except BaseException:
+                metrics.watch_catch_up("failed")
+                raise
+            if await event_within(self._until, LOCK_RETRY_SECONDS):
+                raise _Stopped
         metrics.watch_catch_up("ok")
         if self._until.is_set():
             raise _Stopped

@@ -15,10 +15,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway import services
+from gateway.auth import Principal
 from gateway.cache.watches import WatchStore
+from gateway.credentials import Credentials
+from gateway.imap.pool import Login
 from gateway.metrics import Metrics
 from gateway.push import CloseReason
 from gateway.push.hub import Closed, Subscription
+from gateway.push.watch import PROBES_PER_TICK, STARTS_PER_ROUND
 from tests.conftest import gateway_settings
 from tests.push.watching import (
     TIMEOUT,
@@ -26,6 +30,7 @@ from tests.push.watching import (
     dovecot_sessions,
     eventually,
     imap,
+    lease_holder,
     message,
     principal,
 )
@@ -120,7 +125,7 @@ async def test_another_replica_takes_over_when_the_holder_dies(
             crash(holder)
             # The lease expires (LEASE) and the survivor takes it at its next round.
             await eventually(lambda: account in survivor.watches.watching(), LEASE * 4)
-            assert await WatchStore(survivor.store.client).holder(account) == survivor.replica_id
+            assert await lease_holder(survivor, account) == survivor.replica_id
             await eventually(lambda: catch_ups(survivor) >= 1)
             async with survivor.push.listen(account, None, None) as late:
                 await imap(dovecot, user, append("after the takeover"))
@@ -177,8 +182,8 @@ async def test_the_watcher_logs_out_when_the_last_listener_anywhere_leaves(
         await eventually(lambda: not r1.watches.watching(), LEASE * 2)
         assert "LOGOUT" in upstream_commands(caplog)
         await eventually(lambda: dovecot_sessions(dovecot, user) == sessions)
-        assert await store.holder(account) is None
-        assert not await store.has_demand(account)
+        assert await lease_holder(r1, account) is None
+        assert await store.demanded([account]) == set()
 
 
 async def test_a_replica_with_credentials_watches_for_token_listeners_elsewhere(
@@ -247,4 +252,104 @@ async def test_credentials_refused_upstream_close_their_listeners(
             assert closed.value.reason is CloseReason.UNAUTHORIZED
             assert r1.keeper.candidates(account) == []
             await eventually(lambda: not r1.watches.watching())
-            assert await WatchStore(r1.store.client).holder(account) is None
+            assert await lease_holder(r1, account) is None
+
+
+async def test_the_loop_survives_an_unexpected_error(
+    dovecot: Dovecot,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A round failing with an exception that is no Redis trouble (a bug) is logged with its
+    type, and the rounds go on: a listener arriving afterwards gets its watcher."""
+    user = dovecot.fresh_user()
+    async with replicas(1, dovecot.url, redis_url) as (r1,):
+        who = await principal(r1, dovecot, user)
+        account = who.account_id
+        store = r1.watches._store
+        heartbeat = store.heartbeat
+        failures = 0
+
+        async def failing_once(*args: object, **kwargs: object) -> set[str]:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                raise RuntimeError("a bug")
+            return await heartbeat(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "heartbeat", failing_once)
+        async with r1.push.listen(account, who, None):
+            await eventually(lambda: failures == 1)
+            await eventually(lambda: account in r1.watches.watching())
+            await eventually(lambda: catch_ups(r1) >= 1)
+        assert any(
+            r.name == "gateway.push.watch" and "RuntimeError" in r.getMessage()
+            for r in caplog.records
+        )
+
+
+async def test_a_dead_loop_stops_its_watchers(dovecot: Dovecot, redis_url: str) -> None:
+    """Should the manager's loop end other than by stop(), nobody renews its leases: its
+    watchers stop and log out rather than outlive them beside another replica's."""
+    user = dovecot.fresh_user()
+    async with replicas(1, dovecot.url, redis_url) as (r1,):
+        who = await principal(r1, dovecot, user)
+        account = who.account_id
+        sessions = dovecot_sessions(dovecot, user)
+        async with r1.push.listen(account, who, None):
+            await eventually(lambda: account in r1.watches.watching())
+            await eventually(lambda: dovecot_sessions(dovecot, user) == sessions + 1)
+            loop_task = r1.watches._loop_task
+            assert loop_task is not None
+            loop_task.cancel()
+            await eventually(lambda: not r1.watches.watching())
+            await eventually(lambda: dovecot_sessions(dovecot, user) == sessions)
+
+
+async def test_watchers_start_a_bounded_number_per_round(dovecot: Dovecot, redis_url: str) -> None:
+    """Twenty accounts wanted at once (a takeover, a rolling restart): STARTS_PER_ROUND
+    watchers log in first, the rest in a later round, and all are watched in the end."""
+    users = [dovecot.fresh_user() for _ in range(STARTS_PER_ROUND + 4)]
+    async with replicas(1, dovecot.url, redis_url) as (r1,):
+        whos = [await principal(r1, dovecot, user) for user in users]
+        for who in whos:  # in one go, as the hub would for listeners arriving together
+            r1.watches.attach(who.account_id, who)
+        try:
+            await eventually(lambda: bool(r1.watches.watching()))
+            assert len(r1.watches.watching()) == STARTS_PER_ROUND
+            await eventually(lambda: len(r1.watches.watching()) == len(whos))
+        finally:
+            for who in whos:
+                r1.watches.detach(who.account_id, who)
+        await eventually(lambda: not r1.watches.watching(), LEASE * 2)
+
+
+async def test_a_round_costs_nothing_per_kept_credential_without_demand(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    """The keeper holds credentials of 2000 accounts nobody listens to: a full round sends
+    at most PROBES_PER_TICK scripts for them, not one per account (commands as Redis counts
+    them)."""
+    async with replicas(1, dovecot.url, redis_url) as (r1,):
+        manager = r1.watches
+        await manager.stop()  # its loop stays out of the count; the rounds run by hand
+        for n in range(2000):
+            account = f"k{secrets.token_hex(6)}{n}"
+            manager._keeper.remember(account, fake_principal(account))
+        client = r1.store.client
+        for _ in range(3):
+            before = await scripts_run(client)
+            await manager._round(full=True)
+            assert await scripts_run(client) - before <= PROBES_PER_TICK
+        assert not manager.watching()
+
+
+def fake_principal(account: str) -> Principal:
+    """Credentials nobody will log in with (no listener wants their account)."""
+    return Principal(Login(f"id-{account}", Credentials(account, "pw")), account)
+
+
+async def scripts_run(client: object) -> int:
+    stats = await client.info("commandstats")  # type: ignore[attr-defined]
+    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("eval", "evalsha"))

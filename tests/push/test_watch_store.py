@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from gateway.cache.keys import AccountKeys
 from gateway.cache.store import Store
 from gateway.cache.watches import WatchStore
 from tests.rediscluster import RedisClusterSet
@@ -28,36 +29,43 @@ def account() -> str:
     return "a" + secrets.token_hex(6)
 
 
+async def holder(client: Redis | RedisCluster, account_id: str) -> str | None:
+    """The replica holding the account's lease, read from Redis itself."""
+    value = await client.get(AccountKeys(account_id).push_watch)
+    return None if value is None else value.decode().rpartition(":")[0]
+
+
 async def test_a_lease_is_taken_only_with_demand_and_by_one_replica(client: Redis) -> None:
     store = WatchStore(client)
     a = account()
-    assert await store.take(a, "r1", 5) is None  # nobody listens
-    await store.heartbeat("r1", [a], 5)
+    assert await store.take_many([a], "r1", 5) == {}  # nobody listens
+    assert await store.wanted([a]) == set()
+    assert await store.heartbeat("r1", [a], 5) == {a}  # nobody holds the lease
     await store.heartbeat("r2", [a], 5)
-    assert await store.has_demand(a)
-    taken = await asyncio.gather(store.take(a, "r1", 5), store.take(a, "r2", 5))
-    assert sum(lease is not None for lease in taken) == 1
-    holder = "r1" if taken[0] is not None else "r2"
-    assert await store.holder(a) == holder
+    assert await store.demanded([a]) == {a}
+    assert await store.wanted([a]) == {a}
+    taken = await asyncio.gather(store.take_many([a], "r1", 5), store.take_many([a], "r2", 5))
+    assert sum(len(t) for t in taken) == 1
+    assert await holder(client, a) == ("r1" if taken[0] else "r2")
+    assert await store.heartbeat("r1", [a], 5) == set()  # held now
+    assert await store.wanted([a]) == set()
 
 
 async def test_renew_and_release_touch_only_the_holders_lease(client: Redis) -> None:
     store = WatchStore(client)
     a = account()
     await store.heartbeat("r1", [a], 5)
-    first = await store.take(a, "r1", 0.2)
-    assert first is not None
-    assert await first.renew()
+    first = (await store.take_many([a], "r1", 0.2))[a]
+    assert await store.renew_all([first]) == [True]
     await asyncio.sleep(0.4)  # expired: a successor takes it
-    assert await store.holder(a) is None
-    second = await store.take(a, "r2", 5)
-    assert second is not None
-    assert not await first.renew()
+    assert await holder(client, a) is None
+    second = (await store.take_many([a], "r2", 5))[a]
+    assert await store.renew_all([first]) == [False]
     await first.release()
-    assert await store.holder(a) == "r2"
+    assert await holder(client, a) == "r2"
     assert await store.renew_all([first, second]) == [False, True]
     await second.release()
-    assert await store.holder(a) is None
+    assert await holder(client, a) is None
 
 
 async def test_demand_ends_when_withdrawn_or_not_heartbeaten(client: Redis) -> None:
@@ -69,7 +77,11 @@ async def test_demand_ends_when_withdrawn_or_not_heartbeaten(client: Redis) -> N
     await store.withdraw("r2", a)
     await asyncio.sleep(0.4)  # r1 stopped heartbeating (died)
     assert await store.demanded([a, b]) == set()
+    assert await store.wanted([a, b]) == set()
     assert await store.take_many([a, b], "r2", 5) == {}
+    # The next heartbeat of the zset drops the dead replica's entry.
+    await store.heartbeat("r3", [a], 5)
+    assert await client.zrange(AccountKeys(a).push_demand, 0, -1) == [b"r3"]
 
 
 async def test_a_cluster_takes_renews_and_releases_across_slots(
@@ -80,14 +92,15 @@ async def test_a_cluster_takes_renews_and_releases_across_slots(
         assert isinstance(cluster.client, RedisCluster)
         store = WatchStore(cluster.client)
         accounts = [account() for _ in range(12)]
-        await store.heartbeat("r1", accounts, 5)
+        assert await store.heartbeat("r1", accounts, 5) == set(accounts)
         assert await store.demanded(accounts) == set(accounts)
+        assert await store.wanted(accounts) == set(accounts)
         leases = await store.take_many(accounts, "r1", 5)
         assert sorted(leases) == sorted(accounts)
         assert await store.take_many(accounts, "r2", 5) == {}
         assert await store.renew_all(list(leases.values())) == [True] * len(accounts)
         for lease in leases.values():
             await lease.release()
-        assert [await store.holder(a) for a in accounts] == [None] * len(accounts)
+        assert [await holder(cluster.client, a) for a in accounts] == [None] * len(accounts)
     finally:
         await cluster.close()

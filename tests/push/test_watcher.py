@@ -16,9 +16,13 @@ import pytest
 
 from gateway import services
 from gateway.auth import Principal
+from gateway.cache import locks
 from gateway.cache.account import AccountIndex
 from gateway.cache.changes import AccountState
+from gateway.cache.keys import AccountKeys
+from gateway.cache.locks import IndexWork
 from gateway.metrics import Metrics
+from gateway.push import watcher
 from gateway.push.watcher import watch_account
 from tests.conftest import gateway_settings
 from tests.cyrus import Cyrus
@@ -236,3 +240,50 @@ async def test_idle_is_restarted_without_a_catch_up(
             assert catch_ups(svc) == done
             assert sent(caplog).count("DONE") >= 2
             assert svc.pool.stats().watch == 1
+
+
+async def test_a_busy_account_lock_keeps_the_connection_and_the_catch_up_runs_later(
+    dovecot: Dovecot, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catch-up times out on the account's mailbox lock (held from outside, as a long sync
+    elsewhere would): the watcher tries again on its one connection, and once the lock is
+    free the change made meanwhile arrives, with no second login upstream."""
+    monkeypatch.setattr(
+        locks, "_INDEX_LEASES", {**locks._INDEX_LEASES, IndexWork.MAILBOXES: (180.0, 0.3)}
+    )
+    monkeypatch.setattr(watcher, "LOCK_RETRY_SECONDS", 0.1)
+    user = dovecot.fresh_user()
+    async with serving(dovecot.url, redis_url) as svc:
+        who = await principal(svc, dovecot, user)
+        account = who.account_id
+        sessions = dovecot_sessions(dovecot, user)
+        held = AccountKeys(account).lock(IndexWork.MAILBOXES.value)
+        await svc.store.client.set(held, "someone-else", px=60_000)
+        with hearing() as heard:
+            mark = heard.mark()
+            until = asyncio.Event()
+            task = asyncio.create_task(
+                watch_account(svc, account, who, until, on_auth_failed=lambda _: None)
+            )
+            try:
+                await eventually(lambda: failed_catch_ups(svc) >= 3)
+                assert dovecot_sessions(dovecot, user) == sessions + 1
+                await imap(dovecot, user, append("INBOX", "while-locked"))
+                await svc.store.client.delete(held)
+                assert "Email" in await heard.until(account, mark, {"Email"})
+                # Still the one connection it started with.
+                assert dovecot_sessions(dovecot, user) == sessions + 1
+                assert not task.done()
+            finally:
+                until.set()
+                await asyncio.wait({task}, timeout=15)
+            task.result()
+
+
+def failed_catch_ups(svc: services.Services) -> float:
+    return (
+        svc.metrics.registry.get_sample_value(
+            "jmap_gateway_push_watch_catchups_total", {"outcome": "failed"}
+        )
+        or 0.0
+    )

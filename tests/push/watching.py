@@ -20,6 +20,7 @@ import pytest
 from gateway.auth import Principal
 from gateway.cache import journal
 from gateway.cache.journal import StateChange
+from gateway.cache.keys import AccountKeys
 from gateway.services import Services
 from tests.cyrus import Cyrus
 from tests.servers import Dovecot
@@ -136,6 +137,12 @@ def sent(caplog: pytest.LogCaptureFixture) -> list[str]:
 def idles(caplog: pytest.LogCaptureFixture) -> int:
     """How many IDLE commands the gateway sent."""
     return sent(caplog).count("IDLE")
+
+
+async def lease_holder(svc: Services, account_id: str) -> str | None:
+    """The replica holding the account's watch lease, read from Redis itself."""
+    value = await svc.store.client.get(AccountKeys(account_id).push_watch)
+    return None if value is None else value.decode().rpartition(":")[0]
 
 
 def catch_ups(svc: Services) -> float:
