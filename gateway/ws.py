@@ -123,6 +123,8 @@ class WebSocketEndpoint:
             return
         principal, token = caller
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
+        # The handshake's headers were read; the socket lives without them (~600 bytes).
+        scope["headers"] = []
         socket = JmapSocket(svc, send, principal, token)
         self._sockets.add(socket)
         svc.metrics.websockets_open.inc()
