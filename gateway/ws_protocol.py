@@ -15,7 +15,6 @@ permessage-deflate that keeps no compression state between messages, and a shutd
   server stops; RFC 6455 7.4.1's 1001 ("going away", a server going down) is what the gateway
   sends, and what its clients are told to reconnect on. The application's own drain
   (:mod:`gateway.ws`) normally closed every socket before this runs.
-
 * **Small while idle** (goal: an idle push connection under 20 KB): uvicorn gives every
   connection an ``asyncio.Queue`` of incoming events and an ``asyncio.Event`` for flow control,
   four ``collections.deque`` of ~760 bytes each that are empty nearly all the time, and wsproto
@@ -25,8 +24,9 @@ permessage-deflate that keeps no compression state between messages, and a shutd
   established.
 
 uvicorn builds each connection with the class :func:`ws_protocol_class` returns (``ws=`` of
-its Config); the subclass changes only the accept, the shutdown and those three members, using
-the attributes uvicorn's own code uses (tests/test_websocket*.py run through all of them).
+its Config); the subclass changes only the accept, the shutdown, the close of a refused frame
+and those three members, using the attributes uvicorn's own code uses
+(tests/test_websocket*.py run through all of them).
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ import wsproto
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
-from wsproto.connection import ConnectionType
+from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import Event
-from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.extensions import Extension
 from wsproto.handshake import H11Handshake
+
+from gateway.ws_deflate import BoundedDeflate
 
 # RFC 6455 7.4.1: the server is going down.
 GOING_AWAY = 1001
@@ -81,7 +83,11 @@ class GatewayWebSocket(WSProtocol):
         extensions: list[Extension] = []
         if self.config.ws_per_message_deflate:
             extensions.append(
-                PerMessageDeflate(client_no_context_takeover=True, server_no_context_takeover=True)
+                BoundedDeflate(
+                    self.config.ws_max_size,
+                    client_no_context_takeover=True,
+                    server_no_context_takeover=True,
+                )
             )
         if self.transport.is_closing():
             return
@@ -100,6 +106,22 @@ class GatewayWebSocket(WSProtocol):
         # Events the handshake still held are handled as data_received would; with them taken
         # the connection lets go of its handshake.
         self.handle_events()
+
+    def handle_close(self, event: wsproto.events.CloseConnection) -> None:
+        # wsproto reports a frame it refused (a message inflating past the cap: 1009; text
+        # that is not UTF-8: 1007) as a CloseConnection while the connection is still OPEN,
+        # and uvicorn would then drop the TCP connection without a word: RFC 6455 7.1.7 fails
+        # the connection with a close frame saying why, where one can still be sent.
+        if self.close_sent or self.conn.state is not ConnectionState.OPEN:
+            super().handle_close(event)
+            return
+        self.close_sent = True
+        refusal = wsproto.events.CloseConnection(code=event.code, reason=event.reason)
+        self.transport.write(self.conn.send(refusal))
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": event.code, "reason": event.reason}
+        )
+        self.transport.close()
 
     def shutdown(self) -> None:
         if not self.handshake_complete or self.response_started or self.close_sent:

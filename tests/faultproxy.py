@@ -180,6 +180,7 @@ class _Relay:
             if hold is not None:
                 hold.reached.set()
                 await hold.released.wait()
+            line = self.proxy._rewritten(line)
             text = b""
             fault: _Fault | None = None
             while True:
@@ -245,6 +246,7 @@ class FaultProxy:
         self._port: int | None = None
         self._faults: list[_Fault] = []
         self._holds: list[Hold] = []
+        self._rewrites: list[tuple[re.Pattern[bytes], bytes]] = []
         self._commands: list[bytes] = []
         self._cuts = 0
         self._handlers: set[asyncio.Task[None]] = set()
@@ -332,6 +334,12 @@ class FaultProxy:
         self._holds.append(hold)
         return hold
 
+    def rewrite(self, pattern: bytes, replacement: bytes) -> None:
+        """Send every command whose first line matches ``pattern`` (searched, case ignored)
+        with the match replaced: the real server then answers what it would answer a client
+        that wrote that, e.g. a NO to a NOTIFY SET it does not support."""
+        self._rewrites.append((re.compile(pattern, re.IGNORECASE), replacement))
+
     @property
     def cuts(self) -> int:
         """How many connections the proxy has broken since it started (or since clear())."""
@@ -350,6 +358,7 @@ class FaultProxy:
         for hold in self._holds:
             hold.release()
         self._holds.clear()
+        self._rewrites.clear()
         self._commands.clear()
         self._cuts = 0
 
@@ -370,6 +379,11 @@ class FaultProxy:
                 self._holds.remove(hold)
                 return hold
         return None
+
+    def _rewritten(self, line: bytes) -> bytes:
+        for pattern, replacement in self._rewrites:
+            line = pattern.sub(replacement, line)
+        return line
 
     def _record(self, command: bytes) -> None:
         self._commands.append(_redact(command))

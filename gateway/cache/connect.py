@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from gateway.cache.timed import RedisObserver, TimedRedis, TimedRedisCluster
 
@@ -148,6 +149,16 @@ def _host_port(item: str, role: str, default_port: int) -> tuple[str, int]:
     return host, int(port) if port else default_port
 
 
+# Connections one client keeps to one server. Past it a command waits for a free connection
+# (up to the command timeout) rather than failing at once, which redis-py's default pool does: a
+# burst of requests (push clients reconnecting after a replica's drain) would otherwise get 503s.
+MAX_CONNECTIONS = 100
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """A Sentinel master's pool that waits for a free connection like the single server's."""
+
+
 def redis_client(
     url: str,
     *,
@@ -167,8 +178,11 @@ def redis_client(
     elif is_sentinel_url(url):
         client = _sentinel_client(parse_sentinel_url(url), options, sentinel_password)
     else:
-        single = TimedRedis.from_url(url, **options)
-        assert isinstance(single, TimedRedis)  # from_url builds the class it is called on
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
+        )
+        single = TimedRedis.from_pool(pool)
+        assert isinstance(single, TimedRedis)  # from_pool builds the class it is called on
         client = single
     client.observer = observer
     return client
@@ -188,6 +202,9 @@ def _sentinel_client(
     client = sentinel.master_for(
         target.master,
         redis_class=TimedRedis,
+        connection_pool_class=_BlockingSentinelPool,
+        max_connections=MAX_CONNECTIONS,
+        timeout=options["socket_timeout"],
         db=target.db,
         username=target.username,
         password=target.password,

@@ -16,8 +16,16 @@ async def current_states(
 ) -> TypeStates:
     """The state of each type push knows (or of those of ``types`` it knows), exactly as the
     type's /get answers it: what a client compares a pushed state with."""
-    wanted = PUSH_TYPES if types is None else types & PUSH_TYPES
+    offered = offered_types(svc)
+    wanted = offered if types is None else types & offered
     return await svc.store.account(account_id).states(sorted(wanted))
+
+
+def offered_types(svc: Services) -> frozenset[str]:
+    """The push types whose methods this deployment serves: Identity and EmailSubmission only
+    where sending is configured, as the Session's capabilities say. A client is never told the
+    state of a type it cannot fetch."""
+    return frozenset(t for t in PUSH_TYPES if svc.registry.get(f"{t}/get") is not None)
 
 
 def newer(a: str, b: str) -> bool:

@@ -10,9 +10,9 @@ Two strategies, by what the upstream offers:
   change) and QRESYNC where offered, NOTIFY SET personal, a fresh catch-up, then IDLE with no
   mailbox selected. Any STATUS or LIST in IDLE ends it (after a short debounce: Dovecot sends
   an APPEND's STATUS twice), and the catch-up runs, then IDLE again.
-* IDLE only (RFC 2177; Cyrus): EXAMINE INBOX and IDLE, which reports INBOX alone; a catch-up
-  runs on a signal and at least every GATEWAY_PUSH_POLL_SECONDS for the other folders (the
-  catch-up's LIST-STATUS is what finds them).
+* IDLE only (RFC 2177; Cyrus, or a server that refuses the NOTIFY SET): EXAMINE INBOX and
+  IDLE, which reports INBOX alone; a catch-up runs on a signal and at least every
+  GATEWAY_PUSH_POLL_SECONDS for the other folders (the catch-up's LIST-STATUS finds them).
 
 IDLE is restarted every GATEWAY_PUSH_IDLE_RESTART_SECONDS (RFC 2177: a server may log off a
 client idle for 30 minutes). A change made while the catch-up runs is not lost: NOTIFY
@@ -35,7 +35,7 @@ from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import AuthenticationFailed, ImapError
 from gateway.imap.idle import IdleSession
-from gateway.imap.notify import enable_for_notify, notify_set_personal
+from gateway.imap.notify import can_notify, enable_for_notify, notify_set_personal
 from gateway.imap.responses.unsolicited import KeepAlive, Signal
 
 if TYPE_CHECKING:
@@ -122,19 +122,34 @@ class _Watcher:
         """Returns once ``until`` is set; raises what ends the connection."""
         async with self._svc.pool.dedicated(self._principal.login) as conn:
             with contextlib.suppress(_Stopped):
-                if "NOTIFY" in conn.capabilities:
+                if can_notify(conn.capabilities) and await self._notify_set(conn):
                     await self._notify(conn)
                 else:
                     await self._idle(conn)
 
-    async def _notify(self, conn: ImapConnection) -> None:
+    async def _notify_set(self, conn: ImapConnection) -> bool:
+        """ENABLE and NOTIFY SET in one round trip; False when the server refuses the NOTIFY
+        SET (an event it does not support, a NOTIFY limit): then INBOX's IDLE and the poll
+        serve, rather than a reconnect loop that would be refused the same way."""
         # CONDSTORE first: without it Dovecot reports no pure flag change (gateway.imap.notify).
         enable = enable_for_notify(conn.capabilities, conn.enabled)
-        if enable is None:
-            await conn.execute(notify_set_personal())
-        else:
-            results = await conn.execute_pipelined(enable, notify_set_personal())
+        commands = (notify_set_personal(),) if enable is None else (enable, notify_set_personal())
+        results = await conn.execute_pipelined(*commands, check=False)
+        if enable is not None:
             conn.note_enabled(results[0])
+        told = results[-1].tagged
+        if told.status == "OK":
+            return True
+        log.warning(
+            "push watcher: the upstream refused NOTIFY SET (%s %s); watching INBOX by IDLE and "
+            "the other folders every %s s",
+            told.status,
+            told.code.name if told.code else "",
+            self._poll,
+        )
+        return False
+
+    async def _notify(self, conn: ImapConnection) -> None:
         await self._catch_up(conn)
         while True:
             await conn.unselect()

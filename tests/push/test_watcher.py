@@ -164,6 +164,34 @@ async def test_a_change_made_during_the_catch_up_still_arrives(
                 assert await index_state.state("Email") == heard.latest(who.account_id)["Email"]
 
 
+async def test_a_refused_notify_set_falls_back_to_idle_and_the_poll(
+    dovecot: Dovecot, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that offers NOTIFY but refuses the NOTIFY SET (here Dovecot, handed an event
+    it does not know) is watched as one without NOTIFY: INBOX in IDLE, the rest by the poll,
+    on the same connection, instead of reconnecting to be refused again."""
+    user = dovecot.fresh_user()
+    await imap(dovecot, user, lambda c: c.create("Other"))
+    async with (
+        FaultProxy("127.0.0.1", dovecot.imap_port) as proxy,
+        serving(proxy.url, redis_url, push_poll_seconds=2) as svc,
+    ):
+        proxy.rewrite(rb"NOTIFY SET \(personal \(", b"NOTIFY SET (personal (NoSuchEvent ")
+        who = await principal(svc, dovecot, user)
+        caplog.set_level(logging.DEBUG, logger="gateway.imap.connection")
+        sessions = dovecot_sessions(dovecot, user)
+        with hearing() as heard:
+            async with watching(svc, who):
+                await eventually(lambda: idles(caplog) > 0)
+                assert "refused NOTIFY SET" in caplog.text
+                assert any(c.startswith("EXAMINE INBOX") for c in upstream_commands(caplog))
+                mark = heard.mark()
+                await imap(dovecot, user, append("Other", "other"))
+                assert "Email" in await heard.until(who.account_id, mark, {"Email"})
+                # Still the one connection it started with.
+                assert dovecot_sessions(dovecot, user) == sessions + 1
+
+
 async def test_cyrus_inbox_at_once_other_folders_within_the_poll_period(
     cyrus: Cyrus, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
