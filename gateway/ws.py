@@ -2,9 +2,10 @@
 
 A raw ASGI endpoint (no Starlette ``WebSocket`` wrapper: an idle push connection should cost
 little beyond uvicorn's own ~17 KB). Each socket is one task reading messages; a request runs
-in a task of its own while it runs (requests on one socket run side by side, RFC 8887 4.3.2),
-and a socket with push enabled has one more task awaiting its subscription. Every message
-leaves through :meth:`JmapSocket._write`; nothing is queued per socket.
+in a task of its own while it runs (requests on one socket run side by side, RFC 8887 4.3.2).
+Push holds no task while idle: the subscription calls back when a change waits, and one
+short-lived task writes what waits. Every message leaves through :meth:`JmapSocket._write`;
+nothing is queued per socket.
 
 * **Handshake** (RFC 8887 4.2): GET with ``jmap`` among the offered subprotocols, else 400;
   a draining gateway answers 503; Basic credentials from a foreign page's origin 403
@@ -31,7 +32,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
@@ -123,6 +123,8 @@ class WebSocketEndpoint:
             return
         principal, token = caller
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
+        # The handshake's headers were read; the socket lives without them (~600 bytes).
+        scope["headers"] = []
         socket = JmapSocket(svc, send, principal, token)
         self._sockets.add(socket)
         svc.metrics.websockets_open.inc()
@@ -179,7 +181,6 @@ class JmapSocket:
         "_closer",
         "_closing",
         "_going",
-        "_listening",
         "_pump",
         "_recheck",
         "_send",
@@ -208,8 +209,8 @@ class JmapSocket:
         self._going = False
         # Requests in flight; None while there are none (most sockets, most of the time).
         self._tasks: set[asyncio.Task[None]] | None = None
-        self._listening: AbstractAsyncContextManager[Subscription] | None = None
         self._subscription: Subscription | None = None
+        # The task writing what the subscription holds, while it runs.
         self._pump: asyncio.Task[None] | None = None
         # The credential recheck and the close a callback started, while they run.
         self._recheck: asyncio.Task[None] | None = None
@@ -360,14 +361,16 @@ class JmapSocket:
         subscription = self._subscription
         if subscription is None:
             # The hub primes a new subscription with the account's current states.
-            listening = self._svc.push.listen(self.account_id, self.principal, types)
             try:
-                subscription = await listening.__aenter__()
+                subscription = await self._svc.push.subscribe(
+                    self.account_id, self.principal, types
+                )
             except DESCRIBED as exc:
                 await self._error(exc, None)  # over the listener limits: 429 "limit"
                 return
-            self._listening, self._subscription = listening, subscription
-            self._pump = asyncio.ensure_future(self._push(subscription))
+            self._subscription = subscription
+            subscription.on_ready(self._ready)
+            self._ready()  # a change committed while subscribing
         else:
             subscription.set_types(types)
         if push_state is None:
@@ -390,18 +393,25 @@ class JmapSocket:
         """RFC 8887 4.3.5.3: no more StateChange messages."""
         await self._unsubscribe()
 
+    def _ready(self) -> None:
+        """The subscription holds a change or closed: start the writer unless it runs (it
+        looks again after each write)."""
+        if self._pump is None and self._subscription is not None:
+            self._pump = asyncio.ensure_future(self._push(self._subscription))
+
     async def _push(self, subscription: Subscription) -> None:
-        """Write each change the subscription coalesced, until it closes."""
+        """Write what the subscription coalesced until nothing waits, then end."""
         try:
-            while True:
-                changed = await subscription.next(None)
-                if changed:
-                    await self._state_change(subscription, changed)
+            while (waiting := subscription.take()) is not None:
+                await self._state_change(subscription, {self.account_id: waiting})
         except Closed as closed:
             if closed.reason is CloseReason.SHUTDOWN:
                 self.going_away()  # answer what is in flight first
             else:
                 self._close_soon(*CLOSES[closed.reason])
+        finally:
+            if self._pump is asyncio.current_task():
+                self._pump = None
 
     async def _state_change(self, subscription: Subscription, changed: Changed) -> None:
         # RFC 8887 4.3.5.1: the pushState encodes the account's state as the client now knows
@@ -410,14 +420,16 @@ class JmapSocket:
         await self._write({"@type": "StateChange", "changed": changed, "pushState": push_state})
 
     async def _unsubscribe(self) -> None:
-        pump, listening = self._pump, self._listening
-        self._pump = self._listening = self._subscription = None
+        pump, subscription = self._pump, self._subscription
+        self._pump = self._subscription = None
+        if subscription is not None:
+            subscription.on_ready(None)
         if pump is not None:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-        if listening is not None:
-            await listening.__aexit__(None, None, None)
+        if subscription is not None:
+            await self._svc.push.leave(subscription)
 
     # -- deadlines: token lifetime and credential rechecks --------------------------------
 

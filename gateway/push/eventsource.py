@@ -1,8 +1,9 @@
 """The event-source resource (RFC 8620 7.3): a long ``text/event-stream`` response per client.
 
-A stream is one coroutine, one hub :class:`~gateway.push.hub.Subscription` and one task that
-waits for the client to go away; nothing else lives per connection (no queue: the subscription
-coalesces what the stream has not written yet, so a slow reader costs O(types)). It writes:
+A stream is the request's own task waiting for the client to go away, one hub
+:class:`~gateway.push.hub.Subscription` and one timer handle; a short-lived task writes when
+the subscription or the timer wakes it (no queue: the subscription coalesces what the stream
+has not written yet, so a slow reader costs O(types)). It writes:
 
 * a ``state`` event with the current states first, or only those that differ from what the
   client's ``Last-Event-ID`` says it saw (nothing when nothing differs);
@@ -193,15 +194,21 @@ async def event_source(
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     known = known_states(account_id, last_event_id(scope))
-    async with svc.push.listen(account_id, principal, params.types) as sub:
+    hub = svc.push
+    # Subscribed and left explicitly, not in an ``async with``: a context manager's generator
+    # frame would live as long as the stream.
+    sub = await hub.subscribe(account_id, principal, params.types)
+    try:
         # The hub primed the subscription with the states it read once listening: a change
         # committed since then is in the subscription, so nothing falls between.
         current = _wanted(sub.known(), params.types)
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         stream = _Stream(sub, send, account_id, params, known or {})
         stream.deadlines(until, recheck, recheck_seconds)
-        if not await _unless_gone(receive, stream.run(current, fresh=known is None)):
+        if not await stream.serve(receive, current, fresh=known is None):
             return
+    finally:
+        await hub.leave(sub)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -210,11 +217,20 @@ def _wanted(states: TypeStates, types: frozenset[str] | None) -> TypeStates:
 
 
 class _Stream:
-    """The writing side of one stream: what it sent and when it has to write next."""
+    """The writing side of one stream: what it sent and when it has to write next.
+
+    While idle a stream holds no task of its own: the request's task waits for the client to
+    go away, the subscription calls :meth:`_wake` when a change waits, and one timer handle
+    calls it when a ping, keepalive, recheck or the token's end is due. Each wake starts one
+    short-lived task that writes what is due; when the stream has to end, that task cancels
+    the request's wait, which then completes the response.
+    """
 
     __slots__ = (
         "_account_id",
+        "_ended",
         "_event_at",
+        "_failure",
         "_params",
         "_recheck",
         "_recheck_at",
@@ -222,7 +238,10 @@ class _Stream:
         "_send",
         "_sent",
         "_sub",
+        "_task",
+        "_timer",
         "_until",
+        "_writer",
         "_written_at",
     )
 
@@ -246,6 +265,11 @@ class _Stream:
         self._recheck: Recheck | None = None
         self._recheck_seconds = 0.0
         self._recheck_at = math.inf
+        self._task: asyncio.Task[Any] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._ended = False
+        self._failure: Exception | None = None
 
     def deadlines(self, until: float | None, recheck: Recheck | None, seconds: float) -> None:
         now = time.monotonic()
@@ -255,26 +279,93 @@ class _Stream:
             self._recheck, self._recheck_seconds = recheck, seconds
             self._recheck_at = now + seconds
 
-    async def run(self, current: TypeStates, *, fresh: bool) -> None:
+    async def serve(self, receive: Receive, current: TypeStates, *, fresh: bool) -> bool:
         """Write the initial event, then every change, ping and keepalive until the stream
-        has to end."""
+        has to end (True: the caller completes the response) or the client goes away
+        (False)."""
         # RFC 8620 7.3: a client whose Last-Event-ID shows it missed changes SHOULD get them
         # at once; without a usable id it gets every current state.
         initial = {
             name: state for name, state in current.items() if fresh or self._sent.get(name) != state
         }
         if initial and await self._state(initial):
-            return
+            return True
+        task = self._task = asyncio.current_task()
+        assert task is not None
+        self._sub.on_ready(self._wake)
+        self._wake()  # whatever arrived since the subscription was primed, and the timer
+        try:
+            await _disconnected(receive)
+        except asyncio.CancelledError:
+            if not self._ended or task.uncancel() > 0:
+                raise
+            if self._failure is not None:
+                raise self._failure from None
+            return True
+        except Exception:
+            return False  # a receive that failed means the client is gone too
+        finally:
+            await self._stop()
+        return False
+
+    def _wake(self) -> None:
+        """Something waits or is due: start the writer unless it runs (it looks again after
+        its last write before it ends)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writer is None and not self._ended:
+            self._writer = asyncio.ensure_future(self._write_due())
+
+    async def _write_due(self) -> None:
+        try:
+            if await self._step():
+                self._timer = asyncio.get_running_loop().call_later(self._timeout(), self._wake)
+            else:
+                self._end(None)
+        except Exception as exc:  # a failed write ends the request as it would have inline
+            self._end(exc)
+        finally:
+            self._writer = None
+
+    async def _step(self) -> bool:
+        """Write what waits and what is due; False when the stream has to end. Nothing is
+        awaited after the last look at the subscription, so no wake is missed."""
+        if not await self._drain():
+            return False
+        if not await self._due():
+            return False
+        return await self._drain()
+
+    async def _drain(self) -> bool:
+        """Write a state event per coalesced change; False when the stream has to end."""
         while True:
             try:
-                changed = await self._sub.next(self._timeout())
+                states = self._sub.take()
             except Closed:
-                return
-            states = (changed or {}).get(self._account_id)
-            if states and await self._state(states):
-                return
-            if not await self._due():
-                return
+                return False
+            if not states:
+                return True
+            if await self._state(states):
+                return False
+
+    def _end(self, failure: Exception | None) -> None:
+        if not self._ended and self._task is not None:
+            self._ended = True
+            self._failure = failure
+            self._task.cancel()
+
+    async def _stop(self) -> None:
+        """The stream is over: no more wakes, no timer, no writer."""
+        self._ended = True
+        self._sub.on_ready(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        writer = self._writer
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+            await asyncio.wait([writer])
 
     async def _state(self, states: TypeStates) -> bool:
         """Write a state event; True when the stream ends with it (closeafter=state)."""
@@ -319,34 +410,6 @@ class _Stream:
         self._written_at = now
         if event:
             self._event_at = now
-
-
-async def _unless_gone(receive: Receive, work: Awaitable[None]) -> bool:
-    """Await ``work``; False if the client went away first (``work`` was then cancelled).
-
-    One task waits for ``http.disconnect`` and cancels the stream's own task, so the stream
-    awaits its subscription directly, without a task per wait.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    gone = asyncio.ensure_future(_disconnected(receive))
-
-    def cancel_stream(waited: asyncio.Future[None]) -> None:
-        if not waited.cancelled():
-            waited.exception()  # a receive that failed means the client is gone too
-            task.cancel()
-
-    gone.add_done_callback(cancel_stream)
-    try:
-        await work
-    except asyncio.CancelledError:
-        if gone.done() and not gone.cancelled() and task.uncancel() == 0:
-            return False
-        raise
-    finally:
-        gone.remove_done_callback(cancel_stream)
-        gone.cancel()
-    return True
 
 
 async def _disconnected(receive: Receive) -> None:

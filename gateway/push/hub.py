@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.auth import Principal
@@ -91,11 +91,12 @@ class GatewayChangesOnly:
 class Subscription:
     """One listener of one account: its types, what it has not been told, one waiter.
 
-    Small on purpose (a few slots and the pending map): a replica holds thousands. Only one
-    task may wait in :meth:`next` at a time.
+    Small on purpose (a few slots and the pending map): a replica holds thousands. A reader
+    either awaits :meth:`next` (one task at a time) or, holding no task while idle, gives
+    :meth:`on_ready` a callback and drains with :meth:`take` when it is called.
     """
 
-    __slots__ = ("_closed", "_pending", "_waiter", "account_id", "principal", "types")
+    __slots__ = ("_closed", "_on_ready", "_pending", "_waiter", "account_id", "principal", "types")
 
     def __init__(
         self, account_id: str, principal: Principal | None, types: frozenset[str] | None
@@ -105,6 +106,7 @@ class Subscription:
         self.types = types  # None: every type push knows
         self._pending = Pending()
         self._waiter: asyncio.Future[None] | None = None
+        self._on_ready: Callable[[], None] | None = None
         self._closed: CloseReason | None = None
 
     def set_types(self, types: frozenset[str] | None) -> None:
@@ -125,6 +127,18 @@ class Subscription:
         """Merge announced states (the hub calls this); wakes the waiter if any is new."""
         if self._closed is None and self._pending.merge(changed, self.types):
             self._wake()
+
+    def on_ready(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` (synchronously, from the hub's call stack: it must not raise and
+        should only schedule work) whenever something new waits or the subscription closes."""
+        self._on_ready = callback
+
+    def take(self) -> TypeStates | None:
+        """What waits, now counted as delivered (None: nothing); raises :class:`Closed` once
+        closed."""
+        if self._closed is not None:
+            raise Closed(self._closed)
+        return self._pending.take()
 
     async def next(self, timeout: float | None) -> Changed | None:
         """The changes since the last call, coalesced: ``{accountId: {type: state}}``, only
@@ -159,6 +173,8 @@ class Subscription:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        if self._on_ready is not None:
+            self._on_ready()
 
 
 class PushHub:
@@ -237,6 +253,17 @@ class PushHub:
         problem while draining, and the Redis error when the channel or the states cannot be
         reached.
         """
+        sub = await self.subscribe(account_id, principal, types)
+        try:
+            yield sub
+        finally:
+            await self.leave(sub)
+
+    async def subscribe(
+        self, account_id: str, principal: Principal | None, types: frozenset[str] | None
+    ) -> Subscription:
+        """What :meth:`listen` yields, for a caller that holds it across callbacks rather than
+        a block (no context manager frame kept per connection): it must :meth:`leave` it."""
         self._admit(account_id)
         sub = Subscription(account_id, principal, types)
         self._listeners.setdefault(account_id, []).append(sub)
@@ -246,9 +273,10 @@ class PushHub:
             self._demand.attach(account_id, principal)
             await self._bus.subscribe(account_id)
             sub.prime(await current_states(self._svc, account_id))
-            yield sub
-        finally:
-            await self._leave(sub)
+        except BaseException:
+            await self.leave(sub)
+            raise
+        return sub
 
     def credentials_failed(self, account_id: str, principal: Principal) -> None:
         """The upstream refused these credentials: close the local subscriptions opened with
@@ -307,7 +335,9 @@ class PushHub:
                 f"The account has {self.max_per_account} push connections on this server already.",
             )
 
-    async def _leave(self, sub: Subscription) -> None:
+    async def leave(self, sub: Subscription) -> None:
+        """Take ``sub`` off the listeners; a second call does nothing."""
+        sub.on_ready(None)
         subs = self._listeners.get(sub.account_id)
         if subs is None or sub not in subs:
             return

@@ -105,6 +105,28 @@ async def test_closing_wakes_the_waiter_and_next_raises() -> None:
     assert again.value.reason is CloseReason.SHUTDOWN
 
 
+def test_on_ready_is_called_for_new_changes_and_the_close_and_take_drains() -> None:
+    sub = Subscription("a1", None, frozenset({"Email"}))
+    sub.prime({"Email": st(2)})
+    calls: list[None] = []
+    sub.on_ready(lambda: calls.append(None))
+    sub.offer({"Email": st(1), "Mailbox": st(5)})  # older, or a type not asked for
+    assert calls == [] and sub.take() is None
+    sub.offer({"Email": st(3)})
+    sub.offer({"Email": st(4)})
+    assert len(calls) == 2
+    assert sub.take() == {"Email": st(4)}
+    assert sub.take() is None
+    sub.close(CloseReason.TOKEN_EXPIRED)
+    assert len(calls) == 3
+    with pytest.raises(Closed) as closed:
+        sub.take()
+    assert closed.value.reason is CloseReason.TOKEN_EXPIRED
+    sub.on_ready(None)
+    sub.offer({"Email": st(9)})
+    assert len(calls) == 3
+
+
 async def test_memory_of_ten_thousand_idle_subscriptions() -> None:
     """What the hub keeps per idle listener: the subscription after its priming (what a
     connection holds while nothing happens). The figure goes into the README."""
