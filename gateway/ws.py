@@ -97,6 +97,7 @@ class WebSocketEndpoint:
         # The app's state, whose services exist once the lifespan started them.
         self._state = state
         self._sockets: set[JmapSocket] = set()
+        self._per_account: dict[str, int] = {}
         self._draining = False
 
     @property
@@ -122,11 +123,22 @@ class WebSocketEndpoint:
             _log(scope, caller.status, started, None)
             return
         principal, token = caller
+        if principal is not None:
+            account_id = principal.account_id
+        else:
+            assert token is not None  # _handshake gives one or the other
+            account_id = token.account_id
+        refused = self._over_limit(svc, account_id)
+        if refused is not None:
+            await _refuse(send, refused)
+            _log(scope, refused.status, started, account_id)
+            return
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         # The handshake's headers were read; the socket lives without them (~600 bytes).
         scope["headers"] = []
         socket = JmapSocket(svc, send, principal, token)
         self._sockets.add(socket)
+        self._per_account[account_id] = self._per_account.get(account_id, 0) + 1
         svc.metrics.websockets_open.inc()
         if self._draining:
             socket.going_away()  # the drain began while this handshake was being checked
@@ -134,8 +146,25 @@ class WebSocketEndpoint:
             await socket.serve(receive)
         finally:
             self._sockets.discard(socket)
+            left = self._per_account.pop(account_id) - 1
+            if left:
+                self._per_account[account_id] = left
             svc.metrics.websockets_open.dec()
             _log(scope, 101, started, socket.account_id)
+
+    def _over_limit(self, svc: Services, account_id: str) -> Problem | None:
+        """Every socket counts, push or not: one that only makes requests, or a token's that
+        never enables push, would otherwise be outside every bound while pings keep it open.
+        The push listener limits serve (GATEWAY_PUSH_MAX_CONNECTIONS per replica,
+        GATEWAY_PUSH_MAX_PER_ACCOUNT per account and replica)."""
+        settings = svc.settings
+        if len(self._sockets) >= settings.push_max_connections:
+            detail = f"This server holds its {settings.push_max_connections} WebSockets."
+        elif self._per_account.get(account_id, 0) >= settings.push_max_per_account:
+            detail = f"The account has {settings.push_max_per_account} WebSockets here already."
+        else:
+            return None
+        return describe(too_many_concurrent("maxPushConnections", detail + " Retry later."))
 
     async def _handshake(
         self, scope: Scope, svc: Services

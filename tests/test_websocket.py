@@ -235,3 +235,24 @@ async def test_the_metrics_port_refuses_a_handshake(
         assert raised.value.response.status_code == 403
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"{metrics}/metrics")).status_code == 200
+
+
+async def test_every_socket_counts_against_the_limits_push_or_not(
+    dovecot: Dovecot, redis_url: str, jmap: Jmap
+) -> None:
+    """Sockets that only make requests are bounded too: per account and replica by
+    GATEWAY_PUSH_MAX_PER_ACCOUNT, a closed one giving its place back."""
+    settings = gateway_settings(dovecot.url, redis_url, push_max_per_account=2)
+    auth = basic(jmap.username, dovecot.users[jmap.username])
+    async with running_gateway(settings) as url:
+        async with jmap_socket(url, auth) as first, jmap_socket(url, auth) as second:
+            for socket in (first, second):
+                assert (await request(socket, ECHO, "e"))["@type"] == "Response"
+            with pytest.raises(InvalidStatus) as refused:
+                async with jmap_socket(url, auth):
+                    pass
+            status, body = refusal(refused)
+            assert status == 429
+            assert body["limit"] == "maxPushConnections"
+        async with jmap_socket(url, auth) as again:
+            assert (await request(again, ECHO, "e"))["@type"] == "Response"
