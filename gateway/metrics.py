@@ -77,7 +77,7 @@ class Metrics:
             f"{PREFIX}_websocket_closes",
             'JMAP WebSockets the gateway closed, by why: "going_away" (shutdown), "binary" '
             '(a binary frame), "unauthorized" (credentials refused on a recheck), '
-            '"token_expired", "overloaded"',
+            '"token_expired"',
             ["reason"],
             registry=r,
         )

@@ -20,7 +20,7 @@ nothing is queued per socket.
   the account's changes (gateway.push.hub), ``WebSocketPushDisable`` ends that; changes go out
   as ``StateChange`` with a ``pushState`` from which a later connection resumes.
 * **Closing**: a binary frame 1003; credentials refused on a periodic recheck, or a push
-  token's stream lifetime over, 1008; shed by the hub 1013; a gateway shutting down 1001 once
+  token's stream lifetime over, 1008; a gateway shutting down 1001 once
   the requests in flight are answered. A request still running when the socket goes is
   cancelled.
 """
@@ -70,13 +70,11 @@ SUBPROTOCOL = "jmap"
 # RFC 6455 7.4.1 close codes.
 UNSUPPORTED_DATA = 1003
 POLICY_VIOLATION = 1008
-TRY_AGAIN_LATER = 1013
 # Why the gateway closes a socket whose subscription the hub ended (contracts: Q5).
 CLOSES: dict[CloseReason, tuple[int, str]] = {
     CloseReason.SHUTDOWN: (GOING_AWAY, SHUTDOWN_REASON),
     CloseReason.UNAUTHORIZED: (POLICY_VIOLATION, "authentication failed"),
     CloseReason.TOKEN_EXPIRED: (POLICY_VIOLATION, "token expired"),
-    CloseReason.OVERLOADED: (TRY_AGAIN_LATER, "too many push connections"),
 }
 BINARY_REASON = "JMAP messages are text frames"
 # The metric label of each close the gateway sends, by its reason text (a closed set).
@@ -85,7 +83,6 @@ CLOSE_LABELS = {
     BINARY_REASON: "binary",
     "authentication failed": "unauthorized",
     "token expired": "token_expired",
-    "too many push connections": "overloaded",
 }
 
 
@@ -516,7 +513,11 @@ class JmapSocket:
 
     def _close_soon(self, code: int, reason: str) -> None:
         """Close from a callback (a timer, a finished task)."""
-        self._timer = None
+        if self._timer is not None:
+            # Not always the timer's own call: a pending recheck or token timer would keep
+            # the closed socket alive until it fired (up to an hour).
+            self._timer.cancel()
+            self._timer = None
         if not self._closing and self._closer is None:
             self._closer = asyncio.ensure_future(self._close(code, reason))
 

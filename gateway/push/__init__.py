@@ -23,7 +23,6 @@ class CloseReason(enum.Enum):
     UNAUTHORIZED = "unauthorized"  # credentials refused upstream or on recheck: WebSocket 1008
     # A push token's stream lifetime is over: WebSocket 1008 (S105: a reason, not a secret).
     TOKEN_EXPIRED = "token-expired"  # noqa: S105
-    OVERLOADED = "overloaded"  # shed after the fact: WebSocket 1013
 
 
 # The journal's type names push knows; a client asking for another name is ignored (RFC 8620

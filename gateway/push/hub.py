@@ -74,20 +74,6 @@ class WatchDemand(Protocol):
     def released(self, account_id: str) -> None: ...
 
 
-class GatewayChangesOnly:
-    """The demand of a gateway that watches no upstream: listeners hear of the changes
-    committed through a gateway (API writes, catch-ups run for requests), nothing else."""
-
-    def attach(self, account_id: str, principal: Principal | None) -> None:
-        return None
-
-    def detach(self, account_id: str, principal: Principal | None) -> None:
-        return None
-
-    def released(self, account_id: str) -> None:
-        return None
-
-
 class Subscription:
     """One listener of one account: its types, what it has not been told, one waiter.
 
@@ -231,8 +217,12 @@ class PushHub:
         self._stopping = True
         self._outbox_ready.set()
         if self._publisher is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._publisher, FLUSH_SECONDS)
+            # asyncio.wait, not wait_for: a cancellation of stop() itself must not be swallowed.
+            await asyncio.wait({self._publisher}, timeout=FLUSH_SECONDS)
+            if not self._publisher.done():
+                self._publisher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._publisher
         for task in (self._reader, self._resync):
             if task is not None:
                 task.cancel()
@@ -305,16 +295,6 @@ class PushHub:
     def local_accounts(self) -> frozenset[str]:
         """Accounts with at least one listener on this replica."""
         return frozenset(self._listeners)
-
-    def principals(self, account_id: str) -> list[Principal]:
-        """The distinct credentials the account's local listeners authenticated with, the
-        newest listener's first (one Principal per user name and secret, whatever the client
-        address it came from)."""
-        found: dict[tuple[str, str, str], Principal] = {}
-        for sub in reversed(self._listeners.get(account_id, ())):
-            if sub.principal is not None:
-                found.setdefault(_credentials(sub.principal), sub.principal)
-        return list(found.values())
 
     # -- listeners ----------------------------------------------------------------------------
 
