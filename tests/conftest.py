@@ -21,6 +21,7 @@ from gateway.server import server as gateway_server
 from tests.cyrus import Cyrus
 from tests.jmapclient import Jmap
 from tests.rediscluster import RedisClusterSet
+from tests.sentinel import SentinelSet
 from tests.servers import Dovecot, RedisServer, free_port, free_ports, make_data_dir
 from tests.smtp_servers import Postfix, Sink
 
@@ -142,6 +143,17 @@ def cyrus() -> Iterator[Cyrus]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     yield from serving(RedisServer(make_data_dir("jg-redis-")))
+
+
+@pytest.fixture
+def sentinels() -> Iterator[SentinelSet]:
+    """A Redis master, its replica and a Sentinel of their own (tests fail them over)."""
+    servers = SentinelSet(make_data_dir("jg-sentinel-"))
+    servers.start()
+    try:
+        yield servers
+    finally:
+        servers.stop()
 
 
 @pytest.fixture(scope="session")

@@ -20,13 +20,15 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from gateway.cache.keys import AccountKeys
 
-_RENEW = """
+# A lease held by the value it was set to (locks here, watch leases in watches.py): pushed back
+# or let go only by its holder. KEYS: the lease. ARGV: the holder's value (and the ttl in ms).
+RENEW_IF_OURS = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
-_RELEASE = """
+RELEASE_IF_OURS = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -75,7 +77,7 @@ class Lease:
 
     async def renew(self) -> None:
         """Push the expiry back a full ttl; LeaseLost if the lease is no longer ours."""
-        renewed = await self._client.register_script(_RENEW)(
+        renewed = await self._client.register_script(RENEW_IF_OURS)(
             keys=[self._key], args=[self._token, int(self._ttl * 1000)]
         )
         if not renewed:
@@ -95,7 +97,7 @@ async def lease(
     try:
         yield Lease(client, key, token, ttl)
     finally:
-        await client.register_script(_RELEASE)(keys=[key], args=[token])
+        await client.register_script(RELEASE_IF_OURS)(keys=[key], args=[token])
 
 
 class IndexWork(enum.Enum):

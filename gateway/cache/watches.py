@@ -26,21 +26,8 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from gateway.cache.keys import AccountKeys
+from gateway.cache.locks import RELEASE_IF_OURS, RENEW_IF_OURS
 
-# KEYS: the lease. ARGV: our value, ttl (ms). 1 if still ours (and pushed back), else 0.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-# KEYS: the lease. ARGV: our value. Deletes it only if ours.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 # KEYS: the demand zset, the lease. ARGV: our replica id, its score (vouched until), now (s),
 # the zset's ttl (ms). Heartbeats the demand, drops entries of replicas that stopped, and
 # returns 1 if nobody holds the lease.
@@ -88,12 +75,12 @@ class WatchLease:
 
     async def release(self) -> None:
         """Let go of the lease if it is still ours (a successor's stays)."""
-        await self._client.eval(_RELEASE, 1, self._key, self._value)
+        await self._client.eval(RELEASE_IF_OURS, 1, self._key, self._value)
 
     def queue_renew(self, pipe: Pipeline | ClusterPipeline) -> None:
         """Queue pushing the expiry back a full ttl in ``pipe``; its result 0: the lease is
         lost (expired, or another's now), and the watcher must stop at once."""
-        pipe.eval(_RENEW, 1, self._key, self._value, self._ttl_ms)
+        pipe.eval(RENEW_IF_OURS, 1, self._key, self._value, self._ttl_ms)
 
 
 class WatchStore:

@@ -9,14 +9,11 @@ of them than the pool has are in flight together.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
 import redis
 
 from gateway.cache.connect import MAX_CONNECTIONS, redis_client
 from tests.sentinel import SentinelSet
-from tests.servers import make_data_dir
 
 BURST = MAX_CONNECTIONS * 2 + 50
 
@@ -65,16 +62,6 @@ async def test_the_pool_stays_bounded_during_a_burst(redis_url: str) -> None:
         await client.aclose()
     # The pool's connections, plus the watcher's own one.
     assert MAX_CONNECTIONS // 2 < peak <= MAX_CONNECTIONS + 1
-
-
-@pytest.fixture
-def sentinels() -> Iterator[SentinelSet]:
-    servers = SentinelSet(make_data_dir("jg-sentinel-"))
-    servers.start()
-    try:
-        yield servers
-    finally:
-        servers.stop()
 
 
 async def test_a_sentinel_master_waits_too(sentinels: SentinelSet) -> None:

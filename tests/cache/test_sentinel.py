@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,20 +15,10 @@ from gateway.cache.store import Store
 from gateway.config import ConfigError, load_settings
 from tests.conftest import gateway_settings, running_gateway
 from tests.sentinel import SentinelSet
-from tests.servers import Dovecot, make_data_dir
+from tests.servers import Dovecot
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
-
-
-@pytest.fixture
-def sentinels() -> Iterator[SentinelSet]:
-    servers = SentinelSet(make_data_dir("jg-sentinel-"))
-    servers.start()
-    try:
-        yield servers
-    finally:
-        servers.stop()
 
 
 def test_sentinel_urls_name_hosts_master_db_and_credentials() -> None:

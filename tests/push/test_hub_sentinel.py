@@ -4,24 +4,10 @@ a failover (SENTINEL FAILOVER), with a resync when the pub/sub connection moved.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-
-import pytest
 
 from tests.push.harness import commit_elsewhere, commit_here, replica
 from tests.push.test_hub import WAIT, account, until_changed
 from tests.sentinel import SentinelSet
-from tests.servers import make_data_dir
-
-
-@pytest.fixture
-def sentinels() -> Iterator[SentinelSet]:
-    servers = SentinelSet(make_data_dir("jg-sentinel-"))
-    servers.start()
-    try:
-        yield servers
-    finally:
-        servers.stop()
 
 
 async def test_announcements_survive_a_failover(sentinels: SentinelSet) -> None:
