@@ -37,6 +37,8 @@ jmap-gateway demo is running (log: $DEMO/gateway.log)
   user:         demo
   password:     demo-password
   try:          curl -L -u demo:demo-password http://127.0.0.1:$PORT/.well-known/jmap
+  push:         curl -N -u demo:demo-password 'http://127.0.0.1:$PORT/jmap/eventsource/?types=*&closeafter=no&ping=30'
+                (then change mail over IMAP or the API: a "state" event arrives; WebSocket: ws://127.0.0.1:$PORT/jmap/ws, subprotocol jmap)
   stop:         bash tools/demo.sh stop
 TXT
     if [ -n "${GATEWAY_SMTP_URL:-}" ]; then
