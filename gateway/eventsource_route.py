@@ -16,7 +16,6 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth import Principal, Unauthenticated
-from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.http import ProblemResponse, authenticate
 from gateway.jmap.errors import problem
 from gateway.origin import client_origin
@@ -95,9 +94,11 @@ def _recheck(request: Request, svc: Services, principal: Principal) -> Recheck:
             await authenticator.recheck(principal.login.credentials, origin)
         except Unauthenticated:
             return False
-        except STORE_UNAVAILABLE:
-            # Nobody could tell (the failed-login counts are in Redis): the stream goes on and
-            # the next recheck asks again, as the authenticator does when the upstream is down.
+        except Exception:
+            # Nobody could tell (Redis holds the failed-login counts; anything else is
+            # unexpected): the stream goes on and the next recheck asks again, as the
+            # authenticator does when the upstream is down, and as a WebSocket's recheck does.
+            # Raised here, it would reach the endpoint after the stream's headers were sent.
             log.warning("recheck of a stream's credentials failed to run", exc_info=True)
         return True
 
