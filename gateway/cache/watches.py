@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -95,13 +96,10 @@ class WatchStore:
 
         Entries of replicas that stopped heartbeating are dropped on the way, and a zset
         nobody heartbeats any more expires by itself."""
-        if not account_ids:
-            return set()
         now = time.time()
-        pipe = self._client.pipeline(transaction=False)
-        for account_id in account_ids:
-            keys = AccountKeys(account_id)
-            pipe.eval(
+        return await self._each(
+            account_ids,
+            lambda pipe, keys: pipe.eval(
                 _BEAT,
                 2,
                 keys.push_demand,
@@ -110,22 +108,30 @@ class WatchStore:
                 now + ttl,
                 now,
                 int(2 * ttl * 1000),
-            )
-        free = await pipe.execute()
-        return {a for a, ok in zip(account_ids, free, strict=True) if ok}
+            ),
+        )
 
     async def wanted(self, account_ids: Sequence[str]) -> set[str]:
         """Those of ``account_ids`` some replica wants watched and nobody watches (one
         read-only EVAL each, in one pipeline)."""
+        now = time.time()
+        return await self._each(
+            account_ids,
+            lambda pipe, keys: pipe.eval(_WANTED, 2, keys.push_demand, keys.push_watch, now),
+        )
+
+    async def _each(
+        self, account_ids: Sequence[str], queue: Callable[[Any, AccountKeys], object]
+    ) -> set[str]:
+        """The accounts whose script, queued by ``queue`` one per account in one pipeline,
+        answered true."""
         if not account_ids:
             return set()
-        now = time.time()
         pipe = self._client.pipeline(transaction=False)
         for account_id in account_ids:
-            keys = AccountKeys(account_id)
-            pipe.eval(_WANTED, 2, keys.push_demand, keys.push_watch, now)
-        found = await pipe.execute()
-        return {a for a, ok in zip(account_ids, found, strict=True) if ok}
+            queue(pipe, AccountKeys(account_id))
+        answers = await pipe.execute()
+        return {a for a, ok in zip(account_ids, answers, strict=True) if ok}
 
     async def withdraw(self, replica_id: str, account_id: str) -> None:
         """``replica_id`` has no listener of ``account_id`` any more."""
