@@ -23,27 +23,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import resource
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.servers import local_dovecot, local_redis
+from bench.servers import local_cyrus, local_dovecot, local_redis
 from tests.cyrus import Cyrus
 from tests.gateways import GatewayProcess, gateways
-from tests.servers import Dovecot, make_data_dir
+from tests.servers import Dovecot
 
 MAIL = "urn:ietf:params:jmap:mail"
 # Connections a client process opens at once: more makes the gateway exceed its Redis
@@ -372,17 +369,6 @@ def table(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         print("  ".join(str(row[k]).ljust(w) for k, w in zip(keys, widths, strict=True)))
     print()
-
-
-@contextlib.contextmanager
-def local_cyrus() -> Iterator[Cyrus]:
-    cyrus = Cyrus(make_data_dir("jg-bench-cyrus-"))
-    cyrus.start()
-    try:
-        yield cyrus
-    finally:
-        cyrus.stop()
-        shutil.rmtree(cyrus.root, ignore_errors=True)
 
 
 async def run(connections: int, appends: int, clients: int, parts: set[str]) -> None:

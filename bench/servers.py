@@ -6,6 +6,7 @@ import contextlib
 import shutil
 from collections.abc import Iterator
 
+from tests.cyrus import Cyrus
 from tests.servers import Dovecot, RedisServer, free_port, make_data_dir
 from tests.smtp_servers import Postfix
 
@@ -22,6 +23,18 @@ def local_dovecot(*, sending: bool = False) -> Iterator[Dovecot]:
     finally:
         dovecot.stop()
         shutil.rmtree(dovecot.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_cyrus() -> Iterator[Cyrus]:
+    """A started Cyrus IMAP, stopped and removed when the block ends."""
+    cyrus = Cyrus(make_data_dir("jg-bench-cyrus-"))
+    cyrus.start()
+    try:
+        yield cyrus
+    finally:
+        cyrus.stop()
+        shutil.rmtree(cyrus.root, ignore_errors=True)
 
 
 @contextlib.contextmanager
