@@ -29,7 +29,7 @@ from gateway.cache.thread_links import ThreadLinks
 from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.fetch import Attr, BodySection, FetchAtt, uid_fetch
-from gateway.imap.responses.fetch import FetchItem, fetches_by_uid
+from gateway.imap.responses.fetch import FetchItem, fetches_from_raw
 from gateway.imap.search import ALL, Criterion, Uid
 from gateway.imap.sequence import UidSet, from_uid, split_uid_set
 from gateway.mime.bodyparts import parse_cost
@@ -261,7 +261,7 @@ class _FolderVisit:
         result = await self.conn.execute(uid_fetch(from_uid(1), [Attr.UID, Attr.FLAGS]))
         upstream = {
             uid: item.flags
-            for uid, item in fetches_by_uid(result.untagged).items()
+            for uid, item in fetches_from_raw(result.raw).items()
             if item.flags is not None
         }
         known = await self.store.uid_map(mailbox_id)
@@ -291,7 +291,7 @@ class _FolderVisit:
         required = (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE)
         fetched = [
             f
-            for f in fetches_by_uid(result.untagged).values()
+            for f in fetches_from_raw(result.raw).values()
             if all(name in f for name in required)
         ]
         if self.strategy is EmailIds.OBJECTID:
