@@ -59,13 +59,22 @@ class IndexWriter:
     """One sync's writes; call :meth:`finish` once every folder was visited."""
 
     def __init__(
-        self, store: EmailStore, held: Lease | None = None, *, own_threads: bool = False
+        self,
+        store: EmailStore,
+        held: Lease | None = None,
+        *,
+        own_threads: bool = False,
+        initial: bool = False,
     ) -> None:
         """``held``: the account's sync lease; every write commits only while it is held.
         ``own_threads``: threads are the gateway's (no THREADID): their Message-ID map is
-        kept with them (gateway.cache.thread_links)."""
+        kept with them (gateway.cache.thread_links).
+        ``initial``: the account's email index was never complete (EmailStore.indexed): no
+        client can hold a state to ask changes from, so no per-id Email/Thread change log is
+        written; states still move per batch, and finish() marks the index complete."""
         self.store = store
         self._held = held
+        self._initial = initial
         self._links = ThreadLinks(store) if own_threads else None
         # (mailbox id, uid) -> email id, applied by finish()
         self._removals: dict[tuple[str, int], str] = {}
