@@ -67,7 +67,7 @@ ITEMS = " ".join(
         Attr.X_GUID,
     )
 )
-_COMMANDS = re.compile(r'^gateway_imap_commands_total\{[^}]*\} ([0-9.e+]+)$', re.MULTILINE)
+_COMMANDS = re.compile(r"^jmap_gateway_imap_commands_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
 
 
 def baseline(dovecot: Dovecot, user: str) -> dict[str, float]:

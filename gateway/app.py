@@ -37,7 +37,7 @@ from gateway.jmap.dispatch import writes_finished
 from gateway.jmap.errors import problem
 from gateway.jmap.session import API_PATH, EVENT_SOURCE_PATH, SESSION_PATH, WS_PATH
 from gateway.metrics import Metrics, MetricsPort
-from gateway.problems import DESCRIBED
+from gateway.problems import DESCRIBED, retry_after
 from gateway.push import tokens
 from gateway.ws import WebSocketEndpoint
 
@@ -175,7 +175,7 @@ def _add_routes(app: FastAPI) -> None:
             on_calls=lambda calls: _note_calls(request, calls),
         )
         response = await while_connected(request, work, svc.metrics.http_abandoned.inc)
-        return JsonResponse(response)
+        return JsonResponse(response, headers=retry_after(response))
 
     @app.post(tokens.TOKEN_PATH)
     async def push_token(request: Request) -> JsonResponse:

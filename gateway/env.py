@@ -16,6 +16,8 @@ from gateway.auth import Principal
 from gateway.cache.account import AccountIndex
 from gateway.imap.connection import ImapConnection
 from gateway.imap.lazy import LazyConnection
+from gateway.jmap.errors import MethodError
+from gateway.sync.catch_up import IndexingInProgress
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -61,6 +63,10 @@ class RequestEnv:
         """The account's index up to date, once per request unless ``fresh`` (which asks the
         upstream in a run started after this call: see gateway.sync.catch_up).
 
+        A request waits GATEWAY_SYNC_WAIT_SECONDS at most: past them, during the account's
+        first indexing, the method fails with serverUnavailable (the indexing goes on);
+        otherwise it reads the index as it stands (see gateway.sync.catch_up).
+
         The catch-up borrows a connection of its own, so none of this request's may be held
         meanwhile: with every connection of the user held by requests waiting for catch-ups,
         none would be left for them."""
@@ -68,7 +74,17 @@ class RequestEnv:
             return
         if any(handle.held for handle in self._upstreams):
             raise RuntimeError("a catch-up must not wait while its request holds a connection")
-        asked = await self.services.catch_up.run(self.index, self._connect, fresh=fresh)
+        try:
+            asked = await self.services.catch_up.run(
+                self.index,
+                self._connect,
+                fresh=fresh,
+                patience=self.services.settings.sync_wait_seconds,
+            )
+        except IndexingInProgress as exc:
+            # RFC 8620 3.6.2: serverUnavailable, "try again later"; the HTTP response then
+            # carries Retry-After (gateway.problems.retry_after). The indexing goes on.
+            raise MethodError("serverUnavailable", f"{exc} Try again later.") from None
         self.caught_up.asked_upstream |= asked
         self.caught_up.done = True
 

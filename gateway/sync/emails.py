@@ -96,7 +96,12 @@ async def sync_emails(
     """Bring the email index in step with the folders the mailbox index lists; ``reports``
     looks at the new messages of each folder for delivery reports."""
     dated = await store.meta(DATED_FIELD) is not None
-    if dated and _stale(_folders(await mailboxes.load()), await store.marks()) == ([], []):
+    indexed = await store.indexed()
+    if (
+        indexed
+        and dated
+        and _stale(_folders(await mailboxes.load()), await store.marks()) == ([], [])
+    ):
         return
     async with store.lease() as held:
         if await store.meta(DATED_FIELD) is None:
@@ -108,14 +113,17 @@ async def sync_emails(
         folders = _folders(await mailboxes.load())
         marks = await store.marks()
         stale, gone = _stale(folders, marks)
-        if not stale and not gone:
+        # Until a writer's finish() marks it, the index was never complete: the first
+        # indexing (or one resumed after an interruption) writes no per-id change log.
+        initial = not await store.indexed()
+        if not stale and not gone and not initial:
             return
         strategy = await choose_ids(conn, store)
         own_threads = strategy is not EmailIds.OBJECTID
         if own_threads and await store.meta(LINKS_FIELD) is None:
             # An index made before threads counted their Message-ID map gets it once.
             await ThreadLinks(store).fill(held, LINKS_FIELD)
-        writer = IndexWriter(store, held, own_threads=own_threads)
+        writer = IndexWriter(store, held, own_threads=own_threads, initial=initial)
         visit = _FolderVisit(conn, store, writer, strategy, held, reports)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
         for mailbox_id, old in (await store.held_uids(m.id for m in empty)).items():
@@ -290,9 +298,7 @@ class _FolderVisit:
         # message that was expunged meanwhile.
         required = (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE)
         fetched = [
-            f
-            for f in fetches_from_raw(result.raw).values()
-            if all(name in f for name in required)
+            f for f in fetches_from_raw(result.raw).values() if all(name in f for name in required)
         ]
         if self.strategy is EmailIds.OBJECTID:
             native = [c for c in (self._native(f) for f in fetched) if c is not None]

@@ -193,10 +193,18 @@ _ATOM = rb'[^\x00-\x20\x7f-\xff(){"\\\[\]]+'
 # the generic tokenizer's _SECTION characters, quotes left to it), the value an atom, a
 # quoted string without escapes, a flat list of atoms (flags start with a backslash), or a
 # literal's announcement. Anything else does not match, and the generic parser takes over.
+_QUICK_SECTION = (
+    rb"(?i:BODY(?:\.PEEK)?|BINARY(?:\.PEEK|\.SIZE)?)"
+    rb'\[[^\]"{\x00-\x1f\x7f-\xff]*\](?:<[0-9]{1,20}>)?'
+)
 _QUICK_PAIR = re.compile(
-    rb"([A-Za-z0-9][A-Za-z0-9.-]*"
-    rb'|(?i:BODY(?:\.PEEK)?|BINARY(?:\.PEEK|\.SIZE)?)\[[^\]"{\x00-\x1f\x7f-\xff]*\](?:<[0-9]{1,20}>)?) '
-    rb"(?:(" + _ATOM + rb')|"([^"\\\r\n\x00]*)"|\(((?:\\?' + _ATOM + rb"(?: \\?" + _ATOM
+    rb"([A-Za-z0-9][A-Za-z0-9.-]*|" + _QUICK_SECTION + rb") "
+    rb"(?:("
+    + _ATOM
+    + rb')|"([^"\\\r\n\x00]*)"|\(((?:\\?'
+    + _ATOM
+    + rb"(?: \\?"
+    + _ATOM
     + rb")*)?)\)|\{([0-9]{1,20})\}\r\n)"
 )
 _NIL = b"NIL"
