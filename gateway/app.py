@@ -23,6 +23,7 @@ from gateway import logs, services
 from gateway.api_runner import run_api
 from gateway.blob_routes import add_blob_routes
 from gateway.config import Settings
+from gateway.env import RETRY_HINT, RetryHint
 from gateway.eventsource_route import EventSourceEndpoint
 from gateway.http import (
     JsonResponse,
@@ -37,7 +38,7 @@ from gateway.jmap.dispatch import writes_finished
 from gateway.jmap.errors import problem
 from gateway.jmap.session import API_PATH, EVENT_SOURCE_PATH, SESSION_PATH, WS_PATH
 from gateway.metrics import Metrics, MetricsPort
-from gateway.problems import DESCRIBED, retry_after
+from gateway.problems import DESCRIBED
 from gateway.push import tokens
 from gateway.ws import WebSocketEndpoint
 
@@ -174,8 +175,11 @@ def _add_routes(app: FastAPI) -> None:
             request.headers.get("content-type"),
             on_calls=lambda calls: _note_calls(request, calls),
         )
+        hint = RetryHint()
+        RETRY_HINT.set(hint)
         response = await while_connected(request, work, svc.metrics.http_abandoned.inc)
-        return JsonResponse(response, headers=retry_after(response))
+        retry = {"Retry-After": str(hint.seconds)} if hint.seconds else None
+        return JsonResponse(response, headers=retry)
 
     @app.post(tokens.TOKEN_PATH)
     async def push_token(request: Request) -> JsonResponse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import weakref
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,23 @@ from gateway.sync.catch_up import IndexingInProgress
 
 if TYPE_CHECKING:
     from gateway.services import Services
+
+
+# Seconds a client refused during its account's first indexing is told to wait (Retry-After).
+INDEXING_RETRY_SECONDS = 5
+
+
+@dataclass
+class RetryHint:
+    """What the HTTP response of one request says in Retry-After (RFC 9110 10.2.3): set when
+    a method of it got serverUnavailable because the account's first indexing goes on. The
+    transport puts one in :data:`RETRY_HINT` around the request; its work runs in tasks of
+    their own, which share the object through their copy of the context."""
+
+    seconds: int | None = None
+
+
+RETRY_HINT: ContextVar[RetryHint | None] = ContextVar("retry_hint", default=None)
 
 
 @dataclass
@@ -83,7 +101,10 @@ class RequestEnv:
             )
         except IndexingInProgress as exc:
             # RFC 8620 3.6.2: serverUnavailable, "try again later"; the HTTP response then
-            # carries Retry-After (gateway.problems.retry_after). The indexing goes on.
+            # carries Retry-After. The indexing goes on.
+            hint = RETRY_HINT.get()
+            if hint is not None:
+                hint.seconds = INDEXING_RETRY_SECONDS
             raise MethodError("serverUnavailable", f"{exc} Try again later.") from None
         self.caught_up.asked_upstream |= asked
         self.caught_up.done = True

@@ -101,19 +101,3 @@ DESCRIBED: tuple[type[Exception], ...] = (
 def _unavailable(detail: str) -> Problem:
     body = problem(503, "Service Unavailable", detail)
     return Problem(body, {"Retry-After": RETRY_AFTER_SECONDS})
-
-
-def retry_after(response: dict[str, Any]) -> dict[str, str]:
-    """Headers for an HTTP Response object (RFC 8620 3.4) of a request that succeeded: a
-    Retry-After when a method failed with serverUnavailable (the account's first indexing
-    goes on, or a service the gateway needs is down), so that a client knows when to try
-    again without parsing the description (RFC 9110 10.2.3)."""
-    for entry in response.get("methodResponses", ()):
-        # Answers rendered ahead (orjson fragments) are never errors.
-        if (
-            isinstance(entry, list)
-            and entry[0] == "error"
-            and entry[1].get("type") == "serverUnavailable"
-        ):
-            return {"Retry-After": RETRY_AFTER_SECONDS}
-    return {}
