@@ -20,7 +20,6 @@ from gateway.cache.store import Store
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from tests.rediscluster import RedisClusterSet
 
-
 # The commands each test's client sent, by name (gateway.cache.timed's observer).
 seen: list[str] = []
 
