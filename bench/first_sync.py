@@ -198,7 +198,7 @@ def profile_run(dovecot: Dovecot, store: RedisServer, user: str) -> str:
     asyncio.run(run())
     out = io.StringIO()
     for order in ("cumulative", "tottime"):
-        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(25)
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(40)
     return out.getvalue()
 
 

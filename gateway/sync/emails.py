@@ -16,20 +16,22 @@ Email ids, chosen once per account and stored with the index so they never chang
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 
 from gateway.cache.emails import EmailStore, FolderMark
 from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MailboxRecord, MailboxStore
 from gateway.cache.thread_links import ThreadLinks
-from gateway.imap.connection import ImapConnection
+from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.fetch import Attr, BodySection, FetchAtt, uid_fetch
-from gateway.imap.responses.fetch import FetchItem, fetches_from_raw
+from gateway.imap.responses.fetch import FetchItem, fetch_key, fetches_from_raw
 from gateway.imap.search import ALL, Criterion, Uid
 from gateway.imap.sequence import UidSet, from_uid, split_uid_set
 from gateway.mime.bodyparts import parse_cost
@@ -50,6 +52,8 @@ LINKS_FIELD = "thread-links"
 # New messages fetched per UID FETCH: bounds memory and the size of one index transaction.
 PAGE = 500
 DIGEST_FIELDS = (*THREAD_FIELDS, "DATE", "FROM")
+# What a new message's FETCH answer must hold (as FetchItem keys) to be indexed.
+_REQUIRED = tuple(fetch_key(a) for a in (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE))
 
 
 class EmailIds(enum.Enum):
@@ -237,10 +241,23 @@ class _FolderVisit:
             new = await self._compare_all(record.id)
         # New emails (not copies of known ones) by UID: what a delivery report may be.
         arrived: dict[int, str] = {}
-        for page in new.pages(PAGE):
-            for chunk in split_uid_set(page):
-                arrived.update(await self._fetch_new(record.id, chunk))
-            await self.held.renew()
+        chunks = deque(chunk for page in new.pages(PAGE) for chunk in split_uid_set(page))
+        # One UID FETCH in flight ahead: the upstream answers chunk n+1 while chunk n is
+        # parsed and written, and at most two chunks' answers are held at once.
+        ahead = self._fetch(chunks.popleft()) if chunks else None
+        try:
+            while ahead is not None:
+                result = await ahead
+                ahead = self._fetch(chunks.popleft()) if chunks else None
+                arrived.update(await self._index_new(record.id, result))
+                await self.held.renew()
+        finally:
+            if ahead is not None:
+                # Cancelled mid-command, the connection is dropped rather than reused.
+                ahead.cancel()
+                await asyncio.wait({ahead})
+                if not ahead.cancelled():
+                    ahead.exception()
         if self.reports is not None and arrived:
             await self.reports.arrived(self.conn, arrived)
             await self.held.renew()
@@ -290,15 +307,19 @@ class _FolderVisit:
             return [*items, BodySection(fields=fields, partial=partial), Attr.X_GUID]
         return [*items, BodySection(fields=fields)]
 
-    async def _fetch_new(self, mailbox_id: str, uids: str) -> dict[int, str]:
-        """Index the messages of ``uids``; returns the new emails among them by UID."""
-        items = self._fetch_items()
-        result = await self.conn.execute(uid_fetch(uids, items))
+    def _fetch(self, uids: str) -> asyncio.Future[Result]:
+        """The UID FETCH of new messages, sent now and read as its answer comes."""
+        return asyncio.ensure_future(self.conn.execute(uid_fetch(uids, self._fetch_items())))
+
+    async def _index_new(self, mailbox_id: str, result: Result) -> dict[int, str]:
+        """Index the messages of a UID FETCH answer; returns the new emails among them by
+        UID."""
         # Only messages answered in full: a flag update another session caused may name a
         # message that was expunged meanwhile.
-        required = (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE)
         fetched = [
-            f for f in fetches_from_raw(result.raw).values() if all(name in f for name in required)
+            f
+            for f in fetches_from_raw(result.raw).values()
+            if all(key in f.items for key in _REQUIRED)
         ]
         if self.strategy is EmailIds.OBJECTID:
             native = [c for c in (self._native(f) for f in fetched) if c is not None]
