@@ -17,9 +17,7 @@ Email ids, chosen once per account and stored with the index so they never chang
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -35,13 +33,12 @@ from gateway.imap.responses.fetch import FetchItem, fetch_key, fetches_from_raw
 from gateway.imap.search import ALL, Criterion, Uid
 from gateway.imap.sequence import UidSet, from_uid, split_uid_set
 from gateway.mime.bodyparts import parse_cost
-from gateway.mime.headers import parse_header_block
 from gateway.mime.limits import HEADER_SECTION_OCTETS
 from gateway.offload import sized
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.mailboxes import OBJECT_ID
 from gateway.sync.reports import DeliveryReports
-from gateway.sync.threads import THREAD_FIELDS, Links, Threader, thread_id_for
+from gateway.sync.threads import THREAD_FIELDS, Links, Threader, digest_id, thread_id_for
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +84,7 @@ def _short_id(prefix: str, material: bytes) -> str:
     Ids are stored several times per message (record, uid map, threads, change logs), so
     they are kept short; 100 bits make a collision among a billion messages unlikely
     (about 1 in 10^12)."""
-    digest = hashlib.sha256(material).digest()
-    return prefix + base64.b32encode(digest[:15]).decode().lower()[:20]
+    return digest_id(prefix, material)
 
 
 async def sync_emails(
@@ -158,7 +154,7 @@ async def sync_emails(
 def _links(headers: list[bytes]) -> list[Links]:
     """What new messages say of their threads, from their HEADER.FIELDS (a page of them can
     be megabytes of a stranger's text: off the loop then)."""
-    return [Links.from_headers(parse_header_block(h)) for h in headers]
+    return [Links.from_block(h) for h in headers]
 
 
 def _created(copies: list[NewCopy], created: list[str]) -> dict[int, str]:
