@@ -10,7 +10,7 @@ key layout and the encodings stay here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -113,7 +113,7 @@ class IndexBatch:
         self,
         counts: Mapping[str, int],
         new_refs: Mapping[bytes, str],
-        emptied: Mapping[str, Iterable[bytes]],
+        emptied: Collection[str],
     ) -> None:
         """The gateway's own threads' bookkeeping (gateway.cache.thread_links)."""
         write_links(self._pipe, self._keys, counts, new_refs, emptied)

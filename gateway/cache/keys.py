@@ -18,7 +18,10 @@ key                                    type    holds
                                                address lately (digest of both)
 ``jg:{a}:meta``                        hash    ``epoch``: written when the account's index is made;
                                                ``floor:<Type>``: states before this modseq
-                                               cannot be calculated from (log pruned)
+                                               cannot be calculated from (log pruned, or
+                                               none kept: the first indexing);
+                                               ``email-indexed``: the email index was complete
+                                               once; ``index-format``: its layout's version
 ``jg:{a}:state``                       hash    data type -> the account's modseq for that type
 ``jg:{a}:changed:<Type>``              zset    id -> modseq of its last change
 ``jg:{a}:born:<Type>``                 zset    id -> modseq at which it was first created
@@ -46,9 +49,11 @@ key                                    type    holds
 ``jg:{a}:thread-refs``                 hash    Message-ID digest -> thread id, when threads are
                                                the gateway's own (no THREADID upstream)
 ``jg:{a}:thread-subjects``             hash    thread id -> its normalised subject (same case)
-``jg:{a}:thread-members``              hash    thread id -> its email records, while it has
-                                               any (the gateway's own threads; thread_links.py)
-``jg:{a}:thread-keys:<threadId>``      set     the thread-refs keys pointing at the thread
+``jg:{a}:thread-members``              hash    thread id -> "<records>:<thread-refs keys>", while
+                                               it has records (the gateway's own threads;
+                                               thread_links.py)
+``jg:{a}:thread-keys:<threadId>``      set     index format 1 only (index_format.py removes it):
+                                               the thread-refs keys pointing at the thread
 ``jg:{a}:cache:<kind>``                hash    email id -> immutable data fetched once: header
                                                fields, whole header, body structure, preview
 ``jg:{a}:text:<emailId>``              string  decoded text of the email's text parts read lately,
