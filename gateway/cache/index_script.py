@@ -88,6 +88,12 @@ while i <= #ARGV do
     for j = i + 2, i + 1 + n do
       typed[KEYS[tonumber(ARGV[j])]] = 'none'
     end
+  elseif op == 'drop_buckets' then
+    local have = redis.call('TYPE', key).ok
+    if have ~= 'none' and have ~= 'set' then
+      return redis.error_reply('WRONGTYPE index batch: bucket directory is a ' .. have)
+    end
+    typed[key] = 'none'
   elseif op == 'log' then
     for j = i + 2, i + 7 do
       local logkey = KEYS[tonumber(ARGV[j])]
@@ -125,6 +131,14 @@ while i <= #ARGV do
     for j = first, last do
       redis.call('UNLINK', KEYS[tonumber(ARGV[j])])
     end
+  elseif op == 'drop_buckets' then
+    -- A bucketed structure as a whole: its directory names its buckets (keys under the
+    -- same prefix, so the same hash tag and slot as every declared key).
+    local directory = KEYS[tonumber(ARGV[first])]
+    for _, number in ipairs(redis.call('SMEMBERS', directory)) do
+      redis.call('UNLINK', ARGV[first + 1] .. number)
+    end
+    redis.call('UNLINK', directory)
   elseif op == 'link' then
     -- A thread's "<records>:<ref keys>" (gateway.cache.thread_links): the new count, and
     -- the keys just mapped to it appended to those it had.
@@ -274,6 +288,10 @@ class OpRecorder:
         """Drop an emptied thread's entry, subject and the ref keys pointing at it."""
         args: list[EncodableT] = [self._key(refs_key), self._key(subjects_key)]
         self._op("unlink", key, [*args, thread_id, width, added], 5)
+
+    def drop_buckets(self, directory: str, prefix: str) -> None:
+        """Delete the set ``directory`` and the keys ``prefix + n`` for each n it lists."""
+        self._op("drop_buckets", directory, [prefix], 1)
 
     def delete(self, *keys: str) -> None:
         if keys:

@@ -36,7 +36,10 @@ key                                    type    holds
 ``jg:{a}:sort-order``                  hash    mailbox id -> sortOrder set by a client
 ``jg:{a}:emails``                      hash    email id -> msgpack record: thread, receivedAt, size,
                                                copies {mailbox id: {uid: flags}} (emails.py)
-``jg:{a}:uids:<mailboxId>``            hash    uid -> email id, for the folder's current UIDVALIDITY
+``jg:{a}:uids:<mailboxId>:<n>``        hash    uid -> email id, for the folder's current
+                                               UIDVALIDITY, of the uids n*128 to n*128+127
+                                               (small: Redis's compact listpack encoding)
+``jg:{a}:uid-buckets:<mailboxId>``     set     the n of the folder's ``uids`` hashes
 ``jg:{a}:uids-old:<mailboxId>``        hash    the uid map of an earlier UIDVALIDITY (or a deleted
                                                folder) until its copies are removed
 ``jg:{a}:folder-marks``                hash    mailbox id -> how far the email index followed it
@@ -171,7 +174,15 @@ class AccountKeys:
         return f"{self.base}:emails"
 
     def uids(self, mailbox_id: str) -> str:
+        """Index format 1's uid map of a folder, one hash (index_format.py removes it)."""
         return f"{self.base}:uids:{mailbox_id}"
+
+    def uid_bucket(self, mailbox_id: str, bucket: int) -> str:
+        """The uid -> email id hash of a folder's uids ``bucket * UID_BUCKET`` onwards."""
+        return f"{self.uids(mailbox_id)}:{bucket}"
+
+    def uid_buckets(self, mailbox_id: str) -> str:
+        return f"{self.base}:uid-buckets:{mailbox_id}"
 
     def old_uids(self, mailbox_id: str) -> str:
         return f"{self.base}:uids-old:{mailbox_id}"
