@@ -39,7 +39,9 @@ HERE = Path(__file__).resolve().parent.parent
 PAGE = 500
 PAGES = 12
 # Per-folder and per-thread keys are summed as one family.
-_SUFFIXED = re.compile(r"^(uids|uids-old|dated|thread-keys|cache|text|sized|unseen|flagged)(:.+)$")
+_SUFFIXED = re.compile(
+    r"^(uids|uids-old|uid-buckets|dated|thread-keys|cache|text|sized|unseen|flagged)(:.+)$"
+)
 
 
 def family(key: str) -> str:
