@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.exceptions import ResponseError
 
-from gateway.cache.changes import floor_field
+from gateway.cache.changes import CannotCalculateChanges, floor_field
 from gateway.cache.emails import EMAIL, THREAD, EmailStore
 from gateway.cache.index_batch import index_batch
 from gateway.cache.locks import LeaseLost, lease
@@ -141,6 +141,13 @@ async def test_the_initial_indexing_moves_states_without_a_per_id_log(store: Sto
     assert await store.client.exists(emails.keys.changed(THREAD)) == 0
     meta = emails.keys.meta
     assert await store.client.hget(meta, floor_field(EMAIL)) == after.rsplit("-")[1].encode()
+    # RFC 8620 5.2: states from before and during the first indexing cannot be calculated
+    # from (no log was kept); the state it ended at can.
+    for data_type in (EMAIL, THREAD):
+        for old in (before, during):
+            with pytest.raises(CannotCalculateChanges):
+                await state.changes(data_type, old, None)
+    assert (await state.changes(EMAIL, after, None)).created == []
     # From here on changes are logged and exact.
     later = IndexWriter(emails)
     await later.add_copies("m1", [NewCopy(3, "e3", [], 3, 10, "t3")])
