@@ -48,6 +48,10 @@ MAILBOX_STRATEGY_FIELD = "mailbox-ids"
 LINKS_FIELD = "thread-links"
 # New messages fetched per UID FETCH: bounds memory and the size of one index transaction.
 PAGE = 500
+# The next UID FETCH goes out before a chunk is indexed only behind an answer this small (a
+# page of 500 typical messages' thread fields is about 300 KB; one of strangers' messages of
+# megabytes of Subject fields can reach 500 times HEADER_SECTION_OCTETS).
+AHEAD_OCTETS = 16 * 1024 * 1024
 DIGEST_FIELDS = (*THREAD_FIELDS, "DATE", "FROM")
 # What a new message's FETCH answer must hold (as FetchItem keys) to be indexed.
 _REQUIRED = tuple(fetch_key(a) for a in (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE))
@@ -239,13 +243,18 @@ class _FolderVisit:
         arrived: dict[int, str] = {}
         chunks = deque(chunk for page in new.pages(PAGE) for chunk in split_uid_set(page))
         # One UID FETCH in flight ahead: the upstream answers chunk n+1 while chunk n is
-        # parsed and written, and at most two chunks' answers are held at once.
+        # parsed and written. Only behind a chunk of at most AHEAD_OCTETS, so what is held
+        # at once stays one chunk's answer and AHEAD_OCTETS.
         ahead = self._fetch(chunks.popleft()) if chunks else None
         try:
             while ahead is not None:
                 result = await ahead
-                ahead = self._fetch(chunks.popleft()) if chunks else None
+                ahead = None
+                if chunks and sum(map(len, result.raw)) <= AHEAD_OCTETS:
+                    ahead = self._fetch(chunks.popleft())
                 arrived.update(await self._index_new(record.id, result))
+                if ahead is None and chunks:
+                    ahead = self._fetch(chunks.popleft())
                 await self.held.renew()
         finally:
             if ahead is not None:

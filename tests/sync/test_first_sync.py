@@ -105,6 +105,15 @@ async def settle(index: AccountIndex) -> None:
             await asyncio.sleep(0.05)
 
 
+async def half_way(held: Hold, index: AccountIndex) -> None:
+    """Wait until the second page's FETCH is held and the first page is in the index (the
+    FETCH goes out while the first page is still being written)."""
+    await held.reached.wait()
+    async with asyncio.timeout(SETTLE_SECONDS):
+        while await index.emails.count() < 500:
+            await asyncio.sleep(0.05)
+
+
 async def indexed_uids(index: AccountIndex) -> set[int]:
     [inbox] = [m.id for m in (await index.mailboxes.load()).values() if m.name == "INBOX"]
     return set(await index.emails.uid_map(inbox))
@@ -140,7 +149,7 @@ async def test_a_request_during_the_first_indexing_gets_server_unavailable_then_
         account = await account_of(http, auth)
         index = AccountIndex.of(store.client, account)
         unavailable(await email_get(http, auth, account))
-        await held.reached.wait()
+        await half_way(held, index)
         # Half way: the first page is in, and the answer says how far it is.
         assert "500 of about 600 messages" in unavailable(await email_get(http, auth, account))
         # Every method that needs the index says the same, Mailbox/get included.
@@ -201,7 +210,7 @@ async def test_another_replica_gives_the_same_answer_during_the_first_indexing(
         account = await account_of(http, auth)
         index = AccountIndex.of(store.client, account)
         unavailable(await email_get(http, auth, account))
-        await held.reached.wait()
+        await half_way(held, index)
         assert "500 of about 600 messages" in unavailable(await email_get(other, auth, account))
         held.release()
         await settle(index)
@@ -220,7 +229,7 @@ async def test_shutdown_stops_a_first_indexing_and_the_next_catch_up_completes_i
         account = await account_of(http, auth)
         index = AccountIndex.of(store.client, account)
         unavailable(await email_get(http, auth, account))
-        await held.reached.wait()
+        await half_way(held, index)
     # The gateway stopped with the indexing held half way (the shutdown did not wait for
     # the upstream): half an index, not marked complete.
     assert not await index.emails.indexed()
