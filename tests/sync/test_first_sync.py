@@ -152,8 +152,19 @@ async def test_a_request_during_the_first_indexing_gets_server_unavailable_then_
         await half_way(held, index)
         # Half way: the first page is in, and the answer says how far it is.
         assert "500 of about 600 messages" in unavailable(await email_get(http, auth, account))
-        # Every method that needs the index says the same, Mailbox/get included.
-        unavailable(await post(http, auth, ("Mailbox/get", {"accountId": account})))
+        # Every method that needs the index says the same, Mailbox/get included; a request's
+        # later calls at once, without waiting again.
+        both = await post(
+            http,
+            auth,
+            ("Mailbox/get", {"accountId": account}),
+            ("Thread/get", {"accountId": account, "ids": []}),
+        )
+        assert int(both.headers["retry-after"]) > 0
+        assert [(n, a["type"]) for n, a, _ in both.json()["methodResponses"]] == [
+            ("error", "serverUnavailable"),
+            ("error", "serverUnavailable"),
+        ]
         assert not await index.emails.indexed()
         # A state handed out half way (push hears each batch) cannot be a base for changes.
         early = await AccountState(store.client, account).state(EMAIL)
