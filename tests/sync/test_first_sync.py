@@ -21,6 +21,8 @@ import pytest
 from gateway.cache.account import AccountIndex
 from gateway.cache.changes import AccountState
 from gateway.cache.emails import EMAIL
+from gateway.cache.index_format import FORMAT_FIELD, INDEX_FORMAT
+from gateway.cache.keys import AccountKeys
 from gateway.cache.store import Store
 from tests.conftest import gateway_settings, running_gateway
 from tests.faultproxy import FaultProxy, Hold
@@ -290,3 +292,34 @@ async def test_a_later_catch_up_past_the_wait_answers_from_the_index_as_it_stand
         await settle(index)
         assert await index.emails.count() == COUNT + 1
     assert await indexed_uids(index) == upstream_uids(dovecot, user)
+
+
+async def test_a_catch_up_resets_an_index_of_another_format_and_indexes_it_again(
+    dovecot: Dovecot, redis_url: str, store: Store, user: str
+) -> None:
+    auth = httpx.BasicAuth(user, dovecot.users[user])
+    settings = gateway_settings(dovecot.url, redis_url, sync_wait_seconds=600.0)
+    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        account = await account_of(http, auth)
+        index = AccountIndex.of(store.client, account)
+        first = (await email_get(http, auth, account)).json()["methodResponses"][0][1]
+        ids = sorted(
+            (await post(http, auth, ("Email/query", {"accountId": account, "limit": 1000}))).json()[
+                "methodResponses"
+            ][0][1]["ids"]
+        )
+        await store.client.hset(AccountKeys(account).meta, FORMAT_FIELD, "1")
+        again = (await email_get(http, auth, account)).json()["methodResponses"][0][1]
+        assert again["state"] != first["state"]
+        assert (
+            await store.client.hget(AccountKeys(account).meta, FORMAT_FIELD)
+            == str(INDEX_FORMAT).encode()
+        )
+        assert await index.emails.indexed()
+        query = await post(http, auth, ("Email/query", {"accountId": account, "limit": 1000}))
+        assert sorted(query.json()["methodResponses"][0][1]["ids"]) == ids  # the same ids
+        changes = await post(
+            http, auth, ("Email/changes", {"accountId": account, "sinceState": first["state"]})
+        )
+        [(name, arguments, _)] = changes.json()["methodResponses"]
+        assert (name, arguments["type"]) == ("error", "cannotCalculateChanges")
