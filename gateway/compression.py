@@ -132,13 +132,17 @@ CODINGS: tuple[Coding, ...] = (
     Coding("zstd", _zstd_once, _Zstd),
     Coding("gzip", functools.partial(zlib.compress, level=GZIP_LEVEL, wbits=31), _Gzip),
 )
-_BY_NAME = {coding.name: coding for coding in CODINGS}
+# For streamed bodies (downloads, up to many MiB) CPU per MiB weighs more than the last few
+# percent: zstd 3 costs about a tenth of brotli 5's CPU for 3 % more octets (1 MiB of the
+# seeded messages: 2.9 ms against 28 ms), so zstd comes first there.
+STREAMED: tuple[Coding, ...] = (CODINGS[1], CODINGS[0], CODINGS[2])
 # RFC 9110 8.4.1.3: a recipient SHOULD consider "x-gzip" to be equivalent to "gzip".
 _ALIASES = {"x-gzip": "gzip"}
 
 
-def negotiate(accept_encoding: str | None) -> Coding | None:
-    """The coding to send for this Accept-Encoding value, or None for identity.
+def negotiate(accept_encoding: str | None, *, streamed: bool = False) -> Coding | None:
+    """The coding to send for this Accept-Encoding value, or None for identity; among codings
+    of equal weight, the first of :data:`CODINGS`, or of :data:`STREAMED` for a streamed body.
 
     RFC 9110 12.5.3: codings are compared case-insensitively, each with its weight (q, default
     1; q=0 means "not acceptable"); ``*`` stands for any coding not named. A request without
@@ -149,12 +153,13 @@ def negotiate(accept_encoding: str | None) -> Coding | None:
     """
     if not accept_encoding:
         return None
+    preference = STREAMED if streamed else CODINGS
     if len(accept_encoding) < _CACHED_BELOW:
-        return _negotiate_cached(accept_encoding)
-    return _negotiate(accept_encoding)
+        return _negotiate_cached(accept_encoding, preference)
+    return _negotiate(accept_encoding, preference)
 
 
-def _negotiate(accept_encoding: str) -> Coding | None:
+def _negotiate(accept_encoding: str, preference: tuple[Coding, ...]) -> Coding | None:
     weights: dict[str, float] = {}
     for entry in accept_encoding.split(",", _MAX_CODINGS)[:_MAX_CODINGS]:
         token, _, params = entry.partition(";")
@@ -166,7 +171,7 @@ def _negotiate(accept_encoding: str) -> Coding | None:
     star = weights.get("*", 0.0)
     best: Coding | None = None
     best_weight = 0.0
-    for coding in CODINGS:
+    for coding in preference:
         weight = weights.get(coding.name, star)
         if weight > best_weight:
             best, best_weight = coding, weight
@@ -239,16 +244,16 @@ class ContentEncoding:
                 # Several fields are one list (RFC 9110 5.3).
                 text = value.decode("latin-1")
                 accept = text if accept is None else f"{accept},{text}"
-        await self.app(scope, receive, _Responder(send, negotiate(accept)).send)
+        await self.app(scope, receive, _Responder(send, accept).send)
 
 
 class _Responder:
     """One response on its way out: holds its start until the first body message says
     whether the body comes whole or streamed, then encodes it or lets it pass."""
 
-    def __init__(self, send: Send, coding: Coding | None) -> None:
+    def __init__(self, send: Send, accept_encoding: str | None) -> None:
         self._send = send
-        self._coding = coding
+        self._accept = accept_encoding
         self._start: Message | None = None
         self._encoder: Encoder | None = None
         self._passing = False
@@ -270,7 +275,11 @@ class _Responder:
         vary = [v for k, v in start["headers"] if k == b"vary"]
         headers.append((b"vary", b", ".join([*vary, b"Accept-Encoding"])))
         whole = not message.get("more_body", False)
-        coding = self._coding if _encodable(start["status"], start["headers"], message) else None
+        coding = (
+            negotiate(self._accept, streamed=not whole)
+            if _encodable(start["status"], start["headers"], message)
+            else None
+        )
         if coding is None:
             self._passing = True
             await self._send({**start, "headers": headers})

@@ -90,6 +90,21 @@ def test_negotiation(accept: str | None, chosen: str | None) -> None:
     assert (coding.name if coding else None) == chosen
 
 
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        ("gzip, deflate, br, zstd", "zstd"),
+        ("gzip, br", "br"),
+        ("br;q=1, zstd;q=0.9", "br"),
+        ("*", "zstd"),
+        (None, None),
+    ],
+)
+def test_streamed_bodies_prefer_zstd_among_equals(accept: str | None, chosen: str | None) -> None:
+    coding = negotiate(accept, streamed=True)
+    assert (coding.name if coding else None) == chosen
+
+
 def test_a_huge_accept_encoding_is_bounded_and_not_cached() -> None:
     # Entries past the 32nd are not looked at: a stranger's 64 KiB header costs little.
     huge = ", ".join(["nothing"] * 5000 + ["br"])
