@@ -301,6 +301,53 @@ def content_floor(screen: bytes, baseline: int) -> None:
     )
 
 
+def middleware_cost(screen: bytes, small: bytes, calls: int = 20_000) -> None:
+    """CPU per response of the ContentEncoding middleware around a bare ASGI app that sends
+    one JSON body: what every API answer pays, encoded or not."""
+    import asyncio
+
+    async def sink(message: dict[str, Any]) -> None:
+        return None
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    def app_sending(body: bytes) -> Any:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        return app
+
+    def scope(accept: bytes | None) -> dict[str, Any]:
+        headers = [(b"host", b"x")] + ([(b"accept-encoding", accept)] if accept else [])
+        return {"type": "http", "path": "/jmap/api/", "method": "POST", "headers": headers}
+
+    async def run(app: Any, sc: dict[str, Any], n: int) -> float:
+        started = time.thread_time_ns()
+        for _ in range(n):
+            await app(sc, receive, sink)
+        return (time.thread_time_ns() - started) / n / 1000
+
+    def always(path: str) -> bool:
+        return True
+
+    cases = [
+        ("bare app, 88-octet body", app_sending(small), None, False),
+        ("middleware, no Accept-Encoding", app_sending(small), None, True),
+        ("middleware, br offered, 88 octets", app_sending(small), b"gzip, br", True),
+        ("middleware, br, open-INBOX screen", app_sending(screen), b"gzip, br", True),
+        ("middleware, zstd, open-INBOX screen", app_sending(screen), b"zstd", True),
+    ]
+    print("\nthe middleware's CPU per response (thread CPU time, in-process, no network)")
+    for label, app, accept, wrapped in cases:
+        target = compression.ContentEncoding(app, always) if wrapped else app
+        n = calls if "88" in label or accept is None else 500
+        print(f"  {label:38} {asyncio.run(run(target, scope(accept), n)):>8.1f} us")
+
+
 def _decode(coding: str, body: bytes) -> bytes:
     import gzip
 
@@ -359,6 +406,7 @@ def main(count: int, requests: int) -> None:
         print(f"  {coding:10} {octets:>8,}  {octets / baseline:>6.1%}")
     content_floor(bodies["open INBOX (50, list props)"], baseline)
     small_table(small)
+    middleware_cost(bodies["open INBOX (50, list props)"], small["Core/echo"])
     print("\ncandidates on each captured response (CPU: median of one call, this thread)")
     codec_table(bodies)
 

@@ -273,3 +273,30 @@ async def test_httpx_decodes_every_coding_itself(mailbox: Jmap) -> None:
         )
         assert got.headers["content-encoding"] == coding
         assert len(got.json()["methodResponses"][0][1]["list"]) > 30
+
+
+@pytest.mark.parametrize("coding", CODINGS)
+async def test_curl_decodes_every_coding(mailbox: Jmap, coding: str, dovecot: Dovecot) -> None:
+    """curl, a client outside Python with libcurl's own decoders, reads the screen."""
+    jmap = mailbox
+    inbox = next(m["id"] for m in (await jmap.mailboxes()).values() if m["role"] == "inbox")
+    screen = json.dumps(inbox_screen(jmap, inbox))
+    curl = await asyncio.create_subprocess_exec(
+        *("curl", "--silent", "--show-error", "--compressed", "--dump-header", "-"),
+        *("--header", f"Accept-Encoding: {coding}", "--header", "Content-Type: application/json"),
+        *("--user", f"{jmap.username}:{dovecot.users[jmap.username]}"),
+        *("--data-binary", screen, str(jmap.http.base_url.join("/jmap/api/"))),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(curl.communicate(), 30)
+    assert curl.returncode == 0
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert f"content-encoding: {coding}".encode() in head.lower()
+    plain = await jmap.http.post(
+        "/jmap/api/",
+        content=screen,
+        auth=jmap.auth,
+        headers={"accept-encoding": "identity", "content-type": "application/json"},
+    )
+    assert json.loads(body) == plain.json()
+    assert len(json.loads(body)["methodResponses"][1][1]["list"]) == 50
