@@ -6,8 +6,9 @@ a folder list to 3 % (``bench/compression.py`` measures every coding on the gate
 responses). What is encoded: API responses, the Session and downloads of compressible media
 types (text, JSON, XML, messages); never already-compressed types (images other than SVG,
 audio, video, archives, PDF, octet-stream), bodies under :data:`MIN_SIZE` octets, partial
-content, or a response that already has a coding. Every response of those routes says ``Vary: Accept-Encoding``, encoded
-or not (RFC 9110 12.5.5), so a shared cache never hands one client's coding to another.
+content, or a response that already has a coding. Every response of those routes says
+``Vary: Accept-Encoding``, encoded or not (RFC 9110 12.5.5), so a shared cache never hands
+one client's coding to another.
 
 :class:`ContentEncoding` is an ASGI middleware: a body sent in one message (every JSON
 response) is encoded whole, off the event loop when large (gateway.offload); a streamed body
