@@ -175,6 +175,19 @@ async def test_small_and_error_responses_are_not_encoded(
     assert varies(refused) and json.loads(body)["status"] == 401
 
 
+@pytest.mark.parametrize("coding", CODINGS)
+async def test_a_large_answer_is_encoded_beside_the_loop(
+    http: httpx.AsyncClient, alice: httpx.BasicAuth, coding: str
+) -> None:
+    """Core/echo of 300 kB: an answer over offload's 64 KiB, encoded in the worker pool."""
+    words = {f"key{n}": f"value {n} " * 8 for n in range(4000)}
+    echo = {"using": [CORE], "methodCalls": [["Core/echo", words, "e"]]}
+    response, body = await raw(http, "POST", "/jmap/api/", coding, auth=alice, json=echo)
+    assert response.headers["content-encoding"] == coding
+    assert int(response.headers["content-length"]) == len(body) < 100_000
+    assert json.loads(decoded(response, body))["methodResponses"][0][1] == words
+
+
 async def test_text_downloads_are_encoded_images_are_not(mailbox: Jmap) -> None:
     jmap, http = mailbox, mailbox.http
     text = b"".join(message(n) for n in range(20))
@@ -186,6 +199,8 @@ async def test_text_downloads_are_encoded_images_are_not(mailbox: Jmap) -> None:
         (png, "image/png", None),
         (text, "application/octet-stream", None),
         (b"short text", "text/plain", None),  # under the minimum size
+        # Pieces over offload's 64 KiB: encoded beside the loop, in order.
+        (b"".join(message(n, lines=400) for n in range(12)), "text/plain", "br"),
     ):
         blob = await jmap.upload(data, media)
         path = f"/jmap/download/{jmap.account_id}/{blob}/x?accept={media}"
