@@ -65,7 +65,9 @@ def _candidates() -> list[tuple[str, str, str, Compress | None]]:
     """(coding, library, level, compress), compress None when the library is missing."""
     out: list[tuple[str, str, str, Compress | None]] = []
 
-    def add(coding: str, library: str, levels: list[int], make: Callable[[Any, int], Compress]):
+    def add(
+        coding: str, library: str, levels: list[int], make: Callable[[Any, int], Compress]
+    ) -> None:
         try:
             module = importlib.import_module(library)
         except ImportError:
@@ -82,7 +84,8 @@ def _candidates() -> list[tuple[str, str, str, Compress | None]]:
         "zstd",
         "zstandard",
         [1, 3, 6, 9, 19],
-        lambda m, lv: lambda d: m.ZstdCompressor(level=lv).compress(d),
+        # One compressor per level, reused, as the gateway keeps one per thread.
+        lambda m, lv: m.ZstdCompressor(level=lv).compress,
     )
     add("zstd", "backports.zstd", [3, 6], lambda m, lv: lambda d: m.compress(d, level=lv))
     return out
