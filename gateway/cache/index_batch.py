@@ -118,8 +118,7 @@ class IndexBatch:
 
     def map_thread_refs(self, refs: Mapping[bytes, str], subjects: Mapping[str, str]) -> None:
         """Message-ID keys -> thread, and new threads' subjects (gateway.sync.threads)."""
-        if refs:
-            self._pipe.hset(self._keys.thread_refs, mapping=dict(refs.items()))
+        self._pipe.refs_put(refs)
         if subjects:
             self._pipe.hset(self._keys.thread_subjects, mapping=dict(subjects.items()))
 

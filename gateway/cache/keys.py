@@ -49,8 +49,10 @@ key                                    type    holds
 ``jg:{a}:dated:<mailboxId>``           zset    the same for the emails a folder holds
 ``jg:{a}:counts``                      hash    "<mailbox id>:<e|u|t|r>" -> totalEmails,
                                                unreadEmails, totalThreads, unreadThreads
-``jg:{a}:thread-refs``                 hash    Message-ID digest -> thread id, when threads are
-                                               the gateway's own (no THREADID upstream)
+``jg:{a}:thread-refs:<n>``             hash    Message-ID digest -> thread id, when threads are
+                                               the gateway's own (no THREADID upstream); n a
+                                               bucket by linear hashing of the digest (meta
+                                               ``refs-level``, ``refs-split``, ``refs-count``)
 ``jg:{a}:thread-subjects``             hash    thread id -> its normalised subject (same case)
 ``jg:{a}:thread-members``              hash    thread id -> "<records>:<thread-refs keys>", while
                                                it has records (the gateway's own threads;
@@ -205,7 +207,12 @@ class AccountKeys:
 
     @property
     def thread_refs(self) -> str:
+        """Index format 1's one hash of Message-ID keys (index_format.py removes it)."""
         return f"{self.base}:thread-refs"
+
+    def thread_ref_bucket(self, bucket: int | str) -> str:
+        """A bucket of the Message-ID keys -> thread map (thread_links.py)."""
+        return f"{self.base}:thread-refs:{bucket}"
 
     @property
     def thread_subjects(self) -> str:
