@@ -186,11 +186,17 @@ while i <= #ARGV do
       local to = prefix .. string.format('%d', split + 2 ^ level)
       local entries = redis.call('HGETALL', from)
       local high = 2 ^ (level + 1)
+      local moved, names = {}, {}
       for k = 1, #entries, 2 do
         if ref_hash(entries[k]) % high ~= split then
-          redis.call('HSET', to, entries[k], entries[k + 1])
-          redis.call('HDEL', from, entries[k])
+          moved[#moved + 1] = entries[k]
+          moved[#moved + 1] = entries[k + 1]
+          names[#names + 1] = entries[k]
         end
+      end
+      if #names > 0 then
+        redis.call('HSET', to, unpack(moved))
+        redis.call('HDEL', from, unpack(names))
       end
       split = split + 1
       if split == 2 ^ level then
