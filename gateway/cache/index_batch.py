@@ -26,6 +26,7 @@ from gateway.cache.emails import (
 from gateway.cache.journal import Journal, StateChange
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import Lease
+from gateway.cache.query_index import QueryKeys, QueryMove, query_writes
 from gateway.cache.thread_links import write_links
 
 
@@ -112,6 +113,18 @@ class IndexBatch:
         """The gateway's own threads' bookkeeping (gateway.cache.thread_links)."""
         write_links(self._pipe, self._keys, counts, new_refs, emptied)
 
+    # -- query structures (gateway.cache.query_index) ----------------------------------------
+
+    def follow_queries(self, moves: Iterable[QueryMove]) -> None:
+        """Keep the unseen/flagged sets and the size orders in step with the emails' views."""
+        writes = query_writes(QueryKeys(self._keys), moves)
+        for key, removed in writes.removes.items():
+            self._pipe.zrem(key, *removed)
+        for key, added in writes.adds.items():
+            self._pipe.zadd(key, dict(added.items()))
+        for key, present in writes.present_adds.items():
+            _zadd_present(self._pipe, key, present)
+
     # -- folders ---------------------------------------------------------------------------
 
     def set_marks(self, marks: Mapping[str, FolderMark]) -> None:
@@ -153,6 +166,23 @@ class IndexBatch:
         for data_type, lists in self._logs:
             await self._journal.log(self._pipe, data_type, **lists)
         self.changes = self._journal.committed(await self._pipe.execute())
+
+
+# ZADD only where the key exists: a lazily built structure is kept, never started, by writes.
+_ZADD_PRESENT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 1, #ARGV, 2000 do
+  redis.call('ZADD', KEYS[1], unpack(ARGV, i, math.min(i + 1999, #ARGV)))
+end
+return 1
+"""
+
+
+def _zadd_present(pipe: Pipeline | ClusterPipeline, key: str, mapping: Mapping[str, int]) -> None:
+    args: list[EncodableT] = []
+    for member, score in mapping.items():
+        args += [score, member]
+    pipe.eval(_ZADD_PRESENT, 1, key, *args)
 
 
 def _count_field(mailbox_id: str, kind: str) -> str:
