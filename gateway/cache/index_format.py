@@ -22,6 +22,7 @@ from gateway.cache.codec import text
 from gateway.cache.emails import EMAIL, INDEXED_FIELD, THREAD, EmailStore
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import LeaseLost
+from gateway.cache.query_index import query_part_keys
 
 # 1 (no field): records per email in one hash, a thread-keys set per thread, change logs for
 # the first indexing. 2: no change log for the first indexing, no thread-keys sets.
@@ -96,6 +97,7 @@ async def email_part_keys(store: EmailStore) -> list[str]:
         *_fixed_keys(k),
         *(key for m in folders for key in (k.uids(m), k.old_uids(m), k.dated(m))),
         *(k.thread_keys(t) for t in threads_named),
+        *query_part_keys(k, folders),
     ]
 
 

@@ -85,6 +85,16 @@ class QueryKeys:
         )
 
 
+def query_part_keys(keys: AccountKeys, mailbox_ids: Iterable[str]) -> list[str]:
+    """Every query structure of the account, for a reset of its email part (index_format)."""
+    names = QueryKeys(keys)
+    folders = list(mailbox_ids)
+    return [
+        *(key(m) for key in (names.unseen, names.flagged) for m in [None, *folders]),
+        *(names.sized(m) for m in folders),
+    ]
+
+
 class QueryPresence(Protocol):
     """What the structures need of one visible email's side (gateway.sync.tallies.Presence)."""
 

@@ -16,8 +16,10 @@ import pytest
 import redis.asyncio
 
 from gateway.cache import query_index
+from gateway.cache.emails import EmailStore
+from gateway.cache.index_format import FORMAT_FIELD, ensure_current
 from gateway.cache.keys import AccountKeys
-from gateway.cache.query_index import QueryKeys
+from gateway.cache.query_index import QueryKeys, query_part_keys
 from tests.conftest import fresh_jmap
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
@@ -395,3 +397,25 @@ async def test_two_accounts_never_see_each_others_entries(
         found = await second.call("Email/query", **args)
         assert not set(found["ids"]) & mine, args
         assert set((await first.call("Email/query", **args))["ids"]) <= mine, args
+
+
+async def test_a_format_reset_drops_the_query_structures_and_reindexing_restores_them(
+    jmap: Jmap, dovecot: Dovecot, redis_url: str
+) -> None:
+    client = dovecot.client(jmap.username)
+    seed(client)
+    upstream = Upstream(dovecot, jmap)
+    await check(upstream, client)
+    redis_client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        store = EmailStore(redis_client, jmap.account_id)
+        folders = [await folder_id(jmap, "INBOX"), await folder_id(jmap, "Kept")]
+        names = query_part_keys(store.keys, folders)
+        assert await redis_client.exists(*names) >= 4  # unseen and flagged sets, a size order
+        await store.set_meta(FORMAT_FIELD, "0")
+        assert await ensure_current(store)
+        assert await redis_client.exists(*names) == 0
+    finally:
+        await redis_client.aclose()
+    await check(upstream, client)
+    client.logout()
