@@ -3,13 +3,16 @@
 Today's by-date sets (``dated``, ``dated:<mailboxId>``) answer "a folder newest first". The
 next most asked lists are sparse subsets of them, and one other order:
 
-* ``unseen[:<mailboxId>]``: the visible emails without ``$seen``, by receivedAt (the account's,
-  or one folder's): "unread in INBOX", "unread anywhere";
-* ``flagged[:<mailboxId>]``: those with ``$flagged``: "flagged in INBOX", "flagged anywhere".
+* ``unseen:<mailboxId>``: a folder's visible emails without ``$seen``, by receivedAt: "unread
+  in INBOX";
+* ``flagged[:<mailboxId>]``: those with ``$flagged`` (the account's, or one folder's):
+  "flagged in INBOX", "flagged anywhere".
 
 Both are kept in the same script/transaction as the records (IndexBatch.follow_queries) by
 every write path, from each email's view before and after. They cost Redis only for the emails
 they hold: mail clients read most mail and flag little (bench.seed: 30 % unread, 5 % flagged).
+Unread across the whole account has no set: it would cost as much again as the folders' unread
+sets (every unread email twice) for a list clients show per folder; it takes the general path.
 ``$draft`` and ``$answered`` get none: no client lists by them, and a set that may hold most of
 a folder (``$answered`` in a sent folder) would cost what the dated set does. A query on them
 takes the general path.
@@ -55,7 +58,7 @@ class Subset(enum.Enum):
     """The emails a by-date set holds (of the account, or of one folder)."""
 
     ALL = "dated"
-    UNSEEN = "unseen"  # without $seen
+    UNSEEN = "unseen"  # without $seen (only a folder's)
     FLAGGED = "flagged"  # with $flagged
 
 
@@ -65,8 +68,8 @@ class QueryKeys:
 
     keys: AccountKeys
 
-    def unseen(self, mailbox_id: str | None = None) -> str:
-        return self._scoped("unseen", mailbox_id)
+    def unseen(self, mailbox_id: str) -> str:
+        return f"{self.keys.base}:unseen:{mailbox_id}"
 
     def flagged(self, mailbox_id: str | None = None) -> str:
         return self._scoped("flagged", mailbox_id)
@@ -90,8 +93,8 @@ def query_part_keys(keys: AccountKeys, mailbox_ids: Iterable[str]) -> list[str]:
     names = QueryKeys(keys)
     folders = list(mailbox_ids)
     return [
-        *(key(m) for key in (names.unseen, names.flagged) for m in [None, *folders]),
-        *(names.sized(m) for m in folders),
+        names.flagged(),
+        *(key(m) for key in (names.unseen, names.flagged, names.sized) for m in folders),
     ]
 
 
@@ -141,10 +144,11 @@ def _memberships(keys: QueryKeys, presence: QueryPresence | None) -> set[str]:
     if presence is None:
         return set()
     found: set[str] = set()
-    for wanted, key in ((not presence.seen, keys.unseen), (presence.flagged, keys.flagged)):
-        if wanted:
-            found.add(key())
-            found.update(key(m) for m in presence.mailboxes)
+    if not presence.seen:
+        found.update(keys.unseen(m) for m in presence.mailboxes)
+    if presence.flagged:
+        found.add(keys.flagged())
+        found.update(keys.flagged(m) for m in presence.mailboxes)
     return found
 
 
@@ -206,13 +210,14 @@ class QueryIndex:
         self.client = store.client
         self.keys = QueryKeys(store.keys)
 
-    def dated_key(self, subset: Subset, mailbox_id: str | None) -> str:
-        """The by-date sorted set of ``subset`` of the account's (or a folder's) emails."""
+    def dated_key(self, subset: Subset, mailbox_id: str | None) -> str | None:
+        """The by-date sorted set of ``subset`` of the account's (or a folder's) emails; None
+        for one that is not kept (unread across the account)."""
         if subset is Subset.ALL:
             return self.store.keys.dated(mailbox_id)
-        if subset is Subset.UNSEEN:
-            return self.keys.unseen(mailbox_id)
-        return self.keys.flagged(mailbox_id)
+        if subset is Subset.FLAGGED:
+            return self.keys.flagged(mailbox_id)
+        return None if mailbox_id is None else self.keys.unseen(mailbox_id)
 
     async def window(
         self,
@@ -229,7 +234,12 @@ class QueryIndex:
         the end; an anchor plus anchorOffset, clamped to 0, replaces the position).
 
         ``refresh``: the key is a lazily built one whose idle expiry is pushed back this many
-        seconds; :class:`Unanswered` (nothing read) if it does not exist."""
+        seconds; :class:`Unanswered` (nothing read) if it does not exist.
+
+        One round trip when the window starts at a position from the front (the list screen's
+        case); an anchor or a position from the end needs the rank or the total first."""
+        direct = anchor is None and position >= 0 and limit != 0
+        stop = -1 if limit is None else position + limit - 1
         async with self.client.pipeline(transaction=True) as pipe:
             if refresh is not None:
                 pipe.expire(key, refresh)
@@ -238,12 +248,19 @@ class QueryIndex:
                 (pipe.zrank if ascending else pipe.zrevrank)(key, anchor)
             pipe.hget(self.store.keys.state, EMAIL)
             pipe.hget(self.store.keys.meta, "epoch")
+            if direct:
+                pipe.zrange(key, position, stop, desc=not ascending)
             results = await pipe.execute()
         if refresh is not None:
             exists, *results = results
             if not exists:
                 raise Unanswered(key)
+        if direct:
+            *results, found = results
         total = int(results[0])
+        state = await self._state(*results[-2:])
+        if direct:
+            return Page(position, _texts(found), total, state)
         if anchor is not None:
             rank = results[1]
             if rank is None:
@@ -251,7 +268,6 @@ class QueryIndex:
             start = max(0, int(rank) + anchor_offset)
         else:
             start = max(0, total + position) if position < 0 else position
-        state = await self._state(*results[-2:])
         if start >= total or limit == 0:
             return Page(start, [], total, state)
         stop = -1 if limit is None else start + limit - 1

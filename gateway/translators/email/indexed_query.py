@@ -2,8 +2,9 @@
 
 Recognised (any window: position, negative position, anchor, anchorOffset, limit, total):
 
-* ``notKeyword: $seen`` or ``hasKeyword: $flagged``, alone or with ``inMailbox``, by
-  receivedAt either way: a window of the sparse ``unseen`` / ``flagged`` sets;
+* ``inMailbox`` with ``notKeyword: $seen``, and ``hasKeyword: $flagged`` alone or with
+  ``inMailbox``, by receivedAt either way: a window of the sparse ``unseen`` / ``flagged``
+  sets;
 * ``inMailbox`` alone sorted by ``size`` either way: the folder's size order, built on first
   use;
 * any of these, or ``inMailbox`` alone, or no filter, by receivedAt with
