@@ -369,17 +369,25 @@ class QueryIndex:
 
         ``threads_total``: the folder whose totalThreads counter is the number of threads
         in ``key`` (a whole folder), else the total is counted by walking to the end.
-        :class:`Unanswered` past MAX_COLLAPSE_SCAN emails walked."""
+        :class:`Unanswered` past MAX_COLLAPSE_SCAN emails walked.
+
+        The first page is read with the total and the state; it is sized for a window from
+        the front (twice its end: threads rarely have two emails among the newest)."""
+        wanted = None if limit is None or anchor is not None else max(0, position) + limit
+        page = COLLAPSE_PAGE if wanted is None else min(COLLAPSE_PAGE, max(64, 2 * wanted))
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.zcard(key)
             pipe.hget(self.store.keys.state, EMAIL)
             pipe.hget(self.store.keys.meta, "epoch")
+            pipe.zrange(key, 0, page - 1, desc=not ascending)
             if threads_total is not None:
+                # The folder's totalThreads counter (index_batch: "<mailbox id>:t").
                 pipe.hget(self.store.keys.counts, f"{threads_total}:t")
             results = await pipe.execute()
         size = int(results[0])
         state = await self._state(results[1], results[2])
-        counted = int(results[3] or 0) if threads_total is not None else None
+        first = _texts(results[3])
+        counted = int(results[4] or 0) if threads_total is not None else None
         walk_all = limit is None or (counted is None and (calculate_total or position < 0))
         if walk_all and size > MAX_COLLAPSE_SCAN:
             raise Unanswered(key)
@@ -390,7 +398,7 @@ class QueryIndex:
         heads: list[str] = []
         threads: set[str] = set()
         anchored: int | None = None
-        walk = self._walk(key, ascending, size)
+        walk = self._walk(key, ascending, size, first, page)
         async with aclosing(walk):
             async for email_id, thread_id in walk:
                 if thread_id in threads:
@@ -416,17 +424,22 @@ class QueryIndex:
         return Page(start, heads[start:stop], total, state)
 
     async def _walk(
-        self, key: str, ascending: bool, size: int
+        self, key: str, ascending: bool, size: int, first: list[str], page: int
     ) -> AsyncGenerator[tuple[str, str], None]:
-        """(email id, thread id) of the set's members in order, a page per round trip, at
-        most MAX_COLLAPSE_SCAN of them (then :class:`Unanswered`)."""
-        for start in range(0, size, COLLAPSE_PAGE):
+        """(email id, thread id) of the set's members in order from ``first`` (its first
+        ``page``), a page per round trip, at most MAX_COLLAPSE_SCAN of them (then
+        :class:`Unanswered`)."""
+        start = 0
+        while start < size:
             if start >= MAX_COLLAPSE_SCAN:
                 raise Unanswered(key)
-            members = await self.client.zrange(
-                key, start, start + COLLAPSE_PAGE - 1, desc=not ascending
-            )
-            ids = _texts(members)
+            if start == 0:
+                ids = first
+            else:
+                page = COLLAPSE_PAGE
+                members = await self.client.zrange(key, start, start + page - 1, desc=not ascending)
+                ids = _texts(members)
+            start += page
             if not ids:
                 return
             threads = await self.thread_ids(ids)
