@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio
 
@@ -20,8 +21,9 @@ from gateway.cache.emails import EmailStore
 from gateway.cache.index_format import FORMAT_FIELD, ensure_current
 from gateway.cache.keys import AccountKeys
 from gateway.cache.query_index import QueryKeys, query_part_keys
-from tests.conftest import fresh_jmap
+from tests.conftest import fresh_jmap, gateway_settings, running_gateway
 from tests.jmapclient import Jmap
+from tests.rediscluster import RedisClusterSet
 from tests.servers import Dovecot
 from tests.translators.upstreams import Upstream, imap, ok, upstream
 
@@ -356,6 +358,7 @@ async def test_indexed_queries_follow_imap_and_email_set(
     )
     assert len(done["updated"]) == 3 and done["destroyed"] == [ids["m21"]], done
     await check_changes(upstream, imap, states, lists)
+    await check(upstream, imap, windowed=True)
     other.logout()
 
 
@@ -419,3 +422,23 @@ async def test_a_format_reset_drops_the_query_structures_and_reindexing_restores
         await redis_client.aclose()
     await check(upstream, client)
     client.logout()
+
+
+async def test_on_a_redis_cluster(dovecot: Dovecot, redis_cluster: RedisClusterSet) -> None:
+    """The structures' writes (in the batch script), windows, the size order's build and
+    publication, and the collapsed walk within one account's hash tag on three nodes."""
+    async with (
+        running_gateway(gateway_settings(dovecot.url, redis_cluster.url)) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        jmap = await fresh_jmap(dovecot, http)
+        client = dovecot.client(jmap.username)
+        seed(client)
+        upstream = Upstream(dovecot, jmap)
+        states = await check(upstream, client, windowed=True)
+        lists = (await truth(upstream, client)).lists
+        ok(client.select("INBOX"))
+        ok(client.uid("STORE", uid(client, "INBOX", "m03"), "+FLAGS", "(\\Flagged)"))
+        ok(client.uid("MOVE", uid(client, "INBOX", "m04"), "Kept"))
+        await check_changes(upstream, client, states, lists)
+        client.logout()
