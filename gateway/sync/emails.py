@@ -115,7 +115,9 @@ async def sync_emails(
         if own_threads and await store.meta(LINKS_FIELD) is None:
             # An index made before threads counted their Message-ID map gets it once.
             await ThreadLinks(store).fill(held, LINKS_FIELD)
-        writer = IndexWriter(store, held, own_threads=own_threads)
+        writer = IndexWriter(
+            store, held, own_threads=own_threads, initial=not await store.indexed()
+        )
         visit = _FolderVisit(conn, store, writer, strategy, held, reports)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
         for mailbox_id, old in (await store.held_uids(m.id for m in empty)).items():
