@@ -22,6 +22,7 @@ from gateway.cache.codec import text
 from gateway.cache.emails import EMAIL, INDEXED_FIELD, THREAD, EmailStore
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import LeaseLost
+from gateway.cache.query_index import query_part_keys
 from gateway.cache.thread_links import ref_shape
 
 # 1 (no field): one uid-map hash per folder, one thread-refs hash, a thread-keys set per
@@ -113,6 +114,7 @@ async def email_part_keys(store: EmailStore) -> list[str]:
         *bucket_keys,
         *(k.thread_keys(t) for t in threads_named),
         *(k.thread_ref_bucket(n) for n in range((1 << level) + split)),
+        *query_part_keys(k, folders),
     ]
 
 

@@ -47,6 +47,13 @@ key                                    type    holds
                                                members per mailbox, unread members
 ``jg:{a}:dated``                       zset    visible email id -> receivedAt: every email by date
 ``jg:{a}:dated:<mailboxId>``           zset    the same for the emails a folder holds
+``jg:{a}:unseen:<mailboxId>``          zset    a folder's visible emails without $seen -> receivedAt
+                                               (query_index.py: "unread in a folder")
+``jg:{a}:flagged[:<mailboxId>]``       zset    visible emails with $flagged -> receivedAt: the
+                                               account's, or one folder's (query_index.py)
+``jg:{a}:sized:<mailboxId>``           zset    a folder's emails -> size, built when a client first
+                                               sorts it by size, expiring when unused
+``jg:{a}:sized-build:<m>:<token>``     zset    a size order being built, renamed into place
 ``jg:{a}:counts``                      hash    "<mailbox id>:<e|u|t|r>" -> totalEmails,
                                                unreadEmails, totalThreads, unreadThreads
 ``jg:{a}:thread-refs:<n>``             hash    Message-ID digest -> thread id, when threads are
