@@ -23,6 +23,7 @@ from redis.typing import EncodableT
 
 from gateway.cache.changes import AccountState, format_state
 from gateway.cache.codec import octets, pack, text, unpack
+from gateway.cache.index_script import REF_HASHING
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import IndexWork, Lease, index_lease
 
@@ -166,6 +167,20 @@ def encode_mark(mark: FolderMark) -> bytes:
 def decode_mark(data: bytes) -> FolderMark:
     uidvalidity, modseq, uidnext, status = unpack(data)
     return FolderMark(uidvalidity, modseq, uidnext, tuple(status))
+
+
+# KEYS[1] the meta hash; ARGV[1] the bucket prefix, then Message-ID keys: their threads.
+_READ_REFS = (
+    REF_HASHING
+    + """
+local level, split = ref_shape(KEYS[1])
+local found = {}
+for i = 2, #ARGV do
+  found[i - 1] = redis.call('HGET', ref_bucket(ARGV[1], ARGV[i], level, split), ARGV[i]) or false
+end
+return found
+"""
+)
 
 
 class EmailStore:
@@ -365,7 +380,12 @@ class EmailStore:
     async def thread_refs(self, names: Iterable[bytes]) -> dict[bytes, str]:
         """The thread each Message-ID key (gateway.sync.threads.ref_key) points at, if any."""
         wanted = list(dict.fromkeys(names))
-        values = await self.client.hmget(self.keys.thread_refs, wanted) if wanted else []
+        if not wanted:
+            return {}
+        prefix = self.keys.thread_ref_bucket("")
+        values = await self.client.register_script(_READ_REFS)(
+            keys=[self.keys.meta], args=[prefix, *wanted]
+        )
         return {n: text(v) for n, v in zip(wanted, values, strict=True) if v is not None}
 
     async def thread_subjects(self, thread_ids: Iterable[str]) -> dict[str, str]:

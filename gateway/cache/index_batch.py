@@ -32,6 +32,7 @@ from gateway.cache.index_script import OpRecorder
 from gateway.cache.journal import Journal, StateChange
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import Lease, LeaseLost
+from gateway.cache.query_index import QueryKeys, QueryMove, query_writes
 from gateway.cache.thread_links import write_links
 
 
@@ -118,8 +119,7 @@ class IndexBatch:
 
     def map_thread_refs(self, refs: Mapping[bytes, str], subjects: Mapping[str, str]) -> None:
         """Message-ID keys -> thread, and new threads' subjects (gateway.sync.threads)."""
-        if refs:
-            self._pipe.hset(self._keys.thread_refs, mapping=dict(refs.items()))
+        self._pipe.refs_put(refs)
         if subjects:
             self._pipe.hset(self._keys.thread_subjects, mapping=dict(subjects.items()))
 
@@ -131,6 +131,18 @@ class IndexBatch:
     ) -> None:
         """The gateway's own threads' bookkeeping (gateway.cache.thread_links)."""
         write_links(self._pipe, self._keys, counts, new_refs, emptied)
+
+    # -- query structures (gateway.cache.query_index) ----------------------------------------
+
+    def follow_queries(self, moves: Iterable[QueryMove]) -> None:
+        """Keep the unseen/flagged sets and the size orders in step with the emails' views."""
+        writes = query_writes(QueryKeys(self._keys), moves)
+        for key, removed in writes.removes.items():
+            self._pipe.zrem(key, *removed)
+        for key, added in writes.adds.items():
+            self._pipe.zadd(key, dict(added.items()))
+        for key, present in writes.present_adds.items():
+            self._pipe.zadd_present(key, present)
 
     # -- folders ---------------------------------------------------------------------------
 

@@ -22,17 +22,22 @@ from gateway.cache.codec import text
 from gateway.cache.emails import EMAIL, INDEXED_FIELD, THREAD, EmailStore
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import LeaseLost
+from gateway.cache.query_index import query_part_keys
+from gateway.cache.thread_links import ref_shape
 
-# 1 (no field): records per email in one hash, a thread-keys set per thread, change logs for
-# the first indexing. 2: no change log for the first indexing, no thread-keys sets.
+# 1 (no field): one uid-map hash per folder, one thread-refs hash, a thread-keys set per
+# thread, change logs for the first indexing. 2: none for the first indexing, uid maps and
+# thread-refs in listpack-sized buckets, a thread's ref keys packed in thread-members.
 INDEX_FORMAT = 2
 FORMAT_FIELD = "index-format"
 LOGGED = (EMAIL, THREAD)
+# The email part's fields of the account's meta hash.
+META_FIELDS = (INDEXED_FIELD, "refs-level", "refs-split", "refs-count")
 
 # KEYS: the email lease, meta, state, then every key of the email part. ARGV: the lease
-# token, the format field and value, the indexed field, an epoch candidate, then (type, its
-# floor field) pairs. Returns -1 when the lease is not ours, else the number of keys removed.
-# One script: readers see the old index or none of it.
+# token, the format field and value, how many meta fields go, an epoch candidate, those
+# fields, then (type, its floor field) pairs. Returns -1 when the lease is not ours, else the
+# number of keys removed. One script: readers see the old index or none of it.
 _RESET = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
@@ -44,11 +49,11 @@ local removed = 0
 for i = 4, #KEYS do
   removed = removed + redis.call('UNLINK', KEYS[i])
 end
-redis.call('HDEL', KEYS[2], ARGV[4])
+redis.call('HDEL', KEYS[2], unpack(ARGV, 6, 5 + tonumber(ARGV[4])))
 redis.call('HSETNX', KEYS[2], 'epoch', ARGV[5])
 -- A new account had nothing to reset: its states stay (no client saw them move).
 if removed > 0 then
-  for i = 6, #ARGV, 2 do
+  for i = 6 + tonumber(ARGV[4]), #ARGV, 2 do
     local modseq = redis.call('HINCRBY', KEYS[3], ARGV[i], 1)
     redis.call('HSET', KEYS[2], ARGV[i + 1], modseq)
   end
@@ -72,8 +77,9 @@ async def ensure_current(store: EmailStore) -> bool:
                 held.token,
                 FORMAT_FIELD,
                 INDEX_FORMAT,
-                INDEXED_FIELD,
+                len(META_FIELDS),
                 secrets.token_hex(EPOCH_CHARS // 2),
+                *META_FIELDS,
                 *(name for t in LOGGED for name in (t, floor_field(t))),
             ],
         )
@@ -103,12 +109,15 @@ async def email_part_keys(store: EmailStore) -> list[str]:
         for m, numbers in zip(folders, buckets, strict=True)
         for n in numbers
     ]
+    level, split, _ = await ref_shape(client, k)
     threads_named = dict.fromkeys(text(t) for t in [*members, *threads])
     return [
         *_fixed_keys(k),
         *(key for m in folders for key in (k.uids(m), k.uid_buckets(m), k.old_uids(m), k.dated(m))),
         *bucket_keys,
         *(k.thread_keys(t) for t in threads_named),
+        *(k.thread_ref_bucket(n) for n in range((1 << level) + split)),
+        *query_part_keys(k, folders),
     ]
 
 

@@ -47,7 +47,32 @@ OP_ARGS = 1000
 # the type, its mode (f: minor properties tracked apart, n: normal, i: initial indexing:
 # the modseq moves and the floor with it, no per-id entries), its floor field, then
 # (kind, id) pairs as AccountState.record takes them.
-SCRIPT = """
+# Thread-refs by linear hashing (gateway.cache.thread_links): buckets ``thread-refs:<n>``
+# of about REF_LOAD entries (listpack-sized); the account's meta holds the table's level,
+# split pointer and count. Shared by the write script and the read script.
+REF_HASHING = """
+local REF_LOAD = 48
+local function ref_shape(meta)
+  local f = redis.call('HMGET', meta, 'refs-level', 'refs-split', 'refs-count')
+  return tonumber(f[1] or '0'), tonumber(f[2] or '0'), tonumber(f[3] or '0')
+end
+local function ref_hash(ref)
+  local a, b, c, d = string.byte(ref, 1, 4)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+local function ref_bucket(prefix, ref, level, split)
+  local h = ref_hash(ref)
+  local n = h % (2 ^ level)
+  if n < split then
+    n = h % (2 ^ (level + 1))
+  end
+  return prefix .. string.format('%d', n)
+end
+"""
+
+SCRIPT = (
+    REF_HASHING
+    + """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0}
 end
@@ -147,21 +172,57 @@ while i <= #ARGV do
     local colon = string.find(old, ':', 1, true)
     local refs = colon and string.sub(old, colon + 1) or ''
     redis.call('HSET', key, thread, ARGV[first + 2] .. ':' .. refs .. ARGV[first + 3])
+  elseif op == 'refs_put' then
+    -- Message-ID keys -> thread, each into its bucket; then buckets split, one at a time
+    -- in order, while the table holds more than REF_LOAD entries per bucket.
+    local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 1]
+    local level, split, count = ref_shape(meta)
+    for j = first + 2, last, 2 do
+      local bucket = ref_bucket(prefix, ARGV[j], level, split)
+      count = count + redis.call('HSET', bucket, ARGV[j], ARGV[j + 1])
+    end
+    while count > REF_LOAD * (2 ^ level + split) do
+      local from = prefix .. string.format('%d', split)
+      local to = prefix .. string.format('%d', split + 2 ^ level)
+      local entries = redis.call('HGETALL', from)
+      local high = 2 ^ (level + 1)
+      local moved, names = {}, {}
+      for k = 1, #entries, 2 do
+        if ref_hash(entries[k]) % high ~= split then
+          moved[#moved + 1] = entries[k]
+          moved[#moved + 1] = entries[k + 1]
+          names[#names + 1] = entries[k]
+        end
+      end
+      if #names > 0 then
+        redis.call('HSET', to, unpack(moved))
+        redis.call('HDEL', from, unpack(names))
+      end
+      split = split + 1
+      if split == 2 ^ level then
+        level, split = level + 1, 0
+      end
+    end
+    redis.call('HSET', meta, 'refs-level', level, 'refs-split', split, 'refs-count', count)
   elseif op == 'unlink' then
     -- A thread left without records: every ref key still pointing at it goes, with its
     -- subject and its own entry.
     local members = KEYS[tonumber(ARGV[first])]
-    local refs_key, subjects = KEYS[tonumber(ARGV[first + 1])], KEYS[tonumber(ARGV[first + 2])]
+    local meta, subjects = KEYS[tonumber(ARGV[first + 1])], KEYS[tonumber(ARGV[first + 2])]
     local thread, width = ARGV[first + 3], tonumber(ARGV[first + 4])
+    local prefix = ARGV[first + 6]
     local old = redis.call('HGET', members, thread) or ''
     local colon = string.find(old, ':', 1, true)
     local refs = (colon and string.sub(old, colon + 1) or '') .. ARGV[first + 5]
+    local level, split, count = ref_shape(meta)
     for j = 1, #refs - width + 1, width do
       local ref = string.sub(refs, j, j + width - 1)
-      if redis.call('HGET', refs_key, ref) == thread then
-        redis.call('HDEL', refs_key, ref)
+      local bucket = ref_bucket(prefix, ref, level, split)
+      if redis.call('HGET', bucket, ref) == thread then
+        count = count - redis.call('HDEL', bucket, ref)
       end
     end
+    redis.call('HSET', meta, 'refs-count', count)
     redis.call('HDEL', subjects, thread)
     redis.call('HDEL', members, thread)
   elseif op == 'log' then
@@ -210,6 +271,7 @@ while i <= #ARGV do
 end
 return logged
 """
+)
 
 
 class OpRecorder:
@@ -282,12 +344,23 @@ class OpRecorder:
         """A thread's record count, and ref keys appended to its list (thread_links)."""
         self._op("link", key, [thread_id, count, added], 3)
 
-    def unlink(
-        self, key: str, refs_key: str, subjects_key: str, thread_id: str, width: int, added: bytes
-    ) -> None:
+    def unlink(self, key: str, subjects_key: str, thread_id: str, width: int, added: bytes) -> None:
         """Drop an emptied thread's entry, subject and the ref keys pointing at it."""
-        args: list[EncodableT] = [self._key(refs_key), self._key(subjects_key)]
-        self._op("unlink", key, [*args, thread_id, width, added], 5)
+        args: list[EncodableT] = [self._key(self._account.meta), self._key(subjects_key)]
+        prefix = self._account.thread_ref_bucket("")
+        self._op("unlink", key, [*args, thread_id, width, added, prefix], 6)
+
+    def refs_put(self, refs: Mapping[bytes, str]) -> None:
+        """Message-ID keys -> thread in the linear-hashed thread-refs buckets."""
+        flat: list[EncodableT] = []
+        for ref, thread_id in refs.items():
+            flat += [ref, thread_id]
+        if flat:
+            prefix: EncodableT = self._account.thread_ref_bucket("")
+            index = self._key(self._account.meta)
+            for start in range(0, len(flat), OP_ARGS):
+                part = flat[start : start + OP_ARGS]
+                self.ops += ["refs_put", len(part) + 2, index, prefix, *part]
 
     def drop_buckets(self, directory: str, prefix: str) -> None:
         """Delete the set ``directory`` and the keys ``prefix + n`` for each n it lists."""

@@ -47,10 +47,19 @@ key                                    type    holds
                                                members per mailbox, unread members
 ``jg:{a}:dated``                       zset    visible email id -> receivedAt: every email by date
 ``jg:{a}:dated:<mailboxId>``           zset    the same for the emails a folder holds
+``jg:{a}:unseen:<mailboxId>``          zset    a folder's visible emails without $seen -> receivedAt
+                                               (query_index.py: "unread in a folder")
+``jg:{a}:flagged[:<mailboxId>]``       zset    visible emails with $flagged -> receivedAt: the
+                                               account's, or one folder's (query_index.py)
+``jg:{a}:sized:<mailboxId>``           zset    a folder's emails -> size, built when a client first
+                                               sorts it by size, expiring when unused
+``jg:{a}:sized-build:<m>:<token>``     zset    a size order being built, renamed into place
 ``jg:{a}:counts``                      hash    "<mailbox id>:<e|u|t|r>" -> totalEmails,
                                                unreadEmails, totalThreads, unreadThreads
-``jg:{a}:thread-refs``                 hash    Message-ID digest -> thread id, when threads are
-                                               the gateway's own (no THREADID upstream)
+``jg:{a}:thread-refs:<n>``             hash    Message-ID digest -> thread id, when threads are
+                                               the gateway's own (no THREADID upstream); n a
+                                               bucket by linear hashing of the digest (meta
+                                               ``refs-level``, ``refs-split``, ``refs-count``)
 ``jg:{a}:thread-subjects``             hash    thread id -> its normalised subject (same case)
 ``jg:{a}:thread-members``              hash    thread id -> "<records>:<thread-refs keys>", while
                                                it has records (the gateway's own threads;
@@ -205,7 +214,12 @@ class AccountKeys:
 
     @property
     def thread_refs(self) -> str:
+        """Index format 1's one hash of Message-ID keys (index_format.py removes it)."""
         return f"{self.base}:thread-refs"
+
+    def thread_ref_bucket(self, bucket: int | str) -> str:
+        """A bucket of the Message-ID keys -> thread map (thread_links.py)."""
+        return f"{self.base}:thread-refs:{bucket}"
 
     @property
     def thread_subjects(self) -> str:

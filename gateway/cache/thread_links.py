@@ -7,6 +7,10 @@ in the index, whichever email wrote them: a reply arriving later may name any of
 they are counted per thread, not per email, and all go when the thread's last email record
 does (its last copy expunged); until then the map grows only with the emails it holds.
 
+``thread-refs:<n>`` are buckets of about 48 keys (small hashes, Redis's listpack encoding),
+found by linear hashing of the key: the table grows one bucket split at a time, in the
+write script, so no rehash ever stops the world.
+
 ``thread-members``: thread id -> ``<records>:<ref keys>``, while it has records: the email
 records (visible or not) that belong to it, then the ``thread-refs`` keys pointing at it,
 concatenated (each :data:`REF_OCTETS` long). One hash field per thread: a set per thread
@@ -19,8 +23,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from gateway.cache.codec import octets, text
 from gateway.cache.emails import EmailStore, decode
@@ -65,7 +70,11 @@ class ThreadLinks:
 
     async def _fill(self, pipe: Pipeline | ClusterPipeline) -> None:
         records = await self.client.hgetall(self.keys.emails)
-        refs = await self.client.hgetall(self.keys.thread_refs)
+        level, split, count = await ref_shape(self.client, self.keys)
+        async with self.client.pipeline(transaction=False) as reads:
+            for bucket in range((1 << level) + split):
+                reads.hgetall(self.keys.thread_ref_bucket(bucket))
+            refs = {k: v for part in await reads.execute() for k, v in part.items()}
         subjects = await self.client.hkeys(self.keys.thread_subjects)
         counts, by_thread = await off_loop(_tally, records, refs)
         if counts:
@@ -75,10 +84,29 @@ class ThreadLinks:
             )
         for thread_id, keys in by_thread.items():
             if thread_id not in counts:
-                pipe.hdel(self.keys.thread_refs, *keys)
+                for key in keys:
+                    pipe.hdel(self.keys.thread_ref_bucket(ref_bucket(key, level, split)), key)
+                    count -= 1
+        pipe.hset(self.keys.meta, "refs-count", count)
         orphans = [t for t in map(text, subjects) if t not in counts]
         if orphans:
             pipe.hdel(self.keys.thread_subjects, *orphans)
+
+
+async def ref_shape(client: Redis | RedisCluster, keys: AccountKeys) -> tuple[int, int, int]:
+    """The thread-refs table's level, split pointer and entry count (linear hashing: see
+    gateway.cache.index_script REF_HASHING, which this mirrors)."""
+    values = await client.hmget(keys.meta, ["refs-level", "refs-split", "refs-count"])
+    level, split, count = (int(v or 0) for v in values)
+    return level, split, count
+
+
+def ref_bucket(ref: bytes, level: int, split: int) -> int:
+    """The bucket of a Message-ID key: its first 4 octets modulo 2^level, or 2^(level+1)
+    for the buckets already split this round."""
+    value = int.from_bytes(ref[:4], "big")
+    bucket = value % (1 << level)
+    return value % (1 << (level + 1)) if bucket < split else bucket
 
 
 def member_value(count: int, refs: Iterable[bytes]) -> bytes:
@@ -109,14 +137,7 @@ def write_links(
             pipe.link(keys.thread_members, thread_id, count, b"".join(by_thread.get(thread_id, [])))
     for thread_id in emptied:
         added = b"".join(by_thread.get(thread_id, []))
-        pipe.unlink(
-            keys.thread_members,
-            keys.thread_refs,
-            keys.thread_subjects,
-            thread_id,
-            REF_OCTETS,
-            added,
-        )
+        pipe.unlink(keys.thread_members, keys.thread_subjects, thread_id, REF_OCTETS, added)
 
 
 def _tally(

@@ -245,6 +245,7 @@ class IndexWriter:
                     record.received_at,
                     Presence.of(touched.before),
                     Presence.of(after),
+                    record.size,
                 )
             )
         outcome = apply(moves, await self.store.threads({m.thread_id for m in moves}))
@@ -261,6 +262,7 @@ class IndexWriter:
             write.put_threads({t: s for t, s in outcome.threads.items() if s.members})
             write.drop_threads(t for t, s in outcome.threads.items() if not s.members)
             _date_index(write, moves)
+            write.follow_queries(moves)
             write.add_counts(outcome.counts)
             write.map_thread_refs(batch.refs, batch.subjects)
             if links is not None:

@@ -35,7 +35,10 @@ class Presence:
     """What one visible email adds to the counts."""
 
     mailboxes: tuple[str, ...]
-    unread: bool
+    unread: bool  # RFC 8621 2: counted as unread (neither $seen nor $draft)
+    # What the query structures follow (gateway.cache.query_index): $seen and $flagged.
+    seen: bool
+    flagged: bool
 
     @classmethod
     def of(cls, view: tuple[Any, ...] | None) -> Presence | None:
@@ -43,7 +46,10 @@ class Presence:
         if view is None:
             return None
         mailboxes, flags = view
-        return cls(tuple(mailboxes), "\\seen" not in flags and "\\draft" not in flags)
+        seen = "\\seen" in flags
+        return cls(
+            tuple(mailboxes), not seen and "\\draft" not in flags, seen, "\\flagged" in flags
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class Move:
     received_at: int
     before: Presence | None
     after: Presence | None
+    size: int  # for the folders' size orders (gateway.cache.query_index)
 
 
 @dataclass

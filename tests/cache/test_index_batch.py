@@ -18,6 +18,7 @@ from gateway.cache.index_batch import index_batch
 from gateway.cache.locks import LeaseLost, lease
 from gateway.cache.store import Store
 from gateway.sync.index_writer import IndexWriter, NewCopy
+from gateway.sync.threads import ref_key
 from tests.rediscluster import RedisClusterSet
 
 # The commands each test's client sent, by name (gateway.cache.timed's observer).
@@ -181,3 +182,34 @@ async def test_uid_maps_span_buckets_and_go_as_a_whole(store: Store) -> None:
     buckets = [keys.uid_bucket("m1", n) for n in (0, 1, 2, 39)]
     assert await store.client.exists(keys.uid_buckets("m1"), *buckets) == 0
     assert await emails.uid_map("m2") == {7: "x7"}
+
+
+async def test_thread_refs_grow_by_bucket_splits_and_stay_findable(store: Store) -> None:
+    emails = emails_of(store)
+    keys = emails.keys
+    refs = {ref_key(f"<{n}@example.org>"): f"t{n % 50}" for n in range(3000)}
+    items = list(refs.items())
+    for start in range(0, len(items), 500):
+        async with index_batch(emails) as batch:
+            batch.map_thread_refs(dict(items[start : start + 500]), {})
+    assert await emails.thread_refs(refs) == refs
+    level, split, count = (
+        int(v)
+        for v in await store.client.hmget(keys.meta, ["refs-level", "refs-split", "refs-count"])
+    )
+    buckets = [keys.thread_ref_bucket(n) for n in range((1 << level) + split)]
+    sizes = [int(await store.client.hlen(b)) for b in buckets]
+    # Read with plain commands: every key is in one of the buckets, each small enough for
+    # Redis's listpack encoding, about 48 a bucket.
+    assert sum(sizes) == count == len(refs)
+    assert max(sizes) <= 128 and len(buckets) >= len(refs) // 48
+    assert {await store.client.object("encoding", b) for b in buckets} == {b"listpack"}
+    # A thread's last email goes: the keys pointing at it go, wherever they are.
+    gone = [r for r, t in refs.items() if t == "t7"]
+    async with index_batch(emails) as batch:
+        batch._pipe.link(keys.thread_members, "t7", 1, b"".join(gone))
+    async with index_batch(emails) as batch:
+        batch.link_threads({"t7": 0}, {}, {"t7"})
+    assert await emails.thread_refs(gone) == {}
+    assert await emails.thread_refs(refs) == {r: t for r, t in refs.items() if t != "t7"}
+    assert int(await store.client.hget(keys.meta, "refs-count") or 0) == len(refs) - len(gone)

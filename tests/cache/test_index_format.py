@@ -69,7 +69,16 @@ def to_format_1(plain: redis.Redis, keys: AccountKeys) -> None:
         plain.zadd(keys.born(EMAIL), {email_id: 1})
     for thread in plain.hkeys(keys.threads):
         plain.zadd(keys.changed(THREAD), {thread: 1})
+    for bucket in plain.scan_iter(match=keys.thread_ref_bucket("*")):
+        plain.hset(keys.thread_refs, mapping=plain.hgetall(bucket))
+        plain.delete(bucket)
+    for bucket in plain.scan_iter(match=keys.uid_bucket("*", 0).rsplit(":", 2)[0] + ":*:*"):
+        folder = bucket.decode().split(":")[-2]
+        plain.hset(keys.uids(folder), mapping=plain.hgetall(bucket))
+        plain.delete(bucket)
+    plain.delete(*plain.keys(keys.uid_buckets("*")))
     plain.hdel(keys.meta, FORMAT_FIELD, "email-indexed", "floor:Email", "floor:Thread")
+    plain.hdel(keys.meta, "refs-level", "refs-split", "refs-count")
 
 
 async def test_an_index_of_format_1_is_reset_once_and_answers_the_same(
@@ -102,6 +111,8 @@ async def test_an_index_of_format_1_is_reset_once_and_answers_the_same(
         # The email part is gone, in one go; the mailboxes and the id strategy stay.
         assert plain.exists(keys.emails, keys.threads, keys.dated(), keys.counts) == 0
         assert plain.keys(keys.thread_keys("*")) == []
+        assert plain.exists(keys.thread_refs, keys.uids("INBOX")) == 0
+        assert plain.keys(f"jg:{{{jmap.account_id}}}:uids*") == []
         assert plain.exists(keys.changed(EMAIL), keys.born(EMAIL), keys.changed(THREAD)) == 0
         assert plain.hlen(keys.mailboxes) == len(before["mailboxes"])
         assert plain.hget(keys.meta, "email-ids") is not None

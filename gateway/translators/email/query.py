@@ -2,7 +2,9 @@
 
 The list view every client asks for, a folder newest first, is read from the index's by-date
 sorted set: the window costs O(log n + limit) however large the folder, and its total one
-ZCARD. Every other query filters the index's records, asks the upstream's IMAP SEARCH for
+ZCARD. Unread or flagged emails (in a folder or anywhere), a folder by size and collapsed
+threads are read from the query structures the same way (indexed_query.py). Every other query
+filters the index's records, asks the upstream's IMAP SEARCH for
 conditions on the messages' text (mapping UIDs back through the uid maps), reads
 hasAttachment from cached structures or BODYSTRUCTURE, and sorts in memory; sorting by from,
 to, subject or sentAt reads the cached parsed headers, fetching the ones not cached yet
@@ -46,6 +48,7 @@ from gateway.translators.email.filtering import (
     text_searches,
     uses,
 )
+from gateway.translators.email.indexed_query import indexed_query
 from gateway.translators.email.properties import Source
 from gateway.translators.email.search import run_searches
 from gateway.translators.mailbox.view import MailboxView, mailbox_view
@@ -80,6 +83,9 @@ async def email_query(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -
     folder = _only_folder(tree)
     if not collapse and _by_received(sort) and (tree is None or folder is not None):
         return await _by_date(store, args, folder, sort[0].ascending)
+    indexed = await indexed_query(store, args, tree, sort, collapse)
+    if indexed is not None:
+        return indexed
     async with env.upstream() as upstream:
         ids, state = await _run(upstream, view, store, query)
     return windowed_response(args, state, ids)
