@@ -194,6 +194,9 @@ def gateway_settings(imap_url: str, redis_url: str, **overrides: Any) -> Setting
         "public_url": f"http://127.0.0.1:{port}",
         # Tests change mail with a plain IMAP client and look at once.
         "sync_interval_seconds": 0,
+        # Requests wait for their catch-up however loaded the machine (the wait's own
+        # answers are tested with small waits in tests/sync/test_first_sync.py).
+        "sync_wait_seconds": 600,
         **overrides,
     }
     return Settings(**values)

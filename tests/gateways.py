@@ -48,6 +48,8 @@ class GatewayProcess:
             "GATEWAY_LOG_LEVEL": "info",
             # Tests change mail with a plain IMAP client and look at once.
             "GATEWAY_SYNC_INTERVAL_SECONDS": "0",
+            # Requests wait for their catch-up however loaded the machine.
+            "GATEWAY_SYNC_WAIT_SECONDS": "600",
             **env,
         }
         self.log = log
