@@ -134,6 +134,7 @@ class Tap:
     def __init__(self, services: Services) -> None:
         self.upstream_seconds = 0.0
         self.redis_trips = 0
+        self.redis_names: list[str] = []  # the round trips, in order
         metrics = services.metrics
         round_trip = metrics.round_trip
 
@@ -148,6 +149,7 @@ class Tap:
 
         def counted(command: str, seconds: float, failure: str | None) -> None:
             self.redis_trips += 1
+            self.redis_names.append(command)
             if observe is not None:
                 observe(command, seconds, failure)
 
@@ -199,6 +201,7 @@ class Figures:
     received: list[int] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
     redis_trace: Counter[str] = field(default_factory=Counter)
+    redis_round_trips: list[str] = field(default_factory=list)
 
     @property
     def beyond_ms(self) -> list[float]:
@@ -409,6 +412,7 @@ def measure_gateway(
             stats_before = commandstats(keys)
             before = pool.stats()
             upstream, trips = tap.upstream_seconds, tap.redis_trips
+            tap.redis_names.clear()
             if profiler is not None:
                 gateway.in_loop(profiler.enable)
             started = time.perf_counter()
@@ -430,6 +434,7 @@ def measure_gateway(
             figures.sent.append(sent)
             figures.received.append(received)
             figures.trace = list(commands.commands)
+            figures.redis_round_trips = list(tap.redis_names)
             account.check(inbox, messages, window, value is True, answer)
             return figures
 
@@ -446,6 +451,7 @@ def measure_gateway(
                 figures.sent += one.sent
                 figures.received += one.received
                 figures.trace, figures.redis_trace = one.trace, one.redis_trace
+                figures.redis_round_trips = one.redis_round_trips
         if profile is not None:
             profiled(run, pairs, max(sizes), interval, profile)
         account.close()
@@ -596,6 +602,11 @@ def report(
                 ran = rows[(size, label)].redis_trace
                 names = ", ".join(f"{name} {n}" for name, n in ran.most_common())
                 print(f"  N={size} {label}: {names}")
+        print(f"Redis round trips of the last run, GATEWAY_SYNC_INTERVAL_SECONDS={interval:g}")
+        for size in sizes:
+            for label, _ in CHANGES:
+                trips = rows[(size, label)].redis_round_trips
+                print(f"  N={size} {label}: {' '.join(trips)}")
 
 
 def main(
