@@ -311,9 +311,13 @@ class Account:
                 f"upstream: {len(found)} messages \\Seen, expected {len(expected)} "
                 f"({len(found - expected)} unexpected, {len(expected - found)} missing)"
             )
-        got, _, _ = self.call("Email/get", {"ids": ids, "properties": ["keywords"]})
-        wrong = [e["id"] for e in got["list"] if e["keywords"].get("$seen", False) != seen]
-        if wrong or len(got["list"]) != len(ids):
+        listed: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):  # maxObjectsInGet
+            page = ids[start : start + 500]
+            got, _, _ = self.call("Email/get", {"ids": page, "properties": ["keywords"]})
+            listed += got["list"]
+        wrong = [e["id"] for e in listed if e["keywords"].get("$seen", False) != seen]
+        if wrong or len(listed) != len(ids):
             raise RuntimeError(f"index: {len(wrong)} of {len(ids)} with the wrong $seen")
         boxes, _, _ = self.call("Mailbox/get", {"ids": [inbox], "properties": ["unreadEmails"]})
         unread = boxes["list"][0]["unreadEmails"]
