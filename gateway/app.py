@@ -23,6 +23,7 @@ from gateway import logs, services
 from gateway.api_runner import run_api
 from gateway.blob_routes import add_blob_routes
 from gateway.config import Settings
+from gateway.env import RETRY_HINT, RetryHint
 from gateway.eventsource_route import EventSourceEndpoint
 from gateway.http import (
     JsonResponse,
@@ -174,8 +175,11 @@ def _add_routes(app: FastAPI) -> None:
             request.headers.get("content-type"),
             on_calls=lambda calls: _note_calls(request, calls),
         )
+        hint = RetryHint()
+        RETRY_HINT.set(hint)
         response = await while_connected(request, work, svc.metrics.http_abandoned.inc)
-        return JsonResponse(response)
+        retry = {"Retry-After": str(hint.seconds)} if hint.seconds else None
+        return JsonResponse(response, headers=retry)
 
     @app.post(tokens.TOKEN_PATH)
     async def push_token(request: Request) -> JsonResponse:

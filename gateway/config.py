@@ -210,6 +210,13 @@ class Settings(BaseSettings):
         description="Seconds after an account caught up with the upstream during which its "
         "requests trust the index without asking again (0: every request asks)",
     )
+    sync_wait_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="Seconds a request waits for its account's catch-up. Past it, during the "
+        "account's first indexing the request gets serverUnavailable with Retry-After while "
+        "the indexing goes on; a later catch-up is answered from the index as it stands",
+    )
     auth_cache_seconds: float = Field(
         60.0, ge=0, description="Seconds a successful credential check is remembered (0: never)"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import weakref
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -16,9 +17,28 @@ from gateway.auth import Principal
 from gateway.cache.account import AccountIndex
 from gateway.imap.connection import ImapConnection
 from gateway.imap.lazy import LazyConnection
+from gateway.jmap.errors import MethodError
+from gateway.sync.catch_up import IndexingInProgress
 
 if TYPE_CHECKING:
     from gateway.services import Services
+
+
+# Seconds a client refused during its account's first indexing is told to wait (Retry-After).
+INDEXING_RETRY_SECONDS = 5
+
+
+@dataclass
+class RetryHint:
+    """What the HTTP response of one request says in Retry-After (RFC 9110 10.2.3): set when
+    a method of it got serverUnavailable because the account's first indexing goes on. The
+    transport puts one in :data:`RETRY_HINT` around the request; its work runs in tasks of
+    their own, which share the object through their copy of the context."""
+
+    seconds: int | None = None
+
+
+RETRY_HINT: ContextVar[RetryHint | None] = ContextVar("retry_hint", default=None)
 
 
 @dataclass
@@ -61,6 +81,10 @@ class RequestEnv:
         """The account's index up to date, once per request unless ``fresh`` (which asks the
         upstream in a run started after this call: see gateway.sync.catch_up).
 
+        A request waits GATEWAY_SYNC_WAIT_SECONDS at most: past them, during the account's
+        first indexing, the method fails with serverUnavailable (the indexing goes on);
+        otherwise it reads the index as it stands (see gateway.sync.catch_up).
+
         The catch-up borrows a connection of its own, so none of this request's may be held
         meanwhile: with every connection of the user held by requests waiting for catch-ups,
         none would be left for them."""
@@ -68,7 +92,20 @@ class RequestEnv:
             return
         if any(handle.held for handle in self._upstreams):
             raise RuntimeError("a catch-up must not wait while its request holds a connection")
-        asked = await self.services.catch_up.run(self.index, self._connect, fresh=fresh)
+        try:
+            asked = await self.services.catch_up.run(
+                self.index,
+                self._connect,
+                fresh=fresh,
+                patience=self.services.settings.sync_wait_seconds,
+            )
+        except IndexingInProgress as exc:
+            # RFC 8620 3.6.2: serverUnavailable, "try again later"; the HTTP response then
+            # carries Retry-After. The indexing goes on.
+            hint = RETRY_HINT.get()
+            if hint is not None:
+                hint.seconds = INDEXING_RETRY_SECONDS
+            raise MethodError("serverUnavailable", f"{exc} Try again later.") from None
         self.caught_up.asked_upstream |= asked
         self.caught_up.done = True
 

@@ -285,7 +285,7 @@ async def stop(services: Services) -> None:
 
     # Side by side, so that their bounds (4 + 2 s; 5 s) do not add up past the 10 s the pod's
     # grace period leaves after the shutdown timeout (README, "Deployment").
-    stops = [stop_push()]
+    stops = [stop_push(), services.catch_up.stop()]
     if services.delayed is not None:
         # Claims nothing more, lets its sends finish or gives them back (delayed.py).
         stops.append(services.delayed.stop())

@@ -28,6 +28,9 @@ from gateway.cache.locks import IndexWork, Lease, index_lease
 
 EMAIL = "Email"
 THREAD = "Thread"
+# Meta field set once the account's email index was complete at least once (the first sync's
+# end): until then writers log no per-id changes (gateway.sync.index_writer, initial).
+INDEXED_FIELD = "email-indexed"
 # RFC 3501 flags are case-insensitive; \Recent is per session and never part of a view.
 _DELETED = "\\deleted"
 _SESSION_FLAGS = frozenset({"\\recent"})
@@ -174,6 +177,11 @@ class EmailStore:
         """Hold the account's email index lease (catch-up and flag writes; see
         gateway.cache.index_batch for writes fenced by it)."""
         return index_lease(self.client, self.keys, IndexWork.EMAILS)
+
+    async def indexed(self) -> bool:
+        """Whether the account's email index was ever complete: False during its first
+        indexing (on whichever replica runs it: the field lives in Redis)."""
+        return await self.client.hget(self.keys.meta, INDEXED_FIELD) is not None
 
     # -- records -----------------------------------------------------------------------------
 

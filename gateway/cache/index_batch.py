@@ -1,9 +1,10 @@
 """One atomic write of an account's index: what the sync and /set paths change, as values.
 
-A batch is one MULTI/EXEC transaction (one round trip, plus the lease fence's WATCH when the
-writer holds the account's lease): the writer queues records, uid maps, threads, counts and
-thread bookkeeping by their Python values, and the change-log entries last, through the
-account's :class:`~gateway.cache.journal.Journal`. The key layout and the encodings stay here.
+A batch is one Lua script run (gateway.cache.index_script: one round trip, the lease checked
+inside it instead of a WATCH): the writer records records, uid maps, threads, counts and
+thread bookkeeping by their Python values, and the change-log entries last, announced
+through the account's :class:`~gateway.cache.journal.Journal` once the script returned. The
+key layout and the encodings stay here.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.typing import EncodableT
 
+from gateway.cache.changes import MINOR_TYPES, floor_field
 from gateway.cache.emails import (
+    EMAIL,
+    THREAD,
     EmailRecord,
     EmailStore,
     FolderMark,
@@ -23,21 +27,23 @@ from gateway.cache.emails import (
     encode,
     encode_mark,
 )
+from gateway.cache.index_script import OpRecorder
 from gateway.cache.journal import Journal, StateChange
 from gateway.cache.keys import AccountKeys
-from gateway.cache.locks import Lease
+from gateway.cache.locks import Lease, LeaseLost
 from gateway.cache.thread_links import write_links
 
 
 class IndexBatch:
-    """Writes queued in one transaction; see :func:`index_batch`."""
+    """Writes recorded for one script run; see :func:`index_batch`."""
 
-    def __init__(
-        self, pipe: Pipeline | ClusterPipeline, keys: AccountKeys, journal: Journal
-    ) -> None:
-        self._pipe = pipe
+    def __init__(self, keys: AccountKeys, journal: Journal, *, initial: bool = False) -> None:
+        self._pipe = OpRecorder(keys)
         self._keys = keys
         self._journal = journal
+        # The account's first indexing: Email and Thread states move, nothing per id is
+        # logged (gateway.sync.index_writer, initial).
+        self._initial = initial
         self._logs: list[tuple[str, dict[str, list[str]]]] = []
         # What the commit changed, once it did (see Journal.committed).
         self.changes: list[StateChange] = []
@@ -149,10 +155,38 @@ class IndexBatch:
         if any(lists.values()):
             self._logs.append((data_type, lists))
 
-    async def _commit(self) -> None:
+    def mark_indexed(self, indexed_field: str) -> None:
+        """The first indexing is complete: states before the current ones of Email and
+        Thread cannot be calculated from (no log was kept), later ones are logged."""
+        for data_type in _INITIAL_TYPES:
+            self._pipe.raise_floor(data_type, floor_field(data_type))
+        self._pipe.hset(self._keys.meta, mapping={indexed_field: "1"})
+
+    async def _commit(self, client: Redis | RedisCluster, held: Lease | None) -> None:
         for data_type, lists in self._logs:
-            await self._journal.log(self._pipe, data_type, **lists)
-        self.changes = self._journal.committed(await self._pipe.execute())
+            if self._initial and data_type in _INITIAL_TYPES:
+                mode = "i"
+            else:
+                mode = "f" if data_type in MINOR_TYPES else "n"
+            pairs: list[str] = []
+            for kind, name in (("c", "created"), ("u", "updated"), ("d", "destroyed")):
+                for item in lists[name]:
+                    pairs += [kind, item]
+            for item in lists["minor"]:
+                pairs += ["p", item]
+            self._pipe.log(data_type, mode, floor_field(data_type), pairs)
+            self._journal.expect(data_type, bool(pairs))
+        if not len(self._pipe):
+            return
+        lease = None if held is None else (held.key, held.token)
+        replies = await self._pipe.run(client, lease)
+        if replies is None:
+            raise LeaseLost(held.key if held is not None else self._keys.meta)
+        self.changes = self._journal.committed(replies)
+
+
+# Types whose per-id log the first indexing skips.
+_INITIAL_TYPES = (EMAIL, THREAD)
 
 
 def _count_field(mailbox_id: str, kind: str) -> str:
@@ -160,15 +194,15 @@ def _count_field(mailbox_id: str, kind: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def index_batch(store: EmailStore, held: Lease | None = None) -> AsyncIterator[IndexBatch]:
-    """A transaction on the account's index, committed when the block ends without error.
+async def index_batch(
+    store: EmailStore, held: Lease | None = None, *, initial: bool = False
+) -> AsyncIterator[IndexBatch]:
+    """An atomic write of the account's index, applied when the block ends without error.
 
-    ``held``: the account's lease; the transaction then commits only while it is held
-    (Lease.fence: LeaseLost before, WatchError at EXEC if it changed hands in between).
+    ``held``: the account's lease; the write then applies only while it is held (the script
+    checks the token: LeaseLost, nothing written, if it changed hands). ``initial``: see
+    IndexBatch.
     """
-    async with store.client.pipeline(transaction=True) as pipe:
-        if held is not None:
-            await held.fence(pipe)
-        batch = IndexBatch(pipe, store.keys, Journal(store.state))
-        yield batch
-        await batch._commit()
+    batch = IndexBatch(store.keys, Journal(store.state), initial=initial)
+    yield batch
+    await batch._commit(store.client, held)

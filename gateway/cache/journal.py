@@ -85,6 +85,11 @@ class Journal:
         )
         self._types.append((data_type, any(lists)))
 
+    def expect(self, data_type: str, changed: bool) -> None:
+        """A change-log entry written by a script of its own (gateway.cache.index_script),
+        whose [epoch, modseq] the replies handed to :meth:`committed` end with."""
+        self._types.append((data_type, changed))
+
     def committed(self, replies: Sequence[Any]) -> list[StateChange]:
         """The states the committed transaction moved to, announced to the listeners.
 

@@ -54,6 +54,15 @@ class Lease:
         self._token = token
         self._ttl = ttl
 
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def token(self) -> str:
+        """The holder's value: write scripts check it themselves (gateway.cache.index_batch)."""
+        return self._token
+
     async def fence(self, pipe: Pipeline | ClusterPipeline) -> None:
         """Make the transaction ``pipe`` is about to queue commit only while the lease is ours.
 

@@ -21,6 +21,7 @@ from redis.asyncio.cluster import ClusterPipeline
 
 from gateway.cache.codec import octets, text
 from gateway.cache.emails import EmailStore, decode
+from gateway.cache.index_script import OpRecorder
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import Lease
 from gateway.offload import off_loop
@@ -83,7 +84,7 @@ class ThreadLinks:
 
 
 def write_links(
-    pipe: Pipeline | ClusterPipeline,
+    pipe: OpRecorder,
     keys: AccountKeys,
     counts: Mapping[str, int],
     new_refs: Mapping[bytes, str],
@@ -93,7 +94,7 @@ def write_links(
     (with every key that pointed at them) on ``pipe``."""
     kept = {t: n for t, n in counts.items() if t not in emptied}
     if kept:
-        pipe.hset(keys.thread_members, mapping=dict(kept.items()))
+        pipe.hset(keys.thread_members, mapping=kept)
     by_thread: dict[str, list[bytes]] = {}
     for key, thread_id in new_refs.items():
         by_thread.setdefault(thread_id, []).append(key)

@@ -5,6 +5,12 @@ Folders first (one LIST round trip tells what changed), then the messages of the
 figures moved. Concurrent callers for one account share one run (gateway.sync.flight), and
 the run borrows an upstream connection of its own: a caller that goes away leaves it to the
 others, and a caller needs no connection at all when the index is trusted.
+
+No caller waits longer than its patience (GATEWAY_SYNC_WAIT_SECONDS for requests). An
+account's first indexing is shared work that may take minutes on a big mailbox: it runs to
+its end whoever leaves, and a caller out of patience gets :class:`IndexingInProgress`. A later
+catch-up that outlasts a caller's patience also goes on, and the caller reads the index as it
+stands: every batch the writer committed is a consistent state.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from gateway.cache.account import AccountIndex
+from gateway.cache.index_format import ensure_current
 from gateway.imap.connection import ImapConnection
 from gateway.sync.emails import sync_emails
 from gateway.sync.flight import SingleFlight
@@ -21,6 +28,17 @@ from gateway.sync.reports import DeliveryReports
 
 # Borrows a logged-in upstream connection of the account's user for the run.
 Connect = Callable[[], AbstractAsyncContextManager[ImapConnection]]
+
+
+class IndexingInProgress(Exception):
+    """The account's first indexing goes on past the caller's patience (on this replica or
+    on another that holds the account's lease)."""
+
+    def __init__(self, indexed: int, expected: int | None) -> None:
+        self.indexed = indexed
+        self.expected = expected
+        known = f" ({indexed:,} of about {expected:,} messages so far)" if expected else ""
+        super().__init__(f"The account's first indexing is in progress{known}.")
 
 
 class CatchUp:
@@ -41,19 +59,47 @@ class CatchUp:
         """How many callers wait for the account's run in progress (0: none runs)."""
         return self._flight.waiting(account_id)
 
-    async def run(self, index: AccountIndex, connect: Connect, *, fresh: bool = False) -> bool:
+    async def run(
+        self,
+        index: AccountIndex,
+        connect: Connect,
+        *,
+        fresh: bool = False,
+        patience: float | None = None,
+    ) -> bool:
         """The account's index up to date: caught up now, or by anyone within the interval.
 
         ``fresh`` always asks the upstream, in a run started after the call (see
-        SingleFlight.run): a writer reads back its own changes. Returns whether the upstream
-        was asked (False: the index was trusted as it is).
+        SingleFlight.run): a writer reads back its own changes, and waits for them whatever
+        its ``patience`` once the account was indexed. ``patience``: seconds to wait (None:
+        until done); past them the run goes on without the caller, which gets
+        IndexingInProgress during the account's first indexing and returns otherwise.
+        Returns whether the upstream was asked (False: the index was trusted as it is).
         """
         if not fresh and self._interval and await index.freshness.is_fresh():
             return False
-        await self._flight.run(index.account_id, lambda: self._sync(index, connect), fresh=fresh)
+        first = not await index.emails.indexed()
+        if fresh and not first:
+            patience = None
+        done = await self._flight.run(
+            index.account_id,
+            lambda: self._sync(index, connect),
+            fresh=fresh,
+            detach=first,
+            patience=patience,
+        )
+        if not done and not await index.emails.indexed():
+            raise IndexingInProgress(await index.emails.count(), await _expected(index))
         return True
 
+    async def stop(self) -> None:
+        """Stop every run, first indexings included (shutdown); the next catch-up of an
+        account resumes where its folder marks say."""
+        await self._flight.stop()
+
     async def _sync(self, index: AccountIndex, connect: Connect) -> None:
+        # An index in an older layout is dropped first: this run then indexes afresh.
+        await ensure_current(index.emails)
         async with connect() as conn:
             await sync_mailboxes(index.mailboxes, conn)
             reports = None
@@ -62,3 +108,10 @@ class CatchUp:
             await sync_emails(index.emails, conn, index.mailboxes, reports)
         if self._interval:
             await index.freshness.mark_fresh(self._interval)
+
+
+async def _expected(index: AccountIndex) -> int | None:
+    """The messages the upstream's last listing counted in the account's folders (copies
+    counted once per folder), or None before the first listing."""
+    folders = [m for m in (await index.mailboxes.load()).values() if m.selectable]
+    return sum(m.total for m in folders) or None

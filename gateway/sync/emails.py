@@ -16,20 +16,22 @@ Email ids, chosen once per account and stored with the index so they never chang
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 
 from gateway.cache.emails import EmailStore, FolderMark
 from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MailboxRecord, MailboxStore
 from gateway.cache.thread_links import ThreadLinks
-from gateway.imap.connection import ImapConnection
+from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.fetch import Attr, BodySection, FetchAtt, uid_fetch
-from gateway.imap.responses.fetch import FetchItem, fetches_by_uid
+from gateway.imap.responses.fetch import FetchItem, fetch_key, fetches_from_raw
 from gateway.imap.search import ALL, Criterion, Uid
 from gateway.imap.sequence import UidSet, from_uid, split_uid_set
 from gateway.mime.bodyparts import parse_cost
@@ -50,6 +52,8 @@ LINKS_FIELD = "thread-links"
 # New messages fetched per UID FETCH: bounds memory and the size of one index transaction.
 PAGE = 500
 DIGEST_FIELDS = (*THREAD_FIELDS, "DATE", "FROM")
+# What a new message's FETCH answer must hold (as FetchItem keys) to be indexed.
+_REQUIRED = tuple(fetch_key(a) for a in (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE))
 
 
 class EmailIds(enum.Enum):
@@ -96,7 +100,12 @@ async def sync_emails(
     """Bring the email index in step with the folders the mailbox index lists; ``reports``
     looks at the new messages of each folder for delivery reports."""
     dated = await store.meta(DATED_FIELD) is not None
-    if dated and _stale(_folders(await mailboxes.load()), await store.marks()) == ([], []):
+    indexed = await store.indexed()
+    if (
+        indexed
+        and dated
+        and _stale(_folders(await mailboxes.load()), await store.marks()) == ([], [])
+    ):
         return
     async with store.lease() as held:
         if await store.meta(DATED_FIELD) is None:
@@ -108,14 +117,17 @@ async def sync_emails(
         folders = _folders(await mailboxes.load())
         marks = await store.marks()
         stale, gone = _stale(folders, marks)
-        if not stale and not gone:
+        # Until a writer's finish() marks it, the index was never complete: the first
+        # indexing (or one resumed after an interruption) writes no per-id change log.
+        initial = not await store.indexed()
+        if not stale and not gone and not initial:
             return
         strategy = await choose_ids(conn, store)
         own_threads = strategy is not EmailIds.OBJECTID
         if own_threads and await store.meta(LINKS_FIELD) is None:
             # An index made before threads counted their Message-ID map gets it once.
             await ThreadLinks(store).fill(held, LINKS_FIELD)
-        writer = IndexWriter(store, held, own_threads=own_threads)
+        writer = IndexWriter(store, held, own_threads=own_threads, initial=initial)
         visit = _FolderVisit(conn, store, writer, strategy, held, reports)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]
         for mailbox_id, old in (await store.held_uids(m.id for m in empty)).items():
@@ -229,10 +241,23 @@ class _FolderVisit:
             new = await self._compare_all(record.id)
         # New emails (not copies of known ones) by UID: what a delivery report may be.
         arrived: dict[int, str] = {}
-        for page in new.pages(PAGE):
-            for chunk in split_uid_set(page):
-                arrived.update(await self._fetch_new(record.id, chunk))
-            await self.held.renew()
+        chunks = deque(chunk for page in new.pages(PAGE) for chunk in split_uid_set(page))
+        # One UID FETCH in flight ahead: the upstream answers chunk n+1 while chunk n is
+        # parsed and written, and at most two chunks' answers are held at once.
+        ahead = self._fetch(chunks.popleft()) if chunks else None
+        try:
+            while ahead is not None:
+                result = await ahead
+                ahead = self._fetch(chunks.popleft()) if chunks else None
+                arrived.update(await self._index_new(record.id, result))
+                await self.held.renew()
+        finally:
+            if ahead is not None:
+                # Cancelled mid-command, the connection is dropped rather than reused.
+                ahead.cancel()
+                await asyncio.wait({ahead})
+                if not ahead.cancelled():
+                    ahead.exception()
         if self.reports is not None and arrived:
             await self.reports.arrived(self.conn, arrived)
             await self.held.renew()
@@ -261,7 +286,7 @@ class _FolderVisit:
         result = await self.conn.execute(uid_fetch(from_uid(1), [Attr.UID, Attr.FLAGS]))
         upstream = {
             uid: item.flags
-            for uid, item in fetches_by_uid(result.untagged).items()
+            for uid, item in fetches_from_raw(result.raw).items()
             if item.flags is not None
         }
         known = await self.store.uid_map(mailbox_id)
@@ -282,17 +307,19 @@ class _FolderVisit:
             return [*items, BodySection(fields=fields, partial=partial), Attr.X_GUID]
         return [*items, BodySection(fields=fields)]
 
-    async def _fetch_new(self, mailbox_id: str, uids: str) -> dict[int, str]:
-        """Index the messages of ``uids``; returns the new emails among them by UID."""
-        items = self._fetch_items()
-        result = await self.conn.execute(uid_fetch(uids, items))
+    def _fetch(self, uids: str) -> asyncio.Future[Result]:
+        """The UID FETCH of new messages, sent now and read as its answer comes."""
+        return asyncio.ensure_future(self.conn.execute(uid_fetch(uids, self._fetch_items())))
+
+    async def _index_new(self, mailbox_id: str, result: Result) -> dict[int, str]:
+        """Index the messages of a UID FETCH answer; returns the new emails among them by
+        UID."""
         # Only messages answered in full: a flag update another session caused may name a
         # message that was expunged meanwhile.
-        required = (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE)
         fetched = [
             f
-            for f in fetches_by_uid(result.untagged).values()
-            if all(name in f for name in required)
+            for f in fetches_from_raw(result.raw).values()
+            if all(key in f.items for key in _REQUIRED)
         ]
         if self.strategy is EmailIds.OBJECTID:
             native = [c for c in (self._native(f) for f in fetched) if c is not None]

@@ -18,7 +18,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.cache.emails import EMAIL, THREAD, EmailRecord, EmailStore, FolderMark
+from gateway.cache.emails import (
+    EMAIL,
+    INDEXED_FIELD,
+    THREAD,
+    EmailRecord,
+    EmailStore,
+    FolderMark,
+)
 from gateway.cache.index_batch import IndexBatch, index_batch
 from gateway.cache.journal import StateChange
 from gateway.cache.locks import Lease
@@ -59,13 +66,22 @@ class IndexWriter:
     """One sync's writes; call :meth:`finish` once every folder was visited."""
 
     def __init__(
-        self, store: EmailStore, held: Lease | None = None, *, own_threads: bool = False
+        self,
+        store: EmailStore,
+        held: Lease | None = None,
+        *,
+        own_threads: bool = False,
+        initial: bool = False,
     ) -> None:
         """``held``: the account's sync lease; every write commits only while it is held.
         ``own_threads``: threads are the gateway's (no THREADID): their Message-ID map is
-        kept with them (gateway.cache.thread_links)."""
+        kept with them (gateway.cache.thread_links).
+        ``initial``: the account's email index was never complete (EmailStore.indexed): no
+        client can hold a state to ask changes from, so no per-id Email/Thread change log is
+        written; states still move per batch, and finish() marks the index complete."""
         self.store = store
         self._held = held
+        self._initial = initial
         self._links = ThreadLinks(store) if own_threads else None
         # (mailbox id, uid) -> email id, applied by finish()
         self._removals: dict[tuple[str, int], str] = {}
@@ -133,7 +149,7 @@ class IndexWriter:
         """
         old = (await self.store.held_uids([mailbox_id]))[mailbox_id]
         self._retire(mailbox_id, old)
-        async with index_batch(self.store, self._held) as batch:
+        async with index_batch(self.store, self._held, initial=self._initial) as batch:
             if old:
                 batch.keep_old_uids(mailbox_id, old)
             batch.drop_uid_map(mailbox_id)
@@ -158,7 +174,8 @@ class IndexWriter:
         self._marks[mailbox_id] = mark
 
     async def finish(self, chunk: int = 1000) -> None:
-        """Apply the expunges, then record how far each folder was followed."""
+        """Apply the expunges, then record how far each folder was followed; an initial
+        writer's last script also marks the index complete (EmailStore.indexed)."""
         removals = list(self._removals.items())
         for start in range(0, len(removals), chunk):
             part = removals[start : start + chunk]
@@ -174,7 +191,7 @@ class IndexWriter:
                 if mailbox_id not in self._whole:
                     batch.uid_dels.setdefault(mailbox_id, []).append(uid)
             await self._write(batch)
-        async with index_batch(self.store, self._held) as folders:
+        async with index_batch(self.store, self._held, initial=self._initial) as folders:
             for mailbox_id in self._whole:
                 folders.drop_old_uids(mailbox_id)
             for mailbox_id in self._emptied:
@@ -182,6 +199,8 @@ class IndexWriter:
             for mailbox_id in self._dropped:
                 folders.forget_folder(mailbox_id, KINDS)
             folders.set_marks(self._marks)
+            if self._initial:
+                folders.mark_indexed(INDEXED_FIELD)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -229,7 +248,7 @@ class IndexWriter:
             )
         outcome = apply(moves, await self.store.threads({m.thread_id for m in moves}))
         links = await self._link_changes(batch)
-        async with index_batch(self.store, self._held) as write:
+        async with index_batch(self.store, self._held, initial=self._initial) as write:
             write.put_records(t.record for t in batch.touched.values() if t.record.copies)
             write.drop_records(
                 i for i, t in batch.touched.items() if not t.record.copies and t.existed

@@ -43,6 +43,8 @@ _MESSAGE_ID = re.compile(r"<\s*([^<>\s]+?)\s*>")
 
 def message_ids(value: str | None) -> list[str]:
     """The msg-ids of a field; one longer than MESSAGE_ID_CHARS is no real id and is left out."""
+    if not value:
+        return []
     return [i for i in _MESSAGE_ID.findall(value or "") if len(i) <= MESSAGE_ID_CHARS]
 
 
@@ -90,21 +92,30 @@ class Links:
 
     @classmethod
     def from_headers(cls, headers: Sequence[RawHeader]) -> Links:
-        def last(name: str) -> str | None:
-            values = [h.value for h in headers if h.name.lower() == name]
-            return values[-1] if values else None
-
-        own = message_ids(last("message-id"))
-        reply = message_ids(last("in-reply-to"))[:THREAD_PARENTS]
-        references = message_ids(last("references"))[-THREAD_PARENTS:]
+        # One pass: the last of each field counts (a first sync reads tens of thousands).
+        last: dict[str, str] = {}
+        for header in headers:
+            last[header.name.lower()] = header.value
+        own = message_ids(last.get("message-id"))
+        reply = message_ids(last.get("in-reply-to"))[:THREAD_PARENTS]
+        references = message_ids(last.get("references"))[-THREAD_PARENTS:]
         parents = tuple(dict.fromkeys([*reply, *reversed(references)]))[:THREAD_PARENTS]
-        subject = last("subject")
+        subject = last.get("subject")
         message_id = own[0] if own else None
         return cls(
             message_id,
             tuple(p for p in parents if p != message_id),
-            normalize_subject(as_text(subject) if subject is not None else None),
+            normalize_subject(_subject_text(subject) if subject is not None else None),
         )
+
+
+def _subject_text(raw: str) -> str:
+    """The subject's Text form (gateway.mime.headers.as_text), without its work for the
+    common case it leaves alone: one ASCII line without encoded-words (NFC and decoding then
+    change nothing, and unfolding needs a line break)."""
+    if raw.isascii() and "=?" not in raw and "\n" not in raw:
+        return raw.lstrip(" ")
+    return as_text(raw)
 
 
 def thread_id_for(email_id: str) -> str:

@@ -11,7 +11,7 @@ from typing import TypeVar
 from gateway.imap.dates import MONTHS
 from gateway.imap.errors import ProtocolError
 from gateway.imap.fetch import BodySection
-from gateway.imap.responses.tokens import Untagged, Value
+from gateway.imap.responses.tokens import Untagged, Value, parse_response
 from gateway.imap.responses.values import (
     as_atom_list,
     as_int,
@@ -154,6 +154,106 @@ def fetches_by_uid(responses: Iterable[Untagged]) -> dict[int, FetchItem]:
             item if earlier is None else FetchItem(item.seq, {**earlier.items, **item.items})
         )
     return merged
+
+
+def fetches_from_raw(raws: Iterable[bytes]) -> dict[int, FetchItem]:
+    """:func:`fetches_by_uid` of untagged responses as the connection received them
+    (``Result.raw``), the same result for the same input.
+
+    The first sync reads tens of thousands of FETCH responses; the common ones (items that
+    are atoms, numbers, flat lists of atoms, plain quoted strings, NIL and literals) are read
+    by :func:`_quick_fetch` straight into their items, without the generic token tree. Any
+    other response goes through the generic parser, which raises on malformed ones as before.
+    """
+    merged: dict[int, FetchItem] = {}
+    for raw in raws:
+        item = _quick_fetch(raw)
+        if item is None:
+            response = parse_response(raw)
+            if not isinstance(response, Untagged):
+                raise ProtocolError("untagged response expected")
+            if response.keyword != "FETCH":
+                continue
+            item = parse_fetch(response)
+        uid = item.uid
+        if uid is None:
+            continue
+        earlier = merged.get(uid)
+        merged[uid] = (
+            item if earlier is None else FetchItem(item.seq, {**earlier.items, **item.items})
+        )
+    return merged
+
+
+# "* n FETCH (" with a non-zero number (zero is the generic parser's error to raise).
+_QUICK_HEAD = re.compile(rb"\* ([1-9][0-9]{0,19}) (?i:FETCH) \(")
+# RFC 3501 9 ATOM-CHAR without "[" and "]" (atoms holding them take the generic path).
+_ATOM = rb'[^\x00-\x20\x7f-\xff(){"\\\[\]]+'
+# One "name SP value" of a FETCH list: the name is a plain item name or a section (with
+# the generic tokenizer's _SECTION characters, quotes left to it), the value an atom, a
+# quoted string without escapes, a flat list of atoms (flags start with a backslash), or a
+# literal's announcement. Anything else does not match, and the generic parser takes over.
+_QUICK_SECTION = (
+    rb"(?i:BODY(?:\.PEEK)?|BINARY(?:\.PEEK|\.SIZE)?)"
+    rb'\[[^\]"{\x00-\x1f\x7f-\xff]*\](?:<[0-9]{1,20}>)?'
+)
+_QUICK_PAIR = re.compile(
+    rb"([A-Za-z0-9][A-Za-z0-9.-]*|" + _QUICK_SECTION + rb") "
+    rb"(?:("
+    + _ATOM
+    + rb')|"([^"\\\r\n\x00]*)"|\(((?:\\?'
+    + _ATOM
+    + rb"(?: \\?"
+    + _ATOM
+    + rb")*)?)\)|\{([0-9]{1,20})\}\r\n)"
+)
+_NIL = b"NIL"
+
+
+def _quick_fetch(raw: bytes) -> FetchItem | None:
+    """A FETCH response of the common shape, exactly as the generic parser reads it; None
+    for anything else (another response, an odd value, a malformed one)."""
+    head = _QUICK_HEAD.match(raw)
+    if head is None:
+        return None
+    items: dict[str, Value] = {}
+    pos = head.end()
+    end = len(raw) - 1
+    if end <= pos or raw[end] != 0x29:  # ")" closes the list, and nothing follows it
+        return None
+    match = _QUICK_PAIR.match
+    while True:
+        pair = match(raw, pos, end)
+        if pair is None:
+            return None
+        name, atom, quoted, flat, literal = pair.groups()
+        if b"(" in name and name.count(b"(") != name.count(b")"):
+            return None
+        value: Value
+        pos = pair.end()
+        if atom is not None:
+            value = None if len(atom) == 3 and atom.upper() == _NIL else atom.decode("ascii")
+        elif quoted is not None:
+            value = quoted
+        elif flat is not None:
+            value = [
+                None if len(a) == 3 and a.upper() == _NIL else a.decode("ascii")
+                for a in flat.split()
+            ]
+        else:
+            start = pos
+            pos += int(literal)
+            if pos > end:
+                return None
+            value = raw[start:pos]
+        if len(name) == 3 and name.upper() == _NIL:
+            return None
+        items[name.decode("ascii").upper()] = value
+        if pos == end:
+            return FetchItem(int(head.group(1)), items)
+        if raw[pos] != 0x20:
+            return None
+        pos += 1
 
 
 def _internaldate(value: Value, what: str) -> datetime:

@@ -1,0 +1,118 @@
+"""The email index's storage format, and the reset of an index written in an older one.
+
+The email part of an account's index (records, uid maps, threads, by-date sets, counts, the
+thread bookkeeping and the Email/Thread change logs) is derived data: the upstream holds the
+truth, and a catch-up rebuilds all of it. So a format change is not migrated in place: an
+index whose meta ``index-format`` is not :data:`INDEX_FORMAT` loses its email part at once
+and the next catch-up is an initial indexing. Ids survive it (contract D1): the id strategy
+(meta ``email-ids``, ``mailbox-ids``) and the mailbox records stay, and email and thread ids
+are derived again the same way from the same messages.
+
+A client holding an Email or Thread state from before the reset gets cannotCalculateChanges
+once (RFC 8620 5.2 allows it: the client then fetches afresh): the reset moves both types'
+modseqs past their floors.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from gateway.cache.changes import EPOCH_CHARS, floor_field
+from gateway.cache.codec import text
+from gateway.cache.emails import EMAIL, INDEXED_FIELD, THREAD, EmailStore
+from gateway.cache.keys import AccountKeys
+from gateway.cache.locks import LeaseLost
+
+# 1 (no field): records per email in one hash, a thread-keys set per thread, change logs for
+# the first indexing. 2: no change log for the first indexing, no thread-keys sets.
+INDEX_FORMAT = 2
+FORMAT_FIELD = "index-format"
+LOGGED = (EMAIL, THREAD)
+
+# KEYS: the email lease, meta, state, then every key of the email part. ARGV: the lease
+# token, the format field and value, the indexed field, an epoch candidate, then (type, its
+# floor field) pairs. Returns -1 when the lease is not ours, else the number of keys removed.
+# One script: readers see the old index or none of it.
+_RESET = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[3] then
+  return 0
+end
+local removed = 0
+for i = 4, #KEYS do
+  removed = removed + redis.call('UNLINK', KEYS[i])
+end
+redis.call('HDEL', KEYS[2], ARGV[4])
+redis.call('HSETNX', KEYS[2], 'epoch', ARGV[5])
+for i = 6, #ARGV, 2 do
+  local modseq = redis.call('HINCRBY', KEYS[3], ARGV[i], 1)
+  redis.call('HSET', KEYS[2], ARGV[i + 1], modseq)
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return removed
+"""
+
+
+async def ensure_current(store: EmailStore) -> bool:
+    """Reset the account's email part if it was written in another format; True if it held
+    anything then. Cheap when current (one HGET); otherwise takes the account's email lease
+    (waiting as a catch-up would), so no writer of the old layout interleaves."""
+    if await store.meta(FORMAT_FIELD) == str(INDEX_FORMAT):
+        return False
+    async with store.lease() as held:
+        names = await email_part_keys(store)
+        removed = await store.client.register_script(_RESET)(
+            keys=[held.key, store.keys.meta, store.keys.state, *names],
+            args=[
+                held.token,
+                FORMAT_FIELD,
+                INDEX_FORMAT,
+                INDEXED_FIELD,
+                secrets.token_hex(EPOCH_CHARS // 2),
+                *(name for t in LOGGED for name in (t, floor_field(t))),
+            ],
+        )
+    if int(removed) < 0:
+        raise LeaseLost(held.key)
+    return int(removed) > 0
+
+
+async def email_part_keys(store: EmailStore) -> list[str]:
+    """Every key of the account's email part, whichever format wrote it: the fixed ones, and
+    the per-folder and per-thread ones named by the hashes that list folders and threads."""
+    k = store.keys
+    client = store.client
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hkeys(k.mailboxes)
+        pipe.hkeys(k.folder_marks)
+        pipe.hkeys(k.thread_members)
+        pipe.hkeys(k.threads)
+        mailboxes, marked, members, threads = await pipe.execute()
+    folders = dict.fromkeys(text(m) for m in [*mailboxes, *marked])
+    threads_named = dict.fromkeys(text(t) for t in [*members, *threads])
+    return [
+        *_fixed_keys(k),
+        *(key for m in folders for key in (k.uids(m), k.old_uids(m), k.dated(m))),
+        *(k.thread_keys(t) for t in threads_named),
+    ]
+
+
+def _fixed_keys(k: AccountKeys) -> list[str]:
+    logs = [
+        key(data_type)
+        for data_type in LOGGED
+        for key in (k.changed, k.born, k.dead, k.full, k.lapse_from, k.lapse_to)
+    ]
+    return [
+        k.emails,
+        k.folder_marks,
+        k.threads,
+        k.dated(),
+        k.counts,
+        k.thread_refs,
+        k.thread_subjects,
+        k.thread_members,
+        *logs,
+    ]

@@ -1,0 +1,263 @@
+"""The one Lua script every write of an account's email index runs as (gateway.cache.index_batch).
+
+A batch's writes are recorded as an op list (:class:`OpRecorder`, the shapes of redis-py's
+pipeline methods) and sent as ONE ``EVALSHA``: one round trip per batch, however many keys
+it touches, and one command for a Redis Cluster node to apply and replicate. The script is
+loaded once per node (``SCRIPT LOAD`` on every primary, again after a ``NOSCRIPT`` reply:
+redis-py's Script does both).
+
+What the script guarantees, in the order it runs:
+
+1. **The fence**: with a lease token, nothing is written unless the lease key holds it
+   (this replaces WATCH; a script runs alone, so the check and the writes cannot
+   interleave with another client's).
+2. **All or nothing**: a Lua script is not rolled back when a command fails half way, so
+   every op's key is checked first (its type, and that counters hold integers); a batch
+   that would fail on any op writes nothing and answers an error.
+3. **The change log in the same script**: per logged type the modseq moves and the log
+   zsets take their entries exactly as ``AccountState.record`` does
+   (gateway.cache.changes), so /changes reads both alike; the reply carries
+   [epoch, modseq] per log op for gateway.cache.journal.
+
+Every key is passed in KEYS and carries the account's hash tag, so the script runs on the
+node owning that slot (Redis Cluster allows multi-key scripts within one slot).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.typing import EncodableT
+
+from gateway.cache.changes import EPOCH_CHARS
+from gateway.cache.keys import AccountKeys
+
+# At most this many arguments per op, so Lua's unpack() stays far below its stack limit
+# (LUAI_MAXCSTACK, 8000); longer ops are split into several.
+OP_ARGS = 1000
+
+# KEYS[1] the lease key (or any key, unchecked without a token), KEYS[2] meta, KEYS[3]
+# state, then the batch's keys. ARGV[1] the lease token or "", ARGV[2] an epoch candidate,
+# then ops: name, argument count n, then n arguments (the first one a key's index in KEYS).
+# log: the indexes of the type's changed, born, dead, full, lapse-from, lapse-to keys,
+# the type, its mode (f: minor properties tracked apart, n: normal, i: initial indexing:
+# the modseq moves and the floor with it, no per-id entries), its floor field, then
+# (kind, id) pairs as AccountState.record takes them.
+SCRIPT = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return {0}
+end
+local want = {hset = 'hash', hdel = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset',
+  zadd_present = 'zset', sadd = 'set'}
+local typed = {}
+local i = 3
+while i <= #ARGV do
+  local op, n = ARGV[i], tonumber(ARGV[i + 1])
+  local key = KEYS[tonumber(ARGV[i + 2])]
+  local kind = want[op]
+  if kind then
+    local have = typed[key]
+    if have == nil then
+      have = redis.call('TYPE', key).ok
+      typed[key] = have
+    end
+    if have ~= 'none' and have ~= kind then
+      return redis.error_reply('WRONGTYPE index batch: ' .. op .. ' on a ' .. have)
+    end
+    if have == 'none' then
+      typed[key] = kind
+    end
+    if op == 'hincrby' then
+      local v = redis.call('HGET', key, ARGV[i + 3])
+      if v and not string.match(v, '^-?%d+$') then
+        return redis.error_reply('index batch: hincrby on a value that is not an integer')
+      end
+    end
+  elseif op == 'delete' then
+    for j = i + 2, i + 1 + n do
+      typed[KEYS[tonumber(ARGV[j])]] = 'none'
+    end
+  elseif op == 'log' then
+    for j = i + 2, i + 7 do
+      local logkey = KEYS[tonumber(ARGV[j])]
+      local have = redis.call('TYPE', logkey).ok
+      if have ~= 'none' and have ~= 'zset' then
+        return redis.error_reply('WRONGTYPE index batch: change log on a ' .. have)
+      end
+    end
+  end
+  i = i + 2 + n
+end
+local logged = {1}
+i = 3
+while i <= #ARGV do
+  local op, n = ARGV[i], tonumber(ARGV[i + 1])
+  local first, last = i + 2, i + 1 + n
+  if op == 'hset' then
+    redis.call('HSET', KEYS[tonumber(ARGV[first])], unpack(ARGV, first + 1, last))
+  elseif op == 'hdel' then
+    redis.call('HDEL', KEYS[tonumber(ARGV[first])], unpack(ARGV, first + 1, last))
+  elseif op == 'hincrby' then
+    redis.call('HINCRBY', KEYS[tonumber(ARGV[first])], ARGV[first + 1], ARGV[first + 2])
+  elseif op == 'zadd' then
+    redis.call('ZADD', KEYS[tonumber(ARGV[first])], unpack(ARGV, first + 1, last))
+  elseif op == 'zadd_present' then
+    local key = KEYS[tonumber(ARGV[first])]
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('ZADD', key, unpack(ARGV, first + 1, last))
+    end
+  elseif op == 'zrem' then
+    redis.call('ZREM', KEYS[tonumber(ARGV[first])], unpack(ARGV, first + 1, last))
+  elseif op == 'sadd' then
+    redis.call('SADD', KEYS[tonumber(ARGV[first])], unpack(ARGV, first + 1, last))
+  elseif op == 'delete' then
+    for j = first, last do
+      redis.call('UNLINK', KEYS[tonumber(ARGV[j])])
+    end
+  elseif op == 'log' then
+    local function key(j) return KEYS[tonumber(ARGV[first + j])] end
+    local changed, born, dead, full = key(0), key(1), key(2), key(3)
+    local lapse_from, lapse_to = key(4), key(5)
+    local dtype, mode, floor = ARGV[first + 6], ARGV[first + 7], ARGV[first + 8]
+    redis.call('HSETNX', KEYS[2], 'epoch', ARGV[2])
+    local modseq = tonumber(redis.call('HGET', KEYS[3], dtype) or '0')
+    if mode == 'i' then
+      if last > first + 8 then
+        -- RFC 8620 5.2: a server may answer cannotCalculateChanges; every state handed
+        -- out during the first indexing is one (the floor follows the modseq).
+        modseq = modseq + 1
+        redis.call('HSET', KEYS[2], floor, modseq)
+      end
+    else
+      for j = first + 9, last, 2 do
+        local kind, id = ARGV[j], ARGV[j + 1]
+        modseq = modseq + 1
+        redis.call('ZADD', changed, modseq, id)
+        if kind ~= 'p' and mode == 'f' then
+          redis.call('ZADD', full, modseq, id)
+        end
+        if kind == 'c' then
+          -- born keeps the first creation; a revival remembers the lapse it ends.
+          redis.call('ZADD', born, 'NX', modseq, id)
+          local was = redis.call('ZSCORE', dead, id)
+          if was then
+            redis.call('ZREM', dead, id)
+            redis.call('ZADD', lapse_from, was, id)
+            redis.call('ZADD', lapse_to, modseq, id)
+          end
+        elseif kind == 'd' then
+          redis.call('ZADD', dead, modseq, id)
+        end
+      end
+    end
+    redis.call('HSET', KEYS[3], dtype, modseq)
+    logged[#logged + 1] = {redis.call('HGET', KEYS[2], 'epoch'), modseq}
+  elseif op == 'floor' then
+    local dtype = ARGV[first + 1]
+    redis.call('HSET', KEYS[2], ARGV[first + 2], redis.call('HGET', KEYS[3], dtype) or '0')
+  end
+  i = i + 2 + n
+end
+return logged
+"""
+
+
+class OpRecorder:
+    """A batch's writes as the script's op list; the methods take redis-py pipeline shapes.
+
+    Other code adds IndexBatch methods calling only these (contracts16.md, 2).
+    """
+
+    def __init__(self, keys: AccountKeys) -> None:
+        self._account = keys
+        self._index: dict[str, int] = {}
+        # KEYS[1..3] are the lease, meta and state; the lease is filled at commit.
+        self.keys: list[str] = ["", keys.meta, keys.state]
+        self.ops: list[EncodableT] = []
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def _key(self, key: str) -> int:
+        """The key's index in KEYS (1-based, as Lua counts)."""
+        found = self._index.get(key)
+        if found is None:
+            self.keys.append(key)
+            found = self._index[key] = len(self.keys)
+        return found
+
+    def _op(self, name: str, key: str, args: list[EncodableT], step: int) -> None:
+        index = self._key(key)
+        for start in range(0, len(args), OP_ARGS - OP_ARGS % step):
+            part = args[start : start + OP_ARGS - OP_ARGS % step]
+            self.ops += [name, len(part) + 1, index, *part]
+
+    def hset(self, key: str, mapping: Mapping[Any, EncodableT]) -> None:
+        flat: list[EncodableT] = []
+        for name, value in mapping.items():
+            flat += [name, value]
+        if flat:
+            self._op("hset", key, flat, 2)
+
+    def hdel(self, key: str, *fields: EncodableT) -> None:
+        if fields:
+            self._op("hdel", key, list(fields), 1)
+
+    def hincrby(self, key: str, field: EncodableT, amount: int = 1) -> None:
+        self._op("hincrby", key, [field, amount], 2)
+
+    def zadd(self, key: str, mapping: Mapping[Any, float | int]) -> None:
+        self._zadd("zadd", key, mapping)
+
+    def zadd_present(self, key: str, mapping: Mapping[Any, float | int]) -> None:
+        """ZADD only if ``key`` exists: for structures built lazily, kept while present."""
+        self._zadd("zadd_present", key, mapping)
+
+    def _zadd(self, name: str, key: str, mapping: Mapping[Any, float | int]) -> None:
+        flat: list[EncodableT] = []
+        for member, score in mapping.items():
+            flat += [score, member]
+        if flat:
+            self._op(name, key, flat, 2)
+
+    def zrem(self, key: str, *members: EncodableT) -> None:
+        if members:
+            self._op("zrem", key, list(members), 1)
+
+    def sadd(self, key: str, *members: EncodableT) -> None:
+        if members:
+            self._op("sadd", key, list(members), 1)
+
+    def delete(self, *keys: str) -> None:
+        if keys:
+            indexes: list[EncodableT] = [self._key(k) for k in keys]
+            self.ops += ["delete", len(indexes), *indexes]
+
+    def log(self, data_type: str, mode: str, floor_field: str, pairs: list[str]) -> None:
+        """The change log of one type (see SCRIPT); answers [epoch, modseq] in the reply."""
+        k = self._account
+        logs = (k.changed, k.born, k.dead, k.full, k.lapse_from, k.lapse_to)
+        args: list[EncodableT] = [self._key(key(data_type)) for key in logs]
+        args += [data_type, mode, floor_field, *pairs]
+        self.ops += ["log", len(args), *args]
+
+    def raise_floor(self, data_type: str, floor_field: str) -> None:
+        """The type's floor to its current modseq: older states cannot be calculated from."""
+        self.ops += ["floor", 3, self._key(self._account.meta), data_type, floor_field]
+
+    async def run(
+        self, client: Redis | RedisCluster, lease: tuple[str, str] | None
+    ) -> list[list[Any]] | None:
+        """Apply the ops in one script; the [epoch, modseq] of each log op, or None if the
+        lease (key, token) is not held."""
+        keys = list(self.keys)
+        keys[0], token = lease if lease is not None else (self._account.meta, "")
+        epoch = secrets.token_hex(EPOCH_CHARS // 2)
+        reply = await client.register_script(SCRIPT)(keys=keys, args=[token, epoch, *self.ops])
+        if not reply or int(reply[0]) != 1:
+            return None
+        return list(reply[1:])

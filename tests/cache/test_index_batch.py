@@ -1,0 +1,143 @@
+"""An index batch is one Lua script: all or nothing, fenced by the lease, one round trip.
+
+Run on a single Redis and on the 3-node cluster alike (the ``client`` fixture is both); what
+was written is read back with a plain client, never through the code under test.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.exceptions import ResponseError
+
+from gateway.cache.changes import floor_field
+from gateway.cache.emails import EMAIL, THREAD, EmailStore
+from gateway.cache.index_batch import index_batch
+from gateway.cache.locks import LeaseLost, lease
+from gateway.cache.store import Store
+from gateway.sync.index_writer import IndexWriter, NewCopy
+from tests.rediscluster import RedisClusterSet
+
+# The commands each test's client sent, by name (gateway.cache.timed's observer).
+seen: list[str] = []
+
+
+@pytest.fixture(params=["single", "cluster"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "single":
+        url: str = request.getfixturevalue("redis_url")
+    else:
+        cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
+        url = cluster.url
+    seen.clear()
+    store = Store.from_url(url, observer=lambda name, _t, _f: seen.append(name))
+    yield store
+    await store.close()
+
+
+def emails_of(store: Store) -> EmailStore:
+    return EmailStore(store.client, "a" + secrets.token_hex(4))
+
+
+async def test_a_batch_is_one_script_round_trip_with_its_change_log(store: Store) -> None:
+    emails = emails_of(store)
+    async with lease(store.client, emails.keys.lock("emails"), ttl=60, wait=1) as held:
+        writer = IndexWriter(emails, held)
+        await writer.add_copies("m1", [NewCopy(1, "e1", [], 1, 10, "t1")])  # loads the script
+        seen.clear()
+        await writer.add_copies(
+            "m1", [NewCopy(uid, f"e{uid}", [], uid, 10, f"t{uid}") for uid in range(2, 502)]
+        )
+        # The reads the writer needs (records, threads), then ONE script: no WATCH, no MULTI.
+        assert seen == ["HMGET", "HMGET", "EVALSHA"]
+    changes = await emails.state.changes(EMAIL, f"{await emails.state.epoch()}-0", None)
+    assert sorted(changes.created) == sorted(f"e{u}" for u in range(1, 502))
+    assert [c.data_type for c in writer.changes[3:]] == [EMAIL, THREAD, "Mailbox"]
+    assert writer.changes[3].state == await emails.state.state(EMAIL)
+
+
+async def test_a_batch_with_one_failing_op_writes_nothing(store: Store) -> None:
+    emails = emails_of(store)
+    keys = emails.keys
+    await store.client.set(keys.threads, "not a hash")  # a deliberately wrong-type key
+    with pytest.raises(ResponseError):
+        async with index_batch(emails) as batch:
+            batch.map_uids("m1", {1: "e1"})
+            batch.date("e1", 5, "m1")
+            batch.put_threads({})
+            batch.drop_threads(["t1"])
+            batch.log(EMAIL, created=["e1"])
+    assert await store.client.exists(keys.uids("m1"), keys.dated("m1")) == 0
+    assert await store.client.hget(keys.state, EMAIL) is None
+    await store.client.delete(keys.threads)
+
+    await store.client.hset(keys.counts, "m1:e", "many")  # a counter that is no integer
+    with pytest.raises(ResponseError):
+        async with index_batch(emails) as batch:
+            batch.map_uids("m1", {1: "e1"})
+            batch.add_counts({("m1", "e"): 1})
+    assert await store.client.exists(keys.uids("m1")) == 0
+
+
+async def test_a_lost_lease_commits_nothing(store: Store) -> None:
+    emails = emails_of(store)
+    key = emails.keys.lock("emails")
+    async with lease(store.client, key, ttl=60, wait=1) as held:
+        async with index_batch(emails, held) as batch:
+            batch.map_uids("m1", {1: "e1"})
+            batch.log(EMAIL, created=["e1"])
+        await store.client.set(key, "someone-else")
+        with pytest.raises(LeaseLost):
+            async with index_batch(emails, held) as batch:
+                batch.map_uids("m1", {2: "e2"})
+                batch.log(EMAIL, created=["e2"])
+        await store.client.set(key, held.token)  # so the lease's release finds its own
+    assert await store.client.hgetall(emails.keys.uids("m1")) == {b"1": b"e1"}
+    assert await store.client.hget(emails.keys.state, EMAIL) == b"1"
+
+
+async def test_a_node_without_the_script_loads_it_and_commits(store: Store) -> None:
+    emails = emails_of(store)
+    await store.client.script_flush()
+    async with index_batch(emails) as batch:
+        batch.map_uids("m1", {1: "e1"})
+        batch.log(EMAIL, created=["e1"])
+    assert await store.client.hget(emails.keys.uids("m1"), "1") == b"e1"
+    assert [c.data_type for c in batch.changes] == [EMAIL]
+
+
+async def test_zadd_present_adds_only_to_a_structure_that_exists(store: Store) -> None:
+    emails = emails_of(store)
+    lazy, built = emails.keys.dated("lazy"), emails.keys.dated("built")
+    await store.client.zadd(built, {"e0": 0})
+    async with index_batch(emails) as batch:
+        batch._pipe.zadd_present(lazy, {"e1": 1})
+        batch._pipe.zadd_present(built, {"e1": 1})
+    assert await store.client.exists(lazy) == 0
+    assert await store.client.zrange(built, 0, -1) == [b"e0", b"e1"]
+
+
+async def test_the_initial_indexing_moves_states_without_a_per_id_log(store: Store) -> None:
+    emails = emails_of(store)
+    state = emails.state
+    before = await state.state(EMAIL)
+    writer = IndexWriter(emails, initial=True)
+    await writer.add_copies("m1", [NewCopy(1, "e1", [], 1, 10, "t1")])
+    during = await state.state(EMAIL)
+    await writer.add_copies("m1", [NewCopy(2, "e2", [], 2, 10, "t2")])
+    assert not await emails.indexed()
+    await writer.finish()
+    assert await emails.indexed()
+    after = await state.state(EMAIL)
+    assert len({before, during, after}) == 3  # every batch moved the state
+    assert await store.client.exists(emails.keys.changed(EMAIL), emails.keys.born(EMAIL)) == 0
+    assert await store.client.exists(emails.keys.changed(THREAD)) == 0
+    meta = emails.keys.meta
+    assert await store.client.hget(meta, floor_field(EMAIL)) == after.rsplit("-")[1].encode()
+    # From here on changes are logged and exact.
+    later = IndexWriter(emails)
+    await later.add_copies("m1", [NewCopy(3, "e3", [], 3, 10, "t3")])
+    changes = await state.changes(EMAIL, after, None)
+    assert (changes.created, changes.updated, changes.destroyed) == (["e3"], [], [])
