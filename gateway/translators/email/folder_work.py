@@ -149,8 +149,8 @@ def _take_flags(run: _Run, folder_id: str, result: Result, owners: dict[int, str
     # One FETCH answer per message stored (RFC 7162 3.1.3 with CONDSTORE: UID FLAGS MODSEQ),
     # read by the parser's quick path for the common shape.
     for uid, item in fetches_from_raw(result.raw).items():
-        if item.flags is not None:
-            answered[uid] = item.flags
+        if (flags := item.flags) is not None:
+            answered[uid] = flags
     code = result.tagged.code
     if code is not None and code.name == "MODIFIED":
         # Changed by someone else since the index saw it: decide again after a catch-up.

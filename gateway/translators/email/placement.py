@@ -27,8 +27,8 @@ from gateway.jmap.errors import SetError
 from gateway.translators.email.patch import MAX_KEYWORDS, EmailPatch, SetChange
 from gateway.translators.keywords import SYSTEM_FLAGS, keyword_of, keyword_set
 
-# Distinct (flags, keyword change) pairs whose STORE is remembered: one Email/set usually
-# applies one change to copies with a handful of flag combinations.
+# Distinct flag combinations (and, for STOREs, keyword changes) whose reading is remembered:
+# one Email/set usually applies one change to copies with a handful of flag combinations.
 _REMEMBERED_STORES = 1024
 
 
@@ -69,7 +69,10 @@ class Plan:
     folders: dict[str, FolderWork] = field(default_factory=dict)
 
     def work(self, folder_id: str) -> FolderWork:
-        return self.folders.setdefault(folder_id, FolderWork())
+        work = self.folders.get(folder_id)
+        if work is None:
+            work = self.folders[folder_id] = FolderWork()
+        return work
 
     @property
     def moves_mail(self) -> bool:
@@ -88,13 +91,14 @@ class Placed:
     @classmethod
     def of(cls, record: EmailRecord) -> Placed:
         folders: dict[str, dict[int, list[str]]] = {}
-        keywords: set[str] = set()
+        keywords: frozenset[str] = frozenset()
         for folder, uids in record.copies.items():
             for uid, flags in uids.items():
-                if not is_deleted(flags):
+                hidden, own = _copy_view(tuple(flags))
+                if not hidden:
                     folders.setdefault(folder, {})[uid] = flags
-                    keywords |= keyword_set(flags)
-        return cls(folders, frozenset(keywords))
+                    keywords = keywords | own if keywords else own
+        return cls(folders, keywords)
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,12 @@ def plan_update(
     after a fresh catch-up does not need to.
     """
     folders = placed.folders
+    if not patch.mailboxes.requested:
+        # Keywords alone, the usual bulk change: every visible copy stays and is flagged.
+        for folder in sorted(folders):
+            for uid, flags in folders[folder].items():
+                _add_flag_store(plan, folder, uid, flags, record.id, patch, force)
+        return
     current = frozenset(folders)
     added = sorted(target.mailboxes - current)
     removed = sorted(current - target.mailboxes)
@@ -174,18 +184,29 @@ def plan_update(
     # When the client changes mailboxes, hidden (\\Deleted) copies in folders it leaves go
     # too: an expunge cut off after its STORE leaves such a copy behind. A keyword change
     # never expunges: an IMAP user may still undelete theirs.
-    if patch.mailboxes.requested:
-        for folder, uids in record.copies.items():
-            if folder in target.mailboxes or (folder not in removed and force):
-                continue
-            for uid, flags in uids.items():
-                if is_deleted(flags):
-                    work = plan.work(folder)
-                    (work.expunge if kept else work.expunge_after)[uid] = record.id
+    for folder, uids in record.copies.items():
+        if folder in target.mailboxes or (folder not in removed and force):
+            continue
+        for uid, flags in uids.items():
+            if is_deleted(flags):
+                work = plan.work(folder)
+                (work.expunge if kept else work.expunge_after)[uid] = record.id
     for folder, uid, flags in flagged:
-        store = _flag_store(tuple(flags), patch.keywords, force)
-        if store is not None:
-            plan.work(folder).flags.setdefault(store, {})[uid] = record.id
+        _add_flag_store(plan, folder, uid, flags, record.id, patch, force)
+
+
+def _add_flag_store(
+    plan: Plan,
+    folder: str,
+    uid: int,
+    flags: list[str],
+    email_id: str,
+    patch: EmailPatch,
+    force: bool,
+) -> None:
+    store = _flag_store(tuple(flags), patch.keywords, force)
+    if store is not None:
+        plan.work(folder).flags.setdefault(store, {})[uid] = email_id
 
 
 def plan_destroy(plan: Plan, record: EmailRecord) -> None:
@@ -193,6 +214,13 @@ def plan_destroy(plan: Plan, record: EmailRecord) -> None:
     for folder, uids in record.copies.items():
         for uid in uids:
             plan.work(folder).expunge[uid] = record.id
+
+
+@lru_cache(maxsize=_REMEMBERED_STORES)
+def _copy_view(flags: tuple[str, ...]) -> tuple[bool, frozenset[str]]:
+    """Whether a copy with these flags is hidden (\\Deleted), and its keywords; copies share
+    a handful of flag combinations, so each is worked out once."""
+    return is_deleted(flags), keyword_set(flags)
 
 
 @lru_cache(maxsize=_REMEMBERED_STORES)
