@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 # Attempts that change mail; one more only looks at the outcome.
 ATTEMPTS = 2
 LOST = "the connection to the mail server was lost before the change could be confirmed"
+# Flag changes are written to the index this many copies at a time, as the sync writes its
+# pages: one index script never holds Redis long, whatever maxObjectsInSet allows.
+FLAG_PAGE = 500
 
 
 @dataclass
@@ -276,7 +279,9 @@ async def _follow(
         writer = IndexWriter(store, held)
         for folder_id, flags in outcome.flags.items():
             if now.get(folder_id) == marks.get(folder_id):
-                await writer.set_flags(folder_id, flags)
+                answered = list(flags.items())
+                for start in range(0, len(answered), FLAG_PAGE):
+                    await writer.set_flags(folder_id, dict(answered[start : start + FLAG_PAGE]))
     return False
 
 
