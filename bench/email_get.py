@@ -62,19 +62,12 @@ def redis_bytes(url: str, account: str) -> int:
 
 def newest(client: Client, account: str, count: int) -> list[str]:
     """The ids of the newest ``count`` emails (index data only; not part of the figures)."""
-    state, _ = call(client, "Email/get", {"accountId": account, "ids": [], "properties": ["id"]})
-    epoch = state["state"].rsplit("-", 1)[0]
-    created, _ = call(client, "Email/changes", {"accountId": account, "sinceState": f"{epoch}-0"})
-    dated: list[tuple[str, str]] = []
-    ids = created["created"]
-    for start in range(0, len(ids), 500):
-        got, _ = call(
-            client,
-            "Email/get",
-            {"accountId": account, "ids": ids[start : start + 500], "properties": ["receivedAt"]},
-        )
-        dated += [(e["receivedAt"], e["id"]) for e in got["list"]]
-    return [i for _, i in sorted(dated, reverse=True)[:count]]
+    newest_first = [{"property": "receivedAt", "isAscending": False}]
+    found, _ = call(
+        client, "Email/query", {"accountId": account, "sort": newest_first, "limit": count}
+    )
+    ids: list[str] = found["ids"]
+    return ids
 
 
 def main(count: int, requests: int) -> None:

@@ -10,7 +10,7 @@ key layout and the encodings stay here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -20,6 +20,7 @@ from gateway.cache.changes import MINOR_TYPES, floor_field
 from gateway.cache.emails import (
     EMAIL,
     THREAD,
+    UID_BUCKET,
     EmailRecord,
     EmailStore,
     FolderMark,
@@ -61,14 +62,27 @@ class IndexBatch:
             self._pipe.hdel(self._keys.emails, *gone)
 
     def map_uids(self, mailbox_id: str, owners: Mapping[int, str]) -> None:
-        """uid -> email id of a folder's copies (its current UIDVALIDITY)."""
-        self._pipe.hset(self._keys.uids(mailbox_id), mapping=dict(owners.items()))
+        """uid -> email id of a folder's copies (its current UIDVALIDITY), in its buckets."""
+        by_bucket: dict[int, dict[int, str]] = {}
+        for uid, email_id in owners.items():
+            by_bucket.setdefault(uid // UID_BUCKET, {})[uid] = email_id
+        for bucket, part in by_bucket.items():
+            self._pipe.hset(self._keys.uid_bucket(mailbox_id, bucket), mapping=part)
+        if by_bucket:
+            self._pipe.sadd(self._keys.uid_buckets(mailbox_id), *by_bucket)
 
     def unmap_uids(self, mailbox_id: str, uids: Iterable[int]) -> None:
-        self._pipe.hdel(self._keys.uids(mailbox_id), *uids)
+        """Forget uids; a bucket left empty vanishes (Redis), its number stays listed."""
+        by_bucket: dict[int, list[int]] = {}
+        for uid in uids:
+            by_bucket.setdefault(uid // UID_BUCKET, []).append(uid)
+        for bucket, part in by_bucket.items():
+            self._pipe.hdel(self._keys.uid_bucket(mailbox_id, bucket), *part)
 
     def drop_uid_map(self, mailbox_id: str) -> None:
-        self._pipe.delete(self._keys.uids(mailbox_id))
+        self._pipe.drop_buckets(
+            self._keys.uid_buckets(mailbox_id), self._keys.uid_bucket(mailbox_id, 0)[:-1]
+        )
 
     def keep_old_uids(self, mailbox_id: str, owners: Mapping[int, str]) -> None:
         """A folder's uid map of an earlier UIDVALIDITY, until its copies are removed."""
@@ -113,7 +127,7 @@ class IndexBatch:
         self,
         counts: Mapping[str, int],
         new_refs: Mapping[bytes, str],
-        emptied: Mapping[str, Iterable[bytes]],
+        emptied: Collection[str],
     ) -> None:
         """The gateway's own threads' bookkeeping (gateway.cache.thread_links)."""
         write_links(self._pipe, self._keys, counts, new_refs, emptied)
@@ -130,7 +144,7 @@ class IndexBatch:
     def forget_folder(self, mailbox_id: str, kinds: Iterable[str]) -> None:
         """A folder gone upstream: its mark, uid map and counters of ``kinds``."""
         self._pipe.hdel(self._keys.folder_marks, mailbox_id)
-        self._pipe.delete(self._keys.uids(mailbox_id))
+        self.drop_uid_map(mailbox_id)
         self._pipe.hdel(self._keys.counts, *(_count_field(mailbox_id, k) for k in kinds))
 
     # -- the change log --------------------------------------------------------------------

@@ -90,11 +90,21 @@ async def email_part_keys(store: EmailStore) -> list[str]:
         pipe.hkeys(k.thread_members)
         pipe.hkeys(k.threads)
         mailboxes, marked, members, threads = await pipe.execute()
-    folders = dict.fromkeys(text(m) for m in [*mailboxes, *marked])
+    folders = list(dict.fromkeys(text(m) for m in [*mailboxes, *marked]))
+    async with client.pipeline(transaction=False) as pipe:
+        for mailbox_id in folders:
+            pipe.smembers(k.uid_buckets(mailbox_id))
+        buckets = await pipe.execute()
+    bucket_keys = [
+        k.uid_bucket(m, int(n))
+        for m, numbers in zip(folders, buckets, strict=True)
+        for n in numbers
+    ]
     threads_named = dict.fromkeys(text(t) for t in [*members, *threads])
     return [
         *_fixed_keys(k),
-        *(key for m in folders for key in (k.uids(m), k.old_uids(m), k.dated(m))),
+        *(key for m in folders for key in (k.uids(m), k.uid_buckets(m), k.old_uids(m), k.dated(m))),
+        *bucket_keys,
         *(k.thread_keys(t) for t in threads_named),
     ]
 

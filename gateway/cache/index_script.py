@@ -52,7 +52,7 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0}
 end
 local want = {hset = 'hash', hdel = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset',
-  zadd_present = 'zset', sadd = 'set'}
+  zadd_present = 'zset', sadd = 'set', link = 'hash', unlink = 'hash'}
 local typed = {}
 local i = 3
 while i <= #ARGV do
@@ -76,11 +76,24 @@ while i <= #ARGV do
       if v and not string.match(v, '^-?%d+$') then
         return redis.error_reply('index batch: hincrby on a value that is not an integer')
       end
+    elseif op == 'unlink' then
+      for j = i + 3, i + 4 do
+        local have = redis.call('TYPE', KEYS[tonumber(ARGV[j])]).ok
+        if have ~= 'none' and have ~= 'hash' then
+          return redis.error_reply('WRONGTYPE index batch: unlink on a ' .. have)
+        end
+      end
     end
   elseif op == 'delete' then
     for j = i + 2, i + 1 + n do
       typed[KEYS[tonumber(ARGV[j])]] = 'none'
     end
+  elseif op == 'drop_buckets' then
+    local have = redis.call('TYPE', key).ok
+    if have ~= 'none' and have ~= 'set' then
+      return redis.error_reply('WRONGTYPE index batch: bucket directory is a ' .. have)
+    end
+    typed[key] = 'none'
   elseif op == 'log' then
     for j = i + 2, i + 7 do
       local logkey = KEYS[tonumber(ARGV[j])]
@@ -118,6 +131,39 @@ while i <= #ARGV do
     for j = first, last do
       redis.call('UNLINK', KEYS[tonumber(ARGV[j])])
     end
+  elseif op == 'drop_buckets' then
+    -- A bucketed structure as a whole: its directory names its buckets (keys under the
+    -- same prefix, so the same hash tag and slot as every declared key).
+    local directory = KEYS[tonumber(ARGV[first])]
+    for _, number in ipairs(redis.call('SMEMBERS', directory)) do
+      redis.call('UNLINK', ARGV[first + 1] .. number)
+    end
+    redis.call('UNLINK', directory)
+  elseif op == 'link' then
+    -- A thread's "<records>:<ref keys>" (gateway.cache.thread_links): the new count, and
+    -- the keys just mapped to it appended to those it had.
+    local key, thread = KEYS[tonumber(ARGV[first])], ARGV[first + 1]
+    local old = redis.call('HGET', key, thread) or ''
+    local colon = string.find(old, ':', 1, true)
+    local refs = colon and string.sub(old, colon + 1) or ''
+    redis.call('HSET', key, thread, ARGV[first + 2] .. ':' .. refs .. ARGV[first + 3])
+  elseif op == 'unlink' then
+    -- A thread left without records: every ref key still pointing at it goes, with its
+    -- subject and its own entry.
+    local members = KEYS[tonumber(ARGV[first])]
+    local refs_key, subjects = KEYS[tonumber(ARGV[first + 1])], KEYS[tonumber(ARGV[first + 2])]
+    local thread, width = ARGV[first + 3], tonumber(ARGV[first + 4])
+    local old = redis.call('HGET', members, thread) or ''
+    local colon = string.find(old, ':', 1, true)
+    local refs = (colon and string.sub(old, colon + 1) or '') .. ARGV[first + 5]
+    for j = 1, #refs - width + 1, width do
+      local ref = string.sub(refs, j, j + width - 1)
+      if redis.call('HGET', refs_key, ref) == thread then
+        redis.call('HDEL', refs_key, ref)
+      end
+    end
+    redis.call('HDEL', subjects, thread)
+    redis.call('HDEL', members, thread)
   elseif op == 'log' then
     local function key(j) return KEYS[tonumber(ARGV[first + j])] end
     local changed, born, dead, full = key(0), key(1), key(2), key(3)
@@ -231,6 +277,21 @@ class OpRecorder:
     def sadd(self, key: str, *members: EncodableT) -> None:
         if members:
             self._op("sadd", key, list(members), 1)
+
+    def link(self, key: str, thread_id: str, count: int, added: bytes) -> None:
+        """A thread's record count, and ref keys appended to its list (thread_links)."""
+        self._op("link", key, [thread_id, count, added], 3)
+
+    def unlink(
+        self, key: str, refs_key: str, subjects_key: str, thread_id: str, width: int, added: bytes
+    ) -> None:
+        """Drop an emptied thread's entry, subject and the ref keys pointing at it."""
+        args: list[EncodableT] = [self._key(refs_key), self._key(subjects_key)]
+        self._op("unlink", key, [*args, thread_id, width, added], 5)
+
+    def drop_buckets(self, directory: str, prefix: str) -> None:
+        """Delete the set ``directory`` and the keys ``prefix + n`` for each n it lists."""
+        self._op("drop_buckets", directory, [prefix], 1)
 
     def delete(self, *keys: str) -> None:
         if keys:

@@ -18,7 +18,10 @@ key                                    type    holds
                                                address lately (digest of both)
 ``jg:{a}:meta``                        hash    ``epoch``: written when the account's index is made;
                                                ``floor:<Type>``: states before this modseq
-                                               cannot be calculated from (log pruned)
+                                               cannot be calculated from (log pruned, or
+                                               none kept: the first indexing);
+                                               ``email-indexed``: the email index was complete
+                                               once; ``index-format``: its layout's version
 ``jg:{a}:state``                       hash    data type -> the account's modseq for that type
 ``jg:{a}:changed:<Type>``              zset    id -> modseq of its last change
 ``jg:{a}:born:<Type>``                 zset    id -> modseq at which it was first created
@@ -33,7 +36,10 @@ key                                    type    holds
 ``jg:{a}:sort-order``                  hash    mailbox id -> sortOrder set by a client
 ``jg:{a}:emails``                      hash    email id -> msgpack record: thread, receivedAt, size,
                                                copies {mailbox id: {uid: flags}} (emails.py)
-``jg:{a}:uids:<mailboxId>``            hash    uid -> email id, for the folder's current UIDVALIDITY
+``jg:{a}:uids:<mailboxId>:<n>``        hash    uid -> email id, for the folder's current
+                                               UIDVALIDITY, of the uids n*128 to n*128+127
+                                               (small: Redis's compact listpack encoding)
+``jg:{a}:uid-buckets:<mailboxId>``     set     the n of the folder's ``uids`` hashes
 ``jg:{a}:uids-old:<mailboxId>``        hash    the uid map of an earlier UIDVALIDITY (or a deleted
                                                folder) until its copies are removed
 ``jg:{a}:folder-marks``                hash    mailbox id -> how far the email index followed it
@@ -46,9 +52,11 @@ key                                    type    holds
 ``jg:{a}:thread-refs``                 hash    Message-ID digest -> thread id, when threads are
                                                the gateway's own (no THREADID upstream)
 ``jg:{a}:thread-subjects``             hash    thread id -> its normalised subject (same case)
-``jg:{a}:thread-members``              hash    thread id -> its email records, while it has
-                                               any (the gateway's own threads; thread_links.py)
-``jg:{a}:thread-keys:<threadId>``      set     the thread-refs keys pointing at the thread
+``jg:{a}:thread-members``              hash    thread id -> "<records>:<thread-refs keys>", while
+                                               it has records (the gateway's own threads;
+                                               thread_links.py)
+``jg:{a}:thread-keys:<threadId>``      set     index format 1 only (index_format.py removes it):
+                                               the thread-refs keys pointing at the thread
 ``jg:{a}:cache:<kind>``                hash    email id -> immutable data fetched once: header
                                                fields, whole header, body structure, preview
 ``jg:{a}:text:<emailId>``              string  decoded text of the email's text parts read lately,
@@ -166,7 +174,15 @@ class AccountKeys:
         return f"{self.base}:emails"
 
     def uids(self, mailbox_id: str) -> str:
+        """Index format 1's uid map of a folder, one hash (index_format.py removes it)."""
         return f"{self.base}:uids:{mailbox_id}"
+
+    def uid_bucket(self, mailbox_id: str, bucket: int) -> str:
+        """The uid -> email id hash of a folder's uids ``bucket * UID_BUCKET`` onwards."""
+        return f"{self.uids(mailbox_id)}:{bucket}"
+
+    def uid_buckets(self, mailbox_id: str) -> str:
+        return f"{self.base}:uid-buckets:{mailbox_id}"
 
     def old_uids(self, mailbox_id: str) -> str:
         return f"{self.base}:uids-old:{mailbox_id}"

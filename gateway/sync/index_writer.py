@@ -210,14 +210,15 @@ class IndexWriter:
             batch.touched[email_id] = _Touched(record, record.view(), True)
 
     async def _link_changes(self, batch: _Batch) -> _LinkChanges | None:
-        """The threads' record counts after the batch, and the threads it leaves empty."""
+        """The threads' record counts after the batch (of those it changes or maps keys
+        to), and the threads it leaves empty."""
         if self._links is None:
             return None
-        delta = {t: n for t, n in _links_delta(batch).items() if n}
-        known = await self._links.members(delta)
-        counts = {t: known.get(t, 0) + n for t, n in delta.items()}
-        emptied = await self._links.keys_of(t for t, n in counts.items() if n <= 0)
-        return _LinkChanges(counts, emptied)
+        delta = _links_delta(batch)
+        touched = {t for t, n in delta.items() if n} | set(batch.refs.values())
+        known = await self._links.members(touched)
+        counts = {t: known.get(t, 0) + delta.get(t, 0) for t in touched}
+        return _LinkChanges(counts, {t for t, n in counts.items() if n <= 0})
 
     async def _write(self, batch: _Batch) -> list[str]:
         """One transaction: records, uid maps, threads, counts, thread mappings, change logs.
@@ -280,7 +281,7 @@ class IndexWriter:
 @dataclass(slots=True)
 class _LinkChanges:
     counts: dict[str, int]  # thread id -> its email records after the batch
-    emptied: dict[str, list[bytes]]  # threads left without records -> keys pointing at them
+    emptied: set[str]  # threads left without records
 
 
 def _links_delta(batch: _Batch) -> Counter[str]:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.exceptions import ResponseError
 
-from gateway.cache.changes import floor_field
+from gateway.cache.changes import CannotCalculateChanges, floor_field
 from gateway.cache.emails import EMAIL, THREAD, EmailStore
 from gateway.cache.index_batch import index_batch
 from gateway.cache.locks import LeaseLost, lease
@@ -69,7 +69,12 @@ async def test_a_batch_with_one_failing_op_writes_nothing(store: Store) -> None:
             batch.put_threads({})
             batch.drop_threads(["t1"])
             batch.log(EMAIL, created=["e1"])
-    assert await store.client.exists(keys.uids("m1"), keys.dated("m1")) == 0
+    assert (
+        await store.client.exists(
+            keys.uid_bucket("m1", 0), keys.uid_buckets("m1"), keys.dated("m1")
+        )
+        == 0
+    )
     assert await store.client.hget(keys.state, EMAIL) is None
     await store.client.delete(keys.threads)
 
@@ -78,7 +83,7 @@ async def test_a_batch_with_one_failing_op_writes_nothing(store: Store) -> None:
         async with index_batch(emails) as batch:
             batch.map_uids("m1", {1: "e1"})
             batch.add_counts({("m1", "e"): 1})
-    assert await store.client.exists(keys.uids("m1")) == 0
+    assert await store.client.exists(keys.uid_bucket("m1", 0)) == 0
 
 
 async def test_a_lost_lease_commits_nothing(store: Store) -> None:
@@ -94,7 +99,7 @@ async def test_a_lost_lease_commits_nothing(store: Store) -> None:
                 batch.map_uids("m1", {2: "e2"})
                 batch.log(EMAIL, created=["e2"])
         await store.client.set(key, held.token)  # so the lease's release finds its own
-    assert await store.client.hgetall(emails.keys.uids("m1")) == {b"1": b"e1"}
+    assert await store.client.hgetall(emails.keys.uid_bucket("m1", 0)) == {b"1": b"e1"}
     assert await store.client.hget(emails.keys.state, EMAIL) == b"1"
 
 
@@ -104,7 +109,7 @@ async def test_a_node_without_the_script_loads_it_and_commits(store: Store) -> N
     async with index_batch(emails) as batch:
         batch.map_uids("m1", {1: "e1"})
         batch.log(EMAIL, created=["e1"])
-    assert await store.client.hget(emails.keys.uids("m1"), "1") == b"e1"
+    assert await store.client.hget(emails.keys.uid_bucket("m1", 0), "1") == b"e1"
     assert [c.data_type for c in batch.changes] == [EMAIL]
 
 
@@ -136,8 +141,43 @@ async def test_the_initial_indexing_moves_states_without_a_per_id_log(store: Sto
     assert await store.client.exists(emails.keys.changed(THREAD)) == 0
     meta = emails.keys.meta
     assert await store.client.hget(meta, floor_field(EMAIL)) == after.rsplit("-")[1].encode()
+    # RFC 8620 5.2: states from before and during the first indexing cannot be calculated
+    # from (no log was kept); the state it ended at can.
+    for data_type in (EMAIL, THREAD):
+        for old in (before, during):
+            with pytest.raises(CannotCalculateChanges):
+                await state.changes(data_type, old, None)
+    assert (await state.changes(EMAIL, after, None)).created == []
     # From here on changes are logged and exact.
     later = IndexWriter(emails)
     await later.add_copies("m1", [NewCopy(3, "e3", [], 3, 10, "t3")])
     changes = await state.changes(EMAIL, after, None)
     assert (changes.created, changes.updated, changes.destroyed) == (["e3"], [], [])
+
+
+async def test_uid_maps_span_buckets_and_go_as_a_whole(store: Store) -> None:
+    emails = emails_of(store)
+    keys = emails.keys
+    owners = {uid: f"e{uid}" for uid in (1, 127, 128, 300, 5000)}
+    async with index_batch(emails) as batch:
+        batch.map_uids("m1", owners)
+        batch.map_uids("m2", {7: "x7"})
+    # Read back with a plain command per bucket: uid // 128 names the hash.
+    for uid, email_id in owners.items():
+        assert await store.client.hget(keys.uid_bucket("m1", uid // 128), str(uid)) == (
+            email_id.encode()
+        )
+    assert await emails.uid_map("m1") == owners
+    assert await emails.email_ids_of("m1", [300, 1, 999]) == {300: "e300", 1: "e1"}
+    async with index_batch(emails) as batch:
+        batch.unmap_uids("m1", [127, 300])
+    assert await emails.held_uids(["m1", "m2"]) == {
+        "m1": {1: "e1", 128: "e128", 5000: "e5000"},
+        "m2": {7: "x7"},
+    }
+    async with index_batch(emails) as batch:
+        batch.drop_uid_map("m1")
+    assert await emails.uid_map("m1") == {}
+    buckets = [keys.uid_bucket("m1", n) for n in (0, 1, 2, 39)]
+    assert await store.client.exists(keys.uid_buckets("m1"), *buckets) == 0
+    assert await emails.uid_map("m2") == {7: "x7"}

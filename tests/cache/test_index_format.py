@@ -1,0 +1,120 @@
+"""An index written in the earlier format is reset once and re-indexed to the same answers.
+
+The account is indexed by a real gateway, its answers recorded; then its Redis is turned
+into what index format 1 wrote (thread-keys sets, bare counts in thread-members, Email and
+Thread change logs for the first indexing, no ``index-format``). ensure_current resets the
+email part in one script, the next requests re-index it (an initial indexing), and every
+answer (email, thread and mailbox ids, keywords, counts, queries) is the same, while a state
+from before gets cannotCalculateChanges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from gateway.cache.changes import AccountState
+from gateway.cache.emails import EMAIL, THREAD, EmailStore
+from gateway.cache.index_format import FORMAT_FIELD, INDEX_FORMAT, ensure_current
+from gateway.cache.keys import AccountKeys
+from gateway.cache.store import Store
+from tests.jmapclient import Jmap
+from tests.servers import Dovecot
+from tests.sync.test_thread_refs import message
+from tests.translators.witness import Witness
+
+LIST = ["threadId", "mailboxIds", "keywords", "receivedAt", "size", "subject"]
+
+
+@pytest.fixture
+def plain(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+async def answers(jmap: Jmap) -> dict[str, Any]:
+    """What a client sees of the account's index, ids included."""
+    query = await jmap.call("Email/query", calculateTotal=True)
+    ids = query["ids"]
+    emails = await jmap.call("Email/get", ids=ids, properties=LIST)
+    thread_ids = sorted({e["threadId"] for e in emails["list"]})
+    threads = await jmap.call("Thread/get", ids=thread_ids)
+    mailboxes = await jmap.call("Mailbox/get")
+    unread = await jmap.call("Email/query", filter={"notKeyword": "$seen"})
+    collapsed = await jmap.call("Email/query", collapseThreads=True)
+    return {
+        "ids": ids,
+        "total": query["total"],
+        "emails": sorted(emails["list"], key=lambda e: e["id"]),
+        "threads": sorted(threads["list"], key=lambda t: t["id"]),
+        "mailboxes": sorted(mailboxes["list"], key=lambda m: m["id"]),
+        "unread": unread["ids"],
+        "collapsed": collapsed["ids"],
+    }
+
+
+def to_format_1(plain: redis.Redis, keys: AccountKeys) -> None:
+    """Rewrite the account's keys as index format 1 left them."""
+    for thread, value in plain.hgetall(keys.thread_members).items():
+        count, _, refs = value.partition(b":")
+        plain.hset(keys.thread_members, thread, count)
+        for start in range(0, len(refs), 12):
+            plain.sadd(keys.thread_keys(thread.decode()), refs[start : start + 12])
+    for email_id in plain.hkeys(keys.emails):
+        plain.zadd(keys.changed(EMAIL), {email_id: 1})
+        plain.zadd(keys.born(EMAIL), {email_id: 1})
+    for thread in plain.hkeys(keys.threads):
+        plain.zadd(keys.changed(THREAD), {thread: 1})
+    plain.hdel(keys.meta, FORMAT_FIELD, "email-indexed", "floor:Email", "floor:Thread")
+
+
+async def test_an_index_of_format_1_is_reset_once_and_answers_the_same(
+    dovecot: Dovecot, jmap: Jmap, plain: redis.Redis, redis_url: str
+) -> None:
+    with Witness(dovecot, jmap.username) as witness:
+        witness.create("Work")
+        for folder, key, subject, parents, flags in (
+            ("INBOX", "p", "Plans", (), "\\Seen"),
+            ("INBOX", "r", "Re: Plans", ("p",), ""),
+            ("Work", "b", "Budget", (), "\\Flagged"),
+            ("Work", "l", "Lunch", (), "\\Seen"),
+        ):
+            raw = message(key, subject, parents)
+            witness.ok(witness.imap.append(f'"{folder}"', f"({flags})", None, raw))
+    before = await answers(jmap)
+    assert before["total"] == 4
+    keys = AccountKeys(jmap.account_id)
+    to_format_1(plain, keys)
+    assert plain.keys(keys.thread_keys("*"))
+    old_state = (await jmap.call("Email/get", ids=[]))["state"]
+
+    store = Store.from_url(redis_url)
+    try:
+        emails = EmailStore(store.client, jmap.account_id)
+        assert await ensure_current(emails)
+        assert not await ensure_current(emails)  # once
+        assert plain.hget(keys.meta, FORMAT_FIELD) == str(INDEX_FORMAT).encode()
+        # The email part is gone, in one go; the mailboxes and the id strategy stay.
+        assert plain.exists(keys.emails, keys.threads, keys.dated(), keys.counts) == 0
+        assert plain.keys(keys.thread_keys("*")) == []
+        assert plain.exists(keys.changed(EMAIL), keys.born(EMAIL), keys.changed(THREAD)) == 0
+        assert plain.hlen(keys.mailboxes) == len(before["mailboxes"])
+        assert plain.hget(keys.meta, "email-ids") is not None
+        assert not await emails.indexed()
+        state = AccountState(store.client, jmap.account_id)
+        assert (await state.state(EMAIL)) != old_state
+    finally:
+        await store.close()
+
+    # Re-indexed by the next requests: the same ids, threads, keywords, counts and queries.
+    assert await answers(jmap) == before
+    assert plain.hget(keys.meta, "email-indexed") == b"1"
+    changes = await jmap.request(("Email/changes", {"sinceState": old_state}))
+    assert changes[0][0] == "error" and changes[0][1]["type"] == "cannotCalculateChanges"
+    now = (await jmap.call("Email/get", ids=[]))["state"]
+    unchanged = await jmap.call("Email/changes", sinceState=now)
+    assert unchanged["created"] == unchanged["updated"] == unchanged["destroyed"] == []
