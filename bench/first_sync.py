@@ -12,8 +12,9 @@ For each size (``--sizes``, default 10,000 and 100,000) a fresh user's INBOX is 
   timed from the request to its answer, with the upstream commands it sent (its metrics),
   the Redis commands and reads it caused (INFO commandstats and ``total_reads_processed``, the
   client batches Redis read: its round trips), the index's octets (MEMORY USAGE of the
-  account's keys), and the process's resident memory before the request and its peak
-  (``VmHWM`` in /proc) after.
+  account's keys), the CPU time the gateway process and Redis spent on it (steadier than
+  wall time on a shared machine), and the process's resident memory before the request and
+  its peak (``VmHWM`` in /proc) after.
 
 The ratio gateway / baseline is the issue's acceptance figure (at most 3, aim 1.5).
 
@@ -91,6 +92,19 @@ def _proc_kib(pid: int, field: str) -> int:
     raise LookupError(field)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (/proc/PID/stat utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_cpu(url: str) -> float:
+    client = redis.Redis.from_url(url)
+    cpu: dict[str, Any] = client.info("cpu")
+    client.close()
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
 def _upstream_commands(metrics_port: int) -> int:
     client = Client(metrics_port, ("", ""))
     client.request("GET", "/metrics")
@@ -140,6 +154,8 @@ def gateway_run(dovecot: Dovecot, store: RedisServer, user: str) -> dict[str, An
             hwm_before = _proc_kib(server.pid, "VmHWM")
             commands = _upstream_commands(metrics_port)
             redis_before = _redis_counts(store.url)
+            cpu_before = _cpu_seconds(server.pid)
+            redis_cpu_before = _redis_cpu(store.url)
             body = json.dumps(
                 {
                     "using": USING,
@@ -149,11 +165,15 @@ def gateway_run(dovecot: Dovecot, store: RedisServer, user: str) -> dict[str, An
             started = time.perf_counter()
             status, _ = client.request("POST", "/jmap/api/", body)
             seconds = time.perf_counter() - started
+            cpu = _cpu_seconds(server.pid) - cpu_before
+            redis_cpu = _redis_cpu(store.url) - redis_cpu_before
             answer = json.loads(client.last_body)
             assert status == 200 and answer["methodResponses"][0][0] == "Email/get", answer
             redis_delta = _delta(redis_before, _redis_counts(store.url))
             figures = {
                 "seconds": seconds,
+                "cpu": cpu,
+                "redis_cpu": redis_cpu,
                 "upstream": _upstream_commands(metrics_port) - commands,
                 "redis": redis_delta,
                 "rss_before_mib": rss_before / 1024,
@@ -221,7 +241,8 @@ def main(sizes: list[int], profile: bool) -> None:
         return
     print(f"\nfirst sync; baseline: imaplib EXAMINE + UID FETCH 1:* ({ITEMS})")
     print(
-        f"{'messages':>9} {'baseline s':>11} {'gateway s':>10} {'ratio':>6} {'upstream':>9} "
+        f"{'messages':>9} {'baseline s':>11} {'gateway s':>10} {'ratio':>6} {'gw CPU s':>9} "
+        f"{'redis CPU s':>12} {'upstream':>9} "
         f"{'redis cmds':>11} {'redis reads':>12} {'octets/email':>13} {'RSS before':>11} "
         f"{'peak RSS':>9}"
     )
@@ -229,7 +250,8 @@ def main(sizes: list[int], profile: bool) -> None:
         redis_commands = sum(n for k, n in gw["redis"].items() if not k.startswith("("))
         print(
             f"{size:>9} {base['seconds']:>11.2f} {gw['seconds']:>10.2f} "
-            f"{gw['seconds'] / base['seconds']:>6.1f} {gw['upstream']:>9} {redis_commands:>11} "
+            f"{gw['seconds'] / base['seconds']:>6.1f} {gw['cpu']:>9.2f} {gw['redis_cpu']:>12.2f} "
+            f"{gw['upstream']:>9} {redis_commands:>11} "
             f"{gw['redis'].get('(reads)', 0):>12} {gw['octets'] / size:>13.0f} "
             f"{gw['rss_before_mib']:>8.0f} MiB {gw['peak_mib']:>5.0f} MiB"
         )

@@ -50,6 +50,9 @@ class RequestCatchUp:
     # The upstream itself was asked (not trusting the interval): a writer needs no second
     # fresh catch-up before planning (translators.email.set).
     asked_upstream: bool = False
+    # Why a call of this request could not wait for the account's first indexing: its later
+    # calls are answered the same at once rather than waiting as long again.
+    unavailable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class RequestEnv:
         none would be left for them."""
         if self.caught_up.done and not fresh:
             return
+        if self.caught_up.unavailable is not None:
+            raise MethodError("serverUnavailable", self.caught_up.unavailable)
         if any(handle.held for handle in self._upstreams):
             raise RuntimeError("a catch-up must not wait while its request holds a connection")
         try:
@@ -105,7 +110,8 @@ class RequestEnv:
             hint = RETRY_HINT.get()
             if hint is not None:
                 hint.seconds = INDEXING_RETRY_SECONDS
-            raise MethodError("serverUnavailable", f"{exc} Try again later.") from None
+            self.caught_up.unavailable = f"{exc} Try again later."
+            raise MethodError("serverUnavailable", self.caught_up.unavailable) from None
         self.caught_up.asked_upstream |= asked
         self.caught_up.done = True
 

@@ -17,9 +17,7 @@ Email ids, chosen once per account and stored with the index so they never chang
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -35,13 +33,12 @@ from gateway.imap.responses.fetch import FetchItem, fetch_key, fetches_from_raw
 from gateway.imap.search import ALL, Criterion, Uid
 from gateway.imap.sequence import UidSet, from_uid, split_uid_set
 from gateway.mime.bodyparts import parse_cost
-from gateway.mime.headers import parse_header_block
 from gateway.mime.limits import HEADER_SECTION_OCTETS
 from gateway.offload import sized
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.mailboxes import OBJECT_ID
 from gateway.sync.reports import DeliveryReports
-from gateway.sync.threads import THREAD_FIELDS, Links, Threader, thread_id_for
+from gateway.sync.threads import THREAD_FIELDS, Links, Threader, digest_id, thread_id_for
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +48,10 @@ MAILBOX_STRATEGY_FIELD = "mailbox-ids"
 LINKS_FIELD = "thread-links"
 # New messages fetched per UID FETCH: bounds memory and the size of one index transaction.
 PAGE = 500
+# The next UID FETCH goes out before a chunk is indexed only behind an answer this small (a
+# page of 500 typical messages' thread fields is about 300 KB; one of strangers' messages of
+# megabytes of Subject fields can reach 500 times HEADER_SECTION_OCTETS).
+AHEAD_OCTETS = 16 * 1024 * 1024
 DIGEST_FIELDS = (*THREAD_FIELDS, "DATE", "FROM")
 # What a new message's FETCH answer must hold (as FetchItem keys) to be indexed.
 _REQUIRED = tuple(fetch_key(a) for a in (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE))
@@ -87,8 +88,7 @@ def _short_id(prefix: str, material: bytes) -> str:
     Ids are stored several times per message (record, uid map, threads, change logs), so
     they are kept short; 100 bits make a collision among a billion messages unlikely
     (about 1 in 10^12)."""
-    digest = hashlib.sha256(material).digest()
-    return prefix + base64.b32encode(digest[:15]).decode().lower()[:20]
+    return digest_id(prefix, material)
 
 
 async def sync_emails(
@@ -158,7 +158,7 @@ async def sync_emails(
 def _links(headers: list[bytes]) -> list[Links]:
     """What new messages say of their threads, from their HEADER.FIELDS (a page of them can
     be megabytes of a stranger's text: off the loop then)."""
-    return [Links.from_headers(parse_header_block(h)) for h in headers]
+    return [Links.from_block(h) for h in headers]
 
 
 def _created(copies: list[NewCopy], created: list[str]) -> dict[int, str]:
@@ -243,13 +243,18 @@ class _FolderVisit:
         arrived: dict[int, str] = {}
         chunks = deque(chunk for page in new.pages(PAGE) for chunk in split_uid_set(page))
         # One UID FETCH in flight ahead: the upstream answers chunk n+1 while chunk n is
-        # parsed and written, and at most two chunks' answers are held at once.
+        # parsed and written. Only behind a chunk of at most AHEAD_OCTETS, so what is held
+        # at once stays one chunk's answer and AHEAD_OCTETS.
         ahead = self._fetch(chunks.popleft()) if chunks else None
         try:
             while ahead is not None:
                 result = await ahead
-                ahead = self._fetch(chunks.popleft()) if chunks else None
+                ahead = None
+                if chunks and sum(map(len, result.raw)) <= AHEAD_OCTETS:
+                    ahead = self._fetch(chunks.popleft())
                 arrived.update(await self._index_new(record.id, result))
+                if ahead is None and chunks:
+                    ahead = self._fetch(chunks.popleft())
                 await self.held.renew()
         finally:
             if ahead is not None:

@@ -87,10 +87,11 @@ async def test_an_index_of_format_1_is_reset_once_and_answers_the_same(
             witness.ok(witness.imap.append(f'"{folder}"', f"({flags})", None, raw))
     before = await answers(jmap)
     assert before["total"] == 4
+    # Taken before the rewrite: a request now would catch up, and so reset the index itself.
+    old_state = (await jmap.call("Email/get", ids=[]))["state"]
     keys = AccountKeys(jmap.account_id)
     to_format_1(plain, keys)
     assert plain.keys(keys.thread_keys("*"))
-    old_state = (await jmap.call("Email/get", ids=[]))["state"]
 
     store = Store.from_url(redis_url)
     try:

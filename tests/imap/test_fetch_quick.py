@@ -193,3 +193,24 @@ def test_generated_responses_read_as_the_generic_parser_reads_them() -> None:
         quick += sum(1 for r in raws if _quick_fetch(r) is not None)
     # The generator exercises both paths.
     assert 1000 < quick < 10000
+
+
+@pytest.mark.parametrize(
+    ("date", "iso"),
+    [
+        (b"17-Jul-1996 02:44:25 -0700", "1996-07-17T02:44:25-07:00"),
+        (b" 1-Jan-2025 00:00:00 +0530", "2025-01-01T00:00:00+05:30"),
+        (b"01-jan-2025 23:59:59 +0000", "2025-01-01T23:59:59+00:00"),
+        (b"31-Feb-2025 00:00:00 +0000", None),
+        (b"01-Jan-2025 00:00:00 +2400", None),
+        (b"01-Foo-2025 00:00:00 +0000", None),
+    ],
+)
+def test_internaldate(date: bytes, iso: str | None) -> None:
+    raw = b'* 1 FETCH (UID 1 INTERNALDATE "' + date + b'")'
+    [item] = fetches_from_raw([raw]).values()
+    if iso is None:
+        with pytest.raises(ProtocolError):
+            item.internaldate  # noqa: B018
+    else:
+        assert item.internaldate is not None and item.internaldate.isoformat() == iso

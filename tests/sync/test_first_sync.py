@@ -21,6 +21,8 @@ import pytest
 from gateway.cache.account import AccountIndex
 from gateway.cache.changes import AccountState
 from gateway.cache.emails import EMAIL
+from gateway.cache.index_format import FORMAT_FIELD, INDEX_FORMAT
+from gateway.cache.keys import AccountKeys
 from gateway.cache.store import Store
 from tests.conftest import gateway_settings, running_gateway
 from tests.faultproxy import FaultProxy, Hold
@@ -105,6 +107,15 @@ async def settle(index: AccountIndex) -> None:
             await asyncio.sleep(0.05)
 
 
+async def half_way(held: Hold, index: AccountIndex) -> None:
+    """Wait until the second page's FETCH is held and the first page is in the index (the
+    FETCH goes out while the first page is still being written)."""
+    await held.reached.wait()
+    async with asyncio.timeout(SETTLE_SECONDS):
+        while await index.emails.count() < 500:
+            await asyncio.sleep(0.05)
+
+
 async def indexed_uids(index: AccountIndex) -> set[int]:
     [inbox] = [m.id for m in (await index.mailboxes.load()).values() if m.name == "INBOX"]
     return set(await index.emails.uid_map(inbox))
@@ -140,11 +151,22 @@ async def test_a_request_during_the_first_indexing_gets_server_unavailable_then_
         account = await account_of(http, auth)
         index = AccountIndex.of(store.client, account)
         unavailable(await email_get(http, auth, account))
-        await held.reached.wait()
+        await half_way(held, index)
         # Half way: the first page is in, and the answer says how far it is.
         assert "500 of about 600 messages" in unavailable(await email_get(http, auth, account))
-        # Every method that needs the index says the same, Mailbox/get included.
-        unavailable(await post(http, auth, ("Mailbox/get", {"accountId": account})))
+        # Every method that needs the index says the same, Mailbox/get included; a request's
+        # later calls at once, without waiting again.
+        both = await post(
+            http,
+            auth,
+            ("Mailbox/get", {"accountId": account}),
+            ("Thread/get", {"accountId": account, "ids": []}),
+        )
+        assert int(both.headers["retry-after"]) > 0
+        assert [(n, a["type"]) for n, a, _ in both.json()["methodResponses"]] == [
+            ("error", "serverUnavailable"),
+            ("error", "serverUnavailable"),
+        ]
         assert not await index.emails.indexed()
         # A state handed out half way (push hears each batch) cannot be a base for changes.
         early = await AccountState(store.client, account).state(EMAIL)
@@ -201,7 +223,7 @@ async def test_another_replica_gives_the_same_answer_during_the_first_indexing(
         account = await account_of(http, auth)
         index = AccountIndex.of(store.client, account)
         unavailable(await email_get(http, auth, account))
-        await held.reached.wait()
+        await half_way(held, index)
         assert "500 of about 600 messages" in unavailable(await email_get(other, auth, account))
         held.release()
         await settle(index)
@@ -220,7 +242,7 @@ async def test_shutdown_stops_a_first_indexing_and_the_next_catch_up_completes_i
         account = await account_of(http, auth)
         index = AccountIndex.of(store.client, account)
         unavailable(await email_get(http, auth, account))
-        await held.reached.wait()
+        await half_way(held, index)
     # The gateway stopped with the indexing held half way (the shutdown did not wait for
     # the upstream): half an index, not marked complete.
     assert not await index.emails.indexed()
@@ -270,3 +292,34 @@ async def test_a_later_catch_up_past_the_wait_answers_from_the_index_as_it_stand
         await settle(index)
         assert await index.emails.count() == COUNT + 1
     assert await indexed_uids(index) == upstream_uids(dovecot, user)
+
+
+async def test_a_catch_up_resets_an_index_of_another_format_and_indexes_it_again(
+    dovecot: Dovecot, redis_url: str, store: Store, user: str
+) -> None:
+    auth = httpx.BasicAuth(user, dovecot.users[user])
+    settings = gateway_settings(dovecot.url, redis_url, sync_wait_seconds=600.0)
+    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        account = await account_of(http, auth)
+        index = AccountIndex.of(store.client, account)
+        first = (await email_get(http, auth, account)).json()["methodResponses"][0][1]
+        ids = sorted(
+            (await post(http, auth, ("Email/query", {"accountId": account, "limit": 1000}))).json()[
+                "methodResponses"
+            ][0][1]["ids"]
+        )
+        await store.client.hset(AccountKeys(account).meta, FORMAT_FIELD, "1")
+        again = (await email_get(http, auth, account)).json()["methodResponses"][0][1]
+        assert again["state"] != first["state"]
+        assert (
+            await store.client.hget(AccountKeys(account).meta, FORMAT_FIELD)
+            == str(INDEX_FORMAT).encode()
+        )
+        assert await index.emails.indexed()
+        query = await post(http, auth, ("Email/query", {"accountId": account, "limit": 1000}))
+        assert sorted(query.json()["methodResponses"][0][1]["ids"]) == ids  # the same ids
+        changes = await post(
+            http, auth, ("Email/changes", {"accountId": account, "sinceState": first["state"]})
+        )
+        [(name, arguments, _)] = changes.json()["methodResponses"]
+        assert (name, arguments["type"]) == ("error", "cannotCalculateChanges")
