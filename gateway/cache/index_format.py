@@ -46,9 +46,12 @@ for i = 4, #KEYS do
 end
 redis.call('HDEL', KEYS[2], ARGV[4])
 redis.call('HSETNX', KEYS[2], 'epoch', ARGV[5])
-for i = 6, #ARGV, 2 do
-  local modseq = redis.call('HINCRBY', KEYS[3], ARGV[i], 1)
-  redis.call('HSET', KEYS[2], ARGV[i + 1], modseq)
+-- A new account had nothing to reset: its states stay (no client saw them move).
+if removed > 0 then
+  for i = 6, #ARGV, 2 do
+    local modseq = redis.call('HINCRBY', KEYS[3], ARGV[i], 1)
+    redis.call('HSET', KEYS[2], ARGV[i + 1], modseq)
+  end
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 return removed

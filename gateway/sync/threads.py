@@ -236,7 +236,12 @@ class Threader:
         return None if subject is None else subject[:THREAD_SUBJECT_CHARS]
 
     def take_writes(self) -> tuple[dict[bytes, str], dict[str, str]]:
-        """The mappings made since the last call: (Message-ID key -> thread, thread -> subject)."""
+        """The mappings made since the last call: (Message-ID key -> thread, thread -> subject).
+
+        The batch's lookups are forgotten too: the caller writes the mappings before the next
+        batch is prepared, which then reads what it needs again, so a first sync of 100,000
+        messages does not keep every Message-ID it saw in memory."""
         refs, subjects = self.new_refs, self.new_subjects
         self.new_refs, self.new_subjects = {}, {}
+        self._refs, self._subjects = {}, {}
         return refs, subjects

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.cache.emails import EmailStore
+from gateway.cache.index_batch import index_batch
 from gateway.cache.store import Store
 from gateway.mime.headers import parse_header_block
 from gateway.sync.threads import Links, Threader, normalize_subject
@@ -71,6 +72,9 @@ async def test_a_reply_before_its_parent_still_joins(threader: Threader) -> None
     thread = threader.assign("e2", reply)
     refs, subjects = threader.take_writes()
     assert set(refs.values()) == {thread} and subjects == {thread: "plans"}
+    # Written before the next batch is prepared, as the index writer does.
+    async with index_batch(threader._store) as batch:
+        batch.map_thread_refs(refs, subjects)
     parent = links(b"Message-ID: <p@x>\r\nSubject: Plans\r\n\r\n")
     await threader.prepare([parent])
     assert threader.assign("e1", parent) == thread
