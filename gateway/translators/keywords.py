@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 # RFC 8621 4.1.1: the four IMAP system flags that become $-keywords.
 SYSTEM_FLAGS = {
@@ -22,6 +23,10 @@ DELETED = "\\deleted"
 _NOT_KEYWORDS = frozenset({"\\recent", DELETED})
 # RFC 8621 4.1.1: 1-255 of %x21-%x7e without ( ) { ] % * " \
 _KEYWORD = re.compile(r"[!#$&\'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]{1,255}")
+# Distinct flag spellings remembered by keyword_of: a mailbox uses a handful, so an Email/set
+# of thousands or an Email/get of a page converts each spelling once; the bound keeps a
+# folder of hostile flags from growing it.
+_REMEMBERED_FLAGS = 4096
 
 
 def is_valid_keyword(keyword: str) -> bool:
@@ -33,18 +38,28 @@ def is_deleted(flags: Iterable[str]) -> bool:
     return any(flag.lower() == DELETED for flag in flags)
 
 
+@lru_cache(maxsize=_REMEMBERED_FLAGS)
+def keyword_of(flag: str) -> str | None:
+    """The keyword an IMAP flag stands for, or None (\\Recent, \\Deleted, other system flags
+    and words that are no valid keyword)."""
+    lowered = flag.lower()
+    if lowered in _NOT_KEYWORDS:
+        return None
+    if lowered in _FLAG_KEYWORDS:
+        return _FLAG_KEYWORDS[lowered]
+    if not flag.startswith("\\") and is_valid_keyword(flag):
+        return lowered
+    return None
+
+
+def keyword_set(flags: Iterable[str]) -> frozenset[str]:
+    """The keywords of a message with these IMAP flags, as a set."""
+    return frozenset(keyword for flag in flags if (keyword := keyword_of(flag)) is not None)
+
+
 def keywords_from_flags(flags: Iterable[str]) -> dict[str, bool]:
     """The ``keywords`` property of a message with these IMAP flags."""
-    keywords: dict[str, bool] = {}
-    for flag in flags:
-        lowered = flag.lower()
-        if lowered in _NOT_KEYWORDS:
-            continue
-        if lowered in _FLAG_KEYWORDS:
-            keywords[_FLAG_KEYWORDS[lowered]] = True
-        elif not flag.startswith("\\") and is_valid_keyword(flag):
-            keywords[lowered] = True
-    return keywords
+    return {keyword: True for flag in flags if (keyword := keyword_of(flag)) is not None}
 
 
 def flags_from_keywords(keywords: Mapping[str, bool] | Iterable[str]) -> list[str]:

@@ -8,6 +8,8 @@ from gateway.translators.keywords import (
     flags_from_keywords,
     is_deleted,
     is_valid_keyword,
+    keyword_of,
+    keyword_set,
     keywords_from_flags,
 )
 
@@ -63,3 +65,10 @@ def test_keywords_to_flags() -> None:
 )
 def test_keyword_syntax(keyword: str, valid: bool) -> None:
     assert is_valid_keyword(keyword) is valid
+
+
+def test_keyword_set_agrees_with_keywords_from_flags() -> None:
+    flags = ["\\Seen", "\\Deleted", "\\Recent", "$Junk", "$JUNK", "bad]word", "\\Unknown", "x"]
+    assert keyword_set(flags) == frozenset(keywords_from_flags(flags))
+    assert keyword_set(flags) == {"$seen", "$junk", "x"}
+    assert keyword_of("\\FLAGGED") == "$flagged" and keyword_of("\\Recent") is None

@@ -21,7 +21,7 @@ from gateway.imap import messages
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed
 from gateway.imap.responses.codes import parse_copyuid, parse_modified
-from gateway.imap.responses.fetch import fetches_by_uid
+from gateway.imap.responses.fetch import fetches_from_raw
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.jmap.errors import SetError
 from gateway.translators.email.placement import FlagStore, FolderWork, Plan
@@ -146,9 +146,11 @@ async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict
 
 def _take_flags(run: _Run, folder_id: str, result: Result, owners: dict[int, str]) -> None:
     answered = run.outcome.flags.setdefault(folder_id, {})
-    for uid, item in fetches_by_uid(result.data("FETCH")).items():
-        if item.flags is not None:
-            answered[uid] = item.flags
+    # One FETCH answer per message stored (RFC 7162 3.1.3 with CONDSTORE: UID FLAGS MODSEQ),
+    # read by the parser's quick path for the common shape.
+    for uid, item in fetches_from_raw(result.raw).items():
+        if (flags := item.flags) is not None:
+            answered[uid] = flags
     code = result.tagged.code
     if code is not None and code.name == "MODIFIED":
         # Changed by someone else since the index saw it: decide again after a catch-up.

@@ -20,11 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from gateway.cache.emails import EmailRecord, is_deleted
 from gateway.jmap.errors import SetError
-from gateway.translators.email.patch import MAX_KEYWORDS, EmailPatch
-from gateway.translators.keywords import SYSTEM_FLAGS, keywords_from_flags
+from gateway.translators.email.patch import MAX_KEYWORDS, EmailPatch, SetChange
+from gateway.translators.keywords import SYSTEM_FLAGS, keyword_of, keyword_set
+
+# Distinct flag combinations (and, for STOREs, keyword changes) whose reading is remembered:
+# one Email/set usually applies one change to copies with a handful of flag combinations.
+_REMEMBERED_STORES = 1024
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,36 @@ class Plan:
     folders: dict[str, FolderWork] = field(default_factory=dict)
 
     def work(self, folder_id: str) -> FolderWork:
-        return self.folders.setdefault(folder_id, FolderWork())
+        work = self.folders.get(folder_id)
+        if work is None:
+            work = self.folders[folder_id] = FolderWork()
+        return work
 
     @property
     def moves_mail(self) -> bool:
         """Whether any copy is created or removed (the index then needs a catch-up)."""
         return any(w.copy or w.move or w.expunge or w.expunge_after for w in self.folders.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """An Email's visible copies and its keywords (the union of theirs), read once from its
+    record for everything a plan asks of it."""
+
+    folders: dict[str, dict[int, list[str]]]  # mailbox id -> uid -> flags
+    keywords: frozenset[str]
+
+    @classmethod
+    def of(cls, record: EmailRecord) -> Placed:
+        folders: dict[str, dict[int, list[str]]] = {}
+        keywords: frozenset[str] = frozenset()
+        for folder, uids in record.copies.items():
+            for uid, flags in uids.items():
+                hidden, own = _copy_view(tuple(flags))
+                if not hidden:
+                    folders.setdefault(folder, {})[uid] = flags
+                    keywords = keywords | own if keywords else own
+        return cls(folders, keywords)
 
 
 @dataclass(frozen=True)
@@ -80,16 +109,14 @@ class Target:
     mailboxes: frozenset[str]
 
     def reached_by(self, record: EmailRecord) -> bool:
-        return (
-            frozenset(keywords_from_flags(record.flags)) == self.keywords
-            and frozenset(record.mailbox_ids) == self.mailboxes
-        )
+        placed = Placed.of(record)
+        return placed.keywords == self.keywords and self.mailboxes == placed.folders.keys()
 
 
-def target_of(record: EmailRecord, patch: EmailPatch, max_mailboxes: int) -> Target:
+def target_of(placed: Placed, patch: EmailPatch, max_mailboxes: int) -> Target:
     """The Email after the patch; raise the SetError of a change the rules forbid."""
-    keywords = frozenset(keywords_from_flags(record.flags))
-    mailboxes = frozenset(record.mailbox_ids)
+    keywords = placed.keywords
+    mailboxes = frozenset(placed.folders)
     wanted_keywords = patch.keywords.applied(keywords)
     wanted_mailboxes = patch.mailboxes.applied(mailboxes)
     if not wanted_mailboxes:
@@ -105,15 +132,27 @@ def target_of(record: EmailRecord, patch: EmailPatch, max_mailboxes: int) -> Tar
 
 
 def plan_update(
-    plan: Plan, record: EmailRecord, patch: EmailPatch, target: Target, *, force: bool
+    plan: Plan,
+    record: EmailRecord,
+    placed: Placed,
+    patch: EmailPatch,
+    target: Target,
+    *,
+    force: bool,
 ) -> None:
-    """Add one Email's update to the plan.
+    """Add one Email's update to the plan (``placed``: the record's visible copies).
 
     ``force``: send patched keywords even to copies the index says already have them. The
     first attempt does, because the index may lag the upstream by the sync interval; a retry
     after a fresh catch-up does not need to.
     """
-    folders = _visible_folders(record)
+    folders = placed.folders
+    if not patch.mailboxes.requested:
+        # Keywords alone, the usual bulk change: every visible copy stays and is flagged.
+        for folder in sorted(folders):
+            for uid, flags in folders[folder].items():
+                _add_flag_store(plan, folder, uid, flags, record.id, patch, force)
+        return
     current = frozenset(folders)
     added = sorted(target.mailboxes - current)
     removed = sorted(current - target.mailboxes)
@@ -145,18 +184,29 @@ def plan_update(
     # When the client changes mailboxes, hidden (\\Deleted) copies in folders it leaves go
     # too: an expunge cut off after its STORE leaves such a copy behind. A keyword change
     # never expunges: an IMAP user may still undelete theirs.
-    if patch.mailboxes.requested:
-        for folder, uids in record.copies.items():
-            if folder in target.mailboxes or (folder not in removed and force):
-                continue
-            for uid, flags in uids.items():
-                if is_deleted(flags):
-                    work = plan.work(folder)
-                    (work.expunge if kept else work.expunge_after)[uid] = record.id
+    for folder, uids in record.copies.items():
+        if folder in target.mailboxes or (folder not in removed and force):
+            continue
+        for uid, flags in uids.items():
+            if is_deleted(flags):
+                work = plan.work(folder)
+                (work.expunge if kept else work.expunge_after)[uid] = record.id
     for folder, uid, flags in flagged:
-        store = _flag_store(flags, patch, target, force=force)
-        if store is not None:
-            plan.work(folder).flags.setdefault(store, {})[uid] = record.id
+        _add_flag_store(plan, folder, uid, flags, record.id, patch, force)
+
+
+def _add_flag_store(
+    plan: Plan,
+    folder: str,
+    uid: int,
+    flags: list[str],
+    email_id: str,
+    patch: EmailPatch,
+    force: bool,
+) -> None:
+    store = _flag_store(tuple(flags), patch.keywords, force)
+    if store is not None:
+        plan.work(folder).flags.setdefault(store, {})[uid] = email_id
 
 
 def plan_destroy(plan: Plan, record: EmailRecord) -> None:
@@ -166,26 +216,25 @@ def plan_destroy(plan: Plan, record: EmailRecord) -> None:
             plan.work(folder).expunge[uid] = record.id
 
 
-def _visible_folders(record: EmailRecord) -> dict[str, dict[int, list[str]]]:
-    folders: dict[str, dict[int, list[str]]] = {}
-    for folder, uids in record.copies.items():
-        for uid, flags in uids.items():
-            if not is_deleted(flags):
-                folders.setdefault(folder, {})[uid] = flags
-    return folders
+@lru_cache(maxsize=_REMEMBERED_STORES)
+def _copy_view(flags: tuple[str, ...]) -> tuple[bool, frozenset[str]]:
+    """Whether a copy with these flags is hidden (\\Deleted), and its keywords; copies share
+    a handful of flag combinations, so each is worked out once."""
+    return is_deleted(flags), keyword_set(flags)
 
 
-def _flag_store(
-    flags: list[str], patch: EmailPatch, target: Target, *, force: bool
-) -> FlagStore | None:
-    have = frozenset(keywords_from_flags(flags))
-    change = patch.keywords
+@lru_cache(maxsize=_REMEMBERED_STORES)
+def _flag_store(flags: tuple[str, ...], change: SetChange, force: bool) -> FlagStore | None:
+    """The STORE that gives one copy with ``flags`` the keywords ``change`` asks for; a pure
+    function of its arguments, so the copies of one Email/set share the answer."""
+    have = keyword_set(flags)
     if change.whole is not None:
-        if have == target.keywords:
+        wanted = change.applied(have)
+        if have == wanted:
             return None
         # Flags that are no keyword (e.g. not valid as one) stay as they are.
-        kept = {f for f in flags if not keywords_from_flags([f]) and f.lower() != "\\recent"}
-        return FlagStore(replace=_as_flags(target.keywords, flags) | kept)
+        kept = {f for f in flags if keyword_of(f) is None and f.lower() != "\\recent"}
+        return FlagStore(replace=_as_flags(wanted, flags) | kept)
     add = change.add if force else change.add - have
     remove = change.remove if force else change.remove & have
     if not add and not remove:
@@ -193,7 +242,7 @@ def _flag_store(
     return FlagStore(_as_flags(add, flags), _as_flags(remove, flags))
 
 
-def _as_flags(keywords: Iterable[str], spelled: list[str]) -> frozenset[str]:
+def _as_flags(keywords: Iterable[str], spelled: Iterable[str]) -> frozenset[str]:
     """IMAP flags for keywords, spelled as the copy spells them where it has them."""
     by_keyword = {flag.lower(): flag for flag in spelled}
     flags = set()

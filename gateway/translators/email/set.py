@@ -33,6 +33,7 @@ from gateway.translators.email.creation import create_emails, selectable_mailbox
 from gateway.translators.email.folder_work import Outcome, carry_out
 from gateway.translators.email.patch import EmailPatch, parse_patch
 from gateway.translators.email.placement import (
+    Placed,
     Plan,
     Target,
     plan_destroy,
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 # Attempts that change mail; one more only looks at the outcome.
 ATTEMPTS = 2
 LOST = "the connection to the mail server was lost before the change could be confirmed"
+# Flag changes are written to the index this many copies at a time, as the sync writes its
+# pages: one index script never holds Redis long, whatever maxObjectsInSet allows.
+FLAG_PAGE = 500
 
 
 @dataclass
@@ -86,7 +90,7 @@ async def email_set(ctx: CallContext[RequestEnv], arguments: dict[str, Any]) -> 
     pending = _Pending(touched=bool(created))
     view = await mailbox_view(env)
     _resolve(ctx, view, args.update or {}, args.destroy or [], pending)
-    await _update_and_destroy(env, store, pending)
+    await _update_and_destroy(env, store, pending, view)
     response.update(
         {
             "newState": (await store.snapshot(()))[1],
@@ -114,7 +118,11 @@ def _resolve(
     destroy: list[str],
     pending: _Pending,
 ) -> None:
-    """Map the client's keys (ids or #creationIds) to email ids and parse the patches."""
+    """Map the client's keys (ids or #creationIds) to email ids and parse the patches.
+
+    Clients send one patch for many emails (mark these 500 read): a patch written alike is
+    parsed once (its form with each value's type, so ``1`` never passes for ``true``)."""
+    parsed_forms: dict[tuple[tuple[str, type, Any], ...], EmailPatch] = {}
     for key in destroy:
         email_id = _email_id(ctx, key)
         if email_id is None:
@@ -129,19 +137,37 @@ def _resolve(
             # RFC 8620 5.3: an update of a record destroyed in the same call.
             pending.not_updated[key] = SetError("willDestroy", "the email is destroyed")
         else:
-            try:
-                parsed = parse_patch(patch, lambda m: selectable_mailbox(ctx, view, m))
-            except SetError as error:
-                pending.not_updated[key] = error
-                continue
+            form = _form(patch)
+            parsed = parsed_forms.get(form) if form is not None else None
+            if parsed is None:
+                try:
+                    parsed = parse_patch(patch, lambda m: selectable_mailbox(ctx, view, m))
+                except SetError as error:
+                    pending.not_updated[key] = error
+                    continue
+                if form is not None:
+                    parsed_forms[form] = parsed
             pending.updates[email_id] = (key, parsed)
+
+
+def _form(patch: Mapping[str, Any]) -> tuple[tuple[str, type, Any], ...] | None:
+    """A patch as a hashable key, or None when a value is not hashable (a whole object)."""
+    form = tuple((path, type(value), value) for path, value in patch.items())
+    try:
+        hash(form)
+    except TypeError:
+        return None
+    return form
 
 
 def _email_id(ctx: CallContext[RequestEnv], key: str) -> str | None:
     return ctx.created_ids.get(key[1:]) if key.startswith("#") else key
 
 
-async def _update_and_destroy(env: RequestEnv, store: EmailStore, pending: _Pending) -> None:
+async def _update_and_destroy(
+    env: RequestEnv, store: EmailStore, pending: _Pending, view: MailboxView
+) -> None:
+    """``view``: the mailboxes as this request read them after its catch-up."""
     for attempt in range(ATTEMPTS + 1):
         if not pending.ids():
             return
@@ -151,7 +177,8 @@ async def _update_and_destroy(env: RequestEnv, store: EmailStore, pending: _Pend
             # back) is as fresh as one more would be.
             asked = env.caught_up.asked_upstream
             fresh = attempt > 0 or (_needs_fresh(pending) and not asked)
-            view = await mailbox_view(env, fresh=fresh)
+            if fresh:
+                view = await mailbox_view(env, fresh=True)
             if attempt == ATTEMPTS:
                 await _settle(store, pending, final=True)
                 return
@@ -206,16 +233,17 @@ def _plan(
     limit = env.services.settings.max_mailboxes_per_email
     for email_id, (_, patch) in list(pending.updates.items()):
         record = records.get(email_id)
-        if record is None or not record.visible:
+        placed = Placed.of(record) if record is not None else None
+        if record is None or placed is None or not placed.folders:
             pending.fail(email_id, SetError("notFound", "no such email"))
             continue
         try:
-            target = target_of(record, patch, limit)
+            target = target_of(placed, patch, limit)
         except SetError as error:
             pending.fail(email_id, error)
             continue
         pending.targets[email_id] = target
-        plan_update(plan, record, patch, target, force=force)
+        plan_update(plan, record, placed, patch, target, force=force)
     for email_id in list(pending.destroys):
         record = records.get(email_id)
         if force and (record is None or not record.visible):
@@ -251,7 +279,9 @@ async def _follow(
         writer = IndexWriter(store, held)
         for folder_id, flags in outcome.flags.items():
             if now.get(folder_id) == marks.get(folder_id):
-                await writer.set_flags(folder_id, flags)
+                answered = list(flags.items())
+                for start in range(0, len(answered), FLAG_PAGE):
+                    await writer.set_flags(folder_id, dict(answered[start : start + FLAG_PAGE]))
     return False
 
 
