@@ -12,7 +12,7 @@ octets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,29 +189,51 @@ class EmailStore:
 
     async def snapshot(self, ids: Iterable[str]) -> tuple[dict[str, EmailRecord], str]:
         """Records and the Email state read together, so they agree."""
-        values, state = await self._with_state(self.keys.emails, ids, EMAIL)
+        values, state, _ = await self._with_state(self.keys.emails, ids, EMAIL)
         return {i: decode(i, v) for i, v in values.items()}, state
 
+    async def snapshot_with(
+        self, ids: Iterable[str], kinds: Iterable[str]
+    ) -> tuple[dict[str, EmailRecord], str, dict[str, dict[str, bytes]]]:
+        """:meth:`snapshot` and :meth:`cached_kinds` of the same ids in one round trip (the
+        warm Email/get reads nothing else)."""
+        wanted = list(dict.fromkeys(ids))
+        names = list(dict.fromkeys(kinds)) if wanted else []
+        extra = [(self.keys.immutable(kind), wanted) for kind in names]
+        values, state, more = await self._with_state(self.keys.emails, wanted, EMAIL, extra)
+        cached = {
+            kind: {i: octets(v) for i, v in zip(wanted, got, strict=True) if v is not None}
+            for kind, got in zip(names, more, strict=True)
+        }
+        return {i: decode(i, v) for i, v in values.items()}, state, cached
+
     async def _with_state(
-        self, key: str, ids: Iterable[str], data_type: str
-    ) -> tuple[dict[str, bytes], str]:
+        self,
+        key: str,
+        ids: Iterable[str],
+        data_type: str,
+        extra: Sequence[tuple[str, list[str]]] = (),
+    ) -> tuple[dict[str, bytes], str, list[list[Any]]]:
         """The fields ``ids`` of hash ``key`` that exist, and the type's state, in one
-        transaction."""
+        transaction; with them the raw HMGET answers of ``extra`` (hash key, fields)."""
         wanted = list(dict.fromkeys(ids))
         async with self.client.pipeline(transaction=True) as pipe:
             if wanted:
                 pipe.hmget(key, wanted)
+            for other, fields in extra:
+                pipe.hmget(other, fields)
             pipe.hget(self.keys.state, data_type)
             pipe.hget(self.keys.meta, "epoch")
             results = await pipe.execute()
-        values, modseq, epoch = results if wanted else [[], *results]
+        more = results[1 : 1 + len(extra)] if wanted else results[: len(extra)]
+        values, modseq, epoch = [results[0], *results[-2:]] if wanted else [[], *results[-2:]]
         state = (
             await self.state.state(data_type)
             if epoch is None
             else format_state(text(epoch), int(modseq or 0))
         )
         found = {i: octets(v) for i, v in zip(wanted, values, strict=True) if v is not None}
-        return found, state
+        return found, state, more
 
     async def dated_window(
         self,
@@ -229,10 +251,17 @@ class EmailStore:
         RFC 8620 5.5 windowing: a negative position counts from the end; an anchor (plus
         anchorOffset, clamped to 0) replaces the position."""
         key = self.keys.dated(mailbox_id)
+        # The usual window (a position from the start) is read with its count and state in
+        # the same transaction: one round trip. Counting from the end or from an anchor
+        # needs the count or the rank first.
+        direct = anchor is None and position >= 0 and limit != 0
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.zcard(key)
             if anchor is not None:
                 (pipe.zrank if ascending else pipe.zrevrank)(key, anchor)
+            if direct:
+                stop = -1 if limit is None else position + limit - 1
+                pipe.zrange(key, position, stop, desc=not ascending)
             pipe.hget(self.keys.state, EMAIL)
             pipe.hget(self.keys.meta, "epoch")
             results = await pipe.execute()
@@ -250,6 +279,8 @@ class EmailStore:
             if epoch is None
             else format_state(text(epoch), int(modseq or 0))
         )
+        if direct:
+            return start, [text(i) for i in results[1] if isinstance(i, bytes | str)], total, state
         if start >= total or limit == 0:
             return start, [], total, state
         stop = -1 if limit is None else start + limit - 1
@@ -317,7 +348,7 @@ class EmailStore:
 
     async def thread_snapshot(self, ids: Iterable[str]) -> tuple[dict[str, list[str]], str]:
         """Each existing thread's email ids (oldest first, RFC 8621 3) and the Thread state."""
-        values, state = await self._with_state(self.keys.threads, ids, THREAD)
+        values, state, _ = await self._with_state(self.keys.threads, ids, THREAD)
         return {t: ThreadStats.decode(v).email_ids() for t, v in values.items()}, state
 
     async def threads(self, thread_ids: Iterable[str]) -> dict[str, ThreadStats]:
