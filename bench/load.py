@@ -26,6 +26,7 @@ measure the serving path, not admission; the overload run keeps the default.
 
 Run: .venv/bin/python -m bench.load [--count 10000] [--seconds 10] [--clients 1,8,64]
      [--overload-clients 64] [--workers 1]
+Profile: .venv/bin/python -m bench.load --profile /tmp/gateway.prof (cProfile, 8 clients)
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -59,6 +62,25 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _HISTOGRAM_COUNT = re.compile(
     rb"^jmap_gateway_redis_command_duration_seconds_count\{[^}]*\} ([0-9.e+]+)$", re.M
 )
+
+
+# The gateway's main under cProfile, which SIGUSR1 starts (after the first sync and warm-up).
+# uvicorn raises SIGTERM again once it has shut down, with the handler it found: this one,
+# which ends the process by SystemExit, so the file is written.
+PROFILED = """
+import cProfile, signal, sys
+from gateway.__main__ import main
+def stop(signum, frame):
+    raise SystemExit(0)
+signal.signal(signal.SIGTERM, stop)
+profile = cProfile.Profile()
+signal.signal(signal.SIGUSR1, lambda signum, frame: profile.enable())
+try:
+    main(["serve"])
+finally:
+    profile.disable()
+    profile.dump_stats({path!r})
+"""
 
 
 def open_inbox(account: str, inbox: str) -> bytes:
@@ -237,7 +259,11 @@ def drive(port: int, auth: tuple[str, str], body: bytes, run: Run) -> None:
 
 @contextmanager
 def gateway_process(
-    dovecot: Dovecot, store: RedisServer, workers: int, **settings: str
+    dovecot: Dovecot,
+    store: RedisServer,
+    workers: int,
+    profile: str | None = None,
+    **settings: str,
 ) -> Iterator[Servers]:
     port, metrics_port = free_ports(2)
     env = {
@@ -252,7 +278,10 @@ def gateway_process(
     }
     if workers == 1:
         del env["GATEWAY_WORKERS"]  # also runs on a tree without the setting
-    gateway = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env)
+    command = ["-m", "gateway", "serve"]
+    if profile:
+        command = ["-c", PROFILED.format(path=profile)]
+    gateway = subprocess.Popen([sys.executable, *command], env=env)
     try:
         wait_for_port(port, 30)
         # With several workers, each serves metrics on its own port after the first.
@@ -321,6 +350,26 @@ def measure(
     }
 
 
+def profiled(count: int, seconds: float, clients: int, path: str) -> None:
+    """The gateway under cProfile while ``clients`` send the warm request; prints where its
+    CPU time goes (the profiler itself slows the gateway: compare shares, not rates)."""
+    with local_servers() as (dovecot, store):
+        user = dovecot.fresh_user()
+        auth = (user, dovecot.users[user])
+        seed_inbox("127.0.0.1", dovecot.imap_port, user, auth[1], count)
+        limit = str(clients)
+        with gateway_process(
+            dovecot, store, 1, profile=path, max_concurrent_requests=limit
+        ) as servers:
+            body = warm_up(servers.api_port, auth)  # type: ignore[attr-defined]
+            servers.gateway.send_signal(signal.SIGUSR1)
+            row = measure(servers, auth, body, clients, seconds)
+    print(f"{row['rps']:.1f} requests/s under the profiler, {clients} clients")
+    stats = pstats.Stats(path)
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(40)
+
+
 def main(count: int, seconds: float, client_counts: list[int], overload: int, workers: int) -> None:
     with local_servers() as (dovecot, store):
         user = dovecot.fresh_user()
@@ -376,7 +425,13 @@ if __name__ == "__main__":
     parser.add_argument("--clients", default="1,8,64")
     parser.add_argument("--overload-clients", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--profile", metavar="FILE", help="instead: profile one gateway at 8 clients into FILE"
+    )
     args = parser.parse_args()
+    if args.profile:
+        profiled(args.count, args.seconds, 8, args.profile)
+        sys.exit(0)
     main(
         args.count,
         args.seconds,

@@ -34,7 +34,7 @@ _SESSION_FLAGS = frozenset({"\\recent"})
 
 
 def is_deleted(flags: Iterable[str]) -> bool:
-    return any(flag.lower() == _DELETED for flag in flags)
+    return _DELETED in map(str.lower, flags)  # asked per copy of every email rendered
 
 
 @dataclass(slots=True)

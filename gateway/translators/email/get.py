@@ -114,8 +114,9 @@ def _render_weight(args: EmailGetArgs, loaded: Loaded, found: list[str]) -> int:
     header blocks its header properties parse, and the parts of the trees with their fields
     (what their ``headers`` and ``header:`` properties read)."""
     weight = 0
+    headers = _needs_headers(args)
     for email_id in found:
-        if _needs_headers(args):
+        if headers:
             weight += parse_cost(loaded.header_block(email_id))
         root = loaded.structure.get(email_id)
         if root is not None:
@@ -126,7 +127,8 @@ def _render_weight(args: EmailGetArgs, loaded: Loaded, found: list[str]) -> int:
 def _emails(
     emails: list[tuple[EmailRecord, dict[str, EmailBodyValue]]], args: EmailGetArgs, loaded: Loaded
 ) -> list[dict[str, Any]]:
-    return [_email(record, args, loaded, values) for record, values in emails]
+    headers = _needs_headers(args)
+    return [_email(record, args, loaded, values, headers) for record, values in emails]
 
 
 def _email(
@@ -134,9 +136,10 @@ def _email(
     args: EmailGetArgs,
     loaded: Loaded,
     values: dict[str, EmailBodyValue],
+    needs_headers: bool,
 ) -> dict[str, Any]:
     email_id = record.id
-    headers = parse_header_block(loaded.header_block(email_id)) if _needs_headers(args) else []
+    headers = parse_header_block(loaded.header_block(email_id)) if needs_headers else []
     content = Content(
         headers=headers,
         summary=loaded.summary.get(email_id),
