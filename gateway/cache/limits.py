@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 # How long a request waits for a slot before the limit error: well within any client's patience.
 ADMISSION_WAIT_SECONDS = 2.0
 # Waiters per account and slot, and in the whole process (every account, every kind).
-QUEUE_PER_SLOT = 4
+QUEUE_PER_SLOT = 8
 MAX_QUEUED = 10_000
 # How often a request that passed the local count asks Redis again while other processes hold
 # the account's slots.

@@ -113,12 +113,12 @@ async def load(
     groups: dict[tuple[str, frozenset[FetchAtt]], dict[int, str]] = {}
     for email_id, record in records.items():
         items = _missing(loaded, email_id, sources, has_preview)
-        copies = record.visible_copies()
-        if items and copies:
+        copies = record.visible_copies() if items else []
+        if copies:
             mailbox_id, uid = copies[0]
             groups.setdefault((mailbox_id, items), {})[uid] = email_id
-    sizes = {record.id: record.size for record in records.values()}
     if groups:
+        sizes = {record.id: record.size for record in records.values()}
         await _fetch_groups(upstream, await _resolved(folders), loaded, groups, sizes)
     if Source.PREVIEW in sources:
         # Without PREVIEW (RFC 8970), or answered NIL (which it allows, and Cyrus 3.6 does
@@ -126,8 +126,10 @@ async def load(
         # BODYSTRUCTURE points at, never from the whole message.
         lacking: dict[str, dict[int, str]] = {}
         for email_id, record in records.items():
+            if email_id in loaded.preview or email_id in loaded.vanished:
+                continue
             copies = record.visible_copies()
-            if copies and email_id not in loaded.preview and email_id not in loaded.vanished:
+            if copies:
                 mailbox_id, uid = copies[0]
                 lacking.setdefault(mailbox_id, {})[uid] = email_id
         known = await _resolved(folders) if lacking else {}
