@@ -16,8 +16,9 @@ first, limit 50) and ``Email/get`` of ``#ids`` with the list properties, for a f
   gateway's own count: the redis command-duration histogram on its metrics port, one
   observation per round trip);
 
-and the overload case: 64 clients of ONE user that ignore Retry-After and resend at once, under
-the default ``maxConcurrentRequests``: useful requests/s (200 with method responses),
+and the overload case: 64 and 128 clients of ONE user that ignore Retry-After and resend at
+once, under the default ``maxConcurrentRequests`` (128 is more than the slots and the wait
+queue hold, so some are refused): useful requests/s (200 with method responses),
 rejections/s, Redis commands per rejection and the longest any client waited for its first
 success (starvation: "never" if one had none).
 
@@ -25,7 +26,7 @@ The throughput runs raise ``GATEWAY_MAX_CONCURRENT_REQUESTS`` to the client coun
 measure the serving path, not admission; the overload run keeps the default.
 
 Run: .venv/bin/python -m bench.load [--count 10000] [--seconds 10] [--clients 1,8,64]
-     [--overload-clients 64] [--workers 1]
+     [--overload-clients 64,128] [--workers 1] [--before /path/to/a/checkout/of/main]
 Profile: .venv/bin/python -m bench.load --profile /tmp/gateway.prof (cProfile, 8 clients)
 """
 
@@ -263,6 +264,7 @@ def gateway_process(
     store: RedisServer,
     workers: int,
     profile: str | None = None,
+    tree: str | None = None,
     **settings: str,
 ) -> Iterator[Servers]:
     port, metrics_port = free_ports(2)
@@ -281,7 +283,9 @@ def gateway_process(
     command = ["-m", "gateway", "serve"]
     if profile:
         command = ["-c", PROFILED.format(path=profile)]
-    gateway = subprocess.Popen([sys.executable, *command], env=env)
+    if tree:
+        env["PYTHONPATH"] = tree  # the gateway package of that checkout
+    gateway = subprocess.Popen([sys.executable, *command], env=env, cwd=tree)
     try:
         wait_for_port(port, 30)
         # With several workers, each serves metrics on its own port after the first.
@@ -370,26 +374,71 @@ def profiled(count: int, seconds: float, clients: int, path: str) -> None:
     stats.sort_stats("cumulative").print_stats(40)
 
 
-def main(count: int, seconds: float, client_counts: list[int], overload: int, workers: int) -> None:
+def run_tree(
+    dovecot: Dovecot,
+    store: RedisServer,
+    auth: tuple[str, str],
+    tree: str | None,
+    client_counts: list[int],
+    overload: list[int],
+    seconds: float,
+    workers: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every row for the gateway of ``tree`` (None: this checkout), from an empty Redis."""
+    redis.Redis.from_url(store.url).flushall()
+    rows, floods = [], []
+    limit = str(max(client_counts))
+    with gateway_process(
+        dovecot, store, workers, tree=tree, max_concurrent_requests=limit
+    ) as servers:
+        body = warm_up(servers.api_port, auth)  # type: ignore[attr-defined]
+        for clients in client_counts:
+            rows.append(measure(servers, auth, body, clients, seconds))
+            print(f"  {clients} clients done", flush=True)
+    with gateway_process(dovecot, store, workers, tree=tree) as servers:
+        warm_up(servers.api_port, auth)  # type: ignore[attr-defined]
+        for clients in overload:
+            floods.append(measure(servers, auth, body, clients, seconds))
+    return rows, floods
+
+
+def main(
+    count: int,
+    seconds: float,
+    client_counts: list[int],
+    overload: list[int],
+    workers: int,
+    before: str | None,
+) -> None:
+    trees: list[tuple[str, str | None]] = [("this checkout", None)]
+    if before:
+        trees.insert(0, (f"before ({before})", before))
+    results = []
     with local_servers() as (dovecot, store):
         user = dovecot.fresh_user()
         auth = (user, dovecot.users[user])
         started = time.perf_counter()
         seed_inbox("127.0.0.1", dovecot.imap_port, user, auth[1], count)
         print(f"seeded {count} messages in {time.perf_counter() - started:.1f} s", flush=True)
-        rows = []
-        limit = str(max(client_counts))
-        with gateway_process(dovecot, store, workers, max_concurrent_requests=limit) as servers:
-            body = warm_up(servers.api_port, auth)  # type: ignore[attr-defined]
-            for clients in client_counts:
-                rows.append(measure(servers, auth, body, clients, seconds))
-                print(f"  {clients} clients done", flush=True)
-        with gateway_process(dovecot, store, workers) as servers:
-            warm_up(servers.api_port, auth)  # type: ignore[attr-defined]
-            flood = measure(servers, auth, body, overload, seconds)
+        for label, tree in trees:
+            print(f"{label}:", flush=True)
+            run = run_tree(dovecot, store, auth, tree, client_counts, overload, seconds, workers)
+            results.append((label, *run))
+    for label, rows, floods in results:
+        report(label, count, seconds, workers, rows, floods)
+
+
+def report(
+    label: str,
+    count: int,
+    seconds: float,
+    workers: int,
+    rows: list[dict[str, Any]],
+    floods: list[dict[str, Any]],
+) -> None:
     print(
-        f"\nwarm open INBOX ({count} messages), {workers} worker process(es), {seconds:.0f} s "
-        "per row, measured while the machine may be shared"
+        f"\n{label}: warm open INBOX ({count} messages), {workers} worker process(es), "
+        f"{seconds:.0f} s per row, measured while the machine may be shared"
     )
     print(
         f"{'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'gw CPU ms/req':>13} "
@@ -404,18 +453,17 @@ def main(count: int, seconds: float, client_counts: list[int], overload: int, wo
             f"{r['dovecot_cores']:>13.2f} {r['generator_cores']:>13.2f} "
             f"{r['other']:>6}"
         )
-    f = flood
+    print(f"{label}: overload, clients of ONE user ignoring Retry-After, default limits")
     print(
-        f"\noverload: {overload} clients of one user ignoring Retry-After, default "
-        "maxConcurrentRequests"
+        f"{'clients':>7} {'useful req/s':>12} {'rejected/s':>10} {'redis cmds/answer':>17} "
+        f"{'gw CPU ms/answer':>16} {'p99 ms':>7} {'never served':>12} {'longest first wait s':>20}"
     )
-    print(
-        f"useful req/s {f['rps']:.1f} | rejections/s {f['rejected_ps']:.1f} | "
-        f"Redis commands per answer {f['redis_cmds']:.1f} | gw CPU ms per answer "
-        f"{f['gw_cpu_ms']:.2f} | p99 of successes {f['p99_ms']:.0f} ms | "
-        f"clients with no success {f['starved']} of {overload} | longest wait for a first "
-        f"success {f['longest_first_wait_s']:.2f} s | other statuses {f['other']}"
-    )
+    for f in floods:
+        print(
+            f"{f['clients']:>7} {f['rps']:>12.1f} {f['rejected_ps']:>10.1f} "
+            f"{f['redis_cmds']:>17.1f} {f['gw_cpu_ms']:>16.2f} {f['p99_ms']:>7.0f} "
+            f"{f['starved']:>12} {f['longest_first_wait_s']:>20.2f}"
+        )
 
 
 if __name__ == "__main__":
@@ -423,8 +471,14 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", default="1,8,64")
-    parser.add_argument("--overload-clients", type=int, default=64)
+    parser.add_argument("--overload-clients", default="64,128")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--before",
+        metavar="CHECKOUT",
+        help="also run the gateway of another checkout (e.g. a worktree of main) first, "
+        "against the same seeded servers, and print its tables beside this one's",
+    )
     parser.add_argument(
         "--profile", metavar="FILE", help="instead: profile one gateway at 8 clients into FILE"
     )
@@ -436,6 +490,7 @@ if __name__ == "__main__":
         args.count,
         args.seconds,
         [int(c) for c in args.clients.split(",")],
-        args.overload_clients,
+        [int(c) for c in args.overload_clients.split(",")],
         args.workers,
+        args.before,
     )
