@@ -167,11 +167,13 @@ class Servers:
         dovecot: Dovecot,
         store: RedisServer,
         gateway: subprocess.Popen[bytes],
+        api_port: int,
         metrics_ports: list[int],
     ) -> None:
         self.dovecot = dovecot
         self.redis = redis.Redis.from_url(store.url)
         self.gateway = gateway
+        self.api_port = api_port
         self.metrics_ports = metrics_ports
 
     def counters(self) -> Counters:
@@ -292,9 +294,7 @@ def gateway_process(
         ports = [metrics_port + i for i in range(workers)]
         for extra in ports[1:]:
             wait_for_port(extra, 30)
-        servers = Servers(dovecot, store, gateway, ports)
-        servers.api_port = port  # type: ignore[attr-defined]
-        yield servers
+        yield Servers(dovecot, store, gateway, port, ports)
     finally:
         gateway.terminate()
         gateway.wait(30)
@@ -325,7 +325,7 @@ def warm_up(port: int, auth: tuple[str, str]) -> bytes:
 def measure(
     servers: Servers, auth: tuple[str, str], body: bytes, clients: int, seconds: float
 ) -> dict[str, Any]:
-    port: int = servers.api_port  # type: ignore[attr-defined]
+    port: int = servers.api_port
     run = Run(clients, seconds)
     before = servers.counters()
     started = time.perf_counter()
@@ -365,7 +365,7 @@ def profiled(count: int, seconds: float, clients: int, path: str) -> None:
         with gateway_process(
             dovecot, store, 1, profile=path, max_concurrent_requests=limit
         ) as servers:
-            body = warm_up(servers.api_port, auth)  # type: ignore[attr-defined]
+            body = warm_up(servers.api_port, auth)
             servers.gateway.send_signal(signal.SIGUSR1)
             row = measure(servers, auth, body, clients, seconds)
     print(f"{row['rps']:.1f} requests/s under the profiler, {clients} clients")
@@ -391,12 +391,12 @@ def run_tree(
     with gateway_process(
         dovecot, store, workers, tree=tree, max_concurrent_requests=limit
     ) as servers:
-        body = warm_up(servers.api_port, auth)  # type: ignore[attr-defined]
+        body = warm_up(servers.api_port, auth)
         for clients in client_counts:
             rows.append(measure(servers, auth, body, clients, seconds))
             print(f"  {clients} clients done", flush=True)
     with gateway_process(dovecot, store, workers, tree=tree) as servers:
-        warm_up(servers.api_port, auth)  # type: ignore[attr-defined]
+        warm_up(servers.api_port, auth)
         for clients in overload:
             floods.append(measure(servers, auth, body, clients, seconds))
     return rows, floods
