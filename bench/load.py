@@ -276,6 +276,9 @@ def gateway_process(
         "GATEWAY_PORT": str(port),
         "GATEWAY_METRICS_PORT": str(metrics_port),
         "GATEWAY_LOG_LEVEL": "warning",
+        # As in production (README: set it): unset, every request reads the shared secret
+        # from Redis, one more round trip.
+        "GATEWAY_SECRET": "load-benchmark-secret-0123456789",
         "GATEWAY_WORKERS": str(workers),
         "PATH": os.environ.get("PATH", ""),
         **{f"GATEWAY_{key.upper()}": value for key, value in settings.items()},

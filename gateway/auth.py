@@ -83,11 +83,7 @@ def account_id_for(secret: bytes, identity: str) -> str:
 
 @dataclass(frozen=True)
 class _Verified:
-    """A credential check the upstream passed, and the account id made from it then: within
-    the cache time a request reads neither the upstream nor the server secret in Redis."""
-
     identity: str
-    account_id: str
     until: float
 
 
@@ -156,14 +152,12 @@ class Authenticator:
         if self._refused.get(key, 0.0) > now:
             raise Unauthenticated("the upstream refused the credentials", bearer=bearer)
         verified = self._verified.get(key)
-        if verified is None or verified.until <= now:
+        if verified is not None and verified.until > now:
+            identity = verified.identity
+        else:
             identity = await self._flights.run(key, lambda: self._check(credentials, key))
-            verified = self._verified.get(key)
-            if verified is None or verified.identity != identity:
-                # GATEWAY_AUTH_CACHE_SECONDS=0: nothing remembered, the secret read each time.
-                account_id = account_id_for(await self._secret(), identity)
-                return Principal(Login(identity, credentials), account_id)
-        return Principal(Login(verified.identity, credentials), verified.account_id)
+        account_id = account_id_for(await self._secret(), identity)
+        return Principal(Login(identity, credentials), account_id)
 
     async def recheck(self, credentials: Credentials, origin: Origin | None) -> None:
         """Check again credentials that authenticated a long-lived push stream; raises
@@ -220,10 +214,9 @@ class Authenticator:
             raise Unauthenticated("the upstream refused the credentials", bearer=bearer) from None
         await self._throttle.succeeded(keys)
         if self._cache_seconds > 0:
-            account_id = account_id_for(await self._secret(), login.identity)
             now = time.monotonic()
             self._prune(now)
-            self._verified[key] = _Verified(login.identity, account_id, now + self._cache_seconds)
+            self._verified[key] = _Verified(login.identity, now + self._cache_seconds)
         return login.identity
 
     @contextlib.asynccontextmanager

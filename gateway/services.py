@@ -255,13 +255,12 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
 
 
 def server_secret(settings: Settings, store: Store) -> SecretSource:
-    """GATEWAY_SECRET, or the secret kept in Redis, read each time it is asked for (see
-    Store.server_secret): at credential checks, not per remembered request."""
+    """GATEWAY_SECRET, or the secret kept in Redis, read each time (see Store.server_secret)."""
     if settings.secret is not None:
         return fixed_secret(settings.secret.get_secret_value().encode())
     log.warning(
-        "GATEWAY_SECRET is not set: using the secret kept in Redis, read at every credential "
-        "check. If Redis loses its data, account ids may change; set GATEWAY_SECRET in production."
+        "GATEWAY_SECRET is not set: using the secret kept in Redis, read on every request. "
+        "If Redis loses its data, account ids may change; set GATEWAY_SECRET in production."
     )
     last: bytes | None = None
 

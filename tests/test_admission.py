@@ -58,7 +58,9 @@ async def test_sixteen_requests_on_four_slots_all_succeed(dovecot: Dovecot, redi
 async def test_a_flood_past_the_queue_is_refused_without_redis(
     dovecot: Dovecot, redis_url: str
 ) -> None:
-    settings = gateway_settings(dovecot.url, redis_url, max_concurrent_requests=1)
+    # GATEWAY_SECRET set, as in production: without it every request reads the shared secret
+    # from Redis (so replicas agree on account ids even after Redis lost it: tests/test_secret).
+    settings = gateway_settings(dovecot.url, redis_url, max_concurrent_requests=1, secret="k" * 32)
     app = create_app(settings)
     auth = httpx.BasicAuth("alice", dovecot.users["alice"])
     gate = asyncio.Event()
