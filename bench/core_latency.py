@@ -53,6 +53,7 @@ class Client:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         self.headers = [("host", "127.0.0.1"), ("authorization", f"Basic {token}")]
         self.last_body = b""
+        self.last_headers: dict[str, str] = {}
 
     def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, int]:
         """Send one request; returns the status and the octets received."""
@@ -72,6 +73,7 @@ class Client:
                 self.conn.receive_data(chunk)
             elif isinstance(event, h11.Response):
                 status = event.status_code
+                self.last_headers = {k.decode(): v.decode() for k, v in event.headers}
             elif isinstance(event, h11.Data):
                 body += event.data
             elif isinstance(event, h11.EndOfMessage):

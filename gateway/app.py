@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import logs, services
 from gateway.api_runner import run_api
 from gateway.blob_routes import add_blob_routes
+from gateway.compression import ContentEncoding
 from gateway.config import Settings
 from gateway.eventsource_route import EventSourceEndpoint
 from gateway.http import (
@@ -35,7 +36,13 @@ from gateway.http import (
 from gateway.http_protocol import BODY_TIMED_OUT
 from gateway.jmap.dispatch import writes_finished
 from gateway.jmap.errors import problem
-from gateway.jmap.session import API_PATH, EVENT_SOURCE_PATH, SESSION_PATH, WS_PATH
+from gateway.jmap.session import (
+    API_PATH,
+    DOWNLOAD_PATH,
+    EVENT_SOURCE_PATH,
+    SESSION_PATH,
+    WS_PATH,
+)
 from gateway.metrics import Metrics, MetricsPort
 from gateway.problems import DESCRIBED
 from gateway.push import tokens
@@ -74,6 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
         title="jmap-gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.metrics = metrics  # gateway.server reports cut connections to it
+    # Inside the access log, which so logs the status the client got.
+    app.add_middleware(ContentEncoding, applies=encoded_route)
     app.add_middleware(AccessLog, metrics=metrics)
     # Outermost, so a scrape is neither logged nor counted as a request.
     app.add_middleware(MetricsPort, metrics=metrics, port=settings.metrics_port)
@@ -84,6 +93,13 @@ def create_app(settings: Settings) -> FastAPI:
     _add_probes(app)
     add_blob_routes(app)
     return app
+
+
+def encoded_route(path: str) -> bool:
+    """Whether responses at ``path`` may be content-encoded (gateway.compression): the API,
+    the Session and downloads. Push streams are not (EventSource frames must reach the
+    client as they are written; WebSocket has its own permessage-deflate)."""
+    return path in (API_PATH, SESSION_PATH) or path.startswith(DOWNLOAD_PATH)
 
 
 def entry(app: FastAPI, settings: Settings) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
