@@ -92,8 +92,7 @@ def serve(settings: Settings) -> int:
     except OSError as exc:
         print(f"jmap-gateway: cannot listen on {settings.host}: {exc.strerror}", file=sys.stderr)
         return 1
-    server.run(settings, sockets)
-    return 0
+    return server.run(settings, sockets)
 
 
 if __name__ == "__main__":

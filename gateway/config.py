@@ -339,6 +339,15 @@ class Settings(BaseSettings):
         description="Seconds a /readyz result is reused, so probes never hammer Redis or the "
         "upstream (0: every probe checks; concurrent probes always share one check)",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes serving the API port together, each with its own event "
+        "loop, upstream pool and metrics port (GATEWAY_METRICS_PORT + its index); about one per "
+        "core the replica may use. Upstream connections per user and per replica multiply by "
+        "it",
+    )
     shutdown_timeout_seconds: int = Field(
         20,
         ge=1,
@@ -558,6 +567,11 @@ class Settings(BaseSettings):
             )
         if self.metrics_port == self.port:
             raise ValueError("GATEWAY_METRICS_PORT must differ from GATEWAY_PORT")
+        if self.metrics_port and self.metrics_port < self.port < self.metrics_port + self.workers:
+            raise ValueError(
+                "GATEWAY_PORT must not be one of the workers' metrics ports "
+                "(GATEWAY_METRICS_PORT to GATEWAY_METRICS_PORT + GATEWAY_WORKERS - 1)"
+            )
         if (self.smtp_service_username is None) != (self.smtp_service_password is None):
             raise ValueError(
                 "GATEWAY_SMTP_SERVICE_USERNAME and GATEWAY_SMTP_SERVICE_PASSWORD go together"

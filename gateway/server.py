@@ -34,6 +34,7 @@ from gateway.app import create_app, entry
 from gateway.config import Settings
 from gateway.http_protocol import EdgeLimits, protocol_class
 from gateway.metrics import Metrics
+from gateway.workers import Supervisor
 from gateway.ws import WebSocketEndpoint
 from gateway.ws_protocol import ws_protocol_class
 
@@ -54,8 +55,14 @@ DRAIN_POLL_SECONDS = 0.05
 
 
 def listeners(settings: Settings) -> list[socket.socket]:
-    """Bound sockets of the API port and, unless disabled, the metrics port."""
-    ports = [settings.port] + ([settings.metrics_port] if settings.metrics_port else [])
+    """Bound sockets of the API port and, unless disabled, the metrics port: one per worker
+    (``GATEWAY_METRICS_PORT + i`` for worker ``i``, see gateway.workers)."""
+    metrics = (
+        [settings.metrics_port + i for i in range(settings.workers)]
+        if settings.metrics_port
+        else []
+    )
+    ports = [settings.port, *metrics]
     sockets: list[socket.socket] = []
     try:
         for port in ports:
@@ -144,7 +151,22 @@ class GatewayServer(uvicorn.Server):
             await asyncio.sleep(DRAIN_POLL_SECONDS)
 
 
-def run(settings: Settings, sockets: list[socket.socket]) -> None:
+def run(settings: Settings, sockets: list[socket.socket]) -> int:
     """Serve on ``sockets`` (see :func:`listeners`) until SIGTERM or SIGINT, then shut down
-    gracefully."""
+    gracefully; with ``GATEWAY_WORKERS`` above 1, in that many forked worker processes
+    (gateway.workers). Returns the exit status."""
+    if settings.workers == 1:
+        serve(settings, sockets)
+        return 0
+    api, *metrics = sockets
+
+    def worker(index: int, own: list[socket.socket]) -> None:
+        port = settings.metrics_port + index if settings.metrics_port else 0
+        serve(settings.model_copy(update={"metrics_port": port}), own)
+
+    return Supervisor(settings.workers, api, metrics, worker).run()
+
+
+def serve(settings: Settings, sockets: list[socket.socket]) -> None:
+    """One process serving on ``sockets``: the API's, then its metrics port's if any."""
     server(settings, create_app(settings)).run(sockets=sockets)

@@ -9,6 +9,7 @@ change of them alone as a minor update, so Mailbox/changes can answer ``updatedP
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, fields
@@ -69,7 +70,10 @@ def encode(record: MailboxRecord) -> bytes:
     return pack(list(asdict(record).values()))
 
 
+@functools.lru_cache(maxsize=4096)
 def decode(data: bytes | str) -> MailboxRecord:
+    """The record (frozen, so one decoded value can be shared: every request reads them
+    all)."""
     values = unpack(data if isinstance(data, bytes) else data.encode())
     return MailboxRecord(**dict(zip(_FIELDS, values, strict=True)))
 

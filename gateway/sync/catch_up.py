@@ -19,6 +19,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from gateway.cache.account import AccountIndex
+from gateway.cache.freshness import FreshMarks
 from gateway.cache.index_format import ensure_current
 from gateway.imap.connection import ImapConnection
 from gateway.sync.emails import sync_emails
@@ -54,6 +55,7 @@ class CatchUp:
         self._interval = interval
         self._report_blob_id = report_blob_id
         self._flight = SingleFlight()
+        self._marks = FreshMarks()
 
     def waiting(self, account_id: str) -> int:
         """How many callers wait for the account's run in progress (0: none runs)."""
@@ -76,7 +78,7 @@ class CatchUp:
         IndexingInProgress during the account's first indexing and returns otherwise.
         Returns whether the upstream was asked (False: the index was trusted as it is).
         """
-        if not fresh and self._interval and await index.freshness.is_fresh():
+        if not fresh and self._interval and await self._marks.is_fresh(index.freshness):
             return False
         first = not await index.emails.indexed()
         if fresh and not first:
@@ -107,7 +109,7 @@ class CatchUp:
                 reports = DeliveryReports(index.submissions, self._report_blob_id)
             await sync_emails(index.emails, conn, index.mailboxes, reports)
         if self._interval:
-            await index.freshness.mark_fresh(self._interval)
+            await self._marks.mark_fresh(index.freshness, self._interval)
 
 
 async def _expected(index: AccountIndex) -> int | None:

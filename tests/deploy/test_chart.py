@@ -471,3 +471,24 @@ def test_chart_settings_follow_the_gateway(chart: helm.Chart) -> None:
         )
         schema_types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
         assert set(schema_types) - {"null"} == {json_types[t] for t in python_types}, key
+
+
+def test_each_worker_metrics_port_is_exposed_and_scraped(chart: helm.Chart) -> None:
+    """config.workers: worker i serves its metrics on metricsPort + i (gateway.workers), so
+    the pod, the Service, the NetworkPolicy and the ServiceMonitor name every one of them."""
+    values = merged(values_of("production"), {"config": {"workers": 3}})
+    manifests = render(chart, values)
+    base = int(one(manifests, "ConfigMap")["data"]["GATEWAY_METRICS_PORT"])
+    names = ["metrics", "metrics-1", "metrics-2"]
+    ports = {p["name"]: p["containerPort"] for p in container(manifests)["ports"]}
+    assert [ports[name] for name in names] == [base, base + 1, base + 2]
+    service = {p["name"]: p["targetPort"] for p in one(manifests, "Service")["spec"]["ports"]}
+    assert all(service[name] == name for name in names)
+    endpoints = one(manifests, "ServiceMonitor")["spec"]["endpoints"]
+    assert [e["port"] for e in endpoints] == names
+    policy = one(manifests, "NetworkPolicy")["spec"]["ingress"]
+    assert any([p["port"] for p in rule["ports"]] == names for rule in policy)
+    for manifest in manifests:
+        if manifest["kind"] != "ServiceMonitor":
+            for version in kube_versions(chart):
+                kubernetes_validate.validate(manifest, version, strict=True)

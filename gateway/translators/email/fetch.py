@@ -8,6 +8,7 @@ emails and properties sends no FETCH upstream.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,18 +75,36 @@ class Loaded:
         return self.header.get(email_id) or self.fields.get(email_id) or b""
 
 
+# The account's folders, or a way to read them when a fetch needs them (a warm Email/get,
+# answered from the cache, then reads none).
+Folders = Mapping[str, MailboxRecord] | Callable[[], Awaitable[Mapping[str, MailboxRecord]]]
+
+
+def read_with_records(sources: set[Source]) -> list[str]:
+    """The cache kinds worth reading in the same round trip as the records (see
+    EmailStore.snapshot_with); :func:`load` reads what else it lacks."""
+    kinds = set(sources)
+    if Source.FIELDS in kinds:
+        kinds.add(Source.HEADER)  # the fuller header block answers the fields too
+    return sorted(kind.value for kind in kinds)
+
+
 async def load(
     store: EmailStore,
     upstream: LazyConnection,
-    folders: dict[str, MailboxRecord],
+    folders: Folders,
     records: dict[str, EmailRecord],
     sources: set[Source],
+    *,
+    cached: dict[str, dict[str, bytes]] | None = None,
 ) -> Loaded:
+    """What ``sources`` name for ``records``: from the cache (``cached``: the kinds of
+    :func:`read_with_records`, already read), else fetched upstream and cached."""
     loaded = Loaded()
     if not sources or not records:
         return loaded
     ids = list(records)
-    await _from_cache(store, loaded, ids, sources)
+    await _from_cache(store, loaded, ids, sources, cached)
     # Asked of a connection only when one is needed anyway: a preview is missing.
     preview_missing = Source.PREVIEW in sources and any(
         i not in loaded.preview and r.visible_copies() for i, r in records.items()
@@ -94,24 +113,28 @@ async def load(
     groups: dict[tuple[str, frozenset[FetchAtt]], dict[int, str]] = {}
     for email_id, record in records.items():
         items = _missing(loaded, email_id, sources, has_preview)
-        copies = record.visible_copies()
-        if items and copies:
+        copies = record.visible_copies() if items else []
+        if copies:
             mailbox_id, uid = copies[0]
             groups.setdefault((mailbox_id, items), {})[uid] = email_id
-    sizes = {record.id: record.size for record in records.values()}
-    await _fetch_groups(upstream, folders, loaded, groups, sizes)
+    if groups:
+        sizes = {record.id: record.size for record in records.values()}
+        await _fetch_groups(upstream, await _resolved(folders), loaded, groups, sizes)
     if Source.PREVIEW in sources:
         # Without PREVIEW (RFC 8970), or answered NIL (which it allows, and Cyrus 3.6 does
         # until its indexer ran), a preview is made from the start of the text part that
         # BODYSTRUCTURE points at, never from the whole message.
         lacking: dict[str, dict[int, str]] = {}
         for email_id, record in records.items():
+            if email_id in loaded.preview or email_id in loaded.vanished:
+                continue
             copies = record.visible_copies()
-            if copies and email_id not in loaded.preview and email_id not in loaded.vanished:
+            if copies:
                 mailbox_id, uid = copies[0]
                 lacking.setdefault(mailbox_id, {})[uid] = email_id
+        known = await _resolved(folders) if lacking else {}
         for mailbox_id, owners in lacking.items():
-            folder = folders.get(mailbox_id)
+            folder = known.get(mailbox_id)
             if folder is not None:
                 await _previews_from_text(await upstream.connection(), folder, owners, loaded)
                 groups.setdefault((mailbox_id, frozenset({PREVIEW})), {}).update(owners)
@@ -137,9 +160,13 @@ def _summaries(blocks: dict[str, bytes]) -> dict[str, dict[str, Any]]:
     return {i: convenience_properties(parse_header_block(b)) for i, b in blocks.items()}
 
 
+async def _resolved(folders: Folders) -> Mapping[str, MailboxRecord]:
+    return await folders() if callable(folders) else folders
+
+
 async def _fetch_groups(
     upstream: LazyConnection,
-    folders: dict[str, MailboxRecord],
+    folders: Mapping[str, MailboxRecord],
     loaded: Loaded,
     groups: dict[tuple[str, frozenset[FetchAtt]], dict[int, str]],
     sizes: dict[str, int],
@@ -199,13 +226,28 @@ async def _previews_from_text(
 
 
 async def _from_cache(
-    store: EmailStore, loaded: Loaded, ids: list[str], sources: set[Source]
+    store: EmailStore,
+    loaded: Loaded,
+    ids: list[str],
+    sources: set[Source],
+    cached: dict[str, dict[str, bytes]] | None,
 ) -> None:
-    kinds = set(sources)
-    if kinds & {Source.SUMMARY, Source.FIELDS}:
+    if cached is None:
+        cached = await store.cached_kinds(read_with_records(sources), ids)
+    await _take_cached(loaded, cached)
+    if Source.SUMMARY in sources:
         # Raw header data answers the convenience properties when their parsed form is gone.
-        kinds |= {Source.FIELDS, Source.HEADER}
-    cached = await store.cached_kinds([k.value for k in kinds], ids)
+        lacking = [
+            i
+            for i in ids
+            if i not in loaded.summary and i not in loaded.header and i not in loaded.fields
+        ]
+        if lacking:
+            kinds = [Source.FIELDS.value, Source.HEADER.value]
+            await _take_cached(loaded, await store.cached_kinds(kinds, lacking))
+
+
+async def _take_cached(loaded: Loaded, cached: dict[str, dict[str, bytes]]) -> None:
     loaded.summary.update(
         {i: decode_value(v) for i, v in cached.get(Source.SUMMARY.value, {}).items()}
     )

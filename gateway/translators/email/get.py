@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway.cache.emails import EMAIL, EmailRecord, EmailStore
+from gateway.cache.mailboxes import MailboxRecord
 from gateway.env import RequestEnv
 from gateway.imap.lazy import LazyConnection
 from gateway.jmap.dispatch import CallContext
@@ -16,7 +17,7 @@ from gateway.mime.bodyvalues import EmailBodyValue
 from gateway.mime.headers import parse_header_block
 from gateway.offload import sized
 from gateway.translators.email.blob_ids import part_blob_id
-from gateway.translators.email.fetch import Loaded, load
+from gateway.translators.email.fetch import Loaded, load, read_with_records
 from gateway.translators.email.properties import (
     PROPERTIES,
     EmailGetArgs,
@@ -49,13 +50,20 @@ class _EmailGet:
         self.env = env
         self.args = args
         self.loaded = Loaded()
+        self.view: MailboxView | None = None
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[_EmailReader]:
         env = self.env
-        view = await mailbox_view(env)
+        await env.catch_up()
         async with env.upstream() as upstream:
-            yield _EmailReader(self, upstream, view, env.index.emails)
+            yield _EmailReader(self, upstream, env.index.emails)
+
+    async def folders(self) -> Mapping[str, MailboxRecord]:
+        """The account's folders, read once and only when an upstream fetch needs them."""
+        if self.view is None:
+            self.view = await mailbox_view(self.env)
+        return self.view.records
 
     async def render(self, records: list[_Found], properties: list[str]) -> list[dict[str, Any]]:
         args, loaded = self.args, self.loaded
@@ -64,12 +72,9 @@ class _EmailGet:
 
 
 class _EmailReader:
-    def __init__(
-        self, get: _EmailGet, upstream: LazyConnection, view: MailboxView, store: EmailStore
-    ) -> None:
+    def __init__(self, get: _EmailGet, upstream: LazyConnection, store: EmailStore) -> None:
         self.get = get
         self.upstream = upstream
-        self.view = view
         self.store = store
 
     async def count(self) -> int:
@@ -79,18 +84,21 @@ class _EmailReader:
         return await self.store.all_ids()
 
     async def records(self, ids: list[str]) -> Batch[_Found]:
-        args, upstream, view, store = self.get.args, self.upstream, self.view, self.store
-        records, state = await store.snapshot(ids)
+        args, upstream, store = self.get.args, self.upstream, self.store
+        # One round trip when the cache holds what the properties need (the warm list screen).
+        kinds = read_with_records(args.sources) if args.sources else []
+        records, state, cached = await store.snapshot_with(ids, kinds)
         visible = {i: r for i, r in records.items() if r.visible}
-        loaded = await load(store, upstream, view.records, visible, args.sources)
+        loaded = await load(store, upstream, self.get.folders, visible, args.sources, cached=cached)
         values: dict[str, dict[str, EmailBodyValue]] = {}
         if args.wants_body_values:
             request = ValueRequest(
                 args.fetch_text, args.fetch_html, args.fetch_all, args.max_body_value_bytes
             )
             structures = {i: s for i, s in loaded.structure.items() if i in visible}
+            folders = await self.get.folders()
             values = await body_values(
-                upstream, store, request, view.records, visible, structures, loaded.messages
+                upstream, store, request, folders, visible, structures, loaded.messages
             )
         self.get.loaded = loaded
         found = {
@@ -106,8 +114,9 @@ def _render_weight(args: EmailGetArgs, loaded: Loaded, found: list[str]) -> int:
     header blocks its header properties parse, and the parts of the trees with their fields
     (what their ``headers`` and ``header:`` properties read)."""
     weight = 0
+    headers = _needs_headers(args)
     for email_id in found:
-        if _needs_headers(args):
+        if headers:
             weight += parse_cost(loaded.header_block(email_id))
         root = loaded.structure.get(email_id)
         if root is not None:
@@ -118,7 +127,8 @@ def _render_weight(args: EmailGetArgs, loaded: Loaded, found: list[str]) -> int:
 def _emails(
     emails: list[tuple[EmailRecord, dict[str, EmailBodyValue]]], args: EmailGetArgs, loaded: Loaded
 ) -> list[dict[str, Any]]:
-    return [_email(record, args, loaded, values) for record, values in emails]
+    headers = _needs_headers(args)
+    return [_email(record, args, loaded, values, headers) for record, values in emails]
 
 
 def _email(
@@ -126,9 +136,10 @@ def _email(
     args: EmailGetArgs,
     loaded: Loaded,
     values: dict[str, EmailBodyValue],
+    needs_headers: bool,
 ) -> dict[str, Any]:
     email_id = record.id
-    headers = parse_header_block(loaded.header_block(email_id)) if _needs_headers(args) else []
+    headers = parse_header_block(loaded.header_block(email_id)) if needs_headers else []
     content = Content(
         headers=headers,
         summary=loaded.summary.get(email_id),

@@ -16,6 +16,7 @@ Everything fetched is immutable and cached, so each source costs one fetch per e
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,8 +76,10 @@ LOADS: Final[dict[Origin, frozenset[Source]]] = {
 }
 
 
+@functools.lru_cache(maxsize=16384)
 def utc_date(seconds: int) -> str:
-    """RFC 8620 1.4 UTCDate: ``2014-10-30T06:12:00Z``."""
+    """RFC 8620 1.4 UTCDate: ``2014-10-30T06:12:00Z`` (kept: a list screen shows the same
+    emails' dates again and again)."""
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -150,9 +153,9 @@ class EmailGetArgs:
     fetch_all: bool
     max_body_value_bytes: int | None
 
-    @property
+    @functools.cached_property
     def sources(self) -> set[Source]:
-        """What the requested properties need besides the index."""
+        """What the requested properties need besides the index (asked per email: kept)."""
         needed: set[Source] = set()
         for prop in self.properties:
             origin = PROPERTIES.sources.get(prop)

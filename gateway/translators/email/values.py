@@ -14,6 +14,7 @@ always cut by the limit, never by the fetch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,7 @@ async def body_values(
     upstream: LazyConnection,
     store: EmailStore,
     request: ValueRequest,
-    folders: dict[str, MailboxRecord],
+    folders: Mapping[str, MailboxRecord],
     records: dict[str, EmailRecord],
     structures: dict[str, BodyPart],
     messages: dict[str, bytes],
