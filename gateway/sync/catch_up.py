@@ -76,7 +76,8 @@ class CatchUp:
         its ``patience`` once the account was indexed. ``patience``: seconds to wait (None:
         until done); past them the run goes on without the caller, which gets
         IndexingInProgress during the account's first indexing and returns otherwise.
-        Returns whether the upstream was asked (False: the index was trusted as it is).
+        Returns whether a run finished for the caller (False: the index was trusted as it
+        is, or the caller stopped waiting: a writer must then not plan on it as caught up).
         """
         if not fresh and self._interval and await self._marks.is_fresh(index.freshness):
             return False
@@ -92,11 +93,12 @@ class CatchUp:
         )
         if not done and not await index.emails.indexed():
             raise IndexingInProgress(await index.emails.count(), await _expected(index))
-        return True
+        return done
 
     async def stop(self) -> None:
-        """Stop every run, first indexings included (shutdown); the next catch-up of an
-        account resumes where its folder marks say."""
+        """Stop every run, first indexings included (shutdown). Folder marks are written
+        at a run's end, so the next catch-up after an interrupted first indexing reads its
+        folders again (the emails keep their ids)."""
         await self._flight.stop()
 
     async def _sync(self, index: AccountIndex, connect: Connect) -> None:

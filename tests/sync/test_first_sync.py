@@ -294,6 +294,71 @@ async def test_a_later_catch_up_past_the_wait_answers_from_the_index_as_it_stand
     assert await indexed_uids(index) == upstream_uids(dovecot, user)
 
 
+async def test_a_writer_after_a_catch_up_that_ran_out_of_patience_asks_the_upstream_itself(
+    dovecot: Dovecot, redis_url: str, store: Store, proxy: FaultProxy, user: str
+) -> None:
+    """A catch-up the request stopped waiting for did not bring the index up to date: a
+    removal planned on it could take a message's last copy, so the Email/set after it in the
+    same request waits for its own run."""
+    auth = httpx.BasicAuth(user, dovecot.users[user])
+    settings = gateway_settings(proxy.url, redis_url, sync_wait_seconds=float(WAIT))
+    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        account = await account_of(http, auth)
+        index = AccountIndex.of(store.client, account)
+        await email_get(http, auth, account)
+        await settle(index)
+        [first] = (await post(http, auth, ("Email/query", {"accountId": account}))).json()[
+            "methodResponses"
+        ][0][1]["ids"][:1]
+        with dovecot.client(user) as witness:
+            witness.append("INBOX", "", None, b"Subject: later\r\n\r\nlater\r\n")
+        held = proxy.hold(rb"UID FETCH 601")
+        get = ("Email/get", {"accountId": account, "ids": [first], "properties": ["id"]})
+        update = {first: {"keywords/$seen": None}}
+        writing = asyncio.create_task(
+            post(http, auth, get, ("Email/set", {"accountId": account, "update": update}))
+        )
+        await held.reached.wait()
+        done, _ = await asyncio.wait({writing}, timeout=4 * float(WAIT))
+        assert not done
+        held.release()
+        responses = (await writing).json()["methodResponses"]
+        assert [name for name, _, _ in responses] == ["Email/get", "Email/set"]
+        assert first in responses[1][1]["updated"], responses
+
+
+async def test_a_download_during_the_first_indexing_is_unavailable_for_now_not_missing(
+    dovecot: Dovecot, redis_url: str, store: Store, proxy: FaultProxy, user: str
+) -> None:
+    """A client holding an email id from before an index reset asks for its blob while the
+    indexing has not reached it: 503 with Retry-After (never 404, never 500), then the octets."""
+    auth = httpx.BasicAuth(user, dovecot.users[user])
+    settings = gateway_settings(proxy.url, redis_url, sync_wait_seconds=float(WAIT))
+    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        account = await account_of(http, auth)
+        index = AccountIndex.of(store.client, account)
+        await email_get(http, auth, account)
+        await settle(index)
+        subject = {"accountId": account, "filter": {"subject": "message 599"}}
+        [email_id] = (await post(http, auth, ("Email/query", subject))).json()["methodResponses"][
+            0
+        ][1]["ids"]
+        await store.client.hset(AccountKeys(account).meta, FORMAT_FIELD, "1")
+        held = proxy.hold(SECOND_PAGE)
+        path = f"/jmap/download/{account}/M{email_id}/m.eml?accept=message/rfc822"
+        first = await http.get(path, auth=auth)
+        await half_way(held, index)
+        again = await http.get(path, auth=auth)
+        for answer in (first, again):
+            assert answer.status_code == 503, answer.text
+            assert int(answer.headers["retry-after"]) > 0
+        held.release()
+        await settle(index)
+        done = await http.get(path, auth=auth)
+        assert done.status_code == 200
+        assert b"Subject: message 599" in done.content
+
+
 async def test_a_catch_up_resets_an_index_of_another_format_and_indexes_it_again(
     dovecot: Dovecot, redis_url: str, store: Store, user: str
 ) -> None:
