@@ -18,9 +18,9 @@ from fastapi.responses import StreamingResponse
 
 from gateway.cache.blobs import BlobTooLarge, UploadExpired, UploadQuotaFull
 from gateway.cache.limits import TooManyConcurrent
-from gateway.env import RequestEnv
+from gateway.env import INDEXING_RETRY_SECONDS, RequestEnv
 from gateway.http import JsonResponse, authenticate, services_of
-from gateway.jmap.errors import RequestError, problem
+from gateway.jmap.errors import MethodError, RequestError, problem
 from gateway.jmap.session import DOWNLOAD_PATH, UPLOAD_PATH
 from gateway.problems import HttpProblem, too_many_concurrent
 from gateway.translators.email.blob_read import open_blob
@@ -88,7 +88,17 @@ def add_blob_routes(app: FastAPI) -> None:
         _own_account(principal.account_id, account_id)
         if not _MEDIA_TYPE.fullmatch(accept):
             raise HttpProblem(problem(400, "Bad Request", "accept is not a media type."))
-        download = await open_blob(RequestEnv(services_of(request), principal), blob_id)
+        try:
+            download = await open_blob(RequestEnv(services_of(request), principal), blob_id)
+        except MethodError as exc:
+            if exc.type != "serverUnavailable":
+                raise
+            # The account's first indexing outlasted the wait: the blob may well exist, so
+            # not a 404; RFC 9110 15.6.4: 503 with when to try again.
+            raise HttpProblem(
+                problem(503, "Service Unavailable", exc.description or "Try again later."),
+                {"Retry-After": str(INDEXING_RETRY_SECONDS)},
+            ) from None
         if download is None:
             raise HttpProblem(problem(404, "Not Found", "No such blob."))
         headers = {

@@ -77,7 +77,7 @@ class _Source:
 async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) -> Download | None:
     """The blob's octets, or None when the account has no such message or part.
 
-    An id the index has never seen is refused without asking the upstream anything. Without
+    An id the complete index has never seen is refused without asking the upstream. Without
     ``fetch``, nothing is read yet: the Download says the message (and part) exist and how
     large they are, for a caller that checks that first (Blob/copy needs no more, a reader
     its size); its chunks then start with the first piece, and raise BlobVanished if the
@@ -85,7 +85,13 @@ async def open_download(env: RequestEnv, ref: BlobRef, *, fetch: bool = True) ->
     """
     store = env.index.emails
     if ref.email_id not in await store.records([ref.email_id]):
-        return None
+        if await store.indexed():
+            return None
+        # The account's first indexing may not have reached it yet: not a 404 before it has
+        # (the catch-up waits for it, or answers serverUnavailable past the wait).
+        await env.catch_up()
+        if ref.email_id not in await store.records([ref.email_id]):
+            return None
     view = await mailbox_view(env)
     async with env.upstream() as upstream:
         record = (await store.records([ref.email_id])).get(ref.email_id)
