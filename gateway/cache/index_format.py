@@ -20,15 +20,15 @@ import secrets
 from gateway.cache.changes import EPOCH_CHARS, floor_field
 from gateway.cache.codec import text
 from gateway.cache.emails import EMAIL, INDEXED_FIELD, THREAD, EmailStore
-from gateway.cache.keys import AccountKeys
+from gateway.cache.keys import INDEX_FORMAT, AccountKeys
 from gateway.cache.locks import LeaseLost
 from gateway.cache.query_index import query_part_keys
 from gateway.cache.thread_links import ref_shape
 
-# 1 (no field): one uid-map hash per folder, one thread-refs hash, a thread-keys set per
-# thread, change logs for the first indexing. 2: none for the first indexing, uid maps and
-# thread-refs in listpack-sized buckets, a thread's ref keys packed in thread-members.
-INDEX_FORMAT = 2
+# Formats (INDEX_FORMAT, in keys.py): 1 (no field): one uid-map hash per folder, one
+# thread-refs hash, a thread-keys set per thread, change logs for the first indexing. 2: none
+# for the first indexing, uid maps and thread-refs in listpack-sized buckets, a thread's ref
+# keys packed in thread-members.
 FORMAT_FIELD = "index-format"
 LOGGED = (EMAIL, THREAD)
 # The email part's fields of the account's meta hash.

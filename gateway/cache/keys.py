@@ -70,7 +70,7 @@ key                                    type    holds
                                                fields, whole header, body structure, preview
 ``jg:{a}:text:<emailId>``              string  decoded text of the email's text parts read lately,
                                                expiring (translators/email/values.py)
-``jg:{a}:caught-up``                   string  present while the account's last catch-up is recent
+``jg:{a}:caught-up:<format>``          string  present while the account's last catch-up is recent
                                                (GATEWAY_SYNC_INTERVAL_SECONDS)
 ``jg:{a}:lock:<name>``                 string  a short lease serialising one kind of work on
                                                the account's index (locks.IndexWork)
@@ -112,6 +112,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PREFIX = "jg"
+# The layout of an account's email index this code reads and writes (cache/index_format.py).
+INDEX_FORMAT = 2
 SECRET = f"{PREFIX}:secret"
 
 
@@ -240,7 +242,9 @@ class AccountKeys:
 
     @property
     def caught_up(self) -> str:
-        return f"{self.base}:caught-up"
+        """Named after the index format, so a mark a gateway of another format wrote (during
+        an upgrade) is not taken for this format's index being recent."""
+        return f"{self.base}:caught-up:{INDEX_FORMAT}"
 
     def lock(self, name: str) -> str:
         return f"{self.base}:lock:{name}"

@@ -33,6 +33,9 @@ from gateway.cache.mailboxes import MAILBOX
 from gateway.cache.thread_links import ThreadLinks
 from gateway.sync.tallies import KINDS, Move, Presence, apply
 
+# Uid map entries of an earlier UIDVALIDITY copied per script (see IndexWriter.start_over).
+OLD_UIDS_PART = 5000
+
 
 @dataclass(frozen=True, slots=True)
 class NewCopy:
@@ -149,9 +152,15 @@ class IndexWriter:
         """
         old = (await self.store.held_uids([mailbox_id]))[mailbox_id]
         self._retire(mailbox_id, old)
+        # The old map is copied in parts, so no one script carries a large folder's map (a
+        # resumed first indexing of 100,000 messages would be 200,000 arguments, stalling
+        # Redis); the current map goes only with the last part, so an interruption between
+        # parts leaves both maps, which the next visit merges again.
+        owners = list(old.items())
+        for start in range(0, len(owners), OLD_UIDS_PART):
+            async with index_batch(self.store, self._held, initial=self._initial) as batch:
+                batch.keep_old_uids(mailbox_id, dict(owners[start : start + OLD_UIDS_PART]))
         async with index_batch(self.store, self._held, initial=self._initial) as batch:
-            if old:
-                batch.keep_old_uids(mailbox_id, old)
             batch.drop_uid_map(mailbox_id)
 
     def empty_folder(self, mailbox_id: str, old: dict[int, str], mark: FolderMark) -> None:
