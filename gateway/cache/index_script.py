@@ -19,8 +19,12 @@ What the script guarantees, in the order it runs:
    (gateway.cache.changes), so /changes reads both alike; the reply carries
    [epoch, modseq] per log op for gateway.cache.journal.
 
-Every key is passed in KEYS and carries the account's hash tag, so the script runs on the
-node owning that slot (Redis Cluster allows multi-key scripts within one slot).
+Every key carries the account's hash tag, so the script runs on the node owning that slot
+(Redis Cluster allows multi-key scripts within one slot). The keys an op names are passed in
+KEYS; the bucket keys of uid maps being dropped and of the thread-refs table are named inside
+the script from the account's prefix, because only the script knows how many there are at
+that moment. Redis tolerates such keys in scripts without a flags shebang when they share the
+slot (the 3-node cluster tests run it); they are not type-checked first.
 """
 
 from __future__ import annotations

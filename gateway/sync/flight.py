@@ -40,6 +40,7 @@ class SingleFlight:
 
     def __init__(self) -> None:
         self._running: dict[str, _Flight] = {}
+        self._closed = False
 
     def waiting(self, key: str) -> int:
         """How many callers wait for the run of ``key`` in progress (0: none runs)."""
@@ -66,6 +67,8 @@ class SingleFlight:
         seconds this caller waits in all; past them it stops waiting, the run goes on (it is
         detached) and False is returned. True: a run that counts for the caller completed.
         """
+        # After stop() (shutdown), nothing is left running without a caller to wait for it.
+        detach = detach and not self._closed
         deadline = None if patience is None else time.monotonic() + patience
         stale = self._current(key) if fresh else None
         while (flight := self._current(key)) is not None:
@@ -85,7 +88,9 @@ class SingleFlight:
         return True
 
     async def stop(self) -> None:
-        """Cancel every run, detached ones included, and wait for them to end (shutdown)."""
+        """Cancel every run, detached ones included, and wait for them to end (shutdown);
+        runs started later (requests still draining) end with their callers."""
+        self._closed = True
         tasks = [f.task for f in self._running.values() if not f.task.done()]
         for task in tasks:
             task.cancel()

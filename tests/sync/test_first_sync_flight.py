@@ -71,3 +71,13 @@ async def test_a_run_without_patience_or_detach_still_stops_when_nobody_waits() 
     caller.cancel()
     await asyncio.gather(caller, return_exceptions=True)
     await until(lambda: work.cancelled == 1)
+
+
+async def test_after_stop_a_run_ends_with_its_callers_even_when_asked_to_detach() -> None:
+    flight, work = SingleFlight(), Work()
+    await flight.stop()
+    caller = asyncio.create_task(flight.run(KEY, work, detach=True))
+    await until(lambda: work.started == 1)
+    caller.cancel()
+    await asyncio.gather(caller, return_exceptions=True)
+    await until(lambda: work.cancelled == 1)
