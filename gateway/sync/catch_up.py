@@ -15,17 +15,23 @@ stands: every batch the writer committed is a consistent state.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from gateway.cache.account import AccountIndex
 from gateway.cache.freshness import FreshMarks
 from gateway.cache.index_format import ensure_current
+from gateway.cache.locks import IndexWork
 from gateway.imap.connection import ImapConnection
 from gateway.sync.emails import sync_emails
 from gateway.sync.flight import SingleFlight
 from gateway.sync.mailboxes import sync_mailboxes
 from gateway.sync.reports import DeliveryReports
+
+# How often a replica looks whether another's first indexing of an account has ended.
+ELSEWHERE_POLL_SECONDS = 0.25
 
 # Borrows a logged-in upstream connection of the account's user for the run.
 Connect = Callable[[], AbstractAsyncContextManager[ImapConnection]]
@@ -84,6 +90,16 @@ class CatchUp:
         first = not await index.emails.indexed()
         if fresh and not first:
             patience = None
+        if first and not self._flight.running(index.account_id):
+            started = time.monotonic()
+            elsewhere = await _indexed_elsewhere(index, patience)
+            if elsewhere is False:
+                raise IndexingInProgress(await index.emails.count(), await _expected(index))
+            if elsewhere:
+                # Another replica's run: this caller's writes were not read back by it.
+                return False
+            if patience is not None:
+                patience = max(0.0, patience - (time.monotonic() - started))
         done = await self._flight.run(
             index.account_id,
             lambda: self._sync(index, connect),
@@ -112,6 +128,23 @@ class CatchUp:
             await sync_emails(index.emails, conn, index.mailboxes, reports)
         if self._interval:
             await self._marks.mark_fresh(index.freshness, self._interval)
+
+
+async def _indexed_elsewhere(index: AccountIndex, patience: float | None) -> bool | None:
+    """While another replica holds the account's email lease during its first indexing,
+    wait for that indexing instead of borrowing an upstream connection to queue for the
+    lease: True once it completed, False when ``patience`` ran out first, None when nobody
+    holds the lease (this replica runs the indexing itself)."""
+    store = index.emails
+    key = store.keys.lock(IndexWork.EMAILS.value)
+    deadline = None if patience is None else time.monotonic() + patience
+    while await store.client.exists(key):
+        if await store.indexed():
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(ELSEWHERE_POLL_SECONDS)
+    return True if await store.indexed() else None
 
 
 async def _expected(index: AccountIndex) -> int | None:

@@ -42,6 +42,10 @@ class SingleFlight:
         self._running: dict[str, _Flight] = {}
         self._closed = False
 
+    def running(self, key: str) -> bool:
+        """Whether a run of ``key`` is in progress here (detached ones too, waited for or not)."""
+        return self._current(key) is not None
+
     def waiting(self, key: str) -> int:
         """How many callers wait for the run of ``key`` in progress (0: none runs)."""
         flight = self._current(key)
