@@ -149,19 +149,7 @@ def fetches_by_uid(responses: Iterable[Untagged]) -> dict[int, FetchItem]:
     FLAGS-only response; responses without a UID (not about a message of a UID command) are
     left out.
     """
-    merged: dict[int, FetchItem] = {}
-    for response in responses:
-        if response.keyword != "FETCH":
-            continue
-        item = parse_fetch(response)
-        uid = item.uid
-        if uid is None:
-            continue
-        earlier = merged.get(uid)
-        merged[uid] = (
-            item if earlier is None else FetchItem(item.seq, {**earlier.items, **item.items})
-        )
-    return merged
+    return _merged(parse_fetch(r) for r in responses if r.keyword == "FETCH")
 
 
 def fetches_from_raw(raws: Iterable[bytes]) -> dict[int, FetchItem]:
@@ -173,16 +161,25 @@ def fetches_from_raw(raws: Iterable[bytes]) -> dict[int, FetchItem]:
     by :func:`_quick_fetch` straight into their items, without the generic token tree. Any
     other response goes through the generic parser, which raises on malformed ones as before.
     """
+    return _merged(item for item in map(_any_fetch, raws) if item is not None)
+
+
+def _any_fetch(raw: bytes) -> FetchItem | None:
+    """One untagged response read quickly if it can be, else by the generic parser; None
+    when it is not a FETCH."""
+    item = _quick_fetch(raw)
+    if item is not None:
+        return item
+    response = parse_response(raw)
+    if not isinstance(response, Untagged):
+        raise ProtocolError("untagged response expected")
+    return parse_fetch(response) if response.keyword == "FETCH" else None
+
+
+def _merged(items: Iterable[FetchItem]) -> dict[int, FetchItem]:
+    """FETCH items by UID, several for one message merged in order (see fetches_by_uid)."""
     merged: dict[int, FetchItem] = {}
-    for raw in raws:
-        item = _quick_fetch(raw)
-        if item is None:
-            response = parse_response(raw)
-            if not isinstance(response, Untagged):
-                raise ProtocolError("untagged response expected")
-            if response.keyword != "FETCH":
-                continue
-            item = parse_fetch(response)
+    for item in items:
         uid = item.uid
         if uid is None:
             continue
