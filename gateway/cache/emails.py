@@ -219,6 +219,11 @@ class EmailStore:
         indexing (on whichever replica runs it: the field lives in Redis)."""
         return await self.client.hget(self.keys.meta, INDEXED_FIELD) is not None
 
+    async def lease_held(self) -> bool:
+        """Whether some process holds the account's email index lease now (a catch-up or a
+        flag write, here or on another replica)."""
+        return bool(await self.client.exists(self.keys.lock(IndexWork.EMAILS.value)))
+
     # -- records -----------------------------------------------------------------------------
 
     async def records(self, ids: Iterable[str]) -> dict[str, EmailRecord]:

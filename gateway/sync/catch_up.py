@@ -23,7 +23,6 @@ from contextlib import AbstractAsyncContextManager
 from gateway.cache.account import AccountIndex
 from gateway.cache.freshness import FreshMarks
 from gateway.cache.index_format import ensure_current
-from gateway.cache.locks import IndexWork
 from gateway.imap.connection import ImapConnection
 from gateway.sync.emails import sync_emails
 from gateway.sync.flight import SingleFlight
@@ -136,9 +135,8 @@ async def _indexed_elsewhere(index: AccountIndex, patience: float | None) -> boo
     lease: True once it completed, False when ``patience`` ran out first, None when nobody
     holds the lease (this replica runs the indexing itself)."""
     store = index.emails
-    key = store.keys.lock(IndexWork.EMAILS.value)
     deadline = None if patience is None else time.monotonic() + patience
-    while await store.client.exists(key):
+    while await store.lease_held():
         if await store.indexed():
             return True
         if deadline is not None and time.monotonic() >= deadline:
