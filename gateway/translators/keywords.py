@@ -33,11 +33,6 @@ def is_valid_keyword(keyword: str) -> bool:
     return _KEYWORD.fullmatch(keyword) is not None
 
 
-def is_deleted(flags: Iterable[str]) -> bool:
-    """A message flagged \\Deleted MUST NOT be visible via JMAP."""
-    return any(flag.lower() == DELETED for flag in flags)
-
-
 @lru_cache(maxsize=_REMEMBERED_FLAGS)
 def keyword_of(flag: str) -> str | None:
     """The keyword an IMAP flag stands for, or None (\\Recent, \\Deleted, other system flags

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.cache.emails import is_deleted
 from gateway.translators.keywords import (
     flags_from_keywords,
-    is_deleted,
     is_valid_keyword,
     keyword_of,
     keyword_set,
