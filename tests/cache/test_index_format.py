@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from gateway.cache.changes import AccountState
+from gateway.cache.chunked_set import directory
 from gateway.cache.emails import EMAIL, THREAD, EmailStore
 from gateway.cache.index_format import FORMAT_FIELD, INDEX_FORMAT, ensure_current
 from gateway.cache.keys import AccountKeys
@@ -109,7 +110,7 @@ async def test_an_index_of_format_1_is_reset_once_and_answers_the_same(
         assert not await ensure_current(emails)  # once
         assert plain.hget(keys.meta, FORMAT_FIELD) == str(INDEX_FORMAT).encode()
         # The email part is gone, in one go; the mailboxes and the id strategy stay.
-        assert plain.exists(keys.emails, keys.threads, keys.dated(), keys.counts) == 0
+        assert plain.exists(keys.emails, keys.threads, directory(keys.dated()), keys.counts) == 0
         assert plain.keys(keys.thread_keys("*")) == []
         assert plain.exists(keys.thread_refs, keys.uids("INBOX")) == 0
         assert plain.keys(f"jg:{{{jmap.account_id}}}:uids*") == []
