@@ -8,9 +8,11 @@ next most asked lists are sparse subsets of them, and one other order:
 * ``flagged[:<mailboxId>]``: those with ``$flagged`` (the account's, or one folder's):
   "flagged in INBOX", "flagged anywhere".
 
-Both are kept in the same script/transaction as the records (IndexBatch.follow_queries) by
-every write path, from each email's view before and after. They cost Redis only for the emails
-they hold: mail clients read most mail and flag little (bench.seed: 30 % unread, 5 % flagged).
+These and the by-date sets are chunked sorted sets (gateway.cache.chunked_set: listpack
+chunks of at most 128 members and a directory; a window is one read script). Both are kept
+in the same script as the records (IndexBatch.follow_queries) by every write path, from each
+email's view before and after. They cost Redis only for the emails they hold: mail clients
+read most mail and flag little (bench.seed: 30 % unread, 5 % flagged).
 Unread across the whole account has no set: it would cost as much again as the folders' unread
 sets (every unread email twice) for a list clients show per folder; it takes the general path.
 ``$draft`` and ``$answered`` get none: no client lists by them, and a set that may hold most of
@@ -21,6 +23,7 @@ takes the general path.
   folder by size (a copy of the folder's membership with sizes from the records), expiring
   after SIZED_IDLE_SECONDS without such a query, and kept right while it exists with
   ``zadd_present`` (an email joining the folder is added only if the set exists) and ZREM.
+  A plain zset: it exists only while someone sorts by size, and is read by the same script.
 
 Members are email ids, so equal scores order by id, as the general path breaks ties (by id,
 in the first comparator's direction): both ways of answering give the same ids in the same
