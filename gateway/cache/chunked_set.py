@@ -275,19 +275,24 @@ if plain then
   return out
 end
 -- The window's first member in ascending order, and the chunk holding it (walking from the
--- nearer end of the directory).
+-- nearer end of the directory); chunk keys are looked up once each.
+local names = {}
+local function chunk_name(r)
+  names[r] = names[r] or chunk_at(key, r)[2]
+  return names[r]
+end
 local first = ascending and start or total - start - count
 local r, before = 0, 0
 if first < total / 2 then
   while r < chunks - 1 do
-    local size = redis.call('ZCARD', chunk_at(key, r)[2])
+    local size = redis.call('ZCARD', chunk_name(r))
     if before + size > first then break end
     before, r = before + size, r + 1
   end
 else
   r, before = chunks - 1, total
   while r > 0 do
-    before = before - redis.call('ZCARD', chunk_at(key, r)[2])
+    before = before - redis.call('ZCARD', chunk_name(r))
     if before <= first then break end
     r = r - 1
   end
@@ -295,7 +300,7 @@ else
 end
 local ids, offset = {}, first - before
 while #ids < count and r < chunks do
-  local got = redis.call('ZRANGE', chunk_at(key, r)[2], offset, offset + count - #ids - 1)
+  local got = redis.call('ZRANGE', chunk_name(r), offset, offset + count - #ids - 1)
   for x = 1, #got do ids[#ids + 1] = got[x] end
   offset, r = 0, r + 1
 end
