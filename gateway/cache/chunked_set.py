@@ -234,6 +234,20 @@ if ARGV[8] ~= '' and redis.call('EXPIRE', key, ARGV[8]) == 0 then
   return {-2}
 end
 local chunks = plain and 0 or redis.call('ZCARD', key)
+-- Chunk keys by directory rank, the directory read 32 entries at a time in the walk's
+-- direction (step 1 or -1).
+local names = {}
+local function chunk_name(r, step)
+  if not names[r] then
+    local a = step > 0 and r or math.max(0, r - 31)
+    local got = redis.call('ZRANGE', key, a, a + 31)
+    for x = 1, #got do
+      local cut = string.find(got[x], '\0', 1, true)
+      names[a + x - 1] = string.sub(key, 1, -2) .. string.sub(got[x], cut + 1)
+    end
+  end
+  return names[r]
+end
 local total
 if plain then
   total = redis.call('ZCARD', key)
@@ -248,9 +262,10 @@ if ARGV[4] ~= '' then
   else
     local before = 0
     for r = 0, chunks - 1 do
-      local chunk = chunk_at(key, r)[2]
-      if redis.call('ZSCORE', chunk, ARGV[4]) then
-        rank = before + redis.call('ZRANK', chunk, ARGV[4])
+      local chunk = chunk_name(r, 1)
+      local within = redis.call('ZRANK', chunk, ARGV[4])
+      if within then
+        rank = before + within
         if not ascending then rank = total - 1 - rank end
         break
       end
@@ -275,24 +290,19 @@ if plain then
   return out
 end
 -- The window's first member in ascending order, and the chunk holding it (walking from the
--- nearer end of the directory); chunk keys are looked up once each.
-local names = {}
-local function chunk_name(r)
-  names[r] = names[r] or chunk_at(key, r)[2]
-  return names[r]
-end
+-- nearer end of the directory).
 local first = ascending and start or total - start - count
 local r, before = 0, 0
 if first < total / 2 then
   while r < chunks - 1 do
-    local size = redis.call('ZCARD', chunk_name(r))
+    local size = redis.call('ZCARD', chunk_name(r, 1))
     if before + size > first then break end
     before, r = before + size, r + 1
   end
 else
   r, before = chunks - 1, total
   while r > 0 do
-    before = before - redis.call('ZCARD', chunk_name(r))
+    before = before - redis.call('ZCARD', chunk_name(r, -1))
     if before <= first then break end
     r = r - 1
   end
@@ -300,7 +310,7 @@ else
 end
 local ids, offset = {}, first - before
 while #ids < count and r < chunks do
-  local got = redis.call('ZRANGE', chunk_name(r), offset, offset + count - #ids - 1)
+  local got = redis.call('ZRANGE', chunk_name(r, 1), offset, offset + count - #ids - 1)
   for x = 1, #got do ids[#ids + 1] = got[x] end
   offset, r = 0, r + 1
 end
