@@ -182,3 +182,17 @@ async def test_a_first_sync_fills_chunks_and_the_list_window_reads_the_last(stor
     )
     assert found is not None
     assert found.ids == ordered(model)[::-1][:50] and found.total == len(model)
+
+
+async def test_chunks_emptied_by_removals_merge(store: Store) -> None:
+    keys = AccountKeys("a" + secrets.token_hex(4))
+    name = keys.dated("INBOX")
+    model = {f"e{i:04}": 1_000 + i for i in range(1280)}
+    await apply(store, keys, name, "add", model)
+    assert await store.client.zcard(directory(name)) == 10
+    gone = {m: s for m, s in model.items() if int(m[1:]) % 10}
+    await apply(store, keys, name, "remove", gone)
+    kept = {m: s for m, s in model.items() if m not in gone}
+    assert await raw_members(store, name) == ordered(kept)
+    # 128 members left of 1,280: merged into one or two chunks, not ten of 12 or 13.
+    assert await store.client.zcard(directory(name)) <= 2
