@@ -246,6 +246,9 @@ class _FolderVisit:
         # parsed and written. Only behind a chunk of at most AHEAD_OCTETS, so what is held
         # at once stays one chunk's answer and AHEAD_OCTETS.
         ahead = self._fetch(chunks.popleft()) if chunks else None
+        # And one index script in flight behind: Redis applies chunk n while chunk n+1 is
+        # parsed (IndexWriter.add_copies, ahead); the writer waits for it before any read.
+        settled = False
         try:
             while ahead is not None:
                 result = await ahead
@@ -259,7 +262,11 @@ class _FolderVisit:
                 if ahead is None and chunks:
                     ahead = self._fetch(chunks.popleft())
                 await self.held.renew()
+            await self.writer.settle()
+            settled = True
         finally:
+            if not settled:
+                await self.writer.abandon()
             if ahead is not None:
                 # Cancelled mid-command, the connection is dropped rather than reused.
                 ahead.cancel()
@@ -331,16 +338,20 @@ class _FolderVisit:
         ]
         if self.strategy is EmailIds.OBJECTID:
             native = [c for c in (self._native(f) for f in fetched) if c is not None]
-            return _created(native, await self.writer.add_copies(mailbox_id, native))
+            created = await self.writer.add_copies(mailbox_id, native, ahead=True)
+            return _created(native, created)
         headers = [f.header_fields() or b"" for f in fetched]
         links = await sized(sum(map(parse_cost, headers)), _links, headers)
+        # The threads the previous chunk made must be read back: its script first.
+        await self.writer.settle()
         await self.threader.prepare(links)
         copies = []
         for item, header, link in zip(fetched, headers, links, strict=True):
             email_id = self._own_id(item, header)
             copies.append(self._copy(item, email_id, self.threader.assign(email_id, link)))
         refs, subjects = self.threader.take_writes()
-        return _created(copies, await self.writer.add_copies(mailbox_id, copies, refs, subjects))
+        created = await self.writer.add_copies(mailbox_id, copies, refs, subjects, ahead=True)
+        return _created(copies, created)
 
     def _header_fields(self) -> Sequence[str]:
         return THREAD_FIELDS if self.strategy is EmailIds.X_GUID else DIGEST_FIELDS

@@ -9,10 +9,18 @@ Expunges are applied last, after every folder's new messages: a message moved fr
 visited first to one visited later is then seen in both for a moment, never in neither, so
 the move is an update of one Email and not a destroy and a create (RFC 8621 4: the id
 survives a move).
+
+A first sync's pages may leave their script running (``add_copies(..., ahead=True)``) while
+the caller parses the next page: Redis applies page k while Python reads page k+1. At most
+one script is in flight, and every later read or write of the writer waits for it first
+(:meth:`IndexWriter.settle`), so the order of writes, and what each read sees, are as if
+every script had been awaited at once; the lease fence is the script's own, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,7 +39,7 @@ from gateway.cache.journal import StateChange
 from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MAILBOX
 from gateway.cache.thread_links import ThreadLinks
-from gateway.sync.tallies import KINDS, Move, Presence, apply
+from gateway.sync.tallies import KINDS, Move, Outcome, Presence, apply
 
 # Uid map entries of an earlier UIDVALIDITY copied per script (see IndexWriter.start_over).
 OLD_UIDS_PART = 5000
@@ -97,6 +105,8 @@ class IndexWriter:
         self._whole_gone: set[str] = set()
         # The states this writer's commits moved, in order (gateway.cache.journal).
         self.changes: list[StateChange] = []
+        # The one script add_copies(ahead=True) left running, if any (see settle).
+        self._pending: asyncio.Future[None] | None = None
 
     async def add_copies(
         self,
@@ -104,13 +114,20 @@ class IndexWriter:
         copies: Iterable[NewCopy],
         refs: dict[bytes, str] | None = None,
         subjects: dict[str, str] | None = None,
+        *,
+        ahead: bool = False,
     ) -> list[str]:
         """Messages found in a folder: new emails, or new copies of known ones. Returns the
         ids of the new emails (a copy of a known one, moved or copied here, is not new).
 
         ``refs`` and ``subjects`` are the thread mappings the batch's threading made; they are
         written in the same transaction as the emails that depend on them.
+
+        ``ahead``: return once the batch's script is sent, not applied; the writer's next
+        call, or :meth:`settle`, waits for it (and raises its error, LeaseLost included).
+        Whoever reads the index meanwhile, outside this writer, must settle first.
         """
+        await self.settle()
         items = list(copies)
         batch = _Batch(refs=refs or {}, subjects=subjects or {})
         await self._load(batch, (c.email_id for c in items))
@@ -124,10 +141,27 @@ class IndexWriter:
             # A message found again at the same place is not the one to remove later.
             if self._removals.get((mailbox_id, copy.uid)) == copy.email_id:
                 del self._removals[(mailbox_id, copy.uid)]
-        return await self._write(batch)
+        return await self._write(batch, ahead=ahead)
+
+    async def settle(self) -> None:
+        """Wait for the script an ``ahead`` call left running; its error is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
+
+    async def abandon(self) -> None:
+        """Stop waiting for a script left running (the caller failed): it is cancelled, or
+        ends as it would have, and its outcome is dropped. A batch is all or nothing, so
+        the index holds it whole or not at all, as after any interrupted commit."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
 
     async def set_flags(self, mailbox_id: str, flags: dict[int, list[str]]) -> None:
         """Flag changes of known copies; uids the index does not know are ignored."""
+        await self.settle()
         owners = await self.store.email_ids_of(mailbox_id, flags)
         batch = _Batch()
         await self._load(batch, owners.values())
@@ -150,6 +184,7 @@ class IndexWriter:
         new one: a sync interrupted half way finds it again and removes what it lists, so no
         copy of an earlier UIDVALIDITY outlives the interruption.
         """
+        await self.settle()
         old = (await self.store.held_uids([mailbox_id]))[mailbox_id]
         self._retire(mailbox_id, old)
         # The old map is copied in parts, so no one script carries a large folder's map (a
@@ -185,6 +220,7 @@ class IndexWriter:
     async def finish(self, chunk: int = 1000) -> None:
         """Apply the expunges, then record how far each folder was followed; an initial
         writer's last script also marks the index complete (EmailStore.indexed)."""
+        await self.settle()
         removals = list(self._removals.items())
         for start in range(0, len(removals), chunk):
             part = removals[start : start + chunk]
@@ -229,9 +265,9 @@ class IndexWriter:
         counts = {t: known.get(t, 0) + delta.get(t, 0) for t in touched}
         return _LinkChanges(counts, {t for t, n in counts.items() if n <= 0})
 
-    async def _write(self, batch: _Batch) -> list[str]:
+    async def _write(self, batch: _Batch, *, ahead: bool = False) -> list[str]:
         """One transaction: records, uid maps, threads, counts, thread mappings, change logs.
-        Returns the ids of the emails it created."""
+        Returns the ids of the emails it created; ``ahead``: see add_copies."""
         created: list[str] = []
         updated: list[str] = []
         destroyed: list[str] = []
@@ -259,6 +295,22 @@ class IndexWriter:
             )
         outcome = apply(moves, await self.store.threads({m.thread_id for m in moves}))
         links = await self._link_changes(batch)
+        commit = self._commit(batch, moves, outcome, links, (created, updated, destroyed))
+        if ahead:
+            self._pending = asyncio.ensure_future(commit)
+        else:
+            await commit
+        return created
+
+    async def _commit(
+        self,
+        batch: _Batch,
+        moves: list[Move],
+        outcome: Outcome,
+        links: _LinkChanges | None,
+        emails: tuple[list[str], list[str], list[str]],
+    ) -> None:
+        created, updated, destroyed = emails
         async with index_batch(self.store, self._held, initial=self._initial) as write:
             write.put_records(t.record for t in batch.touched.values() if t.record.copies)
             write.drop_records(
@@ -286,7 +338,6 @@ class IndexWriter:
             # RFC 8621 2.2: counts changed alone are a Mailbox update with updatedProperties.
             write.log(MAILBOX, minor=sorted(outcome.mailboxes - self._whole_gone))
         self.changes += write.changes
-        return created
 
 
 @dataclass(slots=True)
