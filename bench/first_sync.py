@@ -13,8 +13,8 @@ For each size (``--sizes``, default 10,000 and 100,000) a fresh user's INBOX is 
   the Redis commands and reads it caused (INFO commandstats and ``total_reads_processed``, the
   client batches Redis read: its round trips), the index's octets (MEMORY USAGE of the
   account's keys), the CPU time the gateway process and Redis spent on it (steadier than
-  wall time on a shared machine), and the process's resident memory before the request and
-  its peak (``VmHWM`` in /proc) after.
+  wall time on a shared machine; the gateway's also per message), and the process's
+  resident memory before the request and its peak (``VmHWM`` in /proc) after.
 
 The ratio gateway / baseline is the issue's acceptance figure (at most 3, aim 1.5).
 
@@ -242,7 +242,7 @@ def main(sizes: list[int], profile: bool) -> None:
     print(f"\nfirst sync; baseline: imaplib EXAMINE + UID FETCH 1:* ({ITEMS})")
     print(
         f"{'messages':>9} {'baseline s':>11} {'gateway s':>10} {'ratio':>6} {'gw CPU s':>9} "
-        f"{'redis CPU s':>12} {'upstream':>9} "
+        f"{'gw CPU/msg':>11} {'redis CPU s':>12} {'upstream':>9} "
         f"{'redis cmds':>11} {'redis reads':>12} {'octets/email':>13} {'RSS before':>11} "
         f"{'peak RSS':>9}"
     )
@@ -250,7 +250,8 @@ def main(sizes: list[int], profile: bool) -> None:
         redis_commands = sum(n for k, n in gw["redis"].items() if not k.startswith("("))
         print(
             f"{size:>9} {base['seconds']:>11.2f} {gw['seconds']:>10.2f} "
-            f"{gw['seconds'] / base['seconds']:>6.1f} {gw['cpu']:>9.2f} {gw['redis_cpu']:>12.2f} "
+            f"{gw['seconds'] / base['seconds']:>6.1f} {gw['cpu']:>9.2f} "
+            f"{gw['cpu'] / size * 1e6:>8.0f} µs {gw['redis_cpu']:>12.2f} "
             f"{gw['upstream']:>9} {redis_commands:>11} "
             f"{gw['redis'].get('(reads)', 0):>12} {gw['octets'] / size:>13.0f} "
             f"{gw['rss_before_mib']:>8.0f} MiB {gw['peak_mib']:>5.0f} MiB"

@@ -54,7 +54,7 @@ PAGE = 500
 AHEAD_OCTETS = 16 * 1024 * 1024
 DIGEST_FIELDS = (*THREAD_FIELDS, "DATE", "FROM")
 # What a new message's FETCH answer must hold (as FetchItem keys) to be indexed.
-_REQUIRED = tuple(fetch_key(a) for a in (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE))
+_REQUIRED = frozenset(fetch_key(a) for a in (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE))
 
 
 class EmailIds(enum.Enum):
@@ -159,6 +159,10 @@ def _links(headers: list[bytes]) -> list[Links]:
     """What new messages say of their threads, from their HEADER.FIELDS (a page of them can
     be megabytes of a stranger's text: off the loop then)."""
     return [Links.from_block(h) for h in headers]
+
+
+def _bytes_or_none(value: object) -> bytes | None:
+    return value if isinstance(value, bytes) else None
 
 
 def _created(copies: list[NewCopy], created: list[str]) -> dict[int, str]:
@@ -313,14 +317,18 @@ class _FolderVisit:
         items: list[FetchAtt] = [Attr.UID, Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE]
         if self.strategy is EmailIds.OBJECTID:
             return [*items, Attr.EMAILID, Attr.THREADID]
+        if self.strategy is EmailIds.X_GUID:
+            return [*items, self._header_section(), Attr.X_GUID]
+        return [*items, self._header_section()]
+
+    def _header_section(self) -> BodySection:
         fields = tuple(self._header_fields())
         if self.strategy is EmailIds.X_GUID:
             # The fields serve threading only, which reads HEADER_SECTION_OCTETS of them: a
             # page of strangers' messages of megabytes of Subject fields is not fetched whole.
             # (With digest ids they are the ids' material, which must stay what it was.)
-            partial = (0, HEADER_SECTION_OCTETS)
-            return [*items, BodySection(fields=fields, partial=partial), Attr.X_GUID]
-        return [*items, BodySection(fields=fields)]
+            return BodySection(fields=fields, partial=(0, HEADER_SECTION_OCTETS))
+        return BodySection(fields=fields)
 
     def _fetch(self, uids: str) -> asyncio.Future[Result]:
         """The UID FETCH of new messages, sent now and read as its answer comes."""
@@ -331,16 +339,14 @@ class _FolderVisit:
         UID."""
         # Only messages answered in full: a flag update another session caused may name a
         # message that was expunged meanwhile.
-        fetched = [
-            f
-            for f in fetches_from_raw(result.raw).values()
-            if all(key in f.items for key in _REQUIRED)
-        ]
+        fetched = [f for f in fetches_from_raw(result.raw).values() if f.items.keys() >= _REQUIRED]
         if self.strategy is EmailIds.OBJECTID:
             native = [c for c in (self._native(f) for f in fetched) if c is not None]
             created = await self.writer.add_copies(mailbox_id, native, ahead=True)
             return _created(native, created)
-        headers = [f.header_fields() or b"" for f in fetched]
+        # Under the key asked for, unless the server spells the field list otherwise.
+        asked = fetch_key(str(self._header_section()))
+        headers = [_bytes_or_none(f.items.get(asked)) or f.header_fields() or b"" for f in fetched]
         links = await sized(sum(map(parse_cost, headers)), _links, headers)
         # The threads the previous chunk made must be read back: its script first.
         await self.writer.settle()
@@ -372,9 +378,8 @@ class _FolderVisit:
         return self._copy(item, email_id, thread_id)
 
     def _copy(self, item: FetchItem, email_id: str, thread_id: str) -> NewCopy:
-        received = item.internaldate
-        if item.uid is None or item.flags is None or received is None or item.size is None:
+        uid, flags, size = item.uid, item.flags, item.size
+        received = item.internaldate_seconds
+        if uid is None or flags is None or received is None or size is None:
             raise ProtocolError("FETCH lacks UID, FLAGS, INTERNALDATE or RFC822.SIZE")
-        return NewCopy(
-            item.uid, email_id, item.flags, int(received.timestamp()), item.size, thread_id
-        )
+        return NewCopy(uid, email_id, flags, received, size, thread_id)

@@ -73,7 +73,10 @@ def normalize_subject(subject: str | None) -> str:
 
 def _without_trailers(value: str, start: int) -> int:
     """Where ``value[start:]`` ends once "(fwd)" trailers and the spaces around them are cut."""
-    end = len(value)
+    end = max(start, len(value.rstrip()))
+    if not value.endswith(")", start, end):
+        # No trailer (nearly every subject): only the spaces went.
+        return end
     while True:
         while end > start and value[end - 1].isspace():
             end -= 1

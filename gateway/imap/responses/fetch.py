@@ -6,7 +6,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import TypeVar
 
 from gateway.imap.dates import MONTHS
@@ -86,6 +86,13 @@ class FetchItem:
     def internaldate(self) -> datetime | None:
         value = self.items.get("INTERNALDATE")
         return None if value is None else _internaldate(value, "INTERNALDATE")
+
+    @property
+    def internaldate_seconds(self) -> int | None:
+        """``int(internaldate.timestamp())``, the same value and errors, without a datetime
+        per message (what the index keeps; a first sync reads tens of thousands)."""
+        value = self.items.get("INTERNALDATE")
+        return None if value is None else _internaldate_seconds(value, "INTERNALDATE")
 
     @property
     def email_id(self) -> str | None:
@@ -266,6 +273,41 @@ def _zone(sign: bytes, hours: bytes, minutes: bytes) -> timezone:
     """A zone of INTERNALDATE, made once: a mailbox has few of them."""
     offset = timedelta(hours=int(hours), minutes=int(minutes))
     return timezone(-offset if sign == b"-" else offset)
+
+
+@functools.lru_cache(maxsize=64)
+def _zone_seconds(sign: bytes, hours: bytes, minutes: bytes) -> int:
+    """A zone's offset east of UTC in seconds; ValueError for one :func:`_zone` refuses."""
+    offset = _zone(sign, hours, minutes).utcoffset(None)
+    return 0 if offset is None else offset.days * 86400 + offset.seconds
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_days(year: bytes, month: int, day: bytes) -> int:
+    """Days from 1970-01-01 to a date (a mailbox's messages share few); ValueError for an
+    impossible one, as datetime raises it."""
+    return date(int(year), month, int(day)).toordinal() - _EPOCH_ORDINAL
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _internaldate_seconds(value: Value, what: str) -> int:
+    """:func:`_internaldate` as whole seconds since the epoch, by arithmetic."""
+    match = _INTERNALDATE.fullmatch(value) if isinstance(value, bytes) else None
+    month = _MONTH_NUMBERS.get(match.group(2).upper()) if match else None
+    if match is None or month is None:
+        raise ProtocolError(f"malformed {what}")
+    day, _, year, hour, minute, second, sign, zone_hours, zone_minutes = match.groups()
+    hours, minutes, seconds = int(hour), int(minute), int(second)
+    try:
+        if hours > 23 or minutes > 59 or seconds > 59:
+            raise ValueError(what)
+        days = _epoch_days(year, month, day)
+        offset = _zone_seconds(sign, zone_hours, zone_minutes)
+    except ValueError:
+        raise ProtocolError(f"impossible date in {what}") from None
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds - offset
 
 
 def _internaldate(value: Value, what: str) -> datetime:
