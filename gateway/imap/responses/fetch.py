@@ -220,11 +220,53 @@ _QUICK_PAIR = re.compile(
     + rb")*)?)\)|\{([0-9]{1,20})\}\r\n)"
 )
 _NIL = b"NIL"
+# The answer to the first sync's own UID FETCH as Dovecot words it, whole: UID, FLAGS,
+# INTERNALDATE, RFC822.SIZE, the thread fields' section (partial with X-GUID ids) as a
+# literal, then X-GUID (absent with digest ids). Read by two matches instead of one per item.
+_SYNC_SHAPE = re.compile(
+    rb"\* ([1-9][0-9]{0,19}) FETCH \(UID ([0-9]{1,20}) FLAGS \(((?:\\?"
+    + _ATOM
+    + rb"(?: \\?"
+    + _ATOM
+    + rb')*)?)\) INTERNALDATE "([^"\\\r\n\x00]*)" RFC822\.SIZE ([0-9]{1,20}) '
+    rb"(BODY\[HEADER\.FIELDS \([A-Z0-9 -]*\)\](?:<0>)?) \{([0-9]{1,20})\}\r\n"
+)
+_SYNC_TAIL = re.compile(rb"(?: X-GUID (" + _ATOM + rb"))?\)")
+
+
+def _sync_fetch(raw: bytes) -> FetchItem | None:
+    """A response of :data:`_SYNC_SHAPE`, with the items :func:`_quick_fetch` would give
+    it; None for any other."""
+    shape = _SYNC_SHAPE.match(raw)
+    if shape is None:
+        return None
+    number, uid, flags, date, size, section, length = shape.groups()
+    start = shape.end()
+    stop = start + int(length)
+    tail = _SYNC_TAIL.fullmatch(raw, stop) if stop < len(raw) else None
+    if tail is None:
+        return None
+    items: dict[str, Value] = {
+        "UID": uid.decode("ascii"),
+        "FLAGS": [
+            None if len(a) == 3 and a.upper() == _NIL else a.decode("ascii") for a in flags.split()
+        ],
+        "INTERNALDATE": date,
+        "RFC822.SIZE": size.decode("ascii"),
+        section.decode("ascii"): raw[start:stop],
+    }
+    guid = tail.group(1)
+    if guid is not None:
+        items["X-GUID"] = None if len(guid) == 3 and guid.upper() == _NIL else guid.decode("ascii")
+    return FetchItem(int(number), items)
 
 
 def _quick_fetch(raw: bytes) -> FetchItem | None:
     """A FETCH response of the common shape, exactly as the generic parser reads it; None
     for anything else (another response, an odd value, a malformed one)."""
+    item = _sync_fetch(raw)
+    if item is not None:
+        return item
     head = _QUICK_HEAD.match(raw)
     if head is None:
         return None
