@@ -82,10 +82,24 @@ class EmailRecord:
         } - _SESSION_FLAGS
 
     def view(self) -> tuple[Any, ...] | None:
-        """What a client sees of the record's mutable side; None when it is not visible."""
-        if not self.visible:
+        """What a client sees of the record's mutable side; None when it is not visible.
+
+        ``(sorted(mailbox_ids), sorted(flags))`` in one pass over the copies (every email of
+        a first sync is viewed once)."""
+        mailboxes: list[str] = []
+        flags: set[str] = set()
+        for mailbox_id, uids in self.copies.items():
+            shown = False
+            for copy_flags in uids.values():
+                lowered = {flag.lower() for flag in copy_flags}
+                if _DELETED not in lowered:
+                    shown = True
+                    flags |= lowered
+            if shown:
+                mailboxes.append(mailbox_id)
+        if not mailboxes:
             return None
-        return (sorted(self.mailbox_ids), sorted(self.flags))
+        return (sorted(mailboxes), sorted(flags - _SESSION_FLAGS))
 
     def visible_copies(self) -> list[tuple[str, int]]:
         """(mailbox id, uid) of every copy a fetch may read, in a stable order."""

@@ -293,8 +293,11 @@ class IndexWriter:
                     record.size,
                 )
             )
-        outcome = apply(moves, await self.store.threads({m.thread_id for m in moves}))
-        links = await self._link_changes(batch)
+        # Two reads, sent together: one round trip's wait.
+        threads, links = await asyncio.gather(
+            self.store.threads({m.thread_id for m in moves}), self._link_changes(batch)
+        )
+        outcome = apply(moves, threads)
         commit = self._commit(batch, moves, outcome, links, (created, updated, destroyed))
         if ahead:
             self._pending = asyncio.ensure_future(commit)
@@ -361,12 +364,15 @@ def _date_index(write: IndexBatch, moves: list[Move]) -> None:
     """Keep the by-date sorted sets (Email/query's window over a folder) in step with the
     emails' visible folders."""
     for move in moves:
-        before = set(move.before.mailboxes) if move.before else set()
-        after = set(move.after.mailboxes) if move.after else set()
-        for mailbox_id in before - after:
-            write.undate(move.email_id, mailbox_id)
-        for mailbox_id in after - before:
-            write.date(move.email_id, move.received_at, mailbox_id)
+        before = move.before.mailboxes if move.before else ()
+        after = move.after.mailboxes if move.after else ()
+        if before != after:
+            for mailbox_id in before:
+                if mailbox_id not in after:
+                    write.undate(move.email_id, mailbox_id)
+            for mailbox_id in after:
+                if mailbox_id not in before:
+                    write.date(move.email_id, move.received_at, mailbox_id)
         if move.after is None:
             write.undate(move.email_id)
         elif move.before is None:
