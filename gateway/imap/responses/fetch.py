@@ -221,15 +221,18 @@ _QUICK_PAIR = re.compile(
 )
 _NIL = b"NIL"
 # The answer to the first sync's own UID FETCH as Dovecot words it, whole: UID, FLAGS,
-# INTERNALDATE, RFC822.SIZE, the thread fields' section (partial with X-GUID ids) as a
-# literal, then X-GUID (absent with digest ids). Read by two matches instead of one per item.
+# INTERNALDATE, RFC822.SIZE, X-GUID (absent with digest ids), the thread fields' section
+# (partial with X-GUID ids) as a literal; X-GUID may come last instead. Read by two matches
+# instead of one per item.
 _SYNC_SHAPE = re.compile(
     rb"\* ([1-9][0-9]{0,19}) FETCH \(UID ([0-9]{1,20}) FLAGS \(((?:\\?"
     + _ATOM
     + rb"(?: \\?"
     + _ATOM
     + rb')*)?)\) INTERNALDATE "([^"\\\r\n\x00]*)" RFC822\.SIZE ([0-9]{1,20}) '
-    rb"(BODY\[HEADER\.FIELDS \([A-Z0-9 -]*\)\](?:<0>)?) \{([0-9]{1,20})\}\r\n"
+    rb"(?:X-GUID ("
+    + _ATOM
+    + rb") )?(BODY\[HEADER\.FIELDS \([A-Z0-9 -]*\)\](?:<0>)?) \{([0-9]{1,20})\}\r\n"
 )
 _SYNC_TAIL = re.compile(rb"(?: X-GUID (" + _ATOM + rb"))?\)")
 
@@ -240,7 +243,7 @@ def _sync_fetch(raw: bytes) -> FetchItem | None:
     shape = _SYNC_SHAPE.match(raw)
     if shape is None:
         return None
-    number, uid, flags, date, size, section, length = shape.groups()
+    number, uid, flags, date, size, first_guid, section, length = shape.groups()
     start = shape.end()
     stop = start + int(length)
     tail = _SYNC_TAIL.fullmatch(raw, stop) if stop < len(raw) else None
@@ -255,9 +258,11 @@ def _sync_fetch(raw: bytes) -> FetchItem | None:
         "RFC822.SIZE": size.decode("ascii"),
         section.decode("ascii"): raw[start:stop],
     }
-    guid = tail.group(1)
-    if guid is not None:
-        items["X-GUID"] = None if len(guid) == 3 and guid.upper() == _NIL else guid.decode("ascii")
+    for guid in (first_guid, tail.group(1)):
+        if guid is not None:
+            items["X-GUID"] = (
+                None if len(guid) == 3 and guid.upper() == _NIL else guid.decode("ascii")
+            )
     return FetchItem(int(number), items)
 
 
