@@ -131,16 +131,26 @@ class IndexWriter:
         items = list(copies)
         batch = _Batch(refs=refs or {}, subjects=subjects or {})
         await self._load(batch, (c.email_id for c in items))
+        touched_ids = batch.touched
+        uid_set = batch.uid_sets.setdefault(mailbox_id, {})
+        removals = self._removals
         for copy in items:
-            touched = batch.touched.get(copy.email_id)
+            touched = touched_ids.get(copy.email_id)
             if touched is None:
-                record = EmailRecord(copy.email_id, copy.thread_id, copy.received_at, copy.size, {})
-                touched = batch.touched[copy.email_id] = _Touched(record, None, False)
-            touched.record.copies.setdefault(mailbox_id, {})[copy.uid] = list(copy.flags)
-            batch.uid_sets.setdefault(mailbox_id, {})[copy.uid] = copy.email_id
+                # A new email (nearly every one of a first sync): its record made whole.
+                held = {mailbox_id: {copy.uid: list(copy.flags)}}
+                record = EmailRecord(
+                    copy.email_id, copy.thread_id, copy.received_at, copy.size, held
+                )
+                touched_ids[copy.email_id] = _Touched(record, None, False)
+            else:
+                touched.record.copies.setdefault(mailbox_id, {})[copy.uid] = list(copy.flags)
+            uid_set[copy.uid] = copy.email_id
             # A message found again at the same place is not the one to remove later.
-            if self._removals.get((mailbox_id, copy.uid)) == copy.email_id:
-                del self._removals[(mailbox_id, copy.uid)]
+            if removals and removals.get((mailbox_id, copy.uid)) == copy.email_id:
+                del removals[(mailbox_id, copy.uid)]
+        if not uid_set:
+            del batch.uid_sets[mailbox_id]
         return await self._write(batch, ahead=ahead)
 
     async def settle(self) -> None:
