@@ -20,13 +20,15 @@ The ratio gateway / baseline is the issue's acceptance figure (at most 3, aim 1.
 
 ``--baseline REV`` also runs the gateway of revision REV (extracted with ``git archive``,
 as bench.index_memory does) on the same INBOX, Redis emptied before each first sync, and
-prints its row above this tree's: the before and after of one run on the same machine.
+prints its row above this tree's: the before and after of one run on the same machine;
+``--rounds N`` repeats both N times, alternating (a shared machine's noise shows as spread).
 
 ``--profile`` runs the same first sync in this process under cProfile instead of a gateway
 process (header parsing kept on the profiled thread) and prints the top 25 functions by
 cumulative and by own time.
 
-Run: .venv/bin/python -m bench.first_sync [--sizes 10000,100000] [--baseline REV] [--profile]
+Run: .venv/bin/python -m bench.first_sync [--sizes 10000,100000] [--baseline REV [--rounds N]]
+[--profile]
 """
 
 from __future__ import annotations
@@ -230,16 +232,16 @@ def profile_run(dovecot: Dovecot, store: RedisServer, user: str) -> str:
     return out.getvalue()
 
 
-def main(sizes: list[int], profile: bool, revision: str | None) -> None:
+def main(sizes: list[int], profile: bool, revision: str | None, rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="jg-bench-first-sync-") as tmp:
         old = extract(revision, Path(tmp)) if revision else None
-        rows = measure(sizes, profile, old, revision or "")
+        rows = measure(sizes, profile, old, revision or "", rounds)
     if not profile:
         report(rows)
 
 
 def measure(
-    sizes: list[int], profile: bool, old: Path | None, revision: str
+    sizes: list[int], profile: bool, old: Path | None, revision: str, rounds: int
 ) -> list[tuple[int, str, dict[str, Any], dict[str, Any]]]:
     rows = []
     with local_servers() as (dovecot, store):
@@ -254,10 +256,13 @@ def measure(
                 print(f"\n== profile of the first sync of {size} messages\n")
                 print(profile_run(dovecot, store, user))
                 continue
-            if old is not None:
-                rows.append((size, revision, base, gateway_run(dovecot, store, user, old)))
-                _flush(store.url)
-            rows.append((size, "this tree", base, gateway_run(dovecot, store, user)))
+            for round_ in range(rounds):
+                if round_:
+                    _flush(store.url)
+                if old is not None:
+                    rows.append((size, revision, base, gateway_run(dovecot, store, user, old)))
+                    _flush(store.url)
+                rows.append((size, "this tree", base, gateway_run(dovecot, store, user)))
     return rows
 
 
@@ -299,5 +304,6 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--baseline", help="a revision whose gateway runs beside this tree's")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    main([int(s) for s in args.sizes.split(",")], args.profile, args.baseline)
+    main([int(s) for s in args.sizes.split(",")], args.profile, args.baseline, args.rounds)
