@@ -378,6 +378,9 @@ class _FolderVisit:
         return self._copy(item, email_id, thread_id)
 
     def _copy(self, item: FetchItem, email_id: str, thread_id: str) -> NewCopy:
+        if item.known is not None:
+            # Read with the response (a first sync's, nearly always).
+            return NewCopy(item.known[0], email_id, *item.known[1:], thread_id)
         uid, flags, size = item.uid, item.flags, item.size
         received = item.internaldate_seconds
         if uid is None or flags is None or received is None or size is None:

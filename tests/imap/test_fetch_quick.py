@@ -271,13 +271,27 @@ def sync_shaped(rng: random.Random) -> bytes:
     )
 
 
+def assert_known_as_read(item: FetchItem) -> None:
+    """What the shape's reading kept typed is what the properties read (or they raise)."""
+    try:
+        read = (item.uid, item.flags, item.internaldate_seconds, item.size)
+    except ProtocolError:
+        assert item.known is None
+    else:
+        assert item.known == read
+
+
 def test_the_first_syncs_shape_reads_as_the_generic_parser_reads_it() -> None:
     rng = random.Random(1616)
     whole = 0
     for _ in range(6000):
         raws = [sync_shaped(rng) for _ in range(rng.randrange(1, 3))]
         assert outcome(fetches_from_raw, raws) == outcome(generic, raws), raws
-        whole += sum(1 for r in raws if _sync_fetch(r) is not None)
+        for raw in raws:
+            item = _sync_fetch(raw)
+            if item is not None:
+                whole += 1
+                assert_known_as_read(item)
     # Both the two-match reading and the others are exercised.
     assert 150 < whole < 8000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TypeVar
 
@@ -51,6 +51,10 @@ class FetchItem:
 
     seq: int
     items: dict[str, Value]
+    # (uid, flags, INTERNALDATE in seconds, RFC822.SIZE) as the properties would give them,
+    # already read from a response of the first sync's shape (_sync_fetch); not part of the
+    # item's value, and None for any other item.
+    known: tuple[int, list[str], int, int] | None = field(default=None, compare=False, repr=False)
 
     def get(self, name: str | BodySection) -> Value:
         """The generic value of an item (BODYSTRUCTURE, ENVELOPE, ...) or None if absent."""
@@ -187,7 +191,7 @@ def _merged(items: Iterable[FetchItem]) -> dict[int, FetchItem]:
     """FETCH items by UID, several for one message merged in order (see fetches_by_uid)."""
     merged: dict[int, FetchItem] = {}
     for item in items:
-        uid = item.uid
+        uid = item.uid if item.known is None else item.known[0]
         if uid is None:
             continue
         earlier = merged.get(uid)
@@ -263,7 +267,21 @@ def _sync_fetch(raw: bytes) -> FetchItem | None:
             items["X-GUID"] = (
                 None if len(guid) == 3 and guid.upper() == _NIL else guid.decode("ascii")
             )
-    return FetchItem(int(number), items)
+    return FetchItem(int(number), items, _known(uid, items["FLAGS"], date, size))
+
+
+def _known(
+    uid: bytes, flags: Value, date: bytes, size: bytes
+) -> tuple[int, list[str], int, int] | None:
+    """FetchItem.known of a response of the first sync's shape; None where a property would
+    raise (a NIL flag, a malformed date), so that the property raises it later as before."""
+    if not isinstance(flags, list) or None in flags:
+        return None
+    try:
+        seconds = _internaldate_seconds(date, "INTERNALDATE")
+    except ProtocolError:
+        return None
+    return int(uid), [f for f in flags if isinstance(f, str)], seconds, int(size)
 
 
 def _quick_fetch(raw: bytes) -> FetchItem | None:
