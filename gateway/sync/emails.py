@@ -252,6 +252,7 @@ class _FolderVisit:
         ahead = self._fetch(chunks.popleft()) if chunks else None
         # And one index script in flight behind: Redis applies chunk n while chunk n+1 is
         # parsed (IndexWriter.add_copies, ahead); the writer waits for it before any read.
+        # The last chunk's script is awaited at once: nothing is left to overlap it with.
         settled = False
         try:
             while ahead is not None:
@@ -259,7 +260,8 @@ class _FolderVisit:
                 ahead = None
                 if chunks and sum(map(len, result.raw)) <= AHEAD_OCTETS:
                     ahead = self._fetch(chunks.popleft())
-                created = await self._index_new(record.id, result)
+                more = ahead is not None or bool(chunks)
+                created = await self._index_new(record.id, result, overlap=more)
                 if self.reports is not None:
                     # Kept only for the report check: 100,000 new emails are megabytes.
                     arrived.update(created)
@@ -334,15 +336,17 @@ class _FolderVisit:
         """The UID FETCH of new messages, sent now and read as its answer comes."""
         return asyncio.ensure_future(self.conn.execute(uid_fetch(uids, self._fetch_items())))
 
-    async def _index_new(self, mailbox_id: str, result: Result) -> dict[int, str]:
+    async def _index_new(
+        self, mailbox_id: str, result: Result, *, overlap: bool = False
+    ) -> dict[int, str]:
         """Index the messages of a UID FETCH answer; returns the new emails among them by
-        UID."""
+        UID. ``overlap``: its script may still run when this returns (add_copies, ahead)."""
         # Only messages answered in full: a flag update another session caused may name a
         # message that was expunged meanwhile.
         fetched = [f for f in fetches_from_raw(result.raw).values() if f.items.keys() >= _REQUIRED]
         if self.strategy is EmailIds.OBJECTID:
             native = [c for c in (self._native(f) for f in fetched) if c is not None]
-            created = await self.writer.add_copies(mailbox_id, native, ahead=True)
+            created = await self.writer.add_copies(mailbox_id, native, ahead=overlap)
             return _created(native, created)
         # Under the key asked for, unless the server spells the field list otherwise.
         asked = fetch_key(str(self._header_section()))
@@ -356,7 +360,7 @@ class _FolderVisit:
             email_id = self._own_id(item, header)
             copies.append(self._copy(item, email_id, self.threader.assign(email_id, link)))
         refs, subjects = self.threader.take_writes()
-        created = await self.writer.add_copies(mailbox_id, copies, refs, subjects, ahead=True)
+        created = await self.writer.add_copies(mailbox_id, copies, refs, subjects, ahead=overlap)
         return _created(copies, created)
 
     def _header_fields(self) -> Sequence[str]:
