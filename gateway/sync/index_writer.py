@@ -379,11 +379,11 @@ def _date_index(write: IndexBatch, moves: list[Move]) -> None:
         if before != after:
             for mailbox_id in before:
                 if mailbox_id not in after:
-                    write.undate(move.email_id, mailbox_id)
+                    write.undate(move.email_id, move.received_at, mailbox_id)
             for mailbox_id in after:
                 if mailbox_id not in before:
                     write.date(move.email_id, move.received_at, mailbox_id)
         if move.after is None:
-            write.undate(move.email_id)
+            write.undate(move.email_id, move.received_at)
         elif move.before is None:
             write.date(move.email_id, move.received_at)
