@@ -13,16 +13,22 @@ For each size (``--sizes``, default 10,000 and 100,000) a fresh user's INBOX is 
   the Redis commands and reads it caused (INFO commandstats and ``total_reads_processed``, the
   client batches Redis read: its round trips), the index's octets (MEMORY USAGE of the
   account's keys), the CPU time the gateway process and Redis spent on it (steadier than
-  wall time on a shared machine), and the process's resident memory before the request and
-  its peak (``VmHWM`` in /proc) after.
+  wall time on a shared machine; the gateway's also per message), and the process's
+  resident memory before the request and its peak (``VmHWM`` in /proc) after.
 
 The ratio gateway / baseline is the issue's acceptance figure (at most 3, aim 1.5).
+
+``--baseline REV`` also runs the gateway of revision REV (extracted with ``git archive``,
+as bench.index_memory does) on the same INBOX, Redis emptied before each first sync, and
+prints its row above this tree's: the before and after of one run on the same machine;
+``--rounds N`` repeats both N times, alternating (a shared machine's noise shows as spread).
 
 ``--profile`` runs the same first sync in this process under cProfile instead of a gateway
 process (header parsing kept on the profiled thread) and prints the top 25 functions by
 cumulative and by own time.
 
-Run: .venv/bin/python -m bench.first_sync [--sizes 10000,100000] [--profile]
+Run: .venv/bin/python -m bench.first_sync [--sizes 10000,100000] [--baseline REV [--rounds N]]
+[--profile]
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import redis
 
 from bench.core_latency import Client
 from bench.email_get import redis_bytes
+from bench.index_memory import HERE, extract
 from bench.seed import seed_inbox
 from bench.servers import local_servers
 from gateway.imap.fetch import Attr, BodySection
@@ -127,11 +134,14 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0)}
 
 
-def gateway_run(dovecot: Dovecot, store: RedisServer, user: str) -> dict[str, Any]:
-    """The first request of ``user`` against a fresh gateway process."""
+def gateway_run(
+    dovecot: Dovecot, store: RedisServer, user: str, tree: Path = HERE
+) -> dict[str, Any]:
+    """The first request of ``user`` against a fresh gateway process of the code in ``tree``."""
     port, metrics_port = free_ports(2)
     env = {
         **os.environ,
+        "PYTHONPATH": str(tree),
         "GATEWAY_IMAP_URL": dovecot.url,
         "GATEWAY_REDIS_URL": store.url,
         "GATEWAY_PORT": str(port),
@@ -142,7 +152,7 @@ def gateway_run(dovecot: Dovecot, store: RedisServer, user: str) -> dict[str, An
     }
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "gateway", "serve"], cwd=tree, env=env, stdout=log, stderr=log
         )
         try:
             wait_for_port(port)
@@ -222,7 +232,17 @@ def profile_run(dovecot: Dovecot, store: RedisServer, user: str) -> str:
     return out.getvalue()
 
 
-def main(sizes: list[int], profile: bool) -> None:
+def main(sizes: list[int], profile: bool, revision: str | None, rounds: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="jg-bench-first-sync-") as tmp:
+        old = extract(revision, Path(tmp)) if revision else None
+        rows = measure(sizes, profile, old, revision or "", rounds)
+    if not profile:
+        report(rows)
+
+
+def measure(
+    sizes: list[int], profile: bool, old: Path | None, revision: str, rounds: int
+) -> list[tuple[int, str, dict[str, Any], dict[str, Any]]]:
     rows = []
     with local_servers() as (dovecot, store):
         for size in sizes:
@@ -236,35 +256,54 @@ def main(sizes: list[int], profile: bool) -> None:
                 print(f"\n== profile of the first sync of {size} messages\n")
                 print(profile_run(dovecot, store, user))
                 continue
-            rows.append((size, base, gateway_run(dovecot, store, user)))
-    if profile:
-        return
+            for round_ in range(rounds):
+                if round_:
+                    _flush(store.url)
+                if old is not None:
+                    rows.append((size, revision, base, gateway_run(dovecot, store, user, old)))
+                    _flush(store.url)
+                rows.append((size, "this tree", base, gateway_run(dovecot, store, user)))
+    return rows
+
+
+def _flush(url: str) -> None:
+    """Redis emptied: the next gateway's request is the account's first again."""
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    client.close()
+
+
+def report(rows: list[tuple[int, str, dict[str, Any], dict[str, Any]]]) -> None:
     print(f"\nfirst sync; baseline: imaplib EXAMINE + UID FETCH 1:* ({ITEMS})")
     print(
-        f"{'messages':>9} {'baseline s':>11} {'gateway s':>10} {'ratio':>6} {'gw CPU s':>9} "
-        f"{'redis CPU s':>12} {'upstream':>9} "
+        f"{'messages':>9} {'gateway':>10} {'baseline s':>11} {'gateway s':>10} {'ratio':>6} "
+        f"{'gw CPU s':>9} "
+        f"{'gw CPU/msg':>11} {'redis CPU s':>12} {'upstream':>9} "
         f"{'redis cmds':>11} {'redis reads':>12} {'octets/email':>13} {'RSS before':>11} "
         f"{'peak RSS':>9}"
     )
-    for size, base, gw in rows:
+    for size, label, base, gw in rows:
         redis_commands = sum(n for k, n in gw["redis"].items() if not k.startswith("("))
         print(
-            f"{size:>9} {base['seconds']:>11.2f} {gw['seconds']:>10.2f} "
-            f"{gw['seconds'] / base['seconds']:>6.1f} {gw['cpu']:>9.2f} {gw['redis_cpu']:>12.2f} "
+            f"{size:>9} {label:>10} {base['seconds']:>11.2f} {gw['seconds']:>10.2f} "
+            f"{gw['seconds'] / base['seconds']:>6.1f} {gw['cpu']:>9.2f} "
+            f"{gw['cpu'] / size * 1e6:>8.0f} µs {gw['redis_cpu']:>12.2f} "
             f"{gw['upstream']:>9} {redis_commands:>11} "
             f"{gw['redis'].get('(reads)', 0):>12} {gw['octets'] / size:>13.0f} "
             f"{gw['rss_before_mib']:>8.0f} MiB {gw['peak_mib']:>5.0f} MiB"
         )
-    for size, _, gw in rows:
+    for size, label, _, gw in rows:
         top = sorted(
             ((n, k) for k, n in gw["redis"].items() if not k.startswith("(")), reverse=True
         )
-        print(f"redis commands at {size}: " + ", ".join(f"{k} {n}" for n, k in top[:12]))
+        print(f"redis commands at {size}, {label}: " + ", ".join(f"{k} {n}" for n, k in top[:12]))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--baseline", help="a revision whose gateway runs beside this tree's")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    main([int(s) for s in args.sizes.split(",")], args.profile)
+    main([int(s) for s in args.sizes.split(",")], args.profile, args.baseline, args.rounds)

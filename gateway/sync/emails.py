@@ -54,7 +54,7 @@ PAGE = 500
 AHEAD_OCTETS = 16 * 1024 * 1024
 DIGEST_FIELDS = (*THREAD_FIELDS, "DATE", "FROM")
 # What a new message's FETCH answer must hold (as FetchItem keys) to be indexed.
-_REQUIRED = tuple(fetch_key(a) for a in (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE))
+_REQUIRED = frozenset(fetch_key(a) for a in (Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE))
 
 
 class EmailIds(enum.Enum):
@@ -161,6 +161,10 @@ def _links(headers: list[bytes]) -> list[Links]:
     return [Links.from_block(h) for h in headers]
 
 
+def _bytes_or_none(value: object) -> bytes | None:
+    return value if isinstance(value, bytes) else None
+
+
 def _created(copies: list[NewCopy], created: list[str]) -> dict[int, str]:
     new = set(created)
     return {c.uid: c.email_id for c in copies if c.email_id in new}
@@ -246,20 +250,29 @@ class _FolderVisit:
         # parsed and written. Only behind a chunk of at most AHEAD_OCTETS, so what is held
         # at once stays one chunk's answer and AHEAD_OCTETS.
         ahead = self._fetch(chunks.popleft()) if chunks else None
+        # And one index script in flight behind: Redis applies chunk n while chunk n+1 is
+        # parsed (IndexWriter.add_copies, ahead); the writer waits for it before any read.
+        # The last chunk's script is awaited at once: nothing is left to overlap it with.
+        settled = False
         try:
             while ahead is not None:
                 result = await ahead
                 ahead = None
                 if chunks and sum(map(len, result.raw)) <= AHEAD_OCTETS:
                     ahead = self._fetch(chunks.popleft())
-                created = await self._index_new(record.id, result)
+                more = ahead is not None or bool(chunks)
+                created = await self._index_new(record.id, result, overlap=more)
                 if self.reports is not None:
                     # Kept only for the report check: 100,000 new emails are megabytes.
                     arrived.update(created)
                 if ahead is None and chunks:
                     ahead = self._fetch(chunks.popleft())
                 await self.held.renew()
+            await self.writer.settle()
+            settled = True
         finally:
+            if not settled:
+                await self.writer.abandon()
             if ahead is not None:
                 # Cancelled mid-command, the connection is dropped rather than reused.
                 ahead.cancel()
@@ -306,41 +319,49 @@ class _FolderVisit:
         items: list[FetchAtt] = [Attr.UID, Attr.FLAGS, Attr.INTERNALDATE, Attr.SIZE]
         if self.strategy is EmailIds.OBJECTID:
             return [*items, Attr.EMAILID, Attr.THREADID]
+        if self.strategy is EmailIds.X_GUID:
+            return [*items, self._header_section(), Attr.X_GUID]
+        return [*items, self._header_section()]
+
+    def _header_section(self) -> BodySection:
         fields = tuple(self._header_fields())
         if self.strategy is EmailIds.X_GUID:
             # The fields serve threading only, which reads HEADER_SECTION_OCTETS of them: a
             # page of strangers' messages of megabytes of Subject fields is not fetched whole.
             # (With digest ids they are the ids' material, which must stay what it was.)
-            partial = (0, HEADER_SECTION_OCTETS)
-            return [*items, BodySection(fields=fields, partial=partial), Attr.X_GUID]
-        return [*items, BodySection(fields=fields)]
+            return BodySection(fields=fields, partial=(0, HEADER_SECTION_OCTETS))
+        return BodySection(fields=fields)
 
     def _fetch(self, uids: str) -> asyncio.Future[Result]:
         """The UID FETCH of new messages, sent now and read as its answer comes."""
         return asyncio.ensure_future(self.conn.execute(uid_fetch(uids, self._fetch_items())))
 
-    async def _index_new(self, mailbox_id: str, result: Result) -> dict[int, str]:
+    async def _index_new(
+        self, mailbox_id: str, result: Result, *, overlap: bool = False
+    ) -> dict[int, str]:
         """Index the messages of a UID FETCH answer; returns the new emails among them by
-        UID."""
+        UID. ``overlap``: its script may still run when this returns (add_copies, ahead)."""
         # Only messages answered in full: a flag update another session caused may name a
         # message that was expunged meanwhile.
-        fetched = [
-            f
-            for f in fetches_from_raw(result.raw).values()
-            if all(key in f.items for key in _REQUIRED)
-        ]
+        fetched = [f for f in fetches_from_raw(result.raw).values() if f.items.keys() >= _REQUIRED]
         if self.strategy is EmailIds.OBJECTID:
             native = [c for c in (self._native(f) for f in fetched) if c is not None]
-            return _created(native, await self.writer.add_copies(mailbox_id, native))
-        headers = [f.header_fields() or b"" for f in fetched]
+            created = await self.writer.add_copies(mailbox_id, native, ahead=overlap)
+            return _created(native, created)
+        # Under the key asked for, unless the server spells the field list otherwise.
+        asked = fetch_key(str(self._header_section()))
+        headers = [_bytes_or_none(f.items.get(asked)) or f.header_fields() or b"" for f in fetched]
         links = await sized(sum(map(parse_cost, headers)), _links, headers)
+        # The threads the previous chunk made must be read back: its script first.
+        await self.writer.settle()
         await self.threader.prepare(links)
         copies = []
         for item, header, link in zip(fetched, headers, links, strict=True):
             email_id = self._own_id(item, header)
             copies.append(self._copy(item, email_id, self.threader.assign(email_id, link)))
         refs, subjects = self.threader.take_writes()
-        return _created(copies, await self.writer.add_copies(mailbox_id, copies, refs, subjects))
+        created = await self.writer.add_copies(mailbox_id, copies, refs, subjects, ahead=overlap)
+        return _created(copies, created)
 
     def _header_fields(self) -> Sequence[str]:
         return THREAD_FIELDS if self.strategy is EmailIds.X_GUID else DIGEST_FIELDS
@@ -361,9 +382,11 @@ class _FolderVisit:
         return self._copy(item, email_id, thread_id)
 
     def _copy(self, item: FetchItem, email_id: str, thread_id: str) -> NewCopy:
-        received = item.internaldate
-        if item.uid is None or item.flags is None or received is None or item.size is None:
+        if item.known is not None:
+            # Read with the response (a first sync's, nearly always).
+            return NewCopy(item.known[0], email_id, *item.known[1:], thread_id)
+        uid, flags, size = item.uid, item.flags, item.size
+        received = item.internaldate_seconds
+        if uid is None or flags is None or received is None or size is None:
             raise ProtocolError("FETCH lacks UID, FLAGS, INTERNALDATE or RFC822.SIZE")
-        return NewCopy(
-            item.uid, email_id, item.flags, int(received.timestamp()), item.size, thread_id
-        )
+        return NewCopy(uid, email_id, flags, received, size, thread_id)

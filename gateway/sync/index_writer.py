@@ -9,10 +9,18 @@ Expunges are applied last, after every folder's new messages: a message moved fr
 visited first to one visited later is then seen in both for a moment, never in neither, so
 the move is an update of one Email and not a destroy and a create (RFC 8621 4: the id
 survives a move).
+
+A first sync's pages may leave their script running (``add_copies(..., ahead=True)``) while
+the caller parses the next page: Redis applies page k while Python reads page k+1. At most
+one script is in flight, and every later read or write of the writer waits for it first
+(:meth:`IndexWriter.settle`), so the order of writes, and what each read sees, are as if
+every script had been awaited at once; the lease fence is the script's own, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,7 +39,7 @@ from gateway.cache.journal import StateChange
 from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MAILBOX
 from gateway.cache.thread_links import ThreadLinks
-from gateway.sync.tallies import KINDS, Move, Presence, apply
+from gateway.sync.tallies import KINDS, Move, Outcome, Presence, apply
 
 # Uid map entries of an earlier UIDVALIDITY copied per script (see IndexWriter.start_over).
 OLD_UIDS_PART = 5000
@@ -97,6 +105,8 @@ class IndexWriter:
         self._whole_gone: set[str] = set()
         # The states this writer's commits moved, in order (gateway.cache.journal).
         self.changes: list[StateChange] = []
+        # The one script add_copies(ahead=True) left running, if any (see settle).
+        self._pending: asyncio.Future[None] | None = None
 
     async def add_copies(
         self,
@@ -104,31 +114,65 @@ class IndexWriter:
         copies: Iterable[NewCopy],
         refs: dict[bytes, str] | None = None,
         subjects: dict[str, str] | None = None,
+        *,
+        ahead: bool = False,
     ) -> list[str]:
         """Messages found in a folder: new emails, or new copies of known ones. Returns the
         ids of the new emails (a copy of a known one, moved or copied here, is not new).
 
         ``refs`` and ``subjects`` are the thread mappings the batch's threading made; they are
         written in the same transaction as the emails that depend on them.
+
+        ``ahead``: return once the batch's script is sent, not applied; the writer's next
+        call, or :meth:`settle`, waits for it (and raises its error, LeaseLost included).
+        Whoever reads the index meanwhile, outside this writer, must settle first.
         """
+        await self.settle()
         items = list(copies)
         batch = _Batch(refs=refs or {}, subjects=subjects or {})
         await self._load(batch, (c.email_id for c in items))
+        touched_ids = batch.touched
+        uid_set = batch.uid_sets.setdefault(mailbox_id, {})
+        removals = self._removals
         for copy in items:
-            touched = batch.touched.get(copy.email_id)
+            touched = touched_ids.get(copy.email_id)
             if touched is None:
-                record = EmailRecord(copy.email_id, copy.thread_id, copy.received_at, copy.size, {})
-                touched = batch.touched[copy.email_id] = _Touched(record, None, False)
-            touched.record.copies.setdefault(mailbox_id, {})[copy.uid] = list(copy.flags)
-            batch.uid_sets.setdefault(mailbox_id, {})[copy.uid] = copy.email_id
+                # A new email (nearly every one of a first sync): its record made whole.
+                held = {mailbox_id: {copy.uid: list(copy.flags)}}
+                record = EmailRecord(
+                    copy.email_id, copy.thread_id, copy.received_at, copy.size, held
+                )
+                touched_ids[copy.email_id] = _Touched(record, None, False)
+            else:
+                touched.record.copies.setdefault(mailbox_id, {})[copy.uid] = list(copy.flags)
+            uid_set[copy.uid] = copy.email_id
             # A message found again at the same place is not the one to remove later.
-            if self._removals.get((mailbox_id, copy.uid)) == copy.email_id:
-                del self._removals[(mailbox_id, copy.uid)]
-        return await self._write(batch)
+            if removals and removals.get((mailbox_id, copy.uid)) == copy.email_id:
+                del removals[(mailbox_id, copy.uid)]
+        if not uid_set:
+            del batch.uid_sets[mailbox_id]
+        return await self._write(batch, ahead=ahead)
+
+    async def settle(self) -> None:
+        """Wait for the script an ``ahead`` call left running; its error is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
+
+    async def abandon(self) -> None:
+        """Stop waiting for a script left running (the caller failed): it is cancelled, or
+        ends as it would have, and its outcome is dropped. A batch is all or nothing, so
+        the index holds it whole or not at all, as after any interrupted commit."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
 
     async def set_flags(self, mailbox_id: str, flags: dict[int, list[str]]) -> set[int]:
         """Flag changes of known copies; uids the index does not know are ignored. Returns
         the uids written."""
+        await self.settle()
         owners = await self.store.email_ids_of(mailbox_id, flags)
         batch = _Batch()
         await self._load(batch, owners.values())
@@ -155,6 +199,7 @@ class IndexWriter:
         new one: a sync interrupted half way finds it again and removes what it lists, so no
         copy of an earlier UIDVALIDITY outlives the interruption.
         """
+        await self.settle()
         old = (await self.store.held_uids([mailbox_id]))[mailbox_id]
         self._retire(mailbox_id, old)
         # The old map is copied in parts, so no one script carries a large folder's map (a
@@ -190,6 +235,7 @@ class IndexWriter:
     async def finish(self, chunk: int = 1000) -> None:
         """Apply the expunges, then record how far each folder was followed; an initial
         writer's last script also marks the index complete (EmailStore.indexed)."""
+        await self.settle()
         removals = list(self._removals.items())
         for start in range(0, len(removals), chunk):
             part = removals[start : start + chunk]
@@ -234,9 +280,9 @@ class IndexWriter:
         counts = {t: known.get(t, 0) + delta.get(t, 0) for t in touched}
         return _LinkChanges(counts, {t for t, n in counts.items() if n <= 0})
 
-    async def _write(self, batch: _Batch) -> list[str]:
+    async def _write(self, batch: _Batch, *, ahead: bool = False) -> list[str]:
         """One transaction: records, uid maps, threads, counts, thread mappings, change logs.
-        Returns the ids of the emails it created."""
+        Returns the ids of the emails it created; ``ahead``: see add_copies."""
         created: list[str] = []
         updated: list[str] = []
         destroyed: list[str] = []
@@ -262,8 +308,27 @@ class IndexWriter:
                     record.size,
                 )
             )
-        outcome = apply(moves, await self.store.threads({m.thread_id for m in moves}))
-        links = await self._link_changes(batch)
+        # Two reads, sent together: one round trip's wait.
+        threads, links = await asyncio.gather(
+            self.store.threads({m.thread_id for m in moves}), self._link_changes(batch)
+        )
+        outcome = apply(moves, threads)
+        commit = self._commit(batch, moves, outcome, links, (created, updated, destroyed))
+        if ahead:
+            self._pending = asyncio.ensure_future(commit)
+        else:
+            await commit
+        return created
+
+    async def _commit(
+        self,
+        batch: _Batch,
+        moves: list[Move],
+        outcome: Outcome,
+        links: _LinkChanges | None,
+        emails: tuple[list[str], list[str], list[str]],
+    ) -> None:
+        created, updated, destroyed = emails
         async with index_batch(self.store, self._held, initial=self._initial) as write:
             write.put_records(t.record for t in batch.touched.values() if t.record.copies)
             write.drop_records(
@@ -291,7 +356,6 @@ class IndexWriter:
             # RFC 8621 2.2: counts changed alone are a Mailbox update with updatedProperties.
             write.log(MAILBOX, minor=sorted(outcome.mailboxes - self._whole_gone))
         self.changes += write.changes
-        return created
 
 
 @dataclass(slots=True)
@@ -315,12 +379,15 @@ def _date_index(write: IndexBatch, moves: list[Move]) -> None:
     """Keep the by-date sorted sets (Email/query's window over a folder) in step with the
     emails' visible folders."""
     for move in moves:
-        before = set(move.before.mailboxes) if move.before else set()
-        after = set(move.after.mailboxes) if move.after else set()
-        for mailbox_id in before - after:
-            write.undate(move.email_id, move.received_at, mailbox_id)
-        for mailbox_id in after - before:
-            write.date(move.email_id, move.received_at, mailbox_id)
+        before = move.before.mailboxes if move.before else ()
+        after = move.after.mailboxes if move.after else ()
+        if before != after:
+            for mailbox_id in before:
+                if mailbox_id not in after:
+                    write.undate(move.email_id, move.received_at, mailbox_id)
+            for mailbox_id in after:
+                if mailbox_id not in before:
+                    write.date(move.email_id, move.received_at, mailbox_id)
         if move.after is None:
             write.undate(move.email_id, move.received_at)
         elif move.before is None:

@@ -41,15 +41,21 @@ _PREFIX = re.compile(
 _TRAILERS = ("(fwd)", "(fw)")
 _SPACE = re.compile(r"\s+")
 # A msg-id as it appears in Message-ID, In-Reply-To and References: only for linking, so one
-# lenient pattern for all three (the Email properties use the full RFC 5322 parser).
-_MESSAGE_ID = re.compile(r"<\s*([^<>\s]+?)\s*>")
+# lenient pattern for all three (the Email properties use the full RFC 5322 parser). One
+# longer than MESSAGE_ID_CHARS does not match at its "<" (it holds no other "<", so no part
+# of it matches either): it is left out as no real id.
+_MESSAGE_ID = re.compile(rf"<\s*([^<>\s]{{1,{MESSAGE_ID_CHARS}}})\s*>")
 
 
 def message_ids(value: str | None) -> list[str]:
     """The msg-ids of a field; one longer than MESSAGE_ID_CHARS is no real id and is left out."""
-    if not value:
-        return []
-    return [i for i in _MESSAGE_ID.findall(value or "") if len(i) <= MESSAGE_ID_CHARS]
+    return _MESSAGE_ID.findall(value) if value else []
+
+
+def _first_message_id(value: str | None) -> str | None:
+    """``message_ids(value)[0]``, or None if it has none."""
+    found = _MESSAGE_ID.search(value) if value else None
+    return None if found is None else found.group(1)
 
 
 def ref_key(message_id: str) -> bytes:
@@ -68,12 +74,20 @@ def normalize_subject(subject: str | None) -> str:
     while (match := _PREFIX.match(value, start)) is not None and match.end() > start:
         start = match.end()
     end = _without_trailers(value, start)
-    return _SPACE.sub(" ", value[start:end]).strip().casefold()[:THREAD_SUBJECT_CHARS]
+    kept = value[start:end]
+    if "  " in kept or not kept.isprintable():
+        # Only printable text with single ASCII spaces has no run of whitespace to fold
+        # (every other whitespace character is a control or a separator).
+        kept = _SPACE.sub(" ", kept)
+    return kept.strip().casefold()[:THREAD_SUBJECT_CHARS]
 
 
 def _without_trailers(value: str, start: int) -> int:
     """Where ``value[start:]`` ends once "(fwd)" trailers and the spaces around them are cut."""
-    end = len(value)
+    end = max(start, len(value.rstrip()))
+    if not value.endswith(")", start, end):
+        # No trailer (nearly every subject): only the spaces went.
+        return end
     while True:
         while end > start and value[end - 1].isspace():
             end -= 1
@@ -117,12 +131,11 @@ class Links:
     @classmethod
     def _from_fields(cls, last: dict[str, str]) -> Links:
         """From the last value of each field, by lower-cased name."""
-        own = message_ids(last.get("message-id"))
         reply = message_ids(last.get("in-reply-to"))[:THREAD_PARENTS]
         references = message_ids(last.get("references"))[-THREAD_PARENTS:]
         parents = tuple(dict.fromkeys([*reply, *reversed(references)]))[:THREAD_PARENTS]
         subject = last.get("subject")
-        message_id = own[0] if own else None
+        message_id = _first_message_id(last.get("message-id"))
         return cls(
             message_id,
             tuple(p for p in parents if p != message_id),
@@ -131,8 +144,14 @@ class Links:
 
 
 # A field as parse_header_block reads it (RFC 5322 3.6.8 name, optional WSP, colon), with its
-# continuation lines, each line ended by CRLF; the value is the second group.
-_PLAIN_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)\r\n")
+# continuation lines, each line ended by CRLF; the value is the second group. A line that
+# starts with a space or tab continues a field, any other starts one: a block made of such
+# fields splits into them in one way only, which findall's left-to-right matches find.
+_NAME = r"[\x21-\x39\x3b-\x7e]+"
+_VALUE = r"[^\r\n]*(?:\r\n[ \t][^\r\n]*)*"
+_PLAIN_FIELD = re.compile(rf"({_NAME})[ \t]*:({_VALUE})\r\n")
+# A block of such fields only, optionally ended by a blank line.
+_PLAIN_BLOCK = re.compile(rf"(?:{_NAME}[ \t]*:{_VALUE}\r\n)*(?:\r\n)?")
 
 
 def _plain_fields(block: bytes) -> dict[str, str] | None:
@@ -141,17 +160,10 @@ def _plain_fields(block: bytes) -> dict[str, str] | None:
     bound parse_header_block applies; None for any other block."""
     if len(block) > FIELD_OCTETS or not block.isascii() or b"\x00" in block:
         return None
-    fields: dict[str, str] = {}
-    pos = 0
-    end = len(block)
-    match = _PLAIN_FIELD.match
-    while pos < end:
-        field = match(block, pos)
-        if field is None:
-            return fields if block.endswith(b"\r\n", pos) and pos + 2 == end else None
-        fields[field.group(1).decode("ascii").lower()] = field.group(2).decode("ascii")
-        pos = field.end()
-    return fields
+    text = block.decode("ascii")
+    if _PLAIN_BLOCK.fullmatch(text) is None:
+        return None
+    return {name.lower(): value for name, value in _PLAIN_FIELD.findall(text)}
 
 
 def _subject_text(raw: str) -> str:
@@ -196,16 +208,19 @@ class Threader:
         self._subjects: dict[str, str] = {}
         self.new_refs: dict[bytes, str] = {}
         self.new_subjects: dict[str, str] = {}
+        # Message-ID -> ref_key of the batch's ids, so assign() digests none twice.
+        self._keys: dict[str, bytes] = {}
 
     async def prepare(self, batch: Sequence[Links]) -> None:
         """Read the thread of every Message-ID the batch names, and those threads' subjects."""
-        names = list(
-            dict.fromkeys(
-                ref_key(n)
-                for links in batch
-                for n in (*links.parents, *([links.message_id] if links.message_id else []))
-            )
-        )
+        keys = self._keys
+        names: dict[bytes, None] = {}
+        for links in batch:
+            for name in (*links.parents, *([links.message_id] if links.message_id else [])):
+                key = keys.get(name)
+                if key is None:
+                    key = keys[name] = ref_key(name)
+                names[key] = None
         self._refs.update(await self._store.thread_refs(n for n in names if n not in self._refs))
         threads = [t for t in set(self._refs.values()) if t not in self._subjects]
         # An empty subject is a subject ("Re:" answering a message without one).
@@ -213,8 +228,9 @@ class Threader:
 
     def assign(self, email_id: str, links: Links) -> str:
         """The thread of a new message (``prepare`` must have seen its links)."""
-        own = [ref_key(links.message_id)] if links.message_id else []
-        parents = [ref_key(p) for p in links.parents]
+        keys = self._keys
+        own = [keys.get(links.message_id) or ref_key(links.message_id)] if links.message_id else []
+        parents = [keys.get(p) or ref_key(p) for p in links.parents]
         thread_id = None
         for name in (*parents, *own):
             candidate = self._refs.get(name)
@@ -243,5 +259,5 @@ class Threader:
         messages does not keep every Message-ID it saw in memory."""
         refs, subjects = self.new_refs, self.new_subjects
         self.new_refs, self.new_subjects = {}, {}
-        self._refs, self._subjects = {}, {}
+        self._refs, self._subjects, self._keys = {}, {}, {}
         return refs, subjects

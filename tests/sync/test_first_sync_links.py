@@ -8,12 +8,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import re
 
 import pytest
 
 from gateway.mime.headers import parse_header_block
+from gateway.mime.limits import MESSAGE_ID_CHARS, THREAD_SUBJECT_CHARS
 from gateway.sync.emails import _short_id
-from gateway.sync.threads import Links, thread_id_for
+from gateway.sync.threads import (
+    _PREFIX,
+    Links,
+    _first_message_id,
+    message_ids,
+    normalize_subject,
+    thread_id_for,
+)
 
 FIELDS = [
     b"Message-ID: <a1@example.com>",
@@ -39,6 +48,11 @@ FIELDS = [
     b"Subject: bare\nLF",
     b"Subject: bare\rCR",
     b"Message-ID: <" + b"x" * 300 + b"@example.com>",
+    b"Message-ID: <" + b"x" * 986 + b"@example.com>",
+    b"Message-ID: <" + b"x" * 987 + b"@example.com> <second@example.com>",
+    b"References: <a@b> <" + b"r" * 999 + b"> <c@d>",
+    b"Subject: tab\there  and  double",
+    b"Subject: =?utf-8?q?ideographic=E3=80=80space?= (fwd)",
 ]
 
 
@@ -81,3 +95,74 @@ def test_ids_are_the_ones_always_given() -> None:
         assert _short_id("x", material) == _old_short_id("x", material)
         email_id = _old_short_id("x", material)
         assert thread_id_for(email_id) == _old_short_id("t", b"thread\0" + email_id.encode())
+
+
+# The readings before the first sync's quick paths, as they were written: the oracle.
+_OLD_MESSAGE_ID = re.compile(r"<\s*([^<>\s]+?)\s*>")
+_OLD_SPACE = re.compile(r"\s+")
+_OLD_TRAILERS = ("(fwd)", "(fw)")
+
+
+def _old_message_ids(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [i for i in _OLD_MESSAGE_ID.findall(value) if len(i) <= MESSAGE_ID_CHARS]
+
+
+def _old_normalize_subject(subject: str | None) -> str:
+    value = subject or ""
+    start = 0
+    while (match := _PREFIX.match(value, start)) is not None and match.end() > start:
+        start = match.end()
+    end = len(value)
+    while True:
+        while end > start and value[end - 1].isspace():
+            end -= 1
+        trailer = next(
+            (t for t in _OLD_TRAILERS if value[max(start, end - len(t)) : end].lower() == t),
+            None,
+        )
+        if trailer is None:
+            break
+        end -= len(trailer)
+    return _OLD_SPACE.sub(" ", value[start:end]).strip().casefold()[:THREAD_SUBJECT_CHARS]
+
+
+ID_PIECES = ["<", ">", " ", "\t", "\r\n ", "a", "b@c", "x" * 997, "y" * 998, "z" * 999, "<<", ">>"]
+SUBJECT_PIECES = [
+    "Re:",
+    "re :",
+    "Fwd:",
+    "[list]",
+    " ",
+    "  ",
+    "\t",
+    "\u3000",
+    "\u00a0",
+    "\x1c",
+    "\u2028",
+    "Hello",
+    "Gr\u00fc\u00dfe",
+    "(fwd)",
+    "(FW)",
+    " (fwd) ",
+    ")",
+    "(",
+    "x" * 300,
+    "\u0130",
+]
+
+
+def test_message_ids_as_before_on_generated_fields() -> None:
+    rng = random.Random(161)
+    for _ in range(5000):
+        value = "".join(rng.choice(ID_PIECES) for _ in range(rng.randrange(0, 9)))
+        assert message_ids(value) == _old_message_ids(value), value
+        assert _first_message_id(value) == next(iter(_old_message_ids(value)), None), value
+
+
+def test_subjects_normalize_as_before_on_generated_subjects() -> None:
+    rng = random.Random(162)
+    for _ in range(5000):
+        value = "".join(rng.choice(SUBJECT_PIECES) for _ in range(rng.randrange(0, 9)))
+        assert normalize_subject(value) == _old_normalize_subject(value), value
