@@ -21,7 +21,7 @@ from gateway.cache.changes import EPOCH_CHARS, floor_field
 from gateway.cache.chunked_set import chunked_keys
 from gateway.cache.codec import text
 from gateway.cache.emails import EMAIL, INDEXED_FIELD, THREAD, EmailStore
-from gateway.cache.keys import INDEX_FORMAT, AccountKeys
+from gateway.cache.keys import INDEX_FORMAT, INDEX_FORMAT_FIELD, AccountKeys
 from gateway.cache.locks import LeaseLost
 from gateway.cache.query_index import query_part_keys, query_set_names
 from gateway.cache.thread_links import ref_shape
@@ -31,7 +31,7 @@ from gateway.cache.thread_links import ref_shape
 # for the first indexing, uid maps and thread-refs in listpack-sized buckets, a thread's ref
 # keys packed in thread-members. 3: the by-date and sparse query sets in chunks
 # (gateway.cache.chunked_set: ``<name>#d``, ``#m``, ``#<n>``), no longer one zset per name.
-FORMAT_FIELD = "index-format"
+FORMAT_FIELD = INDEX_FORMAT_FIELD
 LOGGED = (EMAIL, THREAD)
 # The email part's fields of the account's meta hash.
 META_FIELDS = (INDEXED_FIELD, "refs-level", "refs-split", "refs-count")

@@ -16,7 +16,8 @@ What the script guarantees, in the order it runs:
 
 1. **The fence**: with a lease token, nothing is written unless the lease key holds it
    (this replaces WATCH; a script runs alone, so the check and the writes cannot
-   interleave with another client's).
+   interleave with another client's); nor into an index marked with another format than
+   the writer's (a replica of another release, during a rolling upgrade: an error reply).
 2. **All or nothing**: a Lua script is not rolled back when a command fails half way, so
    every op's key is checked first (its type, and that counters hold integers); a batch
    that would fail on any op writes nothing and answers an error.
@@ -48,17 +49,18 @@ from redis.typing import EncodableT
 
 from gateway.cache.changes import EPOCH_CHARS
 from gateway.cache.chunked_set import CHUNK_LUA, directory, sort_members
-from gateway.cache.keys import AccountKeys
+from gateway.cache.keys import INDEX_FORMAT, INDEX_FORMAT_FIELD, AccountKeys
 
 # At most this many arguments per op, so Lua's unpack() stays far below its stack limit
 # (LUAI_MAXCSTACK, 8000); longer ops are split into several.
 OP_ARGS = 1000
 
 # KEYS[1] the lease key (or any key, unchecked without a token), KEYS[2] meta, KEYS[3]
-# state, then the batch's keys. The real ARGV: the lease token or "", then the packed op
-# list, which the script unpacks into a table it names ARGV, laid out as before: [1] the
-# token, [2] an epoch candidate, then ops: name, argument count n, then n arguments (the
-# first one a key's index in KEYS).
+# state, then the batch's keys. The real ARGV: the lease token or "", the packed op list,
+# the meta field naming the index format and the writer's format. The script unpacks the
+# list into a table it names ARGV, laid out as before: [1] the token, [2] an epoch
+# candidate, then ops: name, argument count n, then n arguments (the first one a key's
+# index in KEYS).
 # log: the indexes of the type's changed, born, dead, full, lapse-from, lapse-to keys,
 # the type, its mode (f: minor properties tracked apart, n: normal, i: initial indexing:
 # the modseq moves and the floor with it, no per-id entries), its floor field, then
@@ -92,6 +94,13 @@ SCRIPT = (
     + """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0}
+end
+-- An index another release wrote in another layout is not written into (a rolling upgrade:
+-- gateway.cache.index_format); an index not yet marked with a format is anyone's.
+local format = redis.call('HGET', KEYS[2], ARGV[3])
+if format and format ~= ARGV[4] then
+  return redis.error_reply('index batch: the index is in format ' .. format ..
+    ', this writer writes format ' .. ARGV[4])
 end
 -- The op list arrives as ONE msgpack array laid out as ARGV was (token, epoch, ops), every
 -- element a string (OpRecorder.run): the op branches below read it as they read ARGV.
@@ -439,7 +448,9 @@ class OpRecorder:
         keys[0], token = lease if lease is not None else (self._account.meta, "")
         epoch = secrets.token_hex(EPOCH_CHARS // 2)
         packed = pack_ops([token, epoch, *self.ops])
-        reply = await client.register_script(SCRIPT)(keys=keys, args=[token, packed])
+        reply = await client.register_script(SCRIPT)(
+            keys=keys, args=[token, packed, INDEX_FORMAT_FIELD, INDEX_FORMAT]
+        )
         if not reply or int(reply[0]) != 1:
             return None
         return list(reply[1:])

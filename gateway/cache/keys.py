@@ -120,6 +120,8 @@ from dataclasses import dataclass
 PREFIX = "jg"
 # The layout of an account's email index this code reads and writes (cache/index_format.py).
 INDEX_FORMAT = 3
+# The account's meta field naming the format its email index was written in.
+INDEX_FORMAT_FIELD = "index-format"
 SECRET = f"{PREFIX}:secret"
 
 

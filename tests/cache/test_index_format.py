@@ -26,6 +26,7 @@ from gateway.cache.index_format import (
     NewerIndexFormat,
     ensure_current,
 )
+from gateway.cache.index_script import OpRecorder
 from gateway.cache.keys import AccountKeys
 from gateway.cache.store import Store
 from tests.jmapclient import Jmap
@@ -253,3 +254,28 @@ async def test_an_index_of_a_newer_format_is_left_alone_and_requests_are_told_to
 
     plain.hset(keys.meta, FORMAT_FIELD, str(INDEX_FORMAT))  # the newer release rolled back
     assert await answers(jmap) == before
+
+
+async def test_a_writer_of_another_format_writes_nothing(
+    redis_url: str, plain: redis.Redis
+) -> None:
+    """The index script refuses a batch into an index marked with another format (a replica
+    of another release), and writes into one not yet marked or marked with its own."""
+    keys = AccountKeys("a-format")
+    store = Store.from_url(redis_url)
+    try:
+        emails = EmailStore(store.client, keys.account_id)
+        for marked, written in ((None, True), (str(INDEX_FORMAT), True), ("99", False)):
+            plain.delete(keys.meta, keys.counts)
+            if marked is not None:
+                plain.hset(keys.meta, FORMAT_FIELD, marked)
+            recorder = OpRecorder(emails.keys)
+            recorder.hincrby(keys.counts, "INBOX:e", 1)
+            if written:
+                await recorder.run(store.client, None)
+            else:
+                with pytest.raises(redis.exceptions.ResponseError, match="format 99"):
+                    await recorder.run(store.client, None)
+            assert plain.hget(keys.counts, "INBOX:e") == (b"1" if written else None)
+    finally:
+        await store.close()
