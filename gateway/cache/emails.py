@@ -22,7 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.typing import EncodableT
 
 from gateway.cache.changes import AccountState, format_state
-from gateway.cache.chunked_set import Slice, read_window
+from gateway.cache.chunked_set import Slice, Unsettled, read_window, sort_members
 from gateway.cache.codec import octets, pack, text, unpack
 from gateway.cache.index_script import REF_HASHING, OpRecorder
 from gateway.cache.keys import AccountKeys
@@ -307,19 +307,33 @@ class EmailStore:
         same direction: (position, ids, total, Email state); None if ``anchor`` is not there.
 
         RFC 8620 5.5 windowing: a negative position counts from the end; an anchor (plus
-        anchorOffset, clamped to 0) replaces the position. One script (chunked_set)."""
-        found = await read_window(
-            self.client,
-            self.keys.dated(mailbox_id),
-            state_key=self.keys.state,
-            meta_key=self.keys.meta,
-            data_type=EMAIL,
-            ascending=ascending,
-            position=position,
-            anchor=anchor,
-            anchor_offset=anchor_offset,
-            limit=limit,
-        )
+        anchorOffset, clamped to 0) replaces the position. One script (chunked_set); without
+        a limit the whole set in pipelined reads, or the records if it kept changing."""
+        try:
+            found = await read_window(
+                self.client,
+                self.keys.dated(mailbox_id),
+                state_key=self.keys.state,
+                meta_key=self.keys.meta,
+                data_type=EMAIL,
+                ascending=ascending,
+                position=position,
+                anchor=anchor,
+                anchor_offset=anchor_offset,
+                limit=limit,
+            )
+        except Unsettled:
+            ids, state = await self._dated_from_records(mailbox_id)
+            if not ascending:
+                ids.reverse()
+            if anchor is not None:
+                if anchor not in ids:
+                    return None
+                start = max(0, ids.index(anchor) + anchor_offset)
+            else:
+                start = max(0, len(ids) + position) if position < 0 else position
+            stop = None if limit is None else start + limit
+            return start, ids[start:stop], len(ids), state
         if found is None:
             return None
         state = (
@@ -331,7 +345,8 @@ class EmailStore:
 
     async def dated_slice(self, mailbox_id: str | None) -> Slice:
         """Every email of a folder's (or the account's) by-date set, oldest first, with the
-        Email modseq read at the same instant."""
+        Email modseq read at the same instant; :class:`Unsettled` if it kept changing while
+        read (chunked_set.read_whole)."""
         found = await read_window(
             self.client,
             self.keys.dated(mailbox_id),
@@ -349,8 +364,23 @@ class EmailStore:
         return found
 
     async def dated_ids(self, mailbox_id: str) -> list[str]:
-        """Every email a folder holds (visible copies), from its by-date set."""
-        return (await self.dated_slice(mailbox_id)).ids
+        """Every email a folder holds (visible copies), from its by-date set; from the
+        records if the set kept changing while read."""
+        try:
+            return (await self.dated_slice(mailbox_id)).ids
+        except Unsettled:
+            return (await self._dated_from_records(mailbox_id))[0]
+
+    async def _dated_from_records(self, mailbox_id: str | None) -> tuple[list[str], str]:
+        """A by-date set's members, oldest first, and the Email state, from the records
+        (what a query without the set would read): for a set that kept changing."""
+        records, state = await self.snapshot(await self.all_ids())
+        members = [
+            (r.id, r.received_at)
+            for r in records.values()
+            if r.visible and (mailbox_id is None or mailbox_id in r.mailbox_ids)
+        ]
+        return [i for i, _ in sort_members(members)], state
 
     async def fill_dated(self) -> None:
         """Build the by-date sets from the records (the index writer keeps them after), in
