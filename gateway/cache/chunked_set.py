@@ -15,26 +15,38 @@ once or twice, so they are kept as many small zsets instead. A set named ``N`` i
   chunks do. A member's chunk is found by its score (ZCOUNT) and, among chunks starting at
   that same score, a binary search on their lowest members.
 * ``N#m``: a hash with the set's member count ``n`` (the window's total without counting
-  the chunks) and ``next``, the last chunk number given out.
+  the chunks), ``next``, the last chunk number given out, and per chunk number its size
+  (so a rank is summed from one HMGET per 32 chunks, not one ZCARD per chunk). It goes with
+  the last chunk, and with the folder (IndexBatch.forget_folder, op ``cdrop``).
 
 Writes (ops ``cadd``, ``crem`` of the index script, gateway.cache.index_script) carry the
 batch's members sorted by (score, member): the script finds the chunk of the first one, takes
 every following member below the next chunk's start in the same ZADD/ZREM, and goes on from
 there, so the first sync's pages (mostly ascending dates) cost a few calls per chunk filled,
-not per member. A chunk that would pass CHUNK_MAX is rewritten with its new members as
-several: into full chunks when members are appended after the set's end (the first sync),
-else into even halves, leaving room. A chunk left under CHUNK_MIN merges into a neighbour
-that has room; an emptied one goes.
+not per member. Members appended past the set's end (the first sync) fill chunks to
+CHUNK_FILL, leaving room for 32 later scattered adds each. A run that does not fit its chunk
+fills it to CHUNK_MAX; a full chunk is split natively (ZRANGESTORE of its upper half into a
+new chunk, ZREMRANGEBYRANK), never read into Lua, and the run looks again. A chunk left under
+CHUNK_MIN merges (ZUNIONSTORE) into a neighbour with room; an emptied one goes.
+
+Commands per member, worst case (each member in a different chunk; measured by
+tests/cache/test_chunked_set.py and bench.chunked_window): ``cadd`` 11 (2 ZCOUNT, 2 directory
+reads, ZCARD, ZADD, 2 count fields, 2 for a new lowest member) plus a binary search among
+chunks starting at the same second, plus one split of 8 commands per 32-64 members added to
+one chunk; ``crem`` 11 plus a merge of 8 when a chunk falls under CHUNK_MIN.
 
 Removing a member needs its score (to find its chunk without a member -> chunk map, which
 would cost as much as the skiplist's dict): the sets are scored by receivedAt, which never
 changes for an email id.
 
-Reads (:func:`read_window`) are ONE script: the count, the Email state (modseq and epoch,
+Windows (:func:`read_window`) are ONE script: the count, the Email state (modseq and epoch,
 read at the same instant as the members) and the window, from either end. A window from the
 end (newest first, the list screen) walks the directory from its end: one or two chunks. A
-deep position walks chunk sizes (ZCARD) from the nearer end; an anchor tries each chunk
-(ZSCORE) in order: O(n / CHUNK_MAX) calls inside the one script.
+deep position sums chunk sizes from the nearer end (one ZRANGE of the directory and one
+HMGET per 32 chunks); an anchor asks each chunk for its rank (ZRANK) from the end the window
+is read from, so a recent email newest first costs one or two: O(n / CHUNK_FILL) ZRANKs at
+worst inside the one script. A whole set (no limit: the general query path's candidates, the
+size order's build) is never one script (:func:`read_whole`).
 
 Why not one key per set with member -> chunk in a hash, or a B-tree of several levels: the
 first costs per member what the skiplist's dict did; the second is not needed at these sizes
