@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.cache import chunked_set
 from gateway.cache import emails as emails_module
 from gateway.cache.chunked_set import (
     CHUNK_FILL,
@@ -390,3 +391,20 @@ async def test_the_by_date_sets_are_filled_in_pages_under_the_lease(
     # 500 records in pages of 200: three short scripts, not one of the whole account.
     assert calls["evalsha"] == 3
     assert [await raw_members(single, name) for name in names] == before
+
+
+async def test_a_whole_set_that_keeps_changing_is_answered_from_the_records(
+    single: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = "a" + secrets.token_hex(4)
+    emails = EmailStore(single.client, account)
+    copies = [NewCopy(u, f"e{u:04}", [], 1_700_000_000 + u // 2, 10, "t1") for u in range(1, 301)]
+    await IndexWriter(emails).add_copies("m1", copies)
+    window = {"ascending": False, "position": 0, "anchor": "e0100", "anchor_offset": -2}
+    read_whole = await emails.dated_window("m1", limit=None, **window)  # type: ignore[arg-type]
+    ids = await emails.dated_ids("m1")
+    assert read_whole is not None and read_whole[1][2] == "e0100" and len(ids) == 300
+    # Every read of the set "moved": the records answer the same.
+    monkeypatch.setattr(chunked_set, "WHOLE_TRIES", 0)
+    assert await emails.dated_window("m1", limit=None, **window) == read_whole  # type: ignore[arg-type]
+    assert await emails.dated_ids("m1") == ids
