@@ -8,9 +8,15 @@ Printed per size, plain beside chunked:
 * octets per member (MEMORY USAGE samples=0 over every key of the set);
 * writing them: Redis commands per member (INFO commandstats, commands inside scripts
   counted) and Redis CPU per member (INFO cpu);
+* scattered writes: SCATTERED batches of 500 members each between random existing ones (a
+  move of search results into a folder, flags changing at random): commands and Redis CPU
+  per member, plain ZADD beside ``cadd``;
+* whole-set reads (no limit: the general query path's candidates), REQUESTS / 100 times: a
+  MULTI of ZRANGE 0 -1 and the state beside :func:`read_whole` (pipelined ZRANGEs);
 * windows, each read REQUESTS times: the list screen (newest 50 with the total and the Email
   state), a deep position (newest first from the middle), the oldest 50, an anchor in the
-  middle: Redis commands per read, Redis CPU per read (µs) and the median wall time per read
+  middle, an anchor among the newest (newest first): Redis commands per read, Redis CPU per
+  read (µs) and the median wall time per read
   (measured while the machine may be shared). The plain reads are what format 2 sent: a MULTI
   of ZCARD, ZRANK for an anchor, ZRANGE and two HGETs, then a ZRANGE when the start needed
   the count or the rank first.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -31,11 +38,12 @@ import redis
 import redis.asyncio
 
 from bench.servers import local_redis
-from gateway.cache.chunked_set import chunked_keys, read_window
+from gateway.cache.chunked_set import chunked_keys, read_whole, read_window
 from gateway.cache.index_script import OpRecorder
 from gateway.cache.keys import AccountKeys
 
 PAGE = 500
+SCATTERED = 4
 Read = Callable[[], Awaitable[Any]]
 
 
@@ -118,12 +126,50 @@ async def one_size(url: str, size: int, requests: int) -> dict[str, Any]:
     result["octets plain"] = int(plain.memory_usage(flat, samples=0) or 0) / size
     every = await chunked_keys(client, [chunked])
     result["octets chunked"] = sum(int(plain.memory_usage(k, samples=0) or 0) for k in every) / size
+    rng = random.Random(size)
+    calls_plain = calls_chunked = 0
+    cpu_plain = cpu_chunked = 0.0
+    for _ in range(SCATTERED):
+        # Each right after a random existing member (same score, a higher last letter).
+        batch = {ids[n][:-1] + "k": items[n][1] for n in rng.sample(range(size), PAGE)}
+        calls, cpu = redis_counts(plain)
+        await client.zadd(flat, batch)
+        calls_after, cpu_after = redis_counts(plain)
+        calls_plain, cpu_plain = calls_plain + calls_after - calls - 2, cpu_plain + cpu_after - cpu
+        recorder = OpRecorder(keys)
+        recorder.chunk_add(chunked, batch)
+        calls, cpu = redis_counts(plain)
+        await recorder.run(client, None)
+        calls_after, cpu_after = redis_counts(plain)
+        calls_chunked += calls_after - calls - 2
+        cpu_chunked += cpu_after - cpu
+    added = SCATTERED * PAGE
+    result["scattered plain"] = (calls_plain / added, cpu_plain / added * 1e6)
+    result["scattered chunked"] = (calls_chunked / added, cpu_chunked / added * 1e6)
     middle = ids[size // 2]
+
+    async def whole_plain() -> Any:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.zrange(flat, 0, -1)
+            pipe.hget(keys.state, "Email")
+            pipe.hget(keys.meta, "epoch")
+            return (await pipe.execute())[0]
+
+    async def whole_chunked() -> Any:
+        return await read_whole(
+            client, chunked, state_key=keys.state, meta_key=keys.meta, data_type="Email"
+        )
+
+    found_whole = await whole_chunked()
+    assert found_whole.ids == [i.decode() for i in await whole_plain()]
+    result["whole plain"] = await measured(plain, whole_plain, max(5, requests // 100))
+    result["whole chunked"] = await measured(plain, whole_chunked, max(5, requests // 100))
     windows = {
         "newest 50": {"position": 0, "anchor": None, "ascending": False},
         "newest, from the middle": {"position": size // 2, "anchor": None, "ascending": False},
         "oldest 50": {"position": -50, "anchor": None, "ascending": False},
         "anchor in the middle": {"position": 0, "anchor": middle, "ascending": False},
+        "anchor among the newest": {"position": 0, "anchor": ids[-4], "ascending": False},
     }
     for label, window in windows.items():
 
@@ -163,13 +209,26 @@ def report(results: dict[int, dict[str, Any]]) -> None:
             name = f"write: {kind} per member{unit}"
             old, new = result["write plain"][index], result["write chunked"][index]
             print(f"{name:34}{size:>8}{old:>12.3f}{new:>12.3f}")
+            name = f"scattered: {kind} per member{unit}"
+            old, new = result["scattered plain"][index], result["scattered chunked"][index]
+            print(f"{name:34}{size:>8}{old:>12.3f}{new:>12.3f}")
+        old, new = result["whole plain"], result["whole chunked"]
+        print(f"{'whole set read: commands':34}{size:>8}{old[0]:>12.1f}{new[0]:>12.1f}")
+        print(f"{'whole set read: Redis CPU µs':34}{size:>8}{old[1]:>12.0f}{new[1]:>12.0f}")
+        print(f"{'whole set read: wall µs (shared)':34}{size:>8}{old[2]:>12.0f}{new[2]:>12.0f}")
     print("\nwindows of 50 (per read; wall times measured while the machine may be shared)")
     print(
         f"{'window':26}{'size':>8}{'cmds plain':>12}{'chunked':>9}"
         f"{'CPU µs plain':>14}{'chunked':>9}{'wall µs plain':>15}{'chunked':>9}"
     )
     for size, result in results.items():
-        for label in ("newest 50", "newest, from the middle", "oldest 50", "anchor in the middle"):
+        for label in (
+            "newest 50",
+            "newest, from the middle",
+            "oldest 50",
+            "anchor in the middle",
+            "anchor among the newest",
+        ):
             old, new = result[f"{label} plain"], result[f"{label} chunked"]
             print(
                 f"{label:26}{size:>8}{old[0]:>12.1f}{new[0]:>9.1f}"

@@ -22,11 +22,11 @@ from redis.asyncio.cluster import RedisCluster
 from redis.typing import EncodableT
 
 from gateway.cache.changes import AccountState, format_state
-from gateway.cache.chunked_set import Slice, read_window
+from gateway.cache.chunked_set import Slice, Unsettled, read_window, sort_members
 from gateway.cache.codec import octets, pack, text, unpack
 from gateway.cache.index_script import REF_HASHING, OpRecorder
 from gateway.cache.keys import AccountKeys
-from gateway.cache.locks import IndexWork, Lease, index_lease
+from gateway.cache.locks import IndexWork, Lease, LeaseLost, index_lease
 
 EMAIL = "Email"
 THREAD = "Thread"
@@ -40,6 +40,9 @@ _DELETED_LENGTH = len(_DELETED)
 # Redis keeps a hash of at most 128 short fields as a listpack, about a third of the memory
 # of one large hash (bench.index_memory). No directory is needed to find a uid's hash.
 UID_BUCKET = 128
+# Records per index script run when the by-date sets are built from them (fill_dated): a
+# script holds Redis while it runs, so it stays short.
+FILL_PAGE = 2_000
 _SESSION_FLAGS = frozenset({"\\recent"})
 
 
@@ -327,19 +330,33 @@ class EmailStore:
         same direction: (position, ids, total, Email state); None if ``anchor`` is not there.
 
         RFC 8620 5.5 windowing: a negative position counts from the end; an anchor (plus
-        anchorOffset, clamped to 0) replaces the position. One script (chunked_set)."""
-        found = await read_window(
-            self.client,
-            self.keys.dated(mailbox_id),
-            state_key=self.keys.state,
-            meta_key=self.keys.meta,
-            data_type=EMAIL,
-            ascending=ascending,
-            position=position,
-            anchor=anchor,
-            anchor_offset=anchor_offset,
-            limit=limit,
-        )
+        anchorOffset, clamped to 0) replaces the position. One script (chunked_set); without
+        a limit the whole set in pipelined reads, or the records if it kept changing."""
+        try:
+            found = await read_window(
+                self.client,
+                self.keys.dated(mailbox_id),
+                state_key=self.keys.state,
+                meta_key=self.keys.meta,
+                data_type=EMAIL,
+                ascending=ascending,
+                position=position,
+                anchor=anchor,
+                anchor_offset=anchor_offset,
+                limit=limit,
+            )
+        except Unsettled:
+            ids, state = await self._dated_from_records(mailbox_id)
+            if not ascending:
+                ids.reverse()
+            if anchor is not None:
+                if anchor not in ids:
+                    return None
+                start = max(0, ids.index(anchor) + anchor_offset)
+            else:
+                start = max(0, len(ids) + position) if position < 0 else position
+            stop = None if limit is None else start + limit
+            return start, ids[start:stop], len(ids), state
         if found is None:
             return None
         state = (
@@ -351,7 +368,8 @@ class EmailStore:
 
     async def dated_slice(self, mailbox_id: str | None) -> Slice:
         """Every email of a folder's (or the account's) by-date set, oldest first, with the
-        Email modseq read at the same instant."""
+        Email modseq read at the same instant; :class:`Unsettled` if it kept changing while
+        read (chunked_set.read_whole)."""
         found = await read_window(
             self.client,
             self.keys.dated(mailbox_id),
@@ -369,23 +387,42 @@ class EmailStore:
         return found
 
     async def dated_ids(self, mailbox_id: str) -> list[str]:
-        """Every email a folder holds (visible copies), from its by-date set."""
-        return (await self.dated_slice(mailbox_id)).ids
+        """Every email a folder holds (visible copies), from its by-date set; from the
+        records if the set kept changing while read."""
+        try:
+            return (await self.dated_slice(mailbox_id)).ids
+        except Unsettled:
+            return (await self._dated_from_records(mailbox_id))[0]
 
-    async def fill_dated(self) -> None:
-        """Build the by-date sets from the records (the index writer keeps them after), in
-        one index script run."""
-        records = await self.records(await self.all_ids())
-        members: dict[str | None, dict[str, int]] = {}
-        for record in records.values():
-            if record.visible:
-                for mailbox_id in [None, *record.mailbox_ids]:
-                    members.setdefault(mailbox_id, {})[record.id] = record.received_at
-        recorder = OpRecorder(self.keys)
-        for mailbox_id, dated in members.items():
-            recorder.chunk_add(self.keys.dated(mailbox_id), dated)
-        if len(recorder):
-            await recorder.run(self.client, None)
+    async def _dated_from_records(self, mailbox_id: str | None) -> tuple[list[str], str]:
+        """A by-date set's members, oldest first, and the Email state, from the records
+        (what a query without the set would read): for a set that kept changing."""
+        records, state = await self.snapshot(await self.all_ids())
+        members = [
+            (r.id, r.received_at)
+            for r in records.values()
+            if r.visible and (mailbox_id is None or mailbox_id in r.mailbox_ids)
+        ]
+        return [i for i, _ in sort_members(members)], state
+
+    async def fill_dated(self, held: Lease | None = None) -> None:
+        """Build the by-date sets from the records (the index writer keeps them after), a
+        page of FILL_PAGE records per index script run, each fenced by ``held`` (the
+        account's lease: :class:`LeaseLost`, that page not written, if it changed hands)."""
+        ids = await self.all_ids()
+        lease = None if held is None else (held.key, held.token)
+        for start in range(0, len(ids), FILL_PAGE):
+            records = await self.records(ids[start : start + FILL_PAGE])
+            members: dict[str | None, dict[str, int]] = {}
+            for record in records.values():
+                if record.visible:
+                    for mailbox_id in [None, *record.mailbox_ids]:
+                        members.setdefault(mailbox_id, {})[record.id] = record.received_at
+            recorder = OpRecorder(self.keys)
+            for mailbox_id, dated in members.items():
+                recorder.chunk_add(self.keys.dated(mailbox_id), dated)
+            if len(recorder) and await recorder.run(self.client, lease) is None:
+                raise LeaseLost(self.keys.meta if held is None else held.key)
 
     async def count(self) -> int:
         """Emails in the index, visible or not: cheap, for limits."""

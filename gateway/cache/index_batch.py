@@ -53,6 +53,7 @@ class IndexBatch:
         # per set and way (gateway.cache.chunked_set): removals first.
         self._chunk_removes: dict[str, dict[str, int]] = {}
         self._chunk_adds: dict[str, dict[str, int]] = {}
+        self._chunk_drops: list[str] = []
 
     # -- email records and uid maps --------------------------------------------------------
 
@@ -162,7 +163,15 @@ class IndexBatch:
             )
 
     def forget_folder(self, mailbox_id: str, kinds: Iterable[str]) -> None:
-        """A folder gone upstream: its mark, uid map and counters of ``kinds``."""
+        """A folder gone upstream: its mark, uid map, counters of ``kinds`` and its chunked
+        sets (by date, unread, flagged: whatever members are left, and their count hashes,
+        which the format reset could no longer find without the folder's mark)."""
+        queries = QueryKeys(self._keys)
+        self._chunk_drops += [
+            self._keys.dated(mailbox_id),
+            queries.unseen(mailbox_id),
+            queries.flagged(mailbox_id),
+        ]
         self._pipe.hdel(self._keys.folder_marks, mailbox_id)
         self.drop_uid_map(mailbox_id)
         self._pipe.hdel(self._keys.counts, *(_count_field(mailbox_id, k) for k in kinds))
@@ -201,6 +210,8 @@ class IndexBatch:
             self._pipe.chunk_remove(name, members)
         for name, members in self._chunk_adds.items():
             self._pipe.chunk_add(name, members)
+        for name in self._chunk_drops:
+            self._pipe.chunk_drop(name)
         for data_type, lists in self._logs:
             if self._initial and data_type in _INITIAL_TYPES:
                 mode = "i"

@@ -102,12 +102,19 @@ if format and format ~= ARGV[4] then
   return redis.error_reply('index batch: the index is in format ' .. format ..
     ', this writer writes format ' .. ARGV[4])
 end
+-- A Redis Cluster slot being migrated answers keys named inside the script (not in KEYS)
+-- with an error, per call, once it has moved: probe a name that never exists under the
+-- account's tag before writing anything, so such a batch writes nothing.
+local probe = redis.pcall('TYPE', KEYS[2] .. '#probe')
+if type(probe) == 'table' and probe.err then
+  return redis.error_reply('index batch refused, nothing written: ' .. probe.err)
+end
 -- The op list arrives as ONE msgpack array laid out as ARGV was (token, epoch, ops), every
 -- element a string (OpRecorder.run): the op branches below read it as they read ARGV.
 local ARGV = cmsgpack.unpack(ARGV[2])
 local want = {hset = 'hash', hdel = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset',
   zadd_present = 'zset', sadd = 'set', link = 'hash', unlink = 'hash', cadd = 'zset',
-  crem = 'zset'}
+  crem = 'zset', cdrop = 'zset'}
 local typed = {}
 local i = 3
 while i <= #ARGV do
@@ -131,7 +138,7 @@ while i <= #ARGV do
       if v and not string.match(v, '^-?%d+$') then
         return redis.error_reply('index batch: hincrby on a value that is not an integer')
       end
-    elseif op == 'cadd' or op == 'crem' then
+    elseif op == 'cadd' or op == 'crem' or op == 'cdrop' then
       -- A chunked set's count hash (gateway.cache.chunked_set: the directory "N#d", "N#m").
       local have = redis.call('TYPE', string.sub(key, 1, -2) .. 'm').ok
       if have ~= 'none' and have ~= 'hash' then
@@ -190,6 +197,8 @@ while i <= #ARGV do
     chunk_add(KEYS[tonumber(ARGV[first])], ARGV, first + 1, last)
   elseif op == 'crem' then
     chunk_remove(KEYS[tonumber(ARGV[first])], ARGV, first + 1, last)
+  elseif op == 'cdrop' then
+    chunk_drop(KEYS[tonumber(ARGV[first])])
   elseif op == 'sadd' then
     redis.call('SADD', KEYS[tonumber(ARGV[first])], unpack(ARGV, first + 1, last))
   elseif op == 'delete' then
@@ -384,6 +393,10 @@ class OpRecorder:
     def chunk_remove(self, name: str, members: Mapping[str, int]) -> None:
         """Members (id -> the score they were added with) leave chunked set ``name``."""
         self._chunk_op("crem", name, members)
+
+    def chunk_drop(self, name: str) -> None:
+        """Chunked set ``name`` goes whole: its chunks, directory and count hash."""
+        self.ops += ["cdrop", 1, self._key(directory(name))]
 
     def _chunk_op(self, op: str, name: str, members: Mapping[str, int]) -> None:
         flat: list[EncodableT] = []

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from gateway.cache.changes import format_state
-from gateway.cache.chunked_set import SetAbsent, Slice, read_window
+from gateway.cache.chunked_set import SetAbsent, Slice, Unsettled, read_window
 from gateway.cache.emails import EMAIL, EmailStore
 from gateway.cache.keys import AccountKeys
 
@@ -246,7 +246,8 @@ class QueryIndex:
         and the Email state, in one script (gateway.cache.chunked_set.read_window).
 
         ``sized``: the key is a lazily built size order (a plain zset) whose idle expiry is
-        pushed back; :class:`Unanswered` (nothing read) if it does not exist."""
+        pushed back; :class:`Unanswered` (nothing read) if it does not exist, or if a whole
+        set (no ``limit``) kept changing while read."""
         try:
             found = await read_window(
                 self.client,
@@ -262,7 +263,7 @@ class QueryIndex:
                 plain=sized,
                 refresh=SIZED_IDLE_SECONDS if sized else None,
             )
-        except SetAbsent:
+        except (SetAbsent, Unsettled):
             raise Unanswered(key) from None
         if found is None:
             raise AnchorNotFound(anchor)
@@ -315,7 +316,10 @@ class QueryIndex:
         the set is written aside in pages, and a script renames it into place only if the
         modseq is still the same. From then on every batch keeps it with zadd_present."""
         dated = self.store.keys.dated(mailbox_id)
-        every = await self.store.dated_slice(mailbox_id)
+        try:
+            every = await self.store.dated_slice(mailbox_id)
+        except Unsettled:
+            raise Unanswered(dated) from None
         ids = every.ids
         if not ids:
             return False

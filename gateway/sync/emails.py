@@ -110,7 +110,7 @@ async def sync_emails(
     async with store.lease() as held:
         if await store.meta(DATED_FIELD) is None:
             # An index made before the by-date sets existed gets them once.
-            await store.fill_dated()
+            await store.fill_dated(held)
             await store.set_meta(DATED_FIELD, "1")
         # Again under the lease, folders too: another process may have caught up meanwhile,
         # or listed folders this one has not seen (which must not look deleted).
