@@ -39,7 +39,10 @@ from redis.typing import EncodableT
 
 from gateway.cache.changes import EPOCH_CHARS
 from gateway.cache.keys import AccountKeys
+from gateway.cache.record_buckets import BUCKET_LUA
 
+# The error an rput op answers when the mailbox numbers it was encoded with are gone.
+STALE_NUMBERS = "index batch: mailbox numbers changed generation"
 # At most this many arguments per op, so Lua's unpack() stays far below its stack limit
 # (LUAI_MAXCSTACK, 8000); longer ops are split into several.
 OP_ARGS = 1000
@@ -54,25 +57,22 @@ OP_ARGS = 1000
 # Thread-refs by linear hashing (gateway.cache.thread_links): buckets ``thread-refs:<n>``
 # of about REF_LOAD entries (listpack-sized); the account's meta holds the table's level,
 # split pointer and count. Shared by the write script and the read script.
-REF_HASHING = """
+REF_HASHING = (
+    BUCKET_LUA
+    + """
 local REF_LOAD = 48
 local function ref_shape(meta)
-  local f = redis.call('HMGET', meta, 'refs-level', 'refs-split', 'refs-count')
-  return tonumber(f[1] or '0'), tonumber(f[2] or '0'), tonumber(f[3] or '0')
+  return bucket_shape(meta, 'refs')
 end
 local function ref_hash(ref)
   local a, b, c, d = string.byte(ref, 1, 4)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
 local function ref_bucket(prefix, ref, level, split)
-  local h = ref_hash(ref)
-  local n = h % (2 ^ level)
-  if n < split then
-    n = h % (2 ^ (level + 1))
-  end
-  return prefix .. string.format('%d', n)
+  return bucket_of(prefix, ref_hash(ref), level, split)
 end
 """
+)
 
 SCRIPT = (
     REF_HASHING
@@ -81,7 +81,8 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0}
 end
 local want = {hset = 'hash', hdel = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset',
-  zadd_present = 'zset', sadd = 'set', link = 'hash', unlink = 'hash'}
+  zadd_present = 'zset', sadd = 'set', link = 'hash', unlink = 'hash', rput = 'hash',
+  rdel = 'hash'}
 local typed = {}
 local i = 3
 while i <= #ARGV do
@@ -104,6 +105,14 @@ while i <= #ARGV do
       local v = redis.call('HGET', key, ARGV[i + 3])
       if v and not string.match(v, '^-?%d+$') then
         return redis.error_reply('index batch: hincrby on a value that is not an integer')
+      end
+    elseif op == 'rput' then
+      -- Records name mailboxes by number (gateway.cache.mailbox_numbers): encoded with the
+      -- table of this generation, or not written at all.
+      local numbers = KEYS[tonumber(ARGV[i + 3])]
+      local numbered = redis.call('TYPE', numbers).ok == 'hash'
+      if not numbered or redis.call('HGET', numbers, '*') ~= ARGV[i + 4] then
+        return redis.error_reply('index batch: mailbox numbers changed generation')
       end
     elseif op == 'unlink' then
       for j = i + 3, i + 4 do
@@ -185,29 +194,24 @@ while i <= #ARGV do
       local bucket = ref_bucket(prefix, ARGV[j], level, split)
       count = count + redis.call('HSET', bucket, ARGV[j], ARGV[j + 1])
     end
-    while count > REF_LOAD * (2 ^ level + split) do
-      local from = prefix .. string.format('%d', split)
-      local to = prefix .. string.format('%d', split + 2 ^ level)
-      local entries = redis.call('HGETALL', from)
-      local high = 2 ^ (level + 1)
-      local moved, names = {}, {}
-      for k = 1, #entries, 2 do
-        if ref_hash(entries[k]) % high ~= split then
-          moved[#moved + 1] = entries[k]
-          moved[#moved + 1] = entries[k + 1]
-          names[#names + 1] = entries[k]
-        end
-      end
-      if #names > 0 then
-        redis.call('HSET', to, unpack(moved))
-        redis.call('HDEL', from, unpack(names))
-      end
-      split = split + 1
-      if split == 2 ^ level then
-        level, split = level + 1, 0
-      end
+    bucket_grow(meta, 'refs', prefix, REF_LOAD, ref_hash, level, split, count)
+  elseif op == 'rput' then
+    -- Email records (gateway.cache.record_buckets), each into its bucket; then splits.
+    local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 3]
+    local level, split, count = bucket_shape(meta, 'records')
+    for j = first + 4, last, 2 do
+      local bucket = bucket_of(prefix, bucket_record_hash(ARGV[j]), level, split)
+      count = count + redis.call('HSET', bucket, ARGV[j], ARGV[j + 1])
     end
-    redis.call('HSET', meta, 'refs-level', level, 'refs-split', split, 'refs-count', count)
+    bucket_grow(meta, 'records', prefix, RECORD_LOAD, bucket_record_hash, level, split, count)
+  elseif op == 'rdel' then
+    local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 1]
+    local level, split, count = bucket_shape(meta, 'records')
+    for j = first + 2, last do
+      local bucket = bucket_of(prefix, bucket_record_hash(ARGV[j]), level, split)
+      count = count - redis.call('HDEL', bucket, ARGV[j])
+    end
+    redis.call('HSET', meta, 'records-count', count)
   elseif op == 'unlink' then
     -- A thread left without records: every ref key still pointing at it goes, with its
     -- subject and its own entry.
@@ -365,6 +369,28 @@ class OpRecorder:
             for start in range(0, len(flat), OP_ARGS):
                 part = flat[start : start + OP_ARGS]
                 self.ops += ["refs_put", len(part) + 2, index, prefix, *part]
+
+    def rput(self, numbers_key: str, generation: str, records: Mapping[str, bytes]) -> None:
+        """Encoded email records into their buckets (gateway.cache.record_buckets), written
+        only while the mailbox numbers they were encoded with are of ``generation``."""
+        flat: list[EncodableT] = []
+        for email_id, value in records.items():
+            flat += [email_id, value]
+        head: list[EncodableT] = [
+            self._key(numbers_key),
+            generation,
+            self._account.record_bucket(""),
+        ]
+        for start in range(0, len(flat), OP_ARGS - len(head) - 1):
+            args = [*head, *flat[start : start + OP_ARGS - len(head) - 1]]
+            self._op("rput", self._account.meta, args, len(args))
+
+    def rdel(self, email_ids: list[str]) -> None:
+        """Email records out of their buckets."""
+        head: list[EncodableT] = [self._account.record_bucket("")]
+        for start in range(0, len(email_ids), OP_ARGS - 2):
+            args = [*head, *email_ids[start : start + OP_ARGS - 2]]
+            self._op("rdel", self._account.meta, args, len(args))
 
     def drop_buckets(self, directory: str, prefix: str) -> None:
         """Delete the set ``directory`` and the keys ``prefix + n`` for each n it lists."""
