@@ -100,7 +100,8 @@ class EmailRecord:
 
 
 # Flags a record stores as one bit each (exactly these spellings: any other stays a string,
-# so a record reads back as written); the common ones, so a usual copy's flags are one octet.
+# so a record reads back with the flags written, in another order: RFC 9051 2.3.2, a set);
+# the common ones, so a usual copy's flags are one octet.
 _FLAG_BITS = {
     flag: 1 << n
     for n, flag in enumerate(
@@ -240,10 +241,16 @@ _READ_WITH_STATE = (
     BUCKET_LUA
     + """
 local level, split = bucket_shape(KEYS[2], 'records')
+local order, groups = bucket_group(ARGV[2], bucket_record_hash, level, split, 3, #ARGV, 1)
 local records = {}
-for i = 3, #ARGV do
-  local bucket = bucket_of(ARGV[2], bucket_record_hash(ARGV[i]), level, split)
-  records[i - 2] = redis.call('HGET', bucket, ARGV[i]) or false
+for _, bucket in ipairs(order) do
+  local group = groups[bucket]
+  for first = 1, #group, 1000 do
+    local names = {}
+    for k = first, math.min(first + 999, #group) do names[#names + 1] = ARGV[group[k]] end
+    local got = redis.call('HMGET', bucket, unpack(names))
+    for k = 1, #got do records[group[first + k - 1] - 2] = got[k] end
+  end
 end
 local out = {records}
 for k = 4, #KEYS do

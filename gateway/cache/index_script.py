@@ -199,17 +199,24 @@ while i <= #ARGV do
     -- Email records (gateway.cache.record_buckets), each into its bucket; then splits.
     local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 3]
     local level, split, count = bucket_shape(meta, 'records')
-    for j = first + 4, last, 2 do
-      local bucket = bucket_of(prefix, bucket_record_hash(ARGV[j]), level, split)
-      count = count + redis.call('HSET', bucket, ARGV[j], ARGV[j + 1])
+    local order, groups = bucket_group(prefix, bucket_record_hash, level, split, first + 4, last, 2)
+    for _, bucket in ipairs(order) do
+      local fields = {}
+      for _, j in ipairs(groups[bucket]) do
+        fields[#fields + 1] = ARGV[j]
+        fields[#fields + 1] = ARGV[j + 1]
+      end
+      count = count + redis.call('HSET', bucket, unpack(fields))
     end
     bucket_grow(meta, 'records', prefix, RECORD_LOAD, bucket_record_hash, level, split, count)
   elseif op == 'rdel' then
     local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 1]
     local level, split, count = bucket_shape(meta, 'records')
-    for j = first + 2, last do
-      local bucket = bucket_of(prefix, bucket_record_hash(ARGV[j]), level, split)
-      count = count - redis.call('HDEL', bucket, ARGV[j])
+    local order, groups = bucket_group(prefix, bucket_record_hash, level, split, first + 2, last, 1)
+    for _, bucket in ipairs(order) do
+      local names = {}
+      for _, j in ipairs(groups[bucket]) do names[#names + 1] = ARGV[j] end
+      count = count - redis.call('HDEL', bucket, unpack(names))
     end
     redis.call('HSET', meta, 'records-count', count)
   elseif op == 'unlink' then

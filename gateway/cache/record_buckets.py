@@ -46,6 +46,22 @@ end
 local function bucket_record_hash(id)
   return tonumber(string.sub(redis.sha1hex(id), 1, 8), 16)
 end
+-- The keys ARGV[from], ARGV[from + step], ... up to ARGV[to] by bucket: the buckets in the
+-- order first met, and per bucket the keys' indexes in ARGV (so one command per bucket).
+local function bucket_group(prefix, hash, level, split, from, to, step)
+  local order, groups = {}, {}
+  for i = from, to, step do
+    local bucket = bucket_of(prefix, hash(ARGV[i]), level, split)
+    local group = groups[bucket]
+    if not group then
+      group = {}
+      groups[bucket] = group
+      order[#order + 1] = bucket
+    end
+    group[#group + 1] = i
+  end
+  return order, groups
+end
 -- Split buckets while the table holds more than load entries per bucket; saves the shape.
 local function bucket_grow(meta, name, prefix, load, hash, level, split, count)
   while count > load * (2 ^ level + split) do
