@@ -241,16 +241,10 @@ _READ_WITH_STATE = (
     BUCKET_LUA
     + """
 local level, split = bucket_shape(KEYS[2], 'records')
-local order, groups = bucket_group(ARGV[2], bucket_record_hash, level, split, 3, #ARGV, 1)
 local records = {}
-for _, bucket in ipairs(order) do
-  local group = groups[bucket]
-  for first = 1, #group, 1000 do
-    local names = {}
-    for k = first, math.min(first + 999, #group) do names[#names + 1] = ARGV[group[k]] end
-    local got = redis.call('HMGET', bucket, unpack(names))
-    for k = 1, #got do records[group[first + k - 1] - 2] = got[k] end
-  end
+for i = 3, #ARGV do
+  local bucket = bucket_of(ARGV[2], bucket_record_hash(ARGV[i]), level, split)
+  records[i - 2] = redis.call('HGET', bucket, ARGV[i])
 end
 local out = {records}
 for k = 4, #KEYS do
@@ -302,7 +296,10 @@ class EmailStore:
 
     async def records(self, ids: Iterable[str]) -> dict[str, EmailRecord]:
         """The records of the ids that exist in the index (visible or not)."""
-        records, _, _ = await self.snapshot_with(ids, ())
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        records, _, _ = await self.snapshot_with(wanted, ())
         return records
 
     async def snapshot(self, ids: Iterable[str]) -> tuple[dict[str, EmailRecord], str]:
