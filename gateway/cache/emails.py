@@ -141,15 +141,20 @@ def encode(record: EmailRecord, numbers: Mapping[str, int]) -> bytes:
 def decode(email_id: str, data: bytes, mailboxes: Mapping[int, str]) -> EmailRecord:
     """A record :func:`encode` made; KeyError if it names a number ``mailboxes`` lacks."""
     thread_id, received_at, size, *flat = unpack(data)
+    if len(flat) == 3:  # one copy: most records, decoded on every warm Email/get
+        number, uid, value = flat
+        one = {mailboxes[number]: {uid: _flags_of(value)}}
+        return EmailRecord(email_id, thread_id, received_at, size, one)
     copies: dict[str, dict[int, list[str]]] = {}
     for k in range(0, len(flat), 3):
-        value = flat[k + 2]
-        if isinstance(value, int):
-            flags = list(_FLAGS_OF_BITS[value])
-        else:
-            flags = [*_FLAGS_OF_BITS[value[0]], *value[1:]]
-        copies.setdefault(mailboxes[flat[k]], {})[flat[k + 1]] = flags
+        copies.setdefault(mailboxes[flat[k]], {})[flat[k + 1]] = _flags_of(flat[k + 2])
     return EmailRecord(email_id, thread_id, received_at, size, copies)
+
+
+def _flags_of(value: int | list[Any]) -> list[str]:
+    if isinstance(value, int):
+        return _FLAGS_OF_BITS[value].copy()
+    return [*_FLAGS_OF_BITS[value[0]], *value[1:]]
 
 
 def thread_of(data: bytes) -> str:
