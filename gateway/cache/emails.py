@@ -2,6 +2,8 @@
 
 One :class:`EmailRecord` per message however many folders hold it: the copies are kept as
 ``{mailbox id: {uid: flags}}``, so a move is a change of one record and the id survives it.
+In Redis a record names its mailboxes by number (gateway.cache.mailbox_numbers) and lives in
+a listpack-sized bucket (gateway.cache.record_buckets): about 80 octets an email.
 Copies flagged ``\\Deleted`` stay in the record (the uid map must still know them) but are not
 visible: an email with no other copy does not exist for JMAP (RFC 8621 4.1.1).
 

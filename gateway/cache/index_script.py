@@ -21,10 +21,11 @@ What the script guarantees, in the order it runs:
 
 Every key carries the account's hash tag, so the script runs on the node owning that slot
 (Redis Cluster allows multi-key scripts within one slot). The keys an op names are passed in
-KEYS; the bucket keys of uid maps being dropped and of the thread-refs table are named inside
-the script from the account's prefix, because only the script knows how many there are at
-that moment. Redis tolerates such keys in scripts without a flags shebang when they share the
-slot (the 3-node cluster tests run it); they are not type-checked first.
+KEYS; the bucket keys of uid maps being dropped and of the thread-refs and email-record tables
+(gateway.cache.record_buckets) are named inside the script from the account's prefix, because
+only the script knows the tables' shapes at that moment. Redis tolerates such keys in scripts
+without a flags shebang when they share the slot (the 3-node cluster tests run it); they are
+not type-checked first.
 """
 
 from __future__ import annotations
