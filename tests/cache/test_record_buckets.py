@@ -186,3 +186,16 @@ async def test_a_record_too_long_for_a_listpack_is_kept_all_the_same(store: Stor
         "x7": as_plain(others[7]),
     }
     assert await emails.count() == 201
+
+
+async def test_a_long_list_of_ids_is_read_in_pages_with_every_record_found(store: Store) -> None:
+    rng = random.Random(9)
+    emails = EmailStore(store.client, "a" + secrets.token_hex(4))
+    kept = [random_record(rng, f"x{n}") for n in range(300)]
+    async with index_batch(emails) as batch:
+        batch.put_records(kept)
+    asked = [f"absent{n}" for n in range(11_000)]
+    for n, record in enumerate(kept):
+        asked.insert(n * 37, record.id)  # spread over the pages of RECORD_READ_PAGE ids
+    found = await emails.records(asked)
+    assert {i: as_plain(r) for i, r in found.items()} == {r.id: as_plain(r) for r in kept}
