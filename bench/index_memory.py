@@ -43,11 +43,16 @@ _SUFFIXED = re.compile(
     r"^(uids|uids-old|uid-buckets|dated|thread-keys|thread-refs|records|cache|text|sized|unseen|flagged)"
     r"(:.+)$"
 )
+# The by-date and sparse query sets (chunked since index format 3), summed on a row of their own.
+_SORTED_SETS = ("dated", "dated:*", "unseen:*", "flagged", "flagged:*")
+# A chunked set's keys (gateway.cache.chunked_set: chunks, directory, count) count as the set.
+_CHUNK = re.compile(r"#(\d+|d|m)$")
 
 
 def family(key: str) -> str:
-    """``jg:{a}:dated:<mailbox>`` -> ``dated:*``; ``jg:{a}:emails`` -> ``emails``."""
-    name = key.split("}:", 1)[1]
+    """``jg:{a}:dated:<mailbox>`` -> ``dated:*``; ``jg:{a}:emails`` -> ``emails``;
+    ``jg:{a}:dated#3`` (a chunk) -> ``dated``."""
+    name = _CHUNK.sub("", key.split("}:", 1)[1])
     match = _SUFFIXED.match(name)
     return f"{match.group(1)}:*" if match else name
 
@@ -249,6 +254,10 @@ def report(
         row = [memory[label]["families"].get(name, 0) / count for label in labels]
         if max(row) >= 0.5:
             print(f"{name:24}" + "".join(f"{v:>22.0f}" for v in row))
+    sets = [
+        sum(memory[label]["families"].get(f, 0) for f in _SORTED_SETS) / count for label in labels
+    ]
+    print(f"{'by-date + query sets':24}" + "".join(f"{v:>22.0f}" for v in sets))
     totals = [sum(memory[label]["families"].values()) for label in labels]
     print(f"{'TOTAL per email':24}" + "".join(f"{t / count:>22.0f}" for t in totals))
     print(f"{'TOTAL MB':24}" + "".join(f"{t / 1e6:>22.2f}" for t in totals))

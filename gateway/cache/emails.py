@@ -24,8 +24,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.typing import EncodableT
 
 from gateway.cache.changes import AccountState, format_state
+from gateway.cache.chunked_set import Slice, read_window
 from gateway.cache.codec import octets, pack, text, unpack
-from gateway.cache.index_script import REF_HASHING
+from gateway.cache.index_script import REF_HASHING, OpRecorder
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import IndexWork, Lease, index_lease
 from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers, UnknownNumber
@@ -407,59 +408,65 @@ class EmailStore:
         same direction: (position, ids, total, Email state); None if ``anchor`` is not there.
 
         RFC 8620 5.5 windowing: a negative position counts from the end; an anchor (plus
-        anchorOffset, clamped to 0) replaces the position."""
-        key = self.keys.dated(mailbox_id)
-        # The usual window (a position from the start) is read with its count and state in
-        # the same transaction: one round trip. Counting from the end or from an anchor
-        # needs the count or the rank first.
-        direct = anchor is None and position >= 0 and limit != 0
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.zcard(key)
-            if anchor is not None:
-                (pipe.zrank if ascending else pipe.zrevrank)(key, anchor)
-            if direct:
-                stop = -1 if limit is None else position + limit - 1
-                pipe.zrange(key, position, stop, desc=not ascending)
-            pipe.hget(self.keys.state, EMAIL)
-            pipe.hget(self.keys.meta, "epoch")
-            results = await pipe.execute()
-        total = int(results[0])
-        if anchor is not None:
-            rank = results[1]
-            if rank is None:
-                return None
-            start = max(0, int(rank) + anchor_offset)
-        else:
-            start = max(0, total + position) if position < 0 else position
-        modseq, epoch = results[-2:]
+        anchorOffset, clamped to 0) replaces the position. One script (chunked_set)."""
+        found = await read_window(
+            self.client,
+            self.keys.dated(mailbox_id),
+            state_key=self.keys.state,
+            meta_key=self.keys.meta,
+            data_type=EMAIL,
+            ascending=ascending,
+            position=position,
+            anchor=anchor,
+            anchor_offset=anchor_offset,
+            limit=limit,
+        )
+        if found is None:
+            return None
         state = (
             await self.state.state(EMAIL)
-            if epoch is None
-            else format_state(text(epoch), int(modseq or 0))
+            if found.epoch is None
+            else format_state(found.epoch, found.modseq)
         )
-        if direct:
-            return start, [text(i) for i in results[1] if isinstance(i, bytes | str)], total, state
-        if start >= total or limit == 0:
-            return start, [], total, state
-        stop = -1 if limit is None else start + limit - 1
-        ids = await self.client.zrange(key, start, stop, desc=not ascending)
-        return start, [text(i) for i in ids if isinstance(i, bytes | str)], total, state
+        return found.position, found.ids, found.total, state
+
+    async def dated_slice(self, mailbox_id: str | None) -> Slice:
+        """Every email of a folder's (or the account's) by-date set, oldest first, with the
+        Email modseq read at the same instant."""
+        found = await read_window(
+            self.client,
+            self.keys.dated(mailbox_id),
+            state_key=self.keys.state,
+            meta_key=self.keys.meta,
+            data_type=EMAIL,
+            ascending=True,
+            position=0,
+            anchor=None,
+            anchor_offset=0,
+            limit=None,
+        )
+        if found is None:  # never without an anchor; for the type checker
+            raise LookupError(mailbox_id)
+        return found
 
     async def dated_ids(self, mailbox_id: str) -> list[str]:
         """Every email a folder holds (visible copies), from its by-date set."""
-        found = await self.client.zrange(self.keys.dated(mailbox_id), 0, -1)
-        return [text(i) for i in found if isinstance(i, bytes | str)]
+        return (await self.dated_slice(mailbox_id)).ids
 
     async def fill_dated(self) -> None:
-        """Build the by-date sets from the records (the index writer keeps them after)."""
+        """Build the by-date sets from the records (the index writer keeps them after), in
+        one index script run."""
         records = await self.records(await self.all_ids())
-        async with self.client.pipeline(transaction=True) as pipe:
-            for record in records.values():
-                if record.visible:
-                    pipe.zadd(self.keys.dated(), {record.id: record.received_at})
-                    for mailbox_id in record.mailbox_ids:
-                        pipe.zadd(self.keys.dated(mailbox_id), {record.id: record.received_at})
-            await pipe.execute()
+        members: dict[str | None, dict[str, int]] = {}
+        for record in records.values():
+            if record.visible:
+                for mailbox_id in [None, *record.mailbox_ids]:
+                    members.setdefault(mailbox_id, {})[record.id] = record.received_at
+        recorder = OpRecorder(self.keys)
+        for mailbox_id, dated in members.items():
+            recorder.chunk_add(self.keys.dated(mailbox_id), dated)
+        if len(recorder):
+            await recorder.run(self.client, None)
 
     async def count(self) -> int:
         """Emails in the index, visible or not: cheap, for limits."""

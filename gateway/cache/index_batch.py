@@ -62,6 +62,10 @@ class IndexBatch:
         self._logs: list[tuple[str, dict[str, list[str]]]] = []
         # What the commit changed, once it did (see Journal.committed).
         self.changes: list[StateChange] = []
+        # Chunked sets' members (name -> id -> receivedAt), sent at commit as one sorted op
+        # per set and way (gateway.cache.chunked_set): removals first.
+        self._chunk_removes: dict[str, dict[str, int]] = {}
+        self._chunk_adds: dict[str, dict[str, int]] = {}
 
     # -- email records and uid maps --------------------------------------------------------
 
@@ -118,10 +122,12 @@ class IndexBatch:
 
     def date(self, email_id: str, received_at: int, mailbox_id: str | None = None) -> None:
         """The email joins the by-date set of a folder (or, with None, of the account)."""
-        self._pipe.zadd(self._keys.dated(mailbox_id), {email_id: received_at})
+        self._chunk_adds.setdefault(self._keys.dated(mailbox_id), {})[email_id] = received_at
 
-    def undate(self, email_id: str, mailbox_id: str | None = None) -> None:
-        self._pipe.zrem(self._keys.dated(mailbox_id), email_id)
+    def undate(self, email_id: str, received_at: int, mailbox_id: str | None = None) -> None:
+        """The email leaves a by-date set; ``received_at``: its score there (it never
+        changes for an email id), which finds its chunk (gateway.cache.chunked_set)."""
+        self._chunk_removes.setdefault(self._keys.dated(mailbox_id), {})[email_id] = received_at
 
     def add_counts(self, deltas: Mapping[tuple[str, str], int]) -> None:
         """(mailbox id, kind) -> how much that counter of the mailbox moves."""
@@ -149,10 +155,12 @@ class IndexBatch:
     def follow_queries(self, moves: Iterable[QueryMove]) -> None:
         """Keep the unseen/flagged sets and the size orders in step with the emails' views."""
         writes = query_writes(QueryKeys(self._keys), moves)
+        for name, members in writes.chunk_removes.items():
+            self._chunk_removes.setdefault(name, {}).update(members)
+        for name, members in writes.chunk_adds.items():
+            self._chunk_adds.setdefault(name, {}).update(members)
         for key, removed in writes.removes.items():
             self._pipe.zrem(key, *removed)
-        for key, added in writes.adds.items():
-            self._pipe.zadd(key, dict(added.items()))
         for key, present in writes.present_adds.items():
             self._pipe.zadd_present(key, present)
 
@@ -217,6 +225,10 @@ class IndexBatch:
 
     async def _commit(self, client: Redis | RedisCluster, held: Lease | None) -> None:
         await self._encode_records()
+        for name, members in self._chunk_removes.items():
+            self._pipe.chunk_remove(name, members)
+        for name, members in self._chunk_adds.items():
+            self._pipe.chunk_add(name, members)
         for data_type, lists in self._logs:
             if self._initial and data_type in _INITIAL_TYPES:
                 mode = "i"

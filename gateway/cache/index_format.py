@@ -18,19 +18,22 @@ from __future__ import annotations
 import secrets
 
 from gateway.cache.changes import EPOCH_CHARS, floor_field
+from gateway.cache.chunked_set import chunked_keys
 from gateway.cache.codec import text
 from gateway.cache.emails import EMAIL, INDEXED_FIELD, THREAD, EmailStore
 from gateway.cache.keys import INDEX_FORMAT, AccountKeys
 from gateway.cache.locks import LeaseLost
-from gateway.cache.query_index import query_part_keys
+from gateway.cache.query_index import query_part_keys, query_set_names
 from gateway.cache.record_buckets import RECORDS, bucket_count, shape_fields
 from gateway.cache.thread_links import ref_shape
 
 # Formats (INDEX_FORMAT, in keys.py): 1 (no field): one uid-map hash per folder, one
 # thread-refs hash, a thread-keys set per thread, change logs for the first indexing. 2: none
 # for the first indexing, uid maps and thread-refs in listpack-sized buckets, a thread's ref
-# keys packed in thread-members. 3: email records in listpack-sized buckets by linear hashing
-# (``records:<n>``, no more ``emails`` hash), naming mailboxes by ``mailbox-numbers``.
+# keys packed in thread-members. 3: the by-date and sparse query sets in chunks
+# (gateway.cache.chunked_set: ``<name>#d``, ``#m``, ``#<n>``), no longer one zset per name;
+# email records in listpack-sized buckets by linear hashing (``records:<n>``, no more
+# ``emails`` hash), naming mailboxes by ``mailbox-numbers``.
 FORMAT_FIELD = "index-format"
 LOGGED = (EMAIL, THREAD)
 # The email part's fields of the account's meta hash.
@@ -117,12 +120,15 @@ async def email_part_keys(store: EmailStore) -> list[str]:
     threads_named = dict.fromkeys(text(t) for t in [*members, *threads])
     return [
         *_fixed_keys(k),
-        *(key for m in folders for key in (k.uids(m), k.uid_buckets(m), k.old_uids(m), k.dated(m))),
+        *(key for m in folders for key in (k.uids(m), k.uid_buckets(m), k.old_uids(m))),
         *bucket_keys,
         *(k.thread_keys(t) for t in threads_named),
         *(k.thread_ref_bucket(n) for n in range((1 << level) + split)),
         *(k.record_bucket(n) for n in range(records)),
         *query_part_keys(k, folders),
+        *await chunked_keys(
+            client, [k.dated(), *(k.dated(m) for m in folders), *query_set_names(k, folders)]
+        ),
     ]
 
 
@@ -137,7 +143,6 @@ def _fixed_keys(k: AccountKeys) -> list[str]:
         k.mailbox_numbers,
         k.folder_marks,
         k.threads,
-        k.dated(),
         k.counts,
         k.thread_refs,
         k.thread_subjects,

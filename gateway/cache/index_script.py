@@ -21,11 +21,12 @@ What the script guarantees, in the order it runs:
 
 Every key carries the account's hash tag, so the script runs on the node owning that slot
 (Redis Cluster allows multi-key scripts within one slot). The keys an op names are passed in
-KEYS; the bucket keys of uid maps being dropped and of the thread-refs and email-record tables
-(gateway.cache.record_buckets) are named inside the script from the account's prefix, because
-only the script knows the tables' shapes at that moment. Redis tolerates such keys in scripts
-without a flags shebang when they share the slot (the 3-node cluster tests run it); they are
-not type-checked first.
+KEYS; the bucket keys of uid maps being dropped, of the thread-refs and email-record tables
+(gateway.cache.record_buckets), and the chunks and count hash of a chunked set
+(gateway.cache.chunked_set, from its directory's name), are named inside the script,
+because only the script knows which there are at that moment. Redis tolerates such keys
+in scripts without a flags shebang when they share the slot (the 3-node cluster tests run
+it); they are not type-checked first (a chunked set's count hash is).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.typing import EncodableT
 
 from gateway.cache.changes import EPOCH_CHARS
+from gateway.cache.chunked_set import CHUNK_LUA, directory, sort_members
 from gateway.cache.keys import AccountKeys
 from gateway.cache.record_buckets import BUCKET_LUA
 
@@ -77,13 +79,14 @@ end
 
 SCRIPT = (
     REF_HASHING
+    + CHUNK_LUA
     + """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0}
 end
 local want = {hset = 'hash', hdel = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset',
-  zadd_present = 'zset', sadd = 'set', link = 'hash', unlink = 'hash', rput = 'hash',
-  rdel = 'hash'}
+  zadd_present = 'zset', sadd = 'set', link = 'hash', unlink = 'hash', cadd = 'zset',
+  crem = 'zset', rput = 'hash', rdel = 'hash'}
 local typed = {}
 local i = 3
 while i <= #ARGV do
@@ -106,6 +109,12 @@ while i <= #ARGV do
       local v = redis.call('HGET', key, ARGV[i + 3])
       if v and not string.match(v, '^-?%d+$') then
         return redis.error_reply('index batch: hincrby on a value that is not an integer')
+      end
+    elseif op == 'cadd' or op == 'crem' then
+      -- A chunked set's count hash (gateway.cache.chunked_set: the directory "N#d", "N#m").
+      local have = redis.call('TYPE', string.sub(key, 1, -2) .. 'm').ok
+      if have ~= 'none' and have ~= 'hash' then
+        return redis.error_reply('WRONGTYPE index batch: chunked set count is a ' .. have)
       end
     elseif op == 'rput' then
       -- Records name mailboxes by number (gateway.cache.mailbox_numbers): encoded with the
@@ -164,6 +173,10 @@ while i <= #ARGV do
     end
   elseif op == 'zrem' then
     redis.call('ZREM', KEYS[tonumber(ARGV[first])], unpack(ARGV, first + 1, last))
+  elseif op == 'cadd' then
+    chunk_add(KEYS[tonumber(ARGV[first])], ARGV, first + 1, last)
+  elseif op == 'crem' then
+    chunk_remove(KEYS[tonumber(ARGV[first])], ARGV, first + 1, last)
   elseif op == 'sadd' then
     redis.call('SADD', KEYS[tonumber(ARGV[first])], unpack(ARGV, first + 1, last))
   elseif op == 'delete' then
@@ -351,6 +364,22 @@ class OpRecorder:
     def zrem(self, key: str, *members: EncodableT) -> None:
         if members:
             self._op("zrem", key, list(members), 1)
+
+    def chunk_add(self, name: str, members: Mapping[str, int]) -> None:
+        """Members (id -> score) join chunked set ``name`` (gateway.cache.chunked_set),
+        sent sorted so the script fills each chunk with one ZADD."""
+        self._chunk_op("cadd", name, members)
+
+    def chunk_remove(self, name: str, members: Mapping[str, int]) -> None:
+        """Members (id -> the score they were added with) leave chunked set ``name``."""
+        self._chunk_op("crem", name, members)
+
+    def _chunk_op(self, op: str, name: str, members: Mapping[str, int]) -> None:
+        flat: list[EncodableT] = []
+        for member, score in sort_members(members.items()):
+            flat += [score, member]
+        if flat:
+            self._op(op, directory(name), flat, 2)
 
     def sadd(self, key: str, *members: EncodableT) -> None:
         if members:

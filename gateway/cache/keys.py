@@ -53,12 +53,18 @@ key                                    type    holds
 ``jg:{a}:folder-marks``                hash    mailbox id -> how far the email index followed it
 ``jg:{a}:threads``                     hash    thread id -> msgpack: visible members (oldest first),
                                                members per mailbox, unread members
-``jg:{a}:dated``                       zset    visible email id -> receivedAt: every email by date
-``jg:{a}:dated:<mailboxId>``           zset    the same for the emails a folder holds
-``jg:{a}:unseen:<mailboxId>``          zset    a folder's visible emails without $seen -> receivedAt
-                                               (query_index.py: "unread in a folder")
-``jg:{a}:flagged[:<mailboxId>]``       zset    visible emails with $flagged -> receivedAt: the
-                                               account's, or one folder's (query_index.py)
+``jg:{a}:dated#<n>``                   zset    a chunk (at most 128 members, one range of the
+                                               order) of the chunked set ``dated``: visible
+                                               email id -> receivedAt, every email by date
+                                               (chunked_set.py); ``dated#d``: its directory,
+                                               chunk's lowest score -> "<lowest id>\\0<n>";
+                                               ``dated#m`` (hash): ``n`` its count, ``next``
+``jg:{a}:dated:<mailboxId>#<n|d|m>``   zset    the same chunked set for the emails a folder holds
+``jg:{a}:unseen:<mailboxId>#<n|d|m>``  zset    chunked: a folder's visible emails without $seen
+                                               -> receivedAt (query_index.py: "unread in a
+                                               folder")
+``jg:{a}:flagged[:<m>]#<n|d|m>``       zset    chunked: visible emails with $flagged ->
+                                               receivedAt: the account's, or one folder's
 ``jg:{a}:sized:<mailboxId>``           zset    a folder's emails -> size, built when a client first
                                                sorts it by size, expiring when unused
 ``jg:{a}:sized-build:<m>:<token>``     zset    a size order being built, renamed into place

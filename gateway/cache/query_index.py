@@ -8,9 +8,11 @@ next most asked lists are sparse subsets of them, and one other order:
 * ``flagged[:<mailboxId>]``: those with ``$flagged`` (the account's, or one folder's):
   "flagged in INBOX", "flagged anywhere".
 
-Both are kept in the same script/transaction as the records (IndexBatch.follow_queries) by
-every write path, from each email's view before and after. They cost Redis only for the emails
-they hold: mail clients read most mail and flag little (bench.seed: 30 % unread, 5 % flagged).
+These and the by-date sets are chunked sorted sets (gateway.cache.chunked_set: listpack
+chunks of at most 128 members and a directory; a window is one read script). Both are kept
+in the same script as the records (IndexBatch.follow_queries) by every write path, from each
+email's view before and after. They cost Redis only for the emails they hold: mail clients
+read most mail and flag little (bench.seed: 30 % unread, 5 % flagged).
 Unread across the whole account has no set: it would cost as much again as the folders' unread
 sets (every unread email twice) for a list clients show per folder; it takes the general path.
 ``$draft`` and ``$answered`` get none: no client lists by them, and a set that may hold most of
@@ -21,6 +23,7 @@ takes the general path.
   folder by size (a copy of the folder's membership with sizes from the records), expiring
   after SIZED_IDLE_SECONDS without such a query, and kept right while it exists with
   ``zadd_present`` (an email joining the folder is added only if the set exists) and ZREM.
+  A plain zset: it exists only while someone sorts by size, and is read by the same script.
 
 Members are email ids, so equal scores order by id, as the general path breaks ties (by id,
 in the first comparator's direction): both ways of answering give the same ids in the same
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from gateway.cache.changes import format_state
-from gateway.cache.codec import text
+from gateway.cache.chunked_set import SetAbsent, Slice, read_window
 from gateway.cache.emails import EMAIL, EmailStore
 from gateway.cache.keys import AccountKeys
 
@@ -89,13 +92,18 @@ class QueryKeys:
 
 
 def query_part_keys(keys: AccountKeys, mailbox_ids: Iterable[str]) -> list[str]:
-    """Every query structure of the account, for a reset of its email part (index_format)."""
+    """The size orders of the account's folders (plain zsets), for a reset of its email part
+    (index_format)."""
+    names = QueryKeys(keys)
+    return [names.sized(m) for m in mailbox_ids]
+
+
+def query_set_names(keys: AccountKeys, mailbox_ids: Iterable[str]) -> list[str]:
+    """The chunked sparse sets of the account and its folders (gateway.cache.chunked_set:
+    names, each the prefix of its keys), for the same reset."""
     names = QueryKeys(keys)
     folders = list(mailbox_ids)
-    return [
-        names.flagged(),
-        *(key(m) for key in (names.unseen, names.flagged, names.sized) for m in folders),
-    ]
+    return [names.flagged(), *(key(m) for key in (names.unseen, names.flagged) for m in folders)]
 
 
 class QueryPresence(Protocol):
@@ -132,9 +140,12 @@ class QueryMove(Protocol):
 
 @dataclass
 class QueryWrites:
-    """The writes a batch's moves make to the query structures, grouped per key."""
+    """The writes a batch's moves make to the query structures, grouped per set: the
+    chunked sparse sets (gateway.cache.chunked_set) take members with their receivedAt both
+    ways, the size orders are plain zsets."""
 
-    adds: dict[str, dict[str, int]] = field(default_factory=dict)  # ZADD
+    chunk_adds: dict[str, dict[str, int]] = field(default_factory=dict)
+    chunk_removes: dict[str, dict[str, int]] = field(default_factory=dict)
     present_adds: dict[str, dict[str, int]] = field(default_factory=dict)  # zadd_present
     removes: dict[str, list[str]] = field(default_factory=dict)  # ZREM
 
@@ -159,9 +170,9 @@ def query_writes(keys: QueryKeys, moves: Iterable[QueryMove]) -> QueryWrites:
         before = _memberships(keys, move.before)
         after = _memberships(keys, move.after)
         for key in after - before:
-            writes.adds.setdefault(key, {})[move.email_id] = move.received_at
+            writes.chunk_adds.setdefault(key, {})[move.email_id] = move.received_at
         for key in before - after:
-            writes.removes.setdefault(key, []).append(move.email_id)
+            writes.chunk_removes.setdefault(key, {})[move.email_id] = move.received_at
         was = set(move.before.mailboxes) if move.before else set()
         now = set(move.after.mailboxes) if move.after else set()
         for mailbox_id in now - was:
@@ -228,51 +239,34 @@ class QueryIndex:
         anchor: str | None,
         anchor_offset: int,
         limit: int | None,
-        refresh: int | None = None,
+        sized: bool = False,
     ) -> Page:
-        """A window of sorted set ``key`` (RFC 8620 5.5: a negative position counts from
-        the end; an anchor plus anchorOffset, clamped to 0, replaces the position).
+        """A window of set ``key`` (RFC 8620 5.5: a negative position counts from the end;
+        an anchor plus anchorOffset, clamped to 0, replaces the position), with its total
+        and the Email state, in one script (gateway.cache.chunked_set.read_window).
 
-        ``refresh``: the key is a lazily built one whose idle expiry is pushed back this many
-        seconds; :class:`Unanswered` (nothing read) if it does not exist.
-
-        One round trip when the window starts at a position from the front (the list screen's
-        case); an anchor or a position from the end needs the rank or the total first."""
-        direct = anchor is None and position >= 0 and limit != 0
-        stop = -1 if limit is None else position + limit - 1
-        async with self.client.pipeline(transaction=True) as pipe:
-            if refresh is not None:
-                pipe.expire(key, refresh)
-            pipe.zcard(key)
-            if anchor is not None:
-                (pipe.zrank if ascending else pipe.zrevrank)(key, anchor)
-            pipe.hget(self.store.keys.state, EMAIL)
-            pipe.hget(self.store.keys.meta, "epoch")
-            if direct:
-                pipe.zrange(key, position, stop, desc=not ascending)
-            results = await pipe.execute()
-        if refresh is not None:
-            exists, *results = results
-            if not exists:
-                raise Unanswered(key)
-        if direct:
-            *results, found = results
-        total = int(results[0])
-        state = await self._state(*results[-2:])
-        if direct:
-            return Page(position, _texts(found), total, state)
-        if anchor is not None:
-            rank = results[1]
-            if rank is None:
-                raise AnchorNotFound(anchor)
-            start = max(0, int(rank) + anchor_offset)
-        else:
-            start = max(0, total + position) if position < 0 else position
-        if start >= total or limit == 0:
-            return Page(start, [], total, state)
-        stop = -1 if limit is None else start + limit - 1
-        ids = await self.client.zrange(key, start, stop, desc=not ascending)
-        return Page(start, _texts(ids), total, state)
+        ``sized``: the key is a lazily built size order (a plain zset) whose idle expiry is
+        pushed back; :class:`Unanswered` (nothing read) if it does not exist."""
+        try:
+            found = await read_window(
+                self.client,
+                key,
+                state_key=self.store.keys.state,
+                meta_key=self.store.keys.meta,
+                data_type=EMAIL,
+                ascending=ascending,
+                position=position,
+                anchor=anchor,
+                anchor_offset=anchor_offset,
+                limit=limit,
+                plain=sized,
+                refresh=SIZED_IDLE_SECONDS if sized else None,
+            )
+        except SetAbsent:
+            raise Unanswered(key) from None
+        if found is None:
+            raise AnchorNotFound(anchor)
+        return Page(found.position, found.ids, found.total, await self._state(found))
 
     async def sized_window(
         self,
@@ -297,7 +291,7 @@ class QueryIndex:
                     anchor=anchor,
                     anchor_offset=anchor_offset,
                     limit=limit,
-                    refresh=SIZED_IDLE_SECONDS,
+                    sized=True,
                 )
             except Unanswered:
                 if not await self.build_sized(mailbox_id):
@@ -321,11 +315,8 @@ class QueryIndex:
         the set is written aside in pages, and a script renames it into place only if the
         modseq is still the same. From then on every batch keeps it with zadd_present."""
         dated = self.store.keys.dated(mailbox_id)
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.zrange(dated, 0, -1)
-            pipe.hget(self.store.keys.state, EMAIL)
-            members, modseq = await pipe.execute()
-        ids = _texts(members)
+        every = await self.store.dated_slice(mailbox_id)
+        ids = every.ids
         if not ids:
             return False
         aside = self.keys.sized_build(mailbox_id, secrets.token_hex(8))
@@ -345,7 +336,7 @@ class QueryIndex:
             aside,
             self.keys.sized(mailbox_id),
             EMAIL,
-            text(modseq) if modseq is not None else "0",
+            every.modseq,
             SIZED_IDLE_SECONDS,
         )
         if not published:
@@ -375,19 +366,11 @@ class QueryIndex:
         the front (twice its end: threads rarely have two emails among the newest)."""
         wanted = None if limit is None or anchor is not None else max(0, position) + limit
         page = COLLAPSE_PAGE if wanted is None else min(COLLAPSE_PAGE, max(64, 2 * wanted))
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.zcard(key)
-            pipe.hget(self.store.keys.state, EMAIL)
-            pipe.hget(self.store.keys.meta, "epoch")
-            pipe.zrange(key, 0, page - 1, desc=not ascending)
-            if threads_total is not None:
-                # The folder's totalThreads counter (index_batch: "<mailbox id>:t").
-                pipe.hget(self.store.keys.counts, f"{threads_total}:t")
-            results = await pipe.execute()
-        size = int(results[0])
-        state = await self._state(results[1], results[2])
-        first = _texts(results[3])
-        counted = int(results[4] or 0) if threads_total is not None else None
+        first = await self._slice(key, ascending, 0, page, threads_total)
+        size = first.total
+        state = await self._state(first)
+        # The folder's totalThreads counter (index_batch: "<mailbox id>:t").
+        counted = int(first.field or 0) if threads_total is not None else None
         walk_all = limit is None or (counted is None and (calculate_total or position < 0))
         if walk_all and size > MAX_COLLAPSE_SCAN:
             raise Unanswered(key)
@@ -398,7 +381,7 @@ class QueryIndex:
         heads: list[str] = []
         threads: set[str] = set()
         anchored: int | None = None
-        walk = self._walk(key, ascending, size, first, page)
+        walk = self._walk(key, ascending, size, first.ids, page)
         async with aclosing(walk):
             async for email_id, thread_id in walk:
                 if thread_id in threads:
@@ -437,8 +420,7 @@ class QueryIndex:
                 ids = first
             else:
                 page = COLLAPSE_PAGE
-                members = await self.client.zrange(key, start, start + page - 1, desc=not ascending)
-                ids = _texts(members)
+                ids = (await self._slice(key, ascending, start, page, None)).ids
             start += page
             if not ids:
                 return
@@ -452,10 +434,32 @@ class QueryIndex:
         """The thread of each email still in the index (a thread id never changes)."""
         return {i: r.thread_id for i, r in (await self.store.records(ids)).items()}
 
-    async def _state(self, modseq: bytes | str | None, epoch: bytes | str | None) -> str:
-        if epoch is None:
+    async def _slice(
+        self, key: str, ascending: bool, position: int, limit: int, threads_total: str | None
+    ) -> Slice:
+        """``limit`` members of chunked set ``key`` from ``position`` (and the folder's
+        totalThreads counter read with them, if ``threads_total`` names one)."""
+        found = await read_window(
+            self.client,
+            key,
+            state_key=self.store.keys.state,
+            meta_key=self.store.keys.meta,
+            data_type=EMAIL,
+            ascending=ascending,
+            position=position,
+            anchor=None,
+            anchor_offset=0,
+            limit=limit,
+            field=None if threads_total is None else (self.store.keys.counts, f"{threads_total}:t"),
+        )
+        if found is None:  # never without an anchor; for the type checker
+            raise Unanswered(key)
+        return found
+
+    async def _state(self, found: Slice) -> str:
+        if found.epoch is None:
             return await self.store.state.state(EMAIL)
-        return format_state(text(epoch), int(modseq or 0))
+        return format_state(found.epoch, found.modseq)
 
 
 def _enough(
@@ -470,10 +474,6 @@ def _enough(
     if anchor is None:
         return len(heads) >= position + limit
     return anchored is not None and len(heads) >= max(0, anchored + offset) + limit
-
-
-def _texts(members: Iterable[object]) -> list[str]:
-    return [text(m) for m in members if isinstance(m, bytes | str)]
 
 
 def _pages(items: list[str], size: int) -> Iterator[list[str]]:

@@ -313,10 +313,10 @@ def _date_index(write: IndexBatch, moves: list[Move]) -> None:
         before = set(move.before.mailboxes) if move.before else set()
         after = set(move.after.mailboxes) if move.after else set()
         for mailbox_id in before - after:
-            write.undate(move.email_id, mailbox_id)
+            write.undate(move.email_id, move.received_at, mailbox_id)
         for mailbox_id in after - before:
             write.date(move.email_id, move.received_at, mailbox_id)
         if move.after is None:
-            write.undate(move.email_id)
+            write.undate(move.email_id, move.received_at)
         elif move.before is None:
             write.date(move.email_id, move.received_at)

@@ -17,6 +17,7 @@ from redis.exceptions import WatchError
 
 from gateway.cache.blobs import UPLOAD_OVERHEAD, BlobStore
 from gateway.cache.changes import AccountState
+from gateway.cache.chunked_set import chunk_meta, directory
 from gateway.cache.connect import BadRedisUrl, parse_cluster_url
 from gateway.cache.emails import EmailStore
 from gateway.cache.keys import SECRET, AccountKeys
@@ -206,6 +207,31 @@ async def test_index_writes_commit_only_while_the_sync_lease_is_held(
         emails.keys.uid_bucket("m1", 0),
         emails.keys.changed("Email"),
     } <= held_keys
+
+
+async def test_the_by_date_chunks_live_on_the_accounts_node_and_answer_windows(
+    redis_cluster: RedisClusterSet, store: Store
+) -> None:
+    """A folder's by-date set split into chunks by the writer: every chunk, the directory
+    and the count on the node owning the account's slot; the list window read in one script
+    there, newest first."""
+    account = "a" + secrets.token_hex(4)
+    emails = EmailStore(store.client, account)
+    writer = IndexWriter(emails)
+    copies = [NewCopy(u, f"e{u:04}", [], 1_700_000_000 + u, 10, "t1") for u in range(1, 301)]
+    await writer.add_copies("m1", copies)
+    held_keys = assert_on_one_node(redis_cluster, account)
+    name = emails.keys.dated("m1")
+    chunks = {k for k in held_keys if k.startswith(name + "#") and k[len(name) + 1 :].isdigit()}
+    assert len(chunks) == 3  # 300 members appended in order: 128, 128, 44
+    assert {directory(name), chunk_meta(name)} <= held_keys
+    page = await emails.dated_window(
+        "m1", ascending=False, position=0, anchor=None, anchor_offset=0, limit=50
+    )
+    assert page is not None
+    position, ids, total, _ = page
+    assert (position, total) == (0, 300)
+    assert ids == [f"e{uid:04}" for uid in range(300, 250, -1)]
 
 
 async def test_a_change_log_script_in_a_transaction_survives_an_empty_script_cache(

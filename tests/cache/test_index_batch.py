@@ -13,6 +13,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from gateway.cache.changes import CannotCalculateChanges, floor_field
+from gateway.cache.chunked_set import directory
 from gateway.cache.emails import EMAIL, THREAD, EmailStore
 from gateway.cache.index_batch import index_batch
 from gateway.cache.locks import LeaseLost, lease
@@ -73,7 +74,7 @@ async def test_a_batch_with_one_failing_op_writes_nothing(store: Store) -> None:
             batch.log(EMAIL, created=["e1"])
     assert (
         await store.client.exists(
-            keys.uid_bucket("m1", 0), keys.uid_buckets("m1"), keys.dated("m1")
+            keys.uid_bucket("m1", 0), keys.uid_buckets("m1"), directory(keys.dated("m1"))
         )
         == 0
     )

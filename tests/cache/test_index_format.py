@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from gateway.cache.changes import AccountState
+from gateway.cache.chunked_set import chunk_key, chunk_meta, directory
 from gateway.cache.emails import EMAIL, THREAD, EmailStore
 from gateway.cache.index_format import FORMAT_FIELD, INDEX_FORMAT, ensure_current
 from gateway.cache.keys import AccountKeys
@@ -48,6 +49,23 @@ async def answers(jmap: Jmap) -> dict[str, Any]:
     mailboxes = await jmap.call("Mailbox/get")
     unread = await jmap.call("Email/query", filter={"notKeyword": "$seen"})
     collapsed = await jmap.call("Email/query", collapseThreads=True)
+    flagged = await jmap.call("Email/query", filter={"hasKeyword": "$flagged"})
+    # The folders' windows the by-date and sparse sets answer, each way.
+    folders = {}
+    for mailbox in mailboxes["list"]:
+        for name, extra in (("all", {}), ("unread", {"notKeyword": "$seen"})):
+            for ascending in (True, False):
+                found = await jmap.call(
+                    "Email/query",
+                    filter={"inMailbox": mailbox["id"], **extra},
+                    sort=[{"property": "receivedAt", "isAscending": ascending}],
+                    calculateTotal=True,
+                )
+                folders[f"{mailbox['id']} {name} {ascending}"] = (found["ids"], found["total"])
+        found = await jmap.call(
+            "Email/query", filter={"inMailbox": mailbox["id"], "hasKeyword": "$flagged"}
+        )
+        folders[f"{mailbox['id']} flagged"] = (found["ids"], None)
     return {
         "ids": ids,
         "total": query["total"],
@@ -56,6 +74,8 @@ async def answers(jmap: Jmap) -> dict[str, Any]:
         "mailboxes": sorted(mailboxes["list"], key=lambda m: m["id"]),
         "unread": unread["ids"],
         "collapsed": collapsed["ids"],
+        "flagged": flagged["ids"],
+        "folders": folders,
     }
 
 
@@ -63,7 +83,7 @@ async def answers(jmap: Jmap) -> dict[str, Any]:
 BITS = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Forwarded", "$MDNSent"]
 
 
-def to_format_2(plain: redis.Redis, keys: AccountKeys) -> None:
+def records_to_format_2(plain: redis.Redis, keys: AccountKeys) -> None:
     """Rewrite the account's records as index format 2 left them: one ``emails`` hash of
     records naming mailboxes by id, no buckets, no mailbox numbers."""
     numbers = plain.hgetall(keys.mailbox_numbers)
@@ -84,7 +104,6 @@ def to_format_2(plain: redis.Redis, keys: AccountKeys) -> None:
         plain.delete(bucket)
     plain.delete(keys.mailbox_numbers)
     plain.hdel(keys.meta, "records-level", "records-split", "records-count")
-    plain.hset(keys.meta, FORMAT_FIELD, "2")
 
 
 def to_format_1(plain: redis.Redis, keys: AccountKeys) -> None:
@@ -145,7 +164,7 @@ async def test_an_index_of_an_older_format_is_reset_once_and_answers_the_same(
         assert not await ensure_current(emails)  # once
         assert plain.hget(keys.meta, FORMAT_FIELD) == str(INDEX_FORMAT).encode()
         # The email part is gone, in one go; the mailboxes and the id strategy stay.
-        assert plain.exists(keys.emails, keys.threads, keys.dated(), keys.counts) == 0
+        assert plain.exists(keys.emails, keys.threads, directory(keys.dated()), keys.counts) == 0
         assert plain.exists(keys.mailbox_numbers) == 0
         assert plain.keys(keys.record_bucket("*")) == []
         assert plain.keys(keys.thread_keys("*")) == []
@@ -168,3 +187,61 @@ async def test_an_index_of_an_older_format_is_reset_once_and_answers_the_same(
     now = (await jmap.call("Email/get", ids=[]))["state"]
     unchanged = await jmap.call("Email/changes", sinceState=now)
     assert unchanged["created"] == unchanged["updated"] == unchanged["destroyed"] == []
+
+
+def chunked_names(plain: redis.Redis, keys: AccountKeys) -> list[str]:
+    """The names of the account's chunked sets (those with a directory)."""
+    found = [k.decode() for k in plain.keys(keys.base + ":*#d")]
+    return [k.removesuffix("#d") for k in found]
+
+
+def to_format_2(plain: redis.Redis, keys: AccountKeys) -> list[str]:
+    """Rewrite the account's chunked sets as index format 2 kept them: one plain zset under
+    each set's name, and its records (records_to_format_2). The names rewritten."""
+    records_to_format_2(plain, keys)
+    names = chunked_names(plain, keys)
+    for name in names:
+        members: dict[bytes, float] = {}
+        for entry in plain.zrange(directory(name), 0, -1):
+            chunk = chunk_key(name, entry.decode().rpartition("\0")[2])
+            members.update(plain.zrange(chunk, 0, -1, withscores=True))
+            plain.delete(chunk)
+        plain.delete(directory(name), chunk_meta(name))
+        plain.zadd(name, members)
+    plain.hset(keys.meta, FORMAT_FIELD, "2")
+    return names
+
+
+async def test_an_index_of_format_2_is_reset_once_and_answers_the_same(
+    dovecot: Dovecot, jmap: Jmap, plain: redis.Redis, redis_url: str
+) -> None:
+    with Witness(dovecot, jmap.username) as witness:
+        witness.create("Work")
+        for n in range(12):
+            folder = "Work" if n % 3 == 0 else "INBOX"
+            flags = ["\\Seen", "", "\\Flagged", "\\Seen \\Flagged"][n % 4]
+            raw = message(f"k{n}", f"Subject {n}", ())
+            date = f'"0{1 + n % 3}-Mar-2024 00:00:00 +0000"'  # equal dates on purpose
+            witness.ok(witness.imap.append(f'"{folder}"', f"({flags})", date, raw))
+    before = await answers(jmap)
+    assert before["total"] == 12
+    keys = AccountKeys(jmap.account_id)
+    names = to_format_2(plain, keys)
+    # dated, dated:<INBOX>, dated:<Work>, unseen and flagged of both, flagged.
+    assert len(names) == 8
+    assert plain.hlen(keys.emails) == 12
+    assert all(plain.type(name) == b"zset" for name in names)
+
+    store = Store.from_url(redis_url)
+    try:
+        emails = EmailStore(store.client, jmap.account_id)
+        assert await ensure_current(emails)
+        assert not await ensure_current(emails)
+        assert plain.exists(*names) == 0  # the old plain zsets are gone
+        assert plain.exists(keys.emails, keys.mailbox_numbers) == 0
+        assert chunked_names(plain, keys) == []
+    finally:
+        await store.close()
+    assert await answers(jmap) == before
+    assert sorted(chunked_names(plain, keys)) == sorted(names)
+    assert plain.exists(*names) == 0

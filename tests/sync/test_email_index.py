@@ -9,6 +9,7 @@ import pytest
 
 import gateway.sync.emails as email_sync
 from gateway.cache.changes import CannotCalculateChanges
+from gateway.cache.chunked_set import chunk_key, chunked_keys, directory
 from gateway.cache.emails import EMAIL, EmailRecord, EmailStore, FolderMark, encode_mark
 from gateway.cache.mailboxes import MailboxStore
 from gateway.cache.store import Store
@@ -167,9 +168,16 @@ async def test_an_index_without_by_date_sets_gets_them_once(dovecot: Dovecot, st
     records = await synced(store, conn, account)
     emails = EmailStore(store.client, account)
     # As an index written before the sets existed: no sets, no meta field.
-    await store.client.delete(emails.keys.dated())
+    await store.client.delete(*await chunked_keys(store.client, [emails.keys.dated()]))
     await store.client.hdel(emails.keys.meta, email_sync.DATED_FIELD)
     await synced(store, conn, account)
-    dated = await store.client.zrange(emails.keys.dated(), 0, -1)
+    chunks = await store.client.zrange(directory(emails.keys.dated()), 0, -1)
+    dated = [
+        member
+        for entry in chunks
+        for member in await store.client.zrange(
+            chunk_key(emails.keys.dated(), entry.decode().rpartition("\0")[2]), 0, -1
+        )
+    ]
     assert sorted(i.decode() for i in dated) == sorted(records)
     await conn.logout()

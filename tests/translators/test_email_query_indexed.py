@@ -17,10 +17,11 @@ import pytest
 import redis.asyncio
 
 from gateway.cache import query_index
+from gateway.cache.chunked_set import directory
 from gateway.cache.emails import EmailStore
 from gateway.cache.index_format import FORMAT_FIELD, ensure_current
 from gateway.cache.keys import AccountKeys
-from gateway.cache.query_index import QueryKeys, query_part_keys
+from gateway.cache.query_index import QueryKeys, query_part_keys, query_set_names
 from tests.conftest import fresh_jmap, gateway_settings, running_gateway
 from tests.jmapclient import Jmap
 from tests.rediscluster import RedisClusterSet
@@ -413,7 +414,10 @@ async def test_a_format_reset_drops_the_query_structures_and_reindexing_restores
     try:
         store = EmailStore(redis_client, jmap.account_id)
         folders = [await folder_id(jmap, "INBOX"), await folder_id(jmap, "Kept")]
-        names = query_part_keys(store.keys, folders)
+        names = [
+            *query_part_keys(store.keys, folders),
+            *map(directory, query_set_names(store.keys, folders)),
+        ]
         assert await redis_client.exists(*names) >= 4  # unseen and flagged sets, a size order
         await store.set_meta(FORMAT_FIELD, "0")
         assert await ensure_current(store)
