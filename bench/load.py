@@ -493,8 +493,8 @@ if __name__ == "__main__":
     main(
         args.count,
         args.seconds,
-        [int(c) for c in args.clients.split(",")],
-        [int(c) for c in args.overload_clients.split(",")],
+        [int(c) for c in args.clients.split(",") if c],
+        [int(c) for c in args.overload_clients.split(",") if c],
         args.workers,
         args.before,
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.auth import Principal
 from gateway.cache.account import AccountIndex
+from gateway.cache.index_format import NewerIndexFormat
 from gateway.imap.connection import ImapConnection
 from gateway.imap.lazy import LazyConnection
 from gateway.jmap.errors import MethodError
@@ -104,9 +105,10 @@ class RequestEnv:
                 fresh=fresh,
                 patience=self.services.settings.sync_wait_seconds,
             )
-        except IndexingInProgress as exc:
+        except (IndexingInProgress, NewerIndexFormat) as exc:
             # RFC 8620 3.6.2: serverUnavailable, "try again later"; the HTTP response then
-            # carries Retry-After. The indexing goes on.
+            # carries Retry-After. The indexing goes on; or, in a rolling upgrade, a replica
+            # of the newer release answers the retry.
             hint = RETRY_HINT.get()
             if hint is not None:
                 hint.seconds = INDEXING_RETRY_SECONDS

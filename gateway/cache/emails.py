@@ -39,6 +39,7 @@ THREAD = "Thread"
 INDEXED_FIELD = "email-indexed"
 # RFC 3501 flags are case-insensitive; \Recent is per session and never part of a view.
 _DELETED = "\\deleted"
+_DELETED_LENGTH = len(_DELETED)
 # A folder's uid map is kept in hashes of this many uids each (uid // UID_BUCKET names one):
 # Redis keeps a hash of at most 128 short fields as a listpack, about a third of the memory
 # of one large hash (bench.index_memory). No directory is needed to find a uid's hash.
@@ -47,7 +48,22 @@ _SESSION_FLAGS = frozenset({"\\recent"})
 
 
 def is_deleted(flags: Iterable[str]) -> bool:
-    return _DELETED in map(str.lower, flags)  # asked per copy of every email rendered
+    """Asked per copy of every email rendered or written: only a flag as long as
+    ``\\Deleted`` is lower-cased, so a copy's usual one or two flags cost a length test."""
+    # A plain loop: any() over a generator costs twice as much per call (0.22 against
+    # 0.10 microseconds for a copy without flags).
+    for flag in flags:  # noqa: SIM110
+        if len(flag) == _DELETED_LENGTH and flag.lower() == _DELETED:
+            return True
+    return False
+
+
+def _shown(uids: dict[int, list[str]]) -> bool:
+    """Whether one folder holds a copy that is not deleted."""
+    for flags in uids.values():  # noqa: SIM110 (as in is_deleted)
+        if not is_deleted(flags):
+            return True
+    return False
 
 
 @dataclass(slots=True)
@@ -62,35 +78,39 @@ class EmailRecord:
 
     @property
     def visible(self) -> bool:
-        return any(
-            not is_deleted(flags) for uids in self.copies.values() for flags in uids.values()
-        )
+        return any(map(_shown, self.copies.values()))
 
     @property
     def mailbox_ids(self) -> dict[str, bool]:
-        return {
-            mailbox_id: True
-            for mailbox_id, uids in self.copies.items()
-            if any(not is_deleted(flags) for flags in uids.values())
-        }
+        return {mailbox_id: True for mailbox_id, uids in self.copies.items() if _shown(uids)}
 
     @property
     def flags(self) -> set[str]:
         """The union of the visible copies' flags (lower-cased): a message seen or flagged in
         any folder is seen or flagged."""
-        return {
-            flag.lower()
-            for uids in self.copies.values()
-            for copy_flags in uids.values()
-            if not is_deleted(copy_flags)
-            for flag in copy_flags
-        } - _SESSION_FLAGS
+        found: set[str] = set()
+        for uids in self.copies.values():
+            for copy_flags in uids.values():
+                if not is_deleted(copy_flags):
+                    found.update(map(str.lower, copy_flags))
+        return found - _SESSION_FLAGS
 
     def view(self) -> tuple[Any, ...] | None:
-        """What a client sees of the record's mutable side; None when it is not visible."""
-        if not self.visible:
+        """What a client sees of the record's mutable side; None when it is not visible.
+        One pass over the copies: an index write takes it twice per record it touches."""
+        mailboxes: list[str] = []
+        found: set[str] = set()
+        for mailbox_id, uids in self.copies.items():
+            shown = False
+            for copy_flags in uids.values():
+                if not is_deleted(copy_flags):
+                    shown = True
+                    found.update(map(str.lower, copy_flags))
+            if shown:
+                mailboxes.append(mailbox_id)
+        if not mailboxes:
             return None
-        return (sorted(self.mailbox_ids), sorted(self.flags))
+        return (sorted(mailboxes), sorted(found - _SESSION_FLAGS))
 
     def visible_copies(self) -> list[tuple[str, int]]:
         """(mailbox id, uid) of every copy a fetch may read, in a stable order."""

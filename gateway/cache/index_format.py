@@ -42,13 +42,18 @@ META_FIELDS = (INDEXED_FIELD, "refs-level", "refs-split", "refs-count", *shape_f
 # KEYS: the email lease, meta, state, then every key of the email part. ARGV: the lease
 # token, the format field and value, how many meta fields go, an epoch candidate, those
 # fields, then (type, its floor field) pairs. Returns -1 when the lease is not ours, else the
-# number of keys removed. One script: readers see the old index or none of it.
+# number of keys removed, or -2 when a newer release wrote the index meanwhile. One script:
+# readers see the old index or none of it.
 _RESET = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
-if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[3] then
+local stored = redis.call('HGET', KEYS[2], ARGV[2])
+if stored == ARGV[3] then
   return 0
+end
+if stored and string.match(stored, '^%d+$') and tonumber(stored) > tonumber(ARGV[3]) then
+  return -2
 end
 local removed = 0
 for i = 4, #KEYS do
@@ -68,12 +73,39 @@ return removed
 """
 
 
+class NewerIndexFormat(Exception):
+    """The account's index was written by a newer release than this one: during a rolling
+    upgrade an old replica must neither reset it (the two releases would reset each other's
+    index, each reset a whole re-index) nor write into a layout it does not know."""
+
+    def __init__(self, stored: str) -> None:
+        super().__init__(
+            f"The account's index is in format {stored}, newer than this release's "
+            f"{INDEX_FORMAT}: this server is being upgraded."
+        )
+
+
+def _newer(stored: str | None) -> bool:
+    return stored is not None and stored.isdigit() and int(stored) > INDEX_FORMAT
+
+
+async def refuse_newer(store: EmailStore) -> None:
+    """:class:`NewerIndexFormat` if a newer release wrote the account's index (one HGET)."""
+    stored = await store.meta(FORMAT_FIELD)
+    if _newer(stored):
+        raise NewerIndexFormat(str(stored))
+
+
 async def ensure_current(store: EmailStore) -> bool:
-    """Reset the account's email part if it was written in another format; True if it held
+    """Reset the account's email part if it was written in an older format; True if it held
     anything then. Cheap when current (one HGET); otherwise takes the account's email lease
-    (waiting as a catch-up would), so no writer of the old layout interleaves."""
-    if await store.meta(FORMAT_FIELD) == str(INDEX_FORMAT):
+    (waiting as a catch-up would), so no writer of the old layout interleaves. An index of a
+    newer format is left alone: :class:`NewerIndexFormat`."""
+    stored = await store.meta(FORMAT_FIELD)
+    if stored == str(INDEX_FORMAT):
         return False
+    if _newer(stored):
+        raise NewerIndexFormat(str(stored))
     async with store.lease() as held:
         names = await email_part_keys(store)
         removed = await store.client.register_script(_RESET)(
@@ -88,6 +120,8 @@ async def ensure_current(store: EmailStore) -> bool:
                 *(name for t in LOGGED for name in (t, floor_field(t))),
             ],
         )
+    if int(removed) == -2:
+        raise NewerIndexFormat(str(await store.meta(FORMAT_FIELD)))
     if int(removed) < 0:
         raise LeaseLost(held.key)
     store.numbers.forget()  # the table went with the records (other processes: its generation)

@@ -22,7 +22,7 @@ from contextlib import AbstractAsyncContextManager
 
 from gateway.cache.account import AccountIndex
 from gateway.cache.freshness import FreshMarks
-from gateway.cache.index_format import ensure_current
+from gateway.cache.index_format import ensure_current, refuse_newer
 from gateway.imap.connection import ImapConnection
 from gateway.sync.emails import sync_emails
 from gateway.sync.flight import SingleFlight
@@ -86,6 +86,8 @@ class CatchUp:
         """
         if not fresh and self._interval and await self._marks.is_fresh(index.freshness):
             return False
+        # Before any run or wait: an index a newer release wrote is not this one's to follow.
+        await refuse_newer(index.emails)
         first = not await index.emails.indexed()
         if fresh and not first:
             patience = None

@@ -11,6 +11,7 @@ from before gets cannotCalculateChanges.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,12 @@ import redis
 from gateway.cache.changes import AccountState
 from gateway.cache.chunked_set import chunk_key, chunk_meta, directory
 from gateway.cache.emails import EMAIL, THREAD, EmailStore
-from gateway.cache.index_format import FORMAT_FIELD, INDEX_FORMAT, ensure_current
+from gateway.cache.index_format import (
+    FORMAT_FIELD,
+    INDEX_FORMAT,
+    NewerIndexFormat,
+    ensure_current,
+)
 from gateway.cache.keys import AccountKeys
 from gateway.cache.store import Store
 from tests.jmapclient import Jmap
@@ -245,3 +251,45 @@ async def test_an_index_of_format_2_is_reset_once_and_answers_the_same(
     assert await answers(jmap) == before
     assert sorted(chunked_names(plain, keys)) == sorted(names)
     assert plain.exists(*names) == 0
+
+
+async def test_an_index_of_a_newer_format_is_left_alone_and_requests_are_told_to_retry(
+    dovecot: Dovecot, jmap: Jmap, plain: redis.Redis, redis_url: str
+) -> None:
+    """A rolling upgrade: a replica of an older release meets an index a newer one wrote. It
+    must not reset it (the releases would reset each other's index back and forth) nor
+    follow the upstream into it; its requests get serverUnavailable with Retry-After."""
+    with Witness(dovecot, jmap.username) as witness:
+        witness.ok(witness.imap.append("INBOX", "(\\Seen)", None, message("n1", "Newer", ())))
+    before = await answers(jmap)
+    keys = AccountKeys(jmap.account_id)
+    newer = str(INDEX_FORMAT + 1)
+    plain.hset(keys.meta, FORMAT_FIELD, newer)
+    held = sorted(plain.keys(f"jg:{{{jmap.account_id}}}:*"))
+
+    store = Store.from_url(redis_url)
+    try:
+        with pytest.raises(NewerIndexFormat):
+            await ensure_current(EmailStore(store.client, jmap.account_id))
+    finally:
+        await store.close()
+    body = {
+        "using": list(jmap.using),
+        "methodCalls": [["Email/query", {"accountId": jmap.account_id}, "q"]],
+    }
+    response = await jmap.http.post(
+        "/jmap/api/",
+        content=json.dumps(body),
+        auth=jmap.auth,
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    [(name, arguments, _)] = response.json()["methodResponses"]
+    assert (name, arguments["type"]) == ("error", "serverUnavailable"), arguments
+    assert f"format {newer}" in arguments["description"]
+    assert int(response.headers["retry-after"]) > 0
+    assert plain.hget(keys.meta, FORMAT_FIELD) == newer.encode()
+    assert sorted(plain.keys(f"jg:{{{jmap.account_id}}}:*")) == held  # nothing reset
+
+    plain.hset(keys.meta, FORMAT_FIELD, str(INDEX_FORMAT))  # the newer release rolled back
+    assert await answers(jmap) == before

@@ -111,8 +111,9 @@ async def load(
     )
     has_preview = preview_missing and "PREVIEW" in (await upstream.connection()).capabilities
     groups: dict[tuple[str, frozenset[FetchAtt]], dict[int, str]] = {}
+    wanted = _Wanted.of(sources, has_preview)
     for email_id, record in records.items():
-        items = _missing(loaded, email_id, sources, has_preview)
+        items = _missing(loaded, email_id, wanted)
         copies = record.visible_copies() if items else []
         if copies:
             mailbox_id, uid = copies[0]
@@ -267,22 +268,43 @@ def _encode_structures(structures: dict[str, BodyPart]) -> dict[str, bytes]:
     return {i: encode_value(to_plain(root)) for i, root in structures.items()}
 
 
-def _missing(
-    loaded: Loaded, email_id: str, sources: set[Source], has_preview: bool
-) -> frozenset[FetchAtt]:
-    if Source.STRUCTURE in sources and email_id not in loaded.structure:
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """What one load asks of each email, decided once per call rather than per email (a
+    list screen asks it of 50)."""
+
+    structure: bool
+    preview: bool
+    header: bool
+    fields: bool
+    summary: bool
+
+    @classmethod
+    def of(cls, sources: set[Source], has_preview: bool) -> _Wanted:
+        return cls(
+            Source.STRUCTURE in sources,
+            Source.PREVIEW in sources and has_preview,
+            Source.HEADER in sources,
+            Source.FIELDS in sources,
+            Source.SUMMARY in sources,
+        )
+
+
+_NOTHING: frozenset[FetchAtt] = frozenset()
+
+
+def _missing(loaded: Loaded, email_id: str, wanted: _Wanted) -> frozenset[FetchAtt]:
+    if wanted.structure and email_id not in loaded.structure:
         return frozenset({WHOLE})
     items: set[FetchAtt] = set()
-    if Source.PREVIEW in sources and email_id not in loaded.preview and has_preview:
+    if wanted.preview and email_id not in loaded.preview:
         items.add(PREVIEW)
     raw = email_id in loaded.header or email_id in loaded.fields
-    if Source.HEADER in sources and email_id not in loaded.header:
+    if wanted.header and email_id not in loaded.header:
         items.add(HEADER)
-    elif not raw and (
-        Source.FIELDS in sources or (Source.SUMMARY in sources and email_id not in loaded.summary)
-    ):
+    elif not raw and (wanted.fields or (wanted.summary and email_id not in loaded.summary)):
         items.add(FIELDS)
-    return frozenset(items)
+    return frozenset(items) if items else _NOTHING
 
 
 async def _fetch(

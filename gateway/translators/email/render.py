@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.mime.bodyparts import BodyPart, has_attachment, text_html_attachments
 from gateway.mime.bodyvalues import EmailBodyValue
@@ -31,9 +30,9 @@ _BodyLists = tuple[list[BodyPart], list[BodyPart], list[BodyPart]]
 _ORIGINS = PROPERTIES.sources
 
 
-@dataclass(frozen=True)
-class Content:
-    """What an Email's content properties are made of.
+class Content(NamedTuple):
+    """What an Email's content properties are made of (a tuple: Email/get makes one per
+    Email of a list screen, and a frozen dataclass costs several times as much to build).
 
     ``summary`` holds the convenience properties already parsed (Email/get caches them);
     without it they are read from ``headers``. ``root`` is None when the structure was not
