@@ -349,6 +349,7 @@ def measure(
         "gw_cores": (after.gateway_cpu - before.gateway_cpu) / elapsed,
         "dovecot_cores": (after.dovecot_cpu - before.dovecot_cpu) / elapsed,
         "redis_cores": (after.redis_cpu - before.redis_cpu) / elapsed,
+        "redis_cpu_us": (after.redis_cpu - before.redis_cpu) / answered * 1e6,
         "generator_cores": (after.generator_cpu - before.generator_cpu) / elapsed,
         "redis_cmds": redis_commands(before, after) / answered,
         "round_trips": (after.round_trips - before.round_trips) / answered,
@@ -446,13 +447,13 @@ def report(
     print(
         f"{'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'gw CPU ms/req':>13} "
         f"{'gw cores':>8} {'redis cmds/req':>14} {'round trips/req':>15} {'redis cores':>11} "
-        f"{'dovecot cores':>13} {'loadgen cores':>13} {'errors':>6}"
+        f"{'redis CPU us/req':>16} {'dovecot cores':>13} {'loadgen cores':>13} {'errors':>6}"
     )
     for r in rows:
         print(
             f"{r['clients']:>7} {r['rps']:>8.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
             f"{r['gw_cpu_ms']:>13.2f} {r['gw_cores']:>8.2f} {r['redis_cmds']:>14.1f} "
-            f"{r['round_trips']:>15.1f} {r['redis_cores']:>11.2f} "
+            f"{r['round_trips']:>15.1f} {r['redis_cores']:>11.2f} {r['redis_cpu_us']:>16.0f} "
             f"{r['dovecot_cores']:>13.2f} {r['generator_cores']:>13.2f} "
             f"{r['other']:>6}"
         )

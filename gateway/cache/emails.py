@@ -2,6 +2,8 @@
 
 One :class:`EmailRecord` per message however many folders hold it: the copies are kept as
 ``{mailbox id: {uid: flags}}``, so a move is a change of one record and the id survives it.
+In Redis a record names its mailboxes by number (gateway.cache.mailbox_numbers) and lives in
+a listpack-sized bucket (gateway.cache.record_buckets): about 80 octets an email.
 Copies flagged ``\\Deleted`` stay in the record (the uid map must still know them) but are not
 visible: an email with no other copy does not exist for JMAP (RFC 8621 4.1.1).
 
@@ -27,6 +29,8 @@ from gateway.cache.codec import octets, pack, text, unpack
 from gateway.cache.index_script import REF_HASHING, OpRecorder
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import IndexWork, Lease, LeaseLost, index_lease
+from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers, UnknownNumber
+from gateway.cache.record_buckets import BUCKET_LUA, RECORDS, bucket_count, shape_fields
 
 EMAIL = "Email"
 THREAD = "Thread"
@@ -121,13 +125,67 @@ class EmailRecord:
         )
 
 
-def encode(record: EmailRecord) -> bytes:
-    return pack([record.thread_id, record.received_at, record.size, record.copies])
+# Flags a record stores as one bit each (exactly these spellings: any other stays a string,
+# so a record reads back with the flags written, in another order: RFC 9051 2.3.2, a set);
+# the common ones, so a usual copy's flags are one octet.
+_FLAG_BITS = {
+    flag: 1 << n
+    for n, flag in enumerate(
+        ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Forwarded", "$MDNSent")
+    )
+}
+_FLAGS_OF_BITS = [
+    [flag for flag, bit in _FLAG_BITS.items() if bits & bit] for bits in range(1 << len(_FLAG_BITS))
+]
 
 
-def decode(email_id: str, data: bytes) -> EmailRecord:
-    thread_id, received_at, size, copies = unpack(data)
+def _flags_value(flags: Iterable[str]) -> int | list[int | str]:
+    bits = 0
+    others: list[int | str] = []
+    for flag in flags:
+        bit = _FLAG_BITS.get(flag)
+        if bit is None:
+            others.append(flag)
+        else:
+            bits |= bit
+    return [bits, *others] if others else bits
+
+
+def encode(record: EmailRecord, numbers: Mapping[str, int]) -> bytes:
+    """``[thread id, receivedAt, size, then mailbox number, uid, flags per copy]``: flags
+    as bits of the common ones, or ``[bits, other flags...]``. Mailboxes by their number
+    (gateway.cache.mailbox_numbers): a usual record is under 40 octets, so its bucket stays
+    a listpack (gateway.cache.record_buckets)."""
+    flat: list[Any] = [record.thread_id, record.received_at, record.size]
+    for mailbox_id, uids in record.copies.items():
+        number = numbers[mailbox_id]
+        for uid, flags in uids.items():
+            flat += [number, uid, _flags_value(flags)]
+    return pack(flat)
+
+
+def decode(email_id: str, data: bytes, mailboxes: Mapping[int, str]) -> EmailRecord:
+    """A record :func:`encode` made; KeyError if it names a number ``mailboxes`` lacks."""
+    thread_id, received_at, size, *flat = unpack(data)
+    if len(flat) == 3:  # one copy: most records, decoded on every warm Email/get
+        number, uid, value = flat
+        one = {mailboxes[number]: {uid: _flags_of(value)}}
+        return EmailRecord(email_id, thread_id, received_at, size, one)
+    copies: dict[str, dict[int, list[str]]] = {}
+    for k in range(0, len(flat), 3):
+        copies.setdefault(mailboxes[flat[k]], {})[flat[k + 1]] = _flags_of(flat[k + 2])
     return EmailRecord(email_id, thread_id, received_at, size, copies)
+
+
+def _flags_of(value: int | list[Any]) -> list[str]:
+    if isinstance(value, int):
+        return _FLAGS_OF_BITS[value].copy()
+    return [*_FLAGS_OF_BITS[value[0]], *value[1:]]
+
+
+def thread_of(data: bytes) -> str:
+    """The thread id of an encoded record (needs no mailbox numbers)."""
+    return str(unpack(data)[0])
 
 
 def encode_value(value: Any) -> bytes:
@@ -205,14 +263,24 @@ end
 return found
 """
 )
-# KEYS: the state hash, the meta hash, then hashes to read. ARGV: the data type, then the
-# fields (ids). Returns each hash's values of the fields (nil where missing), then the type's
-# modseq and the epoch: read at one instant, so the state agrees with the values.
-_READ_WITH_STATE = """
-local out = {}
-for k = 3, #KEYS do
+# KEYS: the state hash, the meta hash, the mailbox numbers, then hashes to read. ARGV: the
+# data type, the record bucket prefix, then the fields (ids). Returns the records (each from
+# its bucket, gateway.cache.record_buckets), each hash's values of the fields (nil where
+# missing), then the type's modseq, the epoch and the mailbox numbers' generation: read at
+# one instant, so the state agrees with the values and the numbers decode the records.
+_READ_WITH_STATE = (
+    BUCKET_LUA
+    + """
+local level, split = bucket_shape(KEYS[2], 'records')
+local records = {}
+for i = 3, #ARGV do
+  local bucket = bucket_of(ARGV[2], bucket_record_hash(ARGV[i]), level, split)
+  records[i - 2] = redis.call('HGET', bucket, ARGV[i])
+end
+local out = {records}
+for k = 4, #KEYS do
   local values = {}
-  for first = 2, #ARGV, 1000 do
+  for first = 3, #ARGV, 1000 do
     local part = redis.call('HMGET', KEYS[k], unpack(ARGV, first, math.min(first + 999, #ARGV)))
     for i = 1, #part do values[#values + 1] = part[i] end
   end
@@ -220,8 +288,17 @@ for k = 3, #KEYS do
 end
 out[#out + 1] = redis.call('HGET', KEYS[1], ARGV[1])
 out[#out + 1] = redis.call('HGET', KEYS[2], 'epoch')
+out[#out + 1] = redis.call('HGET', KEYS[3], '*')
 return out
 """
+)
+# Ids per read script of records(): the script finds each id's bucket in Lua (~1-3 µs an id
+# on a busy 2-core machine, bench.record_reads), so 5,000 hold Redis ~10 ms.
+RECORD_READ_PAGE = 5000
+# Record buckets read per round trip by all_ids and record_values.
+BUCKET_PAGE = 100
+# Reads of records retried when the mailbox numbers change generation meanwhile.
+_NUMBERS_TRIES = 3
 
 
 class EmailStore:
@@ -232,6 +309,7 @@ class EmailStore:
         self.account_id = account_id
         self.keys = AccountKeys(account_id)
         self.state = AccountState(client, account_id)
+        self.numbers = MailboxNumbers(client, self.keys)
 
     def lease(self) -> AbstractAsyncContextManager[Lease]:
         """Hold the account's email index lease (catch-up and flag writes; see
@@ -251,19 +329,19 @@ class EmailStore:
     # -- records -----------------------------------------------------------------------------
 
     async def records(self, ids: Iterable[str]) -> dict[str, EmailRecord]:
-        """The records of the ids that exist in the index (visible or not)."""
+        """The records of the ids that exist in the index (visible or not), read
+        RECORD_READ_PAGE ids per script so no read holds Redis long."""
         wanted = list(dict.fromkeys(ids))
-        if not wanted:
-            return {}
-        values = await self.client.hmget(self.keys.emails, wanted)
-        return {
-            i: decode(i, octets(v)) for i, v in zip(wanted, values, strict=True) if v is not None
-        }
+        found: dict[str, EmailRecord] = {}
+        for start in range(0, len(wanted), RECORD_READ_PAGE):
+            records, _, _ = await self.snapshot_with(wanted[start : start + RECORD_READ_PAGE], ())
+            found.update(records)
+        return found
 
     async def snapshot(self, ids: Iterable[str]) -> tuple[dict[str, EmailRecord], str]:
         """Records and the Email state read together, so they agree."""
-        values, state = await self._with_state(self.keys.emails, ids, EMAIL)
-        return {i: decode(i, v) for i, v in values.items()}, state
+        records, state, _ = await self.snapshot_with(ids, ())
+        return records, state
 
     async def snapshot_with(
         self, ids: Iterable[str], kinds: Iterable[str]
@@ -271,29 +349,52 @@ class EmailStore:
         """:meth:`snapshot` and :meth:`cached_kinds` of the same ids in one round trip (the
         warm Email/get reads nothing else): one script, atomic as a transaction, the ids sent
         once for every hash read (a MULTI would send them once per hash, and packing the
-        arguments was a tenth of a warm request's CPU)."""
+        arguments was a tenth of a warm request's CPU). The mailbox numbers decoding the
+        records come from the process's cache while their generation is the one read."""
         wanted = list(dict.fromkeys(ids))
         names = list(dict.fromkeys(kinds)) if wanted else []
-        hashes = [self.keys.emails, *(self.keys.immutable(kind) for kind in names)]
+        hashes = [self.keys.immutable(kind) for kind in names]
         script = self.client.register_script(_READ_WITH_STATE)  # EVALSHA after the first
-        results = await script(
-            keys=[self.keys.state, self.keys.meta, *hashes], args=[EMAIL, *wanted]
-        )
-        *found, modseq, epoch = results
+        keys = [self.keys.state, self.keys.meta, self.keys.mailbox_numbers, *hashes]
+        args = [EMAIL, self.keys.record_bucket(""), *wanted]
+        for attempt in range(1, _NUMBERS_TRIES + 1):
+            values, *more, modseq, epoch, generation = await script(keys=keys, args=args)
+            found = [(i, octets(v)) for i, v in zip(wanted, values, strict=True) if v is not None]
+            try:
+                records = await self._decode(
+                    found, None if generation is None else text(generation)
+                )
+                break
+            except StaleNumbers:
+                if attempt == _NUMBERS_TRIES:
+                    raise
         state = (
             await self.state.state(EMAIL)
             if epoch is None
             else format_state(text(epoch), int(modseq or 0))
         )
-        values, *more = found
-        records = {
-            i: decode(i, octets(v)) for i, v in zip(wanted, values, strict=True) if v is not None
-        }
         cached = {
             kind: {i: octets(v) for i, v in zip(wanted, got, strict=True) if v is not None}
             for kind, got in zip(names, more, strict=True)
         }
         return records, state, cached
+
+    async def _decode(
+        self, found: list[tuple[str, bytes]], generation: str | None
+    ) -> dict[str, EmailRecord]:
+        if not found:
+            return {}
+        numbering = await self.numbers.table(generation)
+        try:
+            return {i: decode(i, v, numbering.by_number) for i, v in found}
+        except KeyError:
+            pass
+        # A mailbox numbered since this process read the table (it only grows).
+        numbering = await self.numbers.reload(generation)
+        try:
+            return {i: decode(i, v, numbering.by_number) for i, v in found}
+        except KeyError as error:
+            raise UnknownNumber(self.keys.mailbox_numbers) from error
 
     async def _with_state(
         self, key: str, ids: Iterable[str], data_type: str
@@ -426,10 +527,40 @@ class EmailStore:
 
     async def count(self) -> int:
         """Emails in the index, visible or not: cheap, for limits."""
-        return int(await self.client.hlen(self.keys.emails))
+        return int(await self.client.hget(self.keys.meta, f"{RECORDS}-count") or 0)
 
     async def all_ids(self) -> list[str]:
-        return [text(key) for key in await self.client.hkeys(self.keys.emails)]
+        found = await self._bucket_pages(values=False)
+        return list(dict.fromkeys(text(k) for part in found for k in part))
+
+    async def record_values(self) -> dict[str, bytes]:
+        """Every encoded record (see :func:`thread_of`), as :meth:`all_ids` reads them."""
+        found = await self._bucket_pages(values=True)
+        return {text(k): octets(v) for part in found for k, v in part.items()}
+
+    async def _bucket_pages(self, *, values: bool) -> list[Any]:
+        """Every record bucket's fields (or fields and values), BUCKET_PAGE buckets per
+        round trip, each page read with the table's shape: a split meanwhile only moves
+        entries into a new bucket past the ones known, which the next pages then read (an
+        entry may be read twice; callers keep one)."""
+        shape = shape_fields(RECORDS)
+        wanted = bucket_count(await self.client.hmget(self.keys.meta, shape))
+        read = 0
+        parts: list[Any] = []
+        while read < wanted:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for n in range(read, min(wanted, read + BUCKET_PAGE)):
+                    bucket = self.keys.record_bucket(n)
+                    if values:
+                        pipe.hgetall(bucket)
+                    else:
+                        pipe.hkeys(bucket)
+                pipe.hmget(self.keys.meta, shape)
+                *got, now = await pipe.execute()
+            parts += got
+            read = min(wanted, read + BUCKET_PAGE)
+            wanted = max(wanted, bucket_count(now))
+        return parts
 
     async def uid_map(self, mailbox_id: str) -> dict[int, str]:
         return (await self._uid_maps([mailbox_id], old=False))[mailbox_id]

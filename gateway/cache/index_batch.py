@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 from redis.typing import EncodableT
 
 from gateway.cache.changes import MINOR_TYPES, floor_field
@@ -28,10 +29,11 @@ from gateway.cache.emails import (
     encode,
     encode_mark,
 )
-from gateway.cache.index_script import OpRecorder
+from gateway.cache.index_script import STALE_NUMBERS, OpRecorder
 from gateway.cache.journal import Journal, StateChange
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import Lease, LeaseLost
+from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers
 from gateway.cache.query_index import QueryKeys, QueryMove, query_writes
 from gateway.cache.thread_links import write_links
 
@@ -39,9 +41,20 @@ from gateway.cache.thread_links import write_links
 class IndexBatch:
     """Writes recorded for one script run; see :func:`index_batch`."""
 
-    def __init__(self, keys: AccountKeys, journal: Journal, *, initial: bool = False) -> None:
+    def __init__(
+        self,
+        keys: AccountKeys,
+        journal: Journal,
+        numbers: MailboxNumbers,
+        *,
+        initial: bool = False,
+    ) -> None:
         self._pipe = OpRecorder(keys)
         self._keys = keys
+        self._numbers = numbers
+        # Records put (or None: dropped) by id, the last write of each winning: written
+        # at commit, before the change log.
+        self._records: dict[str, EmailRecord | None] = {}
         self._journal = journal
         # The account's first indexing: Email and Thread states move, nothing per id is
         # logged (gateway.sync.index_writer, initial).
@@ -58,14 +71,13 @@ class IndexBatch:
     # -- email records and uid maps --------------------------------------------------------
 
     def put_records(self, records: Iterable[EmailRecord]) -> None:
-        kept: dict[EncodableT, EncodableT] = {r.id: encode(r) for r in records}
-        if kept:
-            self._pipe.hset(self._keys.emails, mapping=kept)
+        """Records to write: encoded at commit, once their mailboxes have numbers."""
+        for record in records:
+            self._records[record.id] = record
 
     def drop_records(self, ids: Iterable[str]) -> None:
-        gone = list(ids)
-        if gone:
-            self._pipe.hdel(self._keys.emails, *gone)
+        for email_id in ids:
+            self._records[email_id] = None
 
     def map_uids(self, mailbox_id: str, owners: Mapping[int, str]) -> None:
         """uid -> email id of a folder's copies (its current UIDVALIDITY), in its buckets."""
@@ -205,7 +217,23 @@ class IndexBatch:
             self._pipe.raise_floor(data_type, floor_field(data_type))
         self._pipe.hset(self._keys.meta, mapping={indexed_field: "1"})
 
+    async def _encode_records(self) -> None:
+        """The records' ops: mailbox numbers from the process's cache, or assigned (one
+        round trip) for a mailbox new to it; the script writes them only while the numbers
+        are of that generation."""
+        kept = {i: r for i, r in self._records.items() if r is not None}
+        gone = [i for i, r in self._records.items() if r is None]
+        if gone:
+            self._pipe.rdel(gone)
+        if kept:
+            numbering = await self._numbers.assign(
+                m for record in kept.values() for m in record.copies
+            )
+            values = {i: encode(r, numbering.by_id) for i, r in kept.items()}
+            self._pipe.rput(self._keys.mailbox_numbers, numbering.generation, values)
+
     async def _commit(self, client: Redis | RedisCluster, held: Lease | None) -> None:
+        await self._encode_records()
         for name, members in self._chunk_removes.items():
             self._pipe.chunk_remove(name, members)
         for name, members in self._chunk_adds.items():
@@ -228,7 +256,14 @@ class IndexBatch:
         if not len(self._pipe):
             return
         lease = None if held is None else (held.key, held.token)
-        replies = await self._pipe.run(client, lease)
+        try:
+            replies = await self._pipe.run(client, lease)
+        except ResponseError as error:
+            if STALE_NUMBERS in str(error):
+                # The table was made anew (a reset, a flushed Redis): read it again next time.
+                self._numbers.forget()
+                raise StaleNumbers(self._keys.mailbox_numbers) from error
+            raise
         if replies is None:
             raise LeaseLost(held.key if held is not None else self._keys.meta)
         self.changes = self._journal.committed(replies)
@@ -252,6 +287,6 @@ async def index_batch(
     checks the token: LeaseLost, nothing written, if it changed hands). ``initial``: see
     IndexBatch.
     """
-    batch = IndexBatch(store.keys, Journal(store.state), initial=initial)
+    batch = IndexBatch(store.keys, Journal(store.state), store.numbers, initial=initial)
     yield batch
     await batch._commit(store.client, held)

@@ -24,17 +24,20 @@ from gateway.cache.emails import EMAIL, INDEXED_FIELD, THREAD, EmailStore
 from gateway.cache.keys import INDEX_FORMAT, INDEX_FORMAT_FIELD, AccountKeys
 from gateway.cache.locks import LeaseLost
 from gateway.cache.query_index import query_part_keys, query_set_names
+from gateway.cache.record_buckets import RECORDS, bucket_count, shape_fields
 from gateway.cache.thread_links import ref_shape
 
 # Formats (INDEX_FORMAT, in keys.py): 1 (no field): one uid-map hash per folder, one
 # thread-refs hash, a thread-keys set per thread, change logs for the first indexing. 2: none
 # for the first indexing, uid maps and thread-refs in listpack-sized buckets, a thread's ref
 # keys packed in thread-members. 3: the by-date and sparse query sets in chunks
-# (gateway.cache.chunked_set: ``<name>#d``, ``#m``, ``#<n>``), no longer one zset per name.
+# (gateway.cache.chunked_set: ``<name>#d``, ``#m``, ``#<n>``), no longer one zset per name;
+# email records in listpack-sized buckets by linear hashing (``records:<n>``, no more
+# ``emails`` hash), naming mailboxes by ``mailbox-numbers``.
 FORMAT_FIELD = INDEX_FORMAT_FIELD
 LOGGED = (EMAIL, THREAD)
 # The email part's fields of the account's meta hash.
-META_FIELDS = (INDEXED_FIELD, "refs-level", "refs-split", "refs-count")
+META_FIELDS = (INDEXED_FIELD, "refs-level", "refs-split", "refs-count", *shape_fields(RECORDS))
 
 # KEYS: the email lease, meta, state, then every key of the email part. ARGV: the lease
 # token, the format field and value, how many meta fields go, an epoch candidate, those
@@ -121,6 +124,7 @@ async def ensure_current(store: EmailStore) -> bool:
         raise NewerIndexFormat(str(await store.meta(FORMAT_FIELD)))
     if int(removed) < 0:
         raise LeaseLost(held.key)
+    store.numbers.forget()  # the table went with the records (other processes: its generation)
     return int(removed) > 0
 
 
@@ -146,6 +150,7 @@ async def email_part_keys(store: EmailStore) -> list[str]:
         for n in numbers
     ]
     level, split, _ = await ref_shape(client, k)
+    records = bucket_count(await client.hmget(k.meta, shape_fields(RECORDS)))
     threads_named = dict.fromkeys(text(t) for t in [*members, *threads])
     return [
         *_fixed_keys(k),
@@ -153,6 +158,7 @@ async def email_part_keys(store: EmailStore) -> list[str]:
         *bucket_keys,
         *(k.thread_keys(t) for t in threads_named),
         *(k.thread_ref_bucket(n) for n in range((1 << level) + split)),
+        *(k.record_bucket(n) for n in range(records)),
         *query_part_keys(k, folders),
         *await chunked_keys(
             client, [k.dated(), *(k.dated(m) for m in folders), *query_set_names(k, folders)]
@@ -168,6 +174,7 @@ def _fixed_keys(k: AccountKeys) -> list[str]:
     ]
     return [
         k.emails,
+        k.mailbox_numbers,
         k.folder_marks,
         k.threads,
         k.counts,

@@ -28,11 +28,12 @@ What the script guarantees, in the order it runs:
 
 Every key carries the account's hash tag, so the script runs on the node owning that slot
 (Redis Cluster allows multi-key scripts within one slot). The keys an op names are passed in
-KEYS; the bucket keys of uid maps being dropped and of the thread-refs table, and the chunks
-and count hash of a chunked set (gateway.cache.chunked_set, from its directory's name), are
-named inside the script, because only the script knows which there are at that moment.
-Redis tolerates such keys in scripts without a flags shebang when they share the slot (the
-3-node cluster tests run it); they are not type-checked first (a chunked set's count hash is).
+KEYS; the bucket keys of uid maps being dropped, of the thread-refs and email-record tables
+(gateway.cache.record_buckets), and the chunks and count hash of a chunked set
+(gateway.cache.chunked_set, from its directory's name), are named inside the script,
+because only the script knows which there are at that moment. Redis tolerates such keys
+in scripts without a flags shebang when they share the slot (the 3-node cluster tests run
+it); they are not type-checked first (a chunked set's count hash is).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ from redis.typing import EncodableT
 from gateway.cache.changes import EPOCH_CHARS
 from gateway.cache.chunked_set import CHUNK_LUA, directory, sort_members
 from gateway.cache.keys import INDEX_FORMAT, INDEX_FORMAT_FIELD, AccountKeys
+from gateway.cache.record_buckets import BUCKET_LUA
 
+# The error an rput op answers when the mailbox numbers it was encoded with are gone.
+STALE_NUMBERS = "index batch: mailbox numbers changed generation"
 # At most this many arguments per op, so Lua's unpack() stays far below its stack limit
 # (LUAI_MAXCSTACK, 8000); longer ops are split into several.
 OP_ARGS = 1000
@@ -68,25 +72,22 @@ OP_ARGS = 1000
 # Thread-refs by linear hashing (gateway.cache.thread_links): buckets ``thread-refs:<n>``
 # of about REF_LOAD entries (listpack-sized); the account's meta holds the table's level,
 # split pointer and count. Shared by the write script and the read script.
-REF_HASHING = """
+REF_HASHING = (
+    BUCKET_LUA
+    + """
 local REF_LOAD = 48
 local function ref_shape(meta)
-  local f = redis.call('HMGET', meta, 'refs-level', 'refs-split', 'refs-count')
-  return tonumber(f[1] or '0'), tonumber(f[2] or '0'), tonumber(f[3] or '0')
+  return bucket_shape(meta, 'refs')
 end
 local function ref_hash(ref)
   local a, b, c, d = string.byte(ref, 1, 4)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
 local function ref_bucket(prefix, ref, level, split)
-  local h = ref_hash(ref)
-  local n = h % (2 ^ level)
-  if n < split then
-    n = h % (2 ^ (level + 1))
-  end
-  return prefix .. string.format('%d', n)
+  return bucket_of(prefix, ref_hash(ref), level, split)
 end
 """
+)
 
 SCRIPT = (
     REF_HASHING
@@ -114,7 +115,7 @@ end
 local ARGV = cmsgpack.unpack(ARGV[2])
 local want = {hset = 'hash', hdel = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset',
   zadd_present = 'zset', sadd = 'set', link = 'hash', unlink = 'hash', cadd = 'zset',
-  crem = 'zset', cdrop = 'zset'}
+  crem = 'zset', cdrop = 'zset', rput = 'hash', rdel = 'hash'}
 local typed = {}
 local i = 3
 while i <= #ARGV do
@@ -143,6 +144,14 @@ while i <= #ARGV do
       local have = redis.call('TYPE', string.sub(key, 1, -2) .. 'm').ok
       if have ~= 'none' and have ~= 'hash' then
         return redis.error_reply('WRONGTYPE index batch: chunked set count is a ' .. have)
+      end
+    elseif op == 'rput' then
+      -- Records name mailboxes by number (gateway.cache.mailbox_numbers): encoded with the
+      -- table of this generation, or not written at all.
+      local numbers = KEYS[tonumber(ARGV[i + 3])]
+      local numbered = redis.call('TYPE', numbers).ok == 'hash'
+      if not numbered or redis.call('HGET', numbers, '*') ~= ARGV[i + 4] then
+        return redis.error_reply('index batch: mailbox numbers changed generation')
       end
     elseif op == 'unlink' then
       for j = i + 3, i + 4 do
@@ -230,29 +239,35 @@ while i <= #ARGV do
       local bucket = ref_bucket(prefix, ARGV[j], level, split)
       count = count + redis.call('HSET', bucket, ARGV[j], ARGV[j + 1])
     end
-    while count > REF_LOAD * (2 ^ level + split) do
-      local from = prefix .. string.format('%d', split)
-      local to = prefix .. string.format('%d', split + 2 ^ level)
-      local entries = redis.call('HGETALL', from)
-      local high = 2 ^ (level + 1)
-      local moved, names = {}, {}
-      for k = 1, #entries, 2 do
-        if ref_hash(entries[k]) % high ~= split then
-          moved[#moved + 1] = entries[k]
-          moved[#moved + 1] = entries[k + 1]
-          names[#names + 1] = entries[k]
-        end
+    bucket_grow(meta, 'refs', prefix, REF_LOAD, ref_hash, level, split, count)
+  elseif op == 'rput' then
+    -- Email records (gateway.cache.record_buckets), each into its bucket; then splits.
+    local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 3]
+    local level, split, count = bucket_shape(meta, 'records')
+    local order, groups = bucket_group(
+      ARGV, prefix, bucket_record_hash, level, split, first + 4, last, 2
+    )
+    for _, bucket in ipairs(order) do
+      local fields = {}
+      for _, j in ipairs(groups[bucket]) do
+        fields[#fields + 1] = ARGV[j]
+        fields[#fields + 1] = ARGV[j + 1]
       end
-      if #names > 0 then
-        redis.call('HSET', to, unpack(moved))
-        redis.call('HDEL', from, unpack(names))
-      end
-      split = split + 1
-      if split == 2 ^ level then
-        level, split = level + 1, 0
-      end
+      count = count + redis.call('HSET', bucket, unpack(fields))
     end
-    redis.call('HSET', meta, 'refs-level', level, 'refs-split', split, 'refs-count', count)
+    bucket_grow(meta, 'records', prefix, RECORD_LOAD, bucket_record_hash, level, split, count)
+  elseif op == 'rdel' then
+    local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 1]
+    local level, split, count = bucket_shape(meta, 'records')
+    local order, groups = bucket_group(
+      ARGV, prefix, bucket_record_hash, level, split, first + 2, last, 1
+    )
+    for _, bucket in ipairs(order) do
+      local names = {}
+      for _, j in ipairs(groups[bucket]) do names[#names + 1] = ARGV[j] end
+      count = count - redis.call('HDEL', bucket, unpack(names))
+    end
+    redis.call('HSET', meta, 'records-count', count)
   elseif op == 'unlink' then
     -- A thread left without records: every ref key still pointing at it goes, with its
     -- subject and its own entry.
@@ -430,6 +445,28 @@ class OpRecorder:
             for start in range(0, len(flat), OP_ARGS):
                 part = flat[start : start + OP_ARGS]
                 self.ops += ["refs_put", len(part) + 2, index, prefix, *part]
+
+    def rput(self, numbers_key: str, generation: str, records: Mapping[str, bytes]) -> None:
+        """Encoded email records into their buckets (gateway.cache.record_buckets), written
+        only while the mailbox numbers they were encoded with are of ``generation``."""
+        flat: list[EncodableT] = []
+        for email_id, value in records.items():
+            flat += [email_id, value]
+        head: list[EncodableT] = [
+            self._key(numbers_key),
+            generation,
+            self._account.record_bucket(""),
+        ]
+        for start in range(0, len(flat), OP_ARGS - len(head) - 1):
+            args = [*head, *flat[start : start + OP_ARGS - len(head) - 1]]
+            self._op("rput", self._account.meta, args, len(args))
+
+    def rdel(self, email_ids: list[str]) -> None:
+        """Email records out of their buckets."""
+        head: list[EncodableT] = [self._account.record_bucket("")]
+        for start in range(0, len(email_ids), OP_ARGS - 2):
+            args = [*head, *email_ids[start : start + OP_ARGS - 2]]
+            self._op("rdel", self._account.meta, args, len(args))
 
     def drop_buckets(self, directory: str, prefix: str) -> None:
         """Delete the set ``directory`` and the keys ``prefix + n`` for each n it lists."""

@@ -34,8 +34,16 @@ key                                    type    holds
 ``jg:{a}:mailbox-names``               hash    IMAP name -> mailbox id, when ids are the
                                                gateway's own (no OBJECTID, no X-GUID)
 ``jg:{a}:sort-order``                  hash    mailbox id -> sortOrder set by a client
-``jg:{a}:emails``                      hash    email id -> msgpack record: thread, receivedAt, size,
-                                               copies {mailbox id: {uid: flags}} (emails.py)
+``jg:{a}:records:<n>``                 hash    email id -> msgpack record: thread, receivedAt, size,
+                                               then (mailbox number, uid, flags) per copy
+                                               (emails.py); n a bucket by linear hashing of
+                                               the id (record_buckets.py; meta
+                                               ``records-level``, ``-split``, ``-count``)
+``jg:{a}:mailbox-numbers``             hash    mailbox id -> its number in the records; ``*``:
+                                               the table's generation, ``+``: the last number
+                                               given (mailbox_numbers.py)
+``jg:{a}:emails``                      hash    index format 2 only (index_format.py removes it):
+                                               email id -> record naming mailboxes by id
 ``jg:{a}:uids:<mailboxId>:<n>``        hash    uid -> email id, for the folder's current
                                                UIDVALIDITY, of the uids n*128 to n*128+127
                                                (small: Redis's compact listpack encoding)
@@ -190,7 +198,16 @@ class AccountKeys:
 
     @property
     def emails(self) -> str:
+        """Index format 2's one hash of email records (index_format.py removes it)."""
         return f"{self.base}:emails"
+
+    def record_bucket(self, bucket: int | str) -> str:
+        """A bucket of the email records (record_buckets.py)."""
+        return f"{self.base}:records:{bucket}"
+
+    @property
+    def mailbox_numbers(self) -> str:
+        return f"{self.base}:mailbox-numbers"
 
     def uids(self, mailbox_id: str) -> str:
         """Index format 1's uid map of a folder, one hash (index_format.py removes it)."""

@@ -28,7 +28,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from gateway.cache.codec import octets, text
-from gateway.cache.emails import EmailStore, decode
+from gateway.cache.emails import EmailStore, thread_of
 from gateway.cache.index_script import OpRecorder
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import Lease
@@ -44,6 +44,7 @@ class ThreadLinks:
     def __init__(self, store: EmailStore) -> None:
         self.client = store.client
         self.keys = store.keys
+        self.store = store
 
     async def members(self, thread_ids: Iterable[str]) -> dict[str, int]:
         """The records counted for each thread that has any."""
@@ -69,7 +70,7 @@ class ThreadLinks:
             await pipe.execute()
 
     async def _fill(self, pipe: Pipeline | ClusterPipeline) -> None:
-        records = await self.client.hgetall(self.keys.emails)
+        records = await self.store.record_values()
         level, split, count = await ref_shape(self.client, self.keys)
         async with self.client.pipeline(transaction=False) as reads:
             for bucket in range((1 << level) + split):
@@ -141,10 +142,10 @@ def write_links(
 
 
 def _tally(
-    records: Mapping[bytes | str, bytes | str], refs: Mapping[bytes | str, bytes | str]
+    records: Mapping[str, bytes], refs: Mapping[bytes | str, bytes | str]
 ) -> tuple[Counter[str], dict[str, list[bytes]]]:
     """Email records per thread, and the thread-refs keys per thread they point at."""
-    counts = Counter(decode(text(i), octets(v)).thread_id for i, v in records.items())
+    counts = Counter(thread_of(v) for v in records.values())
     by_thread: dict[str, list[bytes]] = {}
     for key, thread_id in refs.items():
         by_thread.setdefault(text(thread_id), []).append(octets(key))

@@ -1,8 +1,9 @@
-"""An index written in the earlier format is reset once and re-indexed to the same answers.
+"""An index written in an earlier format is reset once and re-indexed to the same answers.
 
 The account is indexed by a real gateway, its answers recorded; then its Redis is turned
-into what index format 1 wrote (thread-keys sets, bare counts in thread-members, Email and
-Thread change logs for the first indexing, no ``index-format``). ensure_current resets the
+into what index format 2 wrote (one ``emails`` hash of records naming mailboxes by id) or
+format 1 (that, and thread-keys sets, bare counts in thread-members, Email and Thread change
+logs for the first indexing, no ``index-format``). ensure_current resets the
 email part in one script, the next requests re-index it (an initial indexing), and every
 answer (email, thread and mailbox ids, keywords, counts, queries) is the same, while a state
 from before gets cannotCalculateChanges.
@@ -14,6 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import msgpack
 import pytest
 import redis
 
@@ -84,8 +86,36 @@ async def answers(jmap: Jmap) -> dict[str, Any]:
     }
 
 
+# The flags a format 3 record keeps as bits (gateway.cache.emails), in bit order.
+BITS = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Forwarded", "$MDNSent"]
+
+
+def records_to_format_2(plain: redis.Redis, keys: AccountKeys) -> None:
+    """Rewrite the account's records as index format 2 left them: one ``emails`` hash of
+    records naming mailboxes by id, no buckets, no mailbox numbers."""
+    numbers = plain.hgetall(keys.mailbox_numbers)
+    names = {int(v): k.decode() for k, v in numbers.items() if k not in (b"*", b"+")}
+    buckets = list(plain.scan_iter(match=keys.record_bucket("*")))
+    assert buckets
+    for bucket in buckets:
+        for email_id, value in plain.hgetall(bucket).items():
+            thread_id, received_at, size, *flat = msgpack.unpackb(value)
+            copies: dict[str, dict[int, list[str]]] = {}
+            for k in range(0, len(flat), 3):
+                flags = flat[k + 2]
+                bits, others = (flags, []) if isinstance(flags, int) else (flags[0], flags[1:])
+                listed = [f for n, f in enumerate(BITS) if bits & (1 << n)] + others
+                copies.setdefault(names[flat[k]], {})[flat[k + 1]] = listed
+            old = msgpack.packb([thread_id, received_at, size, copies], use_bin_type=True)
+            plain.hset(keys.emails, email_id, old)
+        plain.delete(bucket)
+    plain.delete(keys.mailbox_numbers)
+    plain.hdel(keys.meta, "records-level", "records-split", "records-count")
+
+
 def to_format_1(plain: redis.Redis, keys: AccountKeys) -> None:
     """Rewrite the account's keys as index format 1 left them."""
+    to_format_2(plain, keys)
     for thread, value in plain.hgetall(keys.thread_members).items():
         count, _, refs = value.partition(b":")
         plain.hset(keys.thread_members, thread, count)
@@ -108,8 +138,9 @@ def to_format_1(plain: redis.Redis, keys: AccountKeys) -> None:
     plain.hdel(keys.meta, "refs-level", "refs-split", "refs-count")
 
 
-async def test_an_index_of_format_1_is_reset_once_and_answers_the_same(
-    dovecot: Dovecot, jmap: Jmap, plain: redis.Redis, redis_url: str
+@pytest.mark.parametrize("old_format", [1, 2])
+async def test_an_index_of_an_older_format_is_reset_once_and_answers_the_same(
+    dovecot: Dovecot, jmap: Jmap, plain: redis.Redis, redis_url: str, old_format: int
 ) -> None:
     with Witness(dovecot, jmap.username) as witness:
         witness.create("Work")
@@ -126,8 +157,12 @@ async def test_an_index_of_format_1_is_reset_once_and_answers_the_same(
     # Taken before the rewrite: a request now would catch up, and so reset the index itself.
     old_state = (await jmap.call("Email/get", ids=[]))["state"]
     keys = AccountKeys(jmap.account_id)
-    to_format_1(plain, keys)
-    assert plain.keys(keys.thread_keys("*"))
+    if old_format == 1:
+        to_format_1(plain, keys)
+        assert plain.keys(keys.thread_keys("*"))
+    else:
+        to_format_2(plain, keys)
+        assert plain.hlen(keys.emails) == 4
 
     store = Store.from_url(redis_url)
     try:
@@ -137,6 +172,8 @@ async def test_an_index_of_format_1_is_reset_once_and_answers_the_same(
         assert plain.hget(keys.meta, FORMAT_FIELD) == str(INDEX_FORMAT).encode()
         # The email part is gone, in one go; the mailboxes and the id strategy stay.
         assert plain.exists(keys.emails, keys.threads, directory(keys.dated()), keys.counts) == 0
+        assert plain.exists(keys.mailbox_numbers) == 0
+        assert plain.keys(keys.record_bucket("*")) == []
         assert plain.keys(keys.thread_keys("*")) == []
         assert plain.exists(keys.thread_refs, keys.uids("INBOX")) == 0
         assert plain.keys(f"jg:{{{jmap.account_id}}}:uids*") == []
@@ -167,7 +204,8 @@ def chunked_names(plain: redis.Redis, keys: AccountKeys) -> list[str]:
 
 def to_format_2(plain: redis.Redis, keys: AccountKeys) -> list[str]:
     """Rewrite the account's chunked sets as index format 2 kept them: one plain zset under
-    each set's name. The names rewritten."""
+    each set's name, and its records (records_to_format_2). The names rewritten."""
+    records_to_format_2(plain, keys)
     names = chunked_names(plain, keys)
     for name in names:
         members: dict[bytes, float] = {}
@@ -198,6 +236,7 @@ async def test_an_index_of_format_2_is_reset_once_and_answers_the_same(
     names = to_format_2(plain, keys)
     # dated, dated:<INBOX>, dated:<Work>, unseen and flagged of both, flagged.
     assert len(names) == 8
+    assert plain.hlen(keys.emails) == 12
     assert all(plain.type(name) == b"zset" for name in names)
 
     store = Store.from_url(redis_url)
@@ -206,6 +245,7 @@ async def test_an_index_of_format_2_is_reset_once_and_answers_the_same(
         assert await ensure_current(emails)
         assert not await ensure_current(emails)
         assert plain.exists(*names) == 0  # the old plain zsets are gone
+        assert plain.exists(keys.emails, keys.mailbox_numbers) == 0
         assert chunked_names(plain, keys) == []
     finally:
         await store.close()
