@@ -169,22 +169,18 @@ class IndexWriter:
             with contextlib.suppress(BaseException):
                 await pending
 
-    async def set_flags(self, mailbox_id: str, flags: dict[int, list[str]]) -> set[int]:
-        """Flag changes of known copies; uids the index does not know are ignored. Returns
-        the uids written."""
+    async def set_flags(self, mailbox_id: str, flags: dict[int, list[str]]) -> None:
+        """Flag changes of known copies; uids the index does not know are ignored."""
         await self.settle()
         owners = await self.store.email_ids_of(mailbox_id, flags)
         batch = _Batch()
         await self._load(batch, owners.values())
-        written: set[int] = set()
         for uid, email_id in owners.items():
             touched = batch.touched.get(email_id)
             copies = touched.record.copies.get(mailbox_id) if touched is not None else None
             if copies is not None and uid in copies:
                 copies[uid] = list(flags[uid])
-                written.add(uid)
         await self._write(batch)
-        return written
 
     def remove_later(self, mailbox_id: str, owners: dict[int, str]) -> None:
         """Copies expunged from a folder."""

@@ -39,9 +39,6 @@ class Outcome:
     retry: set[str] = field(default_factory=set)
     # folder id -> uid -> flags, as the STOREs answered them.
     flags: dict[str, dict[int, list[str]]] = field(default_factory=dict)
-    # folder id -> the mod-sequences those answers carried (0 for an answer without one):
-    # whether the folder changed by this call alone (set.py, _moved_mark).
-    modseqs: dict[str, set[int]] = field(default_factory=dict)
     # Whether any command that changes mail was sent (answered or not).
     touched: bool = False
     # Copies made, (folder id, uid) per email: undone if a later step of the email fails.
@@ -149,13 +146,11 @@ async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict
 
 def _take_flags(run: _Run, folder_id: str, result: Result, owners: dict[int, str]) -> None:
     answered = run.outcome.flags.setdefault(folder_id, {})
-    modseqs = run.outcome.modseqs.setdefault(folder_id, set())
     # One FETCH answer per message stored (RFC 7162 3.1.3 with CONDSTORE: UID FLAGS MODSEQ),
     # read by the parser's quick path for the common shape.
     for uid, item in fetches_from_raw(result.raw).items():
         if (flags := item.flags) is not None:
             answered[uid] = flags
-            modseqs.add(item.modseq or 0)
     code = result.tagged.code
     if code is not None and code.name == "MODIFIED":
         # Changed by someone else since the index saw it: decide again after a catch-up.

@@ -193,7 +193,7 @@ async def _update_and_destroy(
             pending.touched |= outcome.touched
             for email_id, error in outcome.failed.items():
                 pending.fail(email_id, error)
-            if await _follow(env, store, plan, outcome, marks, records):
+            if await _follow(env, store, plan, outcome, marks):
                 await _settle(store, pending, final=False)
             else:
                 _answered(records, outcome)
@@ -261,7 +261,6 @@ async def _follow(
     plan: Plan,
     outcome: Outcome,
     marks: dict[str, FolderMark],
-    records: dict[str, EmailRecord],
 ) -> bool:
     """Bring the index in step with what was done: copies added or removed are read back
     by a catch-up (True); flags alone are written from the STOREs' answers (False).
@@ -269,9 +268,10 @@ async def _follow(
     A folder whose mark moved since the plan was made was caught up by another request
     meanwhile, possibly with changes newer than these answers: its flags are left to that
     catch-up's successors (the mark then differs from the upstream's, so the next one
-    visits the folder), never overwritten with older ones. A folder these STOREs alone
-    changed gets its mark moved past them (see _moved_mark), so the next catch-up need not
-    visit it for them."""
+    visits the folder), never overwritten with older ones. The folder's mark stays where
+    it was: a STORE's answers cannot show that nobody else changed the folder (an answer
+    for a message the STORE left as it was carries that message's mod-sequence, which may
+    be another client's), so the next catch-up visits the folder and reads every change."""
     if plan.moves_mail and outcome.touched:
         await env.catch_up(fresh=True)
         return True
@@ -280,71 +280,12 @@ async def _follow(
     async with store.lease() as held:
         now = await store.marks()
         writer = IndexWriter(store, held)
-        moved = False
         for folder_id, flags in outcome.flags.items():
-            mark = marks.get(folder_id)
-            if mark is None or now.get(folder_id) != mark:
-                continue
-            answered = list(flags.items())
-            written: set[int] = set()
-            for start in range(0, len(answered), FLAG_PAGE):
-                page = dict(answered[start : start + FLAG_PAGE])
-                written |= await writer.set_flags(folder_id, page)
-            if written == flags.keys():
-                after = _moved_mark(
-                    mark, folder_id, flags, outcome.modseqs.get(folder_id, set()), records
-                )
-                if after is not None:
-                    writer.mark(folder_id, after)
-                    moved = True
-        if moved:
-            await writer.finish()
+            if now.get(folder_id) == marks.get(folder_id):
+                answered = list(flags.items())
+                for start in range(0, len(answered), FLAG_PAGE):
+                    await writer.set_flags(folder_id, dict(answered[start : start + FLAG_PAGE]))
     return False
-
-
-def _moved_mark(
-    mark: FolderMark,
-    folder_id: str,
-    answered: dict[int, list[str]],
-    modseqs: set[int],
-    records: dict[str, EmailRecord],
-) -> FolderMark | None:
-    """The folder's mark once the index holds these STOREs' answers, or None when it
-    cannot tell that nothing else changed upstream.
-
-    The index held the folder as of the mark's modseq M, which the listing it answers also
-    said. RFC 7162 3.1: every change takes a mod-sequence above the mailbox's highest, and no
-    two STORE commands share one (Dovecot numbers them M+1, M+2, ...). So when the answers'
-    mod-sequences are exactly M+1 .. H, no other change (a flag set by another client, an
-    APPEND, an EXPUNGE) took one of them: the folder at H is the index with the answers.
-    The listing's figures at H follow: the same UIDNEXT and MESSAGES, UNSEEN moved by the
-    answers. A catch-up whose listing says exactly that skips the folder; any change since
-    moves the listing's HIGHESTMODSEQ past H and the folder is visited from H, so the
-    keyword-removal rule (set.py, _needs_fresh) still sees every copy made meanwhile."""
-    base = mark.modseq
-    if not base or not modseqs or len(mark.status) != 4:
-        return None
-    low, high = min(modseqs), max(modseqs)
-    if low != base + 1 or high - base != len(modseqs):
-        return None
-    listed, uidnext, total, unread = mark.status
-    if listed != base or uidnext != mark.uidnext or unread is None:
-        return None
-    before = {
-        uid: flags
-        for record in records.values()
-        for uid, flags in record.copies.get(folder_id, {}).items()
-        if uid in answered
-    }
-    if before.keys() != answered.keys():
-        return None
-    delta = sum(_unseen(answered[uid]) - _unseen(before[uid]) for uid in answered)
-    return FolderMark(mark.uidvalidity, high, mark.uidnext, (high, uidnext, total, unread + delta))
-
-
-def _unseen(flags: list[str]) -> int:
-    """1 for a message STATUS UNSEEN counts (RFC 3501 6.3.10: without \\Seen), else 0."""
-    return 0 if "\\seen" in map(str.lower, flags) else 1
 
 
 def _answered(records: dict[str, EmailRecord], outcome: Outcome) -> None:
