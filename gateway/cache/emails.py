@@ -497,8 +497,11 @@ class EmailStore:
 
     async def _dated_from_records(self, mailbox_id: str | None) -> tuple[list[str], str]:
         """A by-date set's members, oldest first, and the Email state, from the records
-        (what a query without the set would read): for a set that kept changing."""
-        records, state = await self.snapshot(await self.all_ids())
+        (what a query without the set would read): for a set that kept changing. The state is
+        read first and the records in pages (no one script holds Redis for the account): the
+        ids may then reflect later changes too, which /queryChanges from it reports again."""
+        state = await self.state.state(EMAIL)
+        records = await self.records(await self.all_ids())
         members = [
             (r.id, r.received_at)
             for r in records.values()

@@ -180,7 +180,7 @@ async def _run(
     only = required_mailbox(tree)
     matched = await run_searches(upstream, view, store, searches, only) if searches else {}
     candidates = await _candidates(store, tree, matched)
-    records, _ = await store.snapshot(candidates)
+    records = await store.records(candidates)  # in pages: no one script holds Redis long
     visible = {i: r for i, r in records.items() if r.visible}
     if _about_threads(tree, sort):
         members, _ = await store.thread_snapshot({r.thread_id for r in visible.values()})
