@@ -71,6 +71,14 @@ local function bucket_group(args, prefix, hash, level, split, from, to, step)
   end
   return order, groups
 end
+-- HSET of field, value, ... in slices: Lua's unpack() fails past ~8,000 values, and a split
+-- must not fail after its DEL (a batch is all or nothing; a bucket a stranger's crafted
+-- Message-IDs crowded can be that large).
+local function bucket_hset(key, flat)
+  for s = 1, #flat, 1000 do
+    redis.call('HSET', key, unpack(flat, s, math.min(s + 999, #flat)))
+  end
+end
 -- Split buckets while the table holds more than load entries per bucket; saves the shape.
 local function bucket_grow(meta, name, prefix, load, hash, level, split, count)
   while count > load * (2 ^ level + split) do
@@ -86,10 +94,8 @@ local function bucket_grow(meta, name, prefix, load, hash, level, split, count)
     end
     if #moved > 0 then
       redis.call('DEL', from)
-      if #kept > 0 then
-        redis.call('HSET', from, unpack(kept))
-      end
-      redis.call('HSET', to, unpack(moved))
+      bucket_hset(from, kept)
+      bucket_hset(to, moved)
     end
     split = split + 1
     if split == 2 ^ level then

@@ -199,3 +199,30 @@ async def test_a_long_list_of_ids_is_read_in_pages_with_every_record_found(store
         asked.insert(n * 37, record.id)  # spread over the pages of RECORD_READ_PAGE ids
     found = await emails.records(asked)
     assert {i: as_plain(r) for i, r in found.items()} == {r.id: as_plain(r) for r in kept}
+
+
+async def test_a_crowded_bucket_splits_whole_however_many_entries_it_holds(
+    store: Store,
+) -> None:
+    """A bucket holding far more entries than Lua's unpack() takes at once (about 8,000
+    values): the split that the next write starts moves them all, in slices, and the batch
+    is written whole (before, the split failed after deleting the bucket)."""
+    rng = random.Random(7)
+    emails = EmailStore(store.client, "a" + secrets.token_hex(4))
+    keys, client = emails.keys, store.client
+    crowd = [f"c{n:06d}" for n in range(10_000)]
+    value = encode(random_record(rng, crowd[0], most=1), {m: n for n, m in enumerate(MAILBOXES)})
+    # Written straight into bucket 0 of a table of one bucket, as a crowd of colliding ids
+    # would end up; the table's count says so.
+    for start in range(0, len(crowd), 1000):
+        await client.hset(
+            keys.record_bucket("0"), mapping=dict.fromkeys(crowd[start : start + 1000], value)
+        )
+    await client.hset(
+        keys.meta, mapping={"records-level": 0, "records-split": 0, "records-count": len(crowd)}
+    )
+    async with index_batch(emails) as batch:
+        batch.put_records([random_record(rng, "n000001")])
+    ids = await emails.all_ids()
+    assert sorted(ids) == sorted([*crowd, "n000001"])
+    assert await emails.count() == len(crowd) + 1
