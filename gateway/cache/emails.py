@@ -27,7 +27,7 @@ from gateway.cache.changes import AccountState, format_state
 from gateway.cache.chunked_set import Slice, Unsettled, read_window, sort_members
 from gateway.cache.codec import octets, pack, text, unpack
 from gateway.cache.index_script import REF_HASHING, OpRecorder
-from gateway.cache.keys import AccountKeys
+from gateway.cache.keys import INDEX_FORMAT_FIELD, AccountKeys
 from gateway.cache.locks import IndexWork, Lease, LeaseLost, index_lease
 from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers, UnknownNumber
 from gateway.cache.record_buckets import BUCKET_LUA, RECORDS, bucket_count, shape_fields
@@ -384,6 +384,10 @@ class EmailStore:
     ) -> dict[str, EmailRecord]:
         if not found:
             return {}
+        if generation is None:
+            # Records without a numbers table: damaged (see UnknownNumber).
+            await self._damaged()
+            raise UnknownNumber(self.keys.mailbox_numbers)
         numbering = await self.numbers.table(generation)
         try:
             return {i: decode(i, v, numbering.by_number) for i, v in found}
@@ -394,7 +398,13 @@ class EmailStore:
         try:
             return {i: decode(i, v, numbering.by_number) for i, v in found}
         except KeyError as error:
+            await self._damaged()
             raise UnknownNumber(self.keys.mailbox_numbers) from error
+
+    async def _damaged(self) -> None:
+        """Mark the index for a format reset (index_format.ensure_current, at the next
+        catch-up): it no longer says which format it is in."""
+        await self.client.hdel(self.keys.meta, INDEX_FORMAT_FIELD)
 
     async def _with_state(
         self, key: str, ids: Iterable[str], data_type: str

@@ -24,8 +24,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.codec import text
-from gateway.cache.keys import AccountKeys
+from gateway.cache.keys import INDEX_FORMAT_FIELD, AccountKeys
 from gateway.cache.locks import LeaseLost
+from gateway.cache.record_buckets import RECORDS, shape_fields
 
 # The table's own fields (JMAP ids are [A-Za-z0-9_-], so no mailbox id is either).
 GENERATION_FIELD = "*"
@@ -33,19 +34,29 @@ LAST_FIELD = "+"
 # Accounts whose tables one process keeps (least recently used go first); a table is a few
 # hundred small entries.
 CACHED_ACCOUNTS = 4096
+# The meta field counting the account's records.
+RECORDS_COUNT = shape_fields(RECORDS)[2]
 
-# KEYS[1] the numbers hash. ARGV[1] a generation candidate, then mailbox ids. Returns the
-# table's generation, then each id's number (a new one where it had none).
+# KEYS[1] the numbers hash, KEYS[2] the account's meta. ARGV[1] a generation candidate,
+# ARGV[2] the records' count field, ARGV[3] the index format field, then mailbox ids. Returns
+# the table's generation, then each id's number (a new one where it had none); nil, and the
+# index marked for a format reset, when the table is gone while records remain: a new table
+# would number the folders anew, and the records would read as other folders' copies.
 _ASSIGN = """
+local records = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+if records > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HDEL', KEYS[2], ARGV[3])
+  return false
+end
 redis.call('HSETNX', KEYS[1], '*', ARGV[1])
 local out = {redis.call('HGET', KEYS[1], '*')}
-for i = 2, #ARGV do
+for i = 4, #ARGV do
   local n = redis.call('HGET', KEYS[1], ARGV[i])
   if not n then
     n = redis.call('HINCRBY', KEYS[1], '+', 1)
     redis.call('HSET', KEYS[1], ARGV[i], n)
   end
-  out[i] = tonumber(n)
+  out[i - 2] = tonumber(n)
 end
 return out
 """
@@ -57,9 +68,11 @@ class StaleNumbers(LeaseLost):
     lease lost mid-work (a request gets serverUnavailable, a catch-up starts again)."""
 
 
-class UnknownNumber(Exception):
-    """A record names a mailbox number its table of the same generation lacks: the index
-    is damaged (e.g. keys evicted); a format reset rebuilds it."""
+class UnknownNumber(StaleNumbers):
+    """Records the table cannot name folders for (a number it lacks, or no table at all):
+    the index is damaged (keys evicted or deleted). It is marked for a format reset, which
+    the next catch-up makes (gateway.cache.index_format) and rebuilds it from the upstream;
+    until then requests get serverUnavailable, never a record under another folder."""
 
 
 @dataclass(slots=True)
@@ -109,8 +122,11 @@ class MailboxNumbers:
         if known is not None and all(m in known.by_id for m in wanted):
             return known
         reply = await self.client.register_script(_ASSIGN)(
-            keys=[self.keys.mailbox_numbers], args=[secrets.token_hex(8), *wanted]
+            keys=[self.keys.mailbox_numbers, self.keys.meta],
+            args=[secrets.token_hex(8), RECORDS_COUNT, INDEX_FORMAT_FIELD, *wanted],
         )
+        if reply is None:
+            raise UnknownNumber(self.keys.mailbox_numbers)
         generation = text(reply[0])
         numbering = known if known is not None and known.generation == generation else None
         if numbering is None:

@@ -20,8 +20,9 @@ import pytest
 
 from gateway.cache.emails import EmailRecord, EmailStore
 from gateway.cache.index_batch import index_batch
-from gateway.cache.keys import AccountKeys
-from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers
+from gateway.cache.index_format import ensure_current
+from gateway.cache.keys import INDEX_FORMAT, INDEX_FORMAT_FIELD, AccountKeys
+from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers, UnknownNumber
 from gateway.cache.store import Store
 
 IDS = [f"m{n:032x}" for n in range(120)]
@@ -136,3 +137,34 @@ async def test_a_table_made_anew_is_never_decoded_or_encoded_with_a_stale_cache(
         batch.put_records([record("e4", inbox, 4)])
     assert msgpack.unpackb(await client.hget(keys.record_bucket(0), "e4"))[3] == 1
     assert (await emails.records(["e4"]))["e4"].mailbox_ids == {inbox: True}
+
+
+async def test_records_left_without_their_table_are_never_read_under_new_numbers(
+    store: Store,
+) -> None:
+    """The table alone lost (evicted, deleted) while records remain: a new table would
+    number the folders anew and the records would read as other folders' copies. Reads and
+    writes refuse instead, and the index is marked for the format reset that rebuilds it."""
+    emails = EmailStore(store.client, "a" + secrets.token_hex(4))
+    keys, client = emails.keys, store.client
+    inbox, work = "m" + "1" * 32, "m" + "2" * 32
+    await client.hset(keys.meta, INDEX_FORMAT_FIELD, str(INDEX_FORMAT))
+    async with index_batch(emails) as batch:
+        batch.put_records([record("e1", inbox, 1), record("e2", work, 2)])
+    await client.delete(keys.mailbox_numbers)
+    emails.numbers.forget()  # another process, which never read the table
+
+    with pytest.raises(UnknownNumber):
+        await emails.records(["e1"])
+    assert await client.hget(keys.meta, INDEX_FORMAT_FIELD) is None
+    await client.hset(keys.meta, INDEX_FORMAT_FIELD, str(INDEX_FORMAT))
+    with pytest.raises(UnknownNumber):
+        async with index_batch(emails) as batch:
+            batch.put_records([record("e3", work, 3)])
+    assert await client.exists(keys.mailbox_numbers) == 0  # no table numbered anew
+    assert await client.hget(keys.meta, INDEX_FORMAT_FIELD) is None
+    assert await ensure_current(emails)  # the reset: the next catch-up re-indexes
+    assert await emails.all_ids() == []
+    async with index_batch(emails) as batch:
+        batch.put_records([record("e3", work, 3)])
+    assert (await emails.records(["e3"]))["e3"].mailbox_ids == {work: True}

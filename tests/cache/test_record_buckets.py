@@ -210,19 +210,19 @@ async def test_a_crowded_bucket_splits_whole_however_many_entries_it_holds(
     rng = random.Random(7)
     emails = EmailStore(store.client, "a" + secrets.token_hex(4))
     keys, client = emails.keys, store.client
+    async with index_batch(emails) as batch:  # the table of one bucket, and the numbers
+        batch.put_records([random_record(rng, "n000000", most=1)])
+    value = await client.hget(keys.record_bucket("0"), "n000000")
+    assert value is not None
     crowd = [f"c{n:06d}" for n in range(10_000)]
-    value = encode(random_record(rng, crowd[0], most=1), {m: n for n, m in enumerate(MAILBOXES)})
-    # Written straight into bucket 0 of a table of one bucket, as a crowd of colliding ids
-    # would end up; the table's count says so.
+    # Written straight into bucket 0, as a crowd of colliding ids would end up; the table's
+    # count says so.
     for start in range(0, len(crowd), 1000):
-        await client.hset(
-            keys.record_bucket("0"), mapping=dict.fromkeys(crowd[start : start + 1000], value)
-        )
-    await client.hset(
-        keys.meta, mapping={"records-level": 0, "records-split": 0, "records-count": len(crowd)}
-    )
+        part = dict.fromkeys(crowd[start : start + 1000], value)
+        await client.hset(keys.record_bucket("0"), mapping=part)
+    await client.hset(keys.meta, "records-count", len(crowd) + 1)
     async with index_batch(emails) as batch:
-        batch.put_records([random_record(rng, "n000001")])
+        batch.put_records([random_record(rng, "n000001", most=1)])
     ids = await emails.all_ids()
-    assert sorted(ids) == sorted([*crowd, "n000001"])
-    assert await emails.count() == len(crowd) + 1
+    assert sorted(ids) == sorted([*crowd, "n000000", "n000001"])
+    assert await emails.count() == len(crowd) + 2
