@@ -444,12 +444,8 @@ class EmailStore:
         anchorOffset, clamped to 0) replaces the position. One script (chunked_set); without
         a limit the whole set in pipelined reads, or the records if it kept changing."""
         try:
-            found = await read_window(
-                self.client,
+            found = await self.read_set(
                 self.keys.dated(mailbox_id),
-                state_key=self.keys.state,
-                meta_key=self.keys.meta,
-                data_type=EMAIL,
                 ascending=ascending,
                 position=position,
                 anchor=anchor,
@@ -477,16 +473,24 @@ class EmailStore:
         )
         return found.position, found.ids, found.total, state
 
+    async def read_set(self, key: str, **window: Any) -> Slice | None:
+        """chunked_set.read_window of one of the account's email sets, the Email modseq and
+        epoch read in the same script."""
+        return await read_window(
+            self.client,
+            key,
+            state_key=self.keys.state,
+            meta_key=self.keys.meta,
+            data_type=EMAIL,
+            **window,
+        )
+
     async def dated_slice(self, mailbox_id: str | None) -> Slice:
         """Every email of a folder's (or the account's) by-date set, oldest first, with the
         Email modseq read at the same instant; :class:`Unsettled` if it kept changing while
         read (chunked_set.read_whole)."""
-        found = await read_window(
-            self.client,
+        found = await self.read_set(
             self.keys.dated(mailbox_id),
-            state_key=self.keys.state,
-            meta_key=self.keys.meta,
-            data_type=EMAIL,
             ascending=True,
             position=0,
             anchor=None,

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from gateway.cache.changes import format_state
-from gateway.cache.chunked_set import SetAbsent, Slice, Unsettled, read_window
+from gateway.cache.chunked_set import SetAbsent, Slice, Unsettled
 from gateway.cache.emails import EMAIL, EmailStore
 from gateway.cache.keys import AccountKeys
 
@@ -249,12 +249,8 @@ class QueryIndex:
         pushed back; :class:`Unanswered` (nothing read) if it does not exist, or if a whole
         set (no ``limit``) kept changing while read."""
         try:
-            found = await read_window(
-                self.client,
+            found = await self.store.read_set(
                 key,
-                state_key=self.store.keys.state,
-                meta_key=self.store.keys.meta,
-                data_type=EMAIL,
                 ascending=ascending,
                 position=position,
                 anchor=anchor,
@@ -443,12 +439,8 @@ class QueryIndex:
     ) -> Slice:
         """``limit`` members of chunked set ``key`` from ``position`` (and the folder's
         totalThreads counter read with them, if ``threads_total`` names one)."""
-        found = await read_window(
-            self.client,
+        found = await self.store.read_set(
             key,
-            state_key=self.store.keys.state,
-            meta_key=self.store.keys.meta,
-            data_type=EMAIL,
             ascending=ascending,
             position=position,
             anchor=None,
