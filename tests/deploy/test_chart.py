@@ -41,6 +41,7 @@ SECRET_SETTINGS = {
     "secret": "the account-id key: secrets.gatewaySecret or existingSecret, in a Secret",
     "redis_sentinel_password": "secrets.redisSentinelPassword or existingSecret, in a Secret",
     "smtp_service_password": "secrets.smtpServicePassword or existingSecret, in a Secret",
+    "webpush_vapid_private_key": "secrets.webpushVapidPrivateKey or existingSecret, in a Secret",
 }
 # Keys the schema knows but values.yaml leaves out: the operator must choose them.
 NO_DEFAULT = {"imapUrl", "publicUrl"}
@@ -81,6 +82,8 @@ OPTIONS = merged(
             "trustedProxies": "10.0.0.0/8, 192.0.2.1",
             "forwardedHeader": "Forwarded",
             "loginFailuresPerAddress": 0,
+            "webpushAllowedDestinations": "10.8.0.0/16, relay.internal",
+            "webpushVapidSubject": "mailto:ops@example.com",
         },
         "image": {"digest": "sha256:" + "ab" * 32},
         "upstreamCa": {"secret": "internal-ca"},
@@ -103,6 +106,7 @@ OPTIONS = merged(
             "redisUrl": "redis+sentinel://:data-pw@sentinel-0:26379,sentinel-1:26379/mymaster/0",
             "redisSentinelPassword": "sentinel-pw",
             "smtpServicePassword": "submit-pw",
+            "webpushVapidPrivateKey": "bnAh9C8UbR5TJwgjAFgUWHwtWTUW4m1byhmPvIqXyVQ",
         },
     },
 )
@@ -432,6 +436,10 @@ def test_gateway_accepts_the_rendered_settings(
     if service_password:
         assert settings.smtp_service_password is not None
         assert settings.smtp_service_password.get_secret_value() == service_password
+    vapid_key = values_of(name)["secrets"].get("webpushVapidPrivateKey")
+    if vapid_key:
+        assert settings.webpush_vapid_private_key is not None
+        assert settings.webpush_vapid_private_key.get_secret_value() == vapid_key
 
 
 def test_chart_settings_follow_the_gateway(chart: helm.Chart) -> None:
