@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict, cast
 
@@ -42,6 +43,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.codec import octets, pack, text, unpack
 from gateway.cache.keys import PREFIX, AccountKeys
+from gateway.cache.store import Store
 
 DUE = f"{PREFIX}:push-due"
 SUBSCRIBED = f"{PREFIX}:push-subscribed"
@@ -418,6 +420,14 @@ def _now_s() -> int:
 class PushSubscriptions:
     """Reads and writes every account's push subscriptions and their deliveries."""
 
+    @classmethod
+    def of(cls, store: Store) -> PushSubscriptions:
+        """The one instance of ``store`` (its scripts registered once per process)."""
+        found = _INSTANCES.get(store)
+        if found is None:
+            found = _INSTANCES[store] = cls(store.client)
+        return found
+
     def __init__(self, client: Redis | RedisCluster) -> None:
         self._client = client
         # EVALSHA after the first call of each: the script text is sent once.
@@ -704,6 +714,9 @@ class PushSubscriptions:
         lost = {m: now_ms for m, score in zip(members, scores, strict=True) if score is None}
         if lost:
             await self._client.zadd(DUE, lost, nx=True)
+
+
+_INSTANCES: weakref.WeakKeyDictionary[Store, PushSubscriptions] = weakref.WeakKeyDictionary()
 
 
 def _now_ms() -> int:
