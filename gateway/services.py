@@ -277,7 +277,7 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
 def start_deliveries(services: Services) -> None:
     """Push subscriptions: hear this process's commits, and send what falls due."""
     settings = services.settings
-    subscriptions = PushSubscriptions(services.store.client)
+    subscriptions = PushSubscriptions.of(services.store)
     deliveries = Deliveries(
         subscriptions,
         PushClient.from_settings(settings),

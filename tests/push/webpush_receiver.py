@@ -61,6 +61,8 @@ class WebPushReceiver:
         self.answer: Answer = created
         self._arrived = asyncio.Condition()
         self._server: asyncio.Server | None = None
+        self._closing = asyncio.Event()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Self:
@@ -73,8 +75,11 @@ class WebPushReceiver:
     ) -> None:
         assert self._server is not None
         self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
+        # Not cancelled (asyncio's stream callback would log the cancellation): held requests
+        # are let go and every connection is cut, so each handler ends by itself.
+        self._closing.set()
+        for writer in list(self._writers):
+            writer.transport.abort()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def url(self, path: str = "/push/1") -> str:
@@ -102,6 +107,7 @@ class WebPushReceiver:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.add(writer)
         try:
             while (request := await _read_request(reader)) is not None:
                 async with self._arrived:
@@ -109,7 +115,7 @@ class WebPushReceiver:
                     self._arrived.notify_all()
                 reply = self.answer(request)
                 if reply is None:
-                    await asyncio.Event().wait()  # hold it: the sender gives up or we close
+                    await self._closing.wait()  # held until the receiver closes
                     return
                 writer.write(_response(reply))
                 await writer.drain()
@@ -117,6 +123,7 @@ class WebPushReceiver:
             pass
         finally:
             self._tasks.discard(task)
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
