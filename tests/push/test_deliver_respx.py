@@ -14,7 +14,13 @@ import httpx
 import pytest
 import respx
 
-from gateway.cache.push_subscriptions import DUE, PushSubscriptions, Subscription, due_member
+from gateway.cache.push_subscriptions import (
+    DUE,
+    PushSubscriptions,
+    Subscription,
+    due_member,
+    subscriptions_key,
+)
 from gateway.cache.store import Store
 from gateway.config import Settings
 from gateway.metrics import Metrics
@@ -195,3 +201,25 @@ def test_backoff_grows_and_honours_retry_after_within_its_cap() -> None:
         assert ceiling / 2 <= delay <= ceiling
     assert backoff_seconds(1, 120.0) >= 120.0
     assert backoff_seconds(1, 10**9) <= deliveries.RETRY_AFTER_MAX_SECONDS
+
+
+async def test_an_expired_subscription_is_never_pushed_to_and_is_erased(
+    store: Store, metrics: Metrics, worker: Deliveries
+) -> None:
+    subs = PushSubscriptions(store.client)
+    account = "a" + secrets.token_hex(6)
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        route = mock.post(URL).mock(return_value=httpx.Response(201))
+        sub_id = await subs.create(account, record(verified=True), login="u")
+        # RFC 8620 7.2: "MUST NOT make further requests to this resource after this time".
+        await subs.update(account, sub_id, {"expires": int(time.time()) - 1})
+        await subs.retry_at(account, sub_id, int(time.time() * 1000), 0)
+        worker.wake()
+
+        async def erased() -> bool:
+            raw = await store.client.hget(subscriptions_key(account), sub_id)
+            return raw is None and counted(metrics, "expired") == 1
+
+        await eventually(erased)
+    assert route.call_count == 0
+    assert await store.client.zscore(DUE, due_member(account, sub_id)) is None
