@@ -32,7 +32,7 @@ from gateway.jmap.capabilities import CoreLimits
 from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.session import AccountInfo, PersonalSession
 from gateway.metrics import Metrics
-from gateway.push.deliveries import Deliveries
+from gateway.push.deliveries import Deliveries, claim_lease_seconds
 from gateway.push.enqueue import Enqueuer
 from gateway.push.hub import PushHub
 from gateway.push.keeper import CredentialKeeper
@@ -286,6 +286,7 @@ def start_deliveries(services: Services) -> None:
         services.metrics,
         ttl_seconds=settings.webpush_ttl_seconds,
         min_interval_seconds=settings.webpush_min_interval_seconds,
+        lease_seconds=claim_lease_seconds(settings.webpush_timeout_seconds),
     )
     enqueuer = Enqueuer(
         subscriptions,

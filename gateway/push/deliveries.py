@@ -50,10 +50,12 @@ POLL_SECONDS = 0.5
 CONCURRENCY = 32
 # Due pushes claimed by one claim script at most.
 CLAIM_BATCH = 32
-# How long a claim holds a push: well past a send's own bounds (the client's connect and read
-# timeouts), so a live replica finishes before the push comes due for another one; a dead
-# replica's claims are due again after this.
+# How long a claim holds a push: past a send's own bound (the client's connect, then its
+# exchange, each within GATEWAY_WEBPUSH_TIMEOUT_SECONDS) by LEASE_MARGIN_SECONDS, and at least
+# LEASE_SECONDS, so a live replica settles before the push comes due for another one; a dead
+# replica's claims are due again after this (see claim_lease_seconds()).
 LEASE_SECONDS = 60.0
+LEASE_MARGIN_SECONDS = 30.0
 # Attempts at one pending push before it is dropped, and the backoff between them: the first
 # delay, doubled each time up to the cap, each drawn between half of it and all of it (jitter,
 # so that subscriptions that failed together do not retry together). 10 attempts span about
@@ -81,6 +83,11 @@ URGENCY_STATE_CHANGE = "normal"
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def claim_lease_seconds(timeout_seconds: float) -> float:
+    """The claim's lease for a client bounded by ``timeout_seconds`` per phase."""
+    return max(LEASE_SECONDS, 2 * timeout_seconds + LEASE_MARGIN_SECONDS)
 
 
 def backoff_seconds(attempts: int, retry_after: float | None) -> float:

@@ -203,6 +203,12 @@ def test_backoff_grows_and_honours_retry_after_within_its_cap() -> None:
     assert backoff_seconds(1, 10**9) <= deliveries.RETRY_AFTER_MAX_SECONDS
 
 
+def test_a_claim_outlasts_the_slowest_send() -> None:
+    # The client connects, then exchanges, each within its timeout (webpush/client.py).
+    for timeout in (1.0, 10.0, 60.0):
+        assert deliveries.claim_lease_seconds(timeout) > 2 * timeout
+
+
 async def test_an_expired_subscription_is_never_pushed_to_and_is_erased(
     store: Store, metrics: Metrics, worker: Deliveries
 ) -> None:
