@@ -138,6 +138,8 @@ async def test_verifying_drops_the_verification_and_marks_the_account_subscribed
     await subs.verified(a, sub_id)
     assert await raw_pending(store, a, sub_id) is None
     assert await subs.subscribed_until(a) == rec["expires"]
+    # The worker's verification path keeps the login the user's last /set stored.
+    assert await subs.login(a) == "alice"
     assert (await subs.get_all(a))[sub_id]["verified"] is True
 
 
