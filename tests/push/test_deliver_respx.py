@@ -26,6 +26,7 @@ from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.push import deliveries
 from gateway.push.deliveries import MAX_ATTEMPTS, STATE_TOPIC, Deliveries, backoff_seconds
+from gateway.webpush import message
 from gateway.webpush.client import PushClient
 from gateway.webpush.destinations import DestinationPolicy
 from tests.push.webpush_gateway import eventually
@@ -229,3 +230,33 @@ async def test_an_expired_subscription_is_never_pushed_to_and_is_erased(
         await eventually(erased)
     assert route.call_count == 0
     assert await store.client.zscore(DUE, due_member(account, sub_id)) is None
+
+
+async def test_a_state_change_too_large_goes_in_parts(
+    store: Store, metrics: Metrics, worker: Deliveries, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subs = PushSubscriptions(store.client)
+    account = "a" + secrets.token_hex(6)
+    states = {"Email": "e1-42", "Mailbox": "e1-40", "Thread": "e1-41"}
+    whole = len(deliveries.state_change(account, states))
+    # Push services' limit, lowered so that the three types do not fit one push (RFC 8030 7.2
+    # makes it 4096 octets; with the five push types a StateChange is far below it).
+    limit = whole - 10
+    monkeypatch.setattr(message, "MAX_PUSH_OCTETS", limit)
+    with respx.mock(assert_all_mocked=True) as mock:
+        route = mock.post(URL).mock(return_value=httpx.Response(201))
+        sub_id = await subs.create(account, record(verified=True), login="u")
+        await subs.verified(account, sub_id)
+        now_ms = int(time.time() * 1000)
+        await subs.enqueue_changes(account, states, now_ms=now_ms, delay_ms=0, min_interval_ms=0)
+        worker.wake()
+
+        async def all_sent() -> bool:
+            return route.call_count >= 2 and (await subs.pending(account, sub_id))[1] is None
+
+        await eventually(all_sent)
+    parts = [json.loads(call.request.content)["changed"][account] for call in route.calls]
+    assert all(len(call.request.content) <= limit for call in route.calls)
+    assert len(parts) == 2, parts
+    assert {**parts[0], **parts[1]} == states
+    assert not set(parts[0]) & set(parts[1])
