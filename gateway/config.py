@@ -333,6 +333,20 @@ class Settings(BaseSettings):
         description="Push connections one account may hold on one replica; past it a new one "
         "is refused with 429 (limit maxPushConnections)",
     )
+    # Push subscriptions (issue 17, part subs): PushSubscription/get and /set, RFC 8620 7.2.
+    push_subscription_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=48 * 3600,
+        description="Longest lifetime of a PushSubscription: a later or missing expires is set "
+        "to this many seconds from now (RFC 8620 7.2: at least 48 hours, SHOULD be 7 days); "
+        "clients extend it by updating expires",
+    )
+    push_subscriptions_per_account: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="PushSubscriptions one account may hold; creating more is overQuota",
+    )
     ready_cache_seconds: float = Field(
         2.0,
         ge=0,
