@@ -14,7 +14,7 @@ from gateway.cache.push_subscriptions import PushSubscriptions
 from tests.push.conftest import new_user
 from tests.push.eventsource_client import Gateway
 from tests.push.webpush_gateway import eventually, listed, serve_pushing, subscribe
-from tests.push.webpush_receiver import Reply, Request, WebPushReceiver
+from tests.push.webpush_receiver import HANG, Reply, Request, WebPushReceiver
 from tests.servers import Dovecot
 
 DUE = "jg:push-due"  # contracts A: the server-wide due queue, member "<accountId> <subId>"
@@ -118,3 +118,19 @@ async def test_other_4xx_drops_the_push_keeps_the_subscription(
     assert await pushing.svc.store.client.zscore(DUE, member) is None
     assert await listed(user) == [sub_id]
     assert len(receiver.requests) == 1
+
+
+async def test_a_stalled_push_service_does_not_hold_up_others(
+    dovecot: Dovecot, pushing: Gateway, receiver: WebPushReceiver
+) -> None:
+    receiver.answer = lambda request: HANG if request.path == "/slow" else Reply(201)
+    user = await new_user(dovecot, pushing)
+    slow = await subscribe(user, receiver.url("/slow"), device="slow")
+    await receiver.wait_for(1, "/slow")  # on its way, unanswered: its send holds one slot
+    fast = await subscribe(user, receiver.url("/fast"), device="fast")
+    (request,) = await receiver.wait_for(1, "/fast")
+    assert json.loads(request.body)["pushSubscriptionId"] == fast
+    subscriptions = store(pushing)
+    await eventually(lambda: no_pending(subscriptions, user.account_id, fast))
+    _, pending = await subscriptions.pending(user.account_id, slow)
+    assert pending is not None and pending.get("verify") is True
