@@ -6,8 +6,8 @@ server-wide due queue. Every replica runs one :class:`Deliveries`; each claims d
 (re-scored to now + the lease, atomically, so no two replicas hold the same one), reads the
 record and what is pending, sends, and reports what came of it:
 
-* 2xx: delivered. The pending entry goes only if nothing was merged into it meanwhile; what
-  was merged comes due again after the subscription's throttle.
+* 2xx: delivered. What was sent leaves the pending entry; a state merged into it meanwhile
+  stays, due again after the subscription's throttle.
 * 429, 5xx, or no answer (refused connection, timeout): tried again after an exponential
   backoff with jitter, or after the reply's Retry-After if later (capped), up to
   MAX_ATTEMPTS, then that pending push is dropped (logged, counted).
@@ -58,8 +58,8 @@ LEASE_SECONDS = 60.0
 LEASE_MARGIN_SECONDS = 30.0
 # Attempts at one pending push before it is dropped, and the backoff between them: the first
 # delay, doubled each time up to the cap, each drawn between half of it and all of it (jitter,
-# so that subscriptions that failed together do not retry together). 10 attempts span about
-# 17 minutes.
+# so that subscriptions that failed together do not retry together). 10 attempts span 8 to 17
+# minutes.
 MAX_ATTEMPTS = 10
 BACKOFF_FIRST_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 900.0
