@@ -525,6 +525,21 @@ class Settings(BaseSettings):
         return self
 
     # --- end of part webpush ---
+    # -- push subscriptions' deliveries (part "deliver" of issue 17) --
+    webpush_min_interval_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="Seconds at least between two pushes to one push subscription (RFC 8620 "
+        "7.2); changes meanwhile are coalesced into the next push",
+    )
+    webpush_ttl_seconds: int = Field(
+        86400,
+        ge=0,
+        le=2419200,
+        description="TTL header of pushes (RFC 8030 5.2): seconds a push service keeps a push "
+        "for a device that is offline; a newer StateChange replaces an undelivered one",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")
