@@ -41,6 +41,7 @@ SECRET_SETTINGS = {
     "secret": "the account-id key: secrets.gatewaySecret or existingSecret, in a Secret",
     "redis_sentinel_password": "secrets.redisSentinelPassword or existingSecret, in a Secret",
     "smtp_service_password": "secrets.smtpServicePassword or existingSecret, in a Secret",
+    "imap_master_password": "secrets.imapMasterPassword or existingSecret, in a Secret",
 }
 # Keys the schema knows but values.yaml leaves out: the operator must choose them.
 NO_DEFAULT = {"imapUrl", "publicUrl"}
@@ -65,7 +66,7 @@ def merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 # The other branches of the templates: metrics off, memory autoscaling, a CA from a Secret,
 # minAvailable, an image digest, no ServiceAccount, no preStop hook, SMTP with STARTTLS and a
-# service account, Redis through Sentinels that have their own password.
+# service account, Redis through Sentinels that have their own password, an IMAP master user.
 OPTIONS = merged(
     MINIMUM,
     {
@@ -81,6 +82,8 @@ OPTIONS = merged(
             "trustedProxies": "10.0.0.0/8, 192.0.2.1",
             "forwardedHeader": "Forwarded",
             "loginFailuresPerAddress": 0,
+            "imapMasterUser": "gwmaster",
+            "imapMasterLogin": "separator:*",
         },
         "image": {"digest": "sha256:" + "ab" * 32},
         "upstreamCa": {"secret": "internal-ca"},
@@ -103,6 +106,7 @@ OPTIONS = merged(
             "redisUrl": "redis+sentinel://:data-pw@sentinel-0:26379,sentinel-1:26379/mymaster/0",
             "redisSentinelPassword": "sentinel-pw",
             "smtpServicePassword": "submit-pw",
+            "imapMasterPassword": "master-pw",
         },
     },
 )
@@ -432,6 +436,10 @@ def test_gateway_accepts_the_rendered_settings(
     if service_password:
         assert settings.smtp_service_password is not None
         assert settings.smtp_service_password.get_secret_value() == service_password
+    master_password = values_of(name)["secrets"].get("imapMasterPassword")
+    if master_password:
+        assert settings.imap_master_password is not None
+        assert settings.imap_master_password.get_secret_value() == master_password
 
 
 def test_chart_settings_follow_the_gateway(chart: helm.Chart) -> None:
