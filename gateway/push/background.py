@@ -112,11 +112,15 @@ class BackgroundLogins:
 
     async def principal(self, account_id: str) -> Principal | None:
         """The master user's login for ``account_id``'s owner, its identity checked to map to
-        ``account_id``; None when there is none (no login named, refused, a mismatch, the
-        upstream or Redis unavailable: all logged, the password never)."""
+        ``account_id``; None when there is none (not subscribed, no login named, refused, a
+        mismatch, the upstream or Redis unavailable: all logged, the password never)."""
         if not self.may_try(account_id):
             return None
         try:
+            # Only for subscriptions: a listener's account whose credentials were refused is
+            # not watched with the master's instead.
+            if account_id not in await self._store.subscribed([account_id]):
+                return None
             user = await self._store.push_login(account_id)
         except STORE_UNAVAILABLE as exc:
             log.warning("background login of %s: %s", account_id, type(exc).__name__)
