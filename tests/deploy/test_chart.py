@@ -42,6 +42,7 @@ SECRET_SETTINGS = {
     "redis_sentinel_password": "secrets.redisSentinelPassword or existingSecret, in a Secret",
     "smtp_service_password": "secrets.smtpServicePassword or existingSecret, in a Secret",
     "imap_master_password": "secrets.imapMasterPassword or existingSecret, in a Secret",
+    "webpush_vapid_private_key": "secrets.webpushVapidPrivateKey or existingSecret, in a Secret",
 }
 # Keys the schema knows but values.yaml leaves out: the operator must choose them.
 NO_DEFAULT = {"imapUrl", "publicUrl"}
@@ -84,6 +85,8 @@ OPTIONS = merged(
             "loginFailuresPerAddress": 0,
             "imapMasterUser": "gwmaster",
             "imapMasterLogin": "separator:*",
+            "webpushAllowedDestinations": "10.8.0.0/16, relay.internal",
+            "webpushVapidSubject": "mailto:ops@example.com",
         },
         "image": {"digest": "sha256:" + "ab" * 32},
         "upstreamCa": {"secret": "internal-ca"},
@@ -107,6 +110,7 @@ OPTIONS = merged(
             "redisSentinelPassword": "sentinel-pw",
             "smtpServicePassword": "submit-pw",
             "imapMasterPassword": "master-pw",
+            "webpushVapidPrivateKey": "bnAh9C8UbR5TJwgjAFgUWHwtWTUW4m1byhmPvIqXyVQ",
         },
     },
 )
@@ -440,6 +444,10 @@ def test_gateway_accepts_the_rendered_settings(
     if master_password:
         assert settings.imap_master_password is not None
         assert settings.imap_master_password.get_secret_value() == master_password
+    vapid_key = values_of(name)["secrets"].get("webpushVapidPrivateKey")
+    if vapid_key:
+        assert settings.webpush_vapid_private_key is not None
+        assert settings.webpush_vapid_private_key.get_secret_value() == vapid_key
 
 
 def test_chart_settings_follow_the_gateway(chart: helm.Chart) -> None:
