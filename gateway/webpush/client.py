@@ -32,6 +32,7 @@ from gateway.webpush.destinations import (
     RefusedDestination,
     UnresolvableHost,
     check_url,
+    normal_host,
     resolve_destination,
 )
 
@@ -84,7 +85,7 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         pinned = _PINNED.get()
-        if pinned is None or (pinned[0], pinned[1]) != (host.lower(), port):
+        if pinned is None or (pinned[0], pinned[1]) != (normal_host(host), port):
             raise httpcore.ConnectError("no checked address for this host")
         failure: Exception = httpcore.ConnectError("no address")
         for address in pinned[2]:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
+import httpx
+
 if TYPE_CHECKING:
     from gateway.config import Settings
 
@@ -161,24 +163,28 @@ def parse_url(url: str) -> Destination:
         raise RefusedDestination("the URL must not carry a user name or password")
     if parts.fragment:
         raise RefusedDestination("the URL must not have a fragment")
-    host = _host(parts)
+    host = _host(url, parts)
     if port == 0:
         raise RefusedDestination("the URL's port is not valid")
     literal = _literal(host)
     return Destination(scheme, host, port or (443 if scheme == "https" else 80), literal)
 
 
-def _host(parts: SplitResult) -> str:
-    name = parts.hostname
-    if not name:
+def _host(url: str, parts: SplitResult) -> str:
+    """The host as the HTTP client will name it (httpx's IDNA 2008 encoding), lower case and
+    without a final dot, so the pinned connection matches the checked name exactly."""
+    if not parts.hostname:
         raise RefusedDestination("the URL has no host")
-    if ":" in name:  # an IPv6 literal, urlsplit has removed the brackets
-        return name
     try:
-        ascii_name = name.encode("idna").decode("ascii")
-    except UnicodeError:
+        raw = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError):
         raise RefusedDestination("the URL's host name is not valid") from None
-    return ascii_name.rstrip(".")
+    return normal_host(raw)
+
+
+def normal_host(host: str) -> str:
+    """The form names are compared in: lower case, no final dot."""
+    return host.lower().rstrip(".")
 
 
 def _literal(host: str) -> Address | None:

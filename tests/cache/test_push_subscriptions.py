@@ -8,6 +8,7 @@ the test's own members (read raw from Redis)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -137,6 +138,8 @@ async def test_verifying_drops_the_verification_and_marks_the_account_subscribed
     await subs.verified(a, sub_id)
     assert await raw_pending(store, a, sub_id) is None
     assert await subs.subscribed_until(a) == rec["expires"]
+    # The worker's verification path keeps the login the user's last /set stored.
+    assert await subs.login(a) == "alice"
     assert (await subs.get_all(a))[sub_id]["verified"] is True
 
 
@@ -394,3 +397,21 @@ async def test_the_accounts_keys_share_one_node_of_the_cluster(
         assert await subs.destroy(a, sub_id)
     finally:
         await store.close()
+
+
+async def test_concurrent_creates_never_pass_the_bound(
+    store: Store, subs: PushSubscriptions
+) -> None:
+    a = account()
+
+    async def one() -> bool:
+        try:
+            await subs.create(a, record(), login="alice", max_per_account=3)
+        except TooManySubscriptions:
+            return False
+        return True
+
+    outcomes = await asyncio.gather(*(one() for _ in range(12)))
+    assert outcomes.count(True) == 3
+    assert await store.client.hlen(subscriptions_key(a)) == 3
+    assert await store.client.hlen(pending_key(a)) == 3

@@ -161,7 +161,8 @@ def test_setting_is_checked_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
         ("https://127.1/x", "the host resolves to a loopback address"),
         ("https://2130706433/x", "the host resolves to a loopback address"),
         ("https://0x7f.1/x", "the host resolves to a loopback address"),
-        ("https://012.0.0.1/x", "the host resolves to a private address"),
+        # httpx (like the URL standard) refuses what looks like IPv4 with a leading zero.
+        ("https://012.0.0.1/x", "the URL's host name is not valid"),
         # IP literals are refused before any lookup.
         ("https://[::ffff:127.0.0.1]/x", "the host is a loopback address (IPv4 inside IPv6)"),
         ("http://127.0.0.1/x", "the URL must use https"),
@@ -183,3 +184,9 @@ async def test_public_literal_resolves_to_itself() -> None:
     assert await resolve("https://[2606:4700:4700::1111]:8443/x", STRICT) == [
         ipaddress.ip_address("2606:4700:4700::1111")
     ]
+
+
+def test_host_is_named_as_the_http_client_names_it() -> None:
+    """IDNA 2008 as httpx encodes (IDNA 2003 would say strasse), lower case, no final dot."""
+    assert check_url("https://straße.example/x", STRICT).host == "xn--strae-oqa.example"
+    assert check_url("https://Push.Example.NET./x", STRICT).host == "push.example.net"

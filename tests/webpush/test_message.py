@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.webpush.message import MAX_PUSH_OCTETS, TooLarge, build, max_payload
 from gateway.webpush.vapid import Vapid
-from tests.webpush.test_vapid import _verify
+from tests.webpush.checks import verify_vapid
 
 URL = "https://push.example.net/wpush/v2/abc"
 
@@ -64,7 +64,7 @@ def test_encrypted_and_signed_push(
     }
     decrypted = http_ece.decrypt(body, private_key=key, auth_secret=auth, version="aes128gcm")
     assert decrypted == payload
-    _head, claims, k = _verify(authorization)
+    _head, claims, k = verify_vapid(authorization)
     assert claims["aud"] == "https://push.example.net"
     assert k == vapid.public_key_b64url
 

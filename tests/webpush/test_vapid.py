@@ -8,12 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import orjson
 import pytest
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from gateway.config import ConfigError, load_settings
 from gateway.webpush.vapid import (
@@ -24,27 +22,10 @@ from gateway.webpush.vapid import (
     load_private_key,
     origin,
 )
+from tests.webpush.checks import b64, verify_vapid
 
 NOW = 1_800_000_000.0
 ROOT = Path(__file__).parent.parent.parent
-
-
-def _b64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _verify(header: str) -> tuple[dict[str, object], dict[str, object], str]:
-    """Check an ``Authorization: vapid`` value on its own terms: the JWT's ES256 signature
-    against the k= public key. Returns (JOSE header, claims, k)."""
-    assert header.startswith("vapid t=")
-    token, k = header.removeprefix("vapid t=").split(", k=")
-    head, claims, signature = token.split(".")
-    raw = _b64(signature)
-    assert len(raw) == 64
-    public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), _b64(k))
-    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-    public.verify(der, f"{head}.{claims}".encode(), ec.ECDSA(hashes.SHA256()))
-    return orjson.loads(_b64(head)), orjson.loads(_b64(claims)), k
 
 
 class Clock:
@@ -58,7 +39,9 @@ class Clock:
 def test_token_is_signed_with_the_advertised_key() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     vapid = Vapid(key, "mailto:ops@example.com", clock=Clock())
-    head, claims, k = _verify(vapid.authorization("https://fcm.googleapis.com/fcm/send/abc?x=1"))
+    head, claims, k = verify_vapid(
+        vapid.authorization("https://fcm.googleapis.com/fcm/send/abc?x=1")
+    )
     assert head == {"typ": "JWT", "alg": "ES256"}
     assert claims == {
         "aud": "https://fcm.googleapis.com",
@@ -70,7 +53,7 @@ def test_token_is_signed_with_the_advertised_key() -> None:
     expected = key.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
-    assert _b64(k) == expected
+    assert b64(k) == expected
     assert k == vapid.public_key_b64url and "=" not in k
 
 
@@ -81,7 +64,7 @@ def test_tampered_token_fails_verification() -> None:
     head, _claims, signature = token.split(".")
     forged = base64.urlsafe_b64encode(b'{"aud":"https://evil.example","exp":1,"sub":"x"}')
     with pytest.raises(InvalidSignature):
-        _verify(f"vapid t={head}.{forged.decode().rstrip('=')}.{signature}, k={k}")
+        verify_vapid(f"vapid t={head}.{forged.decode().rstrip('=')}.{signature}, k={k}")
 
 
 def test_tokens_are_cached_per_origin_until_near_expiry() -> None:
@@ -90,13 +73,13 @@ def test_tokens_are_cached_per_origin_until_near_expiry() -> None:
     first = vapid.authorization("https://push.example.net/a")
     assert vapid.authorization("https://push.example.net:443/b") == first
     other = vapid.authorization("https://push.example.net:8443/a")
-    assert other != first and _verify(other)[1]["aud"] == "https://push.example.net:8443"
+    assert other != first and verify_vapid(other)[1]["aud"] == "https://push.example.net:8443"
     clock.now += TOKEN_SECONDS - RENEW_BEFORE_SECONDS - 1
     assert vapid.authorization("https://push.example.net/a") == first
     clock.now += 2
     renewed = vapid.authorization("https://push.example.net/a")
     assert renewed != first
-    assert _verify(renewed)[1]["exp"] == int(clock.now) + TOKEN_SECONDS
+    assert verify_vapid(renewed)[1]["exp"] == int(clock.now) + TOKEN_SECONDS
 
 
 def test_cache_is_bounded() -> None:
@@ -199,7 +182,7 @@ def test_settings_and_the_keys_command(env: pytest.MonkeyPatch) -> None:
     vapid = Vapid.from_settings(settings)
     assert vapid is not None and vapid.public_key_b64url == public
     assert private not in repr(vapid)
-    _verify(vapid.authorization("https://push.example.net/x"))
+    verify_vapid(vapid.authorization("https://push.example.net/x"))
     env.delenv("GATEWAY_WEBPUSH_VAPID_PRIVATE_KEY")
     with pytest.raises(ConfigError, match="go together"):
         load_settings()
