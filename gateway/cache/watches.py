@@ -18,10 +18,11 @@ Subscribed accounts (issue 17; background watching, gateway/push/background.py):
 PushSubscription store (gateway/cache/push_subscriptions.py, contracts17 A) keeps the
 server-wide ``jg:push-subscribed`` zset (account id -> the latest expiry, epoch s, of its
 verified subscriptions) and each account's ``jg:{a}:push-login`` (the name its owner logs in
-with). An account there, unexpired and with a login, is wanted watched like one with listeners;
-its lease is the same ``push-watch`` key, taken with a plain ``SET NX PX`` (the zset is in
-another slot than the lease, so no script can check both on a cluster: an account whose
-subscriptions expire meanwhile is watched until the holder's next round finds it unwanted).
+with; both names come from that module, their owner). An account there, unexpired and with
+a login, is wanted watched like one with listeners; its lease is the same ``push-watch`` key,
+taken with a plain ``SET NX PX`` (the zset is in another slot than the lease, so no script can
+check both on a cluster: an account whose subscriptions expire meanwhile is watched until the
+holder's next round finds it unwanted).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
-from gateway.cache.keys import PREFIX, AccountKeys
+from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import RELEASE_IF_OURS, RENEW_IF_OURS
+from gateway.cache.push_subscriptions import SUBSCRIBED, login_key
 
 # KEYS: the demand zset, the lease. ARGV: our replica id, its score (vouched until), now (s),
 # the zset's ttl (ms). Heartbeats the demand, drops entries of replicas that stopped, and
@@ -68,9 +70,6 @@ return 0
 """
 
 
-# The server-wide zset of accounts with verified push subscriptions (contracts17 A).
-PUSH_SUBSCRIBED = f"{PREFIX}:push-subscribed"
-
 # KEYS: the push-login, the lease. 1 if the account names a login and nobody holds the lease
 # (read only).
 _FREE_SUBSCRIBED = """
@@ -79,11 +78,6 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 return 1 - redis.call('EXISTS', KEYS[2])
 """
-
-
-def push_login_key(account_id: str) -> str:
-    """``jg:{a}:push-login``: the user name the account's owner logs in with (contracts17 A)."""
-    return f"{AccountKeys(account_id).base}:push-login"
 
 
 class WatchLease:
@@ -210,7 +204,7 @@ class WatchStore:
         """``count`` accounts of ``jg:push-subscribed`` whose subscriptions have not expired,
         from the ``offset``-th on (in expiry order: one ZRANGE)."""
         members = await self._client.zrange(
-            PUSH_SUBSCRIBED,
+            SUBSCRIBED,
             f"({int(time.time())}",
             "+inf",
             byscore=True,
@@ -225,7 +219,7 @@ class WatchStore:
         return await self._each(
             account_ids,
             lambda pipe, keys: pipe.eval(
-                _FREE_SUBSCRIBED, 2, push_login_key(keys.account_id), keys.push_watch
+                _FREE_SUBSCRIBED, 2, login_key(keys.account_id), keys.push_watch
             ),
         )
 
@@ -237,8 +231,8 @@ class WatchStore:
         now = time.time()
         pipe = self._client.pipeline(transaction=False)
         for account_id in account_ids:
-            pipe.zscore(PUSH_SUBSCRIBED, account_id)
-            pipe.exists(push_login_key(account_id))
+            pipe.zscore(SUBSCRIBED, account_id)
+            pipe.exists(login_key(account_id))
         answers = await pipe.execute()
         return {
             account_id
@@ -250,7 +244,7 @@ class WatchStore:
 
     async def push_login(self, account_id: str) -> str | None:
         """The name the account's owner logs in with, or None when none is known."""
-        value = await self._client.get(push_login_key(account_id))
+        value = await self._client.get(login_key(account_id))
         return None if value is None else _text(value)
 
     async def take_free(

@@ -33,6 +33,7 @@ from tests.push.watching import (
     message,
     sent,
 )
+from tests.rediscluster import RedisClusterSet
 from tests.servers import Dovecot
 
 # The shortest lease the settings allow: a full round every second.
@@ -79,10 +80,16 @@ async def subscribe(redis_url: str, account_id: str, login: str, expires_in: flo
     its latest expiry in jg:push-subscribed and the owner's login name."""
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
-        await client.zadd("jg:push-subscribed", {account_id: int(time.time() + expires_in)})
-        await client.set(f"{AccountKeys(account_id).base}:push-login", login)
+        await write_subscribed(client, account_id, login, expires_in)
     finally:
         await client.aclose()
+
+
+async def write_subscribed(
+    client: Any, account_id: str, login: str, expires_in: float = 3600
+) -> None:
+    await client.zadd("jg:push-subscribed", {account_id: int(time.time() + expires_in)})
+    await client.set(f"{AccountKeys(account_id).base}:push-login", login)
 
 
 def append(subject: str) -> object:
@@ -174,6 +181,22 @@ async def test_two_replicas_run_one_watcher(
             since = heard.mark()
             await imap(master_dovecot, users[0], append("one of two"))
             await heard.until(accounts[0], since, {"Email"})
+
+
+async def test_on_a_redis_cluster(master_dovecot: Dovecot, redis_cluster: RedisClusterSet) -> None:
+    """The zset lives in one slot, each account's login and lease in the account's: read in
+    pipelines that span the nodes."""
+    user = master_dovecot.fresh_user()
+    async with replicas(1, dovecot=master_dovecot, redis_url=redis_cluster.url) as [svc]:
+        account = await account_of(svc, master_dovecot, user)
+        with hearing() as heard:
+            await write_subscribed(svc.store.client, account, user)
+            await eventually(lambda: catch_ups(svc) >= 1)
+            since = heard.mark()
+            await imap(master_dovecot, user, append("on a cluster"))
+            await heard.until(account, since, {"Email"})
+        await write_subscribed(svc.store.client, account, user, expires_in=-1)
+        await eventually(lambda: account not in svc.watches.watching())
 
 
 async def test_without_master_credentials_subscribed_accounts_are_not_watched(

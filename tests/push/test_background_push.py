@@ -114,4 +114,3 @@ async def test_without_master_credentials_another_clients_append_is_not_pushed(
         await states_via_get(user)
         pushes = await receiver.wait_for(before + 1, timeout=WAIT)
         assert pushes[before].json()["@type"] == "StateChange"
-
