@@ -94,12 +94,29 @@ def master_dovecot() -> Iterator[Dovecot]:
     )
 
 
+# The proxy server of proxy_cyrus: Cyrus lets it authenticate as any user (authzid).
+CYRUS_PROXY = ("gwproxy", "gw-proxy-pw-2b9d")
+
+
+@pytest.fixture(scope="session")
+def proxy_cyrus() -> Iterator[Cyrus]:
+    """A Cyrus whose CYRUS_PROXY account is in ``proxyservers``: SASL PLAIN with a user as
+    authorization identity logs in as that user (GATEWAY_IMAP_MASTER_LOGIN=authzid)."""
+    yield from serving(Cyrus(make_data_dir("jg-cyrus-"), proxy_servers=dict([CYRUS_PROXY])))
+
+
 def master_settings(
-    dovecot: Dovecot, redis_url: str, *, password: str | None = None, **overrides: Any
+    dovecot: Dovecot | Cyrus,
+    redis_url: str,
+    *,
+    password: str | None = None,
+    master: tuple[str, str] = MASTER_USER,
+    **overrides: Any,
 ) -> Settings:
-    """Settings of a gateway in front of ``dovecot`` (master_dovecot) that watches subscribed
-    accounts as MASTER_USER (with ``password`` instead of the right one, if given)."""
-    user, right = MASTER_USER
+    """Settings of a gateway in front of ``dovecot`` (master_dovecot, or proxy_cyrus with
+    ``master`` CYRUS_PROXY) that watches subscribed accounts as ``master`` (with ``password``
+    instead of the right one, if given)."""
+    user, right = master
     return gateway_settings(
         dovecot.url,
         redis_url,

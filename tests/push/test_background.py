@@ -22,7 +22,8 @@ from gateway.auth import account_id_for
 from gateway.cache.keys import AccountKeys
 from gateway.metrics import Metrics
 from gateway.push import background as background_module
-from tests.conftest import MASTER_USER, gateway_settings, master_settings
+from tests.conftest import CYRUS_PROXY, MASTER_USER, gateway_settings, master_settings
+from tests.cyrus import Cyrus
 from tests.push.watching import (
     catch_ups,
     dovecot_sessions,
@@ -55,24 +56,26 @@ async def replicas(count: int, **settings: Any) -> AsyncIterator[list[services.S
             await services.stop(svc)
 
 
-def inbox_guid(dovecot: Dovecot, user: str) -> str:
-    """The user's INBOX X-GUID, asked by a plain imaplib session of their own."""
-    client = dovecot.client(user)
+def own_identity(server: Dovecot | Cyrus, user: str) -> str:
+    """The user's INBOX id (Dovecot's X-GUID, Cyrus's RFC 8474 MAILBOXID) as the gateway
+    names identities, asked by a plain imaplib session of their own."""
+    item = "MAILBOXID" if isinstance(server, Cyrus) else "X-GUID"
+    client = server.client(user)
     try:
-        _, data = client.status("INBOX", "(X-GUID)")
+        _, data = client.status("INBOX", f"({item})")
     finally:
         client.logout()
-    found = re.search(rb"X-GUID ([0-9a-f]+)", data[0] if isinstance(data[0], bytes) else b"")
-    assert found is not None
-    return found.group(1).decode()
+    line = data[0] if isinstance(data[0], bytes) else b""
+    found = re.search(item.encode() + rb" \(?([A-Za-z0-9_-]+)", line)
+    assert found is not None, line
+    return f"{item.lower()}:{found.group(1).decode()}"
 
 
-async def account_of(svc: services.Services, dovecot: Dovecot, user: str) -> str:
+async def account_of(svc: services.Services, server: Dovecot | Cyrus, user: str) -> str:
     """The user's account id as the gateway derives it (gateway.auth), from the identity the
     upstream gives the user's own session: no gateway request, no credentials kept."""
     secret = await svc.authenticator.server_secret()
-    guid = await asyncio.to_thread(inbox_guid, dovecot, user)
-    return account_id_for(secret, "x-guid:" + guid)
+    return account_id_for(secret, await asyncio.to_thread(own_identity, server, user))
 
 
 async def subscribe(redis_url: str, account_id: str, login: str, expires_in: float = 3600) -> None:
@@ -197,6 +200,21 @@ async def test_on_a_redis_cluster(master_dovecot: Dovecot, redis_cluster: RedisC
             await heard.until(account, since, {"Email"})
         await write_subscribed(svc.store.client, account, user, expires_in=-1)
         await eventually(lambda: account not in svc.watches.watching())
+
+
+async def test_a_cyrus_proxy_server_watches_as_the_user(proxy_cyrus: Cyrus, redis_url: str) -> None:
+    """Cyrus: the proxyservers account with an authorization identity; IDLE-only watching."""
+    user = proxy_cyrus.fresh_user()
+    settings = {"dovecot": proxy_cyrus, "redis_url": redis_url, "master": CYRUS_PROXY}
+    async with replicas(1, **settings) as [svc]:
+        account = await account_of(svc, proxy_cyrus, user)
+        with hearing() as heard:
+            await subscribe(redis_url, account, user)
+            await eventually(lambda: catch_ups(svc) >= 1)
+            since = heard.mark()
+            await imap(proxy_cyrus, user, append("cyrus"))
+            await heard.until(account, since, {"Email"})
+        assert account in svc.watches.watching()
 
 
 async def test_without_master_credentials_subscribed_accounts_are_not_watched(

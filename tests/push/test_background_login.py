@@ -18,8 +18,9 @@ from gateway.imap.errors import AuthenticationFailed
 from gateway.imap.pool import ImapPool
 from gateway.upstream import fallback_identity, imap_pool
 from gateway.usernames import UsernameFormat
-from tests.conftest import MASTER_SEPARATOR, MASTER_USER, master_settings
-from tests.push.test_background import inbox_guid
+from tests.conftest import CYRUS_PROXY, MASTER_SEPARATOR, MASTER_USER, master_settings
+from tests.cyrus import Cyrus
+from tests.push.test_background import own_identity
 from tests.push.watching import sent
 from tests.servers import Dovecot
 
@@ -43,9 +44,9 @@ async def test_the_master_login_reaches_the_users_own_mailbox(
 ) -> None:
     caplog.set_level(logging.DEBUG, "gateway.imap.connection")
     user = master_dovecot.fresh_user()
-    own = await asyncio.to_thread(inbox_guid, master_dovecot, user)
+    own = await asyncio.to_thread(own_identity, master_dovecot, user)
     login = await pool.identify(as_master(user, separator))
-    assert login.identity == f"x-guid:{own}"
+    assert login.identity == own
     # PLAIN either way (Dovecot offers it); the password only ever starred in the log.
     assert [line for line in sent(caplog) if line.startswith("AUTHENTICATE")] == [
         "AUTHENTICATE PLAIN ***"
@@ -55,6 +56,25 @@ async def test_the_master_login_reaches_the_users_own_mailbox(
     async with pool.dedicated(login) as conn:
         assert conn.usable
     assert pool.stats().watch == 0
+
+
+async def test_a_cyrus_proxy_server_reaches_the_users_own_mailbox(
+    proxy_cyrus: Cyrus, redis_url: str
+) -> None:
+    pool = imap_pool(master_settings(proxy_cyrus, redis_url, master=CYRUS_PROXY))
+    try:
+        user = proxy_cyrus.fresh_user()
+        own = await asyncio.to_thread(own_identity, proxy_cyrus, user)
+        proxy, password = CYRUS_PROXY
+        login = await pool.identify(Credentials(proxy, password, acting_for=ActingFor(user)))
+        assert login.identity == own
+        # Another name: Cyrus lets the proxy in (autocreating a mailbox); its identity is
+        # that mailbox's, never the user's, so it maps to another account (refused there).
+        other = await pool.identify(Credentials(proxy, password, acting_for=ActingFor("nobody")))
+        assert other.identity.startswith("mailboxid:")
+        assert other.identity != own
+    finally:
+        await pool.close()
 
 
 async def test_a_wrong_master_password_is_refused(master_dovecot: Dovecot, pool: ImapPool) -> None:
