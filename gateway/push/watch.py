@@ -21,8 +21,10 @@ most STARTS_PER_ROUND. Nothing scales with the keeper's accounts.
 What bounds the upstream connections: ImapPool.dedicated, which a watcher logs in with, has no
 limit of its own. A watcher runs only under a lease (one per account cluster-wide), a lease is
 taken only for an account some listener wants (listeners are bounded per replica and per
-account by the hub), and at most STARTS_PER_ROUND watchers start per round, so a takeover of
-a dead replica's accounts or a rolling restart does not log in to the upstream all at once.
+account by the hub) or, with background watching, that has verified push subscriptions (at
+most MAX_BACKGROUND_WATCHERS such watchers per replica), and at most STARTS_PER_ROUND watchers
+start per round, so a takeover of a dead replica's accounts or a rolling restart does not log
+in to the upstream all at once.
 Reconnects after a failure are spread by the watcher's jittered backoff.
 
 A listener arriving or leaving wakes the manager at once, so an account's first listener gets
