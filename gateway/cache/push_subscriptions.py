@@ -340,7 +340,8 @@ _DELIVERED = (
     _PRELUDE
     + """
 local id = ARGV[1]
-if ARGV[4] == '1' then
+-- A subscription destroyed while its push was on its way leaves nothing behind.
+if ARGV[4] == '1' and redis.call('HEXISTS', KEYS[1], id) == 1 then
   redis.call('HSET', KEYS[3], id, ARGV[3])
 end
 local raw = redis.call('HGET', KEYS[2], id)

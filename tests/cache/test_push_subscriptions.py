@@ -415,3 +415,19 @@ async def test_concurrent_creates_never_pass_the_bound(
     assert outcomes.count(True) == 3
     assert await store.client.hlen(subscriptions_key(a)) == 3
     assert await store.client.hlen(pending_key(a)) == 3
+
+
+async def test_a_delivery_settled_after_a_destroy_leaves_nothing(
+    store: Store, subs: PushSubscriptions
+) -> None:
+    a = account()
+    sub_id = await subs.create(a, record(), login="alice")
+    t = now_ms()
+    assert (a, sub_id) in await subs.claim(t, 10_000, 60_000)
+    _, sent = await subs.pending(a, sub_id)
+    # The user destroys it while the verification is on its way.
+    assert await subs.destroy(a, sub_id)
+    await subs.delivered(a, sub_id, sent, now_ms=t, min_interval_ms=1000)
+    for key in (subscriptions_key(a), pending_key(a), sent_key(a)):
+        assert await store.client.exists(key) == 0
+    assert await due_score(store, a, sub_id) is None

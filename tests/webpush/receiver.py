@@ -64,7 +64,12 @@ async def receiver(
 
         tls.sni_callback = remember  # type: ignore[assignment]
 
+    handlers: set[asyncio.Task[None]] = set()
+
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
         peer = writer.get_extra_info("peername")[0]
         ssl_object = writer.get_extra_info("ssl_object")
         sni = names.get(id(ssl_object)) if ssl_object is not None else None
@@ -80,6 +85,7 @@ async def receiver(
             return
         finally:
             writer.close()
+            handlers.discard(task)
 
     server = await asyncio.start_server(serve, host, 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
@@ -87,7 +93,10 @@ async def receiver(
         yield Receiver(host, port, received)
     finally:
         server.close()
-        # Python 3.11's wait_closed does not wait for handlers; the test's loop ends them.
+        # Python 3.11's server.close() leaves open connections alone: end their handlers.
+        for handler in list(handlers):
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
 
 async def _read_request(

@@ -11,13 +11,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import httpcore
 import httpx
 import pytest
 import respx
 import trustme
 
 from gateway.webpush.client import (
+    _PINNED,
     MAX_RETRY_AFTER_SECONDS,
+    PinnedBackend,
     PushClient,
     PushUnreachable,
     Reply,
@@ -229,3 +232,33 @@ async def test_respx_sees_the_request_by_name(client: PushClient) -> None:
     assert sent.content == b"\x00body"
     assert (sent.headers["ttl"], sent.headers["urgency"]) == ("60", "normal")
     assert sent.headers["content-encoding"] == "aes128gcm"
+
+
+async def test_backend_connects_nowhere_without_a_checked_address() -> None:
+    """The pool's only way out: without a pin for this very host and port, no connection."""
+    async with receiver() as push:
+        backend = PinnedBackend()
+        with pytest.raises(httpcore.ConnectError, match="no checked address"):
+            await backend.connect_tcp("127.0.0.1", push.port)
+        token = _PINNED.set(("push.example.net", push.port, tuple(LOOPBACK)))
+        try:
+            with pytest.raises(httpcore.ConnectError, match="no checked address"):
+                await backend.connect_tcp("127.0.0.1", push.port)
+            with pytest.raises(httpcore.ConnectError, match="no checked address"):
+                await backend.connect_tcp("push.example.net", push.port + 1)
+            stream = await backend.connect_tcp("PUSH.example.net.", push.port)
+            await stream.aclose()
+        finally:
+            _PINNED.reset(token)
+    assert push.received == []
+
+
+async def test_ipv6_literal_allowed_by_network(client: PushClient) -> None:
+    try:
+        async with receiver(host="::1") as push:
+            policy = DestinationPolicy(allow_http=True, allowed=(ipaddress.ip_network("::1/128"),))
+            reply = await client.post(f"http://[::1]:{push.port}/p", b"x", {}, policy)
+    except OSError as exc:  # a host without IPv6 loopback
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    assert reply == Reply(201)
+    assert [r.peer for r in push.received] == ["::1"]
