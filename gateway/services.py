@@ -32,6 +32,7 @@ from gateway.jmap.capabilities import CoreLimits
 from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.session import AccountInfo, PersonalSession
 from gateway.metrics import Metrics
+from gateway.push.background import BackgroundLogins, background_watching
 from gateway.push.deliveries import Deliveries, claim_lease_seconds
 from gateway.push.enqueue import Enqueuer
 from gateway.push.hub import PushHub
@@ -253,7 +254,13 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
     )
     bus = PushBus(store.client, services.replica_id)
     keeper = CredentialKeeper(settings.push_credentials_seconds)
-    watches = WatchManager(services, WatchStore(store.client), keeper, bus)
+    watch_store = WatchStore(store.client)
+    background = (
+        BackgroundLogins(settings, pool, secret, watch_store)
+        if background_watching(settings)
+        else None
+    )
+    watches = WatchManager(services, watch_store, keeper, bus, background)
     hub = PushHub(
         services,
         bus,
