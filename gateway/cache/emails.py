@@ -14,7 +14,7 @@ octets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,15 @@ from gateway.cache.keys import INDEX_FORMAT_FIELD, AccountKeys
 from gateway.cache.locks import IndexWork, Lease, LeaseLost, index_lease
 from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers, UnknownNumber
 from gateway.cache.record_buckets import BUCKET_LUA, RECORDS, bucket_count, shape_fields
+from gateway.cache.thread_table import (
+    HEADS_FIELD,
+    READ_LINKS,
+    READ_THREADS,
+    THREADS,
+    decode_links,
+    decode_thread,
+    is_head,
+)
 
 EMAIL = "Email"
 THREAD = "Thread"
@@ -207,16 +216,9 @@ class ThreadStats:
     members: list[list[Any]] = field(default_factory=list)  # [receivedAt, email id], sorted
     mailboxes: dict[str, int] = field(default_factory=dict)  # mailbox id -> members in it
     unread: int = 0
-
-    @classmethod
-    def decode(cls, data: bytes | None) -> ThreadStats:
-        if data is None:
-            return cls()
-        members, mailboxes, unread = unpack(data)
-        return cls(members, mailboxes, unread)
-
-    def encode(self) -> bytes:
-        return pack([self.members, self.mailboxes, self.unread])
+    # The member chunks it is stored with (gateway.cache.thread_table), so a rewrite drops
+    # those it no longer needs without looking for them.
+    chunks: int = 0
 
     def email_ids(self) -> list[str]:
         return [email_id for _, email_id in self.members]
@@ -547,27 +549,30 @@ class EmailStore:
         return int(await self.client.hget(self.keys.meta, f"{RECORDS}-count") or 0)
 
     async def all_ids(self) -> list[str]:
-        found = await self._bucket_pages(values=False)
+        found = await self._table_pages(RECORDS, self.keys.record_bucket, values=False)
         return list(dict.fromkeys(text(k) for part in found for k in part))
 
     async def record_values(self) -> dict[str, bytes]:
         """Every encoded record (see :func:`thread_of`), as :meth:`all_ids` reads them."""
-        found = await self._bucket_pages(values=True)
+        found = await self._table_pages(RECORDS, self.keys.record_bucket, values=True)
         return {text(k): octets(v) for part in found for k, v in part.items()}
 
-    async def _bucket_pages(self, *, values: bool) -> list[Any]:
-        """Every record bucket's fields (or fields and values), BUCKET_PAGE buckets per
+    async def _table_pages(
+        self, name: str, bucket_key: Callable[[int], str], *, values: bool
+    ) -> list[Any]:
+        """Every bucket's fields (or fields and values) of a linear-hashed table (records,
+        threads), BUCKET_PAGE buckets per
         round trip, each page read with the table's shape: a split meanwhile only moves
         entries into a new bucket past the ones known, which the next pages then read (an
         entry may be read twice; callers keep one)."""
-        shape = shape_fields(RECORDS)
+        shape = shape_fields(name)
         wanted = bucket_count(await self.client.hmget(self.keys.meta, shape))
         read = 0
         parts: list[Any] = []
         while read < wanted:
             async with self.client.pipeline(transaction=True) as pipe:
                 for n in range(read, min(wanted, read + BUCKET_PAGE)):
-                    bucket = self.keys.record_bucket(n)
+                    bucket = bucket_key(n)
                     if values:
                         pipe.hgetall(bucket)
                     else:
@@ -631,23 +636,89 @@ class EmailStore:
     # -- threads -----------------------------------------------------------------------------
 
     async def thread_count(self) -> int:
-        return int(await self.client.hlen(self.keys.threads))
+        return int(await self.client.hget(self.keys.meta, HEADS_FIELD) or 0)
 
     async def thread_ids(self) -> list[str]:
-        return [text(key) for key in await self.client.hkeys(self.keys.threads)]
+        found = await self._table_pages(THREADS, self.keys.thread_bucket, values=False)
+        return list(dict.fromkeys(text(k) for part in found for k in part if is_head(k)))
 
     async def thread_snapshot(self, ids: Iterable[str]) -> tuple[dict[str, list[str]], str]:
         """Each existing thread's email ids (oldest first, RFC 8621 3) and the Thread state."""
-        values, state = await self._with_state(self.keys.threads, ids, THREAD)
-        return {t: ThreadStats.decode(v).email_ids() for t, v in values.items()}, state
+        parts, modseq, epoch, _ = await self._read_threads(ids)
+        state = (
+            await self.state.state(THREAD)
+            if epoch is None
+            else format_state(text(epoch), int(modseq or 0))
+        )
+        return {t: [i for _, i in decode_thread(p)[2]] for t, p in parts.items()}, state
 
     async def threads(self, thread_ids: Iterable[str]) -> dict[str, ThreadStats]:
         """The records of the given threads; an empty one for a thread not (or no longer) kept."""
         wanted = list(dict.fromkeys(thread_ids))
-        values = await self.client.hmget(self.keys.threads, wanted) if wanted else []
+        for attempt in range(1, _NUMBERS_TRIES + 1):
+            parts, _, _, generation = await self._read_threads(wanted)
+            decoded = {t: decode_thread(p) for t, p in parts.items()}
+            numbers = [n for _, flat, _ in decoded.values() for n in flat[::2]]
+            try:
+                names = await self._mailbox_names(
+                    numbers, None if generation is None else text(generation)
+                )
+                break
+            except StaleNumbers:
+                if attempt == _NUMBERS_TRIES:
+                    raise
+        found = {
+            t: ThreadStats(
+                members,
+                {names[flat[i]]: flat[i + 1] for i in range(0, len(flat), 2)},
+                unread,
+                len(parts[t]) - 1,
+            )
+            for t, (unread, flat, members) in decoded.items()
+        }
+        return {t: found.get(t) or ThreadStats() for t in wanted}
+
+    async def _read_threads(
+        self, ids: Iterable[str]
+    ) -> tuple[dict[str, list[bytes]], Any, Any, Any]:
+        """Each existing thread's head and chunks, with the Thread modseq, the epoch and the
+        mailbox numbers' generation read at the same instant (one script)."""
+        wanted = list(dict.fromkeys(ids))
+        found, modseq, epoch, generation = await self.client.register_script(READ_THREADS)(
+            keys=[self.keys.state, self.keys.meta, self.keys.mailbox_numbers],
+            args=[THREAD, self.keys.thread_bucket(""), *wanted],
+        )
+        parts = {
+            t: [octets(v) for v in p] for t, p in zip(wanted, found, strict=True) if p is not None
+        }
+        return parts, modseq, epoch, generation
+
+    async def _mailbox_names(self, numbers: list[int], generation: str | None) -> dict[int, str]:
+        """The mailbox ids of ``numbers`` in the table of ``generation``."""
+        if not numbers:
+            return {}
+        if generation is None:
+            await self._damaged()
+            raise UnknownNumber(self.keys.mailbox_numbers)
+        numbering = await self.numbers.table(generation)
+        if any(n not in numbering.by_number for n in numbers):
+            numbering = await self.numbers.reload(generation)
+        if any(n not in numbering.by_number for n in numbers):
+            await self._damaged()
+            raise UnknownNumber(self.keys.mailbox_numbers)
+        return numbering.by_number
+
+    async def thread_links(self, thread_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+        """The record count and subject digest of each of the gateway's own threads that
+        has records (gateway.cache.thread_table links)."""
+        wanted = list(dict.fromkeys(thread_ids))
+        if not wanted:
+            return {}
+        values = await self.client.register_script(READ_LINKS)(
+            keys=[self.keys.meta], args=[self.keys.thread_bucket(""), *wanted]
+        )
         return {
-            t: ThreadStats.decode(None if v is None else octets(v))
-            for t, v in zip(wanted, values, strict=True)
+            t: decode_links(octets(v)) for t, v in zip(wanted, values, strict=True) if v is not None
         }
 
     async def thread_refs(self, names: Iterable[bytes]) -> dict[bytes, str]:
@@ -661,11 +732,10 @@ class EmailStore:
         )
         return {n: text(v) for n, v in zip(wanted, values, strict=True) if v is not None}
 
-    async def thread_subjects(self, thread_ids: Iterable[str]) -> dict[str, str]:
-        """The normalised subject of each of the gateway's own threads that has one."""
-        wanted = list(dict.fromkeys(thread_ids))
-        values = await self.client.hmget(self.keys.thread_subjects, wanted) if wanted else []
-        return {t: text(v) for t, v in zip(wanted, values, strict=True) if v is not None}
+    async def thread_subjects(self, thread_ids: Iterable[str]) -> dict[str, bytes]:
+        """The subject digest (gateway.cache.thread_table.subject_digest) of each of the
+        gateway's own threads that has records."""
+        return {t: digest for t, (_, digest) in (await self.thread_links(thread_ids)).items()}
 
     # -- folder marks --------------------------------------------------------------------------
 

@@ -14,10 +14,11 @@ from redis.exceptions import ResponseError
 
 from gateway.cache.changes import CannotCalculateChanges, floor_field
 from gateway.cache.chunked_set import directory
-from gateway.cache.emails import EMAIL, THREAD, EmailStore
+from gateway.cache.emails import EMAIL, THREAD, EmailStore, ThreadStats
 from gateway.cache.index_batch import index_batch
 from gateway.cache.locks import LeaseLost, lease
 from gateway.cache.store import Store
+from gateway.cache.thread_table import ref_hash
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.threads import ref_key
 from tests.rediscluster import RedisClusterSet
@@ -52,9 +53,9 @@ async def test_a_batch_is_one_script_round_trip_with_its_change_log(store: Store
         await writer.add_copies(
             "m1", [NewCopy(uid, f"e{uid}", [], uid, 10, f"t{uid}") for uid in range(2, 502)]
         )
-        # The reads the writer needs (records: a script finding their buckets, threads), then
-        # ONE script: no WATCH, no MULTI (m1 already has its number: no round trip for it).
-        assert seen == ["EVALSHA", "HMGET", "EVALSHA"]
+        # The reads the writer needs (records and threads: scripts finding their buckets),
+        # then ONE script: no WATCH, no MULTI (m1 already has its number: no round trip).
+        assert seen == ["EVALSHA", "EVALSHA", "EVALSHA"]
     changes = await emails.state.changes(EMAIL, f"{await emails.state.epoch()}-0", None)
     assert sorted(changes.created) == sorted(f"e{u}" for u in range(1, 502))
     assert [c.data_type for c in writer.changes[3:]] == [EMAIL, THREAD, "Mailbox"]
@@ -64,13 +65,13 @@ async def test_a_batch_is_one_script_round_trip_with_its_change_log(store: Store
 async def test_a_batch_with_one_failing_op_writes_nothing(store: Store) -> None:
     emails = emails_of(store)
     keys = emails.keys
-    await store.client.set(keys.threads, "not a hash")  # a deliberately wrong-type key
+    await store.client.set(keys.counts, "not a hash")  # a deliberately wrong-type key
     with pytest.raises(ResponseError):
         async with index_batch(emails) as batch:
             batch.map_uids("m1", {1: "e1"})
             batch.date("e1", 5, "m1")
-            batch.put_threads({})
-            batch.drop_threads(["t1"])
+            batch.put_threads({"t1": ThreadStats([[5, "e1"]], {"m1": 1}, 0)})
+            batch.add_counts({("m1", "e"): 1})
             batch.log(EMAIL, created=["e1"])
     assert (
         await store.client.exists(
@@ -79,7 +80,8 @@ async def test_a_batch_with_one_failing_op_writes_nothing(store: Store) -> None:
         == 0
     )
     assert await store.client.hget(keys.state, EMAIL) is None
-    await store.client.delete(keys.threads)
+    assert await emails.thread_count() == 0
+    await store.client.delete(keys.counts)
 
     await store.client.hset(keys.counts, "m1:e", "many")  # a counter that is no integer
     with pytest.raises(ResponseError):
@@ -209,7 +211,7 @@ async def test_thread_refs_grow_by_bucket_splits_and_stay_findable(store: Store)
     # A thread's last email goes: the keys pointing at it go, wherever they are.
     gone = [r for r, t in refs.items() if t == "t7"]
     async with index_batch(emails) as batch:
-        batch._pipe.link(keys.thread_members, "t7", 1, b"".join(gone))
+        batch._pipe.link([("t7", 1, b"", b"".join(ref_hash(r) for r in gone))])
     async with index_batch(emails) as batch:
         batch.link_threads({"t7": 0}, {}, {"t7"})
     assert await emails.thread_refs(gone) == {}
