@@ -35,6 +35,7 @@ from gateway.cache.thread_table import (
     HEADS_FIELD,
     READ_LINKS,
     READ_THREADS,
+    THREAD_FUNCTIONS,
     THREADS,
     decode_links,
     decode_thread,
@@ -254,15 +255,32 @@ def decode_mark(data: bytes) -> FolderMark:
 
 
 # KEYS[1] the meta hash; ARGV[1] the bucket prefix, then Message-ID keys: their threads.
+# KEYS[1] the meta hash; ARGV[1] the thread-refs bucket prefix, ARGV[2] the thread table's
+# ('' for no subjects), then Message-ID keys. Returns their threads, then the distinct
+# threads found and each one's first links field (its subject digest).
 _READ_REFS = (
     REF_HASHING
+    + THREAD_FUNCTIONS
     + """
 local level, split = ref_shape(KEYS[1])
-local found = {}
-for i = 2, #ARGV do
-  found[i - 1] = redis.call('HGET', ref_bucket(ARGV[1], ARGV[i], level, split), ARGV[i]) or false
+local found, threads, seen = {}, {}, {}
+for i = 3, #ARGV do
+  local thread = redis.call('HGET', ref_bucket(ARGV[1], ARGV[i], level, split), ARGV[i])
+  found[i - 2] = thread or false
+  if thread and ARGV[2] ~= '' and not seen[thread] then
+    seen[thread] = true
+    threads[#threads + 1] = thread
+  end
 end
-return found
+local links = {}
+if #threads > 0 then
+  local tlevel, tsplit = bucket_shape(KEYS[1], 'threads')
+  for i, thread in ipairs(threads) do
+    links[i] = redis.call('HGET', thread_bucket(ARGV[2], thread, tlevel, tsplit),
+      'r.' .. thread) or false
+  end
+end
+return {found, threads, links}
 """
 )
 # KEYS: the state hash, the meta hash, the mailbox numbers, then hashes to read. ARGV: the
@@ -723,19 +741,37 @@ class EmailStore:
 
     async def thread_refs(self, names: Iterable[bytes]) -> dict[bytes, str]:
         """The thread each Message-ID key (gateway.sync.threads.ref_key) points at, if any."""
+        refs, _ = await self._read_refs(names, subjects=False)
+        return refs
+
+    async def thread_refs_and_subjects(
+        self, names: Iterable[bytes]
+    ) -> tuple[dict[bytes, str], dict[str, bytes]]:
+        """:meth:`thread_refs`, and the subject digest (gateway.cache.thread_table) of each
+        thread found that has records: what threading a page needs, in one round trip."""
+        return await self._read_refs(names, subjects=True)
+
+    async def _read_refs(
+        self, names: Iterable[bytes], *, subjects: bool
+    ) -> tuple[dict[bytes, str], dict[str, bytes]]:
         wanted = list(dict.fromkeys(names))
         if not wanted:
-            return {}
-        prefix = self.keys.thread_ref_bucket("")
-        values = await self.client.register_script(_READ_REFS)(
-            keys=[self.keys.meta], args=[prefix, *wanted]
+            return {}, {}
+        found, threads, links = await self.client.register_script(_READ_REFS)(
+            keys=[self.keys.meta],
+            args=[
+                self.keys.thread_ref_bucket(""),
+                self.keys.thread_bucket("") if subjects else "",
+                *wanted,
+            ],
         )
-        return {n: text(v) for n, v in zip(wanted, values, strict=True) if v is not None}
-
-    async def thread_subjects(self, thread_ids: Iterable[str]) -> dict[str, bytes]:
-        """The subject digest (gateway.cache.thread_table.subject_digest) of each of the
-        gateway's own threads that has records."""
-        return {t: digest for t, (_, digest) in (await self.thread_links(thread_ids)).items()}
+        refs = {n: text(v) for n, v in zip(wanted, found, strict=True) if v is not None}
+        digests = {
+            text(t): decode_links(octets(v))[1]
+            for t, v in zip(threads, links, strict=True)
+            if v is not None
+        }
+        return refs, digests
 
     # -- folder marks --------------------------------------------------------------------------
 

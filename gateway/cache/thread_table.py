@@ -14,7 +14,7 @@ all in the bucket of ``T``'s hash (the last 8 octets of the text after the field
   of the generation it was encoded with;
 - ``<k>.T`` for k = 1, 2, ...: the next members, msgpack ``[receivedAt, email id, ...]``,
   as many as fit in 64 octets each (three of the gateway's own ids, which go as 14 octets:
-  see pack_id);
+  see pack_member);
 - ``r.T`` (the gateway's own threads only, while the thread has email records, visible or
   not): ``<records>:<subject digest><ref hashes>`` and, when the hashes do not fit,
   ``r2.T``, ``r3.T``... with 16 more each. The subject digest (8 octets of BLAKE2b of the
@@ -169,12 +169,20 @@ _PAIRS = tuple(
 _SHIFTS = range(90, -1, -10)
 
 
-def pack_id(email_id: str) -> bytes:
-    """An email id as a member list holds it (see _DIGEST_ID), msgpack-encoded."""
-    if _DIGEST_ID.fullmatch(email_id) is None:
-        return bytes(msgpack.packb(email_id))
+_digest_form = _DIGEST_ID.fullmatch
+
+
+def pack_member(received_at: int, email_id: str) -> bytes:
+    """A member (receivedAt, email id) as a member list holds it, msgpack-encoded: a
+    receivedAt of 32 bits as a uint32, an id of the gateway's form as 14 octets of bin."""
+    if 0 <= received_at < 1 << 32:
+        time = b"\xce" + received_at.to_bytes(4, "big")
+    else:
+        time = bytes(msgpack.packb(received_at))
+    if _digest_form(email_id) is None:
+        return time + bytes(msgpack.packb(email_id))
     bits = int(email_id[1:].translate(_TO_INT_DIGITS), 32)
-    return b"\xc4\x0e" + email_id[0].encode() + bits.to_bytes(13, "big")
+    return time + b"\xc4\x0e" + email_id[0].encode() + bits.to_bytes(13, "big")
 
 
 def unpack_id(value: str | bytes) -> str:
@@ -187,41 +195,27 @@ def unpack_id(value: str | bytes) -> str:
 def encode_thread(
     unread: int, mailboxes: Mapping[int, int], members: Sequence[Sequence[Any]]
 ) -> list[bytes]:
-    """A thread's head and member chunks: each at most 64 octets where a member fits.
+    """A thread's head and member chunks: each at most 64 octets where a member fits, at
+    most 7 members (a fixarray of pairs); a member longer than a chunk is a chunk of its own.
 
     ``mailboxes``: mailbox number -> members in it; ``members``: [receivedAt, email id],
     oldest first."""
-    pieces = [msgpack.packb(t) + pack_id(i) for t, i in members]
     flat: list[int] = [x for number, n in sorted(mailboxes.items()) for x in (number, n)]
-    # The head's first octet counts the chunks (at most 255), known once they are cut.
-    base = b"\x93" + msgpack.packb(unread) + msgpack.packb(flat)
+    # The head's first octet counts the chunks (at most 255), known once they are cut; a
+    # fixarray's header takes one more.
+    head = b"\x93" + msgpack.packb(unread) + msgpack.packb(flat)
     fields: list[bytes] = []
-    start = 0
-    prefix = base
-    while True:
-        room = LISTPACK_VALUE - len(prefix) - 1 - (0 if fields else 1)
-        taken = _fit(pieces, start, room, always=bool(fields))
-        fields.append(prefix + _array(taken) + b"".join(pieces[start : start + taken]))
-        start += taken
-        if start >= len(pieces):
-            return [bytes([min(255, len(fields) - 1)]) + fields[0], *fields[1:]]
-        prefix = b""
-
-
-def _fit(pieces: list[bytes], start: int, room: int, *, always: bool) -> int:
-    """How many pieces from ``start`` fit in ``room`` octets (at most 7: a fixarray of
-    pairs); one at least in a chunk (a member longer than a chunk is a chunk of its own)."""
-    taken, used = 0, 0
-    while start + taken < len(pieces) and taken < 7:
-        size = len(pieces[start + taken])
-        if used + size > room and (taken or not always):
-            break
-        taken, used = taken + 1, used + size
-    return taken
-
-
-def _array(members: int) -> bytes:
-    return bytes([0x90 | (2 * members)])
+    current: list[bytes] = []
+    room = LISTPACK_VALUE - len(head) - 2
+    for received_at, email_id in members:
+        piece = pack_member(received_at, email_id)
+        if len(current) == 7 or (len(piece) > room and (current or not fields)):
+            fields.append(bytes([0x90 | 2 * len(current)]) + b"".join(current))
+            current, room = [], LISTPACK_VALUE - 1
+        current.append(piece)
+        room -= len(piece)
+    fields.append(bytes([0x90 | 2 * len(current)]) + b"".join(current))
+    return [bytes([min(255, len(fields) - 1)]) + head + fields[0], *fields[1:]]
 
 
 def decode_thread(parts: Sequence[bytes]) -> tuple[int, list[int], list[list[Any]]]:

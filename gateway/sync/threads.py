@@ -223,10 +223,14 @@ class Threader:
                 if key is None:
                     key = keys[name] = ref_key(name)
                 names[key] = None
-        self._refs.update(await self._store.thread_refs(n for n in names if n not in self._refs))
-        threads = [t for t in set(self._refs.values()) if t not in self._subjects]
+        # One read: the keys' threads, and the subjects of the threads found (those of
+        # threads met before in this batch are known already).
+        refs, subjects = await self._store.thread_refs_and_subjects(
+            n for n in names if n not in self._refs
+        )
+        self._refs.update(refs)
         # An empty subject is a subject ("Re:" answering a message without one).
-        self._subjects.update(await self._store.thread_subjects(threads))
+        self._subjects.update({t: d for t, d in subjects.items() if t not in self._subjects})
 
     def assign(self, email_id: str, links: Links) -> str:
         """The thread of a new message (``prepare`` must have seen its links)."""
