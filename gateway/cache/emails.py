@@ -33,7 +33,6 @@ from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers, UnknownN
 from gateway.cache.record_buckets import BUCKET_LUA, RECORDS, bucket_count, shape_fields
 from gateway.cache.thread_table import (
     HEADS_FIELD,
-    READ_LINKS,
     READ_THREADS,
     THREAD_FUNCTIONS,
     THREADS,
@@ -662,7 +661,7 @@ class EmailStore:
 
     async def thread_snapshot(self, ids: Iterable[str]) -> tuple[dict[str, list[str]], str]:
         """Each existing thread's email ids (oldest first, RFC 8621 3) and the Thread state."""
-        parts, modseq, epoch, _ = await self._read_threads(ids)
+        parts, _, modseq, epoch, _ = await self._read_threads(ids)
         state = (
             await self.state.state(THREAD)
             if epoch is None
@@ -672,9 +671,19 @@ class EmailStore:
 
     async def threads(self, thread_ids: Iterable[str]) -> dict[str, ThreadStats]:
         """The records of the given threads; an empty one for a thread not (or no longer) kept."""
+        stats, _ = await self.threads_and_links(thread_ids, ())
+        return stats
+
+    async def threads_and_links(
+        self, thread_ids: Iterable[str], link_ids: Iterable[str]
+    ) -> tuple[dict[str, ThreadStats], dict[str, int]]:
+        """:meth:`threads`, and the email records counted for each of ``link_ids`` that has
+        any (the gateway's own threads' links, gateway.cache.thread_table): what an index
+        write needs, in one script."""
         wanted = list(dict.fromkeys(thread_ids))
+        linked = list(dict.fromkeys(link_ids))
         for attempt in range(1, _NUMBERS_TRIES + 1):
-            parts, _, _, generation = await self._read_threads(wanted)
+            parts, links, _, _, generation = await self._read_threads(wanted, linked)
             decoded = {t: decode_thread(p) for t, p in parts.items()}
             numbers = [n for _, flat, _ in decoded.values() for n in flat[::2]]
             try:
@@ -694,22 +703,26 @@ class EmailStore:
             )
             for t, (unread, flat, members) in decoded.items()
         }
-        return {t: found.get(t) or ThreadStats() for t in wanted}
+        counts = {t: decode_links(v)[0] for t, v in links.items()}
+        return {t: found.get(t) or ThreadStats() for t in wanted}, counts
 
     async def _read_threads(
-        self, ids: Iterable[str]
-    ) -> tuple[dict[str, list[bytes]], Any, Any, Any]:
-        """Each existing thread's head and chunks, with the Thread modseq, the epoch and the
-        mailbox numbers' generation read at the same instant (one script)."""
+        self, ids: Iterable[str], link_ids: Iterable[str] = ()
+    ) -> tuple[dict[str, list[bytes]], dict[str, bytes], Any, Any, Any]:
+        """Each existing thread's head and chunks and each of ``link_ids``'s first links
+        field, with the Thread modseq, the epoch and the mailbox numbers' generation read at
+        the same instant (one script)."""
         wanted = list(dict.fromkeys(ids))
-        found, modseq, epoch, generation = await self.client.register_script(READ_THREADS)(
+        linked = list(dict.fromkeys(link_ids))
+        found, links, modseq, epoch, generation = await self.client.register_script(READ_THREADS)(
             keys=[self.keys.state, self.keys.meta, self.keys.mailbox_numbers],
-            args=[THREAD, self.keys.thread_bucket(""), *wanted],
+            args=[THREAD, self.keys.thread_bucket(""), len(linked), *linked, *wanted],
         )
         parts = {
             t: [octets(v) for v in p] for t, p in zip(wanted, found, strict=True) if p is not None
         }
-        return parts, modseq, epoch, generation
+        values = {t: octets(v) for t, v in zip(linked, links, strict=True) if v is not None}
+        return parts, values, modseq, epoch, generation
 
     async def _mailbox_names(self, numbers: list[int], generation: str | None) -> dict[int, str]:
         """The mailbox ids of ``numbers`` in the table of ``generation``."""
@@ -725,19 +738,6 @@ class EmailStore:
             await self._damaged()
             raise UnknownNumber(self.keys.mailbox_numbers)
         return numbering.by_number
-
-    async def thread_links(self, thread_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
-        """The record count and subject digest of each of the gateway's own threads that
-        has records (gateway.cache.thread_table links)."""
-        wanted = list(dict.fromkeys(thread_ids))
-        if not wanted:
-            return {}
-        values = await self.client.register_script(READ_LINKS)(
-            keys=[self.keys.meta], args=[self.keys.thread_bucket(""), *wanted]
-        )
-        return {
-            t: decode_links(octets(v)) for t, v in zip(wanted, values, strict=True) if v is not None
-        }
 
     async def thread_refs(self, names: Iterable[bytes]) -> dict[bytes, str]:
         """The thread each Message-ID key (gateway.sync.threads.ref_key) points at, if any."""

@@ -21,32 +21,17 @@ write.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from gateway.cache.emails import EmailStore
 from gateway.cache.index_script import OpRecorder
 from gateway.cache.keys import AccountKeys
 from gateway.cache.thread_table import ref_hash, subject_digest
 
 # gateway.sync.threads.ref_key: a 12-octet digest of the Message-ID.
 REF_OCTETS = 12
-
-
-class ThreadLinks:
-    """Reads one account's thread bookkeeping; writes go in an index batch (write_links)."""
-
-    def __init__(self, store: EmailStore) -> None:
-        self.client = store.client
-        self.keys = store.keys
-        self.store = store
-
-    async def members(self, thread_ids: Iterable[str]) -> dict[str, int]:
-        """The records counted for each thread that has any."""
-        links = await self.store.thread_links(thread_ids)
-        return {t: count for t, (count, _) in links.items()}
 
 
 async def ref_shape(client: Redis | RedisCluster, keys: AccountKeys) -> tuple[int, int, int]:

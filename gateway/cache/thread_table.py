@@ -69,13 +69,9 @@ end
 local function thread_bucket(prefix, thread, level, split)
   return bucket_of(prefix, bucket_record_hash(thread), level, split)
 end
--- A thread's head and member chunks (nil without a head): the head's first octet counts
--- them (255: that many or more, then read until one is missing).
-local function thread_parts(bucket, thread)
-  local head = redis.call('HGET', bucket, thread)
-  if not head then
-    return nil
-  end
+-- A thread's head and member chunks: the head's first octet counts them (255: that many
+-- or more, then read until one is missing).
+local function thread_chunks(bucket, thread, head)
   local parts, n = {head}, string.byte(head, 1)
   for k = 1, n do
     parts[k + 1] = redis.call('HGET', bucket, k .. '.' .. thread)
@@ -236,31 +232,43 @@ def decode_links(value: bytes) -> tuple[int, bytes]:
 
 
 # KEYS: the state hash, the meta hash, the mailbox numbers. ARGV: the data type, the bucket
-# prefix, then thread ids. Returns each thread's parts (nil without a head), the type's
-# modseq, the epoch and the numbers' generation, read at one instant.
+# prefix, how many ids whose links are wanted, those ids, then the ids whose heads and chunks
+# are wanted. Returns each thread's parts (nil without a head), each links id's first links
+# field, the type's modseq, the epoch and the numbers' generation, read at one instant. An
+# id wanted both ways is one HMGET.
 READ_THREADS = (
     THREAD_LUA
     + """
 local level, split = bucket_shape(KEYS[2], 'threads')
-local found = {}
-for i = 3, #ARGV do
-  found[i - 2] = thread_parts(thread_bucket(ARGV[2], ARGV[i], level, split), ARGV[i]) or false
+local nlinks = tonumber(ARGV[3])
+local wanted = {}
+for i = 4, 3 + nlinks do
+  wanted[ARGV[i]] = i - 3
 end
-return {found, redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], 'epoch'),
+local found, links = {}, {}
+for i = 1, nlinks do
+  links[i] = false
+end
+for i = 4 + nlinks, #ARGV do
+  local thread = ARGV[i]
+  local bucket = thread_bucket(ARGV[2], thread, level, split)
+  local head
+  local at = wanted[thread]
+  if at then
+    local both = redis.call('HMGET', bucket, thread, 'r.' .. thread)
+    head, links[at] = both[1], both[2]
+    wanted[thread] = nil
+  else
+    head = redis.call('HGET', bucket, thread)
+  end
+  found[i - 3 - nlinks] = head and thread_chunks(bucket, thread, head) or false
+end
+for thread, at in pairs(wanted) do
+  links[at] = redis.call('HGET', thread_bucket(ARGV[2], thread, level, split),
+    'r.' .. thread) or false
+end
+return {found, links, redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], 'epoch'),
   redis.call('HGET', KEYS[3], '*')}
-"""
-)
-# KEYS[1] the meta hash; ARGV[1] the bucket prefix, then thread ids: their first links fields.
-READ_LINKS = (
-    THREAD_LUA
-    + """
-local level, split = bucket_shape(KEYS[1], 'threads')
-local found = {}
-for i = 2, #ARGV do
-  found[i - 1] = redis.call('HGET', thread_bucket(ARGV[1], ARGV[i], level, split),
-    'r.' .. ARGV[i]) or false
-end
-return found
 """
 )
 
