@@ -55,6 +55,19 @@ class UpstreamUrl:
         return f"{self.host}:{self.port} ({self.tls.value})"
 
 
+def master_login_separator(value: str) -> str | None:
+    """GATEWAY_IMAP_MASTER_LOGIN's separator (``separator:<c>``), or None for ``authzid``;
+    ValueError for anything else. One printable character: it joins two names in a LOGIN."""
+    if value == "authzid":
+        return None
+    kind, _, separator = value.partition(":")
+    if kind != "separator" or len(separator) != 1 or not "!" <= separator <= "~":
+        raise ValueError("must be authzid or separator:<one printable character>")
+    if separator in '\\"':
+        raise ValueError("the separator cannot be a quote or a backslash")
+    return separator
+
+
 # GATEWAY_SMTP_AUTH: the user's own credentials, or no AUTH at all.
 SMTP_AUTH_MODES = ("user", "none")
 
@@ -333,6 +346,20 @@ class Settings(BaseSettings):
         description="Push connections one account may hold on one replica; past it a new one "
         "is refused with 429 (limit maxPushConnections)",
     )
+    # Push subscriptions (issue 17, part subs): PushSubscription/get and /set, RFC 8620 7.2.
+    push_subscription_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=48 * 3600,
+        description="Longest lifetime of a PushSubscription: a later or missing expires is set "
+        "to this many seconds from now (RFC 8620 7.2: at least 48 hours, SHOULD be 7 days); "
+        "clients extend it by updating expires",
+    )
+    push_subscriptions_per_account: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="PushSubscriptions one account may hold; creating more is overQuota",
+    )
     ready_cache_seconds: float = Field(
         2.0,
         ge=0,
@@ -444,6 +471,106 @@ class Settings(BaseSettings):
         "listener or push token request after their last use, so that a watcher can log in "
         "for browser (token) listeners of the account",
     )
+    # -- bgwatch (issue 17): watching subscribed accounts without the user's password ------
+    imap_master_user: str | None = Field(
+        None,
+        description="An IMAP master user (Dovecot master passdb) or admin (Cyrus) that may log "
+        "in as any user: with it the gateway watches the mailboxes of users with push "
+        "subscriptions while none of their clients is connected; unset: those users are "
+        "pushed only the changes made through the gateway",
+    )
+    imap_master_password: SecretStr | None = Field(
+        None, description="Password of GATEWAY_IMAP_MASTER_USER"
+    )
+    imap_master_login: str = Field(
+        "authzid",
+        description="How GATEWAY_IMAP_MASTER_USER logs in as a user: authzid (AUTHENTICATE "
+        "PLAIN with the user as authorization identity, RFC 4616: Dovecot master users, Cyrus "
+        "admins) or separator:<c> (LOGIN user<c>master, Dovecot's "
+        "auth_master_user_separator)",
+    )
+    # --- Outbound Web Push (part webpush, issue 17): where pushes may go, and VAPID. ---
+    webpush_allow_http: bool = Field(
+        False,
+        description="Let PushSubscription URLs use plain http (for tests; push services use "
+        "https, and http exposes the push and the VAPID token to the network)",
+    )
+    webpush_allowed_destinations: str = Field(
+        "",
+        description="CIDRs, addresses and host names (separated by commas) that push URLs may "
+        "reach although they are not public, e.g. an internal push relay; every other "
+        "loopback, private, link-local, shared, reserved or multicast destination is refused",
+    )
+    webpush_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="Seconds a push request may take to connect, and again to send and get its "
+        "response; past it the push is retried later",
+    )
+    webpush_vapid_private_key: SecretStr | None = Field(
+        None,
+        description="VAPID private key (RFC 8292) signing every push: a PEM P-256 key or its "
+        "base64url 32-octet private scalar (python -m gateway vapid-keys makes one); its "
+        "public key is the Session's applicationServerKey (RFC 9749). Unset: pushes go without "
+        "VAPID and push services that require it refuse them",
+    )
+    webpush_vapid_subject: str | None = Field(
+        None,
+        description="Contact push services may use about this gateway's pushes (RFC 8292 2.1): "
+        "a mailto: or https: URI; required with GATEWAY_WEBPUSH_VAPID_PRIVATE_KEY",
+    )
+
+    @field_validator("webpush_allowed_destinations")
+    @classmethod
+    def _check_webpush_allowed(cls, value: str) -> str:
+        from gateway.webpush.destinations import parse_allowed
+
+        parse_allowed(value)
+        return value
+
+    @field_validator("webpush_vapid_private_key")
+    @classmethod
+    def _check_vapid_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from gateway.webpush.vapid import load_private_key
+
+            load_private_key(value.get_secret_value())
+        return value
+
+    @field_validator("webpush_vapid_subject")
+    @classmethod
+    def _check_vapid_subject(cls, value: str | None) -> str | None:
+        if value is not None:
+            from gateway.webpush.vapid import check_subject
+
+            check_subject(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_vapid_pair(self) -> Settings:
+        if (self.webpush_vapid_private_key is None) != (self.webpush_vapid_subject is None):
+            raise ValueError(
+                "GATEWAY_WEBPUSH_VAPID_PRIVATE_KEY and GATEWAY_WEBPUSH_VAPID_SUBJECT go together"
+            )
+        return self
+
+    # --- end of part webpush ---
+    # -- push subscriptions' deliveries (part "deliver" of issue 17) --
+    webpush_min_interval_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="Seconds at least between two pushes to one push subscription (RFC 8620 "
+        "7.2); changes meanwhile are coalesced into the next push",
+    )
+    webpush_ttl_seconds: int = Field(
+        86400,
+        ge=0,
+        le=2419200,
+        description="TTL header of pushes (RFC 8030 5.2): seconds a push service keeps a push "
+        "for a device that is offline; a newer StateChange replaces an undelivered one",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")
@@ -546,6 +673,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
         return value
 
+    @field_validator("imap_master_login")
+    @classmethod
+    def _check_imap_master_login(cls, value: str) -> str:
+        master_login_separator(value)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -575,6 +708,10 @@ class Settings(BaseSettings):
         if (self.smtp_service_username is None) != (self.smtp_service_password is None):
             raise ValueError(
                 "GATEWAY_SMTP_SERVICE_USERNAME and GATEWAY_SMTP_SERVICE_PASSWORD go together"
+            )
+        if (self.imap_master_user is None) != (self.imap_master_password is None):
+            raise ValueError(
+                "GATEWAY_IMAP_MASTER_USER and GATEWAY_IMAP_MASTER_PASSWORD go together"
             )
         if self.pool_max_per_user > self.pool_max_total:
             raise ValueError("GATEWAY_POOL_MAX_PER_USER must not exceed GATEWAY_POOL_MAX_TOTAL")
