@@ -1,7 +1,8 @@
 """Commands that change messages: APPEND, UID STORE, UID COPY / MOVE, UID EXPUNGE.
 
 RFC 3501 6.3.11, 6.4.6, 6.4.7 and 6.4.8; RFC 4315 (UIDPLUS) for UID EXPUNGE, RFC 6851 for
-MOVE, RFC 7162 3.1.3 for UNCHANGEDSINCE. Each returns a :class:`Command` for the caller's
+MOVE, RFC 7162 3.1.3 for UNCHANGEDSINCE, and the UID FETCH CHANGEDSINCE that checks what a
+STORE left behind (RFC 7162 3.1.4.1, 3.2.6). Each returns a :class:`Command` for the caller's
 connection to run; nothing here does I/O.
 """
 
@@ -67,3 +68,13 @@ def uid_copy(uids: Uids, destination: str, *, utf8: bool, move: bool = False) ->
     """``UID COPY uids mailbox``, or ``UID MOVE`` (RFC 6851) with ``move``."""
     verb = "MOVE" if move else "COPY"
     return Command("UID", verb, sequence_set(uids), mailbox(destination, utf8=utf8))
+
+
+def uid_changed_since(uids: Uids, modseq: int) -> Command:
+    """``UID FETCH uids (UID) (CHANGEDSINCE n VANISHED)``: every message of ``uids`` whose
+    mod-sequence is above ``n`` (answered with its MODSEQ, RFC 7162 3.1.4.1) and every UID of
+    ``uids`` expunged since (VANISHED (EARLIER), RFC 7162 3.2.6; QRESYNC must be enabled).
+    ``uids`` may be a sequence-set string ending in ``n:*``."""
+    return Command(
+        "UID", "FETCH", sequence_set(uids), "(UID)", f"(CHANGEDSINCE {int(modseq)} VANISHED)"
+    )

@@ -6,6 +6,10 @@ the upstream refuses fails the emails it was about (and copies already made for 
 expunged again, so the refusal leaves them as they were); any other upstream error
 (connection lost, timeout) propagates, and the caller decides from a fresh look at the
 upstream what happened.
+
+A folder whose only work was flags is then checked (gateway.translators.email.store_proof):
+when nothing but the STOREs changed it since the index's mark, the index's mark may move past
+them (``Outcome.proven``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from gateway.imap.responses.codes import parse_copyuid, parse_modified
 from gateway.imap.responses.fetch import fetches_from_raw
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.jmap.errors import SetError
+from gateway.translators.email import store_proof
 from gateway.translators.email.placement import FlagStore, FolderWork, Plan
 from gateway.translators.upstream_refusals import Work, refused
 
@@ -39,6 +44,13 @@ class Outcome:
     retry: set[str] = field(default_factory=set)
     # folder id -> uid -> flags, as the STOREs answered them.
     flags: dict[str, dict[int, list[str]]] = field(default_factory=dict)
+    # folder id -> uid -> the mod-sequence each answer carried (RFC 7162 3.1.3).
+    modseqs: dict[str, dict[int, int]] = field(default_factory=dict)
+    # Folders whose STOREs went otherwise than plainly (refused, MODIFIED, an answer
+    # without MODSEQ, another response among the answers): nothing to prove there.
+    unclean: set[str] = field(default_factory=set)
+    # Folders proven changed by the STOREs alone since their mark (store_proof).
+    proven: set[str] = field(default_factory=set)
     # Whether any command that changes mail was sent (answered or not).
     touched: bool = False
     # Copies made, (folder id, uid) per email: undone if a later step of the email fails.
@@ -79,6 +91,8 @@ async def carry_out(
     for folder_id, work in plan.folders.items():
         if await _open(run, folder_id, work.emails()):
             await _first_pass(run, folder_id, work)
+            if not (work.copy or work.move or work.expunge or work.expunge_after):
+                await _prove(run, folder_id)
     for folder_id, work in plan.folders.items():
         after = {u: e for u, e in work.expunge_after.items() if not outcome.settled(e)}
         if after and await _open(run, folder_id, after.values()):
@@ -119,6 +133,19 @@ async def _first_pass(run: _Run, folder_id: str, work: FolderWork) -> None:
         await _expunge(run, work.expunge)
 
 
+async def _prove(run: _Run, folder_id: str) -> None:
+    """Check, on the folder still selected, that its STOREs were all that changed it since
+    the index's mark (store_proof); only where some answer moved past the mark."""
+    mark = run.marks.get(folder_id)
+    answered = run.outcome.modseqs.get(folder_id)
+    if mark is None or not mark.modseq or not answered or folder_id in run.outcome.unclean:
+        return
+    if max(answered.values()) <= mark.modseq:
+        return
+    if await store_proof.prove(run.conn, mark.modseq, answered):
+        run.outcome.proven.add(folder_id)
+
+
 async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict[int, str]) -> None:
     owners = {u: e for u, e in owners.items() if not run.outcome.settled(e)}
     mark = run.marks.get(folder_id)
@@ -139,6 +166,7 @@ async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict
                     messages.uid_store(chunk, sorted(flags), mode=mode, unchanged_since=guard)
                 )
             except CommandFailed as exc:
+                run.outcome.unclean.add(folder_id)
                 _fail(run.outcome, (owners[u] for u in UidSet.parse(chunk)), _set_error(exc))
                 continue
             _take_flags(run, folder_id, result, owners)
@@ -146,13 +174,22 @@ async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict
 
 def _take_flags(run: _Run, folder_id: str, result: Result, owners: dict[int, str]) -> None:
     answered = run.outcome.flags.setdefault(folder_id, {})
+    modseqs = run.outcome.modseqs.setdefault(folder_id, {})
     # One FETCH answer per message stored (RFC 7162 3.1.3 with CONDSTORE: UID FLAGS MODSEQ),
     # read by the parser's quick path for the common shape.
-    for uid, item in fetches_from_raw(result.raw).items():
+    items = fetches_from_raw(result.raw)
+    if len(items) != len(result.raw) or not store_proof.only_fetch_heads(result.raw):
+        run.outcome.unclean.add(folder_id)
+    for uid, item in items.items():
         if (flags := item.flags) is not None:
             answered[uid] = flags
+        if (modseq := item.modseq) is not None:
+            modseqs[uid] = modseq
+        else:
+            run.outcome.unclean.add(folder_id)
     code = result.tagged.code
     if code is not None and code.name == "MODIFIED":
+        run.outcome.unclean.add(folder_id)
         # Changed by someone else since the index saw it: decide again after a catch-up.
         run.outcome.retry.update(owners[u] for u in parse_modified(code) if u in owners)
 
