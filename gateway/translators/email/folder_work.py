@@ -25,7 +25,6 @@ from gateway.imap import messages
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed
 from gateway.imap.responses.codes import parse_copyuid, parse_modified
-from gateway.imap.responses.fetch import fetches_from_raw
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.jmap.errors import SetError
 from gateway.translators.email import store_proof
@@ -175,15 +174,14 @@ async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict
 def _take_flags(run: _Run, folder_id: str, result: Result, owners: dict[int, str]) -> None:
     answered = run.outcome.flags.setdefault(folder_id, {})
     modseqs = run.outcome.modseqs.setdefault(folder_id, {})
-    # One FETCH answer per message stored (RFC 7162 3.1.3 with CONDSTORE: UID FLAGS MODSEQ),
-    # read by the parser's quick path for the common shape.
-    items = fetches_from_raw(result.raw)
-    if len(items) != len(result.raw) or not store_proof.only_fetch_heads(result.raw):
+    # One FETCH answer per message stored (RFC 7162 3.1.3 with CONDSTORE: UID FLAGS MODSEQ).
+    items, clean = messages.store_answers(result.raw)
+    if not clean:
         run.outcome.unclean.add(folder_id)
-    for uid, item in items.items():
-        if (flags := item.flags) is not None:
+    for uid, (flags, modseq) in items.items():
+        if flags is not None:
             answered[uid] = flags
-        if (modseq := item.modseq) is not None:
+        if modseq is not None:
             modseqs[uid] = modseq
         else:
             run.outcome.unclean.add(folder_id)

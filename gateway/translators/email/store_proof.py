@@ -67,6 +67,8 @@ from gateway.imap.sequence import MAX_NUMBER, UidSet, split_uid_set
 # Commands one check may take (fragmented sets need several, RFC 7162 4's line length);
 # past it the folder is left to the next catch-up.
 MAX_CHECKS = 8
+# A check's UID set, leaving room for ``,n:*`` within RFC 7162 4's ~8,000 octets.
+CHECK_OCTETS = 7_960
 SEEN = "\\Seen"
 _FETCH = re.compile(rb"\* [0-9]+ FETCH \(")
 
@@ -95,14 +97,15 @@ def check_commands(answered: Mapping[int, int], mark_modseq: int) -> list[Comman
         if first > low:
             gaps.append((low, first - 1))
         low = last + 1
-    commands = [
-        messages.uid_changed_since(chunk, mark_modseq)
-        for chunk in split_uid_set(UidSet.from_ranges(gaps))
-    ]
+    # The UIDs above the answered ones go with the last chunk of those below (``n:*``).
+    others = split_uid_set(UidSet.from_ranges(gaps), CHECK_OCTETS)
     if low <= MAX_NUMBER:
-        commands.append(messages.uid_changed_since(f"{low}:*", mark_modseq))
+        others[-1:] = [",".join([*others[-1:], f"{low}:*"])]
+    commands = [messages.uid_changed_since(chunk, mark_modseq) for chunk in others]
     least = min(answered.values())
-    commands += [messages.uid_changed_since(chunk, least) for chunk in split_uid_set(stored)]
+    commands += [
+        messages.uid_changed_since(chunk, least) for chunk in split_uid_set(stored, CHECK_OCTETS)
+    ]
     return commands if len(commands) <= MAX_CHECKS else None
 
 
