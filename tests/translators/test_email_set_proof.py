@@ -211,3 +211,25 @@ async def test_a_change_between_two_of_the_calls_stores_shows(rig: Rig) -> None:
     assert await keywords(rig.reader, [ids["a"], ids["c"]]) == {
         ids[k]: v for k, v in expected.items()
     }
+
+
+async def test_a_folder_with_messages_expunged_before_the_mark_is_proven(
+    rig: Rig, logged: pytest.LogCaptureFixture
+) -> None:
+    """UIDs expunged before the index's mark are no change since it: the checks' VANISHED
+    (EARLIER) leaves them out, and the proof holds in a folder with gaps."""
+    ids = await seeded(rig, "a", "b", "c")
+    uid = rig.mail.uids("INBOX", "b")[0]
+    ok(rig.mail.imap.select("INBOX"))
+    ok(rig.mail.imap.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)"))
+    ok(rig.mail.imap.expunge())
+    assert ids["b"] not in await keywords(rig.reader, [ids["b"]])
+    result = await rig.writer.call("Email/set", update={ids["c"]: {"keywords/$seen": True}})
+    assert result["updated"] == {ids["c"]: None}, result
+    upstream_commands(logged)
+
+    result = await rig.writer.call("Email/set", update={ids["c"]: {"keywords/$seen": None}})
+
+    assert result["updated"] == {ids["c"]: None}, result
+    assert visits(upstream_commands(logged)) == []
+    assert rig.mail.folder("INBOX") == {"a": [set()], "c": [set()]}
