@@ -275,8 +275,8 @@ async def _follow(
     was carries that message's mod-sequence, which may be another client's), so the
     folder's mark moves past them only where the upstream confirmed, after the STOREs, that
     nothing else changed (``outcome.proven``, gateway.translators.email.store_proof); the
-    mark is written after the flags, so an interruption between leaves it behind, which
-    only costs a visit."""
+    mark is written with the last page of flags, so an interruption before leaves it
+    behind, which only costs a visit."""
     if plan.moves_mail and outcome.touched:
         await env.catch_up(fresh=True)
         return True
@@ -285,23 +285,20 @@ async def _follow(
     async with store.lease() as held:
         now = await store.marks()
         writer = IndexWriter(store, held)
-        moved = False
         for folder_id, flags in outcome.flags.items():
             mark = marks.get(folder_id)
             if mark is None or now.get(folder_id) != mark:
                 continue
+            moved = None
+            if folder_id in outcome.proven:
+                modseq = max(outcome.modseqs[folder_id].values())
+                moved = moved_mark(mark, modseq, _indexed(records, folder_id), flags)
             answered = list(flags.items())
             for start in range(0, len(answered), FLAG_PAGE):
-                await writer.set_flags(folder_id, dict(answered[start : start + FLAG_PAGE]))
-            if folder_id in outcome.proven:
-                modseqs = outcome.modseqs[folder_id]
-                writer.mark(
-                    folder_id,
-                    moved_mark(mark, max(modseqs.values()), _indexed(records, folder_id), flags),
-                )
-                moved = True
-        if moved:
-            await writer.finish()
+                last = start + FLAG_PAGE >= len(answered)
+                page = dict(answered[start : start + FLAG_PAGE])
+                # The mark goes with the last page: written with the flags, never before.
+                await writer.set_flags(folder_id, page, moved if last else None)
     return False
 
 
