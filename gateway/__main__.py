@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="serve JMAP over HTTP (the default)")
     commands.add_parser("config-table", help="print the settings as a Markdown table")
+    commands.add_parser(
+        "vapid-keys",
+        help="print a new VAPID private key (for GATEWAY_WEBPUSH_VAPID_PRIVATE_KEY) and its "
+        "public key",
+    )
     for target in (parser, serve):
         for name, field in Settings.model_fields.items():
             # argparse %-formats help texts: a literal % (GATEWAY_USERNAME_FORMAT's) is %%.
@@ -60,6 +65,20 @@ def config_table() -> str:
     return "\n".join(rows)
 
 
+def vapid_keys() -> str:
+    """A new VAPID key pair, so operators need no openssl: the private key as the setting
+    takes it, the public key as push services and clients see it (applicationServerKey)."""
+    from gateway.webpush.vapid import load_private_key, new_private_key, public_key_b64url
+
+    private = new_private_key()
+    return "\n".join(
+        [
+            f"GATEWAY_WEBPUSH_VAPID_PRIVATE_KEY={private}",
+            f"# public key (applicationServerKey): {public_key_b64url(load_private_key(private))}",
+        ]
+    )
+
+
 def _show_default(value: Any) -> str:
     return (
         "unset"
@@ -73,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     command = args.pop("command", None) or "serve"
     if command == "config-table":
         print(config_table())
+        return 0
+    if command == "vapid-keys":
+        print(vapid_keys())
         return 0
     try:
         settings = load_settings(**args)

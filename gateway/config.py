@@ -333,6 +333,20 @@ class Settings(BaseSettings):
         description="Push connections one account may hold on one replica; past it a new one "
         "is refused with 429 (limit maxPushConnections)",
     )
+    # Push subscriptions (issue 17, part subs): PushSubscription/get and /set, RFC 8620 7.2.
+    push_subscription_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=48 * 3600,
+        description="Longest lifetime of a PushSubscription: a later or missing expires is set "
+        "to this many seconds from now (RFC 8620 7.2: at least 48 hours, SHOULD be 7 days); "
+        "clients extend it by updating expires",
+    )
+    push_subscriptions_per_account: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="PushSubscriptions one account may hold; creating more is overQuota",
+    )
     ready_cache_seconds: float = Field(
         2.0,
         ge=0,
@@ -444,6 +458,73 @@ class Settings(BaseSettings):
         "listener or push token request after their last use, so that a watcher can log in "
         "for browser (token) listeners of the account",
     )
+    # --- Outbound Web Push (part webpush, issue 17): where pushes may go, and VAPID. ---
+    webpush_allow_http: bool = Field(
+        False,
+        description="Let PushSubscription URLs use plain http (for tests; push services use "
+        "https, and http exposes the push and the VAPID token to the network)",
+    )
+    webpush_allowed_destinations: str = Field(
+        "",
+        description="CIDRs, addresses and host names (separated by commas) that push URLs may "
+        "reach although they are not public, e.g. an internal push relay; every other "
+        "loopback, private, link-local, shared, reserved or multicast destination is refused",
+    )
+    webpush_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="Seconds a push request may take to connect, and again to send and get its "
+        "response; past it the push is retried later",
+    )
+    webpush_vapid_private_key: SecretStr | None = Field(
+        None,
+        description="VAPID private key (RFC 8292) signing every push: a PEM P-256 key or its "
+        "base64url 32-octet private scalar (python -m gateway vapid-keys makes one); its "
+        "public key is the Session's applicationServerKey (RFC 9749). Unset: pushes go without "
+        "VAPID and push services that require it refuse them",
+    )
+    webpush_vapid_subject: str | None = Field(
+        None,
+        description="Contact push services may use about this gateway's pushes (RFC 8292 2.1): "
+        "a mailto: or https: URI; required with GATEWAY_WEBPUSH_VAPID_PRIVATE_KEY",
+    )
+
+    @field_validator("webpush_allowed_destinations")
+    @classmethod
+    def _check_webpush_allowed(cls, value: str) -> str:
+        from gateway.webpush.destinations import parse_allowed
+
+        parse_allowed(value)
+        return value
+
+    @field_validator("webpush_vapid_private_key")
+    @classmethod
+    def _check_vapid_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from gateway.webpush.vapid import load_private_key
+
+            load_private_key(value.get_secret_value())
+        return value
+
+    @field_validator("webpush_vapid_subject")
+    @classmethod
+    def _check_vapid_subject(cls, value: str | None) -> str | None:
+        if value is not None:
+            from gateway.webpush.vapid import check_subject
+
+            check_subject(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_vapid_pair(self) -> Settings:
+        if (self.webpush_vapid_private_key is None) != (self.webpush_vapid_subject is None):
+            raise ValueError(
+                "GATEWAY_WEBPUSH_VAPID_PRIVATE_KEY and GATEWAY_WEBPUSH_VAPID_SUBJECT go together"
+            )
+        return self
+
+    # --- end of part webpush ---
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")

@@ -39,7 +39,15 @@ from gateway.smtp.connection import Authorization
 from gateway.smtp.extensions import Extensions
 from gateway.smtp.sender import SmtpSender
 from gateway.sync.catch_up import CatchUp
-from gateway.translators import core, email, identity, mailbox, submission, websocket
+from gateway.translators import (
+    core,
+    email,
+    identity,
+    mailbox,
+    push_subscription,
+    submission,
+    websocket,
+)
 from gateway.translators.core import core_limits
 from gateway.translators.email.blob_ids import message_blob_id
 from gateway.translators.spec import Spec
@@ -70,6 +78,7 @@ SPECS: tuple[Spec, ...] = (
     submission.SPEC,
     identity.SPEC,
     websocket.SPEC,
+    *push_subscription.SPECS,
 )
 
 

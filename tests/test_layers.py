@@ -88,6 +88,14 @@ RULES: dict[str, Rule] = {
         _WEB | {"redis", "msgpack"},
         attributes=_STORE_INSIDES,
     ),
+    # Outbound Web Push: URLs, encryption, VAPID and the HTTP client; no JMAP, no upstream,
+    # no Redis (the delivery worker in push/ joins them).
+    "webpush": Rule(
+        _SURFACE
+        | {"jmap", "imap", "smtp", "cache", "sync", "translators", "auth", "upstream", "mime"}
+        | {"push"},
+        _WEB | {"redis", "msgpack"},
+    ),
 }
 
 

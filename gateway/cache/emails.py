@@ -26,9 +26,9 @@ from redis.typing import EncodableT
 from gateway.cache.changes import AccountState, format_state
 from gateway.cache.chunked_set import Slice, Unsettled, read_window, sort_members
 from gateway.cache.codec import octets, pack, text, unpack
-from gateway.cache.index_script import REF_HASHING, OpRecorder
+from gateway.cache.index_script import REF_HASHING
 from gateway.cache.keys import INDEX_FORMAT_FIELD, AccountKeys
-from gateway.cache.locks import IndexWork, Lease, LeaseLost, index_lease
+from gateway.cache.locks import IndexWork, Lease, index_lease
 from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers, UnknownNumber
 from gateway.cache.record_buckets import BUCKET_LUA, RECORDS, bucket_count, shape_fields
 
@@ -44,9 +44,6 @@ _DELETED_LENGTH = len(_DELETED)
 # Redis keeps a hash of at most 128 short fields as a listpack, about a third of the memory
 # of one large hash (bench.index_memory). No directory is needed to find a uid's hash.
 UID_BUCKET = 128
-# Records per index script run when the by-date sets are built from them (fill_dated): a
-# script holds Redis while it runs, so it stays short.
-FILL_PAGE = 2_000
 _SESSION_FLAGS = frozenset({"\\recent"})
 
 
@@ -522,25 +519,6 @@ class EmailStore:
             if r.visible and (mailbox_id is None or mailbox_id in r.mailbox_ids)
         ]
         return [i for i, _ in sort_members(members)], state
-
-    async def fill_dated(self, held: Lease | None = None) -> None:
-        """Build the by-date sets from the records (the index writer keeps them after), a
-        page of FILL_PAGE records per index script run, each fenced by ``held`` (the
-        account's lease: :class:`LeaseLost`, that page not written, if it changed hands)."""
-        ids = await self.all_ids()
-        lease = None if held is None else (held.key, held.token)
-        for start in range(0, len(ids), FILL_PAGE):
-            records = await self.records(ids[start : start + FILL_PAGE])
-            members: dict[str | None, dict[str, int]] = {}
-            for record in records.values():
-                if record.visible:
-                    for mailbox_id in [None, *record.mailbox_ids]:
-                        members.setdefault(mailbox_id, {})[record.id] = record.received_at
-            recorder = OpRecorder(self.keys)
-            for mailbox_id, dated in members.items():
-                recorder.chunk_add(self.keys.dated(mailbox_id), dated)
-            if len(recorder) and await recorder.run(self.client, lease) is None:
-                raise LeaseLost(self.keys.meta if held is None else held.key)
 
     async def count(self) -> int:
         """Emails in the index, visible or not: cheap, for limits."""

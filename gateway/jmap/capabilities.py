@@ -14,6 +14,8 @@ MAIL = "urn:ietf:params:jmap:mail"
 SUBMISSION = "urn:ietf:params:jmap:submission"
 VACATION = "urn:ietf:params:jmap:vacationresponse"
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
+# RFC 9749: the VAPID public key push subscriptions are signed with.
+WEBPUSH_VAPID = "urn:ietf:params:jmap:webpush-vapid"
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,6 @@ from gateway.sync.threads import THREAD_FIELDS, Links, Threader, digest_id, thre
 log = logging.getLogger(__name__)
 
 STRATEGY_FIELD = "email-ids"
-DATED_FIELD = "dated-index"
 MAILBOX_STRATEGY_FIELD = "mailbox-ids"
 LINKS_FIELD = "thread-links"
 # New messages fetched per UID FETCH: bounds memory and the size of one index transaction.
@@ -99,19 +98,10 @@ async def sync_emails(
 ) -> None:
     """Bring the email index in step with the folders the mailbox index lists; ``reports``
     looks at the new messages of each folder for delivery reports."""
-    dated = await store.meta(DATED_FIELD) is not None
     indexed = await store.indexed()
-    if (
-        indexed
-        and dated
-        and _stale(_folders(await mailboxes.load()), await store.marks()) == ([], [])
-    ):
+    if indexed and _stale(_folders(await mailboxes.load()), await store.marks()) == ([], []):
         return
     async with store.lease() as held:
-        if await store.meta(DATED_FIELD) is None:
-            # An index made before the by-date sets existed gets them once.
-            await store.fill_dated(held)
-            await store.set_meta(DATED_FIELD, "1")
         # Again under the lease, folders too: another process may have caught up meanwhile,
         # or listed folders this one has not seen (which must not look deleted).
         folders = _folders(await mailboxes.load())

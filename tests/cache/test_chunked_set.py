@@ -19,7 +19,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.cache import chunked_set
-from gateway.cache import emails as emails_module
 from gateway.cache.chunked_set import (
     CHUNK_FILL,
     CHUNK_MAX,
@@ -371,27 +370,6 @@ async def apply_on(
     recorder = OpRecorder(keys)
     recorder.chunk_add(name, members)
     assert await recorder.run(client, None) == []
-
-
-async def test_the_by_date_sets_are_filled_in_pages_under_the_lease(
-    single: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    account = "a" + secrets.token_hex(4)
-    emails = EmailStore(single.client, account)
-    copies = [NewCopy(u, f"e{u:04}", [], 1_700_000_000 + u, 10, "t1") for u in range(1, 501)]
-    await IndexWriter(emails).add_copies("m1", copies)
-    names = [emails.keys.dated("m1"), emails.keys.dated()]
-    before = [await raw_members(single, name) for name in names]
-    await single.client.delete(*await chunked_keys(single.client, names))
-    monkeypatch.setattr(emails_module, "FILL_PAGE", 200)
-    async with emails.lease() as held:
-        await single.client.config_resetstat()
-        await emails.fill_dated(held)
-        calls = await command_calls(single.client)
-    # 500 records in pages of 200: per page one script reading its records and one writing
-    # its members, not one script for the whole account.
-    assert calls["evalsha"] == 6
-    assert [await raw_members(single, name) for name in names] == before
 
 
 async def test_a_whole_set_that_keeps_changing_is_answered_from_the_records(

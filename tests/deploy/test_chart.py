@@ -9,6 +9,7 @@ schemas as bundled by kubernetes-validate, checked strictly (an unknown field is
 from __future__ import annotations
 
 import base64
+import ipaddress
 import math
 import re
 import types
@@ -22,6 +23,7 @@ import kubernetes_validate
 import pytest
 
 from gateway.config import Settings, env_name, load_settings
+from gateway.webpush.destinations import refusal
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "jmap-gateway"
@@ -41,6 +43,7 @@ SECRET_SETTINGS = {
     "secret": "the account-id key: secrets.gatewaySecret or existingSecret, in a Secret",
     "redis_sentinel_password": "secrets.redisSentinelPassword or existingSecret, in a Secret",
     "smtp_service_password": "secrets.smtpServicePassword or existingSecret, in a Secret",
+    "webpush_vapid_private_key": "secrets.webpushVapidPrivateKey or existingSecret, in a Secret",
 }
 # Keys the schema knows but values.yaml leaves out: the operator must choose them.
 NO_DEFAULT = {"imapUrl", "publicUrl"}
@@ -81,6 +84,8 @@ OPTIONS = merged(
             "trustedProxies": "10.0.0.0/8, 192.0.2.1",
             "forwardedHeader": "Forwarded",
             "loginFailuresPerAddress": 0,
+            "webpushAllowedDestinations": "10.8.0.0/16, relay.internal",
+            "webpushVapidSubject": "mailto:ops@example.com",
         },
         "image": {"digest": "sha256:" + "ab" * 32},
         "upstreamCa": {"secret": "internal-ca"},
@@ -103,6 +108,7 @@ OPTIONS = merged(
             "redisUrl": "redis+sentinel://:data-pw@sentinel-0:26379,sentinel-1:26379/mymaster/0",
             "redisSentinelPassword": "sentinel-pw",
             "smtpServicePassword": "submit-pw",
+            "webpushVapidPrivateKey": "bnAh9C8UbR5TJwgjAFgUWHwtWTUW4m1byhmPvIqXyVQ",
         },
     },
 )
@@ -432,6 +438,10 @@ def test_gateway_accepts_the_rendered_settings(
     if service_password:
         assert settings.smtp_service_password is not None
         assert settings.smtp_service_password.get_secret_value() == service_password
+    vapid_key = values_of(name)["secrets"].get("webpushVapidPrivateKey")
+    if vapid_key:
+        assert settings.webpush_vapid_private_key is not None
+        assert settings.webpush_vapid_private_key.get_secret_value() == vapid_key
 
 
 def test_chart_settings_follow_the_gateway(chart: helm.Chart) -> None:
@@ -492,3 +502,23 @@ def test_each_worker_metrics_port_is_exposed_and_scraped(chart: helm.Chart) -> N
         if manifest["kind"] != "ServiceMonitor":
             for version in kube_versions(chart):
                 kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_network_policy_lets_web_push_reach_public_addresses_only(chart: helm.Chart) -> None:
+    """Web Push needs 443 out to the internet; the rule excepts what the gateway refuses
+    itself (gateway/webpush/destinations.py), and an empty webPushPorts drops it."""
+
+    def web_push_rules(values: dict[str, Any]) -> list[dict[str, Any]]:
+        egress = one(render(chart, values), "NetworkPolicy")["spec"]["egress"]
+        return [rule for rule in egress if [p["port"] for p in rule["ports"]] == [443]]
+
+    [rule] = web_push_rules(values_of("options"))
+    blocks = [peer["ipBlock"] for peer in rule["to"]]
+    assert [block["cidr"] for block in blocks] == ["0.0.0.0/0", "::/0"]
+    for block in blocks:
+        for excepted in block["except"]:
+            network = ipaddress.ip_network(excepted)
+            assert refusal(network[0]) is not None and refusal(network[-1]) is not None
+    assert "169.254.0.0/16" in blocks[0]["except"]
+    off = merged(values_of("options"), {"networkPolicy": {"egress": {"webPushPorts": []}}})
+    assert web_push_rules(off) == []

@@ -9,7 +9,6 @@ import pytest
 
 import gateway.sync.emails as email_sync
 from gateway.cache.changes import CannotCalculateChanges
-from gateway.cache.chunked_set import chunk_key, chunked_keys, directory
 from gateway.cache.emails import EMAIL, EmailRecord, EmailStore, FolderMark, encode_mark
 from gateway.cache.mailboxes import MailboxStore
 from gateway.cache.store import Store
@@ -155,29 +154,3 @@ async def test_writes_commit_only_while_the_sync_lease_is_held(store: Store) -> 
         with pytest.raises(LeaseLost):
             await writer.add_copies("m1", [NewCopy(2, "e2", [], 0, 10, "t2")])
         assert await emails.records(["e2"]) == {}
-
-
-async def test_an_index_without_by_date_sets_gets_them_once(dovecot: Dovecot, store: Store) -> None:
-    user = dovecot.fresh_user()
-    with Witness(dovecot, user) as witness:
-        for subject in ("one", "two", "three"):
-            witness.append("INBOX", subject)
-    conn = await logged_in(dovecot, user)
-    await conn.enable("QRESYNC")
-    account = "a" + secrets.token_hex(4)
-    records = await synced(store, conn, account)
-    emails = EmailStore(store.client, account)
-    # As an index written before the sets existed: no sets, no meta field.
-    await store.client.delete(*await chunked_keys(store.client, [emails.keys.dated()]))
-    await store.client.hdel(emails.keys.meta, email_sync.DATED_FIELD)
-    await synced(store, conn, account)
-    chunks = await store.client.zrange(directory(emails.keys.dated()), 0, -1)
-    dated = [
-        member
-        for entry in chunks
-        for member in await store.client.zrange(
-            chunk_key(emails.keys.dated(), entry.decode().rpartition("\0")[2]), 0, -1
-        )
-    ]
-    assert sorted(i.decode() for i in dated) == sorted(records)
-    await conn.logout()

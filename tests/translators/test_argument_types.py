@@ -14,6 +14,7 @@ import pytest
 from tests.jmapclient import Jmap
 from tests.servers import Dovecot
 from tests.translators.mailstate import Mail
+from tests.translators.push_subscriptions import PUSH_URL, User, push_gateway, push_settings
 from tests.translators.submissions import (
     Sender,
     redis_client,
@@ -245,6 +246,27 @@ def submission_calls() -> dict[str, dict[str, Any]]:
     }
 
 
+def push_subscription_calls() -> dict[str, dict[str, Any]]:
+    """The same for PushSubscription (RFC 8620 7.2), which takes no accountId."""
+    return {
+        "PushSubscription/get": {"ids": ["P1"], "properties": ["expires", "types"]},
+        "PushSubscription/set": {
+            "create": {
+                "p": {
+                    "deviceClientId": "d",
+                    "url": PUSH_URL,
+                    "keys": {"p256dh": "BA", "auth": "AA"},
+                    "verificationCode": None,
+                    "expires": "2030-01-01T00:00:00Z",
+                    "types": ["Email"],
+                }
+            },
+            "update": {"P1": {"verificationCode": "c", "expires": None, "types": None}},
+            "destroy": ["P1"],
+        },
+    }
+
+
 Request = Callable[..., Awaitable[list[list[Any]]]]
 
 
@@ -290,6 +312,14 @@ async def test_no_wrong_type_is_a_server_failure_in_submission(sender: Sender) -
     assert await server_failures(sender.request, submission_calls()) == []
 
 
+async def test_no_wrong_type_is_a_server_failure_in_push_subscriptions(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    async with push_gateway(push_settings(dovecot, redis_url)) as http:
+        user = await User(http, dovecot).start()
+        assert await server_failures(user.request, push_subscription_calls()) == []
+
+
 @pytest.mark.parametrize("method", ["Email/query", "Email/queryChanges"])
 @pytest.mark.parametrize("value", ["yes", 1, None, [], {}])
 async def test_collapse_threads_of_a_wrong_type_is_invalid_arguments(
@@ -318,6 +348,6 @@ def test_every_method_is_exercised() -> None:
     from gateway.services import method_registry
 
     registry = method_registry()
-    exercised = {**calls("e", "i", "b"), **submission_calls()}
+    exercised = {**calls("e", "i", "b"), **submission_calls(), **push_subscription_calls()}
     assert all(registry.get(name) for name in exercised)
     assert len(registry._methods) - 1 == len(exercised)  # all but Core/echo
