@@ -9,7 +9,7 @@ only makes them grow (each STORE command gets its own, possibly shared by all th
 it changed; Cyrus counts per user, across folders), never makes them consecutive.
 
 So the upstream is asked, on the same selection, right after the STOREs and in one round
-trip (:func:`check_commands`), with ``M`` the folder mark's mod-sequence (the index holds
+trip (:func:`checks`), with ``M`` the folder mark's mod-sequence (the index holds
 every change of the folder up to ``M``: the QRESYNC baseline of its last visit):
 
 1. ``UID FETCH <every UID but the answered ones> (UID) (CHANGEDSINCE M VANISHED)``: every
@@ -58,7 +58,6 @@ from dataclasses import replace
 
 from gateway.cache.emails import FolderMark
 from gateway.imap import messages
-from gateway.imap.commands import Command
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed
 from gateway.imap.responses.fetch import fetches_from_raw
@@ -85,9 +84,10 @@ def only_fetches(raws: Sequence[bytes]) -> bool:
     return only_fetch_heads(raws) and len(fetches_from_raw(raws)) == len(raws)
 
 
-def check_commands(answered: Mapping[int, int], mark_modseq: int) -> list[Command] | None:
-    """The checks of the module's argument, or None when they would take too many commands
-    (or nothing was answered: nothing to prove)."""
+def checks(answered: Mapping[int, int], mark_modseq: int) -> list[tuple[str, int]] | None:
+    """The checks of the module's argument as (UIDs, CHANGEDSINCE) pairs, one command each
+    (messages.uid_changed_since), or None when they would take too many commands (or
+    nothing was answered: nothing to prove)."""
     if not answered:
         return None
     stored = UidSet.of(answered)
@@ -101,12 +101,10 @@ def check_commands(answered: Mapping[int, int], mark_modseq: int) -> list[Comman
     others = split_uid_set(UidSet.from_ranges(gaps), CHECK_OCTETS)
     if low <= MAX_NUMBER:
         others[-1:] = [",".join([*others[-1:], f"{low}:*"])]
-    commands = [messages.uid_changed_since(chunk, mark_modseq) for chunk in others]
+    found = [(chunk, mark_modseq) for chunk in others]
     least = min(answered.values())
-    commands += [
-        messages.uid_changed_since(chunk, least) for chunk in split_uid_set(stored, CHECK_OCTETS)
-    ]
-    return commands if len(commands) <= MAX_CHECKS else None
+    found += [(chunk, least) for chunk in split_uid_set(stored, CHECK_OCTETS)]
+    return found if len(found) <= MAX_CHECKS else None
 
 
 def proven(results: Iterable[Result], answered: Mapping[int, int]) -> bool:
@@ -126,9 +124,10 @@ async def prove(conn: ImapConnection, mark_modseq: int, answered: Mapping[int, i
     A refused check is no proof."""
     if "QRESYNC" not in conn.enabled:
         return False
-    commands = check_commands(answered, mark_modseq)
-    if commands is None:
+    pairs = checks(answered, mark_modseq)
+    if pairs is None:
         return False
+    commands = [messages.uid_changed_since(uids, since) for uids, since in pairs]
     try:
         results = await conn.execute_pipelined(*commands)
     except CommandFailed:
