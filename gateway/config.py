@@ -55,6 +55,19 @@ class UpstreamUrl:
         return f"{self.host}:{self.port} ({self.tls.value})"
 
 
+def master_login_separator(value: str) -> str | None:
+    """GATEWAY_IMAP_MASTER_LOGIN's separator (``separator:<c>``), or None for ``authzid``;
+    ValueError for anything else. One printable character: it joins two names in a LOGIN."""
+    if value == "authzid":
+        return None
+    kind, _, separator = value.partition(":")
+    if kind != "separator" or len(separator) != 1 or not "!" <= separator <= "~":
+        raise ValueError("must be authzid or separator:<one printable character>")
+    if separator in '\\"':
+        raise ValueError("the separator cannot be a quote or a backslash")
+    return separator
+
+
 # GATEWAY_SMTP_AUTH: the user's own credentials, or no AUTH at all.
 SMTP_AUTH_MODES = ("user", "none")
 
@@ -458,6 +471,24 @@ class Settings(BaseSettings):
         "listener or push token request after their last use, so that a watcher can log in "
         "for browser (token) listeners of the account",
     )
+    # -- bgwatch (issue 17): watching subscribed accounts without the user's password ------
+    imap_master_user: str | None = Field(
+        None,
+        description="An IMAP master user (Dovecot master passdb) or admin (Cyrus) that may log "
+        "in as any user: with it the gateway watches the mailboxes of users with push "
+        "subscriptions while none of their clients is connected; unset: those users are "
+        "pushed only the changes made through the gateway",
+    )
+    imap_master_password: SecretStr | None = Field(
+        None, description="Password of GATEWAY_IMAP_MASTER_USER"
+    )
+    imap_master_login: str = Field(
+        "authzid",
+        description="How GATEWAY_IMAP_MASTER_USER logs in as a user: authzid (AUTHENTICATE "
+        "PLAIN with the user as authorization identity, RFC 4616: Dovecot master users, Cyrus "
+        "admins) or separator:<c> (LOGIN user<c>master, Dovecot's "
+        "auth_master_user_separator)",
+    )
     # --- Outbound Web Push (part webpush, issue 17): where pushes may go, and VAPID. ---
     webpush_allow_http: bool = Field(
         False,
@@ -525,6 +556,21 @@ class Settings(BaseSettings):
         return self
 
     # --- end of part webpush ---
+    # -- push subscriptions' deliveries (part "deliver" of issue 17) --
+    webpush_min_interval_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="Seconds at least between two pushes to one push subscription (RFC 8620 "
+        "7.2); changes meanwhile are coalesced into the next push",
+    )
+    webpush_ttl_seconds: int = Field(
+        86400,
+        ge=0,
+        le=2419200,
+        description="TTL header of pushes (RFC 8030 5.2): seconds a push service keeps a push "
+        "for a device that is offline; a newer StateChange replaces an undelivered one",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error")
 
     @field_validator("imap_url")
@@ -627,6 +673,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
         return value
 
+    @field_validator("imap_master_login")
+    @classmethod
+    def _check_imap_master_login(cls, value: str) -> str:
+        master_login_separator(value)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -656,6 +708,10 @@ class Settings(BaseSettings):
         if (self.smtp_service_username is None) != (self.smtp_service_password is None):
             raise ValueError(
                 "GATEWAY_SMTP_SERVICE_USERNAME and GATEWAY_SMTP_SERVICE_PASSWORD go together"
+            )
+        if (self.imap_master_user is None) != (self.imap_master_password is None):
+            raise ValueError(
+                "GATEWAY_IMAP_MASTER_USER and GATEWAY_IMAP_MASTER_PASSWORD go together"
             )
         if self.pool_max_per_user > self.pool_max_total:
             raise ValueError("GATEWAY_POOL_MAX_PER_USER must not exceed GATEWAY_POOL_MAX_TOTAL")

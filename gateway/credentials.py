@@ -31,14 +31,35 @@ class Origin:
 
 
 @dataclass(frozen=True)
+class ActingFor:
+    """Whom a master user's (or admin's) password logs in as: the user, who is absent (a
+    background watcher of their push subscriptions).
+
+    ``separator`` empty: SASL PLAIN with the user as authorization identity (RFC 4616; Dovecot
+    master users, Cyrus admins); otherwise ``LOGIN user<separator>master`` (Dovecot's
+    ``auth_master_user_separator``), for servers set up that way.
+    """
+
+    user: str
+    separator: str = ""
+
+
+@dataclass(frozen=True)
 class Credentials:
     """A user's upstream credentials and the origin of the request that brought them.
 
     ``username`` may be empty for a bearer token that names no user; ``secret`` is the
-    password or the token.
+    password or the token. With ``acting_for``, ``username`` and ``secret`` are a master
+    user's, who logs in as ``acting_for.user``.
     """
 
     username: str
     secret: str = field(repr=False)
     mechanism: Mechanism = Mechanism.PASSWORD
     origin: Origin | None = None
+    acting_for: ActingFor | None = None
+
+    @property
+    def user(self) -> str:
+        """The user the login is for: the one acted for, else the one logging in."""
+        return self.acting_for.user if self.acting_for is not None else self.username

@@ -171,6 +171,23 @@ class Metrics:
             "a replica that died or let go",
             registry=r,
         )
+        self.webpush_deliveries = Counter(
+            f"{PREFIX}_webpush_deliveries",
+            "Pushes to push subscriptions (RFC 8620 7.2) this replica took from the due queue, "
+            'by what came of them: "delivered" (2xx), "retry" (429, 5xx or unreachable: tried '
+            'again later), "gave_up" (dropped after the last attempt), "gone" (404/410 or the '
+            'subscription vanished: destroyed), "expired", "rejected" (another status: dropped), '
+            '"refused" (the URL\'s host resolved to a refused address), "nothing" (nothing '
+            "that may be sent)",
+            ["outcome"],
+            registry=r,
+        )
+        self.webpush_enqueue_failures = Counter(
+            f"{PREFIX}_webpush_enqueue_failures",
+            "Committed state changes not queued for push subscriptions (Redis refused, or the "
+            "outbox overflowed): subscriptions hear of them with the account's next change",
+            registry=r,
+        )
         self.redis_duration = Histogram(
             f"{PREFIX}_redis_command_duration_seconds",
             'Redis round trips by command ("MULTI", "PIPELINE": one transaction or pipeline)',
@@ -249,6 +266,14 @@ class Metrics:
 
     def watch_taken(self) -> None:
         self.push_watch_takeovers.inc()
+
+    # -- push subscriptions (gateway.push.deliveries, gateway.push.enqueue) -------------------
+
+    def webpush_outcome(self, outcome: str) -> None:
+        self.webpush_deliveries.labels(outcome).inc()
+
+    def webpush_enqueue_failed(self) -> None:
+        self.webpush_enqueue_failures.inc()
 
     # -- gateway.smtp.observer.SmtpObserver ---------------------------------------------------
 

@@ -16,6 +16,7 @@ from gateway.auth import Authenticator, Principal
 from gateway.cache.account import AccountIndex
 from gateway.cache.blobs import BlobStore
 from gateway.cache.limits import ConcurrencyLimiter
+from gateway.cache.push_subscriptions import PushSubscriptions
 from gateway.cache.pushbus import PushBus
 from gateway.cache.schedule import Schedule
 from gateway.cache.store import SecretSource, Store, fixed_secret
@@ -31,6 +32,9 @@ from gateway.jmap.capabilities import CoreLimits
 from gateway.jmap.dispatch import MethodRegistry
 from gateway.jmap.session import AccountInfo, PersonalSession
 from gateway.metrics import Metrics
+from gateway.push.background import BackgroundLogins, background_watching
+from gateway.push.deliveries import Deliveries, claim_lease_seconds
+from gateway.push.enqueue import Enqueuer
 from gateway.push.hub import PushHub
 from gateway.push.keeper import CredentialKeeper
 from gateway.push.watch import WatchManager
@@ -62,6 +66,9 @@ from gateway.upstream import (
     smtp_sender,
 )
 from gateway.usernames import UsernameFormat
+from gateway.webpush.client import PushClient
+from gateway.webpush.destinations import DestinationPolicy
+from gateway.webpush.vapid import Vapid
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +119,10 @@ class Services:
     keeper: CredentialKeeper = field(init=False, repr=False)
     # Which accounts this replica watches upstream, and their watchers (push/watch.py).
     watches: WatchManager = field(init=False, repr=False)
+    # Push subscriptions (RFC 8620 7.2): what turns this process's commits into pending pushes,
+    # and the worker that sends the due ones (push/enqueue.py, push/deliveries.py).
+    enqueuer: Enqueuer = field(init=False, repr=False)
+    deliveries: Deliveries = field(init=False, repr=False)
 
     def index(self, account_id: str) -> AccountIndex:
         """An account's index, for work without a request (a push watcher's catch-up)."""
@@ -243,7 +254,13 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
     )
     bus = PushBus(store.client, services.replica_id)
     keeper = CredentialKeeper(settings.push_credentials_seconds)
-    watches = WatchManager(services, WatchStore(store.client), keeper, bus)
+    watch_store = WatchStore(store.client)
+    background = (
+        BackgroundLogins(settings, pool, secret, watch_store)
+        if background_watching(settings)
+        else None
+    )
+    watches = WatchManager(services, watch_store, keeper, bus, background)
     hub = PushHub(
         services,
         bus,
@@ -257,10 +274,37 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
     object.__setattr__(services, "watches", watches)
     await hub.start()
     await watches.start()
+    start_deliveries(services)
     if delayed is not None:
         # Held submissions of every account, this replica's share of them (cache.schedule).
         delayed.start()
     return services
+
+
+def start_deliveries(services: Services) -> None:
+    """Push subscriptions: hear this process's commits, and send what falls due."""
+    settings = services.settings
+    subscriptions = PushSubscriptions.of(services.store)
+    deliveries = Deliveries(
+        subscriptions,
+        PushClient.from_settings(settings),
+        DestinationPolicy.from_settings(settings),
+        Vapid.from_settings(settings),
+        services.metrics,
+        ttl_seconds=settings.webpush_ttl_seconds,
+        min_interval_seconds=settings.webpush_min_interval_seconds,
+        lease_seconds=claim_lease_seconds(settings.webpush_timeout_seconds),
+    )
+    enqueuer = Enqueuer(
+        subscriptions,
+        services.metrics,
+        deliveries.wake,
+        min_interval_seconds=settings.webpush_min_interval_seconds,
+    )
+    object.__setattr__(services, "enqueuer", enqueuer)
+    object.__setattr__(services, "deliveries", deliveries)
+    enqueuer.start()
+    deliveries.start()
 
 
 def server_secret(settings: Settings, store: Store) -> SecretSource:
@@ -288,13 +332,14 @@ async def stop(services: Services) -> None:
 
     async def stop_push() -> None:
         # Watchers LOGOUT and let their leases go (announced, so other replicas take over)
-        # while the bus is up; then push streams end (SHUTDOWN).
+        # while the bus is up; then push streams end (SHUTDOWN), and the changes committed
+        # last are announced and enqueued for push subscriptions (2 s each, side by side).
         await services.watches.stop()
-        await services.push.stop()
+        await asyncio.gather(services.push.stop(), services.enqueuer.stop())
 
-    # Side by side, so that their bounds (4 + 2 s; 5 s) do not add up past the 10 s the pod's
-    # grace period leaves after the shutdown timeout (README, "Deployment").
-    stops = [stop_push(), services.catch_up.stop()]
+    # Side by side, so that their bounds (4 + 2 s; 5 s; 3 s) do not add up past the 10 s the
+    # pod's grace period leaves after the shutdown timeout (README, "Deployment").
+    stops = [stop_push(), services.catch_up.stop(), services.deliveries.stop()]
     if services.delayed is not None:
         # Claims nothing more, lets its sends finish or gives them back (delayed.py).
         stops.append(services.delayed.stop())

@@ -70,6 +70,7 @@ def imap_pool(
                 credentials.secret,
                 mechanism=credentials.mechanism,
                 origin=credentials.origin,
+                acting_for=credentials.acting_for,
             )
             identity = await _enable_and_identify(conn, username_format, credentials)
         except BaseException:
@@ -103,10 +104,11 @@ async def _enable_and_identify(
 def fallback_identity(username_format: UsernameFormat, credentials: Credentials) -> str:
     """The user's identity where the upstream keeps no INBOX id: their user name as the
     operator says the upstream normalises it (GATEWAY_USERNAME_FORMAT)."""
-    if not credentials.username:
+    if not credentials.user:
         # A bearer token that named nobody, on a server that says nothing of its user.
         raise AuthenticationFailed("NO", None, "the upstream does not say whose token this is")
-    return "user:" + username_format.apply(credentials.username)
+    # A master user's login is the user's acted for, never the master's own.
+    return "user:" + username_format.apply(credentials.user)
 
 
 def smtp_endpoint(settings: Settings) -> SmtpEndpoint | None:

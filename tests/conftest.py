@@ -29,6 +29,10 @@ Server = TypeVar("Server", Dovecot, Cyrus, RedisServer, Postfix, Sink)
 # The master user of sending_dovecot: Postfix lets it send as any user (AUTH PLAIN with the
 # user as authorization identity), as GATEWAY_SMTP_SERVICE_USERNAME does.
 SERVICE_USER = ("jmap-submit", "submit-service-pw")
+# The master user of master_dovecot (issue 17: watching without the user's password), and the
+# separator it may also log in with as "user*gwmaster".
+MASTER_USER = ("gwmaster", "gw-master-pw-7c1e")
+MASTER_SEPARATOR = "*"
 # strict_postfix's message_size_limit.
 STRICT_SIZE_LIMIT = 100_000
 
@@ -74,6 +78,51 @@ def sending_dovecot() -> Iterator[Dovecot]:
             sasl_port=free_port(),
             master_users=dict([SERVICE_USER]),
         )
+    )
+
+
+@pytest.fixture(scope="session")
+def master_dovecot() -> Iterator[Dovecot]:
+    """A Dovecot with a master passdb: MASTER_USER may log in as any user, with SASL PLAIN
+    naming the user as authorization identity or as "user*gwmaster" (MASTER_SEPARATOR)."""
+    yield from serving(
+        Dovecot(
+            make_data_dir("jg-dovecot-"),
+            master_users=dict([MASTER_USER]),
+            master_separator=MASTER_SEPARATOR,
+        )
+    )
+
+
+# The proxy server of proxy_cyrus: Cyrus lets it authenticate as any user (authzid).
+CYRUS_PROXY = ("gwproxy", "gw-proxy-pw-2b9d")
+
+
+@pytest.fixture(scope="session")
+def proxy_cyrus() -> Iterator[Cyrus]:
+    """A Cyrus whose CYRUS_PROXY account is in ``proxyservers``: SASL PLAIN with a user as
+    authorization identity logs in as that user (GATEWAY_IMAP_MASTER_LOGIN=authzid)."""
+    yield from serving(Cyrus(make_data_dir("jg-cyrus-"), proxy_servers=dict([CYRUS_PROXY])))
+
+
+def master_settings(
+    dovecot: Dovecot | Cyrus,
+    redis_url: str,
+    *,
+    password: str | None = None,
+    master: tuple[str, str] = MASTER_USER,
+    **overrides: Any,
+) -> Settings:
+    """Settings of a gateway in front of ``dovecot`` (master_dovecot, or proxy_cyrus with
+    ``master`` CYRUS_PROXY) that watches subscribed accounts as ``master`` (with ``password``
+    instead of the right one, if given)."""
+    user, right = master
+    return gateway_settings(
+        dovecot.url,
+        redis_url,
+        imap_master_user=user,
+        imap_master_password=right if password is None else password,
+        **overrides,
     )
 
 

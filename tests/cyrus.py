@@ -151,6 +151,10 @@ class Cyrus:
     imap_port: int = field(default_factory=free_port)
     imaps_port: int = field(default_factory=free_port)
     extract_dir: Path = DEFAULT_EXTRACT_DIR
+    # Opt-in (issue 17's background watching): accounts (name -> password) in Cyrus's
+    # proxyservers, which may authenticate as any user (SASL PLAIN with an authorization
+    # identity) without being admins; they have no mailbox of their own.
+    proxy_servers: dict[str, str] = field(default_factory=dict)
 
     @property
     def config(self) -> Path:
@@ -191,6 +195,7 @@ class Cyrus:
                 cert=cert,
                 key=key,
             )
+            + (f"proxyservers: {' '.join(self.proxy_servers)}\n" if self.proxy_servers else "")
         )
         self.master_config.write_text(
             CYRUS_CONF.substitute(
@@ -202,7 +207,7 @@ class Cyrus:
                 imaps_port=self.imaps_port,
             )
         )
-        for user, password in self.users.items():
+        for user, password in {**self.users, **self.proxy_servers}.items():
             self._saslpasswd(user, password)
         self._give_to_cyrus()
 

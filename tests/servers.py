@@ -272,6 +272,9 @@ class Dovecot:
     lmtp_port: int | None = None
     sasl_port: int | None = None
     master_users: dict[str, str] = field(default_factory=dict)
+    # Dovecot's auth_master_user_separator: master users may also log in as "user<c>master"
+    # (issue 17's background watching); empty: only SASL PLAIN with an authorization identity.
+    master_separator: str = ""
     # IMAP METADATA (RFC 5464), off unless asked: it changes the CAPABILITY other tests see.
     metadata: bool = False
 
@@ -317,6 +320,8 @@ class Dovecot:
                 "".join(f"{user}:{{PLAIN}}{pw}::::::\n" for user, pw in self.master_users.items())
             )
             sending += MASTER_PASSDB.substitute(root=self.root)
+            if self.master_separator:
+                sending += f"auth_master_user_separator = {self.master_separator}\n"
         oauth = self.oauth2_introspection_url is not None
         if oauth:
             (self.root / "oauth2.conf").write_text(

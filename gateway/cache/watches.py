@@ -13,6 +13,16 @@ Every replica renews all its leases and heartbeats all its accounts in one pipel
 also says whether the account's lease is free), one per lease renewed. Scores are wall-clock
 seconds of the replica writing them: replicas must keep their clocks in step (NTP) within a
 fraction of ttl.
+
+Subscribed accounts (issue 17; background watching, gateway/push/background.py): the
+PushSubscription store (gateway/cache/push_subscriptions.py, contracts17 A) keeps the
+server-wide ``jg:push-subscribed`` zset (account id -> the latest expiry, epoch s, of its
+verified subscriptions) and each account's ``jg:{a}:push-login`` (the name its owner logs in
+with; both names come from that module, their owner). An account there, unexpired and with
+a login, is wanted watched like one with listeners; its lease is the same ``push-watch`` key,
+taken with a plain ``SET NX PX`` (the zset is in another slot than the lease, so no script can
+check both on a cluster: an account whose subscriptions expire meanwhile is watched until the
+holder's next round finds it unwanted).
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import RELEASE_IF_OURS, RENEW_IF_OURS
+from gateway.cache.push_subscriptions import SUBSCRIBED, login_key
 
 # KEYS: the demand zset, the lease. ARGV: our replica id, its score (vouched until), now (s),
 # the zset's ttl (ms). Heartbeats the demand, drops entries of replicas that stopped, and
@@ -56,6 +67,16 @@ if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
   return 1
 end
 return 0
+"""
+
+
+# KEYS: the push-login, the lease. 1 if the account names a login and nobody holds the lease
+# (read only).
+_FREE_SUBSCRIBED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+return 1 - redis.call('EXISTS', KEYS[2])
 """
 
 
@@ -176,3 +197,74 @@ class WatchStore:
         for lease in leases:
             lease.queue_renew(pipe)
         return [bool(renewed) for renewed in await pipe.execute()]
+
+    # -- subscribed accounts (background watching) ----------------------------------------
+
+    async def subscribed_page(self, offset: int, count: int) -> list[str]:
+        """``count`` accounts of ``jg:push-subscribed`` whose subscriptions have not expired,
+        from the ``offset``-th on (in expiry order: one ZRANGE)."""
+        members = await self._client.zrange(
+            SUBSCRIBED,
+            f"({int(time.time())}",
+            "+inf",
+            byscore=True,
+            offset=offset,
+            num=count,
+        )
+        return [_text(m) for m in members]
+
+    async def free_subscribed(self, account_ids: Sequence[str]) -> set[str]:
+        """Those of ``account_ids`` (found subscribed) that name a login and whose lease
+        nobody holds (one read-only EVAL each, in one pipeline)."""
+        return await self._each(
+            account_ids,
+            lambda pipe, keys: pipe.eval(
+                _FREE_SUBSCRIBED, 2, login_key(keys.account_id), keys.push_watch
+            ),
+        )
+
+    async def subscribed(self, account_ids: Sequence[str]) -> set[str]:
+        """Those of ``account_ids`` with unexpired verified subscriptions and a login (one
+        ZSCORE and one EXISTS each, in one pipeline)."""
+        if not account_ids:
+            return set()
+        now = time.time()
+        pipe = self._client.pipeline(transaction=False)
+        for account_id in account_ids:
+            pipe.zscore(SUBSCRIBED, account_id)
+            pipe.exists(login_key(account_id))
+        answers = await pipe.execute()
+        return {
+            account_id
+            for account_id, expires, login in zip(
+                account_ids, answers[::2], answers[1::2], strict=True
+            )
+            if expires is not None and float(expires) > now and login
+        }
+
+    async def push_login(self, account_id: str) -> str | None:
+        """The name the account's owner logs in with, or None when none is known."""
+        value = await self._client.get(login_key(account_id))
+        return None if value is None else _text(value)
+
+    async def take_free(
+        self, account_ids: Sequence[str], replica_id: str, ttl: float
+    ) -> dict[str, WatchLease]:
+        """The leases of those of ``account_ids`` nobody holds, taken in one pipeline (one
+        SET NX PX each); for subscribed accounts, which the caller found wanted."""
+        if not account_ids:
+            return {}
+        values = [f"{replica_id}:{secrets.token_hex(8)}" for _ in account_ids]
+        pipe = self._client.pipeline(transaction=False)
+        for account_id, value in zip(account_ids, values, strict=True):
+            pipe.set(AccountKeys(account_id).push_watch, value, nx=True, px=int(ttl * 1000))
+        taken = await pipe.execute()
+        return {
+            account_id: WatchLease(self._client, account_id, value, ttl)
+            for account_id, value, ok in zip(account_ids, values, taken, strict=True)
+            if ok
+        }
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -242,9 +242,11 @@ def login_command(user: str, password: str) -> Command:
     return Command("LOGIN", astring(user), Secret(astring(password)))
 
 
-def authenticate_plain_command(user: str, password: str) -> Command:
-    """``AUTHENTICATE PLAIN <initial response>`` for servers with SASL-IR (RFC 4959)."""
-    return Command("AUTHENTICATE", "PLAIN", Secret(plain_initial_response(user, password)))
+def authenticate_plain_command(user: str, password: str, authzid: str = "") -> Command:
+    """``AUTHENTICATE PLAIN <initial response>`` for servers with SASL-IR (RFC 4959);
+    ``authzid``: ``user`` acts for that user (RFC 4616)."""
+    initial = plain_initial_response(user, password, authzid)
+    return Command("AUTHENTICATE", "PLAIN", Secret(initial))
 
 
 def id_command(fields: Mapping[str, str]) -> Command:

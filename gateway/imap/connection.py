@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from gateway.credentials import Mechanism, Origin
+from gateway.credentials import ActingFor, Mechanism, Origin
 from gateway.imap import mailboxes
 from gateway.imap.commands import (
     Command,
@@ -235,15 +235,21 @@ class ImapConnection:
         *,
         mechanism: Mechanism = Mechanism.PASSWORD,
         origin: Origin | None = None,
+        acting_for: ActingFor | None = None,
     ) -> None:
         """Authenticate with a password or a bearer token (``secret``), first telling the
         upstream where the user's request came from (RFC 2971 ID), in the same round trip
         where no literal is needed.
 
         Passwords go as AUTHENTICATE PLAIN (UTF-8 safe) where offered, else LOGIN; bearer
-        tokens as OAUTHBEARER (RFC 7628) or XOAUTH2.
+        tokens as OAUTHBEARER (RFC 7628) or XOAUTH2. With ``acting_for``, ``username`` is a
+        master user's, who logs in as ``acting_for.user`` (see :class:`ActingFor`).
         """
-        if mechanism is Mechanism.BEARER:
+        if acting_for is not None:
+            if mechanism is not Mechanism.PASSWORD:
+                raise ValueError("a master user logs in with a password")
+            command, replies = self._master_command(username, secret, acting_for)
+        elif mechanism is Mechanism.BEARER:
             command, replies = self._bearer_command(username, secret)
         else:
             command, replies = self._password_command(username, secret)
@@ -264,6 +270,24 @@ class ImapConnection:
         if "LOGINDISABLED" in self.capabilities:
             raise UpstreamUnavailable("upstream offers no usable login (LOGINDISABLED)")
         return login_command(username, password), []
+
+    def _master_command(
+        self, master: str, password: str, acting_for: ActingFor
+    ) -> tuple[Command, list[Secret]]:
+        """The separator form as the user's own password login would be sent (Dovecot takes
+        ``user*master`` in LOGIN and in PLAIN alike); otherwise PLAIN with the user as
+        authorization identity, which only SASL carries: without AUTH=PLAIN it cannot be."""
+        if acting_for.separator:
+            if acting_for.separator in acting_for.user:
+                raise AuthenticationFailed("NO", None, "the user name holds the separator")
+            joined = f"{acting_for.user}{acting_for.separator}{master}"
+            return self._password_command(joined, password)
+        if "AUTH=PLAIN" not in self.capabilities:
+            raise AuthenticationFailed("NO", None, "the upstream offers no AUTHENTICATE PLAIN")
+        if "SASL-IR" in self.capabilities:
+            return authenticate_plain_command(master, password, acting_for.user), []
+        initial = Secret(plain_initial_response(master, password, acting_for.user))
+        return Command("AUTHENTICATE", "PLAIN"), [initial]
 
     def _bearer_command(self, username: str, token: str) -> tuple[Command, list[Secret]]:
         """OAUTHBEARER where offered, else XOAUTH2 (which needs a user name).

@@ -146,6 +146,16 @@ class ImapPool:
             await self._logout(conn)
             await self._notify()
 
+    async def identify(self, credentials: Credentials) -> Login:
+        """Whose ``credentials`` are, from a login of their own that is logged out at once:
+        for credentials that must be checked before anything is done with them (a master
+        user's login for a user, whose account must be the one it is meant for). Outside
+        the limits, like :meth:`dedicated`, whose connection it precedes."""
+        self._refuse_when_closed()
+        conn, identity = await self._connect(credentials)
+        await self._logout(conn)
+        return Login(identity, credentials)
+
     async def login(self, credentials: Credentials) -> Login:
         """Check ``credentials`` with a fresh login and keep the connection for later use."""
         conn, identity = await self._open_unattributed(credentials)

@@ -21,8 +21,10 @@ most STARTS_PER_ROUND. Nothing scales with the keeper's accounts.
 What bounds the upstream connections: ImapPool.dedicated, which a watcher logs in with, has no
 limit of its own. A watcher runs only under a lease (one per account cluster-wide), a lease is
 taken only for an account some listener wants (listeners are bounded per replica and per
-account by the hub), and at most STARTS_PER_ROUND watchers start per round, so a takeover of
-a dead replica's accounts or a rolling restart does not log in to the upstream all at once.
+account by the hub) or, with background watching, that has verified push subscriptions (at
+most MAX_BACKGROUND_WATCHERS such watchers per replica), and at most STARTS_PER_ROUND watchers
+start per round, so a takeover of a dead replica's accounts or a rolling restart does not log
+in to the upstream all at once.
 Reconnects after a failure are spread by the watcher's jittered backoff.
 
 A listener arriving or leaving wakes the manager at once, so an account's first listener gets
@@ -33,6 +35,21 @@ credentials, once its probe comes round to the account). A watcher whose credent
 refuses tells the hub (which closes the listeners that brought them), forgets them, and tries
 the keeper's other credentials for the account; with none left it lets the lease go and says
 so on the bus, so another replica with credentials takes over.
+
+Subscribed accounts (issue 17; push/background.py): with a master user configured, an account
+with unexpired verified push subscriptions and a login name is wanted watched too, whoever
+listens. Every full tick the manager reads the next PAGE_SIZE of them (one ZRANGE of
+``jg:push-subscribed``, in turn from a cursor) and which of those name a login and have no
+lease (one read-only EVAL each); it takes the leases of some of them (shuffled, so replicas
+paging alike do not all reach for the same ones; within the same STARTS_PER_ROUND as the
+rest, at most MAX_BACKGROUND_WATCHERS such watchers per replica) with a plain SET NX PX, and
+their watchers log in as the master user acting for the user (checked to reach the very
+account first). The keeper's credentials of listeners, where a replica holds some, stay
+preferred: the master login is tried after them. A watcher ends when its account is neither
+listened to nor subscribed any more (checked at each full tick, one ZSCORE and one EXISTS per
+watched account not listened to). A background login that fails lets the lease go without
+announcing it (every replica would try again at once): the others come to the account in
+their own pages.
 """
 
 from __future__ import annotations
@@ -48,6 +65,7 @@ from gateway.auth import Principal
 from gateway.cache.pushbus import PushBus
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.cache.watches import WatchLease, WatchStore
+from gateway.push.background import MAX_BACKGROUND_WATCHERS, PAGE_SIZE, BackgroundLogins
 from gateway.push.keeper import CredentialKeeper, CredentialKey, credential_key
 from gateway.push.watcher import event_within, watch_account
 
@@ -86,6 +104,8 @@ class _Watch:
     task: asyncio.Task[None] | None = None
     lost: bool = False  # the lease is gone: nothing to release
     unwanted: bool = False  # nobody listens anywhere: nobody to tell of the release
+    background: bool = False  # taken for subscriptions alone (MAX_BACKGROUND_WATCHERS)
+    quiet: bool = False  # let go without telling anyone (a background login failed)
 
 
 class WatchManager:
@@ -93,11 +113,18 @@ class WatchManager:
     hub's WatchDemand."""
 
     def __init__(
-        self, svc: Services, store: WatchStore, keeper: CredentialKeeper, bus: PushBus
+        self,
+        svc: Services,
+        store: WatchStore,
+        keeper: CredentialKeeper,
+        bus: PushBus,
+        background: BackgroundLogins | None = None,
     ) -> None:
         """``svc.push`` (the hub, which is told of refused credentials) may be set after
-        this: the hub needs its demand when it is made."""
+        this: the hub needs its demand when it is made. ``background``: subscribed accounts
+        are watched too, with its logins (None: no master user configured)."""
         self._svc = svc
+        self._background = background
         self._store = store
         self._keeper = keeper
         self._bus = bus
@@ -114,6 +141,10 @@ class WatchManager:
         # Accounts found wanted and unwatched, left over for the next round (STARTS_PER_ROUND).
         self._pending: set[str] = set()
         self._probe_at = 0  # where in the keeper's accounts the next probe starts
+        # Subscribed accounts found unwatched, left over for the next round; and where in
+        # jg:push-subscribed the next page starts.
+        self._pending_background: set[str] = set()
+        self._page_at = 0
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -216,7 +247,7 @@ class WatchManager:
                 if self._stopping:
                     break
                 wait = max(pause, next_full - loop.time())
-                if self._pending:
+                if self._pending or self._pending_background:
                     wait = min(wait, max(pause, START_PAUSE_SECONDS))
                 await event_within(self._wake, wait)
         finally:
@@ -243,7 +274,11 @@ class WatchManager:
         released = {a for a in arrived if a not in beating}
         if full:
             free |= await self._store.wanted(self._probe())
-        await self._take(free | released)
+        unclaimed, started = await self._take(free | released)
+        if self._background is not None:
+            if full:
+                unclaimed |= await self._page()
+            await self._take_background(self._background, unclaimed, STARTS_PER_ROUND - started)
 
     def _probe(self) -> list[str]:
         """The next PROBES_PER_TICK of the keeper's accounts that have no local listener and
@@ -287,30 +322,72 @@ class WatchManager:
                 watch.until.set()
 
     async def _end_unwanted(self, account_ids: list[str]) -> None:
-        """Stop watching those of ``account_ids`` nobody listens to any more, anywhere."""
+        """Stop watching those of ``account_ids`` nobody listens to any more, anywhere (and,
+        with background watching, whose subscriptions are gone)."""
         watched = [a for a in account_ids if a in self._watches]
         wanted = await self._store.demanded(watched)
+        if self._background is not None:
+            wanted |= await self._store.subscribed([a for a in watched if a not in wanted])
         for account_id in watched:
             if account_id not in wanted:
                 watch = self._watches[account_id]
                 watch.unwanted = True
                 watch.until.set()
 
-    async def _take(self, account_ids: set[str]) -> None:
+    async def _take(self, account_ids: set[str]) -> tuple[set[str], int]:
         """Take the leases of those of ``account_ids`` (and of those left over from the last
         round) this replica has credentials for, someone wants watched and nobody watches;
-        start their watchers, STARTS_PER_ROUND at most, leaving the rest for the next round."""
-        candidates = [
-            a
-            for a in sorted(account_ids | self._pending)
-            if a not in self._watches and self._keeper.candidates(a)
-        ]
+        start their watchers, STARTS_PER_ROUND at most, leaving the rest for the next round.
+        Returns those of ``account_ids`` unwatched here that it has no credentials for (for
+        background watching), and how many watchers it started."""
+        unwatched = sorted(a for a in account_ids | self._pending if a not in self._watches)
+        candidates: list[str] = []
+        uncredited: set[str] = set()
+        for account_id in unwatched:
+            if self._keeper.candidates(account_id):
+                candidates.append(account_id)
+            elif account_id in account_ids:
+                uncredited.add(account_id)
         self._pending = set(candidates[STARTS_PER_ROUND:])
         candidates = candidates[:STARTS_PER_ROUND]
         taken = await self._store.take_many(candidates, self._svc.replica_id, self._ttl)
+        self._start(taken, background=False)
+        return uncredited, len(taken)
+
+    async def _page(self) -> set[str]:
+        """The next PAGE_SIZE subscribed accounts that name a login and nobody watches."""
+        page = await self._store.subscribed_page(self._page_at, PAGE_SIZE)
+        self._page_at = 0 if len(page) < PAGE_SIZE else self._page_at + PAGE_SIZE
+        return await self._store.free_subscribed([a for a in page if a not in self._watches])
+
+    async def _take_background(
+        self, background: BackgroundLogins, account_ids: set[str], starts: int
+    ) -> None:
+        """Take the leases of some of ``account_ids`` (and of those left over) that are
+        subscribed and unwatched, ``starts`` at most and within MAX_BACKGROUND_WATCHERS; their
+        watchers log in with the background principal. Shuffled: replicas reading the same
+        page then reach for different accounts."""
+        room = MAX_BACKGROUND_WATCHERS - sum(w.background for w in self._watches.values())
+        pool = [
+            a
+            for a in account_ids | self._pending_background
+            if a not in self._watches and background.may_try(a)
+        ]
+        if room <= 0 or not pool:
+            self._pending_background = set()
+            return
+        random.shuffle(pool)
+        limit = max(0, min(starts, room))
+        subscribed = await self._store.subscribed(pool)
+        candidates = [a for a in pool if a in subscribed]
+        self._pending_background = set(candidates[limit:])
+        taken = await self._store.take_free(candidates[:limit], self._svc.replica_id, self._ttl)
+        self._start(taken, background=True)
+
+    def _start(self, taken: dict[str, WatchLease], *, background: bool) -> None:
         now = asyncio.get_running_loop().time()
         for account_id, lease in taken.items():
-            watch = _Watch(lease, renewed=now)
+            watch = _Watch(lease, renewed=now, background=background)
             self._watches[account_id] = watch
             watch.task = asyncio.create_task(self._watch(account_id, watch), name="push-watcher")
             self._svc.metrics.watch_taken()
@@ -323,21 +400,35 @@ class WatchManager:
         until one holds; then let the lease go unless it was lost."""
         tried: set[CredentialKey] = set()
         failed = False
+        background = self._background
         try:
             while not watch.until.is_set():
                 fresh = [
                     p for p in self._keeper.candidates(account_id) if credential_key(p) not in tried
                 ]
-                if not fresh:
+                if fresh:
+                    tried.add(credential_key(fresh[0]))
+                    await watch_account(
+                        self._svc,
+                        account_id,
+                        fresh[0],
+                        watch.until,
+                        on_auth_failed=lambda p: self._auth_failed(account_id, p),
+                    )
+                    continue
+                # The listeners' credentials are spent: the master user's login, once.
+                principal = None if background is None else await background.principal(account_id)
+                if background is None or principal is None:
+                    watch.quiet = background is not None and not tried
                     break
-                tried.add(credential_key(fresh[0]))
                 await watch_account(
                     self._svc,
                     account_id,
-                    fresh[0],
+                    principal,
                     watch.until,
-                    on_auth_failed=lambda p: self._auth_failed(account_id, p),
+                    on_auth_failed=lambda p: self._background_refused(background, watch, p),
                 )
+                break
         except Exception:
             # A bug, not upstream or Redis trouble (the watcher retries those): the lease
             # goes back unannounced, and this or another replica starts afresh at a later
@@ -349,7 +440,16 @@ class WatchManager:
                 del self._watches[account_id]
             self._svc.metrics.watched_accounts(len(self._watches))
         if not watch.lost:
-            await self._release(watch, announce=not (watch.unwanted or failed))
+            await self._release(watch, announce=not (watch.unwanted or watch.quiet or failed))
+
+    @staticmethod
+    def _background_refused(
+        background: BackgroundLogins, watch: _Watch, principal: Principal
+    ) -> None:
+        """The master user's login stopped working: let the lease go quietly (every replica
+        would otherwise try the same refused login at once)."""
+        watch.quiet = True
+        background.refused(watch.lease.account_id, principal)
 
     def _auth_failed(self, account_id: str, principal: Principal) -> None:
         self._keeper.forget(account_id, principal)

@@ -43,6 +43,7 @@ SECRET_SETTINGS = {
     "secret": "the account-id key: secrets.gatewaySecret or existingSecret, in a Secret",
     "redis_sentinel_password": "secrets.redisSentinelPassword or existingSecret, in a Secret",
     "smtp_service_password": "secrets.smtpServicePassword or existingSecret, in a Secret",
+    "imap_master_password": "secrets.imapMasterPassword or existingSecret, in a Secret",
     "webpush_vapid_private_key": "secrets.webpushVapidPrivateKey or existingSecret, in a Secret",
 }
 # Keys the schema knows but values.yaml leaves out: the operator must choose them.
@@ -68,7 +69,7 @@ def merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 # The other branches of the templates: metrics off, memory autoscaling, a CA from a Secret,
 # minAvailable, an image digest, no ServiceAccount, no preStop hook, SMTP with STARTTLS and a
-# service account, Redis through Sentinels that have their own password.
+# service account, Redis through Sentinels that have their own password, an IMAP master user.
 OPTIONS = merged(
     MINIMUM,
     {
@@ -84,6 +85,8 @@ OPTIONS = merged(
             "trustedProxies": "10.0.0.0/8, 192.0.2.1",
             "forwardedHeader": "Forwarded",
             "loginFailuresPerAddress": 0,
+            "imapMasterUser": "gwmaster",
+            "imapMasterLogin": "separator:*",
             "webpushAllowedDestinations": "10.8.0.0/16, relay.internal",
             "webpushVapidSubject": "mailto:ops@example.com",
         },
@@ -108,6 +111,7 @@ OPTIONS = merged(
             "redisUrl": "redis+sentinel://:data-pw@sentinel-0:26379,sentinel-1:26379/mymaster/0",
             "redisSentinelPassword": "sentinel-pw",
             "smtpServicePassword": "submit-pw",
+            "imapMasterPassword": "master-pw",
             "webpushVapidPrivateKey": "bnAh9C8UbR5TJwgjAFgUWHwtWTUW4m1byhmPvIqXyVQ",
         },
     },
@@ -438,6 +442,10 @@ def test_gateway_accepts_the_rendered_settings(
     if service_password:
         assert settings.smtp_service_password is not None
         assert settings.smtp_service_password.get_secret_value() == service_password
+    master_password = values_of(name)["secrets"].get("imapMasterPassword")
+    if master_password:
+        assert settings.imap_master_password is not None
+        assert settings.imap_master_password.get_secret_value() == master_password
     vapid_key = values_of(name)["secrets"].get("webpushVapidPrivateKey")
     if vapid_key:
         assert settings.webpush_vapid_private_key is not None
