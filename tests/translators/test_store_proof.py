@@ -58,3 +58,6 @@ def test_only_the_answers_as_answered_prove() -> None:
     assert not proven([result(b"* VANISHED (EARLIER) 2")], answered)
     assert not proven([result(b"* 3 EXISTS")], answered)
     assert not proven([result(b"* 2 FETCH (MODSEQ (6))")], answered)
+    twice = b"* 2 FETCH (UID 4 MODSEQ (6))"
+    assert proven([result(twice, twice)], answered)  # n:* names the last message too
+    assert not proven([result(twice, b"* 2 FETCH (UID 4 MODSEQ (7))")], answered)

@@ -60,7 +60,6 @@ from gateway.cache.emails import FolderMark
 from gateway.imap import messages
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed
-from gateway.imap.responses.fetch import fetches_from_raw
 from gateway.imap.sequence import MAX_NUMBER, UidSet, split_uid_set
 
 # Commands one check may take (fragmented sets need several, RFC 7162 4's line length);
@@ -76,12 +75,6 @@ def only_fetch_heads(raws: Sequence[bytes]) -> bool:
     """Whether every untagged response is a FETCH: anything else (EXISTS, EXPUNGE,
     VANISHED, FLAGS) tells of a change the proof cannot account for."""
     return all(_FETCH.match(raw) for raw in raws)
-
-
-def only_fetches(raws: Sequence[bytes]) -> bool:
-    """:func:`only_fetch_heads`, and each FETCH with a UID, one per message (a FETCH
-    without one names no message to account for)."""
-    return only_fetch_heads(raws) and len(fetches_from_raw(raws)) == len(raws)
 
 
 def checks(answered: Mapping[int, int], mark_modseq: int) -> list[tuple[str, int]] | None:
@@ -108,14 +101,29 @@ def checks(answered: Mapping[int, int], mark_modseq: int) -> list[tuple[str, int
 
 
 def proven(results: Iterable[Result], answered: Mapping[int, int]) -> bool:
-    """Whether the checks' answers report nothing but the answered messages as answered."""
-    for result in results:
-        if not only_fetches(result.raw):
+    """Whether the checks' answers report nothing but the answered messages as answered:
+    each a FETCH naming its UID, with the mod-sequence the STOREs answered. One message may
+    be reported twice (``n:*`` also names the last message, RFC 3501 6.4.8), both alike."""
+    for raws in _distinct(results):
+        if not only_fetch_heads(raws):
             return False
-        for uid, item in fetches_from_raw(result.raw).items():
-            if item.modseq is None or answered.get(uid) != item.modseq:
+        for raw in raws:
+            found, clean = messages.store_answers((raw,))
+            if not clean or len(found) != 1:
+                return False
+            ((uid, (_, modseq)),) = found.items()
+            if modseq is None or answered.get(uid) != modseq:
                 return False
     return True
+
+
+def _distinct(results: Iterable[Result]) -> list[Sequence[bytes]]:
+    """The untagged responses of pipelined commands, once: every result may hold them all
+    (ImapConnection.execute_pipelined)."""
+    seen: dict[int, Sequence[bytes]] = {}
+    for result in results:
+        seen.setdefault(id(result.raw), result.raw)
+    return list(seen.values())
 
 
 async def prove(conn: ImapConnection, mark_modseq: int, answered: Mapping[int, int]) -> bool:
