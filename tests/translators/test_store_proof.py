@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.imap.connection import Result
 from gateway.imap.messages import store_answers, uid_changed_since
 from gateway.imap.responses.fetch import fetches_from_raw
-from gateway.imap.responses.tokens import Tagged, parse_response
-from gateway.translators.email.store_proof import checks, proven
+from gateway.translators.email.store_proof import proven, split
 
 ANSWERS = [
     b"* 1 FETCH (UID 5 MODSEQ (25) FLAGS (\\Seen $Forwarded))",
@@ -19,12 +17,6 @@ ANSWERS = [
     b"* 4 FETCH (UID 8 X-GUID abc MODSEQ (3) FLAGS (\\Deleted))",
     b"* 6 FETCH (modseq (7) uid 10 flags (x))",
 ]
-
-
-def result(*raws: bytes) -> Result:
-    tagged = parse_response(b"A1 OK done")
-    assert isinstance(tagged, Tagged)
-    return Result(list(raws), tagged)
 
 
 @pytest.mark.parametrize("raw", ANSWERS)
@@ -41,23 +33,29 @@ def test_anything_beside_one_fetch_per_message_is_not_clean() -> None:
     assert store_answers([one, later]) == ({5: (["\\Seen", "\\Flagged"], 27)}, False)
 
 
-def test_the_checks_cover_every_uid() -> None:
-    """Every other UID from the mark, the answered ones from the least answer."""
-    assert checks({3: 5, 4: 6, 9: 6}, 4) == [("1:2,5:8,10:*", 4), ("3:4,9", 5)]
-    assert checks({}, 4) is None
-    assert checks({n: 5 for n in range(1, 40_000, 2)}, 4) is None  # too fragmented
-    command = uid_changed_since("1:2,5:*", 4)
-    assert command.redacted() == "UID FETCH 1:2,5:* (UID) (CHANGEDSINCE 4 VANISHED)"
+def test_the_check_is_every_uid_changed_since_the_mark() -> None:
+    command = uid_changed_since("1:*", 4)
+    assert command.redacted() == "UID FETCH 1:* (UID) (CHANGEDSINCE 4 VANISHED)"
+
+
+def test_the_checks_reports_are_told_from_the_answers() -> None:
+    answer = b"* 1 FETCH (UID 5 MODSEQ (25) FLAGS (\\Seen))"
+    other = b"* 2 FETCH (FLAGS (\\Flagged) UID 6 MODSEQ (26))"  # another session's
+    report = b"* 1 FETCH (UID 5 MODSEQ (25))"
+    items, clean, reports = split([answer, other, report, b"* 2 FETCH (UID 6 MODSEQ (26))"])
+    assert items == {5: (["\\Seen"], 25), 6: (["\\Flagged"], 26)}
+    assert clean
+    assert reports == {5: 25, 6: 26}
+    assert split([answer, report, b"* VANISHED (EARLIER) 3"])[2] is None
+    assert split([answer, report, b"* 3 EXISTS"])[1:] == (False, None)
+    assert split([answer, report, b"* 1 FETCH (UID 5 MODSEQ (27))"])[2] is None
 
 
 def test_only_the_answers_as_answered_prove() -> None:
     answered = {3: 5, 4: 6}
-    assert proven([result(), result(b"* 2 FETCH (UID 4 MODSEQ (6))")], answered)
-    assert not proven([result(b"* 1 FETCH (UID 1 MODSEQ (5))")], answered)
-    assert not proven([result(b"* 2 FETCH (UID 4 MODSEQ (7))")], answered)
-    assert not proven([result(b"* VANISHED (EARLIER) 2")], answered)
-    assert not proven([result(b"* 3 EXISTS")], answered)
-    assert not proven([result(b"* 2 FETCH (MODSEQ (6))")], answered)
-    twice = b"* 2 FETCH (UID 4 MODSEQ (6))"
-    assert proven([result(twice, twice)], answered)  # n:* names the last message too
-    assert not proven([result(twice, b"* 2 FETCH (UID 4 MODSEQ (7))")], answered)
+    assert proven({3: 5, 4: 6}, answered, 4)
+    assert not proven({3: 5, 4: 6, 1: 5}, answered, 4)  # another message changed
+    assert not proven({3: 5, 4: 7}, answered, 4)  # an answered one changed again
+    assert not proven({4: 6}, answered, 4)  # the check missed an answer: ran before it
+    assert proven({4: 6}, answered, 5)  # 3's answer is no change since the mark
+    assert not proven({}, {3: 4}, 4)  # nothing moved past the mark
