@@ -9,7 +9,7 @@ connection to run; nothing here does I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -90,34 +90,43 @@ def uid_changed_since(uids: Uids, modseq: int) -> Command:
     )
 
 
-def store_answers(raws: Sequence[bytes]) -> tuple[dict[int, Answer], bool]:
+def read_answer(raw: bytes) -> tuple[int, list[str] | None, int | None] | None:
+    """One untagged FETCH about one message, as the FETCH parser reads it: its UID, FLAGS
+    and MODSEQ (None where absent); None when it is no FETCH or names no UID. The usual
+    shape costs one regular expression instead of the parser's generic path."""
+    match = _ANSWER.fullmatch(raw)
+    if match is not None and match.group(1) is not None:
+        uid_text, modseq_text, flags_text = match.groups()
+        flags = None if flags_text is None else flags_text.decode("ascii").split()
+        return int(uid_text), flags, None if modseq_text is None else int(modseq_text)
+    parsed = fetches_from_raw((raw,))
+    if len(parsed) != 1:
+        return None
+    ((uid, item),) = parsed.items()
+    return uid, item.flags, item.modseq
+
+
+def store_answers(raws: Iterable[bytes]) -> tuple[dict[int, Answer], bool]:
     """A STORE's untagged answers: uid -> (flags, mod-sequence), as the FETCH parser reads
     them (several for one message merged in order), and whether every answer was a FETCH
     with a UID, one per message (anything else, EXISTS, EXPUNGE or a FETCH without UID,
-    tells of a change beside the STORE's).
-
-    500 answers of the usual shape cost one regular expression each instead of the parser's
-    generic path (bench.email_set)."""
+    tells of a change beside the STORE's)."""
     found: dict[int, Answer] = {}
     clean = True
     for raw in raws:
-        match = _ANSWER.fullmatch(raw)
-        if match is not None and match.group(1) is not None:
-            uid_text, modseq_text, flags_text = match.groups()
-            uid = int(uid_text)
-            flags = None if flags_text is None else flags_text.decode("ascii").split()
-            modseq = None if modseq_text is None else int(modseq_text)
-        else:
-            parsed = fetches_from_raw((raw,))
-            if len(parsed) != 1:
-                clean = False
-                continue
-            ((uid, item),) = parsed.items()
-            flags, modseq = item.flags, item.modseq
-        earlier = found.get(uid)
-        if earlier is not None:
-            clean = False
-            flags = earlier[0] if flags is None else flags
-            modseq = earlier[1] if modseq is None else modseq
-        found[uid] = (flags, modseq)
+        answer = read_answer(raw)
+        clean = add_answer(found, answer) and clean if answer is not None else False
     return found, clean
+
+
+def add_answer(found: dict[int, Answer], answer: tuple[int, list[str] | None, int | None]) -> bool:
+    """Add one :func:`read_answer` to ``found``, merged over an earlier one of the same
+    message as the FETCH parser merges them; False when there was one (not one answer per
+    message)."""
+    uid, flags, modseq = answer
+    earlier = found.get(uid)
+    if earlier is not None:
+        flags = earlier[0] if flags is None else flags
+        modseq = earlier[1] if modseq is None else modseq
+    found[uid] = (flags, modseq)
+    return earlier is None

@@ -71,20 +71,19 @@ def split(
     another session's change reported meanwhile), whether they were clean, and the check's
     reports, uid -> mod-sequence (a FETCH of UID and MODSEQ alone), or None when anything
     else came (EXISTS, EXPUNGE, VANISHED, FLAGS, two reports of one message that differ)."""
-    answers: list[bytes] = []
+    items: dict[int, messages.Answer] = {}
+    clean = True
     reports: dict[int, int] | None = {}
     for raw in raws:
-        found, clean = messages.store_answers((raw,))
-        if not _FETCH.match(raw) or not clean or len(found) != 1:
+        answer = messages.read_answer(raw) if _FETCH.match(raw) else None
+        if answer is None:
+            clean, reports = False, None
+        elif answer[1] is not None:
+            clean = messages.add_answer(items, answer) and clean
+        elif reports is not None and (
+            answer[2] is None or reports.setdefault(answer[0], answer[2]) != answer[2]
+        ):
             reports = None
-            answers.append(raw)
-            continue
-        ((uid, (flags, modseq)),) = found.items()
-        if flags is not None:
-            answers.append(raw)
-        elif reports is not None and (modseq is None or reports.setdefault(uid, modseq) != modseq):
-            reports = None
-    items, clean = messages.store_answers(answers)
     return items, clean, reports
 
 
