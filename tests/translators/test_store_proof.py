@@ -49,6 +49,7 @@ def test_the_checks_reports_are_told_from_the_answers() -> None:
     assert split([answer, report, b"* VANISHED (EARLIER) 3"])[2] is None
     assert split([answer, report, b"* 3 EXISTS"])[1:] == (False, None)
     assert split([answer, report, b"* 1 FETCH (UID 5 MODSEQ (27))"])[2] is None
+    assert split([answer, b"* 1 FETCH (MODSEQ (25) UID 5)"])[2] == {5: 25}  # other order
 
 
 def test_only_the_answers_as_answered_prove() -> None:

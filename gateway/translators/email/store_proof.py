@@ -61,6 +61,9 @@ from gateway.imap import messages
 
 SEEN = "\\Seen"
 _FETCH = re.compile(rb"\* [0-9]+ FETCH \(")
+# The check's report in the shape servers send it, read without the general answer reader
+# (a 500-message call's check reports its 500 messages).
+_REPORT = re.compile(rb"\* [0-9]+ FETCH \(UID ([0-9]{1,10}) MODSEQ \(([0-9]{1,20})\)\)")
 
 
 def split(
@@ -75,6 +78,13 @@ def split(
     clean = True
     reports: dict[int, int] | None = {}
     for raw in raws:
+        report = _REPORT.fullmatch(raw)
+        if report is not None:
+            if reports is not None:
+                uid, modseq = int(report.group(1)), int(report.group(2))
+                if reports.setdefault(uid, modseq) != modseq:
+                    reports = None
+            continue
         answer = messages.read_answer(raw) if _FETCH.match(raw) else None
         if answer is None:
             clean, reports = False, None
