@@ -71,8 +71,9 @@ class Principal:
 
     @property
     def username(self) -> str:
-        """The name the caller logged in with ("" for a token that names nobody)."""
-        return self.login.credentials.username
+        """The user's name ("" for a token that names nobody): the one acted for when a
+        master user logs in for them (a background watcher), never the master's."""
+        return self.login.credentials.user
 
 
 def account_id_for(secret: bytes, identity: str) -> str:

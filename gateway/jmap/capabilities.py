@@ -16,6 +16,9 @@ VACATION = "urn:ietf:params:jmap:vacationresponse"
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 # RFC 9749: the VAPID public key push subscriptions are signed with.
 WEBPUSH_VAPID = "urn:ietf:params:jmap:webpush-vapid"
+# The gateway's own capability (RFC 8620 2: clients ignore capabilities they do not know):
+# what its push covers. A URN in the project's name, as the project owns no domain.
+GATEWAY_PUSH = "urn:jmap-gateway:push"
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from gateway.auth import Principal
 from gateway.config import ConfigError, load_settings
 from gateway.credentials import ActingFor, Credentials
 from gateway.imap.errors import AuthenticationFailed
-from gateway.imap.pool import ImapPool
+from gateway.imap.pool import ImapPool, Login
 from gateway.upstream import fallback_identity, imap_pool
 from gateway.usernames import UsernameFormat
 from tests.conftest import CYRUS_PROXY, MASTER_SEPARATOR, MASTER_USER, master_settings
@@ -155,3 +156,12 @@ def test_master_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.imap_master_password is not None
     assert settings.imap_master_password.get_secret_value() == "secret-master"
     assert "secret-master" not in repr(settings)
+
+
+def test_a_background_principal_is_named_after_the_user_never_the_master() -> None:
+    # What a Session, a sender address or a stored login is built from: the master's name
+    # there would show or use the operator's account instead of the user's.
+    credentials = Credentials("gwmaster", "master-secret", acting_for=ActingFor("alice"))
+    principal = Principal(Login("alice", credentials), "a1")
+    assert principal.username == "alice"
+    assert Principal(Login("bob", Credentials("bob", "pw")), "a2").username == "bob"

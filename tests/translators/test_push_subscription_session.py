@@ -10,10 +10,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.webpush.vapid import new_private_key
+from tests.conftest import master_settings
 from tests.servers import Dovecot
 from tests.translators.push_subscriptions import User, push_gateway, push_settings
 
 VAPID = "urn:ietf:params:jmap:webpush-vapid"
+GATEWAY_PUSH = "urn:jmap-gateway:push"
 
 
 def public_point(private_b64url: str) -> bytes:
@@ -62,3 +64,23 @@ async def test_without_vapid_there_is_no_capability_but_the_methods_remain(
         assert isinstance(capabilities, dict)
         assert VAPID not in capabilities
         assert await user.call("PushSubscription/get") == {"list": [], "notFound": []}
+
+
+async def test_the_session_says_other_clients_changes_are_not_pushed_without_a_master_login(
+    dovecot: Dovecot, redis_url: str
+) -> None:
+    async with push_gateway(push_settings(dovecot, redis_url)) as http:
+        user = await User(http, dovecot).start()
+        capabilities = (await session(http, user))["capabilities"]
+        assert isinstance(capabilities, dict)
+        assert capabilities[GATEWAY_PUSH] == {"changesByOtherClients": False}
+
+
+async def test_the_session_says_other_clients_changes_are_pushed_with_a_master_login(
+    master_dovecot: Dovecot, redis_url: str
+) -> None:
+    async with push_gateway(master_settings(master_dovecot, redis_url)) as http:
+        user = await User(http, master_dovecot).start()
+        capabilities = (await session(http, user))["capabilities"]
+        assert isinstance(capabilities, dict)
+        assert capabilities[GATEWAY_PUSH] == {"changesByOtherClients": True}

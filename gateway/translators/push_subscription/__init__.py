@@ -9,9 +9,13 @@ gateway.cache.push_subscriptions; the delivery worker (gateway.push.deliveries) 
 from __future__ import annotations
 
 from gateway.env import RequestEnv
-from gateway.jmap.capabilities import CORE, WEBPUSH_VAPID
+from gateway.jmap.capabilities import CORE, GATEWAY_PUSH, WEBPUSH_VAPID
 from gateway.jmap.dispatch import Method
-from gateway.translators.push_subscription.capability import vapid_capability, vapid_configured
+from gateway.translators.push_subscription.capability import (
+    push_capability,
+    vapid_capability,
+    vapid_configured,
+)
 from gateway.translators.push_subscription.get import push_subscription_get
 from gateway.translators.push_subscription.set import push_subscription_set
 from gateway.translators.spec import Capability, Spec
@@ -31,4 +35,6 @@ VAPID_SPEC = Spec(
     offered=vapid_configured,
 )
 
-SPECS = (SPEC, VAPID_SPEC)
+PUSH_SPEC = Spec(GATEWAY_PUSH, (), declares=Capability(GATEWAY_PUSH, session=push_capability))
+
+SPECS = (SPEC, VAPID_SPEC, PUSH_SPEC)

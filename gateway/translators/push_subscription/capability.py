@@ -1,10 +1,17 @@
-"""RFC 9749: the Session advertises the VAPID public key pushes are signed with, so a client
-can hand it to its push service when it asks for an endpoint (``applicationServerKey``)."""
+"""What the Session tells of push subscriptions.
+
+RFC 9749: the VAPID public key pushes are signed with, so a client can hand it to its push
+service when it asks for an endpoint (``applicationServerKey``). And the gateway's own
+capability: whether changes made by other IMAP clients reach a subscription while none of
+the user's clients is connected (only with the operator's master login, which watches the
+upstream without the user's password), so a client knows whether to poll on wake-up.
+"""
 
 from __future__ import annotations
 
 from gateway.config import Settings
 from gateway.jmap.protocol import JsonObject
+from gateway.push.background import background_watching
 from gateway.translators.spec import Discovered
 from gateway.webpush.vapid import Vapid
 
@@ -21,3 +28,9 @@ def vapid_capability(settings: Settings, discovered: Discovered) -> JsonObject:
     if vapid is None:
         raise ValueError("the VAPID capability needs GATEWAY_WEBPUSH_VAPID_PRIVATE_KEY")
     return {"applicationServerKey": vapid.public_key_b64url}
+
+
+def push_capability(settings: Settings, discovered: Discovered) -> JsonObject:
+    """``changesByOtherClients``: false means only changes made through the gateway (and
+    those found while one of the user's clients is connected) are pushed."""
+    return {"changesByOtherClients": background_watching(settings)}
