@@ -216,6 +216,8 @@ class ThreadStats:
     # The member chunks it is stored with (gateway.cache.thread_table), so a rewrite drops
     # those it no longer needs without looking for them.
     chunks: int = 0
+    # Its head and chunks as read, so a rewrite sends only the parts that change.
+    stored: list[bytes] = field(default_factory=list)
 
     def email_ids(self) -> list[str]:
         return [email_id for _, email_id in self.members]
@@ -678,6 +680,7 @@ class EmailStore:
                 {names[flat[i]]: flat[i + 1] for i in range(0, len(flat), 2)},
                 unread,
                 len(parts[t]) - 1,
+                parts[t],
             )
             for t, (unread, flat, members) in decoded.items()
         }

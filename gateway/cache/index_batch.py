@@ -244,17 +244,20 @@ class IndexBatch:
             self._pipe.rput(self._keys.mailbox_numbers, numbering.generation, values)
         if self._threads:
             by_id = numbering.by_id
-            fields = {
-                t: (
-                    stats.chunks,
-                    encode_thread(
-                        stats.unread,
-                        {by_id[m]: n for m, n in stats.mailboxes.items()},
-                        stats.members,
-                    ),
+            fields: dict[str, tuple[int, int, dict[int, bytes]]] = {}
+            for t, stats in self._threads.items():
+                parts = encode_thread(
+                    stats.unread,
+                    {by_id[m]: n for m, n in stats.mailboxes.items()},
+                    stats.members,
+                    stats.stored,
                 )
-                for t, stats in self._threads.items()
-            }
+                changed = {
+                    k: v
+                    for k, v in enumerate(parts)
+                    if k >= len(stats.stored) or stats.stored[k] != v
+                }
+                fields[t] = (stats.chunks, len(parts), changed)
             self._pipe.tput(self._keys.mailbox_numbers, numbering.generation, fields)
 
     async def _commit(self, client: Redis | RedisCluster, held: Lease | None) -> None:

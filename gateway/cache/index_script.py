@@ -325,9 +325,10 @@ while i <= #ARGV do
     end
     redis.call('HSET', meta, 'refs-count', rcount, THREADS .. '-count', count)
   elseif op == 'tput' then
-    -- Threads' heads and member chunks (gateway.cache.thread_table): per thread its id, n,
-    -- the chunks it had, then n values; the chunks go with one HSET per bucket, and those
-    -- past the new ones are deleted. Then splits.
+    -- Threads' heads and member chunks (gateway.cache.thread_table): per thread its id, n
+    -- (its parts now), the chunks it had, m, then m pairs (part number, 0 the head; value):
+    -- only the parts that changed; the chunks go with one HSET per bucket, and those past
+    -- the new ones are deleted. Then splits.
     local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 3]
     local level, split, count = bucket_shape(meta, THREADS)
     local heads = tonumber(redis.call('HGET', meta, HEADS) or '0')
@@ -335,23 +336,25 @@ while i <= #ARGV do
     local j = first + 4
     while j <= last do
       local thread, n, had = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+      local m = tonumber(ARGV[j + 3])
       local bucket = thread_bucket(prefix, thread, level, split)
-      local new = redis.call('HSET', bucket, thread, ARGV[j + 3])
-      heads, count = heads + new, count + new
-      if n > 1 then
-        local flat = chunks[bucket]
-        if not flat then
-          flat = {}
-          chunks[bucket] = flat
-          order[#order + 1] = bucket
-        end
-        for k = 1, n - 1 do
-          flat[#flat + 1] = k .. '.' .. thread
-          flat[#flat + 1] = ARGV[j + 3 + k]
+      for p = j + 4, j + 2 + 2 * m, 2 do
+        if ARGV[p] == '0' then
+          local new = redis.call('HSET', bucket, thread, ARGV[p + 1])
+          heads, count = heads + new, count + new
+        else
+          local flat = chunks[bucket]
+          if not flat then
+            flat = {}
+            chunks[bucket] = flat
+            order[#order + 1] = bucket
+          end
+          flat[#flat + 1] = ARGV[p] .. '.' .. thread
+          flat[#flat + 1] = ARGV[p + 1]
         end
       end
       count = count - thread_chunks_drop(bucket, thread, n, had)
-      j = j + 3 + n
+      j = j + 4 + 2 * m
     end
     for _, bucket in ipairs(order) do
       count = count + bucket_hset(bucket, chunks[bucket])
@@ -534,11 +537,15 @@ class OpRecorder:
             self._op("unlink", self._account.meta, args, len(args))
 
     def tput(
-        self, numbers_key: str, generation: str, threads: Mapping[str, tuple[int, list[bytes]]]
+        self,
+        numbers_key: str,
+        generation: str,
+        threads: Mapping[str, tuple[int, int, Mapping[int, bytes]]],
     ) -> None:
-        """Threads' heads and member chunks into their buckets (with the number of chunks
-        each had: those past its new ones are deleted), written only while the mailbox
-        numbers they were encoded with are of ``generation``."""
+        """Threads' heads and member chunks into their buckets: per thread the chunks it
+        had, how many parts (head and chunks) it has now, and the parts that changed by
+        number (0: the head); chunks past its new ones are deleted. Written only while the
+        mailbox numbers they were encoded with are of ``generation``."""
         head: list[EncodableT] = [
             self._key(numbers_key),
             generation,
@@ -548,11 +555,13 @@ class OpRecorder:
         group: list[EncodableT] = []
         # A thread's fields stay in one op (the script unpacks none of them, so a thread of
         # thousands of members is no limit); ops are cut between threads.
-        for thread_id, (had, fields) in threads.items():
-            if group and len(group) + len(fields) + 3 > OP_ARGS - len(head) - 1:
+        for thread_id, (had, n, changed) in threads.items():
+            if group and len(group) + 2 * len(changed) + 4 > OP_ARGS - len(head) - 1:
                 self.ops += ["tput", str(len(head) + len(group) + 1), index, *head, *group]
                 group = []
-            group += [thread_id, len(fields), had, *fields]
+            group += [thread_id, n, had, len(changed)]
+            for k, value in changed.items():
+                group += [k, value]
         if group:
             self.ops += ["tput", str(len(head) + len(group) + 1), index, *head, *group]
 

@@ -189,29 +189,86 @@ def unpack_id(value: str | bytes) -> str:
 
 
 def encode_thread(
-    unread: int, mailboxes: Mapping[int, int], members: Sequence[Sequence[Any]]
+    unread: int,
+    mailboxes: Mapping[int, int],
+    members: Sequence[Sequence[Any]],
+    stored: Sequence[bytes] = (),
 ) -> list[bytes]:
     """A thread's head and member chunks: each at most 64 octets where a member fits, at
     most 7 members (a fixarray of pairs); a member longer than a chunk is a chunk of its own.
 
     ``mailboxes``: mailbox number -> members in it; ``members``: [receivedAt, email id],
-    oldest first."""
+    oldest first. ``stored``: the head and chunks the thread has now (as READ_THREADS read
+    them): the parts before the one holding the first changed member keep their cut, so a
+    rewrite changes only the head and the chunks from there on (an append the last chunk or
+    a new one, a flag change the head alone) and the write sends only those."""
     flat: list[int] = [x for number, n in sorted(mailboxes.items()) for x in (number, n)]
     # The head's first octet counts the chunks (at most 255), known once they are cut; a
     # fixarray's header takes one more.
     head = b"\x93" + msgpack.packb(unread) + msgpack.packb(flat)
+    pieces = [pack_member(received_at, email_id) for received_at, email_id in members]
+    kept = _kept_cut(stored, pieces, LISTPACK_VALUE - len(head) - 2)
+    if kept is None:
+        fields = _cut(pieces, LISTPACK_VALUE - len(head) - 2, head=True)
+    else:
+        in_head, chunks, start = kept
+        fields = [b"".join(pieces[:in_head]), *chunks, *_cut(pieces[start:], LISTPACK_VALUE - 1)]
+        fields[0] = bytes([0x90 | 2 * in_head]) + fields[0]
+    return [bytes([min(255, len(fields) - 1)]) + head + fields[0], *fields[1:]]
+
+
+def _cut(pieces: Sequence[bytes], room: int, *, head: bool = False) -> list[bytes]:
+    """Members cut greedily into parts (the head's room first when ``head``), each a
+    fixarray of at most 7 pairs; a member longer than the room is a part of its own."""
     fields: list[bytes] = []
     current: list[bytes] = []
-    room = LISTPACK_VALUE - len(head) - 2
-    for received_at, email_id in members:
-        piece = pack_member(received_at, email_id)
-        if len(current) == 7 or (len(piece) > room and (current or not fields)):
+    for piece in pieces:
+        if len(current) == 7 or (len(piece) > room and (current or (head and not fields))):
             fields.append(bytes([0x90 | 2 * len(current)]) + b"".join(current))
             current, room = [], LISTPACK_VALUE - 1
         current.append(piece)
         room -= len(piece)
-    fields.append(bytes([0x90 | 2 * len(current)]) + b"".join(current))
-    return [bytes([min(255, len(fields) - 1)]) + head + fields[0], *fields[1:]]
+    if current or head:
+        fields.append(bytes([0x90 | 2 * len(current)]) + b"".join(current))
+    return fields
+
+
+def _kept_cut(
+    stored: Sequence[bytes], pieces: Sequence[bytes], head_room: int
+) -> tuple[int, list[bytes], int] | None:
+    """What of the stored cut stays: (members the head keeps, the chunks kept as stored,
+    the first member cut anew), or None when the head's own members changed or no longer
+    fit (the whole thread is cut anew)."""
+    if not stored:
+        return None
+    counts = [len(unpack(octets(stored[0])[1:])[2]) // 2]
+    counts += [len(unpack(octets(chunk))) // 2 for chunk in stored[1:]]
+    old = [
+        pack_member(received_at, unpack_id(email_id))
+        for _, _, first in [unpack(octets(stored[0])[1:])]
+        for received_at, email_id in zip(first[::2], first[1::2], strict=True)
+    ]
+    for chunk in stored[1:]:
+        values = unpack(octets(chunk))
+        old += [pack_member(values[i], unpack_id(values[i + 1])) for i in range(0, len(values), 2)]
+    same = 0
+    while same < min(len(old), len(pieces)) and old[same] == pieces[same]:
+        same += 1
+    # The part holding the first changed member (an append: the last part, which may have
+    # room); every part when none changed.
+    if same == len(old) == len(pieces):
+        part = len(counts)
+    elif same == len(old):
+        part = len(counts) - 1
+    else:
+        part, seen = 0, counts[0]
+        while seen <= same:
+            part += 1
+            seen += counts[part]
+    in_head = counts[0]
+    if part == 0 or (in_head and sum(map(len, pieces[:in_head])) > head_room):
+        return None
+    return in_head, [octets(c) for c in stored[1:part]], sum(counts[:part])
 
 
 def decode_thread(parts: Sequence[bytes]) -> tuple[int, list[int], list[list[Any]]]:

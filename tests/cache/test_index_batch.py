@@ -10,6 +10,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from gateway.cache.changes import CannotCalculateChanges, floor_field
@@ -17,12 +18,14 @@ from gateway.cache.chunked_set import directory
 from gateway.cache.emails import EMAIL, THREAD, EmailStore, ThreadStats
 from gateway.cache.index_batch import index_batch
 from gateway.cache.index_format import ensure_current
+from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import LeaseLost, lease
 from gateway.cache.store import Store
-from gateway.cache.thread_table import ref_hash
+from gateway.cache.thread_table import encode_thread, ref_hash
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.threads import ref_key
 from tests.rediscluster import RedisClusterSet
+from tests.servers import RedisServer
 
 # The commands each test's client sent, by name (gateway.cache.timed's observer).
 seen: list[str] = []
@@ -275,6 +278,86 @@ async def test_threads_grow_by_bucket_splits_and_read_back_whole(store: Store) -
     assert not [
         f for b in buckets for f in await store.client.hkeys(b) if f.endswith((b".long", b".t1"))
     ]
+
+
+def own_id(k: int) -> str:
+    """An email id of the gateway's own form (a letter and 20 base32 digits)."""
+    return "e" + "".join("abcdefghij"[int(c)] for c in f"{k:020d}")
+
+
+async def _table(client: Redis, keys: AccountKeys) -> dict[bytes, bytes]:
+    level, split = (
+        int(v) for v in await client.hmget(keys.meta, ["threads-level", "threads-split"])
+    )
+    table: dict[bytes, bytes] = {}
+    for n in range((1 << level) + split):
+        table.update(await client.hgetall(keys.thread_bucket(n)))
+    return table
+
+
+async def _octets_in(client: Redis) -> int:
+    return int((await client.info("stats"))["total_net_input_bytes"])
+
+
+async def test_a_long_threads_flag_change_or_append_writes_only_what_changed(
+    private_redis: RedisServer,
+) -> None:
+    """Review 16c M1: a rewrite sends the head and the chunks from the first changed member
+    on, not the whole thread (counted as octets Redis received, on a Redis of its own)."""
+    store = Store.from_url(private_redis.url)
+    client = store.client
+    try:
+        emails = emails_of(store)
+        members = [[1_700_000_000 + k, own_id(k)] for k in range(2000)]
+        async with index_batch(emails) as batch:
+            batch.put_threads({"t": ThreadStats(list(members), {"m1": 2000}, 0)})
+        before = await _table(client, emails.keys)
+        assert len(before) > 600  # the head and its ~666 chunks
+
+        # A flag change: unread 0 -> 1 moves the head alone.
+        stats = (await emails.threads(["t"]))["t"]
+        stats.unread = 1
+        sent = await _octets_in(client)
+        async with index_batch(emails) as batch:
+            batch.put_threads({"t": stats})
+        sent = await _octets_in(client) - sent
+        after = await _table(client, emails.keys)
+        assert {f for f in after if after[f] != before.get(f)} == {b"t"}
+        assert sent < 1000  # the whole thread is over 40,000 octets
+
+        # An append (the newest member): the head and the last chunk (or a new one).
+        stats = (await emails.threads(["t"]))["t"]
+        stats.members.append([1_700_002_000, own_id(2000)])
+        stats.mailboxes["m1"] += 1
+        sent = await _octets_in(client)
+        async with index_batch(emails) as batch:
+            batch.put_threads({"t": stats})
+        sent = await _octets_in(client) - sent
+        before, after = after, await _table(client, emails.keys)
+        assert 1 <= len({f for f in after if after[f] != before.get(f)} - {b"t"}) <= 1
+        assert sent < 1000
+        members.append([1_700_002_000, own_id(2000)])
+        got = (await emails.threads(["t"]))["t"]
+        assert (got.members, got.mailboxes, got.unread) == (members, {"m1": 2001}, 1)
+        # The kept cut is the one a whole rewrite makes.
+        number = (await emails.numbers.assign(["m1"])).by_id["m1"]
+        assert got.stored == encode_thread(1, {number: 2001}, members)
+
+        # A member in the middle goes: the chunks before it stay as they were.
+        stats = got
+        stats.members = [m for m in stats.members if m[1] != own_id(1000)]
+        stats.mailboxes["m1"] -= 1
+        async with index_batch(emails) as batch:
+            batch.put_threads({"t": stats})
+        before, after = after, await _table(client, emails.keys)
+        changed = {f for f in after if after[f] != before.get(f)} | (before.keys() - after.keys())
+        assert b"t" in changed and not changed & {f"{k}.t".encode() for k in range(1, 330)}
+        del members[1000]
+        got = (await emails.threads(["t"]))["t"]
+        assert got.members == members
+        assert int(await client.hget(emails.keys.meta, "threads-count") or 0) == len(after)
+    finally:
+        await store.close()
 
 
 async def test_a_reset_removes_the_thread_table(store: Store) -> None:
