@@ -227,27 +227,8 @@ while i <= #ARGV do
     local level, split, count = bucket_shape(meta, THREADS)
     for j = first + 2, last, 4 do
       local thread = ARGV[j]
-      local bucket = thread_bucket(prefix, thread, level, split)
-      local old, had = links_read(bucket, thread)
-      local records, digest, refs = ARGV[j + 1], ARGV[j + 2], ''
-      if old then
-        local colon = string.find(old, ':', 1, true)
-        if records == '' then
-          records = string.sub(old, 1, colon - 1)
-        end
-        if digest == '' then
-          digest = string.sub(old, colon + 1, colon + 8)
-        end
-        refs = string.sub(old, colon + 9)
-      end
-      if records == '' then
-        records = '0'
-      end
-      if digest == '' then
-        digest = NO_SUBJECT
-      end
-      count = count + links_write(bucket, thread, records .. ':' .. digest,
-        refs .. ARGV[j + 3], had)
+      count = count + links_append(thread_bucket(prefix, thread, level, split), thread,
+        ARGV[j + 1], ARGV[j + 2], ARGV[j + 3])
     end
     bucket_grow(meta, THREADS, prefix, THREAD_LOAD, thread_hash, level, split, count)
   elseif op == 'refs_put' then
@@ -319,7 +300,7 @@ while i <= #ARGV do
       if had > 0 then
         count = count - redis.call('HDEL', bucket, 'r.' .. thread)
         for k = 2, had do
-          count = count - redis.call('HDEL', bucket, 'r' .. k .. '.' .. thread)
+          count = count - redis.call('HDEL', bucket, links_field(k, thread))
         end
       end
     end

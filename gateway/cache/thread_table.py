@@ -16,11 +16,14 @@ all in the bucket of ``T``'s hash (the last 8 octets of the text after the field
   as many as fit in 64 octets each (three of the gateway's own ids, which go as 14 octets:
   see pack_member);
 - ``r.T`` (the gateway's own threads only, while the thread has email records, visible or
-  not): ``<records>:<subject digest><ref hashes>`` and, when the hashes do not fit,
-  ``r2.T``, ``r3.T``... with 16 more each. The subject digest (8 octets of BLAKE2b of the
-  normalised subject) is what threading compares (gateway.sync.threads); a ref hash is the
-  first 4 octets of a ``thread-refs`` key, all its bucket depends on: when the thread loses
-  its last record, every entry of those buckets naming the thread goes.
+  not): ``<records>:<subject digest><ref hashes>`` (up to :data:`FIRST_HASHES` of them)
+  and, when the hashes do not fit, ``r2.T``, ``r3.T``... with 16 more each, append-only: a
+  link writes ``r.T`` and the last field, never the full ones between. The subject digest
+  (8 octets of BLAKE2b of the normalised subject) is what threading compares
+  (gateway.sync.threads); a ref hash is the first 4 octets of a ``thread-refs`` key, all
+  its bucket depends on: when the thread loses its last record, every entry of those
+  buckets naming the thread goes (once in its life, each hash costing one scan of a
+  bucket of about 48 entries: the ``seen`` buckets are scanned once).
 
 In format 3 these were three big hashes (``threads``, ``thread-members``,
 ``thread-subjects``): one hashtable entry per thread each, mailbox ids in full, 12-octet
@@ -54,12 +57,16 @@ NO_SUBJECT = b"\0" * 8
 SUBJECT_OCTETS = 8
 # Octets of a thread-refs key kept in a links field: its bucket depends on them alone.
 REF_HASH_OCTETS = 4
+# Ref hashes the first links field takes, whatever its record count (up to 7 digits), so
+# later hashes only ever append to the last field.
+FIRST_HASHES = 12
 
 # The table's Lua, for scripts that hold BUCKET_LUA already (the write script).
 THREAD_FUNCTIONS = (
     f"""
 local THREAD_LOAD = {THREAD_LOAD}
 local NO_SUBJECT = string.rep('\\0', {SUBJECT_OCTETS})
+local FIRST_HASHES = {FIRST_HASHES}
 """
     + """
 -- The hash of a thread table field: of the thread id after its last dot.
@@ -102,37 +109,96 @@ local function thread_chunks_drop(bucket, thread, k, had)
   end
   return gone
 end
--- A thread's links fields joined ('<count>:<digest><hashes>') and how many there are: a
--- field is followed by another only when full (no room for one more hash).
+-- The name of a thread's k-th links field.
+local function links_field(k, thread)
+  return (k == 1 and 'r.' or 'r' .. k .. '.') .. thread
+end
+-- A thread's links fields joined ('<count>:<digest><hashes>') and how many there are: the
+-- fields are r.T, r2.T, ... with none missing in between.
 local function links_read(bucket, thread)
   local first = redis.call('HGET', bucket, 'r.' .. thread)
   if not first then
     return nil, 0
   end
-  local parts, last = {first}, first
-  while #last + 4 > 64 do
-    last = redis.call('HGET', bucket, 'r' .. (#parts + 1) .. '.' .. thread)
-    if not last then
-      break
+  local parts = {first}
+  while true do
+    local more = redis.call('HGET', bucket, links_field(#parts + 1, thread))
+    if not more then
+      return table.concat(parts), #parts
     end
-    parts[#parts + 1] = last
+    parts[#parts + 1] = more
   end
-  return table.concat(parts), #parts
 end
--- Write a thread's links as fields of at most 64 octets, dropping those past them of the
--- ``had`` it had; returns how many fields the table gained.
-local function links_write(bucket, thread, head, refs, had)
-  local room = math.max(0, math.floor((64 - #head) / 4)) * 4
-  local added = redis.call('HSET', bucket, 'r.' .. thread, head .. string.sub(refs, 1, room))
-  local k, at = 1, room + 1
-  while at <= #refs do
-    k = k + 1
-    added = added + redis.call('HSET', bucket, 'r' .. k .. '.' .. thread,
-      string.sub(refs, at, at + 63))
-    at = at + 64
+-- How many links fields a thread has (0: none), by doubling then halving on HEXISTS: a
+-- long thread's last field is found with O(log n) probes, none of them read whole.
+local function links_count(bucket, thread)
+  if redis.call('HEXISTS', bucket, 'r.' .. thread) == 0 then
+    return 0
   end
-  for j = k + 1, had do
-    added = added - redis.call('HDEL', bucket, 'r' .. j .. '.' .. thread)
+  local low, high = 1, 2
+  while redis.call('HEXISTS', bucket, links_field(high, thread)) == 1 do
+    low, high = high, high * 2
+  end
+  while high - low > 1 do
+    local middle = math.floor((low + high) / 2)
+    if redis.call('HEXISTS', bucket, links_field(middle, thread)) == 1 then
+      low = middle
+    else
+      high = middle
+    end
+  end
+  return low
+end
+-- Set a thread's links: its record count and subject digest ('' keeps the stored ones;
+-- none stored: 0 and NO_SUBJECT), and ref hashes appended (append-only: those already in
+-- the last field or repeated are skipped; r.T takes FIRST_HASHES, later fields 16 each).
+-- Writes r.T and the last field (and new ones for the hashes that do not fit), never the
+-- full ones before it; returns how many fields the table gained.
+local function links_append(bucket, thread, records, digest, adds)
+  local first = redis.call('HGET', bucket, 'r.' .. thread)
+  local hashes = ''
+  if first then
+    local colon = string.find(first, ':', 1, true)
+    if records == '' then
+      records = string.sub(first, 1, colon - 1)
+    end
+    if digest == '' then
+      digest = string.sub(first, colon + 1, colon + 8)
+    end
+    hashes = string.sub(first, colon + 9)
+  end
+  if records == '' then
+    records = '0'
+  end
+  if digest == '' then
+    digest = NO_SUBJECT
+  end
+  local k = first and links_count(bucket, thread) or 1
+  local last = k == 1 and hashes or redis.call('HGET', bucket, links_field(k, thread))
+  local seen = {}
+  for r = 1, #last - 3, 4 do
+    seen[string.sub(last, r, r + 3)] = true
+  end
+  local parts, cap = {last}, k == 1 and FIRST_HASHES * 4 or 64
+  for r = 1, #adds - 3, 4 do
+    local hash = string.sub(adds, r, r + 3)
+    if not seen[hash] then
+      seen[hash] = true
+      if #parts[#parts] >= cap then
+        parts[#parts + 1], cap = '', 64
+      end
+      parts[#parts] = parts[#parts] .. hash
+    end
+  end
+  local added = 0
+  if k == 1 then
+    hashes = parts[1]
+  elseif #parts > 1 or parts[1] ~= last then
+    redis.call('HSET', bucket, links_field(k, thread), parts[1])
+  end
+  added = added + redis.call('HSET', bucket, 'r.' .. thread, records .. ':' .. digest .. hashes)
+  for p = 2, #parts do
+    added = added + redis.call('HSET', bucket, links_field(k + p - 1, thread), parts[p])
   end
   return added
 end

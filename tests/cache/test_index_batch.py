@@ -360,6 +360,65 @@ async def test_a_long_threads_flag_change_or_append_writes_only_what_changed(
         await store.close()
 
 
+async def _calls(client: Redis, *names: str) -> int:
+    stats = await client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in names)
+
+
+async def test_linking_a_long_threads_next_email_writes_only_its_last_links_field(
+    private_redis: RedisServer,
+) -> None:
+    """Review 16c M2: a thread's links are append-only (the record count in ``r.T``, new ref
+    hashes in the last field), so linking the 1,000th email writes O(1) fields; the hashes
+    are deduplicated; its last email's removal still clears every entry naming it."""
+    store = Store.from_url(private_redis.url)
+    client = store.client
+    try:
+        emails = emails_of(store)
+        keys = emails.keys
+        refs = {ref_key(f"<{n}@example.org>"): "t" for n in range(1998)}
+        items = list(refs.items())
+        for start in range(0, len(items), 200):
+            part = dict(items[start : start + 200])
+            async with index_batch(emails) as batch:
+                batch.map_thread_refs(part, {"t": "subject"} if not start else {})
+                batch.link_threads({"t": (start + 200) // 2 - 1}, part, ())
+        before = await _table(client, keys)
+        assert len([f for f in before if f.startswith(b"r")]) > 100  # 1,998 hashes
+        # The 1,000th email, with two new Message-IDs and one named twice.
+        new = {ref_key("<a@example.org>"): "t", ref_key("<b@example.org>"): "t"}
+        await client.config_resetstat()
+        async with index_batch(emails) as batch:
+            batch.map_thread_refs(new, {})
+            batch.link_threads({"t": 1000}, {**new, ref_key("<a@example.org>"): "t"}, ())
+            batch._pipe.link([("t", "", b"", ref_hash(ref_key("<a@example.org>")))])
+        # Per link op r.T and the last field, and the table's shape in the meta; the two
+        # refs and the refs table's shape (a whole rewrite: over 120 for these 2,000 hashes).
+        assert await _calls(client, "hset") <= 8
+        assert await _calls(client, "hget", "hexists", "hmget") <= 40
+        after = await _table(client, keys)
+        changed = {f for f in after if after[f] != before.get(f)}
+        assert b"r.t" in changed and len(changed) <= 2
+        joined = b"".join(
+            after[f] for f in [b"r.t"] + [f"r{k}.t".encode() for k in range(2, 200)] if f in after
+        )
+        hashes = joined[joined.index(b":") + 9 :]
+        assert (
+            len(hashes) == 4 * 2000
+            and len(set(hashes[i : i + 4] for i in range(0, 8000, 4))) == 2000
+        )
+        assert (await emails.threads_and_links([], ["t"]))[1] == {"t": 1000}
+        assert max(len(v) for f, v in after.items() if f.startswith(b"r")) <= 64
+        # The thread's last email goes: every thread-refs entry naming it goes too.
+        async with index_batch(emails) as batch:
+            batch.link_threads({"t": 0}, {}, {"t"})
+        assert await emails.thread_refs([*refs, *new]) == {}
+        assert int(await client.hget(keys.meta, "refs-count") or 0) == 0
+        assert not [f for f in await _table(client, keys) if f.startswith(b"r")]
+    finally:
+        await store.close()
+
+
 async def test_a_reset_removes_the_thread_table(store: Store) -> None:
     emails = emails_of(store)
     keys = emails.keys
