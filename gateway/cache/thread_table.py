@@ -40,6 +40,7 @@ from typing import Any
 import msgpack
 
 from gateway.cache.codec import octets, unpack
+from gateway.cache.keys import INDEX_FORMAT_FIELD
 from gateway.cache.record_buckets import BUCKET_LUA
 
 # The meta fields' prefix of the thread table; ``threads-heads`` counts the threads with
@@ -357,10 +358,14 @@ def decode_links(value: bytes) -> tuple[int, bytes]:
 # KEYS: the state hash, the meta hash, the mailbox numbers. ARGV: the data type, the bucket
 # prefix, how many ids whose links are wanted, those ids, then the ids whose heads and chunks
 # are wanted. Returns each thread's parts (nil without a head), each links id's first links
-# field, the type's modseq, the epoch and the numbers' generation, read at one instant. An
-# id wanted both ways is one HMGET.
+# field, the type's modseq, the epoch, the numbers' generation and the index's format
+# (gateway.cache.format_fence: a layout of another release is not answered from), read at
+# one instant. An id wanted both ways is one HMGET.
 READ_THREADS = (
     THREAD_LUA
+    + f"""
+local FORMAT_FIELD = '{INDEX_FORMAT_FIELD}'
+"""
     + """
 local level, split = bucket_shape(KEYS[2], 'threads')
 local nlinks = tonumber(ARGV[3])
@@ -391,7 +396,7 @@ for thread, at in pairs(wanted) do
     'r.' .. thread) or false
 end
 return {found, links, redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], 'epoch'),
-  redis.call('HGET', KEYS[3], '*')}
+  redis.call('HGET', KEYS[3], '*'), redis.call('HGET', KEYS[2], FORMAT_FIELD)}
 """
 )
 
