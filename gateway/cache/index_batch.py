@@ -244,7 +244,7 @@ class IndexBatch:
             self._pipe.rput(self._keys.mailbox_numbers, numbering.generation, values)
         if self._threads:
             by_id = numbering.by_id
-            fields: dict[str, tuple[int, int, dict[int, bytes]]] = {}
+            fields: dict[str, tuple[int, int, bytes, list[bytes]]] = {}
             for t, stats in self._threads.items():
                 parts = encode_thread(
                     stats.unread,
@@ -252,12 +252,13 @@ class IndexBatch:
                     stats.members,
                     stats.stored,
                 )
-                changed = {
-                    k: v
-                    for k, v in enumerate(parts)
-                    if k >= len(stats.stored) or stats.stored[k] != v
-                }
-                fields[t] = (stats.chunks, len(parts), changed)
+                stored = stats.stored
+                start = next(
+                    (k for k in range(1, len(parts)) if k >= len(stored) or stored[k] != parts[k]),
+                    len(parts),
+                )
+                head = b"" if stored and stored[0] == parts[0] else parts[0]
+                fields[t] = (stats.chunks, start, head, parts[start:])
             self._pipe.tput(self._keys.mailbox_numbers, numbering.generation, fields)
 
     async def _commit(self, client: Redis | RedisCluster, held: Lease | None) -> None:

@@ -306,36 +306,39 @@ while i <= #ARGV do
     end
     redis.call('HSET', meta, 'refs-count', rcount, THREADS .. '-count', count)
   elseif op == 'tput' then
-    -- Threads' heads and member chunks (gateway.cache.thread_table): per thread its id, n
-    -- (its parts now), the chunks it had, m, then m pairs (part number, 0 the head; value):
-    -- only the parts that changed; the chunks go with one HSET per bucket, and those past
-    -- the new ones are deleted. Then splits.
+    -- Threads' heads and member chunks (gateway.cache.thread_table): per thread its id,
+    -- '<n>:<had>:<from>' (its parts now, head included; the chunks it had; the first chunk
+    -- that changed), its head ('': unchanged), then its chunks from..n-1: only what changed
+    -- is sent and written. The chunks go with one HSET per bucket, and those past the new
+    -- ones are deleted. Then splits.
     local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 3]
     local level, split, count = bucket_shape(meta, THREADS)
     local heads = tonumber(redis.call('HGET', meta, HEADS) or '0')
     local order, chunks = {}, {}
     local j = first + 4
     while j <= last do
-      local thread, n, had = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
-      local m = tonumber(ARGV[j + 3])
+      local thread = ARGV[j]
+      local n, had, from = string.match(ARGV[j + 1], '^(%d+):(%d+):(%d+)$')
+      n, had, from = tonumber(n), tonumber(had), tonumber(from)
       local bucket = thread_bucket(prefix, thread, level, split)
-      for p = j + 4, j + 2 + 2 * m, 2 do
-        if ARGV[p] == '0' then
-          local new = redis.call('HSET', bucket, thread, ARGV[p + 1])
-          heads, count = heads + new, count + new
-        else
-          local flat = chunks[bucket]
-          if not flat then
-            flat = {}
-            chunks[bucket] = flat
-            order[#order + 1] = bucket
-          end
-          flat[#flat + 1] = ARGV[p] .. '.' .. thread
-          flat[#flat + 1] = ARGV[p + 1]
+      if ARGV[j + 2] ~= '' then
+        local new = redis.call('HSET', bucket, thread, ARGV[j + 2])
+        heads, count = heads + new, count + new
+      end
+      if from < n then
+        local flat = chunks[bucket]
+        if not flat then
+          flat = {}
+          chunks[bucket] = flat
+          order[#order + 1] = bucket
+        end
+        for k = from, n - 1 do
+          flat[#flat + 1] = k .. '.' .. thread
+          flat[#flat + 1] = ARGV[j + 3 + k - from]
         end
       end
       count = count - thread_chunks_drop(bucket, thread, n, had)
-      j = j + 4 + 2 * m
+      j = j + 3 + n - from
     end
     for _, bucket in ipairs(order) do
       count = count + bucket_hset(bucket, chunks[bucket])
@@ -521,12 +524,12 @@ class OpRecorder:
         self,
         numbers_key: str,
         generation: str,
-        threads: Mapping[str, tuple[int, int, Mapping[int, bytes]]],
+        threads: Mapping[str, tuple[int, int, bytes, list[bytes]]],
     ) -> None:
         """Threads' heads and member chunks into their buckets: per thread the chunks it
-        had, how many parts (head and chunks) it has now, and the parts that changed by
-        number (0: the head); chunks past its new ones are deleted. Written only while the
-        mailbox numbers they were encoded with are of ``generation``."""
+        had, the first chunk that changed, its head (b"": unchanged) and the chunks from that
+        one on (the last of them its last chunk); chunks past them are deleted. Written only
+        while the mailbox numbers they were encoded with are of ``generation``."""
         head: list[EncodableT] = [
             self._key(numbers_key),
             generation,
@@ -536,13 +539,11 @@ class OpRecorder:
         group: list[EncodableT] = []
         # A thread's fields stay in one op (the script unpacks none of them, so a thread of
         # thousands of members is no limit); ops are cut between threads.
-        for thread_id, (had, n, changed) in threads.items():
-            if group and len(group) + 2 * len(changed) + 4 > OP_ARGS - len(head) - 1:
+        for thread_id, (had, start, value, chunks) in threads.items():
+            if group and len(group) + len(chunks) + 3 > OP_ARGS - len(head) - 1:
                 self.ops += ["tput", str(len(head) + len(group) + 1), index, *head, *group]
                 group = []
-            group += [thread_id, n, had, len(changed)]
-            for k, value in changed.items():
-                group += [k, value]
+            group += [thread_id, f"{start + len(chunks)}:{had}:{start}", value, *chunks]
         if group:
             self.ops += ["tput", str(len(head) + len(group) + 1), index, *head, *group]
 

@@ -174,7 +174,12 @@ local function links_append(bucket, thread, records, digest, adds)
   if digest == '' then
     digest = NO_SUBJECT
   end
-  local k = first and links_count(bucket, thread) or 1
+  -- A second field exists only behind a full first one (FIRST_HASHES, or over 60 octets as
+  -- the first layout of format 4 filled it): otherwise no probe.
+  local k = 1
+  if first and (#hashes >= FIRST_HASHES * 4 or #first > 60) then
+    k = links_count(bucket, thread)
+  end
   local last = k == 1 and hashes or redis.call('HGET', bucket, links_field(k, thread))
   local seen = {}
   for r = 1, #last - 3, 4 do
