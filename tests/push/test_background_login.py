@@ -218,3 +218,36 @@ async def test_an_upstream_without_inbox_ids_is_not_watched_in_the_background(
     finally:
         await pool.close()
         await store.close()
+
+
+async def test_a_refusal_the_master_login_of_another_account_passes_refuses_one_account(
+    master_dovecot: Dovecot, redis_url: str, pool: ImapPool
+) -> None:
+    """Review M3: a reconnect refused with AUTHENTICATIONFAILED (what some upstreams answer
+    for a user gone) pauses no other account while another account's master login, which
+    worked, is still accepted; refused alike, it is the master user that is refused."""
+    settings = master_settings(master_dovecot, redis_url)
+    store = Store.from_url(redis_url)
+    secret = b"k" * 32
+    try:
+        logins = BackgroundLogins(settings, pool, fixed_secret(secret), WatchStore(store.client))
+        kept, gone = master_dovecot.fresh_user(), master_dovecot.fresh_user()
+        accounts = {}
+        for user in (kept, gone):
+            identity = await asyncio.to_thread(own_identity, master_dovecot, user)
+            accounts[user] = account_id_for(secret, identity)
+            await write_subscribed(store.client, accounts[user], user)
+        assert await logins.principal(accounts[kept]) is not None
+        working = await logins.principal(accounts[gone])
+        assert working is not None
+        # The upstream now refuses the login ``gone``'s watcher reconnects with.
+        refused_login = Login(
+            working.login.identity, as_master(gone, password="no-longer-accepted")
+        )
+        await logins.refused(accounts[gone], Principal(refused_login, accounts[gone]))
+        assert not logins.paused()
+        assert not logins.may_try(accounts[gone])
+        assert logins.may_try(accounts[kept])
+        assert await logins.principal(accounts[kept]) is not None
+    finally:
+        await store.close()
