@@ -254,7 +254,7 @@ class Deliveries:
             return
         body, headers, sent = what
         try:
-            reply = await self._client.post(record["url"], body, headers, self._policy)
+            reply = await self._client.post(record["url"], body, headers, self._policy, account_id)
         except RefusedDestination as exc:
             log.warning("push subscription %s: destination refused: %s", sub_id, exc.reason)
             await self._drop(account_id, sub_id, pending, "refused")

@@ -144,13 +144,19 @@ class PushClient:
         await self._client.aclose()
 
     async def post(
-        self, url: str, body: bytes, headers: Mapping[str, str], policy: DestinationPolicy
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        policy: DestinationPolicy,
+        account_id: str,
     ) -> Reply:
-        """POST ``body`` to ``url`` after checking it; RefusedDestination if the policy refuses
-        it (now: the name may point elsewhere than at create), PushUnreachable on failure."""
+        """POST ``body`` to ``url`` after checking it (its lookup counted against
+        ``account_id``); RefusedDestination if the policy refuses it (now: the name may point
+        elsewhere than at create), PushUnreachable on failure."""
         destination = check_url(url, policy)
         try:
-            addresses = await resolve_destination(destination, policy)
+            addresses = await resolve_destination(destination, policy, account_id)
         except UnresolvableHost as exc:
             raise PushUnreachable(exc.reason) from None
         return await self.post_to(destination, addresses, url, body, headers)
