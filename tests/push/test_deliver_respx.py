@@ -260,3 +260,7 @@ async def test_a_state_change_too_large_goes_in_parts(
     assert len(parts) == 2, parts
     assert {**parts[0], **parts[1]} == states
     assert not set(parts[0]) & set(parts[1])
+    # Review 17 L4: the parts complete each other, so none may replace another at the push
+    # service (RFC 8030 5.4 replaces only a message with the same Topic): the cut part goes
+    # without one; what remains goes whole, so it may carry it.
+    assert route.calls[0].request.headers.get("topic") is None
