@@ -232,3 +232,45 @@ async def test_dns_rebinding_between_create_and_send_is_refused(
         await asyncio.sleep(0.2)
     assert dns.answers[1:] == ["127.0.0.1"]
     assert push.received == []
+
+
+async def test_the_verification_push_does_not_start_the_throttle(store: Store) -> None:
+    """Review 17 M6: the PushVerification is no StateChange, so the first change after the
+    client verifies goes at once, not a min interval after the verification."""
+    subs = PushSubscriptions(store.client)
+    account = "a" + secrets.token_hex(6)
+    url = "http://127.0.0.1:9/push/throttle"
+    interval_ms = 600_000  # far past the test's waits: only no throttle lets the change go
+    sender = Deliveries(
+        subs,
+        PushClient(10.0),
+        LOOPBACK_HTTP,
+        None,
+        Metrics(),
+        ttl_seconds=600,
+        min_interval_seconds=interval_ms / 1000,
+    )
+    with respx.mock(assert_all_mocked=True) as mock:
+        route = mock.post(url).mock(return_value=httpx.Response(201))
+        sub_id = await subs.create(account, record(url), login="u")
+        sender.start()
+        try:
+
+            async def verification_sent() -> bool:
+                return route.call_count == 1 and (await subs.pending(account, sub_id))[1] is None
+
+            await eventually(verification_sent)
+            await subs.verified(account, sub_id)
+            now_ms = int(time.time() * 1000)
+            await subs.enqueue_changes(
+                account, {"Email": "e1-7"}, now_ms=now_ms, delay_ms=0, min_interval_ms=interval_ms
+            )
+            sender.wake()
+
+            async def change_sent() -> bool:
+                return route.call_count == 2
+
+            await eventually(change_sent)
+        finally:
+            await sender.stop()
+    assert b"StateChange" in route.calls[1].request.content
