@@ -2,7 +2,8 @@
 most MAX_SENDS_PER_ACCOUNT sends, so another account's push still goes (M4); an unexpected
 error in a delivery counts as a failed attempt (L3); expired subscriptions nobody calls about
 are erased by the loop's sweep (M1); a name that resolves to a public address at create and to
-loopback at send is refused and nothing reaches loopback (L11, DNS rebinding, end to end).
+loopback at send is refused and nothing reaches loopback (L11, DNS rebinding, end to end);
+the PushVerification starts no throttle (M6).
 
 Subscriptions live in a real Redis, pushes go to a real local receiver (or respx, the only
 mock, for the HTTP side); DNS is stubbed where a test needs a name to answer as it says."""
