@@ -42,7 +42,7 @@ from gateway.cache.push_subscriptions import Pending, PushSubscriptions, Subscri
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.metrics import Metrics
 from gateway.push import TypeStates
-from gateway.webpush.client import PushClient, PushUnreachable, Reply
+from gateway.webpush.client import PushClient, PushUnreachable, Reply, longest_send_seconds
 from gateway.webpush.destinations import DestinationPolicy, RefusedDestination
 from gateway.webpush.message import TooLarge, build
 from gateway.webpush.vapid import Vapid
@@ -65,8 +65,9 @@ SWEEP_SECONDS = 60.0
 SWEEP_LIMIT = 500
 # Due pushes claimed by one claim script at most.
 CLAIM_BATCH = 32
-# How long a claim holds a push: past a send's own bound (the client's connect, then its
-# exchange, each within GATEWAY_WEBPUSH_TIMEOUT_SECONDS) by LEASE_MARGIN_SECONDS, and at least
+# How long a claim holds a push: past a send's own bound (the lookup within 5 s, then the
+# client's connect and exchange, each within GATEWAY_WEBPUSH_TIMEOUT_SECONDS: see
+# webpush/client.py longest_send_seconds) by LEASE_MARGIN_SECONDS, and at least
 # LEASE_SECONDS, so a live replica settles before the push comes due for another one; a dead
 # replica's claims are due again after this (see claim_lease_seconds()).
 LEASE_SECONDS = 60.0
@@ -105,7 +106,7 @@ def _now_ms() -> int:
 
 def claim_lease_seconds(timeout_seconds: float) -> float:
     """The claim's lease for a client bounded by ``timeout_seconds`` per phase."""
-    return max(LEASE_SECONDS, 2 * timeout_seconds + LEASE_MARGIN_SECONDS)
+    return max(LEASE_SECONDS, longest_send_seconds(timeout_seconds) + LEASE_MARGIN_SECONDS)
 
 
 def backoff_seconds(attempts: int, retry_after: float | None) -> float:
@@ -224,8 +225,13 @@ class Deliveries:
             return True
         limit = min(free, CLAIM_BATCH)
         claimed = await self._store.claim(_now_ms(), limit, self._lease_ms)
-        # Past half the lease a waiting claim is not started: another replica may have it.
-        until = asyncio.get_running_loop().time() + self._lease_ms / 2000
+        # A waiting claim starts only while its lease still covers a whole send: later, it
+        # may come due for another replica before this one settles it.
+        until = (
+            asyncio.get_running_loop().time()
+            + self._lease_ms / 1000
+            - self._client.longest_send_seconds
+        )
         started = 0
         for account_id, sub_id in claimed:
             if (account_id, sub_id) in self._held:

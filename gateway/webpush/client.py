@@ -26,6 +26,7 @@ import httpcore
 import httpx
 
 from gateway.webpush.destinations import (
+    RESOLVE_TIMEOUT_SECONDS,
     Address,
     Destination,
     DestinationPolicy,
@@ -55,6 +56,12 @@ KEEPALIVE_SECONDS = 30.0
 _PINNED: contextvars.ContextVar[tuple[str, int, tuple[Address, ...]] | None] = (
     contextvars.ContextVar("webpush_pinned", default=None)
 )
+
+
+def longest_send_seconds(timeout_seconds: float) -> float:
+    """The most one :meth:`PushClient.post` takes with ``timeout_seconds`` per phase: the
+    lookup, then the connect and the exchange within twice the timeout."""
+    return RESOLVE_TIMEOUT_SECONDS + 2 * timeout_seconds
 
 
 class PushUnreachable(Exception):
@@ -135,6 +142,10 @@ class PushClient:
             follow_redirects=False,
             trust_env=False,
         )
+
+    @property
+    def longest_send_seconds(self) -> float:
+        return longest_send_seconds(self._timeout)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PushClient:
