@@ -42,7 +42,13 @@ from gateway.cache.push_subscriptions import Pending, PushSubscriptions, Subscri
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.metrics import Metrics
 from gateway.push import TypeStates
-from gateway.webpush.client import PushClient, PushUnreachable, Reply, longest_send_seconds
+from gateway.webpush.client import (
+    LookupsBusy,
+    PushClient,
+    PushUnreachable,
+    Reply,
+    longest_send_seconds,
+)
 from gateway.webpush.destinations import DestinationPolicy, RefusedDestination
 from gateway.webpush.message import TooLarge, build
 from gateway.webpush.vapid import Vapid
@@ -79,6 +85,9 @@ LEASE_MARGIN_SECONDS = 30.0
 MAX_ATTEMPTS = 10
 BACKOFF_FIRST_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 900.0
+# A send whose lookup found the push lookups busy (webpush/resolver.py: the account's other
+# sends hold its share) is tried again after between half of this and all of it.
+BUSY_RETRY_SECONDS = 2.0
 # The longest Retry-After honoured: a push service asking for more is retried after this.
 RETRY_AFTER_MAX_SECONDS = 3600.0
 # On stop, how long sends in flight get to finish; the rest are cancelled and their claims come
@@ -380,6 +389,12 @@ class Deliveries:
             log.warning("push subscription %s: destination refused: %s", sub_id, exc.reason)
             await self._drop(account_id, sub_id, pending, "refused")
             return
+        except LookupsBusy as exc:
+            # The account's other sends hold its lookups (or everyone's are busy): soon again,
+            # still counted, so lookups that never end cannot keep a push going for ever.
+            log.info("push subscription %s: %s", sub_id, exc)
+            await self._retry(account_id, sub_id, pending, None, busy=True)
+            return
         except PushUnreachable as exc:
             log.info("push subscription %s: push service unreachable: %s", sub_id, exc)
             await self._retry(account_id, sub_id, pending, None)
@@ -473,13 +488,19 @@ class Deliveries:
         sub_id: str,
         pending: Pending,
         retry_after: float | None,
+        *,
+        busy: bool = False,
     ) -> None:
         attempts = int(pending.get("attempts", 0)) + 1
         if attempts >= MAX_ATTEMPTS:
             log.warning("push subscription %s: given up after %d attempts", sub_id, attempts)
             await self._drop(account_id, sub_id, pending, "gave_up")
             return
-        due = _now_ms() + round(backoff_seconds(attempts, retry_after) * 1000)
+        if busy:
+            delay = random.uniform(BUSY_RETRY_SECONDS / 2, BUSY_RETRY_SECONDS)  # noqa: S311
+        else:
+            delay = backoff_seconds(attempts, retry_after)
+        due = _now_ms() + round(delay * 1000)
         await self._store.retry_at(account_id, sub_id, due, attempts)
         self._metrics.webpush_outcome("retry")
 

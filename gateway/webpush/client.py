@@ -30,6 +30,7 @@ from gateway.webpush.destinations import (
     Address,
     Destination,
     DestinationPolicy,
+    LookupBusy,
     RefusedDestination,
     UnresolvableHost,
     check_url,
@@ -67,6 +68,11 @@ def longest_send_seconds(timeout_seconds: float) -> float:
 class PushUnreachable(Exception):
     """The push service could not be reached or did not answer in time; worth a retry. The
     message names the failure's kind, never the URL (push URLs are capabilities)."""
+
+
+class LookupsBusy(PushUnreachable):
+    """The push lookups' threads (or the account's share) were all busy: nothing was asked;
+    worth a retry soon (webpush/resolver.py)."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,8 @@ class PushClient:
         destination = check_url(url, policy)
         try:
             addresses = await resolve_destination(destination, policy, account_id)
+        except LookupBusy as exc:
+            raise LookupsBusy(exc.reason) from None
         except UnresolvableHost as exc:
             raise PushUnreachable(exc.reason) from None
         return await self.post_to(destination, addresses, url, body, headers)

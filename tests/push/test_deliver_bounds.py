@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import secrets
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +37,7 @@ from gateway.push.deliveries import MAX_SENDS_PER_ACCOUNT, Deliveries
 from gateway.webpush import resolver
 from gateway.webpush.client import PushClient
 from gateway.webpush.destinations import DestinationPolicy
+from gateway.webpush.resolver import MAX_PER_ACCOUNT, RESOLVER
 from tests.push.conftest import new_user
 from tests.push.eventsource_client import Gateway
 from tests.push.webpush_gateway import eventually, serve_pushing, subscribe
@@ -275,3 +277,51 @@ async def test_the_verification_push_does_not_start_the_throttle(store: Store) -
         finally:
             await sender.stop()
     assert b"StateChange" in route.calls[1].request.content
+
+
+async def test_hanging_lookups_of_one_account_hold_only_its_share(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 17 H1 at delivery: an account's sends whose names never answer hold at most
+    MAX_PER_ACCOUNT lookup threads; its further sends are retried soon (counted), and
+    another account's push goes meanwhile."""
+    released = threading.Event()
+    hanging: list[str] = []
+    real = resolver.system_getaddrinfo
+
+    def dns(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if not str(host).endswith(".hang.test"):
+            return real(host, port, *args, **kwargs)
+        hanging.append(str(host))
+        released.wait(60)
+        raise socket.gaierror(socket.EAI_AGAIN, "no answer (test)")
+
+    monkeypatch.setattr(resolver, "system_getaddrinfo", dns)
+    subs = PushSubscriptions(store.client)
+    slow, fast = "a" + secrets.token_hex(6), "a" + secrets.token_hex(6)
+    async with receiver() as push:
+        sender = worker(store, Metrics())
+        ids = [
+            await subs.create(slow, record(f"http://s{n}.hang.test:{push.port}/p"), login="u")
+            for n in range(MAX_PER_ACCOUNT + 1)
+        ]
+        await subs.create(fast, record(push.url("/fast", scheme="http")), login="v")
+        sender.start()
+        try:
+
+            async def retried_soon() -> bool:
+                attempts = [(await subs.pending(slow, i))[1] or {} for i in ids]
+                return any(a.get("attempts") == 1 for a in attempts)
+
+            await eventually(retried_soon)
+            await eventually(lambda: _true(any(r.target == "/fast" for r in push.received)))
+            assert len(hanging) == MAX_PER_ACCOUNT
+            assert RESOLVER.busy == MAX_PER_ACCOUNT
+        finally:
+            released.set()
+            await sender.stop()
+    await eventually(lambda: _true(RESOLVER.busy == 0))
+
+
+async def _true(value: bool) -> bool:
+    return value
