@@ -40,7 +40,7 @@ PAGE = 500
 PAGES = 12
 # Per-folder and per-thread keys are summed as one family.
 _SUFFIXED = re.compile(
-    r"^(uids|uids-old|uid-buckets|dated|thread-keys|thread-refs|records|cache|text|sized|unseen|flagged)"
+    r"^(uids|uids-old|uid-buckets|dated|thread-keys|thread-refs|threads|records|cache|text|sized|unseen|flagged)"
     r"(:.+)$"
 )
 # The by-date and sparse query sets (chunked since index format 3), summed on a row of their own.

@@ -14,7 +14,7 @@ octets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,15 @@ from gateway.cache.keys import INDEX_FORMAT_FIELD, AccountKeys
 from gateway.cache.locks import IndexWork, Lease, index_lease
 from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers, UnknownNumber
 from gateway.cache.record_buckets import BUCKET_LUA, RECORDS, bucket_count, shape_fields
+from gateway.cache.thread_table import (
+    HEADS_FIELD,
+    READ_THREADS,
+    THREAD_FUNCTIONS,
+    THREADS,
+    decode_links,
+    decode_thread,
+    is_head,
+)
 
 EMAIL = "Email"
 THREAD = "Thread"
@@ -204,16 +213,9 @@ class ThreadStats:
     members: list[list[Any]] = field(default_factory=list)  # [receivedAt, email id], sorted
     mailboxes: dict[str, int] = field(default_factory=dict)  # mailbox id -> members in it
     unread: int = 0
-
-    @classmethod
-    def decode(cls, data: bytes | None) -> ThreadStats:
-        if data is None:
-            return cls()
-        members, mailboxes, unread = unpack(data)
-        return cls(members, mailboxes, unread)
-
-    def encode(self) -> bytes:
-        return pack([self.members, self.mailboxes, self.unread])
+    # The member chunks it is stored with (gateway.cache.thread_table), so a rewrite drops
+    # those it no longer needs without looking for them.
+    chunks: int = 0
 
     def email_ids(self) -> list[str]:
         return [email_id for _, email_id in self.members]
@@ -249,15 +251,32 @@ def decode_mark(data: bytes) -> FolderMark:
 
 
 # KEYS[1] the meta hash; ARGV[1] the bucket prefix, then Message-ID keys: their threads.
+# KEYS[1] the meta hash; ARGV[1] the thread-refs bucket prefix, ARGV[2] the thread table's
+# ('' for no subjects), then Message-ID keys. Returns their threads, then the distinct
+# threads found and each one's first links field (its subject digest).
 _READ_REFS = (
     REF_HASHING
+    + THREAD_FUNCTIONS
     + """
 local level, split = ref_shape(KEYS[1])
-local found = {}
-for i = 2, #ARGV do
-  found[i - 1] = redis.call('HGET', ref_bucket(ARGV[1], ARGV[i], level, split), ARGV[i]) or false
+local found, threads, seen = {}, {}, {}
+for i = 3, #ARGV do
+  local thread = redis.call('HGET', ref_bucket(ARGV[1], ARGV[i], level, split), ARGV[i])
+  found[i - 2] = thread or false
+  if thread and ARGV[2] ~= '' and not seen[thread] then
+    seen[thread] = true
+    threads[#threads + 1] = thread
+  end
 end
-return found
+local links = {}
+if #threads > 0 then
+  local tlevel, tsplit = bucket_shape(KEYS[1], 'threads')
+  for i, thread in ipairs(threads) do
+    links[i] = redis.call('HGET', thread_bucket(ARGV[2], thread, tlevel, tsplit),
+      'r.' .. thread) or false
+  end
+end
+return {found, threads, links}
 """
 )
 # KEYS: the state hash, the meta hash, the mailbox numbers, then hashes to read. ARGV: the
@@ -525,27 +544,30 @@ class EmailStore:
         return int(await self.client.hget(self.keys.meta, f"{RECORDS}-count") or 0)
 
     async def all_ids(self) -> list[str]:
-        found = await self._bucket_pages(values=False)
+        found = await self._table_pages(RECORDS, self.keys.record_bucket, values=False)
         return list(dict.fromkeys(text(k) for part in found for k in part))
 
     async def record_values(self) -> dict[str, bytes]:
         """Every encoded record (see :func:`thread_of`), as :meth:`all_ids` reads them."""
-        found = await self._bucket_pages(values=True)
+        found = await self._table_pages(RECORDS, self.keys.record_bucket, values=True)
         return {text(k): octets(v) for part in found for k, v in part.items()}
 
-    async def _bucket_pages(self, *, values: bool) -> list[Any]:
-        """Every record bucket's fields (or fields and values), BUCKET_PAGE buckets per
+    async def _table_pages(
+        self, name: str, bucket_key: Callable[[int], str], *, values: bool
+    ) -> list[Any]:
+        """Every bucket's fields (or fields and values) of a linear-hashed table (records,
+        threads), BUCKET_PAGE buckets per
         round trip, each page read with the table's shape: a split meanwhile only moves
         entries into a new bucket past the ones known, which the next pages then read (an
         entry may be read twice; callers keep one)."""
-        shape = shape_fields(RECORDS)
+        shape = shape_fields(name)
         wanted = bucket_count(await self.client.hmget(self.keys.meta, shape))
         read = 0
         parts: list[Any] = []
         while read < wanted:
             async with self.client.pipeline(transaction=True) as pipe:
                 for n in range(read, min(wanted, read + BUCKET_PAGE)):
-                    bucket = self.keys.record_bucket(n)
+                    bucket = bucket_key(n)
                     if values:
                         pipe.hgetall(bucket)
                     else:
@@ -609,41 +631,125 @@ class EmailStore:
     # -- threads -----------------------------------------------------------------------------
 
     async def thread_count(self) -> int:
-        return int(await self.client.hlen(self.keys.threads))
+        return int(await self.client.hget(self.keys.meta, HEADS_FIELD) or 0)
 
     async def thread_ids(self) -> list[str]:
-        return [text(key) for key in await self.client.hkeys(self.keys.threads)]
+        found = await self._table_pages(THREADS, self.keys.thread_bucket, values=False)
+        return list(dict.fromkeys(text(k) for part in found for k in part if is_head(k)))
 
     async def thread_snapshot(self, ids: Iterable[str]) -> tuple[dict[str, list[str]], str]:
         """Each existing thread's email ids (oldest first, RFC 8621 3) and the Thread state."""
-        values, state = await self._with_state(self.keys.threads, ids, THREAD)
-        return {t: ThreadStats.decode(v).email_ids() for t, v in values.items()}, state
+        parts, _, modseq, epoch, _ = await self._read_threads(ids)
+        state = (
+            await self.state.state(THREAD)
+            if epoch is None
+            else format_state(text(epoch), int(modseq or 0))
+        )
+        return {t: [i for _, i in decode_thread(p)[2]] for t, p in parts.items()}, state
 
     async def threads(self, thread_ids: Iterable[str]) -> dict[str, ThreadStats]:
         """The records of the given threads; an empty one for a thread not (or no longer) kept."""
+        stats, _ = await self.threads_and_links(thread_ids, ())
+        return stats
+
+    async def threads_and_links(
+        self, thread_ids: Iterable[str], link_ids: Iterable[str]
+    ) -> tuple[dict[str, ThreadStats], dict[str, int]]:
+        """:meth:`threads`, and the email records counted for each of ``link_ids`` that has
+        any (the gateway's own threads' links, gateway.cache.thread_table): what an index
+        write needs, in one script."""
         wanted = list(dict.fromkeys(thread_ids))
-        values = await self.client.hmget(self.keys.threads, wanted) if wanted else []
-        return {
-            t: ThreadStats.decode(None if v is None else octets(v))
-            for t, v in zip(wanted, values, strict=True)
+        linked = list(dict.fromkeys(link_ids))
+        for attempt in range(1, _NUMBERS_TRIES + 1):
+            parts, links, _, _, generation = await self._read_threads(wanted, linked)
+            decoded = {t: decode_thread(p) for t, p in parts.items()}
+            numbers = [n for _, flat, _ in decoded.values() for n in flat[::2]]
+            try:
+                names = await self._mailbox_names(
+                    numbers, None if generation is None else text(generation)
+                )
+                break
+            except StaleNumbers:
+                if attempt == _NUMBERS_TRIES:
+                    raise
+        found = {
+            t: ThreadStats(
+                members,
+                {names[flat[i]]: flat[i + 1] for i in range(0, len(flat), 2)},
+                unread,
+                len(parts[t]) - 1,
+            )
+            for t, (unread, flat, members) in decoded.items()
         }
+        counts = {t: decode_links(v)[0] for t, v in links.items()}
+        return {t: found.get(t) or ThreadStats() for t in wanted}, counts
+
+    async def _read_threads(
+        self, ids: Iterable[str], link_ids: Iterable[str] = ()
+    ) -> tuple[dict[str, list[bytes]], dict[str, bytes], Any, Any, Any]:
+        """Each existing thread's head and chunks and each of ``link_ids``'s first links
+        field, with the Thread modseq, the epoch and the mailbox numbers' generation read at
+        the same instant (one script)."""
+        wanted = list(dict.fromkeys(ids))
+        linked = list(dict.fromkeys(link_ids))
+        found, links, modseq, epoch, generation = await self.client.register_script(READ_THREADS)(
+            keys=[self.keys.state, self.keys.meta, self.keys.mailbox_numbers],
+            args=[THREAD, self.keys.thread_bucket(""), len(linked), *linked, *wanted],
+        )
+        parts = {
+            t: [octets(v) for v in p] for t, p in zip(wanted, found, strict=True) if p is not None
+        }
+        values = {t: octets(v) for t, v in zip(linked, links, strict=True) if v is not None}
+        return parts, values, modseq, epoch, generation
+
+    async def _mailbox_names(self, numbers: list[int], generation: str | None) -> dict[int, str]:
+        """The mailbox ids of ``numbers`` in the table of ``generation``."""
+        if not numbers:
+            return {}
+        if generation is None:
+            await self._damaged()
+            raise UnknownNumber(self.keys.mailbox_numbers)
+        numbering = await self.numbers.table(generation)
+        if any(n not in numbering.by_number for n in numbers):
+            numbering = await self.numbers.reload(generation)
+        if any(n not in numbering.by_number for n in numbers):
+            await self._damaged()
+            raise UnknownNumber(self.keys.mailbox_numbers)
+        return numbering.by_number
 
     async def thread_refs(self, names: Iterable[bytes]) -> dict[bytes, str]:
         """The thread each Message-ID key (gateway.sync.threads.ref_key) points at, if any."""
+        refs, _ = await self._read_refs(names, subjects=False)
+        return refs
+
+    async def thread_refs_and_subjects(
+        self, names: Iterable[bytes]
+    ) -> tuple[dict[bytes, str], dict[str, bytes]]:
+        """:meth:`thread_refs`, and the subject digest (gateway.cache.thread_table) of each
+        thread found that has records: what threading a page needs, in one round trip."""
+        return await self._read_refs(names, subjects=True)
+
+    async def _read_refs(
+        self, names: Iterable[bytes], *, subjects: bool
+    ) -> tuple[dict[bytes, str], dict[str, bytes]]:
         wanted = list(dict.fromkeys(names))
         if not wanted:
-            return {}
-        prefix = self.keys.thread_ref_bucket("")
-        values = await self.client.register_script(_READ_REFS)(
-            keys=[self.keys.meta], args=[prefix, *wanted]
+            return {}, {}
+        found, threads, links = await self.client.register_script(_READ_REFS)(
+            keys=[self.keys.meta],
+            args=[
+                self.keys.thread_ref_bucket(""),
+                self.keys.thread_bucket("") if subjects else "",
+                *wanted,
+            ],
         )
-        return {n: text(v) for n, v in zip(wanted, values, strict=True) if v is not None}
-
-    async def thread_subjects(self, thread_ids: Iterable[str]) -> dict[str, str]:
-        """The normalised subject of each of the gateway's own threads that has one."""
-        wanted = list(dict.fromkeys(thread_ids))
-        values = await self.client.hmget(self.keys.thread_subjects, wanted) if wanted else []
-        return {t: text(v) for t, v in zip(wanted, values, strict=True) if v is not None}
+        refs = {n: text(v) for n, v in zip(wanted, found, strict=True) if v is not None}
+        digests = {
+            text(t): decode_links(octets(v))[1]
+            for t, v in zip(threads, links, strict=True)
+            if v is not None
+        }
+        return refs, digests
 
     # -- folder marks --------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
-from redis.typing import EncodableT
 
 from gateway.cache.changes import MINOR_TYPES, floor_field
 from gateway.cache.emails import (
@@ -35,7 +34,8 @@ from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import Lease, LeaseLost
 from gateway.cache.mailbox_numbers import MailboxNumbers, StaleNumbers
 from gateway.cache.query_index import QueryKeys, QueryMove, query_writes
-from gateway.cache.thread_links import write_links
+from gateway.cache.thread_links import write_links, write_subjects
+from gateway.cache.thread_table import encode_thread
 
 
 class IndexBatch:
@@ -55,6 +55,10 @@ class IndexBatch:
         # Records put (or None: dropped) by id, the last write of each winning: written
         # at commit, before the change log.
         self._records: dict[str, EmailRecord | None] = {}
+        # Threads put, by id: encoded at commit with the records.
+        self._threads: dict[str, ThreadStats] = {}
+        # New threads' subjects not yet written with their links.
+        self._subjects: dict[str, str] = {}
         self._journal = journal
         # The account's first indexing: Email and Thread states move, nothing per id is
         # logged (gateway.sync.index_writer, initial).
@@ -112,14 +116,14 @@ class IndexBatch:
     # -- threads, dates, counts ------------------------------------------------------------
 
     def put_threads(self, threads: Mapping[str, ThreadStats]) -> None:
-        values: dict[EncodableT, EncodableT] = {t: s.encode() for t, s in threads.items()}
-        if values:
-            self._pipe.hset(self._keys.threads, mapping=values)
+        """Threads with visible members: encoded at commit (gateway.cache.thread_table),
+        once their mailboxes have numbers."""
+        self._threads.update(threads)
 
     def drop_threads(self, thread_ids: Iterable[str]) -> None:
         gone = list(thread_ids)
         if gone:
-            self._pipe.hdel(self._keys.threads, *gone)
+            self._pipe.tdel(gone)
 
     def date(self, email_id: str, received_at: int, mailbox_id: str | None = None) -> None:
         """The email joins the by-date set of a folder (or, with None, of the account)."""
@@ -137,10 +141,10 @@ class IndexBatch:
                 self._pipe.hincrby(self._keys.counts, _count_field(mailbox_id, kind), delta)
 
     def map_thread_refs(self, refs: Mapping[bytes, str], subjects: Mapping[str, str]) -> None:
-        """Message-ID keys -> thread, and new threads' subjects (gateway.sync.threads)."""
+        """Message-ID keys -> thread, and new threads' subjects (gateway.sync.threads): the
+        subjects go with the threads' links (link_threads, or alone at commit)."""
         self._pipe.refs_put(refs)
-        if subjects:
-            self._pipe.hset(self._keys.thread_subjects, mapping=dict(subjects.items()))
+        self._subjects.update(subjects)
 
     def link_threads(
         self,
@@ -148,8 +152,10 @@ class IndexBatch:
         new_refs: Mapping[bytes, str],
         emptied: Collection[str],
     ) -> None:
-        """The gateway's own threads' bookkeeping (gateway.cache.thread_links)."""
-        write_links(self._pipe, self._keys, counts, new_refs, emptied)
+        """The gateway's own threads' bookkeeping (gateway.cache.thread_links): record
+        counts with the keys just mapped and the subjects given so far, threads left empty."""
+        write_links(self._pipe, counts, new_refs, self._subjects, emptied)
+        self._subjects = {t: s for t, s in self._subjects.items() if t not in counts}
 
     # -- query structures (gateway.cache.query_index) ----------------------------------------
 
@@ -218,21 +224,42 @@ class IndexBatch:
         self._pipe.hset(self._keys.meta, mapping={indexed_field: "1"})
 
     async def _encode_records(self) -> None:
-        """The records' ops: mailbox numbers from the process's cache, or assigned (one
-        round trip) for a mailbox new to it; the script writes them only while the numbers
-        are of that generation."""
+        """The records' and threads' ops: mailbox numbers from the process's cache, or
+        assigned (one round trip) for a mailbox new to it; the script writes them only while
+        the numbers are of that generation."""
         kept = {i: r for i, r in self._records.items() if r is not None}
         gone = [i for i, r in self._records.items() if r is None]
         if gone:
             self._pipe.rdel(gone)
+        if not kept and not self._threads:
+            return
+        numbering = await self._numbers.assign(
+            [
+                *(m for record in kept.values() for m in record.copies),
+                *(m for stats in self._threads.values() for m in stats.mailboxes),
+            ]
+        )
         if kept:
-            numbering = await self._numbers.assign(
-                m for record in kept.values() for m in record.copies
-            )
             values = {i: encode(r, numbering.by_id) for i, r in kept.items()}
             self._pipe.rput(self._keys.mailbox_numbers, numbering.generation, values)
+        if self._threads:
+            by_id = numbering.by_id
+            fields = {
+                t: (
+                    stats.chunks,
+                    encode_thread(
+                        stats.unread,
+                        {by_id[m]: n for m, n in stats.mailboxes.items()},
+                        stats.members,
+                    ),
+                )
+                for t, stats in self._threads.items()
+            }
+            self._pipe.tput(self._keys.mailbox_numbers, numbering.generation, fields)
 
     async def _commit(self, client: Redis | RedisCluster, held: Lease | None) -> None:
+        if self._subjects:
+            write_subjects(self._pipe, self._subjects)
         await self._encode_records()
         for name, members in self._chunk_removes.items():
             self._pipe.chunk_remove(name, members)

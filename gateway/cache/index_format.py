@@ -26,6 +26,7 @@ from gateway.cache.locks import LeaseLost
 from gateway.cache.query_index import query_part_keys, query_set_names
 from gateway.cache.record_buckets import RECORDS, bucket_count, shape_fields
 from gateway.cache.thread_links import ref_shape
+from gateway.cache.thread_table import HEADS_FIELD, THREADS
 
 # Formats (INDEX_FORMAT, in keys.py): 1 (no field): one uid-map hash per folder, one
 # thread-refs hash, a thread-keys set per thread, change logs for the first indexing. 2: none
@@ -33,11 +34,24 @@ from gateway.cache.thread_links import ref_shape
 # keys packed in thread-members. 3: the by-date and sparse query sets in chunks
 # (gateway.cache.chunked_set: ``<name>#d``, ``#m``, ``#<n>``), no longer one zset per name;
 # email records in listpack-sized buckets by linear hashing (``records:<n>``, no more
-# ``emails`` hash), naming mailboxes by ``mailbox-numbers``.
+# ``emails`` hash), naming mailboxes by ``mailbox-numbers``. 4: threads in listpack-sized
+# buckets by linear hashing (``threads:<n>``, gateway.cache.thread_table): heads naming
+# mailboxes by number, member chunks and links (record count, subject digest, ref hashes)
+# instead of the ``threads``, ``thread-members`` and ``thread-subjects`` hashes.
 FORMAT_FIELD = INDEX_FORMAT_FIELD
 LOGGED = (EMAIL, THREAD)
 # The email part's fields of the account's meta hash.
-META_FIELDS = (INDEXED_FIELD, "refs-level", "refs-split", "refs-count", *shape_fields(RECORDS))
+# ``thread-links``: format 3's mark that its thread-members were filled.
+META_FIELDS = (
+    INDEXED_FIELD,
+    "refs-level",
+    "refs-split",
+    "refs-count",
+    *shape_fields(RECORDS),
+    *shape_fields(THREADS),
+    HEADS_FIELD,
+    "thread-links",
+)
 
 # KEYS: the email lease, meta, state, then every key of the email part. ARGV: the lease
 # token, the format field and value, how many meta fields go, an epoch candidate, those
@@ -151,6 +165,7 @@ async def email_part_keys(store: EmailStore) -> list[str]:
     ]
     level, split, _ = await ref_shape(client, k)
     records = bucket_count(await client.hmget(k.meta, shape_fields(RECORDS)))
+    thread_buckets = bucket_count(await client.hmget(k.meta, shape_fields(THREADS)))
     threads_named = dict.fromkeys(text(t) for t in [*members, *threads])
     return [
         *_fixed_keys(k),
@@ -159,6 +174,7 @@ async def email_part_keys(store: EmailStore) -> list[str]:
         *(k.thread_keys(t) for t in threads_named),
         *(k.thread_ref_bucket(n) for n in range((1 << level) + split)),
         *(k.record_bucket(n) for n in range(records)),
+        *(k.thread_bucket(n) for n in range(thread_buckets)),
         *query_part_keys(k, folders),
         *await chunked_keys(
             client, [k.dated(), *(k.dated(m) for m in folders), *query_set_names(k, folders)]

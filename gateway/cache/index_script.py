@@ -52,6 +52,7 @@ from gateway.cache.changes import EPOCH_CHARS
 from gateway.cache.chunked_set import CHUNK_LUA, directory, sort_members
 from gateway.cache.keys import INDEX_FORMAT, INDEX_FORMAT_FIELD, AccountKeys
 from gateway.cache.record_buckets import BUCKET_LUA
+from gateway.cache.thread_table import HEADS_FIELD, THREAD_FUNCTIONS, THREADS
 
 # The error an rput op answers when the mailbox numbers it was encoded with are gone.
 STALE_NUMBERS = "index batch: mailbox numbers changed generation"
@@ -91,7 +92,11 @@ end
 
 SCRIPT = (
     REF_HASHING
+    + THREAD_FUNCTIONS
     + CHUNK_LUA
+    + f"""
+local THREADS, HEADS = '{THREADS}', '{HEADS_FIELD}'
+"""
     + """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0}
@@ -115,7 +120,7 @@ end
 local ARGV = cmsgpack.unpack(ARGV[2])
 local want = {hset = 'hash', hdel = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset',
   zadd_present = 'zset', sadd = 'set', link = 'hash', unlink = 'hash', cadd = 'zset',
-  crem = 'zset', cdrop = 'zset', rput = 'hash', rdel = 'hash'}
+  crem = 'zset', cdrop = 'zset', rput = 'hash', rdel = 'hash', tput = 'hash', tdel = 'hash'}
 local typed = {}
 local i = 3
 while i <= #ARGV do
@@ -145,20 +150,13 @@ while i <= #ARGV do
       if have ~= 'none' and have ~= 'hash' then
         return redis.error_reply('WRONGTYPE index batch: chunked set count is a ' .. have)
       end
-    elseif op == 'rput' then
-      -- Records name mailboxes by number (gateway.cache.mailbox_numbers): encoded with the
-      -- table of this generation, or not written at all.
+    elseif op == 'rput' or op == 'tput' then
+      -- Records and thread heads name mailboxes by number (gateway.cache.mailbox_numbers):
+      -- encoded with the table of this generation, or not written at all.
       local numbers = KEYS[tonumber(ARGV[i + 3])]
       local numbered = redis.call('TYPE', numbers).ok == 'hash'
       if not numbered or redis.call('HGET', numbers, '*') ~= ARGV[i + 4] then
         return redis.error_reply('index batch: mailbox numbers changed generation')
-      end
-    elseif op == 'unlink' then
-      for j = i + 3, i + 4 do
-        local have = redis.call('TYPE', KEYS[tonumber(ARGV[j])]).ok
-        if have ~= 'none' and have ~= 'hash' then
-          return redis.error_reply('WRONGTYPE index batch: unlink on a ' .. have)
-        end
       end
     end
   elseif op == 'delete' then
@@ -223,13 +221,35 @@ while i <= #ARGV do
     end
     redis.call('UNLINK', directory)
   elseif op == 'link' then
-    -- A thread's "<records>:<ref keys>" (gateway.cache.thread_links): the new count, and
-    -- the keys just mapped to it appended to those it had.
-    local key, thread = KEYS[tonumber(ARGV[first])], ARGV[first + 1]
-    local old = redis.call('HGET', key, thread) or ''
-    local colon = string.find(old, ':', 1, true)
-    local refs = colon and string.sub(old, colon + 1) or ''
-    redis.call('HSET', key, thread, ARGV[first + 2] .. ':' .. refs .. ARGV[first + 3])
+    -- The gateway's own threads' links (gateway.cache.thread_table): per thread its new
+    -- record count and subject digest ('' keeps the one it has) and ref hashes appended.
+    local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 1]
+    local level, split, count = bucket_shape(meta, THREADS)
+    for j = first + 2, last, 4 do
+      local thread = ARGV[j]
+      local bucket = thread_bucket(prefix, thread, level, split)
+      local old, had = links_read(bucket, thread)
+      local records, digest, refs = ARGV[j + 1], ARGV[j + 2], ''
+      if old then
+        local colon = string.find(old, ':', 1, true)
+        if records == '' then
+          records = string.sub(old, 1, colon - 1)
+        end
+        if digest == '' then
+          digest = string.sub(old, colon + 1, colon + 8)
+        end
+        refs = string.sub(old, colon + 9)
+      end
+      if records == '' then
+        records = '0'
+      end
+      if digest == '' then
+        digest = NO_SUBJECT
+      end
+      count = count + links_write(bucket, thread, records .. ':' .. digest,
+        refs .. ARGV[j + 3], had)
+    end
+    bucket_grow(meta, THREADS, prefix, THREAD_LOAD, thread_hash, level, split, count)
   elseif op == 'refs_put' then
     -- Message-ID keys -> thread, each into its bucket; then buckets split, one at a time
     -- in order, while the table holds more than REF_LOAD entries per bucket.
@@ -269,26 +289,87 @@ while i <= #ARGV do
     end
     redis.call('HSET', meta, 'records-count', count)
   elseif op == 'unlink' then
-    -- A thread left without records: every ref key still pointing at it goes, with its
-    -- subject and its own entry.
-    local members = KEYS[tonumber(ARGV[first])]
-    local meta, subjects = KEYS[tonumber(ARGV[first + 1])], KEYS[tonumber(ARGV[first + 2])]
-    local thread, width = ARGV[first + 3], tonumber(ARGV[first + 4])
-    local prefix = ARGV[first + 6]
-    local old = redis.call('HGET', members, thread) or ''
-    local colon = string.find(old, ':', 1, true)
-    local refs = (colon and string.sub(old, colon + 1) or '') .. ARGV[first + 5]
-    local level, split, count = ref_shape(meta)
-    for j = 1, #refs - width + 1, width do
-      local ref = string.sub(refs, j, j + width - 1)
-      local bucket = ref_bucket(prefix, ref, level, split)
-      if redis.call('HGET', bucket, ref) == thread then
-        count = count - redis.call('HDEL', bucket, ref)
+    -- Threads left without records: every thread-refs entry naming one goes (found by the
+    -- ref hashes of its links, and those this batch adds), then its links.
+    local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 1]
+    local refprefix = ARGV[first + 2]
+    local level, split, count = bucket_shape(meta, THREADS)
+    local rlevel, rsplit, rcount = ref_shape(meta)
+    for j = first + 3, last, 2 do
+      local thread = ARGV[j]
+      local bucket = thread_bucket(prefix, thread, level, split)
+      local old, had = links_read(bucket, thread)
+      local refs = ARGV[j + 1]
+      if old then
+        refs = string.sub(old, string.find(old, ':', 1, true) + 9) .. refs
+      end
+      local seen = {}
+      for r = 1, #refs - 3, 4 do
+        local rbucket = ref_bucket(refprefix, string.sub(refs, r, r + 3), rlevel, rsplit)
+        if not seen[rbucket] then
+          seen[rbucket] = true
+          local entries = redis.call('HGETALL', rbucket)
+          for e = 1, #entries, 2 do
+            if entries[e + 1] == thread then
+              rcount = rcount - redis.call('HDEL', rbucket, entries[e])
+            end
+          end
+        end
+      end
+      if had > 0 then
+        count = count - redis.call('HDEL', bucket, 'r.' .. thread)
+        for k = 2, had do
+          count = count - redis.call('HDEL', bucket, 'r' .. k .. '.' .. thread)
+        end
       end
     end
-    redis.call('HSET', meta, 'refs-count', count)
-    redis.call('HDEL', subjects, thread)
-    redis.call('HDEL', members, thread)
+    redis.call('HSET', meta, 'refs-count', rcount, THREADS .. '-count', count)
+  elseif op == 'tput' then
+    -- Threads' heads and member chunks (gateway.cache.thread_table): per thread its id, n,
+    -- the chunks it had, then n values; the chunks go with one HSET per bucket, and those
+    -- past the new ones are deleted. Then splits.
+    local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 3]
+    local level, split, count = bucket_shape(meta, THREADS)
+    local heads = tonumber(redis.call('HGET', meta, HEADS) or '0')
+    local order, chunks = {}, {}
+    local j = first + 4
+    while j <= last do
+      local thread, n, had = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+      local bucket = thread_bucket(prefix, thread, level, split)
+      local new = redis.call('HSET', bucket, thread, ARGV[j + 3])
+      heads, count = heads + new, count + new
+      if n > 1 then
+        local flat = chunks[bucket]
+        if not flat then
+          flat = {}
+          chunks[bucket] = flat
+          order[#order + 1] = bucket
+        end
+        for k = 1, n - 1 do
+          flat[#flat + 1] = k .. '.' .. thread
+          flat[#flat + 1] = ARGV[j + 3 + k]
+        end
+      end
+      count = count - thread_chunks_drop(bucket, thread, n, had)
+      j = j + 3 + n
+    end
+    for _, bucket in ipairs(order) do
+      count = count + bucket_hset(bucket, chunks[bucket])
+    end
+    redis.call('HSET', meta, HEADS, heads)
+    bucket_grow(meta, THREADS, prefix, THREAD_LOAD, thread_hash, level, split, count)
+  elseif op == 'tdel' then
+    -- Threads without visible members: their heads and chunks (their links stay).
+    local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 1]
+    local level, split, count = bucket_shape(meta, THREADS)
+    local heads = tonumber(redis.call('HGET', meta, HEADS) or '0')
+    for j = first + 2, last do
+      local bucket = thread_bucket(prefix, ARGV[j], level, split)
+      local gone = redis.call('HDEL', bucket, ARGV[j])
+      heads = heads - gone
+      count = count - gone - thread_chunks_drop(bucket, ARGV[j], 1, nil)
+    end
+    redis.call('HSET', meta, HEADS, heads, THREADS .. '-count', count)
   elseif op == 'log' then
     local function key(j) return KEYS[tonumber(ARGV[first + j])] end
     local changed, born, dead, full = key(0), key(1), key(2), key(3)
@@ -424,15 +505,63 @@ class OpRecorder:
         if members:
             self._op("sadd", key, list(members), 1)
 
-    def link(self, key: str, thread_id: str, count: int, added: bytes) -> None:
-        """A thread's record count, and ref keys appended to its list (thread_links)."""
-        self._op("link", key, [thread_id, count, added], 3)
+    def link(self, links: list[tuple[str, int | str, bytes, bytes]]) -> None:
+        """The gateway's own threads' links (gateway.cache.thread_table): per thread its
+        record count ("" keeps the stored one, or 0), subject digest (b"" keeps the stored
+        one) and ref hashes to append."""
+        flat: list[EncodableT] = []
+        for thread_id, count, digest, refs in links:
+            flat += [thread_id, count, digest, refs]
+        head: list[EncodableT] = [self._account.thread_bucket("")]
+        step = OP_ARGS - 4 - OP_ARGS % 4
+        for start in range(0, len(flat), step):
+            args = [*head, *flat[start : start + step]]
+            self._op("link", self._account.meta, args, len(args))
 
-    def unlink(self, key: str, subjects_key: str, thread_id: str, width: int, added: bytes) -> None:
-        """Drop an emptied thread's entry, subject and the ref keys pointing at it."""
-        args: list[EncodableT] = [self._key(self._account.meta), self._key(subjects_key)]
-        prefix = self._account.thread_ref_bucket("")
-        self._op("unlink", key, [*args, thread_id, width, added, prefix], 6)
+    def unlink(self, threads: list[tuple[str, bytes]]) -> None:
+        """Threads left without records: their links, and every thread-refs entry naming
+        them (found by their ref hashes and ``added``'s, per thread)."""
+        flat: list[EncodableT] = []
+        for thread_id, added in threads:
+            flat += [thread_id, added]
+        head: list[EncodableT] = [
+            self._account.thread_bucket(""),
+            self._account.thread_ref_bucket(""),
+        ]
+        step = OP_ARGS - 4 - OP_ARGS % 2
+        for start in range(0, len(flat), step):
+            args = [*head, *flat[start : start + step]]
+            self._op("unlink", self._account.meta, args, len(args))
+
+    def tput(
+        self, numbers_key: str, generation: str, threads: Mapping[str, tuple[int, list[bytes]]]
+    ) -> None:
+        """Threads' heads and member chunks into their buckets (with the number of chunks
+        each had: those past its new ones are deleted), written only while the mailbox
+        numbers they were encoded with are of ``generation``."""
+        head: list[EncodableT] = [
+            self._key(numbers_key),
+            generation,
+            self._account.thread_bucket(""),
+        ]
+        index = str(self._key(self._account.meta))
+        group: list[EncodableT] = []
+        # A thread's fields stay in one op (the script unpacks none of them, so a thread of
+        # thousands of members is no limit); ops are cut between threads.
+        for thread_id, (had, fields) in threads.items():
+            if group and len(group) + len(fields) + 3 > OP_ARGS - len(head) - 1:
+                self.ops += ["tput", str(len(head) + len(group) + 1), index, *head, *group]
+                group = []
+            group += [thread_id, len(fields), had, *fields]
+        if group:
+            self.ops += ["tput", str(len(head) + len(group) + 1), index, *head, *group]
+
+    def tdel(self, thread_ids: list[str]) -> None:
+        """Threads' heads and chunks out of their buckets."""
+        head: list[EncodableT] = [self._account.thread_bucket("")]
+        for start in range(0, len(thread_ids), OP_ARGS - 2):
+            args = [*head, *thread_ids[start : start + OP_ARGS - 2]]
+            self._op("tdel", self._account.meta, args, len(args))
 
     def refs_put(self, refs: Mapping[bytes, str]) -> None:
         """Message-ID keys -> thread in the linear-hashed thread-refs buckets."""

@@ -51,8 +51,15 @@ key                                    type    holds
 ``jg:{a}:uids-old:<mailboxId>``        hash    the uid map of an earlier UIDVALIDITY (or a deleted
                                                folder) until its copies are removed
 ``jg:{a}:folder-marks``                hash    mailbox id -> how far the email index followed it
-``jg:{a}:threads``                     hash    thread id -> msgpack: visible members (oldest first),
-                                               members per mailbox, unread members
+``jg:{a}:threads:<n>``                 hash    a bucket of the thread table (thread_table.py): per
+                                               thread T its head ``T`` (unread, members per
+                                               mailbox number, first members), member chunks
+                                               ``<k>.T``, and for the gateway's own threads its
+                                               links ``r.T`` (records, subject digest, ref
+                                               hashes); n by linear hashing of T (meta
+                                               ``threads-level``, ``-split``, ``-count``,
+                                               ``-heads``); every value <= 64 octets
+``jg:{a}:threads``                     hash    index format 3 only (index_format.py removes it)
 ``jg:{a}:dated#<n>``                   zset    a chunk (at most 128 members, one range of the
                                                order) of the chunked set ``dated``: visible
                                                email id -> receivedAt, every email by date
@@ -74,10 +81,8 @@ key                                    type    holds
                                                the gateway's own (no THREADID upstream); n a
                                                bucket by linear hashing of the digest (meta
                                                ``refs-level``, ``refs-split``, ``refs-count``)
-``jg:{a}:thread-subjects``             hash    thread id -> its normalised subject (same case)
-``jg:{a}:thread-members``              hash    thread id -> "<records>:<thread-refs keys>", while
-                                               it has records (the gateway's own threads;
-                                               thread_links.py)
+``jg:{a}:thread-subjects``             hash    index format 3 only (index_format.py removes it)
+``jg:{a}:thread-members``              hash    index format 3 only (index_format.py removes it)
 ``jg:{a}:thread-keys:<threadId>``      set     index format 1 only (index_format.py removes it):
                                                the thread-refs keys pointing at the thread
 ``jg:{a}:cache:<kind>``                hash    email id -> immutable data fetched once: header
@@ -127,7 +132,7 @@ from dataclasses import dataclass
 
 PREFIX = "jg"
 # The layout of an account's email index this code reads and writes (cache/index_format.py).
-INDEX_FORMAT = 3
+INDEX_FORMAT = 4
 # The account's meta field naming the format its email index was written in.
 INDEX_FORMAT_FIELD = "index-format"
 SECRET = f"{PREFIX}:secret"
@@ -229,7 +234,12 @@ class AccountKeys:
 
     @property
     def threads(self) -> str:
+        """Index format 3's one hash of threads (index_format.py removes it)."""
         return f"{self.base}:threads"
+
+    def thread_bucket(self, bucket: int | str) -> str:
+        """A bucket of the thread table (thread_table.py)."""
+        return f"{self.base}:threads:{bucket}"
 
     def dated(self, mailbox_id: str | None = None) -> str:
         """Emails by receivedAt: all of the account's, or one folder's."""
@@ -250,10 +260,12 @@ class AccountKeys:
 
     @property
     def thread_subjects(self) -> str:
+        """Index format 3's subjects hash (index_format.py removes it)."""
         return f"{self.base}:thread-subjects"
 
     @property
     def thread_members(self) -> str:
+        """Index format 3's record counts and ref keys (index_format.py removes it)."""
         return f"{self.base}:thread-members"
 
     def thread_keys(self, thread_id: str) -> str:

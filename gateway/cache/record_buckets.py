@@ -75,9 +75,11 @@ end
 -- must not fail after its DEL (a batch is all or nothing; a bucket a stranger's crafted
 -- Message-IDs crowded can be that large).
 local function bucket_hset(key, flat)
+  local added = 0
   for s = 1, #flat, 1000 do
-    redis.call('HSET', key, unpack(flat, s, math.min(s + 999, #flat)))
+    added = added + redis.call('HSET', key, unpack(flat, s, math.min(s + 999, #flat)))
   end
+  return added
 end
 -- Split buckets while the table holds more than load entries per bucket; saves the shape.
 local function bucket_grow(meta, name, prefix, load, hash, level, split, count)

@@ -1,12 +1,14 @@
 """Commands that change messages: APPEND, UID STORE, UID COPY / MOVE, UID EXPUNGE.
 
 RFC 3501 6.3.11, 6.4.6, 6.4.7 and 6.4.8; RFC 4315 (UIDPLUS) for UID EXPUNGE, RFC 6851 for
-MOVE, RFC 7162 3.1.3 for UNCHANGEDSINCE. Each returns a :class:`Command` for the caller's
+MOVE, RFC 7162 3.1.3 for UNCHANGEDSINCE, and the UID FETCH CHANGEDSINCE that checks what a
+STORE left behind (RFC 7162 3.1.4.1, 3.2.6). Each returns a :class:`Command` for the caller's
 connection to run; nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
@@ -20,8 +22,17 @@ from gateway.imap.commands import (
     mailbox,
     sequence_set,
 )
+from gateway.imap.responses.fetch import fetches_from_raw
 
 DELETED = "\\Deleted"
+# A STORE's answer as servers send it with CONDSTORE: UID, MODSEQ and FLAGS in any order
+# (RFC 7162 3.1.3), flags plain atoms; anything else goes through the FETCH parser.
+_ANSWER = re.compile(
+    rb"\* [0-9]+ FETCH \("
+    rb"(?:(?:UID ([0-9]{1,10})|MODSEQ \(([0-9]{1,20})\)|FLAGS \(([!#$&'+-Z^-z|}~\\ ]*)\))"
+    rb"(?: (?=[UMF])|\)\Z))+"
+)
+Answer = tuple[list[str] | None, int | None]
 
 
 def append(
@@ -67,3 +78,55 @@ def uid_copy(uids: Uids, destination: str, *, utf8: bool, move: bool = False) ->
     """``UID COPY uids mailbox``, or ``UID MOVE`` (RFC 6851) with ``move``."""
     verb = "MOVE" if move else "COPY"
     return Command("UID", verb, sequence_set(uids), mailbox(destination, utf8=utf8))
+
+
+def uid_changed_since(uids: Uids, modseq: int) -> Command:
+    """``UID FETCH uids (UID) (CHANGEDSINCE n VANISHED)``: every message of ``uids`` whose
+    mod-sequence is above ``n`` (answered with its MODSEQ, RFC 7162 3.1.4.1) and every UID of
+    ``uids`` expunged since (VANISHED (EARLIER), RFC 7162 3.2.6; QRESYNC must be enabled).
+    ``uids`` may be a sequence-set string ending in ``n:*``."""
+    return Command(
+        "UID", "FETCH", sequence_set(uids), "(UID)", f"(CHANGEDSINCE {int(modseq)} VANISHED)"
+    )
+
+
+def read_answer(raw: bytes) -> tuple[int, list[str] | None, int | None] | None:
+    """One untagged FETCH about one message, as the FETCH parser reads it: its UID, FLAGS
+    and MODSEQ (None where absent); None when it is no FETCH or names no UID. The usual
+    shape costs one regular expression instead of the parser's generic path."""
+    match = _ANSWER.fullmatch(raw)
+    if match is not None and match.group(1) is not None:
+        uid_text, modseq_text, flags_text = match.groups()
+        flags = None if flags_text is None else flags_text.decode("ascii").split()
+        return int(uid_text), flags, None if modseq_text is None else int(modseq_text)
+    parsed = fetches_from_raw((raw,))
+    if len(parsed) != 1:
+        return None
+    ((uid, item),) = parsed.items()
+    return uid, item.flags, item.modseq
+
+
+def store_answers(raws: Iterable[bytes]) -> tuple[dict[int, Answer], bool]:
+    """A STORE's untagged answers: uid -> (flags, mod-sequence), as the FETCH parser reads
+    them (several for one message merged in order), and whether every answer was a FETCH
+    with a UID, one per message (anything else, EXISTS, EXPUNGE or a FETCH without UID,
+    tells of a change beside the STORE's)."""
+    found: dict[int, Answer] = {}
+    clean = True
+    for raw in raws:
+        answer = read_answer(raw)
+        clean = add_answer(found, answer) and clean if answer is not None else False
+    return found, clean
+
+
+def add_answer(found: dict[int, Answer], answer: tuple[int, list[str] | None, int | None]) -> bool:
+    """Add one :func:`read_answer` to ``found``, merged over an earlier one of the same
+    message as the FETCH parser merges them; False when there was one (not one answer per
+    message)."""
+    uid, flags, modseq = answer
+    earlier = found.get(uid)
+    if earlier is not None:
+        flags = earlier[0] if flags is None else flags
+        modseq = earlier[1] if modseq is None else modseq
+    found[uid] = (flags, modseq)
+    return earlier is None

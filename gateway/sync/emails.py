@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from gateway.cache.emails import EmailStore, FolderMark
 from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MailboxRecord, MailboxStore
-from gateway.cache.thread_links import ThreadLinks
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed, ProtocolError
 from gateway.imap.fetch import Attr, BodySection, FetchAtt, uid_fetch
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 
 STRATEGY_FIELD = "email-ids"
 MAILBOX_STRATEGY_FIELD = "mailbox-ids"
-LINKS_FIELD = "thread-links"
 # New messages fetched per UID FETCH: bounds memory and the size of one index transaction.
 PAGE = 500
 # The next UID FETCH goes out before a chunk is indexed only behind an answer this small (a
@@ -114,9 +112,6 @@ async def sync_emails(
             return
         strategy = await choose_ids(conn, store)
         own_threads = strategy is not EmailIds.OBJECTID
-        if own_threads and await store.meta(LINKS_FIELD) is None:
-            # An index made before threads counted their Message-ID map gets it once.
-            await ThreadLinks(store).fill(held, LINKS_FIELD)
         writer = IndexWriter(store, held, own_threads=own_threads, initial=initial)
         visit = _FolderVisit(conn, store, writer, strategy, held, reports)
         empty = [m for m in stale if m.total == 0 and m.uidnext is not None]

@@ -38,7 +38,6 @@ from gateway.cache.index_batch import IndexBatch, index_batch
 from gateway.cache.journal import StateChange
 from gateway.cache.locks import Lease
 from gateway.cache.mailboxes import MAILBOX
-from gateway.cache.thread_links import ThreadLinks
 from gateway.sync.tallies import KINDS, Move, Outcome, Presence, apply
 
 # Uid map entries of an earlier UIDVALIDITY copied per script (see IndexWriter.start_over).
@@ -93,7 +92,8 @@ class IndexWriter:
         self.store = store
         self._held = held
         self._initial = initial
-        self._links = ThreadLinks(store) if own_threads else None
+        # Threads are the gateway's: their links (record counts, Message-ID keys) are kept.
+        self._own_threads = own_threads
         # (mailbox id, uid) -> email id, applied by finish()
         self._removals: dict[tuple[str, int], str] = {}
         # Folders whose uid map was deleted as a whole: no per-uid deletes for them.
@@ -169,8 +169,12 @@ class IndexWriter:
             with contextlib.suppress(BaseException):
                 await pending
 
-    async def set_flags(self, mailbox_id: str, flags: dict[int, list[str]]) -> None:
-        """Flag changes of known copies; uids the index does not know are ignored."""
+    async def set_flags(
+        self, mailbox_id: str, flags: dict[int, list[str]], mark: FolderMark | None = None
+    ) -> None:
+        """Flag changes of known copies; uids the index does not know are ignored.
+        ``mark``: the folder's new mark, written in the same transaction (Email/set's, once
+        the upstream confirmed its STOREs were the folder's only change)."""
         await self.settle()
         owners = await self.store.email_ids_of(mailbox_id, flags)
         batch = _Batch()
@@ -180,7 +184,7 @@ class IndexWriter:
             copies = touched.record.copies.get(mailbox_id) if touched is not None else None
             if copies is not None and uid in copies:
                 copies[uid] = list(flags[uid])
-        await self._write(batch)
+        await self._write(batch, marks={mailbox_id: mark} if mark is not None else None)
 
     def remove_later(self, mailbox_id: str, owners: dict[int, str]) -> None:
         """Copies expunged from a folder."""
@@ -265,20 +269,16 @@ class IndexWriter:
         for email_id, record in (await self.store.records(wanted)).items():
             batch.touched[email_id] = _Touched(record, record.view(), True)
 
-    async def _link_changes(self, batch: _Batch) -> _LinkChanges | None:
-        """The threads' record counts after the batch (of those it changes or maps keys
-        to), and the threads it leaves empty."""
-        if self._links is None:
-            return None
-        delta = _links_delta(batch)
-        touched = {t for t, n in delta.items() if n} | set(batch.refs.values())
-        known = await self._links.members(touched)
-        counts = {t: known.get(t, 0) + delta.get(t, 0) for t in touched}
-        return _LinkChanges(counts, {t for t, n in counts.items() if n <= 0})
-
-    async def _write(self, batch: _Batch, *, ahead: bool = False) -> list[str]:
-        """One transaction: records, uid maps, threads, counts, thread mappings, change logs.
-        Returns the ids of the emails it created; ``ahead``: see add_copies."""
+    async def _write(
+        self,
+        batch: _Batch,
+        *,
+        ahead: bool = False,
+        marks: dict[str, FolderMark] | None = None,
+    ) -> list[str]:
+        """One transaction: records, uid maps, threads, counts, thread mappings, change logs,
+        and ``marks`` when given. Returns the ids of the emails it created; ``ahead``: see
+        add_copies."""
         created: list[str] = []
         updated: list[str] = []
         destroyed: list[str] = []
@@ -304,12 +304,20 @@ class IndexWriter:
                     record.size,
                 )
             )
-        # Two reads, sent together: one round trip's wait.
-        threads, links = await asyncio.gather(
-            self.store.threads({m.thread_id for m in moves}), self._link_changes(batch)
+        # The threads' records, and the record counts of the threads whose links change (those
+        # the batch changes or maps keys to): one script.
+        delta = _links_delta(batch) if self._own_threads else Counter()
+        linked = {t for t, n in delta.items() if n} | set(batch.refs.values())
+        threads, known = await self.store.threads_and_links(
+            {m.thread_id for m in moves}, linked if self._own_threads else ()
         )
+        links = None
+        if self._own_threads:
+            counts = {t: known.get(t, 0) + delta.get(t, 0) for t in linked}
+            links = _LinkChanges(counts, {t for t, n in counts.items() if n <= 0})
         outcome = apply(moves, threads)
-        commit = self._commit(batch, moves, outcome, links, (created, updated, destroyed))
+        emails = (created, updated, destroyed)
+        commit = self._commit(batch, moves, outcome, links, emails, marks or {})
         if ahead:
             self._pending = asyncio.ensure_future(commit)
         else:
@@ -323,9 +331,11 @@ class IndexWriter:
         outcome: Outcome,
         links: _LinkChanges | None,
         emails: tuple[list[str], list[str], list[str]],
+        marks: dict[str, FolderMark],
     ) -> None:
         created, updated, destroyed = emails
         async with index_batch(self.store, self._held, initial=self._initial) as write:
+            write.set_marks(marks)
             write.put_records(t.record for t in batch.touched.values() if t.record.copies)
             write.drop_records(
                 i for i, t in batch.touched.items() if not t.record.copies and t.existed

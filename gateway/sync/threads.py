@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.cache.emails import EmailStore
+from gateway.cache.thread_table import subject_digest
 from gateway.mime.headers import RawHeader, as_text, parse_header_block
 from gateway.mime.limits import (
     FIELD_OCTETS,
@@ -205,7 +206,8 @@ class Threader:
     def __init__(self, store: EmailStore) -> None:
         self._store = store
         self._refs: dict[bytes, str] = {}
-        self._subjects: dict[str, str] = {}
+        # thread -> its subject's digest (gateway.cache.thread_table.subject_digest)
+        self._subjects: dict[str, bytes] = {}
         self.new_refs: dict[bytes, str] = {}
         self.new_subjects: dict[str, str] = {}
         # Message-ID -> ref_key of the batch's ids, so assign() digests none twice.
@@ -221,10 +223,14 @@ class Threader:
                 if key is None:
                     key = keys[name] = ref_key(name)
                 names[key] = None
-        self._refs.update(await self._store.thread_refs(n for n in names if n not in self._refs))
-        threads = [t for t in set(self._refs.values()) if t not in self._subjects]
+        # One read: the keys' threads, and the subjects of the threads found (those of
+        # threads met before in this batch are known already).
+        refs, subjects = await self._store.thread_refs_and_subjects(
+            n for n in names if n not in self._refs
+        )
+        self._refs.update(refs)
         # An empty subject is a subject ("Re:" answering a message without one).
-        self._subjects.update(await self._store.thread_subjects(threads))
+        self._subjects.update({t: d for t, d in subjects.items() if t not in self._subjects})
 
     def assign(self, email_id: str, links: Links) -> str:
         """The thread of a new message (``prepare`` must have seen its links)."""
@@ -232,24 +238,21 @@ class Threader:
         own = [keys.get(links.message_id) or ref_key(links.message_id)] if links.message_id else []
         parents = [keys.get(p) or ref_key(p) for p in links.parents]
         thread_id = None
+        digest = subject_digest(links.subject)
         for name in (*parents, *own):
             candidate = self._refs.get(name)
-            if candidate is not None and self._subject_of(candidate) == links.subject:
+            if candidate is not None and self._subjects.get(candidate) == digest:
                 thread_id = candidate
                 break
         if thread_id is None:
             thread_id = thread_id_for(email_id)
             if thread_id not in self._subjects:
-                self._subjects[thread_id] = self.new_subjects[thread_id] = links.subject
+                self._subjects[thread_id] = digest
+                self.new_subjects[thread_id] = links.subject
         for name in (*own, *parents):
             if name not in self._refs:
                 self._refs[name] = self.new_refs[name] = thread_id
         return thread_id
-
-    def _subject_of(self, thread_id: str) -> str | None:
-        """A thread's subject as compared; one stored before subjects were cut is cut here."""
-        subject = self._subjects.get(thread_id)
-        return None if subject is None else subject[:THREAD_SUBJECT_CHARS]
 
     def take_writes(self) -> tuple[dict[bytes, str], dict[str, str]]:
         """The mappings made since the last call: (Message-ID key -> thread, thread -> subject).

@@ -14,10 +14,12 @@ from redis.exceptions import ResponseError
 
 from gateway.cache.changes import CannotCalculateChanges, floor_field
 from gateway.cache.chunked_set import directory
-from gateway.cache.emails import EMAIL, THREAD, EmailStore
+from gateway.cache.emails import EMAIL, THREAD, EmailStore, ThreadStats
 from gateway.cache.index_batch import index_batch
+from gateway.cache.index_format import ensure_current
 from gateway.cache.locks import LeaseLost, lease
 from gateway.cache.store import Store
+from gateway.cache.thread_table import ref_hash
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.threads import ref_key
 from tests.rediscluster import RedisClusterSet
@@ -52,9 +54,9 @@ async def test_a_batch_is_one_script_round_trip_with_its_change_log(store: Store
         await writer.add_copies(
             "m1", [NewCopy(uid, f"e{uid}", [], uid, 10, f"t{uid}") for uid in range(2, 502)]
         )
-        # The reads the writer needs (records: a script finding their buckets, threads), then
-        # ONE script: no WATCH, no MULTI (m1 already has its number: no round trip for it).
-        assert seen == ["EVALSHA", "HMGET", "EVALSHA"]
+        # The reads the writer needs (records and threads: scripts finding their buckets),
+        # then ONE script: no WATCH, no MULTI (m1 already has its number: no round trip).
+        assert seen == ["EVALSHA", "EVALSHA", "EVALSHA"]
     changes = await emails.state.changes(EMAIL, f"{await emails.state.epoch()}-0", None)
     assert sorted(changes.created) == sorted(f"e{u}" for u in range(1, 502))
     assert [c.data_type for c in writer.changes[3:]] == [EMAIL, THREAD, "Mailbox"]
@@ -64,13 +66,13 @@ async def test_a_batch_is_one_script_round_trip_with_its_change_log(store: Store
 async def test_a_batch_with_one_failing_op_writes_nothing(store: Store) -> None:
     emails = emails_of(store)
     keys = emails.keys
-    await store.client.set(keys.threads, "not a hash")  # a deliberately wrong-type key
+    await store.client.set(keys.counts, "not a hash")  # a deliberately wrong-type key
     with pytest.raises(ResponseError):
         async with index_batch(emails) as batch:
             batch.map_uids("m1", {1: "e1"})
             batch.date("e1", 5, "m1")
-            batch.put_threads({})
-            batch.drop_threads(["t1"])
+            batch.put_threads({"t1": ThreadStats([[5, "e1"]], {"m1": 1}, 0)})
+            batch.add_counts({("m1", "e"): 1})
             batch.log(EMAIL, created=["e1"])
     assert (
         await store.client.exists(
@@ -79,7 +81,8 @@ async def test_a_batch_with_one_failing_op_writes_nothing(store: Store) -> None:
         == 0
     )
     assert await store.client.hget(keys.state, EMAIL) is None
-    await store.client.delete(keys.threads)
+    assert await emails.thread_count() == 0
+    await store.client.delete(keys.counts)
 
     await store.client.hset(keys.counts, "m1:e", "many")  # a counter that is no integer
     with pytest.raises(ResponseError):
@@ -209,9 +212,85 @@ async def test_thread_refs_grow_by_bucket_splits_and_stay_findable(store: Store)
     # A thread's last email goes: the keys pointing at it go, wherever they are.
     gone = [r for r, t in refs.items() if t == "t7"]
     async with index_batch(emails) as batch:
-        batch._pipe.link(keys.thread_members, "t7", 1, b"".join(gone))
+        batch._pipe.link([("t7", 1, b"", b"".join(ref_hash(r) for r in gone))])
     async with index_batch(emails) as batch:
         batch.link_threads({"t7": 0}, {}, {"t7"})
     assert await emails.thread_refs(gone) == {}
     assert await emails.thread_refs(refs) == {r: t for r, t in refs.items() if t != "t7"}
     assert int(await store.client.hget(keys.meta, "refs-count") or 0) == len(refs) - len(gone)
+
+
+async def test_threads_grow_by_bucket_splits_and_read_back_whole(store: Store) -> None:
+    emails = emails_of(store)
+    keys = emails.keys
+    wanted = {
+        f"t{n}": ThreadStats(
+            [[1_700_000_000 + k, f"x{n:04d}{k:016d}"] for k in range(1 + n % 4)],
+            {"m1": 1 + n % 4} if n % 3 else {"m1": 1, "m2": n % 4},
+            n % 2,
+        )
+        for n in range(3000)
+    }
+    # A long thread: hundreds of chunks (past what the head's first octet counts) and more
+    # fields than one op's arguments, with ids of another form.
+    wanted["long"] = ThreadStats([[k, f"M{k:030d}"] for k in range(2500)], {"m1": 2500}, 3)
+    items = list(wanted.items())
+    for start in range(0, len(items), 500):
+        async with index_batch(emails) as batch:
+            batch.put_threads(dict(items[start : start + 500]))
+    got = await emails.threads(wanted)
+    assert {t: (s.members, s.mailboxes, s.unread) for t, s in got.items()} == {
+        t: (s.members, s.mailboxes, s.unread) for t, s in wanted.items()
+    }
+    assert await emails.thread_count() == len(wanted)
+    assert sorted(await emails.thread_ids()) == sorted(wanted)
+    snapshot, _ = await emails.thread_snapshot(["t5", "long", "none"])
+    assert snapshot == {"t5": wanted["t5"].email_ids(), "long": wanted["long"].email_ids()}
+    level, split, count = (
+        int(v)
+        for v in await store.client.hmget(
+            keys.meta, ["threads-level", "threads-split", "threads-count"]
+        )
+    )
+    buckets = [keys.thread_bucket(n) for n in range((1 << level) + split)]
+    sizes = [int(await store.client.hlen(b)) for b in buckets]
+    # Read with plain commands: every field is in one of the buckets, the table's count is
+    # right, and buckets of the ordinary threads stay listpacks (values <= 64 octets).
+    assert sum(sizes) == count
+    (long_bucket,) = [b for b in buckets if await store.client.hexists(b, "long")]
+    encodings = {await store.client.object("encoding", b) for b in buckets if b != long_bucket}
+    assert encodings == {b"listpack"}
+    # The long thread shrinks, then goes: its chunks go with it.
+    async with index_batch(emails) as batch:
+        batch.put_threads(
+            {"long": ThreadStats([[1, "M1"], [2, "M2"]], {"m1": 2}, 0, got["long"].chunks)}
+        )
+    assert (await emails.threads(["long"]))["long"].members == [[1, "M1"], [2, "M2"]]
+    sizes = [int(await store.client.hlen(b)) for b in buckets]
+    assert sum(sizes) == int(await store.client.hget(keys.meta, "threads-count") or 0)
+    async with index_batch(emails) as batch:
+        batch.drop_threads(["long", "t1"])
+    assert (await emails.threads(["long"]))["long"].members == []
+    assert await emails.thread_count() == len(wanted) - 2
+    assert not [
+        f for b in buckets for f in await store.client.hkeys(b) if f.endswith((b".long", b".t1"))
+    ]
+
+
+async def test_a_reset_removes_the_thread_table(store: Store) -> None:
+    emails = emails_of(store)
+    keys = emails.keys
+    async with index_batch(emails) as batch:
+        batch.put_threads({f"t{n}": ThreadStats([[n, f"e{n}"]], {"m1": 1}, 0) for n in range(200)})
+        batch.map_thread_refs({ref_key("<a@example.org>"): "t1"}, {"t1": "subject"})
+        batch.link_threads({"t1": 1}, {ref_key("<a@example.org>"): "t1"}, ())
+    level, split = (
+        int(v) for v in await store.client.hmget(keys.meta, ["threads-level", "threads-split"])
+    )
+    buckets = [keys.thread_bucket(n) for n in range((1 << level) + split)]
+    assert len(buckets) > 2 and await store.client.exists(*buckets) == len(buckets)
+    # An index that no longer says its format (damaged, or older) is reset whole.
+    assert await ensure_current(emails)
+    assert await store.client.exists(*buckets) == 0
+    assert await emails.thread_count() == 0
+    assert await store.client.hmget(keys.meta, ["threads-count", "threads-heads"]) == [None, None]

@@ -90,6 +90,53 @@ async def answers(jmap: Jmap) -> dict[str, Any]:
 BITS = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Forwarded", "$MDNSent"]
 
 
+BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def member_id(value: str | bytes) -> str:
+    """An email id as a format 4 member list holds it: a str, or the gateway's own form as
+    its letter and 100 bits."""
+    if isinstance(value, str):
+        return value
+    bits = int.from_bytes(value[1:], "big")
+    return chr(value[0]) + "".join(BASE32[(bits >> s) & 31] for s in range(95, -1, -5))
+
+
+def to_format_3(plain: redis.Redis, keys: AccountKeys) -> None:
+    """Rewrite the account's thread table as index formats 2 and 3 kept threads: one
+    ``threads`` hash (members, members per mailbox id, unread), ``thread-members`` (record
+    count and the 12-octet thread-refs keys) and ``thread-subjects`` (the subjects
+    themselves: only the reset reads these rewritten ones, so any text does)."""
+    numbers = plain.hgetall(keys.mailbox_numbers)
+    names = {int(v): k.decode() for k, v in numbers.items() if k not in (b"*", b"+")}
+    fields: dict[bytes, bytes] = {}
+    buckets = list(plain.scan_iter(match=keys.thread_bucket("*")))
+    assert buckets
+    for bucket in buckets:
+        fields.update(plain.hgetall(bucket))
+        plain.delete(bucket)
+    pointing: dict[bytes, list[bytes]] = {}
+    for bucket in plain.scan_iter(match=keys.thread_ref_bucket("*")):
+        for ref, thread in plain.hgetall(bucket).items():
+            pointing.setdefault(thread, []).append(ref)
+    for name, value in fields.items():
+        if name.startswith(b"r."):
+            thread = name[2:]
+            count = value.partition(b":")[0]
+            plain.hset(keys.thread_members, thread, count + b":" + b"".join(pointing[thread]))
+            plain.hset(keys.thread_subjects, thread, "old subject")
+        elif b"." not in name:
+            unread, flat, values = msgpack.unpackb(value[1:], raw=False)
+            for k in range(1, value[0] + 1):
+                values += msgpack.unpackb(fields[f"{k}.".encode() + name], raw=False)
+            members = [[values[i], member_id(values[i + 1])] for i in range(0, len(values), 2)]
+            mailboxes = {names[flat[i]]: flat[i + 1] for i in range(0, len(flat), 2)}
+            old = msgpack.packb([members, mailboxes, unread], use_bin_type=True)
+            plain.hset(keys.threads, name, old)
+    plain.hdel(keys.meta, "threads-level", "threads-split", "threads-count", "threads-heads")
+    plain.hset(keys.meta, FORMAT_FIELD, "3")
+
+
 def records_to_format_2(plain: redis.Redis, keys: AccountKeys) -> None:
     """Rewrite the account's records as index format 2 left them: one ``emails`` hash of
     records naming mailboxes by id, no buckets, no mailbox numbers."""
@@ -138,7 +185,7 @@ def to_format_1(plain: redis.Redis, keys: AccountKeys) -> None:
     plain.hdel(keys.meta, "refs-level", "refs-split", "refs-count")
 
 
-@pytest.mark.parametrize("old_format", [1, 2])
+@pytest.mark.parametrize("old_format", [1, 2, 3])
 async def test_an_index_of_an_older_format_is_reset_once_and_answers_the_same(
     dovecot: Dovecot, jmap: Jmap, plain: redis.Redis, redis_url: str, old_format: int
 ) -> None:
@@ -160,9 +207,13 @@ async def test_an_index_of_an_older_format_is_reset_once_and_answers_the_same(
     if old_format == 1:
         to_format_1(plain, keys)
         assert plain.keys(keys.thread_keys("*"))
-    else:
+    elif old_format == 2:
         to_format_2(plain, keys)
         assert plain.hlen(keys.emails) == 4
+    else:
+        to_format_3(plain, keys)
+        assert plain.hlen(keys.threads) == 3
+        assert plain.hlen(keys.thread_members) == plain.hlen(keys.thread_subjects) == 3
 
     store = Store.from_url(redis_url)
     try:
@@ -174,6 +225,8 @@ async def test_an_index_of_an_older_format_is_reset_once_and_answers_the_same(
         assert plain.exists(keys.emails, keys.threads, directory(keys.dated()), keys.counts) == 0
         assert plain.exists(keys.mailbox_numbers) == 0
         assert plain.keys(keys.record_bucket("*")) == []
+        assert plain.keys(keys.thread_bucket("*")) == []
+        assert plain.exists(keys.thread_members, keys.thread_subjects) == 0
         assert plain.keys(keys.thread_keys("*")) == []
         assert plain.exists(keys.thread_refs, keys.uids("INBOX")) == 0
         assert plain.keys(f"jg:{{{jmap.account_id}}}:uids*") == []
@@ -204,7 +257,9 @@ def chunked_names(plain: redis.Redis, keys: AccountKeys) -> list[str]:
 
 def to_format_2(plain: redis.Redis, keys: AccountKeys) -> list[str]:
     """Rewrite the account's chunked sets as index format 2 kept them: one plain zset under
-    each set's name, and its records (records_to_format_2). The names rewritten."""
+    each set's name, its records (records_to_format_2) and threads (to_format_3). The names
+    rewritten."""
+    to_format_3(plain, keys)
     records_to_format_2(plain, keys)
     names = chunked_names(plain, keys)
     for name in names:

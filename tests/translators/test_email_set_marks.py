@@ -1,8 +1,10 @@
 """After Email/set's STOREs a change another client made to the folder meanwhile is never
-lost: the folder's mark stays where the last catch-up left it (set.py, _follow), so the next
-catch-up visits the folder. A STORE's answers cannot prove the folder changed by this call
-alone: a message the STORE leaves as it was is answered with its own mod-sequence, which
-may be another client's (RFC 7162 3.1.3).
+lost. A STORE's answers cannot prove the folder changed by this call alone: a message the
+STORE leaves as it was is answered with its own mod-sequence, which may be another client's
+(RFC 7162 3.1.3). The folder's mark moves past the call's STOREs only when the upstream's
+own report of every change since the mark shows nothing else (store_proof; the cases where
+that proof holds and where it must fail are in test_email_set_proof.py); here it must fail,
+and the next catch-up visits the folder.
 
 Ground truth: a plain IMAP session (tests.translators.mailstate) and the upstream commands
 the gateway sent (its debug log)."""

@@ -6,6 +6,10 @@ the upstream refuses fails the emails it was about (and copies already made for 
 expunged again, so the refusal leaves them as they were); any other upstream error
 (connection lost, timeout) propagates, and the caller decides from a fresh look at the
 upstream what happened.
+
+A folder whose only work is flags gets a check pipelined behind its last STORE
+(gateway.translators.email.store_proof): when nothing but the STOREs changed it since the
+index's mark, the index's mark may move past them (``Outcome.proven``).
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from gateway.imap import messages
 from gateway.imap.connection import ImapConnection, Result
 from gateway.imap.errors import CommandFailed
 from gateway.imap.responses.codes import parse_copyuid, parse_modified
-from gateway.imap.responses.fetch import fetches_from_raw
 from gateway.imap.sequence import UidSet, split_uid_set
 from gateway.jmap.errors import SetError
+from gateway.translators.email import store_proof
 from gateway.translators.email.placement import FlagStore, FolderWork, Plan
 from gateway.translators.upstream_refusals import Work, refused
 
@@ -39,6 +43,13 @@ class Outcome:
     retry: set[str] = field(default_factory=set)
     # folder id -> uid -> flags, as the STOREs answered them.
     flags: dict[str, dict[int, list[str]]] = field(default_factory=dict)
+    # folder id -> uid -> the mod-sequence each answer carried (RFC 7162 3.1.3).
+    modseqs: dict[str, dict[int, int]] = field(default_factory=dict)
+    # Folders whose STOREs went otherwise than plainly (refused, MODIFIED, an answer
+    # without MODSEQ, another response among the answers): nothing to prove there.
+    unclean: set[str] = field(default_factory=set)
+    # Folders proven changed by the STOREs alone since their mark (store_proof).
+    proven: set[str] = field(default_factory=set)
     # Whether any command that changes mail was sent (answered or not).
     touched: bool = False
     # Copies made, (folder id, uid) per email: undone if a later step of the email fails.
@@ -109,8 +120,12 @@ async def _open(run: _Run, folder_id: str, emails: Iterable[str]) -> bool:
 
 
 async def _first_pass(run: _Run, folder_id: str, work: FolderWork) -> None:
-    for store, owners in work.flags.items():
-        await _store_flags(run, folder_id, store, owners)
+    moves = work.copy or work.move or work.expunge or work.expunge_after
+    # A folder whose only work is flags is checked behind its last STORE (store_proof).
+    since = None if moves else _check_since(run, folder_id)
+    stores = list(work.flags.items())
+    for n, (store, owners) in enumerate(stores, 1):
+        await _store_flags(run, folder_id, store, owners, since if n == len(stores) else None)
     for destination, owners in work.copy.items():
         await _copy(run, destination, owners, move=False)
     for destination, owners in work.move.items():
@@ -119,7 +134,20 @@ async def _first_pass(run: _Run, folder_id: str, work: FolderWork) -> None:
         await _expunge(run, work.expunge)
 
 
-async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict[int, str]) -> None:
+def _check_since(run: _Run, folder_id: str) -> int | None:
+    """The mod-sequence the folder's STOREs are checked from (its mark's), or None where
+    no proof can be had (no QRESYNC for VANISHED, no mod-sequence in the mark)."""
+    mark = run.marks.get(folder_id)
+    if mark is None or not mark.modseq or "QRESYNC" not in run.conn.enabled:
+        return None
+    return mark.modseq
+
+
+async def _store_flags(
+    run: _Run, folder_id: str, store: FlagStore, owners: dict[int, str], since: int | None
+) -> None:
+    """The STOREs of one flag change; with ``since``, the last goes out with the folder's
+    check behind it, in one round trip (store_proof)."""
     owners = {u: e for u, e in owners.items() if not run.outcome.settled(e)}
     mark = run.marks.get(folder_id)
     guard: int | None = None
@@ -129,30 +157,82 @@ async def _store_flags(run: _Run, folder_id: str, store: FlagStore, owners: dict
         changes = [("", store.replace)]
         if mark is not None and mark.modseq and "CONDSTORE" in run.conn.capabilities:
             guard = mark.modseq
-    for mode, flags in changes:
-        if not flags and store.replace is None:
-            continue
-        for chunk in split_uid_set(owners):
-            run.outcome.touched = True
-            try:
-                result = await run.conn.execute(
-                    messages.uid_store(chunk, sorted(flags), mode=mode, unchanged_since=guard)
+    stores = [
+        (chunk, messages.uid_store(chunk, sorted(flags), mode=mode, unchanged_since=guard))
+        for mode, flags in changes
+        if flags or store.replace is not None
+        for chunk in split_uid_set(owners)
+    ]
+    for n, (chunk, command) in enumerate(stores, 1):
+        run.outcome.touched = True
+        try:
+            if since is None or n < len(stores):
+                result = await run.conn.execute(command)
+            else:
+                # The STORE with the folder's check pipelined behind it (RFC 3501 5.5: the
+                # server runs the check after the STORE, both being about the same
+                # mod-sequences); a refused check is no proof.
+                result, check = await run.conn.execute_pipelined(
+                    command, messages.uid_changed_since("1:*", since), check=False
                 )
-            except CommandFailed as exc:
-                _fail(run.outcome, (owners[u] for u in UidSet.parse(chunk)), _set_error(exc))
+                _refused(result)
+                _take_checked(run, folder_id, result, check, since, owners)
                 continue
-            _take_flags(run, folder_id, result, owners)
+        except CommandFailed as exc:
+            run.outcome.unclean.add(folder_id)
+            _fail(run.outcome, (owners[u] for u in UidSet.parse(chunk)), _set_error(exc))
+            continue
+        items, clean = messages.store_answers(result.raw)
+        _take_flags(run, folder_id, items, clean, result, owners)
 
 
-def _take_flags(run: _Run, folder_id: str, result: Result, owners: dict[int, str]) -> None:
+def _refused(result: Result) -> None:
+    """Raise a pipelined command's NO or BAD as CommandFailed, as execute() does."""
+    tagged = result.tagged
+    if tagged.status != "OK":
+        raise CommandFailed(tagged.status, tagged.code.name if tagged.code else None, tagged.text)
+
+
+def _take_checked(
+    run: _Run, folder_id: str, result: Result, check: Result, since: int, owners: dict[int, str]
+) -> None:
+    """The last STORE's answers and the check's reports, told apart (store_proof.split);
+    the folder is proven when the reports show nothing but the answers."""
+    items, clean, reports = store_proof.split(result.raw)
+    _take_flags(run, folder_id, items, clean, result, owners)
+    answered = run.outcome.modseqs.get(folder_id, {})
+    if (
+        reports is not None
+        and check.tagged.status == "OK"
+        and folder_id not in run.outcome.unclean
+        and store_proof.proven(reports, answered, since)
+    ):
+        run.outcome.proven.add(folder_id)
+
+
+def _take_flags(
+    run: _Run,
+    folder_id: str,
+    items: Mapping[int, messages.Answer],
+    clean: bool,
+    result: Result,
+    owners: dict[int, str],
+) -> None:
+    """A STORE's answers (messages.store_answers: uid -> flags and mod-sequence)."""
     answered = run.outcome.flags.setdefault(folder_id, {})
-    # One FETCH answer per message stored (RFC 7162 3.1.3 with CONDSTORE: UID FLAGS MODSEQ),
-    # read by the parser's quick path for the common shape.
-    for uid, item in fetches_from_raw(result.raw).items():
-        if (flags := item.flags) is not None:
+    modseqs = run.outcome.modseqs.setdefault(folder_id, {})
+    if not clean:
+        run.outcome.unclean.add(folder_id)
+    for uid, (flags, modseq) in items.items():
+        if flags is not None:
             answered[uid] = flags
+        if modseq is not None:
+            modseqs[uid] = modseq
+        else:
+            run.outcome.unclean.add(folder_id)
     code = result.tagged.code
     if code is not None and code.name == "MODIFIED":
+        run.outcome.unclean.add(folder_id)
         # Changed by someone else since the index saw it: decide again after a catch-up.
         run.outcome.retry.update(owners[u] for u in parse_modified(code) if u in owners)
 

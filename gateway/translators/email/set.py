@@ -40,6 +40,7 @@ from gateway.translators.email.placement import (
     plan_update,
     target_of,
 )
+from gateway.translators.email.store_proof import moved_mark
 from gateway.translators.mailbox.view import MailboxView, mailbox_view
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ async def _update_and_destroy(
             pending.touched |= outcome.touched
             for email_id, error in outcome.failed.items():
                 pending.fail(email_id, error)
-            if await _follow(env, store, plan, outcome, marks):
+            if await _follow(env, store, plan, outcome, marks, records):
                 await _settle(store, pending, final=False)
             else:
                 _answered(records, outcome)
@@ -261,6 +262,7 @@ async def _follow(
     plan: Plan,
     outcome: Outcome,
     marks: dict[str, FolderMark],
+    records: dict[str, EmailRecord],
 ) -> bool:
     """Bring the index in step with what was done: copies added or removed are read back
     by a catch-up (True); flags alone are written from the STOREs' answers (False).
@@ -268,10 +270,13 @@ async def _follow(
     A folder whose mark moved since the plan was made was caught up by another request
     meanwhile, possibly with changes newer than these answers: its flags are left to that
     catch-up's successors (the mark then differs from the upstream's, so the next one
-    visits the folder), never overwritten with older ones. The folder's mark stays where
-    it was: a STORE's answers cannot show that nobody else changed the folder (an answer
-    for a message the STORE left as it was carries that message's mod-sequence, which may
-    be another client's), so the next catch-up visits the folder and reads every change."""
+    visits the folder), never overwritten with older ones. A STORE's answers alone cannot
+    show that nobody else changed the folder (an answer for a message the STORE left as it
+    was carries that message's mod-sequence, which may be another client's), so the
+    folder's mark moves past them only where the upstream confirmed, after the STOREs, that
+    nothing else changed (``outcome.proven``, gateway.translators.email.store_proof); the
+    mark is written with the last page of flags, so an interruption before leaves it
+    behind, which only costs a visit."""
     if plan.moves_mail and outcome.touched:
         await env.catch_up(fresh=True)
         return True
@@ -281,11 +286,29 @@ async def _follow(
         now = await store.marks()
         writer = IndexWriter(store, held)
         for folder_id, flags in outcome.flags.items():
-            if now.get(folder_id) == marks.get(folder_id):
-                answered = list(flags.items())
-                for start in range(0, len(answered), FLAG_PAGE):
-                    await writer.set_flags(folder_id, dict(answered[start : start + FLAG_PAGE]))
+            mark = marks.get(folder_id)
+            if mark is None or now.get(folder_id) != mark:
+                continue
+            moved = None
+            if folder_id in outcome.proven:
+                modseq = max(outcome.modseqs[folder_id].values())
+                moved = moved_mark(mark, modseq, _indexed(records, folder_id), flags)
+            answered = list(flags.items())
+            for start in range(0, len(answered), FLAG_PAGE):
+                last = start + FLAG_PAGE >= len(answered)
+                page = dict(answered[start : start + FLAG_PAGE])
+                # The mark goes with the last page: written with the flags, never before.
+                await writer.set_flags(folder_id, page, moved if last else None)
     return False
+
+
+def _indexed(records: dict[str, EmailRecord], folder_id: str) -> dict[int, list[str]]:
+    """The flags the index held, before the call, of the folder's copies of ``records``."""
+    return {
+        uid: flags
+        for record in records.values()
+        for uid, flags in record.copies.get(folder_id, {}).items()
+    }
 
 
 def _answered(records: dict[str, EmailRecord], outcome: Outcome) -> None:
