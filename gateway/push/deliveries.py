@@ -37,11 +37,13 @@ import logging
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 
 from gateway.cache.push_subscriptions import Pending, PushSubscriptions, Subscription, is_live
 from gateway.cache.store import STORE_UNAVAILABLE
 from gateway.metrics import Metrics
 from gateway.push import TypeStates
+from gateway.push.states import newer
 from gateway.webpush.client import (
     LookupsBusy,
     PushClient,
@@ -98,10 +100,17 @@ STOP_SECONDS = 3.0
 MAX_HINTS = 1024
 # RFC 8030 5.4: a push message with a Topic replaces an undelivered one with the same topic at
 # the push service, so a device that was offline gets the newest StateChange, not a backlog.
-# Only a whole StateChange carries it: the parts of one cut to fit 4 KB name different types
-# and must all arrive, so they go without a Topic (one Topic per part would still let part 1
-# of the next change replace part 1 of this one while its part 2 stays).
+# A StateChange with the Topic therefore names the current state of EVERY type the
+# subscription asks for, not only those that changed since the last push: the one that
+# replaced an undelivered predecessor then still tells of the types only that one named. The
+# parts of one cut to fit 4 KB name different types and must all arrive, so they go without a
+# Topic (one Topic per part would still let part 1 of the next change replace part 1 of this
+# one while its part 2 stays).
 STATE_TOPIC = "jmap-state-change"
+
+# The account's current state of each of these types (None: every type push knows) that the
+# deployment serves: gateway.push.states.current_states.
+StatesReader = Callable[[str, frozenset[str] | None], Awaitable[TypeStates]]
 # RFC 8030 5.3. A PushVerification is sent once, while the client waits for it to finish
 # setting up: high, so a device saving power still gets it at once. A StateChange is normal:
 # new mail matters to the user but is no alarm.
@@ -158,8 +167,10 @@ class Deliveries:
         per_account: int = MAX_SENDS_PER_ACCOUNT,
         stop_seconds: float = STOP_SECONDS,
         sweep_seconds: float = SWEEP_SECONDS,
+        states: StatesReader | None = None,
     ) -> None:
         self._store = store
+        self._states = states
         self._client = client
         self._policy = policy
         self._vapid = vapid
@@ -378,7 +389,11 @@ class Deliveries:
     async def _send(
         self, account_id: str, sub_id: str, record: Subscription, pending: Pending
     ) -> None:
-        what = self._message(account_id, sub_id, record, pending)
+        current: TypeStates = {}
+        if record["verified"] and pending.get("changed") and self._states is not None:
+            types = record["types"]
+            current = await self._states(account_id, None if types is None else frozenset(types))
+        what = self._message(account_id, sub_id, record, pending, current)
         if what is None:
             await self._drop(account_id, sub_id, pending, "nothing")
             return
@@ -407,9 +422,12 @@ class Deliveries:
         sub_id: str,
         record: Subscription,
         pending: Pending,
+        current: TypeStates,
     ) -> tuple[bytes, dict[str, str], Pending] | None:
         """The body and headers to POST, and the pending entry they deliver (a StateChange cut
-        to fit the 4 KB limit delivers only the types it names); None: nothing may be sent."""
+        to fit the 4 KB limit delivers only the types it names); None: nothing may be sent.
+        ``current``: the account's states of the subscription's types, which a whole
+        StateChange names too (see STATE_TOPIC)."""
         keys = record["keys"]
         url = record["url"]
         if not record["verified"]:
@@ -432,10 +450,14 @@ class Deliveries:
         changed: TypeStates = dict(pending.get("changed") or {})
         if not changed:
             return None
+        complete = dict(current)
+        for name, state in changed.items():
+            if name not in complete or newer(complete[name], state):
+                complete[name] = state
         names = sorted(changed)
         while names:
-            states = {name: changed[name] for name in names}
             whole = len(names) == len(changed)
+            states = complete if whole else {name: changed[name] for name in names}
             try:
                 body, headers = build(
                     state_change(account_id, states),
@@ -452,7 +474,7 @@ class Deliveries:
                 names.pop()
                 continue
             sent = Pending(**pending)
-            sent["changed"] = states
+            sent["changed"] = {name: changed[name] for name in names}
             return body, headers, sent
         return None
 
