@@ -37,6 +37,7 @@ from gateway.push.deliveries import Deliveries, claim_lease_seconds
 from gateway.push.enqueue import Enqueuer
 from gateway.push.hub import PushHub
 from gateway.push.keeper import CredentialKeeper
+from gateway.push.states import current_states
 from gateway.push.watch import WatchManager
 from gateway.readiness import Readiness
 from gateway.smtp.connection import Authorization
@@ -294,6 +295,7 @@ def start_deliveries(services: Services) -> None:
         ttl_seconds=settings.webpush_ttl_seconds,
         min_interval_seconds=settings.webpush_min_interval_seconds,
         lease_seconds=claim_lease_seconds(settings.webpush_timeout_seconds),
+        states=lambda account_id, types: current_states(services, account_id, types),
     )
     enqueuer = Enqueuer(
         subscriptions,

@@ -101,14 +101,29 @@ async def _enable_and_identify(
     return inbox_identity(asked, item) or fallback_identity(username_format, credentials)
 
 
+# The prefix of an identity made from the user name (no INBOX id from the upstream).
+FALLBACK_PREFIX = "user:"
+
+
 def fallback_identity(username_format: UsernameFormat, credentials: Credentials) -> str:
     """The user's identity where the upstream keeps no INBOX id: their user name as the
-    operator says the upstream normalises it (GATEWAY_USERNAME_FORMAT)."""
+    operator says the upstream normalises it (GATEWAY_USERNAME_FORMAT).
+
+    Built from the very name that was asked for, it proves nothing about which mailbox a
+    login reached: a master user's login acting for someone (background watching) cannot be
+    checked with it (see :func:`identifies_by_mailbox`)."""
     if not credentials.user:
         # A bearer token that named nobody, on a server that says nothing of its user.
         raise AuthenticationFailed("NO", None, "the upstream does not say whose token this is")
     # A master user's login is the user's acted for, never the master's own.
-    return "user:" + username_format.apply(credentials.user)
+    return FALLBACK_PREFIX + username_format.apply(credentials.user)
+
+
+def identifies_by_mailbox(identity: str) -> bool:
+    """Whether ``identity`` is the upstream's id of the INBOX the login reached (RFC 8474
+    MAILBOXID, Dovecot's X-GUID), not :func:`fallback_identity`'s name: only such an identity
+    tells users apart whatever name was asked for."""
+    return not identity.startswith(FALLBACK_PREFIX)
 
 
 def smtp_endpoint(settings: Settings) -> SmtpEndpoint | None:

@@ -10,7 +10,9 @@ Per account, under its hash tag (one slot, so each account's step is one script)
                                             ``notBefore`` (ms)
 ``jg:{a}:push-sent``                hash    subscription id -> when a push last went (ms)
 ``jg:{a}:push-login``               string  the user name the owner logs in with (never a
-                                            password), for background watching
+                                            password), for background watching; only a
+                                            non-empty name replaces it, and it goes with
+                                            the account's last subscription
 ==================================  ======  =============================================
 
 Server-wide (each its own slot):
@@ -22,6 +24,12 @@ Server-wide (each its own slot):
   subscriptions, for background watching. It is written after the account's step, then the
   account is read again and the score raised if needed: concurrent writers leave it at or
   above the truth (a watcher a little too long), never below it.
+- ``jg:push-expiry`` zset: accountId -> the earliest ``expires`` (s) of its subscriptions,
+  verified or not, so :meth:`PushSubscriptions.sweep_expired` erases expired subscriptions of
+  accounts whose owner never calls again (Redis runs without eviction and no key has a TTL).
+  Each write sets the score its account step saw, then reads the account again and lowers it
+  if needed: it stays at or below the truth (a sweep that finds nothing to erase yet and
+  re-scores the account), never above it.
 
 A step across the account's slot and a server-wide key cannot be one script on a cluster, so
 each write does the account's part first and the server-wide part after, in an order where a
@@ -47,6 +55,7 @@ from gateway.cache.store import Store
 
 DUE = f"{PREFIX}:push-due"
 SUBSCRIBED = f"{PREFIX}:push-subscribed"
+EXPIRY = f"{PREFIX}:push-expiry"
 
 # RFC 8620 7.2: the code "MUST contain sufficient entropy to avoid the client being able to
 # guess the code via brute force": 128 bits.
@@ -120,7 +129,8 @@ def is_live(record: Subscription, now_s: float) -> bool:
     return record["expires"] > now_s
 
 
-# Shared by the account scripts. KEYS[1] the subscriptions hash, KEYS[2] pending, KEYS[3] sent.
+# Shared by the account scripts. KEYS[1] the subscriptions hash, KEYS[2] pending, KEYS[3] sent,
+# KEYS[4] the push login.
 # ``newer`` is gateway.push.states.newer's rule: modseqs compared as digit strings (19 digits do
 # not fit a Lua number exactly); an unparsable state is newer when it differs.
 _PRELUDE = """
@@ -158,7 +168,21 @@ local function purge(now_s)
     redis.call('HDEL', KEYS[2], id)
     redis.call('HDEL', KEYS[3], id)
   end
+  if #gone > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[4])
+  end
   return gone
+end
+-- The earliest expiry (s) among all the subscriptions, verified or not, 0 when none.
+local function earliest()
+  local best = 0
+  for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
+    local e = tonumber(cmsgpack.unpack(raw).expires)
+    if best == 0 or e < best then
+      best = e
+    end
+  end
+  return best
 end
 -- The latest expiry (s) among the verified live subscriptions, 0 when none.
 local function latest(now_s)
@@ -177,8 +201,8 @@ local function int(n)
 end
 """
 
-# KEYS: subscriptions, pending, sent, login. ARGV: id, record, pending, login, now_s, limit.
-# Returns {1 | 0 (over the limit), latest, purged ids...}.
+# KEYS: subscriptions, pending, sent, login. ARGV: id, record, pending, login ('': keep),
+# now_s, limit. Returns {1 | 0 (over the limit), latest, earliest, purged ids...}.
 _CREATE = (
     _PRELUDE
     + """
@@ -190,14 +214,12 @@ if limit <= 0 or redis.call('HLEN', KEYS[1]) < limit then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
   redis.call('HDEL', KEYS[3], ARGV[1])
-  if ARGV[4] == '' then
-    redis.call('DEL', KEYS[4])
-  else
+  if ARGV[4] ~= '' then
     redis.call('SET', KEYS[4], ARGV[4])
   end
   made = 1
 end
-local out = {made, latest(now_s)}
+local out = {made, latest(now_s), earliest()}
 for _, id in ipairs(gone) do
   out[#out + 1] = id
 end
@@ -205,30 +227,47 @@ return out
 """
 )
 
-# KEYS: subscriptions, pending, sent. ARGV: now_s.
-# Returns {latest, {id, record, ...}, {purged ids}, {ids with something pending}}.
+# KEYS: subscriptions, pending, sent, login. ARGV: now_s.
+# Returns {latest, earliest, {id, record, ...}, {purged ids}, {ids with something pending}}.
 _GET_ALL = (
     _PRELUDE
     + """
 local now_s = tonumber(ARGV[1])
 local gone = purge(now_s)
-return {latest(now_s), redis.call('HGETALL', KEYS[1]), gone, redis.call('HKEYS', KEYS[2])}
+return {
+  latest(now_s), earliest(), redis.call('HGETALL', KEYS[1]), gone, redis.call('HKEYS', KEYS[2])
+}
 """
 )
 
-# KEYS: subscriptions, pending, sent, login. ARGV: id, old record, new record, login ('\\0':
+# KEYS: subscriptions, pending, sent, login. ARGV: now_s. Returns {latest, earliest, purged
+# ids...}.
+_SWEEP = (
+    _PRELUDE
+    + """
+local now_s = tonumber(ARGV[1])
+local gone = purge(now_s)
+local out = {latest(now_s), earliest()}
+for _, id in ipairs(gone) do
+  out[#out + 1] = id
+end
+return out
+"""
+)
+
+# KEYS: subscriptions, pending, sent, login. ARGV: id, old record, new record, login ('':
 # keep), drop_verify (1/0), now_s. Returns {1 | 0 (gone) | -1 (changed meanwhile), latest,
-# 1 when dropping the verification left nothing pending}.
+# 1 when dropping the verification left nothing pending, earliest}.
 _UPDATE = (
     _PRELUDE
     + """
 local now_s = tonumber(ARGV[6])
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current then
-  return {0, latest(now_s), 0}
+  return {0, latest(now_s), 0, earliest()}
 end
 if current ~= ARGV[2] then
-  return {-1, 0, 0}
+  return {-1, 0, 0, 0}
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 local emptied = 0
@@ -245,35 +284,38 @@ if ARGV[5] == '1' then
     end
   end
 end
-if ARGV[4] == '' then
-  redis.call('DEL', KEYS[4])
-elseif ARGV[4] ~= '\\0' then
+if ARGV[4] ~= '' then
   redis.call('SET', KEYS[4], ARGV[4])
 end
-return {1, latest(now_s), emptied}
+return {1, latest(now_s), emptied, earliest()}
 """
 )
 
-# KEYS: subscriptions, pending, sent. ARGV: id, now_s. Returns {existed, latest}.
+# KEYS: subscriptions, pending, sent, login. ARGV: id, now_s. Returns {existed, latest,
+# earliest}.
 _DESTROY = (
     _PRELUDE
     + """
 local existed = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
-return {existed, latest(tonumber(ARGV[2]))}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[4])
+end
+return {existed, latest(tonumber(ARGV[2])), earliest()}
 """
 )
 
-# KEYS: subscriptions, pending, sent. ARGV: now_s. Returns latest.
+# KEYS: subscriptions, pending, sent, login. ARGV: now_s. Returns {latest, earliest}.
 _LATEST = (
     _PRELUDE
     + """
-return latest(tonumber(ARGV[1]))
+return {latest(tonumber(ARGV[1])), earliest()}
 """
 )
 
-# KEYS: subscriptions, pending, sent. ARGV: now_ms, delay_ms, min_interval_ms, states (msgpack).
+# KEYS: subscriptions, pending, sent, login. ARGV: now_ms, delay_ms, min_interval_ms, states
+# (msgpack).
 # Merges the states into the pending entry of every verified live subscription whose types
 # want any of them; returns {id, due_ms, ...} of those.
 _ENQUEUE = (
@@ -333,9 +375,10 @@ return out
 """
 )
 
-# KEYS: subscriptions, pending, sent. ARGV: id, what was sent (msgpack), now_ms, record_sent.
-# Removes from the pending entry what was sent and is still the same (a state merged since
-# stays), resets its attempts; returns 1 when something remains pending.
+# KEYS: subscriptions, pending, sent, login. ARGV: id, what was sent (msgpack), now_ms,
+# record_sent (1: a state change went, so it starts the per-subscription interval). Removes
+# from the pending entry what was sent and is still the same (a state merged since stays),
+# resets its attempts; returns 1 when something remains pending.
 _DELIVERED = (
     _PRELUDE
     + """
@@ -374,7 +417,7 @@ return 1
 """
 )
 
-# KEYS: subscriptions, pending, sent. ARGV: id, due_ms, attempts. Returns 1 when pending.
+# KEYS: subscriptions, pending, sent, login. ARGV: id, due_ms, attempts. Returns 1 when pending.
 _RETRY = (
     _PRELUDE
     + """
@@ -434,6 +477,7 @@ class PushSubscriptions:
         # EVALSHA after the first call of each: the script text is sent once.
         self._create = client.register_script(_CREATE)
         self._get_all = client.register_script(_GET_ALL)
+        self._sweep = client.register_script(_SWEEP)
         self._update = client.register_script(_UPDATE)
         self._destroy = client.register_script(_DESTROY)
         self._latest = client.register_script(_LATEST)
@@ -444,7 +488,12 @@ class PushSubscriptions:
 
     @staticmethod
     def _keys(account_id: str) -> list[str]:
-        return [subscriptions_key(account_id), pending_key(account_id), sent_key(account_id)]
+        return [
+            subscriptions_key(account_id),
+            pending_key(account_id),
+            sent_key(account_id),
+            login_key(account_id),
+        ]
 
     async def create(
         self,
@@ -459,14 +508,15 @@ class PushSubscriptions:
         immediately push a PushVerification object"), due at once; returns its id.
 
         Raises TooManySubscriptions when the account already has ``max_per_account`` (0: no
-        bound). Expired subscriptions are erased first and do not count."""
+        bound). Expired subscriptions are erased first and do not count. An empty ``login``
+        (a bearer token naming nobody) leaves the stored one alone."""
         if not record.get("verificationCode"):
             raise ValueError("a subscription is created with its verification code")
         subscription_id = new_subscription_id()
         now_ms = _now_ms() if now_ms is None else now_ms
         pending: Pending = {"verify": True, "attempts": 0}
         reply = await self._create(
-            keys=[*self._keys(account_id), login_key(account_id)],
+            keys=self._keys(account_id),
             args=[
                 subscription_id,
                 encode(record),
@@ -476,12 +526,13 @@ class PushSubscriptions:
                 max_per_account,
             ],
         )
-        made, latest, *purged = reply
+        made, latest, earliest, *purged = reply
         if int(made):
             await self._client.zadd(DUE, {due_member(account_id, subscription_id): now_ms})
         if purged:
             await self._forget_due(account_id, [text(p) for p in purged])
-            await self._publish(account_id, int(latest))
+        if purged or int(made):
+            await self._publish(account_id, int(latest), int(earliest))
         if not int(made):
             raise TooManySubscriptions(f"an account keeps at most {max_per_account}")
         return subscription_id
@@ -490,13 +541,13 @@ class PushSubscriptions:
         """The account's live subscriptions; expired ones are erased on the way (RFC 8620 7.2:
         the server "MAY automatically destroy the push subscription at or after this time")."""
         now_ms = _now_ms()
-        latest, flat, purged, pending = await self._get_all(
+        latest, earliest, flat, purged, pending = await self._get_all(
             keys=self._keys(account_id), args=[now_ms // 1000]
         )
         records = {text(flat[i]): decode(flat[i + 1]) for i in range(0, len(flat), 2)}
         if purged:
             await self._forget_due(account_id, [text(p) for p in purged])
-            await self._publish(account_id, int(latest))
+            await self._publish(account_id, int(latest), int(earliest))
         if pending:
             await self._heal(account_id, [text(p) for p in pending], now_ms)
         return records
@@ -509,10 +560,11 @@ class PushSubscriptions:
         *,
         login: str | None = None,
     ) -> Subscription:
-        """The record with ``changes`` applied, stored; ``login`` (when given) becomes the
-        account's push login. Verifying drops a PushVerification still pending: the client has
-        the code already. Raises UnknownSubscription."""
-        keys = [*self._keys(account_id), login_key(account_id)]
+        """The record with ``changes`` applied, stored; ``login`` (when given and not empty: a
+        bearer token naming nobody must not turn off the devices' background watching) becomes
+        the account's push login. Verifying drops a PushVerification still pending: the client
+        has the code already. Raises UnknownSubscription."""
+        keys = self._keys(account_id)
         for _ in range(_UPDATE_TRIES):
             raw = await self._client.hget(keys[0], subscription_id)
             if raw is None:
@@ -520,13 +572,13 @@ class PushSubscriptions:
             old = decode(raw)
             new = cast(Subscription, {**old, **changes})
             drop_verify = bool(new["verified"]) and not old["verified"]
-            done, latest, emptied = await self._update(
+            done, latest, emptied, earliest = await self._update(
                 keys=keys,
                 args=[
                     subscription_id,
                     octets(raw),
                     encode(new),
-                    "\0" if login is None else login,
+                    login or "",
                     int(drop_verify),
                     _now_s(),
                 ],
@@ -536,8 +588,7 @@ class PushSubscriptions:
             if int(done) == 1:
                 if int(emptied):
                     await self._undue(account_id, subscription_id, _now_ms())
-                if new["verified"] or old["verified"]:
-                    await self._publish(account_id, int(latest))
+                await self._publish(account_id, int(latest), int(earliest))
                 return new
         raise RuntimeError(f"push subscription {subscription_id} kept changing under an update")
 
@@ -548,12 +599,34 @@ class PushSubscriptions:
     async def destroy(self, account_id: str, subscription_id: str) -> bool:
         """Erase the subscription with its pending pushes (RFC 8620 7.2: "the server MUST
         securely erase the URL and encryption keys"); whether it existed."""
-        existed, latest = await self._destroy(
+        existed, latest, earliest = await self._destroy(
             keys=self._keys(account_id), args=[subscription_id, _now_s()]
         )
         await self._forget_due(account_id, [subscription_id])
-        await self._publish(account_id, int(latest))
+        await self._publish(account_id, int(latest), int(earliest))
         return bool(int(existed))
+
+    async def sweep_expired(self, now_s: int, limit: int) -> int:
+        """Erase the expired subscriptions of up to ``limit`` accounts whose earliest expiry
+        has passed, re-scoring each to its next expiry (or dropping it when none is left), and
+        trim ``jg:push-subscribed`` of past scores; how many accounts were swept.
+
+        RFC 8620 7.2: the server "MAY automatically destroy the push subscription at or after
+        this time"; an owner who never calls again (an uninstalled app) would otherwise leave
+        its URL and keys in Redis for ever. Called periodically by the delivery loop."""
+        found = cast(
+            list[bytes],
+            await self._client.zrange(
+                EXPIRY, "-inf", now_s, byscore=True, offset=0, num=max(limit, 0)
+            ),
+        )
+        for member in found:
+            account_id = text(member)
+            latest, earliest, *purged = await self._sweep(keys=self._keys(account_id), args=[now_s])
+            await self._forget_due(account_id, [text(p) for p in purged])
+            await self._publish(account_id, int(latest), int(earliest))
+        await self._client.zremrangebyscore(SUBSCRIBED, "-inf", now_s)
+        return len(found)
 
     async def login(self, account_id: str) -> str | None:
         """The user name stored for background watching, if any."""
@@ -624,7 +697,11 @@ class PushSubscriptions:
         """``sent_pending`` reached the push service at ``now_ms``: take from the pending entry
         what was sent and is unchanged, then settle the due entry (next due at ``now_ms +
         min_interval_ms`` if anything remains). A state merged while the push was on its way
-        stays pending and due."""
+        stays pending and due.
+
+        Only a push carrying ``changed`` states counts as sent for the per-subscription
+        interval: a PushVerification alone records no last-sent time, so the first StateChange
+        after the client verifies goes without waiting out ``min_interval_ms``."""
         await self._settle(
             account_id, subscription_id, sent_pending, now_ms, min_interval_ms, sent=True
         )
@@ -654,12 +731,13 @@ class PushSubscriptions:
         *,
         sent: bool,
     ) -> None:
+        counted = sent and bool((done or {}).get("changed"))
         remains = await self._delivered(
             keys=self._keys(account_id),
-            args=[subscription_id, pack(dict(done or {})), now_ms, int(sent)],
+            args=[subscription_id, pack(dict(done or {})), now_ms, int(counted)],
         )
         member = due_member(account_id, subscription_id)
-        next_due = now_ms + min_interval_ms
+        next_due = now_ms + min_interval_ms if counted or not sent else now_ms
         if int(remains):
             # Replaces the claim's lease: no moment without a due entry.
             await self._client.zadd(DUE, {member: next_due})
@@ -696,16 +774,23 @@ class PushSubscriptions:
         if subscription_ids:
             await self._client.zrem(DUE, *(due_member(account_id, s) for s in subscription_ids))
 
-    async def _publish(self, account_id: str, latest: int) -> None:
-        """Set the account's ``jg:push-subscribed`` score, then read the account again and
-        raise it if a concurrent writer's change was overwritten (see the module's doc)."""
+    async def _publish(self, account_id: str, latest: int, earliest: int) -> None:
+        """Set the account's ``jg:push-subscribed`` and ``jg:push-expiry`` scores from its
+        step, then read the account again and raise the first or lower the second if a
+        concurrent writer's change was overwritten (see the module's doc)."""
         if latest > 0:
             await self._client.zadd(SUBSCRIBED, {account_id: latest})
         else:
             await self._client.zrem(SUBSCRIBED, account_id)
-        again = int(await self._latest(keys=self._keys(account_id), args=[_now_s()]))
-        if again > latest:
-            await self._client.zadd(SUBSCRIBED, {account_id: again}, gt=True)
+        if earliest > 0:
+            await self._client.zadd(EXPIRY, {account_id: earliest})
+        else:
+            await self._client.zrem(EXPIRY, account_id)
+        again, first = await self._latest(keys=self._keys(account_id), args=[_now_s()])
+        if int(again) > latest:
+            await self._client.zadd(SUBSCRIBED, {account_id: int(again)}, gt=True)
+        if int(first) > 0 and (earliest == 0 or int(first) < earliest):
+            await self._client.zadd(EXPIRY, {account_id: int(first)}, lt=True)
 
     async def _heal(self, account_id: str, subscription_ids: list[str], now_ms: int) -> None:
         """Schedule pending deliveries that lost their due entry (a crash between a write's

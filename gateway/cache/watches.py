@@ -35,6 +35,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.exceptions import NoScriptError
 
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import RELEASE_IF_OURS, RENEW_IF_OURS
@@ -110,6 +111,8 @@ class WatchStore:
 
     def __init__(self, client: Redis | RedisCluster) -> None:
         self._client = client
+        # Sent as EVALSHA: a full round asks about up to a page of accounts per tick.
+        self._free_subscribed = client.register_script(_FREE_SUBSCRIBED)
 
     async def heartbeat(self, replica_id: str, account_ids: Sequence[str], ttl: float) -> set[str]:
         """``replica_id`` has listeners of ``account_ids`` for the next ``ttl`` seconds; those
@@ -215,13 +218,25 @@ class WatchStore:
 
     async def free_subscribed(self, account_ids: Sequence[str]) -> set[str]:
         """Those of ``account_ids`` (found subscribed) that name a login and whose lease
-        nobody holds (one read-only EVAL each, in one pipeline)."""
-        return await self._each(
-            account_ids,
-            lambda pipe, keys: pipe.eval(
-                _FREE_SUBSCRIBED, 2, login_key(keys.account_id), keys.push_watch
-            ),
-        )
+        nobody holds (one read-only EVALSHA each, in one pipeline; the script is loaded and the
+        pipeline sent again when a node does not know it: a restart, a new node)."""
+        if not account_ids:
+            return set()
+        sha = self._free_subscribed.sha
+        for _ in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for account_id in account_ids:
+                keys = AccountKeys(account_id)
+                pipe.evalsha(sha, 2, login_key(account_id), keys.push_watch)
+            answers = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(answer, NoScriptError) for answer in answers):
+                break
+            # On a cluster SCRIPT LOAD goes to every primary.
+            sha = await self._client.script_load(_FREE_SUBSCRIBED)
+        failed = next((a for a in answers if isinstance(a, Exception)), None)
+        if failed is not None:
+            raise failed
+        return {a for a, ok in zip(account_ids, answers, strict=True) if ok}
 
     async def subscribed(self, account_ids: Sequence[str]) -> set[str]:
         """Those of ``account_ids`` with unexpired verified subscriptions and a login (one

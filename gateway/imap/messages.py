@@ -80,11 +80,17 @@ def uid_copy(uids: Uids, destination: str, *, utf8: bool, move: bool = False) ->
     return Command("UID", verb, sequence_set(uids), mailbox(destination, utf8=utf8))
 
 
+# Every UID there can be (RFC 9051 9: a uid is a 32-bit nz-number). A range ending in ``*``
+# ends at the highest UID that exists now (Cyrus reads it so), and a VANISHED (EARLIER) about
+# UIDs above that, such as the expunge of the folder's last message, is then never sent.
+EVERY_UID = "1:4294967295"
+
+
 def uid_changed_since(uids: Uids, modseq: int) -> Command:
     """``UID FETCH uids (UID) (CHANGEDSINCE n VANISHED)``: every message of ``uids`` whose
     mod-sequence is above ``n`` (answered with its MODSEQ, RFC 7162 3.1.4.1) and every UID of
     ``uids`` expunged since (VANISHED (EARLIER), RFC 7162 3.2.6; QRESYNC must be enabled).
-    ``uids`` may be a sequence-set string ending in ``n:*``."""
+    ``uids`` may be a sequence-set string (:data:`EVERY_UID` to hear of every expunge)."""
     return Command(
         "UID", "FETCH", sequence_set(uids), "(UID)", f"(CHANGEDSINCE {int(modseq)} VANISHED)"
     )

@@ -12,6 +12,17 @@ must map to the very account (``account_id_for``), else nothing is watched. A mi
 master user, or a login name that now belongs to someone else, never watches another user's
 mail.
 
+That check needs an identity the upstream gives: the INBOX's id (RFC 8474 MAILBOXID, Dovecot's
+X-GUID). An upstream that keeps none has the gateway name the identity after the user name
+asked for (gateway.upstream.fallback_identity), which maps to the account whatever mailbox the
+login reached: there background watching is refused altogether (logged once, as an error), and
+subscriptions get only the changes made through the gateway.
+
+A watcher's reconnect refused (the user disabled upstream, their name changed) refuses that
+account for ACCOUNT_REFUSED_SECONDS; background logins stop for everyone only when the master
+credentials themselves are refused (AUTHENTICATIONFAILED where another account's login, which
+worked, is refused alike; or, with no such account to ask, at a first login).
+
 Without master credentials nothing here runs: subscriptions still get every change made
 through the gateway (the journal's commits), but not those of other clients
 (``background_watching`` tells the Session and README).
@@ -33,7 +44,8 @@ from gateway.cache.watches import WatchStore
 from gateway.config import Settings, master_login_separator
 from gateway.credentials import ActingFor, Credentials
 from gateway.imap.errors import AuthenticationFailed, ImapError
-from gateway.imap.pool import ImapPool
+from gateway.imap.pool import ImapPool, Login
+from gateway.upstream import identifies_by_mailbox
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +102,16 @@ class BackgroundLogins:
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._refused: OrderedDict[str, float] = OrderedDict()
         self._paused_until = 0.0
+        # The upstream gives no mailbox id: identities cannot be checked (for good).
+        self._unverifiable = False
 
     def __repr__(self) -> str:
         return f"<BackgroundLogins master={self._master!r} verified={len(self._verified)}>"
 
     def paused(self) -> bool:
-        """The upstream refused the master user lately: try no background login now."""
-        return self._clock() < self._paused_until
+        """The upstream refused the master user lately, or cannot tell users apart: try no
+        background login now."""
+        return self._unverifiable or self._clock() < self._paused_until
 
     def may_try(self, account_id: str) -> bool:
         """Neither the master user nor this account was refused lately."""
@@ -145,10 +160,12 @@ class BackgroundLogins:
         try:
             login = await self._pool.identify(self._credentials(user))
         except AuthenticationFailed as exc:
-            self._login_refused(account_id, exc)
+            await self._login_refused(account_id, exc, first=True)
             return None
         except ImapError as exc:
             log.warning("background login of %s failed: %s", account_id, type(exc).__name__)
+            return None
+        if not self._identified(login):
             return None
         if account_id_for(await self._secret(), login.identity) != account_id:
             log.error(
@@ -166,11 +183,36 @@ class BackgroundLogins:
             self._verified.popitem(last=False)
         return principal
 
-    def refused(self, account_id: str, principal: Principal) -> None:
-        """The upstream refused a background login that had worked (a watcher's reconnect)."""
-        del principal
+    async def refused(self, account_id: str, principal: Principal) -> None:
+        """The upstream refused a background login that had worked (a watcher's reconnect):
+        that account is refused, unless a fresh login shows the master user itself refused
+        (then every background login pauses)."""
         self._verified.pop(account_id, None)
-        self._login_refused(account_id, None)
+        try:
+            await self._pool.identify(principal.login.credentials)
+        except AuthenticationFailed as exc:
+            await self._login_refused(account_id, exc, first=False)
+            return
+        except ImapError as exc:
+            log.warning("background login of %s failed: %s", account_id, type(exc).__name__)
+        # Accepted again, or the upstream unreachable: the account waits its pause either way
+        # (a login that comes and goes is not retried at every round).
+        self._refuse(account_id)
+
+    def _identified(self, login: Login) -> bool:
+        """Whether ``login``'s identity comes from the upstream (an INBOX id); if not, the
+        account check cannot fail, so background watching stops here for good."""
+        if identifies_by_mailbox(login.identity):
+            return True
+        if not self._unverifiable:
+            log.error(
+                "the upstream gives no INBOX id (OBJECTID/MAILBOXID or X-GUID): a background "
+                "login cannot be checked to reach its own user's mailbox, so subscribed "
+                "accounts are not watched with GATEWAY_IMAP_MASTER_USER; pushes carry the "
+                "changes made through the gateway only"
+            )
+        self._unverifiable = True
+        return False
 
     def _credentials(self, user: str) -> Credentials:
         return Credentials(
@@ -179,8 +221,15 @@ class BackgroundLogins:
             acting_for=ActingFor(user, self._separator),
         )
 
-    def _login_refused(self, account_id: str, exc: AuthenticationFailed | None) -> None:
-        if exc is not None and exc.code == _AUTHORIZATION_FAILED:
+    async def _login_refused(
+        self, account_id: str, exc: AuthenticationFailed, *, first: bool
+    ) -> None:
+        """Refuse the account, or pause every background login when the master user itself
+        is refused: Dovecot says AUTHORIZATIONFAILED for a user it will not act for, but
+        other upstreams answer AUTHENTICATIONFAILED for an unknown user too, so that is
+        checked against another account's login that worked (``first``: a first login with
+        no such account to ask pauses, as a wrong master password would refuse them all)."""
+        if exc.code == _AUTHORIZATION_FAILED or not await self._master_refused(account_id, first):
             log.warning(
                 "background login for account %s refused: the upstream does not let the "
                 "master user act for its owner",
@@ -196,6 +245,19 @@ class BackgroundLogins:
                 int(MASTER_REFUSED_SECONDS),
             )
         self._paused_until = self._clock() + MASTER_REFUSED_SECONDS
+
+    async def _master_refused(self, account_id: str, first: bool) -> bool:
+        """Whether the latest other account whose login worked is refused alike."""
+        other = next((p for a, (p, _) in reversed(self._verified.items()) if a != account_id), None)
+        if other is None:
+            return first
+        try:
+            await self._pool.identify(other.login.credentials)
+        except AuthenticationFailed as exc:
+            return exc.code != _AUTHORIZATION_FAILED
+        except ImapError:
+            return first
+        return False
 
     def _refuse(self, account_id: str) -> None:
         self._refused[account_id] = self._clock() + ACCOUNT_REFUSED_SECONDS

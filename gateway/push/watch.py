@@ -104,8 +104,11 @@ class _Watch:
     task: asyncio.Task[None] | None = None
     lost: bool = False  # the lease is gone: nothing to release
     unwanted: bool = False  # nobody listens anywhere: nobody to tell of the release
-    background: bool = False  # taken for subscriptions alone (MAX_BACKGROUND_WATCHERS)
+    # Kept for subscriptions alone (MAX_BACKGROUND_WATCHERS): taken for them, or taken for
+    # listeners who have all left since.
+    background: bool = False
     quiet: bool = False  # let go without telling anyone (a background login failed)
+    refused: Principal | None = None  # the master user's login the upstream refused
 
 
 class WatchManager:
@@ -323,16 +326,38 @@ class WatchManager:
 
     async def _end_unwanted(self, account_ids: list[str]) -> None:
         """Stop watching those of ``account_ids`` nobody listens to any more, anywhere (and,
-        with background watching, whose subscriptions are gone)."""
+        with background watching, whose subscriptions are gone). A watcher kept for
+        subscriptions alone counts against MAX_BACKGROUND_WATCHERS however it started (a
+        listener's watcher whose listeners left may run as long as the subscriptions live):
+        past the bound the newest of them stop, quietly, for a replica with room to page
+        them in."""
         watched = [a for a in account_ids if a in self._watches]
-        wanted = await self._store.demanded(watched)
+        demanded = await self._store.demanded(watched)
+        subscribed: set[str] = set()
         if self._background is not None:
-            wanted |= await self._store.subscribed([a for a in watched if a not in wanted])
+            subscribed = await self._store.subscribed([a for a in watched if a not in demanded])
+        became: list[_Watch] = []
         for account_id in watched:
-            if account_id not in wanted:
-                watch = self._watches[account_id]
+            watch = self._watches[account_id]
+            if account_id in demanded:
+                watch.background = False
+            elif account_id in subscribed:
+                if not watch.background:
+                    watch.background = True
+                    became.append(watch)
+            else:
                 watch.unwanted = True
                 watch.until.set()
+        over = sum(w.background and not w.until.is_set() for w in self._watches.values())
+        over -= MAX_BACKGROUND_WATCHERS
+        for watch in reversed(became[-over:] if over > 0 else []):
+            log.info(
+                "push watcher of %s stops: more than %d accounts watched for subscriptions alone",
+                watch.lease.account_id,
+                MAX_BACKGROUND_WATCHERS,
+            )
+            watch.quiet = True
+            watch.until.set()
 
     async def _take(self, account_ids: set[str]) -> tuple[set[str], int]:
         """Take the leases of those of ``account_ids`` (and of those left over from the last
@@ -367,7 +392,9 @@ class WatchManager:
         subscribed and unwatched, ``starts`` at most and within MAX_BACKGROUND_WATCHERS; their
         watchers log in with the background principal. Shuffled: replicas reading the same
         page then reach for different accounts."""
-        room = MAX_BACKGROUND_WATCHERS - sum(w.background for w in self._watches.values())
+        room = MAX_BACKGROUND_WATCHERS - sum(
+            w.background and not w.until.is_set() for w in self._watches.values()
+        )
         pool = [
             a
             for a in account_ids | self._pending_background
@@ -426,8 +453,10 @@ class WatchManager:
                     account_id,
                     principal,
                     watch.until,
-                    on_auth_failed=lambda p: self._background_refused(background, watch, p),
+                    on_auth_failed=lambda p: self._background_refused(watch, p),
                 )
+                if watch.refused is not None:
+                    await background.refused(account_id, watch.refused)
                 break
         except Exception:
             # A bug, not upstream or Redis trouble (the watcher retries those): the lease
@@ -443,13 +472,12 @@ class WatchManager:
             await self._release(watch, announce=not (watch.unwanted or watch.quiet or failed))
 
     @staticmethod
-    def _background_refused(
-        background: BackgroundLogins, watch: _Watch, principal: Principal
-    ) -> None:
+    def _background_refused(watch: _Watch, principal: Principal) -> None:
         """The master user's login stopped working: let the lease go quietly (every replica
-        would otherwise try the same refused login at once)."""
+        would otherwise try the same refused login at once), after telling the background
+        logins (who decide whether the account or the master user was refused)."""
         watch.quiet = True
-        background.refused(watch.lease.account_id, principal)
+        watch.refused = principal
 
     def _auth_failed(self, account_id: str, principal: Principal) -> None:
         self._keeper.forget(account_id, principal)

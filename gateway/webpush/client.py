@@ -26,9 +26,11 @@ import httpcore
 import httpx
 
 from gateway.webpush.destinations import (
+    RESOLVE_TIMEOUT_SECONDS,
     Address,
     Destination,
     DestinationPolicy,
+    LookupBusy,
     RefusedDestination,
     UnresolvableHost,
     check_url,
@@ -57,9 +59,20 @@ _PINNED: contextvars.ContextVar[tuple[str, int, tuple[Address, ...]] | None] = (
 )
 
 
+def longest_send_seconds(timeout_seconds: float) -> float:
+    """The most one :meth:`PushClient.post` takes with ``timeout_seconds`` per phase: the
+    lookup, then the connect and the exchange within twice the timeout."""
+    return RESOLVE_TIMEOUT_SECONDS + 2 * timeout_seconds
+
+
 class PushUnreachable(Exception):
     """The push service could not be reached or did not answer in time; worth a retry. The
     message names the failure's kind, never the URL (push URLs are capabilities)."""
+
+
+class LookupsBusy(PushUnreachable):
+    """The push lookups' threads (or the account's share) were all busy: nothing was asked;
+    worth a retry soon (webpush/resolver.py)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,10 @@ class PushClient:
             trust_env=False,
         )
 
+    @property
+    def longest_send_seconds(self) -> float:
+        return longest_send_seconds(self._timeout)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> PushClient:
         return cls(settings.webpush_timeout_seconds)
@@ -144,13 +161,21 @@ class PushClient:
         await self._client.aclose()
 
     async def post(
-        self, url: str, body: bytes, headers: Mapping[str, str], policy: DestinationPolicy
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        policy: DestinationPolicy,
+        account_id: str,
     ) -> Reply:
-        """POST ``body`` to ``url`` after checking it; RefusedDestination if the policy refuses
-        it (now: the name may point elsewhere than at create), PushUnreachable on failure."""
+        """POST ``body`` to ``url`` after checking it (its lookup counted against
+        ``account_id``); RefusedDestination if the policy refuses it (now: the name may point
+        elsewhere than at create), PushUnreachable on failure."""
         destination = check_url(url, policy)
         try:
-            addresses = await resolve_destination(destination, policy)
+            addresses = await resolve_destination(destination, policy, account_id)
+        except LookupBusy as exc:
+            raise LookupsBusy(exc.reason) from None
         except UnresolvableHost as exc:
             raise PushUnreachable(exc.reason) from None
         return await self.post_to(destination, addresses, url, body, headers)

@@ -21,6 +21,8 @@ from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
+from gateway.webpush.resolver import RESOLVER, ResolverBusy
+
 if TYPE_CHECKING:
     from gateway.config import Settings
 
@@ -32,6 +34,8 @@ MAX_URL_OCTETS = 2000
 # A resolver slower than this is as good as none: the subscription is refused or the push
 # retried later, instead of a worker slot waiting on it.
 RESOLVE_TIMEOUT_SECONDS = 5.0
+# The only port pushes go to unless the operator allows http or the destination.
+HTTPS_PORT = 443
 # A name with more addresses than this is cut to its first ones (each is checked).
 MAX_ADDRESSES = 16
 
@@ -91,6 +95,11 @@ class UnresolvableHost(RefusedDestination):
     it is a network failure like any other and is retried."""
 
 
+class LookupBusy(UnresolvableHost):
+    """The push lookups' threads (or the account's share of them) are all busy: nothing was
+    asked; a create may be tried again later, a delivery is retried (resolver.py)."""
+
+
 @dataclass(frozen=True)
 class Destination:
     """A checked push URL's parts: where to connect, and which name TLS must verify."""
@@ -118,6 +127,9 @@ class DestinationPolicy:
 
     def allows_name(self, host: str) -> bool:
         return host in self.allowed
+
+    def has_networks(self) -> bool:
+        return any(not isinstance(entry, str) for entry in self.allowed)
 
     def allows_address(self, address: Address) -> bool:
         return any(
@@ -222,45 +234,64 @@ def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None
 
 
 def check_address(destination: Destination, address: Address, policy: DestinationPolicy) -> None:
-    """Raise RefusedDestination unless ``address`` is public or the policy admits it."""
+    """Raise RefusedDestination unless ``address`` is public or the policy admits it, and the
+    port is 443 or the policy admits it."""
     if policy.allows_name(destination.host) or policy.allows_address(address):
         return
     reason = refusal(address)
     if reason is not None:
         verb = "is" if destination.literal is not None else "resolves to"
         raise RefusedDestination(f"the host {verb} {reason}")
+    _check_port(destination, policy)
+
+
+def _check_port(destination: Destination, policy: DestinationPolicy) -> None:
+    """Only 443 unless the operator allowed http or this destination: the gateway must not be
+    a way to send connections (a verification push is tried up to 10 times) to any port of
+    any public host."""
+    if destination.port != HTTPS_PORT and not policy.allow_http:
+        raise RefusedDestination(
+            f"the URL's port must be {HTTPS_PORT} (port {destination.port} is not allowed)"
+        )
 
 
 def check_url(url: str, policy: DestinationPolicy) -> Destination:
-    """Check everything that needs no DNS: syntax, scheme, credentials, an IP literal's class."""
+    """Check everything that needs no DNS: syntax, scheme, credentials, an IP literal's class,
+    the port unless an allow-listed network might admit the name's addresses."""
     destination = parse_url(url)
     if destination.scheme == "http" and not policy.allow_http:
         raise RefusedDestination("the URL must use https")
     if destination.literal is not None:
         check_address(destination, destination.literal, policy)
+    elif not policy.allows_name(destination.host) and not policy.has_networks():
+        _check_port(destination, policy)
     return destination
 
 
-async def resolve(url: str, policy: DestinationPolicy) -> list[Address]:
+async def resolve(url: str, policy: DestinationPolicy, account_id: str) -> list[Address]:
     """The checked addresses of the URL's host, refusing it if ANY of them is not public.
 
-    The lookup runs in the loop's resolver threads (getaddrinfo never blocks the loop), bounded
-    by RESOLVE_TIMEOUT_SECONDS. Refusing on any bad address, not just skipping it, means a
+    The lookup runs in the push lookups' own threads (resolver.py: never the loop's default
+    executor, which IMAP connects use), bounded by RESOLVE_TIMEOUT_SECONDS, and counted
+    against ``account_id``'s share. Refusing on any bad address, not just skipping it, means a
     name half pointing inward cannot be used to reach inside on a retry.
     """
     destination = check_url(url, policy)
-    return await resolve_destination(destination, policy)
+    return await resolve_destination(destination, policy, account_id)
 
 
-async def resolve_destination(destination: Destination, policy: DestinationPolicy) -> list[Address]:
+async def resolve_destination(
+    destination: Destination, policy: DestinationPolicy, account_id: str
+) -> list[Address]:
     if destination.literal is not None:
         return [destination.literal]
-    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
-            infos = await loop.getaddrinfo(
-                destination.host, destination.port, type=socket.SOCK_STREAM
-            )
+            infos = await RESOLVER.getaddrinfo(destination.host, destination.port, account_id)
+    except ResolverBusy:
+        raise LookupBusy(
+            "the host name cannot be looked up now (temporarily unavailable): try again later"
+        ) from None
     except TimeoutError:
         raise UnresolvableHost("the host name did not resolve in time") from None
     except (OSError, UnicodeError):

@@ -13,7 +13,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import orjson
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from gateway.webpush.destinations import parse_url
 from gateway.webpush.encryption import b64url_decode, b64url_encode
 
 if TYPE_CHECKING:
@@ -84,14 +84,18 @@ def public_key_b64url(key: ec.EllipticCurvePrivateKey) -> str:
 
 def origin(url: str) -> str:
     """RFC 6454's ASCII serialisation of the URL's origin: scheme://host[:port], the port
-    only when not the scheme's default (RFC 8292 2: the ``aud`` claim)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host.encode("idna").decode("ascii")
-    port = parts.port
-    default = {"https": 443, "http": 80}.get(scheme)
-    return f"{scheme}://{host}" if port is None or port == default else f"{scheme}://{host}:{port}"
+    only when not the scheme's default (RFC 8292 2: the ``aud`` claim).
+
+    The host is the one the HTTP client connects to (destinations.parse_url: httpx's IDNA
+    2008), not Python's IDNA 2003 codec, which maps "faß.de" to "fass.de" while the
+    connection goes to "xn--fa-hia.de": the push service would refuse the token.
+    RefusedDestination for a URL parse_url refuses (never one checked at create)."""
+    destination = parse_url(url)
+    host = f"[{destination.host}]" if ":" in destination.host else destination.host
+    default = {"https": 443, "http": 80}.get(destination.scheme)
+    if destination.port == default:
+        return f"{destination.scheme}://{host}"
+    return f"{destination.scheme}://{host}:{destination.port}"
 
 
 class Vapid:

@@ -18,6 +18,7 @@ import pytest
 from gateway.cache.codec import octets, unpack
 from gateway.cache.push_subscriptions import (
     DUE,
+    EXPIRY,
     SUBSCRIBED,
     PushSubscriptions,
     Subscription,
@@ -122,11 +123,33 @@ async def test_create_stores_the_record_a_due_verification_and_the_login(
     assert got == rec and pending == {"verify": True, "attempts": 0}
 
 
-async def test_an_empty_login_leaves_no_login_key(store: Store, subs: PushSubscriptions) -> None:
+async def test_an_empty_login_never_replaces_the_stored_one(
+    store: Store, subs: PushSubscriptions
+) -> None:
+    """A bearer-token session naming nobody must not turn off background watching of the
+    account's other devices (review L7)."""
     a = account()
-    sub_id = await subs.create(a, record(), login="bob")
-    await subs.update(a, sub_id, {"types": None}, login="")
+    first = await subs.create(a, record(), login="")
     assert await store.client.exists(login_key(a)) == 0
+    await subs.update(a, first, {"types": None}, login="bob")
+    await subs.update(a, first, {"types": None}, login="")
+    await subs.create(a, record(), login="")
+    assert await subs.login(a) == "bob"
+    await subs.update(a, first, {"types": None}, login="carol")
+    assert await subs.login(a) == "carol"
+
+
+async def test_destroying_the_last_subscription_erases_the_login(
+    store: Store, subs: PushSubscriptions
+) -> None:
+    a = account()
+    first = await subs.create(a, record(), login="alice")
+    second = await subs.create(a, record(), login="alice")
+    await subs.destroy(a, first)
+    assert await subs.login(a) == "alice"
+    await subs.destroy(a, second)
+    assert await store.client.exists(login_key(a)) == 0
+    assert await store.client.zscore(EXPIRY, a) is None
 
 
 async def test_verifying_drops_the_verification_and_marks_the_account_subscribed(
@@ -239,6 +262,29 @@ async def test_a_verification_delivered_leaves_nothing_due(
     assert await due_score(store, a, sub_id) is None
 
 
+async def test_a_verification_delivered_does_not_hold_back_the_first_state_change(
+    store: Store, subs: PushSubscriptions
+) -> None:
+    """The PushVerification is not a push of changes: the client verifying and an APPEND
+    right after must not wait out the per-subscription interval (review M6)."""
+    a = account()
+    sub_id = await subs.create(a, record(), login="alice")
+    assert (a, sub_id) in await subs.claim(now_ms(), 10_000, 60_000)
+    _, sent = await subs.pending(a, sub_id)
+    t = now_ms()
+    await subs.delivered(a, sub_id, sent, now_ms=t, min_interval_ms=5000)
+    assert await store.client.hexists(sent_key(a), sub_id) == 0
+    await subs.verified(a, sub_id)
+    await subs.enqueue_changes(a, {"Email": "e-1"}, now_ms=t + 10, delay_ms=0, min_interval_ms=5000)
+    assert await due_score(store, a, sub_id) == t + 10
+    # A state change delivered does start the interval.
+    assert (a, sub_id) in await subs.claim(t + 10, 10_000, 60_000)
+    _, sent = await subs.pending(a, sub_id)
+    await subs.delivered(a, sub_id, sent, now_ms=t + 20, min_interval_ms=5000)
+    await subs.enqueue_changes(a, {"Email": "e-2"}, now_ms=t + 30, delay_ms=0, min_interval_ms=5000)
+    assert await due_score(store, a, sub_id) == t + 20 + 5000
+
+
 async def test_an_unreleased_claim_comes_due_again_after_its_lease(
     store: Store, subs: PushSubscriptions
 ) -> None:
@@ -328,6 +374,81 @@ async def test_expired_subscriptions_are_erased_when_read(
     assert not await store.client.hexists(subscriptions_key(a), sub_id)
     assert await due_score(store, a, sub_id) is None
     assert await subs.subscribed_until(a) is None
+
+
+async def test_a_sweep_erases_expired_subscriptions_of_an_owner_who_never_calls(
+    store: Store, subs: PushSubscriptions
+) -> None:
+    """Review M1: nothing but the sweep looks at this account again."""
+    a = account()
+    soon = await subs.create(a, record(), login="alice")
+    await subs.verified(a, soon)
+    unverified = await subs.create(a, record(), login="alice")
+    later = await subs.create(a, record(expires_in=2 * HOUR), login="alice")
+    now = int(time.time())
+    assert await store.client.zscore(EXPIRY, a) is not None
+    # Time passes: the first two expire (their records rewritten as if an hour went by).
+    for sub_id in (soon, unverified):
+        await store.client.hset(subscriptions_key(a), sub_id, await _expired_copy(store, a, sub_id))
+    await store.client.zadd(EXPIRY, {a: now - 1})
+    await store.client.zadd(SUBSCRIBED, {a: now - 1})
+    assert await subs.sweep_expired(now, 10_000) >= 1
+    left = await store.client.hkeys(subscriptions_key(a))
+    assert [octets(k).decode() for k in left] == [later]
+    assert await due_score(store, a, soon) is None
+    assert await due_score(store, a, unverified) is None
+    assert await raw_pending(store, a, unverified) is None
+    # Re-scored to the next expiry; no verified subscription left, so not subscribed.
+    rest, _ = await subs.pending(a, later)
+    assert rest is not None and await store.client.zscore(EXPIRY, a) == rest["expires"]
+    assert await subs.subscribed_until(a) is None
+    assert await subs.login(a) == "alice"
+    # The last one expiring takes the account out of the index with its login.
+    await store.client.hset(subscriptions_key(a), later, await _expired_copy(store, a, later))
+    await store.client.zadd(EXPIRY, {a: now - 1})
+    await subs.sweep_expired(now, 10_000)
+    assert await store.client.exists(subscriptions_key(a), login_key(a)) == 0
+    assert await store.client.zscore(EXPIRY, a) is None
+
+
+async def test_a_sweep_takes_at_most_its_limit_and_leaves_live_accounts_alone(
+    store: Store, subs: PushSubscriptions
+) -> None:
+    accounts = [account() for _ in range(3)]
+    for a in accounts:
+        await subs.create(a, record(), login="alice")
+    live = account()
+    await subs.create(live, record(), login="alice")
+    base = 1_000  # epoch seconds long past: only this test's accounts score there
+    for i, a in enumerate(accounts):
+        await store.client.zadd(EXPIRY, {a: base + i})
+    ghost = account()
+    await store.client.zadd(SUBSCRIBED, {ghost: base})
+    assert await subs.sweep_expired(base + 1, 10_000) == 2
+    assert await subs.subscribed_until(ghost) is None
+    # Nothing was expired: each swept account is re-scored to its true expiry.
+    true = record()["expires"]
+    for a in accounts[:2]:
+        score = await store.client.zscore(EXPIRY, a)
+        assert score is not None and true - 5 <= score <= true
+    assert await store.client.zscore(EXPIRY, accounts[2]) == base + 2
+    assert await subs.sweep_expired(base + 5, 1) == 1
+    assert await store.client.zscore(EXPIRY, accounts[2]) != base + 2
+    assert len(await subs.get_all(live)) == 1
+
+
+async def test_an_update_sets_the_expiry_index_back_to_the_earliest(
+    store: Store, subs: PushSubscriptions
+) -> None:
+    a = account()
+    first = await subs.create(a, record(expires_in=2 * HOUR), login="alice")
+    await subs.create(a, record(), login="alice")
+    early = record()["expires"]
+    # Say a write computed before the second create landed after it: the index says too late.
+    await store.client.zadd(EXPIRY, {a: early + HOUR})
+    await subs.update(a, first, {"types": ["Email"]})
+    score = await store.client.zscore(EXPIRY, a)
+    assert score is not None and score <= early
 
 
 async def _expired_copy(store: Store, account_id: str, sub_id: str) -> bytes:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import imaplib
 import logging
 import re
+import secrets
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,7 +38,7 @@ from tests.push.watching import (
     sent,
 )
 from tests.rediscluster import RedisClusterSet
-from tests.servers import Dovecot
+from tests.servers import LOOPBACK, Dovecot
 
 # The shortest lease the settings allow: a full round every second.
 LEASE = 3.0
@@ -335,6 +338,109 @@ async def test_background_watchers_per_replica_are_bounded(
         async with replicas(1, **master) as [other]:
             await eventually(lambda: len(other.watches.watching()) == 1)
             assert svc.watches.watching() | other.watches.watching() == set(accounts)
+
+
+async def test_listeners_watchers_kept_for_subscriptions_count_against_the_bound(
+    master_dovecot: Dovecot,
+    redis_url: str,
+    master: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review M2: watchers started for listeners stay while the account is subscribed; once
+    their listeners are gone they are kept for subscriptions alone and count like background
+    ones, so the bound holds however the watchers started."""
+    from gateway.push import watch as watch_module
+    from tests.push.watching import principal
+
+    monkeypatch.setattr(watch_module, "MAX_BACKGROUND_WATCHERS", 2)
+    users = [master_dovecot.fresh_user() for _ in range(4)]
+
+    def sessions(users: list[str]) -> int:
+        return sum(dovecot_sessions(master_dovecot, u) for u in users)
+
+    async with replicas(1, **master) as [svc]:
+        owners = [await principal(svc, master_dovecot, u) for u in users]
+        accounts = [o.account_id for o in owners]
+        for owner, user in zip(owners, users, strict=True):
+            await subscribe(redis_url, owner.account_id, user)
+        async with contextlib.AsyncExitStack() as listening:
+            for owner in owners:
+                await listening.enter_async_context(svc.push.listen(owner.account_id, owner, None))
+            # With listeners, all four are watched (the bound is for subscriptions alone).
+            await eventually(lambda: svc.watches.watching() == set(accounts))
+        # The listeners left; the accounts stay subscribed: two watchers are kept.
+        await eventually(lambda: len(svc.watches.watching()) == 2)
+        await asyncio.sleep(ROUNDS * LEASE / 3)
+        assert len(svc.watches.watching()) == 2
+        # Dovecot's count: the pool's idle connections of the listeners' logins, and the two
+        # watchers' own.
+        await eventually(lambda: sessions(users) == svc.pool.stats().total + 2)
+        # The others move to a replica with room.
+        async with replicas(1, **master) as [other]:
+            await eventually(lambda: len(other.watches.watching()) == 2)
+            assert svc.watches.watching() | other.watches.watching() == set(accounts)
+            pooled = svc.pool.stats().total + other.pool.stats().total
+            await eventually(lambda: sessions(users) == pooled + 4)
+
+
+def logs_in(dovecot: Dovecot, user: str) -> bool:
+    conn = imaplib.IMAP4(LOOPBACK, dovecot.imap_port)
+    try:
+        conn.login(user, dovecot.users[user])
+    except imaplib.IMAP4.error:
+        return False
+    finally:
+        conn.logout()
+    return True
+
+
+async def add_passwd_user(dovecot: Dovecot, user: str, password: str) -> None:
+    """A user of Dovecot's passwd-file, not one of the t-* users. Dovecot reads the file
+    again when it changed, at most once a second: wait until the user logs in."""
+    dovecot.users[user] = password
+    with (dovecot.root / "passwd").open("a") as passwd:
+        passwd.write(f"{user}:{{PLAIN}}{password}::::::\n")
+    await eventually(lambda: asyncio.to_thread(logs_in, dovecot, user))
+
+
+async def remove_passwd_user(dovecot: Dovecot, user: str) -> None:
+    """Disable ``user`` upstream (once their login is refused) and cut their sessions."""
+    path = dovecot.root / "passwd"
+    kept = [line for line in path.read_text().splitlines() if not line.startswith(f"{user}:")]
+    path.write_text("".join(f"{line}\n" for line in kept))
+    await eventually(lambda: asyncio.to_thread(lambda: not logs_in(dovecot, user)))
+    kick = ["doveadm", "-c", str(dovecot.config), "kick", user]
+    await asyncio.to_thread(subprocess.run, kick, capture_output=True, check=True)
+
+
+async def test_one_user_refused_on_reconnect_does_not_stop_the_others(
+    master_dovecot: Dovecot,
+    redis_url: str,
+    master: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review M3: a user disabled upstream while watched refuses their account only; another
+    subscribed user's watcher still starts (no pause of every background login)."""
+    caplog.set_level(logging.INFO)
+    gone = "u-" + secrets.token_hex(5)
+    await add_passwd_user(master_dovecot, gone, "pw-" + secrets.token_hex(4))
+    other = master_dovecot.fresh_user()
+    async with replicas(1, **master) as [svc]:
+        gone_account = await account_of(svc, master_dovecot, gone)
+        other_account = await account_of(svc, master_dovecot, other)
+        await subscribe(redis_url, gone_account, gone)
+        await eventually(lambda: gone_account in svc.watches.watching())
+        await eventually(lambda: dovecot_sessions(master_dovecot, gone) == 1)
+        await remove_passwd_user(master_dovecot, gone)
+        await eventually(lambda: gone_account not in svc.watches.watching())
+        await subscribe(redis_url, other_account, other)
+        await eventually(lambda: other_account in svc.watches.watching())
+        assert "refused the master user" not in caplog.text
+        logins = svc.watches._background
+        assert logins is not None and not logins.may_try(gone_account)
+        await asyncio.sleep(ROUNDS * LEASE / 3)
+        assert gone_account not in svc.watches.watching()
+        assert dovecot_sessions(master_dovecot, gone) == 0
 
 
 def test_background_watching_follows_the_settings(master_dovecot: Dovecot, redis_url: str) -> None:

@@ -12,16 +12,20 @@ from typing import Any
 
 import pytest
 
-from gateway.auth import Principal
+from gateway.auth import Principal, account_id_for
+from gateway.cache.store import Store, fixed_secret
+from gateway.cache.watches import WatchStore
 from gateway.config import ConfigError, load_settings
 from gateway.credentials import ActingFor, Credentials
+from gateway.imap.connection import ImapConnection
 from gateway.imap.errors import AuthenticationFailed
 from gateway.imap.pool import ImapPool, Login
-from gateway.upstream import fallback_identity, imap_pool
+from gateway.push.background import BackgroundLogins
+from gateway.upstream import fallback_identity, identifies_by_mailbox, imap_endpoint, imap_pool
 from gateway.usernames import UsernameFormat
 from tests.conftest import CYRUS_PROXY, MASTER_SEPARATOR, MASTER_USER, master_settings
 from tests.cyrus import Cyrus
-from tests.push.test_background import own_identity
+from tests.push.test_background import own_identity, write_subscribed
 from tests.push.watching import sent
 from tests.servers import Dovecot
 
@@ -165,3 +169,85 @@ def test_a_background_principal_is_named_after_the_user_never_the_master() -> No
     principal = Principal(Login("alice", credentials), "a1")
     assert principal.username == "alice"
     assert Principal(Login("bob", Credentials("bob", "pw")), "a2").username == "bob"
+
+
+def test_only_an_inbox_id_tells_users_apart() -> None:
+    """Review M5: the fallback identity is made from the name asked for, so it cannot show
+    that a master login reached that user's mailbox; the INBOX ids can."""
+    assert identifies_by_mailbox("x-guid:0b3f0e2c9a1d4b5e6f708192a3b4c5d6")
+    assert identifies_by_mailbox("mailboxid:M3c5a9e1f")
+    assert not identifies_by_mailbox(fallback_identity(UsernameFormat("%Lu"), as_master("Bob")))
+
+
+async def test_an_upstream_without_inbox_ids_is_not_watched_in_the_background(
+    master_dovecot: Dovecot, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The master login works, but the upstream (here: Dovecot with the gateway's connector
+    told to use the name, as it does when STATUS refuses X-GUID/MAILBOXID) gives no INBOX
+    id: no background principal for anyone, said once, and no login tried after that."""
+    caplog.set_level(logging.DEBUG)
+    settings = master_settings(master_dovecot, redis_url)
+    endpoint = imap_endpoint(settings)
+    names = UsernameFormat(settings.username_format)
+
+    async def nameless(credentials: Credentials) -> tuple[ImapConnection, str]:
+        conn = await ImapConnection.open(endpoint)
+        await conn.login(
+            credentials.username, credentials.secret, acting_for=credentials.acting_for
+        )
+        return conn, fallback_identity(names, credentials)
+
+    pool = ImapPool(nameless, max_per_user=2, max_total=8, idle_timeout=30.0, wait_timeout=5.0)
+    store = Store.from_url(redis_url)
+    secret = b"s" * 32
+    try:
+        watches = WatchStore(store.client)
+        logins = BackgroundLogins(settings, pool, fixed_secret(secret), watches)
+        users = [master_dovecot.fresh_user() for _ in range(2)]
+        accounts = [account_id_for(secret, fallback_identity(names, as_master(u))) for u in users]
+        for account, user in zip(accounts, users, strict=True):
+            await write_subscribed(store.client, account, user)
+        assert await logins.principal(accounts[0]) is None
+        tried = [line for line in sent(caplog) if line.startswith("AUTHENTICATE")]
+        assert len(tried) == 1
+        assert await logins.principal(accounts[1]) is None
+        assert not logins.may_try(accounts[1])
+        assert [line for line in sent(caplog) if line.startswith("AUTHENTICATE")] == tried
+        said = [r for r in caplog.records if "gives no INBOX id" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelno == logging.ERROR
+    finally:
+        await pool.close()
+        await store.close()
+
+
+async def test_a_refusal_the_master_login_of_another_account_passes_refuses_one_account(
+    master_dovecot: Dovecot, redis_url: str, pool: ImapPool
+) -> None:
+    """Review M3: a reconnect refused with AUTHENTICATIONFAILED (what some upstreams answer
+    for a user gone) pauses no other account while another account's master login, which
+    worked, is still accepted; refused alike, it is the master user that is refused."""
+    settings = master_settings(master_dovecot, redis_url)
+    store = Store.from_url(redis_url)
+    secret = b"k" * 32
+    try:
+        logins = BackgroundLogins(settings, pool, fixed_secret(secret), WatchStore(store.client))
+        kept, gone = master_dovecot.fresh_user(), master_dovecot.fresh_user()
+        accounts = {}
+        for user in (kept, gone):
+            identity = await asyncio.to_thread(own_identity, master_dovecot, user)
+            accounts[user] = account_id_for(secret, identity)
+            await write_subscribed(store.client, accounts[user], user)
+        assert await logins.principal(accounts[kept]) is not None
+        working = await logins.principal(accounts[gone])
+        assert working is not None
+        # The upstream now refuses the login ``gone``'s watcher reconnects with.
+        refused_login = Login(
+            working.login.identity, as_master(gone, password="no-longer-accepted")
+        )
+        await logins.refused(accounts[gone], Principal(refused_login, accounts[gone]))
+        assert not logins.paused()
+        assert not logins.may_try(accounts[gone])
+        assert logins.may_try(accounts[kept])
+        assert await logins.principal(accounts[kept]) is not None
+    finally:
+        await store.close()

@@ -24,6 +24,9 @@ from tests.servers import Dovecot
 
 # The shortest watch lease (a full round every second); pushes not held back by a throttle.
 SETTINGS = {"push_watch_lease_seconds": 3.0, "webpush_min_interval_seconds": 0}
+# The longest throttle: the verification push must not start it (review M6), or the APPEND's
+# StateChange would wait an hour.
+THROTTLED = {**SETTINGS, "webpush_min_interval_seconds": 3600}
 WAIT = 15.0
 # Full rounds a test lets pass before it says nothing more came.
 SETTLE_SECONDS = 4.0
@@ -35,7 +38,8 @@ async def pushing(dovecot: Dovecot, redis_url: str, *, master: bool) -> AsyncIte
         if master
         else {}
     )
-    async for gateway in serve(dovecot, redis_url, **webpush_settings(None, **SETTINGS, **extra)):
+    settings = THROTTLED if master else SETTINGS
+    async for gateway in serve(dovecot, redis_url, **webpush_settings(None, **settings, **extra)):
         yield gateway
 
 

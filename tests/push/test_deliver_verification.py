@@ -81,3 +81,39 @@ async def test_verification_then_one_state_change(
     # What /get answers now is what was pushed.
     assert pushed_state == (await user.call("Email/get", ids=[]))["state"]
     assert len(receiver.requests) == 2, receiver.requests
+
+
+@pytest.mark.parametrize("types", [None, ["Mailbox", "Email"]])
+async def test_a_state_change_names_every_subscribed_type_at_its_state(
+    dovecot: Dovecot, pushing: Gateway, receiver: WebPushReceiver, types: list[str] | None
+) -> None:
+    """A StateChange goes with a Topic, so a push service replaces an undelivered one with
+    it (RFC 8030 5.4): it names the state of every type the subscription asks for, not only
+    those of the last change, or a replaced push's types would never be heard of. The
+    change here (a flag) moves the Email state alone."""
+    user = await new_user(dovecot, pushing)
+    drafts = (await user.mailboxes())["Drafts"]["id"]
+    created = await user.call(
+        "Email/set", create={"d": {"mailboxIds": {drafts: True}, "subject": "flag me"}}
+    )
+    email_id = created["created"]["d"]["id"]
+    device = DeviceKeys()
+    sub_id = await subscribe(user, receiver.url("/push/d"), keys=device.keys, types=types)
+    (verification,) = await receiver.wait_for(1)
+    await set_code(user, sub_id, json.loads(device.decrypt(verification.body))["verificationCode"])
+    before = {t: (await user.call(f"{t}/get", ids=[]))["state"] for t in ("Mailbox", "Thread")}
+
+    flagged = await user.call("Email/set", update={email_id: {"keywords/$flagged": True}})
+    assert email_id in flagged["updated"], flagged
+
+    change = (await receiver.wait_for(2))[1]
+    assert change.headers["topic"]
+    pushed = json.loads(device.decrypt(change.body))["changed"][user.account_id]
+    # Ground truth: each type's /get state now; the flag left Mailbox and Thread as they were.
+    now = {
+        t: (await user.call(f"{t}/get", ids=[]))["state"] for t in ("Mailbox", "Email", "Thread")
+    }
+    assert {t: now[t] for t in before} == before
+    # Without sending configured the served types are Mailbox, Email and Thread.
+    wanted = ["Mailbox", "Email", "Thread"] if types is None else types
+    assert pushed == {t: now[t] for t in wanted}

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.cache.keys import AccountKeys
+from gateway.cache.push_subscriptions import login_key
 from gateway.cache.store import Store
 from gateway.cache.watches import WatchStore
 from tests.rediscluster import RedisClusterSet
@@ -104,3 +105,39 @@ async def test_a_cluster_takes_renews_and_releases_across_slots(
         assert [await holder(cluster.client, a) for a in accounts] == [None] * len(accounts)
     finally:
         await cluster.close()
+
+
+async def _eval_calls(client: Redis | RedisCluster) -> int:
+    """EVAL commands the server(s) ran so far, from INFO commandstats."""
+    if isinstance(client, RedisCluster):
+        nodes = await client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        return sum(int(node.get("cmdstat_eval", {}).get("calls", 0)) for node in nodes.values())
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_eval", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize("kind", ["single", "cluster"])
+async def test_free_subscribed_sends_the_script_once_and_survives_a_script_flush(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    """Review L10: a full round asks about up to a page of accounts each tick, so the script
+    goes by its sha (EVALSHA), not its text; a flushed script cache is loaded again."""
+    if kind == "single":
+        store = Store.from_url(request.getfixturevalue("redis_url"))
+    else:
+        cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
+        store = Store.from_url(cluster.url)
+    try:
+        client = store.client
+        watches = WatchStore(client)
+        named, held, bare = account(), account(), account()
+        for a in (named, held):
+            await client.set(login_key(a), "alice")
+        await watches.take_free([held], "r1", 5)
+        await client.script_flush()
+        before = await _eval_calls(client)
+        assert await watches.free_subscribed([named, held, bare]) == {named}
+        assert await watches.free_subscribed([named, held, bare]) == {named}
+        assert await _eval_calls(client) == before
+    finally:
+        await store.close()

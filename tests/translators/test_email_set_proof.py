@@ -234,3 +234,33 @@ async def test_a_folder_with_messages_expunged_before_the_mark_is_proven(
     assert result["updated"] == {ids["c"]: None}, result
     assert visits(upstream_commands(logged)) == []
     assert rig.mail.folder("INBOX") == {"a": [set()], "c": [set()]}
+
+
+@pytest.mark.parametrize("last", ["c", "b"])
+async def test_another_clients_expunge_after_the_mark_shows(rig: Rig, last: str) -> None:
+    """Another client expunges a message after the index's mark, the folder's last (c:
+    Cyrus reads ``*`` as the highest UID that still exists, so a check of ``1:*`` heard
+    nothing of it) or another (b); then the call marks a read. The check must report the
+    expunge, the proof fail, and the reader no longer show the message."""
+    ids = await seeded(rig, "a", "b", "c")
+    state = (await rig.writer.call("Email/get", ids=[]))["state"]
+    uid = rig.mail.uids("INBOX", last)[0]
+    ok(rig.mail.imap.select("INBOX"))
+    ok(rig.mail.imap.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)"))
+    ok(rig.mail.imap.expunge())
+
+    result = await rig.writer.call("Email/set", update={ids["a"]: {"keywords/$seen": True}})
+
+    assert result["updated"] == {ids["a"]: None}, result
+    kept = {"a", "b", "c"} - {last}
+    assert set(rig.mail.folder("INBOX")) == kept
+    got = await keywords(rig.reader, list(ids.values()))
+    assert set(got) == {ids[k] for k in kept}
+    assert ids[last] in (await rig.reader.call("Email/changes", sinceState=state))["destroyed"]
+    listed = await rig.reader.call("Email/query", filter={"inMailbox": await inbox(rig.reader)})
+    assert sorted(listed["ids"]) == sorted(ids[k] for k in kept)
+
+
+async def inbox(jmap: Jmap) -> str:
+    got = await jmap.call("Mailbox/get", ids=None, properties=["role"])
+    return next(m["id"] for m in got["list"] if m["role"] == "inbox")

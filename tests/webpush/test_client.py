@@ -26,11 +26,13 @@ from gateway.webpush.client import (
     Reply,
     retry_after,
 )
-from gateway.webpush.destinations import DestinationPolicy, RefusedDestination, check_url
+from gateway.webpush.destinations import DestinationPolicy, RefusedDestination, parse_url
 from tests.webpush.receiver import Answer, receiver
 
 LOOPBACK = [ipaddress.ip_address("127.0.0.1")]
 HTTP = DestinationPolicy(allow_http=True)
+# The account the lookups are counted against (resolver.py).
+ACCOUNT = "a-test"
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +62,7 @@ async def test_connects_to_the_checked_address_with_the_names_tls(
     through the pinned address, and TLS verified the certificate for the name."""
     async with receiver(tls=server_context(ca, "push.invalid")) as push:
         url = push.url(name="push.invalid", scheme="https")
-        reply = await client.post_to(
-            check_url(url, DestinationPolicy()), LOOPBACK, url, b"hello", {"TTL": "60"}
-        )
+        reply = await client.post_to(parse_url(url), LOOPBACK, url, b"hello", {"TTL": "60"})
     assert reply == Reply(201)
     [request] = push.received
     assert request.sni == "push.invalid"
@@ -76,18 +76,18 @@ async def test_certificate_for_another_name_is_refused(ca: trustme.CA, client: P
     async with receiver(tls=server_context(ca, "other.invalid")) as push:
         url = push.url(name="push.invalid", scheme="https")
         with pytest.raises(PushUnreachable, match="ConnectError"):
-            await client.post_to(check_url(url, DestinationPolicy()), LOOPBACK, url, b"x", {})
+            await client.post_to(parse_url(url), LOOPBACK, url, b"x", {})
     assert push.received == []
 
 
 async def test_allow_listed_name_goes_through(ca: trustme.CA, client: PushClient) -> None:
     async with receiver(tls=server_context(ca, "localhost")) as push:
         url = push.url(name="localhost", scheme="https")
-        assert await client.post(url, b"x", {}, DestinationPolicy(allowed=("localhost",))) == Reply(
-            201
-        )
-        with pytest.raises(RefusedDestination, match="resolves to a loopback address"):
-            await client.post(url, b"x", {}, DestinationPolicy())
+        assert await client.post(
+            url, b"x", {}, DestinationPolicy(allowed=("localhost",)), ACCOUNT
+        ) == Reply(201)
+        with pytest.raises(RefusedDestination, match="port must be 443"):
+            await client.post(url, b"x", {}, DestinationPolicy(), ACCOUNT)
     assert len(push.received) == 1
 
 
@@ -98,7 +98,8 @@ async def test_allow_listed_name_goes_through(ca: trustme.CA, client: PushClient
         ("https://127.0.0.1:{port}/p", "the host is a loopback address"),
         ("https://[::1]:{port}/p", "the host is a loopback address"),
         ("https://[::ffff:127.0.0.1]:{port}/p", "the host is a loopback address (IPv4 inside"),
-        ("https://localhost:{port}/p", "the host resolves to a loopback address"),
+        ("https://localhost/p", "the host resolves to a loopback address"),
+        ("https://localhost:{port}/p", "the URL's port must be 443 (port"),
         ("https://10.0.0.1:{port}/p", "the host is a private address"),
         ("https://169.254.169.254/latest/meta-data/", "the host is a link-local address"),
         ("https://[fd00::1]:{port}/p", "the host is a unique local address"),
@@ -110,7 +111,7 @@ async def test_refused_before_any_connection(
 ) -> None:
     async with receiver(tls=server_context(ca, "localhost", "127.0.0.1")) as push:
         with pytest.raises(RefusedDestination) as refused:
-            await client.post(url.format(port=push.port), b"x", {}, DestinationPolicy())
+            await client.post(url.format(port=push.port), b"x", {}, DestinationPolicy(), ACCOUNT)
     assert refused.value.reason.startswith(reason)
     assert push.received == []
 
@@ -119,7 +120,9 @@ async def test_redirect_is_a_reply_and_never_followed(client: PushClient) -> Non
     async with receiver() as elsewhere:
         target = elsewhere.url(scheme="http")
         async with receiver(lambda _: Answer(302, {"location": target})) as push:
-            reply = await client.post(push.url(scheme="http"), b"x", {}, _http_to_loopback())
+            reply = await client.post(
+                push.url(scheme="http"), b"x", {}, _http_to_loopback(), ACCOUNT
+            )
     assert reply.status == 302
     assert len(push.received) == 1
     assert elsewhere.received == []
@@ -133,7 +136,7 @@ def _http_to_loopback() -> DestinationPolicy:
 async def test_answer_is_read_only_up_to_the_bound(client: PushClient) -> None:
     """An answer that never ends: reading it whole would end in a timeout, not a reply."""
     async with receiver(lambda _: Answer(200, endless=True)) as push:
-        reply = await client.post(push.url(scheme="http"), b"x", {}, _http_to_loopback())
+        reply = await client.post(push.url(scheme="http"), b"x", {}, _http_to_loopback(), ACCOUNT)
     assert reply == Reply(200)
 
 
@@ -142,7 +145,9 @@ async def test_silent_service_times_out() -> None:
     try:
         async with receiver(lambda _: Answer(silent=True)) as push:
             with pytest.raises(PushUnreachable, match="in time"):
-                await push_client.post(push.url(scheme="http"), b"x", {}, _http_to_loopback())
+                await push_client.post(
+                    push.url(scheme="http"), b"x", {}, _http_to_loopback(), ACCOUNT
+                )
     finally:
         await push_client.aclose()
 
@@ -153,7 +158,9 @@ async def test_trickling_service_is_cut_overall() -> None:
     try:
         async with receiver(lambda _: Answer(trickle=0.1)) as push:
             with pytest.raises(PushUnreachable, match="in time"):
-                await push_client.post(push.url(scheme="http"), b"x", {}, _http_to_loopback())
+                await push_client.post(
+                    push.url(scheme="http"), b"x", {}, _http_to_loopback(), ACCOUNT
+                )
     finally:
         await push_client.aclose()
 
@@ -162,12 +169,12 @@ async def test_closed_port_is_unreachable(client: PushClient) -> None:
     async with receiver() as push:
         url = push.url(scheme="http")
     with pytest.raises(PushUnreachable, match="ConnectError"):
-        await client.post(url, b"x", {}, _http_to_loopback())
+        await client.post(url, b"x", {}, _http_to_loopback(), ACCOUNT)
 
 
 async def test_unresolvable_name_is_unreachable_not_refused(client: PushClient) -> None:
     with pytest.raises(PushUnreachable, match="does not resolve"):
-        await client.post("https://push.invalid/x", b"x", {}, DestinationPolicy())
+        await client.post("https://push.invalid/x", b"x", {}, DestinationPolicy(), ACCOUNT)
 
 
 async def test_retry_after_from_the_service(client: PushClient) -> None:
@@ -180,9 +187,11 @@ async def test_retry_after_from_the_service(client: PushClient) -> None:
     )
     async with receiver(lambda _: next(answers)) as push:
         url, policy = push.url(scheme="http"), _http_to_loopback()
-        assert await client.post(url, b"x", {}, policy) == Reply(429, 120.0)
-        assert await client.post(url, b"x", {}, policy) == Reply(503, MAX_RETRY_AFTER_SECONDS)
-        assert await client.post(url, b"x", {}, policy) == Reply(503, None)
+        assert await client.post(url, b"x", {}, policy, ACCOUNT) == Reply(429, 120.0)
+        assert await client.post(url, b"x", {}, policy, ACCOUNT) == Reply(
+            503, MAX_RETRY_AFTER_SECONDS
+        )
+        assert await client.post(url, b"x", {}, policy, ACCOUNT) == Reply(503, None)
 
 
 def test_retry_after_forms() -> None:
@@ -208,9 +217,9 @@ async def test_environment_proxies_are_ignored(
     async with receiver() as push:
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
             monkeypatch.setenv(name, "http://127.0.0.1:9")
-        assert await client.post(push.url(scheme="http"), b"x", {}, _http_to_loopback()) == Reply(
-            201
-        )
+        assert await client.post(
+            push.url(scheme="http"), b"x", {}, _http_to_loopback(), ACCOUNT
+        ) == Reply(201)
 
 
 async def test_respx_sees_the_request_by_name(client: PushClient) -> None:
@@ -226,6 +235,7 @@ async def test_respx_sees_the_request_by_name(client: PushClient) -> None:
             b"\x00body",
             {"TTL": "60", "Urgency": "normal", "Content-Encoding": "aes128gcm"},
             policy,
+            ACCOUNT,
         )
     assert reply == Reply(201, 7.0)
     sent = route.calls.last.request
@@ -257,7 +267,7 @@ async def test_ipv6_literal_allowed_by_network(client: PushClient) -> None:
     try:
         async with receiver(host="::1") as push:
             policy = DestinationPolicy(allow_http=True, allowed=(ipaddress.ip_network("::1/128"),))
-            reply = await client.post(f"http://[::1]:{push.port}/p", b"x", {}, policy)
+            reply = await client.post(f"http://[::1]:{push.port}/p", b"x", {}, policy, ACCOUNT)
     except OSError as exc:  # a host without IPv6 loopback
         pytest.skip(f"no IPv6 loopback: {exc}")
     assert reply == Reply(201)

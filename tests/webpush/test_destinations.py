@@ -20,6 +20,8 @@ from gateway.webpush.destinations import (
 )
 
 STRICT = DestinationPolicy()
+# The account the lookups are counted against (resolver.py).
+ACCOUNT = "a-test"
 
 
 @pytest.mark.parametrize(
@@ -82,7 +84,7 @@ def test_long_url_refused() -> None:
     [
         "https://push.example.com/x",
         "https://fcm.googleapis.com/fcm/send/abc?x=1",
-        "https://PUSH.Example.COM:8443/x",
+        "https://PUSH.Example.COM:443/x",
         "https://8.8.8.8/x",
         "https://[2606:4700:4700::1111]/x",
         "https://[::ffff:8.8.8.8]/x",
@@ -91,6 +93,32 @@ def test_long_url_refused() -> None:
 )
 def test_check_url_admits_public(url: str) -> None:
     check_url(url, STRICT)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://1.1.1.1:22/x", "https://push.example.com:8443/x", "https://[2606:4700::1]:25/"]
+)
+def test_only_port_443_by_default(url: str) -> None:
+    """A public host's other ports are no push service: refused, the reason naming the port."""
+    with pytest.raises(RefusedDestination) as refused:
+        check_url(url, STRICT)
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    assert refused.value.reason == f"the URL's port must be 443 (port {port} is not allowed)"
+
+
+async def test_other_ports_when_the_operator_allows_the_destination() -> None:
+    """An allow-listed name or network, or http allowed (tests), admits any port; a name is
+    checked again after its lookup when a network might admit its addresses."""
+    check_url("https://relay.internal:8443/x", DestinationPolicy(allowed=("relay.internal",)))
+    check_url("https://10.1.2.3:8443/x", DestinationPolicy(allowed=parse_allowed("10.0.0.0/8")))
+    check_url("https://push.example.com:8443/x", DestinationPolicy(allow_http=True))
+    networks = DestinationPolicy(allowed=parse_allowed("10.0.0.0/8"))
+    check_url("https://push.example.com:8443/x", networks)
+    with pytest.raises(RefusedDestination, match=r"port must be 443 \(port 8443"):
+        await resolve("https://[2606:4700:4700::1111]:8443/x", networks, ACCOUNT)
+    assert await resolve(
+        "https://localhost:8443/x", DestinationPolicy(allowed=parse_allowed("127.0.0.0/8")), ACCOUNT
+    )
 
 
 def test_http_only_when_allowed() -> None:
@@ -124,7 +152,7 @@ def test_allow_list_admits_networks_and_names() -> None:
 
 async def test_allowed_name_passes_whatever_it_resolves_to() -> None:
     policy = DestinationPolicy(allowed=parse_allowed("localhost"))
-    addresses = await resolve("https://localhost:8443/x", policy)
+    addresses = await resolve("https://localhost:8443/x", policy, ACCOUNT)
     assert addresses and all(a.is_loopback for a in addresses)
 
 
@@ -170,18 +198,18 @@ def test_setting_is_checked_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 async def test_resolve_refuses_inward_names(url: str, reason: str) -> None:
     with pytest.raises(RefusedDestination) as refused:
-        await resolve(url, STRICT)
+        await resolve(url, STRICT, ACCOUNT)
     assert refused.value.reason == reason
 
 
 async def test_unresolvable_name() -> None:
     # RFC 6761 6.4: .invalid never resolves.
     with pytest.raises(UnresolvableHost, match="does not resolve"):
-        await resolve("https://push.invalid/x", STRICT)
+        await resolve("https://push.invalid/x", STRICT, ACCOUNT)
 
 
 async def test_public_literal_resolves_to_itself() -> None:
-    assert await resolve("https://[2606:4700:4700::1111]:8443/x", STRICT) == [
+    assert await resolve("https://[2606:4700:4700::1111]/x", STRICT, ACCOUNT) == [
         ipaddress.ip_address("2606:4700:4700::1111")
     ]
 

@@ -98,6 +98,9 @@ def test_cache_is_bounded() -> None:
         ("http://push.example.net:8080/", "http://push.example.net:8080"),
         ("https://[2001:db8::1]:8443/", "https://[2001:db8::1]:8443"),
         ("https://bücher.example/", "https://xn--bcher-kva.example"),
+        # IDNA 2008, as the HTTP client connects (IDNA 2003 would say fass.de).
+        ("https://faß.de/", "https://xn--fa-hia.de"),
+        ("https://FAß.de:8443/", "https://xn--fa-hia.de:8443"),
     ],
 )
 def test_origin(url: str, expected: str) -> None:

@@ -173,7 +173,7 @@ async def _store_flags(
                 # server runs the check after the STORE, both being about the same
                 # mod-sequences); a refused check is no proof.
                 result, check = await run.conn.execute_pipelined(
-                    command, messages.uid_changed_since("1:*", since), check=False
+                    command, messages.uid_changed_since(messages.EVERY_UID, since), check=False
                 )
                 _refused(result)
                 _take_checked(run, folder_id, result, check, since, owners)

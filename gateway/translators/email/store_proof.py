@@ -9,13 +9,15 @@ only makes them grow (Dovecot gives all the messages of one STORE one mod-sequen
 one each, counted per user across folders), never makes them consecutive.
 
 So the folder's last STORE goes out with a check pipelined behind it, on the same selection
-(folder_work): ``UID FETCH 1:* (UID) (CHANGEDSINCE M VANISHED)``, ``M`` the folder mark's
-mod-sequence (the index holds every change of the folder up to ``M``: the QRESYNC baseline
-of its last visit). RFC 3501 5.5 makes the server run it after the STORE (both are about
-the same messages' mod-sequences), and it reports every message whose mod-sequence is above
-``M`` with that mod-sequence (RFC 7162 3.1.4.1), new ones included, and every UID expunged
-since ``M`` (VANISHED (EARLIER): with QRESYNC an expunge gets a mod-sequence, RFC 7162 3.2
-and 3.2.6).
+(folder_work): ``UID FETCH 1:4294967295 (UID) (CHANGEDSINCE M VANISHED)``, ``M`` the folder
+mark's mod-sequence (the index holds every change of the folder up to ``M``: the QRESYNC
+baseline of its last visit). RFC 3501 5.5 makes the server run it after the STORE (both are
+about the same messages' mod-sequences), and it reports every message whose mod-sequence is
+above ``M`` with that mod-sequence (RFC 7162 3.1.4.1), new ones included, and every UID
+expunged since ``M`` (VANISHED (EARLIER): with QRESYNC an expunge gets a mod-sequence, RFC
+7162 3.2 and 3.2.6). The range names every UID there can be, not ``1:*``: Cyrus ends ``*``
+at the highest UID that exists now, and the expunge of the folder's last message would go
+unheard.
 
 The proof holds (:func:`proven`) when the check reports nothing but answered messages, each
 with exactly the mod-sequence its answer carried, reports every message answered with one

@@ -36,11 +36,18 @@ from gateway.jmap.standard import (
 )
 from gateway.translators.push_subscription import values
 from gateway.translators.push_subscription.properties import utc_date
-from gateway.webpush.destinations import DestinationPolicy, RefusedDestination, resolve
+from gateway.webpush.destinations import (
+    DestinationPolicy,
+    LookupBusy,
+    RefusedDestination,
+    resolve,
+)
 
 # What an update may change; the immutable ones only to the value they have (RFC 8620 5.3).
 _MUTABLE = frozenset({"verificationCode", "expires", "types"})
 _IMMUTABLE = frozenset({"id", "deviceClientId", "url", "keys"})
+# RequestEnv.memo's key for the push URL lookups the request may still make.
+_LOOKUPS = "push-url-lookups"
 
 
 async def push_subscription_set(
@@ -83,8 +90,6 @@ class _Run:
         self.store = PushSubscriptions.of(env.services.store)
         self.policy = DestinationPolicy.from_settings(self.settings)
         self.records: dict[str, Subscription] = {}
-        # URL lookups this call may still make: no more than the account may hold.
-        self.lookups = self.settings.push_subscriptions_per_account
 
     async def load(self) -> None:
         self.records = await self.store.get_all(self.account_id)
@@ -123,11 +128,19 @@ class _Run:
         bound = self.settings.push_subscriptions_per_account
         if len(self.records) >= bound:
             raise _over_quota(bound)
-        if self.lookups <= 0:
-            raise SetError("overQuota", f"at most {bound} push URLs are checked in one call")
-        self.lookups -= 1
+        # URL lookups one REQUEST may make, whatever its calls: no more than the account may
+        # hold (a request holds up to maxCallsInRequest calls; resolver.py bounds lookups in
+        # flight per account and per process).
+        memo = self.ctx.env.memo
+        left = memo.get(_LOOKUPS, bound)
+        if left <= 0:
+            raise SetError("overQuota", f"at most {bound} push URLs are checked in one request")
+        memo[_LOOKUPS] = left - 1
         try:
-            await resolve(url, self.policy)
+            await resolve(url, self.policy, self.account_id)
+        except LookupBusy as busy:
+            # RFC 8620 5.3: rateLimit "may work if tried again later".
+            raise SetError("rateLimit", busy.reason) from None
         except RefusedDestination as refused:
             raise SetError.invalid_properties(["url"], refused.reason) from None
         record = Subscription(
