@@ -6,8 +6,10 @@ was written is read back with a plain client, never through the code under test.
 
 from __future__ import annotations
 
+import random
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -21,7 +23,7 @@ from gateway.cache.index_format import ensure_current
 from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import LeaseLost, lease
 from gateway.cache.store import Store
-from gateway.cache.thread_table import encode_thread, ref_hash
+from gateway.cache.thread_table import decode_thread, encode_thread, ref_hash
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.threads import ref_key
 from tests.rediscluster import RedisClusterSet
@@ -358,6 +360,46 @@ async def test_a_long_threads_flag_change_or_append_writes_only_what_changed(
         assert int(await client.hget(emails.keys.meta, "threads-count") or 0) == len(after)
     finally:
         await store.close()
+
+
+def test_a_kept_cut_decodes_to_the_members_and_changes_only_from_the_first_edit() -> None:
+    """encode_thread with the stored parts, over random edits (inserts anywhere, removals,
+    appends, head changes, ids of both forms): what it gives decodes to the new members, every
+    part fits in 64 octets, and the parts before the one holding the first changed member
+    are the stored ones."""
+    rng = random.Random(16)
+    members: list[list[Any]] = []
+    stored: list[bytes] = []
+    for step in range(400):
+        old = [list(m) for m in members]
+        edit = rng.choice(["append", "insert", "remove", "unread", "mailbox"])
+        if edit == "append" or not members:
+            members.append([1_700_000_000 + 10 * step, own_id(step)])
+        elif edit == "insert":
+            at = rng.randrange(len(members))
+            members.insert(at, [members[at][0], f"M{step:0{rng.randrange(1, 40)}d}"])
+        elif edit == "remove":
+            del members[rng.randrange(len(members))]
+        unread = rng.randrange(200) if edit == "unread" else 3
+        mailboxes = {n: 1 for n in range(1 + (step % 5 if edit == "mailbox" else 0))}
+        parts = encode_thread(unread, mailboxes, members, stored)
+        assert decode_thread(parts) == (unread, [x for n in mailboxes for x in (n, 1)], members)
+        assert all(len(p) <= 64 for p in parts), step
+        same = next(
+            (i for i, (a, b) in enumerate(zip(old, members, strict=False)) if a != b), len(old)
+        )
+        if stored:
+            # The stored part holding the first changed member (an append: the last part).
+            sizes = [len(decode_thread(stored[:1])[2])]
+            sizes += [len(decode_thread([b"\0\x93\0\x90\x90", c])[2]) for c in stored[1:]]
+            part, seen = 0, sizes[0]
+            while part < len(sizes) - 1 and seen <= min(same, len(old) - 1):
+                part += 1
+                seen += sizes[part]
+            head_kept = len(decode_thread(parts[:1])[2]) == sizes[0]
+            if head_kept and part > 0:
+                assert parts[1:part] == stored[1:part], step
+        stored = parts
 
 
 async def _calls(client: Redis, *names: str) -> int:
