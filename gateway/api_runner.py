@@ -16,10 +16,11 @@ from collections.abc import Awaitable, Callable
 
 from gateway.auth import Principal
 from gateway.cache.changes import CannotCalculateChanges
+from gateway.cache.format_fence import NewerIndexFormat, OlderIndexFormat
 from gateway.cache.limits import TooManyConcurrent
 from gateway.cache.locks import LockTimeout
 from gateway.cache.store import STORE_UNAVAILABLE
-from gateway.env import RequestEnv
+from gateway.env import INDEXING_RETRY_SECONDS, RETRY_HINT, RequestEnv
 from gateway.imap.errors import CommandFailed, ImapError
 from gateway.jmap.dispatch import process_request
 from gateway.jmap.errors import MethodError
@@ -103,13 +104,23 @@ async def _run(
         account_access(svc.accounts(principal)),
         RequestEnv(svc, principal),
         svc.session_state(principal),
-        map_error=map_error,
+        map_error=functools.partial(map_error, svc),
         on_call=svc.metrics.call,
     )
 
 
-def map_error(exc: Exception) -> MethodError | None:
+def map_error(svc: Services, exc: Exception) -> MethodError | None:
     """What lower-layer failures mean to a JMAP client (RFC 8620 3.6.2)."""
+    if isinstance(exc, (NewerIndexFormat, OlderIndexFormat)):
+        # A read met an index of another release's layout inside the freshness window (a
+        # rolling upgrade): never an answer from it. An older one is caught up (reset) by the
+        # retry; a replica of the newer release answers a newer one's.
+        if isinstance(exc, OlderIndexFormat):
+            svc.catch_up.distrust(exc.account_id)
+        hint = RETRY_HINT.get()
+        if hint is not None:
+            hint.seconds = INDEXING_RETRY_SECONDS
+        return MethodError("serverUnavailable", f"{exc} Try again later.")
     if isinstance(exc, CannotCalculateChanges):
         return MethodError("cannotCalculateChanges", str(exc))
     if isinstance(exc, CommandFailed):

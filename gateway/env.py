@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.auth import Principal
 from gateway.cache.account import AccountIndex
-from gateway.cache.index_format import NewerIndexFormat
+from gateway.cache.format_fence import NewerIndexFormat
 from gateway.imap.connection import ImapConnection
 from gateway.imap.lazy import LazyConnection
 from gateway.jmap.errors import MethodError

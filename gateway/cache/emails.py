@@ -26,6 +26,7 @@ from redis.typing import EncodableT
 from gateway.cache.changes import AccountState, format_state
 from gateway.cache.chunked_set import Slice, Unsettled, read_window, sort_members
 from gateway.cache.codec import octets, pack, text, unpack
+from gateway.cache.format_fence import OlderIndexFormat, check_format
 from gateway.cache.index_script import REF_HASHING
 from gateway.cache.keys import INDEX_FORMAT_FIELD, AccountKeys
 from gateway.cache.locks import IndexWork, Lease, index_lease
@@ -216,6 +217,8 @@ class ThreadStats:
     # The member chunks it is stored with (gateway.cache.thread_table), so a rewrite drops
     # those it no longer needs without looking for them.
     chunks: int = 0
+    # Its head and chunks as read, so a rewrite sends only the parts that change.
+    stored: list[bytes] = field(default_factory=list)
 
     def email_ids(self) -> list[str]:
         return [email_id for _, email_id in self.members]
@@ -417,6 +420,17 @@ class EmailStore:
             await self._damaged()
             raise UnknownNumber(self.keys.mailbox_numbers) from error
 
+    async def _fence(self, stored: Any) -> None:
+        """Refuse to answer from an index of another release's layout (its format field
+        ``stored``, read with the data): a newer one is NewerIndexFormat; an older one is
+        OlderIndexFormat after dropping the caught-up mark, so the retry's catch-up resets it
+        (the mark would otherwise let reads trust it for up to the sync interval)."""
+        try:
+            check_format(self.account_id, stored)
+        except OlderIndexFormat:
+            await self.client.delete(self.keys.caught_up)
+            raise
+
     async def _damaged(self) -> None:
         """Mark the index for a format reset (index_format.ensure_current, at the next
         catch-up): it no longer says which format it is in."""
@@ -553,15 +567,19 @@ class EmailStore:
         return {text(k): octets(v) for part in found for k, v in part.items()}
 
     async def _table_pages(
-        self, name: str, bucket_key: Callable[[int], str], *, values: bool
+        self, name: str, bucket_key: Callable[[int], str], *, values: bool, fenced: bool = False
     ) -> list[Any]:
         """Every bucket's fields (or fields and values) of a linear-hashed table (records,
         threads), BUCKET_PAGE buckets per
         round trip, each page read with the table's shape: a split meanwhile only moves
         entries into a new bucket past the ones known, which the next pages then read (an
-        entry may be read twice; callers keep one)."""
+        entry may be read twice; callers keep one). ``fenced``: a table whose layout changed
+        with the index format (see :meth:`_fence`)."""
         shape = shape_fields(name)
-        wanted = bucket_count(await self.client.hmget(self.keys.meta, shape))
+        first = await self.client.hmget(self.keys.meta, [*shape, INDEX_FORMAT_FIELD])
+        if fenced:
+            await self._fence(first[-1])
+        wanted = bucket_count(first[:-1])
         read = 0
         parts: list[Any] = []
         while read < wanted:
@@ -631,10 +649,12 @@ class EmailStore:
     # -- threads -----------------------------------------------------------------------------
 
     async def thread_count(self) -> int:
-        return int(await self.client.hget(self.keys.meta, HEADS_FIELD) or 0)
+        heads, stored = await self.client.hmget(self.keys.meta, [HEADS_FIELD, INDEX_FORMAT_FIELD])
+        await self._fence(stored)
+        return int(heads or 0)
 
     async def thread_ids(self) -> list[str]:
-        found = await self._table_pages(THREADS, self.keys.thread_bucket, values=False)
+        found = await self._table_pages(THREADS, self.keys.thread_bucket, values=False, fenced=True)
         return list(dict.fromkeys(text(k) for part in found for k in part if is_head(k)))
 
     async def thread_snapshot(self, ids: Iterable[str]) -> tuple[dict[str, list[str]], str]:
@@ -678,6 +698,7 @@ class EmailStore:
                 {names[flat[i]]: flat[i + 1] for i in range(0, len(flat), 2)},
                 unread,
                 len(parts[t]) - 1,
+                parts[t],
             )
             for t, (unread, flat, members) in decoded.items()
         }
@@ -689,13 +710,15 @@ class EmailStore:
     ) -> tuple[dict[str, list[bytes]], dict[str, bytes], Any, Any, Any]:
         """Each existing thread's head and chunks and each of ``link_ids``'s first links
         field, with the Thread modseq, the epoch and the mailbox numbers' generation read at
-        the same instant (one script)."""
+        the same instant (one script), from an index of this release's format only."""
         wanted = list(dict.fromkeys(ids))
         linked = list(dict.fromkeys(link_ids))
-        found, links, modseq, epoch, generation = await self.client.register_script(READ_THREADS)(
+        read = READ_THREADS
+        found, links, modseq, epoch, generation, stored = await self.client.register_script(read)(
             keys=[self.keys.state, self.keys.meta, self.keys.mailbox_numbers],
             args=[THREAD, self.keys.thread_bucket(""), len(linked), *linked, *wanted],
         )
+        await self._fence(stored)
         parts = {
             t: [octets(v) for v in p] for t, p in zip(wanted, found, strict=True) if p is not None
         }

@@ -64,6 +64,11 @@ class FreshMarks:
         await freshness.mark_fresh(seconds)
         self._remember(freshness.account_id, now + seconds)
 
+    def forget(self, account_id: str) -> None:
+        """The account's index turned out not to be this release's (gateway.cache.
+        format_fence.OlderIndexFormat, whose reader dropped the mark in Redis): ask again."""
+        self._until.pop(account_id, None)
+
     def _remember(self, account_id: str, until: float) -> None:
         if len(self._until) >= MARKS_KEPT:
             now = time.monotonic()

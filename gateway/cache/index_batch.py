@@ -244,17 +244,21 @@ class IndexBatch:
             self._pipe.rput(self._keys.mailbox_numbers, numbering.generation, values)
         if self._threads:
             by_id = numbering.by_id
-            fields = {
-                t: (
-                    stats.chunks,
-                    encode_thread(
-                        stats.unread,
-                        {by_id[m]: n for m, n in stats.mailboxes.items()},
-                        stats.members,
-                    ),
+            fields: dict[str, tuple[int, int, bytes, list[bytes]]] = {}
+            for t, stats in self._threads.items():
+                parts = encode_thread(
+                    stats.unread,
+                    {by_id[m]: n for m, n in stats.mailboxes.items()},
+                    stats.members,
+                    stats.stored,
                 )
-                for t, stats in self._threads.items()
-            }
+                stored = stats.stored
+                start = next(
+                    (k for k in range(1, len(parts)) if k >= len(stored) or stored[k] != parts[k]),
+                    len(parts),
+                )
+                head = b"" if stored and stored[0] == parts[0] else parts[0]
+                fields[t] = (stats.chunks, start, head, parts[start:])
             self._pipe.tput(self._keys.mailbox_numbers, numbering.generation, fields)
 
     async def _commit(self, client: Redis | RedisCluster, held: Lease | None) -> None:

@@ -21,6 +21,7 @@ from gateway.cache.changes import EPOCH_CHARS, floor_field
 from gateway.cache.chunked_set import chunked_keys
 from gateway.cache.codec import text
 from gateway.cache.emails import EMAIL, INDEXED_FIELD, THREAD, EmailStore
+from gateway.cache.format_fence import NewerIndexFormat, newer
 from gateway.cache.keys import INDEX_FORMAT, INDEX_FORMAT_FIELD, AccountKeys
 from gateway.cache.locks import LeaseLost
 from gateway.cache.query_index import query_part_keys, query_set_names
@@ -87,26 +88,10 @@ return removed
 """
 
 
-class NewerIndexFormat(Exception):
-    """The account's index was written by a newer release than this one: during a rolling
-    upgrade an old replica must neither reset it (the two releases would reset each other's
-    index, each reset a whole re-index) nor write into a layout it does not know."""
-
-    def __init__(self, stored: str) -> None:
-        super().__init__(
-            f"The account's index is in format {stored}, newer than this release's "
-            f"{INDEX_FORMAT}: this server is being upgraded."
-        )
-
-
-def _newer(stored: str | None) -> bool:
-    return stored is not None and stored.isdigit() and int(stored) > INDEX_FORMAT
-
-
 async def refuse_newer(store: EmailStore) -> None:
     """:class:`NewerIndexFormat` if a newer release wrote the account's index (one HGET)."""
     stored = await store.meta(FORMAT_FIELD)
-    if _newer(stored):
+    if newer(stored):
         raise NewerIndexFormat(str(stored))
 
 
@@ -118,7 +103,7 @@ async def ensure_current(store: EmailStore) -> bool:
     stored = await store.meta(FORMAT_FIELD)
     if stored == str(INDEX_FORMAT):
         return False
-    if _newer(stored):
+    if newer(stored):
         raise NewerIndexFormat(str(stored))
     async with store.lease() as held:
         names = await email_part_keys(store)

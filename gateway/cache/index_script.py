@@ -227,27 +227,8 @@ while i <= #ARGV do
     local level, split, count = bucket_shape(meta, THREADS)
     for j = first + 2, last, 4 do
       local thread = ARGV[j]
-      local bucket = thread_bucket(prefix, thread, level, split)
-      local old, had = links_read(bucket, thread)
-      local records, digest, refs = ARGV[j + 1], ARGV[j + 2], ''
-      if old then
-        local colon = string.find(old, ':', 1, true)
-        if records == '' then
-          records = string.sub(old, 1, colon - 1)
-        end
-        if digest == '' then
-          digest = string.sub(old, colon + 1, colon + 8)
-        end
-        refs = string.sub(old, colon + 9)
-      end
-      if records == '' then
-        records = '0'
-      end
-      if digest == '' then
-        digest = NO_SUBJECT
-      end
-      count = count + links_write(bucket, thread, records .. ':' .. digest,
-        refs .. ARGV[j + 3], had)
+      count = count + links_append(thread_bucket(prefix, thread, level, split), thread,
+        ARGV[j + 1], ARGV[j + 2], ARGV[j + 3])
     end
     bucket_grow(meta, THREADS, prefix, THREAD_LOAD, thread_hash, level, split, count)
   elseif op == 'refs_put' then
@@ -319,39 +300,45 @@ while i <= #ARGV do
       if had > 0 then
         count = count - redis.call('HDEL', bucket, 'r.' .. thread)
         for k = 2, had do
-          count = count - redis.call('HDEL', bucket, 'r' .. k .. '.' .. thread)
+          count = count - redis.call('HDEL', bucket, links_field(k, thread))
         end
       end
     end
     redis.call('HSET', meta, 'refs-count', rcount, THREADS .. '-count', count)
   elseif op == 'tput' then
-    -- Threads' heads and member chunks (gateway.cache.thread_table): per thread its id, n,
-    -- the chunks it had, then n values; the chunks go with one HSET per bucket, and those
-    -- past the new ones are deleted. Then splits.
+    -- Threads' heads and member chunks (gateway.cache.thread_table): per thread its id,
+    -- '<n>:<had>:<from>' (its parts now, head included; the chunks it had; the first chunk
+    -- that changed), its head ('': unchanged), then its chunks from..n-1: only what changed
+    -- is sent and written. The chunks go with one HSET per bucket, and those past the new
+    -- ones are deleted. Then splits.
     local meta, prefix = KEYS[tonumber(ARGV[first])], ARGV[first + 3]
     local level, split, count = bucket_shape(meta, THREADS)
     local heads = tonumber(redis.call('HGET', meta, HEADS) or '0')
     local order, chunks = {}, {}
     local j = first + 4
     while j <= last do
-      local thread, n, had = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+      local thread = ARGV[j]
+      local n, had, from = string.match(ARGV[j + 1], '^(%d+):(%d+):(%d+)$')
+      n, had, from = tonumber(n), tonumber(had), tonumber(from)
       local bucket = thread_bucket(prefix, thread, level, split)
-      local new = redis.call('HSET', bucket, thread, ARGV[j + 3])
-      heads, count = heads + new, count + new
-      if n > 1 then
+      if ARGV[j + 2] ~= '' then
+        local new = redis.call('HSET', bucket, thread, ARGV[j + 2])
+        heads, count = heads + new, count + new
+      end
+      if from < n then
         local flat = chunks[bucket]
         if not flat then
           flat = {}
           chunks[bucket] = flat
           order[#order + 1] = bucket
         end
-        for k = 1, n - 1 do
+        for k = from, n - 1 do
           flat[#flat + 1] = k .. '.' .. thread
-          flat[#flat + 1] = ARGV[j + 3 + k]
+          flat[#flat + 1] = ARGV[j + 3 + k - from]
         end
       end
       count = count - thread_chunks_drop(bucket, thread, n, had)
-      j = j + 3 + n
+      j = j + 3 + n - from
     end
     for _, bucket in ipairs(order) do
       count = count + bucket_hset(bucket, chunks[bucket])
@@ -534,11 +521,15 @@ class OpRecorder:
             self._op("unlink", self._account.meta, args, len(args))
 
     def tput(
-        self, numbers_key: str, generation: str, threads: Mapping[str, tuple[int, list[bytes]]]
+        self,
+        numbers_key: str,
+        generation: str,
+        threads: Mapping[str, tuple[int, int, bytes, list[bytes]]],
     ) -> None:
-        """Threads' heads and member chunks into their buckets (with the number of chunks
-        each had: those past its new ones are deleted), written only while the mailbox
-        numbers they were encoded with are of ``generation``."""
+        """Threads' heads and member chunks into their buckets: per thread the chunks it
+        had, the first chunk that changed, its head (b"": unchanged) and the chunks from that
+        one on (the last of them its last chunk); chunks past them are deleted. Written only
+        while the mailbox numbers they were encoded with are of ``generation``."""
         head: list[EncodableT] = [
             self._key(numbers_key),
             generation,
@@ -548,11 +539,11 @@ class OpRecorder:
         group: list[EncodableT] = []
         # A thread's fields stay in one op (the script unpacks none of them, so a thread of
         # thousands of members is no limit); ops are cut between threads.
-        for thread_id, (had, fields) in threads.items():
-            if group and len(group) + len(fields) + 3 > OP_ARGS - len(head) - 1:
+        for thread_id, (had, start, value, chunks) in threads.items():
+            if group and len(group) + len(chunks) + 3 > OP_ARGS - len(head) - 1:
                 self.ops += ["tput", str(len(head) + len(group) + 1), index, *head, *group]
                 group = []
-            group += [thread_id, len(fields), had, *fields]
+            group += [thread_id, f"{start + len(chunks)}:{had}:{start}", value, *chunks]
         if group:
             self.ops += ["tput", str(len(head) + len(group) + 1), index, *head, *group]
 

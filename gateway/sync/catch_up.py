@@ -112,6 +112,11 @@ class CatchUp:
             raise IndexingInProgress(await index.emails.count(), await _expected(index))
         return done
 
+    def distrust(self, account_id: str) -> None:
+        """The next run for the account catches up whatever its mark said (a read met an
+        index of an older format: gateway.cache.format_fence)."""
+        self._marks.forget(account_id)
+
     async def stop(self) -> None:
         """Stop every run, first indexings included (shutdown). Folder marks are written
         at a run's end, so the next catch-up after an interrupted first indexing reads its

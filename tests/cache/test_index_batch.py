@@ -6,10 +6,13 @@ was written is read back with a plain client, never through the code under test.
 
 from __future__ import annotations
 
+import random
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from gateway.cache.changes import CannotCalculateChanges, floor_field
@@ -17,12 +20,14 @@ from gateway.cache.chunked_set import directory
 from gateway.cache.emails import EMAIL, THREAD, EmailStore, ThreadStats
 from gateway.cache.index_batch import index_batch
 from gateway.cache.index_format import ensure_current
+from gateway.cache.keys import AccountKeys
 from gateway.cache.locks import LeaseLost, lease
 from gateway.cache.store import Store
-from gateway.cache.thread_table import ref_hash
+from gateway.cache.thread_table import decode_thread, encode_thread, ref_hash
 from gateway.sync.index_writer import IndexWriter, NewCopy
 from gateway.sync.threads import ref_key
 from tests.rediscluster import RedisClusterSet
+from tests.servers import RedisServer
 
 # The commands each test's client sent, by name (gateway.cache.timed's observer).
 seen: list[str] = []
@@ -275,6 +280,185 @@ async def test_threads_grow_by_bucket_splits_and_read_back_whole(store: Store) -
     assert not [
         f for b in buckets for f in await store.client.hkeys(b) if f.endswith((b".long", b".t1"))
     ]
+
+
+def own_id(k: int) -> str:
+    """An email id of the gateway's own form (a letter and 20 base32 digits)."""
+    return "e" + "".join("abcdefghij"[int(c)] for c in f"{k:020d}")
+
+
+async def _table(client: Redis, keys: AccountKeys) -> dict[bytes, bytes]:
+    level, split = (
+        int(v) for v in await client.hmget(keys.meta, ["threads-level", "threads-split"])
+    )
+    table: dict[bytes, bytes] = {}
+    for n in range((1 << level) + split):
+        table.update(await client.hgetall(keys.thread_bucket(n)))
+    return table
+
+
+async def _octets_in(client: Redis) -> int:
+    return int((await client.info("stats"))["total_net_input_bytes"])
+
+
+async def test_a_long_threads_flag_change_or_append_writes_only_what_changed(
+    private_redis: RedisServer,
+) -> None:
+    """Review 16c M1: a rewrite sends the head and the chunks from the first changed member
+    on, not the whole thread (counted as octets Redis received, on a Redis of its own)."""
+    store = Store.from_url(private_redis.url)
+    client = store.client
+    try:
+        emails = emails_of(store)
+        members = [[1_700_000_000 + k, own_id(k)] for k in range(2000)]
+        async with index_batch(emails) as batch:
+            batch.put_threads({"t": ThreadStats(list(members), {"m1": 2000}, 0)})
+        before = await _table(client, emails.keys)
+        assert len(before) > 600  # the head and its ~666 chunks
+
+        # A flag change: unread 0 -> 1 moves the head alone.
+        stats = (await emails.threads(["t"]))["t"]
+        stats.unread = 1
+        sent = await _octets_in(client)
+        async with index_batch(emails) as batch:
+            batch.put_threads({"t": stats})
+        sent = await _octets_in(client) - sent
+        after = await _table(client, emails.keys)
+        assert {f for f in after if after[f] != before.get(f)} == {b"t"}
+        assert sent < 1000  # the whole thread is over 40,000 octets
+
+        # An append (the newest member): the head and the last chunk (or a new one).
+        stats = (await emails.threads(["t"]))["t"]
+        stats.members.append([1_700_002_000, own_id(2000)])
+        stats.mailboxes["m1"] += 1
+        sent = await _octets_in(client)
+        async with index_batch(emails) as batch:
+            batch.put_threads({"t": stats})
+        sent = await _octets_in(client) - sent
+        before, after = after, await _table(client, emails.keys)
+        assert 1 <= len({f for f in after if after[f] != before.get(f)} - {b"t"}) <= 1
+        assert sent < 1000
+        members.append([1_700_002_000, own_id(2000)])
+        got = (await emails.threads(["t"]))["t"]
+        assert (got.members, got.mailboxes, got.unread) == (members, {"m1": 2001}, 1)
+        # The kept cut is the one a whole rewrite makes.
+        number = (await emails.numbers.assign(["m1"])).by_id["m1"]
+        assert got.stored == encode_thread(1, {number: 2001}, members)
+
+        # A member in the middle goes: the chunks before it stay as they were.
+        stats = got
+        stats.members = [m for m in stats.members if m[1] != own_id(1000)]
+        stats.mailboxes["m1"] -= 1
+        async with index_batch(emails) as batch:
+            batch.put_threads({"t": stats})
+        before, after = after, await _table(client, emails.keys)
+        changed = {f for f in after if after[f] != before.get(f)} | (before.keys() - after.keys())
+        assert b"t" in changed and not changed & {f"{k}.t".encode() for k in range(1, 330)}
+        del members[1000]
+        got = (await emails.threads(["t"]))["t"]
+        assert got.members == members
+        assert int(await client.hget(emails.keys.meta, "threads-count") or 0) == len(after)
+    finally:
+        await store.close()
+
+
+def test_a_kept_cut_decodes_to_the_members_and_changes_only_from_the_first_edit() -> None:
+    """encode_thread with the stored parts, over random edits (inserts anywhere, removals,
+    appends, head changes, ids of both forms): what it gives decodes to the new members, every
+    part fits in 64 octets, and the parts before the one holding the first changed member
+    are the stored ones."""
+    rng = random.Random(16)
+    members: list[list[Any]] = []
+    stored: list[bytes] = []
+    for step in range(400):
+        old = [list(m) for m in members]
+        edit = rng.choice(["append", "insert", "remove", "unread", "mailbox"])
+        if edit == "append" or not members:
+            members.append([1_700_000_000 + 10 * step, own_id(step)])
+        elif edit == "insert":
+            at = rng.randrange(len(members))
+            members.insert(at, [members[at][0], f"M{step:0{rng.randrange(1, 40)}d}"])
+        elif edit == "remove":
+            del members[rng.randrange(len(members))]
+        unread = rng.randrange(200) if edit == "unread" else 3
+        mailboxes = {n: 1 for n in range(1 + (step % 5 if edit == "mailbox" else 0))}
+        parts = encode_thread(unread, mailboxes, members, stored)
+        assert decode_thread(parts) == (unread, [x for n in mailboxes for x in (n, 1)], members)
+        assert all(len(p) <= 64 for p in parts), step
+        same = next(
+            (i for i, (a, b) in enumerate(zip(old, members, strict=False)) if a != b), len(old)
+        )
+        if stored:
+            # The stored part holding the first changed member (an append: the last part).
+            sizes = [len(decode_thread(stored[:1])[2])]
+            sizes += [len(decode_thread([b"\0\x93\0\x90\x90", c])[2]) for c in stored[1:]]
+            part, seen = 0, sizes[0]
+            while part < len(sizes) - 1 and seen <= min(same, len(old) - 1):
+                part += 1
+                seen += sizes[part]
+            head_kept = len(decode_thread(parts[:1])[2]) == sizes[0]
+            if head_kept and part > 0:
+                assert parts[1:part] == stored[1:part], step
+        stored = parts
+
+
+async def _calls(client: Redis, *names: str) -> int:
+    stats = await client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in names)
+
+
+async def test_linking_a_long_threads_next_email_writes_only_its_last_links_field(
+    private_redis: RedisServer,
+) -> None:
+    """Review 16c M2: a thread's links are append-only (the record count in ``r.T``, new ref
+    hashes in the last field), so linking the 1,000th email writes O(1) fields; the hashes
+    are deduplicated; its last email's removal still clears every entry naming it."""
+    store = Store.from_url(private_redis.url)
+    client = store.client
+    try:
+        emails = emails_of(store)
+        keys = emails.keys
+        refs = {ref_key(f"<{n}@example.org>"): "t" for n in range(1998)}
+        items = list(refs.items())
+        for start in range(0, len(items), 200):
+            part = dict(items[start : start + 200])
+            async with index_batch(emails) as batch:
+                batch.map_thread_refs(part, {"t": "subject"} if not start else {})
+                batch.link_threads({"t": (start + 200) // 2 - 1}, part, ())
+        before = await _table(client, keys)
+        assert len([f for f in before if f.startswith(b"r")]) > 100  # 1,998 hashes
+        # The 1,000th email, with two new Message-IDs and one named twice.
+        new = {ref_key("<a@example.org>"): "t", ref_key("<b@example.org>"): "t"}
+        await client.config_resetstat()
+        async with index_batch(emails) as batch:
+            batch.map_thread_refs(new, {})
+            batch.link_threads({"t": 1000}, {**new, ref_key("<a@example.org>"): "t"}, ())
+            batch._pipe.link([("t", "", b"", ref_hash(ref_key("<a@example.org>")))])
+        # Per link op r.T and the last field, and the table's shape in the meta; the two
+        # refs and the refs table's shape (a whole rewrite: over 120 for these 2,000 hashes).
+        assert await _calls(client, "hset") <= 8
+        assert await _calls(client, "hget", "hexists", "hmget") <= 40
+        after = await _table(client, keys)
+        changed = {f for f in after if after[f] != before.get(f)}
+        assert b"r.t" in changed and len(changed) <= 2
+        joined = b"".join(
+            after[f] for f in [b"r.t"] + [f"r{k}.t".encode() for k in range(2, 200)] if f in after
+        )
+        hashes = joined[joined.index(b":") + 9 :]
+        assert (
+            len(hashes) == 4 * 2000
+            and len(set(hashes[i : i + 4] for i in range(0, 8000, 4))) == 2000
+        )
+        assert (await emails.threads_and_links([], ["t"]))[1] == {"t": 1000}
+        assert max(len(v) for f, v in after.items() if f.startswith(b"r")) <= 64
+        # The thread's last email goes: every thread-refs entry naming it goes too.
+        async with index_batch(emails) as batch:
+            batch.link_threads({"t": 0}, {}, {"t"})
+        assert await emails.thread_refs([*refs, *new]) == {}
+        assert int(await client.hget(keys.meta, "refs-count") or 0) == 0
+        assert not [f for f in await _table(client, keys) if f.startswith(b"r")]
+    finally:
+        await store.close()
 
 
 async def test_a_reset_removes_the_thread_table(store: Store) -> None:
