@@ -9,7 +9,7 @@ import pytest
 
 from gateway.config import Settings
 from gateway.env import RequestEnv
-from gateway.jmap.capabilities import CORE, MAIL, SUBMISSION, WEBSOCKET
+from gateway.jmap.capabilities import CORE, GATEWAY_PUSH, MAIL, SUBMISSION, WEBSOCKET
 from gateway.jmap.dispatch import CallContext, Method
 from gateway.jmap.errors import RequestError
 from gateway.jmap.protocol import parse_request
@@ -55,7 +55,9 @@ def test_capability_objects_are_what_the_session_always_showed() -> None:
         b'"urn:ietf:params:jmap:mail":{},'
         # RFC 8887 3, added with JMAP over WebSocket: wss because the public URL is https.
         b'"urn:ietf:params:jmap:websocket":{"url":"wss://jmap.example.com/jmap/ws",'
-        b'"supportsPush":true}}'
+        b'"supportsPush":true},'
+        # The gateway's own, added with push subscriptions: no master login configured.
+        b'"urn:jmap-gateway:push":{"changesByOtherClients":false}}'
     )
     assert orjson.dumps(catalog.account_capabilities) == (
         b'{"urn:ietf:params:jmap:mail":{"maxMailboxesPerEmail":7,"maxMailboxDepth":null,'
@@ -88,7 +90,7 @@ def test_a_new_package_is_one_more_spec() -> None:
     catalog = collect((*SPECS, IDENTITY), SETTINGS)
     method = catalog.registry.get("Identity/get")
     assert method is not None and method.capability == SUBMISSION
-    assert list(catalog.capabilities) == [CORE, MAIL, WEBSOCKET, SUBMISSION]
+    assert list(catalog.capabilities) == [CORE, MAIL, WEBSOCKET, GATEWAY_PUSH, SUBMISSION]
     session = PersonalSession(
         catalog.capabilities, catalog.account_capabilities, SETTINGS.base_url
     ).build("alice", "A1")
