@@ -13,6 +13,7 @@ from gateway.push import eventsource
 from tests.conftest import gateway_settings, running_gateway
 from tests.jmapclient import Jmap
 from tests.push.eventsource_client import PING_MIN, Gateway, states_via_get
+from tests.push.webpush_receiver import WebPushReceiver
 from tests.servers import Dovecot
 
 
@@ -64,3 +65,10 @@ async def sse_other(dovecot: Dovecot, sse_gateway: Gateway) -> Jmap:
 def quick_keepalive(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keepalive comments every 0.2 s (the gateway runs in this process)."""
     monkeypatch.setattr(eventsource, "KEEPALIVE_SECONDS", 0.2)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebPushReceiver]:
+    """A push service of the test's own (tests/push/webpush_receiver.py) on a free port."""
+    async with WebPushReceiver() as r:
+        yield r

@@ -23,12 +23,6 @@ WAIT = 60.0
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[WebPushReceiver]:
-    async with WebPushReceiver() as r:
-        yield r
-
-
-@pytest.fixture
 async def pushing(dovecot: Dovecot, redis_url: str) -> AsyncIterator[Gateway]:
     settings = {"webpush_min_interval_seconds": MIN_INTERVAL}
     async for gateway in serve_pushing(dovecot, redis_url, None, **settings):

@@ -21,12 +21,6 @@ DUE = "jg:push-due"  # contracts A: the server-wide due queue, member "<accountI
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[WebPushReceiver]:
-    async with WebPushReceiver() as r:
-        yield r
-
-
-@pytest.fixture
 async def pushing(dovecot: Dovecot, redis_url: str) -> AsyncIterator[Gateway]:
     async for gateway in serve_pushing(dovecot, redis_url, None):
         yield gateway

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from gateway.push.states import newer
 from tests.gateways import running_gateways
@@ -27,12 +25,6 @@ SETTINGS = {
     # Short, so the three changes go out quickly; coalescing is another test's.
     "webpush_min_interval_seconds": "1",
 }
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebPushReceiver]:
-    async with WebPushReceiver() as r:
-        yield r
 
 
 def email_state(request: Request, account_id: str) -> str | None:

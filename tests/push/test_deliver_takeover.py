@@ -25,12 +25,6 @@ LEASE_SECONDS = 1.0
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[WebPushReceiver]:
-    async with WebPushReceiver() as r:
-        yield r
-
-
-@pytest.fixture
 async def pushing(dovecot: Dovecot, redis_url: str) -> AsyncIterator[Gateway]:
     async for gateway in serve_pushing(dovecot, redis_url, None):
         yield gateway

@@ -23,12 +23,6 @@ WAIT = 30.0
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[WebPushReceiver]:
-    async with WebPushReceiver() as r:
-        yield r
-
-
-@pytest.fixture
 async def pushing(dovecot: Dovecot, redis_url: str) -> AsyncIterator[Gateway]:
     async for gateway in serve_pushing(dovecot, redis_url, None):
         yield gateway

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -66,21 +67,16 @@ async def test_without_vapid_there_is_no_capability_but_the_methods_remain(
         assert await user.call("PushSubscription/get") == {"list": [], "notFound": []}
 
 
-async def test_the_session_says_other_clients_changes_are_not_pushed_without_a_master_login(
-    dovecot: Dovecot, redis_url: str
+@pytest.mark.parametrize("master", [False, True])
+async def test_the_session_says_whether_other_clients_changes_are_pushed(
+    request: pytest.FixtureRequest, redis_url: str, master: bool
 ) -> None:
-    async with push_gateway(push_settings(dovecot, redis_url)) as http:
-        user = await User(http, dovecot).start()
+    """Only with the operator's master login are changes by other IMAP clients pushed to a
+    user with no client connected."""
+    server: Dovecot = request.getfixturevalue("master_dovecot" if master else "dovecot")
+    settings = master_settings(server, redis_url) if master else push_settings(server, redis_url)
+    async with push_gateway(settings) as http:
+        user = await User(http, server).start()
         capabilities = (await session(http, user))["capabilities"]
         assert isinstance(capabilities, dict)
-        assert capabilities[GATEWAY_PUSH] == {"changesByOtherClients": False}
-
-
-async def test_the_session_says_other_clients_changes_are_pushed_with_a_master_login(
-    master_dovecot: Dovecot, redis_url: str
-) -> None:
-    async with push_gateway(master_settings(master_dovecot, redis_url)) as http:
-        user = await User(http, master_dovecot).start()
-        capabilities = (await session(http, user))["capabilities"]
-        assert isinstance(capabilities, dict)
-        assert capabilities[GATEWAY_PUSH] == {"changesByOtherClients": True}
+        assert capabilities[GATEWAY_PUSH] == {"changesByOtherClients": master}
